@@ -1,0 +1,18 @@
+"""Integrations: one module per recipient or protocol, each exporting the same shape.
+
+    NAME: str                          the name a destination's ``integration:`` uses
+    Config: type[BaseModel]            the destination's integration-specific ``settings``
+    DEFAULT_MAPPING: dict[str, str]    used when a destination gives no mapping
+    validate(lead, destination)        → a message (skip, nothing sent) or None
+    request(payload, destination)      → HttpRequest (built only; the core sends)
+    response(request, response)        → Outcome
+
+No module does I/O, so each is tested with recorded responses and no network.
+"""
+
+from types import ModuleType
+
+from integrations import json_post
+
+# An explicit registry: what is deliverable is visible here, no discovery magic.
+REGISTRY: dict[str, ModuleType] = {module.NAME: module for module in (json_post,)}

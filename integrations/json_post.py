@@ -1,0 +1,42 @@
+"""Generic JSON over HTTP: the mapped payload as the body, POST (or PUT/PATCH) to the URL.
+
+Answers are read by the defaults in streams/stages/outcome.py: 2xx success (``id`` and
+``price`` captured), 4xx failure with the recipient's message, 408/429/5xx retryable errors.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome
+from streams.stages.outcome import default_outcome
+
+if TYPE_CHECKING:
+    from streams.config import Destination
+
+NAME = "json_post"
+DEFAULT_MAPPING: dict[str, str] = {}
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def validate(lead: Lead, destination: Destination) -> str | None:
+    return None
+
+
+def request(payload: dict[str, Any], destination: Destination) -> HttpRequest:
+    return HttpRequest.json(
+        destination.method,
+        destination.url,
+        payload,
+        headers=destination.resolved_headers,
+        secret_headers=destination.secret_headers,
+    )
+
+
+def response(req: HttpRequest, res: HttpResponse) -> Outcome:
+    return default_outcome(res)

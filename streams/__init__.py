@@ -1,0 +1,1 @@
+"""Lead Courier: Kafka-native lead delivery."""

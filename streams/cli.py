@@ -1,0 +1,187 @@
+"""``courier``: run a worker, publish leads, read events, try the whole thing with ``demo``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from streams.broker import BrokerError, EmbeddedBroker
+from streams.config import Settings, load_destinations
+from streams.errors import ConfigError
+
+
+def _settings(**overrides: Any) -> Settings:
+    """Environment (``COURIER_*``) first, command-line options over it."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("settings", problems) from None
+
+
+def _fail(message: str) -> None:
+    click.echo(f"courier: {message}", err=True)
+    sys.exit(2)
+
+
+broker_option = click.option(
+    "--broker", help="kafka://HOST:PORT of the cluster (env COURIER_BROKER)."
+)
+
+
+@click.group()
+def main() -> None:
+    """Lead Courier: deliver leads from Kafka to the systems that buy or work them."""
+
+
+@main.command()
+@broker_option
+@click.option("--destinations", type=click.Path(path_type=Path), help="Destinations YAML.")
+@click.option("--app-id", help="Consumer group and app id (env COURIER_APP_ID).")
+@click.option("--in-flight", type=int, help="Leads delivered at once (env COURIER_IN_FLIGHT).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warn", "error", "crit"]))
+def worker(**options: Any) -> None:
+    """Consume leads and deliver them. Without --broker, start the embedded broker."""
+    try:
+        settings = _settings(**options)
+        destinations = load_destinations(settings.destinations)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    import faust
+
+    from streams.app import create_app
+
+    broker: EmbeddedBroker | None = None
+    if settings.broker is None:
+        broker = EmbeddedBroker()
+        try:
+            broker.start()
+        except BrokerError as exc:
+            _fail(str(exc))
+        click.echo(
+            f"courier: no --broker given: started the embedded broker at {broker.url} "
+            "(Tansu, memory only: its topics are gone when this worker stops)",
+            err=True,
+        )
+        settings = settings.model_copy(update={"broker": broker.url})
+    try:
+        app = create_app(settings, destinations)
+        faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+@main.command()
+@click.argument("file", type=click.File("rb"))
+@broker_option
+@click.option("--topic", help="Input topic (env COURIER_LEADS_TOPIC).")
+def publish(file: Any, broker: str | None, topic: str | None) -> None:
+    """Publish leads from a JSON-lines FILE ('-' for stdin), one record per line."""
+    from streams.console import publish_lines
+
+    settings = _settings_with_broker(broker, leads_topic=topic)
+    count = asyncio.run(publish_lines(settings.bootstrap_servers(), settings.leads_topic, file))
+    click.echo(f"published {count} lead(s) to {settings.leads_topic}", err=True)
+
+
+def _read_events(broker: str | None, which: str, follow: bool) -> None:
+    from streams.console import dead_letter, decoded_events, read_records, to_json_line
+
+    settings = _settings_with_broker(broker)
+    topic = {
+        "events": settings.events_topic,
+        "outcomes": settings.outcomes_topic,
+        "dlq": settings.dlq_topic,
+    }[which]
+    bootstrap = settings.bootstrap_servers()
+
+    async def run() -> None:
+        if which == "dlq":
+            async for record in read_records(bootstrap, topic, follow=follow):
+                click.echo(to_json_line(dead_letter(record)))
+            return
+        async for event in decoded_events(
+            bootstrap, topic, follow=follow, registry_url=settings.schema_registry_url
+        ):
+            click.echo(to_json_line(event))
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+
+
+which_option = click.option(
+    "--topic",
+    "which",
+    type=click.Choice(["events", "outcomes", "dlq"]),
+    default="events",
+    show_default=True,
+    help="Per-attempt events, lead-level outcomes, or the dead-letter topic.",
+)
+
+
+@main.command()
+@broker_option
+@which_option
+@click.option("--follow", "-f", is_flag=True, help="Keep reading new events.")
+def events(broker: str | None, which: str, follow: bool) -> None:
+    """Print decoded delivery events as JSON lines, as billing sees them."""
+    _read_events(broker, which, follow)
+
+
+@main.command()
+@broker_option
+@which_option
+def tail(broker: str | None, which: str) -> None:
+    """Like ``events --follow``: print events as they are written, until Ctrl-C."""
+    _read_events(broker, which, True)
+
+
+@main.command()
+@click.option("--destinations", type=click.Path(path_type=Path), help="Destinations YAML.")
+def check(destinations: Path | None) -> None:
+    """Validate a destinations file and report every problem with its path."""
+    try:
+        settings = _settings(destinations=destinations)
+        loaded = load_destinations(settings.destinations)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    for dest in loaded.destinations:
+        state = "" if dest.enabled else " (disabled)"
+        click.echo(f"{dest.id}: {dest.integration} {dest.method} {dest.url}{state}")
+
+
+@main.command()
+@click.option("--leads", "count", default=40, show_default=True, help="How many sample leads.")
+def demo(count: int) -> None:
+    """Start broker, demo recipient and worker; deliver sample leads; print what happened."""
+    from streams.demo import run_demo
+
+    try:
+        sys.exit(asyncio.run(run_demo(count)))
+    except BrokerError as exc:
+        _fail(str(exc))
+
+
+def _settings_with_broker(broker: str | None, **overrides: Any) -> Settings:
+    try:
+        settings = _settings(broker=broker, **overrides)
+        if settings.broker is None:
+            raise ConfigError("settings", ["broker: give --broker or set COURIER_BROKER"])
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+    return settings
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Typed settings and destinations, validated once at start.
+
+Settings come from the command line and ``COURIER_*`` environment variables; destinations
+from a YAML file. Every problem is reported with its path (``destinations[2].url: ...``),
+and after loading, the rest of the code trusts these models.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from integrations import REGISTRY
+from streams.errors import ConfigError
+from streams.secrets import has_reference, is_sensitive_name, resolve_references
+from streams.stages.mapping import CompiledMapping, compile_mapping
+
+
+class Settings(BaseSettings):
+    """Worker settings; every field can be set as ``COURIER_<NAME>`` (12-factor)."""
+
+    model_config = SettingsConfigDict(env_prefix="COURIER_", extra="ignore")
+
+    broker: str | None = Field(
+        default=None, description="kafka://HOST:PORT[,HOST:PORT]; none starts the embedded broker"
+    )
+    destinations: Path = Path("destinations.yaml")
+    app_id: str = "lead-courier"
+    leads_topic: str = "leads.processed"
+    events_topic: str = "leads.delivery.events"
+    outcomes_topic: str = "leads.delivery.outcomes"
+    dlq_topic: str = "leads.delivery.dlq"
+    partitions: int = Field(default=4, ge=1, description="partitions of the topics we create")
+    in_flight: int = Field(default=64, ge=1, le=10_000, description="leads in flight per worker")
+    max_lead_bytes: int = Field(default=1_048_576, ge=1024)
+    schema_registry_url: str | None = None
+    web_port: int | None = Field(default=None, description="health endpoints; off when unset")
+    log_level: Literal["debug", "info", "warn", "error", "crit"] = "warn"
+    data_dir: Path = Path(".courier-data")
+
+    def broker_url(self) -> str:
+        if not self.broker:
+            raise ConfigError("settings", ["broker: not set (the embedded broker was not started)"])
+        return self.broker if "://" in self.broker else f"kafka://{self.broker}"
+
+    def bootstrap_servers(self) -> str:
+        """``kafka://a:1,b:2`` → ``a:1,b:2``: what aiokafka takes."""
+        return self.broker_url().split("://", 1)[1]
+
+
+class Timeouts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    connect: float = Field(default=3.0, gt=0, le=60)
+    read: float = Field(default=10.0, gt=0, le=300)
+    total: float = Field(default=15.0, gt=0, le=600)
+
+
+class Destination(BaseModel):
+    """One recipient: where to send, how to map, which integration speaks its protocol."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    integration: str = "json_post"
+    url: str
+    method: Literal["POST", "PUT", "PATCH", "GET"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    mapping: dict[str, str] = Field(default_factory=dict)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    max_response_bytes: int = Field(default=1_048_576, ge=1024)
+    # Plain http is refused unless the recipient is on loopback or this is set (development).
+    insecure: bool = False
+    enabled: bool = True
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    _resolved_headers: dict[str, str] = PrivateAttr(default_factory=dict)
+    _secret_headers: frozenset[str] = PrivateAttr(default=frozenset())
+    _compiled_mapping: CompiledMapping | None = PrivateAttr(default=None)
+    _integration_settings: BaseModel | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _check_and_compile(self) -> Destination:
+        if self.integration not in REGISTRY:
+            known = ", ".join(sorted(REGISTRY))
+            raise ValueError(f"integration: unknown {self.integration!r} (known: {known})")
+        _check_url(self.url, self.insecure)
+        self._resolve_headers()
+        module = REGISTRY[self.integration]
+        try:
+            self._integration_settings = module.Config.model_validate(self.settings)
+        except ValidationError as exc:
+            raise ValueError(f"settings: {_first_error(exc)}") from None
+        spec = self.mapping or dict(module.DEFAULT_MAPPING)
+        try:
+            self._compiled_mapping = compile_mapping(spec)
+        except ValueError as exc:
+            raise ValueError(f"mapping: {exc}") from None
+        return self
+
+    def _resolve_headers(self) -> None:
+        resolved: dict[str, str] = {}
+        secret: set[str] = set()
+        for name, value in self.headers.items():
+            if is_sensitive_name(name) and not has_reference(value):
+                raise ValueError(
+                    f"headers.{name}: credentials must be a reference like ${{env:NAME}}, "
+                    "never a literal"
+                )
+            if has_reference(value):
+                secret.add(name.lower())
+                try:
+                    value = resolve_references(value)
+                except ValueError as exc:
+                    raise ValueError(f"headers.{name}: {exc}") from None
+            resolved[name] = value
+        self._resolved_headers = resolved
+        self._secret_headers = frozenset(secret)
+
+    # Read-only views for integrations: the models are checked, so these never fail.
+    @property
+    def module(self) -> ModuleType:
+        return REGISTRY[self.integration]
+
+    @property
+    def resolved_headers(self) -> dict[str, str]:
+        return self._resolved_headers
+
+    @property
+    def secret_headers(self) -> frozenset[str]:
+        return self._secret_headers
+
+    @property
+    def compiled_mapping(self) -> CompiledMapping:
+        assert self._compiled_mapping is not None  # set by the validator
+        return self._compiled_mapping
+
+    @property
+    def integration_settings(self) -> BaseModel:
+        assert self._integration_settings is not None
+        return self._integration_settings
+
+
+class DestinationsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    destinations: list[Destination] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> DestinationsFile:
+        seen: set[str] = set()
+        for dest in self.destinations:
+            if dest.id in seen:
+                raise ValueError(f"destination id {dest.id!r} is used twice")
+            seen.add(dest.id)
+        return self
+
+    def active(self) -> list[Destination]:
+        return [d for d in self.destinations if d.enabled]
+
+
+def load_destinations(path: Path) -> DestinationsFile:
+    """Read and validate the destinations file; raise ConfigError listing every problem."""
+    source = str(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot be read ({exc.strerror})"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"is not valid YAML: {exc}"]) from None
+    return parse_destinations(document, source)
+
+
+def parse_destinations(document: Any, source: str = "destinations") -> DestinationsFile:
+    try:
+        return DestinationsFile.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(err) for err in exc.errors()]) from None
+
+
+def _describe(error: Any) -> str:
+    path = ""
+    for part in error["loc"]:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    message = str(error["msg"]).removeprefix("Value error, ")
+    # Our model-level checks start with the field they are about ("url: ..."): join it on.
+    head, sep, rest = message.partition(": ")
+    if sep and head and " " not in head and not head.startswith("$"):
+        return f"{path}.{head}: {rest}" if path else f"{head}: {rest}"
+    return f"{path}: {message}" if path else message
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    return f"{loc}: {err['msg']}" if loc else str(err["msg"])
+
+
+def _check_url(url: str, insecure: bool) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"url: {url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not insecure and not _is_loopback(parts.hostname):
+        raise ValueError(
+            f"url: plain http to {parts.hostname} is refused; use https "
+            "(or set insecure: true for development)"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,135 @@
+"""The command line's side of Kafka: publish JSON-lines leads, read decoded events back."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streams.avro import AvroDecodeError, EventDecoder, SchemaRegistry
+
+
+def lead_key(line: bytes) -> bytes | None:
+    """Key a lead by its id so a lead's events stay in one partition; None if unreadable."""
+    try:
+        document = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    lead_id = document.get("id") if isinstance(document, dict) else None
+    return str(lead_id).encode() if isinstance(lead_id, str | int) and lead_id != "" else None
+
+
+async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes]) -> int:
+    """Publish each non-empty line as-is (malformed ones too: the worker dead-letters them)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, max_request_size=16 * 1024 * 1024
+    )
+    await producer.start()
+    count = 0
+    try:
+        for line in lines:
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            await producer.send(topic, value=line, key=lead_key(line))
+            count += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return count
+
+
+async def read_records(
+    bootstrap: str, topic: str, *, follow: bool, idle_timeout_s: float = 1.0
+) -> AsyncIterator[Any]:
+    """Every record of ``topic`` from the beginning; without ``follow``, stop at today's end."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, topic, wait_forever=follow)
+        if not partitions:
+            return
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions) if not follow else {}
+        remaining = {tp for tp in partitions if ends.get(tp, 1) > 0} if not follow else set()
+        while follow or remaining:
+            batch = await consumer.getmany(timeout_ms=int(idle_timeout_s * 1000))
+            for tp, records in batch.items():
+                for record in records:
+                    yield record
+                if not follow and records and records[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(
+    consumer: AIOKafkaConsumer, topic: str, *, wait_forever: bool
+) -> list[TopicPartition]:
+    """The topic's partitions; when following, wait for a topic the worker has yet to create."""
+    for _ in itertools.count() if wait_forever else range(20):
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        await consumer._client.force_metadata_update()  # a topic created a moment ago
+        await asyncio.sleep(0.1)
+    return []
+
+
+async def decoded_events(
+    bootstrap: str, topic: str, *, follow: bool, registry_url: str | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """Events as JSON-ready dicts; an undecodable record becomes ``{"error": ...}``."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        registry = SchemaRegistry(registry_url, session) if registry_url else None
+        decoder = EventDecoder(registry)
+        async for record in read_records(bootstrap, topic, follow=follow):
+            try:
+                name, event = await decoder.decode(record.value)
+            except AvroDecodeError as exc:
+                yield {"error": str(exc), "partition": record.partition, "offset": record.offset}
+                continue
+            yield {"type": name.rsplit(".", 1)[-1], **event}
+
+
+def dead_letter(record: Any) -> dict[str, Any]:
+    headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
+    value = record.value or b""
+    return {
+        "reason": headers.get("courier.dlq.reason"),
+        "detail": headers.get("courier.dlq.detail"),
+        "source": {
+            "topic": headers.get("courier.dlq.topic"),
+            "partition": headers.get("courier.dlq.partition"),
+            "offset": headers.get("courier.dlq.offset"),
+        },
+        "bytes": len(value),
+        "value": value[:2000].decode(errors="replace"),
+    }
+
+
+def to_json_line(event: dict[str, Any]) -> str:
+    return orjson.dumps(event, default=_json_default).decode()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError

@@ -1,0 +1,223 @@
+"""``courier demo``: the whole path on one machine, started and stopped in one command.
+
+Embedded broker → a real worker process → two demo recipients on 127.0.0.1 (a CRM that
+refuses duplicates, a buyer that pays and is sometimes down) → Avro events read back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from streams.broker import EmbeddedBroker
+from streams.console import decoded_events, publish_lines, read_records
+
+DEMO_TIMEOUT_S = 120.0
+FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken")
+STATES = ("CA", "TX", "NY", "FL", "WA")
+
+
+def sample_leads(count: int) -> list[dict[str, Any]]:
+    """Deterministic leads; every 5th has an e-mail the demo CRM already holds."""
+    leads = []
+    for i in range(1, count + 1):
+        name = FIRST_NAMES[i % len(FIRST_NAMES)]
+        email = f"{name.lower()}.{i}@example.com" if i % 5 else f"dup.{i}@example.com"
+        leads.append(
+            {
+                "id": f"L-{i:04d}",
+                "submission": {"timestamp": "2026-11-22T10:00:00Z"},
+                "source": {"name": "demo-form", "type": "organic"},
+                "lead": {
+                    "first_name": name,
+                    "last_name": "Example",
+                    "email": email,
+                    "phone_1": f"555010{i % 10}{i % 7}",
+                    "state": STATES[i % len(STATES)],
+                },
+            }
+        )
+    return leads
+
+
+class DemoRecipients:
+    """Two recipients on one aiohttp server: ``/crm`` and ``/buyer``."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/crm", self._crm)
+        app.router.add_post("/buyer", self._buyer)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _crm(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        body = await request.json()
+        if str(body.get("email", "")).startswith("dup."):
+            return web.json_response({"message": "Duplicate lead"}, status=409)
+        return web.json_response({"id": f"crm-{next(self._ids)}"}, status=201)
+
+    async def _buyer(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        if request.headers.get("X-Api-Key") != "demo-key":
+            return web.json_response({"error": "bad key"}, status=401)
+        body = await request.json()
+        if body.get("state") == "TX":
+            return web.json_response({"message": "Outside service area"}, status=422)
+        if body.get("ref", "").endswith("7"):
+            return web.json_response({"error": "maintenance"}, status=503)
+        return web.json_response({"lead_id": f"buy-{next(self._ids)}", "price": "12.50"})
+
+
+def destinations_yaml(port: int) -> str:
+    return f"""\
+destinations:
+  - id: demo_crm
+    integration: json_post
+    url: http://127.0.0.1:{port}/crm
+    mapping:
+      firstName: lead.first_name
+      lastName: last_name
+      email: email
+      phone: phone_1
+      source: source.name
+  - id: demo_buyer
+    url: http://127.0.0.1:{port}/buyer
+    headers:
+      X-Api-Key: ${{env:DEMO_BUYER_KEY}}
+    mapping:
+      ref: id
+      contact.email: email
+      state: lead.state
+"""
+
+
+async def run_demo(count: int) -> int:
+    started = time.monotonic()
+    recipients = DemoRecipients()
+    await recipients.start()
+    workdir = tempfile.TemporaryDirectory(prefix="courier-demo-")
+    broker = EmbeddedBroker()
+    broker.start()
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        print(f"embedded broker at {broker.url}; demo recipients at 127.0.0.1:{recipients.port}")
+        dest_file = Path(workdir.name) / "destinations.yaml"
+        dest_file.write_text(destinations_yaml(recipients.port))
+        worker = _start_worker(broker.url, dest_file, Path(workdir.name))
+        leads = sample_leads(count)
+        lines = [orjson.dumps(lead) for lead in leads] + [b"{not json", b'{"lead": {}}']
+        await publish_lines(broker.bootstrap, "leads.processed", lines)
+        print(f"published {count} leads and 2 malformed records; waiting for delivery ...")
+        events = await _collect(broker.bootstrap, "leads.delivery.events", count * 2)
+        dead = await _collect_raw(broker.bootstrap, "leads.delivery.dlq", 2)
+        _print_table(events)
+        _print_summary(events, dead, time.monotonic() - started)
+        return 0
+    except TimeoutError:
+        print(f"the worker did not deliver within {DEMO_TIMEOUT_S:.0f}s; its log:", file=sys.stderr)
+        print((Path(workdir.name) / "worker.log").read_text()[-4000:], file=sys.stderr)
+        return 1
+    finally:
+        if worker is not None:
+            _stop(worker)
+        await recipients.stop()
+        broker.stop()
+        workdir.cleanup()
+
+
+def _start_worker(broker_url: str, destinations: Path, workdir: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "COURIER_APP_ID": "courier-demo",
+        "COURIER_DATA_DIR": str(workdir / "data"),
+        "DEMO_BUYER_KEY": "demo-key",
+    }
+    log = (workdir / "worker.log").open("wb")
+    command = [sys.executable, "-m", "streams.cli", "worker", "--broker", broker_url]
+    return subprocess.Popen(
+        [*command, "--destinations", str(destinations)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+async def _collect(bootstrap: str, topic: str, expected: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    async with asyncio.timeout(DEMO_TIMEOUT_S):
+        async for event in decoded_events(bootstrap, topic, follow=True):
+            found.append(event)
+            if len(found) >= expected:
+                break
+    return found
+
+
+async def _collect_raw(bootstrap: str, topic: str, expected: int) -> list[Any]:
+    found: list[Any] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(15):
+            async for record in read_records(bootstrap, topic, follow=True):
+                found.append(record)
+                if len(found) >= expected:
+                    break
+    return found
+
+
+def _print_table(events: list[dict[str, Any]]) -> None:
+    rows = [("lead", "destination", "outcome", "reason", "HTTP", "ms")]
+    for e in sorted(events, key=lambda e: (e["lead_id"], e["destination_id"])):
+        status = "-" if e["http_status"] is None else str(e["http_status"])
+        elapsed = f"{e['recipient_ms'] + e['overhead_ms']:.1f}"
+        rows.append(
+            (e["lead_id"], e["destination_id"], e["outcome"], e["reason"], status, elapsed)
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _print_summary(events: list[dict[str, Any]], dead: list[Any], elapsed_s: float) -> None:
+    by_outcome: dict[str, int] = {}
+    for e in events:
+        by_outcome[e["outcome"]] = by_outcome.get(e["outcome"], 0) + 1
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(by_outcome.items()))
+    print(f"\n{len(events)} delivery events ({counts}); {len(dead)} record(s) in the DLQ.")
+    print(f"done in {elapsed_s:.1f}s. Everything started by the demo has been stopped.")

@@ -1,0 +1,57 @@
+"""Lead Courier's exceptions: our bugs and I/O, never a recipient's "no" (that is an Outcome).
+
+    CourierError
+    ├── ConfigError        fatal at start: the settings or destinations file is wrong
+    ├── MappingError       one lead cannot be mapped for one destination; the agent goes on
+    └── DeliveryError      the HTTP exchange itself failed (only stages/delivery.py raises it)
+        ├── DeliveryTimeout          the recipient did not answer in time (retryable)
+        ├── DeliveryConnectionError  could not connect / connection dropped (retryable)
+        └── ResponseTooLarge         the answer exceeded the destination's limit
+"""
+
+from __future__ import annotations
+
+
+class CourierError(Exception):
+    """Base of every error Lead Courier raises on purpose."""
+
+
+class ConfigError(CourierError):
+    """Configuration is invalid; ``problems`` holds one line per problem, each with its path."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {source}: {problem}" for problem in problems)
+        super().__init__(f"invalid configuration ({len(problems)} problem(s)):\n{lines}")
+
+
+class MappingError(CourierError):
+    """A lead could not be turned into a destination's payload; ``field`` names the culprit."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class DeliveryError(CourierError):
+    """The HTTP exchange failed before a response could be read."""
+
+    retryable = False
+    reason = "Delivery failed"
+
+
+class DeliveryTimeout(DeliveryError):
+    # The recipient may have processed the lead: a retry must reuse the Idempotency-Key.
+    retryable = True
+    reason = "Timeout"
+
+
+class DeliveryConnectionError(DeliveryError):
+    retryable = True
+    reason = "Connection failed"
+
+
+class ResponseTooLarge(DeliveryError):
+    reason = "Response too large"

@@ -1,0 +1,121 @@
+"""The values that travel between stages: a lead, a request, a response, an outcome.
+
+Plain frozen dataclasses so every stage can be tested with literals and no Kafka.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+# Top-level sections of a lead envelope; a bare path like ``email`` resolves inside ``lead``.
+ENVELOPE_SECTIONS = ("lead", "appended", "source", "submission")
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """A parsed lead envelope: ``id`` plus the sections ``lead``, ``appended``, ``source``, ..."""
+
+    id: str
+    envelope: dict[str, Any]
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.envelope.get(name)
+        return value if isinstance(value, dict) else {}
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """A field of the ``lead`` section (the common case for validation)."""
+        return self.section("lead").get(name, default)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """What an integration asks the core to send; built without I/O."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    # Header names whose values are secrets: masked in every summary, event and log.
+    secret_headers: frozenset[str] = frozenset()
+
+    @classmethod
+    def json(
+        cls,
+        method: str,
+        url: str,
+        payload: Any,
+        headers: dict[str, str] | None = None,
+        secret_headers: frozenset[str] = frozenset(),
+    ) -> HttpRequest:
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        return cls(method, url, all_headers, orjson.dumps(payload), secret_headers)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is not JSON (an HTML error page, say)."""
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            return None
+
+
+class OutcomeKind(StrEnum):
+    SUCCESS = "success"  # the recipient accepted the lead
+    FAILURE = "failure"  # the recipient said no and would say no again: never retried
+    ERROR = "error"  # might work if retried: 5xx, 429, network, timeout
+    SKIP = "skip"  # we did not send: validation refused, cap reached, circuit open, ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt amounted to. ``reason`` is short and countable; ``raw`` is the detail."""
+
+    kind: OutcomeKind
+    reason: str = ""
+    raw: str | None = None
+    retryable: bool = False
+    reference_id: str | None = None
+    price: Decimal | None = None
+    # Values captured from the response; they become ``appended.<destination>.*`` on the lead.
+    appended: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def success(
+        cls,
+        reason: str = "Accepted",
+        *,
+        reference_id: str | None = None,
+        price: Decimal | None = None,
+        appended: dict[str, str] | None = None,
+        raw: str | None = None,
+    ) -> Outcome:
+        return cls(
+            OutcomeKind.SUCCESS, reason, raw, False, reference_id, price, dict(appended or {})
+        )
+
+    @classmethod
+    def failure(cls, reason: str, *, raw: str | None = None) -> Outcome:
+        return cls(OutcomeKind.FAILURE, reason, raw)
+
+    @classmethod
+    def error(cls, reason: str, *, retryable: bool, raw: str | None = None) -> Outcome:
+        return cls(OutcomeKind.ERROR, reason, raw, retryable)
+
+    @classmethod
+    def skip(cls, reason: str, *, raw: str | None = None) -> Outcome:
+        return cls(OutcomeKind.SKIP, reason, raw)

@@ -1,0 +1,1 @@
+"""Plain functions a lead passes through; none of them knows about Kafka."""

@@ -1,0 +1,105 @@
+"""HttpRequest + Destination → HttpResponse: the only code that speaks HTTP.
+
+One pooled aiohttp session per worker; aiohttp's exceptions become typed DeliveryErrors here
+and nowhere else, so the stages above see a response or a DeliveryError, nothing in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from streams.errors import DeliveryConnectionError, DeliveryError, DeliveryTimeout, ResponseTooLarge
+from streams.model import HttpRequest, HttpResponse
+from streams.secrets import mask_header, mask_url
+
+if TYPE_CHECKING:
+    from streams.config import Destination
+
+# What a stage needs to deliver: tests pass a plain function, the worker an HttpSender.
+Send = Callable[[HttpRequest, "Destination"], Awaitable[HttpResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSummary:
+    """A request as events and logs show it: credentials masked, no body (it carries PII)."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body_bytes: int
+
+
+def summarize(req: HttpRequest) -> RequestSummary:
+    headers = {
+        name: mask_header(name, value) if name.lower() in req.secret_headers else value
+        for name, value in req.headers.items()
+    }
+    return RequestSummary(req.method, mask_url(req.url), headers, len(req.body))
+
+
+class HttpSender:
+    """Sends requests over one shared keep-alive pool; create and close it inside the loop."""
+
+    def __init__(self, max_connections: int = 256) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _session_or_new(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300
+            )
+            # Responses are read raw; no cookies are kept between leads.
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=True,
+                raise_for_status=False,
+            )
+        return self._session
+
+    async def __call__(self, req: HttpRequest, destination: Destination) -> HttpResponse:
+        session = self._session_or_new()
+        limits = destination.timeouts
+        timeout = aiohttp.ClientTimeout(
+            total=limits.total, sock_connect=limits.connect, sock_read=limits.read
+        )
+        try:
+            async with session.request(
+                req.method,
+                req.url,
+                headers=req.headers,
+                data=req.body or None,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as res:
+                body = await _read_limited(res, destination.max_response_bytes)
+                return HttpResponse(res.status, dict(res.headers), body)
+        except TimeoutError as exc:
+            raise DeliveryTimeout(f"no answer within the destination's timeouts ({exc})") from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise DeliveryConnectionError(str(exc)) from exc
+        except aiohttp.ClientError as exc:
+            raise DeliveryError(str(exc)) from exc
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+            # Let the connector's transports finish closing (aiohttp's documented advice).
+            await asyncio.sleep(0)
+
+
+async def _read_limited(res: aiohttp.ClientResponse, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in res.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise ResponseTooLarge(f"the answer is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,83 @@
+"""Attempt → DeliveryEvent record, and a lead's attempts → LeadOutcome record (schemas/*.avsc)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from streams.model import OutcomeKind
+from streams.stages.attempt import Attempt
+
+DELIVERY_EVENT_NAME = "io.leadcourier.delivery.v1.DeliveryEvent"
+LEAD_OUTCOME_NAME = "io.leadcourier.delivery.v1.LeadOutcome"
+_PRICE_STEP = Decimal("0.0001")  # the schema's decimal scale
+
+
+def delivery_event(attempt: Attempt) -> dict[str, Any]:
+    outcome = attempt.outcome
+    request = attempt.request
+    return {
+        "event_id": str(uuid.uuid4()),
+        "lead_id": attempt.lead_id,
+        "destination_id": attempt.destination_id,
+        "integration": attempt.integration,
+        "attempt": attempt.number,
+        "started_at": attempt.started_at,
+        "finished_at": attempt.finished_at,
+        "recipient_ms": attempt.recipient_ms,
+        "overhead_ms": attempt.overhead_ms,
+        "http_status": attempt.http_status,
+        "outcome": outcome.kind.value,
+        "reason": outcome.reason,
+        "raw": outcome.raw,
+        "retryable": outcome.retryable,
+        "reference_id": outcome.reference_id,
+        "price": _price(outcome.price),
+        "appended": outcome.appended,
+        "request": None
+        if request is None
+        else {
+            "method": request.method,
+            "url": request.url,
+            "headers": request.headers,
+            "body_bytes": request.body_bytes,
+        },
+    }
+
+
+def lead_outcome(lead_id: str, attempts: Sequence[Attempt]) -> dict[str, Any]:
+    accepted = [a.destination_id for a in attempts if a.outcome.kind is OutcomeKind.SUCCESS]
+    last = attempts[-1] if attempts else None
+    if accepted:
+        reason = "Delivered"
+    elif last is not None:
+        reason = last.outcome.reason
+    else:
+        reason = "No destination"
+    return {
+        "event_id": str(uuid.uuid4()),
+        "lead_id": lead_id,
+        "finished_at": datetime.now(UTC),
+        "outcome": "delivered" if accepted else "not_delivered",
+        "accepted_by": accepted,
+        "reason": reason,
+        "attempts": len(attempts),
+        "destinations": [
+            {
+                "destination_id": a.destination_id,
+                "outcome": a.outcome.kind.value,
+                "reason": a.outcome.reason,
+                "reference_id": a.outcome.reference_id,
+                "price": _price(a.outcome.price),
+            }
+            for a in attempts
+        ],
+    }
+
+
+def _price(price: Decimal | None) -> Decimal | None:
+    # The schema has 4 decimal places; fastavro refuses a value with more.
+    return None if price is None else price.quantize(_PRICE_STEP)

@@ -1,0 +1,41 @@
+"""Topic names (settings, with defaults) and their codecs: raw bytes in and out.
+
+Leads are JSON we parse ourselves (a malformed record must reach the DLQ, not crash a
+codec); events are Avro bytes we encode in stages/events.py + streams/avro.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from streams.config import Settings
+
+# Big enough for an oversized lead to reach the dead-letter topic intact.
+DLQ_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Topics:
+    leads: Any
+    events: Any
+    outcomes: Any
+    dlq: Any
+
+
+def declare_topics(app: Any, settings: Settings) -> Topics:
+    def raw(name: str, **config: Any) -> Any:
+        return app.topic(
+            name,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+            config=config or None,
+        )
+
+    return Topics(
+        leads=raw(settings.leads_topic),
+        events=raw(settings.events_topic),
+        outcomes=raw(settings.outcomes_topic),
+        dlq=raw(settings.dlq_topic, **{"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
+    )

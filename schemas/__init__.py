@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib.resources import files
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 
@@ -24,5 +24,4 @@ def schema_json(name: str) -> str:
 
 @cache
 def load_schema(name: str) -> dict[str, Any]:
-    parsed: dict[str, Any] = fastavro.parse_schema(json.loads(schema_json(name)))
-    return parsed
+    return cast(dict[str, Any], fastavro.parse_schema(json.loads(schema_json(name))))

@@ -53,7 +53,9 @@ def register_agents(
             codec = await encoders()
             key = parsed.id.encode()
             for attempt in attempts:
-                await topics.events.send(key=key, value=codec.delivery.encode(delivery_event(attempt)))
+                await topics.events.send(
+                    key=key, value=codec.delivery.encode(delivery_event(attempt))
+                )
             await topics.outcomes.send(
                 key=key, value=codec.outcome.encode(lead_outcome(parsed.id, attempts))
             )

@@ -49,7 +49,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
 
     # Signalled after the consumer has stopped and in-flight leads are done.
     @app.on_before_shutdown.connect
-    async def _close_http(app: Any, **_: Any) -> None:
+    async def _close_http(app: Any, /, *_: Any, signal: Any, **__: Any) -> None:
         await sender.close()
 
     return app

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 import struct
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import fastavro
@@ -86,11 +86,15 @@ class SchemaRegistry:
                 body = await res.json(content_type=None)
                 if res.status != 200:
                     raise AvroDecodeError(f"schema id {schema_id} unknown to the registry")
-                self._schemas[schema_id] = fastavro.parse_schema(json.loads(body["schema"]))
+                self._schemas[schema_id] = cast(
+                    dict[str, Any], fastavro.parse_schema(json.loads(body["schema"]))
+                )
         return self._schemas[schema_id]
 
 
-async def registered_encoder(registry: SchemaRegistry, topic: str, schema_name: str) -> EventEncoder:
+async def registered_encoder(
+    registry: SchemaRegistry, topic: str, schema_name: str
+) -> EventEncoder:
     schema_id = await registry.register(f"{topic}-value", schema_json(schema_name))
     return EventEncoder(schema_name, schema_id)
 
@@ -112,13 +116,15 @@ class EventDecoder:
             if known is None:
                 raise AvroDecodeError("single-object event with an unknown schema fingerprint")
             _, schema = known
-            return str(schema["name"]), fastavro.schemaless_reader(io.BytesIO(data[10:]), schema, None)
+            record = fastavro.schemaless_reader(io.BytesIO(data[10:]), schema, None)
+            return str(schema["name"]), cast(dict[str, Any], record)
         if data[:1] == CONFLUENT_MAGIC and len(data) >= 5:
             if self._registry is None:
                 raise AvroDecodeError("Confluent-framed event but no schema registry configured")
             (schema_id,) = struct.unpack(">I", data[1:5])
             writer = await self._registry.schema_by_id(schema_id)
-            return str(writer["name"]), fastavro.schemaless_reader(io.BytesIO(data[5:]), writer, None)
+            record = fastavro.schemaless_reader(io.BytesIO(data[5:]), writer, None)
+            return str(writer["name"]), cast(dict[str, Any], record)
         raise AvroDecodeError("not an Avro single-object or Confluent-framed record")
 
 

@@ -53,7 +53,14 @@ class EmbeddedBroker:
         listener = f"tcp://127.0.0.1:{self.port}"
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
-                [binary, "broker", "--listener-url", listener, "--advertised-listener-url", listener],
+                [
+                    binary,
+                    "broker",
+                    "--listener-url",
+                    listener,
+                    "--advertised-listener-url",
+                    listener,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -112,10 +114,8 @@ def _read_events(broker: str | None, which: str, follow: bool) -> None:
         ):
             click.echo(to_json_line(event))
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
 
 
 which_option = click.option(
@@ -158,6 +158,26 @@ def check(destinations: Path | None) -> None:
     for dest in loaded.destinations:
         state = "" if dest.enabled else " (disabled)"
         click.echo(f"{dest.id}: {dest.integration} {dest.method} {dest.url}{state}")
+
+
+@main.command()
+@click.option("--port", type=int, help="Port on 127.0.0.1 (default: a free one).")
+def broker(port: int | None) -> None:
+    """Run the embedded broker alone (until Ctrl-C), for worker, publish and events."""
+    embedded = EmbeddedBroker(port)
+    try:
+        embedded.start()
+    except BrokerError as exc:
+        _fail(str(exc))
+    click.echo(f"courier: embedded broker (Tansu, memory only) at {embedded.url}", err=True)
+    click.echo(f"export COURIER_BROKER={embedded.url}")
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    # Blocked, so sigwait receives them instead of Python's default handlers.
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        signal.sigwait(stop_signals)
+    finally:
+        embedded.stop()
 
 
 @main.command()

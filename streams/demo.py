@@ -204,9 +204,7 @@ def _print_table(events: list[dict[str, Any]]) -> None:
     for e in sorted(events, key=lambda e: (e["lead_id"], e["destination_id"])):
         status = "-" if e["http_status"] is None else str(e["http_status"])
         elapsed = f"{e['recipient_ms'] + e['overhead_ms']:.1f}"
-        rows.append(
-            (e["lead_id"], e["destination_id"], e["outcome"], e["reason"], status, elapsed)
-        )
+        rows.append((e["lead_id"], e["destination_id"], e["outcome"], e["reason"], status, elapsed))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

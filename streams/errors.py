@@ -1,12 +1,12 @@
 """Lead Courier's exceptions: our bugs and I/O, never a recipient's "no" (that is an Outcome).
 
-    CourierError
-    ├── ConfigError        fatal at start: the settings or destinations file is wrong
-    ├── MappingError       one lead cannot be mapped for one destination; the agent goes on
-    └── DeliveryError      the HTTP exchange itself failed (only stages/delivery.py raises it)
-        ├── DeliveryTimeout          the recipient did not answer in time (retryable)
-        ├── DeliveryConnectionError  could not connect / connection dropped (retryable)
-        └── ResponseTooLarge         the answer exceeded the destination's limit
+CourierError
+├── ConfigError        fatal at start: the settings or destinations file is wrong
+├── MappingError       one lead cannot be mapped for one destination; the agent goes on
+└── DeliveryError      the HTTP exchange itself failed (only stages/delivery.py raises it)
+    ├── DeliveryTimeout          the recipient did not answer in time (retryable)
+    ├── DeliveryConnectionError  could not connect / connection dropped (retryable)
+    └── ResponseTooLarge         the answer exceeded the destination's limit
 """
 
 from __future__ import annotations

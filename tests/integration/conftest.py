@@ -1,0 +1,110 @@
+"""Fixtures for tests against a real broker process and real HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import struct
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import orjson
+import pytest
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from streams.console import publish_lines, read_records
+from tests.integration.kafka import KafkaTarget, kafka_target
+from tests.integration.recipients import Recipient
+from tests.integration.worker import TopicNames, WorkerProcess
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[KafkaTarget]:
+    with kafka_target() as target:
+        yield target
+
+
+@pytest.fixture
+async def recipient() -> AsyncIterator[Recipient]:
+    server = await Recipient().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def topics() -> TopicNames:
+    return TopicNames.unique()
+
+
+@pytest.fixture
+def start_worker(
+    kafka: KafkaTarget, tmp_path: Path, topics: TopicNames
+) -> Iterator[Callable[..., WorkerProcess]]:
+    workers: list[WorkerProcess] = []
+
+    def start(destinations_yaml: str, **options: Any) -> WorkerProcess:
+        worker = WorkerProcess(kafka, destinations_yaml, tmp_path, topics, **options).start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+async def publish(kafka: KafkaTarget, topic: str, records: list[Any]) -> None:
+    """Publish dicts as JSON and bytes as they are."""
+    lines = [r if isinstance(r, bytes) else orjson.dumps(r) for r in records]
+    await publish_lines(kafka.bootstrap, topic, lines)
+
+
+async def collect(
+    kafka: KafkaTarget, topic: str, count: int, timeout_s: float = 90.0, settle_s: float = 0.0
+) -> list[Any]:
+    """At least ``count`` records of ``topic``; then ``settle_s`` more seconds for strays."""
+    found: list[Any] = []
+
+    async def gather() -> None:
+        async for record in read_records(kafka.bootstrap, topic, follow=True):
+            found.append(record)
+            if len(found) >= count and not settle_s:
+                return
+
+    task = asyncio.ensure_future(gather())
+    try:
+        async with asyncio.timeout(timeout_s):
+            while len(found) < count:
+                await asyncio.sleep(0.05)
+        if settle_s:
+            await asyncio.sleep(settle_s)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return found
+
+
+def schema_file(name: str) -> dict[str, Any]:
+    return fastavro.parse_schema(json.loads((SCHEMA_DIR / f"{name}.avsc").read_text()))
+
+
+def decode_with_schema_file(value: bytes, name: str) -> dict[str, Any]:
+    """Decode an event as any Avro reader would: check the single-object header, then read."""
+    schema = schema_file(name)
+    expected = struct.pack(
+        "<Q", int(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"), 16)
+    )
+    assert value[:2] == b"\xc3\x01", "not Avro single-object encoding"
+    assert value[2:10] == expected, f"fingerprint is not that of schemas/{name}.avsc"
+    record: dict[str, Any] = fastavro.schemaless_reader(io.BytesIO(value[10:]), schema, None)
+    return record

@@ -1,0 +1,112 @@
+"""Leads in on Kafka → mapped requests at a real recipient → Avro events back on Kafka."""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+from tests.integration.conftest import collect, decode_with_schema_file, publish
+from tests.integration.recipients import Recipient
+
+BEHAVIOURS = ("ok", "ok", "ok", "reject", "error", "ok", "slow", "ok")
+
+
+def destinations_for(recipient: Recipient) -> str:
+    return f"""
+destinations:
+  - id: test_crm
+    url: {recipient.url("/leads")}
+    headers:
+      Authorization: Bearer ${{env:TEST_CRM_TOKEN}}
+    timeouts: {{connect: 1, read: 1, total: 2}}
+    mapping:
+      ref: id
+      behaviour: lead.behaviour
+      email: email
+      contact.first: lead.first_name
+      contact.state: lead.state
+      campaign: source.campaign
+"""
+
+
+def lead(i: int) -> dict[str, Any]:
+    return {
+        "id": f"E2E-{i:04d}",
+        "submission": {"timestamp": "2026-11-22T10:00:00Z"},
+        "source": {"campaign": f"c{i % 3}"},
+        "lead": {
+            "email": f"user{i}@example.com",
+            "first_name": f"First{i}",
+            "state": "CA",
+            "behaviour": BEHAVIOURS[i % len(BEHAVIOURS)],
+        },
+    }
+
+
+def expected_body(i: int) -> dict[str, Any]:
+    return {
+        "ref": f"E2E-{i:04d}",
+        "behaviour": BEHAVIOURS[i % len(BEHAVIOURS)],
+        "email": f"user{i}@example.com",
+        "contact": {"first": f"First{i}", "state": "CA"},
+        "campaign": f"c{i % 3}",
+    }
+
+
+async def test_200_leads_are_mapped_delivered_and_reported(
+    kafka: Any, recipient: Recipient, topics: Any, start_worker: Any
+) -> None:
+    recipient.slow_s = 2.5  # beyond the destination's 1 s read timeout
+    start_worker(destinations_for(recipient), env={"TEST_CRM_TOKEN": "s3cret-token"})
+    await publish(kafka, topics.leads, [lead(i) for i in range(200)])
+
+    records = await collect(kafka, topics.events, 200)
+    outcomes = await collect(kafka, topics.outcomes, 200)
+
+    # The recipient saw exactly the mapped bodies, with our credential and idempotency key.
+    await recipient.wait_for(200)
+    assert sorted(recipient.bodies(), key=lambda b: b["ref"]) == [
+        expected_body(i) for i in range(200)
+    ]
+    assert all(r.headers["Authorization"] == "Bearer s3cret-token" for r in recipient.requests)
+    assert len({r.headers["Idempotency-Key"] for r in recipient.requests}) == 200
+
+    events = [decode_with_schema_file(r.value, "delivery_event") for r in records]
+    assert {r.key for r in records} == {f"E2E-{i:04d}".encode() for i in range(200)}
+    by_lead = {e["lead_id"]: e for e in events}
+    assert len(by_lead) == 200
+    for i in range(200):
+        event = by_lead[f"E2E-{i:04d}"]
+        behaviour = BEHAVIOURS[i % len(BEHAVIOURS)]
+        assert event["destination_id"] == "test_crm"
+        assert event["attempt"] == 1
+        assert event["finished_at"] >= event["started_at"]
+        assert event["request"]["headers"]["Authorization"] == "Bearer ****"
+        assert "s3cret" not in str(event)
+        if behaviour == "ok":
+            assert (event["outcome"], event["http_status"]) == ("success", 201)
+            assert event["reference_id"].startswith("R-")
+            assert event["price"] == Decimal("2.5000")
+        elif behaviour == "reject":
+            assert (event["outcome"], event["reason"], event["http_status"]) == (
+                "failure",
+                "Duplicate lead",
+                400,
+            )
+        elif behaviour == "error":
+            assert (event["outcome"], event["http_status"], event["retryable"]) == (
+                "error",
+                500,
+                True,
+            )
+        else:
+            assert (event["outcome"], event["reason"], event["http_status"]) == (
+                "error",
+                "Timeout",
+                None,
+            )
+
+    lead_outcomes = [decode_with_schema_file(r.value, "lead_outcome") for r in outcomes]
+    counts = Counter(o["outcome"] for o in lead_outcomes)
+    assert counts == {"delivered": 125, "not_delivered": 75}

@@ -1,0 +1,103 @@
+"""A real ``courier worker`` process for a test, with its own topics and consumer group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.integration.kafka import KafkaTarget
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    leads: str
+    events: str
+    outcomes: str
+    dlq: str
+
+    @classmethod
+    def unique(cls) -> TopicNames:
+        tag = uuid.uuid4().hex[:8]
+        return cls(f"leads-{tag}", f"events-{tag}", f"outcomes-{tag}", f"dlq-{tag}")
+
+
+class WorkerProcess:
+    def __init__(
+        self,
+        kafka: KafkaTarget,
+        destinations_yaml: str,
+        workdir: Path,
+        topics: TopicNames,
+        app_id: str | None = None,
+        in_flight: int = 32,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.kafka = kafka
+        self.topics = topics
+        self.workdir = workdir
+        self.app_id = app_id or f"courier-test-{uuid.uuid4().hex[:8]}"
+        self.destinations = workdir / "destinations.yaml"
+        self.destinations.write_text(destinations_yaml)
+        self.in_flight = in_flight
+        self.extra_env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"worker-{self.starts}.log"
+
+    def start(self) -> WorkerProcess:
+        self.starts += 1
+        env = {
+            **os.environ,
+            "COURIER_BROKER": self.kafka.url,
+            "COURIER_APP_ID": self.app_id,
+            "COURIER_LEADS_TOPIC": self.topics.leads,
+            "COURIER_EVENTS_TOPIC": self.topics.events,
+            "COURIER_OUTCOMES_TOPIC": self.topics.outcomes,
+            "COURIER_DLQ_TOPIC": self.topics.dlq,
+            "COURIER_IN_FLIGHT": str(self.in_flight),
+            "COURIER_DATA_DIR": str(self.workdir / "data"),
+            "COURIER_LOG_LEVEL": "info",
+            **self.extra_env,
+        }
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "streams.cli",
+                    "worker",
+                    "--destinations",
+                    str(self.destinations),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int:
+        process, self.process = self.process, None
+        if process is None:
+            return 0
+        if process.poll() is None:
+            process.send_signal(sig)
+        try:
+            return process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def log(self) -> str:
+        return "\n".join(
+            (self.workdir / f"worker-{n}.log").read_text(errors="replace")[-5000:]
+            for n in range(1, self.starts + 1)
+        )

@@ -41,7 +41,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         stream_wait_empty=True,
         web_enabled=settings.web_port is not None,
         web_port=settings.web_port or 6066,
-        web_bind="127.0.0.1",
+        web_bind=settings.web_bind,
     )
     topics = declare_topics(app, settings)
     sender = HttpSender(max_connections=max(settings.in_flight, 16))

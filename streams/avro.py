@@ -31,8 +31,9 @@ class AvroDecodeError(CourierError):
 
 
 def schema_fingerprint(schema: dict[str, Any]) -> bytes:
-    value = int(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"), 16)
-    return struct.pack("<Q", value)
+    # fastavro's hex string already lists the bytes in little-endian order, as the spec's
+    # single-object header wants them: decode it, do not re-pack it as an integer.
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
 
 
 def _body(schema: dict[str, Any], record: dict[str, Any]) -> bytes:

@@ -27,7 +27,7 @@ class Rejected:
 
 
 def parse_envelope(raw: bytes | None, max_bytes: int) -> Lead | Rejected:
-    if raw is None:
+    if not raw:  # a tombstone (None) or zero bytes
         return Rejected("Empty record", "the record has no value")
     if len(raw) > max_bytes:
         return Rejected("Record too large", f"{len(raw)} bytes > the {max_bytes}-byte limit")

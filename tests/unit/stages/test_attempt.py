@@ -1,0 +1,115 @@
+"""One attempt, stage by stage, with ``send`` as a plain function instead of a network."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.config import Destination, DestinationsFile
+from streams.errors import DeliveryTimeout
+from streams.model import HttpRequest, HttpResponse, Lead, OutcomeKind
+from streams.stages.attempt import attempt_delivery, idempotency_key
+from tests.conftest import destination
+
+LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "a@example.com", "first_name": "Ada"}})
+
+
+class Recorder:
+    """Answers every request with one fixed response and keeps what it was sent."""
+
+    def __init__(self, response: HttpResponse | Exception) -> None:
+        self.response = response
+        self.sent: list[HttpRequest] = []
+
+    async def __call__(self, req: HttpRequest, dest: Destination) -> HttpResponse:
+        self.sent.append(req)
+        if isinstance(self.response, Exception):
+            raise self.response
+        return self.response
+
+
+def only(destinations: DestinationsFile) -> Destination:
+    return destinations.destinations[0]
+
+
+async def test_a_lead_is_mapped_sent_and_read(make_destinations: Any) -> None:
+    dest = only(
+        make_destinations(destination(mapping={"mail": "email", "who.first": "first_name"}))
+    )
+    send = Recorder(HttpResponse(200, {}, b'{"id": "R-1"}'))
+
+    attempt = await attempt_delivery(LEAD, dest, send)
+
+    (req,) = send.sent
+    assert orjson.loads(req.body) == {"mail": "a@example.com", "who": {"first": "Ada"}}
+    assert req.headers["Content-Type"] == "application/json"
+    assert req.headers["Idempotency-Key"] == idempotency_key("L-1", "crm")
+    assert attempt.outcome.kind is OutcomeKind.SUCCESS
+    assert attempt.outcome.reference_id == "R-1"
+    assert attempt.http_status == 200
+    assert attempt.started_at <= attempt.finished_at
+    assert attempt.recipient_ms >= 0 and attempt.overhead_ms >= 0
+
+
+def test_idempotency_keys_differ_per_lead_and_destination_and_never_change() -> None:
+    keys = {idempotency_key(lead, dest) for lead in ("L-1", "L-2") for dest in ("a", "b")}
+    assert len(keys) == 4
+    assert idempotency_key("L-1", "a") == idempotency_key("L-1", "a")
+    # A separator keeps ("L-1a", "") and ("L-1", "a") apart.
+    assert idempotency_key("L-1a", "b") != idempotency_key("L-1", "ab")
+
+
+async def test_a_transport_error_is_an_error_outcome_with_no_status(
+    make_destinations: Any,
+) -> None:
+    dest = only(make_destinations(destination()))
+    attempt = await attempt_delivery(LEAD, dest, Recorder(DeliveryTimeout("read timeout")))
+    assert attempt.outcome.kind is OutcomeKind.ERROR
+    assert attempt.outcome.reason == "Timeout"
+    assert attempt.outcome.retryable
+    assert attempt.http_status is None
+    assert attempt.request is not None  # the event still shows what we tried to send
+
+
+async def test_the_event_summary_masks_credentials_and_has_no_body(
+    make_destinations: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRM_TOKEN", "s3cr3t-value")
+    dest = only(
+        make_destinations(
+            destination(
+                url="http://127.0.0.1:9/leads?api_key=${env:CRM_TOKEN}",
+                headers={"Authorization": "Bearer ${env:CRM_TOKEN}", "X-Source": "web"},
+            )
+        )
+    )
+    send = Recorder(HttpResponse(200, {}, b"{}"))
+    attempt = await attempt_delivery(LEAD, dest, send)
+
+    # The recipient gets the real credential…
+    assert send.sent[0].headers["Authorization"] == "Bearer s3cr3t-value"
+    # …the summary that goes into events never does.
+    summary = attempt.request
+    assert summary is not None
+    assert summary.headers["Authorization"] == "Bearer ****"
+    assert summary.headers["X-Source"] == "web"
+    assert "s3cr3t" not in repr(summary)
+    assert os.environ["CRM_TOKEN"] not in summary.url
+    assert summary.body_bytes == len(send.sent[0].body)
+
+
+async def test_an_integration_that_cannot_read_an_answer_gives_an_error_not_a_crash(
+    make_destinations: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = only(make_destinations(destination()))
+
+    def broken(req: HttpRequest, res: HttpResponse) -> Any:
+        raise KeyError("data")
+
+    monkeypatch.setattr(dest.module, "response", broken)
+    attempt = await attempt_delivery(LEAD, dest, Recorder(HttpResponse(200, {}, b"<html>")))
+    assert attempt.outcome.kind is OutcomeKind.ERROR
+    assert attempt.outcome.reason == "Unreadable response"

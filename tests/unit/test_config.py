@@ -1,0 +1,106 @@
+"""A wrong destinations file stops start-up with one line per problem: file, path, reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.config import Settings, load_destinations, parse_destinations
+from streams.errors import ConfigError
+from tests.conftest import destination
+
+
+def problems_of(document: Any) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_destinations(document, "dest.yaml")
+    return caught.value.problems
+
+
+def test_a_valid_file_loads_with_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "d.yaml"
+    path.write_text("destinations:\n  - id: crm\n    url: https://crm.example.com/leads\n")
+    (crm,) = load_destinations(path).destinations
+    assert (crm.integration, crm.method, crm.enabled) == ("json_post", "POST", True)
+    assert crm.timeouts.connect == 3.0
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"url": "http://crm.example.com/x"}, "destinations[0].url: plain http"),
+        ({"url": "ftp://crm.example.com/x"}, "destinations[0].url:"),
+        ({"id": "Bad Id"}, "destinations[0].id:"),
+        ({"method": "DELETE"}, "destinations[0].method:"),
+        (
+            {"integration": "carrier_pigeon"},
+            "destinations[0].integration: unknown 'carrier_pigeon'",
+        ),
+        ({"headers": {"Authorization": "Basic abc"}}, "destinations[0].headers.Authorization:"),
+        ({"headers": {"X-Api-Key": "literal"}}, "destinations[0].headers.X-Api-Key:"),
+        (
+            {"headers": {"X-Api-Key": "${env:COURIER_TEST_SURELY_UNSET}"}},
+            "${env:COURIER_TEST_SURELY_UNSET} is not set",
+        ),
+        ({"mapping": {"a b": "email"}}, "destinations[0].mapping:"),
+        ({"timeouts": {"connect": -1}}, "destinations[0].timeouts.connect:"),
+        ({"colour": "blue"}, "destinations[0].colour:"),
+    ],
+)
+def test_each_problem_names_its_path_and_reason(override: dict[str, Any], expected: str) -> None:
+    (problem,) = problems_of({"destinations": [destination(**override)]})
+    assert expected in problem
+
+
+def test_https_is_required_except_on_loopback_or_when_marked_insecure() -> None:
+    for url in ("http://127.0.0.1:8080/x", "http://localhost/x", "http://[::1]:80/x"):
+        parse_destinations({"destinations": [destination(url=url)]})
+    parse_destinations({"destinations": [destination(url="http://crm.internal/x", insecure=True)]})
+
+
+def test_every_problem_is_reported_at_once_with_its_index() -> None:
+    problems = problems_of(
+        {
+            "destinations": [
+                destination(id="a"),
+                destination(id="b", url="http://crm.example.com"),
+                destination(id="c", method="TRACE"),
+            ]
+        }
+    )
+    assert len(problems) == 2
+    assert problems[0].startswith("destinations[1].url")
+    assert problems[1].startswith("destinations[2].method")
+
+
+def test_duplicate_ids_and_empty_files_are_refused() -> None:
+    assert "used twice" in problems_of({"destinations": [destination(), destination()]})[0]
+    assert problems_of({"destinations": []})
+    assert problems_of(None)
+
+
+def test_the_message_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "d.yaml"
+    path.write_text("destinations:\n  - id: crm\n    url: http://crm.example.com\n")
+    with pytest.raises(ConfigError) as caught:
+        load_destinations(path)
+    assert f"{path}: destinations[0].url" in str(caught.value)
+
+
+def test_unreadable_or_invalid_yaml_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_destinations(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("destinations: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_destinations(broken)
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COURIER_BROKER", "kafka://k1:9092,k2:9092")
+    monkeypatch.setenv("COURIER_IN_FLIGHT", "8")
+    settings = Settings()
+    assert settings.bootstrap_servers() == "k1:9092,k2:9092"
+    assert settings.in_flight == 8
+    assert settings.leads_topic == "leads.processed"

@@ -1,0 +1,103 @@
+"""What a user types: courier demo, publish, events, check, and a worker given a bad file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tests.integration.recipients import Recipient
+
+
+def courier(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> Any:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def tansu_processes() -> set[str]:
+    found = subprocess.run(["pgrep", "-f", "tansu"], capture_output=True, text=True)
+    return set(found.stdout.split())
+
+
+async def test_demo_delivers_prints_a_table_and_leaves_nothing_running() -> None:
+    before = tansu_processes()
+    result = await asyncio.to_thread(courier, "demo", "--leads", "10")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "embedded broker at kafka://127.0.0.1:" in out
+    for column in ("lead", "destination", "outcome", "reason", "HTTP", "ms"):
+        assert column in out
+    assert "L-0001" in out and "L-0010" in out
+    assert "Duplicate lead" in out  # the demo CRM refuses every 5th lead
+    assert tansu_processes() <= before, "the demo left its broker running"
+
+
+async def test_publish_then_events_show_what_billing_sees(
+    kafka: Any, recipient: Recipient, topics: Any, start_worker: Any, tmp_path: Path
+) -> None:
+    start_worker(f"destinations:\n  - id: crm\n    url: {recipient.url()}\n")
+    leads = tmp_path / "leads.jsonl"
+    lines = [
+        orjson.dumps({"id": f"C-{i}", "lead": {"email": f"c{i}@example.com"}}) for i in range(3)
+    ]
+    leads.write_bytes(b"\n".join([*lines, b"this line is not json"]) + b"\n")
+    broker = ["--broker", kafka.url]
+    env = {
+        **os.environ,
+        "COURIER_LEADS_TOPIC": topics.leads,
+        "COURIER_EVENTS_TOPIC": topics.events,
+        "COURIER_OUTCOMES_TOPIC": topics.outcomes,
+        "COURIER_DLQ_TOPIC": topics.dlq,
+    }
+
+    published = await asyncio.to_thread(courier, "publish", str(leads), *broker, env=env)
+    assert published.returncode == 0, published.stderr
+    assert "published 4 lead(s)" in published.stderr
+    await recipient.wait_for(3)
+
+    async def read(topic: str, count: int) -> list[dict[str, Any]]:
+        # `events` reads to the end and stops; the worker may still be writing, so ask again.
+        for _ in range(60):
+            result = await asyncio.to_thread(courier, "events", "--topic", topic, *broker, env=env)
+            assert result.returncode == 0, result.stderr
+            rows = [orjson.loads(line) for line in result.stdout.splitlines()]
+            if len(rows) >= count:
+                return rows
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"{topic}: fewer than {count} records")
+
+    events = await read("events", 3)
+    assert sorted(e["lead_id"] for e in events) == ["C-0", "C-1", "C-2"]
+    assert {e["outcome"] for e in events} == {"success"}
+    outcomes = await read("outcomes", 3)
+    assert {o["outcome"] for o in outcomes} == {"delivered"}
+    (dead,) = await read("dlq", 1)
+    assert dead["reason"] == "Not JSON"
+    assert "this line is not json" in orjson.dumps(dead).decode()
+
+
+def test_a_bad_destinations_file_stops_the_worker_with_one_line_per_problem(
+    tmp_path: Path,
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "destinations:\n"
+        "  - id: crm\n    url: http://crm.example.com/x\n"
+        "  - id: buyer\n    url: https://b.example.com\n    headers: {Authorization: Basic x}\n"
+    )
+    for command in ("worker", "check"):
+        result = courier(command, "--destinations", str(bad), timeout=30)
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
+        assert f"{bad}: destinations[0].url: plain http" in result.stderr
+        assert f"{bad}: destinations[1].headers.Authorization: credentials" in result.stderr

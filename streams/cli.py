@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 from pydantic import ValidationError
 
 from streams.broker import BrokerError, EmbeddedBroker
 from streams.config import Settings, load_destinations
-from streams.errors import ConfigError
+from streams.errors import ConfigError, MappingError
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -158,6 +159,35 @@ def check(destinations: Path | None) -> None:
     for dest in loaded.destinations:
         state = "" if dest.enabled else " (disabled)"
         click.echo(f"{dest.id}: {dest.integration} {dest.method} {dest.url}{state}")
+
+
+@main.command(name="map")
+@click.option("--destinations", type=click.Path(path_type=Path), help="Destinations YAML.")
+@click.option("--destination", "destination_id", required=True, help="Destination id.")
+@click.option("--lead", "lead_file", type=click.File("rb"), required=True, help="Lead JSON.")
+def map_lead(destinations: Path | None, destination_id: str, lead_file: Any) -> None:
+    """Dry run: print the payload a destination would receive for a lead; send nothing."""
+    from streams.stages.envelope import Rejected, parse_envelope
+
+    try:
+        settings = _settings(destinations=destinations)
+        loaded = load_destinations(settings.destinations)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    by_id = {d.id: d for d in loaded.destinations}
+    if destination_id not in by_id:
+        _fail(f"no destination {destination_id!r} (known: {', '.join(sorted(by_id))})")
+    lead = parse_envelope(lead_file.read(), settings.max_lead_bytes)
+    if isinstance(lead, Rejected):
+        _fail(f"{lead_file.name}: {lead.reason}: {lead.detail}")
+        return
+    try:
+        payload = by_id[destination_id].compiled_mapping.apply(lead)
+    except MappingError as exc:
+        click.echo(f"courier: lead {lead.id}: Invalid data: {exc.reason}", err=True)
+        sys.exit(1)
+    click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
 
 
 @main.command()

@@ -10,17 +10,26 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from integrations import REGISTRY
 from streams.errors import ConfigError
 from streams.secrets import has_reference, is_sensitive_name, resolve_references
-from streams.stages.mapping import CompiledMapping, compile_mapping
+from streams.stages.mapping import CompiledMapping, FieldSpec, compile_mapping
 
 
 class Settings(BaseSettings):
@@ -57,6 +66,17 @@ class Settings(BaseSettings):
         return self.broker_url().split("://", 1)[1]
 
 
+def _mapping_kind(value: Any) -> str:
+    return "spec" if isinstance(value, dict | FieldSpec) else "path"
+
+
+# Text (a path or a template) or a FieldSpec; the tag keeps errors to the branch meant.
+MappingValue = Annotated[
+    Annotated[str, Tag("path")] | Annotated[FieldSpec, Tag("spec")],
+    Discriminator(_mapping_kind),
+]
+
+
 class Timeouts(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -75,7 +95,9 @@ class Destination(BaseModel):
     url: str
     method: Literal["POST", "PUT", "PATCH", "GET"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
-    mapping: dict[str, str] = Field(default_factory=dict)
+    mapping: dict[str, MappingValue] = Field(default_factory=dict)
+    # Applied after the fields, in order: "if COND then field = EXPR [else field = EXPR]".
+    rules: list[str] = Field(default_factory=list)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_response_bytes: int = Field(default=1_048_576, ge=1024)
     # Plain http is refused unless the recipient is on loopback or this is set (development).
@@ -100,11 +122,8 @@ class Destination(BaseModel):
             self._integration_settings = module.Config.model_validate(self.settings)
         except ValidationError as exc:
             raise ValueError(f"settings: {_first_error(exc)}") from None
-        spec = self.mapping or dict(module.DEFAULT_MAPPING)
-        try:
-            self._compiled_mapping = compile_mapping(spec)
-        except ValueError as exc:
-            raise ValueError(f"mapping: {exc}") from None
+        spec: dict[str, str | FieldSpec] = {**module.DEFAULT_MAPPING, **self.mapping}
+        self._compiled_mapping = compile_mapping(spec, self.rules)
         return self
 
     def _resolve_headers(self) -> None:
@@ -184,19 +203,38 @@ def parse_destinations(document: Any, source: str = "destinations") -> Destinati
     try:
         return DestinationsFile.model_validate(document)
     except ValidationError as exc:
-        raise ConfigError(source, [_describe(err) for err in exc.errors()]) from None
+        problems = [line for err in exc.errors() for line in _describe(err, document)]
+        raise ConfigError(source, problems) from None
 
 
-def _describe(error: Any) -> str:
+def _describe(error: Any, document: Any) -> list[str]:
+    """One pydantic error → one line per problem: ``path: reason (destination 'id')``."""
     path = ""
     for part in error["loc"]:
+        if part in ("path", "spec") and path.startswith("destinations[") and ".mapping." in path:
+            continue  # the union's tag, not a part of the user's file
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    message = str(error["msg"]).removeprefix("Value error, ")
-    # Our model-level checks start with the field they are about ("url: ..."): join it on.
-    head, sep, rest = message.partition(": ")
-    if sep and head and " " not in head and not head.startswith("$"):
-        return f"{path}.{head}: {rest}" if path else f"{head}: {rest}"
-    return f"{path}: {message}" if path else message
+    named = _destination_named(error["loc"], document)
+    lines = []
+    for message in str(error["msg"]).removeprefix("Value error, ").splitlines():
+        # Our model-level checks start with the field they are about ("url: ..."): join it on.
+        head, sep, rest = message.partition(": ")
+        if sep and head and " " not in head and not head.startswith("$"):
+            line = f"{path}.{head}: {rest}" if path else f"{head}: {rest}"
+        else:
+            line = f"{path}: {message}" if path else message
+        lines.append(line + named)
+    return lines
+
+
+def _destination_named(loc: tuple[Any, ...], document: Any) -> str:
+    if len(loc) < 2 or loc[0] != "destinations" or not isinstance(loc[1], int):
+        return ""
+    try:
+        dest_id = document["destinations"][loc[1]]["id"]
+    except (KeyError, IndexError, TypeError):
+        return ""
+    return f" (destination {dest_id!r})" if isinstance(dest_id, str) else ""
 
 
 def _first_error(exc: ValidationError) -> str:

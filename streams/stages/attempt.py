@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from streams.config import Destination
 
 log = logging.getLogger(__name__)
+# Long enough to name the template and the sub-expression that failed.
+MAPPING_REASON_LIMIT = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,9 @@ async def attempt_delivery(
     try:
         payload = destination.compiled_mapping.apply(lead)
     except MappingError as exc:
-        return finish(Outcome.failure("Invalid data", raw=str(exc)))
+        # The reason names the field ("Invalid data: phone_1 is required"), never its value.
+        reason = f"Invalid data: {exc.reason}"
+        return finish(Outcome.failure(reason[:MAPPING_REASON_LIMIT], raw=reason))
     refusal = module.validate(lead, destination)
     if refusal:
         return finish(Outcome.skip("Invalid data", raw=refusal))

@@ -1,85 +1,231 @@
-"""Lead + a destination's mapping → the payload to send (or a MappingError).
+"""Lead + a destination's mapping → the payload to send (or a MappingError naming the field).
 
-A mapping is ``{target: source}``: ``target`` may be dotted to build nested objects
-(``contact.email``), ``source`` is a path into the envelope (``lead.first_name``,
-``appended.credit_score``, ``submission.timestamp``) or a bare name resolved inside ``lead``.
-Mappings are compiled once, when the configuration loads.
+A mapping is ``{target: spec}``. ``target`` may be dotted to build nested objects
+(``contact.email``). ``spec`` is either text — an envelope path (``lead.first_name``,
+``appended.credit_score``, or a bare ``email`` meaning ``lead.email``) or a template with
+``{{ }}`` — or a FieldSpec for conversions, defaults, required fields and first-match cases.
+Rules (``if COND then field = EXPR else ...``) run after the fields, in order.
+Everything is compiled once, when the configuration loads.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping as MappingABC
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
-from streams.model import ENVELOPE_SECTIONS, Lead
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-_SEGMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-_MISSING = object()
+from streams.errors import MappingError
+from streams.model import Lead
+from streams.stages import conversions as convert
+from streams.stages.template import (
+    ENVELOPE_ROOTS,
+    CompiledRule,
+    EvaluationError,
+    TemplateError,
+    compile_expression,
+    compile_path,
+    compile_rule,
+    compile_template,
+    is_template,
+)
+from streams.stages.template_functions import is_empty
+
+Evaluate = Callable[[dict[str, Any]], Any]
+# Read through template.py: it falls back to submission.timestamp.
+SUBMISSION_DATE = ("submission", "date")
+FieldType = Literal["string", "number", "integer", "boolean", "date", "phone"]
+DEFAULT_DATE_FORMAT = "YYYY-MM-DDTHH:mm:ssZZ"
+
+
+class Case(BaseModel):
+    """One branch of a first-match list: ``when`` an expression, ``value`` text or template."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    when: str | None = None  # None: the fallback branch
+    value: Any = None
+
+
+class FieldSpec(BaseModel):
+    """A field with options. Exactly one source: ``from``, ``template``, ``value`` or ``cases``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: str | None = Field(default=None, alias="from")
+    template: str | None = None
+    value: Any = None
+    cases: list[Case] | None = None
+    type: FieldType | None = None
+    format: str | None = None  # date tokens, or E164/NATIONAL/INTERNATIONAL/DIGITS/'###' mask
+    timezone: str | None = None  # output time zone of a date
+    input_timezone: str = "UTC"  # how to read a date written without an offset
+    region: str = "US"  # default country of phone numbers without +code
+    locale: str = "en_US"  # how to read numbers written as text ("1.250,00" in de_DE)
+    true_value: Any = True
+    false_value: Any = False
+    trim: bool = True
+    case: Literal["upper", "lower", "title"] | None = None
+    default: Any = None
+    required: bool = False
+    # Empty (missing, null or blank) after the default: leave the key out, send null, or
+    # send it as it is.
+    empty: Literal["omit", "null", "keep"] = "omit"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FieldSpec:
+        given = [n for n in ("from_", "template", "value", "cases") if n in self.model_fields_set]
+        if len(given) != 1:
+            raise ValueError("give exactly one of from, template, value, cases")
+        return self
+
+
+MappingSpec = Mapping[str, "str | FieldSpec"]
 
 
 @dataclass(frozen=True, slots=True)
-class FieldRule:
+class CompiledField:
     target: tuple[str, ...]
-    source: tuple[str, ...]
+    name: str  # what an error calls the field: its source path when plain, else the target
+    read: Evaluate
+    finish: Callable[[Any], Any] | None  # conversion; None when the value goes as it is
+    spec: FieldSpec | None
+    copies: tuple[str, ...] | None = None  # the envelope path, when a plain copy
+
+
+Step = Callable[[dict[str, Any], dict[str, Any]], None]  # (envelope, payload) -> None
 
 
 class CompiledMapping:
-    """A mapping ready to apply: paths parsed once, no string work per lead."""
+    """A mapping ready to apply: a list of steps built once, run in order for each lead."""
 
-    __slots__ = ("rules",)
+    __slots__ = ("_steps", "fields", "rules")
 
-    def __init__(self, rules: list[FieldRule]) -> None:
+    def __init__(self, fields: list[CompiledField], rules: list[CompiledRule]) -> None:
+        self.fields = fields
         self.rules = rules
+        self._steps = _plan_steps(fields, rules)
 
     def apply(self, lead: Lead) -> dict[str, Any]:
+        envelope = lead.envelope
         payload: dict[str, Any] = {}
-        for rule in self.rules:
-            value = _resolve(lead.envelope, rule.source)
-            if value is _MISSING or value is None:
-                continue  # absent fields are omitted, not sent as null
-            _assign(payload, rule.target, value)
+        for step in self._steps:
+            step(envelope, payload)
         return payload
 
 
-def compile_mapping(spec: MappingABC[str, str]) -> CompiledMapping:
-    """Parse every path; raise ValueError naming each bad target or source."""
-    problems: list[str] = []
-    rules: list[FieldRule] = []
-    for target, source in spec.items():
-        target_path = _split(target)
-        source_path = _split(source)
-        if target_path is None:
-            problems.append(f"{target!r}: target is not a dotted field name")
-        if source_path is None:
-            problems.append(f"{target!r}: source {source!r} is not a dotted field path")
-        if target_path is None or source_path is None:
+def _plan_steps(fields: list[CompiledField], rules: list[CompiledRule]) -> list[Step]:
+    """Consecutive plain copies from one section become one step (most fields are copies);
+    every other field and rule is a step of its own. Payload key order stays as written."""
+    steps: list[Step] = []
+    section: str | None = None
+    pairs: list[tuple[str, str]] = []
+    for field in fields:
+        path = field.copies
+        if (
+            path is not None
+            and len(path) == 2
+            and len(field.target) == 1
+            and path != SUBMISSION_DATE
+        ):
+            if path[0] != section and pairs:
+                steps.append(_copy_step(section, pairs))
+                pairs = []
+            section = path[0]
+            pairs.append((field.target[0], path[1]))
             continue
-        if source_path[0] not in (*ENVELOPE_SECTIONS, "id"):
-            source_path = ("lead", *source_path)
-        rules.append(FieldRule(target_path, source_path))
-    if problems:
-        raise ValueError("; ".join(problems))
-    return CompiledMapping(rules)
+        if pairs:
+            steps.append(_copy_step(section, pairs))
+            pairs, section = [], None
+        steps.append(_field_step(field))
+    if pairs:
+        steps.append(_copy_step(section, pairs))
+    steps.extend(_rule_step(number, rule) for number, rule in enumerate(rules, start=1))
+    return steps
 
 
-def _split(path: str) -> tuple[str, ...] | None:
-    if not isinstance(path, str):
-        return None
-    segments = tuple(path.split("."))
-    return segments if all(_SEGMENT.match(s) for s in segments) else None
+def _copy_step(section_name: str | None, pairs: list[tuple[str, str]]) -> Step:
+    copies = tuple(pairs)
+
+    def copy(envelope: dict[str, Any], payload: dict[str, Any]) -> None:
+        section = envelope.get(section_name)  # type: ignore[arg-type]
+        if type(section) is not dict:
+            return
+        for key, name in copies:
+            value = section.get(name)
+            # JSON input holds no Decimal: what is read here goes out as it is.
+            if value is not None and value != "":
+                payload[key] = value
+
+    return copy
 
 
-def _resolve(document: Any, path: tuple[str, ...]) -> Any:
-    value = document
-    for segment in path:
-        if not isinstance(value, dict):
-            return _MISSING
-        value = value.get(segment, _MISSING)
-        if value is _MISSING:
-            return _MISSING
-    return value
+def _field_step(field: CompiledField) -> Step:
+    read, name, target = field.read, field.name, field.target
+
+    def step(envelope: dict[str, Any], payload: dict[str, Any]) -> None:
+        try:
+            value = read(envelope)
+        except EvaluationError as exc:
+            raise MappingError(name, f"template {name}: {exc}") from None
+        if field.spec is not None:
+            _apply_spec(payload, field, value)
+        elif value is not None and value != "":
+            _assign(payload, target, _plain(value))
+
+    return step
+
+
+def _rule_step(number: int, rule: CompiledRule) -> Step:
+    def step(envelope: dict[str, Any], payload: dict[str, Any]) -> None:
+        _apply_rule(payload, envelope, number, rule)
+
+    return step
+
+
+def _apply_spec(payload: dict[str, Any], field: CompiledField, value: Any) -> None:
+    spec = field.spec
+    assert spec is not None
+    if spec.trim and isinstance(value, str):
+        value = value.strip()
+    if is_empty(value) and spec.default is not None:
+        value = spec.default
+    if is_empty(value):
+        if spec.required:
+            raise MappingError(field.name, f"{field.name} is required")
+        if spec.empty == "omit":
+            return
+        _assign(payload, field.target, None if spec.empty == "null" else value)
+        return
+    if field.finish is not None:
+        try:
+            value = field.finish(value)
+        except convert.ConversionError as exc:
+            raise MappingError(field.name, f"{field.name}: {exc}") from None
+    if spec.case is not None and isinstance(value, str):
+        value = {"upper": str.upper, "lower": str.lower, "title": str.title}[spec.case](value)
+    _assign(payload, field.target, _plain(value))
+
+
+def _apply_rule(
+    payload: dict[str, Any], envelope: dict[str, Any], number: int, rule: CompiledRule
+) -> None:
+    from streams.stages.template_operators import is_true
+
+    name = f"rule {number}"
+    try:
+        branch = rule.then if is_true(rule.condition(envelope)) else rule.otherwise
+        for target, evaluate in branch:
+            _assign(payload, target, _plain(evaluate(envelope)))
+    except EvaluationError as exc:
+        raise MappingError(name, f"{name}: {exc}") from None
+
+
+def _plain(value: Any) -> Any:
+    """Decimals from arithmetic become JSON numbers."""
+    return convert.json_number(value) if isinstance(value, Decimal) else value
 
 
 def _assign(payload: dict[str, Any], target: tuple[str, ...], value: Any) -> None:
@@ -90,3 +236,118 @@ def _assign(payload: dict[str, Any], target: tuple[str, ...], value: Any) -> Non
             child = node[segment] = {}
         node = child
     node[target[-1]] = value
+
+
+# ── compiling ─────────────────────────────────────────────────────────────
+def compile_mapping(spec: MappingSpec, rules: list[str] | None = None) -> CompiledMapping:
+    """Compile every field and rule; raise ValueError listing each problem with its place."""
+    problems: list[str] = []
+    fields: list[CompiledField] = []
+    for target, field_spec in spec.items():
+        try:
+            fields.append(_compile_field(target, field_spec))
+        except (TemplateError, convert.ConversionError, ValueError) as exc:
+            problems.append(f"mapping.{target}: {exc}")
+    compiled_rules: list[CompiledRule] = []
+    for number, text in enumerate(rules or [], start=1):
+        try:
+            compiled_rules.append(compile_rule(text))
+        except TemplateError as exc:
+            problems.append(f"rules[{number - 1}]: {exc}")
+    if problems:
+        raise ValueError("\n".join(problems))
+    return CompiledMapping(fields, compiled_rules)
+
+
+def _compile_field(target: str, spec: str | FieldSpec) -> CompiledField:
+    target_path = _split_target(target)
+    if isinstance(spec, str):
+        if is_template(spec):
+            return CompiledField(target_path, target, compile_template(spec).evaluate, None, None)
+        path = _envelope_path(_check_path(spec))
+        return CompiledField(target_path, spec, compile_path(spec), None, None, path)
+    name = spec.from_ if spec.from_ is not None else target
+    return CompiledField(target_path, name, _reader(spec), _converter(spec), spec)
+
+
+def _reader(spec: FieldSpec) -> Evaluate:
+    if spec.from_ is not None:
+        return compile_path(_check_path(spec.from_))
+    if spec.template is not None:
+        return compile_template(spec.template).evaluate
+    if spec.cases is not None:
+        return _first_match(spec.cases)
+    constant = spec.value
+    return lambda _: constant
+
+
+def _first_match(cases: list[Case]) -> Evaluate:
+    compiled: list[tuple[Evaluate | None, Evaluate]] = []
+    for number, case in enumerate(cases):
+        try:
+            when = compile_expression(case.when).evaluate if case.when is not None else None
+            value = case.value
+            then = (
+                compile_template(value).evaluate
+                if isinstance(value, str) and is_template(value)
+                else (lambda _, constant=value: constant)
+            )
+        except TemplateError as exc:
+            raise ValueError(f"cases[{number}]: {exc}") from None
+        compiled.append((when, then))
+
+    from streams.stages.template_operators import is_true
+
+    def first(envelope: dict[str, Any]) -> Any:
+        for when, then in compiled:
+            if when is None or is_true(when(envelope)):
+                return then(envelope)
+        return None
+
+    return first
+
+
+def _converter(spec: FieldSpec) -> Callable[[Any], Any] | None:
+    kind = spec.type
+    if spec.format is not None and kind not in ("date", "phone"):
+        raise ValueError("format applies to type date or phone")
+    if kind is None:
+        return None
+    if kind == "string":
+        return convert.to_text
+    if kind == "number":
+        locale = spec.locale
+        return lambda v: convert.json_number(convert.to_number(v, locale))
+    if kind == "integer":
+        return lambda v: int(convert.to_number(v).to_integral_value())
+    if kind == "boolean":
+        yes, no = spec.true_value, spec.false_value
+        return lambda v: yes if convert.to_boolean(v) else no
+    if kind == "date":
+        pattern = spec.format or DEFAULT_DATE_FORMAT
+        zone = convert.time_zone(spec.timezone) if spec.timezone else None
+        assume = convert.time_zone(spec.input_timezone)
+        return lambda v: convert.format_date(convert.to_datetime(v, assume), pattern, zone)
+    if kind == "phone":
+        style, region = spec.format or "E164", spec.region
+        return lambda v: convert.format_phone(v, style, region)
+    raise ValueError(f"unknown type {kind!r}")  # pragma: no cover - Literal checked it
+
+
+def _split_target(target: str) -> tuple[str, ...]:
+    segments = tuple(target.split("."))
+    if not all(s and len(s) <= 128 for s in segments):
+        raise ValueError(f"target {target!r} is not a dotted field name")
+    return segments
+
+
+def _envelope_path(source: str) -> tuple[str, ...]:
+    segments = tuple(source.split("."))
+    return segments if segments[0] in ENVELOPE_ROOTS else ("lead", *segments)
+
+
+def _check_path(source: str) -> str:
+    segments = source.split(".")
+    if not all(s and s.replace("_", "a").replace("-", "a").isalnum() for s in segments):
+        raise ValueError(f"source {source!r} is not a field path (templates need {{{{ }}}})")
+    return source

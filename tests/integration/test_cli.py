@@ -101,3 +101,55 @@ def test_a_bad_destinations_file_stops_the_worker_with_one_line_per_problem(
         assert "Traceback" not in result.stderr
         assert f"{bad}: destinations[0].url: plain http" in result.stderr
         assert f"{bad}: destinations[1].headers.Authorization: credentials" in result.stderr
+
+
+def test_map_prints_the_payload_without_sending(tmp_path: Path) -> None:
+    destinations = tmp_path / "d.yaml"
+    destinations.write_text(
+        """
+destinations:
+  - id: acme
+    url: https://crm.example.invalid/leads
+    mapping:
+      name: "{{first_name}} {{last_name}}"
+      phone: {from: phone_1, type: phone, format: "(###) ###-####"}
+      yearly: "{{lead.income * 12}}"
+    rules: ["if lead.income > 1000 then tier = 'A' else tier = 'B'"]
+  - id: strict
+    url: https://crm.example.invalid/leads
+    mapping:
+      email: {from: email, required: true}
+"""
+    )
+    lead = tmp_path / "lead.json"
+    lead.write_bytes(
+        orjson.dumps(
+            {
+                "id": "L-7",
+                "lead": {
+                    "first_name": "Ada",
+                    "last_name": "L",
+                    "phone_1": "5550101234",
+                    "income": "1,250.50",
+                },
+            }
+        )
+    )
+    args = ("map", "--destinations", str(destinations), "--lead", str(lead))
+
+    result = courier(*args, "--destination", "acme", timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout) == {
+        "name": "Ada L",
+        "phone": "(555) 010-1234",
+        "yearly": 15006,
+        "tier": "A",
+    }
+
+    refused = courier(*args, "--destination", "strict", timeout=30)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == "courier: lead L-7: Invalid data: email is required"
+
+    unknown = courier(*args, "--destination", "nope", timeout=30)
+    assert unknown.returncode == 2
+    assert "known: acme, strict" in unknown.stderr

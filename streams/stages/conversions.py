@@ -30,7 +30,7 @@ MAX_TEXT = 100_000  # characters in any string a template builds
 MAX_MAGNITUDE = Decimal("1e30")  # numbers beyond this are refused, not computed
 MAX_PARTS = 1_000  # parts from split()
 
-_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$").match
 _GROUPED_NUMBER = re.compile(r"^[+-]?\d[\d.,'\u00a0\u202f ]*$")
 _CURRENCY = "$€£¥"
 TRUE_WORDS = frozenset({"yes", "y", "true", "t", "1", "on"})
@@ -78,24 +78,30 @@ def to_text(value: Any) -> str:
 
 def to_number(value: Any, locale: str = "en_US") -> Decimal:
     """1250, 1250.5, "1,250.00", "$1,250", " 42 " → Decimal; anything else is refused."""
-    if isinstance(value, bool) or value is None:
-        raise ConversionError("not a number")
-    if isinstance(value, Decimal):
+    kind = type(value)  # exact types: bool is not a number here, though it is an int
+    if kind is str:
+        if _PLAIN_NUMBER(value):  # the common case, "3000" or "12.5": on the hot path
+            return check_number(Decimal(value))
+        return _text_number(value, locale)
+    if kind is Decimal:
         return check_number(value)
-    if isinstance(value, int):
+    if kind is int:
         return check_number(Decimal(value))
-    if isinstance(value, float):
+    if kind is float:
         return check_number(Decimal(repr(value)))
-    if isinstance(value, str):
-        text = value.strip().lstrip(_CURRENCY).strip()
-        try:
-            if _PLAIN_NUMBER.match(text):
-                return check_number(Decimal(text))
-            # Only text that looks like a grouped number is worth babel's time.
-            if _GROUPED_NUMBER.match(text):
-                return check_number(parse_decimal(text, locale=locale, strict=True))
-        except (NumberFormatError, InvalidOperation, ValueError):
-            pass
+    raise ConversionError("not a number")
+
+
+def _text_number(value: str, locale: str) -> Decimal:
+    text = value.strip().lstrip(_CURRENCY).strip()
+    try:
+        if _PLAIN_NUMBER(text):
+            return check_number(Decimal(text))
+        # Only text that looks like a grouped number is worth babel's time.
+        if _GROUPED_NUMBER.match(text):
+            return check_number(parse_decimal(text, locale=locale, strict=True))
+    except (NumberFormatError, InvalidOperation, ValueError):
+        pass
     raise ConversionError("not a number")
 
 

@@ -25,7 +25,9 @@ from streams.stages.template_operators import (
     compare_with_constant,
     index,
     is_true,
+    item_at,
     member,
+    scaled,
 )
 
 GRAMMAR = r"""
@@ -141,7 +143,7 @@ def compile_rule(text: str) -> CompiledRule:
     condition, then, otherwise = tree.children
     return CompiledRule(
         text,
-        _Compiler(text, 0).compile(condition).run,
+        _guard(_Compiler(text, 0).compile(condition).run, text),
         _assignments(text, then),
         _assignments(text, otherwise) if otherwise is not None else (),
     )
@@ -150,7 +152,7 @@ def compile_rule(text: str) -> CompiledRule:
 def _assignments(text: str, tree: Tree[Any]) -> tuple[tuple[tuple[str, ...], Evaluate], ...]:
     compiler = _Compiler(text, 0)
     return tuple(
-        (tuple(str(t) for t in target.children), compiler.compile(value).run)
+        (tuple(str(t) for t in target.children), _guard(compiler.compile(value).run, text))
         for target, value in (a.children for a in tree.children)
     )
 
@@ -278,6 +280,10 @@ class _Compiler:
         return self.source[tree.meta.start_pos or 0 : tree.meta.end_pos or len(self.source)]
 
     def compile_block(self, tree: Tree[Any] | Token) -> Evaluate:
+        """A whole ``{{ }}`` block; a conversion failing inside it names the block."""
+        return _guard(self._block(tree), self.source.strip())
+
+    def _block(self, tree: Tree[Any] | Token) -> Evaluate:
         if isinstance(tree, Tree) and tree.data == "if_block":
             condition, equals, then, otherwise = (
                 None if c is None else self.compile(c) for c in tree.children
@@ -344,6 +350,9 @@ class _Compiler:
         target_run, key_run = target.run, key.run
         if key.constant:
             constant = key.run({})
+            if isinstance(constant, Decimal) and constant == constant.to_integral_value():
+                position = int(constant)
+                return self.guarded(tree, lambda env: item_at(target_run(env), position))
             return self.guarded(tree, lambda env: index(target_run(env), constant))
         return self.guarded(tree, lambda env: index(target_run(env), key_run(env)))
 
@@ -415,7 +424,10 @@ class _Compiler:
         operate = BINARY_OPERATORS[symbol]
         left_run, right_run = left_node.run, right_node.run
         names = (left_node.text, right_node.text)
-        if right_node.constant:  # x * 12: the constant is read once, not per lead
+        if right_node.constant and symbol in "-*" and isinstance(right_node.run({}), Decimal):
+            # x * 12, x - 1: the commonest arithmetic, one frame per lead.
+            return self.guarded(tree, scaled(symbol, left_run, right_node.run({}), names[0]))
+        if right_node.constant:  # the constant is read once, not per lead
             constant = right_node.run({})
             return self.guarded(tree, lambda env: operate(left_run(env), constant, names))
         return self.guarded(tree, lambda env: operate(left_run(env), right_run(env), names))
@@ -435,7 +447,7 @@ class _Compiler:
             compare = COMPARISONS[operator]
             left_run, right_run = left.run, right.run
             run = lambda env: compare(left_run(env), right_run(env), names)  # noqa: E731
-        return _Node(_guard(run, text), text)
+        return _Node(run, text)
 
     def node_negate(self, tree: Tree[Any]) -> _Node:
         inner = self.compile(tree.children[0])
@@ -460,8 +472,8 @@ class _Compiler:
         return _Node(_choice(test, then, otherwise), self.text_of(tree))
 
     def guarded(self, tree: Tree[Any], run: Evaluate) -> _Node:
-        text = self.text_of(tree)
-        return _Node(_guard(run, text), text)
+        # No guard per node (a frame per node per lead): compile_block guards the block.
+        return _Node(run, self.text_of(tree))
 
 
 def _guard(run: Evaluate, text: str) -> Evaluate:

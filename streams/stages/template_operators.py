@@ -100,6 +100,22 @@ def _modulo(left: Any, right: Any, names: Names) -> Decimal:
         raise ConversionError(f"division by zero ({names[1]} is 0)") from None
 
 
+def scaled(
+    symbol: str, left: Callable[[dict[str, Any]], Any], constant: Decimal, name: str
+) -> Callable[[dict[str, Any]], Decimal]:
+    """``x * 12`` and ``x - 1`` with the constant settled at compile time."""
+    multiply = symbol == "*"
+
+    def run(env: dict[str, Any]) -> Decimal:
+        value = left(env)
+        if value is None:
+            raise ConversionError(f"{name} is missing")
+        number = value if type(value) is Decimal else to_number(value)
+        return check_number(number * constant if multiply else number - constant)
+
+    return run
+
+
 BINARY_OPERATORS: dict[str, Callable[[Any, Any, Names], Any]] = {
     "+": _plus,
     "~": _join,
@@ -191,6 +207,13 @@ def compare_with_constant(
 def member(value: Any, name: str) -> Any:
     """``x.name`` on a computed value: a key of an object, nothing else (no attributes)."""
     return value.get(name) if isinstance(value, dict) else None
+
+
+def item_at(value: Any, position: int) -> Any:
+    """``x[1]``, the index known when the template compiled."""
+    if isinstance(value, list | str):
+        return value[position] if -len(value) <= position < len(value) else None
+    return value.get(str(position)) if isinstance(value, dict) else None
 
 
 def index(value: Any, key: Any) -> Any:

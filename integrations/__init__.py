@@ -4,7 +4,9 @@
     Config: type[BaseModel]            the destination's integration-specific ``settings``
     DEFAULT_MAPPING: dict[str, str]    used when a destination gives no mapping
     validate(lead, destination)        → a message (skip, nothing sent) or None
-    request(payload, destination)      → HttpRequest (built only; the core sends)
+    request(payload, destination, url) → HttpRequest: method, URL, body and the headers
+                                       the body needs; the core adds the destination's
+                                       headers, Idempotency-Key and auth, then sends
     response(request, response)        → Outcome
 
 No module does I/O, so each is tested with recorded responses and no network.
@@ -12,7 +14,9 @@ No module does I/O, so each is tested with recorded responses and no network.
 
 from types import ModuleType
 
-from integrations import json_post
+from integrations import form_post, get_query, json_post, xml_post
 
 # An explicit registry: what is deliverable is visible here, no discovery magic.
-REGISTRY: dict[str, ModuleType] = {module.NAME: module for module in (json_post,)}
+REGISTRY: dict[str, ModuleType] = {
+    module.NAME: module for module in (json_post, form_post, get_query, xml_post)
+}

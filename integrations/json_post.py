@@ -28,14 +28,8 @@ def validate(lead: Lead, destination: Destination) -> str | None:
     return None
 
 
-def request(payload: dict[str, Any], destination: Destination) -> HttpRequest:
-    return HttpRequest.json(
-        destination.method,
-        destination.url,
-        payload,
-        headers=destination.resolved_headers,
-        secret_headers=destination.secret_headers,
-    )
+def request(payload: dict[str, Any], destination: Destination, url: str) -> HttpRequest:
+    return HttpRequest.json(destination.method, url, payload)
 
 
 def response(req: HttpRequest, res: HttpResponse) -> Outcome:

@@ -11,6 +11,7 @@ from streams.stages.attempt import attempt_delivery
 from streams.stages.delivery import Send
 from streams.stages.envelope import Rejected, dead_letter_headers, parse_envelope
 from streams.stages.events import delivery_event, lead_outcome
+from streams.stages.oauth import TokenCache
 from streams.stages.routing import plan
 from streams.topics import Topics
 
@@ -23,6 +24,7 @@ def register_agents(
     send: Send,
 ) -> None:
     active = destinations.active()
+    tokens = TokenCache()  # OAuth 2.0 tokens, shared by every actor of this worker
     encoders_ready: asyncio.Future[Encoders] | None = None
 
     async def encoders() -> Encoders:
@@ -48,7 +50,10 @@ def register_agents(
                 await topics.dlq.send(key=event.key, value=event.value, headers=headers)
                 continue
             attempts = await asyncio.gather(
-                *(attempt_delivery(parsed, dest, send) for dest in plan(parsed, active))
+                *(
+                    attempt_delivery(parsed, dest, send, tokens=tokens)
+                    for dest in plan(parsed, active)
+                )
             )
             codec = await encoders()
             key = parsed.id.encode()

@@ -8,10 +8,11 @@ and after loading, the rest of the code trusts these models.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import yaml
 from pydantic import (
@@ -29,7 +30,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from integrations import REGISTRY
 from streams.errors import ConfigError
 from streams.secrets import has_reference, is_sensitive_name, resolve_references
+from streams.stages.auth import AuthConfig
 from streams.stages.mapping import CompiledMapping, FieldSpec, compile_mapping
+from streams.stages.template import CompiledTemplate, TemplateError, compile_template, is_template
 
 
 class Settings(BaseSettings):
@@ -104,7 +107,10 @@ class Destination(BaseModel):
     insecure: bool = False
     enabled: bool = True
     settings: dict[str, Any] = Field(default_factory=dict)
+    auth: AuthConfig | None = None
 
+    _url_template: CompiledTemplate | None = PrivateAttr(default=None)
+    _header_templates: dict[str, CompiledTemplate] = PrivateAttr(default_factory=dict)
     _resolved_headers: dict[str, str] = PrivateAttr(default_factory=dict)
     _secret_headers: frozenset[str] = PrivateAttr(default=frozenset())
     _compiled_mapping: CompiledMapping | None = PrivateAttr(default=None)
@@ -115,7 +121,14 @@ class Destination(BaseModel):
         if self.integration not in REGISTRY:
             known = ", ".join(sorted(REGISTRY))
             raise ValueError(f"integration: unknown {self.integration!r} (known: {known})")
-        _check_url(self.url, self.insecure)
+        _check_url(_BLOCK.sub("x", self.url), self.insecure)
+        if is_template(self.url):
+            try:
+                # Every value put into the URL is percent-encoded: it cannot add a path
+                # segment or a query parameter of its own.
+                self._url_template = compile_template(self.url, escape=_quote_all)
+            except TemplateError as exc:
+                raise ValueError(f"url: {exc}") from None
         self._resolve_headers()
         module = REGISTRY[self.integration]
         try:
@@ -135,6 +148,11 @@ class Destination(BaseModel):
                     f"headers.{name}: credentials must be a reference like ${{env:NAME}}, "
                     "never a literal"
                 )
+            if is_template(value):
+                try:
+                    self._header_templates[name] = compile_template(value, escape=_one_line)
+                except TemplateError as exc:
+                    raise ValueError(f"headers.{name}: {exc}") from None
             if has_reference(value):
                 secret.add(name.lower())
                 try:
@@ -144,6 +162,16 @@ class Destination(BaseModel):
             resolved[name] = value
         self._resolved_headers = resolved
         self._secret_headers = frozenset(secret)
+
+    def url_for(self, context: dict[str, Any]) -> str:
+        """The URL, with templated parts filled from the envelope and ``payload``."""
+        return self.url if self._url_template is None else self._url_template.evaluate(context)
+
+    def headers_for(self, context: dict[str, Any]) -> dict[str, str]:
+        if not self._header_templates:
+            return self._resolved_headers
+        rendered = {n: t.evaluate(context) for n, t in self._header_templates.items()}
+        return {**self._resolved_headers, **rendered}
 
     # Read-only views for integrations: the models are checked, so these never fail.
     @property
@@ -241,6 +269,18 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
     return f"{loc}: {err['msg']}" if loc else str(err["msg"])
+
+
+_BLOCK = re.compile(r"\{\{.*?\}\}")
+
+
+def _quote_all(text: str) -> str:
+    return quote(text, safe="")
+
+
+def _one_line(text: str) -> str:
+    # A value with a line break would start a header of its own (header injection).
+    return text.replace("\r", " ").replace("\n", " ")
 
 
 def _check_url(url: str, insecure: bool) -> None:

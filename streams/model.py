@@ -53,7 +53,9 @@ class HttpRequest:
         secret_headers: frozenset[str] = frozenset(),
     ) -> HttpRequest:
         all_headers = {"Content-Type": "application/json", **(headers or {})}
-        return cls(method, url, all_headers, orjson.dumps(payload), secret_headers)
+        # A GET carries no body: its fields belong in the query (see get_query).
+        body = b"" if method == "GET" else orjson.dumps(payload)
+        return cls(method, url, all_headers, body, secret_headers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,17 +6,19 @@ as a parameter, so it runs in tests with a plain function instead of a network.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from streams.errors import DeliveryError, MappingError
 from streams.model import HttpRequest, Lead, Outcome
+from streams.stages.auth import OAuth2Auth
 from streams.stages.delivery import RequestSummary, Send, summarize
+from streams.stages.oauth import TokenCache
 from streams.stages.outcome import RAW_LIMIT, outcome_for_error
+from streams.stages.request import build_request
 
 if TYPE_CHECKING:
     from streams.config import Destination
@@ -43,14 +45,14 @@ class Attempt:
     request: RequestSummary | None
 
 
-def idempotency_key(lead_id: str, destination_id: str) -> str:
-    """Same lead, same destination → same key, so a recipient can drop our resends."""
-    return hashlib.sha256(f"{lead_id}\x00{destination_id}".encode()).hexdigest()[:32]
-
-
 async def attempt_delivery(
-    lead: Lead, destination: Destination, send: Send, number: int = 1
+    lead: Lead,
+    destination: Destination,
+    send: Send,
+    number: int = 1,
+    tokens: TokenCache | None = None,
 ) -> Attempt:
+    """``tokens``: the worker's OAuth 2.0 token cache (one is made if none is given)."""
     started_at = datetime.now(UTC)
     clock_start = time.perf_counter()
     recipient_s = 0.0
@@ -84,17 +86,28 @@ async def attempt_delivery(
     refusal = module.validate(lead, destination)
     if refusal:
         return finish(Outcome.skip("Invalid data", raw=refusal))
-    request = module.request(payload, destination)
-    request = replace(
-        request,
-        headers={"Idempotency-Key": idempotency_key(lead.id, destination.id), **request.headers},
-    )
+    oauth = isinstance(destination.auth, OAuth2Auth)
+    token_cache = tokens if tokens is not None else TokenCache()
+    token: str | None = None
     sent_at = time.perf_counter()
     try:
+        if oauth:
+            token = await token_cache.token(destination, send)
+        request = build_request(lead, payload, destination, token)
+        sent_at = time.perf_counter()
         response = await send(request, destination)
+        if oauth and response.status == 401:
+            # The token may have been revoked or expired early: one new token, one retry.
+            token = await token_cache.token(destination, send, stale=token)
+            request = build_request(lead, payload, destination, token)
+            sent_at = time.perf_counter()
+            response = await send(request, destination)
     except DeliveryError as exc:
         recipient_s = time.perf_counter() - sent_at
         return finish(outcome_for_error(exc))
+    except MappingError as exc:  # a URL or header template that does not fit this lead
+        reason = f"Invalid data: {exc.reason}"
+        return finish(Outcome.failure(reason[:MAPPING_REASON_LIMIT], raw=reason))
     recipient_s = time.perf_counter() - sent_at
     status = response.status
     try:

@@ -75,7 +75,8 @@ _PARSER = Lark(GRAMMAR, start=["block", "rule"], parser="lalr", propagate_positi
 MAX_TEMPLATE = 4_000  # characters
 MAX_BLOCKS = 100
 MAX_DEPTH = 24  # nesting of brackets and calls
-ENVELOPE_ROOTS = frozenset({"id", "lead", "appended", "source", "submission"})
+# "payload" is the mapped payload, readable by URL and header templates.
+ENVELOPE_ROOTS = frozenset({"id", "lead", "appended", "source", "submission", "payload"})
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"'}
 
 Evaluate = Callable[[dict[str, Any]], Any]
@@ -111,8 +112,11 @@ def is_template(text: str) -> bool:
     return "{{" in text
 
 
-def compile_template(text: str) -> CompiledTemplate:
-    """Text with ``{{ }}`` blocks → a callable; a lone block keeps its value's type."""
+def compile_template(text: str, escape: Callable[[str], str] | None = None) -> CompiledTemplate:
+    """Text with ``{{ }}`` blocks → a callable; a lone block keeps its value's type.
+
+    ``escape`` (for URLs: percent-encoding) is applied to every block's text, never to the
+    literal text around the blocks, and makes the result always text."""
     if len(text) > MAX_TEMPLATE:
         raise TemplateError(1, f"longer than {MAX_TEMPLATE} characters")
     parts: list[str | Evaluate] = []
@@ -121,9 +125,9 @@ def compile_template(text: str) -> CompiledTemplate:
             parts.append(literal)
         if block is not None:
             parts.append(_compile_source(block, "block", offset).evaluate)
-    if len(parts) == 1 and callable(parts[0]):
+    if len(parts) == 1 and callable(parts[0]) and escape is None:
         return CompiledTemplate(text, parts[0])
-    return CompiledTemplate(text, _concatenation(parts))
+    return CompiledTemplate(text, _concatenation(parts, escape))
 
 
 def compile_expression(text: str) -> CompiledTemplate:
@@ -157,7 +161,9 @@ def _assignments(text: str, tree: Tree[Any]) -> tuple[tuple[tuple[str, ...], Eva
     )
 
 
-def _concatenation(parts: list[str | Evaluate]) -> Evaluate:
+def _concatenation(
+    parts: list[str | Evaluate], escape: Callable[[str], str] | None = None
+) -> Evaluate:
     from streams.stages.conversions import check_text, to_text
 
     steps = [(p, None) if isinstance(p, str) else ("", p) for p in parts]
@@ -169,7 +175,8 @@ def _concatenation(parts: list[str | Evaluate]) -> Evaluate:
                 pieces.append(literal)
             else:
                 value = evaluate(envelope)
-                pieces.append(value if type(value) is str else to_text(value))
+                piece = value if type(value) is str else to_text(value)
+                pieces.append(piece if escape is None else escape(piece))
         return check_text("".join(pieces))
 
     return render

@@ -11,7 +11,8 @@ import pytest
 from streams.config import Destination, DestinationsFile
 from streams.errors import DeliveryTimeout
 from streams.model import HttpRequest, HttpResponse, Lead, OutcomeKind
-from streams.stages.attempt import attempt_delivery, idempotency_key
+from streams.stages.attempt import attempt_delivery
+from streams.stages.request import idempotency_key
 from tests.conftest import destination
 
 LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "a@example.com", "first_name": "Ada"}})

@@ -1,0 +1,155 @@
+"""How a request proves who we are: API key, Basic, Bearer, OAuth 2.0 bearer, HMAC signature.
+
+The models are a destination's ``auth:`` block; every credential in them must be a
+reference (``${env:NAME}``, ``${file:/path}``), resolved once at start. ``sign`` adds the
+credentials to a built request and marks the headers that carry them as secret, so every
+summary, event and log masks them. Pure functions: OAuth tokens are fetched by oauth.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from dataclasses import replace
+from typing import Annotated, Literal
+from urllib.parse import urlencode, urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl, SecretStr
+
+from streams.model import HttpRequest
+from streams.secrets import has_reference, resolve_references
+
+
+def _reference_only(value: object) -> SecretStr:
+    if isinstance(value, SecretStr):
+        return value
+    if not isinstance(value, str) or not has_reference(value):
+        raise ValueError("credentials must be a reference like ${env:NAME}, never a literal")
+    return SecretStr(resolve_references(value))
+
+
+# A credential: given as ${env:NAME} or ${file:/path}, held resolved and masked.
+Secret = Annotated[SecretStr, BeforeValidator(_reference_only)]
+
+
+class _Auth(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ApiKeyAuth(_Auth):
+    type: Literal["api_key"]
+    value: Secret
+    name: str = "X-Api-Key"
+    location: Literal["header", "query"] = Field(default="header", alias="in")
+
+
+class BasicAuth(_Auth):
+    type: Literal["basic"]
+    username: str
+    password: Secret
+
+
+class BearerAuth(_Auth):
+    type: Literal["bearer"]
+    token: Secret
+
+
+class OAuth2Auth(_Auth):
+    """RFC 6749 client credentials (§4.4) or refresh token (§6) grant; tokens are cached."""
+
+    type: Literal["oauth2"]
+    grant: Literal["client_credentials", "refresh_token"] = "client_credentials"
+    token_url: HttpUrl
+    client_id: str
+    client_secret: Secret
+    refresh_token: Secret | None = None
+    scope: str | None = None
+    audience: str | None = None
+    # RFC 6749 §2.3.1: HTTP Basic is the method servers must support; "body" for others.
+    client_auth: Literal["basic", "body"] = "basic"
+    # Refresh this long before expiry, so no request leaves with a token about to lapse.
+    refresh_margin_s: float = Field(default=60.0, ge=0)
+
+
+class HmacAuth(_Auth):
+    """A signature the recipient recomputes with the shared secret.
+
+    The signed text is the body (``body``), ``<timestamp>.<body>`` (``timestamp.body``), or
+    ``<METHOD>\\n<path?query>\\n<timestamp>\\n<body>`` (``method.path.timestamp.body``);
+    the timestamp (Unix seconds) travels in ``timestamp_header``.
+    """
+
+    type: Literal["hmac"]
+    secret: Secret
+    algorithm: Literal["sha256", "sha512", "sha1"] = "sha256"
+    header: str = "X-Signature"
+    sign: Literal["body", "timestamp.body", "method.path.timestamp.body"] = "body"
+    timestamp_header: str = "X-Timestamp"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = ""  # e.g. "sha256=" as GitHub's webhooks write it
+
+
+AuthConfig = Annotated[
+    ApiKeyAuth | BasicAuth | BearerAuth | OAuth2Auth | HmacAuth, Field(discriminator="type")
+]
+
+
+def sign(
+    request: HttpRequest,
+    auth: AuthConfig | None,
+    token: str | None = None,
+    now: float | None = None,
+) -> HttpRequest:
+    """Add ``auth``'s credentials to ``request``; ``token`` is the OAuth access token."""
+    if auth is None:
+        return request
+    if isinstance(auth, ApiKeyAuth):
+        if auth.location == "query":
+            separator = "&" if urlsplit(request.url).query else "?"
+            query = urlencode({auth.name: auth.value.get_secret_value()})
+            return replace(request, url=f"{request.url}{separator}{query}")
+        return _with_secret(request, auth.name, auth.value.get_secret_value())
+    if isinstance(auth, BasicAuth):
+        pair = f"{auth.username}:{auth.password.get_secret_value()}".encode()
+        return _with_secret(request, "Authorization", f"Basic {base64.b64encode(pair).decode()}")
+    if isinstance(auth, BearerAuth):
+        return _with_secret(request, "Authorization", f"Bearer {auth.token.get_secret_value()}")
+    if isinstance(auth, OAuth2Auth):
+        if token is None:  # pragma: no cover - attempt.py always fetches one first
+            raise ValueError("an OAuth 2.0 destination needs a token")
+        return _with_secret(request, "Authorization", f"Bearer {token}")
+    return _hmac_signed(request, auth, int(time.time() if now is None else now))
+
+
+def signed_text(request: HttpRequest, auth: HmacAuth, timestamp: int) -> bytes:
+    """The exact bytes the signature covers (documented in README.md for recipients)."""
+    if auth.sign == "body":
+        return request.body
+    if auth.sign == "timestamp.body":
+        return f"{timestamp}.".encode() + request.body
+    parts = urlsplit(request.url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    return f"{request.method}\n{path}\n{timestamp}\n".encode() + request.body
+
+
+def _hmac_signed(request: HttpRequest, auth: HmacAuth, timestamp: int) -> HttpRequest:
+    digest = hmac.new(
+        auth.secret.get_secret_value().encode(),
+        signed_text(request, auth, timestamp),
+        getattr(hashlib, auth.algorithm),
+    ).digest()
+    encoded = digest.hex() if auth.encoding == "hex" else base64.b64encode(digest).decode()
+    signed = _with_secret(request, auth.header, f"{auth.prefix}{encoded}")
+    if auth.sign == "body":
+        return signed
+    return replace(signed, headers={**signed.headers, auth.timestamp_header: str(timestamp)})
+
+
+def _with_secret(request: HttpRequest, name: str, value: str) -> HttpRequest:
+    return replace(
+        request,
+        headers={**request.headers, name: value},
+        secret_headers=request.secret_headers | {name.lower()},
+    )

@@ -1,0 +1,44 @@
+"""Payload + Destination → the HttpRequest to send: the integration builds the body, the
+core adds the destination's headers, the Idempotency-Key and the credentials (last, so an
+HMAC signature covers the final bytes)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from streams.errors import MappingError
+from streams.model import HttpRequest, Lead
+from streams.stages.auth import sign
+from streams.stages.template import EvaluationError
+
+if TYPE_CHECKING:
+    from streams.config import Destination
+
+
+def idempotency_key(lead_id: str, destination_id: str) -> str:
+    """Same lead, same destination → same key, so a recipient can drop our resends."""
+    return hashlib.sha256(f"{lead_id}\x00{destination_id}".encode()).hexdigest()[:32]
+
+
+def build_request(
+    lead: Lead, payload: dict[str, Any], destination: Destination, token: str | None = None
+) -> HttpRequest:
+    """``token``: the OAuth 2.0 access token, for destinations that use one."""
+    context = {**lead.envelope, "payload": payload}
+    try:
+        url = destination.url_for(context)
+        destination_headers = destination.headers_for(context)
+    except EvaluationError as exc:
+        raise MappingError("url or headers", f"template: {exc}") from None
+    built = destination.module.request(payload, destination, url)
+    headers = {
+        "Idempotency-Key": idempotency_key(lead.id, destination.id),
+        **destination_headers,
+        **built.headers,
+    }
+    request = replace(
+        built, headers=headers, secret_headers=built.secret_headers | destination.secret_headers
+    )
+    return sign(request, destination.auth, token)

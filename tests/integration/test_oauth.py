@@ -1,0 +1,216 @@
+"""OAuth 2.0: tokens fetched once, cached, and replaced once when a recipient refuses them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+from aiohttp import web
+
+from streams.config import Destination, parse_destinations
+from streams.model import Lead, OutcomeKind
+from streams.stages.attempt import attempt_delivery
+from streams.stages.delivery import HttpSender
+from streams.stages.oauth import TokenCache
+
+
+class AuthorizationServer:
+    """A token endpoint (RFC 6749 §4.4, §6) and a protected lead endpoint in one server.
+
+    ``expire()`` makes every token issued so far invalid, as a revocation or an early
+    expiry would; the lead endpoint then answers 401 ``invalid_token`` (RFC 6750 §3.1).
+    """
+
+    def __init__(self) -> None:
+        self.token_requests: list[dict[str, str]] = []
+        self.token_auth: list[str] = []
+        self.valid: set[str] = set()
+        self.answer_token_with: tuple[int, dict[str, Any]] | None = None
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def start(self) -> AuthorizationServer:
+        app = web.Application()
+        app.router.add_post("/oauth/token", self._token)
+        app.router.add_post("/leads", self._lead)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def expire(self) -> None:
+        self.valid.clear()
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = dict(parse_qsl((await request.read()).decode()))
+        self.token_requests.append(form)
+        self.token_auth.append(request.headers.get("Authorization", ""))
+        if self.answer_token_with is not None:
+            status, body = self.answer_token_with
+            return web.json_response(body, status=status)
+        await asyncio.sleep(0.05)  # slow enough that concurrent callers overlap
+        token = f"token-{len(self.token_requests)}"
+        self.valid.add(token)
+        return web.json_response(
+            {"access_token": token, "token_type": "Bearer", "expires_in": 3600},
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def _lead(self, request: web.Request) -> web.Response:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Bearer" or token not in self.valid:
+            return web.json_response(
+                {"error": "invalid_token"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        return web.json_response({"id": "R-1"}, status=201)
+
+
+@pytest.fixture
+async def authorization_server() -> AsyncIterator[AuthorizationServer]:
+    server = await AuthorizationServer().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def sender() -> AsyncIterator[HttpSender]:
+    http = HttpSender(max_connections=200)
+    yield http
+    await http.close()
+
+
+def oauth_destination(server: AuthorizationServer, **auth: Any) -> Destination:
+    return parse_destinations(
+        {
+            "destinations": [
+                {
+                    "id": "crm",
+                    "url": server.url("/leads"),
+                    "auth": {
+                        "type": "oauth2",
+                        "token_url": server.url("/oauth/token"),
+                        "client_id": "courier app",
+                        "client_secret": "${env:OAUTH_SECRET}",
+                        "scope": "leads.write",
+                        **auth,
+                    },
+                }
+            ]
+        }
+    ).destinations[0]
+
+
+@pytest.fixture(autouse=True)
+def oauth_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OAUTH_SECRET", "s3:cret")
+    monkeypatch.setenv("OAUTH_REFRESH", "refresh-1")
+
+
+def lead(n: int) -> Lead:
+    return Lead(f"L-{n}", {"id": f"L-{n}", "lead": {"n": n}})
+
+
+async def test_100_concurrent_deliveries_with_an_expired_token_fetch_exactly_one(
+    authorization_server: AuthorizationServer, sender: HttpSender
+) -> None:
+    dest = oauth_destination(authorization_server)
+    tokens = TokenCache()
+
+    first = await attempt_delivery(lead(0), dest, sender, tokens=tokens)
+    assert first.outcome.kind is OutcomeKind.SUCCESS
+    assert len(authorization_server.token_requests) == 1
+
+    authorization_server.expire()
+    attempts = await asyncio.gather(
+        *(attempt_delivery(lead(n), dest, sender, tokens=tokens) for n in range(1, 101))
+    )
+    assert {a.outcome.kind for a in attempts} == {OutcomeKind.SUCCESS}
+    assert len(authorization_server.token_requests) == 2  # one more, not one per delivery
+    assert tokens.requests == 2
+
+
+async def test_concurrent_first_deliveries_share_one_token_request(
+    authorization_server: AuthorizationServer, sender: HttpSender
+) -> None:
+    dest = oauth_destination(authorization_server)
+    tokens = TokenCache()
+    attempts = await asyncio.gather(
+        *(attempt_delivery(lead(n), dest, sender, tokens=tokens) for n in range(50))
+    )
+    assert {a.outcome.kind for a in attempts} == {OutcomeKind.SUCCESS}
+    assert len(authorization_server.token_requests) == 1
+
+
+async def test_the_token_request_is_rfc_6749_client_credentials(
+    authorization_server: AuthorizationServer, sender: HttpSender
+) -> None:
+    dest = oauth_destination(authorization_server)
+    attempt = await attempt_delivery(lead(1), dest, sender)
+    assert authorization_server.token_requests == [
+        {"grant_type": "client_credentials", "scope": "leads.write"}
+    ]
+    # §2.3.1: id and secret are form-urlencoded, then joined and Basic-encoded.
+    expected = base64.b64encode(b"courier+app:s3%3Acret").decode()
+    assert authorization_server.token_auth == [f"Basic {expected}"]
+    assert attempt.request is not None
+    assert attempt.request.headers["Authorization"] == "Bearer ****"
+
+
+async def test_refresh_token_grant_with_credentials_in_the_body(
+    authorization_server: AuthorizationServer, sender: HttpSender
+) -> None:
+    dest = oauth_destination(
+        authorization_server,
+        grant="refresh_token",
+        refresh_token="${env:OAUTH_REFRESH}",
+        client_auth="body",
+        scope=None,
+    )
+    await attempt_delivery(lead(1), dest, sender)
+    assert authorization_server.token_requests == [
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": "refresh-1",
+            "client_id": "courier app",
+            "client_secret": "s3:cret",
+        }
+    ]
+    assert authorization_server.token_auth == [""]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "retryable"),
+    [
+        (400, {"error": "invalid_client"}, False),
+        (401, {"error": "invalid_client"}, False),
+        (503, {"error": "temporarily_unavailable"}, True),
+        (200, {"token_type": "Bearer"}, False),  # no access_token
+    ],
+)
+async def test_a_refused_token_request_is_an_authentication_error(
+    authorization_server: AuthorizationServer,
+    sender: HttpSender,
+    status: int,
+    body: dict[str, Any],
+    retryable: bool,
+) -> None:
+    authorization_server.answer_token_with = (status, body)
+    attempt = await attempt_delivery(lead(1), oauth_destination(authorization_server), sender)
+    assert attempt.outcome.kind is OutcomeKind.ERROR
+    assert attempt.outcome.reason == "Authentication failed (token)"
+    assert attempt.outcome.retryable is retryable

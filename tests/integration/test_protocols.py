@@ -1,0 +1,260 @@
+"""Every protocol and auth scheme, checked byte for byte at a real local recipient."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from aiohttp import web
+
+from streams.config import Destination, parse_destinations
+from streams.model import Lead, OutcomeKind
+from streams.stages.attempt import attempt_delivery
+from streams.stages.delivery import HttpSender
+from tests.integration.recipients import Received, Recipient
+
+LEAD = Lead(
+    "L-1",
+    {
+        "id": "L-1",
+        "lead": {
+            "first_name": "Ada & Co",
+            "last_name": "<Lovelace>",
+            "email": "ada@example.com",
+            "zip": "90210",
+        },
+        "source": {"name": "spring form"},
+    },
+)
+MAPPING = {"first": "first_name", "last": "last_name", "contact.email": "email"}
+
+
+async def accept(recipient: Recipient, received: Received) -> web.Response:
+    return web.json_response({"id": "R-1"}, status=201)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Recipient]:
+    recipient = await Recipient(answer=accept).start()
+    yield recipient
+    await recipient.stop()
+
+
+@pytest.fixture
+async def sender() -> AsyncIterator[HttpSender]:
+    http = HttpSender()
+    yield http
+    await http.close()
+
+
+def destination(**fields: Any) -> Destination:
+    return parse_destinations({"destinations": [{"id": "crm", **fields}]}).destinations[0]
+
+
+async def deliver(dest: Destination, sender: HttpSender, server: Recipient) -> Received:
+    attempt = await attempt_delivery(LEAD, dest, sender)
+    assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+    return server.requests[-1]
+
+
+async def test_json_put_with_a_templated_url_escapes_every_value(
+    server: Recipient, sender: HttpSender
+) -> None:
+    dest = destination(
+        url=server.url("/leads/{{source.name}}/{{payload.contact.email}}?src={{lead.first_name}}"),
+        method="PUT",
+        mapping=MAPPING,
+        headers={"X-Source": "{{source.name}}"},
+    )
+    received = await deliver(dest, sender, server)
+    assert received.method == "PUT"
+    # "@" may stand unescaped in a path (RFC 3986 pchar); aiohttp sends it so.
+    assert received.path == "/leads/spring%20form/ada@example.com?src=Ada%20%26%20Co"
+    assert received.headers["Content-Type"] == "application/json"
+    assert received.headers["X-Source"] == "spring form"
+    assert (
+        received.body
+        == b'{"first":"Ada & Co","last":"<Lovelace>","contact":{"email":"ada@example.com"}}'
+    )
+
+
+async def test_form_post_encodes_nested_fields_with_brackets(
+    server: Recipient, sender: HttpSender
+) -> None:
+    dest = destination(url=server.url("/post"), integration="form_post", mapping=MAPPING)
+    received = await deliver(dest, sender, server)
+    assert received.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert (
+        received.body
+        == b"first=Ada+%26+Co&last=%3CLovelace%3E&contact%5Bemail%5D=ada%40example.com"
+    )
+
+
+async def test_get_query_appends_fields_to_the_existing_query(
+    server: Recipient, sender: HttpSender
+) -> None:
+    dest = destination(
+        url=server.url("/ping?campaign=7"),
+        integration="get_query",
+        mapping=MAPPING,
+        settings={"nested": "dots"},
+    )
+    received = await deliver(dest, sender, server)
+    assert received.method == "GET" and received.body == b""
+    assert parse_qsl(urlsplit(received.path).query) == [
+        ("campaign", "7"),
+        ("first", "Ada & Co"),
+        ("last", "<Lovelace>"),
+        ("contact.email", "ada@example.com"),
+    ]
+
+
+async def test_xml_element_tree_escapes_text_and_sets_attributes(
+    server: Recipient, sender: HttpSender
+) -> None:
+    dest = destination(
+        url=server.url("/xml"),
+        integration="xml_post",
+        mapping={**MAPPING, "@source": "source.name"},
+        settings={"root": "Lead", "namespace": "urn:example:leads"},
+    )
+    received = await deliver(dest, sender, server)
+    assert received.headers["Content-Type"] == "application/xml; charset=utf-8"
+    assert received.body == (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        b'<Lead xmlns="urn:example:leads" source="spring form"><first>Ada &amp; Co</first>'
+        b"<last>&lt;Lovelace&gt;</last><contact><email>ada@example.com</email></contact></Lead>"
+    )
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2"])
+async def test_soap_envelopes_follow_each_version(
+    server: Recipient, sender: HttpSender, version: str
+) -> None:
+    dest = destination(
+        url=server.url("/soap"),
+        integration="xml_post",
+        mapping=MAPPING,
+        settings={
+            "soap": version,
+            "soap_action": "urn:addLead",
+            "template": '<addLead xmlns="urn:crm"><name>{{payload.first}} {{payload.last}}</name></addLead>',
+        },
+    )
+    received = await deliver(dest, sender, server)
+    envelope = ET.fromstring(received.body)
+    ns = {
+        "1.1": "http://schemas.xmlsoap.org/soap/envelope/",
+        "1.2": "http://www.w3.org/2003/05/soap-envelope",
+    }[version]
+    assert envelope.tag == f"{{{ns}}}Envelope"
+    name = envelope.find(f"{{{ns}}}Body/{{urn:crm}}addLead/{{urn:crm}}name")
+    assert name is not None and name.text == "Ada & Co <Lovelace>"
+    if version == "1.1":
+        assert received.headers["Content-Type"] == "text/xml; charset=utf-8"
+        assert received.headers["SOAPAction"] == '"urn:addLead"'
+    else:
+        assert (
+            received.headers["Content-Type"]
+            == 'application/soap+xml; charset=utf-8; action="urn:addLead"'
+        )
+
+
+@pytest.mark.parametrize(
+    ("auth", "header", "expected"),
+    [
+        ({"type": "api_key", "value": "${env:TEST_KEY}"}, "X-Api-Key", "k3y"),
+        ({"type": "api_key", "name": "Api-Token", "value": "${env:TEST_KEY}"}, "Api-Token", "k3y"),
+        ({"type": "bearer", "token": "${env:TEST_KEY}"}, "Authorization", "Bearer k3y"),
+        (
+            {"type": "basic", "username": "ada", "password": "${env:TEST_KEY}"},
+            "Authorization",
+            "Basic " + base64.b64encode(b"ada:k3y").decode(),
+        ),
+    ],
+)
+async def test_static_auth_schemes_on_the_wire_and_masked_in_the_event(
+    server: Recipient,
+    sender: HttpSender,
+    monkeypatch: pytest.MonkeyPatch,
+    auth: dict[str, Any],
+    header: str,
+    expected: str,
+) -> None:
+    monkeypatch.setenv("TEST_KEY", "k3y")
+    dest = destination(url=server.url(), mapping=MAPPING, auth=auth)
+    attempt = await attempt_delivery(LEAD, dest, sender)
+    assert server.requests[-1].headers[header] == expected
+    assert attempt.request is not None
+    assert "k3y" not in str(attempt.request)
+    assert attempt.request.headers[header].endswith("****")
+
+
+async def test_api_key_in_the_query_is_sent_and_masked(
+    server: Recipient, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_KEY", "k3y")
+    dest = destination(
+        url=server.url("/x?a=1"),
+        auth={"type": "api_key", "in": "query", "name": "key", "value": "${env:TEST_KEY}"},
+    )
+    attempt = await attempt_delivery(LEAD, dest, sender)
+    assert server.requests[-1].path == "/x?a=1&key=k3y"
+    assert attempt.request is not None and "k3y" not in attempt.request.url
+
+
+def test_literal_credentials_in_auth_are_refused() -> None:
+    with pytest.raises(Exception, match=r"auth.bearer.token.*reference"):
+        destination(url="https://x.example.com", auth={"type": "bearer", "token": "abc"})
+
+
+@pytest.mark.parametrize(
+    ("sign", "algorithm", "encoding", "prefix"),
+    [
+        ("body", "sha256", "hex", "sha256="),
+        ("timestamp.body", "sha256", "hex", ""),
+        ("method.path.timestamp.body", "sha512", "base64", ""),
+        ("body", "sha1", "hex", "sha1="),
+    ],
+)
+async def test_hmac_signatures_verify_with_the_documented_algorithm(
+    server: Recipient,
+    sender: HttpSender,
+    monkeypatch: pytest.MonkeyPatch,
+    sign: str,
+    algorithm: str,
+    encoding: str,
+    prefix: str,
+) -> None:
+    monkeypatch.setenv("HOOK_SECRET", "s3cret")
+    dest = destination(
+        url=server.url("/hook?x=1"),
+        mapping=MAPPING,
+        auth={
+            "type": "hmac",
+            "secret": "${env:HOOK_SECRET}",
+            "algorithm": algorithm,
+            "sign": sign,
+            "encoding": encoding,
+            "prefix": prefix,
+        },
+    )
+    received = await deliver(dest, sender, server)
+
+    # What a recipient does, from README.md's description and nothing of ours.
+    timestamp = received.headers.get("X-Timestamp", "")
+    signed = {
+        "body": received.body,
+        "timestamp.body": f"{timestamp}.".encode() + received.body,
+        "method.path.timestamp.body": f"POST\n/hook?x=1\n{timestamp}\n".encode() + received.body,
+    }[sign]
+    digest = hmac.new(b"s3cret", signed, getattr(hashlib, algorithm)).digest()
+    expected = digest.hex() if encoding == "hex" else base64.b64encode(digest).decode()
+    assert received.headers["X-Signature"] == prefix + expected
+    assert (sign == "body") == (timestamp == "")

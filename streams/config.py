@@ -32,6 +32,7 @@ from streams.errors import ConfigError
 from streams.secrets import has_reference, is_sensitive_name, resolve_references
 from streams.stages.auth import AuthConfig
 from streams.stages.mapping import CompiledMapping, FieldSpec, compile_mapping
+from streams.stages.response_rules import ResponseConfig
 from streams.stages.template import CompiledTemplate, TemplateError, compile_template, is_template
 
 
@@ -108,6 +109,7 @@ class Destination(BaseModel):
     enabled: bool = True
     settings: dict[str, Any] = Field(default_factory=dict)
     auth: AuthConfig | None = None
+    response: ResponseConfig = Field(default_factory=ResponseConfig)
 
     _url_template: CompiledTemplate | None = PrivateAttr(default=None)
     _header_templates: dict[str, CompiledTemplate] = PrivateAttr(default_factory=dict)

@@ -83,6 +83,28 @@ class OutcomeKind(StrEnum):
     SKIP = "skip"  # we did not send: validation refused, cap reached, circuit open, ...
 
 
+class OutcomeCategory(StrEnum):
+    """The finer kind routing and billing act on."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"  # the recipient has it already: a failure, never resent
+    HARD_REJECT = "hard_reject"  # does not want it: try the next destination
+    SOFT_REJECT = "soft_reject"  # not now (rate limit, busy): may retry later
+    INVALID_DATA = "invalid_data"  # the lead lacks or breaks a field
+    RECIPIENT_ERROR = "recipient_error"  # 5xx, unreadable answer, connection failed
+    TIMEOUT = "timeout"  # it may have been processed: resend only with the same key
+    AUTH_ERROR = "auth_error"  # our credentials were refused
+    NOT_SENT = "not_sent"  # skipped before any request
+
+
+DEFAULT_CATEGORY = {
+    "success": OutcomeCategory.ACCEPTED,
+    "failure": OutcomeCategory.HARD_REJECT,
+    "error": OutcomeCategory.RECIPIENT_ERROR,
+    "skip": OutcomeCategory.NOT_SENT,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What one attempt amounted to. ``reason`` is short and countable; ``raw`` is the detail."""
@@ -95,6 +117,11 @@ class Outcome:
     price: Decimal | None = None
     # Values captured from the response; they become ``appended.<destination>.*`` on the lead.
     appended: dict[str, str] = field(default_factory=dict)
+    category_given: OutcomeCategory | None = None
+
+    @property
+    def category(self) -> OutcomeCategory:
+        return self.category_given or DEFAULT_CATEGORY[self.kind.value]
 
     @classmethod
     def success(
@@ -111,13 +138,24 @@ class Outcome:
         )
 
     @classmethod
-    def failure(cls, reason: str, *, raw: str | None = None) -> Outcome:
-        return cls(OutcomeKind.FAILURE, reason, raw)
+    def failure(
+        cls, reason: str, *, raw: str | None = None, category: OutcomeCategory | None = None
+    ) -> Outcome:
+        return cls(OutcomeKind.FAILURE, reason, raw, category_given=category)
 
     @classmethod
-    def error(cls, reason: str, *, retryable: bool, raw: str | None = None) -> Outcome:
-        return cls(OutcomeKind.ERROR, reason, raw, retryable)
+    def error(
+        cls,
+        reason: str,
+        *,
+        retryable: bool,
+        raw: str | None = None,
+        category: OutcomeCategory | None = None,
+    ) -> Outcome:
+        return cls(OutcomeKind.ERROR, reason, raw, retryable, category_given=category)
 
     @classmethod
-    def skip(cls, reason: str, *, raw: str | None = None) -> Outcome:
-        return cls(OutcomeKind.SKIP, reason, raw)
+    def skip(
+        cls, reason: str, *, raw: str | None = None, category: OutcomeCategory | None = None
+    ) -> Outcome:
+        return cls(OutcomeKind.SKIP, reason, raw, category_given=category)

@@ -111,7 +111,9 @@ async def attempt_delivery(
     recipient_s = time.perf_counter() - sent_at
     status = response.status
     try:
-        outcome = module.response(request, response)
+        rules = destination.response
+        outcome = rules.outcome(response) or module.response(request, response)
+        outcome = rules.captured(outcome, response)
     except Exception as exc:  # an integration must never crash the agent on a strange answer
         log.exception("integration %s could not read an HTTP %s answer", module.NAME, status)
         outcome = Outcome.error(

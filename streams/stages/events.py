@@ -31,6 +31,7 @@ def delivery_event(attempt: Attempt) -> dict[str, Any]:
         "overhead_ms": attempt.overhead_ms,
         "http_status": attempt.http_status,
         "outcome": outcome.kind.value,
+        "category": outcome.category.value,
         "reason": outcome.reason,
         "raw": outcome.raw,
         "retryable": outcome.retryable,
@@ -69,6 +70,7 @@ def lead_outcome(lead_id: str, attempts: Sequence[Attempt]) -> dict[str, Any]:
             {
                 "destination_id": a.destination_id,
                 "outcome": a.outcome.kind.value,
+                "category": a.outcome.category.value,
                 "reason": a.outcome.reason,
                 "reference_id": a.outcome.reference_id,
                 "price": _price(a.outcome.price),

@@ -1,22 +1,67 @@
 """HTTP response (or a failed exchange) → Outcome, by the defaults every integration starts from.
 
 2xx success; 408, 429 and 5xx retryable errors; 401/403 an authentication error; other 4xx a
-failure whose reason is the recipient's own message. Integrations refine this in ``response()``.
+failure whose reason is the recipient's own message, normalised to a known reason when it is
+one ("Duplicate lead", "Outside service area", ...). Integrations refine this in
+``response()``; a destination's response rules (response_rules.py) come before both.
 """
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from streams.errors import DeliveryError
-from streams.model import HttpResponse, Outcome
+from streams.errors import DeliveryConnectionError, DeliveryError, DeliveryTimeout
+from streams.model import HttpResponse, Outcome, OutcomeCategory
 
 RAW_LIMIT = 1000  # characters of the recipient's text kept beside the reason
 REASON_LIMIT = 80
 _REASON_KEYS = ("reason", "message", "error", "error_message", "detail", "msg")
 _REFERENCE_KEYS = ("reference_id", "id", "lead_id", "leadId", "record_id")
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
+
+
+# The reasons billing and routing count, and the texts recipients say them with.
+KNOWN_REASONS: tuple[tuple[str, re.Pattern[str], OutcomeCategory], ...] = tuple(
+    (reason, re.compile(pattern, re.IGNORECASE), category)
+    for reason, pattern, category in (
+        (
+            "Duplicate lead",
+            r"duplicate|already (exists|registered|on file|in (the )?system)|member exists|\bdupe",
+            OutcomeCategory.DUPLICATE,
+        ),
+        (
+            "Outside service area",
+            r"(outside|out of|not in) (of )?(the |our )?(service|coverage|serviceable) area"
+            r"|(zip|postal code|state)\b.*\bnot (covered|serviced|supported)",
+            OutcomeCategory.HARD_REJECT,
+        ),
+        (
+            "Cap exceeded",
+            r"\bcap\b.*(reached|exceeded|met|full)|over (the )?cap|(daily|hourly) limit|quota",
+            OutcomeCategory.HARD_REJECT,
+        ),
+        (
+            "System unavailable",
+            r"unavailable|maintenance|try again later|temporarily|overloaded",
+            OutcomeCategory.SOFT_REJECT,
+        ),
+        (
+            "Invalid data",
+            r"invalid|required|missing|malformed|validation|must be|is not a valid",
+            OutcomeCategory.INVALID_DATA,
+        ),
+    )
+)
+
+
+def normalize_reason(text: str) -> tuple[str, OutcomeCategory] | None:
+    """A recipient's words → one of our countable reasons, or None when none fits."""
+    for reason, pattern, category in KNOWN_REASONS:
+        if pattern.search(text):
+            return reason, category
+    return None
 
 
 def default_outcome(res: HttpResponse) -> Outcome:
@@ -30,16 +75,52 @@ def default_outcome(res: HttpResponse) -> Outcome:
             raw=raw,
         )
     if res.status in (401, 403):
-        return Outcome.error(f"Authentication failed (HTTP {res.status})", retryable=False, raw=raw)
-    if res.status in RETRYABLE_STATUSES or res.status >= 500:
+        return Outcome.error(
+            f"Authentication failed (HTTP {res.status})",
+            retryable=False,
+            raw=raw,
+            category=OutcomeCategory.AUTH_ERROR,
+        )
+    if res.status in RETRYABLE_STATUSES:
+        return Outcome.error(
+            f"Recipient busy (HTTP {res.status})",
+            retryable=True,
+            raw=raw,
+            category=OutcomeCategory.SOFT_REJECT,
+        )
+    if res.status >= 500:
         return Outcome.error(f"Recipient error (HTTP {res.status})", retryable=True, raw=raw)
     if 400 <= res.status < 500:
-        return Outcome.failure(_reason(body) or f"Rejected (HTTP {res.status})", raw=raw)
+        return rejection(_reason(body) or "", res.status, raw)
     return Outcome.error(f"Unexpected HTTP status {res.status}", retryable=False, raw=raw)
 
 
+def rejection(text: str, status: int | None, raw: str | None) -> Outcome:
+    """A refusal: a known reason when the text says one, else the text itself, bounded."""
+    known = normalize_reason(text) if text else None
+    if known is not None:
+        reason, category = known
+    elif status == 409:
+        reason, category = "Duplicate lead", OutcomeCategory.DUPLICATE
+    else:
+        fallback = f"Rejected (HTTP {status})" if status else "Rejected"
+        reason, category = text[:REASON_LIMIT] or fallback, OutcomeCategory.HARD_REJECT
+    return Outcome.failure(reason, raw=raw, category=category)
+
+
 def outcome_for_error(exc: DeliveryError) -> Outcome:
-    return Outcome.error(exc.reason, retryable=exc.retryable, raw=str(exc)[:RAW_LIMIT] or None)
+    category = (
+        OutcomeCategory.TIMEOUT
+        if isinstance(exc, DeliveryTimeout)
+        else OutcomeCategory.RECIPIENT_ERROR
+        if isinstance(exc, DeliveryConnectionError)
+        else None
+    )
+    if exc.reason.startswith("Authentication"):
+        category = OutcomeCategory.AUTH_ERROR
+    return Outcome.error(
+        exc.reason, retryable=exc.retryable, raw=str(exc)[:RAW_LIMIT] or None, category=category
+    )
 
 
 def _reason(body: Any) -> str | None:

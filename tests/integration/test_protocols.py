@@ -258,3 +258,18 @@ async def test_hmac_signatures_verify_with_the_documented_algorithm(
     expected = digest.hex() if encoding == "hex" else base64.b64encode(digest).decode()
     assert received.headers["X-Signature"] == prefix + expected
     assert (sign == "body") == (timestamp == "")
+
+
+async def test_a_50_mb_answer_is_cut_off_with_a_clear_error(sender: HttpSender) -> None:
+    async def huge(recipient: Recipient, received: Received) -> web.StreamResponse:
+        return web.Response(body=b"x" * (50 * 1024 * 1024), content_type="text/html")
+
+    server = await Recipient(answer=huge).start()
+    try:
+        dest = destination(url=server.url(), max_response_bytes=1_048_576)
+        attempt = await attempt_delivery(LEAD, dest, sender)
+    finally:
+        await server.stop()
+    assert attempt.outcome.kind is OutcomeKind.ERROR
+    assert attempt.outcome.reason == "Response too large"
+    assert attempt.http_status is None

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from streams.errors import DeliveryConnectionError, DeliveryTimeout, ResponseTooLarge
-from streams.model import HttpResponse, OutcomeKind
+from streams.model import HttpResponse, OutcomeCategory, OutcomeKind
 from streams.stages.outcome import default_outcome, outcome_for_error
 
 
@@ -43,11 +43,24 @@ def test_authentication_errors_are_errors_not_retried(status: int) -> None:
     assert outcome.reason == f"Authentication failed (HTTP {status})"
 
 
-@pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504])
-def test_temporary_statuses_are_retryable_errors(status: int) -> None:
+@pytest.mark.parametrize(
+    ("status", "reason", "category"),
+    [
+        (408, "Recipient busy (HTTP 408)", OutcomeCategory.SOFT_REJECT),
+        (425, "Recipient busy (HTTP 425)", OutcomeCategory.SOFT_REJECT),
+        (429, "Recipient busy (HTTP 429)", OutcomeCategory.SOFT_REJECT),
+        (500, "Recipient error (HTTP 500)", OutcomeCategory.RECIPIENT_ERROR),
+        (502, "Recipient error (HTTP 502)", OutcomeCategory.RECIPIENT_ERROR),
+        (503, "Recipient error (HTTP 503)", OutcomeCategory.RECIPIENT_ERROR),
+        (504, "Recipient error (HTTP 504)", OutcomeCategory.RECIPIENT_ERROR),
+    ],
+)
+def test_temporary_statuses_are_retryable_errors(
+    status: int, reason: str, category: OutcomeCategory
+) -> None:
     outcome = default_outcome(answer(status, b"<html>busy</html>"))
     assert (outcome.kind, outcome.retryable) == (OutcomeKind.ERROR, True)
-    assert outcome.reason == f"Recipient error (HTTP {status})"
+    assert (outcome.reason, outcome.category) == (reason, category)
     assert outcome.raw == "<html>busy</html>"
 
 
@@ -57,12 +70,12 @@ def test_temporary_statuses_are_retryable_errors(status: int) -> None:
         ({"message": "Duplicate lead"}, "Duplicate lead"),
         ({"error": "Outside service area"}, "Outside service area"),
         ({"reason": "Cap exceeded", "message": "ignored"}, "Cap exceeded"),
-        (b"plain text", "Rejected (HTTP 409)"),
+        (b"plain text", "Rejected (HTTP 422)"),
         ({"message": "x" * 500}, "x" * 80),
     ],
 )
 def test_other_4xx_are_failures_with_the_recipients_reason(body: object, reason: str) -> None:
-    outcome = default_outcome(answer(409, body))
+    outcome = default_outcome(answer(422, body))
     assert outcome.kind is OutcomeKind.FAILURE
     assert not outcome.retryable
     assert outcome.reason == reason
@@ -91,3 +104,57 @@ def test_transport_errors_become_error_outcomes(
         reason,
         retryable,
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "category"),
+    [
+        ("Duplicate lead John Smith", "Duplicate lead", OutcomeCategory.DUPLICATE),
+        ("Contact already exists", "Duplicate lead", OutcomeCategory.DUPLICATE),
+        (
+            "ada@example.com is already a list member. Member Exists",
+            "Duplicate lead",
+            OutcomeCategory.DUPLICATE,
+        ),
+        (
+            "Lead is outside of our service area",
+            "Outside service area",
+            OutcomeCategory.HARD_REJECT,
+        ),
+        ("ZIP 90210 not serviced", "Outside service area", OutcomeCategory.HARD_REJECT),
+        ("Daily cap reached", "Cap exceeded", OutcomeCategory.HARD_REJECT),
+        ("Monthly quota used up", "Cap exceeded", OutcomeCategory.HARD_REJECT),
+        ("Service temporarily unavailable", "System unavailable", OutcomeCategory.SOFT_REJECT),
+        ("phone is required", "Invalid data", OutcomeCategory.INVALID_DATA),
+        ("Email is not a valid address", "Invalid data", OutcomeCategory.INVALID_DATA),
+        (
+            "We do not buy leads on Sundays",
+            "We do not buy leads on Sundays",
+            OutcomeCategory.HARD_REJECT,
+        ),
+    ],
+)
+def test_known_reasons_are_normalised_and_the_raw_text_kept(
+    text: str, reason: str, category: OutcomeCategory
+) -> None:
+    outcome = default_outcome(answer(422, {"message": text}))
+    assert (outcome.reason, outcome.category) == (reason, category)
+    assert outcome.raw is not None and text in outcome.raw
+
+
+def test_409_without_a_reason_is_a_duplicate() -> None:
+    outcome = default_outcome(answer(409, b""))
+    assert (outcome.kind, outcome.reason, outcome.category) == (
+        OutcomeKind.FAILURE,
+        "Duplicate lead",
+        OutcomeCategory.DUPLICATE,
+    )
+
+
+def test_categories_of_transport_errors_and_auth() -> None:
+    assert outcome_for_error(DeliveryTimeout("t")).category is OutcomeCategory.TIMEOUT
+    assert (
+        outcome_for_error(DeliveryConnectionError("c")).category is OutcomeCategory.RECIPIENT_ERROR
+    )
+    assert default_outcome(answer(401)).category is OutcomeCategory.AUTH_ERROR
+    assert default_outcome(answer(200)).category is OutcomeCategory.ACCEPTED

@@ -1,0 +1,308 @@
+"""A destination's own reading of its recipient's answers: rules tried in order before the
+integration's defaults, and values captured from a successful answer.
+
+A rule looks at the status, a JSON path (jsonpath-ng), an XML path (ElementTree's XPath
+subset, parsed with defusedxml), a header, or a regular expression on the body. Paths and
+patterns compile when the configuration loads.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+from xml.etree.ElementTree import Element
+
+import defusedxml.ElementTree as SafeET
+from jsonpath_ng import JSONPath
+from jsonpath_ng import parse as parse_json_path
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from streams.model import HttpResponse, Outcome, OutcomeCategory, OutcomeKind
+from streams.stages.outcome import RAW_LIMIT, REASON_LIMIT, normalize_reason
+
+# Patterns run on at most this much of a body: a recipient's 50 MB page costs no more.
+BODY_SCAN_LIMIT = 65_536
+
+
+class _Test(BaseModel):
+    """equals / one_of / matches / exists: exactly one says what the value must be."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    equals: Any = None
+    one_of: list[Any] | None = None
+    matches: str | None = None
+    exists: bool | None = None
+
+    _pattern: re.Pattern[str] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _one_test(self) -> _Test:
+        given = [n for n in ("equals", "one_of", "matches", "exists") if n in self.model_fields_set]
+        if len(given) != 1:
+            raise ValueError("give exactly one of equals, one_of, matches, exists")
+        if self.matches is not None:
+            self._pattern = _compile_pattern(self.matches)
+        return self
+
+    def holds(self, value: Any) -> bool:
+        if self.exists is not None:
+            return (value is not None) is self.exists
+        if value is None:
+            return False
+        if self._pattern is not None:
+            return self._pattern.search(str(value)) is not None
+        if self.one_of is not None:
+            return any(_same(value, option) for option in self.one_of)
+        return _same(value, self.equals)
+
+
+class JsonTest(_Test):
+    path: str  # e.g. "$.status" or "errors[0].message"
+    _compiled: JSONPath | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _compile_path(self) -> JsonTest:
+        self._compiled = compile_json_path(self.path)
+        return self
+
+    def read(self, body: Any) -> Any:
+        assert self._compiled is not None
+        return first_json(self._compiled, body)
+
+
+class XmlTest(_Test):
+    path: str  # e.g. ".//Status" or "soap:Body/ns:addResponse/ns:id"
+    namespaces: dict[str, str] = Field(default_factory=dict)
+
+    def read(self, root: Element | None) -> Any:
+        return first_xml(root, self.path, self.namespaces)
+
+
+class HeaderTest(_Test):
+    name: str
+
+
+class Match(BaseModel):
+    """Every test given must hold."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    status: int | str | list[int | str] | None = None  # 200, "4xx", [200, "201"]
+    json_: JsonTest | None = Field(default=None, alias="json")
+    xml: XmlTest | None = None
+    header: HeaderTest | None = None
+    body_matches: str | None = None
+
+    _statuses: tuple[tuple[int, int], ...] = PrivateAttr(default=())
+    _body_pattern: re.Pattern[str] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _compile(self) -> Match:
+        if self.status is not None:
+            given = self.status if isinstance(self.status, list) else [self.status]
+            self._statuses = tuple(_status_range(s) for s in given)
+        if self.body_matches is not None:
+            self._body_pattern = _compile_pattern(self.body_matches)
+        return self
+
+    def holds(self, res: HttpResponse, body: Any, xml: Element | None, text: str) -> bool:
+        if self._statuses and not any(low <= res.status <= high for low, high in self._statuses):
+            return False
+        if self.json_ is not None and not self.json_.holds(self.json_.read(body)):
+            return False
+        if self.xml is not None and not self.xml.holds(self.xml.read(xml)):
+            return False
+        if self.header is not None:
+            value = _header(res, self.header.name)
+            if not self.header.holds(value):
+                return False
+        return self._body_pattern is None or self._body_pattern.search(text) is not None
+
+
+class ValuePath(BaseModel):
+    """Where a value is in an answer: ``json: $.data.id`` or ``xml: .//LeadId``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    json_: str | None = Field(default=None, alias="json")
+    xml: str | None = None
+    namespaces: dict[str, str] = Field(default_factory=dict)
+
+    _compiled: JSONPath | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _one_path(self) -> ValuePath:
+        if (self.json_ is None) == (self.xml is None):
+            raise ValueError("give exactly one of json, xml")
+        if self.json_ is not None:
+            self._compiled = compile_json_path(self.json_)
+        return self
+
+    def read(self, body: Any, xml: Element | None) -> Any:
+        if self._compiled is not None:
+            return first_json(self._compiled, body)
+        assert self.xml is not None
+        return first_xml(xml, self.xml, self.namespaces)
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    when: Match
+    outcome: Literal["success", "failure", "error", "skip"]
+    category: OutcomeCategory | None = None
+    reason: str | None = None  # fixed; else read by the config's ``reason`` path, normalised
+    retryable: bool | None = None  # errors default to retryable
+
+
+class ResponseConfig(BaseModel):
+    """A destination's ``response:`` block."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[Rule] = Field(default_factory=list)
+    # What a readable answer is; anything else (an HTML error page where JSON was promised,
+    # truncated XML) is an error outcome before any rule looks at it.
+    expect: Literal["any", "json", "xml"] = "any"
+    reason: ValuePath | None = None
+    # name → where: "reference_id" and "price" fill the event's fields; the rest become
+    # appended.<destination>.<name>.
+    capture: dict[str, ValuePath] = Field(default_factory=dict)
+
+    def outcome(self, res: HttpResponse) -> Outcome | None:
+        """The first rule that holds, as an Outcome; None when none does."""
+        if not self.rules and self.expect == "any":
+            return None
+        text = res.body[:BODY_SCAN_LIMIT].decode("utf-8", errors="replace")
+        body, xml = res.json(), _parse_xml(res)
+        raw = res.text[:RAW_LIMIT] or None
+        unreadable = (self.expect == "json" and body is None) or (
+            self.expect == "xml" and xml is None
+        )
+        if unreadable and res.body:
+            return Outcome.error(
+                f"Unreadable response (expected {self.expect.upper()})",
+                retryable=res.status >= 500,
+                raw=raw,
+                category=OutcomeCategory.RECIPIENT_ERROR,
+            )
+        for rule in self.rules:
+            if rule.when.holds(res, body, xml, text):
+                return self._outcome_of(rule, body, xml, raw)
+        return None
+
+    def _outcome_of(self, rule: Rule, body: Any, xml: Element | None, raw: str | None) -> Outcome:
+        said = self.reason.read(body, xml) if self.reason is not None else None
+        text = str(said).strip() if said is not None else ""
+        if rule.outcome == "success":
+            return Outcome.success(rule.reason or "Accepted", raw=raw)
+        if rule.outcome == "failure":
+            known = normalize_reason(text) if text and rule.reason is None else None
+            reason = rule.reason or (known[0] if known else text[:REASON_LIMIT] or "Rejected")
+            category = rule.category or (known[1] if known else OutcomeCategory.HARD_REJECT)
+            return Outcome.failure(reason, raw=raw, category=category)
+        if rule.outcome == "error":
+            retryable = True if rule.retryable is None else rule.retryable
+            reason = rule.reason or text[:REASON_LIMIT] or "Recipient error"
+            return Outcome.error(reason, retryable=retryable, raw=raw, category=rule.category)
+        return Outcome.skip(rule.reason or text[:REASON_LIMIT] or "Skipped", raw=raw)
+
+    def captured(self, outcome: Outcome, res: HttpResponse) -> Outcome:
+        """Fill reference id, price and appended values of a success from ``capture``."""
+        if outcome.kind is not OutcomeKind.SUCCESS or not self.capture:
+            return outcome
+        body, xml = res.json(), _parse_xml(res)
+        values = {name: path.read(body, xml) for name, path in self.capture.items()}
+        reference = values.pop("reference_id", None)
+        price = _decimal(values.pop("price", None))
+        appended = {
+            **outcome.appended,
+            **{
+                k: str(v)
+                for k, v in values.items()
+                if v is not None and not isinstance(v, dict | list)
+            },
+        }
+        return replace(
+            outcome,
+            reference_id=str(reference) if reference is not None else outcome.reference_id,
+            price=price if price is not None else outcome.price,
+            appended=appended,
+        )
+
+
+def compile_json_path(path: str) -> JSONPath:
+    try:
+        compiled: JSONPath = parse_json_path(path)
+    except Exception as exc:  # jsonpath-ng raises several kinds; all mean "does not parse"
+        raise ValueError(f"JSON path {path!r} does not parse ({exc})") from None
+    return compiled
+
+
+def first_json(path: JSONPath, body: Any) -> Any:
+    if body is None:
+        return None
+    found = path.find(body)
+    return found[0].value if found else None
+
+
+def first_xml(root: Element | None, path: str, namespaces: dict[str, str]) -> Any:
+    if root is None:
+        return None
+    try:
+        element = root.find(path, namespaces)
+    except SyntaxError:
+        return None
+    if element is None:
+        return None
+    return (element.text or "").strip()
+
+
+def _parse_xml(res: HttpResponse) -> Element | None:
+    if not res.body.lstrip().startswith(b"<"):
+        return None
+    try:
+        root: Element = SafeET.fromstring(res.body)
+    except Exception:  # not XML, truncated XML, or entity tricks defusedxml refuses
+        return None
+    return root
+
+
+def _status_range(status: int | str) -> tuple[int, int]:
+    text = str(status).strip().lower()
+    if len(text) == 3 and text[0].isdigit() and text[1:] == "xx":
+        return int(text[0]) * 100, int(text[0]) * 100 + 99
+    if text.isdigit() and 100 <= int(text) <= 599:
+        return int(text), int(text)
+    raise ValueError(f"status {status!r}: write a code like 409 or a class like 4xx")
+
+
+def _compile_pattern(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"pattern {pattern!r} does not compile ({exc})") from None
+
+
+def _header(res: HttpResponse, name: str) -> str | None:
+    wanted = name.lower()
+    return next((v for k, v in res.headers.items() if k.lower() == wanted), None)
+
+
+def _same(value: Any, expected: Any) -> bool:
+    if isinstance(expected, str) or isinstance(value, str):
+        return str(value).strip().casefold() == str(expected).strip().casefold()
+    return bool(value == expected)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool | dict | list):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None

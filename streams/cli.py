@@ -161,6 +161,48 @@ def check(destinations: Path | None) -> None:
         click.echo(f"{dest.id}: {dest.integration} {dest.method} {dest.url}{state}")
 
 
+@main.group()
+def destinations() -> None:
+    """Work with the destinations file."""
+
+
+SAMPLE_LEAD = {
+    "id": "courier-test-lead",
+    "submission": {"timestamp": "2026-01-01T12:00:00Z"},
+    "source": {"name": "courier-test", "type": "test"},
+    "lead": {
+        "first_name": "Test",
+        "last_name": "Lead",
+        "email": "test.lead@example.com",
+        "phone_1": "2015550123",
+        "state": "CA",
+        "zip": "94105",
+    },
+}
+
+
+@destinations.command(name="test")
+@click.argument("name")
+@click.option("--destinations", "path", type=click.Path(path_type=Path), help="Destinations YAML.")
+@click.option("--lead", "lead_file", type=click.File("rb"), help="Lead JSON (default: a sample).")
+@click.option("--dry-run", is_flag=True, help="Show the request, masked; send nothing.")
+def test_destination(name: str, path: Path | None, lead_file: Any, dry_run: bool) -> None:
+    """Send one lead to destination NAME and show the request and the outcome."""
+    from streams.destination_test import run_destination_test
+
+    try:
+        settings = _settings(destinations=path)
+        loaded = load_destinations(settings.destinations)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    by_id = {d.id: d for d in loaded.destinations}
+    if name not in by_id:
+        _fail(f"no destination {name!r} (known: {', '.join(sorted(by_id))})")
+    raw = lead_file.read() if lead_file is not None else orjson.dumps(SAMPLE_LEAD)
+    sys.exit(asyncio.run(run_destination_test(by_id[name], raw, dry_run, click.echo)))
+
+
 @main.command(name="map")
 @click.option("--destinations", type=click.Path(path_type=Path), help="Destinations YAML.")
 @click.option("--destination", "destination_id", required=True, help="Destination id.")

@@ -153,3 +153,35 @@ destinations:
     unknown = courier(*args, "--destination", "nope", timeout=30)
     assert unknown.returncode == 2
     assert "known: acme, strict" in unknown.stderr
+
+
+async def test_destinations_test_sends_one_lead_and_dry_run_sends_none(
+    recipient: Recipient, tmp_path: Path
+) -> None:
+    destinations = tmp_path / "d.yaml"
+    destinations.write_text(
+        f"""
+destinations:
+  - id: acme
+    url: {recipient.url("/leads")}
+    auth: {{type: api_key, value: "${{env:ACME_KEY}}"}}
+    mapping: {{name: "{{{{first_name}}}} {{{{last_name}}}}", email: email}}
+"""
+    )
+    env = {**os.environ, "ACME_KEY": "k-123"}
+    args = ("destinations", "test", "acme", "--destinations", str(destinations))
+
+    dry = await asyncio.to_thread(courier, *args, "--dry-run", env=env, timeout=30)
+    assert dry.returncode == 0, dry.stderr
+    assert "X-Api-Key: ****" in dry.stdout and "k-123" not in dry.stdout
+    assert '"name":"Test Lead"' in dry.stdout
+    assert recipient.requests == []
+
+    sent = await asyncio.to_thread(courier, *args, env=env, timeout=30)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert "outcome: success (accepted) — Accepted" in sent.stdout
+    assert "reference id: R-1" in sent.stdout
+    assert "k-123" not in sent.stdout
+    (received,) = recipient.requests
+    assert received.headers["X-Api-Key"] == "k-123"
+    assert received.json() == {"name": "Test Lead", "email": "test.lead@example.com"}

@@ -96,7 +96,8 @@ class Destination(BaseModel):
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
     integration: str = "json_post"
-    url: str
+    # Ready integrations (hubspot, ...) know their service's URL; generic ones need one.
+    url: str = ""
     method: Literal["POST", "PUT", "PATCH", "GET"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
     mapping: dict[str, MappingValue] = Field(default_factory=dict)
@@ -123,6 +124,11 @@ class Destination(BaseModel):
         if self.integration not in REGISTRY:
             known = ", ".join(sorted(REGISTRY))
             raise ValueError(f"integration: unknown {self.integration!r} (known: {known})")
+        if not self.url:
+            default_url = getattr(REGISTRY[self.integration], "DEFAULT_URL", "")
+            if not default_url:
+                raise ValueError("url: required for this integration")
+            self.url = default_url
         _check_url(_BLOCK.sub("x", self.url), self.insecure)
         if is_template(self.url):
             try:

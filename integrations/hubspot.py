@@ -1,0 +1,84 @@
+"""HubSpot CRM v3 contacts (developers.hubspot.com/docs/api/crm/contacts), with a private
+app's access token. 409 means the contact exists: a duplicate, never retried; its
+"Existing ID" is captured as ``appended.<destination>.existing_id``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory
+from streams.stages.auth import Secret
+from streams.stages.outcome import RAW_LIMIT, default_outcome
+
+if TYPE_CHECKING:
+    from streams.config import Destination
+
+NAME = "hubspot"
+DEFAULT_URL = "https://api.hubapi.com/crm/v3/objects/contacts"
+DEFAULT_MAPPING: dict[str, str] = {
+    "properties.email": "lead.email",
+    "properties.firstname": "lead.first_name",
+    "properties.lastname": "lead.last_name",
+    "properties.phone": "lead.phone_1",
+    "properties.state": "lead.state",
+    "properties.zip": "lead.zip",
+}
+_EXISTING_ID = re.compile(r"Existing ID: (\d+)")
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    access_token: Secret  # a private app's token: ${env:HUBSPOT_TOKEN}
+
+
+def validate(lead: Lead, destination: Destination) -> str | None:
+    # HubSpot de-duplicates contacts by e-mail; without one every lead would be a new contact.
+    return None if lead.get("email") else "email is required"
+
+
+def request(payload: dict[str, Any], destination: Destination, url: str) -> HttpRequest:
+    settings = destination.integration_settings
+    assert isinstance(settings, Config)
+    token = settings.access_token.get_secret_value()
+    return HttpRequest.json(
+        "POST",
+        url,
+        payload,
+        headers={"Authorization": f"Bearer {token}"},
+        secret_headers=frozenset({"authorization"}),
+    )
+
+
+def response(req: HttpRequest, res: HttpResponse) -> Outcome:
+    body = res.json()
+    error = body if isinstance(body, dict) and body.get("status") == "error" else {}
+    category = error.get("category") or error.get("errorType")
+    message = str(error.get("message", ""))
+    raw = res.text[:RAW_LIMIT] or None
+    if res.status == 201 and isinstance(body, dict) and body.get("id"):
+        return Outcome.success(reference_id=str(body["id"]), raw=raw)
+    if res.status == 409 or category == "CONFLICT":
+        existing = _EXISTING_ID.search(message)
+        outcome = Outcome.failure("Duplicate lead", raw=raw, category=OutcomeCategory.DUPLICATE)
+        if existing:
+            outcome.appended["existing_id"] = existing.group(1)
+        return outcome
+    if res.status == 400 and category == "VALIDATION_ERROR":
+        return Outcome.failure("Invalid data", raw=raw, category=OutcomeCategory.INVALID_DATA)
+    if res.status == 401:
+        reason = (
+            "Authentication failed (token expired)"
+            if category == "EXPIRED_AUTHENTICATION"
+            else "Authentication failed (HTTP 401)"
+        )
+        return Outcome.error(reason, retryable=False, raw=raw, category=OutcomeCategory.AUTH_ERROR)
+    if res.status == 429:
+        return Outcome.error(
+            "Rate limited", retryable=True, raw=raw, category=OutcomeCategory.SOFT_REJECT
+        )
+    return default_outcome(res)

@@ -1,0 +1,121 @@
+"""A local HubSpot CRM v3 contacts endpoint, answering as HubSpot documents and answers:
+
+- ``POST /crm/v3/objects/contacts`` with ``{"properties": {...}}`` and a private app token
+  → 201 with ``{"id", "properties", "createdAt", "updatedAt", "archived"}``;
+- an e-mail it already holds → 409 ``{"status": "error", "message": "Contact already
+  exists. Existing ID: N", "correlationId", "category": "CONFLICT"}``;
+- a malformed e-mail → 400 ``category: VALIDATION_ERROR`` with HubSpot's message format;
+- an expired token → 401 ``category: EXPIRED_AUTHENTICATION``; an unknown one → 401
+  ``INVALID_AUTHENTICATION``;
+- over the per-second limit → 429 ``{"status": "error", "message": "You have reached
+  your secondly limit.", "errorType": "RATE_LIMIT", "policyName": "SECONDLY"}``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+VALID_TOKEN = "pat-na1-valid"
+EXPIRED_TOKEN = "pat-na1-expired"
+
+
+class HubSpotDouble:
+    def __init__(self, per_second_limit: int = 1000) -> None:
+        self.contacts: dict[str, str] = {}  # email → id
+        self.requests: list[dict[str, Any]] = []
+        self.per_second_limit = per_second_limit
+        self._window: list[float] = []
+        self._ids = itertools.count(501)
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/crm/v3/objects/contacts"
+
+    async def start(self) -> HubSpotDouble:
+        app = web.Application()
+        app.router.add_post("/crm/v3/objects/contacts", self._create)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @staticmethod
+    def _error(status: int, message: str, **fields: Any) -> web.Response:
+        body = {"status": "error", "message": message, "correlationId": str(uuid.uuid4()), **fields}
+        return web.json_response(body, status=status, content_type="application/json")
+
+    async def _create(self, request: web.Request) -> web.Response:
+        now = time.monotonic()
+        self._window = [t for t in self._window if now - t < 1.0]
+        if len(self._window) >= self.per_second_limit:
+            return self._error(
+                429,
+                "You have reached your secondly limit.",
+                errorType="RATE_LIMIT",
+                policyName="SECONDLY",
+            )
+        self._window.append(now)
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if token == EXPIRED_TOKEN:
+            return self._error(
+                401,
+                "The OAuth token used to make this call expired 7 second(s) ago.",
+                category="EXPIRED_AUTHENTICATION",
+            )
+        if token != VALID_TOKEN:
+            return self._error(
+                401,
+                "Authentication credentials not found. This API supports OAuth 2.0 authentication.",
+                category="INVALID_AUTHENTICATION",
+            )
+        body = await request.json()
+        self.requests.append(body)
+        properties = body.get("properties", {})
+        email = str(properties.get("email", ""))
+        if email and "@" not in email:
+            detail = [
+                {
+                    "isValid": False,
+                    "message": f"Email address {email} is invalid",
+                    "error": "INVALID_EMAIL",
+                    "name": "email",
+                }
+            ]
+            return self._error(
+                400,
+                f"Property values were not valid: {json.dumps(detail)}",
+                category="VALIDATION_ERROR",
+            )
+        if email in self.contacts:
+            return self._error(
+                409,
+                f"Contact already exists. Existing ID: {self.contacts[email]}",
+                category="CONFLICT",
+            )
+        contact_id = str(next(self._ids))
+        self.contacts[email] = contact_id
+        stamp = "2026-11-22T10:00:00.000Z"
+        return web.json_response(
+            {
+                "id": contact_id,
+                "properties": properties,
+                "createdAt": stamp,
+                "updatedAt": stamp,
+                "archived": False,
+            },
+            status=201,
+        )

@@ -1,0 +1,169 @@
+"""integrations/hubspot.py against a local double of HubSpot's contacts API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from streams.config import Destination, parse_destinations
+from streams.model import Lead, OutcomeCategory, OutcomeKind
+from streams.stages.attempt import attempt_delivery
+from streams.stages.delivery import HttpSender
+from tests.integration.saas.hubspot import EXPIRED_TOKEN, VALID_TOKEN, HubSpotDouble
+
+
+@pytest.fixture
+async def hubspot() -> AsyncIterator[HubSpotDouble]:
+    double = await HubSpotDouble(per_second_limit=3).start()
+    yield double
+    await double.stop()
+
+
+@pytest.fixture
+async def sender() -> AsyncIterator[HttpSender]:
+    http = HttpSender()
+    yield http
+    await http.close()
+
+
+def hubspot_destination(
+    double: HubSpotDouble, monkeypatch: pytest.MonkeyPatch, token: str = VALID_TOKEN, **extra: Any
+) -> Destination:
+    monkeypatch.setenv("HUBSPOT_TOKEN", token)
+    return parse_destinations(
+        {
+            "destinations": [
+                {
+                    "id": "hubspot",
+                    "integration": "hubspot",
+                    "url": double.url,
+                    "settings": {"access_token": "${env:HUBSPOT_TOKEN}"},
+                    **extra,
+                }
+            ]
+        }
+    ).destinations[0]
+
+
+def lead(email: str, **fields: Any) -> Lead:
+    return Lead(
+        email,
+        {"id": email, "lead": {"email": email, "first_name": "Ada", "last_name": "L", **fields}},
+    )
+
+
+async def test_create_then_duplicate(
+    hubspot: HubSpotDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = hubspot_destination(hubspot, monkeypatch)
+    created = await attempt_delivery(lead("ada@example.com", phone_1="2015550123"), dest, sender)
+    assert created.outcome.kind is OutcomeKind.SUCCESS
+    assert created.outcome.reference_id == "501"
+    assert hubspot.requests[0] == {
+        "properties": {
+            "email": "ada@example.com",
+            "firstname": "Ada",
+            "lastname": "L",
+            "phone": "2015550123",
+        }
+    }
+    assert created.request is not None and created.request.headers["Authorization"] == "Bearer ****"
+
+    again = await attempt_delivery(lead("ada@example.com"), dest, sender)
+    assert (again.outcome.kind, again.outcome.reason, again.outcome.category) == (
+        OutcomeKind.FAILURE,
+        "Duplicate lead",
+        OutcomeCategory.DUPLICATE,
+    )
+    assert again.outcome.appended == {"existing_id": "501"}
+    assert not again.outcome.retryable
+
+
+async def test_validation_error_is_invalid_data(
+    hubspot: HubSpotDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempt = await attempt_delivery(
+        lead("not-an-email"), hubspot_destination(hubspot, monkeypatch), sender
+    )
+    assert (attempt.outcome.kind, attempt.outcome.category) == (
+        OutcomeKind.FAILURE,
+        OutcomeCategory.INVALID_DATA,
+    )
+    assert attempt.outcome.raw is not None and "INVALID_EMAIL" in attempt.outcome.raw
+
+
+async def test_expired_token_is_an_authentication_error(
+    hubspot: HubSpotDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = hubspot_destination(hubspot, monkeypatch, token=EXPIRED_TOKEN)
+    attempt = await attempt_delivery(lead("a@example.com"), dest, sender)
+    assert attempt.outcome.reason == "Authentication failed (token expired)"
+    assert (attempt.outcome.category, attempt.outcome.retryable) == (
+        OutcomeCategory.AUTH_ERROR,
+        False,
+    )
+
+
+async def test_rate_limit_is_a_retryable_soft_reject(
+    hubspot: HubSpotDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = hubspot_destination(hubspot, monkeypatch)
+    attempts = [await attempt_delivery(lead(f"r{i}@example.com"), dest, sender) for i in range(4)]
+    limited = attempts[-1].outcome
+    assert [a.outcome.kind for a in attempts[:3]] == [OutcomeKind.SUCCESS] * 3
+    assert (limited.kind, limited.reason, limited.retryable, limited.category) == (
+        OutcomeKind.ERROR,
+        "Rate limited",
+        True,
+        OutcomeCategory.SOFT_REJECT,
+    )
+
+
+async def test_a_lead_without_email_is_skipped_and_not_sent(
+    hubspot: HubSpotDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempt = await attempt_delivery(
+        Lead("x", {"id": "x", "lead": {}}), hubspot_destination(hubspot, monkeypatch), sender
+    )
+    assert attempt.outcome.kind is OutcomeKind.SKIP
+    assert hubspot.requests == []
+
+
+def test_default_mapping_can_be_overridden_and_the_token_must_be_a_reference(
+    hubspot: HubSpotDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = hubspot_destination(
+        hubspot, monkeypatch, mapping={"properties.firstname": "{{upper(first_name)}}"}
+    )
+    payload = dest.compiled_mapping.apply(lead("a@example.com"))
+    assert payload["properties"]["firstname"] == "ADA"
+    assert (
+        parse_destinations(
+            {
+                "destinations": [
+                    {
+                        "id": "h",
+                        "integration": "hubspot",
+                        "settings": {"access_token": "${env:HUBSPOT_TOKEN}"},
+                    }
+                ]
+            }
+        )
+        .destinations[0]
+        .url
+        == "https://api.hubapi.com/crm/v3/objects/contacts"
+    )
+    with pytest.raises(Exception, match="reference"):
+        parse_destinations(
+            {
+                "destinations": [
+                    {
+                        "id": "h",
+                        "integration": "hubspot",
+                        "settings": {"access_token": "pat-literal"},
+                    }
+                ]
+            }
+        )

@@ -273,3 +273,37 @@ async def test_a_50_mb_answer_is_cut_off_with_a_clear_error(sender: HttpSender) 
     assert attempt.outcome.kind is OutcomeKind.ERROR
     assert attempt.outcome.reason == "Response too large"
     assert attempt.http_status is None
+
+
+async def test_standard_webhooks_signature_verifies_as_the_spec_says(
+    server: Recipient, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = b"0123456789abcdef0123456789abcdef"
+    monkeypatch.setenv("HOOK_SECRET", "whsec_" + base64.b64encode(key).decode())
+    dest = destination(
+        url=server.url("/hook"),
+        integration="webhook",
+        mapping=MAPPING,
+        settings={"secret": "${env:HOOK_SECRET}"},
+    )
+    first = await deliver(dest, sender, server)
+    again = await deliver(dest, sender, server)
+
+    # standardwebhooks.com: signed content is "{id}.{timestamp}.{body}", HMAC-SHA256, base64.
+    headers = first.headers
+    content = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + first.body
+    expected = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
+    assert headers["webhook-signature"] == f"v1,{expected}"
+    assert again.headers["webhook-id"] == headers["webhook-id"]  # same message, same id
+
+
+def test_a_webhook_secret_not_in_the_spec_format_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOOK_SECRET", "whsec_not base64!")
+    with pytest.raises(Exception, match="whsec_ followed by base64"):
+        destination(
+            url="https://h.example.com",
+            integration="webhook",
+            settings={"secret": "${env:HOOK_SECRET}"},
+        )

@@ -67,10 +67,14 @@ async def read_records(
         remaining = {tp for tp in partitions if ends.get(tp, 1) > 0} if not follow else set()
         while follow or remaining:
             batch = await consumer.getmany(timeout_ms=int(idle_timeout_s * 1000))
-            for tp, records in batch.items():
+            for records in batch.values():
                 for record in records:
                     yield record
-                if not follow and records and records[-1].offset + 1 >= ends[tp]:
+            for tp in list(remaining):
+                # Tansu 0.6 answers ListOffsets with the last batch's base offset + 1, short
+                # of the real end; the high watermark in fetch answers is right on both.
+                end = max(ends[tp], consumer.highwater(tp) or 0)
+                if await consumer.position(tp) >= end:
                     remaining.discard(tp)
     finally:
         await consumer.stop()

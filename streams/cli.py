@@ -7,14 +7,14 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import orjson
 from pydantic import ValidationError
 
 from streams.broker import BrokerError, EmbeddedBroker
-from streams.config import Settings, load_destinations
+from streams.config import Destination, Settings, load_destinations
 from streams.errors import ConfigError, MappingError
 
 
@@ -27,7 +27,7 @@ def _settings(**overrides: Any) -> Settings:
         raise ConfigError("settings", problems) from None
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"courier: {message}", err=True)
     sys.exit(2)
 
@@ -190,17 +190,9 @@ def test_destination(name: str, path: Path | None, lead_file: Any, dry_run: bool
     """Send one lead to destination NAME and show the request and the outcome."""
     from streams.destination_test import run_destination_test
 
-    try:
-        settings = _settings(destinations=path)
-        loaded = load_destinations(settings.destinations)
-    except ConfigError as exc:
-        _fail(str(exc))
-        return
-    by_id = {d.id: d for d in loaded.destinations}
-    if name not in by_id:
-        _fail(f"no destination {name!r} (known: {', '.join(sorted(by_id))})")
+    _, destination = _one_destination(path, name)
     raw = lead_file.read() if lead_file is not None else orjson.dumps(SAMPLE_LEAD)
-    sys.exit(asyncio.run(run_destination_test(by_id[name], raw, dry_run, click.echo)))
+    sys.exit(asyncio.run(run_destination_test(destination, raw, dry_run, click.echo)))
 
 
 @main.command(name="map")
@@ -211,21 +203,13 @@ def map_lead(destinations: Path | None, destination_id: str, lead_file: Any) -> 
     """Dry run: print the payload a destination would receive for a lead; send nothing."""
     from streams.stages.envelope import Rejected, parse_envelope
 
-    try:
-        settings = _settings(destinations=destinations)
-        loaded = load_destinations(settings.destinations)
-    except ConfigError as exc:
-        _fail(str(exc))
-        return
-    by_id = {d.id: d for d in loaded.destinations}
-    if destination_id not in by_id:
-        _fail(f"no destination {destination_id!r} (known: {', '.join(sorted(by_id))})")
+    settings, destination = _one_destination(destinations, destination_id)
     lead = parse_envelope(lead_file.read(), settings.max_lead_bytes)
     if isinstance(lead, Rejected):
         _fail(f"{lead_file.name}: {lead.reason}: {lead.detail}")
         return
     try:
-        payload = by_id[destination_id].compiled_mapping.apply(lead)
+        payload = destination.compiled_mapping.apply(lead)
     except MappingError as exc:
         click.echo(f"courier: lead {lead.id}: Invalid data: {exc.reason}", err=True)
         sys.exit(1)
@@ -264,6 +248,19 @@ def demo(count: int) -> None:
         _fail(str(exc))
 
 
+def _one_destination(path: Path | None, name: str) -> tuple[Settings, Destination]:
+    """Settings and the destination called ``name``, or exit 2 saying what is wrong."""
+    try:
+        settings = _settings(destinations=path)
+        loaded = load_destinations(settings.destinations)
+    except ConfigError as exc:
+        _fail(str(exc))
+    by_id = {d.id: d for d in loaded.destinations}
+    if name not in by_id:
+        _fail(f"no destination {name!r} (known: {', '.join(sorted(by_id))})")
+    return settings, by_id[name]
+
+
 def _settings_with_broker(broker: str | None, **overrides: Any) -> Settings:
     try:
         settings = _settings(broker=broker, **overrides)
@@ -271,7 +268,6 @@ def _settings_with_broker(broker: str | None, **overrides: Any) -> Settings:
             raise ConfigError("settings", ["broker: give --broker or set COURIER_BROKER"])
     except ConfigError as exc:
         _fail(str(exc))
-        raise  # unreachable: _fail exits
     return settings
 
 

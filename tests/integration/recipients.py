@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.integration.local_server import LocalServer
+
 
 @dataclass(frozen=True)
 class Received:
@@ -45,34 +47,24 @@ async def scripted(recipient: Recipient, received: Received) -> web.Response:
     return web.json_response({"id": reference, "price": "2.50", "status": "accepted"}, status=201)
 
 
-class Recipient:
+class Recipient(LocalServer):
     def __init__(
         self, answer: Answer = scripted, delay_s: float = 0.0, slow_s: float = 3.0
     ) -> None:
+        super().__init__()
         self.answer = answer
         self.delay_s = delay_s
         self.slow_s = slow_s
         self.requests: list[Received] = []
         self.ids = itertools.count(1)
-        self.port = 0
-        self._runner: web.AppRunner | None = None
 
     def url(self, path: str = "/leads") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return self.base_url(path)
 
-    async def start(self) -> Recipient:
+    def build_app(self) -> web.Application:
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return app
 
     async def _handle(self, request: web.Request) -> web.Response:
         received = Received(

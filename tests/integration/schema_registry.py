@@ -13,32 +13,27 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.integration.local_server import LocalServer
+
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 
-class SchemaRegistryDouble:
+class SchemaRegistryDouble(LocalServer):
     def __init__(self) -> None:
+        super().__init__()
         self.schemas: dict[int, str] = {}
         self.subjects: dict[str, list[int]] = {}
         self.requests: list[tuple[str, str]] = []
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
-    async def start(self) -> SchemaRegistryDouble:
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/subjects/{subject}/versions", self._register)
         app.router.add_get("/schemas/ids/{id}", self._by_id)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
+        return app
 
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+    @property
+    def url(self) -> str:
+        return self.base_url()
 
     @staticmethod
     def _answer(status: int, body: dict[str, Any]) -> web.Response:

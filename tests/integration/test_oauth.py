@@ -16,9 +16,10 @@ from streams.model import Lead, OutcomeKind
 from streams.stages.attempt import attempt_delivery
 from streams.stages.delivery import HttpSender
 from streams.stages.oauth import TokenCache
+from tests.integration.local_server import LocalServer
 
 
-class AuthorizationServer:
+class AuthorizationServer(LocalServer):
     """A token endpoint (RFC 6749 §4.4, §6) and a protected lead endpoint in one server.
 
     ``expire()`` makes every token issued so far invalid, as a revocation or an early
@@ -26,30 +27,20 @@ class AuthorizationServer:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.token_requests: list[dict[str, str]] = []
         self.token_auth: list[str] = []
         self.valid: set[str] = set()
         self.answer_token_with: tuple[int, dict[str, Any]] | None = None
-        self.port = 0
-        self._runner: web.AppRunner | None = None
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return self.base_url(path)
 
-    async def start(self) -> AuthorizationServer:
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/oauth/token", self._token)
         app.router.add_post("/leads", self._lead)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return app
 
     def expire(self) -> None:
         self.valid.clear()

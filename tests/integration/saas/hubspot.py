@@ -21,37 +21,29 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.integration.local_server import LocalServer
+
 VALID_TOKEN = "pat-na1-valid"
 EXPIRED_TOKEN = "pat-na1-expired"
 
 
-class HubSpotDouble:
+class HubSpotDouble(LocalServer):
     def __init__(self, per_second_limit: int = 1000) -> None:
+        super().__init__()
         self.contacts: dict[str, str] = {}  # email → id
         self.requests: list[dict[str, Any]] = []
         self.per_second_limit = per_second_limit
         self._window: list[float] = []
         self._ids = itertools.count(501)
-        self.port = 0
-        self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/crm/v3/objects/contacts"
+        return self.base_url("/crm/v3/objects/contacts")
 
-    async def start(self) -> HubSpotDouble:
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/crm/v3/objects/contacts", self._create)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return app
 
     @staticmethod
     def _error(status: int, message: str, **fields: Any) -> web.Response:

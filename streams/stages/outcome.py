@@ -142,9 +142,11 @@ def _reference_id(body: Any) -> str | None:
 
 
 def _price(body: Any) -> Decimal | None:
-    if not isinstance(body, dict):
-        return None
-    value = body.get("price")
+    return to_price(body.get("price")) if isinstance(body, dict) else None
+
+
+def to_price(value: Any) -> Decimal | None:
+    """A price as a recipient writes it (12.5, "12.50"); None when it is not a finite number."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 from xml.etree.ElementTree import Element
 
@@ -20,7 +19,7 @@ from jsonpath_ng import parse as parse_json_path
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from streams.model import HttpResponse, Outcome, OutcomeCategory, OutcomeKind
-from streams.stages.outcome import RAW_LIMIT, REASON_LIMIT, normalize_reason
+from streams.stages.outcome import RAW_LIMIT, REASON_LIMIT, normalize_reason, to_price
 
 # Patterns run on at most this much of a body: a recipient's 50 MB page costs no more.
 BODY_SCAN_LIMIT = 65_536
@@ -217,7 +216,7 @@ class ResponseConfig(BaseModel):
         body, xml = res.json(), _parse_xml(res)
         values = {name: path.read(body, xml) for name, path in self.capture.items()}
         reference = values.pop("reference_id", None)
-        price = _decimal(values.pop("price", None))
+        price = to_price(values.pop("price", None))
         appended = {
             **outcome.appended,
             **{
@@ -296,13 +295,3 @@ def _same(value: Any, expected: Any) -> bool:
     if isinstance(expected, str) or isinstance(value, str):
         return str(value).strip().casefold() == str(expected).strip().casefold()
     return bool(value == expected)
-
-
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool | dict | list):
-        return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None

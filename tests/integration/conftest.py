@@ -16,6 +16,7 @@ import pytest
 from fastavro.schema import to_parsing_canonical_form
 
 from streams.console import publish_lines, read_records
+from streams.stages.delivery import HttpSender
 from tests.avro_spec import spec_fingerprint
 from tests.integration.kafka import KafkaTarget, kafka_target
 from tests.integration.recipients import Recipient
@@ -41,6 +42,14 @@ async def recipient() -> AsyncIterator[Recipient]:
     server = await Recipient().start()
     yield server
     await server.stop()
+
+
+@pytest.fixture
+async def sender() -> AsyncIterator[HttpSender]:
+    """The worker's HTTP sender, for tests that deliver without Kafka."""
+    http = HttpSender(max_connections=200)
+    yield http
+    await http.close()
 
 
 @pytest.fixture

@@ -78,13 +78,6 @@ async def authorization_server() -> AsyncIterator[AuthorizationServer]:
     await server.stop()
 
 
-@pytest.fixture
-async def sender() -> AsyncIterator[HttpSender]:
-    http = HttpSender(max_connections=200)
-    yield http
-    await http.close()
-
-
 def oauth_destination(server: AuthorizationServer, **auth: Any) -> Destination:
     return parse_destinations(
         {

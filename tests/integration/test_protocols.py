@@ -46,13 +46,6 @@ async def server() -> AsyncIterator[Recipient]:
     await recipient.stop()
 
 
-@pytest.fixture
-async def sender() -> AsyncIterator[HttpSender]:
-    http = HttpSender()
-    yield http
-    await http.close()
-
-
 def destination(**fields: Any) -> Destination:
     return parse_destinations({"destinations": [{"id": "crm", **fields}]}).destinations[0]
 

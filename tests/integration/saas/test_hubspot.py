@@ -21,13 +21,6 @@ async def hubspot() -> AsyncIterator[HubSpotDouble]:
     await double.stop()
 
 
-@pytest.fixture
-async def sender() -> AsyncIterator[HttpSender]:
-    http = HttpSender()
-    yield http
-    await http.close()
-
-
 def hubspot_destination(
     double: HubSpotDouble, monkeypatch: pytest.MonkeyPatch, token: str = VALID_TOKEN, **extra: Any
 ) -> Destination:

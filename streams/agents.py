@@ -7,12 +7,13 @@ from typing import Any
 
 from streams.avro import Encoders
 from streams.config import DestinationsFile, Settings
-from streams.stages.attempt import attempt_delivery
+from streams.model import Lead
+from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.delivery import Send
 from streams.stages.envelope import Rejected, dead_letter_headers, parse_envelope
 from streams.stages.events import delivery_event, lead_outcome
 from streams.stages.oauth import TokenCache
-from streams.stages.routing import plan
+from streams.stages.routing import route, select_flow
 from streams.topics import Topics
 
 
@@ -23,8 +24,13 @@ def register_agents(
     settings: Settings,
     send: Send,
 ) -> None:
-    active = destinations.active()
     tokens = TokenCache()  # OAuth 2.0 tokens, shared by every actor of this worker
+    flows = destinations.compiled_flows
+    by_id = destinations.by_id()
+
+    async def deliver_to(lead: Lead, destination_id: str) -> Attempt:
+        return await attempt_delivery(lead, by_id[destination_id], send, tokens=tokens)
+
     encoders_ready: asyncio.Future[Encoders] | None = None
 
     async def encoders() -> Encoders:
@@ -49,12 +55,8 @@ def register_agents(
                 headers = dead_letter_headers(parsed, msg.topic, msg.partition, msg.offset)
                 await topics.dlq.send(key=event.key, value=event.value, headers=headers)
                 continue
-            attempts = await asyncio.gather(
-                *(
-                    attempt_delivery(parsed, dest, send, tokens=tokens)
-                    for dest in plan(parsed, active)
-                )
-            )
+            flow = select_flow(parsed, flows)
+            attempts = [] if flow is None else (await route(flow.plan, parsed, deliver_to)).attempts
             codec = await encoders()
             key = parsed.id.encode()
             for attempt in attempts:
@@ -62,5 +64,10 @@ def register_agents(
                     key=key, value=codec.delivery.encode(delivery_event(attempt))
                 )
             await topics.outcomes.send(
-                key=key, value=codec.outcome.encode(lead_outcome(parsed.id, attempts))
+                key=key,
+                value=codec.outcome.encode(
+                    lead_outcome(
+                        parsed.id, attempts, "No destination" if flow else "No matching flow"
+                    )
+                ),
             )

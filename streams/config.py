@@ -33,6 +33,8 @@ from streams.secrets import has_reference, is_sensitive_name, resolve_references
 from streams.stages.auth import AuthConfig
 from streams.stages.mapping import CompiledMapping, FieldSpec, compile_mapping
 from streams.stages.response_rules import ResponseConfig
+from streams.stages.routing import CompiledFlow, Flow, compile_flow, default_flow
+from streams.stages.schedule import Schedule
 from streams.stages.template import CompiledTemplate, TemplateError, compile_template, is_template
 
 
@@ -111,6 +113,7 @@ class Destination(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)
     auth: AuthConfig | None = None
     response: ResponseConfig = Field(default_factory=ResponseConfig)
+    schedule: Schedule | None = None  # business hours; always open when unset
 
     _url_template: CompiledTemplate | None = PrivateAttr(default=None)
     _header_templates: dict[str, CompiledTemplate] = PrivateAttr(default_factory=dict)
@@ -209,18 +212,39 @@ class DestinationsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     destinations: list[Destination] = Field(min_length=1)
+    # Which destinations get a lead, in what order; none: every enabled destination, at once.
+    flows: list[Flow] = Field(default_factory=list)
+
+    _flows: list[CompiledFlow] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> DestinationsFile:
+    def _unique_ids_and_flows(self) -> DestinationsFile:
         seen: set[str] = set()
         for dest in self.destinations:
             if dest.id in seen:
                 raise ValueError(f"destination id {dest.id!r} is used twice")
             seen.add(dest.id)
+        problems: list[str] = []
+        for number, flow in enumerate(self.flows):
+            try:
+                self._flows.append(compile_flow(flow, seen))
+            except ValueError as exc:
+                problems.append(f"flows[{number}].{exc}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        if not self.flows:
+            self._flows = [default_flow([d.id for d in self.destinations if d.enabled])]
         return self
 
     def active(self) -> list[Destination]:
         return [d for d in self.destinations if d.enabled]
+
+    def by_id(self) -> dict[str, Destination]:
+        return {d.id: d for d in self.destinations}
+
+    @property
+    def compiled_flows(self) -> list[CompiledFlow]:
+        return self._flows
 
 
 def load_destinations(path: Path) -> DestinationsFile:

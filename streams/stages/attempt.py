@@ -77,6 +77,10 @@ async def attempt_delivery(
             summarize(request) if request is not None else None,
         )
 
+    if not destination.enabled:
+        return finish(Outcome.skip("Destination disabled"))
+    if destination.schedule is not None and not destination.schedule.is_open(started_at):
+        return finish(Outcome.skip("Outside business hours"))
     try:
         payload = destination.compiled_mapping.apply(lead)
     except MappingError as exc:

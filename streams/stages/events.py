@@ -49,7 +49,9 @@ def delivery_event(attempt: Attempt) -> dict[str, Any]:
     }
 
 
-def lead_outcome(lead_id: str, attempts: Sequence[Attempt]) -> dict[str, Any]:
+def lead_outcome(
+    lead_id: str, attempts: Sequence[Attempt], reason_if_none: str = "No destination"
+) -> dict[str, Any]:
     accepted = [a.destination_id for a in attempts if a.outcome.kind is OutcomeKind.SUCCESS]
     last = attempts[-1] if attempts else None
     if accepted:
@@ -57,7 +59,7 @@ def lead_outcome(lead_id: str, attempts: Sequence[Attempt]) -> dict[str, Any]:
     elif last is not None:
         reason = last.outcome.reason
     else:
-        reason = "No destination"
+        reason = reason_if_none
     return {
         "event_id": str(uuid.uuid4()),
         "lead_id": lead_id,

@@ -114,3 +114,25 @@ async def test_an_integration_that_cannot_read_an_answer_gives_an_error_not_a_cr
     attempt = await attempt_delivery(LEAD, dest, Recorder(HttpResponse(200, {}, b"<html>")))
     assert attempt.outcome.kind is OutcomeKind.ERROR
     assert attempt.outcome.reason == "Unreadable response"
+
+
+async def test_outside_business_hours_or_disabled_nothing_is_sent(make_destinations: Any) -> None:
+    from datetime import UTC, datetime
+
+    today = datetime.now(UTC).date().isoformat()
+    closed, disabled = make_destinations(
+        destination(
+            id="closed",
+            schedule={
+                "timezone": "UTC",
+                "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                "holidays": [today],
+            },
+        ),
+        destination(id="off", enabled=False),
+    ).destinations
+    send = Recorder(HttpResponse(200, {}, b"{}"))
+    for dest, reason in ((closed, "Outside business hours"), (disabled, "Destination disabled")):
+        attempt = await attempt_delivery(LEAD, dest, send)
+        assert (attempt.outcome.kind, attempt.outcome.reason) == (OutcomeKind.SKIP, reason)
+    assert send.sent == []

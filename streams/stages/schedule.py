@@ -1,0 +1,59 @@
+"""Business hours: when a destination takes leads, in its own time zone, minus holidays.
+
+Outside them a lead is not sent (outcome ``skip``, "Outside business hours"); in a
+waterfall it moves on to the next destination.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from streams.stages.conversions import ConversionError, time_zone
+
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Schedule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str
+    days: list[Day] = Field(default_factory=lambda: list(DAYS[:5]))
+    hours: list[str] = Field(default_factory=lambda: ["09:00-17:00"])  # [start, end) each
+    holidays: list[date] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            time_zone(name)
+        except ConversionError as exc:
+            raise ValueError(str(exc)) from None
+        return name
+
+    @field_validator("hours")
+    @classmethod
+    def _ranges(cls, hours: list[str]) -> list[str]:
+        for text in hours:
+            start, end = _range(text)
+            if start >= end:
+                raise ValueError(f"{text!r}: the start must come before the end")
+        return hours
+
+    def is_open(self, now: datetime) -> bool:
+        local = now.astimezone(time_zone(self.timezone))
+        if local.date() in self.holidays or DAYS[local.weekday()] not in self.days:
+            return False
+        moment = local.time()
+        return any(start <= moment < end for start, end in map(_range, self.hours))
+
+
+def _range(text: str) -> tuple[time, time]:
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+    except ValueError:
+        raise ValueError(f"{text!r}: write hours as HH:MM-HH:MM") from None
+    return start, end

@@ -1,0 +1,72 @@
+"""Flows through a real worker: a buyer waterfall beside a CRM copy, and a lead-level outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from tests.integration.conftest import collect, decode_with_schema_file, publish
+from tests.integration.recipients import Received, Recipient
+
+
+async def outside_area(recipient: Recipient, received: Received) -> web.Response:
+    return web.json_response({"message": "Lead is outside our service area"}, status=422)
+
+
+async def test_waterfall_beside_a_crm_copy_end_to_end(
+    kafka: Any, recipient: Recipient, topics: Any, start_worker: Any
+) -> None:
+    first = await Recipient(answer=outside_area).start()
+    try:
+        start_worker(
+            f"""
+destinations:
+  - id: crm
+    url: {recipient.url("/crm")}
+  - id: buyer_a
+    url: {first.url("/a")}
+  - id: buyer_b
+    url: http://127.0.0.1:9/down
+    timeouts: {{connect: 1, read: 1, total: 2}}
+  - id: buyer_c
+    url: {recipient.url("/c")}
+    mapping:
+      lead_id: id
+      previous_offer: "{{{{default(appended.buyer_a.reference_id, 'none')}}}}"
+flows:
+  - id: sell
+    when: "lead.sell == 'yes'"
+    plan:
+      parallel:
+        - crm
+        - waterfall: [buyer_a, buyer_b, buyer_c]
+  - id: keep
+    plan: crm
+"""
+        )
+        leads = [
+            {"id": f"W-{i}", "lead": {"sell": "yes" if i % 2 == 0 else "no"}} for i in range(10)
+        ]
+        await publish(kafka, topics.leads, leads)
+        outcomes = await collect(kafka, topics.outcomes, 10)
+        events = await collect(kafka, topics.events, 5 * 4 + 5, settle_s=1.0)
+    finally:
+        await first.stop()
+
+    by_lead = {r.key.decode(): decode_with_schema_file(r.value, "lead_outcome") for r in outcomes}
+    for i in range(10):
+        outcome = by_lead[f"W-{i}"]
+        if i % 2 == 0:
+            assert sorted(outcome["accepted_by"]) == ["buyer_c", "crm"]
+            reasons = {
+                d["destination_id"]: (d["outcome"], d["reason"]) for d in outcome["destinations"]
+            }
+            assert reasons["buyer_a"] == ("failure", "Outside service area")
+            assert reasons["buyer_b"] == ("error", "Connection failed")
+        else:
+            assert outcome["accepted_by"] == ["crm"] and outcome["attempts"] == 1
+    assert len(events) == 25  # 5 sold leads x 4 attempts + 5 kept leads x 1
+    paths = sorted(r.path for r in recipient.requests)
+    assert paths.count("/c") == 5 and paths.count("/crm") == 10
+    assert {r.json()["previous_offer"] for r in recipient.requests if r.path == "/c"} == {"none"}

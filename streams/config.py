@@ -83,6 +83,15 @@ MappingValue = Annotated[
 ]
 
 
+class Limits(BaseModel):
+    """How hard this worker may press one recipient."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int | None = Field(default=None, ge=1, le=10_000)  # requests at once
+    per_second: float | None = Field(default=None, gt=0, le=100_000)  # requests per second
+
+
 class Timeouts(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -106,6 +115,7 @@ class Destination(BaseModel):
     # Applied after the fields, in order: "if COND then field = EXPR [else field = EXPR]".
     rules: list[str] = Field(default_factory=list)
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    limits: Limits = Field(default_factory=Limits)
     max_response_bytes: int = Field(default=1_048_576, ge=1024)
     # Plain http is refused unless the recipient is on loopback or this is set (development).
     insecure: bool = False

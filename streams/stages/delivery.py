@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import aiohttp
+from aiolimiter import AsyncLimiter
 
 from streams.errors import DeliveryConnectionError, DeliveryError, DeliveryTimeout, ResponseTooLarge
 from streams.model import HttpRequest, HttpResponse
@@ -48,6 +49,15 @@ class HttpSender:
     def __init__(self, max_connections: int = 256) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._gates: dict[str, _Gate] = {}
+
+    def _gate(self, destination: Destination) -> _Gate:
+        gate = self._gates.get(destination.id)
+        if gate is None:
+            gate = self._gates[destination.id] = _Gate(
+                destination.limits.concurrency, destination.limits.per_second
+            )
+        return gate
 
     def _session_or_new(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -64,6 +74,13 @@ class HttpSender:
         return self._session
 
     async def __call__(self, req: HttpRequest, destination: Destination) -> HttpResponse:
+        gate = self._gate(destination)
+        if gate.idle:
+            return await self._exchange(req, destination)
+        async with gate:
+            return await self._exchange(req, destination)
+
+    async def _exchange(self, req: HttpRequest, destination: Destination) -> HttpResponse:
         session = self._session_or_new()
         limits = destination.timeouts
         timeout = aiohttp.ClientTimeout(
@@ -92,6 +109,29 @@ class HttpSender:
             await self._session.close()
             # Let the connector's transports finish closing (aiohttp's documented advice).
             await asyncio.sleep(0)
+
+
+class _Gate:
+    """A destination's limits: requests at once (a semaphore) and per second (aiolimiter).
+
+    Waiting here is waiting for the recipient's allowance; other destinations go on."""
+
+    def __init__(self, concurrency: int | None, per_second: float | None) -> None:
+        self._slots = asyncio.Semaphore(concurrency) if concurrency else None
+        # One request every 1/rate seconds: a bucket of one, so no second ever sees a burst
+        # on top of its allowance (a bucket of `rate` would let 2x through in the first).
+        self._rate = AsyncLimiter(1, 1.0 / per_second) if per_second else None
+        self.idle = self._slots is None and self._rate is None
+
+    async def __aenter__(self) -> None:
+        if self._rate is not None:
+            await self._rate.acquire()
+        if self._slots is not None:
+            await self._slots.acquire()
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._slots is not None:
+            self._slots.release()
 
 
 async def _read_limited(res: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from streams.avro import Encoders
 from streams.config import DestinationsFile, Settings
+from streams.control.circuit import Circuits
 from streams.model import Lead
 from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.delivery import Send
@@ -15,6 +17,8 @@ from streams.stages.events import delivery_event, lead_outcome
 from streams.stages.oauth import TokenCache
 from streams.stages.routing import route, select_flow
 from streams.topics import Topics
+
+log = logging.getLogger(__name__)
 
 
 def register_agents(
@@ -28,8 +32,22 @@ def register_agents(
     flows = destinations.compiled_flows
     by_id = destinations.by_id()
 
+    circuits = Circuits()  # in memory, per worker (README: not yet table-backed)
+
     async def deliver_to(lead: Lead, destination_id: str) -> Attempt:
-        return await attempt_delivery(lead, by_id[destination_id], send, tokens=tokens)
+        destination = by_id[destination_id]
+        attempt, change = await circuits.deliver(
+            destination, lead, lambda: attempt_delivery(lead, destination, send, tokens=tokens)
+        )
+        if change is not None:
+            log.warning(
+                "circuit of %s: %s → %s (%s)",
+                destination_id,
+                change.before,
+                change.after,
+                change.reason,
+            )
+        return attempt
 
     encoders_ready: asyncio.Future[Encoders] | None = None
 

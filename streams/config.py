@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from integrations import REGISTRY
+from streams.control.circuit import CircuitPolicy
 from streams.errors import ConfigError
 from streams.secrets import has_reference, is_sensitive_name, resolve_references
 from streams.stages.auth import AuthConfig
@@ -116,6 +117,7 @@ class Destination(BaseModel):
     rules: list[str] = Field(default_factory=list)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     limits: Limits = Field(default_factory=Limits)
+    circuit: CircuitPolicy = Field(default_factory=CircuitPolicy)
     max_response_bytes: int = Field(default=1_048_576, ge=1024)
     # Plain http is refused unless the recipient is on loopback or this is set (development).
     insecure: bool = False

@@ -45,6 +45,24 @@ class Attempt:
     request: RequestSummary | None
 
 
+def not_sent(lead: Lead, destination: Destination, outcome: Outcome, number: int = 1) -> Attempt:
+    """An attempt that ended before any request: disabled, closed, circuit open, ..."""
+    now = datetime.now(UTC)
+    return Attempt(
+        lead.id,
+        destination.id,
+        destination.integration,
+        number,
+        now,
+        now,
+        0.0,
+        0.0,
+        None,
+        outcome,
+        None,
+    )
+
+
 async def attempt_delivery(
     lead: Lead,
     destination: Destination,
@@ -78,9 +96,9 @@ async def attempt_delivery(
         )
 
     if not destination.enabled:
-        return finish(Outcome.skip("Destination disabled"))
+        return not_sent(lead, destination, Outcome.skip("Destination disabled"), number)
     if destination.schedule is not None and not destination.schedule.is_open(started_at):
-        return finish(Outcome.skip("Outside business hours"))
+        return not_sent(lead, destination, Outcome.skip("Outside business hours"), number)
     try:
         payload = destination.compiled_mapping.apply(lead)
     except MappingError as exc:

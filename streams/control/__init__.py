@@ -1,0 +1,1 @@
+"""Delivery control state: circuits (and, to come, caps and dedupe, table-backed)."""

@@ -1,0 +1,185 @@
+"""Circuit breakers: stop sending to a recipient that keeps failing, try it again later.
+
+closed → open after ``consecutive_errors`` errors in a row, or an error rate of at least
+``error_rate`` over ``window_s`` with at least ``min_requests`` (Convoy's defaults: 70 %
+over 5 minutes, 10 requests); an authentication error opens it at once. Open for
+``cool_down_s``, then half-open: up to ``trial_requests`` deliveries go through; a success
+closes it, an error opens it again. Recipient errors and timeouts count; business
+rejects (failure outcomes) do not.
+
+The state is a small plain dict (``CircuitState.as_dict``), so a Faust table can hold it;
+the functions here decide, with ``now`` passed in, and never wait.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from streams.model import Lead, Outcome, OutcomeCategory, OutcomeKind
+from streams.stages.attempt import not_sent
+
+if TYPE_CHECKING:
+    from streams.config import Destination
+    from streams.stages.attempt import Attempt
+
+State = Literal["closed", "open", "half_open"]
+BUCKET_S = 10.0  # error-rate window resolution: bounded memory whatever the traffic
+
+
+class CircuitPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    consecutive_errors: int = Field(default=5, ge=1)
+    error_rate: float = Field(default=0.7, gt=0, le=1)
+    window_s: float = Field(default=300.0, gt=0)
+    min_requests: int = Field(default=10, ge=1)
+    cool_down_s: float = Field(default=30.0, gt=0)
+    trial_requests: int = Field(default=1, ge=1)
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitState:
+    state: State = "closed"
+    opened_at: float = 0.0
+    consecutive: int = 0
+    trials: int = 0  # deliveries let through while half-open
+    buckets: tuple[tuple[float, int, int], ...] = field(default=())  # (start, requests, errors)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "opened_at": self.opened_at,
+            "consecutive": self.consecutive,
+            "trials": self.trials,
+            "buckets": [list(b) for b in self.buckets],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CircuitState:
+        return cls(
+            data["state"],
+            data["opened_at"],
+            data["consecutive"],
+            data["trials"],
+            tuple((float(s), int(r), int(e)) for s, r, e in data["buckets"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A state change, for an event: from, to, and why."""
+
+    before: State
+    after: State
+    reason: str
+
+
+def admit(state: CircuitState, policy: CircuitPolicy, now: float) -> tuple[bool, CircuitState]:
+    """May a delivery go now? Half-opens an open circuit whose cool-down is over."""
+    if not policy.enabled or state.state == "closed":
+        return True, state
+    if state.state == "open":
+        if now - state.opened_at < policy.cool_down_s:
+            return False, state
+        state = replace(state, state="half_open", trials=0)
+    if state.trials >= policy.trial_requests:
+        return False, state
+    return True, replace(state, trials=state.trials + 1)
+
+
+def record(
+    state: CircuitState, policy: CircuitPolicy, outcome: Outcome, now: float
+) -> tuple[CircuitState, Change | None]:
+    """Account for one finished delivery; the new state, and the change if there was one."""
+    if not policy.enabled or outcome.kind is OutcomeKind.SKIP:
+        return state, None
+    counts = outcome.kind is OutcomeKind.ERROR
+    buckets = _count(state.buckets, now, policy.window_s, counts)
+    if outcome.category is OutcomeCategory.AUTH_ERROR and state.state != "open":
+        return _open(state, now, buckets), Change(state.state, "open", "Authentication failed")
+    if not counts:
+        if state.state == "half_open":
+            closed = CircuitState("closed", buckets=buckets)
+            return closed, Change("half_open", "closed", "Trial delivery succeeded")
+        return replace(state, consecutive=0, buckets=buckets), None
+    if state.state == "half_open":
+        return _open(state, now, buckets), Change("half_open", "open", "Trial delivery failed")
+    if state.state == "open":
+        return replace(state, buckets=buckets), None
+    consecutive = state.consecutive + 1
+    if consecutive >= policy.consecutive_errors:
+        why = f"{consecutive} errors in a row"
+        return _open(state, now, buckets), Change("closed", "open", why)
+    requests = sum(r for _, r, _ in buckets)
+    errors = sum(e for _, _, e in buckets)
+    if requests >= policy.min_requests and errors / requests >= policy.error_rate:
+        why = f"{errors} errors in {requests} requests"
+        return _open(state, now, buckets), Change("closed", "open", why)
+    return replace(state, consecutive=consecutive, buckets=buckets), None
+
+
+def _open(
+    state: CircuitState, now: float, buckets: tuple[tuple[float, int, int], ...]
+) -> CircuitState:
+    return CircuitState("open", opened_at=now, consecutive=0, trials=0, buckets=buckets)
+
+
+def _count(
+    buckets: tuple[tuple[float, int, int], ...], now: float, window_s: float, error: bool
+) -> tuple[tuple[float, int, int], ...]:
+    start = now - now % BUCKET_S
+    kept = [b for b in buckets if b[0] > now - window_s]
+    if kept and kept[-1][0] == start:
+        _, requests, errors = kept[-1]
+        kept[-1] = (start, requests + 1, errors + int(error))
+    else:
+        kept.append((start, 1, int(error)))
+    return tuple(kept)
+
+
+def open_outcome() -> Outcome:
+    """What a delivery gets while the circuit is open: not sent; a waterfall moves on."""
+    return Outcome.skip("System unavailable (circuit open)", category=OutcomeCategory.NOT_SENT)
+
+
+class Circuits:
+    """This worker's circuits, one per destination, held in memory (see README: not yet in a
+    table, so each worker judges a recipient by what it saw itself)."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, CircuitState] = {}
+
+    def state(self, destination_id: str) -> CircuitState:
+        return self._states.get(destination_id, CircuitState())
+
+    def admit(self, destination_id: str, policy: CircuitPolicy, now: float) -> bool:
+        allowed, self._states[destination_id] = admit(self.state(destination_id), policy, now)
+        return allowed
+
+    def record(
+        self, destination_id: str, policy: CircuitPolicy, outcome: Outcome, now: float
+    ) -> Change | None:
+        self._states[destination_id], change = record(
+            self.state(destination_id), policy, outcome, now
+        )
+        return change
+
+    async def deliver(
+        self,
+        destination: Destination,
+        lead: Lead,
+        attempt: Callable[[], Awaitable[Attempt]],
+        clock: Callable[[], float] = time.time,
+    ) -> tuple[Attempt, Change | None]:
+        """Run ``attempt`` if the destination's circuit lets it through, and account for it."""
+        policy = destination.circuit
+        if not self.admit(destination.id, policy, clock()):
+            return not_sent(lead, destination, open_outcome()), None
+        result = await attempt()
+        return result, self.record(destination.id, policy, result.outcome, clock())

@@ -1,0 +1,74 @@
+"""A recipient that fails every request, then recovers: the circuit opens, sends nothing
+while open, half-opens after the cool-down, and closes on a successful trial."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from streams.config import parse_destinations
+from streams.control.circuit import Circuits
+from streams.model import Lead, OutcomeKind
+from streams.stages.attempt import attempt_delivery
+from streams.stages.delivery import HttpSender
+from tests.integration.recipients import Received, Recipient
+
+
+class Flaky:
+    def __init__(self) -> None:
+        self.healthy = False
+
+    async def answer(self, recipient: Recipient, received: Received) -> web.Response:
+        if self.healthy:
+            return web.json_response({"id": "R"}, status=201)
+        return web.json_response({"error": "down"}, status=503)
+
+
+async def test_circuit_opens_stays_quiet_half_opens_and_closes(sender: HttpSender) -> None:
+    flaky = Flaky()
+    server = await Recipient(answer=flaky.answer).start()
+    clock = [1000.0]
+    circuits = Circuits()
+    (dest,) = parse_destinations(
+        {
+            "destinations": [
+                {
+                    "id": "buyer",
+                    "url": server.url(),
+                    "circuit": {"consecutive_errors": 5, "cool_down_s": 30},
+                }
+            ]
+        }
+    ).destinations
+
+    async def deliver(n: int) -> tuple[OutcomeKind, str, str | None]:
+        lead = Lead(f"L-{n}", {"id": f"L-{n}", "lead": {}})
+        attempt, change = await circuits.deliver(
+            dest, lead, lambda: attempt_delivery(lead, dest, sender), clock=lambda: clock[0]
+        )
+        return attempt.outcome.kind, attempt.outcome.reason, change.after if change else None
+
+    try:
+        first = [await deliver(n) for n in range(5)]
+        assert [c for _, _, c in first] == [None, None, None, None, "open"]
+        sent_when_opened = len(server.requests)
+
+        clock[0] += 10
+        while_open = [await deliver(n) for n in range(5, 25)]
+        assert {(k, r) for k, r, _ in while_open} == {
+            (OutcomeKind.SKIP, "System unavailable (circuit open)")
+        }
+        assert len(server.requests) == sent_when_opened  # nothing reached the recipient
+
+        clock[0] += 25  # 35 s after opening: half-open, one trial, still failing
+        assert await deliver(25) == (OutcomeKind.ERROR, "Recipient error (HTTP 503)", "open")
+        assert (await deliver(26))[0] is OutcomeKind.SKIP
+
+        flaky.healthy = True
+        clock[0] += 31
+        assert await deliver(27) == (OutcomeKind.SUCCESS, "Accepted", "closed")
+        assert [k for k, _, _ in [await deliver(n) for n in range(28, 33)]] == [
+            OutcomeKind.SUCCESS
+        ] * 5
+        assert len(server.requests) == sent_when_opened + 1 + 1 + 5
+    finally:
+        await server.stop()

@@ -12,10 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.bench import mapping
+from tests.bench import delivery, mapping
 
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "mapping": mapping.run,
+    "delivery": delivery.run,
 }
 
 

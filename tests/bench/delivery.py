@@ -1,0 +1,299 @@
+"""End-to-end delivery throughput: courier against a bare HTTP client (the ceiling) and a
+hand-written consumer loop (naive), in one run, alternating, on the embedded broker and a
+local nginx that answers a small JSON body (so the recipient is never the bottleneck).
+
+- ceiling: aiohttp POSTs the pre-mapped bodies, same pool size and in-flight limit;
+- naive: aiokafka consumer → asyncio.gather of POSTs per batch → aiokafka producer of a
+  JSON outcome per lead: what a user might write instead of Lead Courier;
+- courier: the real worker process, a realistic destination (20-field mapping with 6
+  templates, an auth header, a response rule, its circuit breaker on), Avro events.
+
+Courier's and naive's rates are measured between the broker timestamps of the first and
+the last outcome they wrote, so start-up and group joins are not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams.broker import EmbeddedBroker, free_port
+from tests.bench.mapping import COPIES, TEMPLATES, sample_leads
+
+PARTITIONS = 4
+IN_FLIGHT = 64
+NGINX_CONF = """
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      client_body_buffer_size 64k;
+      default_type application/json;
+      return 201 '{{"id":"R-1","status":"accepted"}}';
+    }}
+  }}
+}}
+"""
+
+
+class Nginx:
+    """nginx from Debian's packages, with its own config in a temporary directory."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(binary).exists():
+            raise SystemExit("the delivery benchmark needs nginx: apt-get install nginx-light")
+        self.binary = binary
+        self.port = free_port()
+        self.dir = tempfile.TemporaryDirectory(prefix="courier-bench-nginx-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, path: str = "/leads") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self) -> Nginx:
+        conf = Path(self.dir.name) / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(dir=self.dir.name, port=self.port))
+        self.process = subprocess.Popen(
+            [self.binary, "-c", str(conf), "-p", self.dir.name, "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("nginx did not start")
+
+    def __exit__(self, *_: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.dir.cleanup()
+
+
+def destinations_yaml(url: str) -> str:
+    mapping = "\n".join(f'      {k}: "{v}"' for k, v in {**COPIES, **TEMPLATES}.items())
+    return f"""
+destinations:
+  - id: bench_crm
+    url: {url}
+    headers:
+      X-Api-Key: ${{env:BENCH_API_KEY}}
+    mapping:
+{mapping}
+    response:
+      rules:
+        - when: {{json: {{path: $.status, equals: accepted}}}}
+          outcome: success
+"""
+
+
+async def create_topics(bootstrap: str, *names: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+async def produce_leads(bootstrap: str, topic: str, leads: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=262144)
+    await producer.start()
+    try:
+        for n, value in enumerate(leads):
+            await producer.send(topic, value=value, key=str(n).encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def outcome_rate(bootstrap: str, topic: str, count: int, timeout_s: float) -> float:
+    """Leads per second between the first and the last outcome record's broker timestamp."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    stamps: list[int] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not consumer.partitions_for_topic(topic):
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.2)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic} never appeared")
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        while len(stamps) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(stamps)} of {count} outcomes on {topic}")
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                stamps += [r.timestamp for r in records]
+    finally:
+        await consumer.stop()
+    span_s = (max(stamps) - min(stamps)) / 1000
+    return (count - 1) / span_s if span_s > 0 else float("inf")
+
+
+async def ceiling(url: str, bodies: list[bytes]) -> float:
+    connector = aiohttp.TCPConnector(limit=IN_FLIGHT)
+    slots = asyncio.Semaphore(IN_FLIGHT)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def post(body: bytes) -> None:
+            async with slots, session.post(url, data=body, headers={"Content-Type": "application/json"}) as res:
+                await res.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(post(b) for b in bodies))
+        return len(bodies) / (time.perf_counter() - started)
+
+
+async def naive(bootstrap: str, url: str, leads_topic: str, outcome_topic: str, count: int) -> float:
+    """What a user might write: consume a batch, POST each lead, produce a JSON outcome each."""
+    consumer = AIOKafkaConsumer(
+        leads_topic, bootstrap_servers=bootstrap, group_id=f"naive-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest"
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    done = 0
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=IN_FLIGHT)) as session:
+
+            async def deliver(value: bytes) -> None:
+                envelope = orjson.loads(value)
+                fields = envelope["lead"]
+                body = orjson.dumps({target: fields.get(source) for target, source in COPIES.items()})
+                async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as res:
+                    status = res.status
+                    await res.read()
+                outcome = {"lead_id": envelope["id"], "status": status, "ok": status < 300}
+                await producer.send(outcome_topic, value=orjson.dumps(outcome), key=envelope["id"].encode())
+
+            while done < count:
+                batch = await consumer.getmany(timeout_ms=1000, max_records=IN_FLIGHT)
+                records = [r for rs in batch.values() for r in rs]
+                await asyncio.gather(*(deliver(r.value) for r in records))
+                done += len(records)
+            await producer.flush()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return await outcome_rate(bootstrap, outcome_topic, count, 60)
+
+
+def start_courier(broker: EmbeddedBroker, url: str, tag: str, workdir: Path) -> subprocess.Popen[bytes]:
+    destinations = workdir / f"destinations-{tag}.yaml"
+    destinations.write_text(destinations_yaml(url))
+    env = {
+        **os.environ,
+        "BENCH_API_KEY": "bench-key",
+        "COURIER_BROKER": broker.url,
+        "COURIER_APP_ID": f"bench-{tag}",
+        "COURIER_LEADS_TOPIC": f"leads-{tag}",
+        "COURIER_EVENTS_TOPIC": f"events-{tag}",
+        "COURIER_OUTCOMES_TOPIC": f"outcomes-{tag}",
+        "COURIER_DLQ_TOPIC": f"dlq-{tag}",
+        "COURIER_IN_FLIGHT": str(IN_FLIGHT),
+        "COURIER_PARTITIONS": str(PARTITIONS),
+    }
+    log = (workdir / f"worker-{tag}.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker", "--destinations", str(destinations)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def courier(broker: EmbeddedBroker, url: str, leads: list[bytes], workdir: Path) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:8]
+    await create_topics(broker.bootstrap, f"leads-{tag}")
+    await produce_leads(broker.bootstrap, f"leads-{tag}", leads)
+    worker = start_courier(broker, url, tag, workdir)
+    try:
+        rate = await outcome_rate(broker.bootstrap, f"outcomes-{tag}", len(leads), 300)
+        cpu_s, peak_rss_mb = _usage(worker.pid)
+    finally:
+        worker.terminate()
+        worker.wait(60)
+    return {"leads_per_s": rate, "cpu_s_per_10k": cpu_s * 10_000 / len(leads), "peak_rss_mb": peak_rss_mb}
+
+
+def _usage(pid: int) -> tuple[float, float]:
+    """CPU seconds so far and peak RSS (MB) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu_s = (int(fields[11]) + int(fields[12])) / ticks
+    status = Path(f"/proc/{pid}/status").read_text()
+    peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    return cpu_s, peak_kb / 1024
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    return asyncio.run(_run(quick))
+
+
+async def _run(quick: bool) -> dict[str, Any]:
+    count = 3_000 if quick else 20_000
+    rounds = 1 if quick else 3
+    leads = [orjson.dumps(lead.envelope) for lead in sample_leads(count)]
+    bodies = [
+        orjson.dumps({target: orjson.loads(v)["lead"].get(src) for target, src in COPIES.items()})
+        for v in leads
+    ]
+    results: dict[str, list[float]] = {"ceiling": [], "naive": [], "courier": []}
+    usage: list[dict[str, float]] = []
+    with Nginx() as nginx, EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as workdir:
+        for _ in range(rounds):  # alternate, so drift on a noisy machine hits all alike
+            results["ceiling"].append(await ceiling(nginx.url(), bodies))
+            tag = uuid.uuid4().hex[:8]
+            await create_topics(broker.bootstrap, f"naive-leads-{tag}")
+            await produce_leads(broker.bootstrap, f"naive-leads-{tag}", leads)
+            results["naive"].append(
+                await naive(broker.bootstrap, nginx.url(), f"naive-leads-{tag}", f"naive-out-{tag}", count)
+            )
+            figures = await courier(broker, nginx.url(), leads, Path(workdir))
+            results["courier"].append(figures["leads_per_s"])
+            usage.append(figures)
+    median = {name: statistics.median(rates) for name, rates in results.items()}
+    return {
+        "leads": count,
+        "rounds": rounds,
+        "partitions": PARTITIONS,
+        "in_flight": IN_FLIGHT,
+        **{f"{name}_leads_per_s": round(rate) for name, rate in median.items()},
+        **{f"{name}_spread": [round(min(r)), round(max(r))] for name, r in results.items()},
+        "courier_vs_ceiling": round(median["courier"] / median["ceiling"], 3),
+        "courier_vs_naive": round(median["courier"] / median["naive"], 3),
+        "courier_cpu_s_per_10k_leads": round(statistics.median(u["cpu_s_per_10k"] for u in usage), 2),
+        "courier_peak_rss_mb": round(max(u["peak_rss_mb"] for u in usage)),
+        "targets": {"courier_vs_ceiling": 0.5, "courier_vs_naive": 1.0},
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
@@ -53,3 +54,19 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         await sender.close()
 
     return app
+
+
+def worker_class() -> type[Any]:
+    """Faust's Worker, with the root logger held at the configured level.
+
+    mode leaves the root logger at DEBUG and filters in the handler, so every library's
+    debug call on the hot path (aiokafka logs each record it sends, with its value: lead
+    data) still builds a log record. Setting the level on the logger skips that work."""
+    import faust
+
+    class CourierWorker(faust.Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            logger.setLevel(level)
+
+    return CourierWorker

@@ -56,9 +56,8 @@ def worker(**options: Any) -> None:
     except ConfigError as exc:
         _fail(str(exc))
         return
-    import faust
 
-    from streams.app import create_app
+    from streams.app import create_app, worker_class
 
     broker: EmbeddedBroker | None = None
     if settings.broker is None:
@@ -75,7 +74,7 @@ def worker(**options: Any) -> None:
         settings = settings.model_copy(update={"broker": broker.url})
     try:
         app = create_app(settings, destinations)
-        faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+        worker_class()(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     finally:
         if broker is not None:
             broker.stop()

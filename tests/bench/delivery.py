@@ -167,7 +167,10 @@ async def ceiling(url: str, bodies: list[bytes]) -> float:
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def post(body: bytes) -> None:
-            async with slots, session.post(url, data=body, headers={"Content-Type": "application/json"}) as res:
+            async with (
+                slots,
+                session.post(url, data=body, headers={"Content-Type": "application/json"}) as res,
+            ):
                 await res.read()
 
         started = time.perf_counter()
@@ -175,27 +178,40 @@ async def ceiling(url: str, bodies: list[bytes]) -> float:
         return len(bodies) / (time.perf_counter() - started)
 
 
-async def naive(bootstrap: str, url: str, leads_topic: str, outcome_topic: str, count: int) -> float:
+async def naive(
+    bootstrap: str, url: str, leads_topic: str, outcome_topic: str, count: int
+) -> float:
     """What a user might write: consume a batch, POST each lead, produce a JSON outcome each."""
     consumer = AIOKafkaConsumer(
-        leads_topic, bootstrap_servers=bootstrap, group_id=f"naive-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest"
+        leads_topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"naive-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
     )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await consumer.start()
     await producer.start()
     done = 0
     try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=IN_FLIGHT)) as session:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=IN_FLIGHT)
+        ) as session:
 
             async def deliver(value: bytes) -> None:
                 envelope = orjson.loads(value)
                 fields = envelope["lead"]
-                body = orjson.dumps({target: fields.get(source) for target, source in COPIES.items()})
-                async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as res:
+                body = orjson.dumps(
+                    {target: fields.get(source) for target, source in COPIES.items()}
+                )
+                async with session.post(
+                    url, data=body, headers={"Content-Type": "application/json"}
+                ) as res:
                     status = res.status
                     await res.read()
                 outcome = {"lead_id": envelope["id"], "status": status, "ok": status < 300}
-                await producer.send(outcome_topic, value=orjson.dumps(outcome), key=envelope["id"].encode())
+                await producer.send(
+                    outcome_topic, value=orjson.dumps(outcome), key=envelope["id"].encode()
+                )
 
             while done < count:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=IN_FLIGHT)
@@ -209,7 +225,9 @@ async def naive(bootstrap: str, url: str, leads_topic: str, outcome_topic: str, 
     return await outcome_rate(bootstrap, outcome_topic, count, 60)
 
 
-def start_courier(broker: EmbeddedBroker, url: str, tag: str, workdir: Path) -> subprocess.Popen[bytes]:
+def start_courier(
+    broker: EmbeddedBroker, url: str, tag: str, workdir: Path
+) -> subprocess.Popen[bytes]:
     destinations = workdir / f"destinations-{tag}.yaml"
     destinations.write_text(destinations_yaml(url))
     env = {
@@ -233,7 +251,9 @@ def start_courier(broker: EmbeddedBroker, url: str, tag: str, workdir: Path) -> 
     )
 
 
-async def courier(broker: EmbeddedBroker, url: str, leads: list[bytes], workdir: Path) -> dict[str, float]:
+async def courier(
+    broker: EmbeddedBroker, url: str, leads: list[bytes], workdir: Path
+) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
     await create_topics(broker.bootstrap, f"leads-{tag}")
     await produce_leads(broker.bootstrap, f"leads-{tag}", leads)
@@ -244,7 +264,11 @@ async def courier(broker: EmbeddedBroker, url: str, leads: list[bytes], workdir:
     finally:
         worker.terminate()
         worker.wait(60)
-    return {"leads_per_s": rate, "cpu_s_per_10k": cpu_s * 10_000 / len(leads), "peak_rss_mb": peak_rss_mb}
+    return {
+        "leads_per_s": rate,
+        "cpu_s_per_10k": cpu_s * 10_000 / len(leads),
+        "peak_rss_mb": peak_rss_mb,
+    }
 
 
 def _usage(pid: int) -> tuple[float, float]:
@@ -253,7 +277,9 @@ def _usage(pid: int) -> tuple[float, float]:
     ticks = os.sysconf("SC_CLK_TCK")
     cpu_s = (int(fields[11]) + int(fields[12])) / ticks
     status = Path(f"/proc/{pid}/status").read_text()
-    peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    peak_kb = next(
+        int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")
+    )
     return cpu_s, peak_kb / 1024
 
 
@@ -278,7 +304,9 @@ async def _run(quick: bool) -> dict[str, Any]:
             await create_topics(broker.bootstrap, f"naive-leads-{tag}")
             await produce_leads(broker.bootstrap, f"naive-leads-{tag}", leads)
             results["naive"].append(
-                await naive(broker.bootstrap, nginx.url(), f"naive-leads-{tag}", f"naive-out-{tag}", count)
+                await naive(
+                    broker.bootstrap, nginx.url(), f"naive-leads-{tag}", f"naive-out-{tag}", count
+                )
             )
             figures = await courier(broker, nginx.url(), leads, Path(workdir))
             results["courier"].append(figures["leads_per_s"])
@@ -293,7 +321,9 @@ async def _run(quick: bool) -> dict[str, Any]:
         **{f"{name}_spread": [round(min(r)), round(max(r))] for name, r in results.items()},
         "courier_vs_ceiling": round(median["courier"] / median["ceiling"], 3),
         "courier_vs_naive": round(median["courier"] / median["naive"], 3),
-        "courier_cpu_s_per_10k_leads": round(statistics.median(u["cpu_s_per_10k"] for u in usage), 2),
+        "courier_cpu_s_per_10k_leads": round(
+            statistics.median(u["cpu_s_per_10k"] for u in usage), 2
+        ),
         "courier_peak_rss_mb": round(max(u["peak_rss_mb"] for u in usage)),
         "targets": {"courier_vs_ceiling": 0.5, "courier_vs_naive": 1.0},
     }

@@ -93,6 +93,32 @@ def publish(file: Any, broker: str | None, topic: str | None) -> None:
     click.echo(f"published {count} lead(s) to {settings.leads_topic}", err=True)
 
 
+@main.command()
+@broker_option
+@click.option(
+    "--reason", "reasons", multiple=True, help="Only this dead-letter reason (repeatable)."
+)
+def replay(broker: str | None, reasons: tuple[str, ...]) -> None:
+    """Publish dead-lettered records to the leads topic again (after fixing their cause)."""
+    from streams.console import replay_dead_letters
+
+    settings = _settings_with_broker(broker)
+    counts = asyncio.run(
+        replay_dead_letters(
+            settings.bootstrap_servers(),
+            settings.dlq_topic,
+            settings.leads_topic,
+            set(reasons) if reasons else None,
+        )
+    )
+    total = sum(counts.values())
+    detail = ", ".join(f"{n} {reason or 'no reason'}" for reason, n in sorted(counts.items()))
+    click.echo(
+        f"replayed {total} record(s) to {settings.leads_topic}" + (f": {detail}" if detail else ""),
+        err=True,
+    )
+
+
 def _read_events(broker: str | None, which: str, follow: bool) -> None:
     from streams.console import dead_letter, decoded_events, read_records, to_json_line
 

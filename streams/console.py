@@ -45,6 +45,32 @@ async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes]) -> i
     return count
 
 
+async def replay_dead_letters(
+    bootstrap: str, dlq_topic: str, leads_topic: str, reasons: set[str] | None = None
+) -> dict[str, int]:
+    """Publish dead letters' original bytes (and keys) to the leads topic again.
+
+    ``reasons`` limits it to those dead-letter reasons. Returns how many per reason. A
+    record that is still malformed comes back to the dead-letter topic, with its reason."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, max_request_size=16 * 1024 * 1024
+    )
+    await producer.start()
+    replayed: dict[str, int] = {}
+    try:
+        async for record in read_records(bootstrap, dlq_topic, follow=False):
+            reason = dict(record.headers or ()).get("courier.dlq.reason", b"").decode()
+            if reasons is not None and reason not in reasons:
+                continue
+            headers = [("courier.replayed.from", f"{record.partition}:{record.offset}".encode())]
+            await producer.send(leads_topic, value=record.value, key=record.key, headers=headers)
+            replayed[reason] = replayed.get(reason, 0) + 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return replayed
+
+
 async def read_records(
     bootstrap: str, topic: str, *, follow: bool, idle_timeout_s: float = 1.0
 ) -> AsyncIterator[Any]:

@@ -189,3 +189,39 @@ destinations:
     (received,) = recipient.requests
     assert received.headers["X-Api-Key"] == "k-123"
     assert received.json() == {"name": "Test Lead", "email": "test.lead@example.com"}
+
+
+async def test_replay_republishes_dead_letters_by_reason(kafka: Any, topics: Any) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from streams.console import read_records
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+    await producer.start()
+    dead = [
+        (b"L-1", b'{"id": "L-1", "lead": {"notes": "long"}}', "Record too large"),
+        (b"L-2", b"{broken", "Not JSON"),
+        (b"L-3", b'{"id": "L-3", "lead": {}}', "Record too large"),
+    ]
+    try:
+        for key, value, reason in dead:  # as the worker writes them (test_dead_letters.py)
+            headers = [("courier.dlq.reason", reason.encode()), ("courier.dlq.offset", b"0")]
+            await producer.send_and_wait(topics.dlq, value=value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+    env = {**os.environ, "COURIER_LEADS_TOPIC": topics.leads, "COURIER_DLQ_TOPIC": topics.dlq}
+
+    result = await asyncio.to_thread(
+        courier,
+        "replay",
+        "--broker",
+        kafka.url,
+        "--reason",
+        "Record too large",
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "replayed 2 record(s)" in result.stderr
+    replayed = [r async for r in read_records(kafka.bootstrap, topics.leads, follow=False)]
+    assert sorted((r.key, r.value) for r in replayed) == [(k, v) for k, v, _ in dead if k != b"L-2"]

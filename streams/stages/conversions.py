@@ -29,6 +29,7 @@ from streams.errors import CourierError
 MAX_TEXT = 100_000  # characters in any string a template builds
 MAX_MAGNITUDE = Decimal("1e30")  # numbers beyond this are refused, not computed
 MAX_PARTS = 1_000  # parts from split()
+_MIN_NUMBER = -MAX_MAGNITUDE
 
 _PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$").match
 _GROUPED_NUMBER = re.compile(r"^[+-]?\d[\d.,'\u00a0\u202f ]*$")
@@ -56,9 +57,12 @@ def check_text(text: str) -> str:
 
 
 def check_number(number: Decimal) -> Decimal:
-    if not number.is_finite() or abs(number) > MAX_MAGNITUDE:
-        raise ConversionError("number out of range")
-    return number
+    try:
+        if _MIN_NUMBER <= number <= MAX_MAGNITUDE:  # false for ±Infinity; NaN raises
+            return number
+    except InvalidOperation:
+        pass
+    raise ConversionError("number out of range")
 
 
 def to_text(value: Any) -> str:

@@ -164,6 +164,19 @@ def _copy_step(section_name: str | None, pairs: list[tuple[str, str]]) -> Step:
 
 def _field_step(field: CompiledField) -> Step:
     read, name, target = field.read, field.name, field.target
+    if field.spec is None and len(target) == 1:
+        key = target[0]
+
+        def plain(envelope: dict[str, Any], payload: dict[str, Any]) -> None:
+            # The common template field, kept to one frame: read, drop empties, assign.
+            try:
+                value = read(envelope)
+            except EvaluationError as exc:
+                raise MappingError(name, f"template {name}: {exc}") from None
+            if value is not None and value != "":
+                payload[key] = convert.json_number(value) if type(value) is Decimal else value
+
+        return plain
 
     def step(envelope: dict[str, Any], payload: dict[str, Any]) -> None:
         try:

@@ -42,6 +42,8 @@ def is_empty(value: Any) -> bool:
 
 
 def _text(value: Any) -> str:
+    if type(value) is str:
+        return value
     if isinstance(value, list | dict):
         raise ConversionError(f"not text ({type(value).__name__})")
     return to_text(value)
@@ -52,7 +54,7 @@ def _split(value: Any, separator: Any = ",") -> list[str]:
     if not sep:
         raise ConversionError("split() needs a non-empty separator")
     parts = _text(value).split(sep, MAX_PARTS)
-    return parts[:MAX_PARTS]
+    return parts if len(parts) <= MAX_PARTS else parts[:MAX_PARTS]
 
 
 def _join(value: Any, separator: Any = ",") -> str:

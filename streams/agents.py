@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from streams.avro import Encoders
@@ -19,6 +20,8 @@ from streams.stages.routing import route, select_flow
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)
+# How long a batch waits to fill before it is delivered anyway.
+BATCH_WAIT_S = 0.02
 
 
 def register_agents(
@@ -62,30 +65,37 @@ def register_agents(
             )
         return await encoders_ready
 
-    # Each actor holds one lead at a time; ``in_flight`` actors keep that many leads in
-    # flight, and Faust commits an offset only once every lead before it is done.
-    @app.agent(topics.leads, name="deliver", concurrency=settings.in_flight)
-    async def deliver(stream: Any) -> None:
-        async for event in stream.events():
-            parsed = parse_envelope(event.value, settings.max_lead_bytes)
-            if isinstance(parsed, Rejected):
-                msg = event.message
-                headers = dead_letter_headers(parsed, msg.topic, msg.partition, msg.offset)
-                await topics.dlq.send(key=event.key, value=event.value, headers=headers)
-                continue
-            flow = select_flow(parsed, flows)
-            attempts = [] if flow is None else (await route(flow.plan, parsed, deliver_to)).attempts
-            codec = await encoders()
-            key = parsed.id.encode()
-            for attempt in attempts:
-                await topics.events.send(
-                    key=key, value=codec.delivery.encode(delivery_event(attempt))
-                )
-            await topics.outcomes.send(
-                key=key,
-                value=codec.outcome.encode(
-                    lead_outcome(
-                        parsed.id, attempts, "No destination" if flow else "No matching flow"
-                    )
-                ),
+    async def handle(event: Any) -> list[Awaitable[Any]]:
+        """One lead: route it, write its events; → the sends still to be confirmed."""
+        parsed = parse_envelope(event.value, settings.max_lead_bytes)
+        if isinstance(parsed, Rejected):
+            msg = event.message
+            headers = dead_letter_headers(parsed, msg.topic, msg.partition, msg.offset)
+            return [
+                await topics.dlq.send(key=event.key, value=event.value, headers=headers, force=True)
+            ]
+        flow = select_flow(parsed, flows)
+        attempts = [] if flow is None else (await route(flow.plan, parsed, deliver_to)).attempts
+        codec = await encoders()
+        key = parsed.id.encode()
+        sends = [
+            await topics.events.send(
+                key=key, value=codec.delivery.encode(delivery_event(attempt)), force=True
             )
+            for attempt in attempts
+        ]
+        reason_if_none = "No destination" if flow else "No matching flow"
+        outcome = lead_outcome(parsed.id, attempts, reason_if_none)
+        sends.append(
+            await topics.outcomes.send(key=key, value=codec.outcome.encode(outcome), force=True)
+        )
+        return sends
+
+    # Leads are taken in batches of up to ``in_flight`` and delivered concurrently. A batch
+    # is acknowledged (and its offsets become committable) only after every event it wrote
+    # is confirmed by the broker: at-least-once, without Faust's per-event send machinery.
+    @app.agent(topics.leads, name="deliver", concurrency=1)
+    async def deliver(stream: Any) -> None:
+        async for events in stream.take_events(settings.in_flight, within=BATCH_WAIT_S):
+            sends = await asyncio.gather(*(handle(event) for event in events))
+            await asyncio.gather(*(confirmation for batch in sends for confirmation in batch))

@@ -22,6 +22,7 @@ from streams.topics import Topics
 log = logging.getLogger(__name__)
 # How long a batch waits to fill before it is delivered anyway.
 BATCH_WAIT_S = 0.02
+BATCH_ACTORS = 2
 
 
 def register_agents(
@@ -94,8 +95,11 @@ def register_agents(
     # Leads are taken in batches of up to ``in_flight`` and delivered concurrently. A batch
     # is acknowledged (and its offsets become committable) only after every event it wrote
     # is confirmed by the broker: at-least-once, without Faust's per-event send machinery.
-    @app.agent(topics.leads, name="deliver", concurrency=1)
+    # Two actors, so one batch is delivered while the other waits for its confirmations.
+    batch_size = max(1, settings.in_flight // BATCH_ACTORS)
+
+    @app.agent(topics.leads, name="deliver", concurrency=BATCH_ACTORS)
     async def deliver(stream: Any) -> None:
-        async for events in stream.take_events(settings.in_flight, within=BATCH_WAIT_S):
+        async for events in stream.take_events(batch_size, within=BATCH_WAIT_S):
             sends = await asyncio.gather(*(handle(event) for event in events))
             await asyncio.gather(*(confirmation for batch in sends for confirmation in batch))

@@ -1,4 +1,4 @@
-"""How a request proves who we are: API key, Basic, Bearer, OAuth 2.0 bearer, HMAC signature.
+"""How a request proves who we are: API key, Basic, Bearer, OAuth 2.0, JWT, HMAC signature.
 
 The models are a destination's ``auth:`` block; every credential in them must be a
 reference (``${env:NAME}``, ``${file:/path}``), resolved once at start. ``sign`` adds the
@@ -13,10 +13,20 @@ import hashlib
 import hmac
 import time
 from dataclasses import replace
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode, urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl, SecretStr
+import jwt
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    PrivateAttr,
+    SecretStr,
+    model_validator,
+)
 
 from streams.model import HttpRequest
 from streams.secrets import has_reference, resolve_references
@@ -73,6 +83,44 @@ class OAuth2Auth(_Auth):
     refresh_margin_s: float = Field(default=60.0, ge=0)
 
 
+class JwtAuth(_Auth):
+    """A JWT (RFC 7519) we sign ourselves, sent as a bearer token; reused until shortly
+    before it expires. HS256 signs with a shared secret, RS256 with our private key (PEM)."""
+
+    type: Literal["jwt"]
+    algorithm: Literal["HS256", "RS256"] = "HS256"
+    key: Secret
+    issuer: str | None = None
+    subject: str | None = None
+    audience: str | None = None
+    key_id: str | None = None  # the "kid" header, for recipients holding several keys
+    claims: dict[str, Any] = Field(default_factory=dict)
+    ttl_s: float = Field(default=300.0, gt=30, le=86_400)
+
+    _minted: tuple[str, float] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _key_signs(self) -> JwtAuth:
+        try:
+            self.token(0.0)  # a key that cannot sign stops start-up, not a lead
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise ValueError(f"key cannot sign {self.algorithm}: {type(exc).__name__}") from None
+        self._minted = None
+        return self
+
+    def token(self, now: float) -> str:
+        if self._minted is not None and now < self._minted[1] - 30:
+            return self._minted[0]
+        claims: dict[str, Any] = {**self.claims, "iat": int(now), "exp": int(now + self.ttl_s)}
+        for name, value in (("iss", self.issuer), ("sub", self.subject), ("aud", self.audience)):
+            if value is not None:
+                claims[name] = value
+        headers = {"kid": self.key_id} if self.key_id else None
+        token = jwt.encode(claims, self.key.get_secret_value(), self.algorithm, headers=headers)
+        self._minted = (token, now + self.ttl_s)
+        return token
+
+
 class HmacAuth(_Auth):
     """A signature the recipient recomputes with the shared secret.
 
@@ -92,7 +140,8 @@ class HmacAuth(_Auth):
 
 
 AuthConfig = Annotated[
-    ApiKeyAuth | BasicAuth | BearerAuth | OAuth2Auth | HmacAuth, Field(discriminator="type")
+    ApiKeyAuth | BasicAuth | BearerAuth | OAuth2Auth | JwtAuth | HmacAuth,
+    Field(discriminator="type"),
 ]
 
 
@@ -116,6 +165,9 @@ def sign(
         return _with_secret(request, "Authorization", f"Basic {base64.b64encode(pair).decode()}")
     if isinstance(auth, BearerAuth):
         return _with_secret(request, "Authorization", f"Bearer {auth.token.get_secret_value()}")
+    if isinstance(auth, JwtAuth):
+        bearer = auth.token(time.time() if now is None else now)
+        return _with_secret(request, "Authorization", f"Bearer {bearer}")
     if isinstance(auth, OAuth2Auth):
         if token is None:  # pragma: no cover - attempt.py always fetches one first
             raise ValueError("an OAuth 2.0 destination needs a token")

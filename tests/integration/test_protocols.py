@@ -300,3 +300,70 @@ def test_a_webhook_secret_not_in_the_spec_format_is_refused(
             integration="webhook",
             settings={"secret": "${env:HOOK_SECRET}"},
         )
+
+
+def _rsa_pair(tmp: Any) -> tuple[str, bytes]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path = tmp / "courier.pem"
+    path.write_bytes(pem)
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return str(path), public
+
+
+@pytest.mark.parametrize("algorithm", ["HS256", "RS256"])
+async def test_jwt_bearer_verifies_with_the_recipients_key_and_is_reused(
+    server: Recipient,
+    sender: HttpSender,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    algorithm: str,
+) -> None:
+    import jwt
+
+    if algorithm == "HS256":
+        monkeypatch.setenv("JWT_SECRET", "a-shared-secret-of-at-least-32-bytes!!")
+        key_ref, verify_key = "${env:JWT_SECRET}", b"a-shared-secret-of-at-least-32-bytes!!"
+    else:
+        path, verify_key = _rsa_pair(tmp_path)
+        key_ref = f"${{file:{path}}}"
+    dest = destination(
+        url=server.url(),
+        auth={
+            "type": "jwt",
+            "algorithm": algorithm,
+            "key": key_ref,
+            "issuer": "lead-courier",
+            "audience": "acme",
+            "key_id": "k1",
+            "claims": {"scope": "leads"},
+        },
+    )
+    first = await deliver(dest, sender, server)
+    second = await deliver(dest, sender, server)
+
+    token = first.headers["Authorization"].removeprefix("Bearer ")
+    claims = jwt.decode(
+        token, verify_key, algorithms=[algorithm], audience="acme", issuer="lead-courier"
+    )
+    assert claims["scope"] == "leads" and claims["exp"] - claims["iat"] == 300
+    assert jwt.get_unverified_header(token)["kid"] == "k1"
+    assert (
+        second.headers["Authorization"] == first.headers["Authorization"]
+    )  # reused, not re-signed
+
+
+def test_a_jwt_key_that_cannot_sign_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOT_A_PEM", "hello")
+    with pytest.raises(Exception, match="key cannot sign RS256"):
+        destination(
+            url="https://x.example.com",
+            auth={"type": "jwt", "algorithm": "RS256", "key": "${env:NOT_A_PEM}"},
+        )

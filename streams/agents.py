@@ -12,6 +12,7 @@ from streams.config import DestinationsFile, Settings
 from streams.control.circuit import Circuits
 from streams.model import Lead
 from streams.stages.attempt import Attempt, attempt_delivery
+from streams.stages.batching import Batches
 from streams.stages.delivery import Send
 from streams.stages.envelope import Rejected, dead_letter_headers, parse_envelope
 from streams.stages.events import delivery_event, lead_outcome
@@ -33,6 +34,7 @@ def register_agents(
     send: Send,
 ) -> None:
     tokens = TokenCache()  # OAuth 2.0 tokens, shared by every actor of this worker
+    batches = Batches()  # open batches of batch-taking destinations
     flows = destinations.compiled_flows
     by_id = destinations.by_id()
 
@@ -41,7 +43,9 @@ def register_agents(
     async def deliver_to(lead: Lead, destination_id: str) -> Attempt:
         destination = by_id[destination_id]
         attempt, change = await circuits.deliver(
-            destination, lead, lambda: attempt_delivery(lead, destination, send, tokens=tokens)
+            destination,
+            lead,
+            lambda: attempt_delivery(lead, destination, send, tokens=tokens, batches=batches),
         )
         if change is not None:
             log.warning(

@@ -32,6 +32,7 @@ from streams.control.circuit import CircuitPolicy
 from streams.errors import ConfigError
 from streams.secrets import has_reference, is_sensitive_name, resolve_references
 from streams.stages.auth import AuthConfig
+from streams.stages.batching import BatchConfig
 from streams.stages.mapping import CompiledMapping, FieldSpec, compile_mapping
 from streams.stages.response_rules import ResponseConfig
 from streams.stages.routing import CompiledFlow, Flow, compile_flow, default_flow
@@ -126,6 +127,7 @@ class Destination(BaseModel):
     auth: AuthConfig | None = None
     response: ResponseConfig = Field(default_factory=ResponseConfig)
     schedule: Schedule | None = None  # business hours; always open when unset
+    batch: BatchConfig | None = None  # several leads per request, for array-taking APIs
 
     _url_template: CompiledTemplate | None = PrivateAttr(default=None)
     _header_templates: dict[str, CompiledTemplate] = PrivateAttr(default_factory=dict)
@@ -139,6 +141,8 @@ class Destination(BaseModel):
         if self.integration not in REGISTRY:
             known = ", ".join(sorted(REGISTRY))
             raise ValueError(f"integration: unknown {self.integration!r} (known: {known})")
+        if self.batch is not None and (self.integration != "json_post" or self.method == "GET"):
+            raise ValueError("batch: only json_post with POST, PUT or PATCH sends arrays")
         if not self.url:
             default_url = getattr(REGISTRY[self.integration], "DEFAULT_URL", "")
             if not default_url:

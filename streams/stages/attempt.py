@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from streams.errors import DeliveryError, MappingError
-from streams.model import HttpRequest, Lead, Outcome
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome
 from streams.stages.auth import OAuth2Auth
+from streams.stages.batching import Batches
 from streams.stages.delivery import RequestSummary, Send, summarize
 from streams.stages.oauth import TokenCache
 from streams.stages.outcome import RAW_LIMIT, outcome_for_error
@@ -69,8 +70,10 @@ async def attempt_delivery(
     send: Send,
     number: int = 1,
     tokens: TokenCache | None = None,
+    batches: Batches | None = None,
 ) -> Attempt:
-    """``tokens``: the worker's OAuth 2.0 token cache (one is made if none is given)."""
+    """``tokens``: the worker's OAuth 2.0 token cache; ``batches``: its open batches
+    (for destinations with ``batch``). Either is made if not given."""
     started_at = datetime.now(UTC)
     clock_start = time.perf_counter()
     recipient_s = 0.0
@@ -111,19 +114,27 @@ async def attempt_delivery(
     oauth = isinstance(destination.auth, OAuth2Auth)
     token_cache = tokens if tokens is not None else TokenCache()
     token: str | None = None
+    exchange: Send = send
+    if destination.batch is not None:
+        batcher = batches if batches is not None else Batches()
+
+        async def in_batch(req: HttpRequest, dest: Destination) -> HttpResponse:
+            return await batcher.send(req, dest, send)
+
+        exchange = in_batch
     sent_at = time.perf_counter()
     try:
         if oauth:
             token = await token_cache.token(destination, send)
         request = build_request(lead, payload, destination, token)
         sent_at = time.perf_counter()
-        response = await send(request, destination)
+        response = await exchange(request, destination)
         if oauth and response.status == 401:
             # The token may have been revoked or expired early: one new token, one retry.
             token = await token_cache.token(destination, send, stale=token)
             request = build_request(lead, payload, destination, token)
             sent_at = time.perf_counter()
-            response = await send(request, destination)
+            response = await exchange(request, destination)
     except DeliveryError as exc:
         recipient_s = time.perf_counter() - sent_at
         return finish(outcome_for_error(exc))

@@ -14,9 +14,10 @@ No module does I/O, so each is tested with recorded responses and no network.
 
 from types import ModuleType
 
-from integrations import form_post, get_query, hubspot, json_post, webhook, xml_post
+from integrations import form_post, get_query, hubspot, json_post, mailchimp, webhook, xml_post
 
 # An explicit registry: what is deliverable is visible here, no discovery magic.
 REGISTRY: dict[str, ModuleType] = {
-    module.NAME: module for module in (json_post, form_post, get_query, xml_post, hubspot, webhook)
+    module.NAME: module
+    for module in (json_post, form_post, get_query, xml_post, hubspot, mailchimp, webhook)
 }

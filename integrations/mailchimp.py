@@ -1,0 +1,105 @@
+"""Mailchimp Marketing API 3.0 list members (mailchimp.com/developer/marketing/api/list-members).
+
+Basic auth with any user name and the API key; the key's suffix (``…-us6``) is the data
+center, so the host is ``us6.api.mailchimp.com``. ``upsert`` (default) PUTs to
+``/lists/{list_id}/members/{md5(lowercase email)}``; ``create`` POSTs to
+``/lists/{list_id}/members``, where "Member Exists" is a duplicate. Errors are
+problem+json: ``{"title", "status", "detail", "instance"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory
+from streams.stages.auth import Secret
+from streams.stages.outcome import RAW_LIMIT, default_outcome
+
+if TYPE_CHECKING:
+    from streams.config import Destination
+
+NAME = "mailchimp"
+DEFAULT_URL = "https://{dc}.api.mailchimp.com/3.0"
+DEFAULT_MAPPING: dict[str, str] = {
+    "email_address": "lead.email",
+    "merge_fields.FNAME": "lead.first_name",
+    "merge_fields.LNAME": "lead.last_name",
+    "merge_fields.PHONE": "lead.phone_1",
+}
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: Secret  # ${env:MAILCHIMP_API_KEY}, e.g. 0123…-us6
+    list_id: str
+    mode: Literal["upsert", "create"] = "upsert"
+    status: Literal["subscribed", "pending", "unsubscribed", "transactional"] = "subscribed"
+
+    @field_validator("api_key")
+    @classmethod
+    def _has_data_center(cls, key: SecretStr) -> SecretStr:
+        if "-" not in key.get_secret_value():
+            raise ValueError("a Mailchimp API key ends in its data center, like -us6")
+        return key
+
+    @property
+    def data_center(self) -> str:
+        return self.api_key.get_secret_value().rsplit("-", 1)[1]
+
+
+def validate(lead: Lead, destination: Destination) -> str | None:
+    return None if lead.get("email") else "email is required"
+
+
+def subscriber_hash(email: str) -> str:
+    """Mailchimp's member id: the MD5 of the lowercased address (not for security)."""
+    return hashlib.md5(email.lower().encode(), usedforsecurity=False).hexdigest()
+
+
+def request(payload: dict[str, Any], destination: Destination, url: str) -> HttpRequest:
+    settings = destination.integration_settings
+    assert isinstance(settings, Config)
+    members = f"{url.replace('{dc}', settings.data_center)}/lists/{settings.list_id}/members"
+    body = {"status": settings.status, **payload}
+    if settings.mode == "upsert":
+        body = {"status_if_new": settings.status, **payload}
+        members = f"{members}/{subscriber_hash(str(payload.get('email_address', '')))}"
+    credentials = base64.b64encode(f"courier:{settings.api_key.get_secret_value()}".encode())
+    return HttpRequest.json(
+        "PUT" if settings.mode == "upsert" else "POST",
+        members,
+        body,
+        headers={"Authorization": f"Basic {credentials.decode()}"},
+        secret_headers=frozenset({"authorization"}),
+    )
+
+
+def response(req: HttpRequest, res: HttpResponse) -> Outcome:
+    body = res.json()
+    problem = body if isinstance(body, dict) else {}
+    title = str(problem.get("title", ""))
+    raw = res.text[:RAW_LIMIT] or None
+    if res.status == 200 and problem.get("id"):
+        appended = {k: str(problem[k]) for k in ("status", "unique_email_id") if k in problem}
+        return Outcome.success(reference_id=str(problem["id"]), appended=appended, raw=raw)
+    if title == "Member Exists":
+        return Outcome.failure("Duplicate lead", raw=raw, category=OutcomeCategory.DUPLICATE)
+    if title in ("Invalid Resource", "Forgotten Email Not Subscribed"):
+        return Outcome.failure("Invalid data", raw=raw, category=OutcomeCategory.INVALID_DATA)
+    if res.status == 401 or title == "API Key Invalid":
+        return Outcome.error(
+            "Authentication failed (API key)",
+            retryable=False,
+            raw=raw,
+            category=OutcomeCategory.AUTH_ERROR,
+        )
+    if res.status == 429:
+        return Outcome.error(
+            "Rate limited", retryable=True, raw=raw, category=OutcomeCategory.SOFT_REJECT
+        )
+    return default_outcome(res)

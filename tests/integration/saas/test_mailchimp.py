@@ -1,0 +1,146 @@
+"""integrations/mailchimp.py against a local double of Mailchimp's list-members API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from integrations.mailchimp import subscriber_hash
+from streams.config import Destination, parse_destinations
+from streams.model import Lead, OutcomeCategory, OutcomeKind
+from streams.stages.attempt import attempt_delivery
+from streams.stages.delivery import HttpSender
+from tests.integration.saas.mailchimp import API_KEY, LIST_ID, MailchimpDouble
+
+
+@pytest.fixture
+async def mailchimp() -> AsyncIterator[MailchimpDouble]:
+    double = await MailchimpDouble(max_requests=6).start()
+    yield double
+    await double.stop()
+
+
+def mailchimp_destination(
+    double: MailchimpDouble, monkeypatch: pytest.MonkeyPatch, key: str = API_KEY, **settings: Any
+) -> Destination:
+    monkeypatch.setenv("MAILCHIMP_API_KEY", key)
+    return parse_destinations(
+        {
+            "destinations": [
+                {
+                    "id": "newsletter",
+                    "integration": "mailchimp",
+                    "url": double.base_url("/3.0"),
+                    "settings": {
+                        "api_key": "${env:MAILCHIMP_API_KEY}",
+                        "list_id": LIST_ID,
+                        **settings,
+                    },
+                }
+            ]
+        }
+    ).destinations[0]
+
+
+def lead(email: str) -> Lead:
+    return Lead(
+        email, {"id": email, "lead": {"email": email, "first_name": "Ada", "last_name": "L"}}
+    )
+
+
+async def test_upsert_puts_to_the_subscriber_hash_and_twice_is_fine(
+    mailchimp: MailchimpDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = mailchimp_destination(mailchimp, monkeypatch)
+    first = await attempt_delivery(lead("Ada@Example.com"), dest, sender)
+    again = await attempt_delivery(lead("Ada@Example.com"), dest, sender)
+    assert [first.outcome.kind, again.outcome.kind] == [OutcomeKind.SUCCESS] * 2
+    assert first.outcome.reference_id == subscriber_hash("ada@example.com")
+    assert mailchimp.methods == ["PUT", "PUT"]
+    assert mailchimp.bodies[0] == {
+        "status_if_new": "subscribed",
+        "email_address": "Ada@Example.com",
+        "merge_fields": {"FNAME": "Ada", "LNAME": "L"},
+    }
+    assert first.request is not None and first.request.headers["Authorization"] == "Basic ****"
+
+
+async def test_create_mode_reports_member_exists_as_a_duplicate(
+    mailchimp: MailchimpDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = mailchimp_destination(mailchimp, monkeypatch, mode="create")
+    assert (
+        await attempt_delivery(lead("a@example.com"), dest, sender)
+    ).outcome.kind is OutcomeKind.SUCCESS
+    again = (await attempt_delivery(lead("a@example.com"), dest, sender)).outcome
+    assert (again.kind, again.reason, again.category) == (
+        OutcomeKind.FAILURE,
+        "Duplicate lead",
+        OutcomeCategory.DUPLICATE,
+    )
+    assert again.raw is not None and "already a list member" in again.raw
+
+
+async def test_invalid_address_wrong_key_and_rate_limit(
+    mailchimp: MailchimpDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    invalid = (
+        await attempt_delivery(
+            lead("not-an-address"), mailchimp_destination(mailchimp, monkeypatch), sender
+        )
+    ).outcome
+    assert (invalid.kind, invalid.category) == (OutcomeKind.FAILURE, OutcomeCategory.INVALID_DATA)
+
+    wrong = mailchimp_destination(mailchimp, monkeypatch, key="ffff-us6")
+    refused = (await attempt_delivery(lead("b@example.com"), wrong, sender)).outcome
+    assert (refused.reason, refused.category, refused.retryable) == (
+        "Authentication failed (API key)",
+        OutcomeCategory.AUTH_ERROR,
+        False,
+    )
+
+    dest = mailchimp_destination(mailchimp, monkeypatch)
+    outcomes = [
+        (await attempt_delivery(lead(f"c{n}@example.com"), dest, sender)).outcome for n in range(5)
+    ]
+    assert (outcomes[-1].reason, outcomes[-1].retryable, outcomes[-1].category) == (
+        "Rate limited",
+        True,
+        OutcomeCategory.SOFT_REJECT,
+    )
+
+
+def test_the_key_must_name_its_data_center_and_sets_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MAILCHIMP_API_KEY", API_KEY)
+    (dest,) = parse_destinations(
+        {
+            "destinations": [
+                {
+                    "id": "m",
+                    "integration": "mailchimp",
+                    "settings": {"api_key": "${env:MAILCHIMP_API_KEY}", "list_id": LIST_ID},
+                }
+            ]
+        }
+    ).destinations
+    from integrations.mailchimp import request
+
+    built = request({"email_address": "a@example.com"}, dest, dest.url)
+    assert built.url.startswith("https://us6.api.mailchimp.com/3.0/lists/a1b2c3d4e5/members/")
+    monkeypatch.setenv("MAILCHIMP_API_KEY", "nodatacenter")
+    with pytest.raises(Exception, match="data center"):
+        parse_destinations(
+            {
+                "destinations": [
+                    {
+                        "id": "m",
+                        "integration": "mailchimp",
+                        "settings": {"api_key": "${env:MAILCHIMP_API_KEY}", "list_id": LIST_ID},
+                    }
+                ]
+            }
+        )

@@ -9,15 +9,35 @@
                                        headers, Idempotency-Key and auth, then sends
     response(request, response)        → Outcome
 
+Optional: DEFAULT_URL (the service's URL), AUTH_TYPES (the auth: types it works with).
+
 No module does I/O, so each is tested with recorded responses and no network.
 """
 
 from types import ModuleType
 
-from integrations import form_post, get_query, hubspot, json_post, mailchimp, webhook, xml_post
+from integrations import (
+    form_post,
+    get_query,
+    hubspot,
+    json_post,
+    mailchimp,
+    salesforce,
+    webhook,
+    xml_post,
+)
 
 # An explicit registry: what is deliverable is visible here, no discovery magic.
 REGISTRY: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (json_post, form_post, get_query, xml_post, hubspot, mailchimp, webhook)
+    for module in (
+        json_post,
+        form_post,
+        get_query,
+        xml_post,
+        hubspot,
+        mailchimp,
+        salesforce,
+        webhook,
+    )
 }

@@ -141,6 +141,9 @@ class Destination(BaseModel):
         if self.integration not in REGISTRY:
             known = ", ".join(sorted(REGISTRY))
             raise ValueError(f"integration: unknown {self.integration!r} (known: {known})")
+        needed = getattr(REGISTRY[self.integration], "AUTH_TYPES", None)
+        if needed and (self.auth is None or self.auth.type not in needed):
+            raise ValueError(f"auth: {self.integration} needs auth of type {' or '.join(needed)}")
         if self.batch is not None and (self.integration != "json_post" or self.method == "GET"):
             raise ValueError("batch: only json_post with POST, PUT or PATCH sends arrays")
         if not self.url:

@@ -1,0 +1,140 @@
+"""integrations/salesforce.py against a local Salesforce org double."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from streams.config import Destination, parse_destinations
+from streams.model import Lead, OutcomeCategory, OutcomeKind
+from streams.stages.attempt import attempt_delivery
+from streams.stages.delivery import HttpSender
+from streams.stages.oauth import TokenCache
+from tests.integration.saas.salesforce import CLIENT_ID, CLIENT_SECRET, LEAD_PATH, SalesforceDouble
+
+
+@pytest.fixture
+async def org() -> AsyncIterator[SalesforceDouble]:
+    double = await SalesforceDouble(api_limit=4).start()
+    yield double
+    await double.stop()
+
+
+def salesforce(org: SalesforceDouble, monkeypatch: pytest.MonkeyPatch) -> Destination:
+    monkeypatch.setenv("SF_SECRET", CLIENT_SECRET)
+    return parse_destinations(
+        {
+            "destinations": [
+                {
+                    "id": "sfdc",
+                    "integration": "salesforce",
+                    "url": org.base_url(LEAD_PATH),
+                    "auth": {
+                        "type": "oauth2",
+                        "token_url": org.base_url("/services/oauth2/token"),
+                        "client_id": CLIENT_ID,
+                        "client_secret": "${env:SF_SECRET}",
+                    },
+                    "mapping": {"Company": "{{default(lead.company, 'Individual')}}"},
+                }
+            ]
+        }
+    ).destinations[0]
+
+
+def lead(email: str, **fields: Any) -> Lead:
+    return Lead(
+        email,
+        {
+            "id": email,
+            "source": {"name": "web"},
+            "lead": {"email": email, "first_name": "Ada", "last_name": "Lovelace", **fields},
+        },
+    )
+
+
+async def test_create_duplicate_invalid_expired_session_and_limit(
+    org: SalesforceDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest, tokens = salesforce(org, monkeypatch), TokenCache()
+
+    created = (await attempt_delivery(lead("ada@example.com"), dest, sender, tokens=tokens)).outcome
+    assert (created.kind, created.reference_id) == (OutcomeKind.SUCCESS, "00Q5e0000000001AAA")
+    assert org.leads[0] == {
+        "FirstName": "Ada",
+        "LastName": "Lovelace",
+        "Email": "ada@example.com",
+        "Company": "Individual",
+        "LeadSource": "web",
+    }
+
+    duplicate = (
+        await attempt_delivery(lead("ada@example.com"), dest, sender, tokens=tokens)
+    ).outcome
+    assert (duplicate.reason, duplicate.category) == ("Duplicate lead", OutcomeCategory.DUPLICATE)
+
+    org.expire_sessions()  # the core gets a new token once and the lead still goes through
+    renewed = (
+        await attempt_delivery(lead("grace@example.com"), dest, sender, tokens=tokens)
+    ).outcome
+    assert renewed.kind is OutcomeKind.SUCCESS and org.token_requests == 2
+
+    invalid = (
+        await attempt_delivery(lead("x@example.com", last_name=" "), dest, sender, tokens=tokens)
+    ).outcome
+    assert invalid.kind is OutcomeKind.SKIP  # validate() refuses before any request
+
+    limited = (await attempt_delivery(lead("y@example.com"), dest, sender, tokens=tokens)).outcome
+    over = (await attempt_delivery(lead("z@example.com"), dest, sender, tokens=tokens)).outcome
+    assert limited.kind is OutcomeKind.SUCCESS
+    assert (over.reason, over.retryable, over.category) == (
+        "Rate limited",
+        True,
+        OutcomeCategory.SOFT_REJECT,
+    )
+
+
+async def test_required_field_errors_name_the_fields(
+    org: SalesforceDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SF_SECRET", CLIENT_SECRET)
+    dest = parse_destinations(
+        {
+            "destinations": [
+                {
+                    "id": "sfdc",
+                    "integration": "salesforce",
+                    "url": org.base_url(LEAD_PATH),
+                    "auth": {
+                        "type": "oauth2",
+                        "token_url": org.base_url("/services/oauth2/token"),
+                        "client_id": CLIENT_ID,
+                        "client_secret": "${env:SF_SECRET}",
+                    },
+                    "mapping": {"LastName": "lead.surname"},  # overrides the default: empty here
+                }
+            ]
+        }
+    ).destinations[0]
+    outcome = (await attempt_delivery(lead("q@example.com"), dest, sender)).outcome
+    assert (outcome.reason, outcome.category) == (
+        "Invalid data: LastName",
+        OutcomeCategory.INVALID_DATA,
+    )
+
+
+def test_salesforce_needs_auth() -> None:
+    with pytest.raises(Exception, match="auth: salesforce needs auth of type oauth2"):
+        parse_destinations(
+            {
+                "destinations": [
+                    {
+                        "id": "s",
+                        "integration": "salesforce",
+                        "url": "https://x.my.salesforce.com/services/data/v60.0/sobjects/Lead",
+                    }
+                ]
+            }
+        )

@@ -17,6 +17,7 @@ No module does I/O, so each is tested with recorded responses and no network.
 from types import ModuleType
 
 from integrations import (
+    five9,
     form_post,
     get_query,
     hubspot,
@@ -39,5 +40,6 @@ REGISTRY: dict[str, ModuleType] = {
         mailchimp,
         salesforce,
         webhook,
+        five9,
     )
 }

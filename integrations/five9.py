@@ -1,0 +1,136 @@
+"""Five9 Configuration Web Services: ``addRecordToList`` (SOAP 1.1, HTTP Basic auth), which
+adds a record to a dialing list and, by the settings, inserts or updates the contact.
+
+The mapped fields become the record's columns, in mapping order; ``key_fields`` are the
+contact fields matched to find an existing contact. The answer's ``return`` is a
+listImportResult: ``listRecordsInserted``, ``crmRecordsInserted``/``Updated``,
+``uploadDuplicatesCount``, ``uploadErrorsCount``, ``failureMessage``. Refusals arrive as
+SOAP faults (HTTP 500) whose ``faultstring`` says why.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any, Literal
+from xml.sax.saxutils import escape
+
+import defusedxml.ElementTree as SafeET
+from pydantic import BaseModel, ConfigDict, Field
+
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory
+from streams.stages.auth import Secret
+from streams.stages.conversions import to_text
+from streams.stages.outcome import RAW_LIMIT, REASON_LIMIT, default_outcome
+
+if TYPE_CHECKING:
+    from streams.config import Destination
+
+NAME = "five9"
+DEFAULT_URL = "https://api.five9.com/wsadmin/v13/AdminWebService"
+DEFAULT_MAPPING: dict[str, str] = {
+    "number1": "lead.phone_1",
+    "first_name": "lead.first_name",
+    "last_name": "lead.last_name",
+    "email": "lead.email",
+    "state": "lead.state",
+    "zip": "lead.zip",
+}
+SERVICE_NS = "http://service.admin.ws.five9.com/"
+SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str
+    password: Secret
+    list_name: str
+    key_fields: list[str] = Field(default_factory=lambda: ["number1"], min_length=1)
+    crm_add_mode: Literal["ADD_NEW", "DONT_ADD"] = "ADD_NEW"
+    crm_update_mode: Literal["UPDATE_FIRST", "UPDATE_ALL", "UPDATE_SOLE_MATCHES", "DONT_UPDATE"] = (
+        "UPDATE_FIRST"
+    )
+    list_add_mode: Literal["ADD_FIRST", "ADD_ALL", "ADD_IF_SOLE_CRM_MATCH"] = "ADD_FIRST"
+    call_now: bool = False
+
+
+def validate(lead: Lead, destination: Destination) -> str | None:
+    return None if lead.get("phone_1") else "phone_1 is required"
+
+
+def request(payload: dict[str, Any], destination: Destination, url: str) -> HttpRequest:
+    settings = destination.integration_settings
+    assert isinstance(settings, Config)
+    columns = [
+        (name, value) for name, value in payload.items() if not isinstance(value, dict | list)
+    ]
+    mapping = "".join(
+        f"<fieldsMapping><columnNumber>{n}</columnNumber><fieldName>{escape(name)}</fieldName>"
+        f"<key>{'true' if name in settings.key_fields else 'false'}</key></fieldsMapping>"
+        for n, (name, _) in enumerate(columns, start=1)
+    )
+    fields = "".join(f"<fields>{escape(to_text(value))}</fields>" for _, value in columns)
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<soapenv:Envelope xmlns:soapenv="{SOAP_NS}" '
+        f'xmlns:ser="{SERVICE_NS}"><soapenv:Body><ser:addRecordToList>'
+        f"<listName>{escape(settings.list_name)}</listName><listUpdateSettings>{mapping}"
+        f"<skipHeaderLine>false</skipHeaderLine>"
+        f"<callNowMode>{'ANY' if settings.call_now else 'NONE'}</callNowMode>"
+        f"<cleanListBeforeUpdate>false</cleanListBeforeUpdate>"
+        f"<crmAddMode>{settings.crm_add_mode}</crmAddMode>"
+        f"<crmUpdateMode>{settings.crm_update_mode}</crmUpdateMode>"
+        f"<listAddMode>{settings.list_add_mode}</listAddMode></listUpdateSettings>"
+        f"<record>{fields}</record></ser:addRecordToList></soapenv:Body></soapenv:Envelope>"
+    ).encode()
+    pair = f"{settings.username}:{settings.password.get_secret_value()}".encode()
+    headers = {
+        "Content-Type": "text/xml; charset=utf-8",
+        "SOAPAction": '""',
+        "Authorization": f"Basic {base64.b64encode(pair).decode()}",
+    }
+    return HttpRequest("POST", url, headers, body, frozenset({"authorization"}))
+
+
+def response(req: HttpRequest, res: HttpResponse) -> Outcome:
+    raw = res.text[:RAW_LIMIT] or None
+    if res.status == 401:
+        return Outcome.error(
+            "Authentication failed (HTTP 401)",
+            retryable=False,
+            raw=raw,
+            category=OutcomeCategory.AUTH_ERROR,
+        )
+    try:
+        root = SafeET.fromstring(res.body)
+    except Exception:  # not XML: an HTML error page, a proxy's answer
+        return default_outcome(res)
+    fault = root.find(f".//{{{SOAP_NS}}}Fault/faultstring")
+    if fault is not None:
+        message = (fault.text or "").strip()
+        if "limit" in message.lower():
+            return Outcome.error(
+                "Rate limited", retryable=True, raw=raw, category=OutcomeCategory.SOFT_REJECT
+            )
+        return Outcome.error(message[:REASON_LIMIT] or "SOAP fault", retryable=False, raw=raw)
+    result = root.find(f".//{{{SERVICE_NS}}}addRecordToListResponse/return")
+    if result is None:
+        return Outcome.error("Unreadable response", retryable=False, raw=raw)
+    counts = {child.tag: (child.text or "").strip() for child in result}
+
+    def number(name: str) -> int:
+        text = counts.get(name) or "0"
+        return int(text) if text.isdigit() else 0
+
+    if number("uploadErrorsCount"):
+        reason = f"Invalid data: {counts.get('failureMessage', '')}".strip(": ")
+        return Outcome.failure(
+            reason[:REASON_LIMIT], raw=raw, category=OutcomeCategory.INVALID_DATA
+        )
+    if number("listRecordsInserted"):
+        appended = {
+            k: counts[k] for k in ("crmRecordsInserted", "crmRecordsUpdated") if k in counts
+        }
+        return Outcome.success(appended=appended, raw=raw)
+    if number("uploadDuplicatesCount"):
+        return Outcome.failure("Duplicate lead", raw=raw, category=OutcomeCategory.DUPLICATE)
+    return Outcome.failure("Not added to the list", raw=raw)

@@ -23,6 +23,7 @@ from integrations import (
     hubspot,
     json_post,
     mailchimp,
+    pipedrive,
     salesforce,
     webhook,
     xml_post,
@@ -41,5 +42,6 @@ REGISTRY: dict[str, ModuleType] = {
         salesforce,
         webhook,
         five9,
+        pipedrive,
     )
 }

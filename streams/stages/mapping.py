@@ -173,8 +173,10 @@ def _field_step(field: CompiledField) -> Step:
                 value = read(envelope)
             except EvaluationError as exc:
                 raise MappingError(name, f"template {name}: {exc}") from None
-            if value is not None and value != "":
-                payload[key] = convert.json_number(value) if type(value) is Decimal else value
+            # A template of blanks ("{{first_name}} {{last_name}}" with neither) is empty too.
+            if value is None or value == "" or (type(value) is str and value.isspace()):
+                return
+            payload[key] = convert.json_number(value) if type(value) is Decimal else value
 
         return plain
 
@@ -185,7 +187,7 @@ def _field_step(field: CompiledField) -> Step:
             raise MappingError(name, f"template {name}: {exc}") from None
         if field.spec is not None:
             _apply_spec(payload, field, value)
-        elif value is not None and value != "":
+        elif not (value is None or value == "" or (type(value) is str and value.isspace())):
             _assign(payload, target, _plain(value))
 
     return step

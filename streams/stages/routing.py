@@ -1,7 +1,9 @@
 """Lead + flows → which destinations get the lead, in what order, and when to stop.
 
 A flow's ``plan`` is a tree of steps: a destination id; ``parallel`` (every child, at
-once); ``waterfall`` (children in order until one accepts: the lead is sold); and
+once); ``waterfall`` (children in order until one accepts: the lead is sold);
+``sequence`` (children in order while each accepts: multi-call APIs, each call reading
+what the one before returned); and
 ``conditional`` (rules on lead data pick the step: the first that holds, or all that hold).
 Trees nest: a conditional choice of waterfalls, a CRM copy in parallel with a waterfall.
 
@@ -43,6 +45,10 @@ class WaterfallSpec(_Spec):
     waterfall: list[StepSpec] = Field(min_length=1)
 
 
+class SequenceSpec(_Spec):
+    sequence: list[StepSpec] = Field(min_length=1)
+
+
 class Branch(_Spec):
     when: str
     then: StepSpec
@@ -58,7 +64,7 @@ class ConditionalSpec(_Spec):
     conditional: Choice
 
 
-StepSpec = Union[str, ParallelSpec, WaterfallSpec, ConditionalSpec]  # noqa: UP007 - recursive
+StepSpec = Union[str, ParallelSpec, WaterfallSpec, SequenceSpec, ConditionalSpec]  # noqa: UP007 - recursive
 
 
 class Flow(_Spec):
@@ -69,7 +75,7 @@ class Flow(_Spec):
     plan: StepSpec
 
 
-for _model in (ParallelSpec, WaterfallSpec, Branch, Choice, ConditionalSpec, Flow):
+for _model in (ParallelSpec, WaterfallSpec, SequenceSpec, Branch, Choice, ConditionalSpec, Flow):
     _model.model_rebuild()
 
 
@@ -90,13 +96,18 @@ class Waterfall:
 
 
 @dataclass(frozen=True, slots=True)
+class InOrder:
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Conditional:
     branches: tuple[tuple[Evaluate, Step], ...]
     otherwise: Step | None
     first_only: bool
 
 
-Step = Send | Parallel | Waterfall | Conditional
+Step = Send | Parallel | Waterfall | InOrder | Conditional
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +137,10 @@ def _compile(spec: StepSpec, known: set[str], where: str) -> Step:
             tuple(
                 _compile(s, known, f"{where}.waterfall[{i}]") for i, s in enumerate(spec.waterfall)
             )
+        )
+    if isinstance(spec, SequenceSpec):
+        return InOrder(
+            tuple(_compile(s, known, f"{where}.sequence[{i}]") for i, s in enumerate(spec.sequence))
         )
     choice = spec.conditional
     branches = tuple(
@@ -183,6 +198,15 @@ async def route(step: Step, lead: Lead, deliver: Deliver) -> Routed:
             if routed.accepted:  # sold: the rest of the waterfall never sees it
                 return Routed(attempts, True, lead)
         return Routed(attempts, False, lead)
+    if isinstance(step, InOrder):
+        attempts = []
+        for child in step.steps:
+            routed = await route(child, lead, deliver)
+            attempts += routed.attempts
+            lead = routed.lead
+            if not routed.accepted:  # a later call needs what this one should have returned
+                return Routed(attempts, False, lead)
+        return Routed(attempts, True, lead)
     if isinstance(step, Parallel):
         return _merge(lead, await asyncio.gather(*(route(c, lead, deliver) for c in step.steps)))
     chosen = [then for when, then in step.branches if _holds(when, lead)]

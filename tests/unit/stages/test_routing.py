@@ -218,3 +218,16 @@ def test_business_hours_in_the_destinations_time_zone(moment: datetime, open_: b
 def test_bad_schedules_are_refused(fields: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         Schedule.model_validate(fields)
+
+
+async def test_a_sequence_runs_each_step_with_what_the_last_returned_and_stops_at_a_failure() -> (
+    None
+):
+    recipients = Recipients(a=Outcome.success(reference_id="P-1"))
+    routed = await run({"id": "s", "plan": {"sequence": ["a", "b"]}}, recipients)
+    assert recipients.order == ["a", "b"] and routed.accepted
+    assert recipients.calls[1][1].envelope["appended"]["a"]["reference_id"] == "P-1"
+
+    recipients = Recipients(a=Outcome.failure("Invalid data"))
+    routed = await run({"id": "s", "plan": {"sequence": ["a", "b"]}}, recipients)
+    assert recipients.order == ["a"] and not routed.accepted

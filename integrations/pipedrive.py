@@ -1,0 +1,84 @@
+"""Pipedrive API v1 (developers.pipedrive.com): persons and leads, with an API token.
+
+A lead in Pipedrive belongs to a person, so it takes two calls: configure two
+destinations — ``object: person`` then ``object: lead`` — in a ``sequence`` flow, and map
+the lead's ``person_id`` from ``appended.<person destination>.reference_id``. Scalar
+``email``/``phone`` fields are sent as Pipedrive's ``[{"value", "primary"}]`` lists.
+Answers: ``{"success": true, "data": {"id", …}}``; errors ``{"success": false, "error",
+"error_info"}``. Pipedrive does not refuse duplicate persons.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlencode
+
+from pydantic import BaseModel, ConfigDict
+
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory
+from streams.stages.auth import Secret
+from streams.stages.outcome import RAW_LIMIT, REASON_LIMIT, default_outcome, normalize_reason
+
+if TYPE_CHECKING:
+    from streams.config import Destination
+
+NAME = "pipedrive"
+DEFAULT_URL = "https://api.pipedrive.com/v1"
+DEFAULT_MAPPING: dict[str, str] = {}  # depends on ``object``; see README for both
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_token: Secret
+    object: Literal["person", "lead"]
+
+
+def validate(lead: Lead, destination: Destination) -> str | None:
+    return None
+
+
+def request(payload: dict[str, Any], destination: Destination, url: str) -> HttpRequest:
+    settings = destination.integration_settings
+    assert isinstance(settings, Config)
+    body = dict(payload)
+    if settings.object == "person":
+        for channel in ("email", "phone"):
+            value = body.get(channel)
+            if value is not None and not isinstance(value, list):
+                body[channel] = [{"value": str(value), "primary": True}]
+        path = "persons"
+    else:
+        person = body.get("person_id")
+        if isinstance(person, str) and person.isdigit():
+            body["person_id"] = int(person)
+        path = "leads"
+    query = urlencode({"api_token": settings.api_token.get_secret_value()})
+    return HttpRequest.json("POST", f"{url.rstrip('/')}/{path}?{query}", body)
+
+
+def response(req: HttpRequest, res: HttpResponse) -> Outcome:
+    body = res.json()
+    raw = res.text[:RAW_LIMIT] or None
+    answer = body if isinstance(body, dict) else {}
+    data = answer.get("data")
+    if answer.get("success") is True and isinstance(data, dict) and data.get("id") is not None:
+        return Outcome.success(reference_id=str(data["id"]), raw=raw)
+    error = str(answer.get("error") or "")
+    if res.status == 401:
+        return Outcome.error(
+            "Authentication failed (API token)",
+            retryable=False,
+            raw=raw,
+            category=OutcomeCategory.AUTH_ERROR,
+        )
+    if res.status == 429:
+        return Outcome.error(
+            "Rate limited", retryable=True, raw=raw, category=OutcomeCategory.SOFT_REJECT
+        )
+    if 400 <= res.status < 500 and error:
+        known = normalize_reason(error)
+        if known is not None:
+            return Outcome.failure(known[0], raw=raw, category=known[1])
+        return Outcome.failure(error[:REASON_LIMIT], raw=raw, category=OutcomeCategory.INVALID_DATA)
+    return default_outcome(res)

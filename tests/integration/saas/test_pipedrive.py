@@ -1,0 +1,115 @@
+"""integrations/pipedrive.py: a person then a lead, in a sequence flow, against a local double."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from streams.config import DestinationsFile, parse_destinations
+from streams.model import Lead, OutcomeCategory, OutcomeKind
+from streams.stages.attempt import Attempt, attempt_delivery
+from streams.stages.delivery import HttpSender
+from streams.stages.routing import route, select_flow
+from tests.integration.saas.pipedrive import TOKEN, PipedriveDouble
+
+
+@pytest.fixture
+async def pipedrive() -> AsyncIterator[PipedriveDouble]:
+    double = await PipedriveDouble(limit=3).start()
+    yield double
+    await double.stop()
+
+
+def config(
+    double: PipedriveDouble, monkeypatch: pytest.MonkeyPatch, token: str = TOKEN
+) -> DestinationsFile:
+    monkeypatch.setenv("PIPEDRIVE_TOKEN", token)
+    common = {"integration": "pipedrive", "url": double.base_url("/v1")}
+    return parse_destinations(
+        {
+            "destinations": [
+                {
+                    **common,
+                    "id": "pd_person",
+                    "settings": {"api_token": "${env:PIPEDRIVE_TOKEN}", "object": "person"},
+                    "mapping": {
+                        "name": "{{first_name}} {{last_name}}",
+                        "email": "email",
+                        "phone": "phone_1",
+                    },
+                },
+                {
+                    **common,
+                    "id": "pd_lead",
+                    "settings": {"api_token": "${env:PIPEDRIVE_TOKEN}", "object": "lead"},
+                    "mapping": {
+                        "title": "Lead {{id}}",
+                        "person_id": "appended.pd_person.reference_id",
+                    },
+                },
+            ],
+            "flows": [{"id": "crm", "plan": {"sequence": ["pd_person", "pd_lead"]}}],
+        }
+    )
+
+
+async def deliver_lead(file: DestinationsFile, lead: Lead, sender: HttpSender) -> list[Attempt]:
+    by_id = file.by_id()
+    flow = select_flow(lead, file.compiled_flows)
+    assert flow is not None
+
+    async def deliver(current: Lead, destination_id: str) -> Attempt:
+        return await attempt_delivery(current, by_id[destination_id], sender)
+
+    return (await route(flow.plan, lead, deliver)).attempts
+
+
+async def test_person_then_lead_linked_by_the_returned_id(
+    pipedrive: PipedriveDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lead = Lead(
+        "L-9",
+        {
+            "id": "L-9",
+            "lead": {
+                "first_name": "Ada",
+                "last_name": "L",
+                "email": "ada@example.com",
+                "phone_1": "2015550123",
+            },
+        },
+    )
+    person, created = await deliver_lead(config(pipedrive, monkeypatch), lead, sender)
+    assert (person.outcome.kind, person.outcome.reference_id) == (OutcomeKind.SUCCESS, "101")
+    assert pipedrive.persons[101] == {
+        "name": "Ada L",
+        "email": [{"value": "ada@example.com", "primary": True}],
+        "phone": [{"value": "2015550123", "primary": True}],
+    }
+    assert created.outcome.kind is OutcomeKind.SUCCESS
+    assert pipedrive.leads == [{"title": "Lead L-9", "person_id": 101}]
+    assert person.request is not None and "pd-token" not in person.request.url
+
+
+async def test_no_lead_without_a_person_wrong_token_and_rate_limit(
+    pipedrive: PipedriveDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nameless = Lead("L-1", {"id": "L-1", "lead": {"email": "x@example.com"}})
+    (person,) = await deliver_lead(
+        config(pipedrive, monkeypatch), nameless, sender
+    )  # the sequence stops
+    assert (person.outcome.kind, person.outcome.category) == (
+        OutcomeKind.FAILURE,
+        OutcomeCategory.INVALID_DATA,
+    )
+
+    (refused,) = await deliver_lead(config(pipedrive, monkeypatch, token="wrong"), nameless, sender)
+    assert refused.outcome.category is OutcomeCategory.AUTH_ERROR
+
+    named = Lead("L-2", {"id": "L-2", "lead": {"first_name": "Grace"}})
+    person, limited = await deliver_lead(
+        config(pipedrive, monkeypatch), named, sender
+    )  # 3rd, 4th call
+    assert person.outcome.kind is OutcomeKind.SUCCESS
+    assert (limited.outcome.reason, limited.outcome.retryable) == ("Rate limited", True)

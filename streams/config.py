@@ -122,6 +122,8 @@ class Destination(BaseModel):
     max_response_bytes: int = Field(default=1_048_576, ge=1024)
     # Plain http is refused unless the recipient is on loopback or this is set (development).
     insecure: bool = False
+    # Certificates are verified unless this is false (a development recipient's self-signed one).
+    tls_verify: bool = True
     enabled: bool = True
     settings: dict[str, Any] = Field(default_factory=dict)
     auth: AuthConfig | None = None

@@ -6,7 +6,8 @@ CourierError
 └── DeliveryError      the HTTP exchange itself failed (only stages/delivery.py raises it)
     ├── DeliveryTimeout          the recipient did not answer in time (retryable)
     ├── DeliveryConnectionError  could not connect / connection dropped (retryable)
-    └── ResponseTooLarge         the answer exceeded the destination's limit
+    ├── ResponseTooLarge         the answer exceeded the destination's limit
+    └── CertificateRefused       the recipient's TLS certificate did not verify
 """
 
 from __future__ import annotations
@@ -55,3 +56,9 @@ class DeliveryConnectionError(DeliveryError):
 
 class ResponseTooLarge(DeliveryError):
     reason = "Response too large"
+
+
+class CertificateRefused(DeliveryError):
+    # Not retried: a certificate that does not verify will not verify in a minute either.
+    retryable = False
+    reason = "TLS certificate refused"

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiolimiter import AsyncLimiter
 
-from streams.errors import DeliveryConnectionError, DeliveryError, DeliveryTimeout, ResponseTooLarge
+from streams.errors import (
+    CertificateRefused,
+    DeliveryConnectionError,
+    DeliveryError,
+    DeliveryTimeout,
+    ResponseTooLarge,
+)
 from streams.model import HttpRequest, HttpResponse
 from streams.secrets import mask_header, mask_url
 
@@ -94,11 +100,15 @@ class HttpSender:
                 data=req.body or None,
                 timeout=timeout,
                 allow_redirects=False,
+                # True: aiohttp's default verification; False: none (tls_verify: false).
+                ssl=destination.tls_verify,
             ) as res:
                 body = await _read_limited(res, destination.max_response_bytes)
                 return HttpResponse(res.status, dict(res.headers), body)
         except TimeoutError as exc:
             raise DeliveryTimeout(f"no answer within the destination's timeouts ({exc})") from exc
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise CertificateRefused(str(exc)) from exc
         except aiohttp.ClientConnectionError as exc:
             raise DeliveryConnectionError(str(exc)) from exc
         except aiohttp.ClientError as exc:

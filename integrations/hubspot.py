@@ -1,12 +1,12 @@
 """HubSpot CRM v3 contacts (developers.hubspot.com/docs/api/crm/contacts), with a private
-app's access token. 409 means the contact exists: a duplicate, never retried; its
+app's access token: create, or upsert by e-mail through the batch upsert endpoint. 409 means the contact exists: a duplicate, never retried; its
 "Existing ID" is captured as ``appended.<destination>.existing_id``.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,6 +34,9 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     access_token: Secret  # a private app's token: ${env:HUBSPOT_TOKEN}
+    # create: POST …/contacts (an existing e-mail is a duplicate); upsert: POST
+    # …/contacts/batch/upsert with idProperty email (an existing contact is updated).
+    mode: Literal["create", "upsert"] = "create"
 
 
 def validate(lead: Lead, destination: Destination) -> str | None:
@@ -45,10 +48,15 @@ def request(payload: dict[str, Any], destination: Destination, url: str) -> Http
     settings = destination.integration_settings
     assert isinstance(settings, Config)
     token = settings.access_token.get_secret_value()
+    body: dict[str, Any] = payload
+    if settings.mode == "upsert":
+        email = payload.get("properties", {}).get("email")
+        body = {"inputs": [{"idProperty": "email", "id": email, **payload}]}
+        url = f"{url.rstrip('/')}/batch/upsert"
     return HttpRequest.json(
         "POST",
         url,
-        payload,
+        body,
         headers={"Authorization": f"Bearer {token}"},
         secret_headers=frozenset({"authorization"}),
     )
@@ -62,6 +70,11 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
     raw = res.text[:RAW_LIMIT] or None
     if res.status == 201 and isinstance(body, dict) and body.get("id"):
         return Outcome.success(reference_id=str(body["id"]), raw=raw)
+    results = body.get("results") if isinstance(body, dict) else None
+    if res.status == 200 and isinstance(results, list) and results and isinstance(results[0], dict):
+        upserted = results[0]  # batch/upsert: {"status": "COMPLETE", "results": [{"id", "new"}]}
+        appended = {"new": str(upserted.get("new", "")).lower()}
+        return Outcome.success(reference_id=str(upserted.get("id")), appended=appended, raw=raw)
     if res.status == 409 or category == "CONFLICT":
         existing = _EXISTING_ID.search(message)
         outcome = Outcome.failure("Duplicate lead", raw=raw, category=OutcomeCategory.DUPLICATE)

@@ -43,6 +43,7 @@ class HubSpotDouble(LocalServer):
     def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/crm/v3/objects/contacts", self._create)
+        app.router.add_post("/crm/v3/objects/contacts/batch/upsert", self._upsert)
         return app
 
     @staticmethod
@@ -50,7 +51,39 @@ class HubSpotDouble(LocalServer):
         body = {"status": "error", "message": message, "correlationId": str(uuid.uuid4()), **fields}
         return web.json_response(body, status=status, content_type="application/json")
 
-    async def _create(self, request: web.Request) -> web.Response:
+    async def _upsert(self, request: web.Request) -> web.Response:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        body = await request.json()
+        self.requests.append(body)
+        results = []
+        for item in body.get("inputs", []):
+            if item.get("idProperty") != "email":
+                return self._error(
+                    400, "idProperty must be a unique property", category="VALIDATION_ERROR"
+                )
+            email = str(item.get("id", ""))
+            new = email not in self.contacts
+            if new:
+                self.contacts[email] = str(next(self._ids))
+            stamp = "2026-11-22T10:00:00.000Z"
+            results.append(
+                {
+                    "id": self.contacts[email],
+                    "properties": item.get("properties", {}),
+                    "createdAt": stamp,
+                    "updatedAt": stamp,
+                    "archived": False,
+                    "new": new,
+                }
+            )
+        now = "2026-11-22T10:00:00.000Z"
+        return web.json_response(
+            {"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": now}
+        )
+
+    def _refusal(self, request: web.Request) -> web.Response | None:
         now = time.monotonic()
         self._window = [t for t in self._window if now - t < 1.0]
         if len(self._window) >= self.per_second_limit:
@@ -74,6 +107,12 @@ class HubSpotDouble(LocalServer):
                 "Authentication credentials not found. This API supports OAuth 2.0 authentication.",
                 category="INVALID_AUTHENTICATION",
             )
+        return None
+
+    async def _create(self, request: web.Request) -> web.Response:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
         body = await request.json()
         self.requests.append(body)
         properties = body.get("properties", {})

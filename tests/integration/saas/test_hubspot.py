@@ -160,3 +160,32 @@ def test_default_mapping_can_be_overridden_and_the_token_must_be_a_reference(
                 ]
             }
         )
+
+
+async def test_upsert_updates_an_existing_contact_instead_of_refusing_it(
+    hubspot: HubSpotDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = hubspot_destination(
+        hubspot, monkeypatch, settings={"access_token": "${env:HUBSPOT_TOKEN}", "mode": "upsert"}
+    )
+    first = (await attempt_delivery(lead("ada@example.com"), dest, sender)).outcome
+    second = (await attempt_delivery(lead("ada@example.com"), dest, sender)).outcome
+    assert (first.kind, first.reference_id, first.appended) == (
+        OutcomeKind.SUCCESS,
+        "501",
+        {"new": "true"},
+    )
+    assert (second.kind, second.reference_id, second.appended) == (
+        OutcomeKind.SUCCESS,
+        "501",
+        {"new": "false"},
+    )
+    assert hubspot.requests[0] == {
+        "inputs": [
+            {
+                "idProperty": "email",
+                "id": "ada@example.com",
+                "properties": {"email": "ada@example.com", "firstname": "Ada", "lastname": "L"},
+            }
+        ]
+    }

@@ -33,10 +33,12 @@ def build_request(
     except EvaluationError as exc:
         raise MappingError("url or headers", f"template: {exc}") from None
     built = destination.module.request(payload, destination, url)
+    # The destination's own headers come last: a user can set Content-Type (or anything
+    # the integration chose) for a recipient that wants it otherwise.
     headers = {
         "Idempotency-Key": idempotency_key(lead.id, destination.id),
-        **destination_headers,
         **built.headers,
+        **destination_headers,
     }
     request = replace(
         built, headers=headers, secret_headers=built.secret_headers | destination.secret_headers

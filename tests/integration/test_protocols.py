@@ -367,3 +367,13 @@ def test_a_jwt_key_that_cannot_sign_stops_start_up(monkeypatch: pytest.MonkeyPat
             url="https://x.example.com",
             auth={"type": "jwt", "algorithm": "RS256", "key": "${env:NOT_A_PEM}"},
         )
+
+
+async def test_a_destination_header_overrides_the_integrations_content_type(
+    server: Recipient, sender: HttpSender
+) -> None:
+    dest = destination(
+        url=server.url(), mapping=MAPPING, headers={"Content-Type": "application/vnd.api+json"}
+    )
+    received = await deliver(dest, sender, server)
+    assert received.headers["Content-Type"] == "application/vnd.api+json"

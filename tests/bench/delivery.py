@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -115,11 +116,11 @@ destinations:
 """
 
 
-async def create_topics(bootstrap: str, *names: str) -> None:
+async def create_topics(bootstrap: str, *names: str, partitions: int = PARTITIONS) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
     finally:
         await admin.close()
 
@@ -226,7 +227,12 @@ async def naive(
 
 
 def start_courier(
-    broker: EmbeddedBroker, url: str, tag: str, workdir: Path
+    broker: EmbeddedBroker,
+    url: str,
+    tag: str,
+    workdir: Path,
+    in_flight: int = IN_FLIGHT,
+    partitions: int = PARTITIONS,
 ) -> subprocess.Popen[bytes]:
     destinations = workdir / f"destinations-{tag}.yaml"
     destinations.write_text(destinations_yaml(url))
@@ -239,8 +245,8 @@ def start_courier(
         "COURIER_EVENTS_TOPIC": f"events-{tag}",
         "COURIER_OUTCOMES_TOPIC": f"outcomes-{tag}",
         "COURIER_DLQ_TOPIC": f"dlq-{tag}",
-        "COURIER_IN_FLIGHT": str(IN_FLIGHT),
-        "COURIER_PARTITIONS": str(PARTITIONS),
+        "COURIER_IN_FLIGHT": str(in_flight),
+        "COURIER_PARTITIONS": str(partitions),
     }
     log = (workdir / f"worker-{tag}.log").open("wb")
     return subprocess.Popen(
@@ -252,12 +258,17 @@ def start_courier(
 
 
 async def courier(
-    broker: EmbeddedBroker, url: str, leads: list[bytes], workdir: Path
+    broker: EmbeddedBroker,
+    url: str,
+    leads: list[bytes],
+    workdir: Path,
+    in_flight: int = IN_FLIGHT,
+    partitions: int = PARTITIONS,
 ) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
-    await create_topics(broker.bootstrap, f"leads-{tag}")
+    await create_topics(broker.bootstrap, f"leads-{tag}", partitions=partitions)
     await produce_leads(broker.bootstrap, f"leads-{tag}", leads)
-    worker = start_courier(broker, url, tag, workdir)
+    worker = start_courier(broker, url, tag, workdir, in_flight, partitions)
     try:
         rate = await outcome_rate(broker.bootstrap, f"outcomes-{tag}", len(leads), 300)
         cpu_s, peak_rss_mb = _usage(worker.pid)
@@ -281,6 +292,46 @@ def _usage(pid: int) -> tuple[float, float]:
         int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")
     )
     return cpu_s, peak_kb / 1024
+
+
+class SlowRecipient:
+    """Answers after a fixed latency (an aiohttp server is fine here: it mostly waits)."""
+
+    def __init__(self, latency_s: float) -> None:
+        self.latency_s = latency_s
+        self.port = free_port()
+        self.runner: web.AppRunner | None = None
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/leads"
+
+    async def __aenter__(self) -> SlowRecipient:
+        async def answer(request: web.Request) -> web.Response:
+            await request.read()
+            await asyncio.sleep(self.latency_s)
+            return web.json_response({"id": "R-1", "status": "accepted"}, status=201)
+
+        app = web.Application()
+        app.router.add_post("/leads", answer)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port, backlog=1024).start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+SLOW_LATENCY_S = 0.2
+SLOW_IN_FLIGHT = 256
+
+
+async def slow_partition(broker: EmbeddedBroker, leads: list[bytes], workdir: Path) -> float:
+    """Leads/s from ONE partition to a recipient that takes 200 ms per lead."""
+    async with SlowRecipient(SLOW_LATENCY_S) as recipient:
+        figures = await courier(broker, recipient.url(), leads, workdir, SLOW_IN_FLIGHT, 1)
+    return figures["leads_per_s"]
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -311,6 +362,7 @@ async def _run(quick: bool) -> dict[str, Any]:
             figures = await courier(broker, nginx.url(), leads, Path(workdir))
             results["courier"].append(figures["leads_per_s"])
             usage.append(figures)
+        slow = await slow_partition(broker, leads[: 2_000 if quick else 10_000], Path(workdir))
     median = {name: statistics.median(rates) for name, rates in results.items()}
     return {
         "leads": count,
@@ -325,5 +377,12 @@ async def _run(quick: bool) -> dict[str, Any]:
             statistics.median(u["cpu_s_per_10k"] for u in usage), 2
         ),
         "courier_peak_rss_mb": round(max(u["peak_rss_mb"] for u in usage)),
-        "targets": {"courier_vs_ceiling": 0.5, "courier_vs_naive": 1.0},
+        "slow_recipient_ms": round(SLOW_LATENCY_S * 1000),
+        "slow_one_partition_leads_per_s": round(slow),
+        "slow_in_flight": SLOW_IN_FLIGHT,
+        "targets": {
+            "courier_vs_ceiling": 0.5,
+            "courier_vs_naive": 1.0,
+            "slow_one_partition_leads_per_s": 500,
+        },
     }

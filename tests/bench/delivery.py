@@ -334,6 +334,52 @@ async def slow_partition(broker: EmbeddedBroker, leads: list[bytes], workdir: Pa
     return figures["leads_per_s"]
 
 
+async def latency(
+    broker: EmbeddedBroker, url: str, leads: list[bytes], rate: float, workdir: Path
+) -> dict[str, float]:
+    """Lead produced → its outcome written (broker timestamps), at a steady ``rate``."""
+    tag = uuid.uuid4().hex[:8]
+    await create_topics(broker.bootstrap, f"leads-{tag}")
+    worker = start_courier(broker, url, tag, workdir)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=1)
+    await producer.start()
+    sent: dict[bytes, int] = {}
+    try:
+        warm_up = orjson.dumps({"id": "warm-up", "lead": {}})
+        await producer.send_and_wait(f"leads-{tag}", warm_up, key=b"warm-up")
+        await outcome_rate(broker.bootstrap, f"outcomes-{tag}", 1, 120)  # the worker is up
+        started = time.perf_counter()
+        for n, value in enumerate(leads):
+            delay = started + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            key = orjson.loads(value)["id"].encode()
+            record = await producer.send_and_wait(f"leads-{tag}", value, key=key)
+            sent[key] = record.timestamp
+        written = await _outcome_times(broker.bootstrap, f"outcomes-{tag}", len(leads) + 1)
+    finally:
+        await producer.stop()
+        worker.terminate()
+        worker.wait(60)
+    delays = sorted(written[k] - t for k, t in sent.items() if k in written)
+    return {
+        "rate": rate,
+        "p50_ms": delays[len(delays) // 2],
+        "p99_ms": delays[int(len(delays) * 0.99) - 1],
+    }
+
+
+async def _outcome_times(bootstrap: str, topic: str, count: int) -> dict[bytes, int]:
+    from streams.console import read_records
+
+    times: dict[bytes, int] = {}
+    deadline = time.monotonic() + 120
+    while len(times) < count and time.monotonic() < deadline:
+        times = {r.key: r.timestamp async for r in read_records(bootstrap, topic, follow=False)}
+        await asyncio.sleep(0.5)
+    return times
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     return asyncio.run(_run(quick))
 
@@ -362,6 +408,14 @@ async def _run(quick: bool) -> dict[str, Any]:
             figures = await courier(broker, nginx.url(), leads, Path(workdir))
             results["courier"].append(figures["leads_per_s"])
             usage.append(figures)
+        half_load = statistics.median(results["courier"]) / 2
+        timing = await latency(
+            broker,
+            nginx.url(),
+            leads[: int(half_load * (5 if quick else 20))],
+            half_load,
+            Path(workdir),
+        )
         slow = await slow_partition(broker, leads[: 2_000 if quick else 10_000], Path(workdir))
     median = {name: statistics.median(rates) for name, rates in results.items()}
     return {
@@ -377,6 +431,9 @@ async def _run(quick: bool) -> dict[str, Any]:
             statistics.median(u["cpu_s_per_10k"] for u in usage), 2
         ),
         "courier_peak_rss_mb": round(max(u["peak_rss_mb"] for u in usage)),
+        "latency_at_leads_per_s": round(timing["rate"]),
+        "latency_p50_ms": timing["p50_ms"],
+        "latency_p99_ms": timing["p99_ms"],
         "slow_recipient_ms": round(SLOW_LATENCY_S * 1000),
         "slow_one_partition_leads_per_s": round(slow),
         "slow_in_flight": SLOW_IN_FLIGHT,

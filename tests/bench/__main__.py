@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.bench import delivery, mapping
+from tests.bench import delivery, mapping, soak
 
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "mapping": mapping.run,
     "delivery": delivery.run,
+    "soak": soak.run,
 }
 
 

@@ -1,0 +1,91 @@
+"""Memory over a long run: the worker's RSS after 100k and after 1M leads (target: growth
+under 10 %), delivering to the local nginx. ``--quick`` runs 20k and 200k instead."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streams.broker import EmbeddedBroker
+from tests.bench.delivery import Nginx, create_topics, start_courier
+from tests.bench.mapping import sample_leads
+
+
+def _rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return (
+        next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+        / 1024
+    )
+
+
+async def _produce(bootstrap: str, topic: str, total: int) -> None:
+    """Leads made on the fly from a small set of templates: the bench holds no million."""
+    templates = [lead.envelope for lead in sample_leads(1000)]
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=524288)
+    await producer.start()
+    try:
+        for n in range(total):
+            envelope = {**templates[n % 1000], "id": f"S-{n}"}
+            await producer.send(topic, orjson.dumps(envelope), key=str(n).encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _count_until(bootstrap: str, topic: str, marks: list[int], pid: int) -> dict[int, float]:
+    """Follow the outcomes topic; RSS of ``pid`` as each mark of outcomes is passed."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    seen, rss = 0, {}
+    try:
+        while not consumer.partitions_for_topic(topic):
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.5)
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        pending = list(marks)
+        while pending:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                seen += len(records)
+            while pending and seen >= pending[0]:
+                rss[pending.pop(0)] = _rss_mb(pid)
+    finally:
+        await consumer.stop()
+    return rss
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    return asyncio.run(_run(quick))
+
+
+async def _run(quick: bool) -> dict[str, Any]:
+    early, total = (20_000, 200_000) if quick else (100_000, 1_000_000)
+    tag = uuid.uuid4().hex[:8]
+    with Nginx() as nginx, EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as workdir:
+        await create_topics(broker.bootstrap, f"leads-{tag}")
+        worker = start_courier(broker, nginx.url(), tag, Path(workdir))
+        try:
+            producing = asyncio.ensure_future(_produce(broker.bootstrap, f"leads-{tag}", total))
+            rss = await _count_until(
+                broker.bootstrap, f"outcomes-{tag}", [early, total], worker.pid
+            )
+            await producing
+        finally:
+            worker.terminate()
+            worker.wait(60)
+    growth = (rss[total] - rss[early]) / rss[early]
+    return {
+        "leads": total,
+        f"rss_mb_after_{early}": round(rss[early], 1),
+        f"rss_mb_after_{total}": round(rss[total], 1),
+        "rss_growth": round(growth, 3),
+        "target_growth_below": 0.10,
+    }

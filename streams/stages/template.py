@@ -3,31 +3,27 @@
 A template compiles to a plain callable ``envelope -> value``. Nothing in a template is
 evaluated as Python: names are envelope paths, the only callable things are the functions
 in ``template_functions.FUNCTIONS``, and every operation is bounded (text length, number
-size, nesting). The grammar is below; README.md documents it for users.
+size, nesting). The grammar is below (template_compiler.py turns its trees into closures); README.md
+documents it for users.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from lark import Lark, Token, Tree
+from lark import Lark, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from streams.errors import CourierError
-from streams.stages.conversions import MAX_MAGNITUDE, ConversionError
-from streams.stages.template_functions import lookup
-from streams.stages.template_operators import (
-    BINARY_OPERATORS,
-    COMPARISONS,
-    compare_with_constant,
-    index,
-    is_true,
-    item_at,
-    member,
-    scaled,
+from streams.stages.template_compiler import (
+    ENVELOPE_ROOTS,
+    Compiler,
+    Evaluate,
+    EvaluationError,
+    TemplateError,
+    guard,
+    path_reader,
 )
 
 GRAMMAR = r"""
@@ -75,23 +71,6 @@ _PARSER = Lark(GRAMMAR, start=["block", "rule"], parser="lalr", propagate_positi
 MAX_TEMPLATE = 4_000  # characters
 MAX_BLOCKS = 100
 MAX_DEPTH = 24  # nesting of brackets and calls
-# "payload" is the mapped payload, readable by URL and header templates.
-ENVELOPE_ROOTS = frozenset({"id", "lead", "appended", "source", "submission", "payload"})
-_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"'}
-
-Evaluate = Callable[[dict[str, Any]], Any]
-
-
-class TemplateError(ValueError):
-    """A template that cannot compile; ``column`` is 1-based in the template's text."""
-
-    def __init__(self, column: int, message: str) -> None:
-        self.column = column
-        super().__init__(f"column {column}: {message}")
-
-
-class EvaluationError(CourierError):
-    """A template met a lead it cannot handle (missing field, bad date): that lead fails."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +117,7 @@ def compile_expression(text: str) -> CompiledTemplate:
 def compile_path(text: str) -> Evaluate:
     """A plain envelope path (``lead.first_name``, bare ``email``) → a reader; no parsing."""
     segments = tuple(text.split("."))
-    return _path_reader(segments if segments[0] in ENVELOPE_ROOTS else ("lead", *segments))
+    return path_reader(segments if segments[0] in ENVELOPE_ROOTS else ("lead", *segments))
 
 
 def compile_rule(text: str) -> CompiledRule:
@@ -147,16 +126,16 @@ def compile_rule(text: str) -> CompiledRule:
     condition, then, otherwise = tree.children
     return CompiledRule(
         text,
-        _guard(_Compiler(text, 0).compile(condition).run, text),
+        guard(Compiler(text, 0).compile(condition).run, text),
         _assignments(text, then),
         _assignments(text, otherwise) if otherwise is not None else (),
     )
 
 
 def _assignments(text: str, tree: Tree[Any]) -> tuple[tuple[tuple[str, ...], Evaluate], ...]:
-    compiler = _Compiler(text, 0)
+    compiler = Compiler(text, 0)
     return tuple(
-        (tuple(str(t) for t in target.children), _guard(compiler.compile(value).run, text))
+        (tuple(str(t) for t in target.children), guard(compiler.compile(value).run, text))
         for target, value in (a.children for a in tree.children)
     )
 
@@ -221,7 +200,7 @@ def _block_end(text: str, inside: int) -> int:
 
 def _compile_source(text: str, start: str, offset: int) -> CompiledTemplate:
     tree = _parse(text, start, offset)
-    return CompiledTemplate(text, _Compiler(text, offset).compile_block(tree))
+    return CompiledTemplate(text, Compiler(text, offset).compile_block(tree))
 
 
 def _parse(text: str, start: str, offset: int) -> Tree[Any]:
@@ -262,292 +241,8 @@ def _explain(exc: UnexpectedInput, text: str) -> str:
     return "cannot be parsed"
 
 
-@dataclass(frozen=True, slots=True)
-class _Node:
-    run: Evaluate
-    text: str  # the source it came from, for error messages
-    path: tuple[str, ...] | None = None  # set while the node is a plain envelope path
-    constant: bool = False
-
-
-class _Compiler:
-    """Tree → closures. Each node knows its source text, so errors can name it."""
-
-    def __init__(self, source: str, offset: int) -> None:
-        self.source = source
-        self.offset = offset
-
-    def fail(self, tree: Tree[Any] | Token, message: str) -> TemplateError:
-        position = tree.start_pos if isinstance(tree, Token) else tree.meta.start_pos
-        return TemplateError(self.offset + (position or 0) + 1, message)
-
-    def text_of(self, tree: Tree[Any] | Token) -> str:
-        if isinstance(tree, Token):
-            return str(tree)
-        return self.source[tree.meta.start_pos or 0 : tree.meta.end_pos or len(self.source)]
-
-    def compile_block(self, tree: Tree[Any] | Token) -> Evaluate:
-        """A whole ``{{ }}`` block; a conversion failing inside it names the block."""
-        return _guard(self._block(tree), self.source.strip())
-
-    def _block(self, tree: Tree[Any] | Token) -> Evaluate:
-        if isinstance(tree, Tree) and tree.data == "if_block":
-            condition, equals, then, otherwise = (
-                None if c is None else self.compile(c) for c in tree.children
-            )
-            assert condition is not None and then is not None
-            test = condition if equals is None else self.comparison(condition, "==", equals)
-            return _choice(test.run, then.run, otherwise.run if otherwise else _nothing)
-        if isinstance(tree, Tree) and tree.data == "helper":
-            name, *arguments = tree.children
-            return self.function(tree, str(name), [self.compile(a) for a in arguments]).run
-        return self.compile(tree).run
-
-    def compile(self, tree: Tree[Any] | Token) -> _Node:
-        if isinstance(tree, Token):  # a bare NAME inside `path`
-            return self.name_node(tree, (str(tree),))
-        handler = getattr(self, f"node_{tree.data}", None)
-        if handler is None:  # pragma: no cover - the grammar and this class agree
-            raise self.fail(tree, f"unsupported construct {tree.data}")
-        node: _Node = handler(tree)
-        return node
-
-    # ── literals and names ────────────────────────────────────────────
-    def constant(self, tree: Tree[Any], value: Any) -> _Node:
-        return _Node(lambda _: value, self.text_of(tree), constant=True)
-
-    def node_string(self, tree: Tree[Any]) -> _Node:
-        raw = str(tree.children[0])[1:-1]
-        return self.constant(tree, _unescape(raw))
-
-    def node_number(self, tree: Tree[Any]) -> _Node:
-        value = Decimal(str(tree.children[0]))
-        if value > MAX_MAGNITUDE:
-            raise self.fail(tree, f"number larger than {MAX_MAGNITUDE:.0E}")
-        return self.constant(tree, value)
-
-    def node_true(self, tree: Tree[Any]) -> _Node:
-        return self.constant(tree, True)
-
-    def node_false(self, tree: Tree[Any]) -> _Node:
-        return self.constant(tree, False)
-
-    def node_null(self, tree: Tree[Any]) -> _Node:
-        return self.constant(tree, None)
-
-    def node_name(self, tree: Tree[Any]) -> _Node:
-        return self.name_node(tree, (str(tree.children[0]),))
-
-    def node_path(self, tree: Tree[Any]) -> _Node:
-        return self.name_node(tree, tuple(str(t) for t in tree.children))
-
-    def name_node(self, tree: Tree[Any] | Token, path: tuple[str, ...]) -> _Node:
-        full = path if path[0] in ENVELOPE_ROOTS else ("lead", *path)
-        return _Node(_path_reader(full), ".".join(full), path=full)
-
-    def node_member(self, tree: Tree[Any]) -> _Node:
-        target, name = self.compile(tree.children[0]), str(tree.children[1])
-        if target.path is not None:  # still a path: resolve it in one step per lead
-            return self.name_node(tree, (*target.path, name))
-        target_run = target.run
-        return _Node(lambda env: member(target_run(env), name), self.text_of(tree))
-
-    def node_index(self, tree: Tree[Any]) -> _Node:
-        target, key = (self.compile(c) for c in tree.children)
-        target_run, key_run = target.run, key.run
-        if key.constant:
-            constant = key.run({})
-            if isinstance(constant, Decimal) and constant == constant.to_integral_value():
-                position = int(constant)
-                return self.guarded(tree, lambda env: item_at(target_run(env), position))
-            return self.guarded(tree, lambda env: index(target_run(env), constant))
-        return self.guarded(tree, lambda env: index(target_run(env), key_run(env)))
-
-    # ── calls ─────────────────────────────────────────────────────────
-    def node_call(self, tree: Tree[Any]) -> _Node:
-        name, arguments = tree.children
-        return self.function(tree, str(name), self.arguments(arguments))
-
-    def node_method(self, tree: Tree[Any]) -> _Node:
-        target, name, arguments = tree.children
-        return self.function(tree, str(name), [self.compile(target), *self.arguments(arguments)])
-
-    def arguments(self, tree: Tree[Any] | None) -> list[_Node]:
-        return [] if tree is None else [self.compile(c) for c in tree.children]
-
-    def function(self, tree: Tree[Any], name: str, arguments: list[_Node]) -> _Node:
-        function = lookup(name)
-        if function is None:
-            raise self.fail(tree, f"unknown function {name!r}")
-        count = len(arguments)
-        if count < function.min_args or (
-            function.max_args is not None and count > function.max_args
-        ):
-            expected = (
-                f"{function.min_args}+"
-                if function.max_args is None
-                else f"{function.min_args}"
-                if function.min_args == function.max_args
-                else f"{function.min_args} to {function.max_args}"
-            )
-            raise self.fail(tree, f"{name}() takes {expected} argument(s), got {count}")
-        runs = [a.run for a in arguments]
-        first = arguments[0].text if arguments else ""
-        call, missing = function.run, function.missing
-
-        def absent() -> Any:
-            if missing == "false":
-                return False
-            raise EvaluationError(f"{first} is missing")
-
-        if missing != "accept" and count >= 1 and all(a.constant for a in arguments[1:]):
-            # The common shape, x.f() or x.f('const'): no per-lead list of arguments.
-            subject = runs[0]
-            constants = [a.run({}) for a in arguments[1:]]
-
-            def run(env: dict[str, Any]) -> Any:
-                value = subject(env)
-                return absent() if value is None else call(value, *constants)
-
-        else:
-
-            def run(env: dict[str, Any]) -> Any:
-                values = [r(env) for r in runs]
-                if values and values[0] is None and missing != "accept":
-                    return absent()
-                return call(*values)
-
-        return self.guarded(tree, run)
-
-    # ── operators ─────────────────────────────────────────────────────
-    def node_binary(self, tree: Tree[Any]) -> _Node:
-        left, operator, right = tree.children
-        left_node, right_node = self.compile(left), self.compile(right)
-        symbol = str(operator)
-        if symbol in "-*/%":
-            for side in (left_node, right_node):
-                if side.constant and isinstance(side.run({}), str):
-                    raise self.fail(tree, f"'{symbol}' works on numbers, not on text")
-        operate = BINARY_OPERATORS[symbol]
-        left_run, right_run = left_node.run, right_node.run
-        names = (left_node.text, right_node.text)
-        if right_node.constant and symbol in "-*" and isinstance(right_node.run({}), Decimal):
-            # x * 12, x - 1: the commonest arithmetic, one frame per lead.
-            return self.guarded(tree, scaled(symbol, left_run, right_node.run({}), names[0]))
-        if right_node.constant:  # the constant is read once, not per lead
-            constant = right_node.run({})
-            return self.guarded(tree, lambda env: operate(left_run(env), constant, names))
-        return self.guarded(tree, lambda env: operate(left_run(env), right_run(env), names))
-
-    def node_compare(self, tree: Tree[Any]) -> _Node:
-        left, operator, right = tree.children
-        return self.comparison(self.compile(left), str(operator), self.compile(right), tree)
-
-    def comparison(
-        self, left: _Node, operator: str, right: _Node, tree: Tree[Any] | None = None
-    ) -> _Node:
-        names = (left.text, right.text)
-        text = f"{left.text} {operator} {right.text}"
-        if right.constant:
-            run = compare_with_constant(operator, left.run, right.run({}), names)
-        else:
-            compare = COMPARISONS[operator]
-            left_run, right_run = left.run, right.run
-            run = lambda env: compare(left_run(env), right_run(env), names)  # noqa: E731
-        return _Node(run, text)
-
-    def node_negate(self, tree: Tree[Any]) -> _Node:
-        inner = self.compile(tree.children[0])
-        negate = BINARY_OPERATORS["-"]
-        names = ("0", inner.text)
-        return self.guarded(tree, lambda env: negate(Decimal(0), inner.run(env), names))
-
-    def node_not_(self, tree: Tree[Any]) -> _Node:
-        inner = self.compile(tree.children[-1]).run
-        return _Node(lambda env: not is_true(inner(env)), self.text_of(tree))
-
-    def node_and_(self, tree: Tree[Any]) -> _Node:
-        left, right = (self.compile(c).run for c in tree.children)
-        return _Node(lambda env: is_true(left(env)) and is_true(right(env)), self.text_of(tree))
-
-    def node_or_(self, tree: Tree[Any]) -> _Node:
-        left, right = (self.compile(c).run for c in tree.children)
-        return _Node(lambda env: is_true(left(env)) or is_true(right(env)), self.text_of(tree))
-
-    def node_ternary(self, tree: Tree[Any]) -> _Node:
-        test, then, otherwise = (self.compile(c).run for c in tree.children)
-        return _Node(_choice(test, then, otherwise), self.text_of(tree))
-
-    def guarded(self, tree: Tree[Any], run: Evaluate) -> _Node:
-        # No guard per node (a frame per node per lead): compile_block guards the block.
-        return _Node(run, self.text_of(tree))
-
-
-def _guard(run: Evaluate, text: str) -> Evaluate:
-    """Name the sub-expression when a conversion inside it fails."""
-
-    def guarded(env: dict[str, Any]) -> Any:
-        try:
-            return run(env)
-        except ConversionError as exc:
-            raise EvaluationError(f"{text}: {exc}") from None
-
-    return guarded
-
-
-def _choice(test: Evaluate, then: Evaluate, otherwise: Evaluate) -> Evaluate:
-    return lambda env: then(env) if is_true(test(env)) else otherwise(env)
-
-
-def _nothing(_: dict[str, Any]) -> None:
-    return None
-
-
-def _path_reader(path: tuple[str, ...]) -> Evaluate:
-    if path == ("submission", "date"):
-        # Sources send a timestamp; "submission.date" is the documented name for its date.
-        def submission_date(env: dict[str, Any]) -> Any:
-            section = env.get("submission")
-            if not isinstance(section, dict):
-                return None
-            return section.get("date", section.get("timestamp"))
-
-        return submission_date
-    if len(path) == 2:
-        section_name, field = path
-
-        def two(env: dict[str, Any]) -> Any:
-            section = env.get(section_name)
-            return section.get(field) if isinstance(section, dict) else None
-
-        return two
-
-    def walk(env: dict[str, Any]) -> Any:
-        value: Any = env
-        for segment in path:
-            if not isinstance(value, dict):
-                return None
-            value = value.get(segment)
-        return value
-
-    return walk
-
-
-def _unescape(raw: str) -> str:
-    if "\\" not in raw:
-        return raw
-    out: list[str] = []
-    chars = iter(raw)
-    for ch in chars:
-        if ch == "\\":
-            nxt = next(chars, "")
-            out.append(_ESCAPES.get(nxt, "\\" + nxt))
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 __all__ = [
+    "ENVELOPE_ROOTS",
     "CompiledRule",
     "CompiledTemplate",
     "EvaluationError",

@@ -20,7 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory
 from streams.stages.auth import Secret
 from streams.stages.conversions import to_text
-from streams.stages.outcome import RAW_LIMIT, REASON_LIMIT, default_outcome
+from streams.stages.outcome import (
+    RAW_LIMIT,
+    REASON_LIMIT,
+    auth_failed,
+    default_outcome,
+    rate_limited,
+)
 
 if TYPE_CHECKING:
     from streams.config import Destination
@@ -94,12 +100,7 @@ def request(payload: dict[str, Any], destination: Destination, url: str) -> Http
 def response(req: HttpRequest, res: HttpResponse) -> Outcome:
     raw = res.text[:RAW_LIMIT] or None
     if res.status == 401:
-        return Outcome.error(
-            "Authentication failed (HTTP 401)",
-            retryable=False,
-            raw=raw,
-            category=OutcomeCategory.AUTH_ERROR,
-        )
+        return auth_failed("HTTP 401", raw)
     try:
         root = SafeET.fromstring(res.body)
     except Exception:  # not XML: an HTML error page, a proxy's answer
@@ -108,9 +109,7 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
     if fault is not None:
         message = (fault.text or "").strip()
         if "limit" in message.lower():
-            return Outcome.error(
-                "Rate limited", retryable=True, raw=raw, category=OutcomeCategory.SOFT_REJECT
-            )
+            return rate_limited(raw)
         return Outcome.error(message[:REASON_LIMIT] or "SOAP fault", retryable=False, raw=raw)
     result = root.find(f".//{{{SERVICE_NS}}}addRecordToListResponse/return")
     if result is None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory
 from streams.stages.auth import Secret
-from streams.stages.outcome import RAW_LIMIT, default_outcome
+from streams.stages.outcome import RAW_LIMIT, auth_failed, default_outcome, rate_limited
 
 if TYPE_CHECKING:
     from streams.config import Destination
@@ -84,14 +84,8 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
     if res.status == 400 and category == "VALIDATION_ERROR":
         return Outcome.failure("Invalid data", raw=raw, category=OutcomeCategory.INVALID_DATA)
     if res.status == 401:
-        reason = (
-            "Authentication failed (token expired)"
-            if category == "EXPIRED_AUTHENTICATION"
-            else "Authentication failed (HTTP 401)"
-        )
-        return Outcome.error(reason, retryable=False, raw=raw, category=OutcomeCategory.AUTH_ERROR)
+        expired = category == "EXPIRED_AUTHENTICATION"
+        return auth_failed("token expired" if expired else "HTTP 401", raw)
     if res.status == 429:
-        return Outcome.error(
-            "Rate limited", retryable=True, raw=raw, category=OutcomeCategory.SOFT_REJECT
-        )
+        return rate_limited(raw)
     return default_outcome(res)

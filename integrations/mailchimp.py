@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory
 from streams.stages.auth import Secret
-from streams.stages.outcome import RAW_LIMIT, default_outcome
+from streams.stages.outcome import RAW_LIMIT, auth_failed, default_outcome, rate_limited
 
 if TYPE_CHECKING:
     from streams.config import Destination
@@ -92,14 +92,7 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
     if title in ("Invalid Resource", "Forgotten Email Not Subscribed"):
         return Outcome.failure("Invalid data", raw=raw, category=OutcomeCategory.INVALID_DATA)
     if res.status == 401 or title == "API Key Invalid":
-        return Outcome.error(
-            "Authentication failed (API key)",
-            retryable=False,
-            raw=raw,
-            category=OutcomeCategory.AUTH_ERROR,
-        )
+        return auth_failed("API key", raw)
     if res.status == 429:
-        return Outcome.error(
-            "Rate limited", retryable=True, raw=raw, category=OutcomeCategory.SOFT_REJECT
-        )
+        return rate_limited(raw)
     return default_outcome(res)

@@ -17,7 +17,14 @@ from pydantic import BaseModel, ConfigDict
 
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory
 from streams.stages.auth import Secret
-from streams.stages.outcome import RAW_LIMIT, REASON_LIMIT, default_outcome, normalize_reason
+from streams.stages.outcome import (
+    RAW_LIMIT,
+    REASON_LIMIT,
+    auth_failed,
+    default_outcome,
+    normalize_reason,
+    rate_limited,
+)
 
 if TYPE_CHECKING:
     from streams.config import Destination
@@ -66,16 +73,9 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
         return Outcome.success(reference_id=str(data["id"]), raw=raw)
     error = str(answer.get("error") or "")
     if res.status == 401:
-        return Outcome.error(
-            "Authentication failed (API token)",
-            retryable=False,
-            raw=raw,
-            category=OutcomeCategory.AUTH_ERROR,
-        )
+        return auth_failed("API token", raw)
     if res.status == 429:
-        return Outcome.error(
-            "Rate limited", retryable=True, raw=raw, category=OutcomeCategory.SOFT_REJECT
-        )
+        return rate_limited(raw)
     if 400 <= res.status < 500 and error:
         known = normalize_reason(error)
         if known is not None:

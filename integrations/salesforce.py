@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory
-from streams.stages.outcome import RAW_LIMIT, REASON_LIMIT, default_outcome
+from streams.stages.outcome import (
+    RAW_LIMIT,
+    REASON_LIMIT,
+    auth_failed,
+    default_outcome,
+    rate_limited,
+)
 
 if TYPE_CHECKING:
     from streams.config import Destination
@@ -80,16 +86,9 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
             reason[:REASON_LIMIT], raw=raw, category=OutcomeCategory.INVALID_DATA
         )
     if "REQUEST_LIMIT_EXCEEDED" in codes:
-        return Outcome.error(
-            "Rate limited", retryable=True, raw=raw, category=OutcomeCategory.SOFT_REJECT
-        )
+        return rate_limited(raw)
     if "INVALID_SESSION_ID" in codes or res.status == 401:
-        return Outcome.error(
-            "Authentication failed (session)",
-            retryable=False,
-            raw=raw,
-            category=OutcomeCategory.AUTH_ERROR,
-        )
+        return auth_failed("session", raw)
     if errors and 400 <= res.status < 500:
         return Outcome.failure(message[:REASON_LIMIT] or f"Rejected (HTTP {res.status})", raw=raw)
     return default_outcome(res)

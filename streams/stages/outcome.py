@@ -108,6 +108,23 @@ def rejection(text: str, status: int | None, raw: str | None) -> Outcome:
     return Outcome.failure(reason, raw=raw, category=category)
 
 
+def rate_limited(raw: str | None) -> Outcome:
+    """The recipient's "not so fast": retryable, and not the recipient's fault."""
+    return Outcome.error(
+        "Rate limited", retryable=True, raw=raw, category=OutcomeCategory.SOFT_REJECT
+    )
+
+
+def auth_failed(what: str, raw: str | None) -> Outcome:
+    """Our credentials were refused (``what``: "API key", "token expired", ...)."""
+    return Outcome.error(
+        f"Authentication failed ({what})",
+        retryable=False,
+        raw=raw,
+        category=OutcomeCategory.AUTH_ERROR,
+    )
+
+
 def outcome_for_error(exc: DeliveryError) -> Outcome:
     category = (
         OutcomeCategory.TIMEOUT

@@ -25,6 +25,10 @@ LIST_ID = "a1b2c3d4e5"
 ERRORS_DOC = "https://mailchimp.com/developer/marketing/docs/errors/"
 
 
+def _hash(email: str) -> str:
+    return hashlib.md5(email.lower().encode(), usedforsecurity=False).hexdigest()
+
+
 class MailchimpDouble(LocalServer):
     def __init__(self, max_requests: int = 1000) -> None:
         super().__init__()
@@ -85,7 +89,7 @@ class MailchimpDouble(LocalServer):
 
     def _member(self, body: dict[str, Any], status: str) -> dict[str, Any]:
         email = body["email_address"]
-        member_id = hashlib.md5(email.lower().encode(), usedforsecurity=False).hexdigest()
+        member_id = _hash(email)
         member = {
             "id": member_id,
             "email_address": email,
@@ -97,7 +101,10 @@ class MailchimpDouble(LocalServer):
         self.members[member_id] = member
         return member
 
-    async def _upsert(self, request: web.Request) -> web.Response:
+    async def _checked_body(
+        self, request: web.Request
+    ) -> web.Response | tuple[dict[str, Any], str]:
+        """Auth, limits and the address, as both endpoints check them: a refusal, or the body."""
         refusal = self._refusal(request)
         if refusal is not None:
             return refusal
@@ -105,12 +112,14 @@ class MailchimpDouble(LocalServer):
         self.bodies.append(body)
         email = str(body.get("email_address", ""))
         invalid = self._invalid(email)
-        if invalid is not None:
-            return invalid
-        if (
-            request.match_info["subscriber_hash"]
-            != hashlib.md5(email.lower().encode(), usedforsecurity=False).hexdigest()
-        ):
+        return invalid if invalid is not None else (body, email)
+
+    async def _upsert(self, request: web.Request) -> web.Response:
+        checked = await self._checked_body(request)
+        if isinstance(checked, web.Response):
+            return checked
+        body, email = checked
+        if request.match_info["subscriber_hash"] != _hash(email):
             return self._problem(
                 400, "Invalid Resource", "The subscriber hash does not match the email address."
             )
@@ -119,16 +128,11 @@ class MailchimpDouble(LocalServer):
         return web.json_response(self._member(body, status))
 
     async def _create(self, request: web.Request) -> web.Response:
-        refusal = self._refusal(request)
-        if refusal is not None:
-            return refusal
-        body = await request.json()
-        self.bodies.append(body)
-        email = str(body.get("email_address", ""))
-        invalid = self._invalid(email)
-        if invalid is not None:
-            return invalid
-        if hashlib.md5(email.lower().encode(), usedforsecurity=False).hexdigest() in self.members:
+        checked = await self._checked_body(request)
+        if isinstance(checked, web.Response):
+            return checked
+        body, email = checked
+        if _hash(email) in self.members:
             return self._problem(
                 400,
                 "Member Exists",

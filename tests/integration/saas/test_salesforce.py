@@ -22,7 +22,11 @@ async def org() -> AsyncIterator[SalesforceDouble]:
     await double.stop()
 
 
-def salesforce(org: SalesforceDouble, monkeypatch: pytest.MonkeyPatch) -> Destination:
+def salesforce(
+    org: SalesforceDouble,
+    monkeypatch: pytest.MonkeyPatch,
+    mapping: dict[str, str] | None = None,
+) -> Destination:
     monkeypatch.setenv("SF_SECRET", CLIENT_SECRET)
     return parse_destinations(
         {
@@ -37,7 +41,7 @@ def salesforce(org: SalesforceDouble, monkeypatch: pytest.MonkeyPatch) -> Destin
                         "client_id": CLIENT_ID,
                         "client_secret": "${env:SF_SECRET}",
                     },
-                    "mapping": {"Company": "{{default(lead.company, 'Individual')}}"},
+                    "mapping": mapping or {"Company": "{{default(lead.company, 'Individual')}}"},
                 }
             ]
         }
@@ -99,25 +103,8 @@ async def test_create_duplicate_invalid_expired_session_and_limit(
 async def test_required_field_errors_name_the_fields(
     org: SalesforceDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SF_SECRET", CLIENT_SECRET)
-    dest = parse_destinations(
-        {
-            "destinations": [
-                {
-                    "id": "sfdc",
-                    "integration": "salesforce",
-                    "url": org.base_url(LEAD_PATH),
-                    "auth": {
-                        "type": "oauth2",
-                        "token_url": org.base_url("/services/oauth2/token"),
-                        "client_id": CLIENT_ID,
-                        "client_secret": "${env:SF_SECRET}",
-                    },
-                    "mapping": {"LastName": "lead.surname"},  # overrides the default: empty here
-                }
-            ]
-        }
-    ).destinations[0]
+    # An override of the default mapping that leaves LastName empty for this lead.
+    dest = salesforce(org, monkeypatch, {"LastName": "lead.surname"})
     outcome = (await attempt_delivery(lead("q@example.com"), dest, sender)).outcome
     assert (outcome.reason, outcome.category) == (
         "Invalid data: LastName",

@@ -15,6 +15,7 @@ import fastavro
 
 DELIVERY_EVENT = "delivery_event"
 LEAD_OUTCOME = "lead_outcome"
+CIRCUIT_EVENT = "circuit_event"
 
 
 @cache

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Awaitable
 from typing import Any
 
@@ -15,7 +17,7 @@ from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.batching import Batches
 from streams.stages.delivery import Send
 from streams.stages.envelope import Rejected, dead_letter_headers, parse_envelope
-from streams.stages.events import delivery_event, lead_outcome
+from streams.stages.events import circuit_event, delivery_event, lead_outcome
 from streams.stages.oauth import TokenCache
 from streams.stages.routing import route, select_flow
 from streams.topics import Topics
@@ -38,6 +40,7 @@ def register_agents(
     flows = destinations.compiled_flows
     by_id = destinations.by_id()
 
+    worker_name = f"{socket.gethostname()}:{os.getpid()}"
     circuits = Circuits()  # in memory, per worker (README: not yet table-backed)
 
     async def deliver_to(lead: Lead, destination_id: str) -> Attempt:
@@ -55,6 +58,11 @@ def register_agents(
                 change.after,
                 change.reason,
             )
+            codec = await encoders()
+            record = circuit_event(destination_id, change, worker_name)
+            await topics.control.send(
+                key=destination_id.encode(), value=codec.circuit.encode(record), force=True
+            )
         return attempt
 
     encoders_ready: asyncio.Future[Encoders] | None = None
@@ -65,7 +73,10 @@ def register_agents(
         if encoders_ready is None:
             encoders_ready = asyncio.ensure_future(
                 Encoders.build(
-                    settings.schema_registry_url, settings.events_topic, settings.outcomes_topic
+                    settings.schema_registry_url,
+                    settings.events_topic,
+                    settings.outcomes_topic,
+                    settings.control_topic,
                 )
             )
         return await encoders_ready

@@ -18,7 +18,7 @@ import aiohttp
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from schemas import DELIVERY_EVENT, LEAD_OUTCOME, load_schema, schema_json
+from schemas import CIRCUIT_EVENT, DELIVERY_EVENT, LEAD_OUTCOME, load_schema, schema_json
 from streams.errors import CourierError
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -107,7 +107,7 @@ class EventDecoder:
         self._registry = registry
         self._by_fingerprint = {
             schema_fingerprint(load_schema(name)): (name, load_schema(name))
-            for name in (DELIVERY_EVENT, LEAD_OUTCOME)
+            for name in (DELIVERY_EVENT, LEAD_OUTCOME, CIRCUIT_EVENT)
         }
 
     async def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
@@ -130,21 +130,29 @@ class EventDecoder:
 
 
 class Encoders:
-    """The two encoders a worker needs, built once (registering schemas when a registry is set)."""
+    """The encoders a worker needs, built once (registering schemas when a registry is set)."""
 
-    def __init__(self, delivery: EventEncoder, outcome: EventEncoder) -> None:
+    def __init__(
+        self, delivery: EventEncoder, outcome: EventEncoder, circuit: EventEncoder
+    ) -> None:
         self.delivery = delivery
         self.outcome = outcome
+        self.circuit = circuit
 
     @classmethod
     async def build(
-        cls, registry_url: str | None, events_topic: str, outcomes_topic: str
+        cls, registry_url: str | None, events_topic: str, outcomes_topic: str, control_topic: str
     ) -> Encoders:
         if registry_url is None:
-            return cls(EventEncoder(DELIVERY_EVENT), EventEncoder(LEAD_OUTCOME))
+            return cls(
+                EventEncoder(DELIVERY_EVENT),
+                EventEncoder(LEAD_OUTCOME),
+                EventEncoder(CIRCUIT_EVENT),
+            )
         async with aiohttp.ClientSession() as session:
             registry = SchemaRegistry(registry_url, session)
             return cls(
                 await registered_encoder(registry, events_topic, DELIVERY_EVENT),
                 await registered_encoder(registry, outcomes_topic, LEAD_OUTCOME),
+                await registered_encoder(registry, control_topic, CIRCUIT_EVENT),
             )

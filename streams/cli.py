@@ -127,6 +127,7 @@ def _read_events(broker: str | None, which: str, follow: bool) -> None:
         "events": settings.events_topic,
         "outcomes": settings.outcomes_topic,
         "dlq": settings.dlq_topic,
+        "control": settings.control_topic,
     }[which]
     bootstrap = settings.bootstrap_servers()
 
@@ -147,10 +148,10 @@ def _read_events(broker: str | None, which: str, follow: bool) -> None:
 which_option = click.option(
     "--topic",
     "which",
-    type=click.Choice(["events", "outcomes", "dlq"]),
+    type=click.Choice(["events", "outcomes", "dlq", "control"]),
     default="events",
     show_default=True,
-    help="Per-attempt events, lead-level outcomes, or the dead-letter topic.",
+    help="Per-attempt events, lead-level outcomes, dead letters, or circuit changes.",
 )
 
 

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     events_topic: str = "leads.delivery.events"
     outcomes_topic: str = "leads.delivery.outcomes"
     dlq_topic: str = "leads.delivery.dlq"
+    control_topic: str = "leads.delivery.control"  # circuit state changes
     partitions: int = Field(default=4, ge=1, description="partitions of the topics we create")
     in_flight: int = Field(default=64, ge=1, le=10_000, description="leads in flight per worker")
     max_lead_bytes: int = Field(default=1_048_576, ge=1024)

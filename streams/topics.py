@@ -21,6 +21,7 @@ class Topics:
     events: Any
     outcomes: Any
     dlq: Any
+    control: Any
 
 
 def declare_topics(app: Any, settings: Settings) -> Topics:
@@ -38,4 +39,5 @@ def declare_topics(app: Any, settings: Settings) -> Topics:
         events=raw(settings.events_topic),
         outcomes=raw(settings.outcomes_topic),
         dlq=raw(settings.dlq_topic, **{"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
+        control=raw(settings.control_topic),
     )

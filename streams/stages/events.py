@@ -1,4 +1,5 @@
-"""Attempt → DeliveryEvent record, and a lead's attempts → LeadOutcome record (schemas/*.avsc)."""
+"""Attempt → DeliveryEvent, a lead's attempts → LeadOutcome, a circuit change → CircuitEvent
+(records for schemas/*.avsc)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from streams.control.circuit import Change
 from streams.model import OutcomeKind
 from streams.stages.attempt import Attempt
 
@@ -85,3 +87,15 @@ def lead_outcome(
 def _price(price: Decimal | None) -> Decimal | None:
     # The schema has 4 decimal places; fastavro refuses a value with more.
     return None if price is None else price.quantize(_PRICE_STEP)
+
+
+def circuit_event(destination_id: str, change: Change, worker: str) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "destination_id": destination_id,
+        "at": datetime.now(UTC),
+        "before": change.before,
+        "after": change.after,
+        "reason": change.reason,
+        "worker": worker,
+    }

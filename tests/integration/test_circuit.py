@@ -3,6 +3,8 @@ while open, half-opens after the cool-down, and closes on a successful trial."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from streams.config import parse_destinations
@@ -10,6 +12,7 @@ from streams.control.circuit import Circuits
 from streams.model import Lead, OutcomeKind
 from streams.stages.attempt import attempt_delivery
 from streams.stages.delivery import HttpSender
+from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.recipients import Received, Recipient
 
 
@@ -72,3 +75,33 @@ async def test_circuit_opens_stays_quiet_half_opens_and_closes(sender: HttpSende
         assert len(server.requests) == sent_when_opened + 1 + 1 + 5
     finally:
         await server.stop()
+
+
+async def test_the_worker_writes_circuit_changes_as_avro_events(
+    kafka: Any, topics: Any, start_worker: Any
+) -> None:
+    start_worker(
+        """
+destinations:
+  - id: down_buyer
+    url: http://127.0.0.1:9/leads
+    timeouts: {connect: 1, read: 1, total: 1}
+    circuit: {consecutive_errors: 3, cool_down_s: 600}
+""",
+        in_flight=2,  # two actors of one lead each: at most one more try once it opens
+    )
+    await publish(kafka, topics.leads, [{"id": f"C-{i}", "lead": {}} for i in range(6)])
+    (change,) = await collect(kafka, topics.control, 1, settle_s=2.0)
+    outcomes = await collect(kafka, topics.outcomes, 6)
+
+    assert change.key == b"down_buyer"
+    event = decode_with_schema_file(change.value, "circuit_event")
+    assert (event["before"], event["after"], event["reason"]) == (
+        "closed",
+        "open",
+        "3 errors in a row",
+    )
+    reasons = [decode_with_schema_file(r.value, "lead_outcome")["reason"] for r in outcomes]
+    failed = reasons.count("Connection failed")
+    assert 3 <= failed <= 4
+    assert reasons.count("System unavailable (circuit open)") == 6 - failed

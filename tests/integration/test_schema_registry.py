@@ -56,7 +56,11 @@ destinations:
     events = await collect(kafka, topics.events, 5)
     outcomes = await collect(kafka, topics.outcomes, 5)
 
-    assert set(registry.subjects) == {f"{topics.events}-value", f"{topics.outcomes}-value"}
+    assert set(registry.subjects) == {
+        f"{topics.events}-value",
+        f"{topics.outcomes}-value",
+        f"{topics.control}-value",
+    }
     event_id = registry.subjects[f"{topics.events}-value"][0]
     outcome_id = registry.subjects[f"{topics.outcomes}-value"][0]
     for record in events:

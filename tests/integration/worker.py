@@ -19,11 +19,14 @@ class TopicNames:
     events: str
     outcomes: str
     dlq: str
+    control: str
 
     @classmethod
     def unique(cls) -> TopicNames:
         tag = uuid.uuid4().hex[:8]
-        return cls(f"leads-{tag}", f"events-{tag}", f"outcomes-{tag}", f"dlq-{tag}")
+        return cls(
+            f"leads-{tag}", f"events-{tag}", f"outcomes-{tag}", f"dlq-{tag}", f"control-{tag}"
+        )
 
 
 class WorkerProcess:
@@ -62,6 +65,7 @@ class WorkerProcess:
             "COURIER_EVENTS_TOPIC": self.topics.events,
             "COURIER_OUTCOMES_TOPIC": self.topics.outcomes,
             "COURIER_DLQ_TOPIC": self.topics.dlq,
+            "COURIER_CONTROL_TOPIC": self.topics.control,
             "COURIER_IN_FLIGHT": str(self.in_flight),
             "COURIER_DATA_DIR": str(self.workdir / "data"),
             "COURIER_LOG_LEVEL": "info",

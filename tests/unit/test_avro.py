@@ -12,7 +12,7 @@ from typing import Any
 import fastavro
 import pytest
 
-from schemas import DELIVERY_EVENT, LEAD_OUTCOME, load_schema, schema_json
+from schemas import CIRCUIT_EVENT, DELIVERY_EVENT, LEAD_OUTCOME, load_schema, schema_json
 from streams.avro import AvroDecodeError, EventDecoder, EventEncoder, schema_fingerprint
 from streams.model import Outcome
 from streams.stages.attempt import Attempt
@@ -96,7 +96,7 @@ def test_nothing_delivered_reports_the_last_reason() -> None:
     assert lead_outcome("L-2", [])["reason"] == "No destination"
 
 
-@pytest.mark.parametrize("name", [DELIVERY_EVENT, LEAD_OUTCOME])
+@pytest.mark.parametrize("name", [DELIVERY_EVENT, LEAD_OUTCOME, CIRCUIT_EVENT])
 def test_schemas_are_namespaced_and_documented_for_evolution(name: str) -> None:
     schema: dict[str, Any] = json.loads(schema_json(name))
     assert schema["namespace"] == "io.leadcourier.delivery.v1"
@@ -115,3 +115,17 @@ async def test_bytes_that_are_not_our_events_are_refused_clearly() -> None:
         await decoder.decode(b"\x00\x00\x00\x00\x01body")
     with pytest.raises(AvroDecodeError, match="not an Avro"):
         await decoder.decode(b'{"json": true}')
+
+
+async def test_a_circuit_change_round_trips() -> None:
+    from streams.control.circuit import Change
+    from streams.stages.events import circuit_event
+
+    record = circuit_event("buyer", Change("closed", "open", "5 errors in a row"), "host:1")
+    name, decoded = await EventDecoder().decode(EventEncoder(CIRCUIT_EVENT).encode(record))
+    assert name == "io.leadcourier.delivery.v1.CircuitEvent"
+    assert (decoded["before"], decoded["after"], decoded["reason"]) == (
+        "closed",
+        "open",
+        "5 errors in a row",
+    )

@@ -227,6 +227,7 @@ def test_destination(name: str, path: Path | None, lead_file: Any, dry_run: bool
 @click.option("--lead", "lead_file", type=click.File("rb"), required=True, help="Lead JSON.")
 def map_lead(destinations: Path | None, destination_id: str, lead_file: Any) -> None:
     """Dry run: print the payload a destination would receive for a lead; send nothing."""
+    from streams.stages.attempt import invalid_data
     from streams.stages.envelope import Rejected, parse_envelope
 
     settings, destination = _one_destination(destinations, destination_id)
@@ -237,7 +238,7 @@ def map_lead(destinations: Path | None, destination_id: str, lead_file: Any) -> 
     try:
         payload = destination.compiled_mapping.apply(lead)
     except MappingError as exc:
-        click.echo(f"courier: lead {lead.id}: Invalid data: {exc.reason}", err=True)
+        click.echo(f"courier: lead {lead.id}: {invalid_data(exc).raw}", err=True)
         sys.exit(1)
     click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from streams.config import Destination
 from streams.errors import MappingError
-from streams.stages.attempt import attempt_delivery
+from streams.stages.attempt import attempt_delivery, invalid_data
 from streams.stages.auth import OAuth2Auth
 from streams.stages.delivery import HttpSender, RequestSummary, summarize
 from streams.stages.envelope import Rejected, parse_envelope
@@ -31,7 +31,7 @@ async def run_destination_test(
             token = "****" if isinstance(destination.auth, OAuth2Auth) else None
             request = build_request(lead, payload, destination, token)
         except MappingError as exc:
-            echo(f"outcome: failure — Invalid data: {exc.reason}")
+            echo(f"outcome: failure — {invalid_data(exc).reason}")
             return 1
         _show(summarize(request), echo)
         echo(request.body.decode("utf-8", errors="replace"))

@@ -46,6 +46,13 @@ class Attempt:
     request: RequestSummary | None
 
 
+def invalid_data(exc: MappingError) -> Outcome:
+    """A lead that cannot be put into this destination's request: a failure naming the field
+    ("Invalid data: phone_1 is required"), never its value."""
+    reason = f"Invalid data: {exc.reason}"
+    return Outcome.failure(reason[:MAPPING_REASON_LIMIT], raw=reason)
+
+
 def not_sent(lead: Lead, destination: Destination, outcome: Outcome, number: int = 1) -> Attempt:
     """An attempt that ended before any request: disabled, closed, circuit open, ..."""
     now = datetime.now(UTC)
@@ -105,14 +112,12 @@ async def attempt_delivery(
     try:
         payload = destination.compiled_mapping.apply(lead)
     except MappingError as exc:
-        # The reason names the field ("Invalid data: phone_1 is required"), never its value.
-        reason = f"Invalid data: {exc.reason}"
-        return finish(Outcome.failure(reason[:MAPPING_REASON_LIMIT], raw=reason))
+        return finish(invalid_data(exc))
     refusal = module.validate(lead, destination)
     if refusal:
         return finish(Outcome.skip("Invalid data", raw=refusal))
-    oauth = isinstance(destination.auth, OAuth2Auth)
-    token_cache = tokens if tokens is not None else TokenCache()
+    # Set for OAuth destinations only; made here only when the caller has none to share.
+    oauth = (tokens or TokenCache()) if isinstance(destination.auth, OAuth2Auth) else None
     token: str | None = None
     exchange: Send = send
     if destination.batch is not None:
@@ -124,14 +129,14 @@ async def attempt_delivery(
         exchange = in_batch
     sent_at = time.perf_counter()
     try:
-        if oauth:
-            token = await token_cache.token(destination, send)
+        if oauth is not None:
+            token = await oauth.token(destination, send)
         request = build_request(lead, payload, destination, token)
         sent_at = time.perf_counter()
         response = await exchange(request, destination)
-        if oauth and response.status == 401:
+        if oauth is not None and response.status == 401:
             # The token may have been revoked or expired early: one new token, one retry.
-            token = await token_cache.token(destination, send, stale=token)
+            token = await oauth.token(destination, send, stale=token)
             request = build_request(lead, payload, destination, token)
             sent_at = time.perf_counter()
             response = await exchange(request, destination)
@@ -139,8 +144,7 @@ async def attempt_delivery(
         recipient_s = time.perf_counter() - sent_at
         return finish(outcome_for_error(exc))
     except MappingError as exc:  # a URL or header template that does not fit this lead
-        reason = f"Invalid data: {exc.reason}"
-        return finish(Outcome.failure(reason[:MAPPING_REASON_LIMIT], raw=reason))
+        return finish(invalid_data(exc))
     recipient_s = time.perf_counter() - sent_at
     status = response.status
     try:

@@ -32,6 +32,7 @@ from streams.stages.template import (
     is_template,
 )
 from streams.stages.template_functions import is_empty
+from streams.stages.template_operators import is_true
 
 Evaluate = Callable[[dict[str, Any]], Any]
 # Read through template.py: it falls back to submission.timestamp.
@@ -227,8 +228,6 @@ def _apply_spec(payload: dict[str, Any], field: CompiledField, value: Any) -> No
 def _apply_rule(
     payload: dict[str, Any], envelope: dict[str, Any], number: int, rule: CompiledRule
 ) -> None:
-    from streams.stages.template_operators import is_true
-
     name = f"rule {number}"
     try:
         branch = rule.then if is_true(rule.condition(envelope)) else rule.otherwise
@@ -310,8 +309,6 @@ def _first_match(cases: list[Case]) -> Evaluate:
         except TemplateError as exc:
             raise ValueError(f"cases[{number}]: {exc}") from None
         compiled.append((when, then))
-
-    from streams.stages.template_operators import is_true
 
     def first(envelope: dict[str, Any]) -> Any:
         for when, then in compiled:

@@ -16,6 +16,7 @@ from typing import Any
 from lark import Lark, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from streams.stages.conversions import check_text, to_text
 from streams.stages.template_compiler import (
     ENVELOPE_ROOTS,
     Compiler,
@@ -143,8 +144,6 @@ def _assignments(text: str, tree: Tree[Any]) -> tuple[tuple[tuple[str, ...], Eva
 def _concatenation(
     parts: list[str | Evaluate], escape: Callable[[str], str] | None = None
 ) -> Evaluate:
-    from streams.stages.conversions import check_text, to_text
-
     steps = [(p, None) if isinstance(p, str) else ("", p) for p in parts]
 
     def render(envelope: dict[str, Any]) -> str:

@@ -28,7 +28,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from integrations import REGISTRY
+from streams.control.caps import CapPolicy
 from streams.control.circuit import CircuitPolicy
+from streams.control.retry import RetryPolicy
 from streams.errors import ConfigError
 from streams.secrets import has_reference, is_sensitive_name, resolve_references
 from streams.stages.auth import AuthConfig
@@ -55,6 +57,13 @@ class Settings(BaseSettings):
     outcomes_topic: str = "leads.delivery.outcomes"
     dlq_topic: str = "leads.delivery.dlq"
     control_topic: str = "leads.delivery.control"  # circuit state changes
+    # Internal: a lead's routing (keyed by lead id) and work for a destination (keyed by
+    # destination id, so a destination's caps and circuit live in one partition).
+    routing_topic: str = "leads.delivery.routing"
+    work_topic: str = "leads.delivery.work"
+    remember_delivered_h: float = Field(
+        default=72.0, gt=0, description="how long an accepted (lead, destination) is remembered"
+    )
     partitions: int = Field(default=4, ge=1, description="partitions of the topics we create")
     in_flight: int = Field(default=64, ge=1, le=10_000, description="leads in flight per worker")
     max_lead_bytes: int = Field(default=1_048_576, ge=1024)
@@ -120,6 +129,8 @@ class Destination(BaseModel):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     limits: Limits = Field(default_factory=Limits)
     circuit: CircuitPolicy = Field(default_factory=CircuitPolicy)
+    caps: CapPolicy | None = None  # leads per hour/day/week/month; uncapped when unset
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
     max_response_bytes: int = Field(default=1_048_576, ge=1024)
     # Plain http is refused unless the recipient is on loopback or this is set (development).
     insecure: bool = False

@@ -64,6 +64,11 @@ class HttpResponse:
     headers: dict[str, str]
     body: bytes
 
+    def header(self, name: str) -> str | None:
+        """A header's value, whatever the case of its name."""
+        wanted = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
+
     @property
     def text(self) -> str:
         return self.body.decode("utf-8", errors="replace")
@@ -118,6 +123,8 @@ class Outcome:
     # Values captured from the response; they become ``appended.<destination>.*`` on the lead.
     appended: dict[str, str] = field(default_factory=dict)
     category_given: OutcomeCategory | None = None
+    # The recipient's Retry-After, in seconds: the earliest it wants to hear from us again.
+    retry_after_s: float | None = None
 
     @property
     def category(self) -> OutcomeCategory:

@@ -22,6 +22,8 @@ class Topics:
     outcomes: Any
     dlq: Any
     control: Any
+    routing: Any
+    work: Any
 
 
 def declare_topics(app: Any, settings: Settings) -> Topics:
@@ -40,4 +42,6 @@ def declare_topics(app: Any, settings: Settings) -> Topics:
         outcomes=raw(settings.outcomes_topic),
         dlq=raw(settings.dlq_topic, **{"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
         control=raw(settings.control_topic),
+        routing=raw(settings.routing_topic),
+        work=raw(settings.work_topic),
     )

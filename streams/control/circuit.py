@@ -41,6 +41,9 @@ class CircuitPolicy(BaseModel):
     min_requests: int = Field(default=10, ge=1)
     cool_down_s: float = Field(default=30.0, gt=0)
     trial_requests: int = Field(default=1, ge=1)
+    # While open: "skip" gives the lead "System unavailable (circuit open)"; "park" holds it
+    # until the cool-down ends. In a waterfall with a destination after this one, it skips.
+    when_open: Literal["skip", "park"] = "skip"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from streams.control.retry import parse_retry_after
 from streams.errors import DeliveryError, MappingError
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome
 from streams.stages.auth import OAuth2Auth
@@ -151,6 +152,10 @@ async def attempt_delivery(
         rules = destination.response
         outcome = rules.outcome(response) or module.response(request, response)
         outcome = rules.captured(outcome, response)
+        if outcome.retryable:
+            outcome = replace(
+                outcome, retry_after_s=parse_retry_after(response.header("Retry-After"))
+            )
     except Exception as exc:  # an integration must never crash the agent on a strange answer
         log.exception("integration %s could not read an HTTP %s answer", module.NAME, status)
         outcome = Outcome.error(

@@ -18,8 +18,10 @@ LEAD_OUTCOME_NAME = "io.leadcourier.delivery.v1.LeadOutcome"
 _PRICE_STEP = Decimal("0.0001")  # the schema's decimal scale
 
 
-def delivery_event(attempt: Attempt) -> dict[str, Any]:
+def delivery_event(attempt: Attempt, next_attempt_at: datetime | None = None) -> dict[str, Any]:
+    """``next_attempt_at``: when the lead will be tried at this destination again, if it will."""
     outcome = attempt.outcome
+    retry_after = outcome.retry_after_s
     request = attempt.request
     return {
         "event_id": str(uuid.uuid4()),
@@ -40,6 +42,8 @@ def delivery_event(attempt: Attempt) -> dict[str, Any]:
         "reference_id": outcome.reference_id,
         "price": _price(outcome.price),
         "appended": outcome.appended,
+        "retry_after_ms": None if retry_after is None else round(retry_after * 1000),
+        "next_attempt_at": next_attempt_at,
         "request": None
         if request is None
         else {

@@ -15,7 +15,7 @@ is tested without Kafka or HTTP. Values a destination returns become
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Union
 
@@ -184,40 +184,109 @@ class Routed:
     lead: Lead  # with appended.<destination>.* from every attempt so far
 
 
-async def route(step: Step, lead: Lead, deliver: Deliver) -> Routed:
+@dataclass(frozen=True, slots=True)
+class Needed:
+    """A delivery the plan waits for: where it sits in the plan, to whom, with which lead
+    (the lead carries what earlier steps appended), and whether a waterfall has a fallback
+    after it (then a closed door means "next", never "wait")."""
+
+    path: str
+    destination_id: str
+    lead: Lead
+    has_fallback: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a plan has come with the attempts known so far (``known``: path → attempt)."""
+
+    attempts: list[Attempt]  # the known ones the plan has used, in plan order
+    accepted: bool
+    lead: Lead
+    needed: list[Needed]  # deliveries to make before the plan can go on; none: finished
+
+    @property
+    def finished(self) -> bool:
+        return not self.needed
+
+
+def advance(
+    step: Step,
+    lead: Lead,
+    known: Mapping[str, Attempt],
+    path: str = "plan",
+    has_fallback: bool = False,
+) -> Progress:
+    """Replay ``step`` over the attempts already made and say what is still needed.
+
+    Pure and deterministic: the same plan, lead and known attempts give the same answer,
+    so a lead's routing can stop after any attempt (its state is just ``known``), move to
+    another worker, and go on."""
     if isinstance(step, Send):
-        attempt = await deliver(lead, step.destination_id)
+        attempt = known.get(path)
+        if attempt is None:
+            return Progress(
+                [], False, lead, [Needed(path, step.destination_id, lead, has_fallback)]
+            )
         accepted = attempt.outcome.kind is OutcomeKind.SUCCESS
-        return Routed([attempt], accepted, with_appended(lead, attempt))
-    if isinstance(step, Waterfall):
+        return Progress([attempt], accepted, with_appended(lead, attempt), [])
+    if isinstance(step, Waterfall | InOrder):
+        # Waterfall: on until one accepts (sold). Sequence: on while each accepts (a later
+        # call needs what this one returned).
+        stop_when = isinstance(step, Waterfall)
         attempts: list[Attempt] = []
-        for child in step.steps:
-            routed = await route(child, lead, deliver)
-            attempts += routed.attempts
-            lead = routed.lead
-            if routed.accepted:  # sold: the rest of the waterfall never sees it
-                return Routed(attempts, True, lead)
-        return Routed(attempts, False, lead)
-    if isinstance(step, InOrder):
-        attempts = []
-        for child in step.steps:
-            routed = await route(child, lead, deliver)
-            attempts += routed.attempts
-            lead = routed.lead
-            if not routed.accepted:  # a later call needs what this one should have returned
-                return Routed(attempts, False, lead)
-        return Routed(attempts, True, lead)
+        last = len(step.steps) - 1
+        for i, child in enumerate(step.steps):
+            fallback = has_fallback or (stop_when and i < last)
+            done = advance(child, lead, known, f"{path}.{i}", fallback)
+            attempts += done.attempts
+            lead = done.lead
+            if not done.finished:
+                return Progress(attempts, False, lead, done.needed)
+            if done.accepted is stop_when:
+                return Progress(attempts, stop_when, lead, [])
+        return Progress(attempts, not stop_when, lead, [])
     if isinstance(step, Parallel):
-        return _merge(lead, await asyncio.gather(*(route(c, lead, deliver) for c in step.steps)))
-    chosen = [then for when, then in step.branches if _holds(when, lead)]
-    if step.first_only:
-        chosen = chosen[:1]
-    if not chosen and step.otherwise is not None:
-        chosen = [step.otherwise]
-    return _merge(lead, await asyncio.gather(*(route(c, lead, deliver) for c in chosen)))
+        children = list(enumerate(step.steps))
+    else:
+        chosen = [(i, then) for i, (when, then) in enumerate(step.branches) if _holds(when, lead)]
+        if step.first_only:
+            chosen = chosen[:1]
+        if not chosen and step.otherwise is not None:
+            chosen = [(len(step.branches), step.otherwise)]
+        children = chosen
+    results = [advance(c, lead, known, f"{path}.{i}", has_fallback) for i, c in children]
+    merged = _merge(lead, results)
+    needed = [n for r in results for n in r.needed]
+    return Progress(merged.attempts, merged.accepted, merged.lead, needed)
 
 
-def _merge(lead: Lead, results: Sequence[Routed]) -> Routed:
+async def route(step: Step, lead: Lead, deliver: Deliver) -> Routed:
+    """Run a plan to its end in this process, each delivery started as soon as the plan
+    needs it (a waterfall in one parallel branch never waits for another branch)."""
+    known: dict[str, Attempt] = {}
+    running: dict[str, asyncio.Task[Attempt]] = {}
+    try:
+        while True:
+            progress = advance(step, lead, known)
+            if progress.finished:
+                return Routed(progress.attempts, progress.accepted, progress.lead)
+            for need in progress.needed:
+                if need.path not in running:
+                    running[need.path] = asyncio.ensure_future(
+                        deliver(need.lead, need.destination_id)
+                    )
+            done, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
+            for path, task in list(running.items()):
+                if task in done:
+                    known[path] = task.result()
+                    del running[path]
+    finally:
+        for task in running.values():
+            task.cancel()
+
+
+def _merge(lead: Lead, results: Sequence[Routed | Progress]) -> Routed:
     attempts = [a for r in results for a in r.attempts]
     for attempt in attempts:
         lead = with_appended(lead, attempt)

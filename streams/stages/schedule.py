@@ -6,7 +6,7 @@ waterfall it moves on to the next destination.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -24,6 +24,10 @@ class Schedule(BaseModel):
     days: list[Day] = Field(default_factory=lambda: list(DAYS[:5]))
     hours: list[str] = Field(default_factory=lambda: ["09:00-17:00"])  # [start, end) each
     holidays: list[date] = Field(default_factory=list)
+    # Outside the hours: "skip" the destination (a waterfall moves on), or "hold" the lead
+    # (parked, not slept on) until the hours begin, if that is within ``max_hold_s``.
+    outside: Literal["skip", "hold"] = "skip"
+    max_hold_s: float = Field(default=86_400.0, gt=0)
 
     @field_validator("timezone")
     @classmethod
@@ -49,6 +53,22 @@ class Schedule(BaseModel):
             return False
         moment = local.time()
         return any(start <= moment < end for start, end in map(_range, self.hours))
+
+    def next_open(self, now: datetime) -> datetime | None:
+        """When the hours next begin after ``now`` (within two weeks); None if never."""
+        zone = time_zone(self.timezone)
+        local = now.astimezone(zone)
+        for offset in range(15):
+            day = local.date() + timedelta(days=offset)
+            if day in self.holidays or DAYS[day.weekday()] not in self.days:
+                continue
+            starts = sorted(
+                datetime.combine(day, start, zone) for start, _ in map(_range, self.hours)
+            )
+            later = [start for start in starts if start > local]
+            if later:
+                return later[0]
+        return None
 
 
 def _range(text: str) -> tuple[time, time]:

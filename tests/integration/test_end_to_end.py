@@ -23,6 +23,7 @@ destinations:
     # A quarter of these leads fail on purpose, in bursts: the breaker would rightly open
     # (test_circuit.py covers that); here every lead must reach the recipient.
     circuit: {{enabled: false}}
+    retry: {{max_attempts: 1}}  # one event per lead here; test_retries.py covers retrying
     mapping:
       ref: id
       behaviour: lead.behaviour

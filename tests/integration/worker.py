@@ -20,13 +20,14 @@ class TopicNames:
     outcomes: str
     dlq: str
     control: str
+    routing: str
+    work: str
 
     @classmethod
     def unique(cls) -> TopicNames:
         tag = uuid.uuid4().hex[:8]
-        return cls(
-            f"leads-{tag}", f"events-{tag}", f"outcomes-{tag}", f"dlq-{tag}", f"control-{tag}"
-        )
+        names = ("leads", "events", "outcomes", "dlq", "control", "routing", "work")
+        return cls(*(f"{name}-{tag}" for name in names))
 
 
 class WorkerProcess:
@@ -66,6 +67,8 @@ class WorkerProcess:
             "COURIER_OUTCOMES_TOPIC": self.topics.outcomes,
             "COURIER_DLQ_TOPIC": self.topics.dlq,
             "COURIER_CONTROL_TOPIC": self.topics.control,
+            "COURIER_ROUTING_TOPIC": self.topics.routing,
+            "COURIER_WORK_TOPIC": self.topics.work,
             "COURIER_IN_FLIGHT": str(self.in_flight),
             "COURIER_DATA_DIR": str(self.workdir / "data"),
             "COURIER_LOG_LEVEL": "info",

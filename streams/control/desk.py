@@ -1,0 +1,222 @@
+"""A destination's desk: everything decided before and after one attempt at a destination.
+
+It runs in the partition that owns the destination (work is keyed by destination id), so
+its state there is the destination's whole state: caps, circuit, what it has accepted,
+what waits for a retry. That state lives in four mappings (Faust tables in the worker,
+plain dicts in tests):
+
+- ``circuits``: destination → circuit state (streams/control/circuit.py)
+- ``caps``: destination → counts per current window (streams/control/caps.py)
+- ``delivered``: "destination|lead" → the accepted attempt: a lead seen again (a restart,
+  a replay) is not sent to a destination that has accepted it
+- ``parked``: "destination|lead|path" → a work item and when it is due: retries, leads
+  held for business hours or an open circuit. A timer hands due items back (``due``).
+
+``handle`` never sleeps on a recipient's behalf: what must wait is parked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from streams.control.caps import cap_exceeded, counted, counts_toward, full
+from streams.control.circuit import Change, CircuitState, admit, open_outcome, record
+from streams.control.messages import WorkItem, attempt_from_dict, attempt_to_dict
+from streams.control.retry import retry_delay
+from streams.model import Lead, Outcome, OutcomeCategory, OutcomeKind
+from streams.stages.attempt import Attempt, not_sent
+
+if TYPE_CHECKING:
+    from streams.config import Destination
+
+AttemptAt = Callable[[Lead, "Destination", int], Awaitable[Attempt]]
+KEY_SEPARATOR = "|"  # destination ids cannot hold it, so the first part is always the id
+
+
+def owner_key(key: str) -> str:
+    """The part of a table key that decides its partition: the destination id."""
+    return key.split(KEY_SEPARATOR, 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What came of one work item.
+
+    ``attempt``: to write as a delivery event (None when the destination had accepted the
+    lead already); ``next_attempt_at``: set when the item was parked for later;
+    ``result``: the attempt the lead's routing goes on with (None while parked);
+    ``change``: the circuit changed state."""
+
+    attempt: Attempt | None
+    result: Attempt | None
+    next_attempt_at: datetime | None = None
+    change: Change | None = None
+
+
+class DeliveryDesk:
+    def __init__(
+        self,
+        destinations: Mapping[str, Destination],
+        attempt_at: AttemptAt,
+        *,
+        circuits: MutableMapping[str, Any],
+        caps: MutableMapping[str, Any],
+        delivered: MutableMapping[str, Any],
+        parked: MutableMapping[str, Any],
+        clock: Callable[[], float] = time.time,
+        draw: Callable[[float, float], float] = random.uniform,
+    ) -> None:
+        self._destinations = destinations
+        self._attempt_at = attempt_at
+        self.circuits = circuits
+        self.caps = caps
+        self.delivered = delivered
+        self.parked = parked
+        self._clock = clock
+        self._draw = draw
+        # Cap reservations of deliveries in flight in this worker, and a signal for each
+        # destination when one settles (a lead waiting for a slot may then have it).
+        self._pending: dict[str, int] = {}
+        self._settled: dict[str, asyncio.Event] = {}
+
+    async def handle(self, item: WorkItem) -> Handled:
+        destination = self._destinations.get(item.destination_id)
+        if destination is None:  # removed from the configuration while work for it waited
+            gone = removed(item)
+            return Handled(gone, gone)
+        key = KEY_SEPARATOR.join((destination.id, item.lead.id))
+        remembered = self.delivered.get(key)
+        if remembered is not None:  # accepted before: never sent twice
+            return Handled(None, attempt_from_dict(remembered["attempt"]))
+        now = self._clock()
+        schedule = destination.schedule
+        if schedule is not None and schedule.outside == "hold" and not item.has_fallback:
+            moment = datetime.fromtimestamp(now, UTC)
+            opens = None if schedule.is_open(moment) else schedule.next_open(moment)
+            if opens is not None and opens.timestamp() - now <= schedule.max_hold_s:
+                return self._park(item, destination, opens.timestamp(), "Outside business hours")
+        circuit = self._circuit(destination.id)
+        allowed, admitted = admit(circuit, destination.circuit, now)
+        if admitted != circuit:
+            self.circuits[destination.id] = admitted.as_dict()
+        if not allowed:
+            if destination.circuit.when_open == "park" and not item.has_fallback:
+                until = admitted.opened_at + destination.circuit.cool_down_s
+                return self._park(item, destination, until, open_outcome().reason)
+            return self._finish(item, not_sent(item.lead, destination, open_outcome(), item.number))
+
+        if destination.caps is None:
+            attempt = await self._attempt_at(item.lead, destination, item.number)
+        else:
+            window = await self._reserve(destination)
+            if window is not None:
+                outcome = cap_exceeded(window)
+                return self._finish(item, not_sent(item.lead, destination, outcome, item.number))
+            made: Attempt | None = None
+            try:
+                made = await self._attempt_at(item.lead, destination, item.number)
+            finally:
+                self._release(destination, made)
+            attempt = made
+
+        now = self._clock()
+        circuit, change = record(
+            self._circuit(destination.id), destination.circuit, attempt.outcome, now
+        )
+        self.circuits[destination.id] = circuit.as_dict()
+        delay = retry_delay(destination.retry, attempt.outcome, item.number, self._draw)
+        if delay is not None:
+            parked = replace(item, number=item.number + 1)
+            self._store_parked(parked, now + delay)
+            next_at = datetime.fromtimestamp(now + delay, UTC)
+            return Handled(attempt, None, next_at, change)
+        return replace(self._finish(item, attempt), change=change)
+
+    def due(self, owns: Callable[[str], bool]) -> list[tuple[str, WorkItem]]:
+        """Parked items whose time has come, among the destinations this worker owns."""
+        now = self._clock()
+        return [
+            (key, WorkItem.from_json(value["item"].encode()))
+            for key, value in list(self.parked.items())
+            if value["due"] <= now and owns(owner_key(key))
+        ]
+
+    def forget_delivered(self, older_than_s: float, owns: Callable[[str], bool]) -> int:
+        """Drop remembered acceptances older than ``older_than_s``; how many were dropped."""
+        horizon = self._clock() - older_than_s
+        old = [
+            key
+            for key, value in list(self.delivered.items())
+            if value["at"] < horizon and owns(owner_key(key))
+        ]
+        for key in old:
+            del self.delivered[key]
+        return len(old)
+
+        # ── inside ─────────────────────────────────────────────────────────────
+
+    def _circuit(self, destination_id: str) -> CircuitState:
+        stored = self.circuits.get(destination_id)
+        return CircuitState() if stored is None else CircuitState.from_dict(stored)
+
+    def _finish(self, item: WorkItem, attempt: Attempt) -> Handled:
+        if attempt.outcome.kind is OutcomeKind.SUCCESS:
+            key = KEY_SEPARATOR.join((item.destination_id, item.lead.id))
+            self.delivered[key] = {"at": self._clock(), "attempt": attempt_to_dict(attempt)}
+        return Handled(attempt, attempt)
+
+    def _park(self, item: WorkItem, destination: Destination, until: float, why: str) -> Handled:
+        """Hold ``item`` until ``until``; its event says why and when it comes back."""
+        self._store_parked(item, until)
+        held = not_sent(item.lead, destination, Outcome.skip(why), item.number)
+        return Handled(held, None, datetime.fromtimestamp(until, UTC))
+
+    def _store_parked(self, item: WorkItem, due: float) -> None:
+        key = KEY_SEPARATOR.join((item.destination_id, item.lead.id, item.path))
+        self.parked[key] = {"due": due, "item": item.to_json().decode()}
+
+    async def _reserve(self, destination: Destination) -> str | None:
+        """Take a cap slot for one delivery; the full window's name if there is none.
+
+        Deliveries in flight hold slots. When only they fill the cap, wait for one to settle:
+        a rejected one frees its slot, so the cap is exact either way."""
+        policy = destination.caps
+        assert policy is not None
+        while True:
+            moment = datetime.fromtimestamp(self._clock(), UTC)
+            counts = self.caps.get(destination.id) or {}
+            window = full(counts, policy, moment)
+            if window is not None:
+                return window
+            pending = self._pending.get(destination.id, 0)
+            if full(counts, policy, moment, pending) is None:
+                self._pending[destination.id] = pending + 1
+                return None
+            await self._settled.setdefault(destination.id, asyncio.Event()).wait()
+
+    def _release(self, destination: Destination, attempt: Attempt | None) -> None:
+        policy = destination.caps
+        assert policy is not None
+        self._pending[destination.id] -= 1
+        if attempt is not None and counts_toward(policy, attempt):
+            moment = datetime.fromtimestamp(self._clock(), UTC)
+            counts = self.caps.get(destination.id) or {}
+            self.caps[destination.id] = counted(counts, policy, moment)
+        settled = self._settled.pop(destination.id, None)
+        if settled is not None:
+            settled.set()
+
+
+def removed(item: WorkItem) -> Attempt:
+    now = datetime.now(UTC)
+    outcome = Outcome.skip("Destination removed", category=OutcomeCategory.NOT_SENT)
+    lead_id, destination_id = item.lead.id, item.destination_id
+    return Attempt(
+        lead_id, destination_id, "", item.number, now, now, 0.0, 0.0, None, outcome, None
+    )

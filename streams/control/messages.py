@@ -1,0 +1,113 @@
+"""What travels between the routing and delivery agents: work items and attempts, as JSON.
+
+A lead's routing lives in the partition of its id; a destination's caps and circuit in the
+partition of the destination's id. A ``WorkItem`` asks a destination's partition for one
+attempt; the attempt goes back to the lead's partition. Both are plain JSON (orjson) so a
+record on either topic can be read, and replayed, by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from streams.model import Lead, Outcome, OutcomeCategory, OutcomeKind
+from streams.stages.attempt import Attempt
+
+
+class MessageError(ValueError):
+    """A control record we cannot read (written by another version, or by hand)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One attempt to make: this lead (as the plan had it at that step) to this destination."""
+
+    lead: Lead
+    destination_id: str
+    path: str  # the step of the lead's plan that asked for it
+    number: int  # attempt number at this destination, 1 for the first
+    has_fallback: bool  # a waterfall has a destination after this one
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "lead": self.lead.envelope,
+                "destination_id": self.destination_id,
+                "path": self.path,
+                "number": self.number,
+                "has_fallback": self.has_fallback,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes) -> WorkItem:
+        try:
+            doc = orjson.loads(data)
+            envelope = doc["lead"]
+            return cls(
+                Lead(str(envelope["id"]), envelope),
+                str(doc["destination_id"]),
+                str(doc["path"]),
+                int(doc["number"]),
+                bool(doc["has_fallback"]),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise MessageError(f"work item: {type(exc).__name__}: {exc}") from None
+
+
+def attempt_to_dict(attempt: Attempt) -> dict[str, Any]:
+    """What routing needs of an attempt: who, how it went, what it returned (no request)."""
+    outcome = attempt.outcome
+    return {
+        "lead_id": attempt.lead_id,
+        "destination_id": attempt.destination_id,
+        "integration": attempt.integration,
+        "number": attempt.number,
+        "started_at": attempt.started_at.isoformat(),
+        "finished_at": attempt.finished_at.isoformat(),
+        "recipient_ms": attempt.recipient_ms,
+        "overhead_ms": attempt.overhead_ms,
+        "http_status": attempt.http_status,
+        "kind": outcome.kind.value,
+        "category": outcome.category.value,
+        "reason": outcome.reason,
+        "raw": outcome.raw,
+        "retryable": outcome.retryable,
+        "reference_id": outcome.reference_id,
+        "price": None if outcome.price is None else str(outcome.price),
+        "appended": outcome.appended,
+    }
+
+
+def attempt_from_dict(doc: dict[str, Any]) -> Attempt:
+    try:
+        outcome = Outcome(
+            OutcomeKind(doc["kind"]),
+            doc["reason"],
+            doc["raw"],
+            bool(doc["retryable"]),
+            doc["reference_id"],
+            None if doc["price"] is None else Decimal(doc["price"]),
+            dict(doc["appended"]),
+            OutcomeCategory(doc["category"]),
+        )
+        return Attempt(
+            doc["lead_id"],
+            doc["destination_id"],
+            doc["integration"],
+            int(doc["number"]),
+            datetime.fromisoformat(doc["started_at"]),
+            datetime.fromisoformat(doc["finished_at"]),
+            float(doc["recipient_ms"]),
+            float(doc["overhead_ms"]),
+            doc["http_status"],
+            outcome,
+            None,
+        )
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise MessageError(f"attempt: {type(exc).__name__}: {exc}") from None

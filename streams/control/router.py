@@ -1,0 +1,65 @@
+"""A lead's routing, one attempt at a time, with its state in a table keyed by lead id.
+
+The state of a lead in flight is its flow, the lead as it came in, and the attempts known
+so far by plan step (``known``): ``advance`` replays the plan over them, so the state is
+small, survives a restart, and any worker owning the partition can go on with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from streams.control.messages import attempt_from_dict, attempt_to_dict
+from streams.model import Lead
+from streams.stages.attempt import Attempt
+from streams.stages.routing import CompiledFlow, Needed, Progress, advance
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What to do after a lead came in or an attempt came back: deliveries to ask for, or
+    (``finished``) the lead is done and its outcome can be written."""
+
+    needed: list[Needed]
+    finished: Progress | None
+    lead: Lead  # as it came in
+
+
+class Router:
+    def __init__(self, flows: Mapping[str, CompiledFlow], routes: MutableMapping[str, Any]) -> None:
+        self._flows = flows
+        self.routes = routes
+
+    def flow(self, flow_id: str) -> CompiledFlow | None:
+        return self._flows.get(flow_id)
+
+    def start(self, lead: Lead, flow: CompiledFlow) -> Step:
+        if lead.id in self.routes:  # seen again while in flight (a restart): already going
+            return Step([], None, lead)
+        state = {"flow": flow.id, "lead": lead.envelope, "known": {}, "asked": []}
+        return self._go_on(lead.id, state)
+
+    def record(self, attempt: Attempt, path: str) -> Step:
+        state = self.routes.get(attempt.lead_id)
+        if state is None or path in state["known"]:  # finished, or a repeat after a restart
+            return Step([], None, Lead(attempt.lead_id, {}))
+        state = {**state, "known": {**state["known"], path: attempt_to_dict(attempt)}}
+        return self._go_on(attempt.lead_id, state)
+
+    def _go_on(self, lead_id: str, state: dict[str, Any]) -> Step:
+        lead = Lead(lead_id, state["lead"])
+        known = {path: attempt_from_dict(doc) for path, doc in state["known"].items()}
+        flow = self._flows.get(state["flow"])
+        if flow is None:  # the flow left the configuration while the lead was in flight
+            self.routes.pop(lead_id, None)
+            return Step([], Progress(list(known.values()), False, lead, []), lead)
+        progress = advance(flow.plan, lead, known)
+        if progress.finished:
+            self.routes.pop(lead_id, None)
+            return Step([], progress, lead)
+        asked = set(state["asked"])
+        new = [need for need in progress.needed if need.path not in asked]
+        self.routes[lead_id] = {**state, "asked": [*state["asked"], *(n.path for n in new)]}
+        return Step(new, None, lead)

@@ -34,6 +34,7 @@ from streams.control.desk import DeliveryDesk, Handled, owner_key
 from streams.control.messages import MessageError, WorkItem, attempt_from_dict, attempt_to_dict
 from streams.control.router import Router, Step
 from streams.control.tables import keyed_table, partition_of
+from streams.errors import SenderClosed
 from streams.model import Lead
 from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.batching import Batches
@@ -245,7 +246,18 @@ def register_agents(
     def batched(topic: Any, name: str, handle: Callable[[Any], Awaitable[Confirmations]]) -> None:
         async def agent(stream: Any) -> None:
             async for events in stream.take_events(batch_size, within=BATCH_WAIT_S):
-                sends = await asyncio.gather(*(handle(event) for event in events))
+                handled = await asyncio.gather(
+                    *(handle(event) for event in events), return_exceptions=True
+                )
+                failures = [h for h in handled if isinstance(h, BaseException)]
+                if any(isinstance(f, SenderClosed) for f in failures):
+                    # Stopping: this batch stays unacknowledged and is handled after the
+                    # restart; what it did is made harmless by remembered acceptances.
+                    log.info("%s: stopping with %d events unfinished", name, len(events))
+                    return
+                if failures:
+                    raise failures[0]
+                sends = [h for h in handled if not isinstance(h, BaseException)]
                 await asyncio.gather(*(confirmation for batch in sends for confirmation in batch))
 
         agent.__name__ = agent.__qualname__ = name

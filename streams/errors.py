@@ -62,3 +62,10 @@ class CertificateRefused(DeliveryError):
     # Not retried: a certificate that does not verify will not verify in a minute either.
     retryable = False
     reason = "TLS certificate refused"
+
+
+class SenderClosed(Exception):
+    """The worker is stopping and its HTTP sender is closed: the attempt did not happen.
+
+    Not a DeliveryError, so it never becomes an outcome (nor a circuit error): the work is
+    left unacknowledged and done again after the restart."""

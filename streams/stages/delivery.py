@@ -20,6 +20,7 @@ from streams.errors import (
     DeliveryError,
     DeliveryTimeout,
     ResponseTooLarge,
+    SenderClosed,
 )
 from streams.model import HttpRequest, HttpResponse
 from streams.secrets import mask_header, mask_url
@@ -54,6 +55,7 @@ class HttpSender:
 
     def __init__(self, max_connections: int = 256) -> None:
         self._max_connections = max_connections
+        self._closed = False
         self._session: aiohttp.ClientSession | None = None
         self._gates: dict[str, _Gate] = {}
 
@@ -87,6 +89,8 @@ class HttpSender:
             return await self._exchange(req, destination)
 
     async def _exchange(self, req: HttpRequest, destination: Destination) -> HttpResponse:
+        if self._closed:
+            raise SenderClosed
         session = self._session_or_new()
         limits = destination.timeouts
         timeout = aiohttp.ClientTimeout(
@@ -105,20 +109,27 @@ class HttpSender:
             ) as res:
                 body = await _read_limited(res, destination.max_response_bytes)
                 return HttpResponse(res.status, dict(res.headers), body)
-        except TimeoutError as exc:
-            raise DeliveryTimeout(f"no answer within the destination's timeouts ({exc})") from exc
-        except aiohttp.ClientConnectorCertificateError as exc:
-            raise CertificateRefused(str(exc)) from exc
-        except aiohttp.ClientConnectionError as exc:
-            raise DeliveryConnectionError(str(exc)) from exc
-        except aiohttp.ClientError as exc:
-            raise DeliveryError(str(exc)) from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            if self._closed:  # our own shutdown cut it short: not the recipient's doing
+                raise SenderClosed from exc
+            raise _delivery_error(exc) from exc
 
     async def close(self) -> None:
+        self._closed = True
         if self._session is not None and not self._session.closed:
             await self._session.close()
             # Let the connector's transports finish closing (aiohttp's documented advice).
             await asyncio.sleep(0)
+
+
+def _delivery_error(exc: TimeoutError | aiohttp.ClientError) -> DeliveryError:
+    if isinstance(exc, TimeoutError):
+        return DeliveryTimeout(f"no answer within the destination's timeouts ({exc})")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return CertificateRefused(str(exc))
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return DeliveryConnectionError(str(exc))
+    return DeliveryError(str(exc))
 
 
 class _Gate:

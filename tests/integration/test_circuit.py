@@ -87,6 +87,7 @@ destinations:
     url: http://127.0.0.1:9/leads
     timeouts: {connect: 1, read: 1, total: 1}
     circuit: {consecutive_errors: 3, cool_down_s: 600}
+    retry: {max_attempts: 1}
 """,
         in_flight=2,  # two actors of one lead each: at most one more try once it opens
     )

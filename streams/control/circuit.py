@@ -13,19 +13,15 @@ the functions here decide, with ``now`` passed in, and never wait.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from streams.model import Lead, Outcome, OutcomeCategory, OutcomeKind
-from streams.stages.attempt import not_sent
+from streams.model import Outcome, OutcomeCategory, OutcomeKind
 
 if TYPE_CHECKING:
-    from streams.config import Destination
-    from streams.stages.attempt import Attempt
+    pass
 
 State = Literal["closed", "open", "half_open"]
 BUCKET_S = 10.0  # error-rate window resolution: bounded memory whatever the traffic
@@ -149,40 +145,3 @@ def _count(
 def open_outcome() -> Outcome:
     """What a delivery gets while the circuit is open: not sent; a waterfall moves on."""
     return Outcome.skip("System unavailable (circuit open)", category=OutcomeCategory.NOT_SENT)
-
-
-class Circuits:
-    """This worker's circuits, one per destination, held in memory (see README: not yet in a
-    table, so each worker judges a recipient by what it saw itself)."""
-
-    def __init__(self) -> None:
-        self._states: dict[str, CircuitState] = {}
-
-    def state(self, destination_id: str) -> CircuitState:
-        return self._states.get(destination_id, CircuitState())
-
-    def admit(self, destination_id: str, policy: CircuitPolicy, now: float) -> bool:
-        allowed, self._states[destination_id] = admit(self.state(destination_id), policy, now)
-        return allowed
-
-    def record(
-        self, destination_id: str, policy: CircuitPolicy, outcome: Outcome, now: float
-    ) -> Change | None:
-        self._states[destination_id], change = record(
-            self.state(destination_id), policy, outcome, now
-        )
-        return change
-
-    async def deliver(
-        self,
-        destination: Destination,
-        lead: Lead,
-        attempt: Callable[[], Awaitable[Attempt]],
-        clock: Callable[[], float] = time.time,
-    ) -> tuple[Attempt, Change | None]:
-        """Run ``attempt`` if the destination's circuit lets it through, and account for it."""
-        policy = destination.circuit
-        if not self.admit(destination.id, policy, clock()):
-            return not_sent(lead, destination, open_outcome()), None
-        result = await attempt()
-        return result, self.record(destination.id, policy, result.outcome, clock())

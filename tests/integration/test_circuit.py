@@ -7,10 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
-from streams.config import parse_destinations
-from streams.control.circuit import Circuits
+from streams.config import Destination, parse_destinations
+from streams.control.desk import DeliveryDesk
+from streams.control.messages import WorkItem
 from streams.model import Lead, OutcomeKind
-from streams.stages.attempt import attempt_delivery
+from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.delivery import HttpSender
 from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.recipients import Received, Recipient
@@ -30,7 +31,6 @@ async def test_circuit_opens_stays_quiet_half_opens_and_closes(sender: HttpSende
     flaky = Flaky()
     server = await Recipient(answer=flaky.answer).start()
     clock = [1000.0]
-    circuits = Circuits()
     (dest,) = parse_destinations(
         {
             "destinations": [
@@ -38,17 +38,31 @@ async def test_circuit_opens_stays_quiet_half_opens_and_closes(sender: HttpSende
                     "id": "buyer",
                     "url": server.url(),
                     "circuit": {"consecutive_errors": 5, "cool_down_s": 30},
+                    "retry": {"max_attempts": 1},
                 }
             ]
         }
     ).destinations
 
+    async def attempt_at(lead: Lead, destination: Destination, number: int) -> Attempt:
+        return await attempt_delivery(lead, destination, sender, number)
+
+    desk = DeliveryDesk(
+        {dest.id: dest},
+        attempt_at,
+        circuits={},
+        caps={},
+        delivered={},
+        parked={},
+        clock=lambda: clock[0],
+    )
+
     async def deliver(n: int) -> tuple[OutcomeKind, str, str | None]:
         lead = Lead(f"L-{n}", {"id": f"L-{n}", "lead": {}})
-        attempt, change = await circuits.deliver(
-            dest, lead, lambda: attempt_delivery(lead, dest, sender), clock=lambda: clock[0]
-        )
-        return attempt.outcome.kind, attempt.outcome.reason, change.after if change else None
+        handled = await desk.handle(WorkItem(lead, dest.id, "plan", 1, False))
+        assert handled.result is not None
+        outcome = handled.result.outcome
+        return outcome.kind, outcome.reason, handled.change.after if handled.change else None
 
     try:
         first = [await deliver(n) for n in range(5)]

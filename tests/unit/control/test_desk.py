@@ -1,0 +1,166 @@
+"""A destination's desk with plain dicts for tables, an explicit clock and scripted attempts:
+caps exact under concurrency, remembered acceptances, circuits, parking for retries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from streams.config import Destination
+from streams.control.desk import DeliveryDesk
+from streams.control.messages import WorkItem
+from streams.model import Lead, Outcome
+from streams.stages.attempt import Attempt, not_sent
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC).timestamp()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def destination(**settings: Any) -> Destination:
+    return Destination.model_validate({"id": "buyer", "url": "http://127.0.0.1:9/x", **settings})
+
+
+def item(lead_id: str, number: int = 1, has_fallback: bool = False) -> WorkItem:
+    return WorkItem(Lead(lead_id, {"id": lead_id}), "buyer", "plan", number, has_fallback)
+
+
+class Recipient:
+    """Answers every attempt with ``answer(lead_id)``, after letting others run."""
+
+    def __init__(self, answer: Callable[[str], Outcome] = lambda _: Outcome.success()) -> None:
+        self.answer = answer
+        self.calls: list[tuple[str, int]] = []
+
+    async def __call__(self, lead: Lead, dest: Destination, number: int) -> Attempt:
+        self.calls.append((lead.id, number))
+        await asyncio.sleep(0)  # others may start meanwhile: concurrency is real
+        sent = not_sent(lead, dest, self.answer(lead.id), number)
+        return replace(sent, request=object())  # type: ignore[arg-type]  # "a request went out"
+
+
+def desk(dest: Destination, recipient: Recipient, clock: Clock | None = None) -> DeliveryDesk:
+    return DeliveryDesk(
+        {dest.id: dest},
+        recipient,
+        circuits={},
+        caps={},
+        delivered={},
+        parked={},
+        clock=clock or Clock(),
+        draw=lambda low, high: high,
+    )
+
+
+async def test_a_cap_is_exact_with_many_deliveries_in_flight() -> None:
+    rejected = {f"L{i}" for i in range(0, 40, 4)}  # a quarter refused: their slots come back
+    recipient = Recipient(
+        lambda lead_id: Outcome.failure("No") if lead_id in rejected else Outcome.success()
+    )
+    buyer = desk(destination(caps={"day": 50}, retry={"max_attempts": 1}), recipient)
+    handled = await asyncio.gather(*(buyer.handle(item(f"L{i}")) for i in range(200)))
+    reasons = [h.result.outcome.reason for h in handled if h.result is not None]
+    assert reasons.count("Accepted") == 50
+    assert reasons.count("No") == len(rejected)
+    assert reasons.count("Cap exceeded") == 200 - 50 - len(rejected)
+    assert buyer.caps["buyer"] == {"day 2026-11-23": 50}
+
+
+async def test_counting_attempts_counts_rejections_too() -> None:
+    recipient = Recipient(lambda _: Outcome.failure("No"))
+    buyer = desk(destination(caps={"hour": 3, "count": "attempts"}), recipient)
+    handled = [await buyer.handle(item(f"L{i}")) for i in range(5)]
+    assert [h.attempt.outcome.reason for h in handled if h.attempt] == ["No"] * 3 + [
+        "Cap exceeded"
+    ] * 2
+    assert handled[3].attempt is not None and handled[3].attempt.outcome.raw == "hour 2026-11-23T12"
+
+
+async def test_an_accepted_lead_is_never_sent_twice() -> None:
+    recipient = Recipient()
+    buyer = desk(destination(), recipient)
+    first = await buyer.handle(item("L1"))
+    again = await buyer.handle(item("L1"))  # a restart or a replay brings it back
+    assert recipient.calls == [("L1", 1)]
+    assert again.attempt is None  # no second delivery event
+    assert again.result is not None and first.result is not None
+    assert (again.result.outcome.kind, again.result.outcome.category) == (
+        first.result.outcome.kind,
+        first.result.outcome.category,
+    )
+
+
+async def test_a_retryable_outcome_is_parked_and_comes_back_when_due() -> None:
+    clock = Clock()
+    recipient = Recipient(lambda _: Outcome.error("Recipient error (HTTP 503)", retryable=True))
+    buyer = desk(destination(circuit={"enabled": False}), recipient, clock)
+    handled = await buyer.handle(item("L1"))
+    assert handled.result is None  # the lead's routing waits
+    assert handled.next_attempt_at == datetime.fromtimestamp(NOW + 1.0, UTC)
+    assert buyer.due(lambda _: True) == []
+    clock.now += 1.0
+    ((key, again),) = buyer.due(lambda _: True)
+    assert (key, again.number) == ("buyer|L1|plan", 2)
+    assert buyer.due(lambda _: False) == []  # another worker owns the destination now
+    for number, wait in ((2, 2.0), (3, 4.0), (4, 8.0)):
+        handled = await buyer.handle(replace(again, number=number))
+        assert handled.next_attempt_at == datetime.fromtimestamp(clock.now + wait, UTC)
+    last = await buyer.handle(replace(again, number=5))
+    assert last.next_attempt_at is None and last.result is not None  # retries exhausted
+    assert last.result.outcome.retryable
+
+
+async def test_retry_after_sets_the_next_attempt() -> None:
+    asked = replace(Outcome.error("Rate limited", retryable=True), retry_after_s=120.0)
+    buyer = desk(destination(), Recipient(lambda _: asked))
+    handled = await buyer.handle(item("L1"))
+    assert handled.next_attempt_at == datetime.fromtimestamp(NOW + 120.0, UTC)
+
+
+async def test_an_open_circuit_skips_or_parks_and_a_waterfall_always_moves_on() -> None:
+    clock = Clock()
+    failing = Recipient(lambda _: Outcome.error("Connection failed", retryable=False))
+    circuit = {"consecutive_errors": 2, "cool_down_s": 30}
+    buyer = desk(destination(circuit=circuit), failing, clock)
+    await buyer.handle(item("L1"))
+    opened = await buyer.handle(item("L2"))
+    assert opened.change is not None and opened.change.after == "open"
+    skipped = await buyer.handle(item("L3"))
+    assert skipped.result is not None
+    assert skipped.result.outcome.reason == "System unavailable (circuit open)"
+    assert len(failing.calls) == 2  # nothing sent while open
+
+    parking = desk(destination(circuit={**circuit, "when_open": "park"}), failing, clock)
+    parking.circuits["buyer"] = buyer.circuits["buyer"]
+    held = await parking.handle(item("L4"))
+    assert held.result is None and held.next_attempt_at == datetime.fromtimestamp(NOW + 30, UTC)
+    in_waterfall = await parking.handle(item("L5", has_fallback=True))
+    assert in_waterfall.result is not None  # a next destination is waiting: skip, not park
+
+
+async def test_outside_business_hours_a_held_lead_waits_for_the_opening() -> None:
+    clock = Clock()
+    clock.now = datetime(2026, 11, 23, 6, 0, tzinfo=UTC).timestamp()  # Monday 06:00 UTC
+    schedule = {"timezone": "UTC", "hours": ["09:00-17:00"], "outside": "hold"}
+    buyer = desk(destination(schedule=schedule), Recipient(), clock)
+    held = await buyer.handle(item("L1"))
+    assert held.next_attempt_at == datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    assert held.attempt is not None and held.attempt.outcome.reason == "Outside business hours"
+
+
+def test_a_work_item_that_is_not_json_is_a_typed_error() -> None:
+    from streams.control.messages import MessageError
+
+    with pytest.raises(MessageError, match="work item"):
+        WorkItem.from_json(b'{"lead": 1}')

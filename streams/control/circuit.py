@@ -5,7 +5,7 @@ closed → open after ``consecutive_errors`` errors in a row, or an error rate o
 over 5 minutes, 10 requests); an authentication error opens it at once. Open for
 ``cool_down_s``, then half-open: up to ``trial_requests`` deliveries go through; a success
 closes it, an error opens it again. Recipient errors and timeouts count; business
-rejects (failure outcomes) do not.
+rejects (failure outcomes) and rate limits (soft rejects) do not.
 
 The state is a small plain dict (``CircuitState.as_dict``), so a Faust table can hold it;
 the functions here decide, with ``now`` passed in, and never wait.
@@ -98,7 +98,10 @@ def record(
     """Account for one finished delivery; the new state, and the change if there was one."""
     if not policy.enabled or outcome.kind is OutcomeKind.SKIP:
         return state, None
-    counts = outcome.kind is OutcomeKind.ERROR
+    # A rate limit ("slow down", retried after its Retry-After) is not an outage.
+    counts = (
+        outcome.kind is OutcomeKind.ERROR and outcome.category is not OutcomeCategory.SOFT_REJECT
+    )
     buckets = _count(state.buckets, now, policy.window_s, counts)
     if outcome.category is OutcomeCategory.AUTH_ERROR and state.state != "open":
         return _open(state, now, buckets), Change(state.state, "open", "Authentication failed")

@@ -40,6 +40,7 @@ class WorkerProcess:
         app_id: str | None = None,
         in_flight: int = 32,
         env: dict[str, str] | None = None,
+        name: str = "worker",
     ) -> None:
         self.kafka = kafka
         self.topics = topics
@@ -51,10 +52,11 @@ class WorkerProcess:
         self.extra_env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.name = name  # several workers of one app in one test: their own logs
 
     @property
     def log_path(self) -> Path:
-        return self.workdir / f"worker-{self.starts}.log"
+        return self.workdir / f"{self.name}-{self.starts}.log"
 
     def start(self) -> WorkerProcess:
         self.starts += 1
@@ -70,7 +72,7 @@ class WorkerProcess:
             "COURIER_ROUTING_TOPIC": self.topics.routing,
             "COURIER_WORK_TOPIC": self.topics.work,
             "COURIER_IN_FLIGHT": str(self.in_flight),
-            "COURIER_DATA_DIR": str(self.workdir / "data"),
+            "COURIER_DATA_DIR": str(self.workdir / f"data-{self.name}"),
             "COURIER_LOG_LEVEL": "info",
             **self.extra_env,
         }
@@ -105,6 +107,6 @@ class WorkerProcess:
 
     def log(self) -> str:
         return "\n".join(
-            (self.workdir / f"worker-{n}.log").read_text(errors="replace")[-5000:]
+            (self.workdir / f"{self.name}-{n}.log").read_text(errors="replace")[-5000:]
             for n in range(1, self.starts + 1)
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from streams.control.circuit import CircuitPolicy, CircuitState, admit, record
 from streams.model import Outcome, OutcomeCategory
+from streams.stages.outcome import rate_limited
 
 POLICY = CircuitPolicy(
     consecutive_errors=3, min_requests=10, error_rate=0.7, cool_down_s=30, trial_requests=1
@@ -26,8 +27,9 @@ def test_consecutive_errors_open_it_and_a_success_in_between_resets_the_count() 
     assert change is not None and change.reason == "3 errors in a row"
 
 
-def test_business_rejects_never_count() -> None:
+def test_business_rejects_and_rate_limits_never_count() -> None:
     assert run(CircuitState(), [REJECT] * 50).state == "closed"
+    assert run(CircuitState(), [rate_limited("429")] * 50).state == "closed"
 
 
 def test_error_rate_over_the_window_opens_it_once_there_are_enough_requests() -> None:

@@ -145,3 +145,68 @@ async def test_1000_leads_over_4_partitions_and_2_workers_none_lost_none_twice(
     assert received == {(f"/buyer_{i % 4}", f"S-{i:04d}"): 1 for i in range(1000)}
     # Both processes did work: the destinations' partitions are shared between them.
     assert "Worker ready" in first.log() and "Worker ready" in second.log()
+
+
+async def test_retries_run_out_the_lead_is_dead_lettered_and_replay_delivers_it(
+    kafka: Any, recipient: Recipient, topics: Any, start_worker: Any
+) -> None:
+    import os
+
+    from tests.integration.test_cli import courier
+
+    healthy = False
+
+    async def down_then_up(server: Recipient, received: Received) -> web.Response:
+        if healthy:
+            return web.json_response({"id": "B-1"}, status=201)
+        return web.Response(text="maintenance", status=503)
+
+    buyer = await Recipient(answer=down_then_up).start()
+    try:
+        start_worker(
+            f"""
+destinations:
+  - id: crm
+    url: {recipient.url("/crm")}
+  - id: buyer
+    url: {buyer.url("/buyer")}
+    retry: {{max_attempts: 3, base_s: 0.05}}
+    circuit: {{enabled: false}}
+flows:
+  - id: sell
+    plan:
+      sequence: [crm, buyer]
+"""
+        )
+        await publish(kafka, topics.leads, [{"id": "DL-1", "lead": {}}])
+        (outcome,) = await collect(kafka, topics.outcomes, 1)
+        (dead,) = await collect(kafka, topics.dlq, 1)
+        # The CRM took it; the sequence's second call never got through.
+        assert decode_with_schema_file(outcome.value, "lead_outcome")["accepted_by"] == ["crm"]
+        headers = dict(dead.headers)
+        assert headers["courier.dlq.reason"] == b"Delivery failed"
+        assert headers["courier.dlq.detail"] == b"buyer: Recipient error (HTTP 503)"
+        assert len(buyer.requests) == 3  # every attempt made, the last one said so
+        events = [
+            decode_with_schema_file(r.value, "delivery_event")
+            for r in await collect(kafka, topics.events, 4)
+        ]
+        last = max(
+            (e for e in events if e["destination_id"] == "buyer"), key=lambda e: e["attempt"]
+        )
+        assert (last["attempt"], last["retryable"], last["next_attempt_at"]) == (3, True, None)
+
+        healthy = True
+        env = {**os.environ, "COURIER_LEADS_TOPIC": topics.leads, "COURIER_DLQ_TOPIC": topics.dlq}
+        replay = await asyncio.to_thread(
+            courier, "replay", "--broker", kafka.url, "--reason", "Delivery failed", env=env
+        )
+        assert replay.returncode == 0, replay.stderr
+        outcomes = await collect(kafka, topics.outcomes, 2)
+    finally:
+        await buyer.stop()
+
+    second = decode_with_schema_file(outcomes[1].value, "lead_outcome")
+    assert (second["lead_id"], second["reason"]) == ("DL-1", "Delivered")
+    assert sorted(second["accepted_by"]) == ["buyer", "crm"]
+    assert len(recipient.requests) == 1  # the CRM had it already: not sent twice

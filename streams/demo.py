@@ -110,6 +110,7 @@ destinations:
     url: http://127.0.0.1:{port}/buyer
     headers:
       X-Api-Key: ${{env:DEMO_BUYER_KEY}}
+    retry: {{max_attempts: 2, base_s: 0.2}}  # its 503s are for good: a short retry shows it
     mapping:
       ref: id
       contact.email: email
@@ -134,7 +135,11 @@ async def run_demo(count: int) -> int:
         lines = [orjson.dumps(lead) for lead in leads] + [b"{not json", b'{"lead": {}}']
         await publish_lines(broker.bootstrap, "leads.processed", lines)
         print(f"published {count} leads and 2 malformed records; waiting for delivery ...")
-        events = await _collect(broker.bootstrap, "leads.delivery.events", count * 2)
+        # One outcome per lead once its retries are done; then every attempt's event.
+        await _collect(broker.bootstrap, "leads.delivery.outcomes", count)
+        events = [
+            e async for e in decoded_events(broker.bootstrap, "leads.delivery.events", follow=False)
+        ]
         dead = await _collect_raw(broker.bootstrap, "leads.delivery.dlq", 2)
         _print_table(events)
         _print_summary(events, dead, time.monotonic() - started)
@@ -200,11 +205,12 @@ async def _collect_raw(bootstrap: str, topic: str, expected: int) -> list[Any]:
 
 
 def _print_table(events: list[dict[str, Any]]) -> None:
-    rows = [("lead", "destination", "outcome", "reason", "HTTP", "ms")]
-    for e in sorted(events, key=lambda e: (e["lead_id"], e["destination_id"])):
+    rows = [("lead", "destination", "try", "outcome", "reason", "HTTP", "ms")]
+    for e in sorted(events, key=lambda e: (e["lead_id"], e["destination_id"], e["attempt"])):
         status = "-" if e["http_status"] is None else str(e["http_status"])
         elapsed = f"{e['recipient_ms'] + e['overhead_ms']:.1f}"
-        rows.append((e["lead_id"], e["destination_id"], e["outcome"], e["reason"], status, elapsed))
+        cells = (e["lead_id"], e["destination_id"], str(e["attempt"]), e["outcome"], e["reason"])
+        rows.append((*cells, status, elapsed))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

@@ -245,6 +245,9 @@ def start_courier(
         "COURIER_EVENTS_TOPIC": f"events-{tag}",
         "COURIER_OUTCOMES_TOPIC": f"outcomes-{tag}",
         "COURIER_DLQ_TOPIC": f"dlq-{tag}",
+        "COURIER_ROUTING_TOPIC": f"routing-{tag}",
+        "COURIER_WORK_TOPIC": f"work-{tag}",
+        "COURIER_CONTROL_TOPIC": f"control-{tag}",
         "COURIER_IN_FLIGHT": str(in_flight),
         "COURIER_PARTITIONS": str(partitions),
     }
@@ -274,7 +277,8 @@ async def courier(
         cpu_s, peak_rss_mb = _usage(worker.pid)
     finally:
         worker.terminate()
-        worker.wait(60)
+        # In a thread: a recipient in this event loop answers while the worker drains.
+        await asyncio.to_thread(worker.wait, 60)
     return {
         "leads_per_s": rate,
         "cpu_s_per_10k": cpu_s * 10_000 / len(leads),
@@ -360,7 +364,7 @@ async def latency(
     finally:
         await producer.stop()
         worker.terminate()
-        worker.wait(60)
+        await asyncio.to_thread(worker.wait, 60)
     delays = sorted(written[k] - t for k, t in sent.items() if k in written)
     return {
         "rate": rate,

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from streams.model import Outcome, OutcomeCategory, OutcomeKind
-from streams.stages.conversions import ConversionError, time_zone
-from streams.stages.schedule import DAYS, Day
+from streams.stages.conversions import time_zone
+from streams.stages.schedule import DAYS, Day, TimeZoneName
 
 if TYPE_CHECKING:
     from streams.stages.attempt import Attempt
@@ -35,17 +35,8 @@ class CapPolicy(BaseModel):
     month: int | None = Field(default=None, ge=0)
     # A day's cap by day of the week (``sat: 20, sun: 0``), in place of ``day`` on those days.
     weekdays: dict[Day, int] = Field(default_factory=dict)
-    timezone: str = "UTC"  # windows start at midnight (and Monday, the 1st) in this zone
+    timezone: TimeZoneName = "UTC"  # windows start at midnight (and Monday, the 1st) here
     count: Literal["accepted", "attempts"] = "accepted"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, name: str) -> str:
-        try:
-            time_zone(name)
-        except ConversionError as exc:
-            raise ValueError(str(exc)) from None
-        return name
 
     @field_validator("weekdays")
     @classmethod

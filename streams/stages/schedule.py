@@ -7,9 +7,9 @@ waterfall it moves on to the next destination.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from streams.stages.conversions import ConversionError, time_zone
 
@@ -17,10 +17,22 @@ Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+def _known_zone(name: str) -> str:
+    try:
+        time_zone(name)
+    except ConversionError as exc:
+        raise ValueError(str(exc)) from None
+    return name
+
+
+# An IANA time zone name, checked when the configuration loads.
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
+
+
 class Schedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    timezone: str
+    timezone: TimeZoneName
     days: list[Day] = Field(default_factory=lambda: list(DAYS[:5]))
     hours: list[str] = Field(default_factory=lambda: ["09:00-17:00"])  # [start, end) each
     holidays: list[date] = Field(default_factory=list)
@@ -28,15 +40,6 @@ class Schedule(BaseModel):
     # (parked, not slept on) until the hours begin, if that is within ``max_hold_s``.
     outside: Literal["skip", "hold"] = "skip"
     max_hold_s: float = Field(default=86_400.0, gt=0)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, name: str) -> str:
-        try:
-            time_zone(name)
-        except ConversionError as exc:
-            raise ValueError(str(exc)) from None
-        return name
 
     @field_validator("hours")
     @classmethod

@@ -31,7 +31,7 @@ import orjson
 from streams.avro import Encoders
 from streams.config import Destination, DestinationsFile, Settings
 from streams.control.desk import DeliveryDesk, Handled, owner_key
-from streams.control.messages import MessageError, WorkItem, attempt_from_dict, attempt_to_dict
+from streams.control.messages import MessageError, WorkItem, attempt_to_dict
 from streams.control.router import Router, Step
 from streams.control.tables import keyed_table, partition_of
 from streams.errors import SenderClosed
@@ -161,7 +161,7 @@ def register_agents(
                     return [await outcome(lead.id, [], "No matching flow")]
                 step = router.start(lead, flow)
             else:
-                step = router.record(attempt_from_dict(message["attempt"]), message["path"])
+                step = router.record(message["lead_id"], message["path"], message["attempt"])
         except (orjson.JSONDecodeError, KeyError, TypeError, MessageError) as exc:
             unreadable = Rejected("Unreadable routing record", f"{type(exc).__name__}: {exc}")
             return [await dead_letter(event, event.value, event.key, unreadable)]
@@ -172,10 +172,9 @@ def register_agents(
             await to_work(WorkItem(need.lead, need.destination_id, need.path, 1, need.has_fallback))
             for need in step.needed
         ]
-        finished = step.finished
-        if finished is None:
+        finished, lead = step.finished, step.lead
+        if finished is None or lead is None:
             return sends
-        lead = step.lead
         sends.append(await outcome(lead.id, finished.attempts, "No destination"))
         exhausted = [a for a in finished.attempts if a.outcome.retryable]
         if not finished.accepted and exhausted:
@@ -232,6 +231,7 @@ def register_agents(
         if handled.result is not None:
             message = {
                 "type": "attempt",
+                "lead_id": item.lead.id,
                 "path": item.path,
                 "attempt": attempt_to_dict(handled.result),
             }

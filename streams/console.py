@@ -13,6 +13,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.avro import AvroDecodeError, EventDecoder, SchemaRegistry
+from streams.broker_offsets import fetched_end_offsets
 
 
 def lead_key(line: bytes) -> bytes | None:
@@ -87,20 +88,19 @@ async def read_records(
         partitions = await _partitions(consumer, topic, wait_forever=follow)
         if not partitions:
             return
+        ends: dict[Any, int] = {}
+        if not follow:  # today's end, where Tansu's short ListOffsets answer would stop early
+            ends = await fetched_end_offsets(consumer, await consumer.end_offsets(partitions))
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions) if not follow else {}
-        remaining = {tp for tp in partitions if ends.get(tp, 1) > 0} if not follow else set()
+        remaining = {tp for tp in partitions if ends.get(tp, 0) > 0}
         while follow or remaining:
             batch = await consumer.getmany(timeout_ms=int(idle_timeout_s * 1000))
             for records in batch.values():
                 for record in records:
                     yield record
             for tp in list(remaining):
-                # Tansu 0.6 answers ListOffsets with the last batch's base offset + 1, short
-                # of the real end; the high watermark in fetch answers is right on both.
-                end = max(ends[tp], consumer.highwater(tp) or 0)
-                if await consumer.position(tp) >= end:
+                if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     finally:
         await consumer.stop()

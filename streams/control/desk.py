@@ -90,8 +90,7 @@ class DeliveryDesk:
         if destination is None:  # removed from the configuration while work for it waited
             gone = removed(item)
             return Handled(gone, gone)
-        key = KEY_SEPARATOR.join((destination.id, item.lead.id))
-        remembered = self.delivered.get(key)
+        remembered = self.delivered.get(_delivered_key(item))
         if remembered is not None:  # accepted before: never sent twice
             return Handled(None, attempt_from_dict(remembered["attempt"]))
         now = self._clock()
@@ -167,8 +166,10 @@ class DeliveryDesk:
 
     def _finish(self, item: WorkItem, attempt: Attempt) -> Handled:
         if attempt.outcome.kind is OutcomeKind.SUCCESS:
-            key = KEY_SEPARATOR.join((item.destination_id, item.lead.id))
-            self.delivered[key] = {"at": self._clock(), "attempt": attempt_to_dict(attempt)}
+            self.delivered[_delivered_key(item)] = {
+                "at": self._clock(),
+                "attempt": attempt_to_dict(attempt),
+            }
         return Handled(attempt, attempt)
 
     def _park(self, item: WorkItem, destination: Destination, until: float, why: str) -> Handled:
@@ -220,3 +221,7 @@ def removed(item: WorkItem) -> Attempt:
     return Attempt(
         lead_id, destination_id, "", item.number, now, now, 0.0, 0.0, None, outcome, None
     )
+
+
+def _delivered_key(item: WorkItem) -> str:
+    return KEY_SEPARATOR.join((item.destination_id, item.lead.id))

@@ -11,9 +11,8 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from streams.control.messages import attempt_from_dict, attempt_to_dict
+from streams.control.messages import attempt_from_dict
 from streams.model import Lead
-from streams.stages.attempt import Attempt
 from streams.stages.routing import CompiledFlow, Needed, Progress, advance
 
 
@@ -24,7 +23,10 @@ class Step:
 
     needed: list[Needed]
     finished: Progress | None
-    lead: Lead  # as it came in
+    lead: Lead | None  # as it came in (for its dead letter), with ``finished``
+
+
+NOTHING = Step([], None, None)
 
 
 class Router:
@@ -37,16 +39,18 @@ class Router:
 
     def start(self, lead: Lead, flow: CompiledFlow) -> Step:
         if lead.id in self.routes:  # seen again while in flight (a restart): already going
-            return Step([], None, lead)
+            return NOTHING
         state = {"flow": flow.id, "lead": lead.envelope, "known": {}, "asked": []}
         return self._go_on(lead.id, state)
 
-    def record(self, attempt: Attempt, path: str) -> Step:
-        state = self.routes.get(attempt.lead_id)
+    def record(self, lead_id: str, path: str, attempt: dict[str, Any]) -> Step:
+        """``attempt`` as the work agent sent it (messages.attempt_to_dict): kept as it is,
+        read by ``_go_on``, which raises MessageError for one it cannot read."""
+        state = self.routes.get(lead_id)
         if state is None or path in state["known"]:  # finished, or a repeat after a restart
-            return Step([], None, Lead(attempt.lead_id, {}))
-        state = {**state, "known": {**state["known"], path: attempt_to_dict(attempt)}}
-        return self._go_on(attempt.lead_id, state)
+            return NOTHING
+        state = {**state, "known": {**state["known"], path: attempt}}
+        return self._go_on(lead_id, state)
 
     def _go_on(self, lead_id: str, state: dict[str, Any]) -> Step:
         lead = Lead(lead_id, state["lead"])
@@ -62,4 +66,4 @@ class Router:
         asked = set(state["asked"])
         new = [need for need in progress.needed if need.path not in asked]
         self.routes[lead_id] = {**state, "asked": [*state["asked"], *(n.path for n in new)]}
-        return Step(new, None, lead)
+        return Step(new, None, None)

@@ -26,8 +26,7 @@ destinations:
 
 
 async def stop_all(*workers: Any) -> None:
-    # In threads: the recipient shares this event loop and must answer while workers drain.
-    codes = await asyncio.gather(*(asyncio.to_thread(w.stop, signal.SIGTERM) for w in workers))
+    codes = await asyncio.gather(*(w.stopped(signal.SIGTERM) for w in workers))
     assert codes == [0] * len(workers), [w.log() for w in workers]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from collections import Counter
 from typing import Any
@@ -30,9 +29,7 @@ async def test_restart_mid_stream_loses_nothing(
     await publish(kafka, topics.leads, [{"id": f"R-{i:03d}", "lead": {}} for i in range(200)])
 
     await recipient.wait_for(60)
-    # In a thread: the recipient shares this event loop and must keep answering while the
-    # worker finishes what it has in flight.
-    assert await asyncio.to_thread(worker.stop, signal.SIGTERM) == 0, worker.log()
+    assert await worker.stopped(signal.SIGTERM) == 0, worker.log()
     seen_before_restart = len(recipient.requests)
     assert seen_before_restart < 200, "the worker finished before it was stopped"
 

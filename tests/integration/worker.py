@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -104,6 +105,11 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             return process.wait()
+
+    async def stopped(self, sig: int = signal.SIGTERM) -> int:
+        """``stop`` from a thread: a recipient in the test's event loop must go on answering
+        while the worker finishes what it has in flight."""
+        return await asyncio.to_thread(self.stop, sig)
 
     def log(self) -> str:
         return "\n".join(

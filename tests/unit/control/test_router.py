@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from streams.config import DestinationsFile
+from streams.control.messages import attempt_to_dict
 from streams.control.router import Router
 from streams.model import Lead, Outcome
 from streams.stages.attempt import not_sent
@@ -21,8 +22,9 @@ BY_ID = FILE.by_id()
 LEAD = Lead("L1", {"id": "L1", "lead": {}})
 
 
-def answer(destination_id: str, outcome: Outcome) -> Any:
-    return not_sent(LEAD, BY_ID[destination_id], outcome)
+def answer(destination_id: str, outcome: Outcome) -> dict[str, Any]:
+    """An attempt as the work agent sends it back."""
+    return attempt_to_dict(not_sent(LEAD, BY_ID[destination_id], outcome))
 
 
 def test_a_plan_goes_on_one_attempt_at_a_time_from_a_table() -> None:
@@ -37,13 +39,13 @@ def test_a_plan_goes_on_one_attempt_at_a_time_from_a_table() -> None:
     assert router.start(LEAD, flow).needed == []  # seen again while in flight
     # A new router over the same table (another worker, after a restart) goes on.
     router = Router({flow.id: flow}, routes)
-    step = router.record(answer("a", Outcome.failure("Outside service area")), "plan.1.0")
+    step = router.record("L1", "plan.1.0", answer("a", Outcome.failure("Outside service area")))
     assert [n.destination_id for n in step.needed] == ["b"]
-    repeat = router.record(answer("a", Outcome.failure("Outside service area")), "plan.1.0")
+    repeat = router.record("L1", "plan.1.0", answer("a", Outcome.failure("Outside service area")))
     assert repeat.needed == [] and repeat.finished is None  # a repeat changes nothing
-    step = router.record(answer("b", Outcome.success(reference_id="B-1")), "plan.1.1")
+    step = router.record("L1", "plan.1.1", answer("b", Outcome.success(reference_id="B-1")))
     assert step.needed == [] and step.finished is None  # the CRM copy is still out
-    step = router.record(answer("crm", Outcome.success()), "plan.0")
+    step = router.record("L1", "plan.0", answer("crm", Outcome.success()))
     assert step.finished is not None and step.finished.accepted
     assert [a.destination_id for a in step.finished.attempts] == ["crm", "a", "b"]
     assert step.finished.lead.envelope["appended"] == {"b": {"reference_id": "B-1"}}

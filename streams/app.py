@@ -14,6 +14,7 @@ from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import (
     AIOKafkaConsumerThread,
     Consumer,
+    Producer,
     Transport,
     credentials_to_aiokafka_auth,
     server_list,
@@ -79,8 +80,31 @@ class CourierConsumer(Consumer):
                 await asyncio.wait_for(reader.stop(), READER_STOP_S)
 
 
+class CourierProducer(Producer):
+    """Faust's aiokafka producer, with every topic it writes to tracked for metadata.
+
+    aiokafka refreshes metadata only for the topics its client tracks, and a refresh
+    replaces all it knew. A topic is tracked only if it was unknown at its first send; one
+    that was known (from the all-topics fetch at start) loses its partitions at the next
+    refresh, and a batch already queued for it waits for a leader that no refresh brings
+    back. When that batch holds the only sends every actor awaits, nothing sends to the
+    topic again and the worker stalls (seen on Tansu; the client logic is the same on
+    Kafka). Tracking each topic before its first record keeps it in every refresh."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._tracked_topics: set[str] = set()
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+        if topic not in self._tracked_topics:
+            self._tracked_topics.add(topic)
+            self._ensure_producer().client.add_topic(topic)
+        return await super().send(topic, *args, **kwargs)
+
+
 class CourierTransport(Transport):
     Consumer = CourierConsumer
+    Producer = CourierProducer
 
 
 TRANSPORTS[TRANSPORT_SCHEME] = f"{__name__}:CourierTransport"

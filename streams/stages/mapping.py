@@ -94,6 +94,9 @@ class CompiledField:
     finish: Callable[[Any], Any] | None  # conversion; None when the value goes as it is
     spec: FieldSpec | None
     copies: tuple[str, ...] | None = None  # the envelope path, when a plain copy
+    # ``read`` is a template's unguarded callable: a ConversionError it raises is named
+    # after this block (see CompiledTemplate.unguarded).
+    failing_block: str = ""
 
 
 Step = Callable[[dict[str, Any], dict[str, Any]], None]  # (envelope, payload) -> None
@@ -118,40 +121,49 @@ class CompiledMapping:
 
 
 def _plan_steps(fields: list[CompiledField], rules: list[CompiledRule]) -> list[Step]:
-    """Consecutive plain copies from one section become one step (most fields are copies);
-    every other field and rule is a step of its own. Payload key order stays as written."""
+    """Most fields are plain copies or plain templates (no options, a top-level target):
+    consecutive ones of a kind become one step, a loop with no call per field. Every
+    other field and rule is a step of its own. Payload key order stays as written."""
     steps: list[Step] = []
-    section: str | None = None
-    pairs: list[tuple[str, str]] = []
+    run: list[CompiledField] = []  # consecutive fields one step can take
     for field in fields:
-        path = field.copies
-        if (
-            path is not None
-            and len(path) == 2
-            and len(field.target) == 1
-            and path != SUBMISSION_DATE
-        ):
-            if path[0] != section and pairs:
-                steps.append(_copy_step(section, pairs))
-                pairs = []
-            section = path[0]
-            pairs.append((field.target[0], path[1]))
-            continue
-        if pairs:
-            steps.append(_copy_step(section, pairs))
-            pairs, section = [], None
-        steps.append(_field_step(field))
-    if pairs:
-        steps.append(_copy_step(section, pairs))
+        if run and _run_kind(run[0]) != _run_kind(field):
+            steps.append(_run_step(run))
+            run = []
+        if _run_kind(field) is None:
+            steps.append(_field_step(field))
+        else:
+            run.append(field)
+    if run:
+        steps.append(_run_step(run))
     steps.extend(_rule_step(number, rule) for number, rule in enumerate(rules, start=1))
     return steps
 
 
-def _copy_step(section_name: str | None, pairs: list[tuple[str, str]]) -> Step:
+def _run_kind(field: CompiledField) -> str | None:
+    """→ "copy:<section>" for a plain copy from one section, "template" for a plain
+    template field, None for a field with options or a nested target."""
+    if field.spec is not None or len(field.target) != 1:
+        return None
+    path = field.copies
+    if path is None:
+        return "template"
+    if len(path) == 2 and path != SUBMISSION_DATE:
+        return f"copy:{path[0]}"
+    return None
+
+
+def _run_step(run: list[CompiledField]) -> Step:
+    if run[0].copies is not None:
+        return _copy_step(run[0].copies[0], [(f.target[0], f.copies[-1]) for f in run if f.copies])
+    return _templates_step(run)
+
+
+def _copy_step(section_name: str, pairs: list[tuple[str, str]]) -> Step:
     copies = tuple(pairs)
 
     def copy(envelope: dict[str, Any], payload: dict[str, Any]) -> None:
-        section = envelope.get(section_name)  # type: ignore[arg-type]
+        section = envelope.get(section_name)
         if type(section) is not dict:
             return
         for key, name in copies:
@@ -163,29 +175,39 @@ def _copy_step(section_name: str | None, pairs: list[tuple[str, str]]) -> Step:
     return copy
 
 
-def _field_step(field: CompiledField) -> Step:
-    read, name, target = field.read, field.name, field.target
-    if field.spec is None and len(target) == 1:
-        key = target[0]
+def _templates_step(run: list[CompiledField]) -> Step:
+    templates = tuple((f.target[0], f.read) for f in run)
+    names = {f.target[0]: (f.name, f.failing_block) for f in run}
 
-        def plain(envelope: dict[str, Any], payload: dict[str, Any]) -> None:
-            # The common template field, kept to one frame: read, drop empties, assign.
-            try:
+    def evaluate(envelope: dict[str, Any], payload: dict[str, Any]) -> None:
+        key = ""
+        try:
+            for key, read in templates:
                 value = read(envelope)
-            except EvaluationError as exc:
-                raise MappingError(name, f"template {name}: {exc}") from None
-            # A template of blanks ("{{first_name}} {{last_name}}" with neither) is empty too.
-            if value is None or value == "" or (type(value) is str and value.isspace()):
-                return
-            payload[key] = convert.json_number(value) if type(value) is Decimal else value
+                # A template of blanks ("{{first_name}} {{last_name}}" with neither) is empty.
+                if value is None or value == "" or (type(value) is str and value.isspace()):
+                    continue
+                payload[key] = convert.json_number(value) if type(value) is Decimal else value
+        except EvaluationError as exc:
+            name = names[key][0]
+            raise MappingError(name, f"template {name}: {exc}") from None
+        except convert.ConversionError as exc:
+            name, block = names[key]
+            raise MappingError(name, f"template {name}: {block}: {exc}") from None
 
-        return plain
+    return evaluate
+
+
+def _field_step(field: CompiledField) -> Step:
+    read, name, target, block = field.read, field.name, field.target, field.failing_block
 
     def step(envelope: dict[str, Any], payload: dict[str, Any]) -> None:
         try:
             value = read(envelope)
         except EvaluationError as exc:
             raise MappingError(name, f"template {name}: {exc}") from None
+        except convert.ConversionError as exc:
+            raise MappingError(name, f"template {name}: {block}: {exc}") from None
         if field.spec is not None:
             _apply_spec(payload, field, value)
         elif not (value is None or value == "" or (type(value) is str and value.isspace())):
@@ -277,7 +299,10 @@ def _compile_field(target: str, spec: str | FieldSpec) -> CompiledField:
     target_path = _split_target(target)
     if isinstance(spec, str):
         if is_template(spec):
-            return CompiledField(target_path, target, compile_template(spec).evaluate, None, None)
+            template = compile_template(spec)
+            return CompiledField(
+                target_path, target, template.unguarded, None, None, None, template.failing_block
+            )
         path = _envelope_path(_check_path(spec))
         return CompiledField(target_path, spec, compile_path(spec), None, None, path)
     name = spec.from_ if spec.from_ is not None else target

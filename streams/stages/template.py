@@ -16,7 +16,7 @@ from typing import Any
 from lark import Lark, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from streams.stages.conversions import check_text, to_text
+from streams.stages.conversions import ConversionError, check_text, to_text
 from streams.stages.template_compiler import (
     ENVELOPE_ROOTS,
     Compiler,
@@ -77,7 +77,11 @@ MAX_DEPTH = 24  # nesting of brackets and calls
 @dataclass(frozen=True, slots=True)
 class CompiledTemplate:
     source: str
-    evaluate: Evaluate
+    evaluate: Evaluate  # a lead it cannot handle → EvaluationError naming the block
+    # ``evaluate`` minus the frame that turns a ConversionError into that EvaluationError,
+    # and the text to name with it: for the mapping's per-lead loop, which catches it itself.
+    unguarded: Evaluate
+    failing_block: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,20 +103,28 @@ def compile_template(text: str, escape: Callable[[str], str] | None = None) -> C
     literal text around the blocks, and makes the result always text."""
     if len(text) > MAX_TEMPLATE:
         raise TemplateError(1, f"longer than {MAX_TEMPLATE} characters")
-    parts: list[str | Evaluate] = []
+    parts: list[str | tuple[Evaluate, str | None]] = []
     for offset, literal, block in _split_blocks(text):
         if literal:
             parts.append(literal)
         if block is not None:
-            parts.append(_compile_source(block, "block", offset).evaluate)
-    if len(parts) == 1 and callable(parts[0]) and escape is None:
-        return CompiledTemplate(text, parts[0])
-    return CompiledTemplate(text, _concatenation(parts, escape))
+            parts.append(_compile_block(block, offset))
+    if len(parts) == 1 and isinstance(parts[0], tuple) and escape is None:
+        run, block_text = parts[0]
+        return _single(text, run, block_text)
+    render = _concatenation(parts, escape)
+    return CompiledTemplate(text, render, render, text)
 
 
 def compile_expression(text: str) -> CompiledTemplate:
     """A bare expression (no braces), as conditions in rules and cases are written."""
-    return _compile_source(text, "block", 0)
+    return _single(text, *_compile_block(text, 0))
+
+
+def _single(source: str, run: Evaluate, block_text: str | None) -> CompiledTemplate:
+    if block_text is None:  # a path or a constant: nothing inside can fail
+        return CompiledTemplate(source, run, run, source)
+    return CompiledTemplate(source, guard(run, block_text), run, block_text)
 
 
 def compile_path(text: str) -> Evaluate:
@@ -142,20 +154,24 @@ def _assignments(text: str, tree: Tree[Any]) -> tuple[tuple[tuple[str, ...], Eva
 
 
 def _concatenation(
-    parts: list[str | Evaluate], escape: Callable[[str], str] | None = None
+    parts: list[str | tuple[Evaluate, str | None]], escape: Callable[[str], str] | None = None
 ) -> Evaluate:
-    steps = [(p, None) if isinstance(p, str) else ("", p) for p in parts]
+    # Per lead, a copy of the literal pieces with each block's text put in its place.
+    layout = [part if isinstance(part, str) else "" for part in parts]
+    blocks = [(n, *part) for n, part in enumerate(parts) if not isinstance(part, str)]
 
     def render(envelope: dict[str, Any]) -> str:
-        pieces = []
-        for literal, evaluate in steps:
-            if evaluate is None:
-                pieces.append(literal)
-            else:
+        pieces = layout.copy()
+        block_text: str | None = None
+        try:  # one guard for all the blocks, not a frame per block
+            for position, evaluate, block_text in blocks:  # noqa: B007 - read by except
                 value = evaluate(envelope)
-                piece = value if type(value) is str else to_text(value)
-                pieces.append(piece if escape is None else escape(piece))
-        return check_text("".join(pieces))
+                text = value if type(value) is str else to_text(value)
+                pieces[position] = text if escape is None else escape(text)
+            block_text = None  # the whole text, from here on
+            return check_text("".join(pieces))
+        except ConversionError as exc:
+            raise EvaluationError(f"{block_text}: {exc}" if block_text else str(exc)) from None
 
     return render
 
@@ -197,9 +213,10 @@ def _block_end(text: str, inside: int) -> int:
     raise TemplateError(inside - 1, "'{{' is never closed with '}}'")
 
 
-def _compile_source(text: str, start: str, offset: int) -> CompiledTemplate:
-    tree = _parse(text, start, offset)
-    return CompiledTemplate(text, Compiler(text, offset).compile_block(tree))
+def _compile_block(text: str, offset: int) -> tuple[Evaluate, str | None]:
+    """→ the block's unguarded callable and the text naming it, None when it cannot fail."""
+    node = Compiler(text, offset).compile_block(_parse(text, "block", offset))
+    return node.run, None if node.cannot_fail else text.strip()
 
 
 def _parse(text: str, start: str, offset: int) -> Tree[Any]:

@@ -51,6 +51,12 @@ class Node:
     text: str  # the source it came from, for error messages
     path: tuple[str, ...] | None = None  # set while the node is a plain envelope path
     constant: bool = False
+    boolean: bool = False  # always True or False (comparisons, and/or/not): no is_true needed
+
+    @property
+    def cannot_fail(self) -> bool:
+        """Paths and constants raise nothing: a block of one needs no guard frame."""
+        return self.path is not None or self.constant
 
 
 class Compiler:
@@ -69,22 +75,20 @@ class Compiler:
             return str(tree)
         return self.source[tree.meta.start_pos or 0 : tree.meta.end_pos or len(self.source)]
 
-    def compile_block(self, tree: Tree[Any] | Token) -> Evaluate:
-        """A whole ``{{ }}`` block; a conversion failing inside it names the block."""
-        return guard(self._block(tree), self.source.strip())
-
-    def _block(self, tree: Tree[Any] | Token) -> Evaluate:
+    def compile_block(self, tree: Tree[Any] | Token) -> Node:
+        """A whole ``{{ }}`` block, unguarded: its caller turns a ConversionError into an
+        EvaluationError naming the block (``guard``, or its own try around many blocks)."""
         if isinstance(tree, Tree) and tree.data == "if_block":
             condition, equals, then, otherwise = (
                 None if c is None else self.compile(c) for c in tree.children
             )
             assert condition is not None and then is not None
             test = condition if equals is None else self.comparison(condition, "==", equals)
-            return choice(test.run, then.run, otherwise.run if otherwise else _nothing)
+            return Node(choice(test, then.run, otherwise.run if otherwise else _nothing), "")
         if isinstance(tree, Tree) and tree.data == "helper":
             name, *arguments = tree.children
-            return self.function(tree, str(name), [self.compile(a) for a in arguments]).run
-        return self.compile(tree).run
+            return self.function(tree, str(name), [self.compile(a) for a in arguments])
+        return self.compile(tree)
 
     def compile(self, tree: Tree[Any] | Token) -> Node:
         if isinstance(tree, Token):  # a bare NAME inside `path`
@@ -237,7 +241,7 @@ class Compiler:
             compare = COMPARISONS[operator]
             left_run, right_run = left.run, right.run
             run = lambda env: compare(left_run(env), right_run(env), names)  # noqa: E731
-        return Node(run, text)
+        return Node(run, text, boolean=True)
 
     def node_negate(self, tree: Tree[Any]) -> Node:
         inner = self.compile(tree.children[0])
@@ -247,22 +251,24 @@ class Compiler:
 
     def node_not_(self, tree: Tree[Any]) -> Node:
         inner = self.compile(tree.children[-1]).run
-        return Node(lambda env: not is_true(inner(env)), self.text_of(tree))
+        return Node(lambda env: not is_true(inner(env)), self.text_of(tree), boolean=True)
 
     def node_and_(self, tree: Tree[Any]) -> Node:
         left, right = (self.compile(c).run for c in tree.children)
-        return Node(lambda env: is_true(left(env)) and is_true(right(env)), self.text_of(tree))
+        run = lambda env: is_true(left(env)) and is_true(right(env))  # noqa: E731
+        return Node(run, self.text_of(tree), boolean=True)
 
     def node_or_(self, tree: Tree[Any]) -> Node:
         left, right = (self.compile(c).run for c in tree.children)
-        return Node(lambda env: is_true(left(env)) or is_true(right(env)), self.text_of(tree))
+        run = lambda env: is_true(left(env)) or is_true(right(env))  # noqa: E731
+        return Node(run, self.text_of(tree), boolean=True)
 
     def node_ternary(self, tree: Tree[Any]) -> Node:
-        test, then, otherwise = (self.compile(c).run for c in tree.children)
-        return Node(choice(test, then, otherwise), self.text_of(tree))
+        test, then, otherwise = (self.compile(c) for c in tree.children)
+        return Node(choice(test, then.run, otherwise.run), self.text_of(tree))
 
     def guarded(self, tree: Tree[Any], run: Evaluate) -> Node:
-        # No guard per node (a frame per node per lead): compile_block guards the block.
+        # No guard per node (a frame per node per lead): the block is guarded as a whole.
         return Node(run, self.text_of(tree))
 
 
@@ -278,8 +284,11 @@ def guard(run: Evaluate, text: str) -> Evaluate:
     return guarded
 
 
-def choice(test: Evaluate, then: Evaluate, otherwise: Evaluate) -> Evaluate:
-    return lambda env: then(env) if is_true(test(env)) else otherwise(env)
+def choice(test: Node, then: Evaluate, otherwise: Evaluate) -> Evaluate:
+    condition = test.run
+    if test.boolean:  # a comparison: its True/False needs no reading as yes/no
+        return lambda env: then(env) if condition(env) else otherwise(env)
+    return lambda env: then(env) if is_true(condition(env)) else otherwise(env)
 
 
 def _nothing(_: dict[str, Any]) -> None:

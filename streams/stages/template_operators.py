@@ -11,6 +11,7 @@ from typing import Any
 
 from streams.stages.conversions import (
     FALSE_WORDS,
+    MAX_MAGNITUDE,
     ConversionError,
     check_number,
     check_text,
@@ -20,6 +21,7 @@ from streams.stages.conversions import (
 )
 
 _HAS_DIGIT = re.compile(r"\d").search
+_MAX_WHOLE = int(MAX_MAGNITUDE)
 Names = tuple[str, str]  # the source text of the left and right operands
 
 
@@ -102,15 +104,27 @@ def _modulo(left: Any, right: Any, names: Names) -> Decimal:
 
 def scaled(
     symbol: str, left: Callable[[dict[str, Any]], Any], constant: Decimal, name: str
-) -> Callable[[dict[str, Any]], Decimal]:
+) -> Callable[[dict[str, Any]], Decimal | int]:
     """``x * 12`` and ``x - 1`` with the constant settled at compile time."""
     multiply = symbol == "*"
+    # Whole numbers (an int, or text of at most 18 digits) times a whole constant stay
+    # ints: exact, and several times cheaper than Decimal. The bound is the same.
+    whole = int(constant) if constant == constant.to_integral_value() else None
 
-    def run(env: dict[str, Any]) -> Decimal:
+    def run(env: dict[str, Any]) -> Decimal | int:
         value = left(env)
         if value is None:
             raise ConversionError(f"{name} is missing")
-        number = value if type(value) is Decimal else to_number(value)
+        kind = type(value)
+        if whole is not None and (
+            kind is int
+            or (kind is str and len(value) <= 18 and value.isdigit() and value.isascii())
+        ):
+            whole_result = int(value) * whole if multiply else int(value) - whole
+            if -_MAX_WHOLE <= whole_result <= _MAX_WHOLE:
+                return whole_result
+            raise ConversionError("number out of range")
+        number = value if kind is Decimal else to_number(value)
         return check_number(number * constant if multiply else number - constant)
 
     return run
@@ -186,8 +200,10 @@ def compare_with_constant(
 
         def text_equal(env: dict[str, Any]) -> bool:
             value = left(env)
-            if type(value) is str and _maybe_number(value) is None:
-                return (value.strip().casefold() == folded) is equal
+            if type(value) is str:
+                # Text against text that is no number compares as text, whatever the value
+                # reads as (see _equal); exactly equal is the common case.
+                return (value == constant or value.strip().casefold() == folded) is equal
             return generic(value, constant, names)
 
         return text_equal

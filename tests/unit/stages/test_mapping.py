@@ -150,6 +150,37 @@ def test_a_value_that_does_not_convert_names_the_field(spec: dict[str, Any], rea
     assert caught.value.reason == reason
 
 
+@pytest.mark.parametrize(
+    ("failing", "reason"),
+    [
+        ("{{lead.nope.upper()}}", "template Second: lead.nope is missing"),
+        ("{{first_name * 2}}", "template Second: first_name * 2: not a number"),
+        (
+            "Hi {{first_name.format('YYYY')}}",
+            "template Second: first_name.format('YYYY'): not a date",
+        ),
+    ],
+)
+def test_among_plain_templates_the_failing_one_is_named(failing: str, reason: str) -> None:
+    # Consecutive plain copies and templates are applied as runs, one step each.
+    spec = {"First": "{{first_name}}", "Second": failing, "Third": "{{state}}"}
+    with pytest.raises(MappingError) as caught:
+        mapped(spec)
+    assert (caught.value.field, caught.value.reason) == ("Second", reason)
+
+
+def test_runs_of_copies_and_templates_keep_the_written_key_order() -> None:
+    spec = {
+        "b": "first_name",
+        "a": "{{email}}",
+        "d": "source.name",
+        "c": "state",
+        "f": {"from": "email"},
+        "e": "{{first_name}} {{state}}",
+    }
+    assert list(mapped(spec)) == ["b", "a", "d", "c", "f", "e"]
+
+
 def test_conditional_rules_with_else_branches() -> None:
     rules = [
         "if lead.state == 'CA' then territory = 'West' else territory = 'East'",

@@ -161,6 +161,43 @@ def test_a_lead_that_does_not_fit_fails_with_the_expression_named(
     assert message in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("template", "lead", "expected"),
+    [
+        # Whole numbers (int, or digits as text) by a whole constant: exact ints.
+        ("{{lead.monthly_income * 12}}", {"monthly_income": "3000"}, 36000),
+        ("{{lead.monthly_income * 12}}", {"monthly_income": 3000}, 36000),
+        ("{{lead.age - 1}}", {"age": "0067"}, 66),
+        # Anything else takes the Decimal road, as before.
+        ("{{lead.monthly_income * 12}}", {"monthly_income": "3000.5"}, Decimal("36006.0")),
+        ("{{lead.monthly_income * 1.5}}", {"monthly_income": "3000"}, Decimal("4500.0")),
+        ("{{lead.monthly_income * 12}}", {"monthly_income": " 3000 "}, Decimal(36000)),
+        ("{{lead.monthly_income * 12}} a year", {"monthly_income": "3000"}, "36000 a year"),
+        # Text against text compares ignoring case and spaces, numbers or not.
+        ("{{lead.homeowner == 'yes'}}", {"homeowner": " YES "}, True),
+        ("{{lead.homeowner == 'yes'}}", {"homeowner": "1"}, False),
+        ("{{lead.homeowner != 'yes'}}", {"homeowner": "yes"}, False),
+    ],
+)
+def test_fast_paths_agree_with_the_general_rules(
+    template: str, lead: dict[str, Any], expected: Any
+) -> None:
+    value = render(template, with_lead(**lead))
+    assert (value, type(value)) == (expected, type(expected))
+
+
+@pytest.mark.parametrize("income", ["999999999999999999", 999999999999999999])
+def test_whole_number_arithmetic_is_bounded_too(income: Any) -> None:
+    with pytest.raises(EvaluationError, match="out of range"):
+        render("{{lead.monthly_income * 1000000000000000}}", with_lead(monthly_income=income))
+
+
+def test_a_failing_block_inside_text_is_named() -> None:
+    with pytest.raises(EvaluationError) as caught:
+        render("{{source.name}}_{{lead.first_name.format('YYYYMM')}}")
+    assert str(caught.value) == "lead.first_name.format('YYYYMM'): not a date"
+
+
 def test_runtime_errors_never_quote_lead_data() -> None:
     with pytest.raises(EvaluationError) as caught:
         render("{{first_name * 2}}")

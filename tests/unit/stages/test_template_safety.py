@@ -81,6 +81,13 @@ def test_text_growth_is_bounded() -> None:
         compile_template(grow).evaluate(envelope)
 
 
+def test_joined_text_is_bounded_and_fails_as_a_template_error() -> None:
+    # Each block is fine; the text they make together is not.
+    envelope = {"id": "L", "lead": {"big": "x" * 60_000}}
+    with pytest.raises(EvaluationError, match="longer than 100000"):
+        compile_template("{{lead.big}} and {{lead.big}}").evaluate(envelope)
+
+
 def test_a_deep_but_allowed_template_stays_cheap() -> None:
     nested = "{{" + "upper(" * 20 + "lead.email" + ")" * 20 + "}}"
     compiled = compile_template(nested)

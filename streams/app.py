@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -153,10 +155,23 @@ def worker_class() -> type[Any]:
     debug call on the hot path (aiokafka logs each record it sends, with its value: lead
     data) still builds a log record. Setting the level on the logger skips that work."""
     import faust
+    from mode.utils.tracebacks import print_task_stack
 
     class CourierWorker(faust.Worker):
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
             super().on_setup_root_logger(logger, level)
             logger.setLevel(level)
+
+        async def _cry(self) -> None:
+            """SIGUSR1: where every thread and asyncio task waits, to find a stall.
+
+            mode's own dump prints each frame's local variables, which hold lead data;
+            this one prints the stacks only."""
+            for thread_id, frame in sys._current_frames().items():
+                print(f"THREAD {thread_id}", file=self.stderr)
+                traceback.print_stack(frame, file=self.stderr)
+            for task in asyncio.all_tasks():
+                print(f"TASK {task.get_name()}", file=self.stderr)
+                print_task_stack(task, file=self.stderr, capture_locals=False)
 
     return CourierWorker

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections import Counter
 from decimal import Decimal
 from typing import Any
@@ -62,7 +64,7 @@ async def test_200_leads_are_mapped_delivered_and_reported(
     kafka: Any, recipient: Recipient, topics: Any, start_worker: Any
 ) -> None:
     recipient.slow_s = 2.5  # beyond the destination's 1 s read timeout
-    start_worker(destinations_for(recipient), env={"TEST_CRM_TOKEN": "s3cret-token"})
+    worker = start_worker(destinations_for(recipient), env={"TEST_CRM_TOKEN": "s3cret-token"})
     await publish(kafka, topics.leads, [lead(i) for i in range(200)])
 
     records = await collect(kafka, topics.events, 200)
@@ -114,3 +116,14 @@ async def test_200_leads_are_mapped_delivered_and_reported(
     lead_outcomes = [decode_with_schema_file(r.value, "lead_outcome") for r in outcomes]
     counts = Counter(o["outcome"] for o in lead_outcomes)
     assert counts == {"delivered": 125, "not_delivered": 75}
+
+    # SIGUSR1 logs where every task waits (to find a stall), without lead data or secrets:
+    # mode's own dump printed each frame's local variables, the stream's last record too.
+    worker.process.send_signal(signal.SIGUSR1)
+    async with asyncio.timeout(10):
+        while "Stack for" not in worker.log_path.read_text(errors="replace"):
+            await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)  # the dump is written in one go; let it finish
+    log = worker.log_path.read_text(errors="replace")
+    assert "TASK " in log and "_execute_actor" in log
+    assert "@example.com" not in log and "First1" not in log and "s3cret" not in log

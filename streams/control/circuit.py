@@ -126,6 +126,26 @@ def record(
     return replace(state, consecutive=consecutive, buckets=buckets), None
 
 
+def worth_writing(before: CircuitState, after: CircuitState) -> bool:
+    """Must ``after`` reach the table now, or may it wait in memory for the next write?
+
+    The common change, one per delivery, is a closed circuit counting one more success in
+    the same bucket: it waits (a changelog write per delivery saved). What a restart
+    forgets then is at most one bucket's successes, which can only make the error rate
+    look higher than it was. Errors, state changes and a new bucket are written at once."""
+    if after == before:
+        return False
+    if after.state != "closed" or before.state != "closed":
+        return True
+    if after.consecutive or before.consecutive or not before.buckets:
+        return True
+    (start, _, errors), (then_start, _, then_errors) = after.buckets[-1], before.buckets[-1]
+    return len(after.buckets) != len(before.buckets) or (start, errors) != (
+        then_start,
+        then_errors,
+    )
+
+
 def _open(
     state: CircuitState, now: float, buckets: tuple[tuple[float, int, int], ...]
 ) -> CircuitState:

@@ -26,7 +26,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from streams.control.caps import cap_exceeded, counted, counts_toward, full
-from streams.control.circuit import Change, CircuitState, admit, open_outcome, record
+from streams.control.circuit import (
+    Change,
+    CircuitState,
+    admit,
+    open_outcome,
+    record,
+    worth_writing,
+)
 from streams.control.messages import WorkItem, attempt_from_dict, attempt_to_dict
 from streams.control.retry import retry_delay
 from streams.model import Lead, Outcome, OutcomeCategory, OutcomeKind
@@ -84,6 +91,9 @@ class DeliveryDesk:
         # destination when one settles (a lead waiting for a slot may then have it).
         self._pending: dict[str, int] = {}
         self._settled: dict[str, asyncio.Event] = {}
+        # Circuits as this worker knows them, with the table value each was read from or
+        # last written as: a closed circuit's success counts are not written every time.
+        self._live_circuits: dict[str, tuple[Any, CircuitState]] = {}
 
     async def handle(self, item: WorkItem) -> Handled:
         destination = self._destinations.get(item.destination_id)
@@ -102,8 +112,7 @@ class DeliveryDesk:
                 return self._park(item, destination, opens.timestamp(), "Outside business hours")
         circuit = self._circuit(destination.id)
         allowed, admitted = admit(circuit, destination.circuit, now)
-        if admitted != circuit:
-            self.circuits[destination.id] = admitted.as_dict()
+        self._keep_circuit(destination.id, circuit, admitted)
         if not allowed:
             if destination.circuit.when_open == "park" and not item.has_fallback:
                 until = admitted.opened_at + destination.circuit.cool_down_s
@@ -125,10 +134,9 @@ class DeliveryDesk:
             attempt = made
 
         now = self._clock()
-        circuit, change = record(
-            self._circuit(destination.id), destination.circuit, attempt.outcome, now
-        )
-        self.circuits[destination.id] = circuit.as_dict()
+        before = self._circuit(destination.id)
+        circuit, change = record(before, destination.circuit, attempt.outcome, now)
+        self._keep_circuit(destination.id, before, circuit)
         delay = retry_delay(destination.retry, attempt.outcome, item.number, self._draw)
         if delay is not None:
             parked = replace(item, number=item.number + 1)
@@ -161,8 +169,22 @@ class DeliveryDesk:
         # ── inside ─────────────────────────────────────────────────────────────
 
     def _circuit(self, destination_id: str) -> CircuitState:
+        """The live state: this worker's own when the table still holds what it last
+        wrote, else the table's (another worker owned the partition meanwhile)."""
         stored = self.circuits.get(destination_id)
-        return CircuitState() if stored is None else CircuitState.from_dict(stored)
+        live = self._live_circuits.get(destination_id)
+        # Equal, not identical: a store that deserializes (RocksDB) returns a new dict.
+        if live is not None and live[0] == stored:
+            return live[1]
+        state = CircuitState() if stored is None else CircuitState.from_dict(stored)
+        self._live_circuits[destination_id] = (stored, state)
+        return state
+
+    def _keep_circuit(self, destination_id: str, before: CircuitState, after: CircuitState) -> None:
+        stored = self.circuits.get(destination_id)
+        if worth_writing(before, after):
+            stored = self.circuits[destination_id] = after.as_dict()
+        self._live_circuits[destination_id] = (stored, after)
 
     def _finish(self, item: WorkItem, attempt: Attempt) -> Handled:
         if attempt.outcome.kind is OutcomeKind.SUCCESS:

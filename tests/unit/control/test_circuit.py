@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.control.circuit import CircuitPolicy, CircuitState, admit, record
+from streams.control.circuit import CircuitPolicy, CircuitState, admit, record, worth_writing
 from streams.model import Outcome, OutcomeCategory
 from streams.stages.outcome import rate_limited
 
@@ -88,3 +88,17 @@ def test_a_disabled_policy_always_admits() -> None:
     for _ in range(20):
         state, _ = record(state, off, ERROR, 0.0)
     assert admit(state, off, 0.0)[0]
+
+
+def test_only_a_closed_circuit_counting_one_more_success_may_wait_to_be_written() -> None:
+    counted = run(CircuitState(), [OK], now=1.0)
+    assert worth_writing(CircuitState(), counted)  # the first bucket
+    assert not worth_writing(counted, run(counted, [OK], now=2.0))  # same bucket, a success
+    assert not worth_writing(counted, counted)
+    assert worth_writing(counted, run(counted, [OK], now=11.0))  # a new bucket
+    assert worth_writing(counted, run(counted, [ERROR], now=2.0))  # an error
+    failing = run(counted, [ERROR], now=2.0)
+    assert worth_writing(failing, run(failing, [OK], now=3.0))  # the error streak ends
+    opened = run(counted, [ERROR] * 3, now=3.0)
+    assert worth_writing(counted, opened)
+    assert worth_writing(opened, admit(opened, POLICY, 40.0)[1])  # half-open

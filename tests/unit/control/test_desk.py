@@ -149,6 +149,48 @@ async def test_an_open_circuit_skips_or_parks_and_a_waterfall_always_moves_on() 
     assert in_waterfall.result is not None  # a next destination is waiting: skip, not park
 
 
+class CountingTable(dict[str, Any]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.writes += 1
+        super().__setitem__(key, value)
+
+
+async def test_a_closed_circuit_is_written_when_it_matters_not_per_delivery() -> None:
+    clock = Clock()
+    outcomes = iter([Outcome.success()] * 100 + [Outcome.error("Timeout", retryable=False)])
+    buyer = desk(destination(retry={"max_attempts": 1}), Recipient(lambda _: next(outcomes)), clock)
+    buyer.circuits = table = CountingTable()
+    for n in range(100):
+        clock.now = NOW + n * 0.01  # one bucket
+        await buyer.handle(item(f"L{n}"))
+    assert table.writes == 1  # the bucket's first count; the other 99 wait in memory
+    await buyer.handle(item("L-error"))
+    assert table.writes == 2
+    # What the table holds is what a worker taking the partition over would start from.
+    assert table["buyer"]["consecutive"] == 1
+    assert table["buyer"]["buckets"] == [[NOW - NOW % 10, 101, 1]]
+
+
+async def test_a_circuit_written_by_another_worker_replaces_what_this_one_had() -> None:
+    failing = Recipient(lambda _: Outcome.error("Connection failed", retryable=False))
+    circuit = {"consecutive_errors": 2, "cool_down_s": 30}
+    first = desk(destination(circuit=circuit), Recipient())
+    await first.handle(item("L1"))  # closed, known to this worker
+    # Meanwhile the partition was another worker's, whose recipient kept failing.
+    second = desk(destination(circuit=circuit), failing)
+    second.circuits = first.circuits
+    await second.handle(item("L2"))
+    await second.handle(item("L3"))
+    # Back with the first worker: the table's state wins over what it remembered.
+    skipped = await first.handle(item("L4"))
+    assert skipped.result is not None
+    assert skipped.result.outcome.reason == "System unavailable (circuit open)"
+
+
 async def test_outside_business_hours_a_held_lead_waits_for_the_opening() -> None:
     clock = Clock()
     clock.now = datetime(2026, 11, 23, 6, 0, tzinfo=UTC).timestamp()  # Monday 06:00 UTC

@@ -94,8 +94,22 @@ class DeliveryDesk:
         # Circuits as this worker knows them, with the table value each was read from or
         # last written as: a closed circuit's success counts are not written every time.
         self._live_circuits: dict[str, tuple[Any, CircuitState]] = {}
+        self._working: set[str] = set()  # work keys being handled in this worker
 
     async def handle(self, item: WorkItem) -> Handled:
+        key = _work_key(item)
+        if key in self._working:
+            # Asked again while this worker is on it (routing asks again for what is still
+            # out when it sees a lead or an attempt a second time): the attempt under way
+            # answers for both.
+            return Handled(None, None)
+        self._working.add(key)
+        try:
+            return await self._handle(item)
+        finally:
+            self._working.discard(key)
+
+    async def _handle(self, item: WorkItem) -> Handled:
         destination = self._destinations.get(item.destination_id)
         if destination is None:  # removed from the configuration while work for it waited
             gone = removed(item)
@@ -201,8 +215,7 @@ class DeliveryDesk:
         return Handled(held, None, datetime.fromtimestamp(until, UTC))
 
     def _store_parked(self, item: WorkItem, due: float) -> None:
-        key = KEY_SEPARATOR.join((item.destination_id, item.lead.id, item.path))
-        self.parked[key] = {"due": due, "item": item.to_json().decode()}
+        self.parked[_work_key(item)] = {"due": due, "item": item.to_json().decode()}
 
     async def _reserve(self, destination: Destination) -> str | None:
         """Take a cap slot for one delivery; the full window's name if there is none.
@@ -247,3 +260,8 @@ def removed(item: WorkItem) -> Attempt:
 
 def _delivered_key(item: WorkItem) -> str:
     return KEY_SEPARATOR.join((item.destination_id, item.lead.id))
+
+
+def _work_key(item: WorkItem) -> str:
+    """One delivery a lead's plan asks for: destination, lead and step."""
+    return KEY_SEPARATOR.join((item.destination_id, item.lead.id, item.path))

@@ -38,8 +38,9 @@ class Router:
         return self._flows.get(flow_id)
 
     def start(self, lead: Lead, flow: CompiledFlow) -> Step:
-        if lead.id in self.routes:  # seen again while in flight (a restart): already going
-            return NOTHING
+        state = self.routes.get(lead.id)
+        if state is not None:  # seen again while in flight: a restart, a replay
+            return self._go_on(lead.id, state, again=True)
         state = {"flow": flow.id, "lead": lead.envelope, "known": {}, "asked": []}
         return self._go_on(lead.id, state)
 
@@ -47,12 +48,18 @@ class Router:
         """``attempt`` as the work agent sent it (messages.attempt_to_dict): kept as it is,
         read by ``_go_on``, which raises MessageError for one it cannot read."""
         state = self.routes.get(lead_id)
-        if state is None or path in state["known"]:  # finished, or a repeat after a restart
+        if state is None:  # finished: a repeat after a restart
             return NOTHING
+        if path in state["known"]:
+            return self._go_on(lead_id, state, again=True)
         state = {**state, "known": {**state["known"], path: attempt}}
         return self._go_on(lead_id, state)
 
-    def _go_on(self, lead_id: str, state: dict[str, Any]) -> Step:
+    def _go_on(self, lead_id: str, state: dict[str, Any], again: bool = False) -> Step:
+        """``again``: the lead or attempt was seen before. Its state may have been stored
+        by a worker that stopped before its asks reached the work topic, so everything
+        still out is asked for again (the desk drops an ask it is already working on,
+        and never sends twice to a destination that accepted)."""
         lead = Lead(lead_id, state["lead"])
         known = {path: attempt_from_dict(doc) for path, doc in state["known"].items()}
         flow = self._flows.get(state["flow"])
@@ -63,6 +70,8 @@ class Router:
         if progress.finished:
             self.routes.pop(lead_id, None)
             return Step([], progress, lead)
+        if again:
+            return Step(progress.needed, None, None)
         asked = set(state["asked"])
         new = [need for need in progress.needed if need.path not in asked]
         self.routes[lead_id] = {**state, "asked": [*state["asked"], *(n.path for n in new)]}

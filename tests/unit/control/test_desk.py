@@ -191,6 +191,19 @@ async def test_a_circuit_written_by_another_worker_replaces_what_this_one_had() 
     assert skipped.result.outcome.reason == "System unavailable (circuit open)"
 
 
+async def test_an_ask_repeated_while_the_first_is_under_way_is_dropped() -> None:
+    recipient = Recipient()
+    buyer = desk(destination(), recipient)
+    first, repeat = await asyncio.gather(buyer.handle(item("L1")), buyer.handle(item("L1")))
+    assert first.result is not None and first.result.outcome.reason == "Accepted"
+    assert (repeat.attempt, repeat.result) == (None, None)  # nothing sent, nothing reported
+    assert recipient.calls == [("L1", 1)]
+    # Once it is done, the same ask is answered from what was remembered, not sent again.
+    later = await buyer.handle(item("L1"))
+    assert later.result is not None and later.attempt is None
+    assert recipient.calls == [("L1", 1)]
+
+
 async def test_outside_business_hours_a_held_lead_waits_for_the_opening() -> None:
     clock = Clock()
     clock.now = datetime(2026, 11, 23, 6, 0, tzinfo=UTC).timestamp()  # Monday 06:00 UTC

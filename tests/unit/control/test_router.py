@@ -1,4 +1,5 @@
-"""A lead's routing as a table entry: resumable after any attempt, repeats ignored."""
+"""A lead's routing as a table entry: resumable after any attempt; a repeat asks again for
+what is still out, in case the first asks were lost with the worker that made them."""
 
 from __future__ import annotations
 
@@ -36,13 +37,16 @@ def test_a_plan_goes_on_one_attempt_at_a_time_from_a_table() -> None:
         ("crm", False),
         ("a", True),
     ]
-    assert router.start(LEAD, flow).needed == []  # seen again while in flight
+    again = router.start(LEAD, flow)  # seen again while in flight: ask again, change nothing
+    assert [n.path for n in again.needed] == [n.path for n in step.needed]
+    assert routes["L1"]["asked"] == ["plan.0", "plan.1.0"]
     # A new router over the same table (another worker, after a restart) goes on.
     router = Router({flow.id: flow}, routes)
     step = router.record("L1", "plan.1.0", answer("a", Outcome.failure("Outside service area")))
     assert [n.destination_id for n in step.needed] == ["b"]
     repeat = router.record("L1", "plan.1.0", answer("a", Outcome.failure("Outside service area")))
-    assert repeat.needed == [] and repeat.finished is None  # a repeat changes nothing
+    assert [n.destination_id for n in repeat.needed] == ["crm", "b"]  # all that is still out
+    assert repeat.finished is None
     step = router.record("L1", "plan.1.1", answer("b", Outcome.success(reference_id="B-1")))
     assert step.needed == [] and step.finished is None  # the CRM copy is still out
     step = router.record("L1", "plan.0", answer("crm", Outcome.success()))

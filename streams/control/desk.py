@@ -195,7 +195,8 @@ class DeliveryDesk:
         return state
 
     def _keep_circuit(self, destination_id: str, before: CircuitState, after: CircuitState) -> None:
-        stored = self.circuits.get(destination_id)
+        """After ``_circuit`` gave ``before`` (with no wait in between): keep ``after``."""
+        stored = self._live_circuits[destination_id][0]  # what the table holds
         if worth_writing(before, after):
             stored = self.circuits[destination_id] = after.as_dict()
         self._live_circuits[destination_id] = (stored, after)

@@ -13,6 +13,7 @@ from typing import Any
 import fastavro
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from fastavro.schema import to_parsing_canonical_form
 
 from streams.console import publish_lines, read_records
@@ -71,6 +72,15 @@ def start_worker(
     yield start
     for worker in workers:
         worker.stop()
+
+
+async def create_topic(kafka: KafkaTarget, name: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
 
 
 async def publish(kafka: KafkaTarget, topic: str, records: list[Any]) -> None:

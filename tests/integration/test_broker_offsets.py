@@ -9,19 +9,14 @@ import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.console import read_records
+from tests.integration.conftest import create_topic
 from tests.integration.kafka import KafkaTarget
 
 
 async def produce_batches(kafka: KafkaTarget, topic: str, sizes: list[int]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
+    await create_topic(kafka, topic, 1)
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=50)
     await producer.start()
     try:

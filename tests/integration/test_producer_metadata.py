@@ -15,31 +15,22 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.app import TRANSPORT_SCHEME
+from tests.integration.conftest import create_topic
 from tests.integration.kafka import KafkaTarget
-
-
-async def create_topic(kafka: KafkaTarget, name: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, 2, 1)])
-    finally:
-        await admin.close()
 
 
 async def test_aiokafka_alone_forgets_a_topic_it_was_not_tracking(kafka: KafkaTarget) -> None:
     """The library behaviour the worker's producer works around: if this starts failing,
     aiokafka fixed it and CourierProducer can go."""
     tag = uuid.uuid4().hex[:8]
-    await create_topic(kafka, f"known-{tag}")
+    await create_topic(kafka, f"known-{tag}", 2)
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
     await producer.start()
     try:
         await producer.send_and_wait(f"known-{tag}", b"x")
-        await create_topic(kafka, f"newer-{tag}")
+        await create_topic(kafka, f"newer-{tag}", 2)
         await producer.send_and_wait(f"newer-{tag}", b"y")
         assert producer.client.cluster.partitions_for_topic(f"known-{tag}") is None
     finally:
@@ -56,11 +47,11 @@ async def test_the_worker_producer_keeps_every_topic_it_wrote_to(kafka: KafkaTar
     await producer.start()
     try:
         tag = uuid.uuid4().hex[:8]
-        await create_topic(kafka, f"known-{tag}")
+        await create_topic(kafka, f"known-{tag}", 2)
         # A fresh producer fetched all topics at start; make sure it has seen this one.
         await producer._ensure_producer().client.force_metadata_update()
         await producer.send_and_wait(f"known-{tag}", None, b"x", None, None, None)
-        await create_topic(kafka, f"newer-{tag}")
+        await create_topic(kafka, f"newer-{tag}", 2)
         await producer.send_and_wait(f"newer-{tag}", None, b"y", None, None, None)
         client = producer._ensure_producer().client
         assert client.cluster.partitions_for_topic(f"known-{tag}") == {0, 1}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
@@ -23,9 +25,19 @@ from faust.transport.drivers.aiokafka import (
 )
 
 from streams.agents import register_agents
+from streams.avro import Encoders
 from streams.broker_offsets import fetched_end_offsets
-from streams.config import DestinationsFile, Settings
+from streams.config import Destination, DestinationsFile, Settings
+from streams.control.desk import DeliveryDesk, owner_key
+from streams.control.router import Router
+from streams.control.tables import keyed_table, partition_of
+from streams.handlers import Handlers
+from streams.model import Lead
+from streams.stages.attempt import Attempt, attempt_delivery
+from streams.stages.batching import Batches
 from streams.stages.delivery import HttpSender
+from streams.stages.oauth import TokenCache
+from streams.stages.routing import CompiledFlow
 from streams.topics import DLQ_MAX_MESSAGE_BYTES, declare_topics
 
 # Group membership timings. Faust's defaults (60 s) made joins on Tansu take ~30 s and a
@@ -112,8 +124,28 @@ class CourierTransport(Transport):
 TRANSPORTS[TRANSPORT_SCHEME] = f"{__name__}:CourierTransport"
 
 
+class CourierApp(faust.App):
+    """Faust's app, whose HTTP sender drains as soon as it starts to stop: requests under
+    way finish, queued ones are given up (handled again after the restart), so a stop
+    takes as long as the slowest request in flight, not as long as every record read."""
+
+    sender: HttpSender | None = None
+
+    async def on_stop(self) -> None:
+        if self.sender is not None:
+            self.sender.drain()
+        await super().on_stop()
+
+
+def abandon(app: Any, message: Any) -> None:
+    """Stop waiting for a record a stopping worker gives up: Faust waits at shutdown until
+    every record it handed out is acknowledged, and this one never will be (so its offset
+    is not committed and the next worker handles it)."""
+    app.consumer._unacked_messages.discard(message)
+
+
 def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
-    app = faust.App(
+    app = CourierApp(
         settings.app_id,
         # Our transport: Faust's aiokafka one with a shorter fetch wait (see below).
         broker=settings.broker_url().replace("kafka://", f"{TRANSPORT_SCHEME}://", 1),
@@ -137,8 +169,64 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         web_bind=settings.web_bind,
     )
     topics = declare_topics(app, settings)
-    sender = HttpSender(max_connections=max(settings.in_flight, 16))
-    register_agents(app, topics, destinations, settings, sender)
+    # No pool-wide connection limit: one destination's slow answers must not hold the
+    # connections of another. Each destination is bounded by its own in-flight slots.
+    sender = app.sender = HttpSender(
+        max_connections=0, in_flight_per_destination=settings.in_flight
+    )
+    partitions = settings.partitions
+
+    def table(name: str, owner: Callable[[str], str]) -> Any:
+        return keyed_table(app, name, partitions, owner)
+
+    tokens = TokenCache()  # OAuth 2.0 tokens, shared by every delivery of this worker
+    batches = Batches()  # open batches of batch-taking destinations
+
+    async def attempt_at(lead: Lead, destination: Destination, number: int) -> Attempt:
+        return await attempt_delivery(
+            lead, destination, sender, number, tokens=tokens, batches=batches
+        )
+
+    desk = DeliveryDesk(
+        destinations.by_id(),
+        attempt_at,
+        circuits=table("circuits", owner_key),
+        caps=table("caps", owner_key),
+        delivered=table("delivered", owner_key),
+        parked=table("parked", owner_key),
+    )
+    flows = destinations.compiled_flows
+    router = Router({flow.id: flow for flow in flows}, table("routes", lambda key: key))
+    built: asyncio.Future[Handlers] | None = None
+
+    async def handlers() -> Handlers:
+        # Built once per worker, by whichever agent gets here first (encoders may have to
+        # register schemas with a registry).
+        nonlocal built
+        if built is None:
+            built = asyncio.ensure_future(_handlers(settings, flows, router, desk))
+        return await built
+
+    def owns_destination() -> Callable[[str], bool]:
+        """Is a destination's partition this worker's now, with its tables recovered?
+
+        Only then may a timer act on its keys: a table keeps keys of partitions that have
+        moved to another worker until they come back and are recovered again."""
+        if app.rebalancing or app.in_recovery:
+            return lambda _: False
+        work_topic = settings.work_topic
+        mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == work_topic}
+        return lambda destination_id: partition_of(destination_id, partitions) in mine
+
+    register_agents(
+        app,
+        topics,
+        handlers,
+        held_per_agent=settings.held_per_agent,
+        owns_destination=owns_destination,
+        remember_delivered_s=settings.remember_delivered_h * 3600,
+        abandon=lambda message: abandon(app, message),
+    )
 
     # Signalled after the consumer has stopped and in-flight leads are done.
     @app.on_before_shutdown.connect
@@ -146,6 +234,27 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         await sender.close()
 
     return app
+
+
+async def _handlers(
+    settings: Settings, flows: list[CompiledFlow], router: Router, desk: DeliveryDesk
+) -> Handlers:
+    codec = await Encoders.build(
+        settings.schema_registry_url,
+        settings.events_topic,
+        settings.outcomes_topic,
+        settings.control_topic,
+    )
+    return Handlers(
+        flows=flows,
+        router=router,
+        desk=desk,
+        codec=codec,
+        partitions=settings.partitions,
+        max_lead_bytes=settings.max_lead_bytes,
+        leads_topic=settings.leads_topic,
+        worker_name=f"{socket.gethostname()}:{os.getpid()}",
+    )
 
 
 def worker_class() -> type[Any]:

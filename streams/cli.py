@@ -111,7 +111,9 @@ def replay(broker: str | None, reasons: tuple[str, ...]) -> None:
             set(reasons) if reasons else None,
         )
     )
-    total = sum(counts.values())
+    from streams.console import NOT_REPLAYED_TRUNCATED
+
+    total = sum(n for reason, n in counts.items() if reason != NOT_REPLAYED_TRUNCATED)
     detail = ", ".join(f"{n} {reason or 'no reason'}" for reason, n in sorted(counts.items()))
     click.echo(
         f"replayed {total} record(s) to {settings.leads_topic}" + (f": {detail}" if detail else ""),

@@ -39,7 +39,13 @@ from streams.stages.mapping import CompiledMapping, FieldSpec, compile_mapping
 from streams.stages.response_rules import ResponseConfig
 from streams.stages.routing import CompiledFlow, Flow, compile_flow, default_flow
 from streams.stages.schedule import Schedule
-from streams.stages.template import CompiledTemplate, TemplateError, compile_template, is_template
+from streams.stages.template import (
+    CompiledTemplate,
+    EvaluationError,
+    TemplateError,
+    compile_template,
+    is_template,
+)
 
 
 class Settings(BaseSettings):
@@ -65,7 +71,18 @@ class Settings(BaseSettings):
         default=72.0, gt=0, description="how long an accepted (lead, destination) is remembered"
     )
     partitions: int = Field(default=4, ge=1, description="partitions of the topics we create")
-    in_flight: int = Field(default=64, ge=1, le=10_000, description="leads in flight per worker")
+    in_flight: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="requests at once per destination per worker (unless its limits say less)",
+    )
+    held_per_agent: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="records an agent holds in progress at once; then it reads no more",
+    )
     max_lead_bytes: int = Field(default=1_048_576, ge=1024)
     schema_registry_url: str | None = None
     web_port: int | None = Field(default=None, description="health endpoints; off when unset")
@@ -215,6 +232,10 @@ class Destination(BaseModel):
         if not self._header_templates:
             return self._resolved_headers
         rendered = {n: t.evaluate(context) for n, t in self._header_templates.items()}
+        for name, value in rendered.items():
+            # A lead value must never add a header or end the request (CR/LF injection).
+            if any(c < " " and c != "\t" for c in value) or "\x7f" in value:
+                raise EvaluationError(f"header {name}: a control character in its value")
         return {**self._resolved_headers, **rendered}
 
     # Read-only views for integrations: the models are checked, so these never fail.

@@ -46,13 +46,18 @@ async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes]) -> i
     return count
 
 
+NOT_REPLAYED_TRUNCATED = "not replayed: kept only in part (too large)"
+
+
 async def replay_dead_letters(
     bootstrap: str, dlq_topic: str, leads_topic: str, reasons: set[str] | None = None
 ) -> dict[str, int]:
     """Publish dead letters' original bytes (and keys) to the leads topic again.
 
     ``reasons`` limits it to those dead-letter reasons. Returns how many per reason. A
-    record that is still malformed comes back to the dead-letter topic, with its reason."""
+    record that is still malformed comes back to the dead-letter topic, with its reason.
+    One kept only in part (too large for the topic) is not replayed: counted under
+    ``NOT_REPLAYED_TRUNCATED``."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=5, max_request_size=16 * 1024 * 1024
     )
@@ -60,11 +65,15 @@ async def replay_dead_letters(
     replayed: dict[str, int] = {}
     try:
         async for record in read_records(bootstrap, dlq_topic, follow=False):
-            reason = dict(record.headers or ()).get("courier.dlq.reason", b"").decode()
+            headers = dict(record.headers or ())
+            reason = headers.get("courier.dlq.reason", b"").decode()
             if reasons is not None and reason not in reasons:
                 continue
-            headers = [("courier.replayed.from", f"{record.partition}:{record.offset}".encode())]
-            await producer.send(leads_topic, value=record.value, key=record.key, headers=headers)
+            if headers.get("courier.dlq.truncated") == b"true":
+                replayed[NOT_REPLAYED_TRUNCATED] = replayed.get(NOT_REPLAYED_TRUNCATED, 0) + 1
+                continue
+            origin = [("courier.replayed.from", f"{record.partition}:{record.offset}".encode())]
+            await producer.send(leads_topic, value=record.value, key=record.key, headers=origin)
             replayed[reason] = replayed.get(reason, 0) + 1
         await producer.flush()
     finally:

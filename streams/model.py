@@ -100,6 +100,7 @@ class OutcomeCategory(StrEnum):
     TIMEOUT = "timeout"  # it may have been processed: resend only with the same key
     AUTH_ERROR = "auth_error"  # our credentials were refused
     NOT_SENT = "not_sent"  # skipped before any request
+    INTERNAL = "internal_error"  # our own code failed on this lead: never retried
 
 
 DEFAULT_CATEGORY = {

@@ -251,8 +251,12 @@ class DeliveryDesk:
 
 
 def removed(item: WorkItem) -> Attempt:
+    return unsent(item, Outcome.skip("Destination removed", category=OutcomeCategory.NOT_SENT))
+
+
+def unsent(item: WorkItem, outcome: Outcome) -> Attempt:
+    """An attempt that ended before any request, known only by its work item."""
     now = datetime.now(UTC)
-    outcome = Outcome.skip("Destination removed", category=OutcomeCategory.NOT_SENT)
     lead_id, destination_id = item.lead.id, item.destination_id
     return Attempt(
         lead_id, destination_id, "", item.number, now, now, 0.0, 0.0, None, outcome, None

@@ -51,19 +51,29 @@ def summarize(req: HttpRequest) -> RequestSummary:
 
 
 class HttpSender:
-    """Sends requests over one shared keep-alive pool; create and close it inside the loop."""
+    """Sends requests over one shared keep-alive pool; create and close it inside the loop.
 
-    def __init__(self, max_connections: int = 256) -> None:
+    ``max_connections``: the pool's limit (0: none); ``in_flight_per_destination``: requests
+    at once to a destination whose ``limits.concurrency`` does not say (None: no limit).
+    With per-destination slots and no pool limit, a destination whose recipient is slow
+    fills only its own slots: the others' requests never queue behind it."""
+
+    def __init__(
+        self, max_connections: int = 256, in_flight_per_destination: int | None = None
+    ) -> None:
         self._max_connections = max_connections
+        self._in_flight_per_destination = in_flight_per_destination
         self._closed = False
+        self._draining = False
         self._session: aiohttp.ClientSession | None = None
         self._gates: dict[str, _Gate] = {}
 
     def _gate(self, destination: Destination) -> _Gate:
         gate = self._gates.get(destination.id)
         if gate is None:
+            limits = destination.limits
             gate = self._gates[destination.id] = _Gate(
-                destination.limits.concurrency, destination.limits.per_second
+                limits.concurrency or self._in_flight_per_destination, limits.per_second
             )
         return gate
 
@@ -88,8 +98,12 @@ class HttpSender:
         async with gate:
             return await self._exchange(req, destination)
 
+    def drain(self) -> None:
+        """Stopping: requests under way finish, none starts (they raise SenderClosed)."""
+        self._draining = True
+
     async def _exchange(self, req: HttpRequest, destination: Destination) -> HttpResponse:
-        if self._closed:
+        if self._closed or self._draining:
             raise SenderClosed
         session = self._session_or_new()
         limits = destination.timeouts

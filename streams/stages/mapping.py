@@ -102,6 +102,16 @@ class CompiledField:
 Step = Callable[[dict[str, Any], dict[str, Any]], None]  # (envelope, payload) -> None
 
 
+# What Python's numbers and dates raise for values past their range (a 30-digit amount,
+# a date of 5,000 digits): lead data, so one field fails, named, never the worker.
+OUT_OF_RANGE = (ArithmeticError, ValueError)
+
+
+def out_of_range(name: str, exc: Exception) -> MappingError:
+    """Named by the exception's type only: its message may quote the value."""
+    return MappingError(name, f"{name}: a value out of range ({type(exc).__name__})")
+
+
 class CompiledMapping:
     """A mapping ready to apply: a list of steps built once, run in order for each lead."""
 
@@ -194,6 +204,8 @@ def _templates_step(run: list[CompiledField]) -> Step:
         except convert.ConversionError as exc:
             name, block = names[key]
             raise MappingError(name, f"template {name}: {block}: {exc}") from None
+        except OUT_OF_RANGE as exc:
+            raise out_of_range(names[key][0], exc) from None
 
     return evaluate
 
@@ -208,6 +220,8 @@ def _field_step(field: CompiledField) -> Step:
             raise MappingError(name, f"template {name}: {exc}") from None
         except convert.ConversionError as exc:
             raise MappingError(name, f"template {name}: {block}: {exc}") from None
+        except OUT_OF_RANGE as exc:
+            raise out_of_range(name, exc) from None
         if field.spec is not None:
             _apply_spec(payload, field, value)
         elif not (value is None or value == "" or (type(value) is str and value.isspace())):
@@ -242,6 +256,8 @@ def _apply_spec(payload: dict[str, Any], field: CompiledField, value: Any) -> No
             value = field.finish(value)
         except convert.ConversionError as exc:
             raise MappingError(field.name, f"{field.name}: {exc}") from None
+        except OUT_OF_RANGE as exc:
+            raise out_of_range(field.name, exc) from None
     if spec.case is not None and isinstance(value, str):
         value = {"upper": str.upper, "lower": str.lower, "title": str.title}[spec.case](value)
     _assign(payload, field.target, _plain(value))
@@ -257,6 +273,8 @@ def _apply_rule(
             _assign(payload, target, _plain(evaluate(envelope)))
     except EvaluationError as exc:
         raise MappingError(name, f"{name}: {exc}") from None
+    except OUT_OF_RANGE as exc:
+        raise out_of_range(name, exc) from None
 
 
 def _plain(value: Any) -> Any:

@@ -125,6 +125,15 @@ def auth_failed(what: str, raw: str | None) -> Outcome:
     )
 
 
+def internal_error(exc: BaseException) -> Outcome:
+    """Our own code failed on this lead: an error named by the exception's type only (its
+    message may quote lead values), never retried (it would fail the same way)."""
+    name = type(exc).__name__
+    return Outcome.error(
+        f"Internal error: {name}", retryable=False, raw=name, category=OutcomeCategory.INTERNAL
+    )
+
+
 def outcome_for_error(exc: DeliveryError) -> Outcome:
     category = (
         OutcomeCategory.TIMEOUT

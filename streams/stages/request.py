@@ -8,6 +8,8 @@ import hashlib
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from streams.errors import MappingError
 from streams.model import HttpRequest, Lead
 from streams.stages.auth import sign
@@ -32,7 +34,10 @@ def build_request(
         destination_headers = destination.headers_for(context)
     except EvaluationError as exc:
         raise MappingError("url or headers", f"template: {exc}") from None
-    built = destination.module.request(payload, destination, url)
+    try:
+        built = destination.module.request(payload, destination, url)
+    except orjson.JSONEncodeError as exc:  # an integer past 64 bits, nesting past 254 levels
+        raise MappingError("payload", f"the payload cannot be written as JSON: {exc}") from None
     # The destination's own headers come last: a user can set Content-Type (or anything
     # the integration chose) for a recipient that wants it otherwise.
     headers = {

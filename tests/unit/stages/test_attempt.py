@@ -136,3 +136,20 @@ async def test_outside_business_hours_or_disabled_nothing_is_sent(make_destinati
         attempt = await attempt_delivery(LEAD, dest, send)
         assert (attempt.outcome.kind, attempt.outcome.reason) == (OutcomeKind.SKIP, reason)
     assert send.sent == []
+
+
+async def test_lead_values_that_cannot_be_sent_are_invalid_data_naming_where(
+    make_destinations: Any,
+) -> None:
+    dest = only(
+        make_destinations(destination(headers={"X-Name": "{{lead.name}}"}, mapping={"n": "lead.n"}))
+    )
+    recorder = Recorder(HttpResponse(201, {}, b"{}"))
+    control = Lead("L-1", {"id": "L-1", "lead": {"name": "Ada\x00X", "n": 1}})
+    attempt = await attempt_delivery(control, dest, recorder)
+    assert attempt.outcome.kind is OutcomeKind.FAILURE
+    assert "header X-Name: a control character" in attempt.outcome.reason
+    too_big = Lead("L-2", {"id": "L-2", "lead": {"name": "Ada", "n": 2**70}})
+    attempt = await attempt_delivery(too_big, dest, recorder)
+    assert attempt.outcome.reason.startswith("Invalid data: the payload cannot be written as JSON")
+    assert recorder.sent == []

@@ -317,3 +317,23 @@ def test_mapping_raises_nothing_but_mapping_error(envelope: dict[str, Any]) -> N
         assert exc.field and exc.reason
         return
     orjson.dumps(payload)  # whatever came out can be sent
+
+
+@pytest.mark.parametrize(
+    ("spec", "value", "named"),
+    [
+        ({"r": "{{round(lead.x)}}"}, 1e28, "r"),
+        ({"i": "{{integer(lead.x)}}"}, "1" + "0" * 28, "i"),
+        ({"d": {"from": "lead.x", "type": "date"}}, "1" * 4400, "lead.x"),
+        ({"t": {"template": "{{lead.x * 2}}", "type": "integer"}}, 10**40, "t"),
+    ],
+)
+def test_a_value_out_of_range_fails_its_field_by_name_without_quoting_it(
+    spec: dict[str, Any], value: Any, named: str
+) -> None:
+    lead = Lead("L-9", {"id": "L-9", "lead": {"x": value}})
+    with pytest.raises(MappingError) as raised:
+        mapped(spec, lead=lead)
+    assert raised.value.field in (named, next(iter(spec)))
+    assert "out of range" in raised.value.reason
+    assert str(value)[:12] not in raised.value.reason

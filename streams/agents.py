@@ -1,23 +1,22 @@
 """Agents: read a record → its handler (streams/handlers.py) → send what it returned.
 
-Three agents, so that all state of a destination lives in one partition:
+A lead is routed and delivered in its own partition (streams/control/home.py): the leads
+topic's partition when the record is keyed by the lead id (as a Kafka producer's default
+partitioner puts it), else the routing topic's, one hop away. Three agents:
 
 - ``intake`` (leads topic): parse the envelope (malformed → dead-letter topic), pick the
-  flow, hand the lead to its routing partition (routing topic, keyed by lead id).
-- ``routing`` (routing topic): a lead's plan, one step at a time (streams/control/router.py;
-  state in the ``routes`` table). Asks destinations for attempts (work topic, keyed by
-  destination id); when the plan is finished, writes the lead's outcome.
-- ``work`` (work topic): one attempt at one destination with its caps, circuit, remembered
-  acceptances and retries (streams/control/desk.py; state in four tables). Writes the
-  delivery event and sends the attempt back to the lead's routing partition.
+  flow; at home, run its plan; elsewhere, pass it to its routing partition.
+- ``routing`` (routing topic, keyed by lead id): leads passed on, answers from capped
+  destinations, and parked retries that are due: the plan goes on.
+- ``work`` (work topic, keyed by destination id): deliveries to destinations with caps,
+  where the destination's counts are exact (streams/control/desk.py).
 
 Every record is handled as its own task, so no record waits for another: a slow
 destination holds only its own in-flight slots (streams/stages/delivery.py), never the
 agent. A record is acknowledged when everything it sent is confirmed, in any order; Faust
 commits a partition's offsets only up to its oldest record still unacknowledged, so a
-restart redoes what was in flight (at least once, repeats made harmless by the routing
-state and the remembered acceptances). Whatever a handler raises ends that record's lead
-alone (``Handlers.failed``).
+restart redoes what was in flight (at least once; the lead's state makes repeats
+harmless). Whatever a handler raises ends that record's lead alone (``Handlers.failed``).
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ log = logging.getLogger(__name__)
 
 PARKED_CHECK_S = 0.2  # how often parked work is looked at: the lateness of a retry
 FORGET_CHECK_S = 300.0
+REPLAYED_HEADER = "courier.replayed.from"  # set by ``courier replay``
 
 Handle = Callable[[bytes | None, bytes | None, Origin], Awaitable[list[Out]]]
 
@@ -46,6 +46,7 @@ def register_agents(
     *,
     held_per_agent: int,
     owns_destination: Callable[[], Callable[[str], bool]],
+    owns_lead: Callable[[], Callable[[str], bool]],
     remember_delivered_s: float,
     abandon: Callable[[Any], None],
 ) -> None:
@@ -69,7 +70,8 @@ def register_agents(
     def each_record(topic: Any, stage: Stage, handle: Callable[[Handlers], Handle]) -> None:
         async def one(event: Any, slots: asyncio.Semaphore) -> None:
             message = event.message
-            origin = Origin(message.topic, message.partition, message.offset)
+            replayed = REPLAYED_HEADER in dict(message.headers or ())
+            origin = Origin(message.topic, message.partition, message.offset, replayed)
             try:
                 on = await handlers()
                 try:
@@ -109,29 +111,28 @@ def register_agents(
         agent.__name__ = agent.__qualname__ = stage
         app.agent(topic, name=stage)(agent)
 
-    each_record(topics.leads, "intake", lambda on: _as_async(on.take_in))
-    each_record(topics.routing, "routing", lambda on: _as_async(on.go_on))
+    each_record(topics.leads, "intake", lambda on: on.take_in)
+    each_record(topics.routing, "routing", lambda on: on.go_on)
     each_record(topics.work, "work", lambda on: on.work_on)
 
     @app.timer(PARKED_CHECK_S, name="release_parked")
     async def release_parked() -> None:
+        """Due retries and held leads go back as records: at home to the lead's partition,
+        with caps to the destination's. Each is confirmed before it leaves its table."""
         on = await handlers()
-        for key, item in on.desk.due(owns_destination()):
-            await send_all([on.to_work(item)])  # confirmed before it leaves the table
-            on.desk.parked.pop(key, None)
+        for key, value, item in on.home.desk.due(owns_lead()):
+            await send_all([on.retry(item)])
+            on.home.desk.release(key, value)
+        for key, value, item in on.desk.due(owns_destination()):
+            await send_all([on.to_work(item)])
+            on.desk.release(key, value)
 
     @app.timer(FORGET_CHECK_S, name="forget_delivered")
     async def forget_delivered() -> None:
         on = await handlers()
+        on.home.forget(remember_delivered_s, owns_lead())
         on.desk.forget_delivered(remember_delivered_s, owns_destination())
 
 
 def _stopping(exc: BaseException) -> bool:
     return isinstance(exc, SenderClosed)
-
-
-def _as_async(handle: Callable[[bytes | None, bytes | None, Origin], list[Out]]) -> Handle:
-    async def run(value: bytes | None, key: bytes | None, origin: Origin) -> list[Out]:
-        return handle(value, key, origin)
-
-    return run

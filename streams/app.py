@@ -12,8 +12,9 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import aiohttp
 import faust
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import (
     AIOKafkaConsumerThread,
@@ -25,13 +26,14 @@ from faust.transport.drivers.aiokafka import (
 )
 
 from streams.agents import register_agents
-from streams.avro import Encoders
+from streams.avro import AvroDecodeError, Encoders, EventDecoder, SchemaRegistry
 from streams.broker_offsets import fetched_end_offsets
 from streams.config import Destination, DestinationsFile, Settings
-from streams.control.desk import DeliveryDesk, owner_key
-from streams.control.router import Router
-from streams.control.tables import keyed_table, partition_of
-from streams.handlers import Handlers
+from streams.control.circuit import heard
+from streams.control.desk import DeliveryDesk, Unremembered, lead_key, owner_key
+from streams.control.home import Home
+from streams.control.tables import KeyedTable, keyed_table, partition_of
+from streams.handlers import Handlers, Origin
 from streams.model import Lead
 from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.batching import Batches
@@ -39,6 +41,8 @@ from streams.stages.delivery import HttpSender
 from streams.stages.oauth import TokenCache
 from streams.stages.routing import CompiledFlow
 from streams.topics import DLQ_MAX_MESSAGE_BYTES, declare_topics
+
+log = logging.getLogger(__name__)
 
 # Group membership timings. Faust's defaults (60 s) made joins on Tansu take ~30 s and a
 # restarted worker could wait a full session timeout for its partitions; these keep
@@ -175,6 +179,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         max_connections=0, in_flight_per_destination=settings.in_flight
     )
     partitions = settings.partitions
+    worker_name = f"{socket.gethostname()}:{os.getpid()}"
 
     def table(name: str, owner: Callable[[str], str]) -> Any:
         return keyed_table(app, name, partitions, owner)
@@ -187,46 +192,84 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
             lead, destination, sender, number, tokens=tokens, batches=batches
         )
 
-    desk = DeliveryDesk(
-        destinations.by_id(),
+    by_id = destinations.by_id()
+    # Destinations with caps: their deliveries in the destination's own partition, where
+    # its counts are exact across workers.
+    capped_desk = DeliveryDesk(
+        by_id,
         attempt_at,
         circuits=table("circuits", owner_key),
         caps=table("caps", owner_key),
         delivered=table("delivered", owner_key),
         parked=table("parked", owner_key),
     )
+    # Every other delivery: in the lead's partition. Circuits are this worker's own,
+    # shared with the others through the control topic (``follow_circuits``).
+    circuits: dict[str, Any] = {}
+    home_desk = DeliveryDesk(
+        by_id,
+        attempt_at,
+        circuits=circuits,
+        caps={},
+        delivered=Unremembered(),
+        parked=table("held", lead_key),
+        owner=lead_key,
+    )
     flows = destinations.compiled_flows
-    router = Router({flow.id: flow for flow in flows}, table("routes", lambda key: key))
+    home = Home(
+        {flow.id: flow for flow in flows},
+        lambda destination_id: by_id[destination_id].caps is not None,
+        table("leads", lambda key: key),
+        home_desk,
+    )
     built: asyncio.Future[Handlers] | None = None
+
+    def at_home(origin: Origin, lead_id: str) -> bool:
+        """Read from the leads topic in the partition its id hashes to, with as many
+        partitions as ours: its tables' partitions are this worker's (no repartition)."""
+        return (
+            origin.topic == settings.leads_topic
+            and origin.partition == partition_of(lead_id, partitions)
+            and app.consumer.topic_partitions(settings.leads_topic) == partitions
+        )
 
     async def handlers() -> Handlers:
         # Built once per worker, by whichever agent gets here first (encoders may have to
         # register schemas with a registry).
         nonlocal built
         if built is None:
-            built = asyncio.ensure_future(_handlers(settings, flows, router, desk))
+            built = asyncio.ensure_future(
+                _handlers(settings, flows, home, capped_desk, worker_name, at_home)
+            )
         return await built
 
-    def owns_destination() -> Callable[[str], bool]:
-        """Is a destination's partition this worker's now, with its tables recovered?
+    def owns(topic: str) -> Callable[[], Callable[[str], bool]]:
+        def check() -> Callable[[str], bool]:
+            """Is an id's partition this worker's now, with its tables recovered?
 
-        Only then may a timer act on its keys: a table keeps keys of partitions that have
-        moved to another worker until they come back and are recovered again."""
-        if app.rebalancing or app.in_recovery:
-            return lambda _: False
-        work_topic = settings.work_topic
-        mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == work_topic}
-        return lambda destination_id: partition_of(destination_id, partitions) in mine
+            Only then may a timer act on its keys: a table keeps keys of partitions that
+            have moved to another worker until they come back and are recovered again."""
+            if app.rebalancing or app.in_recovery:
+                return lambda _: False
+            mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+            return lambda owner: partition_of(owner, partitions) in mine
+
+        return check
 
     register_agents(
         app,
         topics,
         handlers,
         held_per_agent=settings.held_per_agent,
-        owns_destination=owns_destination,
+        owns_destination=owns(settings.work_topic),
+        owns_lead=owns(settings.routing_topic),
         remember_delivered_s=settings.remember_delivered_h * 3600,
         abandon=lambda message: abandon(app, message),
     )
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def _follow_circuits() -> None:
+        await follow_circuits(settings, circuits, worker_name)
 
     # Signalled after the consumer has stopped and in-flight leads are done.
     @app.on_before_shutdown.connect
@@ -236,8 +279,50 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
     return app
 
 
+async def follow_circuits(settings: Settings, circuits: dict[str, Any], worker_name: str) -> None:
+    """Every worker reads every circuit change on the control topic and takes it as its
+    own: a circuit one worker opened is open in all within a fetch wait."""
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers(),
+        enable_auto_commit=False,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+    )
+    await reader.start()
+    session = aiohttp.ClientSession()
+    try:
+        registry = settings.schema_registry_url
+        decoder = EventDecoder(SchemaRegistry(registry, session) if registry else None)
+        topic = settings.control_topic
+        while not reader.partitions_for_topic(topic):
+            await reader._client.force_metadata_update()  # the topic is made at start
+            await asyncio.sleep(0.5)
+        assigned = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic)]
+        reader.assign(assigned)
+        await reader.seek_to_end(*assigned)
+        async for record in reader:
+            try:
+                _, event = await decoder.decode(record.value)
+            except (AvroDecodeError, ValueError, KeyError) as exc:
+                log.warning("control topic: a record that is not a circuit event (%s)", exc)
+                continue
+            if event.get("worker") == worker_name:
+                continue
+            state = heard(event["after"], event["at"].timestamp())
+            if state is not None:
+                circuits[event["destination_id"]] = state.as_dict()
+    finally:
+        await session.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(reader.stop(), READER_STOP_S)
+
+
 async def _handlers(
-    settings: Settings, flows: list[CompiledFlow], router: Router, desk: DeliveryDesk
+    settings: Settings,
+    flows: list[CompiledFlow],
+    home: Home,
+    desk: DeliveryDesk,
+    worker_name: str,
+    at_home: Callable[[Origin, str], bool],
 ) -> Handlers:
     codec = await Encoders.build(
         settings.schema_registry_url,
@@ -247,13 +332,15 @@ async def _handlers(
     )
     return Handlers(
         flows=flows,
-        router=router,
+        home=home,
         desk=desk,
         codec=codec,
         partitions=settings.partitions,
         max_lead_bytes=settings.max_lead_bytes,
         leads_topic=settings.leads_topic,
-        worker_name=f"{socket.gethostname()}:{os.getpid()}",
+        worker_name=worker_name,
+        at_home=at_home,
+        confirmed=KeyedTable.all_confirmed,
     )
 
 

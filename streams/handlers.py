@@ -12,22 +12,26 @@ exception's type, never the lead's values) and a dead letter with the detail.
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import orjson
 
 from streams.avro import Encoders
+from streams.control.circuit import Change
 from streams.control.desk import DeliveryDesk, Handled, unsent
+from streams.control.home import Home, Report
 from streams.control.messages import MessageError, WorkItem, attempt_to_dict
-from streams.control.router import Router, Step
 from streams.control.tables import partition_of
 from streams.model import Lead, OutcomeCategory
 from streams.stages.attempt import Attempt
 from streams.stages.envelope import Rejected, dead_letter_headers, parse_envelope
 from streams.stages.events import circuit_event, delivery_event, lead_outcome
 from streams.stages.outcome import internal_error
-from streams.stages.routing import CompiledFlow, select_flow
+from streams.stages.routing import CompiledFlow, Progress, select_flow
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +51,13 @@ TopicName = Literal["events", "outcomes", "dlq", "control", "routing", "work"]
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where a record was read: a dead letter names it, so it can be found and replayed."""
+    """Where a record was read: a dead letter names it, so it can be found and replayed.
+    ``replayed``: ``courier replay`` sent it (a finished lead then runs again)."""
 
     topic: str
     partition: int
     offset: int
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,72 +89,109 @@ def failure_detail(stage: Stage, exc: BaseException) -> str:
     return f"{stage}: {type(exc).__name__}: {exc}"[:DETAIL_LIMIT]
 
 
+# Event ids are derived from what they describe, so a record written again after a
+# restart has the id it had: consumers (billing) de-duplicate on it.
+EVENT_IDS = uuid.UUID("6f1c2a8e-3b7d-4c55-9a0e-2d4b8c7f1e90")
+
+
 class Handlers:
     def __init__(
         self,
         *,
         flows: list[CompiledFlow],
-        router: Router,
+        home: Home,
         desk: DeliveryDesk,
         codec: Encoders,
         partitions: int,
         max_lead_bytes: int,
         leads_topic: str,
         worker_name: str,
+        at_home: Callable[[Origin, str], bool],
+        confirmed: Callable[[], Awaitable[None]],
     ) -> None:
+        """``home``: leads in their own partition; ``desk``: deliveries to destinations with
+        caps, in the destination's partition; ``at_home(origin, lead_id)``: a record read
+        there is in its lead's partition; ``confirmed()``: returns once every table write
+        made so far is stored by the broker."""
         self._flows = flows
-        self._router = router
+        self.home = home
         self.desk = desk
         self._codec = codec
         self._partitions = partitions
         self._max_lead_bytes = max_lead_bytes
         self._leads_topic = leads_topic
         self._worker_name = worker_name
+        self._at_home = at_home
+        self._confirmed = confirmed
 
     # ── intake: leads topic ──────────────────────────────────────────────────
-    def take_in(self, value: bytes | None, key: bytes | None, origin: Origin) -> list[Out]:
+    async def take_in(self, value: bytes | None, key: bytes | None, origin: Origin) -> list[Out]:
         parsed = parse_envelope(value, self._max_lead_bytes)
         if isinstance(parsed, Rejected):
             return [dead_letter(value, key, parsed, origin)]
         flow = select_flow(parsed, self._flows)
         if flow is None:
-            return [self.outcome(parsed.id, [], NO_MATCHING_FLOW)]
-        return [
-            self.to_routing(parsed.id, {"type": "lead", "flow": flow.id, "lead": parsed.envelope})
-        ]
+            return [self.outcome(parsed.id, [], NO_MATCHING_FLOW, 1)]
+        if self._at_home(origin, parsed.id):
+            try:
+                orjson.dumps(parsed.envelope)  # it must be writable wherever it waits
+            except orjson.JSONEncodeError:
+                return [dead_letter(value, key, TOO_DEEP, origin)]
+            return await self.written(await self.home.take(parsed, flow, origin.replayed))
+        message = {
+            "type": "lead",
+            "flow": flow.id,
+            "lead": parsed.envelope,
+            "replayed": origin.replayed,
+        }
+        try:
+            return [self.to_routing(parsed.id, message)]
+        except orjson.JSONEncodeError:
+            # The reader takes 1,024 levels of nesting, the writer 254: a lead we could
+            # read but cannot pass on.
+            return [dead_letter(value, key, TOO_DEEP, origin)]
 
-    # ── routing: a lead's plan, keyed by lead id ─────────────────────────────
-    def go_on(self, value: bytes | None, key: bytes | None, origin: Origin) -> list[Out]:
+    # ── routing: a lead in its own partition (keyed by lead id) ──────────────
+    async def go_on(self, value: bytes | None, key: bytes | None, origin: Origin) -> list[Out]:
         try:
             message = orjson.loads(value or b"")
-            if message["type"] == "lead":
+            kind = message["type"]
+            if kind == "lead":
                 lead = Lead(str(message["lead"]["id"]), message["lead"])
-                flow = self._router.flow(message["flow"])
+                flow = self.home.flow(message["flow"])
                 if flow is None:
-                    return [self.outcome(lead.id, [], NO_MATCHING_FLOW)]
-                step = self._router.start(lead, flow)
+                    return [self.outcome(lead.id, [], NO_MATCHING_FLOW, 1)]
+                report = self.home.take(lead, flow, bool(message.get("replayed")))
+            elif kind == "attempt":
+                report = self.home.answer(message["lead_id"], message["path"], message["attempt"])
             else:
-                step = self._router.record(message["lead_id"], message["path"], message["attempt"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, MessageError) as exc:
+                report = self.home.retry(WorkItem.from_json(message["item"].encode()))
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, MessageError) as exc:
             unreadable = Rejected("Unreadable routing record", f"{type(exc).__name__}: {exc}")
             return [dead_letter(value, key, unreadable, origin)]
-        return self.follow(step)
+        return await self.written(await report)
 
-    def follow(self, step: Step) -> list[Out]:
-        sends = [
-            self.to_work(WorkItem(need.lead, need.destination_id, need.path, 1, need.has_fallback))
-            for need in step.needed
-        ]
-        finished, lead = step.finished, step.lead
-        if finished is None or lead is None:
-            return sends
-        sends.append(self.outcome(lead.id, finished.attempts, "No destination"))
+    async def written(self, report: Report) -> list[Out]:
+        """The records of a report, once the table writes behind them are confirmed."""
+        await self._confirmed()
+        key = report.lead_id.encode()
+        sends = [self.event(attempt, next_at, report.run) for attempt, next_at in report.attempts]
+        sends += [self.circuit(destination, change) for destination, change in report.changes]
+        sends += [self.to_work(item) for item in report.asks]
+        if report.finished is not None and report.lead is not None:
+            sends += self.finish(report.lead, report.finished, report.run)
+        assert all(s.key == key for s in sends if s.topic in ("events", "outcomes"))
+        return sends
+
+    def finish(self, lead: Lead, finished: Progress, run: int) -> list[Out]:
+        """The lead's outcome; and its dead letter when its plan ended on our own failure,
+        or with nobody accepting it after retries ran out (for ``courier replay``)."""
+        sends = [self.outcome(lead.id, finished.attempts, "No destination", run)]
         broken = [a for a in finished.attempts if a.outcome.category is OutcomeCategory.INTERNAL]
         exhausted = [a for a in finished.attempts if a.outcome.retryable]
         if broken:
             why = Rejected(INTERNAL_ERROR, f"{broken[-1].destination_id}: {broken[-1].outcome.raw}")
         elif not finished.accepted and exhausted:
-            # Nobody took it and retries ran out somewhere: keep it for ``courier replay``.
             last = exhausted[-1]
             why = Rejected(DELIVERY_FAILED, f"{last.destination_id}: {last.outcome.reason}")
         else:
@@ -157,7 +200,7 @@ class Handlers:
         sends.append(dead_letter(orjson.dumps(lead.envelope), lead.id.encode(), why, origin))
         return sends
 
-    # ── work: one attempt at one destination, keyed by destination id ────────
+    # ── work: one attempt at a destination with caps, keyed by its id ────────
     async def work_on(self, value: bytes | None, key: bytes | None, origin: Origin) -> list[Out]:
         try:
             item = WorkItem.from_json(value or b"")
@@ -167,23 +210,11 @@ class Handlers:
         return self.report(item, await self.desk.handle(item))
 
     def report(self, item: WorkItem, handled: Handled) -> list[Out]:
-        key = item.lead.id.encode()
         sends: list[Out] = []
         if handled.attempt is not None:
-            record = delivery_event(handled.attempt, handled.next_attempt_at)
-            sends.append(Out("events", key, self._codec.delivery.encode(record)))
+            sends.append(self.event(handled.attempt, handled.next_attempt_at, 0))
         if handled.change is not None:
-            change = handled.change
-            log.warning(
-                "circuit of %s: %s → %s (%s)",
-                item.destination_id,
-                change.before,
-                change.after,
-                change.reason,
-            )
-            record = circuit_event(item.destination_id, change, self._worker_name)
-            destination = item.destination_id.encode()
-            sends.append(Out("control", destination, self._codec.circuit.encode(record)))
+            sends.append(self.circuit(item.destination_id, handled.change))
         if handled.result is not None:
             message = {
                 "type": "attempt",
@@ -205,10 +236,9 @@ class Handlers:
     ) -> list[Out]:
         """What to send when a handler raised for this record: the lead ends here, alone.
 
-        Intake and routing: an ``error`` lead outcome and a dead letter. Work: an ``error``
-        attempt that goes back to the lead's routing like any other (its event, then the
-        lead's outcome and dead letter when its plan ends), so the rest of the plan (a
-        waterfall's next buyer, a parallel branch) still happens."""
+        Intake and routing: an ``error`` lead outcome and a dead letter, and the lead is
+        marked finished (one outcome). Work: an ``error`` attempt that goes back to the
+        lead's partition like any other, so the rest of its plan still happens."""
         log.error("%s could not handle a record (%s)", stage, failure_detail(stage, exc))
         why = Rejected(INTERNAL_ERROR, failure_detail(stage, exc))
         if stage == "work":
@@ -221,19 +251,43 @@ class Handlers:
         lead_id = _lead_id(stage, value)
         sends = [dead_letter(value, key, why, origin)]
         if lead_id is not None:
-            if stage == "routing":
-                self._router.routes.pop(lead_id, None)  # the lead ends here
-            sends.append(self.outcome(lead_id, [], internal_error(exc).reason))
+            run = self.home.give_up(lead_id)
+            sends.append(self.outcome(lead_id, [], internal_error(exc).reason, run))
         return sends
 
     # ── records ──────────────────────────────────────────────────────────────
-    def outcome(self, lead_id: str, attempts: list[Attempt], reason: str) -> Out:
-        record = lead_outcome(lead_id, attempts, reason)
+    def event(self, attempt: Attempt, next_at: datetime | None, run: int) -> Out:
+        outcome = attempt.outcome
+        name = "|".join(
+            (attempt.lead_id, attempt.destination_id, str(attempt.number), str(run),
+             outcome.kind.value, outcome.reason)
+        )  # fmt: skip
+        record = delivery_event(attempt, next_at, str(uuid.uuid5(EVENT_IDS, name)))
+        return Out("events", attempt.lead_id.encode(), self._codec.delivery.encode(record))
+
+    def outcome(self, lead_id: str, attempts: list[Attempt], reason: str, run: int) -> Out:
+        event_id = str(uuid.uuid5(EVENT_IDS, f"{lead_id}|outcome|{run}"))
+        record = lead_outcome(lead_id, attempts, reason, event_id)
         return Out("outcomes", lead_id.encode(), self._codec.outcome.encode(record))
+
+    def circuit(self, destination_id: str, change: Change) -> Out:
+        log.warning(
+            "circuit of %s: %s → %s (%s)",
+            destination_id,
+            change.before,
+            change.after,
+            change.reason,
+        )
+        record = circuit_event(destination_id, change, self._worker_name)
+        return Out("control", destination_id.encode(), self._codec.circuit.encode(record))
 
     def to_routing(self, lead_id: str, message: dict[str, Any]) -> Out:
         partition = partition_of(lead_id, self._partitions)
         return Out("routing", lead_id.encode(), orjson.dumps(message), partition=partition)
+
+    def retry(self, item: WorkItem) -> Out:
+        """A parked delivery at home, due: back to the lead's partition as a record."""
+        return self.to_routing(item.lead.id, {"type": "retry", "item": item.to_json().decode()})
 
     def to_work(self, item: WorkItem) -> Out:
         destination = item.destination_id
@@ -246,7 +300,10 @@ def _lead_id(stage: Stage, value: bytes | None) -> str | None:
     try:
         document = orjson.loads(value or b"")
         if stage == "routing":
-            document = document["lead"] if document.get("type") == "lead" else document
+            if document.get("type") == "lead":
+                document = document["lead"]
+            elif document.get("type") == "retry":
+                document = orjson.loads(document["item"])["lead"]
             lead_id = document.get("id", document.get("lead_id"))
         else:
             lead_id = document.get("id")

@@ -168,3 +168,13 @@ def _count(
 def open_outcome() -> Outcome:
     """What a delivery gets while the circuit is open: not sent; a waterfall moves on."""
     return Outcome.skip("System unavailable (circuit open)", category=OutcomeCategory.NOT_SENT)
+
+
+def heard(after: str, at: float) -> CircuitState | None:
+    """Another worker's circuit for a destination changed: open here too (its cool-down
+    counted from when it opened there), or closed again. Half-open is each worker's own."""
+    if after == "open":
+        return CircuitState("open", at)
+    if after == "closed":
+        return CircuitState()
+    return None

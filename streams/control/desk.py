@@ -51,6 +51,19 @@ def owner_key(key: str) -> str:
     return key.split(KEY_SEPARATOR, 1)[0]
 
 
+def lead_key(key: str) -> str:
+    """The lead id of a "destination|lead[|path]" key: for tables in the lead's partition."""
+    return key.split(KEY_SEPARATOR, 2)[1]
+
+
+class Unremembered(dict[str, Any]):
+    """``delivered`` for a desk whose caller remembers acceptances itself (the lead's state
+    at home): nothing is kept here."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        pass
+
+
 @dataclass(frozen=True, slots=True)
 class Handled:
     """What came of one work item.
@@ -78,7 +91,11 @@ class DeliveryDesk:
         parked: MutableMapping[str, Any],
         clock: Callable[[], float] = time.time,
         draw: Callable[[float, float], float] = random.uniform,
+        owner: Callable[[str], str] = owner_key,
     ) -> None:
+        """``owner(key)``: the id whose partition holds a table key (the destination's by
+        default; the lead's for a desk that delivers in the lead's partition)."""
+        self._owner = owner
         self._destinations = destinations
         self._attempt_at = attempt_at
         self.circuits = circuits
@@ -159,14 +176,23 @@ class DeliveryDesk:
             return Handled(attempt, None, next_at, change)
         return replace(self._finish(item, attempt), change=change)
 
-    def due(self, owns: Callable[[str], bool]) -> list[tuple[str, WorkItem]]:
-        """Parked items whose time has come, among the destinations this worker owns."""
+    def due(self, owns: Callable[[str], bool]) -> list[tuple[str, Any, WorkItem]]:
+        """Parked items whose time has come, among the owners this worker owns: each with
+        its key and table value (``release`` takes them)."""
         now = self._clock()
         return [
-            (key, WorkItem.from_json(value["item"].encode()))
+            (key, value, WorkItem.from_json(value["item"].encode()))
             for key, value in list(self.parked.items())
-            if value["due"] <= now and owns(owner_key(key))
+            if value["due"] <= now and owns(self._owner(key))
         ]
+
+    def release(self, key: str, value: Any) -> None:
+        """Forget a parked item handed back: unless it was parked again meanwhile."""
+        if self.parked.get(key) == value:
+            del self.parked[key]
+
+    def is_parked(self, item: WorkItem) -> bool:
+        return _work_key(item) in self.parked
 
     def forget_delivered(self, older_than_s: float, owns: Callable[[str], bool]) -> int:
         """Drop remembered acceptances older than ``older_than_s``; how many were dropped."""
@@ -174,7 +200,7 @@ class DeliveryDesk:
         old = [
             key
             for key, value in list(self.delivered.items())
-            if value["at"] < horizon and owns(owner_key(key))
+            if value["at"] < horizon and owns(self._owner(key))
         ]
         for key in old:
             del self.delivered[key]

@@ -12,6 +12,7 @@ topic and changelog to the same worker.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,10 @@ def partition_of(owner: str, partitions: int) -> int:
 
 
 class KeyedTable(faust.Table):  # type: ignore[type-arg]
-    """A table whose changelog partition is that of ``owner(key)``."""
+    """A table whose changelog partition is that of ``owner(key)``, and whose writes can be
+    awaited: ``all_confirmed`` returns when every table write sent so far is stored."""
+
+    _unconfirmed: set[asyncio.Future[Any]] = set()  # every KeyedTable's, in this process
 
     def __init__(self, app: Any, *, owner: Callable[[str], str], **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
@@ -34,6 +38,19 @@ class KeyedTable(faust.Table):  # type: ignore[type-arg]
 
     def partition_for_key(self, key: Any) -> int:
         return partition_of(self._owner(key), self.partitions or self.app.conf.topic_partitions)
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        future = super().send_changelog(*args, **kwargs)
+        KeyedTable._unconfirmed.add(future)
+        future.add_done_callback(KeyedTable._unconfirmed.discard)
+        return future
+
+    @staticmethod
+    async def all_confirmed() -> None:
+        """Before writing what depends on a table's state (an event naming an acceptance):
+        the state is stored first, so a restart never finds the event without it."""
+        if KeyedTable._unconfirmed:
+            await asyncio.gather(*list(KeyedTable._unconfirmed))
 
 
 def keyed_table(app: Any, name: str, partitions: int, owner: Callable[[str], str]) -> Any:

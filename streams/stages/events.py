@@ -18,13 +18,16 @@ LEAD_OUTCOME_NAME = "io.leadcourier.delivery.v1.LeadOutcome"
 _PRICE_STEP = Decimal("0.0001")  # the schema's decimal scale
 
 
-def delivery_event(attempt: Attempt, next_attempt_at: datetime | None = None) -> dict[str, Any]:
-    """``next_attempt_at``: when the lead will be tried at this destination again, if it will."""
+def delivery_event(
+    attempt: Attempt, next_attempt_at: datetime | None = None, event_id: str | None = None
+) -> dict[str, Any]:
+    """``next_attempt_at``: when the lead will be tried at this destination again, if it
+    will; ``event_id``: a random one unless given."""
     outcome = attempt.outcome
     retry_after = outcome.retry_after_s
     request = attempt.request
     return {
-        "event_id": str(uuid.uuid4()),
+        "event_id": event_id or str(uuid.uuid4()),
         "lead_id": attempt.lead_id,
         "destination_id": attempt.destination_id,
         "integration": attempt.integration,
@@ -56,7 +59,10 @@ def delivery_event(attempt: Attempt, next_attempt_at: datetime | None = None) ->
 
 
 def lead_outcome(
-    lead_id: str, attempts: Sequence[Attempt], reason_if_none: str = "No destination"
+    lead_id: str,
+    attempts: Sequence[Attempt],
+    reason_if_none: str = "No destination",
+    event_id: str | None = None,
 ) -> dict[str, Any]:
     accepted = [a.destination_id for a in attempts if a.outcome.kind is OutcomeKind.SUCCESS]
     last = attempts[-1] if attempts else None
@@ -67,7 +73,7 @@ def lead_outcome(
     else:
         reason = reason_if_none
     return {
-        "event_id": str(uuid.uuid4()),
+        "event_id": event_id or str(uuid.uuid4()),
         "lead_id": lead_id,
         "finished_at": datetime.now(UTC),
         "outcome": "delivered" if accepted else "not_delivered",

@@ -110,9 +110,13 @@ async def test_a_retryable_outcome_is_parked_and_comes_back_when_due() -> None:
     assert handled.next_attempt_at == datetime.fromtimestamp(NOW + 1.0, UTC)
     assert buyer.due(lambda _: True) == []
     clock.now += 1.0
-    ((key, again),) = buyer.due(lambda _: True)
+    ((key, value, again),) = buyer.due(lambda _: True)
     assert (key, again.number) == ("buyer|L1|plan", 2)
     assert buyer.due(lambda _: False) == []  # another worker owns the destination now
+    buyer.release(key, {**value, "due": 0.0})  # parked again meanwhile: stays
+    assert buyer.is_parked(again)
+    buyer.release(key, value)  # handed back as it was: gone
+    assert not buyer.is_parked(again)
     for number, wait in ((2, 2.0), (3, 4.0), (4, 8.0)):
         handled = await buyer.handle(replace(again, number=number))
         assert handled.next_attempt_at == datetime.fromtimestamp(clock.now + wait, UTC)

@@ -1,0 +1,279 @@
+"""A lead at home: its plan run in the partition of its id, its state in one table entry.
+
+A lead is routed and delivered in the worker that owns its partition. Deliveries to
+destinations without caps happen right here, concurrently (``LocalDesk``: circuits,
+schedules, retries); a destination with caps is asked through its own partition (the
+work topic), where its counts are exact across workers, and its answer comes back here.
+
+The lead's state (``leads`` table, keyed by lead id) is written only when it matters:
+
+- when an attempt is known and the plan goes on (a crash does not resend to a recipient
+  that has already answered), and when the plan has to wait (for a destination's own
+  partition, a parked retry, a hold): the state then carries the lead itself;
+- once when the plan ends: who accepted it and that its outcome is written. A lead seen
+  again after that (a restart, a repeat) writes nothing more: one outcome per lead. A
+  replayed dead letter starts a new run that skips every destination that accepted.
+
+A lead to one destination without caps thus costs one table write. The caller writes the
+records of a ``Report`` only after the table writes it made are confirmed (``confirmed``),
+so an acceptance is durable before any event or outcome that depends on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from streams.control.circuit import Change
+from streams.control.desk import DeliveryDesk, Handled, unsent
+from streams.control.messages import WorkItem, attempt_from_dict, attempt_to_dict
+from streams.errors import SenderClosed
+from streams.model import Lead, OutcomeKind
+from streams.stages.attempt import Attempt
+from streams.stages.outcome import internal_error
+from streams.stages.routing import CompiledFlow, Needed, Progress, advance
+
+LeadState = dict[str, Any]
+
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Report:
+    """What handling one record for a lead came to, to write in this order: delivery
+    events, circuit changes, asks to destinations' partitions, then (when the plan ended)
+    the lead's outcome."""
+
+    lead_id: str
+    attempts: list[tuple[Attempt, datetime | None]] = field(default_factory=list)
+    changes: list[tuple[str, Change]] = field(default_factory=list)
+    asks: list[WorkItem] = field(default_factory=list)
+    finished: Progress | None = None
+    lead: Lead | None = None  # as it came in, with ``finished`` (for its dead letter)
+    run: int = 1
+
+
+class Home:
+    def __init__(
+        self,
+        flows: Mapping[str, CompiledFlow],
+        capped: Callable[[str], bool],
+        leads: MutableMapping[str, Any],
+        desk: DeliveryDesk,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``capped(destination_id)``: its deliveries go through its own partition;
+        ``desk``: delivers here (acceptances are remembered in the lead's state, not by it)."""
+        self._flows = flows
+        self._capped = capped
+        self.leads = leads
+        self.desk = desk
+        self._clock = clock
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    def flow(self, flow_id: str) -> CompiledFlow | None:
+        return self._flows.get(flow_id)
+
+    async def take(self, lead: Lead, flow: CompiledFlow, replayed: bool = False) -> Report:
+        """A lead came in (or again: a restart, a repeat, a replayed dead letter)."""
+        async with self._one_at_a_time(lead.id):
+            state = self.leads.get(lead.id)
+            if state is None:
+                state = _new_state(lead, flow.id, 1, {})
+            elif state["finished"] is not None:
+                if not replayed:  # its outcome is written: nothing more, ever
+                    return Report(lead.id, run=state["run"])
+                state = _new_state(lead, flow.id, state["run"] + 1, state["accepted"])
+            else:
+                # Seen again while it waits: its asks may have been lost with a stopped
+                # worker, so they are made again (a destination's partition drops an ask
+                # it is already working on, and never resends to who accepted).
+                state = {**state, "asked": []}
+            return await self._run(state)
+
+    async def answer(self, lead_id: str, path: str, attempt: dict[str, Any]) -> Report:
+        """An attempt came back from a destination's partition (``attempt_to_dict``)."""
+        async with self._one_at_a_time(lead_id):
+            state = self.leads.get(lead_id)
+            if state is None or state["finished"] is not None or path in state["known"]:
+                return Report(lead_id)  # a repeat
+            asked = [p for p in state["asked"] if p != path]
+            return await self._run(
+                {**state, "known": {**state["known"], path: attempt}, "asked": asked}
+            )
+
+    async def retry(self, item: WorkItem) -> Report:
+        """A parked delivery is due (its item carries its attempt number)."""
+        lead_id = item.lead.id
+        async with self._one_at_a_time(lead_id):
+            state = self.leads.get(lead_id)
+            if state is None or state["finished"] is not None or item.path in state["known"]:
+                return Report(lead_id)
+            return await self._run(dict(state), first=item)
+
+    def give_up(self, lead_id: str) -> int:
+        """Our own code failed on this lead: it is finished (its error outcome is the one
+        it gets; who accepted it stays remembered). Its run number."""
+        state = self.leads.get(lead_id) or _new_state(Lead(lead_id, {}), "", 1, {})
+        self.leads[lead_id] = _finished(state, self._clock())
+        run: int = state["run"]
+        return run
+
+    def forget(self, older_than_s: float, owns: Callable[[str], bool]) -> int:
+        """Drop finished leads older than ``older_than_s``: how many were dropped."""
+        horizon = self._clock() - older_than_s
+        old = [
+            key
+            for key, value in list(self.leads.items())
+            if value["finished"] is not None and value["finished"] < horizon and owns(key)
+        ]
+        for key in old:
+            del self.leads[key]
+        return len(old)
+
+    # ── inside ─────────────────────────────────────────────────────────────
+    @asynccontextmanager
+    async def _one_at_a_time(self, lead_id: str) -> AsyncIterator[None]:
+        """One record of a lead at a time in this worker; the lock goes with its last user."""
+        entry = self._locks.get(lead_id)
+        if entry is None:
+            entry = self._locks[lead_id] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[lead_id]
+
+    async def _run(self, state: LeadState, first: WorkItem | None = None) -> Report:
+        """Go on with the plan until it ends or waits; ``first``: a due retry to make."""
+        state = {**state, "known": dict(state["known"]), "asked": list(state["asked"])}
+        state["accepted"] = dict(state["accepted"])
+        lead = Lead(str(state["lead"]["id"]), state["lead"])
+        report = Report(lead.id, run=state["run"])
+        flow = self._flows.get(state["flow"])
+        known = {path: attempt_from_dict(doc) for path, doc in state["known"].items()}
+        running: dict[str, tuple[str, asyncio.Future[Handled]]] = {}
+        if first is not None:
+            running[first.path] = (
+                first.destination_id,
+                asyncio.ensure_future(self.desk.handle(first)),
+            )
+        try:
+            while True:
+                if flow is None:  # the flow left the configuration while the lead waited
+                    progress = Progress(list(known.values()), False, lead, [])
+                else:
+                    progress = advance(flow.plan, lead, known)
+                if progress.finished:
+                    report.finished, report.lead = progress, lead
+                    self.leads[lead.id] = _finished(state, self._clock())
+                    return report
+                if self._start(state, progress.needed, known, running, report):
+                    continue  # acceptances of an earlier run moved the plan on
+                if not running:
+                    # Waiting for a destination's partition or a parked retry: the lead
+                    # and what is known so far, so any worker can go on from here.
+                    self.leads[lead.id] = state
+                    return report
+                futures = [future for _, future in running.values()]
+                done, _ = await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+                for path, (destination_id, future) in list(running.items()):
+                    if future in done:
+                        del running[path]
+                        self._note(state, known, path, destination_id, future.result(), report)
+                if running or flow is None or not advance(flow.plan, lead, known).finished:
+                    self.leads[lead.id] = state  # what is known survives a crash
+        finally:
+            for _, future in running.values():
+                future.cancel()
+
+    def _start(
+        self,
+        state: LeadState,
+        needed: list[Needed],
+        known: dict[str, Attempt],
+        running: dict[str, tuple[str, asyncio.Future[Handled]]],
+        report: Report,
+    ) -> bool:
+        """Start what the plan needs and nobody is doing; True if it knew some already."""
+        remembered = False
+        for need in needed:
+            path, destination_id = need.path, need.destination_id
+            if path in running or path in state["asked"]:
+                continue
+            accepted = state["accepted"].get(destination_id)
+            item = WorkItem(need.lead, destination_id, path, 1, need.has_fallback)
+            if accepted is not None:  # accepted in an earlier run: never sent twice
+                known[path] = attempt_from_dict(accepted)
+                state["known"][path] = accepted
+                remembered = True
+            elif self.desk.is_parked(item):
+                continue  # its retry comes back through ``retry``
+            elif self._capped(destination_id):
+                report.asks.append(item)
+                state["asked"].append(path)
+            else:
+                running[path] = (destination_id, asyncio.ensure_future(self._deliver(item)))
+        return remembered
+
+    async def _deliver(self, item: WorkItem) -> Handled:
+        """One delivery; what it raises for this lead is its error attempt, so the plan
+        goes on (a waterfall's next buyer) and the lead's other deliveries stand."""
+        try:
+            return await self.desk.handle(item)
+        except SenderClosed:
+            raise
+        except Exception as exc:
+            log.error("delivery to %s failed: %s", item.destination_id, type(exc).__name__)
+            broken = unsent(item, internal_error(exc))
+            return Handled(broken, broken)
+
+    def _note(
+        self,
+        state: LeadState,
+        known: dict[str, Attempt],
+        path: str,
+        destination_id: str,
+        handled: Handled,
+        report: Report,
+    ) -> None:
+        if handled.attempt is not None:
+            report.attempts.append((handled.attempt, handled.next_attempt_at))
+        if handled.change is not None:
+            report.changes.append((destination_id, handled.change))
+        result = handled.result
+        if result is None:  # parked: a retry or a hold; it comes back through ``retry``
+            return
+        known[path] = result
+        doc = attempt_to_dict(result)
+        state["known"][path] = doc
+        if result.outcome.kind is OutcomeKind.SUCCESS:
+            state["accepted"][destination_id] = doc
+
+
+def _new_state(lead: Lead, flow_id: str, run: int, accepted: dict[str, Any]) -> LeadState:
+    return {
+        "flow": flow_id,
+        "run": run,
+        "lead": lead.envelope,
+        "known": {},
+        "asked": [],
+        "accepted": dict(accepted),
+        "finished": None,
+    }
+
+
+def _finished(state: LeadState, now: float) -> LeadState:
+    """What is kept of a finished lead: who accepted it (never sent twice), and when."""
+    return {"run": state["run"], "accepted": state["accepted"], "finished": now}

@@ -1,0 +1,210 @@
+"""A lead at home with plain dicts for tables: one write for a lead to one destination, one
+outcome per lead, nothing resent after a crash to who answered, retries and caps waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from streams.config import Destination, DestinationsFile
+from streams.control.desk import DeliveryDesk, Unremembered
+from streams.control.home import Home
+from streams.control.messages import attempt_to_dict
+from streams.model import Lead, Outcome, OutcomeKind
+from streams.stages.attempt import Attempt, not_sent
+
+LEAD = Lead("L1", {"id": "L1", "lead": {}})
+
+
+class Writes(dict[str, Any]):
+    """A table that counts its writes (each one a changelog record in the worker)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.writes += 1
+        super().__setitem__(key, value)
+
+
+class Recipients:
+    """Each destination answers with ``answers[destination_id]``; every call is kept."""
+
+    def __init__(self, **answers: Callable[[], Outcome]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, int]] = []
+
+    async def __call__(self, lead: Lead, dest: Destination, number: int) -> Attempt:
+        self.calls.append((dest.id, number))
+        await asyncio.sleep(0)
+        return not_sent(lead, dest, self.answers[dest.id](), number)
+
+
+def home(
+    plan: Any,
+    recipients: Recipients,
+    leads: dict[str, Any] | None = None,
+    parked: dict[str, Any] | None = None,
+    **settings: dict[str, Any],
+) -> Home:
+    ids = sorted(recipients.answers)
+    file = DestinationsFile.model_validate(
+        {
+            "destinations": [
+                {"id": d, "url": f"http://127.0.0.1:9/{d}", **settings.get(d, {})} for d in ids
+            ],
+            "flows": [{"id": "f", "plan": plan}],
+        }
+    )
+    by_id = file.by_id()
+    desk = DeliveryDesk(
+        by_id,
+        recipients,
+        circuits={},
+        caps={},
+        delivered=Unremembered(),
+        parked={} if parked is None else parked,
+        draw=lambda low, high: high,
+    )
+    flows = {flow.id: flow for flow in file.compiled_flows}
+    return Home(
+        flows, lambda d: by_id[d].caps is not None, Writes() if leads is None else leads, desk
+    )
+
+
+def accepted() -> Outcome:
+    return Outcome.success(reference_id="R-1")
+
+
+def rejected() -> Outcome:
+    return Outcome.failure("Outside service area")
+
+
+def unavailable() -> Outcome:
+    return Outcome.error("Recipient error (HTTP 503)", retryable=True)
+
+
+async def test_a_lead_to_one_destination_costs_one_table_write_and_ends_once() -> None:
+    recipients = Recipients(crm=accepted)
+    at_home = home("crm", recipients)
+    flow = at_home.flow("f")
+    assert flow is not None
+    report = await at_home.take(LEAD, flow)
+    assert report.finished is not None and report.finished.accepted
+    assert [a.destination_id for a, _ in report.attempts] == ["crm"]
+    assert at_home.leads.writes == 1  # type: ignore[attr-defined]
+    assert at_home.leads["L1"]["finished"] is not None
+    again = await at_home.take(LEAD, flow)  # a restart, a repeat: no second outcome
+    assert again.finished is None and again.attempts == []
+    assert recipients.calls == [("crm", 1)]
+
+
+async def test_a_replayed_lead_runs_again_without_resending_to_who_accepted() -> None:
+    recipients = Recipients(crm=accepted, buyer=unavailable)
+    at_home = home({"sequence": ["crm", "buyer"]}, recipients, buyer={"retry": {"max_attempts": 1}})
+    flow = at_home.flow("f")
+    assert flow is not None
+    first = await at_home.take(LEAD, flow)
+    assert first.finished is not None and first.run == 1
+    recipients.answers["buyer"] = accepted
+    second = await at_home.take(LEAD, flow, replayed=True)
+    assert second.run == 2 and second.finished is not None and second.finished.accepted
+    assert recipients.calls == [("crm", 1), ("buyer", 1), ("buyer", 1)]
+    assert [a.destination_id for a, _ in second.attempts] == ["buyer"]  # crm remembered
+
+
+async def test_after_a_crash_the_plan_goes_on_from_what_was_known() -> None:
+    recipients = Recipients(a=rejected, b=accepted)
+    leads = Writes()
+    at_home = home({"waterfall": ["a", "b"]}, recipients, leads)
+    flow = at_home.flow("f")
+    assert flow is not None
+    # The state a crashed worker left: a had answered; b was under way.
+    dest_a = Destination.model_validate({"id": "a", "url": "http://127.0.0.1:9/a"})
+    leads["L1"] = {
+        "flow": "f",
+        "run": 1,
+        "lead": LEAD.envelope,
+        "known": {"plan.0": attempt_to_dict(not_sent(LEAD, dest_a, rejected()))},
+        "asked": [],
+        "accepted": {},
+        "finished": None,
+    }
+    report = await at_home.take(LEAD, flow)
+    assert recipients.calls == [("b", 1)]  # a is not asked again
+    assert report.finished is not None and report.finished.accepted
+
+
+async def test_a_retry_waits_in_its_table_and_comes_back_with_its_number() -> None:
+    recipients = Recipients(buyer=unavailable)
+    parked: dict[str, Any] = {}
+    at_home = home("buyer", recipients, parked=parked, buyer={"retry": {"max_attempts": 3}})
+    flow = at_home.flow("f")
+    assert flow is not None
+    report = await at_home.take(LEAD, flow)
+    ((attempt, next_at),) = report.attempts
+    assert attempt.outcome.kind is OutcomeKind.ERROR and next_at is not None
+    assert report.finished is None
+    assert at_home.leads["L1"]["lead"] == LEAD.envelope  # it waits: the lead goes with it
+    assert await at_home.take(LEAD, flow) == type(report)("L1", run=1)  # parked: not resent
+    _make_due(at_home)
+    ((key, value, item),) = at_home.desk.due(lambda _: True)
+    at_home.desk.release(key, value)
+    recipients.answers["buyer"] = accepted
+    report = await at_home.retry(item)
+    assert item.number == 2
+    assert report.finished is not None and report.finished.accepted
+    assert recipients.calls == [("buyer", 1), ("buyer", 2)]
+
+
+def _make_due(at_home: Home) -> None:
+    """Every parked item due now (rather than moving the desk's clock)."""
+    for value in at_home.desk.parked.values():
+        value["due"] = 0.0
+
+
+async def test_a_capped_destination_is_asked_in_its_partition_and_its_answer_goes_on() -> None:
+    recipients = Recipients(buyer=accepted)
+    at_home = home("buyer", recipients, buyer={"caps": {"day": 10}})
+    flow = at_home.flow("f")
+    assert flow is not None
+    report = await at_home.take(LEAD, flow)
+    ((ask,),) = [report.asks]
+    assert (ask.destination_id, ask.path) == ("buyer", "plan")
+    assert recipients.calls == []  # not delivered here: its counts live elsewhere
+    again = await at_home.take(LEAD, flow)  # seen again while it waits: asked again
+    assert [a.path for a in again.asks] == ["plan"]
+    dest = Destination.model_validate({"id": "buyer", "url": "http://127.0.0.1:9/b"})
+    answer = attempt_to_dict(not_sent(LEAD, dest, accepted()))
+    done = await at_home.answer("L1", "plan", answer)
+    assert done.finished is not None and done.finished.accepted
+    assert (await at_home.answer("L1", "plan", answer)).finished is None  # a repeat
+
+
+async def test_records_of_one_lead_are_handled_one_at_a_time() -> None:
+    gate = asyncio.Event()
+
+    class Slow(Recipients):
+        async def __call__(self, lead: Lead, dest: Destination, number: int) -> Attempt:
+            await gate.wait()
+            return await super().__call__(lead, dest, number)
+
+    recipients = Slow(crm=accepted, buyer=accepted)
+    at_home = home({"parallel": ["crm", "buyer"]}, recipients, buyer={"caps": {"day": 5}})
+    flow = at_home.flow("f")
+    assert flow is not None
+    first = asyncio.ensure_future(at_home.take(LEAD, flow))
+    await asyncio.sleep(0.01)
+    dest = Destination.model_validate({"id": "buyer", "url": "http://127.0.0.1:9/b"})
+    answer = asyncio.ensure_future(
+        at_home.answer("L1", "plan.1", attempt_to_dict(not_sent(LEAD, dest, accepted())))
+    )
+    await asyncio.sleep(0.01)
+    assert not answer.done()  # waits for the record before it
+    gate.set()
+    taken, answered = await asyncio.gather(first, answer)
+    assert taken.finished is None and [a.path for a in taken.asks] == ["plan.1"]
+    assert answered.finished is not None
+    assert sorted(answered.finished.lead.envelope.get("appended", {})) == ["buyer", "crm"]

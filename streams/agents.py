@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from streams.errors import SenderClosed
@@ -36,7 +36,9 @@ PARKED_CHECK_S = 0.2  # how often parked work is looked at: the lateness of a re
 FORGET_CHECK_S = 300.0
 REPLAYED_HEADER = "courier.replayed.from"  # set by ``courier replay``
 
-Handle = Callable[[bytes | None, bytes | None, Origin], Awaitable[list[Out]]]
+# A handler yields what to send, batch by batch (a lead's fast destination's event goes
+# out while its slow one is still under way).
+Handle = Callable[[bytes | None, bytes | None, Origin], AsyncIterator[list[Out]]]
 
 
 def register_agents(
@@ -75,7 +77,8 @@ def register_agents(
             try:
                 on = await handlers()
                 try:
-                    await send_all(await handle(on)(event.value, event.key, origin))
+                    async for records in handle(on)(event.value, event.key, origin):
+                        await send_all(records)
                 except Exception as exc:
                     if _stopping(exc):
                         raise

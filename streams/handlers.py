@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -125,19 +125,26 @@ class Handlers:
         self._confirmed = confirmed
 
     # ── intake: leads topic ──────────────────────────────────────────────────
-    async def take_in(self, value: bytes | None, key: bytes | None, origin: Origin) -> list[Out]:
+    async def take_in(
+        self, value: bytes | None, key: bytes | None, origin: Origin
+    ) -> AsyncIterator[list[Out]]:
         parsed = parse_envelope(value, self._max_lead_bytes)
         if isinstance(parsed, Rejected):
-            return [dead_letter(value, key, parsed, origin)]
+            yield [dead_letter(value, key, parsed, origin)]
+            return
         flow = select_flow(parsed, self._flows)
         if flow is None:
-            return [self.outcome(parsed.id, [], NO_MATCHING_FLOW, 1)]
+            yield [self.outcome(parsed.id, [], NO_MATCHING_FLOW, 1)]
+            return
         if self._at_home(origin, parsed.id):
             try:
                 orjson.dumps(parsed.envelope)  # it must be writable wherever it waits
             except orjson.JSONEncodeError:
-                return [dead_letter(value, key, TOO_DEEP, origin)]
-            return await self.written(await self.home.take(parsed, flow, origin.replayed))
+                yield [dead_letter(value, key, TOO_DEEP, origin)]
+                return
+            async for report in self.home.take(parsed, flow, origin.replayed):
+                yield await self.written(report)
+            return
         message = {
             "type": "lead",
             "flow": flow.id,
@@ -145,14 +152,17 @@ class Handlers:
             "replayed": origin.replayed,
         }
         try:
-            return [self.to_routing(parsed.id, message)]
+            passed_on = self.to_routing(parsed.id, message)
         except orjson.JSONEncodeError:
             # The reader takes 1,024 levels of nesting, the writer 254: a lead we could
             # read but cannot pass on.
-            return [dead_letter(value, key, TOO_DEEP, origin)]
+            passed_on = dead_letter(value, key, TOO_DEEP, origin)
+        yield [passed_on]
 
     # ── routing: a lead in its own partition (keyed by lead id) ──────────────
-    async def go_on(self, value: bytes | None, key: bytes | None, origin: Origin) -> list[Out]:
+    async def go_on(
+        self, value: bytes | None, key: bytes | None, origin: Origin
+    ) -> AsyncIterator[list[Out]]:
         try:
             message = orjson.loads(value or b"")
             kind = message["type"]
@@ -160,16 +170,19 @@ class Handlers:
                 lead = Lead(str(message["lead"]["id"]), message["lead"])
                 flow = self.home.flow(message["flow"])
                 if flow is None:
-                    return [self.outcome(lead.id, [], NO_MATCHING_FLOW, 1)]
-                report = self.home.take(lead, flow, bool(message.get("replayed")))
+                    yield [self.outcome(lead.id, [], NO_MATCHING_FLOW, 1)]
+                    return
+                reports = self.home.take(lead, flow, bool(message.get("replayed")))
             elif kind == "attempt":
-                report = self.home.answer(message["lead_id"], message["path"], message["attempt"])
+                reports = self.home.answer(message["lead_id"], message["path"], message["attempt"])
             else:
-                report = self.home.retry(WorkItem.from_json(message["item"].encode()))
+                reports = self.home.retry(WorkItem.from_json(message["item"].encode()))
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, MessageError) as exc:
             unreadable = Rejected("Unreadable routing record", f"{type(exc).__name__}: {exc}")
-            return [dead_letter(value, key, unreadable, origin)]
-        return await self.written(await report)
+            yield [dead_letter(value, key, unreadable, origin)]
+            return
+        async for report in reports:
+            yield await self.written(report)
 
     async def written(self, report: Report) -> list[Out]:
         """The records of a report, once the table writes behind them are confirmed."""
@@ -201,13 +214,16 @@ class Handlers:
         return sends
 
     # ── work: one attempt at a destination with caps, keyed by its id ────────
-    async def work_on(self, value: bytes | None, key: bytes | None, origin: Origin) -> list[Out]:
+    async def work_on(
+        self, value: bytes | None, key: bytes | None, origin: Origin
+    ) -> AsyncIterator[list[Out]]:
         try:
             item = WorkItem.from_json(value or b"")
         except MessageError as exc:
             unreadable = Rejected("Unreadable work record", str(exc))
-            return [dead_letter(value, key, unreadable, origin)]
-        return self.report(item, await self.desk.handle(item))
+            yield [dead_letter(value, key, unreadable, origin)]
+            return
+        yield self.report(item, await self.desk.handle(item))
 
     def report(self, item: WorkItem, handled: Handled) -> list[Out]:
         sends: list[Out] = []

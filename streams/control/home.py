@@ -81,7 +81,9 @@ class Home:
     def flow(self, flow_id: str) -> CompiledFlow | None:
         return self._flows.get(flow_id)
 
-    async def take(self, lead: Lead, flow: CompiledFlow, replayed: bool = False) -> Report:
+    async def take(
+        self, lead: Lead, flow: CompiledFlow, replayed: bool = False
+    ) -> AsyncIterator[Report]:
         """A lead came in (or again: a restart, a repeat, a replayed dead letter)."""
         async with self._one_at_a_time(lead.id):
             state = self.leads.get(lead.id)
@@ -89,34 +91,38 @@ class Home:
                 state = _new_state(lead, flow.id, 1, {})
             elif state["finished"] is not None:
                 if not replayed:  # its outcome is written: nothing more, ever
-                    return Report(lead.id, run=state["run"])
+                    return
                 state = _new_state(lead, flow.id, state["run"] + 1, state["accepted"])
             else:
                 # Seen again while it waits: its asks may have been lost with a stopped
                 # worker, so they are made again (a destination's partition drops an ask
                 # it is already working on, and never resends to who accepted).
                 state = {**state, "asked": []}
-            return await self._run(state)
+            async for report in self._run(state):
+                yield report
 
-    async def answer(self, lead_id: str, path: str, attempt: dict[str, Any]) -> Report:
+    async def answer(
+        self, lead_id: str, path: str, attempt: dict[str, Any]
+    ) -> AsyncIterator[Report]:
         """An attempt came back from a destination's partition (``attempt_to_dict``)."""
         async with self._one_at_a_time(lead_id):
             state = self.leads.get(lead_id)
             if state is None or state["finished"] is not None or path in state["known"]:
-                return Report(lead_id)  # a repeat
+                return  # a repeat
             asked = [p for p in state["asked"] if p != path]
-            return await self._run(
-                {**state, "known": {**state["known"], path: attempt}, "asked": asked}
-            )
+            known = {**state["known"], path: attempt}
+            async for report in self._run({**state, "known": known, "asked": asked}):
+                yield report
 
-    async def retry(self, item: WorkItem) -> Report:
+    async def retry(self, item: WorkItem) -> AsyncIterator[Report]:
         """A parked delivery is due (its item carries its attempt number)."""
         lead_id = item.lead.id
         async with self._one_at_a_time(lead_id):
             state = self.leads.get(lead_id)
             if state is None or state["finished"] is not None or item.path in state["known"]:
-                return Report(lead_id)
-            return await self._run(dict(state), first=item)
+                return
+            async for report in self._run(dict(state), first=item):
+                yield report
 
     def give_up(self, lead_id: str) -> int:
         """Our own code failed on this lead: it is finished (its error outcome is the one
@@ -155,20 +161,23 @@ class Home:
             if not users[0]:
                 del self._locks[lead_id]
 
-    async def _run(self, state: LeadState, first: WorkItem | None = None) -> Report:
-        """Go on with the plan until it ends or waits; ``first``: a due retry to make."""
+    async def _run(self, state: LeadState, first: WorkItem | None = None) -> AsyncIterator[Report]:
+        """Go on with the plan until it ends or waits; ``first``: a due retry to make.
+
+        A report comes out as soon as an attempt is known and the plan goes on, with the
+        state written first: a fast destination's event never waits for a slow one's."""
         state = {**state, "known": dict(state["known"]), "asked": list(state["asked"])}
         state["accepted"] = dict(state["accepted"])
         lead = Lead(str(state["lead"]["id"]), state["lead"])
-        report = Report(lead.id, run=state["run"])
         flow = self._flows.get(state["flow"])
         known = {path: attempt_from_dict(doc) for path, doc in state["known"].items()}
         running: dict[str, tuple[str, asyncio.Future[Handled]]] = {}
         if first is not None:
             running[first.path] = (
                 first.destination_id,
-                asyncio.ensure_future(self.desk.handle(first)),
+                asyncio.ensure_future(self._deliver(first)),
             )
+        report = Report(lead.id, run=state["run"])
         try:
             while True:
                 if flow is None:  # the flow left the configuration while the lead waited
@@ -178,22 +187,27 @@ class Home:
                 if progress.finished:
                     report.finished, report.lead = progress, lead
                     self.leads[lead.id] = _finished(state, self._clock())
-                    return report
+                    yield report
+                    return
                 if self._start(state, progress.needed, known, running, report):
                     continue  # acceptances of an earlier run moved the plan on
                 if not running:
                     # Waiting for a destination's partition or a parked retry: the lead
                     # and what is known so far, so any worker can go on from here.
                     self.leads[lead.id] = state
-                    return report
+                    yield report
+                    return
                 futures = [future for _, future in running.values()]
                 done, _ = await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
                 for path, (destination_id, future) in list(running.items()):
                     if future in done:
                         del running[path]
                         self._note(state, known, path, destination_id, future.result(), report)
-                if running or flow is None or not advance(flow.plan, lead, known).finished:
-                    self.leads[lead.id] = state  # what is known survives a crash
+                if flow is not None and advance(flow.plan, lead, known).finished:
+                    continue  # the last one: its report is the lead's last
+                self.leads[lead.id] = state  # what is known survives a crash
+                yield report
+                report = Report(lead.id, run=state["run"])
         finally:
             for _, future in running.values():
                 future.cancel()

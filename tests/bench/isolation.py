@@ -1,0 +1,131 @@
+"""Isolation: a fast destination's delivery rate beside a slow peer in the same parallel
+flow, as a ratio of its rate alone, measured in one run (target: at least 0.8 each).
+
+- alone: one worker, every lead to nginx (``fast``);
+- beside a peer that answers 201 after 1 s;
+- beside a peer that hangs past the destination's 3 s timeout.
+
+The fast destination's rate is read from the broker timestamps of its delivery events,
+first to last, so the slow peer's tail does not count against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.avro import EventDecoder
+from streams.broker import EmbeddedBroker
+from tests.bench.delivery import (
+    Nginx,
+    SlowRecipient,
+    create_topics,
+    produce_leads,
+    start_courier,
+)
+from tests.bench.mapping import sample_leads
+
+PEER_TIMEOUT_S = 3.0
+
+
+def destinations_yaml(fast_url: str, peer_url: str | None) -> str:
+    fast = f"""
+  - id: fast
+    url: {fast_url}
+    mapping: {{ref: id, email: lead.email, first_name: lead.first_name}}
+"""
+    if peer_url is None:
+        return f"destinations:{fast}flows:\n  - id: alone\n    plan: fast\n"
+    return f"""destinations:{fast}
+  - id: peer
+    url: {peer_url}
+    timeouts: {{total: {PEER_TIMEOUT_S}}}
+    retry: {{max_attempts: 1}}
+    circuit: {{enabled: false}}
+    mapping: {{ref: id}}
+flows:
+  - id: both
+    plan: {{parallel: [fast, peer]}}
+"""
+
+
+async def fast_rate(bootstrap: str, topic: str, count: int, timeout_s: float) -> float:
+    """Deliveries per second to ``fast``, first to last of its events' broker timestamps."""
+    decoder = EventDecoder()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    stamps: list[int] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not consumer.partitions_for_topic(topic):
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.2)
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        while len(stamps) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(stamps)} of {count} fast deliveries")
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    _, event = await decoder.decode(record.value)
+                    if event["destination_id"] == "fast":
+                        stamps.append(record.timestamp)
+    finally:
+        await consumer.stop()
+    span_s = (max(stamps) - min(stamps)) / 1000
+    return (count - 1) / span_s if span_s > 0 else float("inf")
+
+
+async def one_run(
+    broker: EmbeddedBroker, fast_url: str, peer_url: str | None, leads: list[bytes], workdir: Path
+) -> float:
+    tag = uuid.uuid4().hex[:8]
+    destinations = destinations_yaml(fast_url, peer_url)
+    await create_topics(broker.bootstrap, f"leads-{tag}")
+    await produce_leads(broker.bootstrap, f"leads-{tag}", leads)
+    worker = start_courier(broker, fast_url, tag, workdir, destinations=destinations)
+    try:
+        return await fast_rate(broker.bootstrap, f"events-{tag}", len(leads), 300)
+    finally:
+        worker.kill()  # its peer's backlog is not what is measured
+        await asyncio.to_thread(worker.wait, 60)
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    return asyncio.run(_run(quick))
+
+
+async def _run(quick: bool) -> dict[str, Any]:
+    count = 3_000
+    rounds = 1 if quick else 3
+    leads = [orjson.dumps(lead.envelope) for lead in sample_leads(count)]
+    rates: dict[str, list[float]] = {"alone": [], "beside_1s": [], "beside_hanging": []}
+    with Nginx() as nginx, EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as workdir:
+        async with SlowRecipient(1.0) as slow, SlowRecipient(PEER_TIMEOUT_S * 10) as hanging:
+            for _ in range(rounds):
+                work = Path(workdir)
+                rates["alone"].append(await one_run(broker, nginx.url(), None, leads, work))
+                rates["beside_1s"].append(
+                    await one_run(broker, nginx.url(), slow.url(), leads, work)
+                )
+                rates["beside_hanging"].append(
+                    await one_run(broker, nginx.url(), hanging.url(), leads, work)
+                )
+    median = {name: statistics.median(r) for name, r in rates.items()}
+    return {
+        "leads": count,
+        "rounds": rounds,
+        **{f"fast_{name}_leads_per_s": round(rate) for name, rate in median.items()},
+        "beside_1s_vs_alone": round(median["beside_1s"] / median["alone"], 3),
+        "beside_hanging_vs_alone": round(median["beside_hanging"] / median["alone"], 3),
+        "targets": {"beside_1s_vs_alone": 0.8, "beside_hanging_vs_alone": 0.8},
+    }

@@ -13,9 +13,9 @@ partitioner puts it), else the routing topic's, one hop away. Three agents:
 
 Every record is handled as its own task, so no record waits for another: a slow
 destination holds only its own in-flight slots (streams/stages/delivery.py), never the
-agent. A record is acknowledged when everything it sent is confirmed, in any order; Faust
-commits a partition's offsets only up to its oldest record still unacknowledged, so a
-restart redoes what was in flight (at least once; the lead's state makes repeats
+agent. A record is acknowledged when everything it sent is confirmed and every record
+before it in its partition is acknowledged (``InOrder``), so a partition's committed
+offset never passes a record in progress, and a restart redoes what was in flight (at least once; the lead's state makes repeats
 harmless). Whatever a handler raises ends that record's lead alone (``Handlers.failed``).
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -51,10 +52,12 @@ def register_agents(
     owns_lead: Callable[[], Callable[[str], bool]],
     remember_delivered_s: float,
     abandon: Callable[[Any], None],
+    track_writes: Callable[[], None],
 ) -> None:
     """``handlers``: built once per worker when first needed (encoders may register schemas);
     ``held_per_agent``: records an agent may hold unacknowledged at once (then it waits);
-    ``abandon(message)``: a stopping worker gives up a record without acknowledging it."""
+    ``abandon(message)``: a stopping worker gives up a record without acknowledging it;
+    ``track_writes()``: the table writes of the record's task are the ones it confirms."""
 
     async def send_all(records: list[Out]) -> None:
         confirmations = [
@@ -70,10 +73,13 @@ def register_agents(
         await asyncio.gather(*confirmations)
 
     def each_record(topic: Any, stage: Stage, handle: Callable[[Handlers], Handle]) -> None:
-        async def one(event: Any, slots: asyncio.Semaphore) -> None:
+        acks = InOrder(abandon)
+
+        async def one(event: Any, slots: asyncio.Semaphore, held: list[Any]) -> None:
             message = event.message
             replayed = REPLAYED_HEADER in dict(message.headers or ())
             origin = Origin(message.topic, message.partition, message.offset, replayed)
+            track_writes()
             try:
                 on = await handlers()
                 try:
@@ -87,13 +93,13 @@ def register_agents(
                 # Stopping (our HTTP sender drained), or even the failure's records could not
                 # be sent: left unacknowledged, so the record is handled again after a restart.
                 if _stopping(exc):
-                    abandon(message)
+                    acks.give_up(held)
                 else:
                     log.exception("%s: a record stays unacknowledged", stage)
                 return
             finally:
                 slots.release()
-            event.ack()
+            acks.done(held)
 
         async def agent(stream: Any) -> None:
             slots = asyncio.Semaphore(held_per_agent)
@@ -104,7 +110,7 @@ def register_agents(
                     # Ours until handled: Faust's own ack on the next iteration leaves one
                     # reference, which ``one`` drops when everything it sent is confirmed.
                     event.message.incref()
-                    task = asyncio.ensure_future(one(event, slots))
+                    task = asyncio.ensure_future(one(event, slots, acks.hold(event)))
                     running.add(task)
                     task.add_done_callback(running.discard)
             finally:
@@ -135,6 +141,44 @@ def register_agents(
         on = await handlers()
         on.home.forget(remember_delivered_s, owns_lead())
         on.desk.forget_delivered(remember_delivered_s, owns_destination())
+
+
+class InOrder:
+    """Records handled in any order, acknowledged in each partition's order.
+
+    Faust commits the first run of consecutive acknowledged offsets it finds, even with an
+    earlier record still in progress (and it forgives a gap of one after the committed
+    offset): acknowledged out of order, a crash would skip records that never finished."""
+
+    def __init__(self, abandon: Callable[[Any], None]) -> None:
+        self._abandon = abandon
+        self._queues: dict[Any, deque[list[Any]]] = defaultdict(deque)
+        self._stopping: set[Any] = set()
+
+    def hold(self, event: Any) -> list[Any]:
+        held = [event, None]  # None: in progress; then "done" or "given up"
+        self._queues[event.message.tp].append(held)
+        return held
+
+    def done(self, held: list[Any]) -> None:
+        held[1] = "done"
+        self._release(held[0].message.tp)
+
+    def give_up(self, held: list[Any]) -> None:
+        """Stopping: this record is left for the next worker, and so is every record after
+        it in its partition (acknowledging one would commit past it)."""
+        held[1] = "given up"
+        self._stopping.add(held[0].message.tp)
+        self._release(held[0].message.tp)
+
+    def _release(self, tp: Any) -> None:
+        queue = self._queues[tp]
+        while queue and queue[0][1] is not None:
+            event, _ = queue.popleft()
+            if tp in self._stopping:
+                self._abandon(event.message)
+            else:
+                event.ack()
 
 
 def _stopping(exc: BaseException) -> bool:

@@ -32,7 +32,7 @@ from streams.config import Destination, DestinationsFile, Settings
 from streams.control.circuit import heard
 from streams.control.desk import DeliveryDesk, Unremembered, lead_key, owner_key
 from streams.control.home import Home
-from streams.control.tables import KeyedTable, keyed_table, partition_of
+from streams.control.tables import confirmed, keyed_table, partition_of, track_writes
 from streams.handlers import Handlers, Origin
 from streams.model import Lead
 from streams.stages.attempt import Attempt, attempt_delivery
@@ -265,6 +265,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         owns_lead=owns(settings.routing_topic),
         remember_delivered_s=settings.remember_delivered_h * 3600,
         abandon=lambda message: abandon(app, message),
+        track_writes=track_writes,
     )
 
     @app.task  # type: ignore[untyped-decorator]
@@ -281,7 +282,9 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
 
 async def follow_circuits(settings: Settings, circuits: dict[str, Any], worker_name: str) -> None:
     """Every worker reads every circuit change on the control topic and takes it as its
-    own: a circuit one worker opened is open in all within a fetch wait."""
+    own: a circuit one worker opened is open in all within a fetch wait. It reads from the
+    beginning: a worker that starts while a circuit is open learns it (the topic holds
+    only state changes; an old "open" whose cool-down is over just lets a trial through)."""
     reader = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers(),
         enable_auto_commit=False,
@@ -298,7 +301,8 @@ async def follow_circuits(settings: Settings, circuits: dict[str, Any], worker_n
             await asyncio.sleep(0.5)
         assigned = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic)]
         reader.assign(assigned)
-        await reader.seek_to_end(*assigned)
+        await reader.seek_to_beginning(*assigned)
+        log.info("following circuit changes on %s", topic)
         async for record in reader:
             try:
                 _, event = await decoder.decode(record.value)
@@ -310,6 +314,12 @@ async def follow_circuits(settings: Settings, circuits: dict[str, Any], worker_n
             state = heard(event["after"], event["at"].timestamp())
             if state is not None:
                 circuits[event["destination_id"]] = state.as_dict()
+                log.warning(
+                    "circuit of %s: %s (heard from %s)",
+                    event["destination_id"],
+                    event["after"],
+                    event["worker"],
+                )
     finally:
         await session.close()
         with contextlib.suppress(TimeoutError):
@@ -340,7 +350,7 @@ async def _handlers(
         leads_topic=settings.leads_topic,
         worker_name=worker_name,
         at_home=at_home,
-        confirmed=KeyedTable.all_confirmed,
+        confirmed=confirmed,
     )
 
 

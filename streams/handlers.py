@@ -59,6 +59,10 @@ class Origin:
     offset: int
     replayed: bool = False
 
+    @property
+    def source(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
 
 @dataclass(frozen=True, slots=True)
 class Out:
@@ -142,7 +146,7 @@ class Handlers:
             except orjson.JSONEncodeError:
                 yield [dead_letter(value, key, TOO_DEEP, origin)]
                 return
-            async for report in self.home.take(parsed, flow, origin.replayed):
+            async for report in self.home.take(parsed, flow, origin.source, origin.replayed):
                 yield await self.written(report)
             return
         message = {
@@ -172,11 +176,14 @@ class Handlers:
                 if flow is None:
                     yield [self.outcome(lead.id, [], NO_MATCHING_FLOW, 1)]
                     return
-                reports = self.home.take(lead, flow, bool(message.get("replayed")))
+                reports = self.home.take(lead, flow, origin.source, bool(message.get("replayed")))
             elif kind == "attempt":
-                reports = self.home.answer(message["lead_id"], message["path"], message["attempt"])
+                reports = self.home.answer(
+                    message["lead_id"], message["path"], message["attempt"], origin.source
+                )
             else:
-                reports = self.home.retry(WorkItem.from_json(message["item"].encode()))
+                item = WorkItem.from_json(message["item"].encode())
+                reports = self.home.retry(item, origin.source)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, MessageError) as exc:
             unreadable = Rejected("Unreadable routing record", f"{type(exc).__name__}: {exc}")
             yield [dead_letter(value, key, unreadable, origin)]

@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from streams.control.circuit import Change
@@ -82,46 +82,58 @@ class Home:
         return self._flows.get(flow_id)
 
     async def take(
-        self, lead: Lead, flow: CompiledFlow, replayed: bool = False
+        self, lead: Lead, flow: CompiledFlow, source: str, replayed: bool = False
     ) -> AsyncIterator[Report]:
-        """A lead came in (or again: a restart, a repeat, a replayed dead letter)."""
+        """A lead came in (or again: a restart, a repeat, a replayed dead letter).
+        ``source``: the record's topic, partition and offset."""
         async with self._one_at_a_time(lead.id):
             state = self.leads.get(lead.id)
             if state is None:
                 state = _new_state(lead, flow.id, 1, {})
             elif state["finished"] is not None:
-                if not replayed:  # its outcome is written: nothing more, ever
+                if replayed:
+                    state = _new_state(lead, flow.id, state["run"] + 1, state["accepted"])
+                else:
+                    async for report in self._ended(state, lead.id, source):
+                        yield report
                     return
-                state = _new_state(lead, flow.id, state["run"] + 1, state["accepted"])
             else:
                 # Seen again while it waits: its asks may have been lost with a stopped
                 # worker, so they are made again (a destination's partition drops an ask
                 # it is already working on, and never resends to who accepted).
                 state = {**state, "asked": []}
-            async for report in self._run(state):
+            async for report in self._run(state, source):
                 yield report
 
     async def answer(
-        self, lead_id: str, path: str, attempt: dict[str, Any]
+        self, lead_id: str, path: str, attempt: dict[str, Any], source: str
     ) -> AsyncIterator[Report]:
         """An attempt came back from a destination's partition (``attempt_to_dict``)."""
         async with self._one_at_a_time(lead_id):
             state = self.leads.get(lead_id)
-            if state is None or state["finished"] is not None or path in state["known"]:
+            if state is not None and state["finished"] is not None:
+                async for report in self._ended(state, lead_id, source):
+                    yield report
+                return
+            if state is None or path in state["known"]:
                 return  # a repeat
             asked = [p for p in state["asked"] if p != path]
             known = {**state["known"], path: attempt}
-            async for report in self._run({**state, "known": known, "asked": asked}):
+            async for report in self._run({**state, "known": known, "asked": asked}, source):
                 yield report
 
-    async def retry(self, item: WorkItem) -> AsyncIterator[Report]:
+    async def retry(self, item: WorkItem, source: str) -> AsyncIterator[Report]:
         """A parked delivery is due (its item carries its attempt number)."""
         lead_id = item.lead.id
         async with self._one_at_a_time(lead_id):
             state = self.leads.get(lead_id)
-            if state is None or state["finished"] is not None or item.path in state["known"]:
+            if state is not None and state["finished"] is not None:
+                async for report in self._ended(state, lead_id, source):
+                    yield report
                 return
-            async for report in self._run(dict(state), first=item):
+            if state is None or item.path in state["known"]:
+                return
+            async for report in self._run(dict(state), source, first=item):
                 yield report
 
     def give_up(self, lead_id: str) -> int:
@@ -161,7 +173,28 @@ class Home:
             if not users[0]:
                 del self._locks[lead_id]
 
-    async def _run(self, state: LeadState, first: WorkItem | None = None) -> AsyncIterator[Report]:
+    async def _ended(self, state: LeadState, lead_id: str, source: str) -> AsyncIterator[Report]:
+        """A finished lead's record seen again. The very record that finished it, handled
+        again (the worker stopped before it was acknowledged): its last records may not
+        have been written, so they are, again, with the same event ids. Any other record
+        (an upstream repeat): nothing, ever: one outcome per lead."""
+        ending = state.get("ending")
+        if ending is None or ending["source"] != source:
+            return
+        lead = Lead(lead_id, ending["lead"] or {"id": lead_id})
+        attempts = [attempt_from_dict(doc) for doc in ending["attempts"]]
+        accepted = any(a.outcome.kind is OutcomeKind.SUCCESS for a in attempts)
+        report = Report(lead_id, run=state["run"], lead=lead)
+        report.attempts = [
+            (attempt_from_dict(doc), None if at is None else datetime.fromtimestamp(at, UTC))
+            for doc, at in ending["events"]
+        ]
+        report.finished = Progress(attempts, accepted, lead, [])
+        yield report
+
+    async def _run(
+        self, state: LeadState, source: str, first: WorkItem | None = None
+    ) -> AsyncIterator[Report]:
         """Go on with the plan until it ends or waits; ``first``: a due retry to make.
 
         A report comes out as soon as an attempt is known and the plan goes on, with the
@@ -186,7 +219,7 @@ class Home:
                     progress = advance(flow.plan, lead, known)
                 if progress.finished:
                     report.finished, report.lead = progress, lead
-                    self.leads[lead.id] = _finished(state, self._clock())
+                    self.leads[lead.id] = _finished(state, self._clock(), source, report)
                     yield report
                     return
                 if self._start(state, progress.needed, known, running, report):
@@ -288,6 +321,22 @@ def _new_state(lead: Lead, flow_id: str, run: int, accepted: dict[str, Any]) -> 
     }
 
 
-def _finished(state: LeadState, now: float) -> LeadState:
-    """What is kept of a finished lead: who accepted it (never sent twice), and when."""
-    return {"run": state["run"], "accepted": state["accepted"], "finished": now}
+def _finished(
+    state: LeadState, now: float, source: str = "", report: Report | None = None
+) -> LeadState:
+    """What is kept of a finished lead: who accepted it (never sent twice), when, and what
+    its last records were, to write them again if the record that ended it comes again.
+    The lead itself only when it may be dead-lettered (nobody took it)."""
+    kept: LeadState = {"run": state["run"], "accepted": state["accepted"], "finished": now}
+    if report is not None and report.finished is not None:
+        sold = report.finished.accepted
+        kept["ending"] = {
+            "source": source,
+            "attempts": [attempt_to_dict(a) for a in report.finished.attempts],
+            "events": [
+                [attempt_to_dict(a), None if at is None else at.timestamp()]
+                for a, at in report.attempts
+            ],
+            "lead": None if sold else state["lead"],
+        }
+    return kept

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import faust
@@ -26,11 +27,30 @@ def partition_of(owner: str, partitions: int) -> int:
     return (hashed & 0x7FFFFFFF) % partitions
 
 
-class KeyedTable(faust.Table):  # type: ignore[type-arg]
-    """A table whose changelog partition is that of ``owner(key)``, and whose writes can be
-    awaited: ``all_confirmed`` returns when every table write sent so far is stored."""
+# The table writes made while handling one record (its task and the tasks it starts):
+# ``confirmed`` waits for those, not for every write in the worker.
+_writes: ContextVar[list[asyncio.Future[Any]] | None] = ContextVar("table_writes", default=None)
 
-    _unconfirmed: set[asyncio.Future[Any]] = set()  # every KeyedTable's, in this process
+
+def track_writes() -> None:
+    """From here on in this task (and the tasks it starts), table writes are collected."""
+    _writes.set([])
+
+
+async def confirmed() -> None:
+    """Every table write collected since ``track_writes`` is stored by the broker: what
+    depends on a table's state (an event naming an acceptance) may now be written, and a
+    restart will never find the one without the other."""
+    pending = _writes.get()
+    if pending:
+        writes = list(pending)
+        pending.clear()
+        await asyncio.gather(*writes)
+
+
+class KeyedTable(faust.Table):  # type: ignore[type-arg]
+    """A table whose changelog partition is that of ``owner(key)``; its writes are
+    collected for ``confirmed``."""
 
     def __init__(self, app: Any, *, owner: Callable[[str], str], **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
@@ -41,16 +61,10 @@ class KeyedTable(faust.Table):  # type: ignore[type-arg]
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         future = super().send_changelog(*args, **kwargs)
-        KeyedTable._unconfirmed.add(future)
-        future.add_done_callback(KeyedTable._unconfirmed.discard)
+        pending = _writes.get()
+        if pending is not None:
+            pending.append(future)
         return future
-
-    @staticmethod
-    async def all_confirmed() -> None:
-        """Before writing what depends on a table's state (an event naming an acceptance):
-        the state is stored first, so a restart never finds the event without it."""
-        if KeyedTable._unconfirmed:
-            await asyncio.gather(*list(KeyedTable._unconfirmed))
 
 
 def keyed_table(app: Any, name: str, partitions: int, owner: Callable[[str], str]) -> Any:

@@ -15,6 +15,7 @@ from streams.model import Lead, Outcome, OutcomeKind
 from streams.stages.attempt import Attempt, not_sent
 
 LEAD = Lead("L1", {"id": "L1", "lead": {}})
+SOURCE = "leads:0:1"  # the record a lead came in
 
 
 class Writes(dict[str, Any]):
@@ -102,13 +103,20 @@ async def test_a_lead_to_one_destination_costs_one_table_write_and_ends_once() -
     at_home = home("crm", recipients)
     flow = at_home.flow("f")
     assert flow is not None
-    report = await merged(at_home.take(LEAD, flow))
+    report = await merged(at_home.take(LEAD, flow, SOURCE))
     assert report.finished is not None and report.finished.accepted
     assert [a.destination_id for a, _ in report.attempts] == ["crm"]
     assert at_home.leads.writes == 1  # type: ignore[attr-defined]
     assert at_home.leads["L1"]["finished"] is not None
-    again = await merged(at_home.take(LEAD, flow))  # a restart, a repeat: no second outcome
-    assert again.finished is None and again.attempts == []
+    repeat = await merged(at_home.take(LEAD, flow, "leads:0:7"))  # upstream sent it again
+    assert repeat.finished is None and repeat.attempts == []  # no second outcome
+    # The record that ended it, handled again (its worker died before acknowledging it):
+    # its last records again, as they were, and nothing sent to anyone.
+    redo = await merged(at_home.take(LEAD, flow, SOURCE))
+    assert redo.finished is not None and redo.finished.accepted
+    assert [(a.destination_id, a.outcome.reference_id) for a, _ in redo.attempts] == [
+        ("crm", "R-1")
+    ]
     assert recipients.calls == [("crm", 1)]
 
 
@@ -117,10 +125,10 @@ async def test_a_replayed_lead_runs_again_without_resending_to_who_accepted() ->
     at_home = home({"sequence": ["crm", "buyer"]}, recipients, buyer={"retry": {"max_attempts": 1}})
     flow = at_home.flow("f")
     assert flow is not None
-    first = await merged(at_home.take(LEAD, flow))
+    first = await merged(at_home.take(LEAD, flow, SOURCE))
     assert first.finished is not None and first.run == 1
     recipients.answers["buyer"] = accepted
-    second = await merged(at_home.take(LEAD, flow, replayed=True))
+    second = await merged(at_home.take(LEAD, flow, "leads:0:9", replayed=True))
     assert second.run == 2 and second.finished is not None and second.finished.accepted
     assert recipients.calls == [("crm", 1), ("buyer", 1), ("buyer", 1)]
     assert [a.destination_id for a, _ in second.attempts] == ["buyer"]  # crm remembered
@@ -143,7 +151,7 @@ async def test_after_a_crash_the_plan_goes_on_from_what_was_known() -> None:
         "accepted": {},
         "finished": None,
     }
-    report = await merged(at_home.take(LEAD, flow))
+    report = await merged(at_home.take(LEAD, flow, SOURCE))
     assert recipients.calls == [("b", 1)]  # a is not asked again
     assert report.finished is not None and report.finished.accepted
 
@@ -154,18 +162,18 @@ async def test_a_retry_waits_in_its_table_and_comes_back_with_its_number() -> No
     at_home = home("buyer", recipients, parked=parked, buyer={"retry": {"max_attempts": 3}})
     flow = at_home.flow("f")
     assert flow is not None
-    report = await merged(at_home.take(LEAD, flow))
+    report = await merged(at_home.take(LEAD, flow, SOURCE))
     ((attempt, next_at),) = report.attempts
     assert attempt.outcome.kind is OutcomeKind.ERROR and next_at is not None
     assert report.finished is None
     assert at_home.leads["L1"]["lead"] == LEAD.envelope  # it waits: the lead goes with it
-    parked_again = await merged(at_home.take(LEAD, flow))  # parked: not resent
+    parked_again = await merged(at_home.take(LEAD, flow, SOURCE))  # parked: not resent
     assert parked_again.attempts == [] and parked_again.finished is None
     _make_due(at_home)
     ((key, value, item),) = at_home.desk.due(lambda _: True)
     at_home.desk.release(key, value)
     recipients.answers["buyer"] = accepted
-    report = await merged(at_home.retry(item))
+    report = await merged(at_home.retry(item, "routing:0:3"))
     assert item.number == 2
     assert report.finished is not None and report.finished.accepted
     assert recipients.calls == [("buyer", 1), ("buyer", 2)]
@@ -182,17 +190,18 @@ async def test_a_capped_destination_is_asked_in_its_partition_and_its_answer_goe
     at_home = home("buyer", recipients, buyer={"caps": {"day": 10}})
     flow = at_home.flow("f")
     assert flow is not None
-    report = await merged(at_home.take(LEAD, flow))
+    report = await merged(at_home.take(LEAD, flow, SOURCE))
     ((ask,),) = [report.asks]
     assert (ask.destination_id, ask.path) == ("buyer", "plan")
     assert recipients.calls == []  # not delivered here: its counts live elsewhere
-    again = await merged(at_home.take(LEAD, flow))  # seen again while it waits: asked again
+    again = await merged(at_home.take(LEAD, flow, SOURCE))  # seen again while it waits: asked again
     assert [a.path for a in again.asks] == ["plan"]
     dest = Destination.model_validate({"id": "buyer", "url": "http://127.0.0.1:9/b"})
     answer = attempt_to_dict(not_sent(LEAD, dest, accepted()))
-    done = await merged(at_home.answer("L1", "plan", answer))
+    done = await merged(at_home.answer("L1", "plan", answer, "routing:0:5"))
     assert done.finished is not None and done.finished.accepted
-    assert (await merged(at_home.answer("L1", "plan", answer))).finished is None  # a repeat
+    repeat = await merged(at_home.answer("L1", "plan", answer, "routing:0:8"))
+    assert repeat.finished is None  # another copy of the answer: nothing
 
 
 async def test_records_of_one_lead_are_handled_one_at_a_time() -> None:
@@ -207,11 +216,15 @@ async def test_records_of_one_lead_are_handled_one_at_a_time() -> None:
     at_home = home({"parallel": ["crm", "buyer"]}, recipients, buyer={"caps": {"day": 5}})
     flow = at_home.flow("f")
     assert flow is not None
-    first = asyncio.ensure_future(merged(at_home.take(LEAD, flow)))
+    first = asyncio.ensure_future(merged(at_home.take(LEAD, flow, SOURCE)))
     await asyncio.sleep(0.01)
     dest = Destination.model_validate({"id": "buyer", "url": "http://127.0.0.1:9/b"})
     answer = asyncio.ensure_future(
-        merged(at_home.answer("L1", "plan.1", attempt_to_dict(not_sent(LEAD, dest, accepted()))))
+        merged(
+            at_home.answer(
+                "L1", "plan.1", attempt_to_dict(not_sent(LEAD, dest, accepted())), "routing:0:6"
+            )
+        )
     )
     await asyncio.sleep(0.01)
     assert not answer.done()  # waits for the record before it

@@ -268,6 +268,16 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         track_writes=track_writes,
     )
 
+    @app.timer(1.0)  # type: ignore[untyped-decorator]
+    async def _share_limits() -> None:
+        """Each worker takes its part of every destination's limits: the part of the
+        partitions it delivers from, so the limits hold for the group as a whole."""
+        routing = settings.routing_topic
+        mine = sum(1 for tp in app.consumer.assignment() if tp.topic == routing)
+        if mine and mine / partitions != sender.share:
+            sender.share = mine / partitions
+            log.info("this worker's share of each destination's limits: %.2f", sender.share)
+
     @app.task  # type: ignore[untyped-decorator]
     async def _follow_circuits() -> None:
         await follow_circuits(settings, circuits, worker_name)

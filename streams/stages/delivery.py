@@ -66,15 +66,25 @@ class HttpSender:
         self._closed = False
         self._draining = False
         self._session: aiohttp.ClientSession | None = None
-        self._gates: dict[str, _Gate] = {}
+        self._gates: dict[str, tuple[float, _Gate]] = {}
+        # This worker's share of a destination's limits (its part of the partitions that
+        # deliver to it): the limits hold for all workers together.
+        self.share = 1.0
 
     def _gate(self, destination: Destination) -> _Gate:
-        gate = self._gates.get(destination.id)
-        if gate is None:
-            limits = destination.limits
-            gate = self._gates[destination.id] = _Gate(
-                limits.concurrency or self._in_flight_per_destination, limits.per_second
-            )
+        # A destination with caps is delivered from its own partition, in one worker: all
+        # of its limits are that worker's. Every other one from every lead's partition.
+        share = 1.0 if destination.caps is not None else self.share
+        known = self._gates.get(destination.id)
+        if known is not None and known[0] == share:
+            return known[1]
+        limits = destination.limits
+        concurrency = limits.concurrency
+        if concurrency is not None:
+            concurrency = max(1, int(concurrency * share))  # never more than all together
+        per_second = None if limits.per_second is None else limits.per_second * share
+        gate = _Gate(concurrency or self._in_flight_per_destination, per_second)
+        self._gates[destination.id] = (share, gate)
         return gate
 
     def _session_or_new(self) -> aiohttp.ClientSession:

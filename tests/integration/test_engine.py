@@ -230,3 +230,32 @@ async def test_sigkill_while_retries_wait_keeps_retry_after_and_max_attempts(
         assert min(gaps) >= 3.0, min(gaps)  # Retry-After held across the kill
     finally:
         await recipient.stop()
+
+
+async def test_a_limit_per_second_holds_for_two_workers_together(
+    kafka: Any, topics: Any, start_worker: Any
+) -> None:
+    times: list[float] = []
+
+    async def counting(server: Recipient, received: Received) -> web.Response:
+        times.append(time.monotonic())
+        return web.json_response({"id": "B-1"}, status=201)
+
+    recipient = await Recipient(answer=counting).start()
+    try:
+        destinations = one_buyer(recipient, limits="{per_second: 10}")
+        first = start_worker(destinations, name="a", env={"WORKER_TAG": "a"})
+        start_worker(destinations, name="b", app_id=first.app_id, env={"WORKER_TAG": "b"})
+        await both_working(recipient, kafka, topics, "warm")
+        await asyncio.sleep(2.0)  # each worker has taken its share since it got partitions
+        start = len(times)
+        await publish(kafka, topics.leads, [{"id": f"L-{i:03d}", "lead": {}} for i in range(80)])
+        await recipient.wait_for(len(recipient.requests) + 80, timeout_s=60)
+        # From the second second on: requests that waited for a worker's allowance while
+        # it still had all the partitions (before the other joined) go out at the old rate.
+        burst = [t for t in times[start:] if t >= times[start] + 1.0]
+        busiest = max(sum(1 for t in burst if s <= t < s + 1.0) for s in burst)
+        assert busiest <= 11, busiest  # 10 a second for both together (one at the edge)
+        assert {r.headers["X-Worker"] for r in recipient.requests[-80:]} == {"a", "b"}
+    finally:
+        await recipient.stop()

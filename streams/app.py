@@ -153,7 +153,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         settings.app_id,
         # Our transport: Faust's aiokafka one with a shorter fetch wait (see below).
         broker=settings.broker_url().replace("kafka://", f"{TRANSPORT_SCHEME}://", 1),
-        store="memory://",
+        store=f"{settings.store}://",
         autodiscover=False,
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,

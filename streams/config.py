@@ -89,7 +89,10 @@ class Settings(BaseSettings):
     # Loopback unless asked: in a container or pod set 0.0.0.0 so probes can reach it.
     web_bind: str = "127.0.0.1"
     log_level: Literal["debug", "info", "warn", "error", "crit"] = "warn"
-    data_dir: Path = Path(".courier-data")
+    data_dir: Path = Path(".courier-data")  # the table store (RocksDB) lives here
+    # RocksDB (faust-streaming's rocksdict store): tables on disk, a restart reads only the
+    # changelog written since. "memory": rebuilt from the changelogs at every start.
+    store: Literal["rocksdb", "memory"] = "rocksdb"
 
     def broker_url(self) -> str:
         if not self.broker:

@@ -109,32 +109,24 @@ class Home:
         self, lead_id: str, path: str, attempt: dict[str, Any], source: str
     ) -> AsyncIterator[Report]:
         """An attempt came back from a destination's partition (``attempt_to_dict``)."""
-        async with self._one_at_a_time(lead_id):
-            state = self.leads.get(lead_id)
-            if state is not None and state["finished"] is not None:
-                async for report in self._ended(state, lead_id, source):
-                    yield report
-                return
-            if state is None or path in state["known"]:
-                return  # a repeat
+
+        def with_answer(state: LeadState) -> tuple[LeadState, None] | None:
+            if path in state["known"]:
+                return None  # a repeat
             asked = [p for p in state["asked"] if p != path]
-            known = {**state["known"], path: attempt}
-            async for report in self._run({**state, "known": known, "asked": asked}, source):
-                yield report
+            return {**state, "known": {**state["known"], path: attempt}, "asked": asked}, None
+
+        async for report in self._resume(lead_id, source, with_answer):
+            yield report
 
     async def retry(self, item: WorkItem, source: str) -> AsyncIterator[Report]:
         """A parked delivery is due (its item carries its attempt number)."""
-        lead_id = item.lead.id
-        async with self._one_at_a_time(lead_id):
-            state = self.leads.get(lead_id)
-            if state is not None and state["finished"] is not None:
-                async for report in self._ended(state, lead_id, source):
-                    yield report
-                return
-            if state is None or item.path in state["known"]:
-                return
-            async for report in self._run(dict(state), source, first=item):
-                yield report
+
+        def due(state: LeadState) -> tuple[LeadState, WorkItem] | None:
+            return None if item.path in state["known"] else (dict(state), item)
+
+        async for report in self._resume(item.lead.id, source, due):
+            yield report
 
     def give_up(self, lead_id: str) -> int:
         """Our own code failed on this lead: it is finished (its error outcome is the one
@@ -172,6 +164,27 @@ class Home:
             users[0] -= 1
             if not users[0]:
                 del self._locks[lead_id]
+
+    async def _resume(
+        self,
+        lead_id: str,
+        source: str,
+        step: Callable[[LeadState], tuple[LeadState, WorkItem | None] | None],
+    ) -> AsyncIterator[Report]:
+        """A waiting lead goes on with what ``step`` makes of its state (None: nothing to
+        do), and a due delivery to make first, if any."""
+        async with self._one_at_a_time(lead_id):
+            state = self.leads.get(lead_id)
+            if state is None:
+                return
+            if state["finished"] is not None:
+                async for report in self._ended(state, lead_id, source):
+                    yield report
+                return
+            resumed = step(state)
+            if resumed is not None:
+                async for report in self._run(resumed[0], source, first=resumed[1]):
+                    yield report
 
     async def _ended(self, state: LeadState, lead_id: str, source: str) -> AsyncIterator[Report]:
         """A finished lead's record seen again. The very record that finished it, handled

@@ -13,21 +13,14 @@ from streams.control.home import Home, Report
 from streams.control.messages import attempt_to_dict
 from streams.model import Lead, Outcome, OutcomeKind
 from streams.stages.attempt import Attempt, not_sent
+from tests.unit.control.test_desk import CountingTable
 
 LEAD = Lead("L1", {"id": "L1", "lead": {}})
 SOURCE = "leads:0:1"  # the record a lead came in
 
 
-class Writes(dict[str, Any]):
-    """A table that counts its writes (each one a changelog record in the worker)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes = 0
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.writes += 1
-        super().__setitem__(key, value)
+# A table that counts its writes (each one a changelog record in the worker).
+Writes = CountingTable
 
 
 class Recipients:

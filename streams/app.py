@@ -149,13 +149,17 @@ def abandon(app: Any, message: Any) -> None:
 
 
 def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
+    data_dir = settings.data_dir / settings.app_id
+    data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = CourierApp(
         settings.app_id,
         # Our transport: Faust's aiokafka one with a shorter fetch wait (see below).
         broker=settings.broker_url().replace("kafka://", f"{TRANSPORT_SCHEME}://", 1),
         store=f"{settings.store}://",
         autodiscover=False,
-        datadir=str(settings.data_dir),
+        # Faust names a table's RocksDB files by table and partition only: a directory of
+        # its own per app id, or two apps sharing a data dir would read each other's state.
+        datadir=str(data_dir),
         topic_partitions=settings.partitions,
         # Leader election needs an extra internal topic and we elect no leader.
         topic_disable_leader=True,

@@ -68,10 +68,13 @@ def worker(**options: Any) -> None:
             _fail(str(exc))
         click.echo(
             f"courier: no --broker given: started the embedded broker at {broker.url} "
-            "(Tansu, memory only: its topics are gone when this worker stops)",
+            "(Tansu, memory only: its topics are gone when this worker stops, so the "
+            "worker keeps its tables in memory too)",
             err=True,
         )
-        settings = settings.model_copy(update={"broker": broker.url})
+        # Tables on disk would outlive the broker's changelogs: the next start would find
+        # state for topics that no longer exist.
+        settings = settings.model_copy(update={"broker": broker.url, "store": "memory"})
     try:
         app = create_app(settings, destinations)
         worker_class()(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()

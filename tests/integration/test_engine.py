@@ -18,6 +18,7 @@ from streams.console import read_records
 from streams.control.tables import partition_of
 from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.recipients import Received, Recipient
+from tests.integration.worker import TopicNames, WorkerProcess
 
 PARTITIONS = 4
 
@@ -259,3 +260,24 @@ async def test_a_limit_per_second_holds_for_two_workers_together(
         assert {r.headers["X-Worker"] for r in recipient.requests[-80:]} == {"a", "b"}
     finally:
         await recipient.stop()
+
+
+async def test_two_apps_sharing_a_data_directory_keep_their_own_tables(
+    kafka: Any, recipient: Recipient, tmp_path: Any
+) -> None:
+    """Faust names RocksDB files by table and partition only: each app id gets its own
+    directory, or the second app would find the first one's leads finished."""
+    for app in ("first", "second"):
+        topics = TopicNames.unique()
+        worker = WorkerProcess(
+            kafka, one_buyer(recipient), tmp_path, topics, app_id=f"{app}-{topics.leads}",
+            env={"WORKER_TAG": app}, name="shared",
+        ).start()  # fmt: skip
+        try:
+            await publish(kafka, topics.leads, [{"id": "SAME-1", "lead": {}}])
+            (outcome,) = await collect(kafka, topics.outcomes, 1)
+            record = decode_with_schema_file(outcome.value, "lead_outcome")
+            assert record["accepted_by"] == ["buyer"], app
+        finally:
+            assert await worker.stopped() == 0, worker.log()
+    assert [r.headers["X-Worker"] for r in recipient.requests] == ["first", "second"]

@@ -199,14 +199,14 @@ class Handlers:
         sends += [self.circuit(destination, change) for destination, change in report.changes]
         sends += [self.to_work(item) for item in report.asks]
         if report.finished is not None and report.lead is not None:
-            sends += self.finish(report.lead, report.finished, report.run)
+            sends += self.finish(report.lead, report.finished, report.run, report.reason)
         assert all(s.key == key for s in sends if s.topic in ("events", "outcomes"))
         return sends
 
-    def finish(self, lead: Lead, finished: Progress, run: int) -> list[Out]:
+    def finish(self, lead: Lead, finished: Progress, run: int, reason: str) -> list[Out]:
         """The lead's outcome; and its dead letter when its plan ended on our own failure,
         or with nobody accepting it after retries ran out (for ``courier replay``)."""
-        sends = [self.outcome(lead.id, finished.attempts, "No destination", run)]
+        sends = [self.outcome(lead.id, finished.attempts, reason, run)]
         broken = [a for a in finished.attempts if a.outcome.category is OutcomeCategory.INTERNAL]
         exhausted = [a for a in finished.attempts if a.outcome.retryable]
         if broken:
@@ -274,8 +274,9 @@ class Handlers:
         lead_id = _lead_id(stage, value)
         sends = [dead_letter(value, key, why, origin)]
         if lead_id is not None:
-            run = self.home.give_up(lead_id)
-            sends.append(self.outcome(lead_id, [], internal_error(exc).reason, run))
+            reason = internal_error(exc).reason
+            run = self.home.give_up(lead_id, origin.source, reason)
+            sends.append(self.outcome(lead_id, [], reason, run))
         return sends
 
     # ── records ──────────────────────────────────────────────────────────────

@@ -58,6 +58,7 @@ class Report:
     finished: Progress | None = None
     lead: Lead | None = None  # as it came in, with ``finished`` (for its dead letter)
     run: int = 1
+    reason: str = "No destination"  # the outcome's reason when no destination was tried
 
 
 class Home:
@@ -128,11 +129,15 @@ class Home:
         async for report in self._resume(item.lead.id, source, due):
             yield report
 
-    def give_up(self, lead_id: str) -> int:
-        """Our own code failed on this lead: it is finished (its error outcome is the one
-        it gets; who accepted it stays remembered). Its run number."""
+    def give_up(self, lead_id: str, source: str, reason: str) -> int:
+        """Our own code failed on this lead: it is finished, its outcome says ``reason``
+        (written again if ``source`` is handled again); who accepted it stays remembered.
+        Its run number."""
         state = self.leads.get(lead_id) or _new_state(Lead(lead_id, {}), "", 1, {})
-        self.leads[lead_id] = _finished(state, self._clock())
+        kept = _finished(state, self._clock())
+        kept["ending"] = {"source": source, "attempts": [], "events": [], "lead": None}
+        kept["ending"]["reason"] = reason
+        self.leads[lead_id] = kept
         run: int = state["run"]
         return run
 
@@ -198,6 +203,7 @@ class Home:
         attempts = [attempt_from_dict(doc) for doc in ending["attempts"]]
         accepted = any(a.outcome.kind is OutcomeKind.SUCCESS for a in attempts)
         report = Report(lead_id, run=state["run"], lead=lead)
+        report.reason = ending.get("reason", report.reason)
         report.attempts = [
             (attempt_from_dict(doc), None if at is None else datetime.fromtimestamp(at, UTC))
             for doc, at in ending["events"]

@@ -119,7 +119,15 @@ async def test_a_failure_ends_the_lead_for_good_with_one_outcome() -> None:
     raw = orjson.dumps({"id": "L-2", "lead": {}})
     sends = on.failed("intake", raw, b"L-2", ORIGIN, TypeError())
     assert {s.topic for s in sends} == {"dlq", "outcomes"}
+    (outcome,) = [decoded(s, LEAD_OUTCOME) for s in sends if s.topic == "outcomes"]
     assert await sent(on.take_in(raw, b"L-2", Origin("leads", 0, 41))) == []  # seen again: no more
+    # The same record again (its worker was killed before acknowledging it): its outcome
+    # again, the same event, in case the first never reached the broker.
+    (again,) = [decoded(s, LEAD_OUTCOME) for s in await sent(on.take_in(raw, b"L-2", ORIGIN))]
+    assert (again["event_id"], again["reason"]) == (
+        outcome["event_id"],
+        "Internal error: TypeError",
+    )
 
 
 async def test_a_delivery_that_raises_is_its_own_error_and_the_waterfall_goes_on() -> None:

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,8 +139,15 @@ async def produce_leads(bootstrap: str, topic: str, leads: list[bytes]) -> None:
         await producer.stop()
 
 
-async def outcome_rate(bootstrap: str, topic: str, count: int, timeout_s: float) -> float:
-    """Leads per second between the first and the last outcome record's broker timestamp."""
+async def outcome_rate(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    timeout_s: float,
+    keep: Callable[[Any], bool] = lambda record: True,
+) -> float:
+    """Records per second between the first and the last ``count`` records' broker
+    timestamps (those ``keep`` takes; by default, every outcome)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     stamps: list[int] = []
@@ -157,7 +165,7 @@ async def outcome_rate(bootstrap: str, topic: str, count: int, timeout_s: float)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(stamps)} of {count} outcomes on {topic}")
             for records in (await consumer.getmany(timeout_ms=500)).values():
-                stamps += [r.timestamp for r in records]
+                stamps += [r.timestamp for r in records if keep(r)]
     finally:
         await consumer.stop()
     span_s = (max(stamps) - min(stamps)) / 1000

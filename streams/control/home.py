@@ -135,8 +135,13 @@ class Home:
         Its run number."""
         state = self.leads.get(lead_id) or _new_state(Lead(lead_id, {}), "", 1, {})
         kept = _finished(state, self._clock())
-        kept["ending"] = {"source": source, "attempts": [], "events": [], "lead": None}
-        kept["ending"]["reason"] = reason
+        kept["ending"] = {
+            "source": source,
+            "attempts": [],
+            "events": [],
+            "lead": None,
+            "reason": reason,
+        }
         self.leads[lead_id] = kept
         run: int = state["run"]
         return run

@@ -3,10 +3,12 @@
     NAME: str                          the name a destination's ``integration:`` uses
     Config: type[BaseModel]            the destination's integration-specific ``settings``
     DEFAULT_MAPPING: dict[str, str]    used when a destination gives no mapping
-    validate(lead, destination)        → a message (skip, nothing sent) or None
-    request(payload, destination, url) → HttpRequest: method, URL, body and the headers
+    validate(lead, settings)           → a message (skip, nothing sent) or None
+    request(payload, settings, target) → HttpRequest: method, URL, body and the headers
                                        the body needs; the core adds the destination's
                                        headers, Idempotency-Key and auth, then sends
+                                       (``settings``: the module's own Config; ``target``:
+                                       the destination's method and URL)
     response(request, response)        → Outcome
 
 Optional: DEFAULT_URL (the service's URL), AUTH_TYPES (the auth: types it works with).

@@ -11,25 +11,22 @@ SOAP faults (HTTP 500) whose ``faultstring`` says why.
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from xml.sax.saxutils import escape
 
 import defusedxml.ElementTree as SafeET
 from pydantic import BaseModel, ConfigDict, Field
 
-from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory
-from streams.stages.auth import Secret
-from streams.stages.conversions import to_text
-from streams.stages.outcome import (
+from streams.auth import Secret
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, Target
+from streams.outcome import (
     RAW_LIMIT,
     REASON_LIMIT,
     auth_failed,
     default_outcome,
     rate_limited,
 )
-
-if TYPE_CHECKING:
-    from streams.config import Destination
+from streams.template.conversions import to_text
 
 NAME = "five9"
 DEFAULT_URL = "https://api.five9.com/wsadmin/v13/AdminWebService"
@@ -60,13 +57,11 @@ class Config(BaseModel):
     call_now: bool = False
 
 
-def validate(lead: Lead, destination: Destination) -> str | None:
+def validate(lead: Lead, settings: Config) -> str | None:
     return None if lead.get("phone_1") else "phone_1 is required"
 
 
-def request(payload: dict[str, Any], destination: Destination, url: str) -> HttpRequest:
-    settings = destination.integration_settings
-    assert isinstance(settings, Config)
+def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRequest:
     columns = [
         (name, value) for name, value in payload.items() if not isinstance(value, dict | list)
     ]
@@ -94,7 +89,7 @@ def request(payload: dict[str, Any], destination: Destination, url: str) -> Http
         "SOAPAction": '""',
         "Authorization": f"Basic {base64.b64encode(pair).decode()}",
     }
-    return HttpRequest("POST", url, headers, body, frozenset({"authorization"}))
+    return HttpRequest("POST", target.url, headers, body, frozenset({"authorization"}))
 
 
 def response(req: HttpRequest, res: HttpResponse) -> Outcome:

@@ -5,17 +5,14 @@ buyers' posting APIs take it. Nested fields are written ``contact[email]`` (or
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict
 
-from streams.model import HttpRequest, HttpResponse, Lead, Outcome
-from streams.stages.conversions import to_text
-from streams.stages.outcome import default_outcome
-
-if TYPE_CHECKING:
-    from streams.config import Destination
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, Target
+from streams.outcome import default_outcome
+from streams.template.conversions import to_text
 
 NAME = "form_post"
 DEFAULT_MAPPING: dict[str, str] = {}
@@ -51,15 +48,13 @@ def form_pairs(payload: dict[str, Any], nested: str = "brackets") -> list[tuple[
     return pairs
 
 
-def validate(lead: Lead, destination: Destination) -> str | None:
+def validate(lead: Lead, settings: Config) -> str | None:
     return None
 
 
-def request(payload: dict[str, Any], destination: Destination, url: str) -> HttpRequest:
-    settings = destination.integration_settings
-    assert isinstance(settings, Config)
+def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRequest:
     body = urlencode(form_pairs(payload, settings.nested)).encode()
-    return HttpRequest(destination.method, url, {"Content-Type": CONTENT_TYPE}, body)
+    return HttpRequest(target.method, target.url, {"Content-Type": CONTENT_TYPE}, body)
 
 
 def response(req: HttpRequest, res: HttpResponse) -> Outcome:

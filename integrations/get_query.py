@@ -3,17 +3,14 @@ URL already has), for recipients whose "API" is a URL to call."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
 from integrations.form_post import form_pairs
-from streams.model import HttpRequest, HttpResponse, Lead, Outcome
-from streams.stages.outcome import default_outcome
-
-if TYPE_CHECKING:
-    from streams.config import Destination
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, Target
+from streams.outcome import default_outcome
 
 NAME = "get_query"
 DEFAULT_MAPPING: dict[str, str] = {}
@@ -25,14 +22,12 @@ class Config(BaseModel):
     nested: Literal["brackets", "dots"] = "brackets"
 
 
-def validate(lead: Lead, destination: Destination) -> str | None:
+def validate(lead: Lead, settings: Config) -> str | None:
     return None
 
 
-def request(payload: dict[str, Any], destination: Destination, url: str) -> HttpRequest:
-    settings = destination.integration_settings
-    assert isinstance(settings, Config)
-    query = urlencode(form_pairs(payload, settings.nested))
+def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRequest:
+    url, query = target.url, urlencode(form_pairs(payload, settings.nested))
     if query:
         url = f"{url}{'&' if urlsplit(url).query else '?'}{query}"
     return HttpRequest("GET", url, {"Accept": "application/json, */*"})

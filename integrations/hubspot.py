@@ -6,16 +6,13 @@ app's access token: create, or upsert by e-mail through the batch upsert endpoin
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory
-from streams.stages.auth import Secret
-from streams.stages.outcome import RAW_LIMIT, auth_failed, default_outcome, rate_limited
-
-if TYPE_CHECKING:
-    from streams.config import Destination
+from streams.auth import Secret
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, Target
+from streams.outcome import RAW_LIMIT, auth_failed, default_outcome, rate_limited
 
 NAME = "hubspot"
 DEFAULT_URL = "https://api.hubapi.com/crm/v3/objects/contacts"
@@ -39,16 +36,15 @@ class Config(BaseModel):
     mode: Literal["create", "upsert"] = "create"
 
 
-def validate(lead: Lead, destination: Destination) -> str | None:
+def validate(lead: Lead, settings: Config) -> str | None:
     # HubSpot de-duplicates contacts by e-mail; without one every lead would be a new contact.
     return None if lead.get("email") else "email is required"
 
 
-def request(payload: dict[str, Any], destination: Destination, url: str) -> HttpRequest:
-    settings = destination.integration_settings
-    assert isinstance(settings, Config)
+def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRequest:
     token = settings.access_token.get_secret_value()
     body: dict[str, Any] = payload
+    url = target.url
     if settings.mode == "upsert":
         email = payload.get("properties", {}).get("email")
         body = {"inputs": [{"idProperty": "email", "id": email, **payload}]}

@@ -1,20 +1,17 @@
 """Generic JSON over HTTP: the mapped payload as the body, POST (or PUT/PATCH) to the URL.
 
-Answers are read by the defaults in streams/stages/outcome.py: 2xx success (``id`` and
+Answers are read by the defaults in streams/outcome.py: 2xx success (``id`` and
 ``price`` captured), 4xx failure with the recipient's message, 408/429/5xx retryable errors.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from streams.model import HttpRequest, HttpResponse, Lead, Outcome
-from streams.stages.outcome import default_outcome
-
-if TYPE_CHECKING:
-    from streams.config import Destination
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, Target
+from streams.outcome import default_outcome
 
 NAME = "json_post"
 DEFAULT_MAPPING: dict[str, str] = {}
@@ -24,12 +21,12 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def validate(lead: Lead, destination: Destination) -> str | None:
+def validate(lead: Lead, settings: Config) -> str | None:
     return None
 
 
-def request(payload: dict[str, Any], destination: Destination, url: str) -> HttpRequest:
-    return HttpRequest.json(destination.method, url, payload)
+def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRequest:
+    return HttpRequest.json(target.method, target.url, payload)
 
 
 def response(req: HttpRequest, res: HttpResponse) -> Outcome:

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
-from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory
-from streams.stages.auth import Secret
-from streams.stages.outcome import RAW_LIMIT, auth_failed, default_outcome, rate_limited
-
-if TYPE_CHECKING:
-    from streams.config import Destination
+from streams.auth import Secret
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, Target
+from streams.outcome import RAW_LIMIT, auth_failed, default_outcome, rate_limited
 
 NAME = "mailchimp"
 DEFAULT_URL = "https://{dc}.api.mailchimp.com/3.0"
@@ -52,7 +49,7 @@ class Config(BaseModel):
         return self.api_key.get_secret_value().rsplit("-", 1)[1]
 
 
-def validate(lead: Lead, destination: Destination) -> str | None:
+def validate(lead: Lead, settings: Config) -> str | None:
     return None if lead.get("email") else "email is required"
 
 
@@ -61,10 +58,8 @@ def subscriber_hash(email: str) -> str:
     return hashlib.md5(email.lower().encode(), usedforsecurity=False).hexdigest()
 
 
-def request(payload: dict[str, Any], destination: Destination, url: str) -> HttpRequest:
-    settings = destination.integration_settings
-    assert isinstance(settings, Config)
-    members = f"{url.replace('{dc}', settings.data_center)}/lists/{settings.list_id}/members"
+def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRequest:
+    members = f"{target.url.replace('{dc}', settings.data_center)}/lists/{settings.list_id}/members"
     body = {"status": settings.status, **payload}
     if settings.mode == "upsert":
         body = {"status_if_new": settings.status, **payload}

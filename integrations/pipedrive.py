@@ -10,14 +10,14 @@ Answers: ``{"success": true, "data": {"id", …}}``; errors ``{"success": false,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict
 
-from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory
-from streams.stages.auth import Secret
-from streams.stages.outcome import (
+from streams.auth import Secret
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, Target
+from streams.outcome import (
     RAW_LIMIT,
     REASON_LIMIT,
     auth_failed,
@@ -25,9 +25,6 @@ from streams.stages.outcome import (
     normalize_reason,
     rate_limited,
 )
-
-if TYPE_CHECKING:
-    from streams.config import Destination
 
 NAME = "pipedrive"
 DEFAULT_URL = "https://api.pipedrive.com/v1"
@@ -41,13 +38,11 @@ class Config(BaseModel):
     object: Literal["person", "lead"]
 
 
-def validate(lead: Lead, destination: Destination) -> str | None:
+def validate(lead: Lead, settings: Config) -> str | None:
     return None
 
 
-def request(payload: dict[str, Any], destination: Destination, url: str) -> HttpRequest:
-    settings = destination.integration_settings
-    assert isinstance(settings, Config)
+def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRequest:
     body = dict(payload)
     if settings.object == "person":
         for channel in ("email", "phone"):
@@ -61,7 +56,7 @@ def request(payload: dict[str, Any], destination: Destination, url: str) -> Http
             body["person_id"] = int(person)
         path = "leads"
     query = urlencode({"api_token": settings.api_token.get_secret_value()})
-    return HttpRequest.json("POST", f"{url.rstrip('/')}/{path}?{query}", body)
+    return HttpRequest.json("POST", f"{target.url.rstrip('/')}/{path}?{query}", body)
 
 
 def response(req: HttpRequest, res: HttpResponse) -> Outcome:

@@ -13,21 +13,18 @@ it), ``REQUIRED_FIELD_MISSING`` / ``FIELD_CUSTOM_VALIDATION_EXCEPTION`` /
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory
-from streams.stages.outcome import (
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, Target
+from streams.outcome import (
     RAW_LIMIT,
     REASON_LIMIT,
     auth_failed,
     default_outcome,
     rate_limited,
 )
-
-if TYPE_CHECKING:
-    from streams.config import Destination
 
 NAME = "salesforce"
 # The core authenticates: a destination must say how (checked when the file loads).
@@ -60,13 +57,13 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def validate(lead: Lead, destination: Destination) -> str | None:
+def validate(lead: Lead, settings: Config) -> str | None:
     # LastName and Company are required on the standard Lead object.
     return None if str(lead.get("last_name") or "").strip() else "last_name is required"
 
 
-def request(payload: dict[str, Any], destination: Destination, url: str) -> HttpRequest:
-    return HttpRequest.json("POST", url, payload)
+def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRequest:
+    return HttpRequest.json("POST", target.url, payload)
 
 
 def response(req: HttpRequest, res: HttpResponse) -> Outcome:

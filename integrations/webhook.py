@@ -15,16 +15,13 @@ import binascii
 import hashlib
 import hmac
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
-from streams.model import HttpRequest, HttpResponse, Lead, Outcome
-from streams.stages.auth import Secret
-from streams.stages.outcome import default_outcome
-
-if TYPE_CHECKING:
-    from streams.config import Destination
+from streams.auth import Secret
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, Target
+from streams.outcome import default_outcome
 
 NAME = "webhook"
 DEFAULT_MAPPING: dict[str, str] = {}
@@ -52,14 +49,12 @@ def signing_key(secret: SecretStr) -> bytes:
     return base64.b64decode(secret.get_secret_value().removeprefix(SECRET_PREFIX), validate=True)
 
 
-def validate(lead: Lead, destination: Destination) -> str | None:
+def validate(lead: Lead, settings: Config) -> str | None:
     return None
 
 
-def request(payload: dict[str, Any], destination: Destination, url: str) -> HttpRequest:
-    settings = destination.integration_settings
-    assert isinstance(settings, Config)
-    unsigned = HttpRequest.json("POST", url, payload)
+def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRequest:
+    unsigned = HttpRequest.json("POST", target.url, payload)
     message_id = "msg_" + hashlib.sha256(unsigned.body).hexdigest()[:32]
     timestamp = str(int(time.time()))
     signed = f"{message_id}.{timestamp}.".encode() + unsigned.body
@@ -70,7 +65,7 @@ def request(payload: dict[str, Any], destination: Destination, url: str) -> Http
         "webhook-timestamp": timestamp,
         "webhook-signature": "v1," + base64.b64encode(digest).decode(),
     }
-    return HttpRequest("POST", url, headers, unsigned.body, frozenset({"webhook-signature"}))
+    return HttpRequest("POST", target.url, headers, unsigned.body, frozenset({"webhook-signature"}))
 
 
 def response(req: HttpRequest, res: HttpResponse) -> Outcome:

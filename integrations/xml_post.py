@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from xml.sax.saxutils import escape
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
 
 from streams.errors import MappingError
-from streams.model import HttpRequest, HttpResponse, Lead, Outcome
-from streams.stages.conversions import to_text
-from streams.stages.outcome import default_outcome
-from streams.stages.template import CompiledTemplate, EvaluationError, compile_template
-
-if TYPE_CHECKING:
-    from streams.config import Destination
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, Target
+from streams.outcome import default_outcome
+from streams.template.conversions import to_text
+from streams.template.parser import CompiledTemplate, EvaluationError, compile_template
 
 NAME = "xml_post"
 DEFAULT_MAPPING: dict[str, str] = {}
@@ -61,20 +58,18 @@ def _escape_xml(text: str) -> str:
     return escape(text, {'"': "&quot;", "'": "&apos;"})
 
 
-def validate(lead: Lead, destination: Destination) -> str | None:
+def validate(lead: Lead, settings: Config) -> str | None:
     return None
 
 
-def request(payload: dict[str, Any], destination: Destination, url: str) -> HttpRequest:
-    settings = destination.integration_settings
-    assert isinstance(settings, Config)
+def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRequest:
     inner = (
         _template_body(settings, payload) if settings.template else _tree_body(settings, payload)
     )
     if settings.soap is None:
         body = b'<?xml version="1.0" encoding="UTF-8"?>\n' + inner
         return HttpRequest(
-            destination.method, url, {"Content-Type": "application/xml; charset=utf-8"}, body
+            target.method, target.url, {"Content-Type": "application/xml; charset=utf-8"}, body
         )
     ns = SOAP_NAMESPACES[settings.soap]
     body = (
@@ -88,7 +83,7 @@ def request(payload: dict[str, Any], destination: Destination, url: str) -> Http
     else:
         content_type = "application/soap+xml; charset=utf-8"
         headers = {"Content-Type": f'{content_type}; action="{action}"' if action else content_type}
-    return HttpRequest("POST", url, headers, body)
+    return HttpRequest("POST", target.url, headers, body)
 
 
 def _template_body(settings: Config, payload: dict[str, Any]) -> bytes:

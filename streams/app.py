@@ -29,6 +29,7 @@ from streams.agents import register_agents
 from streams.avro import AvroDecodeError, Encoders, EventDecoder, SchemaRegistry
 from streams.broker_offsets import fetched_end_offsets
 from streams.config import Destination, DestinationsFile, Settings
+from streams.config.flows import CompiledFlow
 from streams.control.circuit import heard
 from streams.control.desk import DeliveryDesk, Unremembered, lead_key, owner_key
 from streams.control.home import Home
@@ -39,7 +40,6 @@ from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.batching import Batches
 from streams.stages.delivery import HttpSender
 from streams.stages.oauth import TokenCache
-from streams.stages.routing import CompiledFlow
 from streams.topics import DLQ_MAX_MESSAGE_BYTES, declare_topics
 
 log = logging.getLogger(__name__)

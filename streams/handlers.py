@@ -21,17 +21,17 @@ from typing import Any, Literal
 import orjson
 
 from streams.avro import Encoders
-from streams.control.circuit import Change
+from streams.config.flows import CompiledFlow
 from streams.control.desk import DeliveryDesk, Handled, unsent
 from streams.control.home import Home, Report
 from streams.control.messages import MessageError, WorkItem, attempt_to_dict
 from streams.control.tables import partition_of
-from streams.model import Lead, OutcomeCategory
+from streams.model import CircuitChange, Lead, OutcomeCategory
+from streams.outcome import internal_error
 from streams.stages.attempt import Attempt
 from streams.stages.envelope import Rejected, dead_letter_headers, parse_envelope
 from streams.stages.events import circuit_event, delivery_event, lead_outcome
-from streams.stages.outcome import internal_error
-from streams.stages.routing import CompiledFlow, Progress, select_flow
+from streams.stages.routing import Progress, select_flow
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +292,7 @@ class Handlers:
         record = lead_outcome(lead_id, attempts, reason, event_id)
         return Out("outcomes", lead_id.encode(), self._codec.outcome.encode(record))
 
-    def circuit(self, destination_id: str, change: Change) -> Out:
+    def circuit(self, destination_id: str, change: CircuitChange) -> Out:
         log.warning(
             "circuit of %s: %s → %s (%s)",
             destination_id,

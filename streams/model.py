@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -30,6 +30,14 @@ class Lead:
     def get(self, name: str, default: Any = None) -> Any:
         """A field of the ``lead`` section (the common case for validation)."""
         return self.section("lead").get(name, default)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where an integration's request goes: the destination's method and resolved URL."""
+
+    method: str
+    url: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,3 +175,15 @@ class Outcome:
         cls, reason: str, *, raw: str | None = None, category: OutcomeCategory | None = None
     ) -> Outcome:
         return cls(OutcomeKind.SKIP, reason, raw, category_given=category)
+
+
+CircuitStateName = Literal["closed", "open", "half_open"]
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitChange:
+    """A circuit's state change, for an event: from, to, and why."""
+
+    before: CircuitStateName
+    after: CircuitStateName
+    reason: str

@@ -11,11 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
+from streams.config.policies import CapPolicy
 from streams.model import Outcome, OutcomeCategory, OutcomeKind
-from streams.stages.conversions import time_zone
-from streams.stages.schedule import DAYS, Day, TimeZoneName
 
 if TYPE_CHECKING:
     from streams.stages.attempt import Attempt
@@ -24,40 +21,6 @@ Period = Literal["hour", "day", "week", "month"]
 Counts = dict[str, int]  # window key → count, only the current windows
 
 CAP_EXCEEDED = "Cap exceeded"
-
-
-class CapPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    hour: int | None = Field(default=None, ge=0)
-    day: int | None = Field(default=None, ge=0)
-    week: int | None = Field(default=None, ge=0)
-    month: int | None = Field(default=None, ge=0)
-    # A day's cap by day of the week (``sat: 20, sun: 0``), in place of ``day`` on those days.
-    weekdays: dict[Day, int] = Field(default_factory=dict)
-    timezone: TimeZoneName = "UTC"  # windows start at midnight (and Monday, the 1st) here
-    count: Literal["accepted", "attempts"] = "accepted"
-
-    @field_validator("weekdays")
-    @classmethod
-    def _caps_not_negative(cls, caps: dict[Day, int]) -> dict[Day, int]:
-        for day, cap in caps.items():
-            if cap < 0:
-                raise ValueError(f"{day}: a cap cannot be negative")
-        return caps
-
-    def limits(self, now: datetime) -> dict[str, int]:
-        """The caps that apply at ``now``: window key → cap."""
-        local = now.astimezone(time_zone(self.timezone))
-        iso_year, iso_week, _ = local.isocalendar()
-        day_cap = self.weekdays.get(DAYS[local.weekday()], self.day)
-        caps = {
-            f"hour {local:%Y-%m-%dT%H}": self.hour,
-            f"day {local:%Y-%m-%d}": day_cap,
-            f"week {iso_year}-W{iso_week:02d}": self.week,
-            f"month {local:%Y-%m}": self.month,
-        }
-        return {key: cap for key, cap in caps.items() if cap is not None}
 
 
 def full(counts: Counts, policy: CapPolicy, now: datetime, pending: int = 0) -> str | None:

@@ -14,32 +14,16 @@ the functions here decide, with ``now`` passed in, and never wait.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from streams.model import Outcome, OutcomeCategory, OutcomeKind
+from streams.config.policies import CircuitPolicy
+from streams.model import CircuitChange, CircuitStateName, Outcome, OutcomeCategory, OutcomeKind
 
 if TYPE_CHECKING:
     pass
 
-State = Literal["closed", "open", "half_open"]
+State = CircuitStateName
 BUCKET_S = 10.0  # error-rate window resolution: bounded memory whatever the traffic
-
-
-class CircuitPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    consecutive_errors: int = Field(default=5, ge=1)
-    error_rate: float = Field(default=0.7, gt=0, le=1)
-    window_s: float = Field(default=300.0, gt=0)
-    min_requests: int = Field(default=10, ge=1)
-    cool_down_s: float = Field(default=30.0, gt=0)
-    trial_requests: int = Field(default=1, ge=1)
-    # While open: "skip" gives the lead "System unavailable (circuit open)"; "park" holds it
-    # until the cool-down ends. In a waterfall with a destination after this one, it skips.
-    when_open: Literal["skip", "park"] = "skip"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +54,6 @@ class CircuitState:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """A state change, for an event: from, to, and why."""
-
-    before: State
-    after: State
-    reason: str
-
-
 def admit(state: CircuitState, policy: CircuitPolicy, now: float) -> tuple[bool, CircuitState]:
     """May a delivery go now? Half-opens an open circuit whose cool-down is over."""
     if not policy.enabled or state.state == "closed":
@@ -94,7 +69,7 @@ def admit(state: CircuitState, policy: CircuitPolicy, now: float) -> tuple[bool,
 
 def record(
     state: CircuitState, policy: CircuitPolicy, outcome: Outcome, now: float
-) -> tuple[CircuitState, Change | None]:
+) -> tuple[CircuitState, CircuitChange | None]:
     """Account for one finished delivery; the new state, and the change if there was one."""
     if not policy.enabled or outcome.kind is OutcomeKind.SKIP:
         return state, None
@@ -104,25 +79,29 @@ def record(
     )
     buckets = _count(state.buckets, now, policy.window_s, counts)
     if outcome.category is OutcomeCategory.AUTH_ERROR and state.state != "open":
-        return _open(state, now, buckets), Change(state.state, "open", "Authentication failed")
+        return _open(state, now, buckets), CircuitChange(
+            state.state, "open", "Authentication failed"
+        )
     if not counts:
         if state.state == "half_open":
             closed = CircuitState("closed", buckets=buckets)
-            return closed, Change("half_open", "closed", "Trial delivery succeeded")
+            return closed, CircuitChange("half_open", "closed", "Trial delivery succeeded")
         return replace(state, consecutive=0, buckets=buckets), None
     if state.state == "half_open":
-        return _open(state, now, buckets), Change("half_open", "open", "Trial delivery failed")
+        return _open(state, now, buckets), CircuitChange(
+            "half_open", "open", "Trial delivery failed"
+        )
     if state.state == "open":
         return replace(state, buckets=buckets), None
     consecutive = state.consecutive + 1
     if consecutive >= policy.consecutive_errors:
         why = f"{consecutive} errors in a row"
-        return _open(state, now, buckets), Change("closed", "open", why)
+        return _open(state, now, buckets), CircuitChange("closed", "open", why)
     requests = sum(r for _, r, _ in buckets)
     errors = sum(e for _, _, e in buckets)
     if requests >= policy.min_requests and errors / requests >= policy.error_rate:
         why = f"{errors} errors in {requests} requests"
-        return _open(state, now, buckets), Change("closed", "open", why)
+        return _open(state, now, buckets), CircuitChange("closed", "open", why)
     return replace(state, consecutive=consecutive, buckets=buckets), None
 
 

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from streams.control.caps import cap_exceeded, counted, counts_toward, full
 from streams.control.circuit import (
-    Change,
     CircuitState,
     admit,
     open_outcome,
@@ -36,7 +35,7 @@ from streams.control.circuit import (
 )
 from streams.control.messages import WorkItem, attempt_from_dict, attempt_to_dict
 from streams.control.retry import retry_delay
-from streams.model import Lead, Outcome, OutcomeCategory, OutcomeKind
+from streams.model import CircuitChange, Lead, Outcome, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import Attempt, not_sent
 
 if TYPE_CHECKING:
@@ -76,7 +75,7 @@ class Handled:
     attempt: Attempt | None
     result: Attempt | None
     next_attempt_at: datetime | None = None
-    change: Change | None = None
+    change: CircuitChange | None = None
 
 
 class DeliveryDesk:

@@ -30,14 +30,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.control.circuit import Change
+from streams.config.flows import CompiledFlow
 from streams.control.desk import DeliveryDesk, Handled, unsent
 from streams.control.messages import WorkItem, attempt_from_dict, attempt_to_dict
 from streams.errors import SenderClosed
-from streams.model import Lead, OutcomeKind
+from streams.model import CircuitChange, Lead, OutcomeKind
+from streams.outcome import internal_error
 from streams.stages.attempt import Attempt
-from streams.stages.outcome import internal_error
-from streams.stages.routing import CompiledFlow, Needed, Progress, advance
+from streams.stages.routing import Needed, Progress, advance
 
 LeadState = dict[str, Any]
 
@@ -53,7 +53,7 @@ class Report:
 
     lead_id: str
     attempts: list[tuple[Attempt, datetime | None]] = field(default_factory=list)
-    changes: list[tuple[str, Change]] = field(default_factory=list)
+    changes: list[tuple[str, CircuitChange]] = field(default_factory=list)
     asks: list[WorkItem] = field(default_factory=list)
     finished: Progress | None = None
     lead: Lead | None = None  # as it came in, with ``finished`` (for its dead letter)

@@ -10,22 +10,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from streams.config.policies import RetryPolicy
 from streams.model import Outcome
-
-
-class RetryPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    max_attempts: int = Field(default=5, ge=1, le=100)  # the first try included
-    base_s: float = Field(default=1.0, gt=0)
-    max_delay_s: float = Field(default=300.0, gt=0)
-    # A Retry-After longer than this is not waited for: the attempt counts as the last.
-    max_retry_after_s: float = Field(default=3600.0, ge=0)
 
 
 def retry_delay(
@@ -47,19 +34,3 @@ def retry_delay(
             return None
         delay = max(delay, asked)
     return delay
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """RFC 9110 Retry-After: delay-seconds or an HTTP-date; None when absent or unreadable."""
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # an obsolete date form without a zone: HTTP dates are GMT
-        when = when.replace(tzinfo=UTC)
-    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)

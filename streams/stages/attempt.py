@@ -12,14 +12,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from streams.control.retry import parse_retry_after
+from streams.auth import OAuth2Auth
 from streams.errors import DeliveryError, MappingError
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome
-from streams.stages.auth import OAuth2Auth
+from streams.outcome import RAW_LIMIT, outcome_for_error, parse_retry_after
 from streams.stages.batching import Batches
 from streams.stages.delivery import RequestSummary, Send, summarize
 from streams.stages.oauth import TokenCache
-from streams.stages.outcome import RAW_LIMIT, outcome_for_error
 from streams.stages.request import build_request
 
 if TYPE_CHECKING:
@@ -114,7 +113,7 @@ async def attempt_delivery(
         payload = destination.compiled_mapping.apply(lead)
     except MappingError as exc:
         return finish(invalid_data(exc))
-    refusal = module.validate(lead, destination)
+    refusal = module.validate(lead, destination.integration_settings)
     if refusal:
         return finish(Outcome.skip("Invalid data", raw=refusal))
     # Set for OAuth destinations only; made here only when the caller has none to share.

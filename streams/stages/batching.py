@@ -15,27 +15,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
 
+from streams.auth import HmacAuth, sign
+from streams.config.policies import BatchConfig
+from streams.config.response_rules import compile_json_path, first_json
 from streams.model import HttpRequest, HttpResponse
-from streams.stages.auth import HmacAuth, sign
 from streams.stages.delivery import Send
-from streams.stages.response_rules import compile_json_path, first_json
 
 if TYPE_CHECKING:
     from streams.config import Destination
-
-
-class BatchConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    size: int = Field(ge=2, le=1000)
-    max_wait_ms: int = Field(default=200, ge=1, le=60_000)
-    results: str | None = None  # JSON path of the per-lead list in the answer, e.g. $.results
-
-    def model_post_init(self, _: object) -> None:
-        if self.results is not None:
-            compile_json_path(self.results)
 
 
 @dataclass

@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from streams.control.circuit import Change
-from streams.model import OutcomeKind
+from streams.model import CircuitChange, OutcomeKind
 from streams.stages.attempt import Attempt
 
 DELIVERY_EVENT_NAME = "io.leadcourier.delivery.v1.DeliveryEvent"
@@ -99,7 +98,7 @@ def _price(price: Decimal | None) -> Decimal | None:
     return None if price is None else price.quantize(_PRICE_STEP)
 
 
-def circuit_event(destination_id: str, change: Change, worker: str) -> dict[str, Any]:
+def circuit_event(destination_id: str, change: CircuitChange, worker: str) -> dict[str, Any]:
     return {
         "event_id": str(uuid.uuid4()),
         "destination_id": destination_id,

@@ -12,9 +12,9 @@ from urllib.parse import quote_plus, urlencode
 
 from aiocache import SimpleMemoryCache
 
+from streams.auth import OAuth2Auth
 from streams.errors import DeliveryError
 from streams.model import HttpRequest
-from streams.stages.auth import OAuth2Auth
 from streams.stages.delivery import Send
 
 if TYPE_CHECKING:

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from streams.auth import sign
 from streams.errors import MappingError
-from streams.model import HttpRequest, Lead
-from streams.stages.auth import sign
-from streams.stages.template import EvaluationError
+from streams.model import HttpRequest, Lead, Target
+from streams.template.parser import EvaluationError
 
 if TYPE_CHECKING:
     from streams.config import Destination
@@ -35,7 +35,9 @@ def build_request(
     except EvaluationError as exc:
         raise MappingError("url or headers", f"template: {exc}") from None
     try:
-        built = destination.module.request(payload, destination, url)
+        built = destination.module.request(
+            payload, destination.integration_settings, Target(destination.method, url)
+        )
     except orjson.JSONEncodeError as exc:  # an integer past 64 bits, nesting past 254 levels
         raise MappingError("payload", f"the payload cannot be written as JSON: {exc}") from None
     # The destination's own headers come last: a user can set Content-Type (or anything

@@ -34,7 +34,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.broker import EmbeddedBroker, free_port
+from streams.cli.broker import EmbeddedBroker, free_port
 from tests.bench.mapping import COPIES, TEMPLATES, sample_leads
 
 PARTITIONS = 4
@@ -415,7 +415,7 @@ async def latency(
 
 
 async def _outcome_times(bootstrap: str, topic: str, count: int) -> dict[bytes, int]:
-    from streams.console import read_records
+    from streams.cli.console import read_records
 
     times: dict[bytes, int] = {}
     deadline = time.monotonic() + 120

@@ -23,7 +23,7 @@ import fastavro
 import orjson
 
 from schemas import DELIVERY_EVENT, load_schema
-from streams.broker import EmbeddedBroker
+from streams.cli.broker import EmbeddedBroker
 from tests.bench.delivery import (
     Nginx,
     SlowRecipient,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streams.model import Lead
-from streams.stages.mapping import compile_mapping
+from streams.template.fields import compile_mapping
 
 COPIES = {
     "FirstName": "first_name",

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.broker import EmbeddedBroker
+from streams.cli.broker import EmbeddedBroker
 from tests.bench.delivery import Nginx, create_topics, start_courier
 from tests.bench.mapping import sample_leads
 

@@ -16,7 +16,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from fastavro.schema import to_parsing_canonical_form
 
-from streams.console import publish_lines, read_records
+from streams.cli.console import publish_lines, read_records
 from streams.stages.delivery import HttpSender
 from tests.avro_spec import spec_fingerprint
 from tests.integration.kafka import KafkaTarget, kafka_target

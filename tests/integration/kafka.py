@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from streams.broker import EmbeddedBroker
+from streams.cli.broker import EmbeddedBroker
 
 
 @dataclass(frozen=True)

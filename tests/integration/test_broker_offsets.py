@@ -10,7 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.console import read_records
+from streams.cli.console import read_records
 from tests.integration.conftest import create_topic
 from tests.integration.kafka import KafkaTarget
 

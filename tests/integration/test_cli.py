@@ -194,7 +194,7 @@ destinations:
 async def test_replay_republishes_dead_letters_by_reason(kafka: Any, topics: Any) -> None:
     from aiokafka import AIOKafkaProducer
 
-    from streams.console import read_records
+    from streams.cli.console import read_records
 
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
     await producer.start()

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from streams.console import read_records
+from streams.cli.console import read_records
 from streams.control.tables import partition_of
 from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.recipients import Received, Recipient

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.console import NOT_REPLAYED_TRUNCATED, read_records, replay_dead_letters
+from streams.cli.console import NOT_REPLAYED_TRUNCATED, read_records, replay_dead_letters
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Recipient
 

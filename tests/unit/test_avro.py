@@ -118,10 +118,10 @@ async def test_bytes_that_are_not_our_events_are_refused_clearly() -> None:
 
 
 async def test_a_circuit_change_round_trips() -> None:
-    from streams.control.circuit import Change
+    from streams.model import CircuitChange
     from streams.stages.events import circuit_event
 
-    record = circuit_event("buyer", Change("closed", "open", "5 errors in a row"), "host:1")
+    record = circuit_event("buyer", CircuitChange("closed", "open", "5 errors in a row"), "host:1")
     name, decoded = await EventDecoder().decode(EventEncoder(CIRCUIT_EVENT).encode(record))
     assert name == "io.leadcourier.delivery.v1.CircuitEvent"
     assert (decoded["before"], decoded["after"], decoded["reason"]) == (

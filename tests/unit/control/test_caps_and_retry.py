@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from streams.control.caps import CapPolicy, counted, full
-from streams.control.retry import RetryPolicy, parse_retry_after, retry_delay
+from streams.config.policies import CapPolicy, RetryPolicy
+from streams.control.caps import counted, full
+from streams.control.retry import retry_delay
 from streams.model import Outcome
+from streams.outcome import parse_retry_after
 
 NOON_UTC = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # a Monday
 

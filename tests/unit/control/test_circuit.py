@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from streams.control.circuit import CircuitPolicy, CircuitState, admit, record, worth_writing
+from streams.config.policies import CircuitPolicy
+from streams.control.circuit import CircuitState, admit, record, worth_writing
 from streams.model import Outcome, OutcomeCategory
-from streams.stages.outcome import rate_limited
+from streams.outcome import rate_limited
 
 POLICY = CircuitPolicy(
     consecutive_errors=3, min_requests=10, error_rate=0.7, cool_down_s=30, trial_requests=1

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from streams.config import parse_destinations
+from streams.config.schedule import Schedule
 from streams.errors import ConfigError
 from streams.model import Lead, Outcome, OutcomeKind
 from streams.stages.attempt import Attempt
 from streams.stages.routing import route, select_flow
-from streams.stages.schedule import Schedule
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)  # a Monday
 

@@ -19,7 +19,7 @@ from jsonpath_ng import parse as parse_json_path
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from streams.model import HttpResponse, Outcome, OutcomeCategory, OutcomeKind
-from streams.stages.outcome import RAW_LIMIT, REASON_LIMIT, normalize_reason, to_price
+from streams.outcome import RAW_LIMIT, REASON_LIMIT, normalize_reason, to_price
 
 # Patterns run on at most this much of a body: a recipient's 50 MB page costs no more.
 BODY_SCAN_LIMIT = 65_536

@@ -9,7 +9,7 @@ import pytest
 
 from streams.errors import DeliveryConnectionError, DeliveryTimeout, ResponseTooLarge
 from streams.model import HttpResponse, OutcomeCategory, OutcomeKind
-from streams.stages.outcome import default_outcome, outcome_for_error
+from streams.outcome import default_outcome, outcome_for_error
 
 
 def answer(status: int, body: object = b"") -> HttpResponse:

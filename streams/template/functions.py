@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from streams.stages.conversions import (
+from streams.template.conversions import (
     MAX_PARTS,
     MAX_TEXT,
     ConversionError,

@@ -1,6 +1,6 @@
 """Compiling a parsed template (a lark tree) into closures: each node becomes a function
 ``envelope -> value`` that knows its source text, so a failure names what failed. Names
-are envelope paths, calls go only to template_functions.FUNCTIONS, nothing is evaluated
+are envelope paths, calls go only to functions.FUNCTIONS, nothing is evaluated
 as Python.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 from lark import Token, Tree
 
 from streams.errors import CourierError
-from streams.stages.conversions import MAX_MAGNITUDE, ConversionError
-from streams.stages.template_functions import lookup
-from streams.stages.template_operators import (
+from streams.template.conversions import MAX_MAGNITUDE, ConversionError
+from streams.template.functions import lookup
+from streams.template.operators import (
     BINARY_OPERATORS,
     COMPARISONS,
     compare_with_constant,

@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from streams.broker import EmbeddedBroker
-from streams.console import decoded_events, publish_lines, read_records
+from streams.cli.broker import EmbeddedBroker
+from streams.cli.console import decoded_events, publish_lines, read_records
 
 DEMO_TIMEOUT_S = 120.0
 FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken")

@@ -2,8 +2,8 @@
 
 A template compiles to a plain callable ``envelope -> value``. Nothing in a template is
 evaluated as Python: names are envelope paths, the only callable things are the functions
-in ``template_functions.FUNCTIONS``, and every operation is bounded (text length, number
-size, nesting). The grammar is below (template_compiler.py turns its trees into closures); README.md
+in ``functions.FUNCTIONS``, and every operation is bounded (text length, number
+size, nesting). The grammar is below (compiler.py turns its trees into closures); README.md
 documents it for users.
 """
 
@@ -16,8 +16,7 @@ from typing import Any
 from lark import Lark, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from streams.stages.conversions import ConversionError, check_text, to_text
-from streams.stages.template_compiler import (
+from streams.template.compiler import (
     ENVELOPE_ROOTS,
     Compiler,
     Evaluate,
@@ -26,6 +25,7 @@ from streams.stages.template_compiler import (
     guard,
     path_reader,
 )
+from streams.template.conversions import ConversionError, check_text, to_text
 
 GRAMMAR = r"""
 ?block: expr

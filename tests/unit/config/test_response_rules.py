@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.config.response_rules import ResponseConfig
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import attempt_delivery
-from streams.stages.response_rules import ResponseConfig
 from tests.conftest import destination
 
 

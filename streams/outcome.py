@@ -9,7 +9,9 @@ one ("Duplicate lead", "Outside service area", ...). Integrations refine this in
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from streams.errors import DeliveryConnectionError, DeliveryError, DeliveryTimeout
@@ -191,3 +193,19 @@ def _captured(body: Any) -> dict[str, str]:
         for key, value in body.items()
         if isinstance(value, str | int | float | bool) and len(key) <= 64
     }
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """RFC 9110 Retry-After: delay-seconds or an HTTP-date; None when absent or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an obsolete date form without a zone: HTTP dates are GMT
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)

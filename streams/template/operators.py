@@ -9,7 +9,7 @@ from collections.abc import Callable
 from decimal import Decimal, DivisionByZero, InvalidOperation
 from typing import Any
 
-from streams.stages.conversions import (
+from streams.template.conversions import (
     FALSE_WORDS,
     MAX_MAGNITUDE,
     ConversionError,

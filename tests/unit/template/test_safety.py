@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from streams.stages.template import EvaluationError, TemplateError, compile_template
+from streams.template.parser import EvaluationError, TemplateError, compile_template
 
 ENVELOPE: dict[str, Any] = {"id": "L-1", "lead": {"email": "a@example.com", "n": "9" * 25}}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from streams.auth import OAuth2Auth
 from streams.config import Destination
 from streams.errors import MappingError
 from streams.stages.attempt import attempt_delivery, invalid_data
-from streams.stages.auth import OAuth2Auth
 from streams.stages.delivery import HttpSender, RequestSummary, summarize
 from streams.stages.envelope import Rejected, parse_envelope
 from streams.stages.request import build_request

@@ -13,7 +13,7 @@ import click
 import orjson
 from pydantic import ValidationError
 
-from streams.broker import BrokerError, EmbeddedBroker
+from streams.cli.broker import BrokerError, EmbeddedBroker
 from streams.config import Destination, Settings, load_destinations
 from streams.errors import ConfigError, MappingError
 
@@ -89,7 +89,7 @@ def worker(**options: Any) -> None:
 @click.option("--topic", help="Input topic (env COURIER_LEADS_TOPIC).")
 def publish(file: Any, broker: str | None, topic: str | None) -> None:
     """Publish leads from a JSON-lines FILE ('-' for stdin), one record per line."""
-    from streams.console import publish_lines
+    from streams.cli.console import publish_lines
 
     settings = _settings_with_broker(broker, leads_topic=topic)
     count = asyncio.run(publish_lines(settings.bootstrap_servers(), settings.leads_topic, file))
@@ -103,7 +103,7 @@ def publish(file: Any, broker: str | None, topic: str | None) -> None:
 )
 def replay(broker: str | None, reasons: tuple[str, ...]) -> None:
     """Publish dead-lettered records to the leads topic again (after fixing their cause)."""
-    from streams.console import replay_dead_letters
+    from streams.cli.console import replay_dead_letters
 
     settings = _settings_with_broker(broker)
     counts = asyncio.run(
@@ -114,7 +114,7 @@ def replay(broker: str | None, reasons: tuple[str, ...]) -> None:
             set(reasons) if reasons else None,
         )
     )
-    from streams.console import NOT_REPLAYED_TRUNCATED
+    from streams.cli.console import NOT_REPLAYED_TRUNCATED
 
     total = sum(n for reason, n in counts.items() if reason != NOT_REPLAYED_TRUNCATED)
     detail = ", ".join(f"{n} {reason or 'no reason'}" for reason, n in sorted(counts.items()))
@@ -125,7 +125,7 @@ def replay(broker: str | None, reasons: tuple[str, ...]) -> None:
 
 
 def _read_events(broker: str | None, which: str, follow: bool) -> None:
-    from streams.console import dead_letter, decoded_events, read_records, to_json_line
+    from streams.cli.console import dead_letter, decoded_events, read_records, to_json_line
 
     settings = _settings_with_broker(broker)
     topic = {
@@ -219,7 +219,7 @@ SAMPLE_LEAD = {
 @click.option("--dry-run", is_flag=True, help="Show the request, masked; send nothing.")
 def test_destination(name: str, path: Path | None, lead_file: Any, dry_run: bool) -> None:
     """Send one lead to destination NAME and show the request and the outcome."""
-    from streams.destination_test import run_destination_test
+    from streams.cli.try_destination import run_destination_test
 
     _, destination = _one_destination(path, name)
     raw = lead_file.read() if lead_file is not None else orjson.dumps(SAMPLE_LEAD)
@@ -272,7 +272,7 @@ def broker(port: int | None) -> None:
 @click.option("--leads", "count", default=40, show_default=True, help="How many sample leads.")
 def demo(count: int) -> None:
     """Start broker, demo recipient and worker; deliver sample leads; print what happened."""
-    from streams.demo import run_demo
+    from streams.cli.demo import run_demo
 
     try:
         sys.exit(asyncio.run(run_demo(count)))
@@ -302,6 +302,3 @@ def _settings_with_broker(broker: str | None, **overrides: Any) -> Settings:
         _fail(str(exc))
     return settings
 
-
-if __name__ == "__main__":
-    main()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from streams.stages.template import (
+from streams.template.parser import (
     EvaluationError,
     TemplateError,
     compile_rule,

@@ -1,8 +1,7 @@
-"""Typed settings and destinations, validated once at start.
+"""Destinations and flows from a YAML file, validated once at start.
 
-Settings come from the command line and ``COURIER_*`` environment variables; destinations
-from a YAML file. Every problem is reported with its path (``destinations[2].url: ...``),
-and after loading, the rest of the code trusts these models.
+Every problem is reported with its path (``destinations[2].url: ...``); after loading, the
+rest of the code trusts these models.
 """
 
 from __future__ import annotations
@@ -25,83 +24,23 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from integrations import REGISTRY
-from streams.control.caps import CapPolicy
-from streams.control.circuit import CircuitPolicy
-from streams.control.retry import RetryPolicy
+from streams.auth import AuthConfig
+from streams.config.flows import CompiledFlow, Flow, compile_flow, default_flow
+from streams.config.policies import BatchConfig, CapPolicy, CircuitPolicy, RetryPolicy
+from streams.config.response_rules import ResponseConfig
+from streams.config.schedule import Schedule
 from streams.errors import ConfigError
 from streams.secrets import has_reference, is_sensitive_name, resolve_references
-from streams.stages.auth import AuthConfig
-from streams.stages.batching import BatchConfig
-from streams.stages.mapping import CompiledMapping, FieldSpec, compile_mapping
-from streams.stages.response_rules import ResponseConfig
-from streams.stages.routing import CompiledFlow, Flow, compile_flow, default_flow
-from streams.stages.schedule import Schedule
-from streams.stages.template import (
+from streams.template.fields import CompiledMapping, FieldSpec, compile_mapping
+from streams.template.parser import (
     CompiledTemplate,
     EvaluationError,
     TemplateError,
     compile_template,
     is_template,
 )
-
-
-class Settings(BaseSettings):
-    """Worker settings; every field can be set as ``COURIER_<NAME>`` (12-factor)."""
-
-    model_config = SettingsConfigDict(env_prefix="COURIER_", extra="ignore")
-
-    broker: str | None = Field(
-        default=None, description="kafka://HOST:PORT[,HOST:PORT]; none starts the embedded broker"
-    )
-    destinations: Path = Path("destinations.yaml")
-    app_id: str = "lead-courier"
-    leads_topic: str = "leads.processed"
-    events_topic: str = "leads.delivery.events"
-    outcomes_topic: str = "leads.delivery.outcomes"
-    dlq_topic: str = "leads.delivery.dlq"
-    control_topic: str = "leads.delivery.control"  # circuit state changes
-    # Internal: a lead's routing (keyed by lead id) and work for a destination (keyed by
-    # destination id, so a destination's caps and circuit live in one partition).
-    routing_topic: str = "leads.delivery.routing"
-    work_topic: str = "leads.delivery.work"
-    remember_delivered_h: float = Field(
-        default=72.0, gt=0, description="how long an accepted (lead, destination) is remembered"
-    )
-    partitions: int = Field(default=4, ge=1, description="partitions of the topics we create")
-    in_flight: int = Field(
-        default=64,
-        ge=1,
-        le=10_000,
-        description="requests at once per destination per worker (unless its limits say less)",
-    )
-    held_per_agent: int = Field(
-        default=10_000,
-        ge=1,
-        le=1_000_000,
-        description="records an agent holds in progress at once; then it reads no more",
-    )
-    max_lead_bytes: int = Field(default=1_048_576, ge=1024)
-    schema_registry_url: str | None = None
-    web_port: int | None = Field(default=None, description="health endpoints; off when unset")
-    # Loopback unless asked: in a container or pod set 0.0.0.0 so probes can reach it.
-    web_bind: str = "127.0.0.1"
-    log_level: Literal["debug", "info", "warn", "error", "crit"] = "warn"
-    data_dir: Path = Path(".courier-data")  # the table store (RocksDB) lives here
-    # RocksDB (faust-streaming's rocksdict store): tables on disk, a restart reads only the
-    # changelog written since. "memory": rebuilt from the changelogs at every start.
-    store: Literal["rocksdb", "memory"] = "rocksdb"
-
-    def broker_url(self) -> str:
-        if not self.broker:
-            raise ConfigError("settings", ["broker: not set (the embedded broker was not started)"])
-        return self.broker if "://" in self.broker else f"kafka://{self.broker}"
-
-    def bootstrap_servers(self) -> str:
-        """``kafka://a:1,b:2`` → ``a:1,b:2``: what aiokafka takes."""
-        return self.broker_url().split("://", 1)[1]
 
 
 def _mapping_kind(value: Any) -> str:

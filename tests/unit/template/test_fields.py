@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from streams.errors import MappingError
 from streams.model import Lead, OutcomeKind
 from streams.stages.attempt import attempt_delivery
-from streams.stages.mapping import FieldSpec, compile_mapping
+from streams.template.fields import FieldSpec, compile_mapping
 
 LEAD = Lead(
     "L-1",

@@ -19,8 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from streams.errors import MappingError
 from streams.model import Lead
-from streams.stages import conversions as convert
-from streams.stages.template import (
+from streams.template import conversions as convert
+from streams.template.functions import is_empty
+from streams.template.operators import is_true
+from streams.template.parser import (
     ENVELOPE_ROOTS,
     CompiledRule,
     EvaluationError,
@@ -31,8 +33,6 @@ from streams.stages.template import (
     compile_template,
     is_template,
 )
-from streams.stages.template_functions import is_empty
-from streams.stages.template_operators import is_true
 
 Evaluate = Callable[[dict[str, Any]], Any]
 # Read through template.py: it falls back to submission.timestamp.

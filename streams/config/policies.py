@@ -1,0 +1,87 @@
+"""The policies a destination is configured with: retries, circuit breaker, caps, batches.
+
+Plain validated settings; what they mean at run time lives beside the code that applies
+them (streams/control/retry.py, circuit.py, caps.py and streams/stages/batching.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from streams.config.response_rules import compile_json_path
+from streams.config.schedule import DAYS, Day, TimeZoneName
+from streams.template.conversions import time_zone
+
+
+class RetryPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(default=5, ge=1, le=100)  # the first try included
+    base_s: float = Field(default=1.0, gt=0)
+    max_delay_s: float = Field(default=300.0, gt=0)
+    # A Retry-After longer than this is not waited for: the attempt counts as the last.
+    max_retry_after_s: float = Field(default=3600.0, ge=0)
+
+
+class CircuitPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    consecutive_errors: int = Field(default=5, ge=1)
+    error_rate: float = Field(default=0.7, gt=0, le=1)
+    window_s: float = Field(default=300.0, gt=0)
+    min_requests: int = Field(default=10, ge=1)
+    cool_down_s: float = Field(default=30.0, gt=0)
+    trial_requests: int = Field(default=1, ge=1)
+    # While open: "skip" gives the lead "System unavailable (circuit open)"; "park" holds it
+    # until the cool-down ends. In a waterfall with a destination after this one, it skips.
+    when_open: Literal["skip", "park"] = "skip"
+
+
+class CapPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hour: int | None = Field(default=None, ge=0)
+    day: int | None = Field(default=None, ge=0)
+    week: int | None = Field(default=None, ge=0)
+    month: int | None = Field(default=None, ge=0)
+    # A day's cap by day of the week (``sat: 20, sun: 0``), in place of ``day`` on those days.
+    weekdays: dict[Day, int] = Field(default_factory=dict)
+    timezone: TimeZoneName = "UTC"  # windows start at midnight (and Monday, the 1st) here
+    count: Literal["accepted", "attempts"] = "accepted"
+
+    @field_validator("weekdays")
+    @classmethod
+    def _caps_not_negative(cls, caps: dict[Day, int]) -> dict[Day, int]:
+        for day, cap in caps.items():
+            if cap < 0:
+                raise ValueError(f"{day}: a cap cannot be negative")
+        return caps
+
+    def limits(self, now: datetime) -> dict[str, int]:
+        """The caps that apply at ``now``: window key → cap."""
+        local = now.astimezone(time_zone(self.timezone))
+        iso_year, iso_week, _ = local.isocalendar()
+        day_cap = self.weekdays.get(DAYS[local.weekday()], self.day)
+        caps = {
+            f"hour {local:%Y-%m-%dT%H}": self.hour,
+            f"day {local:%Y-%m-%d}": day_cap,
+            f"week {iso_year}-W{iso_week:02d}": self.week,
+            f"month {local:%Y-%m}": self.month,
+        }
+        return {key: cap for key, cap in caps.items() if cap is not None}
+
+
+class BatchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(ge=2, le=1000)
+    max_wait_ms: int = Field(default=200, ge=1, le=60_000)
+    results: str | None = None  # JSON path of the per-lead list in the answer, e.g. $.results
+
+    def model_post_init(self, _: object) -> None:
+        if self.results is not None:
+            compile_json_path(self.results)

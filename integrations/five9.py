@@ -15,7 +15,7 @@ from typing import Any, Literal
 from xml.sax.saxutils import escape
 
 import defusedxml.ElementTree as SafeET
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from streams.auth import Secret
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, Target
@@ -26,6 +26,7 @@ from streams.outcome import (
     default_outcome,
     rate_limited,
 )
+from streams.secrets import SCRUBBER
 from streams.template.conversions import to_text
 
 NAME = "five9"
@@ -54,6 +55,12 @@ class Config(BaseModel):
         "UPDATE_FIRST"
     )
     list_add_mode: Literal["ADD_FIRST", "ADD_ALL", "ADD_IF_SOLE_CRM_MATCH"] = "ADD_FIRST"
+
+    @model_validator(mode="after")
+    def _known_to_scrubber(self) -> Config:
+        SCRUBBER.keep_basic(self.username, self.password.get_secret_value())
+        return self
+
     call_now: bool = False
 
 

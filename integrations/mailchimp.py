@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 from streams.auth import Secret
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, Target
 from streams.outcome import RAW_LIMIT, auth_failed, default_outcome, rate_limited
+from streams.secrets import SCRUBBER
 
 NAME = "mailchimp"
 DEFAULT_URL = "https://{dc}.api.mailchimp.com/3.0"
@@ -42,6 +43,7 @@ class Config(BaseModel):
     def _has_data_center(cls, key: SecretStr) -> SecretStr:
         if "-" not in key.get_secret_value():
             raise ValueError("a Mailchimp API key ends in its data center, like -us6")
+        SCRUBBER.keep_basic("courier", key.get_secret_value())  # how request() sends it
         return key
 
     @property

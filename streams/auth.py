@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from streams.model import HttpRequest
-from streams.secrets import has_reference, resolve_references
+from streams.secrets import SCRUBBER, has_reference, resolve_references, single_line
 
 
 def _reference_only(value: object) -> SecretStr:
@@ -37,7 +37,7 @@ def _reference_only(value: object) -> SecretStr:
         return value
     if not isinstance(value, str) or not has_reference(value):
         raise ValueError("credentials must be a reference like ${env:NAME}, never a literal")
-    return SecretStr(resolve_references(value))
+    return SecretStr(single_line(resolve_references(value), "credential"))
 
 
 # A credential: given as ${env:NAME} or ${file:/path}, held resolved and masked.
@@ -59,6 +59,11 @@ class BasicAuth(_Auth):
     type: Literal["basic"]
     username: str
     password: Secret
+
+    @model_validator(mode="after")
+    def _known_to_scrubber(self) -> BasicAuth:
+        SCRUBBER.keep_basic(self.username, self.password.get_secret_value())
+        return self
 
 
 class BearerAuth(_Auth):
@@ -118,6 +123,7 @@ class JwtAuth(_Auth):
         headers = {"kid": self.key_id} if self.key_id else None
         token = jwt.encode(claims, self.key.get_secret_value(), self.algorithm, headers=headers)
         self._minted = (token, now + self.ttl_s)
+        SCRUBBER.keep_secret(token, runtime=True)
         return token
 
 

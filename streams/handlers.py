@@ -28,6 +28,7 @@ from streams.control.messages import MessageError, WorkItem, attempt_to_dict
 from streams.control.tables import partition_of
 from streams.model import CircuitChange, Lead, OutcomeCategory
 from streams.outcome import internal_error
+from streams.secrets import SCRUBBER
 from streams.stages.attempt import Attempt
 from streams.stages.envelope import Rejected, dead_letter_headers, parse_envelope
 from streams.stages.events import circuit_event, delivery_event, lead_outcome
@@ -90,7 +91,7 @@ def dead_letter(value: bytes | None, key: bytes | None, why: Rejected, origin: O
 
 def failure_detail(stage: Stage, exc: BaseException) -> str:
     """For the dead letter only (it holds the lead anyway): the stage and the exception."""
-    return f"{stage}: {type(exc).__name__}: {exc}"[:DETAIL_LIMIT]
+    return SCRUBBER.scrub(f"{stage}: {type(exc).__name__}: {exc}")[:DETAIL_LIMIT]
 
 
 # Event ids are derived from what they describe, so a record written again after a

@@ -1,28 +1,41 @@
 """Credentials by reference only: ``${env:NAME}`` and ``${file:/path}``, and their masking.
 
-A literal credential in configuration is refused; resolved values live in memory only and
-every summary, event and log line shows them masked.
+A literal credential in configuration is refused; resolved values live in memory only.
+Every resolved value is also known to ``SCRUBBER``, which replaces it (and the encodings
+it travels in: percent-encoded, Base64, inside Basic credentials) by ``****`` in whatever
+leaves the process: events, outcomes, dead letters, table values, logs and CLI output. So
+a recipient that echoes our headers, or an HTTP library quoting the URL in an error, can
+no longer carry a credential into a topic.
 """
 
 from __future__ import annotations
 
+import base64
+import logging
 import os
 import re
+import traceback
+from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 REFERENCE = re.compile(r"\$\{(env|file):([^}]+)\}")
 MASK = "****"
 
-# Header and query names that carry credentials whatever their value looks like.
+# Header and query names that carry credentials whatever their value looks like
+# (X-Access-Key, Ocp-Apim-Subscription-Key, X-Auth, Private-Key, Session-Id, ...).
 _SENSITIVE_NAME = re.compile(
-    r"(authorization|api[-_]?key|apikey|token|secret|password|passwd|signature|cookie|session)",
+    r"(auth|key|token|secret|password|passwd|credential|signature|session|cookie)",
     re.IGNORECASE,
 )
+# Headers whose names match but carry no credential: the value is ours, per request.
+_NOT_CREDENTIALS = frozenset({"idempotency-key", "x-idempotency-key"})
 
 
 def is_sensitive_name(name: str) -> bool:
-    return bool(_SENSITIVE_NAME.search(name))
+    return name.lower() not in _NOT_CREDENTIALS and bool(_SENSITIVE_NAME.search(name))
 
 
 def has_reference(value: str) -> bool:
@@ -30,7 +43,9 @@ def has_reference(value: str) -> bool:
 
 
 def resolve_references(value: str) -> str:
-    """Replace every reference in ``value``; raise ValueError naming the one that cannot be."""
+    """Replace every reference in ``value``; raise ValueError naming the one that cannot be.
+
+    Every value resolved is a credential from then on: the scrubber knows it."""
 
     def replace(match: re.Match[str]) -> str:
         kind, name = match.group(1), match.group(2).strip()
@@ -38,14 +53,27 @@ def resolve_references(value: str) -> str:
             resolved = os.environ.get(name)
             if resolved is None:
                 raise ValueError(f"${{env:{name}}} is not set")
-            return resolved
-        path = Path(name)
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ValueError(f"${{file:{name}}} cannot be read ({exc.strerror})") from None
+        else:
+            try:
+                resolved = Path(name).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"${{file:{name}}} cannot be read ({exc.strerror})") from None
+        SCRUBBER.keep_secret(resolved)
+        return resolved
 
-    return REFERENCE.sub(replace, value)
+    resolved = REFERENCE.sub(replace, value)
+    SCRUBBER.keep_secret(resolved)
+    return resolved
+
+
+def single_line(value: str, where: str) -> str:
+    """A credential that goes into a header or URL: one line, no control characters."""
+    if any(c < " " or c == "\x7f" for c in value):
+        raise ValueError(
+            f"{where}: the resolved value has a line break or control character "
+            "(a ${file:} with more than one line?)"
+        )
+    return value
 
 
 def mask_header(name: str, value: str) -> str:
@@ -67,3 +95,104 @@ def mask_url(url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, MASK) for k, _ in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+# Shorter values are not scrubbed: four characters would blank half of every text.
+_SHORTEST_SECRET = 6
+# Tokens made while running (OAuth access tokens, our JWTs): the newest are kept.
+_RUNTIME_SECRETS = 256
+
+
+class Scrubber:
+    """Known secret values → ``****`` in any text; one regex over every form they take."""
+
+    def __init__(self) -> None:
+        self._configured: set[str] = set()
+        self._runtime: OrderedDict[str, None] = OrderedDict()
+        self._pattern: re.Pattern[str] | None = None
+
+    def keep_secret(self, value: str, *, runtime: bool = False) -> None:
+        """Know ``value`` as a secret (``runtime``: a token made while running, of which
+        only the newest few hundred are remembered)."""
+        value = value.strip()
+        if len(value) < _SHORTEST_SECRET or value in self._configured:
+            return
+        if runtime:
+            self._runtime[value] = None
+            self._runtime.move_to_end(value)
+            while len(self._runtime) > _RUNTIME_SECRETS:
+                self._runtime.popitem(last=False)
+        else:
+            self._configured.add(value)
+        self._pattern = None
+
+    def keep_basic(self, username: str, password: str) -> None:
+        """HTTP Basic credentials travel as one Base64 text of ``user:password``."""
+        pair = base64.b64encode(f"{username}:{password}".encode()).decode()
+        self.keep_secret(pair)
+
+    def scrub(self, text: str) -> str:
+        pattern = self._compiled()
+        if pattern is None or not text:
+            return text
+        return pattern.sub(MASK, text)
+
+    def scrub_any(self, value: Any) -> Any:
+        """``scrub`` through strings, dicts (keys and values), lists and tuples."""
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {self.scrub_any(k): self.scrub_any(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.scrub_any(v) for v in value)
+        return value
+
+    def _compiled(self) -> re.Pattern[str] | None:
+        if self._pattern is None:
+            values = [*self._configured, *self._runtime]
+            if not values:
+                return None
+            forms = sorted(set(_forms(values)), key=len, reverse=True)  # longest first
+            self._pattern = re.compile("|".join(re.escape(form) for form in forms))
+        return self._pattern
+
+
+def _forms(values: Iterable[str]) -> Iterable[str]:
+    for value in values:
+        raw = value.encode()
+        for form in (
+            value,
+            quote(value, safe=""),
+            quote_plus(value),
+            base64.b64encode(raw).decode().rstrip("="),
+            base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        ):
+            if len(form) >= _SHORTEST_SECRET:
+                yield form
+
+
+# Secrets are resolved once per process, at start: one scrubber for the process.
+SCRUBBER = Scrubber()
+
+
+def scrub_log_records() -> None:
+    """Scrub every log record as it is made, message and traceback, whatever the handler:
+    Faust, aiohttp and aiokafka log through their own loggers and handlers."""
+    make_record = logging.getLogRecordFactory()
+    if getattr(make_record, "scrubs", False):
+        return
+
+    def scrubbed_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: keep the record as it is, for its handler
+            return record
+        record.msg, record.args = SCRUBBER.scrub(message), None
+        if record.exc_info and record.exc_info[0] is not None:
+            text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            record.exc_text = SCRUBBER.scrub(text)
+        return record
+
+    scrubbed_record.scrubs = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(scrubbed_record)

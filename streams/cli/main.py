@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from streams.cli.broker import BrokerError, EmbeddedBroker
 from streams.config import Destination, Settings, load_destinations
 from streams.errors import ConfigError, MappingError
+from streams.secrets import SCRUBBER, scrub_log_records
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -28,7 +29,7 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"courier: {message}", err=True)
+    click.echo(SCRUBBER.scrub(f"courier: {message}"), err=True)
     sys.exit(2)
 
 
@@ -40,6 +41,12 @@ broker_option = click.option(
 @click.group()
 def main() -> None:
     """Lead Courier: deliver leads from Kafka to the systems that buy or work them."""
+    scrub_log_records()
+
+
+def _say(text: str) -> None:
+    """Output that may quote a request or a recipient's answer: credentials scrubbed."""
+    click.echo(SCRUBBER.scrub(text))
 
 
 @main.command()
@@ -223,7 +230,7 @@ def test_destination(name: str, path: Path | None, lead_file: Any, dry_run: bool
 
     _, destination = _one_destination(path, name)
     raw = lead_file.read() if lead_file is not None else orjson.dumps(SAMPLE_LEAD)
-    sys.exit(asyncio.run(run_destination_test(destination, raw, dry_run, click.echo)))
+    sys.exit(asyncio.run(run_destination_test(destination, raw, dry_run, _say)))
 
 
 @main.command(name="map")
@@ -301,4 +308,3 @@ def _settings_with_broker(broker: str | None, **overrides: Any) -> Settings:
     except ConfigError as exc:
         _fail(str(exc))
     return settings
-

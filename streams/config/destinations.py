@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import yaml
 from pydantic import (
@@ -32,7 +32,7 @@ from streams.config.policies import BatchConfig, CapPolicy, CircuitPolicy, Retry
 from streams.config.response_rules import ResponseConfig
 from streams.config.schedule import Schedule
 from streams.errors import ConfigError
-from streams.secrets import has_reference, is_sensitive_name, resolve_references
+from streams.secrets import has_reference, is_sensitive_name, resolve_references, single_line
 from streams.template.fields import CompiledMapping, FieldSpec, compile_mapping
 from streams.template.parser import (
     CompiledTemplate,
@@ -103,6 +103,7 @@ class Destination(BaseModel):
     batch: BatchConfig | None = None  # several leads per request, for array-taking APIs
 
     _url_template: CompiledTemplate | None = PrivateAttr(default=None)
+    _resolved_url: str = PrivateAttr(default="")  # references resolved: never print it
     _header_templates: dict[str, CompiledTemplate] = PrivateAttr(default_factory=dict)
     _resolved_headers: dict[str, str] = PrivateAttr(default_factory=dict)
     _secret_headers: frozenset[str] = PrivateAttr(default=frozenset())
@@ -125,11 +126,19 @@ class Destination(BaseModel):
                 raise ValueError("url: required for this integration")
             self.url = default_url
         _check_url(_BLOCK.sub("x", self.url), self.insecure)
-        if is_template(self.url):
+        _check_url_template(self.url)
+        _check_url_credentials(self.url)
+        self._resolved_url = self.url
+        if has_reference(self.url):
+            try:
+                self._resolved_url = single_line(resolve_references(self.url), "url")
+            except ValueError as exc:
+                raise ValueError(f"url: {exc}") from None
+        if is_template(self._resolved_url):
             try:
                 # Every value put into the URL is percent-encoded: it cannot add a path
                 # segment or a query parameter of its own.
-                self._url_template = compile_template(self.url, escape=_quote_all)
+                self._url_template = compile_template(self._resolved_url, escape=_quote_all)
             except TemplateError as exc:
                 raise ValueError(f"url: {exc}") from None
         self._resolve_headers()
@@ -159,7 +168,7 @@ class Destination(BaseModel):
             if has_reference(value):
                 secret.add(name.lower())
                 try:
-                    value = resolve_references(value)
+                    value = single_line(resolve_references(value), f"headers.{name}")
                 except ValueError as exc:
                     raise ValueError(f"headers.{name}: {exc}") from None
             resolved[name] = value
@@ -168,7 +177,9 @@ class Destination(BaseModel):
 
     def url_for(self, context: dict[str, Any]) -> str:
         """The URL, with templated parts filled from the envelope and ``payload``."""
-        return self.url if self._url_template is None else self._url_template.evaluate(context)
+        if self._url_template is None:
+            return self._resolved_url
+        return str(self._url_template.evaluate(context))
 
     def headers_for(self, context: dict[str, Any]) -> dict[str, str]:
         if not self._header_templates:
@@ -320,6 +331,33 @@ def _check_url(url: str, insecure: bool) -> None:
             f"url: plain http to {parts.hostname} is refused; use https "
             "(or set insecure: true for development)"
         )
+
+
+def _check_url_template(url: str) -> None:
+    """A lead may fill a URL's path and query, never where the request goes."""
+    first_block = url.find("{{")
+    if first_block < 0:
+        return
+    after_scheme = url.find("://") + 3
+    authority_end = min(
+        (i for i in (url.find(c, after_scheme) for c in "/?#") if i >= 0), default=len(url)
+    )
+    if first_block < authority_end:
+        raise ValueError(
+            "url: a template may fill the path and the query, never the scheme, host or port"
+        )
+
+
+def _check_url_credentials(url: str) -> None:
+    """``?api_key=...`` and the like: a reference, never a literal credential."""
+    for name, value in parse_qsl(urlsplit(_BLOCK.sub("x", url)).query, keep_blank_values=True):
+        if is_sensitive_name(name) and not has_reference(value):
+            raise ValueError(
+                f"url: the query parameter {name!r} carries a credential: "
+                "give it as a reference like ${env:NAME}, never a literal"
+            )
+    if "@" in urlsplit(_BLOCK.sub("x", url)).netloc:
+        raise ValueError("url: credentials in the URL are refused; use auth: basic")
 
 
 def _is_loopback(host: str) -> bool:

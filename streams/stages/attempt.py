@@ -16,6 +16,7 @@ from streams.auth import OAuth2Auth
 from streams.errors import DeliveryError, MappingError
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome
 from streams.outcome import RAW_LIMIT, outcome_for_error, parse_retry_after
+from streams.secrets import SCRUBBER
 from streams.stages.batching import Batches
 from streams.stages.delivery import RequestSummary, Send, summarize
 from streams.stages.oauth import TokenCache
@@ -44,6 +45,18 @@ class Attempt:
     http_status: int | None
     outcome: Outcome
     request: RequestSummary | None
+
+
+def scrubbed(outcome: Outcome) -> Outcome:
+    """The recipient's words, and error texts quoting our request, without our credentials:
+    from here an outcome goes to tables, events and logs."""
+    return replace(
+        outcome,
+        reason=SCRUBBER.scrub(outcome.reason),
+        raw=None if outcome.raw is None else SCRUBBER.scrub(outcome.raw),
+        reference_id=None if outcome.reference_id is None else SCRUBBER.scrub(outcome.reference_id),
+        appended=SCRUBBER.scrub_any(outcome.appended),
+    )
 
 
 def invalid_data(exc: MappingError) -> Outcome:
@@ -101,7 +114,7 @@ async def attempt_delivery(
             round(recipient_ms, 3),
             round(max(total_ms - recipient_ms, 0.0), 3),
             status,
-            outcome,
+            scrubbed(outcome),
             summarize(request) if request is not None else None,
         )
 

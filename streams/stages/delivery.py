@@ -23,7 +23,7 @@ from streams.errors import (
     SenderClosed,
 )
 from streams.model import HttpRequest, HttpResponse
-from streams.secrets import mask_header, mask_url
+from streams.secrets import SCRUBBER, mask_header, mask_url
 
 if TYPE_CHECKING:
     from streams.config import Destination
@@ -47,7 +47,9 @@ def summarize(req: HttpRequest) -> RequestSummary:
         name: mask_header(name, value) if name.lower() in req.secret_headers else value
         for name, value in req.headers.items()
     }
-    return RequestSummary(req.method, mask_url(req.url), headers, len(req.body))
+    return RequestSummary(
+        req.method, SCRUBBER.scrub(mask_url(req.url)), SCRUBBER.scrub_any(headers), len(req.body)
+    )
 
 
 class HttpSender:

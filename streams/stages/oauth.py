@@ -15,6 +15,7 @@ from aiocache import SimpleMemoryCache
 from streams.auth import OAuth2Auth
 from streams.errors import DeliveryError
 from streams.model import HttpRequest
+from streams.secrets import SCRUBBER
 from streams.stages.delivery import Send
 
 if TYPE_CHECKING:
@@ -75,6 +76,9 @@ class TokenCache:
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
             raise TokenError("token endpoint answered without an access_token", False)
+        SCRUBBER.keep_secret(token, runtime=True)
+        if isinstance(body.get("refresh_token"), str):
+            SCRUBBER.keep_secret(body["refresh_token"], runtime=True)
         expires_in = body.get("expires_in", DEFAULT_EXPIRES_IN_S)
         if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
             expires_in = DEFAULT_EXPIRES_IN_S

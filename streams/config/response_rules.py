@@ -19,7 +19,14 @@ from jsonpath_ng import parse as parse_json_path
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from streams.model import HttpResponse, Outcome, OutcomeCategory, OutcomeKind
-from streams.outcome import RAW_LIMIT, REASON_LIMIT, normalize_reason, to_price
+from streams.outcome import (
+    CAPTURE_VALUE_LIMIT,
+    NOT_CAPTURED,
+    RAW_LIMIT,
+    REASON_LIMIT,
+    normalize_reason,
+    to_price,
+)
 
 
 class Pattern(Protocol):
@@ -224,14 +231,17 @@ class ResponseConfig(BaseModel):
         values = {name: path.read(body, xml) for name, path in self.capture.items()}
         reference = values.pop("reference_id", None)
         price = to_price(values.pop("price", None))
+        texts = {
+            k: str(v) for k, v in values.items() if v is not None and not isinstance(v, dict | list)
+        }
         appended = {
             **outcome.appended,
-            **{
-                k: str(v)
-                for k, v in values.items()
-                if v is not None and not isinstance(v, dict | list)
-            },
+            **{k: v for k, v in texts.items() if len(v) <= CAPTURE_VALUE_LIMIT},
         }
+        too_long = sum(len(v) > CAPTURE_VALUE_LIMIT for v in texts.values())
+        if too_long:
+            before = int(outcome.appended.get(NOT_CAPTURED, "0"))
+            appended[NOT_CAPTURED] = str(before + too_long)
         return replace(
             outcome,
             reference_id=str(reference) if reference is not None else outcome.reference_id,

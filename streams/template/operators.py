@@ -155,6 +155,16 @@ def _equal(left: Any, right: Any, names: Names) -> bool:
     return to_text(left).strip().casefold() == to_text(right).strip().casefold()
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes/no"
+    if isinstance(value, int | float | Decimal):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    return "list" if isinstance(value, list) else "object"
+
+
 def _ordered(test: Callable[[Any, Any], bool]) -> Callable[[Any, Any, Names], bool]:
     def compare(left: Any, right: Any, names: Names) -> bool:
         _require(left, names[0])
@@ -164,7 +174,10 @@ def _ordered(test: Callable[[Any, Any], bool]) -> Callable[[Any, Any, Names], bo
             return test(a, b)
         if isinstance(left, str) and isinstance(right, str):
             return test(left, right)  # ISO dates and codes order as text
-        raise ConversionError(f"cannot order {to_text(left)!r} and {to_text(right)!r}")
+        # Named by expression and kind, never by value: the reason reaches events and billing.
+        raise ConversionError(
+            f"cannot order {names[0]} ({_kind(left)}) and {names[1]} ({_kind(right)})"
+        )
 
     return compare
 
@@ -239,7 +252,7 @@ def index(value: Any, key: Any) -> Any:
     if isinstance(value, list | str):
         position = to_number(key)
         if position != position.to_integral_value():
-            raise ConversionError(f"index {to_text(key)!r} is not a whole number")
+            raise ConversionError("an index that is not a whole number")
         i = int(position)
         return value[i] if -len(value) <= i < len(value) else None
     return None

@@ -9,7 +9,13 @@ import pytest
 
 from streams.errors import DeliveryConnectionError, DeliveryTimeout, ResponseTooLarge
 from streams.model import HttpResponse, OutcomeCategory, OutcomeKind
-from streams.outcome import default_outcome, outcome_for_error
+from streams.outcome import (
+    CAPTURE_VALUE_LIMIT,
+    DEFAULT_CAPTURES,
+    NOT_CAPTURED,
+    default_outcome,
+    outcome_for_error,
+)
 
 
 def answer(status: int, body: object = b"") -> HttpResponse:
@@ -158,3 +164,13 @@ def test_categories_of_transport_errors_and_auth() -> None:
     )
     assert default_outcome(answer(401)).category is OutcomeCategory.AUTH_ERROR
     assert default_outcome(answer(200)).category is OutcomeCategory.ACCEPTED
+
+
+def test_a_huge_answer_adds_a_few_short_values_and_says_how_many_it_left_out() -> None:
+    """A 2xx answer with 40,000 fields once went whole into the event and the routing record."""
+    body = {"id": "R-1", "note": "x" * 5000, **{f"field_{n}": n for n in range(40_000)}}
+    outcome = default_outcome(HttpResponse(200, {}, orjson.dumps(body)))
+    assert outcome.kind is OutcomeKind.SUCCESS and outcome.reference_id == "R-1"
+    assert len(outcome.appended) == DEFAULT_CAPTURES + 1
+    assert all(len(value) <= CAPTURE_VALUE_LIMIT for value in outcome.appended.values())
+    assert outcome.appended[NOT_CAPTURED] == str(len(body) - DEFAULT_CAPTURES)

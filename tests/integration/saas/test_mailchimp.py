@@ -128,8 +128,10 @@ def test_the_key_must_name_its_data_center_and_sets_the_host(
         }
     ).destinations
     from integrations.mailchimp import request
+    from streams.model import Target
 
-    built = request({"email_address": "a@example.com"}, dest, dest.url)
+    target = Target(dest.method, dest.url)
+    built = request({"email_address": "a@example.com"}, dest.integration_settings, target)
     assert built.url.startswith("https://us6.api.mailchimp.com/3.0/lists/a1b2c3d4e5/members/")
     monkeypatch.setenv("MAILCHIMP_API_KEY", "nodatacenter")
     with pytest.raises(Exception, match="data center"):

@@ -150,7 +150,8 @@ def test_operators_and_functions(template: str, expected: Any) -> None:
         ("{{lead.first_name.format('YYYY')}}", "not a date"),
         ("{{format(last_name, '(###) ###-####')}}", "not a phone number"),
         ("{{bool(first_name)}}", "not a yes/no value"),
-        ("{{lead.age > 'old'}}", "cannot order"),
+        ("{{lead.age > 'old'}}", "cannot order lead.age (number) and 'old' (text)"),
+        ("{{lead.first_name > 50000}}", "cannot order lead.first_name (text) and 50000 (number)"),
     ],
 )
 def test_a_lead_that_does_not_fit_fails_with_the_expression_named(
@@ -159,6 +160,8 @@ def test_a_lead_that_does_not_fit_fails_with_the_expression_named(
     with pytest.raises(EvaluationError) as caught:
         render(template)
     assert message in str(caught.value)
+    # Never the lead's values: the reason reaches events and billing.
+    assert "Ada" not in str(caught.value) and "67" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -135,7 +135,8 @@ class HttpSender:
             ) as res:
                 body = await _read_limited(res, destination.max_response_bytes)
                 return HttpResponse(res.status, dict(res.headers), body)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        # ConnectionError: a reset while the answer is read can reach us unwrapped by aiohttp.
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
             if self._closed:  # our own shutdown cut it short: not the recipient's doing
                 raise SenderClosed from exc
             raise _delivery_error(exc) from exc
@@ -148,12 +149,15 @@ class HttpSender:
             await asyncio.sleep(0)
 
 
-def _delivery_error(exc: TimeoutError | aiohttp.ClientError) -> DeliveryError:
+def _delivery_error(exc: TimeoutError | aiohttp.ClientError | ConnectionError) -> DeliveryError:
     if isinstance(exc, TimeoutError):
         return DeliveryTimeout(f"no answer within the destination's timeouts ({exc})")
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return CertificateRefused(str(exc))
-    if isinstance(exc, aiohttp.ClientConnectionError):
+    # ClientPayloadError: the connection ended before the whole answer came.
+    if isinstance(
+        exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | ConnectionError
+    ):
         return DeliveryConnectionError(str(exc))
     return DeliveryError(str(exc))
 

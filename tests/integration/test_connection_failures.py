@@ -1,0 +1,83 @@
+"""A connection that fails under a request is the recipient's trouble for now, not ours:
+a retryable error, "Connection failed", however it fails (refused, reset before the
+answer, reset or closed halfway through the body)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from streams.config import parse_destinations
+from streams.model import Lead, OutcomeCategory, OutcomeKind
+from streams.stages.attempt import attempt_delivery
+from streams.stages.delivery import HttpSender
+
+LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
+Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Close with SO_LINGER 0: the peer sees a TCP reset, not an orderly end."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def reset_before_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    reset(writer)
+
+
+async def reset_halfway(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b'HTTP/1.1 201 Created\r\nContent-Length: 1000\r\n\r\n{"id": ')
+    await writer.drain()
+    reset(writer)
+
+
+async def closed_halfway(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b'HTTP/1.1 201 Created\r\nContent-Length: 1000\r\n\r\n{"id": ')
+    await writer.drain()
+    writer.close()
+
+
+@pytest.fixture
+async def serving() -> AsyncIterator[Callable[[Behaviour], Awaitable[str]]]:
+    servers: list[asyncio.Server] = []
+
+    async def start(behaviour: Behaviour) -> str:
+        server = await asyncio.start_server(behaviour, "127.0.0.1", 0)
+        servers.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/leads"
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def refused_url() -> str:
+    with socket.socket() as sock:  # a port nobody listens on once this closes
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/leads"
+
+
+@pytest.mark.parametrize("behaviour", [None, reset_before_answer, reset_halfway, closed_halfway])
+async def test_a_failed_connection_is_a_retryable_connection_failure(
+    behaviour: Behaviour | None,
+    serving: Callable[[Behaviour], Awaitable[str]],
+    sender: HttpSender,
+) -> None:
+    url = refused_url() if behaviour is None else await serving(behaviour)
+    dest = parse_destinations(
+        {"destinations": [{"id": "crm", "url": url, "mapping": {"email": "email"}}]}
+    ).destinations[0]
+    attempt = await attempt_delivery(LEAD, dest, sender)
+    assert attempt.outcome.kind is OutcomeKind.ERROR, attempt.outcome
+    assert attempt.outcome.reason == "Connection failed", attempt.outcome
+    assert attempt.outcome.retryable
+    assert attempt.outcome.category is OutcomeCategory.RECIPIENT_ERROR

@@ -180,7 +180,9 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
     # No pool-wide connection limit: one destination's slow answers must not hold the
     # connections of another. Each destination is bounded by its own in-flight slots.
     sender = app.sender = HttpSender(
-        max_connections=0, in_flight_per_destination=settings.in_flight
+        max_connections=0,
+        in_flight_per_destination=settings.in_flight,
+        egress=settings.egress_policy(),
     )
     partitions = settings.partitions
     worker_name = f"{socket.gethostname()}:{os.getpid()}"

@@ -7,7 +7,8 @@ CourierError
     ├── DeliveryTimeout          the recipient did not answer in time (retryable)
     ├── DeliveryConnectionError  could not connect / connection dropped (retryable)
     ├── ResponseTooLarge         the answer exceeded the destination's limit
-    └── CertificateRefused       the recipient's TLS certificate did not verify
+    ├── CertificateRefused       the recipient's TLS certificate did not verify
+    └── EgressRefused            the address is not one the egress policy lets us reach
 """
 
 from __future__ import annotations
@@ -62,6 +63,14 @@ class CertificateRefused(DeliveryError):
     # Not retried: a certificate that does not verify will not verify in a minute either.
     retryable = False
     reason = "TLS certificate refused"
+
+
+class EgressRefused(DeliveryError):
+    """The destination's address is private, loopback, link-local or otherwise not public,
+    and not in the egress allow list: never sent, never retried (a configuration matter)."""
+
+    retryable = False
+    reason = "Address refused"
 
 
 class SenderClosed(Exception):

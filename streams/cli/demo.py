@@ -100,6 +100,7 @@ destinations:
   - id: demo_crm
     integration: json_post
     url: http://127.0.0.1:{port}/crm
+    insecure: true   # a development recipient: plain http, on loopback
     mapping:
       firstName: lead.first_name
       lastName: last_name
@@ -108,6 +109,7 @@ destinations:
       source: source.name
   - id: demo_buyer
     url: http://127.0.0.1:{port}/buyer
+    insecure: true
     headers:
       X-Api-Key: ${{env:DEMO_BUYER_KEY}}
     retry: {{max_attempts: 2, base_s: 0.2}}  # its 503s are for good: a short retry shows it

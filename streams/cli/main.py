@@ -228,9 +228,10 @@ def test_destination(name: str, path: Path | None, lead_file: Any, dry_run: bool
     """Send one lead to destination NAME and show the request and the outcome."""
     from streams.cli.try_destination import run_destination_test
 
-    _, destination = _one_destination(path, name)
+    settings, destination = _one_destination(path, name)
     raw = lead_file.read() if lead_file is not None else orjson.dumps(SAMPLE_LEAD)
-    sys.exit(asyncio.run(run_destination_test(destination, raw, dry_run, _say)))
+    egress = settings.egress_policy()
+    sys.exit(asyncio.run(run_destination_test(destination, raw, dry_run, _say, egress)))
 
 
 @main.command(name="map")

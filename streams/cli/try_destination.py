@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from streams.auth import OAuth2Auth
 from streams.config import Destination
+from streams.config.policies import EgressPolicy
 from streams.errors import MappingError
 from streams.stages.attempt import attempt_delivery, invalid_data
 from streams.stages.delivery import HttpSender, RequestSummary, summarize
@@ -17,7 +18,11 @@ Echo = Callable[[str], None]
 
 
 async def run_destination_test(
-    destination: Destination, raw_lead: bytes, dry_run: bool, echo: Echo
+    destination: Destination,
+    raw_lead: bytes,
+    dry_run: bool,
+    echo: Echo,
+    egress: EgressPolicy | None = None,
 ) -> int:
     """Exit status: 0 accepted (or built, for a dry run), 1 otherwise."""
     lead = parse_envelope(raw_lead, 16 * 1024 * 1024)
@@ -37,7 +42,7 @@ async def run_destination_test(
         echo(request.body.decode("utf-8", errors="replace"))
         echo("(dry run: nothing sent)")
         return 0
-    sender = HttpSender(max_connections=2)
+    sender = HttpSender(max_connections=2, egress=egress)
     try:
         attempt = await attempt_delivery(lead, destination, sender)
     finally:

@@ -6,6 +6,7 @@ them (streams/control/retry.py, circuit.py, caps.py and streams/stages/batching.
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from typing import Literal
 
@@ -85,3 +86,42 @@ class BatchConfig(BaseModel):
     def model_post_init(self, _: object) -> None:
         if self.results is not None:
             compile_json_path(self.results)
+
+
+class EgressPolicy(BaseModel):
+    """Where requests may go. ``public``: only to public addresses, unless a network or a
+    host is in ``allow`` (a recipient that really lives on a private network); ``any``:
+    anywhere (development, tests against 127.0.0.1). Destinations with ``insecure: true``
+    are development ones: the policy does not apply to them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["public", "any"] = "public"
+    allow: tuple[str, ...] = ()
+
+    @field_validator("allow")
+    @classmethod
+    def _networks_or_hosts(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in entries:
+            if "/" in entry or entry.replace(".", "").isdigit() or ":" in entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"allow: {entry!r} is not a network (CIDR)") from None
+        return tuple(entry.lower().strip() for entry in entries if entry.strip())
+
+    def permits(self, host: str, address: str) -> bool:
+        """May a request for ``host`` connect to ``address`` (an IP, as resolved)?"""
+        if self.mode == "any" or host.lower().rstrip(".") in self.allow:
+            return True
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
+        if any(ip in ipaddress.ip_network(entry, strict=False) for entry in self._networks()):
+            return True
+        # Private, loopback, link-local (cloud metadata 169.254.169.254), shared, reserved,
+        # unspecified: none of them is global. Multicast never is a recipient.
+        return ip.is_global and not ip.is_multicast
+
+    def _networks(self) -> list[str]:
+        return [e for e in self.allow if "/" in e or e.replace(".", "").isdigit() or ":" in e]

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.config.policies import EgressPolicy
 from streams.errors import ConfigError
 
 
@@ -52,10 +53,23 @@ class Settings(BaseSettings):
     # Loopback unless asked: in a container or pod set 0.0.0.0 so probes can reach it.
     web_bind: str = "127.0.0.1"
     log_level: Literal["debug", "info", "warn", "error", "crit"] = "warn"
+    egress: Literal["public", "any"] = Field(
+        default="public",
+        description="public: requests only to public addresses (unless in egress_allow); "
+        "any: anywhere (development, recipients on 127.0.0.1)",
+    )
+    egress_allow: str = Field(
+        default="", description="networks (CIDR) and hosts requests may reach, comma-separated"
+    )
     data_dir: Path = Path(".courier-data")  # the table store (RocksDB) lives here
     # RocksDB (faust-streaming's rocksdict store): tables on disk, a restart reads only the
     # changelog written since. "memory": rebuilt from the changelogs at every start.
     store: Literal["rocksdb", "memory"] = "rocksdb"
+
+    def egress_policy(self) -> EgressPolicy:
+        return EgressPolicy(
+            mode=self.egress, allow=tuple(e for e in self.egress_allow.split(",") if e.strip())
+        )
 
     def broker_url(self) -> str:
         if not self.broker:

@@ -14,16 +14,19 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiolimiter import AsyncLimiter
 
+from streams.config.policies import EgressPolicy
 from streams.errors import (
     CertificateRefused,
     DeliveryConnectionError,
     DeliveryError,
     DeliveryTimeout,
+    EgressRefused,
     ResponseTooLarge,
     SenderClosed,
 )
 from streams.model import HttpRequest, HttpResponse
 from streams.secrets import SCRUBBER, mask_header, mask_url
+from streams.stages.egress import AddressRefused, GuardedResolver, check_literal
 
 if TYPE_CHECKING:
     from streams.config import Destination
@@ -61,13 +64,21 @@ class HttpSender:
     fills only its own slots: the others' requests never queue behind it."""
 
     def __init__(
-        self, max_connections: int = 256, in_flight_per_destination: int | None = None
+        self,
+        max_connections: int = 256,
+        in_flight_per_destination: int | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
+        """``egress``: where requests may go (the worker passes the configured policy;
+        None: anywhere). Destinations with ``insecure: true`` are not held to it."""
         self._max_connections = max_connections
         self._in_flight_per_destination = in_flight_per_destination
+        self._egress = egress if egress is not None and egress.mode != "any" else None
         self._closed = False
         self._draining = False
-        self._session: aiohttp.ClientSession | None = None
+        # Two pools: one whose resolver applies the egress policy, one for development
+        # destinations. A connector's DNS cache then never serves one to the other.
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self._gates: dict[str, tuple[float, _Gate]] = {}
         # This worker's share of a destination's limits (its part of the partitions that
         # deliver to it): the limits hold for all workers together.
@@ -89,19 +100,24 @@ class HttpSender:
         self._gates[destination.id] = (share, gate)
         return gate
 
-    def _session_or_new(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+    def _session_for(self, destination: Destination) -> aiohttp.ClientSession:
+        guarded = self._egress is not None and not destination.insecure
+        session = self._sessions.get(guarded)
+        if session is None or session.closed:
             connector = aiohttp.TCPConnector(
-                limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300
+                limit=self._max_connections,
+                limit_per_host=0,
+                ttl_dns_cache=300,
+                resolver=GuardedResolver(self._egress) if guarded and self._egress else None,
             )
             # Responses are read raw; no cookies are kept between leads.
-            self._session = aiohttp.ClientSession(
+            session = self._sessions[guarded] = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
                 raise_for_status=False,
             )
-        return self._session
+        return session
 
     async def __call__(self, req: HttpRequest, destination: Destination) -> HttpResponse:
         gate = self._gate(destination)
@@ -117,7 +133,9 @@ class HttpSender:
     async def _exchange(self, req: HttpRequest, destination: Destination) -> HttpResponse:
         if self._closed or self._draining:
             raise SenderClosed
-        session = self._session_or_new()
+        session = self._session_for(destination)
+        if self._egress is not None and not destination.insecure:
+            check_literal(req.url, self._egress)
         limits = destination.timeouts
         timeout = aiohttp.ClientTimeout(
             total=limits.total, sock_connect=limits.connect, sock_read=limits.read
@@ -143,15 +161,18 @@ class HttpSender:
 
     async def close(self) -> None:
         self._closed = True
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-            # Let the connector's transports finish closing (aiohttp's documented advice).
-            await asyncio.sleep(0)
+        for session in self._sessions.values():
+            if not session.closed:
+                await session.close()
+        # Let the connectors' transports finish closing (aiohttp's documented advice).
+        await asyncio.sleep(0)
 
 
 def _delivery_error(exc: TimeoutError | aiohttp.ClientError | ConnectionError) -> DeliveryError:
     if isinstance(exc, TimeoutError):
         return DeliveryTimeout(f"no answer within the destination's timeouts ({exc})")
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, AddressRefused):
+        return EgressRefused(str(exc.os_error))
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return CertificateRefused(str(exc))
     # ClientPayloadError: the connection ended before the whole answer came.

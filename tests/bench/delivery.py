@@ -262,6 +262,7 @@ def start_courier(
         "COURIER_CONTROL_TOPIC": f"control-{tag}",
         "COURIER_IN_FLIGHT": str(in_flight),
         "COURIER_PARTITIONS": str(partitions),
+        "COURIER_EGRESS": "any",  # the recipient is nginx on 127.0.0.1
     }
     log = (workdir / f"worker-{tag}.log").open("wb")
     return subprocess.Popen(

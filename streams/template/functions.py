@@ -16,12 +16,12 @@ from streams.template.conversions import (
     MAX_PARTS,
     MAX_TEXT,
     ConversionError,
-    check_text,
     format_date,
     format_phone,
     is_number,
     is_valid_email,
     is_valid_phone,
+    joined,
     time_zone,
     to_boolean,
     to_number,
@@ -59,7 +59,7 @@ def _split(value: Any, separator: Any = ",") -> list[str]:
 
 def _join(value: Any, separator: Any = ",") -> str:
     items = value if isinstance(value, list) else [value]
-    return check_text(_text(separator).join(_text(v) for v in items))
+    return joined([_text(v) for v in items], _text(separator))
 
 
 def _replace(value: Any, old: Any, new: Any) -> str:
@@ -130,7 +130,7 @@ FUNCTIONS: dict[str, Function] = {
     "startsWith": Function(lambda v, p: _text(v).startswith(_text(p)), 2, 2, "false"),
     "endsWith": Function(lambda v, p: _text(v).endswith(_text(p)), 2, 2, "false"),
     "contains": Function(lambda v, p: _text(p) in _text(v), 2, 2, "false"),
-    "concat": Function(lambda *vs: check_text("".join(to_text(v) for v in vs)), 1, None, "accept"),
+    "concat": Function(lambda *vs: joined([to_text(v) for v in vs]), 1, None, "accept"),
     "toString": Function(to_text, 1, 1, "accept"),
     # missing values
     "default": Function(_default, 2, 2, "accept"),

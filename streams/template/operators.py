@@ -14,7 +14,7 @@ from streams.template.conversions import (
     MAX_MAGNITUDE,
     ConversionError,
     check_number,
-    check_text,
+    joined,
     to_boolean,
     to_number,
     to_text,
@@ -73,7 +73,7 @@ def _plus(left: Any, right: Any, names: Names) -> Any:
 
 
 def _join(left: Any, right: Any, names: Names) -> str:
-    return check_text(to_text(left) + to_text(right))
+    return joined([to_text(left), to_text(right)])
 
 
 def _minus(left: Any, right: Any, names: Names) -> Decimal:

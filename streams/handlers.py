@@ -261,7 +261,16 @@ class Handlers:
         Intake and routing: an ``error`` lead outcome and a dead letter, and the lead is
         marked finished (one outcome). Work: an ``error`` attempt that goes back to the
         lead's partition like any other, so the rest of its plan still happens."""
-        log.error("%s could not handle a record (%s)", stage, failure_detail(stage, exc))
+        # The exception's type and where, not its text: that may quote the lead (the dead
+        # letter, which holds the lead anyway, has the whole detail).
+        log.error(
+            "%s could not handle the record at %s[%s]@%s (%s)",
+            stage,
+            origin.topic,
+            origin.partition,
+            origin.offset,
+            type(exc).__name__,
+        )
         why = Rejected(INTERNAL_ERROR, failure_detail(stage, exc))
         if stage == "work":
             try:

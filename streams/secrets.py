@@ -106,7 +106,8 @@ _RUNTIME_SECRETS = 256
 class Scrubber:
     """Known secret values → ``****`` in any text; one regex over every form they take."""
 
-    def __init__(self) -> None:
+    def __init__(self, shortest: int = _SHORTEST_SECRET) -> None:
+        self._shortest = shortest
         self._configured: set[str] = set()
         self._runtime: OrderedDict[str, None] = OrderedDict()
         self._pattern: re.Pattern[str] | None = None
@@ -115,7 +116,7 @@ class Scrubber:
         """Know ``value`` as a secret (``runtime``: a token made while running, of which
         only the newest few hundred are remembered)."""
         value = value.strip()
-        if len(value) < _SHORTEST_SECRET or value in self._configured:
+        if len(value) < self._shortest or value in self._configured:
             return
         if runtime:
             self._runtime[value] = None
@@ -152,12 +153,12 @@ class Scrubber:
             values = [*self._configured, *self._runtime]
             if not values:
                 return None
-            forms = sorted(set(_forms(values)), key=len, reverse=True)  # longest first
+            forms = sorted(set(_forms(values, self._shortest)), key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(form) for form in forms))
         return self._pattern
 
 
-def _forms(values: Iterable[str]) -> Iterable[str]:
+def _forms(values: Iterable[str], shortest: int) -> Iterable[str]:
     for value in values:
         raw = value.encode()
         for form in (
@@ -167,7 +168,7 @@ def _forms(values: Iterable[str]) -> Iterable[str]:
             base64.b64encode(raw).decode().rstrip("="),
             base64.urlsafe_b64encode(raw).decode().rstrip("="),
         ):
-            if len(form) >= _SHORTEST_SECRET:
+            if len(form) >= shortest:
                 yield form
 
 

@@ -71,6 +71,47 @@ class Timeouts(BaseModel):
     total: float = Field(default=15.0, gt=0, le=600)
 
 
+class Privacy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    redact: list[str] = Field(default_factory=list)  # lead.email, lead.phone_1, ...
+
+    _readers: list[Any] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _paths(self) -> Privacy:
+        for path in self.redact:
+            try:
+                self._readers.append(compile_template("{{" + path + "}}"))
+            except TemplateError as exc:
+                raise ValueError(f"redact: {path!r} is not a path ({exc})") from None
+        return self
+
+    def with_paths(self, more: list[str]) -> Privacy:
+        return Privacy(redact=[*self.redact, *(p for p in more if p not in self.redact)])
+
+    def values(self, envelope: dict[str, Any]) -> list[str]:
+        """The lead's values at the redacted paths (text, numbers; the parts of lists)."""
+        found: list[str] = []
+        for reader in self._readers:
+            try:
+                value = reader.evaluate(envelope)
+            except EvaluationError:
+                continue
+            found.extend(_texts(value))
+        return found
+
+
+def _texts(value: Any) -> list[str]:
+    if value is None or isinstance(value, bool):
+        return []
+    if isinstance(value, list):
+        return [t for v in value for t in _texts(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _texts(v)]
+    return [str(value)]
+
+
 class Destination(BaseModel):
     """One recipient: where to send, how to map, which integration speaks its protocol."""
 
@@ -101,6 +142,9 @@ class Destination(BaseModel):
     response: ResponseConfig = Field(default_factory=ResponseConfig)
     schedule: Schedule | None = None  # business hours; always open when unset
     batch: BatchConfig | None = None  # several leads per request, for array-taking APIs
+    # Envelope paths whose values never appear in events: raw, reasons, appended, request
+    # summaries (with the file's own ``privacy.redact``, which every destination adds).
+    privacy: Privacy = Field(default_factory=lambda: Privacy())
 
     _url_template: CompiledTemplate | None = PrivateAttr(default=None)
     _resolved_url: str = PrivateAttr(default="")  # references resolved: never print it
@@ -191,6 +235,15 @@ class Destination(BaseModel):
                 raise EvaluationError(f"header {name}: a control character in its value")
         return {**self._resolved_headers, **rendered}
 
+    @property
+    def url_template(self) -> str | None:
+        """The URL as configured when a lead fills part of it (references unresolved)."""
+        return self.url if self._url_template is not None else None
+
+    @property
+    def templated_headers(self) -> frozenset[str]:
+        return frozenset(name.lower() for name in self._header_templates)
+
     # Read-only views for integrations: the models are checked, so these never fail.
     @property
     def module(self) -> ModuleType:
@@ -218,6 +271,8 @@ class Destination(BaseModel):
 class DestinationsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # Paths redacted for every destination (each may add its own).
+    privacy: Privacy = Field(default_factory=lambda: Privacy())
     destinations: list[Destination] = Field(min_length=1)
     # Which destinations get a lead, in what order; none: every enabled destination, at once.
     flows: list[Flow] = Field(default_factory=list)
@@ -228,6 +283,7 @@ class DestinationsFile(BaseModel):
     def _unique_ids_and_flows(self) -> DestinationsFile:
         seen: set[str] = set()
         for dest in self.destinations:
+            dest.privacy = dest.privacy.with_paths(self.privacy.redact)
             if dest.id in seen:
                 raise ValueError(f"destination id {dest.id!r} is used twice")
             seen.add(dest.id)

@@ -10,13 +10,13 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 from streams.auth import OAuth2Auth
 from streams.errors import DeliveryError, MappingError
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome
 from streams.outcome import RAW_LIMIT, outcome_for_error, parse_retry_after
-from streams.secrets import SCRUBBER
+from streams.secrets import SCRUBBER, Scrubber
 from streams.stages.batching import Batches
 from streams.stages.delivery import RequestSummary, Send, summarize
 from streams.stages.oauth import TokenCache
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Long enough to name the template and the sub-expression that failed.
 MAPPING_REASON_LIMIT = 200
+# Redacted values shorter than this are not looked for: "CA" would blank every text.
+REDACT_SHORTEST = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,34 @@ def scrubbed(outcome: Outcome) -> Outcome:
         raw=None if outcome.raw is None else SCRUBBER.scrub(outcome.raw),
         reference_id=None if outcome.reference_id is None else SCRUBBER.scrub(outcome.reference_id),
         appended=SCRUBBER.scrub_any(outcome.appended),
+    )
+
+
+def _redaction(values: list[str]) -> Scrubber | None:
+    if not values:
+        return None
+    scrubber = Scrubber(shortest=REDACT_SHORTEST)
+    for value in values:
+        scrubber.keep_secret(value)
+    return scrubber
+
+
+@overload
+def redacted(item: Outcome, private: Scrubber | None) -> Outcome: ...
+@overload
+def redacted(item: RequestSummary, private: Scrubber | None) -> RequestSummary: ...
+def redacted(item: Outcome | RequestSummary, private: Scrubber | None) -> Outcome | RequestSummary:
+    """``privacy.redact``: the lead's values at those paths are **** in what we report."""
+    if private is None:
+        return item
+    if isinstance(item, RequestSummary):
+        return replace(item, url=private.scrub(item.url), headers=private.scrub_any(item.headers))
+    return replace(
+        item,
+        reason=private.scrub(item.reason),
+        raw=None if item.raw is None else private.scrub(item.raw),
+        reference_id=None if item.reference_id is None else private.scrub(item.reference_id),
+        appended=private.scrub_any(item.appended),
     )
 
 
@@ -100,8 +130,13 @@ async def attempt_delivery(
     status: int | None = None
     request: HttpRequest | None = None
     module = destination.module
+    # The lead's values at its redacted paths: kept out of everything the attempt says.
+    private = _redaction(destination.privacy.values(lead.envelope))
 
     def finish(outcome: Outcome) -> Attempt:
+        summary = None
+        if request is not None:
+            summary = summarize(request, destination.url_template, destination.templated_headers)
         total_ms = (time.perf_counter() - clock_start) * 1000
         recipient_ms = recipient_s * 1000
         return Attempt(
@@ -114,8 +149,8 @@ async def attempt_delivery(
             round(recipient_ms, 3),
             round(max(total_ms - recipient_ms, 0.0), 3),
             status,
-            scrubbed(outcome),
-            summarize(request) if request is not None else None,
+            redacted(scrubbed(outcome), private),
+            redacted(summary, private) if summary is not None else None,
         )
 
     if not destination.enabled:

@@ -25,7 +25,7 @@ from streams.errors import (
     SenderClosed,
 )
 from streams.model import HttpRequest, HttpResponse
-from streams.secrets import SCRUBBER, mask_header, mask_url
+from streams.secrets import MASK, SCRUBBER, mask_header, mask_url
 from streams.stages.egress import AddressRefused, GuardedResolver, check_literal
 
 if TYPE_CHECKING:
@@ -45,13 +45,24 @@ class RequestSummary:
     body_bytes: int
 
 
-def summarize(req: HttpRequest) -> RequestSummary:
-    headers = {
-        name: mask_header(name, value) if name.lower() in req.secret_headers else value
-        for name, value in req.headers.items()
-    }
+def summarize(
+    req: HttpRequest,
+    url_template: str | None = None,
+    templated_headers: frozenset[str] = frozenset(),
+) -> RequestSummary:
+    """``url_template``: the URL as configured, shown in place of one filled from the lead
+    (``/ok/{{lead.email}}`` rather than the address); ``templated_headers``: headers filled
+    from the lead, shown masked."""
+
+    def shown(name: str, value: str) -> str:
+        if name.lower() in req.secret_headers:
+            return mask_header(name, value)
+        return MASK if name.lower() in templated_headers else value
+
+    headers = {name: shown(name, value) for name, value in req.headers.items()}
+    url = mask_url(req.url if url_template is None else url_template)
     return RequestSummary(
-        req.method, SCRUBBER.scrub(mask_url(req.url)), SCRUBBER.scrub_any(headers), len(req.body)
+        req.method, SCRUBBER.scrub(url), SCRUBBER.scrub_any(headers), len(req.body)
     )
 
 

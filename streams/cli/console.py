@@ -26,12 +26,22 @@ def lead_key(line: bytes) -> bytes | None:
     return str(lead_id).encode() if isinstance(lead_id, str | int) and lead_id != "" else None
 
 
+async def started(client: Any) -> None:
+    """Start a Kafka client; one that cannot start is closed before the error goes on (else
+    aiokafka complains of an unclosed client after our one-line message)."""
+    try:
+        await client.start()
+    except BaseException:
+        await client.stop()
+        raise
+
+
 async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes]) -> int:
     """Publish each non-empty line as-is (malformed ones too: the worker dead-letters them)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=5, max_request_size=16 * 1024 * 1024
     )
-    await producer.start()
+    await started(producer)
     count = 0
     try:
         for line in lines:
@@ -61,7 +71,7 @@ async def replay_dead_letters(
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=5, max_request_size=16 * 1024 * 1024
     )
-    await producer.start()
+    await started(producer)
     replayed: dict[str, int] = {}
     try:
         async for record in read_records(bootstrap, dlq_topic, follow=False):
@@ -92,7 +102,7 @@ async def read_records(
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=32 * 1024 * 1024,
     )
-    await consumer.start()
+    await started(consumer)
     try:
         partitions = await _partitions(consumer, topic, wait_forever=follow)
         if not partitions:

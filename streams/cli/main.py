@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any, NoReturn
 
 import click
 import orjson
+from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
 from streams.cli.broker import BrokerError, EmbeddedBroker
@@ -38,7 +40,21 @@ broker_option = click.option(
 )
 
 
-@click.group()
+class _Commands(click.Group):
+    """Every command: a broker that cannot be reached is one line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if ctx.invoked_subcommand != "worker":
+            # The commands say what went wrong themselves, in one line; aiokafka would log
+            # each failed connection attempt too (the worker keeps Faust's logging).
+            logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+        try:
+            return super().invoke(ctx)
+        except KafkaConnectionError as exc:
+            _fail(f"cannot reach the Kafka broker ({exc})")
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """Lead Courier: deliver leads from Kafka to the systems that buy or work them."""
     scrub_log_records()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from tests.integration.recipients import Recipient
 
@@ -225,3 +226,14 @@ async def test_replay_republishes_dead_letters_by_reason(kafka: Any, topics: Any
     assert "replayed 2 record(s)" in result.stderr
     replayed = [r async for r in read_records(kafka.bootstrap, topics.leads, follow=False)]
     assert sorted((r.key, r.value) for r in replayed) == [(k, v) for k, v, _ in dead if k != b"L-2"]
+
+
+@pytest.mark.parametrize("command", [["tail"], ["publish", "/dev/null"], ["replay"]])
+def test_an_unreachable_broker_is_one_line_and_exit_code_2(command: list[str]) -> None:
+    with socket.socket() as sock:  # a port nobody listens on once this closes
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = courier(*command, "--broker", f"kafka://127.0.0.1:{port}", timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("courier: cannot reach the Kafka broker")

@@ -78,7 +78,8 @@ def lead_outcome(
         "outcome": "delivered" if accepted else "not_delivered",
         "accepted_by": accepted,
         "reason": reason,
-        "attempts": len(attempts),
+        # Each destination's last attempt carries its number: retries count too.
+        "attempts": sum(a.number for a in attempts),
         "destinations": [
             {
                 "destination_id": a.destination_id,

@@ -21,13 +21,13 @@ from streams.stages.events import delivery_event, lead_outcome
 from tests.avro_spec import spec_fingerprint
 
 
-def attempt(outcome: Outcome, status: int | None = 200) -> Attempt:
+def attempt(outcome: Outcome, status: int | None = 200, number: int = 1) -> Attempt:
     now = datetime(2026, 11, 22, 10, 0, 0, 123000, tzinfo=UTC)
     return Attempt(
         "L-1",
         "buyer",
         "json_post",
-        1,
+        number,
         now,
         now,
         12.5,
@@ -80,13 +80,13 @@ async def test_a_transport_error_event_has_nulls_where_there_was_no_answer() -> 
 async def test_the_lead_outcome_names_who_accepted() -> None:
     attempts = [
         attempt(Outcome.failure("Duplicate lead"), 409),
-        attempt(Outcome.success(reference_id="R-1", price=Decimal("3"))),
+        attempt(Outcome.success(reference_id="R-1", price=Decimal("3")), number=3),
     ]
     record = lead_outcome("L-1", attempts)
     _, decoded = await EventDecoder().decode(EventEncoder(LEAD_OUTCOME).encode(record))
     assert decoded["outcome"] == "delivered"
     assert decoded["accepted_by"] == ["buyer"]
-    assert decoded["attempts"] == 2
+    assert decoded["attempts"] == 4  # one, then three (two retries) at the second
     assert [d["reason"] for d in decoded["destinations"]] == ["Duplicate lead", "Accepted"]
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, overload
 
 from streams.auth import OAuth2Auth
 from streams.errors import DeliveryError, MappingError
-from streams.model import HttpRequest, HttpResponse, Lead, Outcome
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory
 from streams.outcome import RAW_LIMIT, outcome_for_error, parse_retry_after
 from streams.secrets import SCRUBBER, Scrubber
 from streams.stages.batching import Batches
@@ -93,7 +93,9 @@ def invalid_data(exc: MappingError) -> Outcome:
     """A lead that cannot be put into this destination's request: a failure naming the field
     ("Invalid data: phone_1 is required"), never its value."""
     reason = f"Invalid data: {exc.reason}"
-    return Outcome.failure(reason[:MAPPING_REASON_LIMIT], raw=reason)
+    return Outcome.failure(
+        reason[:MAPPING_REASON_LIMIT], raw=reason, category=OutcomeCategory.INVALID_DATA
+    )
 
 
 def not_sent(lead: Lead, destination: Destination, outcome: Outcome, number: int = 1) -> Attempt:
@@ -163,7 +165,9 @@ async def attempt_delivery(
         return finish(invalid_data(exc))
     refusal = module.validate(lead, destination.integration_settings)
     if refusal:
-        return finish(Outcome.skip("Invalid data", raw=refusal))
+        return finish(
+            Outcome.skip("Invalid data", raw=refusal, category=OutcomeCategory.INVALID_DATA)
+        )
     # Set for OAuth destinations only; made here only when the caller has none to share.
     oauth = (tokens or TokenCache()) if isinstance(destination.auth, OAuth2Auth) else None
     token: str | None = None

@@ -10,7 +10,7 @@ import pytest
 
 from streams.config import Destination, DestinationsFile
 from streams.errors import DeliveryTimeout
-from streams.model import HttpRequest, HttpResponse, Lead, OutcomeKind
+from streams.model import HttpRequest, HttpResponse, Lead, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import attempt_delivery
 from streams.stages.request import idempotency_key
 from tests.conftest import destination
@@ -152,4 +152,5 @@ async def test_lead_values_that_cannot_be_sent_are_invalid_data_naming_where(
     too_big = Lead("L-2", {"id": "L-2", "lead": {"name": "Ada", "n": 2**70}})
     attempt = await attempt_delivery(too_big, dest, recorder)
     assert attempt.outcome.reason.startswith("Invalid data: the payload cannot be written as JSON")
+    assert attempt.outcome.category is OutcomeCategory.INVALID_DATA  # not a buyer's reject
     assert recorder.sent == []

@@ -7,7 +7,7 @@ import itertools
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -36,7 +36,18 @@ async def started(client: Any) -> None:
         raise
 
 
-async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes]) -> int:
+async def _each_line(lines: Iterable[bytes] | BinaryIO) -> AsyncIterator[bytes]:
+    """Lines as they arrive: a file (stdin) is read in a thread, so the producer sends each
+    line while we wait for the next, instead of when the input ends."""
+    if hasattr(lines, "readline"):
+        while line := await asyncio.to_thread(lines.readline):
+            yield line
+        return
+    for line in lines:
+        yield line
+
+
+async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes] | BinaryIO) -> int:
     """Publish each non-empty line as-is (malformed ones too: the worker dead-letters them)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=5, max_request_size=16 * 1024 * 1024
@@ -44,7 +55,7 @@ async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes]) -> i
     await started(producer)
     count = 0
     try:
-        for line in lines:
+        async for line in _each_line(lines):
             line = line.rstrip(b"\r\n")
             if not line.strip():
                 continue

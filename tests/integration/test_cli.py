@@ -8,12 +8,15 @@ import re
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from tests.integration.conftest import collect
+from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Recipient
 
 
@@ -237,3 +240,24 @@ def test_an_unreachable_broker_is_one_line_and_exit_code_2(command: list[str]) -
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("courier: cannot reach the Kafka broker")
+
+
+async def test_publish_from_stdin_sends_each_line_as_it_arrives(kafka: KafkaTarget) -> None:
+    topic = f"stdin-{uuid.uuid4().hex[:8]}"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "streams.cli", "publish", "-", "--broker", kafka.url, "--topic", topic),
+        stdin=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    process.stdin.write(b'{"id": "S-1", "lead": {}}\n')
+    await process.stdin.drain()
+    # The input is still open: the first lead is on the topic all the same.
+    [first] = await collect(kafka, topic, 1, timeout_s=60)
+    assert first.key == b"S-1"
+    process.stdin.write(b'{"id": "S-2", "lead": {}}\n')
+    process.stdin.close()
+    _, stderr = await process.communicate()
+    assert process.returncode == 0, stderr
+    assert [r.key for r in await collect(kafka, topic, 2, timeout_s=60)] == [b"S-1", b"S-2"]

@@ -235,8 +235,7 @@ class Handlers:
         sends: list[Out] = []
         if handled.attempt is not None:
             sends.append(self.event(handled.attempt, handled.next_attempt_at, 0))
-        if handled.change is not None:
-            sends.append(self.circuit(item.destination_id, handled.change))
+        sends += [self.circuit(item.destination_id, change) for change in handled.changes]
         if handled.result is not None:
             message = {
                 "type": "attempt",

@@ -70,12 +70,13 @@ class Handled:
     ``attempt``: to write as a delivery event (None when the destination had accepted the
     lead already); ``next_attempt_at``: set when the item was parked for later;
     ``result``: the attempt the lead's routing goes on with (None while parked);
-    ``change``: the circuit changed state."""
+    ``changes``: the circuit's state changes on the way, in order (open -> half_open
+    when a cool-down ended, then what the trial made of it)."""
 
     attempt: Attempt | None
     result: Attempt | None
     next_attempt_at: datetime | None = None
-    change: CircuitChange | None = None
+    changes: tuple[CircuitChange, ...] = ()
 
 
 class DeliveryDesk:
@@ -143,11 +144,17 @@ class DeliveryDesk:
         circuit = self._circuit(destination.id)
         allowed, admitted = admit(circuit, destination.circuit, now)
         self._keep_circuit(destination.id, circuit, admitted)
+        trial: tuple[CircuitChange, ...] = ()
+        if circuit.state == "open" and admitted.state == "half_open":
+            trial = (CircuitChange("open", "half_open", "Cool-down over: trial deliveries"),)
         if not allowed:
             if destination.circuit.when_open == "park" and not item.has_fallback:
                 until = admitted.opened_at + destination.circuit.cool_down_s
                 return self._park(item, destination, until, open_outcome().reason)
-            return self._finish(item, not_sent(item.lead, destination, open_outcome(), item.number))
+            finished = self._finish(
+                item, not_sent(item.lead, destination, open_outcome(), item.number)
+            )
+            return replace(finished, changes=trial)
 
         if destination.caps is None:
             attempt = await self._attempt_at(item.lead, destination, item.number)
@@ -155,7 +162,10 @@ class DeliveryDesk:
             window = await self._reserve(destination)
             if window is not None:
                 outcome = cap_exceeded(window)
-                return self._finish(item, not_sent(item.lead, destination, outcome, item.number))
+                finished = self._finish(
+                    item, not_sent(item.lead, destination, outcome, item.number)
+                )
+                return replace(finished, changes=trial)
             made: Attempt | None = None
             try:
                 made = await self._attempt_at(item.lead, destination, item.number)
@@ -167,13 +177,14 @@ class DeliveryDesk:
         before = self._circuit(destination.id)
         circuit, change = record(before, destination.circuit, attempt.outcome, now)
         self._keep_circuit(destination.id, before, circuit)
+        changes = trial + ((change,) if change is not None else ())
         delay = retry_delay(destination.retry, attempt.outcome, item.number, self._draw)
         if delay is not None:
             parked = replace(item, number=item.number + 1)
             self._store_parked(parked, now + delay)
             next_at = datetime.fromtimestamp(now + delay, UTC)
-            return Handled(attempt, None, next_at, change)
-        return replace(self._finish(item, attempt), change=change)
+            return Handled(attempt, None, next_at, changes)
+        return replace(self._finish(item, attempt), changes=changes)
 
     def due(self, owns: Callable[[str], bool]) -> list[tuple[str, Any, WorkItem]]:
         """Parked items whose time has come, among the owners this worker owns: each with

@@ -321,8 +321,7 @@ class Home:
     ) -> None:
         if handled.attempt is not None:
             report.attempts.append((handled.attempt, handled.next_attempt_at))
-        if handled.change is not None:
-            report.changes.append((destination_id, handled.change))
+        report.changes += [(destination_id, change) for change in handled.changes]
         result = handled.result
         if result is None:  # parked: a retry or a hold; it comes back through ``retry``
             return

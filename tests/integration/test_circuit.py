@@ -57,16 +57,16 @@ async def test_circuit_opens_stays_quiet_half_opens_and_closes(sender: HttpSende
         clock=lambda: clock[0],
     )
 
-    async def deliver(n: int) -> tuple[OutcomeKind, str, str | None]:
+    async def deliver(n: int) -> tuple[OutcomeKind, str, tuple[str, ...]]:
         lead = Lead(f"L-{n}", {"id": f"L-{n}", "lead": {}})
         handled = await desk.handle(WorkItem(lead, dest.id, "plan", 1, False))
         assert handled.result is not None
         outcome = handled.result.outcome
-        return outcome.kind, outcome.reason, handled.change.after if handled.change else None
+        return outcome.kind, outcome.reason, tuple(c.after for c in handled.changes)
 
     try:
         first = [await deliver(n) for n in range(5)]
-        assert [c for _, _, c in first] == [None, None, None, None, "open"]
+        assert [c for _, _, c in first] == [(), (), (), (), ("open",)]
         sent_when_opened = len(server.requests)
 
         clock[0] += 10
@@ -76,13 +76,14 @@ async def test_circuit_opens_stays_quiet_half_opens_and_closes(sender: HttpSende
         }
         assert len(server.requests) == sent_when_opened  # nothing reached the recipient
 
-        clock[0] += 25  # 35 s after opening: half-open, one trial, still failing
-        assert await deliver(25) == (OutcomeKind.ERROR, "Recipient error (HTTP 503)", "open")
+        clock[0] += 25  # 35 s after opening: half-open (an event too), one trial, still failing
+        trial = await deliver(25)
+        assert trial == (OutcomeKind.ERROR, "Recipient error (HTTP 503)", ("half_open", "open"))
         assert (await deliver(26))[0] is OutcomeKind.SKIP
 
         flaky.healthy = True
         clock[0] += 31
-        assert await deliver(27) == (OutcomeKind.SUCCESS, "Accepted", "closed")
+        assert await deliver(27) == (OutcomeKind.SUCCESS, "Accepted", ("half_open", "closed"))
         assert [k for k, _, _ in [await deliver(n) for n in range(28, 33)]] == [
             OutcomeKind.SUCCESS
         ] * 5

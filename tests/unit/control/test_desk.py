@@ -139,7 +139,7 @@ async def test_an_open_circuit_skips_or_parks_and_a_waterfall_always_moves_on() 
     buyer = desk(destination(circuit=circuit), failing, clock)
     await buyer.handle(item("L1"))
     opened = await buyer.handle(item("L2"))
-    assert opened.change is not None and opened.change.after == "open"
+    assert [change.after for change in opened.changes] == ["open"]
     skipped = await buyer.handle(item("L3"))
     assert skipped.result is not None
     assert skipped.result.outcome.reason == "System unavailable (circuit open)"

@@ -18,6 +18,7 @@ from urllib.parse import urlencode, urlsplit
 
 import jwt
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -37,11 +38,19 @@ def _reference_only(value: object) -> SecretStr:
         return value
     if not isinstance(value, str) or not has_reference(value):
         raise ValueError("credentials must be a reference like ${env:NAME}, never a literal")
-    return SecretStr(single_line(resolve_references(value), "credential"))
+    return SecretStr(resolve_references(value))
+
+
+def _one_line(value: SecretStr) -> SecretStr:
+    single_line(value.get_secret_value(), "credential")
+    return value
 
 
 # A credential: given as ${env:NAME} or ${file:/path}, held resolved and masked.
 Secret = Annotated[SecretStr, BeforeValidator(_reference_only)]
+# One that travels in a header or a URL: one line, no control characters (a PEM key for
+# signing may have many lines; a token sent as it is may not).
+HeaderSecret = Annotated[SecretStr, BeforeValidator(_reference_only), AfterValidator(_one_line)]
 
 
 class _Auth(BaseModel):
@@ -50,7 +59,7 @@ class _Auth(BaseModel):
 
 class ApiKeyAuth(_Auth):
     type: Literal["api_key"]
-    value: Secret
+    value: HeaderSecret
     name: str = "X-Api-Key"
     location: Literal["header", "query"] = Field(default="header", alias="in")
 
@@ -68,7 +77,7 @@ class BasicAuth(_Auth):
 
 class BearerAuth(_Auth):
     type: Literal["bearer"]
-    token: Secret
+    token: HeaderSecret
 
 
 class OAuth2Auth(_Auth):

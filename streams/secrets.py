@@ -189,7 +189,8 @@ def scrub_log_records() -> None:
             message = record.getMessage()
         except Exception:  # a bad format string: keep the record as it is, for its handler
             return record
-        record.msg, record.args = SCRUBBER.scrub(message), None
+        # args=(): mode's formatter turns None into (None,) and formats the text with it.
+        record.msg, record.args = SCRUBBER.scrub(message), ()
         if record.exc_info and record.exc_info[0] is not None:
             text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
             record.exc_text = SCRUBBER.scrub(text)

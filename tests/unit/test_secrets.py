@@ -51,3 +51,34 @@ def test_urls_lose_user_info_and_every_query_value() -> None:
     masked = mask_url("https://ada:pw@crm.example.com/leads?key=abc&email=a%40b.c&x=")
     assert masked == "https://****@crm.example.com/leads?key=****&email=****&x=****"
     assert mask_url("https://crm.example.com/leads") == "https://crm.example.com/leads"
+
+
+def test_log_records_are_scrubbed_message_and_traceback_and_survive_modes_formatter() -> None:
+    import io
+    import logging
+
+    from mode.utils.logging import ExtensionFormatter
+
+    from streams.secrets import SCRUBBER, scrub_log_records
+
+    SCRUBBER.keep_secret("log-Secret-5f6g7h")
+    scrub_log_records()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(ExtensionFormatter(stream=stream, fmt="%(message)s"))
+    logger = logging.getLogger("courier-test-scrub")
+    logger.addHandler(handler)
+    try:
+        logger.warning("sent %s to %s", "token=log-Secret-5f6g7h", "x")
+        logger.warning("100% sure: msg % self.args")  # a '%' in a message with no args
+        try:
+            raise ValueError("url='https://x.example/?api_key=log-Secret-5f6g7h'")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "log-Secret-5f6g7h" not in text
+    assert "sent token=**** to x" in text
+    assert "100% sure: msg % self.args" in text
+    assert "api_key=****" in text

@@ -148,6 +148,17 @@ def abandon(app: Any, message: Any) -> None:
     app.consumer._unacked_messages.discard(message)
 
 
+def readiness(app: Any) -> str:
+    """What GET /health says: ``ready`` or why not."""
+    if app.rebalancing:
+        return "rebalancing"
+    if app.in_recovery or not app.tables.recovery.completed.is_set():
+        return "recovering"
+    if not app.consumer.assignment():
+        return "no partitions"
+    return "ready"
+
+
 def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
     data_dir = settings.data_dir / settings.app_id
     data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
@@ -175,6 +186,13 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         web_enabled=settings.web_port is not None,
         web_port=settings.web_port or 6066,
         web_bind=settings.web_bind,
+        # Faust's table views answer GET /table/leads/<id> with the lead itself (name,
+        # e-mail, SSN), unauthenticated: off, with the router and debug pages. The web
+        # port serves health only.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
     )
     topics = declare_topics(app, settings)
     # No pool-wide connection limit: one destination's slow answers must not hold the
@@ -287,6 +305,17 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
     @app.task  # type: ignore[untyped-decorator]
     async def _follow_circuits() -> None:
         await follow_circuits(settings, circuits, worker_name)
+
+    @app.page("/health/live")
+    async def _live(web: Any, request: Any) -> Any:
+        """Liveness: the event loop answers (a stalled loop does not)."""
+        return web.json({"status": "live"})
+
+    @app.page("/health")
+    async def _ready(web: Any, request: Any) -> Any:
+        """Readiness: partitions assigned, tables recovered, not in a rebalance."""
+        state = readiness(app)
+        return web.json({"status": state}, status=200 if state == "ready" else 503)
 
     # Signalled after the consumer has stopped and in-flight leads are done.
     @app.on_before_shutdown.connect

@@ -1,0 +1,60 @@
+"""The web port: health for probes, and nothing that shows a lead.
+
+Reproduced first (issue #14): with COURIER_WEB_PORT set, GET /table/routes/L-20/ returned
+the lead's name, e-mail and SSN digits while it was in flight (Faust's table views)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import aiohttp
+
+from tests.integration.conftest import collect, publish
+from tests.integration.kafka import KafkaTarget
+from tests.integration.recipients import Recipient
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def answer(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as res:
+        return res.status, await res.text()
+
+
+async def test_health_answers_and_no_table_view_shows_a_lead(
+    kafka: KafkaTarget, recipient: Recipient, topics: Any, start_worker: Any
+) -> None:
+    port = free_port()
+    yaml = f"""
+destinations:
+  - id: crm
+    url: {recipient.url()}
+    mapping: {{email: email}}
+"""
+    start_worker(yaml, env={"COURIER_WEB_PORT": str(port)})
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(240):  # until the worker has its partitions and tables
+        try:
+            status, body = await answer(f"{base}/health")
+        except aiohttp.ClientConnectionError:
+            status, body = 0, ""
+        if status == 200:
+            break
+        assert status in (0, 503), body  # not ready yet says why, with 503
+        await asyncio.sleep(0.5)
+    assert (status, body) == (200, '{"status":"ready"}')
+    assert await answer(f"{base}/health/live") == (200, '{"status":"live"}')
+
+    lead = {"id": "W-1", "lead": {"email": "jane@example.com", "ssn": "123-45-6789"}}
+    await publish(kafka, topics.leads, [lead])
+    await collect(kafka, topics.outcomes, 1)
+    for path in ("/table/leads/W-1/", "/table/leads/", "/router/", "/graph/", "/stats/"):
+        status, body = await answer(base + path)
+        assert status == 404, (path, status)
+        assert "jane@example.com" not in body and "123-45-6789" not in body

@@ -30,7 +30,12 @@ from streams.model import CircuitChange, Lead, OutcomeCategory
 from streams.outcome import internal_error
 from streams.secrets import SCRUBBER
 from streams.stages.attempt import Attempt
-from streams.stages.envelope import Rejected, dead_letter_headers, parse_envelope
+from streams.stages.envelope import (
+    ENVELOPE_REASONS,
+    Rejected,
+    dead_letter_headers,
+    parse_envelope,
+)
 from streams.stages.events import circuit_event, delivery_event, lead_outcome
 from streams.stages.routing import Progress, select_flow
 
@@ -45,6 +50,16 @@ DEAD_LETTER_MAX_BYTES = 15 * 1024 * 1024
 DEAD_LETTER_KEPT_BYTES = 1024 * 1024
 DETAIL_LIMIT = 1000
 TOO_DEEP = Rejected("Too deeply nested", "the envelope nests deeper than 254 levels")
+# Every reason a dead letter can carry (``courier replay --reason`` takes only these;
+# tests/unit/test_handlers.py checks the list against the code).
+DEAD_LETTER_REASONS = (
+    *ENVELOPE_REASONS,
+    TOO_DEEP.reason,
+    DELIVERY_FAILED,
+    INTERNAL_ERROR,
+    "Unreadable routing record",
+    "Unreadable work record",
+)
 
 Stage = Literal["intake", "routing", "work"]
 TopicName = Literal["events", "outcomes", "dlq", "control", "routing", "work"]

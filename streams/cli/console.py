@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, BinaryIO
@@ -68,34 +70,79 @@ async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes] | Bin
 
 
 NOT_REPLAYED_TRUNCATED = "not replayed: kept only in part (too large)"
+ALREADY_REPLAYED = "not replayed: replayed before"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayFilter:
+    """Which dead letters a replay takes: by reason, lead id, and time written (ms)."""
+
+    reasons: frozenset[str] | None = None
+    lead_id: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def takes(self, record: Any, reason: str) -> bool:
+        if self.reasons is not None and reason not in self.reasons:
+            return False
+        if self.lead_id is not None and record.key != self.lead_id.encode():
+            return False
+        if self.since_ms is not None and record.timestamp < self.since_ms:
+            return False
+        return self.until_ms is None or record.timestamp < self.until_ms
+
+
+def replayed_marks_topic(dlq_topic: str) -> str:
+    """Where a replay notes each dead letter it took (key ``partition:offset``), so the
+    next replay takes only what no replay has taken before."""
+    return f"{dlq_topic}.replayed"
 
 
 async def replay_dead_letters(
-    bootstrap: str, dlq_topic: str, leads_topic: str, reasons: set[str] | None = None
+    bootstrap: str,
+    dlq_topic: str,
+    leads_topic: str,
+    which: ReplayFilter | None = None,
+    dry_run: bool = False,
 ) -> dict[str, int]:
     """Publish dead letters' original bytes (and keys) to the leads topic again.
 
-    ``reasons`` limits it to those dead-letter reasons. Returns how many per reason. A
-    record that is still malformed comes back to the dead-letter topic, with its reason.
-    One kept only in part (too large for the topic) is not replayed: counted under
-    ``NOT_REPLAYED_TRUNCATED``."""
+    ``which`` limits it; a dead letter replayed before is not replayed again (counted under
+    ``ALREADY_REPLAYED``). Returns how many per reason. A record that is still malformed
+    comes back to the dead-letter topic, with its reason. One kept only in part (too
+    large for the topic) is not replayed: counted under ``NOT_REPLAYED_TRUNCATED``.
+    ``dry_run``: count only, publish nothing."""
+    which = which or ReplayFilter()
+    marks_topic = replayed_marks_topic(dlq_topic)
+    done = {r.key async for r in read_records(bootstrap, marks_topic, follow=False)}
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=5, max_request_size=16 * 1024 * 1024
     )
     await started(producer)
     replayed: dict[str, int] = {}
+
+    def count(reason: str) -> None:
+        replayed[reason] = replayed.get(reason, 0) + 1
+
     try:
         async for record in read_records(bootstrap, dlq_topic, follow=False):
             headers = dict(record.headers or ())
             reason = headers.get("courier.dlq.reason", b"").decode()
-            if reasons is not None and reason not in reasons:
+            if not which.takes(record, reason):
+                continue
+            position = f"{record.partition}:{record.offset}".encode()
+            if position in done:
+                count(ALREADY_REPLAYED)
                 continue
             if headers.get("courier.dlq.truncated") == b"true":
-                replayed[NOT_REPLAYED_TRUNCATED] = replayed.get(NOT_REPLAYED_TRUNCATED, 0) + 1
+                count(NOT_REPLAYED_TRUNCATED)
                 continue
-            origin = [("courier.replayed.from", f"{record.partition}:{record.offset}".encode())]
+            count(reason)
+            if dry_run:
+                continue
+            origin = [("courier.replayed.from", position)]
             await producer.send(leads_topic, value=record.value, key=record.key, headers=origin)
-            replayed[reason] = replayed.get(reason, 0) + 1
+            await producer.send(marks_topic, value=str(int(time.time())).encode(), key=position)
         await producer.flush()
     finally:
         await producer.stop()

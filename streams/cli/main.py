@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -124,25 +125,54 @@ def publish(file: Any, broker: str | None, topic: str | None) -> None:
 @click.option(
     "--reason", "reasons", multiple=True, help="Only this dead-letter reason (repeatable)."
 )
-def replay(broker: str | None, reasons: tuple[str, ...]) -> None:
-    """Publish dead-lettered records to the leads topic again (after fixing their cause)."""
-    from streams.cli.console import replay_dead_letters
+@click.option("--lead", "lead_id", help="Only this lead's dead letters (by record key).")
+@click.option("--since", type=click.DateTime(), help="Only dead letters written from then (UTC).")
+@click.option("--until", type=click.DateTime(), help="Only dead letters written before then (UTC).")
+@click.option("--dry-run", is_flag=True, help="Count what would be replayed; publish nothing.")
+def replay(
+    broker: str | None,
+    reasons: tuple[str, ...],
+    lead_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    dry_run: bool,
+) -> None:
+    """Publish dead-lettered records to the leads topic again (after fixing their cause).
 
+    Each dead letter is replayed once: a replay notes what it took (topic
+    <dlq>.replayed) and the next takes only the rest."""
+    from streams.cli.console import (
+        ALREADY_REPLAYED,
+        NOT_REPLAYED_TRUNCATED,
+        ReplayFilter,
+        replay_dead_letters,
+    )
+    from streams.handlers import DEAD_LETTER_REASONS
+
+    unknown = sorted(set(reasons) - set(DEAD_LETTER_REASONS))
+    if unknown:
+        _fail(
+            f"--reason: no dead letter has the reason {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(DEAD_LETTER_REASONS)})"
+        )
     settings = _settings_with_broker(broker)
+    which = ReplayFilter(
+        frozenset(reasons) if reasons else None,
+        lead_id,
+        None if since is None else int(since.replace(tzinfo=UTC).timestamp() * 1000),
+        None if until is None else int(until.replace(tzinfo=UTC).timestamp() * 1000),
+    )
     counts = asyncio.run(
         replay_dead_letters(
-            settings.bootstrap_servers(),
-            settings.dlq_topic,
-            settings.leads_topic,
-            set(reasons) if reasons else None,
+            settings.bootstrap_servers(), settings.dlq_topic, settings.leads_topic, which, dry_run
         )
     )
-    from streams.cli.console import NOT_REPLAYED_TRUNCATED
-
-    total = sum(n for reason, n in counts.items() if reason != NOT_REPLAYED_TRUNCATED)
+    skipped = (NOT_REPLAYED_TRUNCATED, ALREADY_REPLAYED)
+    total = sum(n for reason, n in counts.items() if reason not in skipped)
     detail = ", ".join(f"{n} {reason or 'no reason'}" for reason, n in sorted(counts.items()))
+    verb = "would replay" if dry_run else "replayed"
     click.echo(
-        f"replayed {total} record(s) to {settings.leads_topic}" + (f": {detail}" if detail else ""),
+        f"{verb} {total} record(s) to {settings.leads_topic}" + (f": {detail}" if detail else ""),
         err=True,
     )
 

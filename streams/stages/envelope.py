@@ -26,6 +26,19 @@ class Rejected:
     detail: str
 
 
+# The reasons a record is refused here, as dead letters say them.
+ENVELOPE_REASONS = (
+    "Empty record",
+    "Record too large",
+    "Not JSON",
+    "Not a JSON object",
+    "Missing id",
+    "Invalid id",
+    "Missing lead",
+    "Invalid section",
+)
+
+
 def parse_envelope(raw: bytes | None, max_bytes: int) -> Lead | Rejected:
     if not raw:  # a tombstone (None) or zero bytes
         return Rejected("Empty record", "the record has no value")

@@ -230,6 +230,30 @@ async def test_replay_republishes_dead_letters_by_reason(kafka: Any, topics: Any
     replayed = [r async for r in read_records(kafka.bootstrap, topics.leads, follow=False)]
     assert sorted((r.key, r.value) for r in replayed) == [(k, v) for k, v, _ in dead if k != b"L-2"]
 
+    async def replay(*args: str) -> Any:
+        return await asyncio.to_thread(
+            courier, "replay", "--broker", kafka.url, *args, env=env, timeout=60
+        )
+
+    # Taken once: the same replay again takes nothing.
+    again = await replay("--reason", "Record too large")
+    assert again.returncode == 0 and "replayed 0 record(s)" in again.stderr, again.stderr
+    assert "2 not replayed: replayed before" in again.stderr
+    # A dry run counts and publishes nothing; --lead takes one lead's.
+    dry = await replay("--lead", "L-2", "--dry-run")
+    assert dry.returncode == 0 and "would replay 1 record(s)" in dry.stderr, dry.stderr
+    one = await replay("--lead", "L-2", "--until", "2000-01-01T00:00:00")
+    assert "replayed 0 record(s)" in one.stderr, one.stderr  # written after 2000
+    one = await replay("--lead", "L-2", "--since", "2000-01-01T00:00:00")
+    assert "replayed 1 record(s)" in one.stderr and "1 Not JSON" in one.stderr, one.stderr
+    leads = [r async for r in read_records(kafka.bootstrap, topics.leads, follow=False)]
+    assert sorted(r.key for r in leads) == [b"L-1", b"L-2", b"L-3"]
+    # A reason no dead letter has is refused, naming the known ones.
+    wrong = await replay("--reason", "Record to large")
+    assert wrong.returncode == 2
+    assert "no dead letter has the reason 'Record to large'" in wrong.stderr
+    assert "Record too large" in wrong.stderr
+
 
 @pytest.mark.parametrize("command", [["tail"], ["publish", "/dev/null"], ["replay"]])
 def test_an_unreachable_broker_is_one_line_and_exit_code_2(command: list[str]) -> None:

@@ -173,3 +173,18 @@ async def test_a_failed_attempt_at_a_capped_destination_goes_back_as_an_internal
     letter = next(s for s in sends if s.topic == "dlq")
     assert dict(letter.headers or [])["courier.dlq.reason"] == b"Internal error"
     assert orjson.loads(letter.value) == {"id": "L-4", "lead": {}}
+
+
+def test_every_dead_letter_reason_in_the_code_is_known_to_replay() -> None:
+    import pathlib
+    import re
+
+    from streams.handlers import DEAD_LETTER_REASONS
+
+    root = pathlib.Path(__file__).parents[2] / "streams"
+    said = {
+        reason
+        for path in root.rglob("*.py")
+        for reason in re.findall(r'Rejected\(\s*"([^"]+)"', path.read_text())
+    }
+    assert said and said <= set(DEAD_LETTER_REASONS)

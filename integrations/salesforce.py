@@ -1,18 +1,31 @@
 """Salesforce: create a Lead through the REST API's sObject resource
-(``POST {instance}/services/data/vXX.X/sobjects/Lead``), authenticated by the destination's
-``auth: {type: oauth2, token_url: https://MyDomain.my.salesforce.com/services/oauth2/token,
-…}`` (the client credentials flow of a connected app). The core caches the token and, on
-``401 INVALID_SESSION_ID``, fetches a new one once and retries.
+(``POST https://MyDomain.my.salesforce.com/services/data/vXX.X/sobjects/Lead``;
+developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_sobject_create.htm),
+authenticated by the destination's ``auth: {type: oauth2, token_url:
+https://MyDomain.my.salesforce.com/services/oauth2/token, …}``: the OAuth 2.0 client
+credentials flow of a connected app, whose documented request carries ``client_id`` and
+``client_secret`` in the form body (so that is our default here; ``client_auth: basic``
+to change it). Sandboxes: ``https://MyDomain--SandboxName.sandbox.my.salesforce.com``.
+The core caches the token and, on ``401 INVALID_SESSION_ID``, fetches a new one once.
+
+The standard Lead object requires ``LastName`` and ``Company`` (object reference, Lead):
+a lead without a company is sent with ``settings.company_fallback`` ("[not provided]",
+the convention lead tools use). ``settings.allow_duplicates: true`` sends
+``Sforce-Duplicate-Rule-Header: allowSave=true`` (saved despite an alerting duplicate rule).
 
 Answers: 201 ``{"id", "success": true, "errors": []}``; errors are a JSON list of
-``{"message", "errorCode", "fields"}``: ``DUPLICATES_DETECTED`` (a duplicate rule blocked
-it), ``REQUIRED_FIELD_MISSING`` / ``FIELD_CUSTOM_VALIDATION_EXCEPTION`` /
-``INVALID_EMAIL_ADDRESS`` / ``STRING_TOO_LONG`` (invalid data), ``REQUEST_LIMIT_EXCEEDED``
-(403, the org's API limit: try later).
+``{"message", "errorCode", "fields"}`` (api_rest, "Status Codes and Error Responses"):
+``DUPLICATES_DETECTED`` (a duplicate rule) and ``DUPLICATE_VALUE`` (a unique field) are
+duplicates; ``REQUIRED_FIELD_MISSING`` / ``FIELD_CUSTOM_VALIDATION_EXCEPTION`` /
+``INVALID_EMAIL_ADDRESS`` / ``STRING_TOO_LONG`` … invalid data; ``REQUEST_LIMIT_EXCEEDED``
+(403, the org's rolling 24-hour API limit) waits an hour, not seconds; answers that every
+lead would get (``API_DISABLED_FOR_ORG``, ``INSUFFICIENT_ACCESS*``, ``NOT_FOUND`` for the
+object) are configuration errors: the circuit opens at once.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -22,6 +35,7 @@ from streams.outcome import (
     RAW_LIMIT,
     REASON_LIMIT,
     auth_failed,
+    configuration_refused,
     default_outcome,
     rate_limited,
 )
@@ -29,6 +43,8 @@ from streams.outcome import (
 NAME = "salesforce"
 # The core authenticates: a destination must say how (checked when the file loads).
 AUTH_TYPES = ("oauth2", "bearer", "jwt")
+# Where the client credentials go in the token request, unless the destination says.
+OAUTH_CLIENT_AUTH = "body"
 DEFAULT_MAPPING: dict[str, str] = {
     "FirstName": "lead.first_name",
     "LastName": "lead.last_name",
@@ -53,17 +69,40 @@ INVALID_DATA_CODES = frozenset(
 )
 
 
+# The org's rolling 24-hour API allowance is spent: come back in an hour, not seconds.
+DAILY_LIMIT_WAIT_S = 3600.0
+DUPLICATE_CODES = frozenset({"DUPLICATES_DETECTED", "DUPLICATE_VALUE"})
+CONFIGURATION_CODES = frozenset(
+    {
+        "API_DISABLED_FOR_ORG",
+        "INSUFFICIENT_ACCESS",
+        "INSUFFICIENT_ACCESS_OR_READONLY",
+        "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY",
+        "NOT_FOUND",
+        "FUNCTIONALITY_NOT_ENABLED",
+    }
+)
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    company_fallback: str = "[not provided]"
+    allow_duplicates: bool = False
+
 
 def validate(lead: Lead, settings: Config) -> str | None:
-    # LastName and Company are required on the standard Lead object.
+    # LastName is required on the standard Lead object (Company too: request() fills it).
     return None if str(lead.get("last_name") or "").strip() else "last_name is required"
 
 
 def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRequest:
-    return HttpRequest.json("POST", target.url, payload)
+    if not str(payload.get("Company") or "").strip():
+        payload = {**payload, "Company": settings.company_fallback}
+    headers = (
+        {"Sforce-Duplicate-Rule-Header": "allowSave=true"} if settings.allow_duplicates else {}
+    )
+    return HttpRequest.json("POST", target.url, payload, headers=headers)
 
 
 def response(req: HttpRequest, res: HttpResponse) -> Outcome:
@@ -74,7 +113,7 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
     errors = [e for e in body if isinstance(e, dict)] if isinstance(body, list) else []
     codes = {str(e.get("errorCode", "")) for e in errors}
     message = str(errors[0].get("message", "")) if errors else ""
-    if "DUPLICATES_DETECTED" in codes:
+    if codes & DUPLICATE_CODES:
         return Outcome.failure("Duplicate lead", raw=raw, category=OutcomeCategory.DUPLICATE)
     if codes & INVALID_DATA_CODES:
         fields = ", ".join(f for e in errors for f in e.get("fields") or [])
@@ -83,9 +122,12 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
             reason[:REASON_LIMIT], raw=raw, category=OutcomeCategory.INVALID_DATA
         )
     if "REQUEST_LIMIT_EXCEEDED" in codes:
-        return rate_limited(raw)
+        return replace(rate_limited(raw), retry_after_s=DAILY_LIMIT_WAIT_S)
     if "INVALID_SESSION_ID" in codes or res.status == 401:
         return auth_failed("session", raw)
+    if codes & CONFIGURATION_CODES or res.status in (402, 403):
+        code = next(iter(sorted(codes & CONFIGURATION_CODES)), f"HTTP {res.status}")
+        return configuration_refused(f"Salesforce {code}", raw)
     if errors and 400 <= res.status < 500:
         return Outcome.failure(message[:REASON_LIMIT] or f"Rejected (HTTP {res.status})", raw=raw)
     return default_outcome(res)

@@ -127,6 +127,18 @@ def auth_failed(what: str, raw: str | None) -> Outcome:
     )
 
 
+def configuration_refused(why: str, raw: str | None) -> Outcome:
+    """An answer that will be the same for every lead (no permission, API disabled, wrong
+    object): not this lead's fault. Category auth_error, so the destination's circuit
+    opens at once and says why, and the leads wait or move on as for an open circuit."""
+    return Outcome.error(
+        f"Configuration refused ({why})",
+        retryable=False,
+        raw=raw,
+        category=OutcomeCategory.AUTH_ERROR,
+    )
+
+
 def internal_error(exc: BaseException) -> Outcome:
     """Our own code failed on this lead: an error named by the exception's type only (its
     message may quote lead values), never retried (it would fail the same way)."""

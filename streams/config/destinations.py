@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from integrations import REGISTRY
-from streams.auth import AuthConfig
+from streams.auth import AuthConfig, OAuth2Auth
 from streams.config.flows import CompiledFlow, Flow, compile_flow, default_flow
 from streams.config.policies import BatchConfig, CapPolicy, CircuitPolicy, RetryPolicy
 from streams.config.response_rules import ResponseConfig
@@ -162,6 +162,15 @@ class Destination(BaseModel):
         needed = getattr(REGISTRY[self.integration], "AUTH_TYPES", None)
         if needed and (self.auth is None or self.auth.type not in needed):
             raise ValueError(f"auth: {self.integration} needs auth of type {' or '.join(needed)}")
+        # An integration may say where its vendor documents the OAuth client credentials
+        # (Salesforce: the form body); a destination's own client_auth wins.
+        client_auth = getattr(REGISTRY[self.integration], "OAUTH_CLIENT_AUTH", None)
+        if (
+            client_auth
+            and isinstance(self.auth, OAuth2Auth)
+            and "client_auth" not in self.auth.model_fields_set
+        ):
+            self.auth.client_auth = client_auth
         if self.batch is not None and (self.integration != "json_post" or self.method == "GET"):
             raise ValueError("batch: only json_post with POST, PUT or PATCH sends arrays")
         if not self.url:

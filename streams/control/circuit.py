@@ -79,9 +79,8 @@ def record(
     )
     buckets = _count(state.buckets, now, policy.window_s, counts)
     if outcome.category is OutcomeCategory.AUTH_ERROR and state.state != "open":
-        return _open(state, now, buckets), CircuitChange(
-            state.state, "open", "Authentication failed"
-        )
+        # Its reason says which: "Authentication failed (...)", "Configuration refused (...)".
+        return _open(state, now, buckets), CircuitChange(state.state, "open", outcome.reason)
     if not counts:
         if state.state == "half_open":
             closed = CircuitState("closed", buckets=buckets)

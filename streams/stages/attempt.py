@@ -204,8 +204,10 @@ async def attempt_delivery(
         outcome = rules.outcome(response) or module.response(request, response)
         outcome = rules.captured(outcome, response)
         if outcome.retryable:
+            # The recipient's Retry-After, else what the integration read (a vendor's quota).
+            asked = parse_retry_after(response.header("Retry-After"))
             outcome = replace(
-                outcome, retry_after_s=parse_retry_after(response.header("Retry-After"))
+                outcome, retry_after_s=asked if asked is not None else outcome.retry_after_s
             )
     except Exception as exc:  # an integration must never crash the agent on a strange answer
         log.exception("integration %s could not read an HTTP %s answer", module.NAME, status)

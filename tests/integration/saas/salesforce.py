@@ -7,9 +7,17 @@ REST API's Lead sObject, answering as Salesforce does:
   "errors": []}``;
 - a revoked/expired session → 401 ``[{"message": "Session expired or invalid",
   "errorCode": "INVALID_SESSION_ID"}]``;
-- a duplicate rule → 400 ``DUPLICATES_DETECTED``; no LastName → 400
-  ``REQUIRED_FIELD_MISSING`` with ``fields``; over the org's limit → 403
-  ``REQUEST_LIMIT_EXCEEDED``.
+- a duplicate rule → 400 ``DUPLICATES_DETECTED`` (saved anyway with
+  ``Sforce-Duplicate-Rule-Header: allowSave=true``, the rule being an alerting one); a value
+  already on another record's unique field → 400 ``DUPLICATE_VALUE``; no LastName or no
+  Company (both required on the Lead object) → 400 ``REQUIRED_FIELD_MISSING`` with
+  ``fields``; over the org's limit → 403 ``REQUEST_LIMIT_EXCEEDED``; an org without API
+  access → 403 ``API_DISABLED_FOR_ORG``; every API answer carries ``Sforce-Limit-Info:
+  api-usage=N/M``.
+
+The token endpoint takes the connected app's ``client_id`` and ``client_secret`` in the
+form body, as Salesforce's client credentials flow documents, and refuses wrong ones with
+400 ``invalid_client``.
 """
 
 from __future__ import annotations
@@ -28,8 +36,10 @@ LEAD_PATH = "/services/data/v60.0/sobjects/Lead"
 
 
 class SalesforceDouble(LocalServer):
-    def __init__(self, api_limit: int = 1000) -> None:
+    def __init__(self, api_limit: int = 1000, api_enabled: bool = True) -> None:
         super().__init__()
+        self.api_enabled = api_enabled
+        self.external_ids: set[str] = set()
         self.sessions: set[str] = set()
         self.token_requests = 0
         self.emails: set[str] = set()
@@ -58,7 +68,7 @@ class SalesforceDouble(LocalServer):
                 },
                 status=400,
             )
-        if request.headers.get("Authorization") is None:
+        if (form.get("client_id"), form.get("client_secret")) != (CLIENT_ID, CLIENT_SECRET):
             return web.json_response(
                 {"error": "invalid_client", "error_description": "invalid client credentials"},
                 status=400,
@@ -76,15 +86,25 @@ class SalesforceDouble(LocalServer):
             }
         )
 
-    @staticmethod
-    def _errors(status: int, *errors: dict[str, Any]) -> web.Response:
-        return web.json_response(list(errors), status=status)
+    def _errors(self, status: int, *errors: dict[str, Any]) -> web.Response:
+        return web.json_response(list(errors), status=status, headers=self._limit_info())
+
+    def _limit_info(self) -> dict[str, str]:
+        return {"Sforce-Limit-Info": f"api-usage={self.api_calls}/{self.api_limit}"}
 
     async def _create_lead(self, request: web.Request) -> web.Response:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if token not in self.sessions:
             return self._errors(
                 401, {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}
+            )
+        if not self.api_enabled:
+            return self._errors(
+                403,
+                {
+                    "message": "The REST API is not enabled for this Organization.",
+                    "errorCode": "API_DISABLED_FOR_ORG",
+                },
             )
         self.api_calls += 1
         if self.api_calls > self.api_limit:
@@ -93,17 +113,30 @@ class SalesforceDouble(LocalServer):
                 {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"},
             )
         body = await request.json()
-        if not body.get("LastName"):
+        missing = [f for f in ("LastName", "Company") if not str(body.get(f) or "").strip()]
+        if missing:
             return self._errors(
                 400,
                 {
-                    "message": "Required fields are missing: [LastName]",
+                    "message": f"Required fields are missing: [{', '.join(missing)}]",
                     "errorCode": "REQUIRED_FIELD_MISSING",
-                    "fields": ["LastName"],
+                    "fields": missing,
                 },
             )
+        external = body.get("External_Id__c")
+        if external is not None and external in self.external_ids:
+            return self._errors(
+                400,
+                {
+                    "message": "duplicate value found: External_Id__c duplicates value on "
+                    "record with id: 00Q5e0000000001",
+                    "errorCode": "DUPLICATE_VALUE",
+                    "fields": [],
+                },
+            )
+        allow_save = request.headers.get("Sforce-Duplicate-Rule-Header") == "allowSave=true"
         email = str(body.get("Email", "")).lower()
-        if email and email in self.emails:
+        if email and email in self.emails and not allow_save:
             return self._errors(
                 400,
                 {
@@ -117,7 +150,11 @@ class SalesforceDouble(LocalServer):
                 },
             )
         self.emails.add(email)
+        if external is not None:
+            self.external_ids.add(external)
         self.leads.append(body)
         return web.json_response(
-            {"id": f"00Q5e00000{next(self._ids):05d}AAA", "success": True, "errors": []}, status=201
+            {"id": f"00Q5e00000{next(self._ids):05d}AAA", "success": True, "errors": []},
+            status=201,
+            headers=self._limit_info(),
         )

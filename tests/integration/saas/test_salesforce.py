@@ -26,6 +26,8 @@ def salesforce(
     org: SalesforceDouble,
     monkeypatch: pytest.MonkeyPatch,
     mapping: dict[str, str] | None = None,
+    settings: dict[str, Any] | None = None,
+    **auth: Any,
 ) -> Destination:
     monkeypatch.setenv("SF_SECRET", CLIENT_SECRET)
     return parse_destinations(
@@ -40,8 +42,14 @@ def salesforce(
                         "token_url": org.base_url("/services/oauth2/token"),
                         "client_id": CLIENT_ID,
                         "client_secret": "${env:SF_SECRET}",
+                        **auth,
                     },
-                    "mapping": mapping or {"Company": "{{default(lead.company, 'Individual')}}"},
+                    "settings": settings or {},
+                    "mapping": (
+                        mapping
+                        if mapping is not None
+                        else {"Company": "{{default(lead.company, 'Individual')}}"}
+                    ),
                 }
             ]
         }
@@ -98,6 +106,55 @@ async def test_create_duplicate_invalid_expired_session_and_limit(
         True,
         OutcomeCategory.SOFT_REJECT,
     )
+    # The org's rolling 24-hour allowance: come back in an hour, not in seconds.
+    assert over.retry_after_s == 3600
+
+
+async def test_documented_requirements_and_answers(
+    org: SalesforceDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The default mapping, a lead without a company: Company is required, the fallback goes.
+    dest = salesforce(org, monkeypatch, mapping={})
+    created = (await attempt_delivery(lead("nocompany@example.com"), dest, sender)).outcome
+    assert created.kind is OutcomeKind.SUCCESS, created
+    assert org.leads[-1]["Company"] == "[not provided]"
+
+    # A unique field already on another record: a duplicate, not a buyer's reject.
+    unique = salesforce(org, monkeypatch, mapping={"External_Id__c": "id"})
+    await attempt_delivery(lead("u1@example.com"), unique, sender)
+    again = Lead("u1b", {"id": "u1@example.com", "lead": {"last_name": "L", "email": "u2@x.io"}})
+    twice = (await attempt_delivery(again, unique, sender)).outcome
+    assert (twice.reason, twice.category) == ("Duplicate lead", OutcomeCategory.DUPLICATE)
+
+    # An alerting duplicate rule lets a save through when asked to.
+    allowing = salesforce(org, monkeypatch, mapping={}, settings={"allow_duplicates": True})
+    saved = (await attempt_delivery(lead("nocompany@example.com"), allowing, sender)).outcome
+    assert saved.kind is OutcomeKind.SUCCESS, saved
+
+
+async def test_client_credentials_go_in_the_body_as_documented(
+    org: SalesforceDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert salesforce(org, monkeypatch).auth.client_auth == "body"  # type: ignore[union-attr]
+    basic = salesforce(org, monkeypatch, client_auth="basic")  # what the org does not take
+    refused = (await attempt_delivery(lead("b@example.com"), basic, sender)).outcome
+    assert refused.kind is OutcomeKind.ERROR and refused.category is OutcomeCategory.AUTH_ERROR
+    assert org.leads == []
+
+
+async def test_an_org_without_api_access_is_a_configuration_error(
+    sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = await SalesforceDouble(api_enabled=False).start()
+    try:
+        outcome = (
+            await attempt_delivery(lead("c@example.com"), salesforce(org, monkeypatch), sender)
+        ).outcome
+    finally:
+        await org.stop()
+    assert outcome.reason == "Configuration refused (Salesforce API_DISABLED_FOR_ORG)"
+    # auth_error: the circuit opens at once; not retried lead by lead.
+    assert (outcome.category, outcome.retryable) == (OutcomeCategory.AUTH_ERROR, False)
 
 
 async def test_required_field_errors_name_the_fields(

@@ -75,7 +75,8 @@ def test_an_authentication_error_opens_it_at_once() -> None:
         "Authentication failed (HTTP 401)", retryable=False, category=OutcomeCategory.AUTH_ERROR
     )
     state, change = record(CircuitState(), POLICY, auth, 1.0)
-    assert state.state == "open" and change is not None and change.reason == "Authentication failed"
+    assert state.state == "open" and change is not None
+    assert change.reason == "Authentication failed (HTTP 401)"
 
 
 def test_state_round_trips_as_a_plain_dict_for_a_table() -> None:

@@ -38,6 +38,8 @@ class Target:
 
     method: str
     url: str
+    # This lead to this destination: the same on every try (the Idempotency-Key).
+    message_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

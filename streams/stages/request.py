@@ -36,7 +36,9 @@ def build_request(
         raise MappingError("url or headers", f"template: {exc}") from None
     try:
         built = destination.module.request(
-            payload, destination.integration_settings, Target(destination.method, url)
+            payload,
+            destination.integration_settings,
+            Target(destination.method, url, idempotency_key(lead.id, destination.id)),
         )
     except orjson.JSONEncodeError as exc:  # an integer past 64 bits, nesting past 254 levels
         raise MappingError("payload", f"the payload cannot be written as JSON: {exc}") from None

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from streams.config import Destination, parse_destinations
-from streams.model import Lead, OutcomeKind
+from streams.model import Lead, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import attempt_delivery
 from streams.stages.delivery import HttpSender
 from tests.integration.recipients import Received, Recipient
@@ -288,6 +288,51 @@ async def test_standard_webhooks_signature_verifies_as_the_spec_says(
     expected = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
     assert headers["webhook-signature"] == f"v1,{expected}"
     assert again.headers["webhook-id"] == headers["webhook-id"]  # same message, same id
+    # Another lead with the very same body is another message: another id.
+    twin = Lead("L-2", {**LEAD.envelope, "id": "L-2"})
+    assert (await attempt_delivery(twin, dest, sender)).outcome.kind is OutcomeKind.SUCCESS
+    assert server.requests[-1].body == first.body
+    assert server.requests[-1].headers["webhook-id"] != headers["webhook-id"]
+
+
+async def test_a_webhook_endpoint_that_is_gone_is_a_configuration_error(
+    sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def gone(recipient: Recipient, received: Received) -> web.Response:
+        return web.Response(status=410)
+
+    recipient = await Recipient(answer=gone).start()
+    monkeypatch.setenv("HOOK_SECRET", "whsec_" + base64.b64encode(b"k" * 32).decode())
+    dest = destination(
+        url=recipient.url("/hook"), integration="webhook", settings={"secret": "${env:HOOK_SECRET}"}
+    )
+    try:
+        outcome = (await attempt_delivery(LEAD, dest, sender)).outcome
+    finally:
+        await recipient.stop()
+    assert outcome.category is OutcomeCategory.AUTH_ERROR and not outcome.retryable
+    assert "410 Gone" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("secret", "accepted"),
+    [
+        ("whsec_" + base64.b64encode(b"k" * 24).decode().rstrip("="), True),  # unpadded
+        ("whsec_" + base64.b64encode(b"k" * 64).decode(), True),
+        ("whsec_" + base64.b64encode(b"k").decode(), False),  # 1 byte: the spec asks 24+
+        ("whsec_" + base64.b64encode(b"k" * 23).decode(), False),
+    ],
+)
+def test_webhook_secrets_are_24_to_64_bytes_padded_or_not(
+    secret: str, accepted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOK_SECRET", secret)
+    settings = {"secret": "${env:HOOK_SECRET}"}
+    if accepted:
+        destination(url="https://h.example.com", integration="webhook", settings=settings)
+        return
+    with pytest.raises(Exception, match="Standard Webhooks asks for 24 to 64"):
+        destination(url="https://h.example.com", integration="webhook", settings=settings)
 
 
 def test_a_webhook_secret_not_in_the_spec_format_is_refused(

@@ -3,8 +3,10 @@
 Basic auth with any user name and the API key; the key's suffix (``…-us6``) is the data
 center, so the host is ``us6.api.mailchimp.com``. ``upsert`` (default) PUTs to
 ``/lists/{list_id}/members/{md5(lowercase email)}``; ``create`` POSTs to
-``/lists/{list_id}/members``, where "Member Exists" is a duplicate. Errors are
-problem+json: ``{"title", "status", "detail", "instance"}``.
+``/lists/{list_id}/members``, where "Member Exists" is a duplicate. The subscriber hash is
+the MD5 of the address lowercased and trimmed. Errors are problem+json: ``{"title",
+"status", "detail", "instance"}``; a 404 (no such list) or 403 (the key may not use it)
+would be every lead's answer: a configuration error, and the circuit opens at once.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from streams.auth import Secret
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, Target
-from streams.outcome import RAW_LIMIT, auth_failed, default_outcome, rate_limited
+from streams.outcome import (
+    RAW_LIMIT,
+    auth_failed,
+    configuration_refused,
+    default_outcome,
+    rate_limited,
+)
 from streams.secrets import SCRUBBER
 
 NAME = "mailchimp"
@@ -26,7 +34,8 @@ DEFAULT_MAPPING: dict[str, str] = {
     "email_address": "lead.email",
     "merge_fields.FNAME": "lead.first_name",
     "merge_fields.LNAME": "lead.last_name",
-    "merge_fields.PHONE": "lead.phone_1",
+    # No PHONE: only FNAME and LNAME come with every audience; a merge field the audience
+    # lacks makes Mailchimp refuse the member. Map it when the audience has one.
 }
 
 
@@ -57,7 +66,7 @@ def validate(lead: Lead, settings: Config) -> str | None:
 
 def subscriber_hash(email: str) -> str:
     """Mailchimp's member id: the MD5 of the lowercased address (not for security)."""
-    return hashlib.md5(email.lower().encode(), usedforsecurity=False).hexdigest()
+    return hashlib.md5(email.strip().lower().encode(), usedforsecurity=False).hexdigest()
 
 
 def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRequest:
@@ -90,6 +99,10 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
         return Outcome.failure("Invalid data", raw=raw, category=OutcomeCategory.INVALID_DATA)
     if res.status == 401 or title == "API Key Invalid":
         return auth_failed("API key", raw)
+    if res.status in (403, 404):
+        # The list (audience) id is wrong, or the key may not use it: every lead would
+        # get this answer, so it is the configuration's, and the circuit opens at once.
+        return configuration_refused(f"Mailchimp {res.status} {title or 'Resource Not Found'}", raw)
     if res.status == 429:
         return rate_limited(raw)
     return default_outcome(res)

@@ -146,3 +146,18 @@ def test_the_key_must_name_its_data_center_and_sets_the_host(
                 ]
             }
         )
+
+
+async def test_a_wrong_list_is_a_configuration_error_not_a_lead_reject(
+    mailchimp: MailchimpDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = mailchimp_destination(mailchimp, monkeypatch, list_id="nosuchlist")
+    outcome = (await attempt_delivery(lead("w@example.com"), dest, sender)).outcome
+    assert outcome.reason == "Configuration refused (Mailchimp 404 Resource Not Found)"
+    assert (outcome.category, outcome.retryable) == (OutcomeCategory.AUTH_ERROR, False)
+
+
+def test_the_subscriber_hash_is_of_the_trimmed_lowercased_address() -> None:
+    # mailchimp.com/developer/marketing/docs/methods-parameters: "the MD5 hash of the
+    # lowercase version of the list member's email address".
+    assert subscriber_hash(" Ada@Example.com ") == subscriber_hash("ada@example.com")

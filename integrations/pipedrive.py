@@ -1,19 +1,25 @@
-"""Pipedrive API v1 (developers.pipedrive.com): persons and leads, with an API token.
+"""Pipedrive (developers.pipedrive.com/docs/api/v1): persons and leads, with an API token.
+
+Persons go to API v2, ``POST /api/v2/persons`` (v1 ``/v1/persons`` is deprecated and out
+of support since 1 August 2026); leads to ``POST /v1/leads`` (the Leads API is v1). The
+token travels in the ``x-api-token`` header, never the URL. The host is the company's:
+``url: https://<companydomain>.pipedrive.com`` (or ``settings.company_domain``).
 
 A lead in Pipedrive belongs to a person, so it takes two calls: configure two
 destinations — ``object: person`` then ``object: lead`` — in a ``sequence`` flow, and map
 the lead's ``person_id`` from ``appended.<person destination>.reference_id``. Scalar
-``email``/``phone`` fields are sent as Pipedrive's ``[{"value", "primary"}]`` lists.
-Answers: ``{"success": true, "data": {"id", …}}``; errors ``{"success": false, "error",
-"error_info"}``. Pipedrive does not refuse duplicate persons.
+``email``/``phone`` fields are sent as v2's ``emails``/``phones`` lists of
+``{"value", "primary", "label"}``. Answers: ``{"success": true, "data": {"id", …}}``;
+errors ``{"success": false, "error", …}``. 402 (payment required) and 403 (no permission)
+are every lead's answer: configuration errors, the circuit opens at once. Pipedrive does
+not refuse duplicate persons: a person may be created twice if a timeout is retried.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
-from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from streams.auth import Secret
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, Target
@@ -21,13 +27,14 @@ from streams.outcome import (
     RAW_LIMIT,
     REASON_LIMIT,
     auth_failed,
+    configuration_refused,
     default_outcome,
     normalize_reason,
     rate_limited,
 )
 
 NAME = "pipedrive"
-DEFAULT_URL = "https://api.pipedrive.com/v1"
+DEFAULT_URL = "https://api.pipedrive.com"
 DEFAULT_MAPPING: dict[str, str] = {}  # depends on ``object``; see README for both
 
 
@@ -36,6 +43,8 @@ class Config(BaseModel):
 
     api_token: Secret
     object: Literal["person", "lead"]
+    # The company's own host, https://<company_domain>.pipedrive.com, in place of the URL's.
+    company_domain: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]*$")
 
 
 def validate(lead: Lead, settings: Config) -> str | None:
@@ -45,18 +54,34 @@ def validate(lead: Lead, settings: Config) -> str | None:
 def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRequest:
     body = dict(payload)
     if settings.object == "person":
-        for channel in ("email", "phone"):
-            value = body.get(channel)
-            if value is not None and not isinstance(value, list):
-                body[channel] = [{"value": str(value), "primary": True}]
-        path = "persons"
+        for scalar, listed in (("email", "emails"), ("phone", "phones")):
+            value = body.pop(scalar, None)
+            if value is not None and listed not in body:
+                values = value if isinstance(value, list) else [value]
+                body[listed] = [
+                    v
+                    if isinstance(v, dict)
+                    else {"value": str(v), "primary": n == 0, "label": "work"}
+                    for n, v in enumerate(values)
+                ]
+        path = "api/v2/persons"
     else:
         person = body.get("person_id")
         if isinstance(person, str) and person.isdigit():
             body["person_id"] = int(person)
-        path = "leads"
-    query = urlencode({"api_token": settings.api_token.get_secret_value()})
-    return HttpRequest.json("POST", f"{target.url.rstrip('/')}/{path}?{query}", body)
+        path = "v1/leads"
+    base = (
+        f"https://{settings.company_domain}.pipedrive.com"
+        if settings.company_domain
+        else target.url.rstrip("/").removesuffix("/v1").removesuffix("/api/v2")
+    )
+    return HttpRequest.json(
+        "POST",
+        f"{base}/{path}",
+        body,
+        headers={"x-api-token": settings.api_token.get_secret_value()},
+        secret_headers=frozenset({"x-api-token"}),
+    )
 
 
 def response(req: HttpRequest, res: HttpResponse) -> Outcome:
@@ -71,6 +96,8 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
         return auth_failed("API token", raw)
     if res.status == 429:
         return rate_limited(raw)
+    if res.status in (402, 403):
+        return configuration_refused(f"Pipedrive {res.status} {error[:40]}".strip(), raw)
     if 400 <= res.status < 500 and error:
         known = normalize_reason(error)
         if known is not None:

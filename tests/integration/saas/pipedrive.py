@@ -1,8 +1,10 @@
-"""A local Pipedrive API v1 for persons and leads, answering as Pipedrive does:
-``POST /v1/persons`` and ``POST /v1/leads`` authenticated by the ``api_token`` query
-parameter → 201 ``{"success": true, "data": {"id": …}}`` (lead ids are UUIDs); a lead for an
-unknown person → 400 ``{"success": false, "error": …}``; a wrong token → 401
-``"unauthorized access"``; over the limit → 429.
+"""A local Pipedrive for persons (API v2) and leads (API v1), answering as Pipedrive does:
+``POST /api/v2/persons`` (``emails``/``phones`` as lists of ``{"value", "primary",
+"label"}``) and ``POST /v1/leads``, authenticated by the ``x-api-token`` header → 200/201
+``{"success": true, "data": {"id": …}}`` (lead ids are UUIDs); the deprecated
+``POST /v1/persons`` → 410 (out of support since 1 August 2026); a lead for an unknown
+person → 400 ``{"success": false, "error": …}``; a wrong or missing token → 401
+``"unauthorized access"``; a plan without API access → 402; over the limit → 429.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ TOKEN = "pd-token-123"
 
 
 class PipedriveDouble(LocalServer):
-    def __init__(self, limit: int = 1000) -> None:
+    def __init__(self, limit: int = 1000, paid: bool = True) -> None:
         super().__init__()
+        self.paid = paid
         self.persons: dict[int, dict[str, Any]] = {}
         self.leads: list[dict[str, Any]] = []
         self.calls = 0
@@ -29,7 +32,8 @@ class PipedriveDouble(LocalServer):
 
     def build_app(self) -> web.Application:
         app = web.Application()
-        app.router.add_post("/v1/persons", self._person)
+        app.router.add_post("/api/v2/persons", self._person)
+        app.router.add_post("/v1/persons", self._retired)
         app.router.add_post("/v1/leads", self._lead)
         return app
 
@@ -47,11 +51,16 @@ class PipedriveDouble(LocalServer):
 
     def _refusal(self, request: web.Request) -> web.Response | None:
         self.calls += 1
-        if request.query.get("api_token") != TOKEN:
+        if request.headers.get("x-api-token") != TOKEN:
             return self._error(401, "unauthorized access", errorCode=401)
+        if not self.paid:
+            return self._error(402, "Payment required: the plan has no API access")
         if self.calls > self.limit:
             return self._error(429, "Request over limit")
         return None
+
+    async def _retired(self, request: web.Request) -> web.Response:
+        return self._error(410, "This endpoint is deprecated; use /api/v2/persons")
 
     async def _person(self, request: web.Request) -> web.Response:
         refusal = self._refusal(request)
@@ -60,6 +69,8 @@ class PipedriveDouble(LocalServer):
         body = await request.json()
         if not body.get("name"):
             return self._error(400, "Name must be given.")
+        if "email" in body or "phone" in body:  # v1 names: v2 takes emails and phones
+            return self._error(400, "Unknown fields: email, phone")
         person_id = next(self._ids)
         self.persons[person_id] = body
         return web.json_response({"success": True, "data": {"id": person_id, **body}}, status=201)

@@ -25,7 +25,7 @@ def config(
     double: PipedriveDouble, monkeypatch: pytest.MonkeyPatch, token: str = TOKEN
 ) -> DestinationsFile:
     monkeypatch.setenv("PIPEDRIVE_TOKEN", token)
-    common = {"integration": "pipedrive", "url": double.base_url("/v1")}
+    common = {"integration": "pipedrive", "url": double.base_url()}
     return parse_destinations(
         {
             "destinations": [
@@ -84,12 +84,14 @@ async def test_person_then_lead_linked_by_the_returned_id(
     assert (person.outcome.kind, person.outcome.reference_id) == (OutcomeKind.SUCCESS, "101")
     assert pipedrive.persons[101] == {
         "name": "Ada L",
-        "email": [{"value": "ada@example.com", "primary": True}],
-        "phone": [{"value": "2015550123", "primary": True}],
+        "emails": [{"value": "ada@example.com", "primary": True, "label": "work"}],
+        "phones": [{"value": "2015550123", "primary": True, "label": "work"}],
     }
     assert created.outcome.kind is OutcomeKind.SUCCESS
     assert pipedrive.leads == [{"title": "Lead L-9", "person_id": 101}]
-    assert person.request is not None and "pd-token" not in person.request.url
+    # The token goes in the x-api-token header (masked in events), never in the URL.
+    assert person.request is not None and person.request.url.endswith("/api/v2/persons")
+    assert person.request.headers["x-api-token"] == "****"
 
 
 async def test_no_lead_without_a_person_wrong_token_and_rate_limit(
@@ -113,3 +115,16 @@ async def test_no_lead_without_a_person_wrong_token_and_rate_limit(
     )  # 3rd, 4th call
     assert person.outcome.kind is OutcomeKind.SUCCESS
     assert (limited.outcome.reason, limited.outcome.retryable) == ("Rate limited", True)
+
+
+async def test_a_plan_without_api_access_is_a_configuration_error(
+    sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unpaid = await PipedriveDouble(paid=False).start()
+    try:
+        lead = Lead("L-3", {"id": "L-3", "lead": {"first_name": "Ada", "last_name": "L"}})
+        (person,) = await deliver_lead(config(unpaid, monkeypatch), lead, sender)
+    finally:
+        await unpaid.stop()
+    assert person.outcome.reason.startswith("Configuration refused (Pipedrive 402")
+    assert person.outcome.category is OutcomeCategory.AUTH_ERROR

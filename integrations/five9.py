@@ -23,6 +23,7 @@ from streams.outcome import (
     RAW_LIMIT,
     REASON_LIMIT,
     auth_failed,
+    configuration_refused,
     default_outcome,
     rate_limited,
 )
@@ -30,6 +31,12 @@ from streams.secrets import SCRUBBER
 from streams.template.conversions import to_text
 
 NAME = "five9"
+# Five9 denies a login's concurrent requests, and documents addRecordToList at 160 a
+# minute (7,200 an hour, 172,800 a day): one at a time, 160/60 a second, unless the
+# destination's limits say otherwise.
+DEFAULT_LIMITS = {"concurrency": 1, "per_second": 160 / 60}
+# Faults Five9 documents as passing ("Resubmit the request"): retried.
+TRANSIENT_FAULTS = frozenset({"ServiceUnavailableFault", "ServerFault", "InternalImportFault"})
 DEFAULT_URL = "https://api.five9.com/wsadmin/v13/AdminWebService"
 DEFAULT_MAPPING: dict[str, str] = {
     "number1": "lead.phone_1",
@@ -107,23 +114,40 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
         root = SafeET.fromstring(res.body)
     except Exception:  # not XML: an HTML error page, a proxy's answer
         return default_outcome(res)
-    fault = root.find(f".//{{{SOAP_NS}}}Fault/faultstring")
+    fault = root.find(f".//{{{SOAP_NS}}}Fault")
     if fault is not None:
-        message = (fault.text or "").strip()
+        message = (fault.findtext("faultstring") or "").strip()
+        detail = fault.find("detail")
+        name = detail[0].tag.rsplit("}", 1)[-1] if detail is not None and len(detail) else ""
+        if name in TRANSIENT_FAULTS:
+            return Outcome.error(
+                f"Recipient error (Five9 {name})",
+                retryable=True,
+                raw=raw,
+                category=OutcomeCategory.RECIPIENT_ERROR,
+            )
         if "limit" in message.lower():
             return rate_limited(raw)
+        if name in ("ObjectNotFoundFault", "AccessDisallowedFault") or "does not exist" in message:
+            # A list or permission every lead would meet: the configuration's, not the lead's.
+            return configuration_refused(f"Five9: {message[:60]}", raw)
         return Outcome.error(message[:REASON_LIMIT] or "SOAP fault", retryable=False, raw=raw)
     result = root.find(f".//{{{SERVICE_NS}}}addRecordToListResponse/return")
     if result is None:
         return Outcome.error("Unreadable response", retryable=False, raw=raw)
-    counts = {child.tag: (child.text or "").strip() for child in result}
+    counts = {child.tag: (child.text or "").strip() for child in result if len(child) == 0}
+    troubles = [
+        (t.findtext("trouble") or t.findtext("kind") or "").strip()
+        for t in result.findall("importTroubles")
+    ]
 
     def number(name: str) -> int:
         text = counts.get(name) or "0"
         return int(text) if text.isdigit() else 0
 
-    if number("uploadErrorsCount"):
-        reason = f"Invalid data: {counts.get('failureMessage', '')}".strip(": ")
+    if number("uploadErrorsCount") or (troubles and not number("listRecordsInserted")):
+        why = counts.get("failureMessage") or "; ".join(t for t in troubles if t)
+        reason = f"Invalid data: {why}".strip(": ")
         return Outcome.failure(
             reason[:REASON_LIMIT], raw=raw, category=OutcomeCategory.INVALID_DATA
         )
@@ -134,4 +158,10 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
         return Outcome.success(appended=appended, raw=raw)
     if number("uploadDuplicatesCount"):
         return Outcome.failure("Duplicate lead", raw=raw, category=OutcomeCategory.DUPLICATE)
+    if number("crmRecordsUpdated"):
+        # Five9's own example answer for a contact it knew: updated, not inserted into the
+        # list (it is on it already): for billing, a duplicate.
+        return Outcome.failure(
+            "Duplicate lead (contact updated)", raw=raw, category=OutcomeCategory.DUPLICATE
+        )
     return Outcome.failure("Not added to the list", raw=raw)

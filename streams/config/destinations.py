@@ -162,6 +162,15 @@ class Destination(BaseModel):
         needed = getattr(REGISTRY[self.integration], "AUTH_TYPES", None)
         if needed and (self.auth is None or self.auth.type not in needed):
             raise ValueError(f"auth: {self.integration} needs auth of type {' or '.join(needed)}")
+        # An integration may know its vendor's published limits (Five9: one request at a
+        # time per login, 160 a minute); a destination's own limits win, field by field.
+        vendor_limits = getattr(REGISTRY[self.integration], "DEFAULT_LIMITS", None)
+        if vendor_limits:
+            given = self.limits.model_fields_set
+            self.limits = Limits(
+                **{k: v for k, v in vendor_limits.items() if k not in given},
+                **{k: getattr(self.limits, k) for k in given},
+            )
         # An integration may say where its vendor documents the OAuth client credentials
         # (Salesforce: the form body); a destination's own client_auth wins.
         client_auth = getattr(REGISTRY[self.integration], "OAUTH_CLIENT_AUTH", None)

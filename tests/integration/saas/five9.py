@@ -4,11 +4,17 @@ Reads the request as Five9 documents it (listName; listUpdateSettings with field
 columnNumber/fieldName/key and the add/update modes; record/fields in column order) and
 answers ``addRecordToListResponse/return`` as a listImportResult. A contact whose key
 fields match one already in the list is a duplicate (uploadDuplicatesCount 1, nothing
-inserted); an unknown list is a SOAP fault; wrong credentials are HTTP 401.
+inserted); a contact already in the CRM and on the list is updated (crmRecordsUpdated 1,
+listRecordsInserted 0: Five9's own example answer); an unknown list is a SOAP fault; wrong
+credentials are HTTP 401. As Five9 documents, a login's requests may not overlap: a second
+request while one is under way is refused with a fault; and ``transient`` makes the next
+answer a ``ServerFault`` ("Resubmit the request"). The fault texts are ours; the fault
+names (the ``detail`` element) are Five9's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -32,6 +38,10 @@ class Five9Double(LocalServer):
         self.keys: set[tuple[str, ...]] = set()
         self.records: list[dict[str, str]] = []
         self.settings: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.transient = 0  # the next answers that are a ServerFault
+        self.known_contacts: set[str] = set()  # in the CRM and on the list already
 
     def build_app(self) -> web.Application:
         app = web.Application()
@@ -39,9 +49,11 @@ class Five9Double(LocalServer):
         return app
 
     @staticmethod
-    def _fault(text: str) -> web.Response:
+    def _fault(text: str, name: str = "") -> web.Response:
+        detail = f'<detail><ns2:{name} xmlns:ns2="{SERVICE}"/></detail>' if name else ""
         body = _envelope(
-            f"<env:Fault><faultcode>env:Server</faultcode><faultstring>{text}</faultstring></env:Fault>"
+            f"<env:Fault><faultcode>env:Server</faultcode><faultstring>{text}</faultstring>"
+            f"{detail}</env:Fault>"
         )
         return web.Response(text=body, status=500, content_type="text/xml")
 
@@ -49,6 +61,20 @@ class Five9Double(LocalServer):
         _, _, encoded = request.headers.get("Authorization", "").partition("Basic ")
         if base64.b64decode(encoded or b"").decode() != f"{USER}:{PASSWORD}":
             return web.Response(status=401, text="Unauthorized")
+        if self.in_flight:
+            return self._fault("Concurrent requests of one user are not allowed")
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.02)  # long enough for an overlapping request to show
+            return await self._add(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _add(self, request: web.Request) -> web.Response:
+        if self.transient:
+            self.transient -= 1
+            return self._fault("Internal server error. Resubmit the request.", "ServerFault")
         operation = ET.fromstring(await request.read()).find(
             f"{{{SOAP}}}Body/{{{SERVICE}}}addRecordToList"
         )
@@ -89,6 +115,8 @@ class Five9Double(LocalServer):
         key = tuple(record[name] for _, name, is_key in mapping if is_key)
         if not number.isdigit() or len(number) != 10:
             counts["uploadErrorsCount"], failure = 1, "number1: Invalid phone number"
+        elif number in self.known_contacts:
+            counts["crmRecordsUpdated"] = 1
         elif key in self.keys:
             counts["uploadDuplicatesCount"] = 1
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -86,10 +87,12 @@ async def test_unknown_list_is_a_fault_and_wrong_password_an_auth_error(
             lead("2015550123"), dialer(five9, monkeypatch, list_name="Nope"), sender
         )
     ).outcome
-    assert (fault.kind, fault.reason, fault.retryable) == (
+    # Every lead would get it: the configuration's error, and the circuit opens at once.
+    assert (fault.kind, fault.reason, fault.retryable, fault.category) == (
         OutcomeKind.ERROR,
-        'List "Nope" does not exist',
+        'Configuration refused (Five9: List "Nope" does not exist)',
         False,
+        OutcomeCategory.AUTH_ERROR,
     )
     refused = (
         await attempt_delivery(
@@ -108,3 +111,25 @@ async def test_a_lead_without_phone_is_skipped(
         )
     ).outcome
     assert outcome.kind is OutcomeKind.SKIP
+
+
+async def test_one_login_one_request_at_a_time_transient_faults_retried_updates_reported(
+    five9: Five9Double, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = dialer(five9, monkeypatch)
+    assert (dest.limits.concurrency, round(dest.limits.per_second or 0, 2)) == (1, 2.67)
+    leads = [lead(f"20155501{n:02d}") for n in range(6)]
+    attempts = await asyncio.gather(*(attempt_delivery(x, dest, sender) for x in leads))
+    assert {a.outcome.kind for a in attempts} == {OutcomeKind.SUCCESS}
+    assert five9.most_in_flight == 1  # the sender never overlapped the login's requests
+
+    five9.transient = 1
+    resubmit = (await attempt_delivery(lead("2015550190"), dest, sender)).outcome
+    assert (resubmit.reason, resubmit.retryable) == ("Recipient error (Five9 ServerFault)", True)
+
+    five9.known_contacts.add("2015550191")
+    updated = (await attempt_delivery(lead("2015550191"), dest, sender)).outcome
+    assert (updated.reason, updated.category) == (
+        "Duplicate lead (contact updated)",
+        OutcomeCategory.DUPLICATE,
+    )

@@ -1,18 +1,23 @@
 """HubSpot CRM v3 contacts (developers.hubspot.com/docs/api/crm/contacts), with a private
 app's access token: create, or upsert by e-mail through the batch upsert endpoint. 409 means the contact exists: a duplicate, never retried; its
-"Existing ID" is captured as ``appended.<destination>.existing_id``.
+"Existing ID" is captured as ``appended.<destination>.existing_id``. A 429 whose
+``policyName`` is ``DAILY`` (the account's daily allowance; developers.hubspot.com/docs/
+api/usage-details) waits an hour, not seconds; ``SECONDLY`` ones are retried as usual. A
+207 (batch/upsert with errors) is the error of its one input. The path is configurable
+(``url``): HubSpot now documents date-versioned paths beside v3.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from streams.auth import Secret
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, Target
-from streams.outcome import RAW_LIMIT, auth_failed, default_outcome, rate_limited
+from streams.outcome import RAW_LIMIT, REASON_LIMIT, auth_failed, default_outcome, rate_limited
 
 NAME = "hubspot"
 DEFAULT_URL = "https://api.hubapi.com/crm/v3/objects/contacts"
@@ -25,6 +30,7 @@ DEFAULT_MAPPING: dict[str, str] = {
     "properties.zip": "lead.zip",
 }
 _EXISTING_ID = re.compile(r"Existing ID: (\d+)")
+DAILY_LIMIT_WAIT_S = 3600.0
 
 
 class Config(BaseModel):
@@ -83,5 +89,20 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
         expired = category == "EXPIRED_AUTHENTICATION"
         return auth_failed("token expired" if expired else "HTTP 401", raw)
     if res.status == 429:
-        return rate_limited(raw)
+        limited = rate_limited(raw)
+        if isinstance(body, dict) and body.get("policyName") == "DAILY":
+            # The account's daily allowance is spent (it resets at midnight in the account's
+            # time zone): ask again in an hour, not in seconds.
+            return replace(limited, retry_after_s=DAILY_LIMIT_WAIT_S)
+        return limited
+    if res.status == 207 and isinstance(body, dict):
+        # batch/upsert with errors: one input each, so its error is the lead's.
+        errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
+        if errors:
+            if errors[0].get("category") == "VALIDATION_ERROR":
+                return Outcome.failure(
+                    "Invalid data", raw=raw, category=OutcomeCategory.INVALID_DATA
+                )
+            reason = str(errors[0].get("message") or "Rejected (HTTP 207)")[:REASON_LIMIT]
+            return Outcome.failure(reason, raw=raw)
     return default_outcome(res)

@@ -28,8 +28,10 @@ EXPIRED_TOKEN = "pat-na1-expired"
 
 
 class HubSpotDouble(LocalServer):
-    def __init__(self, per_second_limit: int = 1000) -> None:
+    def __init__(self, per_second_limit: int = 1000, daily_limit: int = 1_000_000) -> None:
         super().__init__()
+        self.daily_limit = daily_limit
+        self.today = 0
         self.contacts: dict[str, str] = {}  # email → id
         self.requests: list[dict[str, Any]] = []
         self.per_second_limit = per_second_limit
@@ -57,13 +59,24 @@ class HubSpotDouble(LocalServer):
             return refusal
         body = await request.json()
         self.requests.append(body)
-        results = []
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
         for item in body.get("inputs", []):
             if item.get("idProperty") != "email":
                 return self._error(
                     400, "idProperty must be a unique property", category="VALIDATION_ERROR"
                 )
             email = str(item.get("id", ""))
+            if "@" not in email:  # an input in error: the batch answers 207 Multi-Status
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": "VALIDATION_ERROR",
+                        "message": f"Property values were not valid: email {email!r}",
+                        "context": {"ids": [email]},
+                    }
+                )
+                continue
             new = email not in self.contacts
             if new:
                 self.contacts[email] = str(next(self._ids))
@@ -79,11 +92,25 @@ class HubSpotDouble(LocalServer):
                 }
             )
         now = "2026-11-22T10:00:00.000Z"
-        return web.json_response(
-            {"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": now}
-        )
+        answer: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": now,
+            "completedAt": now,
+        }
+        if errors:
+            answer |= {"numErrors": len(errors), "errors": errors}
+        return web.json_response(answer, status=207 if errors else 200)
 
     def _refusal(self, request: web.Request) -> web.Response | None:
+        self.today += 1
+        if self.today > self.daily_limit:
+            return self._error(
+                429,
+                "You have reached your daily limit.",
+                errorType="RATE_LIMIT",
+                policyName="DAILY",
+            )
         now = time.monotonic()
         self._window = [t for t in self._window if now - t < 1.0]
         if len(self._window) >= self.per_second_limit:

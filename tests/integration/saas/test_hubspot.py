@@ -189,3 +189,19 @@ async def test_upsert_updates_an_existing_contact_instead_of_refusing_it(
             }
         ]
     }
+
+
+async def test_a_spent_daily_limit_waits_an_hour_and_a_207_is_its_inputs_error(
+    sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    double = await HubSpotDouble(daily_limit=1).start()
+    try:
+        dest = hubspot_destination(
+            double, monkeypatch, settings={"access_token": "${env:HUBSPOT_TOKEN}", "mode": "upsert"}
+        )
+        invalid = (await attempt_delivery(lead("not-an-address"), dest, sender)).outcome
+        spent = (await attempt_delivery(lead("b@example.com"), dest, sender)).outcome
+    finally:
+        await double.stop()
+    assert (invalid.kind, invalid.category) == (OutcomeKind.FAILURE, OutcomeCategory.INVALID_DATA)
+    assert (spent.reason, spent.retryable, spent.retry_after_s) == ("Rate limited", True, 3600)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -13,6 +14,8 @@ from typing import Any, BinaryIO
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.avro import AvroDecodeError, EventDecoder, SchemaRegistry
 from streams.broker_offsets import fetched_end_offsets
@@ -34,7 +37,7 @@ async def started(client: Any) -> None:
     try:
         await client.start()
     except BaseException:
-        await client.stop()
+        await (client.stop() if hasattr(client, "stop") else client.close())
         raise
 
 
@@ -92,6 +95,21 @@ class ReplayFilter:
         return self.until_ms is None or record.timestamp < self.until_ms
 
 
+async def ensure_topic(bootstrap: str, topic: str) -> None:
+    """Create a compacted one-partition topic unless it exists (a topic created by its
+    first write may not have a leader yet when the write arrives)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await started(admin)
+    try:
+        if topic not in await admin.list_topics():
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(topic, 1, 1, topic_configs={"cleanup.policy": "compact"})]
+                )
+    finally:
+        await admin.close()
+
+
 def replayed_marks_topic(dlq_topic: str) -> str:
     """Where a replay notes each dead letter it took (key ``partition:offset``), so the
     next replay takes only what no replay has taken before."""
@@ -114,6 +132,8 @@ async def replay_dead_letters(
     ``dry_run``: count only, publish nothing."""
     which = which or ReplayFilter()
     marks_topic = replayed_marks_topic(dlq_topic)
+    if not dry_run:
+        await ensure_topic(bootstrap, marks_topic)
     done = {r.key async for r in read_records(bootstrap, marks_topic, follow=False)}
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=5, max_request_size=16 * 1024 * 1024
@@ -141,8 +161,13 @@ async def replay_dead_letters(
             if dry_run:
                 continue
             origin = [("courier.replayed.from", position)]
-            await producer.send(leads_topic, value=record.value, key=record.key, headers=origin)
-            await producer.send(marks_topic, value=str(int(time.time())).encode(), key=position)
+            # Acknowledged before its mark is written: a mark means "on the leads topic".
+            await producer.send_and_wait(
+                leads_topic, value=record.value, key=record.key, headers=origin
+            )
+            await producer.send_and_wait(
+                marks_topic, value=str(int(time.time())).encode(), key=position
+            )
         await producer.flush()
     finally:
         await producer.stop()

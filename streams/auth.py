@@ -41,7 +41,7 @@ def _reference_only(value: object) -> SecretStr:
     return SecretStr(resolve_references(value))
 
 
-def _one_line(value: SecretStr) -> SecretStr:
+def _single_line_secret(value: SecretStr) -> SecretStr:
     single_line(value.get_secret_value(), "credential")
     return value
 
@@ -50,7 +50,9 @@ def _one_line(value: SecretStr) -> SecretStr:
 Secret = Annotated[SecretStr, BeforeValidator(_reference_only)]
 # One that travels in a header or a URL: one line, no control characters (a PEM key for
 # signing may have many lines; a token sent as it is may not).
-HeaderSecret = Annotated[SecretStr, BeforeValidator(_reference_only), AfterValidator(_one_line)]
+HeaderSecret = Annotated[
+    SecretStr, BeforeValidator(_reference_only), AfterValidator(_single_line_secret)
+]
 
 
 class _Auth(BaseModel):

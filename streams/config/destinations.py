@@ -424,13 +424,14 @@ def _check_url_template(url: str) -> None:
 
 def _check_url_credentials(url: str) -> None:
     """``?api_key=...`` and the like: a reference, never a literal credential."""
-    for name, value in parse_qsl(urlsplit(_BLOCK.sub("x", url)).query, keep_blank_values=True):
+    parts = urlsplit(_BLOCK.sub("x", url))
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if is_sensitive_name(name) and not has_reference(value):
             raise ValueError(
                 f"url: the query parameter {name!r} carries a credential: "
                 "give it as a reference like ${env:NAME}, never a literal"
             )
-    if "@" in urlsplit(_BLOCK.sub("x", url)).netloc:
+    if "@" in parts.netloc:
         raise ValueError("url: credentials in the URL are refused; use auth: basic")
 
 

@@ -49,18 +49,6 @@ class Attempt:
     request: RequestSummary | None
 
 
-def scrubbed(outcome: Outcome) -> Outcome:
-    """The recipient's words, and error texts quoting our request, without our credentials:
-    from here an outcome goes to tables, events and logs."""
-    return replace(
-        outcome,
-        reason=SCRUBBER.scrub(outcome.reason),
-        raw=None if outcome.raw is None else SCRUBBER.scrub(outcome.raw),
-        reference_id=None if outcome.reference_id is None else SCRUBBER.scrub(outcome.reference_id),
-        appended=SCRUBBER.scrub_any(outcome.appended),
-    )
-
-
 def _redaction(values: list[str]) -> Scrubber | None:
     if not values:
         return None
@@ -71,21 +59,23 @@ def _redaction(values: list[str]) -> Scrubber | None:
 
 
 @overload
-def redacted(item: Outcome, private: Scrubber | None) -> Outcome: ...
+def scrubbed(item: Outcome, scrubber: Scrubber | None) -> Outcome: ...
 @overload
-def redacted(item: RequestSummary, private: Scrubber | None) -> RequestSummary: ...
-def redacted(item: Outcome | RequestSummary, private: Scrubber | None) -> Outcome | RequestSummary:
-    """``privacy.redact``: the lead's values at those paths are **** in what we report."""
-    if private is None:
+def scrubbed(item: RequestSummary, scrubber: Scrubber | None) -> RequestSummary: ...
+def scrubbed(item: Outcome | RequestSummary, scrubber: Scrubber | None) -> Outcome | RequestSummary:
+    """What an attempt reports, with ``scrubber``'s values as ****: our credentials (the
+    recipient's words, or an error text quoting our request, may carry them) and the
+    lead's ``privacy.redact`` values. From here it goes to tables, events and logs."""
+    if scrubber is None:
         return item
     if isinstance(item, RequestSummary):
-        return replace(item, url=private.scrub(item.url), headers=private.scrub_any(item.headers))
+        return replace(item, url=scrubber.scrub(item.url), headers=scrubber.scrub_any(item.headers))
     return replace(
         item,
-        reason=private.scrub(item.reason),
-        raw=None if item.raw is None else private.scrub(item.raw),
-        reference_id=None if item.reference_id is None else private.scrub(item.reference_id),
-        appended=private.scrub_any(item.appended),
+        reason=scrubber.scrub(item.reason),
+        raw=None if item.raw is None else scrubber.scrub(item.raw),
+        reference_id=None if item.reference_id is None else scrubber.scrub(item.reference_id),
+        appended=scrubber.scrub_any(item.appended),
     )
 
 
@@ -151,8 +141,8 @@ async def attempt_delivery(
             round(recipient_ms, 3),
             round(max(total_ms - recipient_ms, 0.0), 3),
             status,
-            redacted(scrubbed(outcome), private),
-            redacted(summary, private) if summary is not None else None,
+            scrubbed(scrubbed(outcome, SCRUBBER), private),
+            scrubbed(summary, private) if summary is not None else None,
         )
 
     if not destination.enabled:

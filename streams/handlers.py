@@ -50,6 +50,8 @@ DEAD_LETTER_MAX_BYTES = 15 * 1024 * 1024
 DEAD_LETTER_KEPT_BYTES = 1024 * 1024
 DETAIL_LIMIT = 1000
 TOO_DEEP = Rejected("Too deeply nested", "the envelope nests deeper than 254 levels")
+UNREADABLE_ROUTING = "Unreadable routing record"
+UNREADABLE_WORK = "Unreadable work record"
 # Every reason a dead letter can carry (``courier replay --reason`` takes only these;
 # tests/unit/test_handlers.py checks the list against the code).
 DEAD_LETTER_REASONS = (
@@ -57,8 +59,8 @@ DEAD_LETTER_REASONS = (
     TOO_DEEP.reason,
     DELIVERY_FAILED,
     INTERNAL_ERROR,
-    "Unreadable routing record",
-    "Unreadable work record",
+    UNREADABLE_ROUTING,
+    UNREADABLE_WORK,
 )
 
 Stage = Literal["intake", "routing", "work"]
@@ -201,7 +203,7 @@ class Handlers:
                 item = WorkItem.from_json(message["item"].encode())
                 reports = self.home.retry(item, origin.source)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, MessageError) as exc:
-            unreadable = Rejected("Unreadable routing record", f"{type(exc).__name__}: {exc}")
+            unreadable = Rejected(UNREADABLE_ROUTING, f"{type(exc).__name__}: {exc}")
             yield [dead_letter(value, key, unreadable, origin)]
             return
         async for report in reports:
@@ -241,7 +243,7 @@ class Handlers:
         try:
             item = WorkItem.from_json(value or b"")
         except MessageError as exc:
-            unreadable = Rejected("Unreadable work record", str(exc))
+            unreadable = Rejected(UNREADABLE_WORK, str(exc))
             yield [dead_letter(value, key, unreadable, origin)]
             return
         yield self.report(item, await self.desk.handle(item))

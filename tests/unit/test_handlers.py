@@ -188,3 +188,11 @@ def test_every_dead_letter_reason_in_the_code_is_known_to_replay() -> None:
         for reason in re.findall(r'Rejected\(\s*"([^"]+)"', path.read_text())
     }
     assert said and said <= set(DEAD_LETTER_REASONS)
+    named = {
+        name
+        for path in root.rglob("*.py")
+        for name in re.findall(r"Rejected\(\s*([A-Z_]+)\s*,", path.read_text())
+    }
+    import streams.handlers
+
+    assert {getattr(streams.handlers, n) for n in named} <= set(DEAD_LETTER_REASONS)

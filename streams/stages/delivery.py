@@ -111,15 +111,15 @@ class HttpSender:
         self._gates[destination.id] = (share, gate)
         return gate
 
-    def _session_for(self, destination: Destination) -> aiohttp.ClientSession:
-        guarded = self._egress is not None and not destination.insecure
+    def _session_for(self, egress: EgressPolicy | None) -> aiohttp.ClientSession:
+        guarded = egress is not None
         session = self._sessions.get(guarded)
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
                 limit_per_host=0,
                 ttl_dns_cache=300,
-                resolver=GuardedResolver(self._egress) if guarded and self._egress else None,
+                resolver=GuardedResolver(egress) if egress is not None else None,
             )
             # Responses are read raw; no cookies are kept between leads.
             session = self._sessions[guarded] = aiohttp.ClientSession(
@@ -144,9 +144,10 @@ class HttpSender:
     async def _exchange(self, req: HttpRequest, destination: Destination) -> HttpResponse:
         if self._closed or self._draining:
             raise SenderClosed
-        session = self._session_for(destination)
-        if self._egress is not None and not destination.insecure:
-            check_literal(req.url, self._egress)
+        egress = None if destination.insecure else self._egress
+        if egress is not None:
+            check_literal(req.url, egress)
+        session = self._session_for(egress)
         limits = destination.timeouts
         timeout = aiohttp.ClientTimeout(
             total=limits.total, sock_connect=limits.connect, sock_read=limits.read

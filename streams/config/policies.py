@@ -10,7 +10,7 @@ import ipaddress
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from streams.config.response_rules import compile_json_path
 from streams.config.schedule import DAYS, Day, TimeZoneName
@@ -97,31 +97,32 @@ class EgressPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: Literal["public", "any"] = "public"
-    allow: tuple[str, ...] = ()
+    allow: tuple[str, ...] = ()  # networks (CIDR or one address) and host names
 
-    @field_validator("allow")
-    @classmethod
-    def _networks_or_hosts(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
-        for entry in entries:
-            if "/" in entry or entry.replace(".", "").isdigit() or ":" in entry:
+    _networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = PrivateAttr(default=())
+    _hosts: frozenset[str] = PrivateAttr(default=frozenset())
+
+    def model_post_init(self, _: object) -> None:
+        networks, hosts = [], set()
+        for entry in (e.strip().lower() for e in self.allow if e.strip()):
+            if "/" in entry or ":" in entry or entry.replace(".", "").isdigit():
                 try:
-                    ipaddress.ip_network(entry, strict=False)
+                    networks.append(ipaddress.ip_network(entry, strict=False))
                 except ValueError:
                     raise ValueError(f"allow: {entry!r} is not a network (CIDR)") from None
-        return tuple(entry.lower().strip() for entry in entries if entry.strip())
+            else:
+                hosts.add(entry.rstrip("."))
+        self._networks, self._hosts = tuple(networks), frozenset(hosts)
 
     def permits(self, host: str, address: str) -> bool:
         """May a request for ``host`` connect to ``address`` (an IP, as resolved)?"""
-        if self.mode == "any" or host.lower().rstrip(".") in self.allow:
+        if self.mode == "any" or host.lower().rstrip(".") in self._hosts:
             return True
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
-        if any(ip in ipaddress.ip_network(entry, strict=False) for entry in self._networks()):
+        if any(ip in network for network in self._networks):
             return True
         # Private, loopback, link-local (cloud metadata 169.254.169.254), shared, reserved,
         # unspecified: none of them is global. Multicast never is a recipient.
         return ip.is_global and not ip.is_multicast
-
-    def _networks(self) -> list[str]:
-        return [e for e in self.allow if "/" in e or e.replace(".", "").isdigit() or ":" in e]

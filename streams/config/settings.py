@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.config.policies import EgressPolicy
@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     # RocksDB (faust-streaming's rocksdict store): tables on disk, a restart reads only the
     # changelog written since. "memory": rebuilt from the changelogs at every start.
     store: Literal["rocksdb", "memory"] = "rocksdb"
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _allow_list_reads(cls, value: str) -> str:
+        try:
+            EgressPolicy(allow=tuple(e for e in value.split(",") if e.strip()))
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        return value
 
     def egress_policy(self) -> EgressPolicy:
         return EgressPolicy(

@@ -117,7 +117,7 @@ def test_a_wrong_allow_list_stops_start_up_naming_the_entry() -> None:
 
     from streams.config import Settings
 
-    with pytest.raises(ValidationError, match="'10.0.0.0/33' is not a network"):
+    with pytest.raises(ValidationError, match=r"'10\.0\.0\.0/33' is not a network"):
         Settings(egress_allow="crm.internal, 10.0.0.0/33")
     allowed = Settings(egress_allow="crm.internal., 10.0.0.0/8").egress_policy()
     assert allowed.permits("CRM.internal", "192.168.0.1") and allowed.permits("x", "10.9.9.9")

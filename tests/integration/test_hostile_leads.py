@@ -20,7 +20,12 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.cli.console import NOT_REPLAYED_TRUNCATED, read_records, replay_dead_letters
+from streams.cli.console import (
+    NOT_REPLAYED_TRUNCATED,
+    ReplayFilter,
+    read_records,
+    replay_dead_letters,
+)
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Recipient
 
@@ -164,7 +169,10 @@ async def test_hostile_leads_end_alone_and_their_neighbours_are_delivered(
     assert int(headers["courier.dlq.size"]) == len(huge)
     assert huge_letter.value == huge[: len(huge_letter.value)]
     replayed = await replay_dead_letters(
-        kafka.bootstrap, topics.dlq, f"{topics.leads}-replayed", {"Record too large"}
+        kafka.bootstrap,
+        topics.dlq,
+        f"{topics.leads}-replayed",
+        ReplayFilter(frozenset({"Record too large"})),
     )
     assert replayed == {NOT_REPLAYED_TRUNCATED: 1}
 

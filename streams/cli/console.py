@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -93,6 +94,20 @@ class ReplayFilter:
         if self.since_ms is not None and record.timestamp < self.since_ms:
             return False
         return self.until_ms is None or record.timestamp < self.until_ms
+
+
+async def reach_broker(bootstrap: str) -> None:
+    """Connect to the cluster once; KafkaConnectionError when it cannot be reached (aiokafka's
+    own log lines about each try are kept quiet: the caller says it once)."""
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await started(admin)
+        await admin.close()
+    finally:
+        quiet.setLevel(level)
 
 
 async def ensure_topic(bootstrap: str, topic: str) -> None:

@@ -100,6 +100,12 @@ def worker(**options: Any) -> None:
         # state for topics that no longer exist.
         settings = settings.model_copy(update={"broker": broker.url, "store": "memory"})
     try:
+        if broker is None:
+            # Faust would print a page of traceback for a broker it cannot reach: say it in
+            # one line (the group turns the error into exit code 2) before starting it.
+            from streams.cli.console import reach_broker
+
+            asyncio.run(reach_broker(settings.bootstrap_servers()))
         app = create_app(settings, destinations)
         worker_class()(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     finally:

@@ -255,7 +255,18 @@ async def test_replay_republishes_dead_letters_by_reason(kafka: Any, topics: Any
     assert "Record too large" in wrong.stderr
 
 
-@pytest.mark.parametrize("command", [["tail"], ["publish", "/dev/null"], ["replay"]])
+EXAMPLE_DESTINATIONS = str(Path(__file__).parents[2] / "helm/lead-courier/files/destinations.yaml")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["tail"],
+        ["publish", "/dev/null"],
+        ["replay"],
+        ["worker", "--destinations", EXAMPLE_DESTINATIONS],
+    ],
+)
 def test_an_unreachable_broker_is_one_line_and_exit_code_2(command: list[str]) -> None:
     with socket.socket() as sock:  # a port nobody listens on once this closes
         sock.bind(("127.0.0.1", 0))

@@ -1,0 +1,167 @@
+"""Each ready module reads its vendor's documented answers as the vendor means them:
+table-driven, pure functions, no network (STYLE.md: an integration is three functions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from integrations import REGISTRY
+from streams.model import HttpRequest, HttpResponse, OutcomeCategory, OutcomeKind
+
+SF_DAILY = [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+FIVE9_NS = 'xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"'
+
+
+def five9_fault(name: str, text: str) -> bytes:
+    return (
+        f"<env:Envelope {FIVE9_NS}><env:Body><env:Fault><faultcode>env:Server</faultcode>"
+        f'<faultstring>{text}</faultstring><detail><ns2:{name} xmlns:ns2="http://service.'
+        f'admin.ws.five9.com/"/></detail></env:Fault></env:Body></env:Envelope>'
+    ).encode()
+
+
+def five9_result(**counts: int) -> bytes:
+    fields = "".join(f"<{k}>{v}</{k}>" for k, v in counts.items())
+    return (
+        f"<env:Envelope {FIVE9_NS}><env:Body><ns2:addRecordToListResponse "
+        f'xmlns:ns2="http://service.admin.ws.five9.com/"><return>{fields}</return>'
+        "</ns2:addRecordToListResponse></env:Body></env:Envelope>"
+    ).encode()
+
+
+# module, HTTP status, body, (kind, category, reason or None, retryable)
+ANSWERS: list[tuple[str, int, Any, tuple[OutcomeKind, OutcomeCategory, str | None, bool]]] = [
+    # Salesforce REST API, "Status Codes and Error Responses"
+    (
+        "salesforce",
+        201,
+        {"id": "00Q1", "success": True, "errors": []},
+        (OutcomeKind.SUCCESS, OutcomeCategory.ACCEPTED, "Accepted", False),
+    ),
+    (
+        "salesforce",
+        400,
+        [{"message": "duplicate value found", "errorCode": "DUPLICATE_VALUE", "fields": []}],
+        (OutcomeKind.FAILURE, OutcomeCategory.DUPLICATE, "Duplicate lead", False),
+    ),
+    (
+        "salesforce",
+        400,
+        [{"message": "Use one?", "errorCode": "DUPLICATES_DETECTED", "fields": []}],
+        (OutcomeKind.FAILURE, OutcomeCategory.DUPLICATE, "Duplicate lead", False),
+    ),
+    (
+        "salesforce",
+        400,
+        [{"message": "missing", "errorCode": "REQUIRED_FIELD_MISSING", "fields": ["Company"]}],
+        (OutcomeKind.FAILURE, OutcomeCategory.INVALID_DATA, "Invalid data: Company", False),
+    ),
+    (
+        "salesforce",
+        403,
+        SF_DAILY,
+        (OutcomeKind.ERROR, OutcomeCategory.SOFT_REJECT, "Rate limited", True),
+    ),
+    (
+        "salesforce",
+        403,
+        [{"message": "API is not enabled", "errorCode": "API_DISABLED_FOR_ORG"}],
+        (OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR, None, False),
+    ),
+    # HubSpot CRM API: 409 conflict, 429 policies, 207 multi-status
+    (
+        "hubspot",
+        409,
+        {
+            "status": "error",
+            "message": "Contact already exists. Existing ID: 12",
+            "category": "CONFLICT",
+        },
+        (OutcomeKind.FAILURE, OutcomeCategory.DUPLICATE, "Duplicate lead", False),
+    ),
+    (
+        "hubspot",
+        429,
+        {"status": "error", "errorType": "RATE_LIMIT", "policyName": "SECONDLY"},
+        (OutcomeKind.ERROR, OutcomeCategory.SOFT_REJECT, "Rate limited", True),
+    ),
+    (
+        "hubspot",
+        207,
+        {
+            "status": "COMPLETE",
+            "results": [],
+            "numErrors": 1,
+            "errors": [{"category": "VALIDATION_ERROR"}],
+        },
+        (OutcomeKind.FAILURE, OutcomeCategory.INVALID_DATA, "Invalid data", False),
+    ),
+    # Mailchimp: problem+json
+    (
+        "mailchimp",
+        400,
+        {"title": "Member Exists", "status": 400, "detail": "already a list member"},
+        (OutcomeKind.FAILURE, OutcomeCategory.DUPLICATE, "Duplicate lead", False),
+    ),
+    (
+        "mailchimp",
+        404,
+        {"title": "Resource Not Found", "status": 404},
+        (OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR, None, False),
+    ),
+    # Pipedrive: {"success": false, "error": ...}
+    (
+        "pipedrive",
+        402,
+        {"success": False, "error": "Payment required"},
+        (OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR, None, False),
+    ),
+    (
+        "pipedrive",
+        201,
+        {"success": True, "data": {"id": 7}},
+        (OutcomeKind.SUCCESS, OutcomeCategory.ACCEPTED, "Accepted", False),
+    ),
+    # Five9 Configuration Web Services: listImportResult and named faults
+    (
+        "five9",
+        200,
+        five9_result(listRecordsInserted=1, crmRecordsInserted=1),
+        (OutcomeKind.SUCCESS, OutcomeCategory.ACCEPTED, "Accepted", False),
+    ),
+    (
+        "five9",
+        200,
+        five9_result(listRecordsInserted=0, crmRecordsUpdated=1),
+        (OutcomeKind.FAILURE, OutcomeCategory.DUPLICATE, "Duplicate lead (contact updated)", False),
+    ),
+    (
+        "five9",
+        500,
+        five9_fault("ServiceUnavailableFault", "Resubmit the request"),
+        (OutcomeKind.ERROR, OutcomeCategory.RECIPIENT_ERROR, None, True),
+    ),
+    # Standard Webhooks: 410 Gone means the endpoint was removed
+    (
+        "webhook",
+        410,
+        b"",
+        (OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR, None, False),
+    ),
+]
+
+
+@pytest.mark.parametrize(("module", "status", "body", "expected"), ANSWERS)
+def test_a_documented_answer_reads_as_the_vendor_means_it(
+    module: str, status: int, body: Any, expected: tuple[Any, ...]
+) -> None:
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    request = HttpRequest("POST", "https://recipient.example/x", {}, b"{}")
+    outcome = REGISTRY[module].response(request, HttpResponse(status, {}, raw))
+    kind, category, reason, retryable = expected
+    assert (outcome.kind, outcome.category, outcome.retryable) == (kind, category, retryable)
+    if reason is not None:
+        assert outcome.reason == reason

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import itertools
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from streams.cli.broker import EmbeddedBroker
+from streams.cli.broker import EmbeddedBroker, stop_process
 from streams.cli.console import decoded_events, publish_lines, read_records
 
 DEMO_TIMEOUT_S = 120.0
@@ -152,7 +151,7 @@ async def run_demo(count: int) -> int:
         return 1
     finally:
         if worker is not None:
-            _stop(worker)
+            stop_process(worker, timeout_s=30)
         await recipients.stop()
         broker.stop()
         workdir.cleanup()
@@ -174,15 +173,6 @@ def _start_worker(broker_url: str, destinations: Path, workdir: Path) -> subproc
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
-
-
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
 
 
 async def _collect(bootstrap: str, topic: str, expected: int) -> list[dict[str, Any]]:

@@ -26,3 +26,20 @@ def schema_json(name: str) -> str:
 @cache
 def load_schema(name: str) -> dict[str, Any]:
     return cast(dict[str, Any], fastavro.parse_schema(json.loads(schema_json(name))))
+
+
+@cache
+def earlier_schemas(name: str) -> tuple[dict[str, Any], ...]:
+    """The schema's earlier versions (``history/<name>.<n>.avsc``), oldest first: events
+    written by an older worker are still on the topics, and readers resolve them to the
+    current schema (every field added since has a default)."""
+    history = files(__package__).joinpath("history")
+    found = sorted(
+        (int(entry.name.rsplit(".", 2)[1]), entry)
+        for entry in history.iterdir()
+        if entry.name.startswith(f"{name}.") and entry.name.endswith(".avsc")
+    )
+    return tuple(
+        cast(dict[str, Any], fastavro.parse_schema(json.loads(entry.read_text(encoding="utf-8"))))
+        for _, entry in found
+    )

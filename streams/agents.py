@@ -25,8 +25,10 @@ import asyncio
 import logging
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
+from streams import telemetry
 from streams.errors import SenderClosed
 from streams.handlers import Handlers, Origin, Out, Stage
 from streams.topics import Topics
@@ -60,16 +62,15 @@ def register_agents(
     ``track_writes()``: the table writes of the record's task are the ones it confirms."""
 
     async def send_all(records: list[Out]) -> None:
-        confirmations = [
-            await getattr(topics, out.topic).send(
-                key=out.key,
-                value=out.value,
-                headers=out.headers,
-                partition=out.partition,
-                force=True,
+        confirmations = []
+        for out in records:
+            topic = getattr(topics, out.topic)
+            span, headers = telemetry.producing(topic.get_topic_name(), out.headers)
+            confirmation = await topic.send(
+                key=out.key, value=out.value, headers=headers, partition=out.partition, force=True
             )
-            for out in records
-        ]
+            confirmation.add_done_callback(partial(telemetry.produced, span))
+            confirmations.append(confirmation)
         await asyncio.gather(*confirmations)
 
     def each_record(topic: Any, stage: Stage, handle: Callable[[Handlers], Handle]) -> None:
@@ -80,6 +81,20 @@ def register_agents(
             replayed = REPLAYED_HEADER in dict(message.headers or ())
             origin = Origin(message.topic, message.partition, message.offset, replayed)
             track_writes()
+            try:
+                with telemetry.consuming(
+                    message.topic, message.partition, message.offset, message.headers
+                ):
+                    finished = await handled(event, origin)
+            finally:
+                slots.release()
+            if finished == "done":
+                acks.done(held)
+            elif finished == "given up":
+                acks.give_up(held)
+
+        async def handled(event: Any, origin: Origin) -> Literal["done", "given up", "held"]:
+            """``given up``: the worker is stopping; ``held``: in progress until a restart."""
             try:
                 on = await handlers()
                 try:
@@ -93,13 +108,10 @@ def register_agents(
                 # Stopping (our HTTP sender drained), or even the failure's records could not
                 # be sent: left unacknowledged, so the record is handled again after a restart.
                 if _stopping(exc):
-                    acks.give_up(held)
-                else:
-                    log.exception("%s: a record stays unacknowledged", stage)
-                return
-            finally:
-                slots.release()
-            acks.done(held)
+                    return "given up"
+                log.exception("%s: a record stays unacknowledged", stage)
+                return "held"
+            return "done"
 
         async def agent(stream: Any) -> None:
             slots = asyncio.Semaphore(held_per_agent)

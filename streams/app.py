@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -25,6 +25,7 @@ from faust.transport.drivers.aiokafka import (
     server_list,
 )
 
+from streams import telemetry
 from streams.agents import register_agents
 from streams.avro import AvroDecodeError, Encoders, EventDecoder, SchemaRegistry
 from streams.broker_offsets import fetched_end_offsets
@@ -159,7 +160,66 @@ def readiness(app: Any) -> str:
     return "ready"
 
 
+def measure(
+    app: Any,
+    sender: HttpSender,
+    circuits: Mapping[str, Any],
+    capped: DeliveryDesk,
+    home: DeliveryDesk,
+    destinations: Mapping[str, Destination],
+) -> None:
+    """The gauges read at each scrape: in flight, circuits, parked retries, consumer lag."""
+
+    def in_flight() -> Iterable[tuple[float, dict[str, Any]]]:
+        return [(n, {"destination": d}) for d, n in sender.in_flight.items()]
+
+    def circuit_states() -> Iterable[tuple[float, dict[str, Any]]]:
+        for destination_id, destination in destinations.items():
+            # Capped destinations' circuits live in their partition's table (when this
+            # worker owns it); the others' in every worker, shared by the control topic.
+            source = capped.circuits if destination.caps is not None else circuits
+            stored = source.get(destination_id)
+            state = "closed" if stored is None else stored["state"]
+            yield CIRCUIT_STATES.index(state), {"destination": destination_id}
+
+    def parked() -> Iterable[tuple[float, dict[str, Any]]]:
+        return [(capped.waiting + home.waiting, {})]
+
+    def lag() -> Iterable[tuple[float, dict[str, Any]]]:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            committed = consumer._committed_offset.get(tp)
+            if highwater is not None:
+                attributes = {"topic": tp.topic, "partition": tp.partition}
+                yield max(highwater - (committed or 0), 0), attributes
+
+    telemetry.gauge(
+        "courier.deliveries.in_flight", "{request}", "Requests under way, by destination", in_flight
+    )
+    telemetry.gauge(
+        "courier.circuit.state",
+        "1",
+        "Circuit state by destination: 0 closed, 1 half open, 2 open",
+        circuit_states,
+    )
+    telemetry.gauge(
+        "courier.retries.parked", "{delivery}", "Deliveries waiting for their retry time", parked
+    )
+    telemetry.gauge(
+        "courier.consumer.lag",
+        "{record}",
+        "Records not yet committed, by topic and partition (this worker's partitions)",
+        lag,
+    )
+
+
+# The circuit gauge's values, in this order.
+CIRCUIT_STATES = ("closed", "half_open", "open")
+
+
 def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
+    telemetry.start()
     data_dir = settings.data_dir / settings.app_id
     data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = CourierApp(
@@ -306,16 +366,28 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
     async def _follow_circuits() -> None:
         await follow_circuits(settings, circuits, worker_name)
 
-    @app.page("/health/live")
+    @app.page("/healthz")
     async def _live(web: Any, request: Any) -> Any:
         """Liveness: the event loop answers (a stalled loop does not)."""
         return web.json({"status": "live"})
 
-    @app.page("/health")
+    @app.page("/readyz")
     async def _ready(web: Any, request: Any) -> Any:
         """Readiness: partitions assigned, tables recovered, not in a rebalance."""
         state = readiness(app)
         return web.json({"status": state}, status=200 if state == "ready" else 503)
+
+    # The names of earlier releases (probes written for them keep working).
+    app.page("/health/live")(_live)
+    app.page("/health")(_ready)
+
+    @app.page("/metrics")
+    async def _metrics(web: Any, request: Any) -> Any:
+        """Prometheus exposition of every metric (streams/telemetry.py)."""
+        body, content_type = telemetry.prometheus_text()
+        return web.bytes(body, headers={"Content-Type": content_type})
+
+    measure(app, sender, circuits, capped_desk, home_desk, by_id)
 
     # Signalled after the consumer has stopped and in-flight leads are done.
     @app.on_before_shutdown.connect

@@ -18,7 +18,14 @@ import aiohttp
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from schemas import CIRCUIT_EVENT, DELIVERY_EVENT, LEAD_OUTCOME, load_schema, schema_json
+from schemas import (
+    CIRCUIT_EVENT,
+    DELIVERY_EVENT,
+    LEAD_OUTCOME,
+    earlier_schemas,
+    load_schema,
+    schema_json,
+)
 from streams.errors import CourierError
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -105,10 +112,13 @@ class EventDecoder:
 
     def __init__(self, registry: SchemaRegistry | None = None) -> None:
         self._registry = registry
-        self._by_fingerprint = {
-            schema_fingerprint(load_schema(name)): (name, load_schema(name))
-            for name in (DELIVERY_EVENT, LEAD_OUTCOME, CIRCUIT_EVENT)
-        }
+        # fingerprint → (writer's schema, reader's schema): an earlier version's events are
+        # read as the current version (its added fields at their defaults).
+        self._by_fingerprint: dict[bytes, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for name in (DELIVERY_EVENT, LEAD_OUTCOME, CIRCUIT_EVENT):
+            current = load_schema(name)
+            for writer in (*earlier_schemas(name), current):
+                self._by_fingerprint[schema_fingerprint(writer)] = (writer, current)
 
     async def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
         """→ (the record's full Avro name, record)."""
@@ -116,9 +126,9 @@ class EventDecoder:
             known = self._by_fingerprint.get(data[2:10])
             if known is None:
                 raise AvroDecodeError("single-object event with an unknown schema fingerprint")
-            _, schema = known
-            record = fastavro.schemaless_reader(io.BytesIO(data[10:]), schema, None)
-            return str(schema["name"]), cast(dict[str, Any], record)
+            writer, reader = known
+            record = fastavro.schemaless_reader(io.BytesIO(data[10:]), writer, reader)
+            return str(reader["name"]), cast(dict[str, Any], record)
         if data[:1] == CONFLUENT_MAGIC and len(data) >= 5:
             if self._registry is None:
                 raise AvroDecodeError("Confluent-framed event but no schema registry configured")

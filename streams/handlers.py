@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
 import orjson
 
+from streams import telemetry
 from streams.avro import Encoders
 from streams.config.flows import CompiledFlow
 from streams.control.desk import DeliveryDesk, Handled, unsent
@@ -103,6 +104,7 @@ def dead_letter(value: bytes | None, key: bytes | None, why: Rejected, origin: O
             ("courier.dlq.truncated", b"true"),
         ]
         body = body[:DEAD_LETTER_KEPT_BYTES]
+    telemetry.dead_letters.add(1, {"reason": why.reason})
     return Out("dlq", key, body, headers)
 
 
@@ -310,12 +312,27 @@ class Handlers:
             (attempt.lead_id, attempt.destination_id, str(attempt.number), str(run),
              outcome.kind.value, outcome.reason)
         )  # fmt: skip
-        record = delivery_event(attempt, next_at, str(uuid.uuid5(EVENT_IDS, name)))
+        event_id = str(uuid.uuid5(EVENT_IDS, name))
+        record = delivery_event(attempt, next_at, event_id, telemetry.current_trace_id())
+        destination = {"destination": attempt.destination_id}
+        telemetry.deliveries.add(
+            1,
+            {
+                **destination,
+                "outcome": outcome.kind.value,
+                "category": outcome.category.value,
+                "reason": outcome.reason,
+            },
+        )
+        if attempt.http_status is not None:  # a request was made
+            telemetry.recipient_duration.record(attempt.recipient_ms / 1000, destination)
+            telemetry.overhead_duration.record(attempt.overhead_ms / 1000, destination)
         return Out("events", attempt.lead_id.encode(), self._codec.delivery.encode(record))
 
     def outcome(self, lead_id: str, attempts: list[Attempt], reason: str, run: int) -> Out:
         event_id = str(uuid.uuid5(EVENT_IDS, f"{lead_id}|outcome|{run}"))
-        record = lead_outcome(lead_id, attempts, reason, event_id)
+        record = lead_outcome(lead_id, attempts, reason, event_id, telemetry.current_trace_id())
+        telemetry.leads.add(1, {"outcome": record["outcome"]})
         return Out("outcomes", lead_id.encode(), self._codec.outcome.encode(record))
 
     def circuit(self, destination_id: str, change: CircuitChange) -> Out:
@@ -335,12 +352,13 @@ class Handlers:
 
     def retry(self, item: WorkItem) -> Out:
         """A parked delivery at home, due: back to the lead's partition as a record."""
-        return self.to_routing(item.lead.id, {"type": "retry", "item": item.to_json().decode()})
+        retry = {"type": "retry", "item": item.to_json().decode()}
+        return replace(self.to_routing(item.lead.id, retry), headers=item.headers)
 
     def to_work(self, item: WorkItem) -> Out:
         destination = item.destination_id
         partition = partition_of(destination, self._partitions)
-        return Out("work", destination.encode(), item.to_json(), partition=partition)
+        return Out("work", destination.encode(), item.to_json(), item.headers, partition)
 
 
 def _lead_id(stage: Stage, value: bytes | None) -> str | None:

@@ -145,6 +145,8 @@ class Destination(BaseModel):
     # Envelope paths whose values never appear in events: raw, reasons, appended, request
     # summaries (with the file's own ``privacy.redact``, which every destination adds).
     privacy: Privacy = Field(default_factory=lambda: Privacy())
+    # W3C ``traceparent`` (the attempt's span) on each request, for a recipient that traces.
+    send_traceparent: bool = False
 
     _url_template: CompiledTemplate | None = PrivateAttr(default=None)
     _resolved_url: str = PrivateAttr(default="")  # references resolved: never print it

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from streams import telemetry
 from streams.control.caps import cap_exceeded, counted, counts_toward, full
 from streams.control.circuit import (
     CircuitState,
@@ -103,6 +104,8 @@ class DeliveryDesk:
         self.delivered = delivered
         self.parked = parked
         self._clock = clock
+        # Parked items of the owners this worker owns, as last counted by ``due`` (a metric).
+        self.waiting = 0
         self._draw = draw
         # Cap reservations of deliveries in flight in this worker, and a signal for each
         # destination when one settles (a lead waiting for a slot may then have it).
@@ -190,10 +193,12 @@ class DeliveryDesk:
         """Parked items whose time has come, among the owners this worker owns: each with
         its key and table value (``release`` takes them)."""
         now = self._clock()
+        mine = [(key, value) for key, value in list(self.parked.items()) if owns(self._owner(key))]
+        self.waiting = len(mine)
         return [
             (key, value, WorkItem.from_json(value["item"].encode()))
-            for key, value in list(self.parked.items())
-            if value["due"] <= now and owns(self._owner(key))
+            for key, value in mine
+            if value["due"] <= now
         ]
 
     def release(self, key: str, value: Any) -> None:
@@ -252,7 +257,8 @@ class DeliveryDesk:
         return Handled(held, None, datetime.fromtimestamp(until, UTC))
 
     def _store_parked(self, item: WorkItem, due: float) -> None:
-        self.parked[_work_key(item)] = {"due": due, "item": item.to_json().decode()}
+        traced = replace(item, traceparent=telemetry.current_headers().get("traceparent"))
+        self.parked[_work_key(item)] = {"due": due, "item": traced.to_json().decode()}
 
     async def _reserve(self, destination: Destination) -> str | None:
         """Take a cap slot for one delivery; the full window's name if there is none.

@@ -32,17 +32,27 @@ class WorkItem:
     path: str  # the step of the lead's plan that asked for it
     number: int  # attempt number at this destination, 1 for the first
     has_fallback: bool  # a waterfall has a destination after this one
+    # The W3C trace context it was parked in: a retry hours later is in the lead's trace.
+    traceparent: str | None = None
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "lead": self.lead.envelope,
-                "destination_id": self.destination_id,
-                "path": self.path,
-                "number": self.number,
-                "has_fallback": self.has_fallback,
-            }
-        )
+        doc = {
+            "lead": self.lead.envelope,
+            "destination_id": self.destination_id,
+            "path": self.path,
+            "number": self.number,
+            "has_fallback": self.has_fallback,
+        }
+        if self.traceparent is not None:
+            doc["traceparent"] = self.traceparent
+        return orjson.dumps(doc)
+
+    @property
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        """Its record's headers: the trace it belongs to, if any."""
+        if self.traceparent is None:
+            return None
+        return [("traceparent", self.traceparent.encode("ascii", "replace"))]
 
     @classmethod
     def from_json(cls, data: bytes) -> WorkItem:
@@ -55,9 +65,14 @@ class WorkItem:
                 str(doc["path"]),
                 int(doc["number"]),
                 bool(doc["has_fallback"]),
+                _traceparent(doc.get("traceparent")),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise MessageError(f"work item: {type(exc).__name__}: {exc}") from None
+
+
+def _traceparent(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.isascii() and len(value) < 128 else None
 
 
 def attempt_to_dict(attempt: Attempt) -> dict[str, Any]:

@@ -12,9 +12,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, overload
 
+from streams import telemetry
 from streams.auth import OAuth2Auth
 from streams.errors import DeliveryError, MappingError
-from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, OutcomeKind
 from streams.outcome import RAW_LIMIT, outcome_for_error, parse_retry_after
 from streams.secrets import SCRUBBER, Scrubber
 from streams.stages.batching import Batches
@@ -115,7 +116,33 @@ async def attempt_delivery(
     batches: Batches | None = None,
 ) -> Attempt:
     """``tokens``: the worker's OAuth 2.0 token cache; ``batches``: its open batches
-    (for destinations with ``batch``). Either is made if not given."""
+    (for destinations with ``batch``). Either is made if not given. Traced as a client
+    span (streams/telemetry.py)."""
+    with telemetry.attempting(destination.id, lead.id, number) as span:
+        attempt = await _attempt(lead, destination, send, number, tokens, batches)
+        outcome = attempt.outcome
+        request = attempt.request
+        telemetry.attempted(
+            span,
+            method=None if request is None else request.method,
+            url=None if request is None else request.url,
+            status=attempt.http_status,
+            outcome=outcome.kind.value,
+            category=outcome.category.value,
+            reason=outcome.reason,
+            failed=outcome.kind is OutcomeKind.ERROR,
+        )
+        return attempt
+
+
+async def _attempt(
+    lead: Lead,
+    destination: Destination,
+    send: Send,
+    number: int,
+    tokens: TokenCache | None,
+    batches: Batches | None,
+) -> Attempt:
     started_at = datetime.now(UTC)
     clock_start = time.perf_counter()
     recipient_s = 0.0

@@ -7,6 +7,7 @@ and nowhere else, so the stages above see a response or a DeliveryError, nothing
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -91,6 +92,8 @@ class HttpSender:
         # destinations. A connector's DNS cache then never serves one to the other.
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self._gates: dict[str, tuple[float, _Gate]] = {}
+        # Requests under way per destination id (a metric).
+        self.in_flight: Counter[str] = Counter()
         # This worker's share of a destination's limits (its part of the partitions that
         # deliver to it): the limits hold for all workers together.
         self.share = 1.0
@@ -133,9 +136,16 @@ class HttpSender:
     async def __call__(self, req: HttpRequest, destination: Destination) -> HttpResponse:
         gate = self._gate(destination)
         if gate.idle:
-            return await self._exchange(req, destination)
+            return await self._counted(req, destination)
         async with gate:
+            return await self._counted(req, destination)
+
+    async def _counted(self, req: HttpRequest, destination: Destination) -> HttpResponse:
+        self.in_flight[destination.id] += 1
+        try:
             return await self._exchange(req, destination)
+        finally:
+            self.in_flight[destination.id] -= 1
 
     def drain(self) -> None:
         """Stopping: requests under way finish, none starts (they raise SenderClosed)."""

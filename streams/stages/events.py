@@ -18,10 +18,13 @@ _PRICE_STEP = Decimal("0.0001")  # the schema's decimal scale
 
 
 def delivery_event(
-    attempt: Attempt, next_attempt_at: datetime | None = None, event_id: str | None = None
+    attempt: Attempt,
+    next_attempt_at: datetime | None = None,
+    event_id: str | None = None,
+    trace_id: str | None = None,
 ) -> dict[str, Any]:
     """``next_attempt_at``: when the lead will be tried at this destination again, if it
-    will; ``event_id``: a random one unless given."""
+    will; ``event_id``: a random one unless given; ``trace_id``: the OpenTelemetry trace."""
     outcome = attempt.outcome
     retry_after = outcome.retry_after_s
     request = attempt.request
@@ -54,6 +57,7 @@ def delivery_event(
             "headers": request.headers,
             "body_bytes": request.body_bytes,
         },
+        "trace_id": trace_id,
     }
 
 
@@ -62,6 +66,7 @@ def lead_outcome(
     attempts: Sequence[Attempt],
     reason_if_none: str = "No destination",
     event_id: str | None = None,
+    trace_id: str | None = None,
 ) -> dict[str, Any]:
     accepted = [a.destination_id for a in attempts if a.outcome.kind is OutcomeKind.SUCCESS]
     last = attempts[-1] if attempts else None
@@ -91,6 +96,7 @@ def lead_outcome(
             }
             for a in attempts
         ],
+        "trace_id": trace_id,
     }
 
 

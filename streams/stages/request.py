@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from streams import telemetry
 from streams.auth import sign
 from streams.errors import MappingError
 from streams.model import HttpRequest, Lead, Target
@@ -49,6 +50,8 @@ def build_request(
         **built.headers,
         **destination_headers,
     }
+    if destination.send_traceparent:  # the attempt's span, for a recipient that traces too
+        headers.update(telemetry.current_headers())
     request = replace(
         built, headers=headers, secret_headers=built.secret_headers | destination.secret_headers
     )

@@ -41,7 +41,7 @@ destinations:
     base = f"http://127.0.0.1:{port}"
     for _ in range(240):  # until the worker has its partitions and tables
         try:
-            status, body = await answer(f"{base}/health")
+            status, body = await answer(f"{base}/readyz")
         except aiohttp.ClientConnectionError:
             status, body = 0, ""
         if status == 200:
@@ -49,6 +49,9 @@ destinations:
         assert status in (0, 503), body  # not ready yet says why, with 503
         await asyncio.sleep(0.5)
     assert (status, body) == (200, '{"status":"ready"}')
+    assert await answer(f"{base}/healthz") == (200, '{"status":"live"}')
+    # the names of earlier releases still answer
+    assert await answer(f"{base}/health") == (200, '{"status":"ready"}')
     assert await answer(f"{base}/health/live") == (200, '{"status":"live"}')
 
     lead = {"id": "W-1", "lead": {"email": "jane@example.com", "ssn": "123-45-6789"}}

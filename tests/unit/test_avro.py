@@ -129,3 +129,33 @@ async def test_a_circuit_change_round_trips() -> None:
         "open",
         "5 errors in a row",
     )
+
+
+@pytest.mark.parametrize("name", [DELIVERY_EVENT, LEAD_OUTCOME])
+async def test_events_of_an_earlier_schema_version_are_still_read(name: str) -> None:
+    """Events an older worker wrote stay on the topics: read, with fields added since at
+    their defaults (``trace_id`` came with the traces)."""
+    from schemas import earlier_schemas
+
+    (first, *_) = earlier_schemas(name)
+    assert "trace_id" not in {f["name"] for f in first["fields"]}
+    if name == DELIVERY_EVENT:
+        record = delivery_event(attempt(Outcome.success(reference_id="R-1")))
+    else:
+        record = lead_outcome("L-1", [attempt(Outcome.success(reference_id="R-1"))])
+    del record["trace_id"]
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, first, record)
+    old = b"\xc3\x01" + schema_fingerprint(first) + out.getvalue()
+
+    _, read = await EventDecoder().decode(old)
+    assert read["trace_id"] is None
+    assert read["lead_id"] == "L-1"
+
+
+def test_the_trace_id_is_the_last_field_and_has_a_default() -> None:
+    """Added as the schema's last field with a default: a compatible change for readers
+    on either version (and for a registry's BACKWARD check)."""
+    for name in (DELIVERY_EVENT, LEAD_OUTCOME):
+        last = load_schema(name)["fields"][-1]
+        assert last["name"] == "trace_id" and last["default"] is None

@@ -43,5 +43,5 @@ def test_the_charts_example_destinations_load_with_no_secret_set() -> None:
 
 def test_the_charts_probes_ask_the_health_endpoints() -> None:
     deployment = (CHART / "templates" / "deployment.yaml").read_text()
-    assert "httpGet: {path: /health, port: web}" in deployment
-    assert "httpGet: {path: /health/live, port: web}" in deployment
+    assert "httpGet: {path: /readyz, port: web}" in deployment
+    assert "httpGet: {path: /healthz, port: web}" in deployment

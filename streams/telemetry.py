@@ -1,0 +1,278 @@
+"""Traces and metrics (OpenTelemetry): what the worker does, never what a lead holds.
+
+Spans and instruments are taken from OpenTelemetry's global providers, so the stages and
+handlers use them without being handed anything; ``start`` installs the SDK's providers
+once per worker process (before that, and in tests of plain functions, they are no-ops).
+
+- Traces: a span per record a worker handles (``process <topic>``, continuing the W3C
+  ``traceparent`` in the record's headers when upstream sent one), a client span per
+  delivery attempt, a producer span per record written (whose ``traceparent`` goes in that
+  record's headers). Exported over OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or its
+  traces variant) is set, to the console with ``OTEL_TRACES_EXPORTER=console``, else not
+  at all; trace ids still reach every event either way.
+- Metrics: Prometheus exposition (``/metrics`` on the worker's web port), and OTLP too when
+  an endpoint is set.
+
+Attributes are ids, names, numbers and our own reasons: a lead's values never go in a
+span or a metric (reasons are scrubbed of them before they get here, see outcome.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.metrics import CallbackOptions, Observation
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "lead-courier"
+SCOPE = "lead_courier"
+TRACEPARENT = "traceparent"
+
+tracer = trace.get_tracer(SCOPE)
+meter = metrics.get_meter(SCOPE)
+
+# Names and units by OpenTelemetry's conventions; the Prometheus exporter turns them into
+# Prometheus's (courier_deliveries_total, courier_recipient_duration_seconds, ...).
+deliveries = meter.create_counter(
+    "courier.deliveries",
+    unit="{attempt}",
+    description="Delivery attempts, by destination, outcome, category and reason",
+)
+recipient_duration = meter.create_histogram(
+    "courier.recipient.duration",
+    unit="s",
+    description="Time spent waiting on the recipient, per attempt",
+)
+overhead_duration = meter.create_histogram(
+    "courier.overhead.duration",
+    unit="s",
+    description="Our own time per attempt: mapping, building the request, reading the answer",
+)
+leads = meter.create_counter(
+    "courier.leads", unit="{lead}", description="Lead outcomes written, by outcome"
+)
+dead_letters = meter.create_counter(
+    "courier.dead_letters", unit="{record}", description="Dead letters written, by reason"
+)
+records_read = meter.create_counter(
+    "courier.records.read", unit="{record}", description="Records the worker read, by topic"
+)
+records_written = meter.create_counter(
+    "courier.records.written",
+    unit="{record}",
+    description="Records the worker wrote to its topics (changelogs not included), by topic",
+)
+
+_started = False
+
+
+def start(environ: Mapping[str, str] | None = None) -> bool:
+    """Installs the SDK's tracer and meter providers, once per process. False when
+    ``OTEL_SDK_DISABLED`` is true (everything stays a no-op)."""
+    global _started
+    env = os.environ if environ is None else environ
+    if _started:
+        return True
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    # OTEL_RESOURCE_ATTRIBUTES is read by Resource.create; OTEL_SERVICE_NAME names us.
+    resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or SERVICE_NAME})
+    otlp = _otlp_wanted(env)
+    readers: list[MetricReader] = [PrometheusMetricReader()]
+    if otlp and env.get("OTEL_METRICS_EXPORTER", "otlp") != "none":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+
+    provider = TracerProvider(resource=resource)
+    exporter_name = env.get("OTEL_TRACES_EXPORTER", "otlp" if otlp else "none")
+    if exporter_name == "otlp" and otlp:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    elif exporter_name == "console":
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _started = True
+    log.info(
+        "telemetry: traces %s, metrics on /metrics%s",
+        f"to {exporter_name}" if exporter_name != "none" else "not exported",
+        " and OTLP" if len(readers) > 1 else "",
+    )
+    return True
+
+
+def _otlp_wanted(env: Mapping[str, str]) -> bool:
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
+def prometheus_text() -> tuple[bytes, str]:
+    """The Prometheus exposition of every metric: (body, content type)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+# ── context in record headers and requests ───────────────────────────────────
+def context_from_headers(headers: Iterable[tuple[str, bytes]] | None) -> Context | None:
+    """The trace context a record's ``traceparent`` header carries, if any."""
+    carrier = {}
+    for name, value in headers or ():
+        if name.lower() in (TRACEPARENT, "tracestate"):
+            try:
+                carrier[name.lower()] = value.decode("ascii")
+            except (UnicodeDecodeError, AttributeError):
+                return None
+    if TRACEPARENT not in carrier:
+        return None
+    context = propagate.extract(carrier)
+    # An unreadable one continues nothing: the current span (or a new trace) it is.
+    return context if trace.get_current_span(context).get_span_context().is_valid else None
+
+
+def current_headers() -> dict[str, str]:
+    """``traceparent`` (and ``tracestate``) of the current span; empty outside any."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def current_trace_id() -> str | None:
+    """The current trace's id as 32 hex digits (what tracing tools search by), if any."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+# ── what the worker counts ───────────────────────────────────────────────────
+def gauge(
+    name: str,
+    unit: str,
+    description: str,
+    read: Callable[[], Iterable[tuple[float, dict[str, Any]]]],
+) -> None:
+    """An observable gauge: ``read()`` gives (value, attributes) pairs at each collection."""
+
+    def observe(_: CallbackOptions) -> Iterable[Observation]:
+        try:
+            return [Observation(value, attributes) for value, attributes in read()]
+        except Exception:  # a gauge must never break a scrape
+            log.exception("metric %s could not be read", name)
+            return []
+
+    meter.create_observable_gauge(name, callbacks=[observe], unit=unit, description=description)
+
+
+# ── spans of the worker's records ────────────────────────────────────────────
+def consuming(topic: str, partition: int, offset: int, headers: Any) -> Any:
+    """The span of handling one record (current while it lasts): a child of the trace in
+    its ``traceparent`` header, else a new trace."""
+    records_read.add(1, {"topic": topic})
+    return tracer.start_as_current_span(
+        f"process {topic}",
+        context=context_from_headers(headers),
+        kind=trace.SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": topic,
+            "messaging.destination.partition.id": str(partition),
+            "messaging.kafka.offset": offset,
+        },
+    )
+
+
+def producing(
+    topic: str, headers: list[tuple[str, bytes]] | None
+) -> tuple[Any, list[tuple[str, bytes]]]:
+    """A producer span for one record to ``topic`` (a child of the trace the record's own
+    ``traceparent`` names, else of the current span), and the record's headers with that
+    span's ``traceparent``. End it with ``produced``."""
+    records_written.add(1, {"topic": topic})
+    span = tracer.start_span(
+        f"send {topic}",
+        context=context_from_headers(headers),
+        kind=trace.SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": topic,
+        },
+    )
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    added = [(name, value.encode("ascii")) for name, value in carrier.items()]
+    kept = [(n, v) for n, v in headers or () if n.lower() not in carrier]
+    return span, kept + added
+
+
+def produced(span: Any, confirmation: Any) -> None:
+    """Ends a producer span when the broker has confirmed (or refused) its record."""
+    if confirmation.cancelled():
+        span.set_status(trace.StatusCode.ERROR, "cancelled")
+    elif confirmation.exception() is not None:
+        span.set_status(trace.StatusCode.ERROR, type(confirmation.exception()).__name__)
+    span.end()
+
+
+def attempting(destination_id: str, lead_id: str, number: int) -> Any:
+    """The client span of one delivery attempt (current while it lasts); ``attempted``
+    describes how it went."""
+    return tracer.start_as_current_span(
+        f"deliver {destination_id}",
+        kind=trace.SpanKind.CLIENT,
+        attributes={
+            "courier.destination.id": destination_id,
+            "courier.lead.id": lead_id,
+            "courier.attempt": number,
+        },
+    )
+
+
+def attempted(
+    span: Any,
+    *,
+    method: str | None,
+    url: str | None,
+    status: int | None,
+    outcome: str,
+    category: str,
+    reason: str,
+    failed: bool,
+) -> None:
+    """``url``: as events show it (credentials masked, lead-filled parts as configured):
+    only its host and port are kept."""
+    attributes: dict[str, Any] = {
+        "courier.outcome": outcome,
+        "courier.category": category,
+        "courier.reason": reason,
+    }
+    if method is not None:
+        attributes["http.request.method"] = method
+    if url:
+        parts = urlsplit(url)
+        if parts.hostname:
+            attributes["server.address"] = parts.hostname
+            attributes["server.port"] = parts.port or (443 if parts.scheme == "https" else 80)
+    if status is not None:
+        attributes["http.response.status_code"] = status
+    span.set_attributes(attributes)
+    if failed:
+        span.set_attribute("error.type", category)
+        span.set_status(trace.StatusCode.ERROR, reason)

@@ -1,0 +1,217 @@
+"""Traces and metrics from a real worker: spans to an OTLP collector on 127.0.0.1, trace ids
+on every event and outcome, ``traceparent`` to the recipients that asked for it, and
+Prometheus metrics on /metrics whose counts are the events written (issue #14).
+
+Reproduced first: ``opentelemetry-sdk`` was a dependency nothing imported; GET /metrics
+answered 404."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import Counter
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.conftest import collect, decode_with_schema_file, publish
+from tests.integration.kafka import KafkaTarget
+from tests.integration.otlp import OtlpCollector
+from tests.integration.recipients import Recipient
+
+UPSTREAM_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+UPSTREAM_SPAN = "00f067aa0ba902b7"
+SPAN_KIND_CONSUMER, SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER = 5, 3, 4  # OTLP's enum
+PRIVATE = ("jane.doe@example.com", "5551234567", "Jane", "123-45-6789")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def lead(n: int, behaviour: str = "ok") -> dict[str, Any]:
+    return {
+        "id": f"T-{n}",
+        "lead": {
+            "email": PRIVATE[0],
+            "phone": PRIVATE[1],
+            "first_name": PRIVATE[2],
+            "ssn": PRIVATE[3],
+            "behaviour": behaviour,
+        },
+    }
+
+
+async def scrape(url: str) -> dict[str, list[Any]]:
+    """Every sample of the exposition, by sample name."""
+    async with aiohttp.ClientSession() as session, session.get(url) as res:
+        assert res.status == 200
+        assert res.headers["Content-Type"].startswith("text/plain")
+        text = await res.text()
+    samples: dict[str, list[Any]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    return samples
+
+
+def total(samples: dict[str, list[Any]], name: str, **labels: str) -> float:
+    return sum(
+        s.value
+        for s in samples.get(name, [])
+        if all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+async def test_traces_trace_ids_and_metrics_of_a_real_run(
+    kafka: KafkaTarget, recipient: Recipient, topics: Any, start_worker: Any
+) -> None:
+    collector = await OtlpCollector().start()
+    traced = await Recipient().start()  # a buyer that traces too: it gets traceparent
+    port = free_port()
+    yaml = f"""
+destinations:
+  - id: crm
+    url: {recipient.url()}
+    mapping: {{email: email, phone: phone, behaviour: behaviour}}
+    retry: {{max_attempts: 2, base_s: 0.2}}
+  - id: buyer
+    url: {traced.url()}
+    send_traceparent: true
+    mapping: {{email: email, behaviour: behaviour}}
+    retry: {{max_attempts: 1}}
+"""
+    try:
+        start_worker(
+            yaml,
+            env={
+                "COURIER_WEB_PORT": str(port),
+                "OTEL_EXPORTER_OTLP_ENDPOINT": collector.base_url(),
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+                "OTEL_METRIC_EXPORT_INTERVAL": "500",
+            },
+        )
+        # Two leads continue an upstream trace; the rest start their own.
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+        await producer.start()
+        try:
+            for n in (1, 2):
+                traceparent = f"00-{UPSTREAM_TRACE}-{UPSTREAM_SPAN}-01"
+                await producer.send_and_wait(
+                    topics.leads,
+                    orjson.dumps(lead(n)),
+                    key=f"T-{n}".encode(),
+                    headers=[("traceparent", traceparent.encode())],
+                )
+        finally:
+            await producer.stop()
+        await publish(
+            kafka,
+            topics.leads,
+            [lead(3), lead(4, "reject"), lead(5, "error"), lead(6), b"{not json"],
+        )
+        outcomes = await collect(kafka, topics.outcomes, 6)
+        # The malformed record, and T-5 that nobody took after its retries ran out
+        await collect(kafka, topics.dlq, 2)
+        # 6 leads x 2 destinations, and the CRM's retry of T-5 (parked, then due)
+        records = await collect(kafka, topics.events, 13, settle_s=1.0)
+        events = [decode_with_schema_file(r.value, "delivery_event") for r in records]
+        finals = [decode_with_schema_file(r.value, "lead_outcome") for r in outcomes]
+
+        # Trace ids: on every event and outcome; the upstream's where it sent one.
+        trace_of = {e["lead_id"]: e["trace_id"] for e in events}
+        assert all(e["trace_id"] and len(e["trace_id"]) == 32 for e in events + finals)
+        # One trace per lead, its retry included (the parked item kept its trace).
+        assert len({(e["lead_id"], e["trace_id"]) for e in events}) == len(trace_of)
+        assert [
+            e["attempt"] for e in events if e["lead_id"] == "T-5" and e["destination_id"] == "crm"
+        ] == [1, 2]
+        assert trace_of["T-1"] == trace_of["T-2"] == UPSTREAM_TRACE
+        assert len({trace_of[f"T-{n}"] for n in (3, 4, 5, 6)}) == 4  # each its own
+        assert {o["lead_id"]: o["trace_id"] for o in finals} == trace_of
+
+        # traceparent: to the buyer that asked, in the lead's trace; never to the CRM.
+        assert all("traceparent" not in {k.lower() for k in r.headers} for r in recipient.requests)
+        sent = {r.json()["behaviour"] + r.headers["traceparent"] for r in traced.requests}
+        assert len(sent) == len(traced.requests) >= 6
+        for request in traced.requests:
+            version, trace_id, _, flags = request.headers["traceparent"].split("-")
+            assert version == "00" and int(flags, 16) & 1  # sampled
+            assert trace_id in trace_of.values()
+
+        # Spans: a consumer span per record read, a client span per attempt (a child of the
+        # lead's), a producer span per record written; no lead value in any attribute.
+        async with asyncio.timeout(30):
+            while len([s for s in collector.spans if s.kind == SPAN_KIND_CLIENT]) < len(events):
+                await asyncio.sleep(0.1)
+        spans = collector.spans
+        by_id = {s.span_id: s for s in spans}
+        attempts = [s for s in spans if s.kind == SPAN_KIND_CLIENT]
+        assert sorted(s.name for s in attempts) == sorted(
+            f"deliver {e['destination_id']}" for e in events
+        )
+        for span in attempts:
+            parent = by_id[span.parent_span_id]
+            assert parent.kind == SPAN_KIND_CONSUMER
+            # A lead's first attempts in the span of its record; a retry in its own record's
+            # (the routing topic's), in the same trace.
+            retry = span.attributes["courier.attempt"] == 2
+            read_from = topics.routing if retry else topics.leads
+            assert parent.name == f"process {read_from}"
+            assert parent.attributes["messaging.destination.name"] == read_from
+            assert span.attributes["http.request.method"] == "POST"
+            assert span.attributes["server.address"] == "127.0.0.1"
+            assert span.attributes["courier.outcome"] in ("success", "failure", "error")
+        crm = {
+            s.attributes["courier.lead.id"]: s
+            for s in attempts
+            if s.name == "deliver crm" and s.attributes["courier.attempt"] == 1
+        }
+        assert crm["T-1"].attributes["http.response.status_code"] == 201
+        assert crm["T-4"].attributes["courier.reason"] == "Duplicate lead"
+        assert crm["T-5"].status_code == 2  # STATUS_CODE_ERROR
+        upstream = [
+            s for s in spans if s.kind == SPAN_KIND_CONSUMER and s.trace_id == UPSTREAM_TRACE
+        ]
+        assert {s.parent_span_id for s in upstream} == {UPSTREAM_SPAN}
+        written = Counter(s.name for s in spans if s.kind == SPAN_KIND_PRODUCER)
+        assert written[f"send {topics.events}"] == len(events)
+        assert written[f"send {topics.outcomes}"] == len(finals)
+        assert written[f"send {topics.dlq}"] == 2
+        shown = repr([s.attributes for s in spans])
+        assert not any(value in shown for value in PRIVATE)
+
+        # Metrics: the counts are the records written.
+        samples = await scrape(f"http://127.0.0.1:{port}/metrics")
+        assert total(samples, "courier_deliveries_total") == len(events)
+        for (destination, outcome), count in Counter(
+            (e["destination_id"], e["outcome"]) for e in events
+        ).items():
+            assert (
+                total(samples, "courier_deliveries_total", destination=destination, outcome=outcome)
+                == count
+            ), (destination, outcome)
+        assert total(samples, "courier_deliveries_total", reason="Duplicate lead") == 2
+        assert total(samples, "courier_leads_total") == len(finals)
+        assert total(samples, "courier_leads_total", outcome="delivered") == sum(
+            o["outcome"] == "delivered" for o in finals
+        )
+        assert total(samples, "courier_dead_letters_total", reason="Not JSON") == 1
+        assert total(samples, "courier_dead_letters_total", reason="Delivery failed") == 1
+        requested = sum(e["http_status"] is not None for e in events)
+        assert total(samples, "courier_recipient_duration_seconds_count") == requested
+        assert total(samples, "courier_overhead_duration_seconds_count") == requested
+        assert total(samples, "courier_records_read_total", topic=topics.leads) == 7
+        assert total(samples, "courier_circuit_state", destination="crm") == 0
+        assert "courier_consumer_lag" in samples
+        assert "courier_retries_parked" in samples
+        assert not any(value in repr(samples) for value in PRIVATE)
+        assert collector.metric_exports > 0  # and to the collector over OTLP
+    finally:
+        await traced.stop()
+        await collector.stop()

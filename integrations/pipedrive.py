@@ -35,7 +35,7 @@ from streams.outcome import (
 
 NAME = "pipedrive"
 DEFAULT_URL = "https://api.pipedrive.com"
-DEFAULT_MAPPING: dict[str, str] = {}  # depends on ``object``; see README for both
+DEFAULT_MAPPING: dict[str, str] = {}  # depends on ``object``; see docs/integrations.md for both
 
 
 class Config(BaseModel):

@@ -193,7 +193,7 @@ def sign(
 
 
 def signed_text(request: HttpRequest, auth: HmacAuth, timestamp: int) -> bytes:
-    """The exact bytes the signature covers (documented in README.md for recipients)."""
+    """The exact bytes the signature covers (documented in docs/integrations.md for recipients)."""
     if auth.sign == "body":
         return request.body
     if auth.sign == "timestamp.body":

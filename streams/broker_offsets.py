@@ -1,7 +1,7 @@
 """Where a partition really ends, whatever the broker's ListOffsets says.
 
 Tansu 0.6 answers ListOffsets(latest) with the base offset of the partition's last record
-batch + 1, not the last offset + 1 (README, "Tansu"); the high watermark in a fetch answer
+batch + 1, not the last offset + 1 (docs/brokers.md, "Tansu"); the high watermark in a fetch answer
 is right. Readers that must not stop short (table recovery, ``courier events``) take the
 larger of the two.
 """

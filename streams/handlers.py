@@ -104,7 +104,7 @@ def dead_letter(value: bytes | None, key: bytes | None, why: Rejected, origin: O
             ("courier.dlq.truncated", b"true"),
         ]
         body = body[:DEAD_LETTER_KEPT_BYTES]
-    telemetry.dead_letters.add(1, {"reason": why.reason})
+    telemetry.dead_letters.add(why.reason)
     return Out("dlq", key, body, headers)
 
 
@@ -316,13 +316,7 @@ class Handlers:
         record = delivery_event(attempt, next_at, event_id, telemetry.current_trace_id())
         destination = {"destination": attempt.destination_id}
         telemetry.deliveries.add(
-            1,
-            {
-                **destination,
-                "outcome": outcome.kind.value,
-                "category": outcome.category.value,
-                "reason": outcome.reason,
-            },
+            attempt.destination_id, outcome.kind.value, outcome.category.value, outcome.reason
         )
         if attempt.http_status is not None:  # a request was made
             telemetry.recipient_duration.record(attempt.recipient_ms / 1000, destination)
@@ -332,7 +326,7 @@ class Handlers:
     def outcome(self, lead_id: str, attempts: list[Attempt], reason: str, run: int) -> Out:
         event_id = str(uuid.uuid5(EVENT_IDS, f"{lead_id}|outcome|{run}"))
         record = lead_outcome(lead_id, attempts, reason, event_id, telemetry.current_trace_id())
-        telemetry.leads.add(1, {"outcome": record["outcome"]})
+        telemetry.leads.add(record["outcome"])
         return Out("outcomes", lead_id.encode(), self._codec.outcome.encode(record))
 
     def circuit(self, destination_id: str, change: CircuitChange) -> Out:

@@ -1,6 +1,6 @@
 """Bytes from the leads topic → a Lead, or the reason the record goes to the dead-letter topic.
 
-The envelope (documented in README.md)::
+The envelope (documented in docs/configuration.md)::
 
     {"id": "L-1", "submission": {"timestamp": "..."}, "source": {...},
      "lead": {"email": "...", ...}, "appended": {...}}

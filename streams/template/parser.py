@@ -3,7 +3,7 @@
 A template compiles to a plain callable ``envelope -> value``. Nothing in a template is
 evaluated as Python: names are envelope paths, the only callable things are the functions
 in ``functions.FUNCTIONS``, and every operation is bounded (text length, number
-size, nesting). The grammar is below (compiler.py turns its trees into closures); README.md
+size, nesting). The grammar is below (compiler.py turns its trees into closures); docs/mapping.md
 documents it for users.
 """
 

@@ -48,7 +48,9 @@ async def test_end_offsets_of_a_partition_whose_last_batch_holds_several_records
     end, highwater = await offsets(kafka, topics.leads)
     assert highwater == 6  # right on every broker
     if kafka.kind == "tansu":
-        assert end == 2, "Tansu now answers ListOffsets correctly: update README and this test"
+        assert end == 2, (
+            "Tansu now answers ListOffsets correctly: update docs/brokers.md and this test"
+        )
     else:
         assert end == 6
 

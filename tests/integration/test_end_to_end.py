@@ -116,6 +116,12 @@ async def test_200_leads_are_mapped_delivered_and_reported(
     lead_outcomes = [decode_with_schema_file(r.value, "lead_outcome") for r in outcomes]
     counts = Counter(o["outcome"] for o in lead_outcomes)
     assert counts == {"delivered": 125, "not_delivered": 75}
+    # No exporter configured: spans are not recorded, yet every lead has its own trace id,
+    # the same on its event and its outcome, and no traceparent goes to the recipient.
+    traces = {o["lead_id"]: o["trace_id"] for o in lead_outcomes}
+    assert len(set(traces.values())) == 200
+    assert all(by_lead[lead_id]["trace_id"] == trace for lead_id, trace in traces.items())
+    assert not any("traceparent" in r.headers for r in recipient.requests)
 
     # SIGUSR1 logs where every task waits (to find a stall), without lead data or secrets:
     # mode's own dump printed each frame's local variables, the stream's last record too.

@@ -240,7 +240,7 @@ async def test_hmac_signatures_verify_with_the_documented_algorithm(
     )
     received = await deliver(dest, sender, server)
 
-    # What a recipient does, from README.md's description and nothing of ours.
+    # What a recipient does, from docs/integrations.md's description and nothing of ours.
     timestamp = received.headers.get("X-Timestamp", "")
     signed = {
         "body": received.body,

@@ -36,6 +36,7 @@ from streams.control.desk import DeliveryDesk, Unremembered, lead_key, owner_key
 from streams.control.home import Home
 from streams.control.tables import confirmed, keyed_table, partition_of, track_writes
 from streams.handlers import Handlers, Origin
+from streams.logs import JsonLogFormatter
 from streams.model import Lead
 from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.batching import Batches
@@ -471,8 +472,9 @@ async def _handlers(
     )
 
 
-def worker_class() -> type[Any]:
-    """Faust's Worker, with the root logger held at the configured level.
+def worker_class(log_format: str = "text") -> type[Any]:
+    """Faust's Worker, with the root logger held at the configured level, lines as JSON
+    when asked, and no terminal spinner.
 
     mode leaves the root logger at DEBUG and filters in the handler, so every library's
     debug call on the hot path (aiokafka logs each record it sends, with its value: lead
@@ -481,9 +483,18 @@ def worker_class() -> type[Any]:
     from mode.utils.tracebacks import print_task_stack
 
     class CourierWorker(faust.Worker):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # Faust's start-up spinner writes terminal escape codes (a stray "\e[?25h" in
+            # every log file, even with stdout not a terminal): none at all.
+            self.spinner = None
+
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
             super().on_setup_root_logger(logger, level)
             logger.setLevel(level)
+            if log_format == "json":
+                for handler in logger.handlers:
+                    handler.setFormatter(JsonLogFormatter())
 
         async def _cry(self) -> None:
             """SIGUSR1: where every thread and asyncio task waits, to find a stall.

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import orjson
 
-from streams import telemetry
+from streams import logs, telemetry
 from streams.avro import Encoders
 from streams.config.flows import CompiledFlow
 from streams.control.desk import DeliveryDesk, Handled, unsent
@@ -156,6 +156,7 @@ class Handlers:
         if isinstance(parsed, Rejected):
             yield [dead_letter(value, key, parsed, origin)]
             return
+        logs.about_lead(parsed.id)
         flow = select_flow(parsed, self._flows)
         if flow is None:
             yield [self.outcome(parsed.id, [], NO_MATCHING_FLOW, 1)]
@@ -187,6 +188,8 @@ class Handlers:
     async def go_on(
         self, value: bytes | None, key: bytes | None, origin: Origin
     ) -> AsyncIterator[list[Out]]:
+        if key:  # routing records are keyed by lead id
+            logs.about_lead(key.decode(errors="replace")[:200])
         try:
             message = orjson.loads(value or b"")
             kind = message["type"]
@@ -248,6 +251,7 @@ class Handlers:
             unreadable = Rejected(UNREADABLE_WORK, str(exc))
             yield [dead_letter(value, key, unreadable, origin)]
             return
+        logs.about_lead(item.lead.id)
         yield self.report(item, await self.desk.handle(item))
 
     def report(self, item: WorkItem, handled: Handled) -> list[Out]:

@@ -17,8 +17,10 @@ from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
 from streams.cli.broker import BrokerError, EmbeddedBroker
+from streams.cli.summary import startup_summary
 from streams.config import Destination, Settings, load_destinations
 from streams.errors import ConfigError, MappingError
+from streams.logs import json_line
 from streams.secrets import SCRUBBER, scrub_log_records
 
 
@@ -59,6 +61,17 @@ class _Commands(click.Group):
 def main() -> None:
     """Lead Courier: deliver leads from Kafka to the systems that buy or work them."""
     scrub_log_records()
+
+
+def _announce(lines: list[str], warnings: list[str], settings: Settings) -> None:
+    """The start-up summary on stderr, whatever the log level; JSON lines with the JSON
+    log format."""
+    for level, texts in (("info", lines), ("warning", warnings)):
+        for text in texts:
+            if settings.log_format == "json":
+                click.echo(json_line(level, text), err=True)
+            else:
+                click.echo(f"courier: {'warning: ' if level == 'warning' else ''}{text}", err=True)
 
 
 def _say(text: str) -> None:
@@ -107,7 +120,9 @@ def worker(**options: Any) -> None:
 
             asyncio.run(reach_broker(settings.bootstrap_servers()))
         app = create_app(settings, destinations)
-        worker_class()(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+        _announce(*startup_summary(settings, destinations, embedded=broker is not None), settings)
+        worker = worker_class(settings.log_format)
+        worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     finally:
         if broker is not None:
             broker.stop()

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     # Loopback unless asked: in a container or pod set 0.0.0.0 so probes can reach it.
     web_bind: str = "127.0.0.1"
     log_level: Literal["debug", "info", "warn", "error", "crit"] = "warn"
+    # json: one object per line with lead_id, destination and trace_id (streams/logs.py)
+    log_format: Literal["text", "json"] = "text"
     egress: Literal["public", "any"] = Field(
         default="public",
         description="public: requests only to public addresses (unless in egress_allow); "

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, overload
 
-from streams import telemetry
+from streams import logs, telemetry
 from streams.auth import OAuth2Auth
 from streams.errors import DeliveryError, MappingError
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, OutcomeKind
@@ -118,7 +118,10 @@ async def attempt_delivery(
     """``tokens``: the worker's OAuth 2.0 token cache; ``batches``: its open batches
     (for destinations with ``batch``). Either is made if not given. Traced as a client
     span (streams/telemetry.py)."""
-    with telemetry.attempting(destination.id, lead.id, number) as span:
+    with (
+        logs.about_destination(destination.id),
+        telemetry.attempting(destination.id, lead.id, number) as span,
+    ):
         attempt = await _attempt(lead, destination, send, number, tokens, batches)
         outcome = attempt.outcome
         request = attempt.request

@@ -1,0 +1,96 @@
+"""What a worker says when it starts: where it reads and writes, who gets leads, and what
+in its configuration a user would want to hear about before the first lead goes out.
+
+Printed whatever the log level (at the default level the worker is otherwise silent), with
+no credentials: the broker and recipients by host only."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from streams.config import DestinationsFile, Settings
+from streams.config.flows import Conditional, InOrder, Parallel, Send, Step, Waterfall
+
+
+def startup_summary(
+    settings: Settings, destinations: DestinationsFile, embedded: bool = False
+) -> tuple[list[str], list[str]]:
+    """(lines, warnings) about this worker's configuration."""
+    lines = [
+        f"broker {_broker_hosts(settings.broker)}"
+        + (" (embedded Tansu, memory only)" if embedded else ""),
+        f"reads {settings.leads_topic} as group {settings.app_id}; writes events to "
+        f"{settings.events_topic}, outcomes to {settings.outcomes_topic}, dead letters to "
+        f"{settings.dlq_topic}",
+        f"tables: {settings.store}"
+        + (f" in {settings.data_dir / settings.app_id}" if settings.store == "rocksdb" else ""),
+        "web port: "
+        + (
+            f"{settings.web_bind}:{settings.web_port} (/readyz, /healthz, /metrics)"
+            if settings.web_port is not None
+            else "off (COURIER_WEB_PORT)"
+        ),
+    ]
+    warnings: list[str] = []
+    enabled = [d for d in destinations.destinations if d.enabled]
+    disabled = [d.id for d in destinations.destinations if not d.enabled]
+    for destination in enabled:
+        host = urlsplit(destination.url).hostname if destination.url else None
+        where = f" → {host}" if host else ""
+        caps = " (caps)" if destination.caps is not None else ""
+        lines.append(f"destination {destination.id}: {destination.integration}{where}{caps}")
+        if destination.insecure:
+            warnings.append(f"destination {destination.id}: plain http allowed (insecure: true)")
+        if not destination.tls_verify:
+            warnings.append(f"destination {destination.id}: certificates not verified")
+    if disabled:
+        lines.append(f"disabled: {', '.join(disabled)}")
+    if not enabled:
+        warnings.append(
+            "every destination is disabled: each lead will be reported 'Destination disabled'"
+        )
+    # Without flows in the file, one named "all" sends to every enabled destination at once.
+    for flow in destinations.compiled_flows:
+        lines.append(f"flow {flow.id}: {_plan(flow.plan)}")
+        named = _destinations_of(flow.plan)
+        if named and not named & {d.id for d in enabled}:
+            warnings.append(f"flow {flow.id}: every destination it names is disabled")
+    if settings.egress == "any":
+        warnings.append(
+            "COURIER_EGRESS=any: recipients on private and loopback addresses are allowed"
+        )
+    if settings.store == "memory" and not embedded:
+        warnings.append(
+            "tables in memory: a restart forgets remembered acceptances, cap counts and "
+            "parked retries until their changelogs are read again"
+        )
+    return lines, warnings
+
+
+def _broker_hosts(broker: str | None) -> str:
+    """Hosts and ports only: a URL could carry credentials one day."""
+    if broker is None:
+        return "(none)"
+    hosts = broker.split("://", 1)[-1].split(";")[0]
+    return ",".join(h.rsplit("@", 1)[-1] for h in hosts.split(","))
+
+
+def _plan(step: Step) -> str:
+    if isinstance(step, Send):
+        return step.destination_id
+    if isinstance(step, Conditional):
+        branches = [_plan(then) for _, then in step.branches]
+        if step.otherwise is not None:
+            branches.append(f"else {_plan(step.otherwise)}")
+        return f"conditional({', '.join(branches)})"
+    kind = {Parallel: "parallel", Waterfall: "waterfall", InOrder: "sequence"}[type(step)]
+    return f"{kind}({', '.join(_plan(s) for s in step.steps)})"
+
+
+def _destinations_of(step: Step) -> set[str]:
+    if isinstance(step, Send):
+        return {step.destination_id}
+    if isinstance(step, Conditional):
+        found = {d for _, then in step.branches for d in _destinations_of(then)}
+        return found | (_destinations_of(step.otherwise) if step.otherwise else set())
+    return {d for s in step.steps for d in _destinations_of(s)}

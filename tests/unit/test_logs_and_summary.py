@@ -1,0 +1,99 @@
+"""The start-up summary and JSON log lines, as plain functions."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import orjson
+from opentelemetry.sdk.trace import TracerProvider
+
+from streams import logs
+from streams.cli.summary import startup_summary
+from streams.config import Settings, parse_destinations
+
+tracer = TracerProvider().get_tracer("test")
+
+
+def summary(document: dict, **settings: object) -> tuple[list[str], list[str]]:
+    return startup_summary(
+        Settings(broker="kafka://user:pw@k1:9092,k2:9092", **settings),  # type: ignore[arg-type]
+        parse_destinations(document),
+    )
+
+
+def test_the_summary_names_hosts_destinations_and_flows_without_credentials() -> None:
+    lines, warnings = summary(
+        {
+            "destinations": [
+                {"id": "crm", "url": "https://crm.example.com/x?key=${env:HOME}"},
+                {"id": "old", "url": "https://old.example.com/x", "enabled": False},
+                {
+                    "id": "dev",
+                    "url": "http://dev.example.com/x",
+                    "insecure": True,
+                    "caps": {"day": 10},
+                },
+            ],
+            "flows": [{"id": "main", "plan": {"waterfall": ["crm", "dev"]}}],
+        },
+        web_port=6066,
+    )
+    text = "\n".join(lines + warnings)
+    assert "broker k1:9092,k2:9092" in lines
+    assert "destination crm: json_post → crm.example.com" in lines
+    assert "destination dev: json_post → dev.example.com (caps)" in lines
+    assert "disabled: old" in lines
+    assert "flow main: waterfall(crm, dev)" in lines
+    assert "web port: 127.0.0.1:6066 (/readyz, /healthz, /metrics)" in lines
+    assert "destination dev: plain http allowed (insecure: true)" in warnings
+    assert "pw" not in text and "key=" not in text
+
+
+def test_the_summary_warns_when_nothing_can_be_delivered() -> None:
+    _, warnings = summary(
+        {
+            "destinations": [{"id": "crm", "url": "https://crm.example.com", "enabled": False}],
+            "flows": [{"id": "main", "plan": "crm"}],
+        },
+        store="memory",
+        egress="any",
+    )
+    assert any(w.startswith("every destination is disabled") for w in warnings)
+    assert "flow main: every destination it names is disabled" in warnings
+    assert any(w.startswith("COURIER_EGRESS=any") for w in warnings)
+    assert any(w.startswith("tables in memory") for w in warnings)
+
+
+def record(message: str, exc: bool = False) -> logging.LogRecord:
+    exc_info = None
+    if exc:
+        try:
+            raise ValueError("broken")
+        except ValueError:
+            exc_info = sys.exc_info()
+    return logging.LogRecord("streams.x", logging.WARNING, __file__, 1, message, (), exc_info)
+
+
+def test_a_json_line_names_the_lead_destination_and_trace_in_its_context() -> None:
+    formatter = logs.JsonLogFormatter()
+    bare = orjson.loads(formatter.format(record("plain")))
+    assert bare["message"] == "plain" and bare["level"] == "warning"
+    assert not {"lead_id", "destination", "trace_id"} & set(bare)
+
+    def inside() -> dict:
+        logs.about_lead("L-9")
+        with logs.about_destination("crm"), tracer.start_as_current_span("x") as span:
+            line = orjson.loads(formatter.format(record("in a delivery", exc=True)))
+            assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
+        after = orjson.loads(formatter.format(record("after")))
+        assert after["lead_id"] == "L-9" and "destination" not in after
+        return line
+
+    import contextvars
+
+    line = contextvars.copy_context().run(inside)
+    assert (line["lead_id"], line["destination"]) == ("L-9", "crm")
+    assert "ValueError: broken" in line["exception"]
+    # a context of its own: the lead id did not leak out
+    assert "lead_id" not in orjson.loads(formatter.format(record("outside")))

@@ -31,6 +31,7 @@ from streams.avro import AvroDecodeError, Encoders, EventDecoder, SchemaRegistry
 from streams.broker_offsets import fetched_end_offsets
 from streams.config import Destination, DestinationsFile, Settings
 from streams.config.flows import CompiledFlow
+from streams.config.kafka import KafkaSecurity
 from streams.control.circuit import heard
 from streams.control.desk import DeliveryDesk, Unremembered, lead_key, owner_key
 from streams.control.home import Home
@@ -143,6 +144,24 @@ class CourierApp(faust.App):
         await super().on_stop()
 
 
+def faust_credentials(security: KafkaSecurity) -> Any:
+    """``KafkaSecurity`` as Faust's credentials (None: plain TCP, no SASL)."""
+    context = security.ssl_context()
+    if security.sasl_mechanism == "OAUTHBEARER":
+        return faust.OAuthCredentials(oauth_cb=security.token_provider(), ssl_context=context)
+    if security.sasl_mechanism is not None:
+        options = security.client_options()
+        return faust.SASLCredentials(
+            username=options["sasl_plain_username"],
+            password=options["sasl_plain_password"],
+            ssl_context=context,  # SASL_SSL when set
+            mechanism=security.sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 def abandon(app: Any, message: Any) -> None:
     """Stop waiting for a record a stopping worker gives up: Faust waits at shutdown until
     every record it handed out is acknowledged, and this one never will be (so its offset
@@ -240,6 +259,8 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         broker_session_timeout=SESSION_TIMEOUT_S,
         broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
         broker_commit_interval=COMMIT_INTERVAL_S,
+        # TLS and SASL for a managed Kafka: the same options as every client of ours.
+        broker_credentials=faust_credentials(settings.kafka_security()),
         consumer_max_fetch_size=DLQ_MAX_MESSAGE_BYTES,
         producer_max_request_size=DLQ_MAX_MESSAGE_BYTES,
         # On shutdown, wait for in-flight leads to finish so their offsets are committed.
@@ -407,6 +428,7 @@ async def follow_circuits(settings: Settings, circuits: dict[str, Any], worker_n
         bootstrap_servers=settings.bootstrap_servers(),
         enable_auto_commit=False,
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        **settings.kafka_security().client_options(),
     )
     await reader.start()
     session = aiohttp.ClientSession()

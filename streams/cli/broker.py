@@ -34,10 +34,13 @@ def free_port() -> int:
 class EmbeddedBroker:
     """Start with ``start()`` (or ``with``); ``url`` is ``kafka://127.0.0.1:PORT``."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, advertised_port: int | None = None) -> None:
+        """``advertised_port``: the port clients are told to use, when something stands in
+        front of the broker (a TLS proxy in tests); ``url`` then names it."""
         self.port = port or free_port()
-        self.url = f"kafka://127.0.0.1:{self.port}"
-        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.advertised_port = advertised_port or self.port
+        self.url = f"kafka://127.0.0.1:{self.advertised_port}"
+        self.bootstrap = f"127.0.0.1:{self.advertised_port}"
         self._process: subprocess.Popen[bytes] | None = None
         self._log_dir = tempfile.TemporaryDirectory(prefix="courier-broker-")
         # A file, not a pipe: a pipe nobody drains would block the broker once full.
@@ -59,7 +62,7 @@ class EmbeddedBroker:
                     "--listener-url",
                     listener,
                     "--advertised-listener-url",
-                    listener,
+                    f"tcp://127.0.0.1:{self.advertised_port}",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -20,6 +20,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.avro import AvroDecodeError, EventDecoder, SchemaRegistry
 from streams.broker_offsets import fetched_end_offsets
+from streams.config.kafka import KafkaSecurity
 
 
 def lead_key(line: bytes) -> bytes | None:
@@ -30,6 +31,11 @@ def lead_key(line: bytes) -> bytes | None:
         return None
     lead_id = document.get("id") if isinstance(document, dict) else None
     return str(lead_id).encode() if isinstance(lead_id, str | int) and lead_id != "" else None
+
+
+def client_options(security: KafkaSecurity | None) -> dict[str, Any]:
+    """TLS and SASL options for an aiokafka client (none: plain TCP, no SASL)."""
+    return security.client_options() if security is not None else {}
 
 
 async def started(client: Any) -> None:
@@ -53,10 +59,18 @@ async def _each_line(lines: Iterable[bytes] | BinaryIO) -> AsyncIterator[bytes]:
         yield line
 
 
-async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes] | BinaryIO) -> int:
+async def publish_lines(
+    bootstrap: str,
+    topic: str,
+    lines: Iterable[bytes] | BinaryIO,
+    security: KafkaSecurity | None = None,
+) -> int:
     """Publish each non-empty line as-is (malformed ones too: the worker dead-letters them)."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=5, max_request_size=16 * 1024 * 1024
+        bootstrap_servers=bootstrap,
+        linger_ms=5,
+        max_request_size=16 * 1024 * 1024,
+        **client_options(security),
     )
     await started(producer)
     count = 0
@@ -96,24 +110,24 @@ class ReplayFilter:
         return self.until_ms is None or record.timestamp < self.until_ms
 
 
-async def reach_broker(bootstrap: str) -> None:
+async def reach_broker(bootstrap: str, security: KafkaSecurity | None = None) -> None:
     """Connect to the cluster once; KafkaConnectionError when it cannot be reached (aiokafka's
     own log lines about each try are kept quiet: the caller says it once)."""
     quiet = logging.getLogger("aiokafka")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
     try:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(security))
         await started(admin)
         await admin.close()
     finally:
         quiet.setLevel(level)
 
 
-async def ensure_topic(bootstrap: str, topic: str) -> None:
+async def ensure_topic(bootstrap: str, topic: str, security: KafkaSecurity | None = None) -> None:
     """Create a compacted one-partition topic unless it exists (a topic created by its
     first write may not have a leader yet when the write arrives)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(security))
     await started(admin)
     try:
         if topic not in await admin.list_topics():
@@ -137,6 +151,7 @@ async def replay_dead_letters(
     leads_topic: str,
     which: ReplayFilter | None = None,
     dry_run: bool = False,
+    security: KafkaSecurity | None = None,
 ) -> dict[str, int]:
     """Publish dead letters' original bytes (and keys) to the leads topic again.
 
@@ -148,10 +163,15 @@ async def replay_dead_letters(
     which = which or ReplayFilter()
     marks_topic = replayed_marks_topic(dlq_topic)
     if not dry_run:
-        await ensure_topic(bootstrap, marks_topic)
-    done = {r.key async for r in read_records(bootstrap, marks_topic, follow=False)}
+        await ensure_topic(bootstrap, marks_topic, security)
+    done = {
+        r.key async for r in read_records(bootstrap, marks_topic, follow=False, security=security)
+    }
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=5, max_request_size=16 * 1024 * 1024
+        bootstrap_servers=bootstrap,
+        linger_ms=5,
+        max_request_size=16 * 1024 * 1024,
+        **client_options(security),
     )
     await started(producer)
     replayed: dict[str, int] = {}
@@ -160,7 +180,7 @@ async def replay_dead_letters(
         replayed[reason] = replayed.get(reason, 0) + 1
 
     try:
-        async for record in read_records(bootstrap, dlq_topic, follow=False):
+        async for record in read_records(bootstrap, dlq_topic, follow=False, security=security):
             headers = dict(record.headers or ())
             reason = headers.get("courier.dlq.reason", b"").decode()
             if not which.takes(record, reason):
@@ -190,10 +210,16 @@ async def replay_dead_letters(
 
 
 async def read_records(
-    bootstrap: str, topic: str, *, follow: bool, idle_timeout_s: float = 1.0
+    bootstrap: str,
+    topic: str,
+    *,
+    follow: bool,
+    idle_timeout_s: float = 1.0,
+    security: KafkaSecurity | None = None,
 ) -> AsyncIterator[Any]:
     """Every record of ``topic`` from the beginning; without ``follow``, stop at today's end."""
     consumer = AIOKafkaConsumer(
+        **client_options(security),
         bootstrap_servers=bootstrap,
         group_id=None,
         enable_auto_commit=False,
@@ -237,7 +263,12 @@ async def _partitions(
 
 
 async def decoded_events(
-    bootstrap: str, topic: str, *, follow: bool, registry_url: str | None = None
+    bootstrap: str,
+    topic: str,
+    *,
+    follow: bool,
+    registry_url: str | None = None,
+    security: KafkaSecurity | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Events as JSON-ready dicts; an undecodable record becomes ``{"error": ...}``."""
     import aiohttp
@@ -245,7 +276,7 @@ async def decoded_events(
     async with aiohttp.ClientSession() as session:
         registry = SchemaRegistry(registry_url, session) if registry_url else None
         decoder = EventDecoder(registry)
-        async for record in read_records(bootstrap, topic, follow=follow):
+        async for record in read_records(bootstrap, topic, follow=follow, security=security):
             try:
                 name, event = await decoder.decode(record.value)
             except AvroDecodeError as exc:

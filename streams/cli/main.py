@@ -118,7 +118,7 @@ def worker(**options: Any) -> None:
             # one line (the group turns the error into exit code 2) before starting it.
             from streams.cli.console import reach_broker
 
-            asyncio.run(reach_broker(settings.bootstrap_servers()))
+            asyncio.run(reach_broker(settings.bootstrap_servers(), settings.kafka_security()))
         app = create_app(settings, destinations)
         _announce(*startup_summary(settings, destinations, embedded=broker is not None), settings)
         worker = worker_class(settings.log_format)
@@ -137,7 +137,11 @@ def publish(file: Any, broker: str | None, topic: str | None) -> None:
     from streams.cli.console import publish_lines
 
     settings = _settings_with_broker(broker, leads_topic=topic)
-    count = asyncio.run(publish_lines(settings.bootstrap_servers(), settings.leads_topic, file))
+    count = asyncio.run(
+        publish_lines(
+            settings.bootstrap_servers(), settings.leads_topic, file, settings.kafka_security()
+        )
+    )
     click.echo(f"published {count} lead(s) to {settings.leads_topic}", err=True)
 
 
@@ -185,7 +189,12 @@ def replay(
     )
     counts = asyncio.run(
         replay_dead_letters(
-            settings.bootstrap_servers(), settings.dlq_topic, settings.leads_topic, which, dry_run
+            settings.bootstrap_servers(),
+            settings.dlq_topic,
+            settings.leads_topic,
+            which,
+            dry_run,
+            settings.kafka_security(),
         )
     )
     skipped = (NOT_REPLAYED_TRUNCATED, ALREADY_REPLAYED)
@@ -209,14 +218,19 @@ def _read_events(broker: str | None, which: str, follow: bool) -> None:
         "control": settings.control_topic,
     }[which]
     bootstrap = settings.bootstrap_servers()
+    security = settings.kafka_security()
 
     async def run() -> None:
         if which == "dlq":
-            async for record in read_records(bootstrap, topic, follow=follow):
+            async for record in read_records(bootstrap, topic, follow=follow, security=security):
                 click.echo(to_json_line(dead_letter(record)))
             return
         async for event in decoded_events(
-            bootstrap, topic, follow=follow, registry_url=settings.schema_registry_url
+            bootstrap,
+            topic,
+            follow=follow,
+            registry_url=settings.schema_registry_url,
+            security=security,
         ):
             click.echo(to_json_line(event))
 

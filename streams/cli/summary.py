@@ -18,7 +18,8 @@ def startup_summary(
     """(lines, warnings) about this worker's configuration."""
     lines = [
         f"broker {_broker_hosts(settings.broker)}"
-        + (" (embedded Tansu, memory only)" if embedded else ""),
+        + (" (embedded Tansu, memory only)" if embedded else "")
+        + f", {settings.kafka_security().describe()}",
         f"reads {settings.leads_topic} as group {settings.app_id}; writes events to "
         f"{settings.events_topic}, outcomes to {settings.outcomes_topic}, dead letters to "
         f"{settings.dlq_topic}",

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.config.kafka import KafkaSecurity, Mechanism, Protocol
 from streams.config.policies import EgressPolicy
 from streams.errors import ConfigError
 
@@ -67,6 +68,40 @@ class Settings(BaseSettings):
     # RocksDB (faust-streaming's rocksdict store): tables on disk, a restart reads only the
     # changelog written since. "memory": rebuilt from the changelogs at every start.
     store: Literal["rocksdb", "memory"] = "rocksdb"
+    # A managed Kafka: TLS and SASL (streams/config/kafka.py; docs/brokers.md)
+    kafka_security_protocol: Protocol | None = None
+    kafka_ssl_ca_file: Path | None = None
+    kafka_ssl_cert_file: Path | None = None
+    kafka_ssl_key_file: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_sasl_mechanism: Mechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_oauth_token_url: str | None = None
+    kafka_oauth_client_id: str | None = None
+    kafka_oauth_client_secret: SecretStr | None = None
+    kafka_oauth_scope: str | None = None
+
+    @model_validator(mode="after")
+    def _kafka_security_holds(self) -> Settings:
+        self.kafka_security()  # every inconsistency named now, not at the first connection
+        return self
+
+    def kafka_security(self) -> KafkaSecurity:
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            ca_file=self.kafka_ssl_ca_file,
+            cert_file=self.kafka_ssl_cert_file,
+            key_file=self.kafka_ssl_key_file,
+            key_password=self.kafka_ssl_key_password,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password,
+            oauth_token_url=self.kafka_oauth_token_url,
+            oauth_client_id=self.kafka_oauth_client_id,
+            oauth_client_secret=self.kafka_oauth_client_secret,
+            oauth_scope=self.kafka_oauth_scope,
+        )
 
     @field_validator("egress_allow")
     @classmethod

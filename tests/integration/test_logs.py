@@ -39,6 +39,7 @@ destinations:
     await publish(kafka, topics.leads, [{"id": "G-1", "lead": {"email": "g@example.com"}}])
     await collect(kafka, topics.outcomes, 1)
     log = await logged(worker, "courier: destination crm")
+    assert "courier: broker 127.0.0.1:" in log and ", PLAINTEXT" in log
     assert f"courier: reads {topics.leads} as group {worker.app_id}" in log
     assert "courier: destination crm: json_post → 127.0.0.1" in log
     assert "courier: disabled: paused_buyer" in log

@@ -40,7 +40,7 @@ def test_the_summary_names_hosts_destinations_and_flows_without_credentials() ->
         web_port=6066,
     )
     text = "\n".join(lines + warnings)
-    assert "broker k1:9092,k2:9092" in lines
+    assert "broker k1:9092,k2:9092, PLAINTEXT" in lines
     assert "destination crm: json_post → crm.example.com" in lines
     assert "destination dev: json_post → dev.example.com (caps)" in lines
     assert "disabled: old" in lines

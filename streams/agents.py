@@ -31,6 +31,7 @@ from typing import Any, Literal
 from streams import telemetry
 from streams.errors import SenderClosed
 from streams.handlers import Handlers, Origin, Out, Stage
+from streams.progress import Progress
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,13 @@ def register_agents(
     remember_delivered_s: float,
     abandon: Callable[[Any], None],
     track_writes: Callable[[], None],
+    progress: Progress,
 ) -> None:
     """``handlers``: built once per worker when first needed (encoders may register schemas);
     ``held_per_agent``: records an agent may hold unacknowledged at once (then it waits);
     ``abandon(message)``: a stopping worker gives up a record without acknowledging it;
-    ``track_writes()``: the table writes of the record's task are the ones it confirms."""
+    ``track_writes()``: the table writes of the record's task are the ones it confirms;
+    ``progress``: told of every record taken and finished (a stalled worker is not ready)."""
 
     async def send_all(records: list[Out]) -> None:
         confirmations = []
@@ -88,6 +91,7 @@ def register_agents(
                     finished = await handled(event, origin)
             finally:
                 slots.release()
+                progress.finished()
             if finished == "done":
                 acks.done(held)
             elif finished == "given up":
@@ -122,6 +126,7 @@ def register_agents(
                     # Ours until handled: Faust's own ack on the next iteration leaves one
                     # reference, which ``one`` drops when everything it sent is confirmed.
                     event.message.incref()
+                    progress.taken()
                     task = asyncio.ensure_future(one(event, slots, acks.hold(event)))
                     running.add(task)
                     task.add_done_callback(running.discard)

@@ -39,6 +39,7 @@ from streams.control.tables import confirmed, keyed_table, partition_of, track_w
 from streams.handlers import Handlers, Origin
 from streams.logs import JsonLogFormatter
 from streams.model import Lead
+from streams.progress import Progress
 from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.batching import Batches
 from streams.stages.delivery import HttpSender
@@ -169,15 +170,30 @@ def abandon(app: Any, message: Any) -> None:
     app.consumer._unacked_messages.discard(message)
 
 
-def readiness(app: Any) -> str:
-    """What GET /health says: ``ready`` or why not."""
+def readiness(app: Any, progress: Progress, stall_s: float) -> str:
+    """What GET /readyz says: ``ready`` or why not."""
     if app.rebalancing:
         return "rebalancing"
     if app.in_recovery or not app.tables.recovery.completed.is_set():
         return "recovering"
     if not app.consumer.assignment():
         return "no partitions"
+    stalled = progress.stalled_for(sum(lag for lag, _ in consumer_lag(app)))
+    if stalled > stall_s:
+        return f"stalled: no record finished for {stalled:.0f} s with {progress.held} held"
     return "ready"
+
+
+def consumer_lag(app: Any) -> list[tuple[int, Any]]:
+    """(records not yet committed, topic-partition) for each partition this worker has."""
+    consumer = app.consumer
+    lags = []
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            committed = consumer._committed_offset.get(tp)
+            lags.append((max(highwater - (committed or 0), 0), tp))
+    return lags
 
 
 def measure(
@@ -187,8 +203,10 @@ def measure(
     capped: DeliveryDesk,
     home: DeliveryDesk,
     destinations: Mapping[str, Destination],
+    progress: Progress,
 ) -> None:
-    """The gauges read at each scrape: in flight, circuits, parked retries, consumer lag."""
+    """The gauges read at each scrape: in flight, circuits, parked retries, consumer lag,
+    a stall."""
 
     def in_flight() -> Iterable[tuple[float, dict[str, Any]]]:
         return [(n, {"destination": d}) for d, n in sender.in_flight.items()]
@@ -206,13 +224,10 @@ def measure(
         return [(capped.waiting + home.waiting, {})]
 
     def lag() -> Iterable[tuple[float, dict[str, Any]]]:
-        consumer = app.consumer
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            committed = consumer._committed_offset.get(tp)
-            if highwater is not None:
-                attributes = {"topic": tp.topic, "partition": tp.partition}
-                yield max(highwater - (committed or 0), 0), attributes
+        return [(n, {"topic": tp.topic, "partition": tp.partition}) for n, tp in consumer_lag(app)]
+
+    def stalled() -> Iterable[tuple[float, dict[str, Any]]]:
+        return [(progress.stalled_for(sum(n for n, _ in consumer_lag(app))), {})]
 
     telemetry.gauge(
         "courier.deliveries.in_flight", "{request}", "Requests under way, by destination", in_flight
@@ -227,6 +242,12 @@ def measure(
         "courier.retries.parked", "{delivery}", "Deliveries waiting for their retry time", parked
     )
     telemetry.gauge(
+        "courier.worker.stalled",
+        "s",
+        "Seconds without a finished record while records wait (0: idle or moving)",
+        stalled,
+    )
+    telemetry.gauge(
         "courier.consumer.lag",
         "{record}",
         "Records not yet committed, by topic and partition (this worker's partitions)",
@@ -238,43 +259,52 @@ def measure(
 CIRCUIT_STATES = ("closed", "half_open", "open")
 
 
-def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
-    telemetry.start()
-    data_dir = settings.data_dir / settings.app_id
+def faust_options(settings: Settings, app_id: str) -> dict[str, Any]:
+    """What every Faust app of ours is given: our transport, the group timings, TLS and
+    SASL, the table store in a directory of the app's own, and a web port that shows no
+    lead (``courier worker`` and ``courier insight`` alike)."""
+    data_dir = settings.data_dir / app_id
     data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
-    app = CourierApp(
-        settings.app_id,
-        # Our transport: Faust's aiokafka one with a shorter fetch wait (see below).
-        broker=settings.broker_url().replace("kafka://", f"{TRANSPORT_SCHEME}://", 1),
-        store=f"{settings.store}://",
-        autodiscover=False,
+    return {
+        # Our transport: Faust's aiokafka one with a shorter fetch wait (see above).
+        "broker": settings.broker_url().replace("kafka://", f"{TRANSPORT_SCHEME}://", 1),
+        "store": f"{settings.store}://",
+        "autodiscover": False,
         # Faust names a table's RocksDB files by table and partition only: a directory of
         # its own per app id, or two apps sharing a data dir would read each other's state.
-        datadir=str(data_dir),
-        topic_partitions=settings.partitions,
+        "datadir": str(data_dir),
+        "topic_partitions": settings.partitions,
         # Leader election needs an extra internal topic and we elect no leader.
-        topic_disable_leader=True,
-        consumer_auto_offset_reset="earliest",
-        broker_rebalance_timeout=REBALANCE_TIMEOUT_S,
-        broker_session_timeout=SESSION_TIMEOUT_S,
-        broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
-        broker_commit_interval=COMMIT_INTERVAL_S,
+        "topic_disable_leader": True,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_rebalance_timeout": REBALANCE_TIMEOUT_S,
+        "broker_session_timeout": SESSION_TIMEOUT_S,
+        "broker_heartbeat_interval": HEARTBEAT_INTERVAL_S,
+        "broker_commit_interval": COMMIT_INTERVAL_S,
         # TLS and SASL for a managed Kafka: the same options as every client of ours.
-        broker_credentials=faust_credentials(settings.kafka_security()),
+        "broker_credentials": faust_credentials(settings.kafka_security()),
+        "web_bind": settings.web_bind,
+        # Faust's table views answer GET /table/leads/<id> with the lead itself (name,
+        # e-mail, SSN), unauthenticated: off, with the router and debug pages.
+        "web_tables_enabled": False,
+        "web_router_enabled": False,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
+    }
+
+
+def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
+    telemetry.start()
+    app = CourierApp(
+        settings.app_id,
+        **faust_options(settings, settings.app_id),
         consumer_max_fetch_size=DLQ_MAX_MESSAGE_BYTES,
         producer_max_request_size=DLQ_MAX_MESSAGE_BYTES,
         # On shutdown, wait for in-flight leads to finish so their offsets are committed.
         stream_wait_empty=True,
+        # The web port serves health and metrics only.
         web_enabled=settings.web_port is not None,
         web_port=settings.web_port or 6066,
-        web_bind=settings.web_bind,
-        # Faust's table views answer GET /table/leads/<id> with the lead itself (name,
-        # e-mail, SSN), unauthenticated: off, with the router and debug pages. The web
-        # port serves health only.
-        web_tables_enabled=False,
-        web_router_enabled=False,
-        web_graph_enabled=False,
-        web_stats_enabled=False,
     )
     topics = declare_topics(app, settings)
     # No pool-wide connection limit: one destination's slow answers must not hold the
@@ -329,6 +359,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         home_desk,
     )
     built: asyncio.Future[Handlers] | None = None
+    progress = Progress()  # records taken and finished: a stalled worker is not ready
 
     def at_home(origin: Origin, lead_id: str) -> bool:
         """Read from the leads topic in the partition its id hashes to, with as many
@@ -372,6 +403,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         remember_delivered_s=settings.remember_delivered_h * 3600,
         abandon=lambda message: abandon(app, message),
         track_writes=track_writes,
+        progress=progress,
     )
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
@@ -396,7 +428,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
     @app.page("/readyz")
     async def _ready(web: Any, request: Any) -> Any:
         """Readiness: partitions assigned, tables recovered, not in a rebalance."""
-        state = readiness(app)
+        state = readiness(app, progress, settings.stall_s)
         return web.json({"status": state}, status=200 if state == "ready" else 503)
 
     # The names of earlier releases (probes written for them keep working).
@@ -409,7 +441,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         body, content_type = telemetry.prometheus_text()
         return web.bytes(body, headers={"Content-Type": content_type})
 
-    measure(app, sender, circuits, capped_desk, home_desk, by_id)
+    measure(app, sender, circuits, capped_desk, home_desk, by_id, progress)
 
     # Signalled after the consumer has stopped and in-flight leads are done.
     @app.on_before_shutdown.connect

@@ -216,8 +216,14 @@ async def read_records(
     follow: bool,
     idle_timeout_s: float = 1.0,
     security: KafkaSecurity | None = None,
+    from_end: bool = False,
+    since_ms: int | None = None,
 ) -> AsyncIterator[Any]:
-    """Every record of ``topic`` from the beginning; without ``follow``, stop at today's end."""
+    """Every record of ``topic`` from the beginning; without ``follow``, stop at today's end.
+    ``from_end`` (with ``follow``): only records written from now on; ``since_ms``: start at
+    the first record of that time (the broker's time index; Tansu 0.6 answers offset 0 with
+    no timestamp, so there it starts at the beginning and the caller's own filter does the
+    rest)."""
     consumer = AIOKafkaConsumer(
         **client_options(security),
         bootstrap_servers=bootstrap,
@@ -232,10 +238,21 @@ async def read_records(
         if not partitions:
             return
         ends: dict[Any, int] = {}
-        if not follow:  # today's end, where Tansu's short ListOffsets answer would stop early
+        if not follow or from_end:  # today's end (Tansu's ListOffsets answer is short)
             ends = await fetched_end_offsets(consumer, await consumer.end_offsets(partitions))
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        if from_end:
+            for tp in partitions:
+                consumer.seek(tp, ends.get(tp, 0))
+            ends = {}
+        elif since_ms is not None:
+            found = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
+            for tp in partitions:
+                at = found.get(tp)
+                # none that late: nothing to read there
+                consumer.seek(tp, at.offset if at is not None else ends.get(tp, 0))
+        else:
+            await consumer.seek_to_beginning(*partitions)
         remaining = {tp for tp in partitions if ends.get(tp, 0) > 0}
         while follow or remaining:
             batch = await consumer.getmany(timeout_ms=int(idle_timeout_s * 1000))
@@ -269,6 +286,8 @@ async def decoded_events(
     follow: bool,
     registry_url: str | None = None,
     security: KafkaSecurity | None = None,
+    from_end: bool = False,
+    since_ms: int | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Events as JSON-ready dicts; an undecodable record becomes ``{"error": ...}``."""
     import aiohttp
@@ -276,7 +295,10 @@ async def decoded_events(
     async with aiohttp.ClientSession() as session:
         registry = SchemaRegistry(registry_url, session) if registry_url else None
         decoder = EventDecoder(registry)
-        async for record in read_records(bootstrap, topic, follow=follow, security=security):
+        records = read_records(
+            bootstrap, topic, follow=follow, security=security, from_end=from_end, since_ms=since_ms
+        )
+        async for record in records:
             try:
                 name, event = await decoder.decode(record.value)
             except AvroDecodeError as exc:
@@ -299,6 +321,34 @@ def dead_letter(record: Any) -> dict[str, Any]:
         "bytes": len(value),
         "value": value[:2000].decode(errors="replace"),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """``courier tail`` filters; None: any."""
+
+    lead_id: str | None = None
+    destination: str | None = None
+    outcome: str | None = None
+
+    def event(self, event: dict[str, Any]) -> bool:
+        """A delivery event, lead outcome or circuit event (as ``decoded_events`` gives)."""
+        if self.lead_id is not None and event.get("lead_id") != self.lead_id:
+            return False
+        if self.destination is not None:
+            named = {event.get("destination_id"), *event.get("accepted_by", ())}
+            named |= {d.get("destination_id") for d in event.get("destinations", ())}
+            if self.destination not in named:
+                return False
+        return self.outcome is None or event.get("outcome", event.get("after")) == self.outcome
+
+    def dead_letter(self, record: Any) -> bool:
+        if (
+            self.lead_id is not None
+            and (record.key or b"").decode(errors="replace") != self.lead_id
+        ):
+            return False
+        return self.destination is None and self.outcome is None
 
 
 def to_json_line(event: dict[str, Any]) -> str:

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,13 +139,14 @@ async def run_demo(count: int) -> int:
         await publish_lines(broker.bootstrap, "leads.processed", lines)
         print(f"published {count} leads and 2 malformed records; waiting for delivery ...")
         # One outcome per lead once its retries are done; then every attempt's event.
-        await _collect(broker.bootstrap, "leads.delivery.outcomes", count)
+        outcomes = await _collect(broker.bootstrap, "leads.delivery.outcomes", count)
         events = [
             e async for e in decoded_events(broker.bootstrap, "leads.delivery.events", follow=False)
         ]
         dead = await _collect_raw(broker.bootstrap, "leads.delivery.dlq", 2)
         _print_table(events)
-        _print_summary(events, dead, time.monotonic() - started)
+        _print_leads(outcomes)
+        _print_summary(events, outcomes, dead, time.monotonic() - started)
         return 0
     except TimeoutError:
         print(f"the worker did not deliver within {DEMO_TIMEOUT_S:.0f}s; its log:", file=sys.stderr)
@@ -196,13 +199,14 @@ async def _collect_raw(bootstrap: str, topic: str, expected: int) -> list[Any]:
     return found
 
 
-def _print_table(events: list[dict[str, Any]]) -> None:
-    rows = [("lead", "destination", "try", "outcome", "reason", "HTTP", "ms")]
-    for e in sorted(events, key=lambda e: (e["lead_id"], e["destination_id"], e["attempt"])):
-        status = "-" if e["http_status"] is None else str(e["http_status"])
-        elapsed = f"{e['recipient_ms'] + e['overhead_ms']:.1f}"
-        cells = (e["lead_id"], e["destination_id"], str(e["attempt"]), e["outcome"], e["reason"])
-        rows.append((*cells, status, elapsed))
+LEGEND = (
+    "outcomes: success = accepted; failure = refused, not retried (duplicate, rejected, "
+    "invalid data); error = no proper answer, retried (5xx, timeout, connection); "
+    "skip = not sent (disabled, closed, circuit open)."
+)
+
+
+def _print_rows(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -210,10 +214,41 @@ def _print_table(events: list[dict[str, Any]]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-def _print_summary(events: list[dict[str, Any]], dead: list[Any], elapsed_s: float) -> None:
-    by_outcome: dict[str, int] = {}
-    for e in events:
-        by_outcome[e["outcome"]] = by_outcome.get(e["outcome"], 0) + 1
+def _print_table(events: list[dict[str, Any]]) -> None:
+    rows = [("lead", "destination", "try", "outcome", "reason", "HTTP", "ms")]
+    for e in sorted(events, key=lambda e: (e["lead_id"], e["destination_id"], e["attempt"])):
+        status = "-" if e["http_status"] is None else str(e["http_status"])
+        elapsed = f"{e['recipient_ms'] + e['overhead_ms']:.1f}"
+        cells = (e["lead_id"], e["destination_id"], str(e["attempt"]), e["outcome"], e["reason"])
+        rows.append((*cells, status, elapsed))
+    _print_rows(rows)
+
+
+def _print_leads(outcomes: list[dict[str, Any]]) -> None:
+    """One row per lead: what billing reads."""
+    print()
+    rows = [("lead", "outcome", "accepted by", "attempts", "why")]
+    for o in sorted(outcomes, key=lambda o: o["lead_id"]):
+        accepted = ", ".join(o["accepted_by"]) or "-"
+        rows.append((o["lead_id"], o["outcome"], accepted, str(o["attempts"]), o["reason"]))
+    _print_rows(rows)
+
+
+def _print_summary(
+    events: list[dict[str, Any]], outcomes: list[dict[str, Any]], dead: list[Any], elapsed_s: float
+) -> None:
+    by_outcome = Counter(e["outcome"] for e in events)
     counts = ", ".join(f"{n} {k}" for k, n in sorted(by_outcome.items()))
-    print(f"\n{len(events)} delivery events ({counts}); {len(dead)} record(s) in the DLQ.")
+    delivered = sum(o["outcome"] == "delivered" for o in outcomes)
+    print(
+        f"\n{len(outcomes)} leads: {delivered} delivered, {len(outcomes) - delivered} not; "
+        f"{len(events)} delivery attempts ({counts})."
+    )
+    print(LEGEND)
+    reasons = Counter(
+        dict(record.headers or ()).get("courier.dlq.reason", b"?").decode(errors="replace")
+        for record in dead
+    )
+    listed = ", ".join(f"{n} {reason!r}" for reason, n in sorted(reasons.items()))
+    print(f"{len(dead)} record(s) in the dead-letter topic" + (f": {listed}." if dead else "."))
     print(f"done in {elapsed_s:.1f}s. Everything started by the demo has been stopped.")

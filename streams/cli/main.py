@@ -207,8 +207,14 @@ def replay(
     )
 
 
-def _read_events(broker: str | None, which: str, follow: bool) -> None:
-    from streams.cli.console import dead_letter, decoded_events, read_records, to_json_line
+def _read_events(
+    broker: str | None,
+    which: str,
+    follow: bool,
+    from_end: bool = False,
+    wanted: Any = None,
+) -> None:
+    from streams.cli.console import Wanted, dead_letter, decoded_events, read_records, to_json_line
 
     settings = _settings_with_broker(broker)
     topic = {
@@ -219,11 +225,16 @@ def _read_events(broker: str | None, which: str, follow: bool) -> None:
     }[which]
     bootstrap = settings.bootstrap_servers()
     security = settings.kafka_security()
+    wanted = wanted or Wanted()
 
     async def run() -> None:
         if which == "dlq":
-            async for record in read_records(bootstrap, topic, follow=follow, security=security):
-                click.echo(to_json_line(dead_letter(record)))
+            records = read_records(
+                bootstrap, topic, follow=follow, security=security, from_end=from_end
+            )
+            async for record in records:
+                if wanted.dead_letter(record):
+                    click.echo(to_json_line(dead_letter(record)))
             return
         async for event in decoded_events(
             bootstrap,
@@ -231,8 +242,10 @@ def _read_events(broker: str | None, which: str, follow: bool) -> None:
             follow=follow,
             registry_url=settings.schema_registry_url,
             security=security,
+            from_end=from_end,
         ):
-            click.echo(to_json_line(event))
+            if wanted.event(event):
+                click.echo(to_json_line(event))
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
@@ -259,10 +272,122 @@ def events(broker: str | None, which: str, follow: bool) -> None:
 
 @main.command()
 @broker_option
+@click.option("--port", type=int, help="Web port of the API (env COURIER_WEB_PORT; 6067).")
+def insight(broker: str | None, port: int | None) -> None:
+    """Keep every lead's history (from the events, outcomes and dead letters the workers
+    write) and answer GET /api/leads/ID; run as many as the topics have partitions."""
+    settings = _settings_with_broker(broker, web_port=port)
+    from streams.app import worker_class
+    from streams.cli.console import reach_broker
+    from streams.insight.app import create_insight_app
+
+    asyncio.run(reach_broker(settings.bootstrap_servers(), settings.kafka_security()))
+    app = create_insight_app(settings)
+    click.echo(
+        f"courier: insight on {settings.web_bind}:{settings.web_port or 6067} "
+        f"(/api/leads/ID), history kept {settings.history_days:g} day(s) after a lead's "
+        "last record",
+        err=True,
+    )
+    worker = worker_class(settings.log_format)
+    worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+
+
+@main.command()
+@click.argument("lead_id")
+@click.option("--api", help="An insight worker's URL (env COURIER_API_URL).")
+@click.option("--json", "as_json", is_flag=True, help="The history as JSON, as the API gives it.")
+def lead(lead_id: str, api: str | None, as_json: bool) -> None:
+    """What happened to one lead: every attempt, its outcome, its dead letters."""
+    from streams.insight.history import timeline
+
+    settings = _settings(api_url=api)
+    answer = asyncio.run(_lead_history(settings, lead_id))
+    if as_json:
+        click.echo(orjson.dumps(answer).decode())
+        return
+    for line in timeline(lead_id, answer["history"]):
+        click.echo(line)
+
+
+async def _lead_history(settings: Settings, lead_id: str) -> dict[str, Any]:
+    from urllib.parse import quote
+
+    import aiohttp
+
+    headers = {}
+    if settings.api_token is not None:
+        headers["Authorization"] = f"Bearer {settings.api_token.get_secret_value()}"
+    url = f"{settings.api_url.rstrip('/')}/api/leads/{quote(lead_id, safe='')}"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+            session.get(url, headers=headers) as res,
+        ):
+            body = await res.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        _fail(
+            f"cannot ask {settings.api_url} ({type(exc).__name__}): is `courier insight` running?"
+        )
+    if res.status != 200 or not isinstance(body, dict):
+        reason = body.get("error") if isinstance(body, dict) else None
+        _fail(f"{settings.api_url} answered HTTP {res.status}" + (f": {reason}" if reason else ""))
+    return body
+
+
+@main.command()
+@broker_option
+@click.option("--since", default="24h", show_default=True, help="A period: 30m, 24h, 7d.")
+@click.option("--format", "form", type=click.Choice(["table", "csv", "json"]), default="table")
+def report(broker: str | None, since: str, form: str) -> None:
+    """Per destination over a period: leads, attempts, accepted, rejected (top reasons),
+    errors, timeouts, revenue, recipient latency p50/p95."""
+    from streams.cli.console import decoded_events
+    from streams.insight.report import parse_period, render, summarize
+
+    try:
+        period = parse_period(since)
+    except ValueError as exc:
+        _fail(f"--since: {exc}")
+    settings = _settings_with_broker(broker)
+    start = datetime.now(UTC) - period
+
+    async def events() -> list[dict[str, Any]]:
+        found = decoded_events(
+            settings.bootstrap_servers(),
+            settings.events_topic,
+            follow=False,
+            registry_url=settings.schema_registry_url,
+            security=settings.kafka_security(),
+            since_ms=int(start.timestamp() * 1000),
+        )
+        return [
+            e async for e in found if e.get("type") == "DeliveryEvent" and e["finished_at"] >= start
+        ]
+
+    click.echo(render(summarize(asyncio.run(events())), form))
+
+
+@main.command()
+@broker_option
 @which_option
-def tail(broker: str | None, which: str) -> None:
-    """Like ``events --follow``: print events as they are written, until Ctrl-C."""
-    _read_events(broker, which, True)
+@click.option("--from-beginning", is_flag=True, help="Everything on the topic, then new ones.")
+@click.option("--lead", "lead_id", help="Only this lead's.")
+@click.option("--destination", help="Only this destination's (outcomes: any that it was in).")
+@click.option("--outcome", help="Only this outcome: success, failure, error, skip; delivered…")
+def tail(
+    broker: str | None,
+    which: str,
+    from_beginning: bool,
+    lead_id: str | None,
+    destination: str | None,
+    outcome: str | None,
+) -> None:
+    """Print events as they are written, until Ctrl-C: from now on, or --from-beginning."""
+    from streams.cli.console import Wanted
+
+    wanted = Wanted(lead_id, destination, outcome)
+    _read_events(broker, which, True, from_end=not from_beginning, wanted=wanted)
 
 
 @main.command()

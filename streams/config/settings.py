@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from streams.config.kafka import KafkaSecurity, Mechanism, Protocol
 from streams.config.policies import EgressPolicy
 from streams.errors import ConfigError
+from streams.secrets import SCRUBBER
 
 
 class Settings(BaseSettings):
@@ -53,6 +54,14 @@ class Settings(BaseSettings):
     web_port: int | None = Field(default=None, description="health endpoints; off when unset")
     # Loopback unless asked: in a container or pod set 0.0.0.0 so probes can reach it.
     web_bind: str = "127.0.0.1"
+    # The API beyond health and metrics (lead history): a bearer token; unset, only on loopback
+    api_token: SecretStr | None = None
+    # Where ``courier lead`` asks (an insight worker's web port)
+    api_url: str = "http://127.0.0.1:6067"
+    # How long ``courier insight`` keeps a lead's history after its last record
+    history_days: float = Field(default=7.0, gt=0)
+    # /readyz answers 503 "stalled" after this long with records waiting and none finished
+    stall_s: float = Field(default=300.0, gt=0)
     log_level: Literal["debug", "info", "warn", "error", "crit"] = "warn"
     # json: one object per line with lead_id, destination and trace_id (streams/logs.py)
     log_format: Literal["text", "json"] = "text"
@@ -85,6 +94,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _kafka_security_holds(self) -> Settings:
         self.kafka_security()  # every inconsistency named now, not at the first connection
+        if self.api_token is not None:
+            SCRUBBER.keep_secret(self.api_token.get_secret_value())
         return self
 
     def kafka_security(self) -> KafkaSecurity:

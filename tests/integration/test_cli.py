@@ -46,6 +46,11 @@ async def test_demo_delivers_prints_a_table_and_leaves_nothing_running() -> None
         assert column in out
     assert "L-0001" in out and "L-0010" in out
     assert "Duplicate lead" in out  # the demo CRM refuses every 5th lead
+    # A row per lead (what billing reads), the outcome kinds explained, the dead letters.
+    assert re.search(r"^L-0001\s+(delivered|not_delivered)\s", out, re.MULTILINE)
+    assert re.search(r"^10 leads: \d+ delivered, \d+ not; \d+ delivery attempts", out, re.M)
+    assert "outcomes: success = accepted; failure = refused" in out
+    assert "2 record(s) in the dead-letter topic: 1 'Missing id', 1 'Not JSON'." in out
     # Its own broker, not any other on this machine: nothing may answer on its port.
     port = re.search(r"embedded broker at kafka://127\.0\.0\.1:(\d+)", out)
     assert port is not None

@@ -61,3 +61,44 @@ destinations:
         status, body = await answer(base + path)
         assert status == 404, (path, status)
         assert "jane@example.com" not in body and "123-45-6789" not in body
+
+
+async def test_a_worker_with_records_waiting_and_none_finished_is_not_ready(
+    kafka: KafkaTarget, topics: Any, start_worker: Any
+) -> None:
+    """Its event loop answers /healthz, but /readyz says it is stalled (and the metric
+    shows for how long), until a record finishes again."""
+    stuck = await Recipient(delay_s=8).start()
+    port = free_port()
+    yaml = f"""
+destinations:
+  - id: crm
+    url: {stuck.url()}
+    timeouts: {{read: 30, total: 30}}
+"""
+    try:
+        start_worker(yaml, env={"COURIER_WEB_PORT": str(port), "COURIER_STALL_S": "2"})
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(240):
+            try:
+                if (await answer(f"{base}/readyz"))[0] == 200:
+                    break
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.5)
+        await publish(kafka, topics.leads, [{"id": "ST-1", "lead": {"email": "s@example.com"}}])
+        await stuck.wait_for(1)
+        async with asyncio.timeout(6):
+            while (state := await answer(f"{base}/readyz"))[0] == 200:
+                await asyncio.sleep(0.2)
+        assert state[0] == 503 and '"stalled: no record finished for' in state[1]
+        assert await answer(f"{base}/healthz") == (200, '{"status":"live"}')
+        _, metrics = await answer(f"{base}/metrics")
+        (line,) = [m for m in metrics.splitlines() if m.startswith("courier_worker_stalled")]
+        assert float(line.split()[-1]) > 2
+        await collect(kafka, topics.outcomes, 1)
+        async with asyncio.timeout(10):
+            while (await answer(f"{base}/readyz"))[0] != 200:
+                await asyncio.sleep(0.2)
+    finally:
+        await stuck.stop()

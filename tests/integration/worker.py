@@ -42,7 +42,9 @@ class WorkerProcess:
         in_flight: int = 32,
         env: dict[str, str] | None = None,
         name: str = "worker",
+        command: tuple[str, ...] = ("worker",),
     ) -> None:
+        """``command``: ``("insight",)`` runs ``courier insight`` instead (same settings)."""
         self.kafka = kafka
         self.topics = topics
         self.workdir = workdir
@@ -54,6 +56,7 @@ class WorkerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.name = name  # several workers of one app in one test: their own logs
+        self.command = command
 
     @property
     def log_path(self) -> Path:
@@ -79,14 +82,12 @@ class WorkerProcess:
         }
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "streams.cli",
-                    "worker",
-                    "--destinations",
-                    str(self.destinations),
-                ],
+                [sys.executable, "-m", "streams.cli", *self.command]
+                + (
+                    ["--destinations", str(self.destinations)]
+                    if self.command == ("worker",)
+                    else []
+                ),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -45,3 +45,34 @@ def test_the_charts_probes_ask_the_health_endpoints() -> None:
     deployment = (CHART / "templates" / "deployment.yaml").read_text()
     assert "httpGet: {path: /readyz, port: web}" in deployment
     assert "httpGet: {path: /healthz, port: web}" in deployment
+
+
+def test_monitoring_objects_are_off_by_default_and_alert_on_metrics_that_exist() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["metrics"]["serviceMonitor"]["enabled"] is False
+    assert values["metrics"]["prometheusRule"]["enabled"] is False
+    templates = CHART / "templates"
+    assert (
+        (templates / "service.yaml")
+        .read_text()
+        .startswith("{{- if .Values.metrics.serviceMonitor.enabled }}")
+    )
+    rules = (templates / "prometheusrule.yaml").read_text()
+    assert rules.startswith("{{- if .Values.metrics.prometheusRule.enabled }}")
+    alerts = set(re.findall(r"alert: (\w+)", rules))
+    assert {
+        "LeadCourierDeliveryErrors",
+        "LeadCourierAuthFailures",
+        "LeadCourierConsumerLag",
+        "LeadCourierWorkerStalled",
+    } == alerts
+    documented = (ROOT / "docs" / "operations.md").read_text()
+    for metric in set(re.findall(r"\b(courier_[a-z_]+)\b", rules)):
+        assert f"`{metric}`" in documented, metric
+
+
+def test_probes_ask_the_health_endpoints_the_worker_serves() -> None:
+    deployment = (CHART / "templates" / "deployment.yaml").read_text()
+    app = (ROOT / "streams" / "app.py").read_text()
+    for path in re.findall(r"httpGet: \{path: (/\w+)", deployment):
+        assert f'app.page("{path}")' in app

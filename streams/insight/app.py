@@ -1,0 +1,148 @@
+"""``courier insight``: a Faust app of its own that reads back what the workers wrote (delivery
+events, lead outcomes, dead letters) into a history table keyed by lead id, and answers
+``GET /api/leads/{id}``.
+
+Its own consumer group, so the delivery workers stay at four records a lead and the
+insight side scales by partitions on its own: the events, outcomes and dead-letter topics
+are keyed by lead id, so a lead's records and its history share a partition number, and
+a request for a lead is routed to the insight worker that holds it (Faust's table
+routing, over the workers' web ports)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import faust
+
+from streams import telemetry
+from streams.app import faust_options
+from streams.avro import AvroDecodeError, EventDecoder
+from streams.config import Settings
+from streams.insight.history import (
+    added,
+    from_dead_letter,
+    from_delivery_event,
+    from_lead_outcome,
+)
+
+log = logging.getLogger(__name__)
+
+HISTORY_TABLE = "lead_history"
+EXPIRY_CHECK_S = 3600.0
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def api_refusal(settings: Settings, authorization: str | None) -> tuple[int, str] | None:
+    """Why a request to the API is refused, if it is: with ``COURIER_API_TOKEN`` set, the
+    request must carry it as a bearer token; without one, only a web port on loopback
+    answers (a port open to the network must not serve lead history to anyone)."""
+    token = settings.api_token
+    if token is None:
+        if settings.web_bind in LOOPBACK:
+            return None
+        return 403, "set COURIER_API_TOKEN to use the API on a web port open to the network"
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        return 401, "a bearer token is required (COURIER_API_TOKEN)"
+    return None
+
+
+def create_insight_app(settings: Settings) -> Any:
+    telemetry.start()
+    app_id = f"{settings.app_id}-insight"
+    port = settings.web_port or 6067
+    host = settings.web_bind if settings.web_bind not in ("0.0.0.0", "::") else None
+    app = faust.App(
+        app_id,
+        **faust_options(settings, app_id),
+        web_enabled=True,
+        web_port=port,
+        # Where the other insight workers reach this one when a lead's history is here.
+        canonical_url=f"http://{host or socket.gethostname()}:{port}",
+    )
+
+    def raw(name: str) -> Any:
+        return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+    history = app.Table(
+        HISTORY_TABLE, default=None, partitions=settings.partitions, key_type=str, value_type=None
+    )
+    decoder = EventDecoder()
+    keep_s = settings.history_days * 86400
+
+    def keep(lead_id: str, entry: dict[str, Any]) -> None:
+        history[lead_id] = {
+            "seen": time.time(),
+            "entries": added(_entries(history, lead_id), entry),
+        }
+
+    def decoded(topic: str, name: str, entry: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """An agent filing each Avro record of ``topic`` under its lead."""
+
+        async def agent(stream: Any) -> None:
+            async for event in stream.events():
+                try:
+                    _, record = await decoder.decode(event.value)
+                    keep(record["lead_id"], entry(record))
+                except (AvroDecodeError, KeyError, ValueError, TypeError) as exc:
+                    log.warning("%s: a record we cannot file under a lead (%s)", topic, exc)
+
+        agent.__name__ = agent.__qualname__ = name
+        app.agent(raw(topic), name=name)(agent)
+
+    decoded(settings.events_topic, "history_events", from_delivery_event)
+    decoded(settings.outcomes_topic, "history_outcomes", from_lead_outcome)
+
+    @app.agent(raw(settings.dlq_topic), name="history_dead_letters")
+    async def dead_letters(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            if not message.key:
+                continue  # no lead id to file it under
+            headers = {k: v.decode(errors="replace") for k, v in message.headers or ()}
+            at_ms = int(message.timestamp * 1000)  # Faust gives seconds
+            entry = from_dead_letter(headers, message.partition, message.offset, at_ms)
+            keep(message.key.decode(errors="replace")[:200], entry)
+
+    @app.timer(EXPIRY_CHECK_S)  # type: ignore[untyped-decorator]
+    async def forget_old() -> None:
+        """Histories not added to for ``history_days`` are dropped (this worker's
+        partitions; a scan of the table, once an hour)."""
+        horizon = time.time() - keep_s
+        mine = {tp.partition for tp in app.consumer.assignment()}
+        old = [
+            key
+            for key, value in list(history.items())
+            if value["seen"] < horizon and history.partition_for_key(key) in mine
+        ]
+        for key in old:
+            del history[key]
+
+    @app.page("/api/leads/{lead_id}")
+    @app.table_route(table=history, match_info="lead_id")
+    async def lead(web: Any, request: Any, lead_id: str) -> Any:
+        refused = api_refusal(settings, request.headers.get("Authorization"))
+        if refused is not None:
+            return web.json({"error": refused[1]}, status=refused[0])
+        return web.json({"lead_id": lead_id, "history": _entries(history, lead_id)})
+
+    @app.page("/healthz")
+    async def live(web: Any, request: Any) -> Any:
+        return web.json({"status": "live"})
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        body, content_type = telemetry.prometheus_text()
+        return web.bytes(body, headers={"Content-Type": content_type})
+
+    return app
+
+
+def _entries(history: Any, lead_id: str) -> list[dict[str, Any]]:
+    value = history.get(lead_id)
+    return list(value["entries"]) if value else []

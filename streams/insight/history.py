@@ -1,0 +1,111 @@
+"""A lead's history: its delivery events, its outcome and its dead letters, as entries in
+time order. Plain functions: the insight agents (streams/insight/app.py) feed them the
+decoded records, ``courier lead`` prints what they give.
+
+Entries hold ids, outcomes, categories, reasons, statuses and times: never a lead's values
+(events carry none; a dead letter's bytes and detail are left out)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+# Kept per lead: a lead retried for days at many destinations stays bounded.
+MAX_ENTRIES = 200
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="milliseconds")
+    return str(value)
+
+
+def from_delivery_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": "attempt",
+        "id": event["event_id"],
+        "at": _iso(event["finished_at"]),
+        "started_at": _iso(event["started_at"]),
+        "destination": event["destination_id"],
+        "attempt": event["attempt"],
+        "outcome": event["outcome"],
+        "category": event["category"],
+        "reason": event["reason"],
+        "http_status": event["http_status"],
+        "recipient_ms": event["recipient_ms"],
+        "next_attempt_at": _iso(event.get("next_attempt_at")),
+        "reference_id": event.get("reference_id"),
+        "price": None if event.get("price") is None else str(event["price"]),
+        "trace_id": event.get("trace_id"),
+    }
+
+
+def from_lead_outcome(outcome: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": "outcome",
+        "id": outcome["event_id"],
+        "at": _iso(outcome["finished_at"]),
+        "outcome": outcome["outcome"],
+        "accepted_by": list(outcome["accepted_by"]),
+        "reason": outcome["reason"],
+        "attempts": outcome["attempts"],
+        "trace_id": outcome.get("trace_id"),
+    }
+
+
+def from_dead_letter(
+    headers: Mapping[str, str], partition: int, offset: int, timestamp_ms: int
+) -> dict[str, Any]:
+    """Why and where from; not its bytes, not its detail (they may quote the lead)."""
+    return {
+        "kind": "dead_letter",
+        "id": f"dlq:{partition}:{offset}",
+        "at": _iso(datetime.fromtimestamp(timestamp_ms / 1000, UTC)),
+        "reason": headers.get("courier.dlq.reason", ""),
+        "source": ":".join(
+            headers.get(f"courier.dlq.{part}", "?") for part in ("topic", "partition", "offset")
+        ),
+        "truncated": headers.get("courier.dlq.truncated") == "true",
+    }
+
+
+def added(history: Sequence[dict[str, Any]] | None, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """``history`` with ``entry``, once (a record read again after a restart, or written
+    again by a worker that was killed, has the same id), in time order, the newest
+    ``MAX_ENTRIES`` kept."""
+    entries = [e for e in history or () if e["id"] != entry["id"]]
+    entries.append(entry)
+    entries.sort(key=lambda e: (e["at"] or "", e["kind"] == "outcome"))
+    return entries[-MAX_ENTRIES:]
+
+
+def timeline(lead_id: str, history: Sequence[dict[str, Any]]) -> list[str]:
+    """The history as lines for a terminal."""
+    if not history:
+        return [f"lead {lead_id}: nothing known (never seen, or older than the history kept)"]
+    lines = [f"lead {lead_id}"]
+    for entry in history:
+        at = (entry["at"] or "")[:23].replace("T", " ")
+        if entry["kind"] == "attempt":
+            status = entry["http_status"] if entry["http_status"] is not None else "-"
+            line = (
+                f"  {at}  {entry['destination']} try {entry['attempt']}: {entry['outcome']}"
+                f" ({entry['category']}) {entry['reason']!r}, HTTP {status}"
+            )
+            if entry["recipient_ms"]:
+                line += f", {entry['recipient_ms']:.0f} ms"
+            if entry.get("next_attempt_at"):
+                line += f"; next try {entry['next_attempt_at'][:19].replace('T', ' ')}"
+        elif entry["kind"] == "outcome":
+            by = ", ".join(entry["accepted_by"]) or "nobody"
+            line = (
+                f"  {at}  outcome: {entry['outcome']} (accepted by {by}; "
+                f"{entry['attempts']} attempt(s)) {entry['reason']!r}"
+            )
+        else:
+            line = f"  {at}  dead letter: {entry['reason']!r} (from {entry['source']})"
+        lines.append(line)
+    return lines

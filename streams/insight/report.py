@@ -1,0 +1,149 @@
+"""``courier report``: per destination, what the delivery events of a period add up to.
+Plain functions over decoded events; the command reads the events topic for the period."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+TOP_REASONS = 3
+_PERIOD = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_period(text: str) -> timedelta:
+    """``90m``, ``24h``, ``7d``, ``2w`` → a timedelta; ValueError naming the text."""
+    match = _PERIOD.match(text.strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a period like 30m, 24h or 7d")
+    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+
+
+@dataclass
+class DestinationReport:
+    destination: str
+    attempts: int = 0
+    leads: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    skipped: int = 0
+    revenue: Decimal = Decimal(0)
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    top_rejections: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return None if not self.leads else round(self.accepted / self.leads, 4)
+
+
+def summarize(events: Iterable[Mapping[str, Any]]) -> list[DestinationReport]:
+    """One report per destination, in id order."""
+    reports: dict[str, DestinationReport] = {}
+    leads: dict[str, set[str]] = {}
+    latencies: dict[str, list[float]] = {}
+    rejections: dict[str, Counter[str]] = {}
+    for event in events:
+        destination = event["destination_id"]
+        report = reports.setdefault(destination, DestinationReport(destination))
+        report.attempts += 1
+        leads.setdefault(destination, set()).add(event["lead_id"])
+        outcome = event["outcome"]
+        if outcome == "success":
+            report.accepted += 1
+            if event.get("price") is not None:
+                report.revenue += Decimal(event["price"])
+        elif outcome == "failure":
+            report.rejected += 1
+            rejections.setdefault(destination, Counter())[event["reason"]] += 1
+        elif outcome == "error":
+            report.errors += 1
+            report.timeouts += event.get("category") == "timeout"
+        else:
+            report.skipped += 1
+        if event.get("http_status") is not None:
+            latencies.setdefault(destination, []).append(float(event["recipient_ms"]))
+    for destination, report in reports.items():
+        report.leads = len(leads[destination])
+        report.top_rejections = rejections.get(destination, Counter()).most_common(TOP_REASONS)
+        times = sorted(latencies.get(destination, []))
+        if times:
+            report.latency_p50_ms = round(statistics.median(times), 1)
+            report.latency_p95_ms = round(
+                times[math.ceil(len(times) * 0.95) - 1], 1
+            )  # nearest rank
+    return [reports[d] for d in sorted(reports)]
+
+
+COLUMNS = (
+    "destination",
+    "leads",
+    "attempts",
+    "accepted",
+    "acceptance",
+    "rejected",
+    "errors",
+    "timeouts",
+    "skipped",
+    "revenue",
+    "p50 ms",
+    "p95 ms",
+    "top rejections",
+)
+
+
+def _cells(report: DestinationReport) -> list[str]:
+    rate = report.acceptance_rate
+    return [
+        report.destination,
+        str(report.leads),
+        str(report.attempts),
+        str(report.accepted),
+        "-" if rate is None else f"{rate:.1%}",
+        str(report.rejected),
+        str(report.errors),
+        str(report.timeouts),
+        str(report.skipped),
+        f"{report.revenue:.2f}",
+        "-" if report.latency_p50_ms is None else f"{report.latency_p50_ms:.0f}",
+        "-" if report.latency_p95_ms is None else f"{report.latency_p95_ms:.0f}",
+        "; ".join(f"{reason} ({n})" for reason, n in report.top_rejections),
+    ]
+
+
+def render(reports: list[DestinationReport], form: str) -> str:
+    """``table``, ``csv`` or ``json``."""
+    if form == "json":
+        return orjson.dumps(
+            [
+                {**asdict(r), "revenue": str(r.revenue), "acceptance_rate": r.acceptance_rate}
+                for r in reports
+            ],
+            option=orjson.OPT_INDENT_2,
+        ).decode()
+    rows = [list(COLUMNS), *(_cells(r) for r in reports)]
+    if form == "csv":
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(rows)
+        return out.getvalue().rstrip("\n")
+    if not reports:
+        return "no delivery events in this period"
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""What happened to lead L-123? ``courier insight`` keeps each lead's history from the
+events, outcomes and dead letters the workers write; ``courier lead`` and GET
+/api/leads/ID show it (issue #15).
+
+Reproduced first: there was no lookup by lead; the answer meant reading whole topics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from tests.integration.conftest import collect, decode_with_schema_file, publish
+from tests.integration.kafka import KafkaTarget
+from tests.integration.recipients import Recipient
+from tests.integration.worker import WorkerProcess
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def courier(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+
+
+async def history_of(api: str, lead_id: str, token: str, count: int) -> list[dict[str, Any]]:
+    """The lead's history once it holds ``count`` entries."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as session, asyncio.timeout(60):
+        while True:
+            try:
+                async with session.get(f"{api}/api/leads/{lead_id}", headers=headers) as res:
+                    if res.status == 200:
+                        body = await res.json()
+                        if len(body["history"]) >= count:
+                            return list(body["history"])
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.3)
+
+
+async def test_a_leads_timeline_from_the_cli_and_the_api(
+    kafka: KafkaTarget, recipient: Recipient, topics: Any, start_worker: Any, tmp_path: Path
+) -> None:
+    yaml = f"""
+destinations:
+  - id: crm
+    url: {recipient.url()}
+    mapping: {{email: email, behaviour: behaviour}}
+    retry: {{max_attempts: 2, base_s: 0.2}}
+"""
+    start_worker(yaml)
+    port = free_port()
+    token = "insight-test-token"
+    env = {"COURIER_WEB_PORT": str(port), "COURIER_API_TOKEN": token}
+    insight = WorkerProcess(
+        kafka, yaml, tmp_path, topics, env=env, name="insight", command=("insight",)
+    ).start()
+    try:
+        leads = [
+            {"id": "H-ok", "lead": {"email": "ok@example.com", "behaviour": "ok"}},
+            {"id": "H-reject", "lead": {"email": "no@example.com", "behaviour": "reject"}},
+            {"id": "H-error", "lead": {"email": "err@example.com", "behaviour": "error"}},
+        ]
+        await publish(kafka, topics.leads, [*leads, b'{"id": "H-bad", "lead": 7}'])
+        outcomes = await collect(kafka, topics.outcomes, 3)
+        events = [
+            decode_with_schema_file(r.value, "delivery_event")
+            for r in await collect(kafka, topics.events, 4)
+        ]
+        api = f"http://127.0.0.1:{port}"
+
+        # H-error: two attempts (the first with its next try), its outcome, its dead letter.
+        error = await history_of(api, "H-error", token, 4)
+        assert [e["kind"] for e in error] == ["attempt", "attempt", "outcome", "dead_letter"]
+        first, second, outcome, dead = error
+        assert (first["attempt"], first["outcome"], first["http_status"]) == (1, "error", 500)
+        assert first["next_attempt_at"] is not None and second["next_attempt_at"] is None
+        assert (outcome["outcome"], outcome["attempts"]) == ("not_delivered", 2)
+        assert dead["reason"] == "Delivery failed"
+        by_id = {e["event_id"]: e for e in events}
+        assert by_id[first["id"]]["reason"] == first["reason"]
+        assert by_id[first["id"]]["trace_id"] == first["trace_id"]
+
+        ok = await history_of(api, "H-ok", token, 2)
+        assert [(e["kind"], e.get("outcome")) for e in ok] == [
+            ("attempt", "success"),
+            ("outcome", "delivered"),
+        ]
+        assert ok[1]["accepted_by"] == ["crm"] and ok[0]["reference_id"].startswith("R-")
+        bad = await history_of(api, "H-bad", token, 1)
+        assert [(e["kind"], e["reason"]) for e in bad] == [("dead_letter", "Invalid section")]
+
+        # The command line: the same, as lines and as JSON; no lead value anywhere.
+        cli_env = {"COURIER_API_URL": api, "COURIER_API_TOKEN": token}
+        shown = await asyncio.to_thread(courier, "lead", "H-reject", env=cli_env)
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        assert lines[0] == "lead H-reject"
+        assert "crm try 1: failure (duplicate) 'Duplicate lead', HTTP 400" in lines[1]
+        assert (
+            "outcome: not_delivered (accepted by nobody; 1 attempt(s)) 'Duplicate lead'"
+            in (lines[2])
+        )
+        as_json = await asyncio.to_thread(courier, "lead", "H-ok", "--json", env=cli_env)
+        assert orjson.loads(as_json.stdout)["history"] == ok
+        everything = str(ok + error + bad) + shown.stdout
+        assert not any(f"{w}@example.com" in everything for w in ("ok", "no", "err"))
+        unknown = await asyncio.to_thread(courier, "lead", "H-never", env=cli_env)
+        assert "nothing known" in unknown.stdout
+
+        # Without the token: refused, and the command says so in one line.
+        refused = await asyncio.to_thread(
+            courier, "lead", "H-ok", env={"COURIER_API_URL": api, "COURIER_API_TOKEN": "wrong"}
+        )
+        assert refused.returncode == 2
+        assert refused.stderr.strip().endswith(
+            "answered HTTP 401: a bearer token is required (COURIER_API_TOKEN)"
+        )
+        assert Counter(o.key for o in outcomes) == {b"H-ok": 1, b"H-reject": 1, b"H-error": 1}
+
+        # The report of the same run: the events' numbers.
+        report_env = {
+            "COURIER_BROKER": kafka.url,
+            "COURIER_EVENTS_TOPIC": topics.events,
+        }
+        reported = await asyncio.to_thread(
+            courier, "report", "--since", "1h", "--format", "json", env=report_env
+        )
+        assert reported.returncode == 0, reported.stderr
+        (crm,) = orjson.loads(reported.stdout)
+        assert (crm["destination"], crm["leads"], crm["attempts"]) == ("crm", 3, len(events))
+        assert (crm["accepted"], crm["rejected"], crm["errors"]) == (1, 1, 2)
+        assert crm["revenue"] == "2.5000" and crm["top_rejections"] == [["Duplicate lead", 1]]
+    finally:
+        await asyncio.to_thread(insight.stop)

@@ -1,0 +1,95 @@
+"""A lead's history from decoded records: once each, in time order, bounded, no values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from streams.insight.history import (
+    MAX_ENTRIES,
+    added,
+    from_dead_letter,
+    from_delivery_event,
+    from_lead_outcome,
+    timeline,
+)
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def event(n: int, outcome: str = "error", at: datetime = T0) -> dict[str, Any]:
+    return {
+        "event_id": f"e-{n}",
+        "lead_id": "L-1",
+        "destination_id": "crm",
+        "attempt": n,
+        "started_at": at,
+        "finished_at": at + timedelta(milliseconds=40),
+        "recipient_ms": 38.0,
+        "http_status": 500 if outcome == "error" else 201,
+        "outcome": outcome,
+        "category": "recipient_error" if outcome == "error" else "accepted",
+        "reason": "HTTP 500" if outcome == "error" else "Accepted",
+        "next_attempt_at": at + timedelta(seconds=2) if outcome == "error" else None,
+        "reference_id": None,
+        "price": Decimal("2.5000") if outcome == "success" else None,
+        "trace_id": "ab" * 16,
+    }
+
+
+def test_entries_come_once_in_time_order_whatever_order_they_are_read() -> None:
+    second = from_delivery_event(event(2, "success", T0 + timedelta(seconds=2)))
+    first = from_delivery_event(event(1))
+    outcome = from_lead_outcome(
+        {
+            "event_id": "o-1",
+            "lead_id": "L-1",
+            "finished_at": T0 + timedelta(seconds=2, milliseconds=40),
+            "outcome": "delivered",
+            "accepted_by": ["crm"],
+            "reason": "Delivered",
+            "attempts": 2,
+        }
+    )
+    history = added(added(added(None, outcome), second), first)
+    history = added(history, first)  # read again after a restart
+    assert [e["id"] for e in history] == ["e-1", "e-2", "o-1"]
+    assert history[1]["price"] == "2.5000"
+    lines = timeline("L-1", history)
+    assert lines[1].endswith(
+        "crm try 1: error (recipient_error) 'HTTP 500', HTTP 500, 38 ms; next try 2026-12-01 09:00:02"
+    )
+    assert "outcome: delivered (accepted by crm; 2 attempt(s)) 'Delivered'" in lines[3]
+
+
+def test_a_dead_letter_keeps_why_and_where_not_what() -> None:
+    entry = from_dead_letter(
+        {
+            "courier.dlq.reason": "Not JSON",
+            "courier.dlq.detail": "line 1: {'ssn': '123-45-6789'",
+            "courier.dlq.topic": "leads.processed",
+            "courier.dlq.partition": "3",
+            "courier.dlq.offset": "17",
+        },
+        partition=1,
+        offset=9,
+        timestamp_ms=int(T0.timestamp() * 1000),
+    )
+    assert entry["source"] == "leads.processed:3:17" and entry["reason"] == "Not JSON"
+    assert "123-45-6789" not in str(entry)
+    assert timeline("L-1", [entry])[1].endswith(
+        "dead letter: 'Not JSON' (from leads.processed:3:17)"
+    )
+
+
+def test_a_long_history_keeps_its_newest_entries() -> None:
+    history: list[dict[str, Any]] = []
+    for n in range(MAX_ENTRIES + 50):
+        history = added(history, from_delivery_event(event(n, at=T0 + timedelta(seconds=n))))
+    assert len(history) == MAX_ENTRIES
+    assert history[0]["id"] == "e-50" and history[-1]["id"] == f"e-{MAX_ENTRIES + 49}"
+
+
+def test_an_unknown_lead_says_so() -> None:
+    assert "nothing known" in timeline("L-404", [])[0]

@@ -1,0 +1,71 @@
+"""``courier report``'s sums, rates and percentiles, without Kafka."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.insight.report import parse_period, render, summarize
+
+
+def event(lead: str, outcome: str, dest: str = "crm", **extra: Any) -> dict[str, Any]:
+    return {
+        "destination_id": dest,
+        "lead_id": lead,
+        "outcome": outcome,
+        "category": extra.pop("category", "accepted" if outcome == "success" else "hard_reject"),
+        "reason": extra.pop("reason", "Accepted" if outcome == "success" else "Duplicate lead"),
+        "http_status": extra.pop("http_status", 201),
+        "recipient_ms": extra.pop("recipient_ms", 10.0),
+        "price": extra.pop("price", None),
+    }
+
+
+def test_per_destination_sums_rates_and_percentiles() -> None:
+    events = [
+        *(
+            event(f"L-{n}", "success", price=Decimal("2.5000"), recipient_ms=float(n))
+            for n in range(1, 21)
+        ),
+        event("L-21", "failure"),
+        event("L-22", "failure"),
+        event("L-23", "failure", reason="Cap exceeded"),
+        event("L-24", "error", category="timeout", reason="Timeout", http_status=None),
+        event("L-24", "error", category="recipient_error", reason="HTTP 500", http_status=500),
+        event("L-1", "skip", dest="buyer", http_status=None, reason="Destination disabled"),
+    ]
+    buyer, crm = summarize(events)
+    assert (buyer.destination, buyer.skipped, buyer.latency_p50_ms) == ("buyer", 1, None)
+    assert (crm.leads, crm.attempts, crm.accepted, crm.rejected) == (24, 25, 20, 3)
+    assert (crm.errors, crm.timeouts) == (2, 1)
+    assert crm.revenue == Decimal("50.0000")
+    assert crm.acceptance_rate == round(20 / 24, 4)
+    assert crm.top_rejections == [("Duplicate lead", 2), ("Cap exceeded", 1)]
+    assert crm.latency_p50_ms == 10.0  # 1..20 ms and four 10s
+    assert crm.latency_p95_ms == 19.0  # nearest rank: the 23rd of 24
+
+
+def test_the_three_formats() -> None:
+    reports = summarize([event("L-1", "success", price=Decimal("1.25"))])
+    table = render(reports, "table").splitlines()
+    assert table[0].startswith("destination  leads  attempts  accepted  acceptance")
+    assert table[2].startswith("crm") and "100.0%" in table[2]
+    rows = list(csv.reader(io.StringIO(render(reports, "csv"))))
+    assert rows[1][:4] == ["crm", "1", "1", "1"] and rows[1][9] == "1.25"
+    (as_json,) = orjson.loads(render(reports, "json"))
+    assert as_json["revenue"] == "1.25" and as_json["acceptance_rate"] == 1.0
+    assert render([], "table") == "no delivery events in this period"
+
+
+def test_periods() -> None:
+    assert parse_period("24h") == timedelta(hours=24)
+    assert parse_period("90m") == timedelta(minutes=90)
+    assert parse_period("7d") == timedelta(days=7)
+    with pytest.raises(ValueError, match="'yesterday' is not a period"):
+        parse_period("yesterday")

@@ -10,14 +10,20 @@ api/usage-details) waits an hour, not seconds; ``SECONDLY`` ones are retried as 
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from streams.auth import Secret
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, Target
-from streams.outcome import RAW_LIMIT, REASON_LIMIT, auth_failed, default_outcome, rate_limited
+from streams.outcome import (
+    RAW_LIMIT,
+    REASON_LIMIT,
+    auth_failed,
+    default_outcome,
+    quota_spent,
+    rate_limited,
+)
 
 NAME = "hubspot"
 DEFAULT_URL = "https://api.hubapi.com/crm/v3/objects/contacts"
@@ -92,8 +98,9 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
         limited = rate_limited(raw)
         if isinstance(body, dict) and body.get("policyName") == "DAILY":
             # The account's daily allowance is spent (it resets at midnight in the account's
-            # time zone): ask again in an hour, not in seconds.
-            return replace(limited, retry_after_s=DAILY_LIMIT_WAIT_S)
+            # time zone, which the answer does not say): the destination waits, and asks
+            # again in an hour, not in seconds.
+            return quota_spent("HubSpot DAILY", raw, DAILY_LIMIT_WAIT_S)
         return limited
     if res.status == 207 and isinstance(body, dict):
         # batch/upsert with errors: one input each, so its error is the lead's.

@@ -17,6 +17,7 @@ not refuse duplicate persons: a person may be created twice if a timeout is retr
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +31,7 @@ from streams.outcome import (
     configuration_refused,
     default_outcome,
     normalize_reason,
+    quota_spent,
     rate_limited,
 )
 
@@ -95,6 +97,10 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
     if res.status == 401:
         return auth_failed("API token", raw)
     if res.status == 429:
+        if res.header("x-daily-requests-left") == "0":
+            # The day's budget is spent; it resets at midnight UTC (Pipedrive's rate limiting
+            # page): the destination waits until then.
+            return quota_spent("Pipedrive daily budget", raw, _until_utc_midnight())
         return rate_limited(raw)
     if res.status in (402, 403):
         return configuration_refused(f"Pipedrive {res.status} {error[:40]}".strip(), raw)
@@ -104,3 +110,9 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
             return Outcome.failure(known[0], raw=raw, category=known[1])
         return Outcome.failure(error[:REASON_LIMIT], raw=raw, category=OutcomeCategory.INVALID_DATA)
     return default_outcome(res)
+
+
+def _until_utc_midnight() -> float:
+    now = datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (midnight - now).total_seconds()

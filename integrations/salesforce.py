@@ -25,7 +25,6 @@ object) are configuration errors: the circuit opens at once.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -37,7 +36,7 @@ from streams.outcome import (
     auth_failed,
     configuration_refused,
     default_outcome,
-    rate_limited,
+    quota_spent,
 )
 
 NAME = "salesforce"
@@ -122,7 +121,8 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
             reason[:REASON_LIMIT], raw=raw, category=OutcomeCategory.INVALID_DATA
         )
     if "REQUEST_LIMIT_EXCEEDED" in codes:
-        return replace(rate_limited(raw), retry_after_s=DAILY_LIMIT_WAIT_S)
+        # The org's rolling 24-hour API allowance: the destination waits, asking hourly.
+        return quota_spent("Salesforce REQUEST_LIMIT_EXCEEDED", raw, DAILY_LIMIT_WAIT_S)
     if "INVALID_SESSION_ID" in codes or res.status == 401:
         return auth_failed("session", raw)
     if codes & CONFIGURATION_CODES or res.status in (402, 403):

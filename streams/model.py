@@ -136,6 +136,9 @@ class Outcome:
     category_given: OutcomeCategory | None = None
     # The recipient's Retry-After, in seconds: the earliest it wants to hear from us again.
     retry_after_s: float | None = None
+    # The vendor's quota for this destination is spent (a daily allowance): nothing goes to
+    # it for this many seconds, and the lead waits without spending one of its attempts.
+    quota_s: float | None = None
 
     @property
     def category(self) -> OutcomeCategory:

@@ -9,6 +9,7 @@ one ("Duplicate lead", "Outside service area", ...). Integrations refine this in
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
@@ -136,6 +137,19 @@ def configuration_refused(why: str, raw: str | None) -> Outcome:
         retryable=False,
         raw=raw,
         category=OutcomeCategory.AUTH_ERROR,
+    )
+
+
+def quota_spent(what: str, raw: str | None, wait_s: float) -> Outcome:
+    """The vendor's daily (or hourly) allowance is spent: every lead would get the same
+    answer until it resets. The destination's circuit opens for ``wait_s`` (until the
+    reset, or until it is worth asking again), its leads wait for it (or move on in a
+    waterfall), and the attempt is not counted against the lead's ``max_attempts``."""
+    return replace(
+        Outcome.error(
+            f"Quota spent ({what})", retryable=True, raw=raw, category=OutcomeCategory.SOFT_REJECT
+        ),
+        quota_s=wait_s,
     )
 
 

@@ -2,7 +2,8 @@
 
 closed → open after ``consecutive_errors`` errors in a row, or an error rate of at least
 ``error_rate`` over ``window_s`` with at least ``min_requests`` (Convoy's defaults: 70 %
-over 5 minutes, 10 requests); an authentication error opens it at once. Open for
+over 5 minutes, 10 requests); an authentication error opens it at once, and a vendor's
+spent quota opens it until the quota resets. Open for
 ``cool_down_s``, then half-open: up to ``trial_requests`` deliveries go through; a success
 closes it, an error opens it again. Recipient errors and timeouts count; business
 rejects (failure outcomes) and rate limits (soft rejects) do not.
@@ -33,6 +34,8 @@ class CircuitState:
     consecutive: int = 0
     trials: int = 0  # deliveries let through while half-open
     buckets: tuple[tuple[float, int, int], ...] = field(default=())  # (start, requests, errors)
+    # Open at least until then: a vendor's spent quota (0: the cool-down alone).
+    until: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -41,7 +44,12 @@ class CircuitState:
             "consecutive": self.consecutive,
             "trials": self.trials,
             "buckets": [list(b) for b in self.buckets],
+            "until": self.until,
         }
+
+    def reopens_at(self, policy: CircuitPolicy) -> float:
+        """When an open circuit lets a trial through."""
+        return max(self.opened_at + policy.cool_down_s, self.until)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CircuitState:
@@ -51,6 +59,7 @@ class CircuitState:
             data["consecutive"],
             data["trials"],
             tuple((float(s), int(r), int(e)) for s, r, e in data["buckets"]),
+            float(data.get("until", 0.0)),  # written before quotas: none
         )
 
 
@@ -59,7 +68,7 @@ def admit(state: CircuitState, policy: CircuitPolicy, now: float) -> tuple[bool,
     if not policy.enabled or state.state == "closed":
         return True, state
     if state.state == "open":
-        if now - state.opened_at < policy.cool_down_s:
+        if now < state.reopens_at(policy):
             return False, state
         state = replace(state, state="half_open", trials=0)
     if state.trials >= policy.trial_requests:
@@ -78,6 +87,13 @@ def record(
         outcome.kind is OutcomeKind.ERROR and outcome.category is not OutcomeCategory.SOFT_REJECT
     )
     buckets = _count(state.buckets, now, policy.window_s, counts)
+    if outcome.quota_s is not None:
+        # The vendor's allowance is spent: closed to every lead until it resets.
+        until = now + outcome.quota_s
+        if state.state == "open":  # already: it stays so until the later of the two
+            return replace(state, until=max(state.until, until), buckets=buckets), None
+        opened = replace(_open(state, now, buckets), until=until)
+        return opened, CircuitChange(state.state, "open", outcome.reason)
     if outcome.category is OutcomeCategory.AUTH_ERROR and state.state != "open":
         # Its reason says which: "Authentication failed (...)", "Configuration refused (...)".
         return _open(state, now, buckets), CircuitChange(state.state, "open", outcome.reason)

@@ -39,6 +39,10 @@ from streams.control.retry import retry_delay
 from streams.model import CircuitChange, Lead, Outcome, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import Attempt, not_sent
 
+# A lead waits for a spent quota this many times at most (hourly checks: three days),
+# then its attempt counts as any other error's.
+MAX_QUOTA_WAITS = 72
+
 if TYPE_CHECKING:
     from streams.config import Destination
 
@@ -151,8 +155,9 @@ class DeliveryDesk:
         if circuit.state == "open" and admitted.state == "half_open":
             trial = (CircuitChange("open", "half_open", "Cool-down over: trial deliveries"),)
         if not allowed:
-            if destination.circuit.when_open == "park" and not item.has_fallback:
-                until = admitted.opened_at + destination.circuit.cool_down_s
+            quota = admitted.until > now  # a vendor's spent quota: its leads wait for it
+            if (quota or destination.circuit.when_open == "park") and not item.has_fallback:
+                until = admitted.reopens_at(destination.circuit)
                 return self._park(item, destination, until, open_outcome().reason)
             finished = self._finish(
                 item, not_sent(item.lead, destination, open_outcome(), item.number)
@@ -181,6 +186,12 @@ class DeliveryDesk:
         circuit, change = record(before, destination.circuit, attempt.outcome, now)
         self._keep_circuit(destination.id, before, circuit)
         changes = trial + ((change,) if change is not None else ())
+        quota_s = attempt.outcome.quota_s
+        if quota_s is not None and not item.has_fallback and item.quota_waits < MAX_QUOTA_WAITS:
+            # Not this lead's try: it waits for the reset with its attempts untouched.
+            waiting = replace(item, quota_waits=item.quota_waits + 1)
+            self._store_parked(waiting, now + quota_s)
+            return Handled(attempt, None, datetime.fromtimestamp(now + quota_s, UTC), changes)
         delay = retry_delay(destination.retry, attempt.outcome, item.number, self._draw)
         if delay is not None:
             parked = replace(item, number=item.number + 1)

@@ -34,6 +34,8 @@ class WorkItem:
     has_fallback: bool  # a waterfall has a destination after this one
     # The W3C trace context it was parked in: a retry hours later is in the lead's trace.
     traceparent: str | None = None
+    # How often it has waited for the destination's spent quota (not counted in ``number``)
+    quota_waits: int = 0
 
     def to_json(self) -> bytes:
         doc = {
@@ -45,6 +47,8 @@ class WorkItem:
         }
         if self.traceparent is not None:
             doc["traceparent"] = self.traceparent
+        if self.quota_waits:
+            doc["quota_waits"] = self.quota_waits
         return orjson.dumps(doc)
 
     @property
@@ -66,6 +70,7 @@ class WorkItem:
                 int(doc["number"]),
                 bool(doc["has_fallback"]),
                 _traceparent(doc.get("traceparent")),
+                int(doc.get("quota_waits", 0)),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise MessageError(f"work item: {type(exc).__name__}: {exc}") from None

@@ -5,6 +5,8 @@
 ``POST /v1/persons`` → 410 (out of support since 1 August 2026); a lead for an unknown
 person → 400 ``{"success": false, "error": …}``; a wrong or missing token → 401
 ``"unauthorized access"``; a plan without API access → 402; over the limit → 429.
+Every answer carries ``x-daily-requests-left`` (POST/PUT requests left today, UTC; the
+rate limiting page); with the day's budget spent, 429 with ``x-daily-requests-left: 0``.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ TOKEN = "pd-token-123"
 
 
 class PipedriveDouble(LocalServer):
-    def __init__(self, limit: int = 1000, paid: bool = True) -> None:
+    def __init__(self, limit: int = 1000, paid: bool = True, daily_budget: int = 10_000) -> None:
         super().__init__()
         self.paid = paid
+        self.daily_left = daily_budget
         self.persons: dict[int, dict[str, Any]] = {}
         self.leads: list[dict[str, Any]] = []
         self.calls = 0
@@ -31,11 +34,17 @@ class PipedriveDouble(LocalServer):
         self._ids = itertools.count(101)
 
     def build_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._daily_header])
         app.router.add_post("/api/v2/persons", self._person)
         app.router.add_post("/v1/persons", self._retired)
         app.router.add_post("/v1/leads", self._lead)
         return app
+
+    @web.middleware
+    async def _daily_header(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        response.headers["x-daily-requests-left"] = str(self.daily_left)
+        return response
 
     @staticmethod
     def _error(status: int, error: str, **extra: Any) -> web.Response:
@@ -55,8 +64,9 @@ class PipedriveDouble(LocalServer):
             return self._error(401, "unauthorized access", errorCode=401)
         if not self.paid:
             return self._error(402, "Payment required: the plan has no API access")
-        if self.calls > self.limit:
+        if self.calls > self.limit or self.daily_left == 0:
             return self._error(429, "Request over limit")
+        self.daily_left -= 1
         return None
 
     async def _retired(self, request: web.Request) -> web.Response:

@@ -204,4 +204,57 @@ async def test_a_spent_daily_limit_waits_an_hour_and_a_207_is_its_inputs_error(
     finally:
         await double.stop()
     assert (invalid.kind, invalid.category) == (OutcomeKind.FAILURE, OutcomeCategory.INVALID_DATA)
-    assert (spent.reason, spent.retryable, spent.retry_after_s) == ("Rate limited", True, 3600)
+    assert (spent.reason, spent.retryable, spent.quota_s) == (
+        "Quota spent (HubSpot DAILY)",
+        True,
+        3600,
+    )
+
+
+async def test_a_worker_parks_every_lead_until_a_spent_daily_quota_resets(
+    kafka: Any, topics: Any, start_worker: Any
+) -> None:
+    """issue #17: a spent quota parks the destination's work until the reset, instead of
+    burning retries: one request learns it, the circuit says why, no lead is sent again
+    before the reset or dead-lettered, and none loses an attempt."""
+    from tests.integration.conftest import collect, decode_with_schema_file, publish
+
+    double = await HubSpotDouble(daily_limit=2).start()
+    try:
+        start_worker(
+            f"""
+destinations:
+  - id: hubspot
+    integration: hubspot
+    url: {double.url}
+    settings: {{access_token: "${{env:HUBSPOT_TOKEN}}"}}
+""",
+            env={"HUBSPOT_TOKEN": VALID_TOKEN},
+            in_flight=1,  # one request at a time: the third learns the quota is spent
+        )
+        leads = [
+            {"id": f"Q-{n}", "lead": {"email": f"q{n}@example.com", "last_name": "Q"}}
+            for n in range(6)
+        ]
+        for one in leads:  # in order, so the quota is spent by the third
+            await publish(kafka, topics.leads, [one])
+            await collect(kafka, topics.events, leads.index(one) + 1)
+        records = await collect(kafka, topics.events, 6, settle_s=2.0)
+        (change,) = await collect(kafka, topics.control, 1)
+        outcomes = await collect(kafka, topics.outcomes, 2, settle_s=1.0)
+        dead = await collect(kafka, topics.dlq, 0, settle_s=0.5)
+    finally:
+        await double.stop()
+    events = [decode_with_schema_file(r.value, "delivery_event") for r in records]
+    events.sort(key=lambda e: e["finished_at"])  # partitions interleave; time does not
+    reasons = [e["reason"] for e in events]
+    assert reasons[:3] == ["Accepted", "Accepted", "Quota spent (HubSpot DAILY)"]
+    assert reasons[3:] == ["System unavailable (circuit open)"] * 3
+    assert double.today == 3  # requests received: nothing sent once the quota was known
+    circuit = decode_with_schema_file(change.value, "circuit_event")
+    assert (circuit["after"], circuit["reason"]) == ("open", "Quota spent (HubSpot DAILY)")
+    spent_at = events[2]["finished_at"]
+    for event in events[2:]:  # each waits for the reset, an hour on
+        wait = (event["next_attempt_at"] - spent_at).total_seconds()
+        assert 3590 <= wait <= 3610, event
+    assert len(outcomes) == 2 and not dead  # the four wait: no outcome, no dead letter

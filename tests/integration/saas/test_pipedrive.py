@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -115,6 +116,24 @@ async def test_no_lead_without_a_person_wrong_token_and_rate_limit(
     )  # 3rd, 4th call
     assert person.outcome.kind is OutcomeKind.SUCCESS
     assert (limited.outcome.reason, limited.outcome.retryable) == ("Rate limited", True)
+
+
+async def test_a_spent_daily_budget_waits_for_midnight_utc(
+    sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    double = await PipedriveDouble(daily_budget=1).start()
+    try:
+        named = Lead("L-3", {"id": "L-3", "lead": {"first_name": "Ada"}})
+        # the person takes the day's last request; the lead finds the budget spent
+        first, spent = await deliver_lead(config(double, monkeypatch), named, sender)
+    finally:
+        await double.stop()
+    assert first.outcome.kind is OutcomeKind.SUCCESS
+    assert spent.outcome.reason == "Quota spent (Pipedrive daily budget)"
+    now = datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert spent.outcome.quota_s is not None
+    assert abs(spent.outcome.quota_s - (midnight - now).total_seconds()) < 60
 
 
 async def test_a_plan_without_api_access_is_a_configuration_error(

@@ -102,12 +102,12 @@ async def test_create_duplicate_invalid_expired_session_and_limit(
     over = (await attempt_delivery(lead("z@example.com"), dest, sender, tokens=tokens)).outcome
     assert limited.kind is OutcomeKind.SUCCESS
     assert (over.reason, over.retryable, over.category) == (
-        "Rate limited",
+        "Quota spent (Salesforce REQUEST_LIMIT_EXCEEDED)",
         True,
         OutcomeCategory.SOFT_REJECT,
     )
-    # The org's rolling 24-hour allowance: come back in an hour, not in seconds.
-    assert over.retry_after_s == 3600
+    # The org's rolling 24-hour allowance: the destination waits, asking again in an hour.
+    assert over.quota_s == 3600
 
 
 async def test_documented_requirements_and_answers(

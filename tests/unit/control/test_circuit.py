@@ -5,7 +5,7 @@ from __future__ import annotations
 from streams.config.policies import CircuitPolicy
 from streams.control.circuit import CircuitState, admit, record, worth_writing
 from streams.model import Outcome, OutcomeCategory
-from streams.outcome import rate_limited
+from streams.outcome import quota_spent, rate_limited
 
 POLICY = CircuitPolicy(
     consecutive_errors=3, min_requests=10, error_rate=0.7, cool_down_s=30, trial_requests=1
@@ -104,3 +104,16 @@ def test_only_a_closed_circuit_counting_one_more_success_may_wait_to_be_written(
     opened = run(counted, [ERROR] * 3, now=3.0)
     assert worth_writing(counted, opened)
     assert worth_writing(opened, admit(opened, POLICY, 40.0)[1])  # half-open
+
+
+def test_a_spent_quota_opens_until_the_reset_and_a_later_one_extends_it() -> None:
+    policy = CircuitPolicy(cool_down_s=30)
+    state, change = record(CircuitState(), policy, quota_spent("X", None, 600.0), 1000.0)
+    assert change is not None and (change.after, change.reason) == ("open", "Quota spent (X)")
+    assert admit(state, policy, 1000.0 + 31)[0] is False  # the cool-down is not enough
+    assert admit(state, policy, 1000.0 + 600)[0] is True  # the reset is
+    longer, again = record(state, policy, quota_spent("X", None, 900.0), 1100.0)
+    assert again is None and longer.until == 2000.0
+    # A state written before quotas existed reads as one without.
+    old = {k: v for k, v in state.as_dict().items() if k != "until"}
+    assert CircuitState.from_dict(old).until == 0.0

@@ -223,3 +223,36 @@ def test_a_work_item_that_is_not_json_is_a_typed_error() -> None:
 
     with pytest.raises(MessageError, match="work item"):
         WorkItem.from_json(b'{"lead": 1}')
+
+
+async def test_a_spent_quota_closes_the_destination_until_it_resets_and_spends_no_attempt() -> None:
+    """issue #17: a vendor's daily quota parks the destination's work until the reset,
+    instead of burning retries (5 tries in seconds, then a dead letter)."""
+    from streams.outcome import quota_spent
+
+    clock = Clock()
+    spent = Recipient(lambda _: quota_spent("HubSpot DAILY", None, 3600.0))
+    buyer = desk(destination(), spent, clock)
+    first = await buyer.handle(item("L1", number=2))
+    assert [(c.before, c.after, c.reason) for c in first.changes] == [
+        ("closed", "open", "Quota spent (HubSpot DAILY)")
+    ]
+    reset = datetime.fromtimestamp(NOW + 3600, UTC)
+    assert first.result is None and first.next_attempt_at == reset
+    # Every other lead waits for the reset too, without a request.
+    second = await buyer.handle(item("L2"))
+    assert second.result is None and second.next_attempt_at == reset
+    assert len(spent.calls) == 1
+    # In a waterfall a lead moves on instead.
+    moving = await buyer.handle(item("L3", has_fallback=True))
+    assert moving.result is not None and moving.result.outcome.reason.startswith("System")
+    # At the reset: the lead comes back with the attempt number it had, not one more.
+    assert buyer.due(lambda _: True) == []
+    clock.now += 3600
+    due = {again.lead.id: again for _, _, again in buyer.due(lambda _: True)}
+    assert (due["L1"].number, due["L1"].quota_waits) == (2, 1)
+    assert due["L2"].number == 1
+    spent.answer = lambda _: Outcome.success()
+    trial = await buyer.handle(due["L1"])
+    assert trial.result is not None and trial.result.outcome.reason == "Accepted"
+    assert [(c.before, c.after) for c in trial.changes][-1] == ("half_open", "closed")

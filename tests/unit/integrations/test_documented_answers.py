@@ -63,7 +63,12 @@ ANSWERS: list[tuple[str, int, Any, tuple[OutcomeKind, OutcomeCategory, str | Non
         "salesforce",
         403,
         SF_DAILY,
-        (OutcomeKind.ERROR, OutcomeCategory.SOFT_REJECT, "Rate limited", True),
+        (
+            OutcomeKind.ERROR,
+            OutcomeCategory.SOFT_REJECT,
+            "Quota spent (Salesforce REQUEST_LIMIT_EXCEEDED)",
+            True,
+        ),
     ),
     (
         "salesforce",
@@ -165,3 +170,63 @@ def test_a_documented_answer_reads_as_the_vendor_means_it(
     assert (outcome.kind, outcome.category, outcome.retryable) == (kind, category, retryable)
     if reason is not None:
         assert outcome.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("module", "status", "headers", "body", "reason", "at_least_s", "at_most_s"),
+    [
+        (
+            "salesforce",
+            403,
+            {},
+            SF_DAILY,
+            "Quota spent (Salesforce REQUEST_LIMIT_EXCEEDED)",
+            3600,
+            3600,
+        ),
+        (
+            "hubspot",
+            429,
+            {},
+            {"status": "error", "errorType": "RATE_LIMIT", "policyName": "DAILY"},
+            "Quota spent (HubSpot DAILY)",
+            3600,
+            3600,
+        ),
+        # Pipedrive's daily POST/PUT budget, spent: until midnight UTC.
+        (
+            "pipedrive",
+            429,
+            {"x-daily-requests-left": "0"},
+            {"success": False, "error": "Request over limit"},
+            "Quota spent (Pipedrive daily budget)",
+            0,
+            86400,
+        ),
+    ],
+)
+def test_a_spent_quota_closes_the_destination_until_it_resets(
+    module: str,
+    status: int,
+    headers: dict[str, str],
+    body: Any,
+    reason: str,
+    at_least_s: float,
+    at_most_s: float,
+) -> None:
+    request = HttpRequest("POST", "https://recipient.example/x", {}, b"{}")
+    answer = HttpResponse(status, headers, orjson.dumps(body))
+    outcome = REGISTRY[module].response(request, answer)
+    assert (outcome.kind, outcome.category, outcome.reason) == (
+        OutcomeKind.ERROR,
+        OutcomeCategory.SOFT_REJECT,
+        reason,
+    )
+    assert outcome.quota_s is not None and at_least_s <= outcome.quota_s <= at_most_s
+
+
+def test_pipedrive_rate_limit_within_the_day_is_only_a_rate_limit() -> None:
+    request = HttpRequest("POST", "https://recipient.example/x", {}, b"{}")
+    answer = HttpResponse(429, {"x-daily-requests-left": "812"}, b'{"success": false}')
+    outcome = REGISTRY["pipedrive"].response(request, answer)
+    assert (outcome.reason, outcome.quota_s) == ("Rate limited", None)

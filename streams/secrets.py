@@ -16,7 +16,9 @@ import os
 import re
 import traceback
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
@@ -42,6 +44,26 @@ def has_reference(value: str) -> bool:
     return bool(REFERENCE.search(value))
 
 
+# ``courier check --no-secrets``: references that cannot be resolved here (a CI job without
+# the production secrets) stand for this, and checks of a secret's own value are skipped.
+UNRESOLVED = "unresolved-secret"
+_unresolved_allowed: ContextVar[bool] = ContextVar("unresolved_allowed", default=False)
+
+
+@contextmanager
+def without_secret_values() -> Iterator[None]:
+    """Inside, a reference that cannot be resolved stands as ``UNRESOLVED``."""
+    token = _unresolved_allowed.set(True)
+    try:
+        yield
+    finally:
+        _unresolved_allowed.reset(token)
+
+
+def is_unresolved(value: str) -> bool:
+    return UNRESOLVED in value
+
+
 def resolve_references(value: str) -> str:
     """Replace every reference in ``value``; raise ValueError naming the one that cannot be.
 
@@ -52,17 +74,22 @@ def resolve_references(value: str) -> str:
         if kind == "env":
             resolved = os.environ.get(name)
             if resolved is None:
+                if _unresolved_allowed.get():
+                    return UNRESOLVED
                 raise ValueError(f"${{env:{name}}} is not set")
         else:
             try:
                 resolved = Path(name).read_text(encoding="utf-8").strip()
             except OSError as exc:
+                if _unresolved_allowed.get():
+                    return UNRESOLVED
                 raise ValueError(f"${{file:{name}}} cannot be read ({exc.strerror})") from None
         SCRUBBER.keep_secret(resolved)
         return resolved
 
     resolved = REFERENCE.sub(replace, value)
-    SCRUBBER.keep_secret(resolved)
+    if not is_unresolved(resolved):
+        SCRUBBER.keep_secret(resolved)
     return resolved
 
 

@@ -158,15 +158,43 @@ class Destination(BaseModel):
 
     @model_validator(mode="after")
     def _check_and_compile(self) -> Destination:
+        """Every problem of the destination at once (``courier check`` lists them all),
+        as one line each; a step that depends on a failed one is left out."""
         if self.integration not in REGISTRY:
             known = ", ".join(sorted(REGISTRY))
             raise ValueError(f"integration: unknown {self.integration!r} (known: {known})")
+        problems: list[str] = []
+        for step in (
+            self._check_auth,
+            self._apply_vendor_defaults,
+            self._check_batch,
+            self._resolve_url,
+            self._resolve_headers,
+            self._check_settings,
+        ):
+            try:
+                step()
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("\n".join(problems))
+        spec: dict[str, str | FieldSpec] = {
+            **REGISTRY[self.integration].DEFAULT_MAPPING,
+            **self.mapping,
+        }
+        self._compiled_mapping = compile_mapping(spec, self.rules)
+        return self
+
+    def _check_auth(self) -> None:
         needed = getattr(REGISTRY[self.integration], "AUTH_TYPES", None)
         if needed and (self.auth is None or self.auth.type not in needed):
             raise ValueError(f"auth: {self.integration} needs auth of type {' or '.join(needed)}")
+
+    def _apply_vendor_defaults(self) -> None:
+        module = REGISTRY[self.integration]
         # An integration may know its vendor's published limits (Five9: one request at a
         # time per login, 160 a minute); a destination's own limits win, field by field.
-        vendor_limits = getattr(REGISTRY[self.integration], "DEFAULT_LIMITS", None)
+        vendor_limits = getattr(module, "DEFAULT_LIMITS", None)
         if vendor_limits:
             given = self.limits.model_fields_set
             self.limits = Limits(
@@ -175,20 +203,23 @@ class Destination(BaseModel):
             )
         # An integration may say where its vendor documents the OAuth client credentials
         # (Salesforce: the form body); a destination's own client_auth wins.
-        client_auth = getattr(REGISTRY[self.integration], "OAUTH_CLIENT_AUTH", None)
+        client_auth = getattr(module, "OAUTH_CLIENT_AUTH", None)
         if (
             client_auth
             and isinstance(self.auth, OAuth2Auth)
             and "client_auth" not in self.auth.model_fields_set
         ):
             self.auth.client_auth = client_auth
+        if not self.url:
+            self.url = getattr(module, "DEFAULT_URL", "")
+
+    def _check_batch(self) -> None:
         if self.batch is not None and (self.integration != "json_post" or self.method == "GET"):
             raise ValueError("batch: only json_post with POST, PUT or PATCH sends arrays")
+
+    def _resolve_url(self) -> None:
         if not self.url:
-            default_url = getattr(REGISTRY[self.integration], "DEFAULT_URL", "")
-            if not default_url:
-                raise ValueError("url: required for this integration")
-            self.url = default_url
+            raise ValueError("url: required for this integration")
         _check_url(_BLOCK.sub("x", self.url), self.insecure)
         _check_url_template(self.url)
         _check_url_credentials(self.url)
@@ -205,37 +236,42 @@ class Destination(BaseModel):
                 self._url_template = compile_template(self._resolved_url, escape=_quote_all)
             except TemplateError as exc:
                 raise ValueError(f"url: {exc}") from None
-        self._resolve_headers()
-        module = REGISTRY[self.integration]
+
+    def _check_settings(self) -> None:
         try:
-            self._integration_settings = module.Config.model_validate(self.settings)
+            self._integration_settings = REGISTRY[self.integration].Config.model_validate(
+                self.settings
+            )
         except ValidationError as exc:
-            raise ValueError(f"settings: {_first_error(exc)}") from None
-        spec: dict[str, str | FieldSpec] = {**module.DEFAULT_MAPPING, **self.mapping}
-        self._compiled_mapping = compile_mapping(spec, self.rules)
-        return self
+            raise ValueError("\n".join(f"settings: {e}" for e in _errors(exc))) from None
 
     def _resolve_headers(self) -> None:
         resolved: dict[str, str] = {}
         secret: set[str] = set()
+        problems: list[str] = []
         for name, value in self.headers.items():
             if is_sensitive_name(name) and not has_reference(value):
-                raise ValueError(
+                problems.append(
                     f"headers.{name}: credentials must be a reference like ${{env:NAME}}, "
                     "never a literal"
                 )
+                continue
             if is_template(value):
                 try:
                     self._header_templates[name] = compile_template(value, escape=_one_line)
                 except TemplateError as exc:
-                    raise ValueError(f"headers.{name}: {exc}") from None
+                    problems.append(f"headers.{name}: {exc}")
+                    continue
             if has_reference(value):
                 secret.add(name.lower())
                 try:
                     value = single_line(resolve_references(value), f"headers.{name}")
                 except ValueError as exc:
-                    raise ValueError(f"headers.{name}: {exc}") from None
+                    problems.append(f"headers.{name}: {exc}")
+                    continue
             resolved[name] = value
+        if problems:
+            raise ValueError("\n".join(problems))
         self._resolved_headers = resolved
         self._secret_headers = frozenset(secret)
 
@@ -380,10 +416,14 @@ def _destination_named(loc: tuple[Any, ...], document: Any) -> str:
     return f" (destination {dest_id!r})" if isinstance(dest_id, str) else ""
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    return f"{loc}: {err['msg']}" if loc else str(err["msg"])
+def _errors(exc: ValidationError) -> list[str]:
+    """Each error of a nested model: ``loc: message``."""
+    found = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        message = str(err["msg"]).removeprefix("Value error, ")
+        found.append(f"{loc}: {message}" if loc else message)
+    return found
 
 
 _BLOCK = re.compile(r"\{\{.*?\}\}")

@@ -194,8 +194,11 @@ def _templates_step(run: list[CompiledField]) -> Step:
         try:
             for key, read in templates:
                 value = read(envelope)
-                # A template of blanks ("{{first_name}} {{last_name}}" with neither) is empty.
-                if value is None or value == "" or (type(value) is str and value.isspace()):
+                # Trimmed as ``{template: …}`` trims (its ``trim`` defaults to true); a
+                # template of blanks ("{{first_name}} {{last_name}}" with neither) is empty.
+                if type(value) is str:
+                    value = value.strip()
+                if value is None or value == "":
                     continue
                 payload[key] = convert.json_number(value) if type(value) is Decimal else value
         except EvaluationError as exc:
@@ -224,7 +227,10 @@ def _field_step(field: CompiledField) -> Step:
             raise out_of_range(name, exc) from None
         if field.spec is not None:
             _apply_spec(payload, field, value)
-        elif not (value is None or value == "" or (type(value) is str and value.isspace())):
+            return
+        if type(value) is str and field.copies is None:  # a template: trimmed, as above
+            value = value.strip()
+        if not (value is None or value == "" or (type(value) is str and value.isspace())):
             _assign(payload, target, _plain(value))
 
     return step

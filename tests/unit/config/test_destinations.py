@@ -9,6 +9,7 @@ import pytest
 
 from streams.config import Settings, load_destinations, parse_destinations
 from streams.errors import ConfigError
+from streams.secrets import SCRUBBER, UNRESOLVED, without_secret_values
 from tests.conftest import destination
 
 
@@ -105,3 +106,39 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.bootstrap_servers() == "k1:9092,k2:9092"
     assert settings.in_flight == 8
     assert settings.leads_topic == "leads.processed"
+
+
+def test_every_problem_of_one_destination_is_listed_at_once(tmp_path: Path) -> None:
+    """issue #13: ``courier check`` stopped at a destination's first problem."""
+    path = tmp_path / "d.yaml"
+    path.write_text(
+        """
+destinations:
+  - id: crm
+    url: http://crm.example.com/x
+    method: GET
+    batch: {size: 10}
+    headers:
+      X-Api-Key: literal-key
+      Authorization: "Bearer ${env:COURIER_TEST_NOT_SET}"
+  - id: hook
+    integration: webhook
+    url: https://hooks.example.com/in
+    settings: {secret: "${env:COURIER_TEST_HOOK_NOT_SET}"}
+"""
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_destinations(path)
+    assert [p.split(":")[0] for p in raised.value.problems] == [
+        "destinations[0].batch",
+        "destinations[0].url",
+        "destinations[0].headers.X-Api-Key",
+        "destinations[0].headers.Authorization",
+        "destinations[1].settings",
+    ]
+
+    # --no-secrets: what cannot be resolved here is not a problem; the rest still is.
+    with without_secret_values(), pytest.raises(ConfigError) as again:
+        load_destinations(path)
+    assert len(again.value.problems) == 3
+    assert SCRUBBER.scrub(UNRESOLVED) == UNRESOLVED  # a stand-in is not a secret

@@ -337,3 +337,28 @@ def test_a_value_out_of_range_fails_its_field_by_name_without_quoting_it(
     assert raised.value.field in (named, next(iter(spec)))
     assert "out of range" in raised.value.reason
     assert str(value)[:12] not in raised.value.reason
+
+
+def test_a_shorthand_template_trims_as_a_template_field_does() -> None:
+    """issue #13: ``"{{a}} {{b}}"`` and ``{template: "{{a}} {{b}}"}`` gave different text."""
+    from streams.config import parse_destinations
+    from streams.model import Lead
+
+    mapping = {
+        "short": "{{first_name}} {{last_name}}",
+        "long": {"template": "{{first_name}} {{last_name}}"},
+        "nested.short": "{{city}}",
+        "nested.long": {"template": "{{city}}"},
+        "copied": "city",  # a plain copy goes as it is
+        "number": "{{age}}",  # a lone block keeps its type
+    }
+    (dest,) = parse_destinations(
+        {"destinations": [{"id": "x", "url": "https://x.example.com", "mapping": mapping}]}
+    ).destinations
+    lead = Lead(
+        "L", {"id": "L", "lead": {"first_name": " Ada", "last_name": "L ", "city": " P ", "age": 3}}
+    )
+    payload = dest.compiled_mapping.apply(lead)
+    assert payload["short"] == payload["long"] == "Ada L"
+    assert payload["nested"] == {"short": "P", "long": "P"}
+    assert (payload["copied"], payload["number"]) == (" P ", 3)

@@ -303,3 +303,24 @@ async def test_publish_from_stdin_sends_each_line_as_it_arrives(kafka: KafkaTarg
     _, stderr = await process.communicate()
     assert process.returncode == 0, stderr
     assert [r.key for r in await collect(kafka, topic, 2, timeout_s=60)] == [b"S-1", b"S-2"]
+
+
+def test_check_no_secrets_checks_a_file_whose_secrets_are_not_here(tmp_path: Path) -> None:
+    path = tmp_path / "d.yaml"
+    path.write_text(
+        """
+destinations:
+  - id: crm
+    url: https://crm.example.com/leads
+    headers: {X-Api-Key: "${env:CRM_KEY_ONLY_IN_PRODUCTION}"}
+  - id: hook
+    integration: webhook
+    url: https://hooks.example.com/in
+    settings: {secret: "${file:/run/secrets/hook-only-in-production}"}
+"""
+    )
+    strict = courier("check", "--destinations", str(path), timeout=60)
+    assert strict.returncode == 2 and "is not set" in strict.stderr
+    lenient = courier("check", "--no-secrets", "--destinations", str(path), timeout=60)
+    assert lenient.returncode == 0, lenient.stderr
+    assert "crm: json_post POST https://crm.example.com/leads" in lenient.stdout

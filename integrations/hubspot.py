@@ -1,10 +1,12 @@
-"""HubSpot CRM v3 contacts (developers.hubspot.com/docs/api/crm/contacts), with a private
-app's access token: create, or upsert by e-mail through the batch upsert endpoint. 409 means the contact exists: a duplicate, never retried; its
+"""HubSpot CRM contacts on the date-versioned API (developers.hubspot.com/docs/api-reference/
+2026-03/crm/objects/contacts/create-contact: ``POST /crm/objects/2026-03/contacts``; the v3
+paths, ``/crm/v3/objects/contacts``, are "legacy" there and still answer the same way), with
+a private app's access token: create, or upsert by e-mail through the batch upsert endpoint. 409 means the contact exists: a duplicate, never retried; its
 "Existing ID" is captured as ``appended.<destination>.existing_id``. A 429 whose
 ``policyName`` is ``DAILY`` (the account's daily allowance; developers.hubspot.com/docs/
 api/usage-details) waits an hour, not seconds; ``SECONDLY`` ones are retried as usual. A
-207 (batch/upsert with errors) is the error of its one input. The path is configurable
-(``url``): HubSpot now documents date-versioned paths beside v3.
+207 (batch/upsert with errors) is the error of its one input. ``url`` names another version
+(``…/crm/objects/2026-09/contacts``, or the legacy v3 path).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from streams.outcome import (
 )
 
 NAME = "hubspot"
-DEFAULT_URL = "https://api.hubapi.com/crm/v3/objects/contacts"
+DEFAULT_URL = "https://api.hubapi.com/crm/objects/2026-03/contacts"
 DEFAULT_MAPPING: dict[str, str] = {
     "properties.email": "lead.email",
     "properties.firstname": "lead.first_name",

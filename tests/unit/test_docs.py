@@ -43,3 +43,14 @@ def test_every_link_stays_in_the_repository_and_finds_its_file(page: Path) -> No
 def test_every_page_is_in_the_site_navigation() -> None:
     nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
     assert all(f": {page.name}" in nav for page in PAGES)
+
+
+def test_every_worked_example_is_a_valid_destinations_file() -> None:
+    from streams.secrets import without_secret_values
+
+    examples = re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "examples.md").read_text(), re.S)
+    assert len(examples) >= 7
+    for example in examples:
+        with without_secret_values():
+            parsed = parse_destinations(yaml.safe_load(example), "docs/examples.md")
+        assert parsed.destinations

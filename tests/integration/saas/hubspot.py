@@ -1,6 +1,6 @@
-"""A local HubSpot CRM v3 contacts endpoint, answering as HubSpot documents and answers:
+"""A local HubSpot CRM contacts endpoint, answering as HubSpot documents and answers:
 
-- ``POST /crm/v3/objects/contacts`` with ``{"properties": {...}}`` and a private app token
+- ``POST /crm/objects/2026-03/contacts`` (and the legacy ``/crm/v3/objects/contacts``) with ``{"properties": {...}}`` and a private app token
   → 201 with ``{"id", "properties", "createdAt", "updatedAt", "archived"}``;
 - an e-mail it already holds → 409 ``{"status": "error", "message": "Contact already
   exists. Existing ID: N", "correlationId", "category": "CONFLICT"}``;
@@ -40,12 +40,14 @@ class HubSpotDouble(LocalServer):
 
     @property
     def url(self) -> str:
-        return self.base_url("/crm/v3/objects/contacts")
+        return self.base_url("/crm/objects/2026-03/contacts")
 
     def build_app(self) -> web.Application:
         app = web.Application()
-        app.router.add_post("/crm/v3/objects/contacts", self._create)
-        app.router.add_post("/crm/v3/objects/contacts/batch/upsert", self._upsert)
+        # The date-versioned path (the current reference) and the legacy v3 one: the same.
+        for base in ("/crm/objects/2026-03/contacts", "/crm/v3/objects/contacts"):
+            app.router.add_post(base, self._create)
+            app.router.add_post(f"{base}/batch/upsert", self._upsert)
         return app
 
     @staticmethod

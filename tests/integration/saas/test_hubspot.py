@@ -146,7 +146,7 @@ def test_default_mapping_can_be_overridden_and_the_token_must_be_a_reference(
         )
         .destinations[0]
         .url
-        == "https://api.hubapi.com/crm/v3/objects/contacts"
+        == "https://api.hubapi.com/crm/objects/2026-03/contacts"  # the current reference
     )
     with pytest.raises(Exception, match="reference"):
         parse_destinations(

@@ -14,7 +14,7 @@ import hmac
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -23,6 +23,7 @@ from streams import telemetry
 from streams.app import faust_options
 from streams.avro import AvroDecodeError, EventDecoder
 from streams.config import Settings
+from streams.insight.dashboard import register_dashboard
 from streams.insight.history import (
     added,
     from_dead_letter,
@@ -81,35 +82,48 @@ def create_insight_app(settings: Settings) -> Any:
             "entries": added(_entries(history, lead_id), entry),
         }
 
-    def decoded(topic: str, name: str, entry: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        """An agent filing each Avro record of ``topic`` under its lead."""
+    on_event, on_dead_letter = register_dashboard(
+        app, settings, raw, lambda authorization: api_refusal(settings, authorization)
+    )
+
+    def decoded(
+        topic: str,
+        name: str,
+        entry: Callable[[dict[str, Any]], dict[str, Any]],
+        then: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
+        """An agent filing each Avro record of ``topic`` under its lead (and passing it to
+        ``then``, the dashboard's count)."""
 
         async def agent(stream: Any) -> None:
             async for event in stream.events():
                 try:
                     _, record = await decoder.decode(event.value)
                     keep(record["lead_id"], entry(record))
+                    if then is not None:
+                        await then(record)
                 except (AvroDecodeError, KeyError, ValueError, TypeError) as exc:
                     log.warning("%s: a record we cannot file under a lead (%s)", topic, exc)
 
         agent.__name__ = agent.__qualname__ = name
         app.agent(raw(topic), name=name)(agent)
 
-    decoded(settings.events_topic, "history_events", from_delivery_event)
+    decoded(settings.events_topic, "history_events", from_delivery_event, on_event)
     decoded(settings.outcomes_topic, "history_outcomes", from_lead_outcome)
 
     @app.agent(raw(settings.dlq_topic), name="history_dead_letters")
     async def dead_letters(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
+            headers = {k: v.decode(errors="replace") for k, v in message.headers or ()}
+            await on_dead_letter(headers.get("courier.dlq.reason", "?"))
             if not message.key:
                 continue  # no lead id to file it under
-            headers = {k: v.decode(errors="replace") for k, v in message.headers or ()}
             at_ms = int(message.timestamp * 1000)  # Faust gives seconds
             entry = from_dead_letter(headers, message.partition, message.offset, at_ms)
             keep(message.key.decode(errors="replace")[:200], entry)
 
-    @app.timer(EXPIRY_CHECK_S)  # type: ignore[untyped-decorator]
+    @app.timer(EXPIRY_CHECK_S)
     async def forget_old() -> None:
         """Histories not added to for ``history_days`` are dropped (this worker's
         partitions; a scan of the table, once an hour)."""

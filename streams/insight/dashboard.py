@@ -1,0 +1,240 @@
+"""The live dashboard of ``courier insight``: per destination, per minute, in a table keyed by
+destination, and a page that shows it (GET /dashboard, its data at GET /api/dashboard).
+
+The events topic is keyed by lead id; each event's facts (no lead value) are passed on to
+an internal topic keyed by destination, whose partition holds that destination's minute
+buckets (``stats.py``), so one destination's numbers live in one partition and several
+insight workers each hold whole destinations. GET /api/dashboard answers from this
+worker's destinations and asks the other insight workers for theirs: the page shows the
+sum. Circuit states come from the control topic, keyed by destination too."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from importlib.resources import files
+from typing import Any
+
+import aiohttp
+import orjson
+
+from streams.avro import AvroDecodeError, EventDecoder
+from streams.config import Settings
+from streams.control.tables import keyed_table
+from streams.insight.stats import (
+    DEAD_LETTERS,
+    MINUTE,
+    WINDOWS,
+    add_dead_letter,
+    add_event,
+    fact,
+    merged,
+    minute_of,
+    summary,
+)
+
+log = logging.getLogger(__name__)
+
+TAIL_SIZE = 50
+KEEP_MINUTES = WINDOWS["day"] + 5
+CHART_MINUTES = 60
+STATIC = files(__package__).joinpath("static")
+STATIC_TYPES = {".js": "application/javascript", ".css": "text/css", ".html": "text/html"}
+PEER_TIMEOUT_S = 5.0
+STATIC_FILES = frozenset({"uPlot.iife.min.js", "uPlot.min.css", "dashboard.js"})
+
+
+def _owner(key: str) -> str:
+    return key.split("|", 1)[0]
+
+
+def register_dashboard(
+    app: Any,
+    settings: Settings,
+    raw: Callable[[str], Any],
+    refusal: Callable[[str | None], tuple[int, str] | None],
+) -> tuple[Callable[[dict[str, Any]], Any], Callable[[str], Any]]:
+    """Wires the dashboard into the insight ``app``; returns what the history agents call
+    for each delivery event and each dead letter's reason."""
+    by_destination = raw(f"{app.conf.id}-by-destination")
+    stats = keyed_table(app, "destination_stats", settings.partitions, _owner)
+    known = keyed_table(app, "destinations_seen", settings.partitions, _owner)
+    circuits = keyed_table(app, "circuit_states", settings.partitions, _owner)
+    tail: deque[dict[str, Any]] = deque(maxlen=TAIL_SIZE)
+    decoder = EventDecoder()
+
+    async def on_event(record: dict[str, Any]) -> None:
+        facts = fact(record)
+        tail.append({**facts, "lead_id": record["lead_id"], "attempt": record["attempt"]})
+        await by_destination.send(key=facts["destination"].encode(), value=orjson.dumps(facts))
+
+    async def on_dead_letter(reason: str) -> None:
+        facts = {"destination": DEAD_LETTERS, "at": time.time(), "reason": reason}
+        await by_destination.send(key=DEAD_LETTERS.encode(), value=orjson.dumps(facts))
+
+    @app.agent(by_destination, name="dashboard_stats")
+    async def count(stream: Any) -> None:
+        async for value in stream:
+            try:
+                facts = orjson.loads(value)
+                destination = facts["destination"]
+                key = f"{destination}|{minute_of(facts['at'])}"
+                if destination == DEAD_LETTERS:
+                    stats[key] = add_dead_letter(stats.get(key), facts["reason"])
+                else:
+                    stats[key] = add_event(stats.get(key), facts)
+                    if known.get(destination) is None:
+                        known[destination] = True
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                log.warning("dashboard: a record it cannot count (%s)", exc)
+
+    @app.agent(raw(settings.control_topic), name="dashboard_circuits")
+    async def follow(stream: Any) -> None:
+        async for value in stream:
+            try:
+                _, event = await decoder.decode(value)
+                circuits[event["destination_id"]] = {
+                    "state": event["after"],
+                    "since": event["at"].timestamp(),
+                    "reason": event["reason"],
+                }
+            except (AvroDecodeError, KeyError, ValueError, TypeError) as exc:
+                log.warning("dashboard: a control record that is not a circuit event (%s)", exc)
+
+    @app.timer(3600.0)
+    async def forget() -> None:
+        """Minute buckets older than a day go (a scan of this worker's keys, hourly)."""
+        horizon = minute_of(time.time()) - KEEP_MINUTES * MINUTE
+        mine = _mine(app)
+        old = [
+            key
+            for key in list(stats.keys())
+            if int(key.rsplit("|", 1)[1]) < horizon and stats.partition_for_key(key) in mine
+        ]
+        for key in old:
+            del stats[key]
+
+    def local() -> dict[str, Any]:
+        now = minute_of(time.time())
+        mine = _mine(app)
+        destinations = [d for d in known if known.partition_for_key(d) in mine]
+        per_window: dict[str, dict[str, Any]] = {name: {} for name in WINDOWS}
+        buckets: dict[str, dict[str, Any]] = {}
+        for destination in [*destinations, DEAD_LETTERS]:
+            if known.partition_for_key(destination) not in mine:
+                continue
+            minutes = {
+                m: stats.get(f"{destination}|{m}")
+                for m in range(now - (WINDOWS["day"] - 1) * MINUTE, now + MINUTE, MINUTE)
+            }
+            buckets[destination] = {str(m): b for m, b in minutes.items() if b}
+            for name, size in WINDOWS.items():
+                start = now - (size - 1) * MINUTE
+                per_window[name][destination] = merged(b for m, b in minutes.items() if m >= start)
+        return {
+            "windows": per_window,
+            "minutes": {
+                d: {m: b for m, b in minutes.items() if int(m) > now - CHART_MINUTES * MINUTE}
+                for d, minutes in buckets.items()
+            },
+            "circuits": {d: circuits.get(d) for d in destinations if circuits.get(d) is not None},
+            "tail": list(tail),
+        }
+
+    async def everything(authorization: str | None) -> dict[str, Any]:
+        parts = [local()]
+        peers = _peers(app)
+        if peers:
+            headers = {"Authorization": authorization} if authorization else {}
+            timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+
+                async def ask(peer: str) -> dict[str, Any] | None:
+                    try:
+                        url = f"{peer.rstrip('/')}/api/dashboard?local=1"
+                        async with session.get(url, headers=headers) as res:
+                            return dict(await res.json()) if res.status == 200 else None
+                    except (aiohttp.ClientError, TimeoutError, ValueError):
+                        return None
+
+                parts += [p for p in await asyncio.gather(*map(ask, peers)) if p]
+        return _shown(parts)
+
+    @app.page("/api/dashboard")
+    async def api(web: Any, request: Any) -> Any:
+        refused = refusal(request.headers.get("Authorization"))
+        if refused is not None:
+            return web.json({"error": refused[1]}, status=refused[0])
+        if request.query.get("local"):
+            return web.json(local())
+        return web.json(await everything(request.headers.get("Authorization")))
+
+    @app.page("/dashboard")
+    async def page(web: Any, request: Any) -> Any:
+        return _static(web, "dashboard.html")
+
+    @app.page("/static/{name}")
+    async def static(web: Any, request: Any, name: str) -> Any:
+        if name not in STATIC_FILES:
+            return web.json({"error": "not found"}, status=404)
+        return _static(web, name)
+
+    return on_event, on_dead_letter
+
+
+def _static(web: Any, name: str) -> Any:
+    body = STATIC.joinpath(name).read_bytes()
+    kind = STATIC_TYPES[name[name.rindex(".") :]]
+    return web.bytes(body, headers={"Content-Type": f"{kind}; charset=utf-8"})
+
+
+def _mine(app: Any) -> set[int]:
+    return {tp.partition for tp in app.consumer.assignment()}
+
+
+def _peers(app: Any) -> list[str]:
+    """The other insight workers' web addresses (Faust's group metadata)."""
+    try:
+        hosts = app.router.table_metadata("destination_stats")
+    except (KeyError, AttributeError):
+        return []
+    own = str(app.conf.canonical_url).rstrip("/")
+    return [str(h) for h in hosts if str(h).rstrip("/") != own]
+
+
+def _shown(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every worker's destinations together (each destination lives in one), summarized."""
+    windows: dict[str, dict[str, Any]] = {name: {} for name in WINDOWS}
+    minutes: dict[str, Any] = {}
+    circuits: dict[str, Any] = {}
+    tail: list[dict[str, Any]] = []
+    for part in parts:
+        for name in WINDOWS:
+            windows[name].update(part["windows"][name])
+        minutes.update(part["minutes"])
+        circuits.update(part["circuits"])
+        tail += part["tail"]
+    dead = {name: windows[name].pop(DEAD_LETTERS, None) for name in WINDOWS}
+    minutes.pop(DEAD_LETTERS, None)
+    return {
+        "generated_at": time.time(),
+        "destinations": sorted({d for w in windows.values() for d in w}),
+        "windows": {
+            name: {d: summary(b) for d, b in sorted(per.items())} for name, per in windows.items()
+        },
+        "dead_letters": {
+            name: dict(sorted(b["reasons"].items())) if b else {} for name, b in dead.items()
+        },
+        "per_minute": {
+            d: sorted(
+                (int(m), b["attempts"], b["accepted"], b["rejected"], b["errors"])
+                for m, b in per.items()
+            )
+            for d, per in sorted(minutes.items())
+        },
+        "circuits": circuits,
+        "tail": sorted(tail, key=lambda e: e["at"])[-TAIL_SIZE:],
+    }

@@ -1,0 +1,155 @@
+"""What the dashboard shows, as plain functions over small mergeable buckets.
+
+A bucket holds one destination's delivery events of one minute: counts by outcome, the
+top reasons for rejections, revenue, and the recipient's latency as a histogram on fixed
+edges, so buckets add up (a minute, an hour, a day; one worker's partitions and
+another's) and percentiles come from the sum without keeping every latency."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+MINUTE = 60
+WINDOWS = {"minute": 1, "hour": 60, "day": 1440}  # in minutes
+# Recipient latency buckets (upper edges, ms); the last one is open.
+LATENCY_EDGES_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+MAX_REASONS = 20  # kept per bucket: a recipient inventing reasons stays bounded
+TOP_REASONS = 5
+DEAD_LETTERS = "__dead_letters__"  # the key under which dead letters are counted
+
+
+def minute_of(epoch_s: float) -> int:
+    return int(epoch_s // MINUTE) * MINUTE
+
+
+def empty() -> dict[str, Any]:
+    return {
+        "attempts": 0,
+        "accepted": 0,
+        "rejected": 0,
+        "errors": 0,
+        "timeouts": 0,
+        "skipped": 0,
+        "revenue": "0",
+        "reasons": {},
+        "latency": [0] * (len(LATENCY_EDGES_MS) + 1),
+    }
+
+
+def add_event(bucket: Mapping[str, Any] | None, event: Mapping[str, Any]) -> dict[str, Any]:
+    """``bucket`` with one delivery event more (the fields ``fact`` keeps)."""
+    new = _copy(bucket)
+    new["attempts"] += 1
+    outcome = event["outcome"]
+    if outcome == "success":
+        new["accepted"] += 1
+        if event.get("price") is not None:
+            new["revenue"] = str(Decimal(new["revenue"]) + Decimal(event["price"]))
+    elif outcome == "failure":
+        new["rejected"] += 1
+        _count_reason(new["reasons"], event["reason"])
+    elif outcome == "error":
+        new["errors"] += 1
+        new["timeouts"] += event.get("category") == "timeout"
+    else:
+        new["skipped"] += 1
+    if event.get("http_status") is not None:
+        new["latency"][_latency_slot(float(event["recipient_ms"]))] += 1
+    return new
+
+
+def add_dead_letter(bucket: Mapping[str, Any] | None, reason: str) -> dict[str, Any]:
+    new = _copy(bucket)
+    new["attempts"] += 1
+    _count_reason(new["reasons"], reason)
+    return new
+
+
+def fact(event: Mapping[str, Any]) -> dict[str, Any]:
+    """What the stats need of a delivery event (no lead id, no lead value)."""
+    price = event.get("price")
+    return {
+        "destination": event["destination_id"],
+        "at": event["finished_at"].timestamp(),
+        "outcome": event["outcome"],
+        "category": event["category"],
+        "reason": event["reason"],
+        "http_status": event["http_status"],
+        "recipient_ms": event["recipient_ms"],
+        "price": None if price is None else str(price),
+    }
+
+
+def merged(buckets: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
+    total = empty()
+    revenue = Decimal(0)
+    for bucket in buckets:
+        if not bucket:
+            continue
+        for name in ("attempts", "accepted", "rejected", "errors", "timeouts", "skipped"):
+            total[name] += bucket[name]
+        revenue += Decimal(bucket["revenue"])
+        for reason, n in bucket["reasons"].items():
+            total["reasons"][reason] = total["reasons"].get(reason, 0) + n
+        total["latency"] = [a + b for a, b in zip(total["latency"], bucket["latency"], strict=True)]
+    total["revenue"] = str(revenue)
+    return total
+
+
+def summary(bucket: Mapping[str, Any]) -> dict[str, Any]:
+    """A bucket (usually merged over a window) as the page shows it."""
+    attempts, accepted = bucket["attempts"], bucket["accepted"]
+    sent = attempts - bucket["skipped"]
+    reasons = sorted(bucket["reasons"].items(), key=lambda kv: (-kv[1], kv[0]))
+    return {
+        "attempts": attempts,
+        "accepted": accepted,
+        "rejected": bucket["rejected"],
+        "errors": bucket["errors"],
+        "timeouts": bucket["timeouts"],
+        "skipped": bucket["skipped"],
+        "acceptance_rate": round(accepted / sent, 4) if sent else None,
+        "error_rate": round(bucket["errors"] / sent, 4) if sent else None,
+        "revenue": bucket["revenue"],
+        "latency_p50_ms": percentile(bucket["latency"], 0.50),
+        "latency_p95_ms": percentile(bucket["latency"], 0.95),
+        "top_reasons": reasons[:TOP_REASONS],
+    }
+
+
+def percentile(histogram: list[int], q: float) -> float | None:
+    """The upper edge of the bucket holding the q-th value (nearest rank): an upper bound,
+    within one bucket of the truth; None without values."""
+    total = sum(histogram)
+    if not total:
+        return None
+    rank = max(1, math.ceil(q * total - 1e-9))
+    seen = 0
+    for slot, count in enumerate(histogram):
+        seen += count
+        if seen >= rank:
+            return float(LATENCY_EDGES_MS[slot]) if slot < len(LATENCY_EDGES_MS) else None
+    return None  # pragma: no cover - seen reaches total
+
+
+def _latency_slot(ms: float) -> int:
+    for slot, edge in enumerate(LATENCY_EDGES_MS):
+        if ms <= edge:
+            return slot
+    return len(LATENCY_EDGES_MS)
+
+
+def _count_reason(reasons: dict[str, int], reason: str) -> None:
+    if reason in reasons or len(reasons) < MAX_REASONS:
+        reasons[reason] = reasons.get(reason, 0) + 1
+    else:
+        reasons["(other reasons)"] = reasons.get("(other reasons)", 0) + 1
+
+
+def _copy(bucket: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not bucket:
+        return empty()
+    return {**bucket, "reasons": dict(bucket["reasons"]), "latency": list(bucket["latency"])}

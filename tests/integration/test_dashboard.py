@@ -1,0 +1,138 @@
+"""The live dashboard in a real browser: Debian's headless Chromium, driven by selenium,
+shows the numbers of the events the workers wrote (issue #15). A screenshot is kept in
+``test-artifacts/`` (or ``$COURIER_TEST_ARTIFACTS``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.integration.conftest import collect, decode_with_schema_file, publish
+from tests.integration.kafka import KafkaTarget
+from tests.integration.recipients import Recipient
+from tests.integration.worker import WorkerProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("COURIER_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def chromium() -> webdriver.Chrome:
+    options = Options()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1100",
+    ):
+        options.add_argument(flag)
+    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
+async def dashboard_shows(api: str, attempts: int) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session, asyncio.timeout(90):
+        while True:
+            try:
+                async with session.get(f"{api}/api/dashboard") as res:
+                    if res.status == 200:
+                        data = await res.json()
+                        hour = data["windows"]["hour"]
+                        if sum(s["attempts"] for s in hour.values()) >= attempts:
+                            return dict(data)
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.5)
+
+
+async def test_the_dashboard_in_chromium_shows_what_the_events_say(
+    kafka: KafkaTarget, recipient: Recipient, topics: Any, start_worker: Any, tmp_path: Path
+) -> None:
+    yaml = f"""
+destinations:
+  - id: crm
+    url: {recipient.url()}
+    mapping: {{email: email, behaviour: behaviour}}
+    retry: {{max_attempts: 1}}
+  - id: buyer
+    url: {recipient.url("/buyer")}
+    mapping: {{email: email}}
+"""
+    start_worker(yaml)
+    port = free_port()
+    insight = WorkerProcess(
+        kafka,
+        yaml,
+        tmp_path,
+        topics,
+        env={"COURIER_WEB_PORT": str(port)},  # on loopback: no token needed
+        name="insight",
+        command=("insight",),
+    ).start()
+    behaviours = ["ok"] * 6 + ["reject"] * 2 + ["error"] * 2
+    leads = [
+        {"id": f"D-{n}", "lead": {"email": f"d{n}@example.com", "behaviour": b}}
+        for n, b in enumerate(behaviours)
+    ]
+    driver = None
+    try:
+        await publish(kafka, topics.leads, [*leads, b"{not json"])
+        records = await collect(kafka, topics.events, 2 * len(leads), settle_s=1.0)
+        events = [decode_with_schema_file(r.value, "delivery_event") for r in records]
+        api = f"http://127.0.0.1:{port}"
+        data = await dashboard_shows(api, len(events))
+        driver = await asyncio.to_thread(chromium)
+        await asyncio.to_thread(driver.get, f"{api}/dashboard")
+
+        def cell(destination: str, field: str) -> str:
+            selector = f'td[data-destination="{destination}"][data-field="{field}"]'
+            return str(driver.find_element(By.CSS_SELECTOR, selector).text)
+
+        await asyncio.to_thread(
+            WebDriverWait(driver, 30).until,
+            lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-loaded") == "true",
+        )
+        counts = Counter((e["destination_id"], e["outcome"]) for e in events)
+        for destination in ("crm", "buyer"):
+            total = sum(n for (d, _), n in counts.items() if d == destination)
+            assert cell(destination, "attempts") == str(total)
+            assert cell(destination, "accepted") == str(counts[(destination, "success")])
+            assert cell(destination, "rejected") == str(counts[(destination, "failure")])
+            assert cell(destination, "errors") == str(counts[(destination, "error")])
+            assert cell(destination, "circuit") == "closed"
+        assert cell("crm", "acceptance_rate") == "60.0%"
+        assert cell("crm", "top_reasons") == "Duplicate lead (2)"
+        assert cell("buyer", "acceptance_rate") == "100.0%"
+        revenue = sum(float(e["price"] or 0) for e in events if e["destination_id"] == "crm")
+        assert cell("crm", "revenue") == f"{revenue:.2f}"
+        dead = driver.find_elements(By.CSS_SELECTOR, "#dead-letters tbody tr")
+        assert [r.text for r in dead] == ["Not JSON 1"]
+        tail = driver.find_elements(By.CSS_SELECTOR, "#tail tbody tr")
+        assert len(tail) == len(events)
+        assert "@example.com" not in driver.page_source  # ids, never a lead's values
+        assert driver.find_elements(By.CSS_SELECTOR, "#chart canvas")  # uPlot drew it
+        assert data["windows"]["minute"] or data["windows"]["hour"]
+        await asyncio.to_thread(ARTIFACTS.mkdir, parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+    finally:
+        if driver is not None:
+            await asyncio.to_thread(driver.quit)
+        await asyncio.to_thread(insight.stop)

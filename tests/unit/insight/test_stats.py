@@ -1,0 +1,81 @@
+"""The dashboard's sums, rates and percentiles: buckets that add up, without Kafka."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.insight.stats import (
+    MAX_REASONS,
+    add_dead_letter,
+    add_event,
+    merged,
+    minute_of,
+    percentile,
+    summary,
+)
+
+
+def event(outcome: str, ms: float = 40.0, **extra: Any) -> dict[str, Any]:
+    return {
+        "outcome": outcome,
+        "category": extra.pop("category", "accepted"),
+        "reason": extra.pop("reason", "Accepted"),
+        "http_status": extra.pop("http_status", 201),
+        "recipient_ms": ms,
+        "price": extra.pop("price", None),
+    }
+
+
+def test_buckets_add_up_whatever_way_they_are_split() -> None:
+    events = [
+        *(event("success", ms=30.0, price="2.5000") for _ in range(8)),
+        event("failure", reason="Duplicate lead", category="duplicate", http_status=400),
+        event("failure", reason="Duplicate lead", category="duplicate", http_status=400),
+        event("failure", reason="Cap exceeded", category="hard_reject", http_status=400),
+        event("error", ms=3000.0, reason="Timeout", category="timeout", http_status=None),
+        event("error", ms=900.0, reason="HTTP 500", category="recipient_error", http_status=500),
+        event("skip", reason="Outside business hours", http_status=None),
+    ]
+    whole: dict[str, Any] | None = None
+    for e in events:
+        whole = add_event(whole, e)
+    first: dict[str, Any] | None = None
+    second: dict[str, Any] | None = None
+    for n, e in enumerate(events):
+        if n % 2:
+            first = add_event(first, e)
+        else:
+            second = add_event(second, e)
+    assert merged([first, second, None]) == merged([whole])
+    shown = summary(merged([whole]))
+    assert (shown["attempts"], shown["accepted"], shown["rejected"]) == (14, 8, 3)
+    assert (shown["errors"], shown["timeouts"], shown["skipped"]) == (2, 1, 1)
+    assert shown["acceptance_rate"] == round(8 / 13, 4)  # of the 13 sent
+    assert shown["revenue"] == "20.0000"
+    assert shown["top_reasons"] == [("Duplicate lead", 2), ("Cap exceeded", 1)]
+    # 12 latencies: eight ≤ 50 ms, two 400s ≤ 50 too, one 900 ms (≤ 1000): p50 in 50, p95 in 1000
+    assert (shown["latency_p50_ms"], shown["latency_p95_ms"]) == (50.0, 1000.0)
+
+
+def test_percentiles_are_the_upper_edge_of_their_bucket() -> None:
+    histogram = [0] * 13
+    histogram[0] = 95  # ≤ 5 ms
+    histogram[7] = 5  # ≤ 1000 ms
+    assert percentile(histogram, 0.50) == 5.0
+    assert percentile(histogram, 0.95) == 5.0
+    assert percentile(histogram, 0.96) == 1000.0
+    assert percentile([0] * 13, 0.5) is None
+
+
+def test_reasons_stay_bounded_and_dead_letters_count_by_reason() -> None:
+    bucket: dict[str, Any] | None = None
+    for n in range(MAX_REASONS + 5):
+        bucket = add_event(bucket, event("failure", reason=f"reason {n}", http_status=400))
+    assert bucket is not None and len(bucket["reasons"]) == MAX_REASONS + 1
+    assert bucket["reasons"]["(other reasons)"] == 5
+    dead = add_dead_letter(add_dead_letter(None, "Not JSON"), "Not JSON")
+    assert dead["reasons"] == {"Not JSON": 2}
+
+
+def test_minutes() -> None:
+    assert minute_of(125.9) == 120

@@ -11,7 +11,12 @@
                                        the destination's method and URL)
     response(request, response)        → Outcome
 
-Optional: DEFAULT_URL (the service's URL), AUTH_TYPES (the auth: types it works with).
+Optional: DEFAULT_URL (the service's URL), AUTH_TYPES (the auth: types it works with),
+and a look-up before creating, for a service that does not refuse duplicates:
+
+    lookup(payload, settings, target)  → HttpRequest (a search for the record) or None
+    found(request, response)           → Outcome when the record exists (no create is
+                                       sent) or when the search failed; None: create it
 
 No module does I/O, so each is tested with recorded responses and no network.
 """

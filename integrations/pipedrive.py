@@ -11,14 +11,20 @@ the lead's ``person_id`` from ``appended.<person destination>.reference_id``. Sc
 ``email``/``phone`` fields are sent as v2's ``emails``/``phones`` lists of
 ``{"value", "primary", "label"}``. Answers: ``{"success": true, "data": {"id", …}}``;
 errors ``{"success": false, "error", …}``. 402 (payment required) and 403 (no permission)
-are every lead's answer: configuration errors, the circuit opens at once. Pipedrive does
-not refuse duplicate persons: a person may be created twice if a timeout is retried.
+are every lead's answer: configuration errors, the circuit opens at once.
+
+Pipedrive does not refuse duplicate persons, so by default (``find_person_by_email``) a
+person is looked up first: ``GET /api/v2/persons/search?term=<email>&fields=email&
+exact_match=true`` (developers.pipedrive.com/docs/api/v1/Persons#searchPersons, v2); a
+match is the lead's person ("Existing person", its id as the reference), and nothing is
+created; a retried timeout then finds the person the first try made.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +53,8 @@ class Config(BaseModel):
     object: Literal["person", "lead"]
     # The company's own host, https://<company_domain>.pipedrive.com, in place of the URL's.
     company_domain: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    # Persons: search by e-mail first, and create only when there is none.
+    find_person_by_email: bool = True
 
 
 def validate(lead: Lead, settings: Config) -> str | None:
@@ -72,18 +80,62 @@ def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRe
         if isinstance(person, str) and person.isdigit():
             body["person_id"] = int(person)
         path = "v1/leads"
-    base = (
-        f"https://{settings.company_domain}.pipedrive.com"
-        if settings.company_domain
-        else target.url.rstrip("/").removesuffix("/v1").removesuffix("/api/v2")
-    )
     return HttpRequest.json(
         "POST",
-        f"{base}/{path}",
+        f"{_base(settings, target)}/{path}",
         body,
         headers={"x-api-token": settings.api_token.get_secret_value()},
         secret_headers=frozenset({"x-api-token"}),
     )
+
+
+def lookup(payload: dict[str, Any], settings: Config, target: Target) -> HttpRequest | None:
+    """The person search that comes before creating one (persons with an e-mail only)."""
+    if settings.object != "person" or not settings.find_person_by_email:
+        return None
+    email = _first_email(payload)
+    if email is None:
+        return None
+    query = urlencode({"term": email, "fields": "email", "exact_match": "true", "limit": 1})
+    return HttpRequest(
+        "GET",
+        f"{_base(settings, target)}/api/v2/persons/search?{query}",
+        {"x-api-token": settings.api_token.get_secret_value()},
+        b"",
+        secret_headers=frozenset({"x-api-token"}),
+    )
+
+
+def found(req: HttpRequest, res: HttpResponse) -> Outcome | None:
+    """An existing person is the lead's person; a failed search is the attempt's outcome."""
+    if res.status != 200:
+        return response(req, res)
+    body = res.json()
+    data = body.get("data") if isinstance(body, dict) else None
+    items = data.get("items") if isinstance(data, dict) else None
+    for entry in items or []:
+        item = entry.get("item") if isinstance(entry, dict) else None
+        if isinstance(item, dict) and item.get("id") is not None:
+            return Outcome.success(
+                "Existing person", reference_id=str(item["id"]), raw=res.text[:RAW_LIMIT] or None
+            )
+    return None
+
+
+def _first_email(payload: dict[str, Any]) -> str | None:
+    value = payload.get("email", payload.get("emails"))
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, dict):
+        value = value.get("value")
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def _base(settings: Config, target: Target) -> str:
+    if settings.company_domain:
+        return f"https://{settings.company_domain}.pipedrive.com"
+    return target.url.rstrip("/").removesuffix("/v1").removesuffix("/api/v2")
 
 
 def response(req: HttpRequest, res: HttpResponse) -> Outcome:

@@ -21,7 +21,7 @@ from streams.secrets import SCRUBBER, Scrubber
 from streams.stages.batching import Batches
 from streams.stages.delivery import RequestSummary, Send, summarize
 from streams.stages.oauth import TokenCache
-from streams.stages.request import build_request
+from streams.stages.request import build_lookup, build_request
 
 if TYPE_CHECKING:
     from streams.config import Destination
@@ -200,9 +200,19 @@ async def _attempt(
 
         exchange = in_batch
     sent_at = time.perf_counter()
+    looked_up_s = 0.0  # a search before creating (an integration's lookup) waits too
     try:
         if oauth is not None:
             token = await oauth.token(destination, send)
+        search = build_lookup(lead, payload, destination, token)
+        if search is not None:
+            sent_at = time.perf_counter()
+            answer = await send(search, destination)
+            looked_up_s = time.perf_counter() - sent_at
+            existing = module.found(search, answer)
+            if existing is not None:  # it exists (nothing to create), or the search failed
+                request, status, recipient_s = search, answer.status, looked_up_s
+                return finish(existing)
         request = build_request(lead, payload, destination, token)
         sent_at = time.perf_counter()
         response = await exchange(request, destination)
@@ -213,11 +223,11 @@ async def _attempt(
             sent_at = time.perf_counter()
             response = await exchange(request, destination)
     except DeliveryError as exc:
-        recipient_s = time.perf_counter() - sent_at
+        recipient_s = looked_up_s + time.perf_counter() - sent_at
         return finish(outcome_for_error(exc))
     except MappingError as exc:  # a URL or header template that does not fit this lead
         return finish(invalid_data(exc))
-    recipient_s = time.perf_counter() - sent_at
+    recipient_s = looked_up_s + time.perf_counter() - sent_at
     status = response.status
     try:
         rules = destination.response

@@ -56,3 +56,32 @@ def build_request(
         built, headers=headers, secret_headers=built.secret_headers | destination.secret_headers
     )
     return sign(request, destination.auth, token)
+
+
+def build_lookup(
+    lead: Lead, payload: dict[str, Any], destination: Destination, token: str | None = None
+) -> HttpRequest | None:
+    """The integration's search before creating (``lookup``), if it has one for this lead:
+    with the destination's headers and credentials, as the create request would carry."""
+    lookup = getattr(destination.module, "lookup", None)
+    if lookup is None:
+        return None
+    context = {**lead.envelope, "payload": payload}
+    try:
+        url = destination.url_for(context)
+        destination_headers = destination.headers_for(context)
+    except EvaluationError as exc:
+        raise MappingError("url or headers", f"template: {exc}") from None
+    built: HttpRequest | None = lookup(
+        payload,
+        destination.integration_settings,
+        Target(destination.method, url, idempotency_key(lead.id, destination.id)),
+    )
+    if built is None:
+        return None
+    request = replace(
+        built,
+        headers={**built.headers, **destination_headers},
+        secret_headers=built.secret_headers | destination.secret_headers,
+    )
+    return sign(request, destination.auth, token)

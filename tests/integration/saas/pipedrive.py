@@ -29,6 +29,7 @@ class PipedriveDouble(LocalServer):
         self.daily_left = daily_budget
         self.persons: dict[int, dict[str, Any]] = {}
         self.leads: list[dict[str, Any]] = []
+        self.searches: list[dict[str, str]] = []
         self.calls = 0
         self.limit = limit
         self._ids = itertools.count(101)
@@ -36,6 +37,7 @@ class PipedriveDouble(LocalServer):
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._daily_header])
         app.router.add_post("/api/v2/persons", self._person)
+        app.router.add_get("/api/v2/persons/search", self._search)
         app.router.add_post("/v1/persons", self._retired)
         app.router.add_post("/v1/leads", self._lead)
         return app
@@ -58,16 +60,42 @@ class PipedriveDouble(LocalServer):
         }
         return web.json_response(body, status=status)
 
-    def _refusal(self, request: web.Request) -> web.Response | None:
+    def _refusal(self, request: web.Request, spends_budget: bool = True) -> web.Response | None:
+        """``spends_budget``: POST/PUT count against the day's budget; a search does not."""
         self.calls += 1
         if request.headers.get("x-api-token") != TOKEN:
             return self._error(401, "unauthorized access", errorCode=401)
         if not self.paid:
             return self._error(402, "Payment required: the plan has no API access")
-        if self.calls > self.limit or self.daily_left == 0:
+        if self.calls > self.limit or (spends_budget and self.daily_left == 0):
             return self._error(429, "Request over limit")
-        self.daily_left -= 1
+        if spends_budget:
+            self.daily_left -= 1
         return None
+
+    async def _search(self, request: web.Request) -> web.Response:
+        """GET /api/v2/persons/search?term=…&fields=email&exact_match=true: the persons whose
+        e-mail is the term (case-insensitive with exact_match), as ``data.items[].item``."""
+        refusal = self._refusal(request, spends_budget=False)
+        if refusal is not None:
+            return refusal
+        self.searches.append(dict(request.query))
+        term = request.query.get("term", "")
+        if len(term) < 2 and request.query.get("exact_match") != "true":
+            return self._error(400, "Search term must be at least 2 characters long")
+        items = [
+            {
+                "result_score": 1.0,
+                "item": {"id": person_id, "type": "person", "name": person.get("name")},
+            }
+            for person_id, person in self.persons.items()
+            if any(
+                str(e.get("value", "")).lower() == term.lower() for e in person.get("emails", [])
+            )
+        ]
+        return web.json_response(
+            {"success": True, "data": {"items": items}, "additional_data": {"next_cursor": None}}
+        )
 
     async def _retired(self, request: web.Request) -> web.Response:
         return self._error(410, "This endpoint is deprecated; use /api/v2/persons")

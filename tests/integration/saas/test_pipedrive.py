@@ -17,7 +17,8 @@ from tests.integration.saas.pipedrive import TOKEN, PipedriveDouble
 
 @pytest.fixture
 async def pipedrive() -> AsyncIterator[PipedriveDouble]:
-    double = await PipedriveDouble(limit=3).start()
+    # nameless lead: search + create; wrong token: search; named: person; its lead: over
+    double = await PipedriveDouble(limit=4).start()
     yield double
     await double.stop()
 
@@ -113,9 +114,38 @@ async def test_no_lead_without_a_person_wrong_token_and_rate_limit(
     named = Lead("L-2", {"id": "L-2", "lead": {"first_name": "Grace"}})
     person, limited = await deliver_lead(
         config(pipedrive, monkeypatch), named, sender
-    )  # 3rd, 4th call
+    )  # 4th, 5th call (no e-mail: no search)
     assert person.outcome.kind is OutcomeKind.SUCCESS
     assert (limited.outcome.reason, limited.outcome.retryable) == ("Rate limited", True)
+
+
+async def test_a_person_is_looked_up_by_email_and_never_created_twice(
+    sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue #17: Pipedrive does not refuse duplicate persons; a retried timeout made a
+    second one. Now a person is searched by e-mail first."""
+    pipedrive = await PipedriveDouble().start()
+    try:
+        lead = Lead("L-7", {"id": "L-7", "lead": {"first_name": "Ada", "email": "Ada@Example.com"}})
+        first, _ = await deliver_lead(config(pipedrive, monkeypatch), lead, sender)
+        again, _ = await deliver_lead(config(pipedrive, monkeypatch), lead, sender)
+        assert first.outcome.reason == "Accepted"
+        assert (again.outcome.kind, again.outcome.reason) == (
+            OutcomeKind.SUCCESS,
+            "Existing person",
+        )
+        assert again.outcome.reference_id == first.outcome.reference_id
+        assert len(pipedrive.persons) == 1
+        assert pipedrive.searches[-1] == {
+            "term": "Ada@Example.com",
+            "fields": "email",
+            "exact_match": "true",
+            "limit": "1",
+        }
+        assert again.request is not None and again.request.method == "GET"
+        assert again.request.headers["x-api-token"] == "****"
+    finally:
+        await pipedrive.stop()
 
 
 async def test_a_spent_daily_budget_waits_for_midnight_utc(

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from integrations import REGISTRY
-from streams.model import HttpRequest, HttpResponse, OutcomeCategory, OutcomeKind
+from streams.model import HttpRequest, HttpResponse, OutcomeCategory, OutcomeKind, Target
 
 SF_DAILY = [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
 FIVE9_NS = 'xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"'
@@ -230,3 +230,35 @@ def test_pipedrive_rate_limit_within_the_day_is_only_a_rate_limit() -> None:
     answer = HttpResponse(429, {"x-daily-requests-left": "812"}, b'{"success": false}')
     outcome = REGISTRY["pipedrive"].response(request, answer)
     assert (outcome.reason, outcome.quota_s) == ("Rate limited", None)
+
+
+def test_pipedrive_looks_a_person_up_by_email_before_creating_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PD_TOKEN", "t")
+    module = REGISTRY["pipedrive"]
+    settings = module.Config(api_token="${env:PD_TOKEN}", object="person")
+    target = Target("POST", "https://acme.pipedrive.com", "key")
+    search = module.lookup({"name": "Ada", "email": "ada@example.com"}, settings, target)
+    assert search.method == "GET" and search.headers == {"x-api-token": "t"}
+    assert search.url == (
+        "https://acme.pipedrive.com/api/v2/persons/search"
+        "?term=ada%40example.com&fields=email&exact_match=true&limit=1"
+    )
+    assert module.lookup({"name": "Ada"}, settings, target) is None  # no e-mail: create
+    lead_settings = module.Config(api_token="${env:PD_TOKEN}", object="lead")
+    assert module.lookup({"email": "a@b.c"}, lead_settings, target) is None
+    # Documented answer: data.items[].item
+    hit = orjson.dumps(
+        {"success": True, "data": {"items": [{"result_score": 1, "item": {"id": 7}}]}}
+    )
+    existing = module.found(search, HttpResponse(200, {}, hit))
+    assert (existing.kind, existing.reason, existing.reference_id) == (
+        OutcomeKind.SUCCESS,
+        "Existing person",
+        "7",
+    )
+    none = orjson.dumps({"success": True, "data": {"items": []}})
+    assert module.found(search, HttpResponse(200, {}, none)) is None
+    refused = module.found(search, HttpResponse(401, {}, b'{"success": false}'))
+    assert refused is not None and refused.category is OutcomeCategory.AUTH_ERROR

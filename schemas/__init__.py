@@ -16,6 +16,7 @@ import fastavro
 DELIVERY_EVENT = "delivery_event"
 LEAD_OUTCOME = "lead_outcome"
 CIRCUIT_EVENT = "circuit_event"
+ALERT_EVENT = "alert_event"
 
 
 @cache

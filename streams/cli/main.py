@@ -273,16 +273,28 @@ def events(broker: str | None, which: str, follow: bool) -> None:
 @main.command()
 @broker_option
 @click.option("--port", type=int, help="Web port of the API (env COURIER_WEB_PORT; 6067).")
-def insight(broker: str | None, port: int | None) -> None:
-    """Keep every lead's history (from the events, outcomes and dead letters the workers
-    write) and answer GET /api/leads/ID; run as many as the topics have partitions."""
-    settings = _settings_with_broker(broker, web_port=port)
+@click.option(
+    "--destinations",
+    type=click.Path(path_type=Path),
+    help="The workers' file: its alert rules and schedules (defaults without one).",
+)
+def insight(broker: str | None, port: int | None, destinations: Path | None) -> None:
+    """Keep every lead's history, the dashboard's numbers and the alerts (from what the
+    workers write); answer /api/leads/ID and /dashboard. Run as many as the topics have
+    partitions."""
+    settings = _settings_with_broker(broker, web_port=port, destinations=destinations)
+    loaded = None
+    if destinations is not None or settings.destinations.exists():
+        try:
+            loaded = load_destinations(settings.destinations)
+        except ConfigError as exc:
+            _fail(str(exc))
     from streams.app import worker_class
     from streams.cli.console import reach_broker
     from streams.insight.app import create_insight_app
 
     asyncio.run(reach_broker(settings.bootstrap_servers(), settings.kafka_security()))
-    app = create_insight_app(settings)
+    app = create_insight_app(settings, loaded)
     click.echo(
         f"courier: insight on {settings.web_bind}:{settings.web_port or 6067} "
         f"(/api/leads/ID), history kept {settings.history_days:g} day(s) after a lead's "

@@ -27,6 +27,7 @@ from pydantic import (
 
 from integrations import REGISTRY
 from streams.auth import AuthConfig, OAuth2Auth
+from streams.config.alerts import AlertRules
 from streams.config.flows import CompiledFlow, Flow, compile_flow, default_flow
 from streams.config.policies import BatchConfig, CapPolicy, CircuitPolicy, RetryPolicy
 from streams.config.response_rules import ResponseConfig
@@ -330,6 +331,8 @@ class DestinationsFile(BaseModel):
     # Paths redacted for every destination (each may add its own).
     privacy: Privacy = Field(default_factory=lambda: Privacy())
     destinations: list[Destination] = Field(min_length=1)
+    # What `courier insight` watches and says (streams/config/alerts.py); defaults apply.
+    alerts: AlertRules = Field(default_factory=AlertRules)
     # Which destinations get a lead, in what order; none: every enabled destination, at once.
     flows: list[Flow] = Field(default_factory=list)
 

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     outcomes_topic: str = "leads.delivery.outcomes"
     dlq_topic: str = "leads.delivery.dlq"
     control_topic: str = "leads.delivery.control"  # circuit state changes
+    alerts_topic: str = "leads.delivery.alerts"  # alerts firing and resolved (courier insight)
     # Internal: a lead's routing (keyed by lead id) and work for a destination (keyed by
     # destination id, so a destination's caps and circuit live in one partition).
     routing_topic: str = "leads.delivery.routing"

@@ -22,7 +22,7 @@ import faust
 from streams import telemetry
 from streams.app import faust_options
 from streams.avro import AvroDecodeError, EventDecoder
-from streams.config import Settings
+from streams.config import DestinationsFile, Settings
 from streams.insight.dashboard import register_dashboard
 from streams.insight.history import (
     added,
@@ -53,7 +53,8 @@ def api_refusal(settings: Settings, authorization: str | None) -> tuple[int, str
     return None
 
 
-def create_insight_app(settings: Settings) -> Any:
+def create_insight_app(settings: Settings, destinations: DestinationsFile | None = None) -> Any:
+    """``destinations``: the file whose alert rules and schedules apply (defaults without)."""
     telemetry.start()
     app_id = f"{settings.app_id}-insight"
     port = settings.web_port or 6067
@@ -83,7 +84,7 @@ def create_insight_app(settings: Settings) -> Any:
         }
 
     on_event, on_dead_letter = register_dashboard(
-        app, settings, raw, lambda authorization: api_refusal(settings, authorization)
+        app, settings, raw, lambda authorization: api_refusal(settings, authorization), destinations
     )
 
     def decoded(

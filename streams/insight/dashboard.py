@@ -15,15 +15,28 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
 
 import aiohttp
 import orjson
 
-from streams.avro import AvroDecodeError, EventDecoder
-from streams.config import Settings
+from schemas import ALERT_EVENT
+from streams.avro import AvroDecodeError, EventDecoder, EventEncoder
+from streams.config import DestinationsFile, Settings
+from streams.config.alerts import AlertRules, AlertWebhook
 from streams.control.tables import keyed_table
+from streams.insight.alerting import (
+    DEAD_LETTER_MINUTES,
+    Condition,
+    alert_record,
+    conditions,
+    signature,
+    transitions,
+    webhook_text,
+)
 from streams.insight.stats import (
     DEAD_LETTERS,
     MINUTE,
@@ -35,6 +48,7 @@ from streams.insight.stats import (
     minute_of,
     summary,
 )
+from streams.secrets import resolve_references
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +58,7 @@ CHART_MINUTES = 60
 STATIC = files(__package__).joinpath("static")
 STATIC_TYPES = {".js": "application/javascript", ".css": "text/css", ".html": "text/html"}
 PEER_TIMEOUT_S = 5.0
+ALERT_CHECK_S = 5.0
 STATIC_FILES = frozenset({"uPlot.iife.min.js", "uPlot.min.css", "dashboard.js"})
 
 
@@ -56,15 +71,25 @@ def register_dashboard(
     settings: Settings,
     raw: Callable[[str], Any],
     refusal: Callable[[str | None], tuple[int, str] | None],
+    destinations: DestinationsFile | None = None,
 ) -> tuple[Callable[[dict[str, Any]], Any], Callable[[str], Any]]:
-    """Wires the dashboard into the insight ``app``; returns what the history agents call
-    for each delivery event and each dead letter's reason."""
+    """Wires the dashboard and the alerts into the insight ``app``; returns what the history
+    agents call for each delivery event and each dead letter's reason. ``destinations``:
+    the file whose ``alerts`` rules and schedules apply (defaults without one)."""
     by_destination = raw(f"{app.conf.id}-by-destination")
     stats = keyed_table(app, "destination_stats", settings.partitions, _owner)
     known = keyed_table(app, "destinations_seen", settings.partitions, _owner)
     circuits = keyed_table(app, "circuit_states", settings.partitions, _owner)
     tail: deque[dict[str, Any]] = deque(maxlen=TAIL_SIZE)
     decoder = EventDecoder()
+    alert_states = keyed_table(app, "alert_states", settings.partitions, _owner)
+    alerts_topic = raw(settings.alerts_topic)
+    rules = destinations.alerts if destinations is not None else AlertRules()
+    schedules = {d.id: d.schedule for d in destinations.destinations} if destinations else {}
+    encoder = EventEncoder(ALERT_EVENT)
+    # The longest window a rule looks at: that many minute buckets are read per check.
+    judged = max(rules.error_rate.minutes, rules.no_acceptance.minutes, DEAD_LETTER_MINUTES)
+    pending: dict[str, str] = {}  # alert changes sent to the agent, not yet in the table
 
     async def on_event(record: dict[str, Any]) -> None:
         facts = fact(record)
@@ -80,6 +105,9 @@ def register_dashboard(
         async for value in stream:
             try:
                 facts = orjson.loads(value)
+                if facts.get("kind") == "alert":
+                    await alert(facts)
+                    continue
                 destination = facts["destination"]
                 key = f"{destination}|{minute_of(facts['at'])}"
                 if destination == DEAD_LETTERS:
@@ -96,11 +124,30 @@ def register_dashboard(
         async for value in stream:
             try:
                 _, event = await decoder.decode(value)
-                circuits[event["destination_id"]] = {
+                destination = event["destination_id"]
+                circuits[destination] = {
                     "state": event["after"],
                     "since": event["at"].timestamp(),
                     "reason": event["reason"],
                 }
+                if rules.circuit_open.enabled and event["after"] in ("open", "closed"):
+                    # Each opening is an alert, however short (a 5-second check could miss
+                    # it); it resolves when the circuit closes again.
+                    opened = Condition(
+                        "circuit_open",
+                        event["after"] == "open",
+                        1.0 if event["after"] == "open" else 0.0,
+                        0,
+                        f"{destination}: circuit {event['after']} ({event['reason']})",
+                    )
+                    key = f"{destination}|circuit_open"
+                    now = time.time()
+                    for condition, state, since in transitions(
+                        {"circuit_open": alert_states.get(key)}, [opened], now
+                    ):
+                        record = {**asdict(condition), "at": now}
+                        change = {"destination": destination, "state": state, "since": since}
+                        await alert({**change, "record": record})
             except (AvroDecodeError, KeyError, ValueError, TypeError) as exc:
                 log.warning("dashboard: a control record that is not a circuit event (%s)", exc)
 
@@ -116,6 +163,59 @@ def register_dashboard(
         ]
         for key in old:
             del stats[key]
+
+    @app.timer(ALERT_CHECK_S)
+    async def judge() -> None:
+        """Each of this worker's destinations against the alert rules; a change of state
+        is an AlertEvent (and a webhook post, when one is set)."""
+        now = time.time()
+        minute = minute_of(now)
+        mine = _mine(app)
+        owned = [d for d in known if known.partition_for_key(d) in mine]
+        if known.partition_for_key(DEAD_LETTERS) in mine:
+            owned.append(DEAD_LETTERS)
+        for destination in owned:
+            minutes = {
+                m: stats.get(f"{destination}|{m}")
+                for m in range(minute - (judged - 1) * MINUTE, minute + MINUTE, MINUTE)
+            }
+            schedule = schedules.get(destination)
+            open_hours = schedule is None or schedule.is_open(datetime.fromtimestamp(now, UTC))
+            found = [  # a circuit is judged on each of its events (``follow``), not here
+                c
+                for c in conditions(destination, rules, minutes, minute, None, open_hours)
+                if c.rule != "circuit_open"
+            ]
+            states = {c.rule: alert_states.get(f"{destination}|{c.rule}") for c in found}
+            for condition, state, since in transitions(states, found, now):
+                key = f"{destination}|{condition.rule}"
+                if pending.get(key) == state:
+                    continue  # said already; its record is on the way to the table
+                pending[key] = state
+                # Written by the agent, in the destination's partition: a table write
+                # needs the partition of the record being handled (a timer has none).
+                change = {
+                    "kind": "alert",
+                    "destination": destination,
+                    "state": state,
+                    "since": since,
+                    "record": {**asdict(condition), "at": now},
+                }
+                await by_destination.send(key=destination.encode(), value=orjson.dumps(change))
+
+    async def alert(change: dict[str, Any]) -> None:
+        destination, state = change["destination"], change["state"]
+        details = dict(change["record"])
+        at = details.pop("at")
+        condition = Condition(**details)
+        key = f"{destination}|{condition.rule}"
+        alert_states[key] = {"firing": state == "firing", "since": change["since"]}
+        pending.pop(key, None)
+        record = alert_record(destination, condition, state, change["since"], at)
+        log.warning("alert %s %s: %s", condition.rule, state, condition.message)
+        await alerts_topic.send(key=destination.encode(), value=encoder.encode(record))
+        if rules.webhook is not None:
+            await _post_alert(rules.webhook, record)
 
     def local() -> dict[str, Any]:
         now = minute_of(time.time())
@@ -183,6 +283,29 @@ def register_dashboard(
         return _static(web, name)
 
     return on_event, on_dead_letter
+
+
+async def _post_alert(webhook: AlertWebhook, record: dict[str, Any]) -> None:
+    """One POST, signed when a secret is set; a failure is logged, never raised (the alert
+    is on the alerts topic either way)."""
+    body = orjson.dumps(webhook_text(record))
+    headers = {"Content-Type": "application/json"}
+    if webhook.secret is not None:
+        headers["X-Courier-Signature"] = signature(
+            resolve_references(webhook.secret), body, int(time.time())
+        )
+    try:
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(webhook.url, data=body, headers=headers) as res,
+        ):
+            if res.status >= 300:
+                log.warning("alert webhook answered HTTP %s", res.status)
+            else:
+                log.info("alert webhook: %s %s posted", record["rule"], record["state"])
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("alert webhook unreachable (%s)", type(exc).__name__)
 
 
 def _static(web: Any, name: str) -> Any:

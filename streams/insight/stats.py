@@ -36,6 +36,8 @@ def empty() -> dict[str, Any]:
         "revenue": "0",
         "reasons": {},
         "latency": [0] * (len(LATENCY_EDGES_MS) + 1),
+        "auth_errors": 0,
+        "skips": {},  # why leads were not sent: "Cap exceeded", "Outside business hours"…
     }
 
 
@@ -54,8 +56,10 @@ def add_event(bucket: Mapping[str, Any] | None, event: Mapping[str, Any]) -> dic
     elif outcome == "error":
         new["errors"] += 1
         new["timeouts"] += event.get("category") == "timeout"
+        new["auth_errors"] += event.get("category") == "auth_error"
     else:
         new["skipped"] += 1
+        _count_reason(new["skips"], event["reason"])
     if event.get("http_status") is not None:
         new["latency"][_latency_slot(float(event["recipient_ms"]))] += 1
     return new
@@ -92,8 +96,10 @@ def merged(buckets: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
         for name in ("attempts", "accepted", "rejected", "errors", "timeouts", "skipped"):
             total[name] += bucket[name]
         revenue += Decimal(bucket["revenue"])
-        for reason, n in bucket["reasons"].items():
-            total["reasons"][reason] = total["reasons"].get(reason, 0) + n
+        total["auth_errors"] += bucket.get("auth_errors", 0)  # absent in older buckets
+        for name in ("reasons", "skips"):
+            for reason, n in bucket.get(name, {}).items():
+                total[name][reason] = total[name].get(reason, 0) + n
         total["latency"] = [a + b for a, b in zip(total["latency"], bucket["latency"], strict=True)]
     total["revenue"] = str(revenue)
     return total
@@ -152,4 +158,10 @@ def _count_reason(reasons: dict[str, int], reason: str) -> None:
 def _copy(bucket: Mapping[str, Any] | None) -> dict[str, Any]:
     if not bucket:
         return empty()
-    return {**bucket, "reasons": dict(bucket["reasons"]), "latency": list(bucket["latency"])}
+    return {
+        **empty(),
+        **bucket,
+        "reasons": dict(bucket["reasons"]),
+        "skips": dict(bucket.get("skips", {})),
+        "latency": list(bucket["latency"]),
+    }

@@ -82,12 +82,15 @@ class WorkerProcess:
         }
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", *self.command]
-                + (
-                    ["--destinations", str(self.destinations)]
-                    if self.command == ("worker",)
-                    else []
-                ),
+                # ``worker`` and ``insight`` both read the destinations file
+                [
+                    sys.executable,
+                    "-m",
+                    "streams.cli",
+                    *self.command,
+                    "--destinations",
+                    str(self.destinations),
+                ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,0 +1,117 @@
+"""Alerts from ``courier insight``: a circuit opened by refused credentials fires once, on
+the alerts topic and to a signed webhook, and resolves once when deliveries succeed again
+(issue #15)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from streams.cli.broker import free_port
+from tests.integration.conftest import collect, decode_with_schema_file, publish
+from tests.integration.kafka import KafkaTarget
+from tests.integration.local_server import LocalServer
+from tests.integration.recipients import Received, Recipient
+from tests.integration.worker import WorkerProcess
+
+SECRET = "alert-hook-secret"
+
+
+class Hook(LocalServer):
+    """A Slack-style incoming webhook that keeps what it is posted, with its signature."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posts: list[tuple[dict[str, str], bytes]] = []
+
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/hook", self._post)
+        return app
+
+    async def _post(self, request: web.Request) -> web.Response:
+        self.posts.append((dict(request.headers), await request.read()))
+        return web.Response(text="ok")
+
+
+class RefusesThenAccepts:
+    def __init__(self) -> None:
+        self.refusing = True
+
+    async def answer(self, recipient: Recipient, received: Received) -> web.Response:
+        if self.refusing:
+            return web.json_response({"error": "invalid api key"}, status=401)
+        return web.json_response({"id": "R-1"}, status=201)
+
+
+def signed_by(headers: dict[str, str], body: bytes) -> bool:
+    fields = dict(part.split("=", 1) for part in headers["X-Courier-Signature"].split(","))
+    mac = hmac.new(SECRET.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256)
+    return hmac.compare_digest(fields["v1"], mac.hexdigest())
+
+
+async def test_a_circuit_alert_fires_once_and_resolves_once(
+    kafka: KafkaTarget, topics: Any, start_worker: Any, tmp_path: Path
+) -> None:
+    script = RefusesThenAccepts()
+    recipient = await Recipient(answer=script.answer).start()
+    hook = await Hook().start()
+    alerts_topic = f"alerts-{topics.leads}"
+    yaml = f"""
+destinations:
+  - id: crm
+    url: {recipient.url()}
+    retry: {{max_attempts: 1}}
+    circuit: {{cool_down_s: 2}}
+alerts:
+  error_rate: {{enabled: false}}
+  no_acceptance: {{enabled: false}}
+  webhook: {{url: "{hook.base_url("/hook")}", secret: "${{env:ALERT_HOOK_SECRET}}"}}
+"""
+    insight = None
+    try:
+        start_worker(yaml)
+        insight = WorkerProcess(
+            kafka,
+            yaml,
+            tmp_path,
+            topics,
+            env={
+                "COURIER_ALERTS_TOPIC": alerts_topic,
+                "ALERT_HOOK_SECRET": SECRET,
+                "COURIER_WEB_PORT": str(free_port()),
+            },
+            name="insight",
+            command=("insight",),
+        ).start()
+        await publish(kafka, topics.leads, [{"id": "A-1", "lead": {}}])
+        await collect(kafka, topics.control, 1)  # refused: the circuit opened at once
+        script.refusing = False
+        await asyncio.sleep(3)  # past the cool-down: the next lead is the trial
+        await publish(kafka, topics.leads, [{"id": "A-2", "lead": {}}])
+        await collect(kafka, topics.control, 3)  # open, half_open, closed
+        records = await collect(kafka, alerts_topic, 3, timeout_s=60, settle_s=12.0)
+    finally:
+        if insight is not None:
+            await asyncio.to_thread(insight.stop)
+        await recipient.stop()
+        await hook.stop()
+    alerts = [decode_with_schema_file(r.value, "alert_event") for r in records]
+    seen = Counter((a["rule"], a["state"]) for a in alerts)
+    assert seen[("circuit_open", "firing")] == 1
+    assert seen[("circuit_open", "resolved")] == 1
+    assert seen[("auth_failure", "firing")] == 1
+    circuit = [a for a in alerts if a["rule"] == "circuit_open"]
+    assert circuit[0]["event_id"] == circuit[1]["event_id"]  # one episode
+    assert [a["state"] for a in circuit] == ["firing", "resolved"]
+    assert all(r.key == b"crm" for r in records)
+    texts = [body.decode() for _, body in hook.posts]
+    assert sum("circuit_open firing" in t for t in texts) == 1
+    assert sum("circuit_open resolved" in t for t in texts) == 1
+    assert all(signed_by(headers, body) for headers, body in hook.posts)

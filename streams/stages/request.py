@@ -29,12 +29,7 @@ def build_request(
     lead: Lead, payload: dict[str, Any], destination: Destination, token: str | None = None
 ) -> HttpRequest:
     """``token``: the OAuth 2.0 access token, for destinations that use one."""
-    context = {**lead.envelope, "payload": payload}
-    try:
-        url = destination.url_for(context)
-        destination_headers = destination.headers_for(context)
-    except EvaluationError as exc:
-        raise MappingError("url or headers", f"template: {exc}") from None
+    url, destination_headers = _filled(lead, payload, destination)
     try:
         built = destination.module.request(
             payload,
@@ -66,12 +61,7 @@ def build_lookup(
     lookup = getattr(destination.module, "lookup", None)
     if lookup is None:
         return None
-    context = {**lead.envelope, "payload": payload}
-    try:
-        url = destination.url_for(context)
-        destination_headers = destination.headers_for(context)
-    except EvaluationError as exc:
-        raise MappingError("url or headers", f"template: {exc}") from None
+    url, destination_headers = _filled(lead, payload, destination)
     built: HttpRequest | None = lookup(
         payload,
         destination.integration_settings,
@@ -85,3 +75,14 @@ def build_lookup(
         secret_headers=built.secret_headers | destination.secret_headers,
     )
     return sign(request, destination.auth, token)
+
+
+def _filled(
+    lead: Lead, payload: dict[str, Any], destination: Destination
+) -> tuple[str, dict[str, str]]:
+    """The destination's URL and headers with their templates filled for this lead."""
+    context = {**lead.envelope, "payload": payload}
+    try:
+        return destination.url_for(context), destination.headers_for(context)
+    except EvaluationError as exc:
+        raise MappingError("url or headers", f"template: {exc}") from None

@@ -6,7 +6,8 @@ https://MyDomain.my.salesforce.com/services/oauth2/token, …}``: the OAuth 2.0 
 credentials flow of a connected app, whose documented request carries ``client_id`` and
 ``client_secret`` in the form body (so that is our default here; ``client_auth: basic``
 to change it). Sandboxes: ``https://MyDomain--SandboxName.sandbox.my.salesforce.com``.
-The core caches the token and, on ``401 INVALID_SESSION_ID``, fetches a new one once.
+The core caches the token and, on ``401 INVALID_SESSION_ID``, fetches a new one once; the
+Lead is created on the ``instance_url`` the token answer names (the URL's path kept).
 
 The standard Lead object requires ``LastName`` and ``Company`` (object reference, Lead):
 a lead without a company is sent with ``settings.company_fallback`` ("[not provided]",
@@ -26,6 +27,7 @@ object) are configuration errors: the circuit opens at once.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -101,7 +103,17 @@ def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRe
     headers = (
         {"Sforce-Duplicate-Rule-Header": "allowSave=true"} if settings.allow_duplicates else {}
     )
-    return HttpRequest.json("POST", target.url, payload, headers=headers)
+    return HttpRequest.json("POST", _on_instance(target), payload, headers=headers)
+
+
+def _on_instance(target: Target) -> str:
+    """The URL's path on the host the token answer named (``instance_url``): Salesforce
+    says to send REST calls there, whatever host the token came from."""
+    if not target.instance_url:
+        return target.url
+    parts = urlsplit(target.url)
+    instance = urlsplit(target.instance_url)
+    return urlunsplit((instance.scheme, instance.netloc, parts.path, parts.query, ""))
 
 
 def response(req: HttpRequest, res: HttpResponse) -> Outcome:

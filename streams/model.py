@@ -40,6 +40,8 @@ class Target:
     url: str
     # This lead to this destination: the same on every try (the Idempotency-Key).
     message_id: str = ""
+    # The host an OAuth 2.0 token answer named for the API (Salesforce's ``instance_url``).
+    instance_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,13 +213,15 @@ async def _attempt(
             if existing is not None:  # it exists (nothing to create), or the search failed
                 request, status, recipient_s = search, answer.status, looked_up_s
                 return finish(existing)
-        request = build_request(lead, payload, destination, token)
+        instance = oauth.instance_url(destination) if oauth is not None else None
+        request = build_request(lead, payload, destination, token, instance)
         sent_at = time.perf_counter()
         response = await exchange(request, destination)
         if oauth is not None and response.status == 401:
             # The token may have been revoked or expired early: one new token, one retry.
             token = await oauth.token(destination, send, stale=token)
-            request = build_request(lead, payload, destination, token)
+            instance = oauth.instance_url(destination)
+            request = build_request(lead, payload, destination, token, instance)
             sent_at = time.perf_counter()
             response = await exchange(request, destination)
     except DeliveryError as exc:

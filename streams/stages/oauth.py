@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from typing import TYPE_CHECKING
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import quote_plus, urlencode, urlsplit
 
 from aiocache import SimpleMemoryCache
 
@@ -41,6 +41,12 @@ class TokenCache:
         self._cache = SimpleMemoryCache()
         self._locks: dict[str, asyncio.Lock] = {}
         self.requests = 0  # token requests made, for tests and metrics
+        # The API host each destination's last token answer named (``instance_url``).
+        self._instances: dict[str, str] = {}
+
+    def instance_url(self, destination: Destination) -> str | None:
+        """The ``instance_url`` of the destination's token answer, if it gave one."""
+        return self._instances.get(destination.id)
 
     async def token(self, destination: Destination, send: Send, stale: str | None = None) -> str:
         """A cached token, or a new one. ``stale``: the token a recipient just refused with
@@ -79,6 +85,9 @@ class TokenCache:
         SCRUBBER.keep_secret(token, runtime=True)
         if isinstance(body.get("refresh_token"), str):
             SCRUBBER.keep_secret(body["refresh_token"], runtime=True)
+        instance = body.get("instance_url")
+        if isinstance(instance, str) and _may_send_token_to(instance, destination):
+            self._instances[destination.id] = instance.rstrip("/")
         expires_in = body.get("expires_in", DEFAULT_EXPIRES_IN_S)
         if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
             expires_in = DEFAULT_EXPIRES_IN_S
@@ -110,3 +119,15 @@ def token_request(auth: OAuth2Auth) -> HttpRequest:
         urlencode(form).encode(),
         frozenset({"authorization"}),
     )
+
+
+def _may_send_token_to(url: str, destination: Destination) -> bool:
+    """https, or plain http where the destination's own URL may be (loopback, or a
+    development destination with ``insecure: true``): the token goes there."""
+    if len(url) > 512:
+        return False
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    return parts.scheme == "http" and (loopback or destination.insecure)

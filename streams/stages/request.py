@@ -26,15 +26,20 @@ def idempotency_key(lead_id: str, destination_id: str) -> str:
 
 
 def build_request(
-    lead: Lead, payload: dict[str, Any], destination: Destination, token: str | None = None
+    lead: Lead,
+    payload: dict[str, Any],
+    destination: Destination,
+    token: str | None = None,
+    instance_url: str | None = None,
 ) -> HttpRequest:
-    """``token``: the OAuth 2.0 access token, for destinations that use one."""
+    """``token``: the OAuth 2.0 access token, for destinations that use one;
+    ``instance_url``: the API host its token answer named, if any."""
     url, destination_headers = _filled(lead, payload, destination)
     try:
         built = destination.module.request(
             payload,
             destination.integration_settings,
-            Target(destination.method, url, idempotency_key(lead.id, destination.id)),
+            Target(destination.method, url, idempotency_key(lead.id, destination.id), instance_url),
         )
     except orjson.JSONEncodeError as exc:  # an integer past 64 bits, nesting past 254 levels
         raise MappingError("payload", f"the payload cannot be written as JSON: {exc}") from None

@@ -27,6 +27,7 @@ def salesforce(
     monkeypatch: pytest.MonkeyPatch,
     mapping: dict[str, str] | None = None,
     settings: dict[str, Any] | None = None,
+    url: str | None = None,
     **auth: Any,
 ) -> Destination:
     monkeypatch.setenv("SF_SECRET", CLIENT_SECRET)
@@ -36,7 +37,7 @@ def salesforce(
                 {
                     "id": "sfdc",
                     "integration": "salesforce",
-                    "url": org.base_url(LEAD_PATH),
+                    "url": url or org.base_url(LEAD_PATH),
                     "auth": {
                         "type": "oauth2",
                         "token_url": org.base_url("/services/oauth2/token"),
@@ -182,3 +183,16 @@ def test_salesforce_needs_auth() -> None:
                 ]
             }
         )
+
+
+async def test_the_create_goes_to_the_instance_url_of_the_token_answer(
+    org: SalesforceDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue #17: Salesforce says to send REST calls to the ``instance_url`` its token
+    answer names; the destination's URL may name the login host instead."""
+    # nothing answers on the login host given here: only the URL's path is kept
+    dest = salesforce(org, monkeypatch, url=f"http://127.0.0.1:9{LEAD_PATH}")
+    attempt = await attempt_delivery(lead("i@example.com"), dest, sender)
+    assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+    assert attempt.request is not None
+    assert attempt.request.url == org.base_url(LEAD_PATH)

@@ -18,6 +18,10 @@ and a look-up before creating, for a service that does not refuse duplicates:
     found(request, response)           → Outcome when the record exists (no create is
                                        sent) or when the search failed; None: create it
 
+and what the vendor's limit headers say of its allowance (a metric per destination):
+
+    quota_left(response)               → (requests left, out of, or None) or None
+
 No module does I/O, so each is tested with recorded responses and no network.
 """
 

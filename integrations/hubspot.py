@@ -115,3 +115,12 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
             reason = str(errors[0].get("message") or "Rejected (HTTP 207)")[:REASON_LIMIT]
             return Outcome.failure(reason, raw=raw)
     return default_outcome(res)
+
+
+def quota_left(res: HttpResponse) -> tuple[int, int | None] | None:
+    """``X-HubSpot-RateLimit-Daily-Remaining`` of ``X-HubSpot-RateLimit-Daily``."""
+    left = res.header("X-HubSpot-RateLimit-Daily-Remaining")
+    limit = res.header("X-HubSpot-RateLimit-Daily")
+    if left is None or not left.isdigit():
+        return None
+    return int(left), int(limit) if limit and limit.isdigit() else None

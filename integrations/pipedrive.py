@@ -168,3 +168,9 @@ def _until_utc_midnight() -> float:
     now = datetime.now(UTC)
     midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return (midnight - now).total_seconds()
+
+
+def quota_left(res: HttpResponse) -> tuple[int, int | None] | None:
+    """``x-daily-requests-left``: POST/PUT requests left today (UTC); the budget is not said."""
+    left = res.header("x-daily-requests-left")
+    return (int(left), None) if left is not None and left.isdigit() else None

@@ -26,6 +26,7 @@ object) are configuration errors: the circuit opens at once.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -143,3 +144,15 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
     if errors and 400 <= res.status < 500:
         return Outcome.failure(message[:REASON_LIMIT] or f"Rejected (HTTP {res.status})", raw=raw)
     return default_outcome(res)
+
+
+_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+
+
+def quota_left(res: HttpResponse) -> tuple[int, int | None] | None:
+    """``Sforce-Limit-Info: api-usage=18/5000`` (on every answer): 4982 left of 5000."""
+    match = _USAGE.search(res.header("Sforce-Limit-Info") or "")
+    if match is None:
+        return None
+    used, limit = int(match.group(1)), int(match.group(2))
+    return max(limit - used, 0), limit

@@ -322,6 +322,8 @@ class Handlers:
         telemetry.deliveries.add(
             attempt.destination_id, outcome.kind.value, outcome.category.value, outcome.reason
         )
+        if outcome.quota_left is not None:
+            telemetry.quota_left[attempt.destination_id] = outcome.quota_left
         if attempt.http_status is not None:  # a request was made
             telemetry.recipient_duration.record(attempt.recipient_ms / 1000, destination)
             telemetry.overhead_duration.record(attempt.overhead_ms / 1000, destination)

@@ -141,6 +141,9 @@ class Outcome:
     # The vendor's quota for this destination is spent (a daily allowance): nothing goes to
     # it for this many seconds, and the lead waits without spending one of its attempts.
     quota_s: float | None = None
+    # What the vendor's limit headers said of its allowance: (requests left, out of; None
+    # when the vendor does not say), a metric per destination.
+    quota_left: tuple[int, int | None] | None = None
 
     @property
     def category(self) -> OutcomeCategory:

@@ -95,6 +95,35 @@ records_written = Tally(
     ("topic",),
 )
 
+# The vendors' allowances as their limit headers last said, by destination id.
+quota_left: dict[str, tuple[int, int | None]] = {}
+
+
+def _quota(_: CallbackOptions) -> Iterable[Observation]:
+    return [Observation(left, {"destination": d}) for d, (left, _limit) in quota_left.items()]
+
+
+def _quota_limit(_: CallbackOptions) -> Iterable[Observation]:
+    return [
+        Observation(limit, {"destination": d})
+        for d, (_left, limit) in quota_left.items()
+        if limit is not None
+    ]
+
+
+meter.create_observable_gauge(
+    "courier.vendor.quota.remaining",
+    callbacks=[_quota],
+    unit="{request}",
+    description="Requests left in the vendor's allowance, as its limit headers last said",
+)
+meter.create_observable_gauge(
+    "courier.vendor.quota.limit",
+    callbacks=[_quota_limit],
+    unit="{request}",
+    description="The vendor's allowance, as its limit headers last said",
+)
+
 _started = False
 
 

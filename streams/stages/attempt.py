@@ -235,6 +235,9 @@ async def _attempt(
         rules = destination.response
         outcome = rules.outcome(response) or module.response(request, response)
         outcome = rules.captured(outcome, response)
+        reading = getattr(module, "quota_left", None)
+        if reading is not None:
+            outcome = replace(outcome, quota_left=reading(response))
         if outcome.retryable:
             # The recipient's Retry-After, else what the integration read (a vendor's quota).
             asked = parse_retry_after(response.header("Retry-After"))

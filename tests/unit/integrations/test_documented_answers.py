@@ -3,6 +3,7 @@ table-driven, pure functions, no network (STYLE.md: an integration is three func
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -262,3 +263,42 @@ def test_pipedrive_looks_a_person_up_by_email_before_creating_one(
     assert module.found(search, HttpResponse(200, {}, none)) is None
     refused = module.found(search, HttpResponse(401, {}, b'{"success": false}'))
     assert refused is not None and refused.category is OutcomeCategory.AUTH_ERROR
+
+
+@pytest.mark.parametrize(
+    ("module", "headers", "expected"),
+    [
+        ("salesforce", {"Sforce-Limit-Info": "api-usage=18/5000"}, (4982, 5000)),
+        (
+            "hubspot",
+            {
+                "X-HubSpot-RateLimit-Daily": "250000",
+                "X-HubSpot-RateLimit-Daily-Remaining": "249990",
+            },
+            (249990, 250000),
+        ),
+        ("pipedrive", {"x-daily-requests-left": "9999"}, (9999, None)),
+        ("salesforce", {}, None),
+    ],
+)
+def test_limit_headers_say_what_is_left_of_the_allowance(
+    module: str, headers: dict[str, str], expected: Any
+) -> None:
+    answer = HttpResponse(201, headers, b"{}")
+    assert REGISTRY[module].quota_left(answer) == expected
+
+
+def test_what_is_left_becomes_a_metric_per_destination() -> None:
+    from datetime import UTC, datetime
+
+    from streams import telemetry
+    from streams.model import Outcome
+    from streams.stages.attempt import Attempt
+
+    now = datetime.now(UTC)
+    outcome = replace(Outcome.success(reference_id="1"), quota_left=(12, 100))
+    attempt = Attempt("L-1", "sfdc", "salesforce", 1, now, now, 1.0, 1.0, 201, outcome, None)
+    from tests.unit.test_handlers import handlers  # the unit tests' Handlers
+
+    handlers().event(attempt, None, 1)
+    assert telemetry.quota_left["sfdc"] == (12, 100)

@@ -64,13 +64,17 @@ def register_agents(
     ``track_writes()``: the table writes of the record's task are the ones it confirms;
     ``progress``: told of every record taken and finished (a stalled worker is not ready)."""
 
+    names = {field: getattr(topics, field).get_topic_name() for field in vars(topics)}
+
     async def send_all(records: list[Out]) -> None:
         confirmations = []
         for out in records:
-            topic = getattr(topics, out.topic)
-            span, headers = telemetry.producing(topic.get_topic_name(), out.headers)
-            confirmation = await topic.send(
-                key=out.key, value=out.value, headers=headers, partition=out.partition, force=True
+            name = names[out.topic]
+            span, headers = telemetry.producing(name, out.headers)
+            # Straight to the producer: Faust's Topic.send wraps each record in a
+            # FutureMessage and a callback chain we do not use (our own confirmations).
+            confirmation = await app.producer.send(
+                name, out.key, out.value, out.partition, None, headers
             )
             confirmation.add_done_callback(partial(telemetry.produced, span))
             confirmations.append(confirmation)

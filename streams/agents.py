@@ -69,12 +69,10 @@ def register_agents(
     async def send_all(records: list[Out]) -> None:
         confirmations = []
         for out in records:
-            name = names[out.topic]
-            span, headers = telemetry.producing(name, out.headers)
-            # Straight to the producer: Faust's Topic.send wraps each record in a
-            # FutureMessage and a callback chain we do not use (our own confirmations).
-            confirmation = await app.producer.send(
-                name, out.key, out.value, out.partition, None, headers
+            topic = getattr(topics, out.topic)
+            span, headers = telemetry.producing(names[out.topic], out.headers)
+            confirmation = await topic.send(
+                key=out.key, value=out.value, headers=headers, partition=out.partition, force=True
             )
             confirmation.add_done_callback(partial(telemetry.produced, span))
             confirmations.append(confirmation)

@@ -417,14 +417,6 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
             log.info("this worker's share of each destination's limits: %.2f", sender.share)
 
     @app.task  # type: ignore[untyped-decorator]
-    async def _declare_outputs() -> None:
-        """The topics the worker writes, made at start with their partitions and config
-        (the DLQ's 16 MiB records): not left to a broker's auto-creation, which Apache
-        Kafka clusters often turn off and which would apply the broker's defaults."""
-        for topic in (topics.events, topics.outcomes, topics.dlq, topics.control):
-            await topic.maybe_declare()
-
-    @app.task  # type: ignore[untyped-decorator]
     async def _follow_circuits() -> None:
         await follow_circuits(settings, circuits, worker_name)
 

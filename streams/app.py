@@ -274,6 +274,7 @@ def faust_options(settings: Settings, app_id: str) -> dict[str, Any]:
         # its own per app id, or two apps sharing a data dir would read each other's state.
         "datadir": str(data_dir),
         "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication,
         # Leader election needs an extra internal topic and we elect no leader.
         "topic_disable_leader": True,
         "consumer_auto_offset_reset": "earliest",

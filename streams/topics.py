@@ -26,21 +26,36 @@ class Topics:
     work: Any
 
 
+def written_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """The topics the worker writes and reads nowhere (so Faust never declares them), with
+    their topic config: made before the worker starts, not left to a broker's
+    auto-creation (off on many Apache Kafka clusters, and it would apply the broker's
+    defaults, not the dead-letter topic's 16 MiB records)."""
+    return {
+        settings.events_topic: {},
+        settings.outcomes_topic: {},
+        settings.dlq_topic: {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)},
+        settings.control_topic: {},
+    }
+
+
 def declare_topics(app: Any, settings: Settings) -> Topics:
-    def raw(name: str, **config: Any) -> Any:
+    written = written_topics(settings)
+
+    def raw(name: str) -> Any:
         return app.topic(
             name,
             key_serializer="raw",
             value_serializer="raw",
             partitions=settings.partitions,
-            config=config or None,
+            config=written.get(name) or None,
         )
 
     return Topics(
         leads=raw(settings.leads_topic),
         events=raw(settings.events_topic),
         outcomes=raw(settings.outcomes_topic),
-        dlq=raw(settings.dlq_topic, **{"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
+        dlq=raw(settings.dlq_topic),
         control=raw(settings.control_topic),
         routing=raw(settings.routing_topic),
         work=raw(settings.work_topic),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -16,7 +15,7 @@ from typing import Any, BinaryIO
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from streams.avro import AvroDecodeError, EventDecoder, SchemaRegistry
 from streams.broker_offsets import fetched_end_offsets
@@ -124,17 +123,50 @@ async def reach_broker(bootstrap: str, security: KafkaSecurity | None = None) ->
         quiet.setLevel(level)
 
 
+class TopicsNotMade(Exception):
+    """The cluster refused to create topics we need (no right to, a replication factor
+    above its brokers, ...): each topic with the broker's error and message."""
+
+    def __init__(self, refused: list[tuple[str, str, str | None]]) -> None:
+        self.refused = refused
+        super().__init__(
+            "could not create "
+            + "; ".join(
+                f"topic {name!r}: {error}" + (f" ({message})" if message else "")
+                for name, error, message in refused
+            )
+        )
+
+
 async def ensure_topic(bootstrap: str, topic: str, security: KafkaSecurity | None = None) -> None:
     """Create a compacted one-partition topic unless it exists (a topic created by its
     first write may not have a leader yet when the write arrives)."""
+    await ensure_topics(
+        bootstrap, [NewTopic(topic, 1, 1, topic_configs={"cleanup.policy": "compact"})], security
+    )
+
+
+async def ensure_topics(
+    bootstrap: str, wanted: list[NewTopic], security: KafkaSecurity | None = None
+) -> list[str]:
+    """Create each topic that does not exist yet; an existing one is left as it is (its
+    partitions and config are its owner's). Returns the names created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(security))
     await started(admin)
     try:
-        if topic not in await admin.list_topics():
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [NewTopic(topic, 1, 1, topic_configs={"cleanup.policy": "compact"})]
-                )
+        existing = set(await admin.list_topics())
+        missing = [topic for topic in wanted if topic.name not in existing]
+        if missing:
+            answer = await admin.create_topics(missing)
+            refused = [
+                (error[0], for_code(error[1]).__name__, error[2] if len(error) > 2 else None)
+                for error in answer.topic_errors
+                # another worker may have made it between our look and our ask
+                if error[1] not in (0, TopicAlreadyExistsError.errno)
+            ]
+            if refused:
+                raise TopicsNotMade(refused)
+        return [topic.name for topic in missing]
     finally:
         await admin.close()
 

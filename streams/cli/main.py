@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import click
 import orjson
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
@@ -113,12 +114,23 @@ def worker(**options: Any) -> None:
         # state for topics that no longer exist.
         settings = settings.model_copy(update={"broker": broker.url, "store": "memory"})
     try:
-        if broker is None:
-            # Faust would print a page of traceback for a broker it cannot reach: say it in
-            # one line (the group turns the error into exit code 2) before starting it.
-            from streams.cli.console import reach_broker
+        # Faust would print a page of traceback for a broker it cannot reach: the first
+        # admin call says it in one line (the group turns the error into exit code 2).
+        # The topics only we write are made before Faust starts: made by a task once the
+        # group has joined, they made Tansu rebalance the group and repeat records.
+        from streams.cli.console import TopicsNotMade, ensure_topics
+        from streams.topics import written_topics
 
-            asyncio.run(reach_broker(settings.bootstrap_servers(), settings.kafka_security()))
+        wanted = [
+            NewTopic(name, settings.partitions, settings.replication, topic_configs=config)
+            for name, config in written_topics(settings).items()
+        ]
+        try:
+            asyncio.run(
+                ensure_topics(settings.bootstrap_servers(), wanted, settings.kafka_security())
+            )
+        except TopicsNotMade as exc:
+            _fail(str(exc))
         app = create_app(settings, destinations)
         _announce(*startup_summary(settings, destinations, embedded=broker is not None), settings)
         worker = worker_class(settings.log_format)

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
         default=72.0, gt=0, description="how long an accepted (lead, destination) is remembered"
     )
     partitions: int = Field(default=4, ge=1, description="partitions of the topics we create")
+    replication: int = Field(
+        default=1, ge=1, description="replicas of the topics we create (3 on a production cluster)"
+    )
     in_flight: int = Field(
         default=64,
         ge=1,

@@ -1,0 +1,82 @@
+"""The topics a worker writes exist from its start, with its partitions and config: not left
+to a broker's auto-creation (off on many Apache Kafka clusters, and it would apply the
+broker's defaults, not the dead-letter topic's 16 MiB records). Reproduced first: before any
+lead, only the leads, routing and work topics and the changelogs existed. They are made
+before Faust starts: made from a task after the group joined, Tansu rebalanced the group and
+repeated in-flight records."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from streams.topics import DLQ_MAX_MESSAGE_BYTES
+from tests.integration.kafka import KafkaTarget
+
+
+async def test_the_output_topics_are_made_at_start(
+    kafka: KafkaTarget, topics: Any, start_worker: Any
+) -> None:
+    start_worker("destinations: [{id: crm, url: 'https://crm.example.com'}]\n")
+    wanted = {topics.events, topics.outcomes, topics.dlq, topics.control}
+    reader = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap)
+    await reader.start()
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                await reader._client.force_metadata_update()
+                found = {t: len(reader.partitions_for_topic(t) or ()) for t in wanted}
+                if all(found.values()):
+                    break
+                await asyncio.sleep(0.5)
+    finally:
+        await reader.stop()
+    assert found == dict.fromkeys(wanted, 4)  # COURIER_PARTITIONS' default
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    try:
+        [answer] = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topics.dlq)]
+        )
+    finally:
+        await admin.close()
+    [resource] = answer.resources
+    config = {entry[0]: entry[1] for entry in resource[4]}
+    assert config["max.message.bytes"] == str(DLQ_MAX_MESSAGE_BYTES)
+
+
+def test_a_cluster_that_refuses_a_topic_stops_the_worker_in_one_line(
+    kafka: KafkaTarget, topics: Any, tmp_path: Path
+) -> None:
+    if kafka.kind == "tansu":
+        pytest.skip("Tansu creates a topic whatever replication factor is asked for")
+    destinations = tmp_path / "destinations.yaml"
+    destinations.write_text("destinations: [{id: crm, url: 'https://crm.example.com'}]\n")
+    env = {
+        **os.environ,
+        "COURIER_BROKER": kafka.url,
+        "COURIER_EVENTS_TOPIC": topics.events,
+        "COURIER_REPLICATION": "3",  # one broker
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker", "--destinations", str(destinations)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"could not create topic {topics.events!r}: InvalidReplicationFactorError" in (
+        result.stderr
+    )

@@ -34,7 +34,8 @@ from streams.config.flows import CompiledFlow
 from streams.config.kafka import KafkaSecurity
 from streams.control.circuit import heard
 from streams.control.desk import DeliveryDesk, Unremembered, lead_key, owner_key
-from streams.control.home import Home
+from streams.control.distribution import Distributor
+from streams.control.home import Home, LeadStates
 from streams.control.tables import confirmed, keyed_table, partition_of, track_writes
 from streams.handlers import Handlers, Origin
 from streams.logs import JsonLogFormatter
@@ -294,6 +295,11 @@ def faust_options(settings: Settings, app_id: str) -> dict[str, Any]:
     }
 
 
+def lead_id_key(key: str) -> str:
+    """The owner of a key that is a lead id: the lead itself."""
+    return key
+
+
 def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
     telemetry.start()
     app = CourierApp(
@@ -318,8 +324,10 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
     partitions = settings.partitions
     worker_name = f"{socket.gethostname()}:{os.getpid()}"
 
-    def table(name: str, owner: Callable[[str], str]) -> Any:
-        return keyed_table(app, name, partitions, owner)
+    def table(name: str, owner: Callable[[str], str], keep_s: float | None = None) -> Any:
+        return keyed_table(app, name, partitions, owner, keep_s)
+
+    remember_s = settings.remember_delivered_h * 3600
 
     tokens = TokenCache()  # OAuth 2.0 tokens, shared by every delivery of this worker
     batches = Batches()  # open batches of batch-taking destinations
@@ -337,7 +345,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         attempt_at,
         circuits=table("circuits", owner_key),
         caps=table("caps", owner_key),
-        delivered=table("delivered", owner_key),
+        delivered=table("delivered", owner_key, keep_s=remember_s),
         parked=table("parked", owner_key),
     )
     # Every other delivery: in the lead's partition. Circuits are this worker's own,
@@ -356,8 +364,9 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
     home = Home(
         {flow.id: flow for flow in flows},
         lambda destination_id: by_id[destination_id].caps is not None,
-        table("leads", lambda key: key),
+        LeadStates(table("leads", lead_id_key), table("finished", lead_id_key, keep_s=remember_s)),
         home_desk,
+        distributor=Distributor({d.id: d.price for d in destinations.destinations}),
     )
     built: asyncio.Future[Handlers] | None = None
     progress = Progress()  # records taken and finished: a stalled worker is not ready
@@ -401,7 +410,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         held_per_agent=settings.held_per_agent,
         owns_destination=owns(settings.work_topic),
         owns_lead=owns(settings.routing_topic),
-        remember_delivered_s=settings.remember_delivered_h * 3600,
+        remember_delivered_s=remember_s,
         abandon=lambda message: abandon(app, message),
         track_writes=track_writes,
         progress=progress,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from streams.config import DestinationsFile, Settings
-from streams.config.flows import Conditional, InOrder, Parallel, Send, Step, Waterfall
+from streams.config.flows import Conditional, Distribute, InOrder, Parallel, Send, Step, Waterfall
 
 
 def startup_summary(
@@ -84,6 +84,13 @@ def _plan(step: Step) -> str:
         if step.otherwise is not None:
             branches.append(f"else {_plan(step.otherwise)}")
         return f"conditional({', '.join(branches)})"
+    if isinstance(step, Distribute):
+        if step.kind == "weighted":
+            shares = ", ".join(
+                f"{d} {w}" for d, w in zip(step.destinations, step.weights, strict=True)
+            )
+            return f"weighted({shares})"
+        return f"{step.kind} by {step.by}({', '.join(step.destinations)})"
     kind = {Parallel: "parallel", Waterfall: "waterfall", InOrder: "sequence"}[type(step)]
     return f"{kind}({', '.join(_plan(s) for s in step.steps)})"
 
@@ -94,4 +101,6 @@ def _destinations_of(step: Step) -> set[str]:
     if isinstance(step, Conditional):
         found = {d for _, then in step.branches for d in _destinations_of(then)}
         return found | (_destinations_of(step.otherwise) if step.otherwise else set())
+    if isinstance(step, Distribute):
+        return set(step.destinations)
     return {d for s in step.steps for d in _destinations_of(s)}

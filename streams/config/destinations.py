@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any, Literal
@@ -131,6 +132,9 @@ class Destination(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     circuit: CircuitPolicy = Field(default_factory=CircuitPolicy)
     caps: CapPolicy | None = None  # leads per hour/day/week/month; uncapped when unset
+    # What a lead it accepts sells for when its answer names no price (response rules'
+    # ``price`` capture wins); ``priority: {by: price}`` in a flow orders by it.
+    price: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=4)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     max_response_bytes: int = Field(default=1_048_576, ge=1024)
     # Plain http is refused unless the recipient is on loopback or this is set (development).

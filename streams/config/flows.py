@@ -4,7 +4,9 @@ A flow's ``plan`` is a tree of steps: a destination id; ``parallel`` (every chil
 once); ``waterfall`` (children in order until one accepts: the lead is sold);
 ``sequence`` (children in order while each accepts: multi-call APIs, each call reading
 what the one before returned); and
-``conditional`` (rules on lead data pick the step: the first that holds, or all that hold).
+``conditional`` (rules on lead data pick the step: the first that holds, or all that hold);
+and the distributions, each a waterfall over destinations in an order chosen per lead:
+``weighted``, ``round_robin``, ``priority`` and ``performance`` (see ``Distribute``).
 Trees nest: a conditional choice of waterfalls, a CRM copy in parallel with a waterfall.
 
 Here the YAML is validated and compiled into plain steps; streams/stages/routing.py runs them.
@@ -55,7 +57,48 @@ class ConditionalSpec(_Spec):
     conditional: Choice
 
 
-StepSpec = Union[str, ParallelSpec, WaterfallSpec, SequenceSpec, ConditionalSpec]  # noqa: UP007 - recursive
+# Distribution: a waterfall over destinations in an order chosen per lead (see Distribute).
+DestinationIds = list[str]
+
+
+class WeightedSpec(_Spec):
+    weighted: dict[str, int] = Field(min_length=1)  # destination id → weight (≥ 1)
+
+
+class RoundRobinSpec(_Spec):
+    round_robin: DestinationIds = Field(min_length=1)
+
+
+class PriorityChoice(_Spec):
+    by: Literal["price"] = "price"
+    among: DestinationIds = Field(min_length=1)
+
+
+class PrioritySpec(_Spec):
+    priority: PriorityChoice
+
+
+class PerformanceChoice(_Spec):
+    by: Literal["acceptance", "revenue"] = "acceptance"
+    window_min: float = Field(default=60.0, gt=0, le=7 * 24 * 60)
+    among: DestinationIds = Field(min_length=1)
+
+
+class PerformanceSpec(_Spec):
+    performance: PerformanceChoice
+
+
+StepSpec = Union[  # noqa: UP007 - recursive
+    str,
+    ParallelSpec,
+    WaterfallSpec,
+    SequenceSpec,
+    ConditionalSpec,
+    WeightedSpec,
+    RoundRobinSpec,
+    PrioritySpec,
+    PerformanceSpec,
+]
 
 
 class Flow(_Spec):
@@ -66,7 +109,19 @@ class Flow(_Spec):
     plan: StepSpec
 
 
-for _model in (ParallelSpec, WaterfallSpec, SequenceSpec, Branch, Choice, ConditionalSpec, Flow):
+for _model in (
+    ParallelSpec,
+    WaterfallSpec,
+    SequenceSpec,
+    Branch,
+    Choice,
+    ConditionalSpec,
+    WeightedSpec,
+    RoundRobinSpec,
+    PrioritySpec,
+    PerformanceSpec,
+    Flow,
+):
     _model.model_rebuild()
 
 
@@ -98,7 +153,24 @@ class Conditional:
     first_only: bool
 
 
-Step = Send | Parallel | Waterfall | InOrder | Conditional
+@dataclass(frozen=True, slots=True)
+class Distribute:
+    """A waterfall whose order is chosen per lead: ``weighted`` (each destination first for
+    its share of leads, smooth weighted round robin), ``round_robin`` (equal weights),
+    ``priority`` (highest fixed ``price`` first), ``performance`` (best acceptance rate or
+    revenue per attempt over the last ``window_s``). The order a lead got is kept in its
+    state, so it is the same after a restart or on another worker."""
+
+    flow_id: str
+    path: str
+    kind: Literal["weighted", "priority", "performance"]
+    destinations: tuple[str, ...]
+    weights: tuple[int, ...] = ()
+    by: str = ""
+    window_s: float = 0.0
+
+
+Step = Send | Parallel | Waterfall | InOrder | Conditional | Distribute
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,40 +183,74 @@ class CompiledFlow:
 def compile_flow(flow: Flow, known: set[str]) -> CompiledFlow:
     """Raise ValueError naming the place of an unknown destination or a bad condition."""
     selects = _condition(flow.when, "when") if flow.when else None
-    return CompiledFlow(flow.id, selects, _compile(flow.plan, known, "plan"))
+    return CompiledFlow(flow.id, selects, _compile(flow.plan, known, "plan", flow.id))
 
 
-def _compile(spec: StepSpec, known: set[str], where: str) -> Step:
+def _compile(spec: StepSpec, known: set[str], where: str, flow_id: str = "") -> Step:
+    def inner(child: StepSpec, at: str) -> Step:
+        return _compile(child, known, at, flow_id)
+
+    if isinstance(spec, WeightedSpec | RoundRobinSpec | PrioritySpec | PerformanceSpec):
+        return _distribution(spec, known, where, flow_id)
     if isinstance(spec, str):
         if spec not in known:
             raise ValueError(f"{where}: no destination {spec!r}")
         return Send(spec)
     if isinstance(spec, ParallelSpec):
         return Parallel(
-            tuple(_compile(s, known, f"{where}.parallel[{i}]") for i, s in enumerate(spec.parallel))
+            tuple(inner(s, f"{where}.parallel[{i}]") for i, s in enumerate(spec.parallel))
         )
     if isinstance(spec, WaterfallSpec):
         return Waterfall(
-            tuple(
-                _compile(s, known, f"{where}.waterfall[{i}]") for i, s in enumerate(spec.waterfall)
-            )
+            tuple(inner(s, f"{where}.waterfall[{i}]") for i, s in enumerate(spec.waterfall))
         )
     if isinstance(spec, SequenceSpec):
         return InOrder(
-            tuple(_compile(s, known, f"{where}.sequence[{i}]") for i, s in enumerate(spec.sequence))
+            tuple(inner(s, f"{where}.sequence[{i}]") for i, s in enumerate(spec.sequence))
         )
     choice = spec.conditional
     branches = tuple(
         (
             _condition(b.when, f"{where}.conditional.rules[{i}].when"),
-            _compile(b.then, known, f"{where}.conditional.rules[{i}].then"),
+            inner(b.then, f"{where}.conditional.rules[{i}].then"),
         )
         for i, b in enumerate(choice.rules)
     )
-    otherwise = (
-        _compile(choice.otherwise, known, f"{where}.conditional.else") if choice.otherwise else None
-    )
+    otherwise = inner(choice.otherwise, f"{where}.conditional.else") if choice.otherwise else None
     return Conditional(branches, otherwise, choice.mode == "first")
+
+
+def _distribution(
+    spec: WeightedSpec | RoundRobinSpec | PrioritySpec | PerformanceSpec,
+    known: set[str],
+    where: str,
+    flow_id: str,
+) -> Distribute:
+    if isinstance(spec, WeightedSpec):
+        kind, at, ids = "weighted", f"{where}.weighted", list(spec.weighted)
+        for destination_id, weight in spec.weighted.items():
+            if weight < 1:
+                raise ValueError(f"{at}.{destination_id}: a weight is a whole number ≥ 1")
+    elif isinstance(spec, RoundRobinSpec):
+        kind, at, ids = "weighted", f"{where}.round_robin", spec.round_robin
+    elif isinstance(spec, PrioritySpec):
+        kind, at, ids = "priority", f"{where}.priority.among", spec.priority.among
+    else:
+        kind, at, ids = "performance", f"{where}.performance.among", spec.performance.among
+    for i, destination_id in enumerate(ids):
+        if destination_id not in known:
+            raise ValueError(f"{at}[{i}]: no destination {destination_id!r}")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{at}: a destination is named twice")
+    weights = tuple(spec.weighted.values()) if isinstance(spec, WeightedSpec) else ()
+    if isinstance(spec, RoundRobinSpec):
+        weights = (1,) * len(ids)
+    by, window_s = "", 0.0
+    if isinstance(spec, PrioritySpec):
+        by = spec.priority.by
+    elif isinstance(spec, PerformanceSpec):
+        by, window_s = spec.performance.by, spec.performance.window_min * 60
+    return Distribute(flow_id, where, kind, tuple(ids), weights, by, window_s)  # type: ignore[arg-type]
 
 
 def _condition(text: str, where: str) -> Evaluate:

@@ -36,6 +36,7 @@ from streams.control.circuit import (
 )
 from streams.control.messages import WorkItem, attempt_from_dict, attempt_to_dict
 from streams.control.retry import retry_delay
+from streams.control.tables import forget_older
 from streams.model import CircuitChange, Lead, Outcome, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import Attempt, not_sent
 
@@ -223,14 +224,9 @@ class DeliveryDesk:
     def forget_delivered(self, older_than_s: float, owns: Callable[[str], bool]) -> int:
         """Drop remembered acceptances older than ``older_than_s``; how many were dropped."""
         horizon = self._clock() - older_than_s
-        old = [
-            key
-            for key, value in list(self.delivered.items())
-            if value["at"] < horizon and owns(self._owner(key))
-        ]
-        for key in old:
-            del self.delivered[key]
-        return len(old)
+        return forget_older(
+            self.delivered, horizon, lambda value: value["at"], lambda key: owns(self._owner(key))
+        )
 
         # ── inside ─────────────────────────────────────────────────────────────
 

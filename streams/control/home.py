@@ -5,7 +5,8 @@ destinations without caps happen right here, concurrently (``LocalDesk``: circui
 schedules, retries); a destination with caps is asked through its own partition (the
 work topic), where its counts are exact across workers, and its answer comes back here.
 
-The lead's state (``leads`` table, keyed by lead id) is written only when it matters:
+The lead's state (keyed by lead id: ``leads`` while it is in progress, ``finished`` once
+it ended, see ``LeadStates``) is written only when it matters:
 
 - when an attempt is known and the plan goes on (a crash does not resend to a recipient
   that has already answered), and when the plan has to wait (for a destination's own
@@ -24,15 +25,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.config.flows import CompiledFlow
+from streams.config.flows import CompiledFlow, Distribute
 from streams.control.desk import DeliveryDesk, Handled, unsent
+from streams.control.distribution import Distributor
 from streams.control.messages import WorkItem, attempt_from_dict, attempt_to_dict
+from streams.control.tables import confirmed, forget_older
 from streams.errors import SenderClosed
 from streams.model import CircuitChange, Lead, OutcomeKind
 from streams.outcome import internal_error
@@ -40,6 +43,59 @@ from streams.stages.attempt import Attempt
 from streams.stages.routing import Needed, Progress, advance
 
 LeadState = dict[str, Any]
+
+
+class LeadStates(MutableMapping[str, LeadState]):
+    """Leads' states in two tables: ``waiting`` holds leads still in progress (kept until
+    they end, however long they wait), ``finished`` holds what is kept of ended leads, for
+    a time (``forget``). Only the finished table grows with traffic, and it can expire by
+    time without a scan (``streams.control.tables.expiring``); a waiting lead is never
+    expired under a long hold or quota wait."""
+
+    def __init__(
+        self, waiting: MutableMapping[str, Any], finished: MutableMapping[str, Any]
+    ) -> None:
+        self.waiting = waiting
+        self.finished = finished
+
+    def __getitem__(self, lead_id: str) -> LeadState:
+        # Waiting first: a replayed lead runs again while its last run's end is kept.
+        state = self.waiting.get(lead_id)
+        if state is None:
+            state = self.finished[lead_id]
+        return state  # type: ignore[no-any-return]
+
+    def __setitem__(self, lead_id: str, state: LeadState) -> None:
+        if state["finished"] is None:
+            self.waiting[lead_id] = state
+            return
+        if lead_id in self.finished:
+            # Written again at the end (a new run): at the end of the write order, where
+            # ``forget_older`` expects the youngest.
+            del self.finished[lead_id]
+        self.finished[lead_id] = state
+        if lead_id in self.waiting:
+            del self.waiting[lead_id]
+
+    def __delitem__(self, lead_id: str) -> None:
+        found = False
+        for table in (self.waiting, self.finished):
+            if lead_id in table:
+                del table[lead_id]
+                found = True
+        if not found:
+            raise KeyError(lead_id)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.waiting
+        yield from (lead_id for lead_id in self.finished if lead_id not in self.waiting)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def forget(self, horizon: float, owns: Callable[[str], bool]) -> int:
+        """Drop finished leads that ended before ``horizon``."""
+        return forget_older(self.finished, horizon, lambda state: state["finished"], owns)
 
 
 log = logging.getLogger(__name__)
@@ -66,12 +122,15 @@ class Home:
         self,
         flows: Mapping[str, CompiledFlow],
         capped: Callable[[str], bool],
-        leads: MutableMapping[str, Any],
+        leads: LeadStates,
         desk: DeliveryDesk,
         clock: Callable[[], float] = time.time,
+        distributor: Distributor | None = None,
     ) -> None:
         """``capped(destination_id)``: its deliveries go through its own partition;
-        ``desk``: delivers here (acceptances are remembered in the lead's state, not by it)."""
+        ``desk``: delivers here (acceptances are remembered in the lead's state, not by it);
+        ``distributor``: orders distribution steps (``weighted``, ``priority``, ...)."""
+        self._distributor = distributor or Distributor({}, clock)
         self._flows = flows
         self._capped = capped
         self.leads = leads
@@ -114,6 +173,7 @@ class Home:
         def with_answer(state: LeadState) -> tuple[LeadState, None] | None:
             if path in state["known"]:
                 return None  # a repeat
+            self._distributor.saw(attempt_from_dict(attempt))
             asked = [p for p in state["asked"] if p != path]
             return {**state, "known": {**state["known"], path: attempt}, "asked": asked}, None
 
@@ -148,15 +208,7 @@ class Home:
 
     def forget(self, older_than_s: float, owns: Callable[[str], bool]) -> int:
         """Drop finished leads older than ``older_than_s``: how many were dropped."""
-        horizon = self._clock() - older_than_s
-        old = [
-            key
-            for key, value in list(self.leads.items())
-            if value["finished"] is not None and value["finished"] < horizon and owns(key)
-        ]
-        for key in old:
-            del self.leads[key]
-        return len(old)
+        return self.leads.forget(self._clock() - older_than_s, owns)
 
     # ── inside ─────────────────────────────────────────────────────────────
     @asynccontextmanager
@@ -225,8 +277,18 @@ class Home:
         state written first: a fast destination's event never waits for a slow one's."""
         state = {**state, "known": dict(state["known"]), "asked": list(state["asked"])}
         state["accepted"] = dict(state["accepted"])
+        orders = state["orders"] = dict(state.get("orders", {}))
+        fresh: list[str] = []  # distribution orders chosen in this step, not yet written
         lead = Lead(str(state["lead"]["id"]), state["lead"])
         flow = self._flows.get(state["flow"])
+
+        def order(step: Distribute, path: str) -> list[str]:
+            chosen: list[str] | None = orders.get(path)
+            if chosen is None:
+                chosen = orders[path] = self._distributor.order(step)
+                fresh.append(path)
+            return chosen
+
         known = {path: attempt_from_dict(doc) for path, doc in state["known"].items()}
         running: dict[str, tuple[str, asyncio.Future[Handled]]] = {}
         if first is not None:
@@ -240,7 +302,14 @@ class Home:
                 if flow is None:  # the flow left the configuration while the lead waited
                     progress = Progress(list(known.values()), False, lead, [])
                 else:
-                    progress = advance(flow.plan, lead, known)
+                    progress = advance(flow.plan, lead, known, order=order)
+                if fresh and not progress.finished:
+                    # The order this lead got is written (and confirmed) before anything
+                    # is sent by it: after a crash the lead goes on in the same order,
+                    # never to another buyer first.
+                    fresh.clear()
+                    self.leads[lead.id] = state
+                    await confirmed()
                 if progress.finished:
                     report.finished, report.lead = progress, lead
                     self.leads[lead.id] = _finished(state, self._clock(), source, report)
@@ -260,7 +329,7 @@ class Home:
                     if future in done:
                         del running[path]
                         self._note(state, known, path, destination_id, future.result(), report)
-                if flow is not None and advance(flow.plan, lead, known).finished:
+                if flow is not None and advance(flow.plan, lead, known, order=order).finished:
                     continue  # the last one: its report is the lead's last
                 self.leads[lead.id] = state  # what is known survives a crash
                 yield report
@@ -321,6 +390,7 @@ class Home:
     ) -> None:
         if handled.attempt is not None:
             report.attempts.append((handled.attempt, handled.next_attempt_at))
+            self._distributor.saw(handled.attempt)
         report.changes += [(destination_id, change) for change in handled.changes]
         result = handled.result
         if result is None:  # parked: a retry or a hold; it comes back through ``retry``
@@ -341,6 +411,7 @@ def _new_state(lead: Lead, flow_id: str, run: int, accepted: dict[str, Any]) -> 
         "asked": [],
         "accepted": dict(accepted),
         "finished": None,
+        "orders": {},  # plan path → the order a distribution step chose for this lead
     }
 
 

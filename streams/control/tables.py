@@ -48,6 +48,44 @@ async def confirmed() -> None:
         await asyncio.gather(*writes)
 
 
+def forget_older(
+    table: Any, horizon: float, at: Callable[[Any], float], owns: Callable[[str], bool]
+) -> int:
+    """Drop the entries of a table that keeps them in the order written (a dict, Faust's
+    memory store) whose time ``at(value)`` is before ``horizon``, oldest first: it stops at
+    the first younger entry, so it reads what it drops and one more, never the whole
+    table. An entry of a partition this worker does not own is passed over (its owner
+    drops it). A table that expires by itself (``expires_itself``) is left to its store."""
+    if getattr(table, "expires_itself", False):
+        return 0
+    old = []
+    for key, value in table.items():
+        if at(value) >= horizon:
+            break
+        if owns(key):
+            old.append(key)
+    for key in old:
+        del table[key]
+    return len(old)
+
+
+def expiring(keep_s: float) -> dict[str, Any]:
+    """A table's options for entries kept ``keep_s`` after their last write, without any
+    scan: RocksDB drops older ones in its compactions (a TTL database: kept at least that
+    long), and the broker drops the changelog's older segments (compact + delete, with
+    segments rolled often enough for retention to bite), so a recovery does not bring them
+    back. The memory store ignores both: ``forget_older`` serves it."""
+    keep_ms = int(keep_s * 1000)
+    return {
+        "options": {"ttl": max(1, int(keep_s))},
+        "extra_topic_configs": {
+            "cleanup.policy": "compact,delete",
+            "retention.ms": str(keep_ms),
+            "segment.ms": str(max(60_000, keep_ms // 6)),
+        },
+    }
+
+
 class KeyedTable(faust.Table):  # type: ignore[type-arg]
     """A table whose changelog partition is that of ``owner(key)``; its writes are
     collected for ``confirmed``."""
@@ -55,6 +93,10 @@ class KeyedTable(faust.Table):  # type: ignore[type-arg]
     def __init__(self, app: Any, *, owner: Callable[[str], str], **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self._owner = owner
+        # RocksDB with a TTL drops old entries itself; the memory store needs forget_older.
+        self.expires_itself = bool(kwargs.get("options")) and (
+            str(app.conf.store).startswith("rocksdb")
+        )
 
     def partition_for_key(self, key: Any) -> int:
         return partition_of(self._owner(key), self.partitions or self.app.conf.topic_partitions)
@@ -67,10 +109,18 @@ class KeyedTable(faust.Table):  # type: ignore[type-arg]
         return future
 
 
-def keyed_table(app: Any, name: str, partitions: int, owner: Callable[[str], str]) -> Any:
+def keyed_table(
+    app: Any,
+    name: str,
+    partitions: int,
+    owner: Callable[[str], str],
+    keep_s: float | None = None,
+) -> Any:
+    """``keep_s``: entries expire that long after their last write (``expiring``)."""
     table = KeyedTable(
         app,
         owner=owner,
+        **(expiring(keep_s) if keep_s is not None else {}),
         name=name,
         default=None,
         beacon=app.tables.beacon,

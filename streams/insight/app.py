@@ -23,6 +23,7 @@ from streams import telemetry
 from streams.app import faust_options
 from streams.avro import AvroDecodeError, EventDecoder
 from streams.config import DestinationsFile, Settings
+from streams.control.tables import expiring
 from streams.insight.dashboard import register_dashboard
 from streams.insight.history import (
     added,
@@ -71,11 +72,18 @@ def create_insight_app(settings: Settings, destinations: DestinationsFile | None
     def raw(name: str) -> Any:
         return app.topic(name, key_serializer="raw", value_serializer="raw")
 
+    keep_s = settings.history_days * 86400
+    # On RocksDB a history goes ``keep_s`` after its last write by itself (a TTL database,
+    # and a changelog that drops older records): no scan. The memory store needs the scan.
     history = app.Table(
-        HISTORY_TABLE, default=None, partitions=settings.partitions, key_type=str, value_type=None
+        HISTORY_TABLE,
+        default=None,
+        partitions=settings.partitions,
+        key_type=str,
+        value_type=None,
+        **expiring(keep_s),
     )
     decoder = EventDecoder()
-    keep_s = settings.history_days * 86400
 
     def keep(lead_id: str, entry: dict[str, Any]) -> None:
         history[lead_id] = {
@@ -127,7 +135,9 @@ def create_insight_app(settings: Settings, destinations: DestinationsFile | None
     @app.timer(EXPIRY_CHECK_S)
     async def forget_old() -> None:
         """Histories not added to for ``history_days`` are dropped (this worker's
-        partitions; a scan of the table, once an hour)."""
+        partitions; a scan of the table, once an hour): with the memory store only."""
+        if settings.store == "rocksdb":
+            return
         horizon = time.time() - keep_s
         mine = {tp.partition for tp in app.consumer.assignment()}
         old = [

@@ -235,6 +235,8 @@ async def _attempt(
         rules = destination.response
         outcome = rules.outcome(response) or module.response(request, response)
         outcome = rules.captured(outcome, response)
+        if outcome.kind is OutcomeKind.SUCCESS and outcome.price is None:
+            outcome = replace(outcome, price=destination.price)  # its fixed price, if any
         reading = getattr(module, "quota_left", None)
         if reading is not None:
             outcome = replace(outcome, quota_left=reading(response))

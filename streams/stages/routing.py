@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from streams.config.flows import (
     CompiledFlow,
+    Distribute,
     Evaluate,
     InOrder,
     Parallel,
@@ -30,6 +31,14 @@ if TYPE_CHECKING:
     from streams.stages.attempt import Attempt
 
 Deliver = Callable[[Lead, str], Awaitable["Attempt"]]
+# The order a distribution step (at a plan path) takes for this lead: the same every time
+# it is asked for the same lead (the caller keeps the first answer).
+Order = Callable[[Distribute, str], Sequence[str]]
+
+
+def listed_order(step: Distribute, path: str) -> Sequence[str]:
+    """The destinations as configured (no distribution state at hand)."""
+    return step.destinations
 
 
 def select_flow(lead: Lead, flows: Sequence[CompiledFlow]) -> CompiledFlow | None:
@@ -80,12 +89,27 @@ def advance(
     known: Mapping[str, Attempt],
     path: str = "plan",
     has_fallback: bool = False,
+    order: Order = listed_order,
 ) -> Progress:
     """Replay ``step`` over the attempts already made and say what is still needed.
 
-    Pure and deterministic: the same plan, lead and known attempts give the same answer,
-    so a lead's routing can stop after any attempt (its state is just ``known``), move to
-    another worker, and go on."""
+    Pure and deterministic: the same plan, lead, known attempts (and orders) give the same
+    answer, so a lead's routing can stop after any attempt (its state is ``known`` and the
+    orders it got), move to another worker, and go on. A distribution's children sit at
+    ``<path>.<destination id>``, whatever their order."""
+    if isinstance(step, Distribute):
+        in_order = order(step, path)
+        tried: list[Attempt] = []
+        for i, destination_id in enumerate(in_order):
+            fallback = has_fallback or i < len(in_order) - 1
+            done = advance(Send(destination_id), lead, known, f"{path}.{destination_id}", fallback)
+            tried += done.attempts
+            lead = done.lead
+            if not done.finished:
+                return Progress(tried, False, lead, done.needed)
+            if done.accepted:
+                return Progress(tried, True, lead, [])
+        return Progress(tried, False, lead, [])
     if isinstance(step, Send):
         attempt = known.get(path)
         if attempt is None:
@@ -102,7 +126,7 @@ def advance(
         last = len(step.steps) - 1
         for i, child in enumerate(step.steps):
             fallback = has_fallback or (stop_when and i < last)
-            done = advance(child, lead, known, f"{path}.{i}", fallback)
+            done = advance(child, lead, known, f"{path}.{i}", fallback, order)
             attempts += done.attempts
             lead = done.lead
             if not done.finished:
@@ -119,7 +143,7 @@ def advance(
         if not chosen and step.otherwise is not None:
             chosen = [(len(step.branches), step.otherwise)]
         children = chosen
-    results = [advance(c, lead, known, f"{path}.{i}", has_fallback) for i, c in children]
+    results = [advance(c, lead, known, f"{path}.{i}", has_fallback, order) for i, c in children]
     merged = _merge(lead, results)
     needed = [n for r in results for n in r.needed]
     return Progress(merged.attempts, merged.accepted, merged.lead, needed)

@@ -55,6 +55,39 @@ async def test_the_output_topics_are_made_at_start(
     assert config["max.message.bytes"] == str(DLQ_MAX_MESSAGE_BYTES)
 
 
+async def test_finished_leads_and_acceptances_expire_with_their_changelogs(
+    kafka: KafkaTarget, start_worker: Any
+) -> None:
+    """Kept 72 h (COURIER_REMEMBER_DELIVERED_H): the broker drops older changelog records
+    (compact + delete), so a recovery never brings back what RocksDB dropped by its TTL;
+    the table of leads in progress is kept until each lead ends."""
+    worker = start_worker("destinations: [{id: crm, url: 'https://crm.example.com'}]\n")
+    names = {
+        table: f"{worker.app_id}-{table}-changelog" for table in ("finished", "delivered", "leads")
+    }
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    try:
+        async with asyncio.timeout(60):
+            while not set(names.values()) <= set(await admin.list_topics()):
+                await asyncio.sleep(0.5)
+        answers = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names.values()]
+        )
+    finally:
+        await admin.close()
+    configs = {
+        resource[3]: {entry[0]: entry[1] for entry in resource[4]}
+        for answer in answers
+        for resource in answer.resources
+    }
+    for table in ("finished", "delivered"):
+        config = configs[names[table]]
+        assert config["cleanup.policy"] == "compact,delete"
+        assert config["retention.ms"] == str(72 * 3_600_000)
+    assert configs[names["leads"]]["cleanup.policy"] == "compact"
+
+
 def test_a_cluster_that_refuses_a_topic_stops_the_worker_in_one_line(
     kafka: KafkaTarget, topics: Any, tmp_path: Path
 ) -> None:

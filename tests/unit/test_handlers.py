@@ -15,7 +15,7 @@ from schemas import CIRCUIT_EVENT, DELIVERY_EVENT, LEAD_OUTCOME, load_schema
 from streams.avro import Encoders, EventEncoder
 from streams.config import DestinationsFile
 from streams.control.desk import DeliveryDesk, Unremembered
-from streams.control.home import Home
+from streams.control.home import Home, LeadStates
 from streams.handlers import (
     DEAD_LETTER_KEPT_BYTES,
     DEAD_LETTER_MAX_BYTES,
@@ -53,7 +53,9 @@ def handlers(attempt_at: Any = refuse, file: DestinationsFile = FILE) -> Handler
         by_id, attempt_at, circuits={}, caps={}, delivered=Unremembered(), parked={}
     )
     flows = file.compiled_flows
-    home = Home({f.id: f for f in flows}, lambda d: by_id[d].caps is not None, {}, at_home)
+    home = Home(
+        {f.id: f for f in flows}, lambda d: by_id[d].caps is not None, LeadStates({}, {}), at_home
+    )
     codec = Encoders(
         EventEncoder(DELIVERY_EVENT), EventEncoder(LEAD_OUTCOME), EventEncoder(CIRCUIT_EVENT)
     )

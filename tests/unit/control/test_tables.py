@@ -1,0 +1,94 @@
+"""Remembered acceptances and finished leads expire by time without a scan of the table:
+RocksDB (a TTL database) and the changelog (compact + delete) drop them by themselves; the
+memory store's tables are dropped from their oldest entry, reading no more than they drop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import faust
+import pytest
+
+from streams.control.home import LeadStates
+from streams.control.tables import expiring, forget_older, keyed_table
+
+
+class CountedReads(dict[str, Any]):
+    """A dict (written in order, as Faust's memory store) that counts the entries read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read = 0
+
+    def items(self) -> Iterator[tuple[str, Any]]:  # type: ignore[override]
+        for item in super().items():
+            self.read += 1
+            yield item
+
+
+def test_forgetting_reads_only_the_old_entries_and_the_first_young_one() -> None:
+    table = CountedReads()
+    for n in range(10_000):
+        table[f"L{n}"] = {"at": float(n)}
+    dropped = forget_older(table, 100.0, lambda value: value["at"], lambda key: key != "L7")
+    assert dropped == 99  # L0..L99 but L7, whose partition another worker owns
+    assert table.read == 101
+    assert "L7" in table and "L99" not in table and "L100" in table
+
+
+def test_a_table_that_expires_by_itself_is_not_read() -> None:
+    table = CountedReads()
+    table["L0"] = {"at": 0.0}
+    table.expires_itself = True  # type: ignore[attr-defined]
+    assert forget_older(table, 100.0, lambda value: value["at"], lambda _: True) == 0
+    assert table.read == 0 and "L0" in table
+
+
+def test_a_finished_lead_leaves_the_table_of_leads_in_progress() -> None:
+    states = LeadStates({}, {})
+    states["L1"] = {"run": 1, "finished": None}
+    assert states.waiting == {"L1": {"run": 1, "finished": None}}
+    states["L1"] = {"run": 1, "finished": 5.0}
+    assert states.waiting == {} and states["L1"]["finished"] == 5.0
+    # A replayed lead runs again while its first run's end is kept; in progress wins.
+    states["L1"] = {"run": 2, "finished": None}
+    assert states["L1"]["run"] == 2 and states.finished["L1"]["run"] == 1
+    states["L0"] = {"run": 1, "finished": 6.0}
+    states["L1"] = {"run": 2, "finished": 7.0}
+    assert list(states.finished) == ["L0", "L1"]  # written again: the youngest, last
+    assert states.forget(6.5, lambda _: True) == 1 and list(states) == ["L1"]
+
+
+def test_rocksdb_tables_drop_entries_older_than_their_time(tmp_path: Path) -> None:
+    app = faust.App("expiry-test", store="rocksdb://", datadir=str(tmp_path))
+    table = keyed_table(app, "finished", 1, lambda key: key, keep_s=1)
+    assert table.expires_itself
+    assert table.extra_topic_configs == expiring(1)["extra_topic_configs"]
+    store = table.data
+    assert store.rocksdb_options.ttl == 1
+    db = store._db_for_partition(0)
+    db[b"L1"] = b"{}"
+    time.sleep(2.1)  # RocksDB counts whole seconds
+    db.compact_range(None, None)  # RocksDB drops expired entries in its compactions
+    assert db.get(b"L1") is None
+
+
+def test_keeping_forever_is_the_default(tmp_path: Path) -> None:
+    app = faust.App("expiry-test", store="rocksdb://", datadir=str(tmp_path))
+    table = keyed_table(app, "leads", 1, lambda key: key)
+    assert not table.expires_itself
+    assert table.data.rocksdb_options.ttl is None
+
+
+@pytest.mark.parametrize("keep_h", [1.0, 72.0])
+def test_the_changelog_drops_what_the_table_dropped(keep_h: float) -> None:
+    config = expiring(keep_h * 3600)["extra_topic_configs"]
+    assert config["cleanup.policy"] == "compact,delete"
+    assert int(config["retention.ms"]) == keep_h * 3_600_000
+    # Kafka deletes whole segments: they must roll well within the retention.
+    assert int(config["segment.ms"]) <= int(config["retention.ms"]) / 6 or (
+        int(config["segment.ms"]) == 60_000
+    )

@@ -17,6 +17,7 @@ DELIVERY_EVENT = "delivery_event"
 LEAD_OUTCOME = "lead_outcome"
 CIRCUIT_EVENT = "circuit_event"
 ALERT_EVENT = "alert_event"
+LEAD_FEEDBACK = "lead_feedback"
 
 
 @cache

@@ -2,7 +2,7 @@
 
 A lead is routed and delivered in its own partition (streams/control/home.py): the leads
 topic's partition when the record is keyed by the lead id (as a Kafka producer's default
-partitioner puts it), else the routing topic's, one hop away. Three agents:
+partitioner puts it), else the routing topic's, one hop away. Four agents:
 
 - ``intake`` (leads topic): parse the envelope (malformed → dead-letter topic), pick the
   flow; at home, run its plan; elsewhere, pass it to its routing partition.
@@ -10,6 +10,8 @@ partitioner puts it), else the routing topic's, one hop away. Three agents:
   destinations, and parked retries that are due: the plan goes on.
 - ``work`` (work topic, keyed by destination id): deliveries to destinations with caps,
   where the destination's counts are exact (streams/control/desk.py).
+- ``feedback`` (feedback topic): recipients' notices about leads they took, passed to the
+  lead's routing partition (or its reference's, to find the lead), judged there.
 
 Every record is handled as its own task, so no record waits for another: a slow
 destination holds only its own in-flight slots (streams/stages/delivery.py), never the
@@ -142,6 +144,7 @@ def register_agents(
     each_record(topics.leads, "intake", lambda on: on.take_in)
     each_record(topics.routing, "routing", lambda on: on.go_on)
     each_record(topics.work, "work", lambda on: on.work_on)
+    each_record(topics.feedback, "feedback", lambda on: on.take_feedback)
 
     @app.timer(PARKED_CHECK_S, name="release_parked")
     async def release_parked() -> None:

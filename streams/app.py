@@ -44,6 +44,7 @@ from streams.progress import Progress
 from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.batching import Batches
 from streams.stages.delivery import HttpSender
+from streams.stages.feedback import receive_feedback
 from streams.stages.oauth import TokenCache
 from streams.topics import DLQ_MAX_MESSAGE_BYTES, declare_topics
 
@@ -300,6 +301,11 @@ def lead_id_key(key: str) -> str:
     return key
 
 
+def reference_owner(key: str) -> str:
+    """A "destination|reference" key is its own owner: its routing record is keyed by it."""
+    return key
+
+
 def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
     telemetry.start()
     app = CourierApp(
@@ -367,6 +373,9 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         LeadStates(table("leads", lead_id_key), table("finished", lead_id_key, keep_s=remember_s)),
         home_desk,
         distributor=Distributor({d.id: d.price for d in destinations.destinations}),
+        # Only for recipients whose feedback names leads by their own ids: one small record
+        # and table entry per sale to them.
+        references=table("references", reference_owner, keep_s=remember_s),
     )
     built: asyncio.Future[Handlers] | None = None
     progress = Progress()  # records taken and finished: a stalled worker is not ready
@@ -386,7 +395,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         nonlocal built
         if built is None:
             built = asyncio.ensure_future(
-                _handlers(settings, flows, home, capped_desk, worker_name, at_home)
+                _handlers(settings, flows, home, capped_desk, worker_name, at_home, by_id)
             )
         return await built
 
@@ -450,6 +459,17 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         """Prometheus exposition of every metric (streams/telemetry.py)."""
         body, content_type = telemetry.prometheus_text()
         return web.bytes(body, headers={"Content-Type": content_type})
+
+    @app.page("/feedback/{destination_id}")
+    class _Feedback(faust.web.View):
+        """A recipient's feedback: checked (its signature or token), read into a notice
+        and written to the feedback topic before the 202: judged in the lead's partition."""
+
+        async def post(self, request: Any, destination_id: str) -> Any:
+            answer, status = await take_feedback(
+                by_id.get(destination_id), request, topics.feedback
+            )
+            return self.json(answer, status=status)
 
     measure(app, sender, circuits, capped_desk, home_desk, by_id, progress)
 
@@ -515,12 +535,14 @@ async def _handlers(
     desk: DeliveryDesk,
     worker_name: str,
     at_home: Callable[[Origin, str], bool],
+    by_id: Mapping[str, Destination],
 ) -> Handlers:
     codec = await Encoders.build(
         settings.schema_registry_url,
         settings.events_topic,
         settings.outcomes_topic,
         settings.control_topic,
+        settings.feedback_events_topic,
     )
     return Handlers(
         flows=flows,
@@ -533,7 +555,32 @@ async def _handlers(
         worker_name=worker_name,
         at_home=at_home,
         confirmed=confirmed,
+        feedback={destination_id: d.feedback for destination_id, d in by_id.items()},
     )
+
+
+async def take_feedback(
+    destination: Destination | None, request: Any, feedback_topic: Any
+) -> tuple[dict[str, Any], int]:
+    """POST /feedback/<destination>: read at most the allowed body, let the stage judge the
+    request, and write its notice to the feedback topic before answering 202."""
+    config = destination.feedback if destination is not None else None
+    limit = config.max_body_bytes if config is not None else 0
+    declared = request.content_length
+    body = b""
+    if declared is None or declared <= limit:
+        while len(body) <= limit:  # a read may return less than asked before the end
+            chunk = await request.content.read(limit + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
+    received = receive_feedback(
+        destination.id if destination else "", config, request.headers, declared, body
+    )
+    if received.notice is not None:
+        notice = received.notice
+        await (await feedback_topic.send(key=notice.key.encode(), value=notice.to_json()))
+    return received.answer, received.status
 
 
 def worker_class(log_format: str = "text") -> type[Any]:

@@ -22,6 +22,7 @@ from schemas import (
     ALERT_EVENT,
     CIRCUIT_EVENT,
     DELIVERY_EVENT,
+    LEAD_FEEDBACK,
     LEAD_OUTCOME,
     earlier_schemas,
     load_schema,
@@ -116,7 +117,7 @@ class EventDecoder:
         # fingerprint → (writer's schema, reader's schema): an earlier version's events are
         # read as the current version (its added fields at their defaults).
         self._by_fingerprint: dict[bytes, tuple[dict[str, Any], dict[str, Any]]] = {}
-        for name in (DELIVERY_EVENT, LEAD_OUTCOME, CIRCUIT_EVENT, ALERT_EVENT):
+        for name in (DELIVERY_EVENT, LEAD_OUTCOME, CIRCUIT_EVENT, ALERT_EVENT, LEAD_FEEDBACK):
             current = load_schema(name)
             for writer in (*earlier_schemas(name), current):
                 self._by_fingerprint[schema_fingerprint(writer)] = (writer, current)
@@ -144,15 +145,25 @@ class Encoders:
     """The encoders a worker needs, built once (registering schemas when a registry is set)."""
 
     def __init__(
-        self, delivery: EventEncoder, outcome: EventEncoder, circuit: EventEncoder
+        self,
+        delivery: EventEncoder,
+        outcome: EventEncoder,
+        circuit: EventEncoder,
+        feedback: EventEncoder | None = None,
     ) -> None:
         self.delivery = delivery
         self.outcome = outcome
         self.circuit = circuit
+        self.feedback = feedback or EventEncoder(LEAD_FEEDBACK)
 
     @classmethod
     async def build(
-        cls, registry_url: str | None, events_topic: str, outcomes_topic: str, control_topic: str
+        cls,
+        registry_url: str | None,
+        events_topic: str,
+        outcomes_topic: str,
+        control_topic: str,
+        feedback_topic: str = "leads.delivery.feedback",
     ) -> Encoders:
         if registry_url is None:
             return cls(
@@ -166,4 +177,5 @@ class Encoders:
                 await registered_encoder(registry, events_topic, DELIVERY_EVENT),
                 await registered_encoder(registry, outcomes_topic, LEAD_OUTCOME),
                 await registered_encoder(registry, control_topic, CIRCUIT_EVENT),
+                await registered_encoder(registry, feedback_topic, LEAD_FEEDBACK),
             )

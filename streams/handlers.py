@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -22,12 +22,13 @@ import orjson
 
 from streams import logs, telemetry
 from streams.avro import Encoders
+from streams.config.feedback import DEFAULT_RETURN_WINDOW_DAYS, FeedbackConfig
 from streams.config.flows import CompiledFlow
 from streams.control.desk import DeliveryDesk, Handled, unsent
 from streams.control.home import Home, Report
 from streams.control.messages import MessageError, WorkItem, attempt_to_dict
 from streams.control.tables import partition_of
-from streams.model import CircuitChange, Lead, OutcomeCategory
+from streams.model import CircuitChange, Lead, OutcomeCategory, OutcomeKind
 from streams.outcome import internal_error
 from streams.secrets import SCRUBBER
 from streams.stages.attempt import Attempt
@@ -37,7 +38,14 @@ from streams.stages.envelope import (
     dead_letter_headers,
     parse_envelope,
 )
-from streams.stages.events import circuit_event, delivery_event, lead_outcome
+from streams.stages.events import circuit_event, delivery_event, lead_feedback, lead_outcome
+from streams.stages.feedback import (
+    UNKNOWN_REFERENCE,
+    FeedbackError,
+    Notice,
+    Verdict,
+    reference_key,
+)
 from streams.stages.routing import Progress, select_flow
 
 log = logging.getLogger(__name__)
@@ -53,6 +61,7 @@ DETAIL_LIMIT = 1000
 TOO_DEEP = Rejected("Too deeply nested", "the envelope nests deeper than 254 levels")
 UNREADABLE_ROUTING = "Unreadable routing record"
 UNREADABLE_WORK = "Unreadable work record"
+UNREADABLE_FEEDBACK = "Unreadable feedback"
 # Every reason a dead letter can carry (``courier replay --reason`` takes only these;
 # tests/unit/test_handlers.py checks the list against the code).
 DEAD_LETTER_REASONS = (
@@ -62,10 +71,14 @@ DEAD_LETTER_REASONS = (
     INTERNAL_ERROR,
     UNREADABLE_ROUTING,
     UNREADABLE_WORK,
+    UNREADABLE_FEEDBACK,
 )
 
-Stage = Literal["intake", "routing", "work"]
-TopicName = Literal["events", "outcomes", "dlq", "control", "routing", "work"]
+Stage = Literal["intake", "routing", "work", "feedback"]
+TopicName = Literal["events", "outcomes", "dlq", "control", "routing", "work", "feedback_events"]
+# Routing records about a recipient's feedback, not a lead's delivery: a failure on one
+# dead-letters it and leaves the lead as it is.
+FEEDBACK_MESSAGES = ("feedback", "reference")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +145,14 @@ class Handlers:
         worker_name: str,
         at_home: Callable[[Origin, str], bool],
         confirmed: Callable[[], Awaitable[None]],
+        feedback: Mapping[str, FeedbackConfig | None] | None = None,
     ) -> None:
         """``home``: leads in their own partition; ``desk``: deliveries to destinations with
         caps, in the destination's partition; ``at_home(origin, lead_id)``: a record read
         there is in its lead's partition; ``confirmed()``: returns once every table write
-        made so far is stored by the broker."""
+        made so far is stored by the broker; ``feedback``: each destination's feedback
+        block (None: none), for the destinations a recipient may send feedback about."""
+        self._feedback = feedback or {}
         self._flows = flows
         self.home = home
         self.desk = desk
@@ -204,10 +220,20 @@ class Handlers:
                 reports = self.home.answer(
                     message["lead_id"], message["path"], message["attempt"], origin.source
                 )
+            elif kind in FEEDBACK_MESSAGES:
+                yield await self._about_feedback(message)
+                return
             else:
                 item = WorkItem.from_json(message["item"].encode())
                 reports = self.home.retry(item, origin.source)
-        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, MessageError) as exc:
+        except (
+            orjson.JSONDecodeError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            MessageError,
+            FeedbackError,
+        ) as exc:
             unreadable = Rejected(UNREADABLE_ROUTING, f"{type(exc).__name__}: {exc}")
             yield [dead_letter(value, key, unreadable, origin)]
             return
@@ -218,6 +244,9 @@ class Handlers:
         """The records of a report, once the table writes behind them are confirmed."""
         await self._confirmed()
         sends = [self.event(attempt, next_at, report.run) for attempt, next_at in report.attempts]
+        sends += [
+            self.reference(attempt) for attempt, _ in report.attempts if self._referenced(attempt)
+        ]
         sends += [self.circuit(destination, change) for destination, change in report.changes]
         sends += [self.to_work(item) for item in report.asks]
         if report.finished is not None and report.lead is not None:
@@ -240,6 +269,70 @@ class Handlers:
         origin = Origin(self._leads_topic, -1, -1)
         sends.append(dead_letter(orjson.dumps(lead.envelope), lead.id.encode(), why, origin))
         return sends
+
+    # ── feedback: what recipients say of leads they took ─────────────────────
+    async def take_feedback(
+        self, value: bytes | None, key: bytes | None, origin: Origin
+    ) -> AsyncIterator[list[Out]]:
+        """A notice on the feedback topic (from our web endpoint, or written upstream): on to
+        its lead's partition, or its reference's to find the lead first."""
+        try:
+            notice = Notice.from_json(value)
+            if notice.destination_id not in self._feedback:
+                raise FeedbackError("destination_id", f"no destination {notice.destination_id!r}")
+        except FeedbackError as exc:
+            yield [dead_letter(value, key, Rejected(UNREADABLE_FEEDBACK, str(exc)), origin)]
+            return
+        yield [self._feedback_to(notice.key, notice)]
+
+    async def _about_feedback(self, message: dict[str, Any]) -> list[Out]:
+        """A routing record of type ``reference`` (a sale's reference id, to find its lead
+        by) or ``feedback`` (a notice, in its lead's or its reference's partition)."""
+        if message["type"] == "reference":
+            key = reference_key(message["destination_id"], message["reference_id"])
+            self.home.references[key] = str(message["lead_id"])
+            await self._confirmed()
+            return []
+        notice = Notice.from_json(message["notice"].encode())
+        if notice.lead_id is None:
+            lead_id = self.home.references.get(notice.key)
+            if lead_id is None:
+                return [self._judged(notice, Verdict(False, UNKNOWN_REFERENCE))]
+            return [self._feedback_to(lead_id, replace(notice, lead_id=lead_id))]
+        config = self._feedback.get(notice.destination_id)
+        window = config.return_window_days if config is not None else DEFAULT_RETURN_WINDOW_DAYS
+        verdict = await self.home.feedback(notice, window)
+        await self._confirmed()
+        return [self._judged(notice, verdict)]
+
+    def _feedback_to(self, key: str, notice: Notice) -> Out:
+        message = {"type": "feedback", "notice": notice.to_json().decode()}
+        return self.to_routing(key, message)
+
+    def _judged(self, notice: Notice, verdict: Verdict) -> Out:
+        record = lead_feedback(notice, verdict)
+        telemetry.feedback.add(notice.destination_id, notice.kind, record["status"])
+        return Out("feedback_events", notice.key.encode(), self._codec.feedback.encode(record))
+
+    def _referenced(self, attempt: Attempt) -> bool:
+        """A sale whose recipient may send feedback naming the lead by its own id."""
+        config = self._feedback.get(attempt.destination_id)
+        return (
+            config is not None
+            and config.reference_id is not None
+            and attempt.outcome.kind is OutcomeKind.SUCCESS
+            and attempt.outcome.reference_id is not None
+        )
+
+    def reference(self, attempt: Attempt) -> Out:
+        reference_id = str(attempt.outcome.reference_id)
+        message = {
+            "type": "reference",
+            "destination_id": attempt.destination_id,
+            "reference_id": reference_id,
+            "lead_id": attempt.lead_id,
+        }
+        return self.to_routing(reference_key(attempt.destination_id, reference_id), message)
 
     # ── work: one attempt at a destination with caps, keyed by its id ────────
     async def work_on(
@@ -294,6 +387,8 @@ class Handlers:
             type(exc).__name__,
         )
         why = Rejected(INTERNAL_ERROR, failure_detail(stage, exc))
+        if stage == "feedback" or _is_about_feedback(stage, value):
+            return [dead_letter(value, key, why, origin)]  # the lead is left as it is
         if stage == "work":
             try:
                 item = WorkItem.from_json(value or b"")
@@ -359,6 +454,16 @@ class Handlers:
         destination = item.destination_id
         partition = partition_of(destination, self._partitions)
         return Out("work", destination.encode(), item.to_json(), item.headers, partition)
+
+
+def _is_about_feedback(stage: Stage, value: bytes | None) -> bool:
+    if stage != "routing":
+        return False
+    try:
+        document = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(document, dict) and document.get("type") in FEEDBACK_MESSAGES
 
 
 def _lead_id(stage: Stage, value: bytes | None) -> str | None:

@@ -82,6 +82,12 @@ overhead_duration = meter.create_histogram(
     description="Our own time per attempt: mapping, building the request, reading the answer",
 )
 leads = Tally("courier.leads", "{lead}", "Lead outcomes written, by outcome", ("outcome",))
+feedback = Tally(
+    "courier.feedback",
+    "{notice}",
+    "Recipients' feedback judged, by destination, kind and status (accepted or refused)",
+    ("destination", "kind", "status"),
+)
 dead_letters = Tally(
     "courier.dead_letters", "{record}", "Dead letters written, by reason", ("reason",)
 )

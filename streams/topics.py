@@ -24,6 +24,8 @@ class Topics:
     control: Any
     routing: Any
     work: Any
+    feedback: Any
+    feedback_events: Any
 
 
 def written_topics(settings: Settings) -> dict[str, dict[str, str]]:
@@ -36,6 +38,7 @@ def written_topics(settings: Settings) -> dict[str, dict[str, str]]:
         settings.outcomes_topic: {},
         settings.dlq_topic: {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)},
         settings.control_topic: {},
+        settings.feedback_events_topic: {},
     }
 
 
@@ -59,4 +62,6 @@ def declare_topics(app: Any, settings: Settings) -> Topics:
         control=raw(settings.control_topic),
         routing=raw(settings.routing_topic),
         work=raw(settings.work_topic),
+        feedback=raw(settings.feedback_topic),
+        feedback_events=raw(settings.feedback_events_topic),
     )

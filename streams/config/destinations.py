@@ -29,6 +29,7 @@ from pydantic import (
 from integrations import REGISTRY
 from streams.auth import AuthConfig, OAuth2Auth
 from streams.config.alerts import AlertRules
+from streams.config.feedback import FeedbackConfig
 from streams.config.flows import CompiledFlow, Flow, compile_flow, default_flow
 from streams.config.policies import BatchConfig, CapPolicy, CircuitPolicy, RetryPolicy
 from streams.config.response_rules import ResponseConfig
@@ -152,6 +153,8 @@ class Destination(BaseModel):
     privacy: Privacy = Field(default_factory=lambda: Privacy())
     # W3C ``traceparent`` (the attempt's span) on each request, for a recipient that traces.
     send_traceparent: bool = False
+    # How its recipient tells us what became of a lead (POST /feedback/<id>): off when unset.
+    feedback: FeedbackConfig | None = None
 
     _url_template: CompiledTemplate | None = PrivateAttr(default=None)
     _resolved_url: str = PrivateAttr(default="")  # references resolved: never print it

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     dlq_topic: str = "leads.delivery.dlq"
     control_topic: str = "leads.delivery.control"  # circuit state changes
     alerts_topic: str = "leads.delivery.alerts"  # alerts firing and resolved (courier insight)
+    # Recipients' feedback as it came in (JSON: POST /feedback/<destination>, or upstream),
+    # and what we made of it (Avro LeadFeedback; accepted returns credit sales).
+    feedback_topic: str = "leads.feedback"
+    feedback_events_topic: str = "leads.delivery.feedback"
     # Internal: a lead's routing (keyed by lead id) and work for a destination (keyed by
     # destination id, so a destination's caps and circuit live in one partition).
     routing_topic: str = "leads.delivery.routing"

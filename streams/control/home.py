@@ -40,6 +40,7 @@ from streams.errors import SenderClosed
 from streams.model import CircuitChange, Lead, OutcomeKind
 from streams.outcome import internal_error
 from streams.stages.attempt import Attempt
+from streams.stages.feedback import Notice, Verdict, judge
 from streams.stages.routing import Needed, Progress, advance
 
 LeadState = dict[str, Any]
@@ -126,10 +127,14 @@ class Home:
         desk: DeliveryDesk,
         clock: Callable[[], float] = time.time,
         distributor: Distributor | None = None,
+        references: MutableMapping[str, str] | None = None,
     ) -> None:
         """``capped(destination_id)``: its deliveries go through its own partition;
         ``desk``: delivers here (acceptances are remembered in the lead's state, not by it);
-        ``distributor``: orders distribution steps (``weighted``, ``priority``, ...)."""
+        ``distributor``: orders distribution steps (``weighted``, ``priority``, ...);
+        ``references``: "destination|their reference id" → lead id, for recipients whose
+        feedback names a lead by their own id (kept in the reference's partition)."""
+        self.references: MutableMapping[str, str] = {} if references is None else references
         self._distributor = distributor or Distributor({}, clock)
         self._flows = flows
         self._capped = capped
@@ -152,7 +157,10 @@ class Home:
                 state = _new_state(lead, flow.id, 1, {})
             elif state["finished"] is not None:
                 if replayed:
+                    returned = state.get("returned")
                     state = _new_state(lead, flow.id, state["run"] + 1, state["accepted"])
+                    if returned:
+                        state["returned"] = returned  # a return is never taken twice
                 else:
                     async for report in self._ended(state, lead.id, source):
                         yield report
@@ -205,6 +213,18 @@ class Home:
         self.leads[lead_id] = kept
         run: int = state["run"]
         return run
+
+    async def feedback(self, notice: Notice, return_window_days: float) -> Verdict:
+        """A recipient's notice about a lead, judged against the lead's state; an accepted
+        return is noted there, so a second one is refused."""
+        lead_id = str(notice.lead_id)
+        async with self._one_at_a_time(lead_id):
+            state = self.leads.get(lead_id)
+            verdict = judge(notice, state, return_window_days)
+            if state is not None and verdict.accepted and notice.kind == "returned":
+                returned = {**state.get("returned", {}), notice.destination_id: notice.at_ms}
+                self.leads[lead_id] = {**state, "returned": returned}
+            return verdict
 
     def forget(self, older_than_s: float, owns: Callable[[str], bool]) -> int:
         """Drop finished leads older than ``older_than_s``: how many were dropped."""
@@ -422,6 +442,8 @@ def _finished(
     its last records were, to write them again if the record that ended it comes again.
     The lead itself only when it may be dead-lettered (nobody took it)."""
     kept: LeadState = {"run": state["run"], "accepted": state["accepted"], "finished": now}
+    if state.get("returned"):
+        kept["returned"] = state["returned"]
     if report is not None and report.finished is not None:
         sold = report.finished.accepted
         kept["ending"] = {

@@ -1,5 +1,5 @@
-"""Attempt → DeliveryEvent, a lead's attempts → LeadOutcome, a circuit change → CircuitEvent
-(records for schemas/*.avsc)."""
+"""Attempt → DeliveryEvent, a lead's attempts → LeadOutcome, a circuit change → CircuitEvent,
+a recipient's feedback → LeadFeedback (records for schemas/*.avsc)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from streams.model import CircuitChange, OutcomeKind
 from streams.stages.attempt import Attempt
+from streams.stages.feedback import Notice, Verdict
 
 DELIVERY_EVENT_NAME = "io.leadcourier.delivery.v1.DeliveryEvent"
 LEAD_OUTCOME_NAME = "io.leadcourier.delivery.v1.LeadOutcome"
@@ -114,4 +115,27 @@ def circuit_event(destination_id: str, change: CircuitChange, worker: str) -> di
         "after": change.after,
         "reason": change.reason,
         "worker": worker,
+    }
+
+
+def lead_feedback(notice: Notice, verdict: Verdict) -> dict[str, Any]:
+    def moment(ms: int) -> datetime:
+        return datetime.fromtimestamp(ms / 1000, UTC)
+
+    return {
+        "event_id": notice.event_id,
+        "lead_id": notice.lead_id,
+        "destination_id": notice.destination_id,
+        "kind": notice.kind,
+        "status": "accepted" if verdict.accepted else "refused",
+        "refusal": verdict.refusal,
+        "reason": notice.reason,
+        "raw_reason": notice.raw_reason,
+        "status_text": notice.status_text,
+        "amount": _price(None if notice.amount is None else Decimal(notice.amount)),
+        "credit": _price(verdict.credit),
+        "reference_id": notice.reference_id,
+        "sold_at": None if verdict.sold_at_ms is None else moment(verdict.sold_at_ms),
+        "feedback_at": moment(notice.at_ms),
+        "received_at": moment(notice.received_at_ms),
     }

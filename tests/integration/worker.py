@@ -23,11 +23,23 @@ class TopicNames:
     control: str
     routing: str
     work: str
+    feedback: str
+    feedback_events: str
 
     @classmethod
     def unique(cls) -> TopicNames:
         tag = uuid.uuid4().hex[:8]
-        names = ("leads", "events", "outcomes", "dlq", "control", "routing", "work")
+        names = (
+            "leads",
+            "events",
+            "outcomes",
+            "dlq",
+            "control",
+            "routing",
+            "work",
+            "feedback",
+            "feedback-events",
+        )
         return cls(*(f"{name}-{tag}" for name in names))
 
 
@@ -75,6 +87,8 @@ class WorkerProcess:
             "COURIER_CONTROL_TOPIC": self.topics.control,
             "COURIER_ROUTING_TOPIC": self.topics.routing,
             "COURIER_WORK_TOPIC": self.topics.work,
+            "COURIER_FEEDBACK_TOPIC": self.topics.feedback,
+            "COURIER_FEEDBACK_EVENTS_TOPIC": self.topics.feedback_events,
             "COURIER_IN_FLIGHT": str(self.in_flight),
             "COURIER_DATA_DIR": str(self.workdir / f"data-{self.name}"),
             "COURIER_LOG_LEVEL": "info",

@@ -198,3 +198,16 @@ def test_every_dead_letter_reason_in_the_code_is_known_to_replay() -> None:
     import streams.handlers
 
     assert {getattr(streams.handlers, n) for n in named} <= set(DEAD_LETTER_REASONS)
+
+
+def test_a_failure_on_feedback_is_dead_lettered_and_leaves_the_lead_alone() -> None:
+    on = handlers()
+    notice = b'{"destination_id": "a", "kind": "returned", "lead_id": "L-1"}'
+    for stage, value in (
+        ("feedback", notice),
+        ("routing", b'{"type": "feedback", "notice": ' + orjson.dumps(notice.decode()) + b"}"),
+        ("routing", b'{"type": "reference", "lead_id": "L-1"}'),
+    ):
+        sends = on.failed(stage, value, b"L-1", ORIGIN, KeyError("x"))  # type: ignore[arg-type]
+        assert [s.topic for s in sends] == ["dlq"]  # no outcome: the lead is not ended
+    assert "L-1" not in on.home.leads

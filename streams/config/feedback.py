@@ -1,0 +1,115 @@
+"""A destination's ``feedback:`` block: how its recipient tells us what became of a lead
+(returned, converted, contacted, disqualified, a status), and how we check it is them.
+
+```yaml
+feedback:
+  secret: ${env:BUYER_A_FEEDBACK_SECRET}   # HMAC-SHA256 of the body, or a bearer token
+  auth: hmac                               # hmac (default) or token
+  lead_id: $.lead_id                       # JSON paths into what they send
+  reference_id: $.their_id                 # their own id for the lead (instead or as well)
+  kind: $.event
+  reason: $.reason
+  amount: $.amount
+  at: $.occurred_at
+  return_window_days: 7
+```
+
+Paths compile when the configuration loads; the words a recipient uses for each kind and
+reason are matched case-insensitively (``kinds``, ``reasons`` extend the defaults).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from jsonpath_ng import JSONPath
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from streams.auth import Secret
+from streams.config.response_rules import compile_json_path
+
+FEEDBACK_KINDS = ("returned", "converted", "contacted", "disqualified", "status")
+# The words recipients use, per kind (lower case); anything else is a ``status``.
+DEFAULT_KIND_WORDS: dict[str, list[str]] = {
+    "returned": ["returned", "return", "rejected", "refund", "credit", "chargeback"],
+    "converted": ["converted", "conversion", "sold", "sale", "won", "closed won", "funded"],
+    "contacted": ["contacted", "reached", "called", "answered"],
+    "disqualified": ["disqualified", "dq", "unqualified", "not qualified", "invalid"],
+}
+# Normalised reasons and the words (lower case, found anywhere in the text) that mean them.
+DEFAULT_REASON_WORDS: dict[str, list[str]] = {
+    "Bad phone": ["bad phone", "wrong number", "disconnected", "invalid phone", "bad number"],
+    "Bad email": ["bad email", "invalid email", "bounced"],
+    "Duplicate": ["duplicate", "already have", "dupe"],
+    "Did not request": ["did not request", "didn't request", "never requested", "not requested"],
+    "Fraud": ["fraud", "fake", "bot"],
+    "Not interested": ["not interested", "no longer interested"],
+    "Outside service area": ["outside service area", "out of area", "service area"],
+    "Underage": ["underage", "under 18", "minor"],
+}
+MAX_BODY_BYTES = 65_536
+DEFAULT_RETURN_WINDOW_DAYS = 7.0
+
+
+class FeedbackConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    secret: Secret
+    auth: Literal["hmac", "token"] = "hmac"
+    # hmac: the header carrying "sha256=<hex HMAC-SHA256 of the body>"
+    signature_header: str = "X-Courier-Signature"
+    lead_id: str | None = "$.lead_id"
+    reference_id: str | None = None
+    kind: str = "$.kind"
+    reason: str | None = "$.reason"
+    amount: str | None = "$.amount"
+    at: str | None = "$.at"
+    status: str | None = None  # the recipient's own status word, for kind ``status``
+    kinds: dict[Literal["returned", "converted", "contacted", "disqualified"], list[str]] = Field(
+        default_factory=dict
+    )
+    reasons: dict[str, list[str]] = Field(default_factory=dict)
+    return_window_days: float = Field(default=DEFAULT_RETURN_WINDOW_DAYS, gt=0, le=365)
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=256, le=1_048_576)
+
+    _paths: dict[str, JSONPath] = PrivateAttr(default_factory=dict)
+    _kind_words: dict[str, str] = PrivateAttr(default_factory=dict)
+    _reason_words: list[tuple[str, str]] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _compile(self) -> FeedbackConfig:
+        if self.lead_id is None and self.reference_id is None:
+            raise ValueError("give lead_id or reference_id: how a notice names its lead")
+        for name in ("lead_id", "reference_id", "kind", "reason", "amount", "at", "status"):
+            path = getattr(self, name)
+            if path is not None:
+                try:
+                    self._paths[name] = compile_json_path(path)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+        kinds = dict(DEFAULT_KIND_WORDS)
+        kinds.update(self.kinds.items())
+        for kind, words in kinds.items():
+            for word in words:
+                self._kind_words[word.strip().lower()] = kind
+        reasons = dict(self.reasons)  # a destination's own words first
+        for reason, words in DEFAULT_REASON_WORDS.items():
+            reasons.setdefault(reason, words)
+        for reason, words in reasons.items():
+            self._reason_words += [(word.strip().lower(), reason) for word in words]
+        return self
+
+    def path(self, name: str) -> JSONPath | None:
+        return self._paths.get(name)
+
+    def kind_of(self, word: str) -> str:
+        """A recipient's word for what happened → one of ``FEEDBACK_KINDS``."""
+        return self._kind_words.get(word.strip().lower(), "status")
+
+    def reason_of(self, text: str) -> str | None:
+        """A recipient's reason → our normalised one, or None when none fits."""
+        lowered = text.lower()
+        for word, reason in self._reason_words:
+            if word in lowered:
+                return reason
+        return None

@@ -1,0 +1,276 @@
+"""Feedback from recipients, as plain functions: check who sent it, read it into a
+``Notice`` (what the feedback topic carries), and judge it against the lead's state.
+
+The worker's web endpoint (``POST /feedback/<destination>``) checks and reads; a notice goes
+to the feedback topic (upstream systems may write notices there themselves, as JSON);
+the judgement happens in the lead's partition, where its state is (streams/handlers.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from streams.config.feedback import FEEDBACK_KINDS, FeedbackConfig
+from streams.config.response_rules import first_json
+from streams.outcome import to_price
+
+REASON_LIMIT = 500
+ID_LIMIT = 200
+FEEDBACK_IDS = uuid.UUID("0b7f3c51-9d8e-4a62-b1f4-5c2e7a9d3f18")
+LARGEST_AMOUNT = Decimal("9999999999")  # the schema's decimal: 14 digits, 4 after the point
+LATEST_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
+
+# Refusals: the event's ``refusal``.
+UNKNOWN_LEAD = "Unknown lead"  # never seen, or longer ago than leads are remembered
+NOT_ACCEPTED = "Not accepted by this destination"
+WINDOW_CLOSED = "Return window closed"
+ALREADY_RETURNED = "Already returned"
+UNKNOWN_REFERENCE = "Unknown reference"
+STILL_IN_PROGRESS = "Lead still in progress"
+
+
+class FeedbackError(ValueError):
+    """A notice we cannot take: ``field`` and ``reason`` say why (answered 400)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One piece of feedback, read: the feedback topic's record (JSON)."""
+
+    destination_id: str
+    kind: str
+    lead_id: str | None = None
+    reference_id: str | None = None
+    reason: str = ""
+    raw_reason: str | None = None
+    status_text: str | None = None
+    amount: str | None = None  # a decimal, as text
+    at_ms: int = 0
+    received_at_ms: int = 0
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes | None) -> Notice:
+        """A record of the feedback topic; FeedbackError naming the field that is wrong."""
+        try:
+            doc = orjson.loads(data or b"")
+        except orjson.JSONDecodeError:
+            raise FeedbackError("value", "not JSON") from None
+        if not isinstance(doc, dict):
+            raise FeedbackError("value", "not a JSON object")
+        text = {"destination_id", "kind", "lead_id", "reference_id", "reason"}
+        text |= {"raw_reason", "status_text", "amount"}
+        for name in text & doc.keys():
+            if doc[name] is not None and not isinstance(doc[name], str):
+                raise FeedbackError(name, "must be a string")
+        for name in ("at_ms", "received_at_ms"):
+            if not isinstance(doc.get(name, 0), int) or isinstance(doc.get(name), bool):
+                raise FeedbackError(name, "must be milliseconds since 1970 (an integer)")
+        if not doc.get("destination_id"):
+            raise FeedbackError("destination_id", "missing")
+        if doc.get("kind") not in FEEDBACK_KINDS:
+            raise FeedbackError("kind", f"must be one of {', '.join(FEEDBACK_KINDS)}")
+        if not doc.get("lead_id") and not doc.get("reference_id"):
+            raise FeedbackError("lead_id", "missing (give lead_id or reference_id)")
+        if doc.get("amount") is not None:
+            _amount(doc["amount"])
+        for name in ("at_ms", "received_at_ms"):
+            if not 0 <= doc.get(name, 0) <= LATEST_MS:
+                raise FeedbackError(name, "out of range")
+        known = {name: doc[name] for name in cls.__dataclass_fields__ if name in doc}
+        received = known.get("received_at_ms") or 0
+        return cls(**{**known, "at_ms": known.get("at_ms") or received})
+
+    @property
+    def key(self) -> str:
+        """Where it is judged: the lead's partition, or its reference's to find the lead."""
+        if self.lead_id:
+            return self.lead_id
+        return reference_key(self.destination_id, self.reference_id or "")
+
+    @property
+    def event_id(self) -> str:
+        what = f"{self.destination_id}|{self.lead_id or ''}|{self.reference_id or ''}"
+        return str(uuid.uuid5(FEEDBACK_IDS, f"{what}|{self.kind}|{self.at_ms}"))
+
+
+def reference_key(destination_id: str, reference_id: str) -> str:
+    return f"{destination_id}|{reference_id}"
+
+
+def signed_by(config: FeedbackConfig, headers: Any, body: bytes) -> bool:
+    """Did the destination's recipient send this (its HMAC of the body, or its token)?"""
+    secret = config.secret.get_secret_value().encode()
+    if config.auth == "token":
+        given = str(headers.get("Authorization") or "")
+        return hmac.compare_digest(given.encode(), b"Bearer " + secret)
+    given = str(headers.get(config.signature_header) or "").strip()
+    expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header's value a recipient sends (for docs and tests)."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def read_notice(
+    destination_id: str, config: FeedbackConfig, body: bytes, received: datetime
+) -> Notice:
+    """What a recipient sent → a ``Notice``; FeedbackError naming the field and reason."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise FeedbackError("body", "not JSON") from None
+    if not isinstance(doc, dict):
+        raise FeedbackError("body", "not a JSON object")
+
+    def text(name: str, limit: int) -> str | None:
+        path = config.path(name)
+        value = None if path is None else first_json(path, doc)
+        if value is None or value == "":
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise FeedbackError(name, f"{getattr(config, name)} is not a string or number")
+        return str(value)[:limit]
+
+    lead_id, reference_id = text("lead_id", ID_LIMIT), text("reference_id", ID_LIMIT)
+    if lead_id is None and reference_id is None:
+        paths = [p for p in (config.lead_id, config.reference_id) if p is not None]
+        raise FeedbackError("lead_id", f"nothing at {' or '.join(paths)}")
+    word = text("kind", 100)
+    if word is None:
+        raise FeedbackError("kind", f"nothing at {config.kind}")
+    raw_reason = text("reason", REASON_LIMIT)
+    amount = text("amount", 40)
+    if amount is not None:
+        amount = _amount(amount)
+    at = text("at", 40)
+    kind = config.kind_of(word)
+    return Notice(
+        destination_id=destination_id,
+        kind=kind,
+        lead_id=lead_id,
+        reference_id=reference_id,
+        reason=(config.reason_of(raw_reason) or raw_reason[:100]) if raw_reason else "",
+        raw_reason=raw_reason,
+        status_text=(text("status", 100) or word) if kind == "status" else None,
+        amount=amount,
+        at_ms=_in_range(_moment(at, "at"), "at") if at is not None else _ms(received),
+        received_at_ms=_ms(received),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """The endpoint's answer, and the notice to write (None when refused)."""
+
+    answer: dict[str, Any]
+    status: int
+    notice: Notice | None = None
+
+
+def receive_feedback(
+    destination_id: str,
+    config: FeedbackConfig | None,
+    headers: Any,
+    declared_bytes: int | None,
+    body: bytes,
+    now: datetime | None = None,
+) -> Received:
+    """``POST /feedback/<destination>``: 202 with the notice to write; 404 no such
+    destination or no feedback block; 413 too large; 401 not signed by its recipient; 400
+    naming the field that could not be read. ``body``: at most ``max_body_bytes`` + 1."""
+    if config is None:
+        return Received({"error": "no feedback is taken for this destination"}, 404)
+    limit = config.max_body_bytes
+    if (declared_bytes is not None and declared_bytes > limit) or len(body) > limit:
+        return Received({"error": f"larger than {limit} bytes"}, 413)
+    if not signed_by(config, headers, body):
+        how = config.signature_header if config.auth == "hmac" else "Authorization"
+        return Received({"error": f"not signed by this destination's recipient ({how})"}, 401)
+    try:
+        notice = read_notice(destination_id, config, body, now or datetime.now(UTC))
+    except FeedbackError as exc:
+        return Received({"error": exc.reason, "field": exc.field}, 400)
+    answer = {"accepted": True, "event_id": notice.event_id, "kind": notice.kind}
+    return Received(answer, 202, notice)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    accepted: bool
+    refusal: str | None = None
+    credit: Decimal | None = None
+    sold_at_ms: int | None = None
+
+
+def judge(notice: Notice, state: dict[str, Any] | None, return_window_days: float) -> Verdict:
+    """Does ``notice`` stand against the lead's state (None: not remembered)? A lead's
+    feedback comes only from a destination that accepted it; a return only inside the
+    destination's window after the sale, once, and it credits the sale's price."""
+    if state is None:
+        return Verdict(False, UNKNOWN_LEAD)
+    sale = state.get("accepted", {}).get(notice.destination_id)
+    if sale is None:
+        return Verdict(False, NOT_ACCEPTED)
+    sold_at = datetime.fromisoformat(sale["finished_at"])
+    sold_ms = _ms(sold_at)
+    if notice.kind != "returned":
+        return Verdict(True, sold_at_ms=sold_ms)
+    if state.get("finished") is None:
+        return Verdict(False, STILL_IN_PROGRESS, sold_at_ms=sold_ms)
+    if notice.destination_id in state.get("returned", {}):
+        return Verdict(False, ALREADY_RETURNED, sold_at_ms=sold_ms)
+    window_ends = sold_at + timedelta(days=return_window_days)
+    if datetime.fromtimestamp(notice.at_ms / 1000, UTC) > window_ends:
+        return Verdict(False, WINDOW_CLOSED, sold_at_ms=sold_ms)
+    price = sale.get("price")
+    return Verdict(True, credit=Decimal(price) if price is not None else None, sold_at_ms=sold_ms)
+
+
+def _amount(value: str) -> str:
+    amount = to_price(value)
+    if amount is None:
+        raise FeedbackError("amount", f"{value!r} is not a number")
+    if abs(amount) > LARGEST_AMOUNT:
+        raise FeedbackError("amount", f"{value!r} is larger than {LARGEST_AMOUNT}")
+    return str(amount)
+
+
+def _moment(value: str, field: str) -> int:
+    """An ISO 8601 time (a zone assumed UTC when none is given) or epoch seconds → ms."""
+    if value.replace(".", "", 1).isdigit():
+        return _in_range(int(Decimal(value) * 1000), field)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise FeedbackError(field, f"{value!r} is not a time (ISO 8601 or epoch seconds)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return _ms(moment)
+
+
+def _in_range(ms: int, field: str) -> int:
+    if not 0 <= ms <= LATEST_MS:
+        raise FeedbackError(field, "is not between 1970 and 9999")
+    return ms
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)

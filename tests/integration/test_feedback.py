@@ -1,0 +1,153 @@
+"""Feedback from recipients through a real worker: POST /feedback/<destination> (signed),
+notices written upstream to the feedback topic, each judged in its lead's partition: a
+return inside the window credits the sale once; feedback about a lead the destination
+did not take is refused with the reason; a lead named by the recipient's own id is found."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from streams.cli.broker import free_port
+from streams.stages.feedback import sign
+from tests.integration.conftest import collect, decode_with_schema_file, publish
+from tests.integration.kafka import KafkaTarget
+from tests.integration.recipients import Received, Recipient
+
+SECRET = "feedback-secret-of-buyer-a-0123456789"
+
+
+async def sells_or_refuses(recipient: Recipient, received: Received) -> web.Response:
+    lead_id = received.json()["lead_id"]
+    if lead_id == "F-NO":
+        return web.json_response({"message": "Outside service area"}, status=422)
+    return web.json_response({"id": f"BA-{lead_id}", "price": "20.00"}, status=201)
+
+
+async def post(base: str, body: Any, secret: str = SECRET) -> tuple[int, dict[str, Any]]:
+    data = orjson.dumps(body) if not isinstance(body, bytes) else body
+    headers = {"X-Courier-Signature": sign(secret, data), "Content-Type": "application/json"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{base}/feedback/buyer_a", data=data, headers=headers) as res,
+    ):
+        return res.status, await res.json()
+
+
+async def ready(base: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(240):
+            try:
+                async with session.get(f"{base}/readyz") as res:
+                    if res.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.5)
+    raise AssertionError("the worker never became ready")
+
+
+async def test_returns_conversions_and_refusals_from_a_recipient(
+    kafka: KafkaTarget, topics: Any, start_worker: Any, monkeypatch: Any
+) -> None:
+    buyer = await Recipient(answer=sells_or_refuses).start()
+    port = free_port()
+    try:
+        start_worker(
+            f"""
+destinations:
+  - id: buyer_a
+    url: {buyer.url("/a")}
+    mapping: {{lead_id: id}}
+    feedback:
+      secret: ${{env:BUYER_A_FEEDBACK}}
+      lead_id: $.lead.id
+      reference_id: $.lead.their_id
+      kind: $.event
+      reason: $.why
+      at: $.when
+      return_window_days: 7
+""",
+            env={"COURIER_WEB_PORT": str(port), "BUYER_A_FEEDBACK": SECRET},
+        )
+        base = f"http://127.0.0.1:{port}"
+        await ready(base)
+        await publish(kafka, topics.leads, [{"id": i, "lead": {}} for i in ("F-1", "F-2", "F-NO")])
+        await collect(kafka, topics.outcomes, 3)
+
+        now = "2099-01-01T00:00:00Z"  # the future: outside any window from today
+        answers = [
+            await post(base, {"lead": {"id": "F-1"}, "event": "Returned", "why": "Wrong number"}),
+            await post(base, {"lead": {"id": "F-1"}, "event": "return", "why": "again"}),
+            await post(base, {"lead": {"their_id": "BA-F-2"}, "event": "won", "amount": "150"}),
+            await post(base, {"lead": {"id": "F-2"}, "event": "return", "when": now}),
+            await post(base, {"lead": {"id": "F-NO"}, "event": "return"}),
+            await post(base, {"lead": {"their_id": "BA-NONE"}, "event": "contacted"}),
+        ]
+        assert [status for status, _ in answers] == [202] * 6
+        assert answers[0][1]["kind"] == "returned" and answers[2][1]["kind"] == "converted"
+
+        # Refused at the door: each with its status and the field or reason.
+        assert await post(base, {"lead": {"id": "F-1"}, "event": "x"}, secret="wrong") == (
+            401,
+            {"error": "not signed by this destination's recipient (X-Courier-Signature)"},
+        )
+        status, answer = await post(base, {"lead": {}, "event": "return"})
+        assert (status, answer["field"]) == (400, "lead_id")
+        status, answer = await post(base, b"x" * 70_000)
+        assert status == 413
+
+        # Upstream may write a notice to the feedback topic itself; garbage is dead-lettered.
+        upstream = {
+            "destination_id": "buyer_a",
+            "kind": "disqualified",
+            "lead_id": "F-2",
+            "reason": "Duplicate",
+            "received_at_ms": 1_800_000_000_000,
+        }
+        hostile = [
+            b"{not a notice",
+            b"\xff\xfe\x00",
+            b"[" * 2000 + b"]" * 2000,
+            orjson.dumps({**upstream, "destination_id": "nobody"}),
+            orjson.dumps({**upstream, "at_ms": 10**18}),
+            orjson.dumps({**upstream, "kind": "stolen"}),
+            orjson.dumps({**upstream, "lead_id": ["F-2"]}),
+        ]
+        await publish(kafka, topics.feedback, [*hostile, upstream])
+
+        judged = await collect(kafka, topics.feedback_events, 7, settle_s=1.0)
+        dead = await collect(kafka, topics.dlq, len(hostile), settle_s=1.0)
+    finally:
+        await buyer.stop()
+
+    events = [decode_with_schema_file(r.value, "lead_feedback") for r in judged]
+    seen = {(e["lead_id"], e["kind"], e["status"], e["refusal"]) for e in events}
+    assert seen == {
+        ("F-1", "returned", "accepted", None),
+        ("F-1", "returned", "refused", "Already returned"),
+        ("F-2", "converted", "accepted", None),  # found by the buyer's own id
+        ("F-2", "returned", "refused", "Return window closed"),
+        ("F-NO", "returned", "refused", "Not accepted by this destination"),
+        (None, "contacted", "refused", "Unknown reference"),
+        ("F-2", "disqualified", "accepted", None),
+    }
+    [credited] = [e for e in events if e["credit"] is not None]
+    assert (credited["lead_id"], credited["credit"]) == ("F-1", Decimal("20.0000"))
+    assert credited["reason"] == "Bad phone" and credited["raw_reason"] == "Wrong number"
+    converted = next(e for e in events if e["kind"] == "converted")
+    assert converted["amount"] == Decimal("150.0000") and converted["reference_id"] == "BA-F-2"
+    # Each hostile record dead-lettered with the field it broke; the stream went on.
+    assert len(dead) == len(hostile)
+    details = []
+    for record in dead:
+        headers = {k: v.decode() for k, v in record.headers}
+        assert headers["courier.dlq.reason"] == "Unreadable feedback"
+        details.append(headers["courier.dlq.detail"])
+    assert "destination_id: no destination 'nobody'" in details
+    assert "at_ms: out of range" in details and "lead_id: must be a string" in details

@@ -1,0 +1,171 @@
+"""Feedback as plain functions: who sent it, what it says, and whether it stands."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from streams.config.feedback import FeedbackConfig
+from streams.stages.events import lead_feedback
+from streams.stages.feedback import (
+    ALREADY_RETURNED,
+    NOT_ACCEPTED,
+    STILL_IN_PROGRESS,
+    UNKNOWN_LEAD,
+    WINDOW_CLOSED,
+    FeedbackError,
+    Notice,
+    judge,
+    read_notice,
+    receive_feedback,
+    sign,
+)
+
+SECRET = "a-secret-for-tests"
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEEDBACK_SECRET", SECRET)
+
+
+def config(**given: Any) -> FeedbackConfig:
+    return FeedbackConfig.model_validate({"secret": "${env:FEEDBACK_SECRET}", **given})
+
+
+def notice(body: dict[str, Any], **given: Any) -> Notice:
+    return read_notice("buyer", config(**given), orjson.dumps(body), NOW)
+
+
+def test_a_notice_reads_kind_reason_amount_and_time_by_their_paths() -> None:
+    read = notice(
+        {"lead_id": "L1", "kind": "Chargeback", "reason": "Customer says: WRONG NUMBER",
+         "amount": 12.5, "at": "2026-11-30T10:00:00Z"}
+    )  # fmt: skip
+    assert (read.lead_id, read.kind, read.reason) == ("L1", "returned", "Bad phone")
+    assert read.raw_reason == "Customer says: WRONG NUMBER" and read.amount == "12.5"
+    assert read.at_ms == int(datetime(2026, 11, 30, 10, tzinfo=UTC).timestamp() * 1000)
+    assert read.received_at_ms == int(NOW.timestamp() * 1000)
+    own = notice(
+        {"ref": "R-9", "what": "booked", "why": "Lives on Mars"},
+        lead_id=None, reference_id="$.ref", kind="$.what", reason="$.why",
+        kinds={"converted": ["booked"]}, reasons={"Out of this world": ["mars"]},
+    )  # fmt: skip
+    assert (own.lead_id, own.reference_id, own.kind, own.reason) == (
+        None, "R-9", "converted", "Out of this world"
+    )  # fmt: skip
+    status = notice({"lead_id": "L1", "kind": "Appointment set"})
+    assert (status.kind, status.status_text, status.reason) == ("status", "Appointment set", "")
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        ({"kind": "return"}, "lead_id", "nothing at $.lead_id"),
+        ({"lead_id": "L1"}, "kind", "nothing at $.kind"),
+        ({"lead_id": {"x": 1}, "kind": "return"}, "lead_id", "is not a string or number"),
+        ({"lead_id": "L1", "kind": "return", "amount": "lots"}, "amount", "is not a number"),
+        ({"lead_id": "L1", "kind": "return", "amount": "1e12"}, "amount", "is larger than"),
+        ({"lead_id": "L1", "kind": "return", "at": "yesterday"}, "at", "is not a time"),
+        ({"lead_id": "L1", "kind": "return", "at": "9" * 30}, "at", "between 1970 and 9999"),
+    ],
+)
+def test_what_cannot_be_read_names_the_field(body: Any, field: str, reason: str) -> None:
+    with pytest.raises(FeedbackError) as caught:
+        notice(body)
+    assert caught.value.field == field and reason in caught.value.reason
+
+
+def test_a_block_must_say_how_a_notice_names_its_lead() -> None:
+    with pytest.raises(ValidationError, match="give lead_id or reference_id"):
+        config(lead_id=None)
+    with pytest.raises(ValidationError, match="kind: JSON path"):
+        config(kind="$[")
+    with pytest.raises(ValidationError, match="credentials must be a reference"):
+        FeedbackConfig.model_validate({"secret": "plain-text"})
+
+
+def test_the_endpoint_answers_for_each_case() -> None:
+    body = orjson.dumps({"lead_id": "L1", "kind": "return"})
+    signed = {"X-Courier-Signature": sign(SECRET, body)}
+    ok = receive_feedback("buyer", config(), signed, len(body), body, NOW)
+    assert ok.status == 202 and ok.notice is not None and ok.notice.kind == "returned"
+    assert ok.answer == {"accepted": True, "event_id": ok.notice.event_id, "kind": "returned"}
+    assert receive_feedback("buyer", None, signed, len(body), body).status == 404
+    assert receive_feedback("buyer", config(), {}, len(body), body).status == 401
+    tampered = body.replace(b"L1", b"L2")
+    assert receive_feedback("buyer", config(), signed, None, tampered).status == 401
+    assert receive_feedback("buyer", config(), signed, 10**9, b"").status == 413
+    token = {"Authorization": f"Bearer {SECRET}"}
+    assert receive_feedback("buyer", config(auth="token"), token, None, body).status == 202
+    bad = receive_feedback("buyer", config(), {"X-Courier-Signature": sign(SECRET, b"[")}, 1, b"[")
+    assert (bad.status, bad.answer["field"]) == (400, "body")
+
+
+def sale(at: datetime, price: str | None = "20.00") -> dict[str, Any]:
+    return {"finished_at": at.isoformat(), "price": price}
+
+
+def state(**accepted: dict[str, Any]) -> dict[str, Any]:
+    return {"accepted": accepted, "finished": 1.0}
+
+
+def at(moment: datetime, kind: str = "returned", destination: str = "buyer") -> Notice:
+    ms = int(moment.timestamp() * 1000)
+    return Notice(destination, kind, lead_id="L1", at_ms=ms, received_at_ms=ms)
+
+
+def test_a_return_stands_once_inside_its_window_and_credits_the_price() -> None:
+    sold = NOW - timedelta(days=2)
+    verdict = judge(at(NOW), state(buyer=sale(sold)), 7)
+    assert (verdict.accepted, verdict.credit) == (True, Decimal("20.00"))
+    assert verdict.sold_at_ms == int(sold.timestamp() * 1000)
+    assert judge(at(NOW), None, 7).refusal == UNKNOWN_LEAD
+    assert judge(at(NOW), state(other=sale(sold)), 7).refusal == NOT_ACCEPTED
+    assert judge(at(sold + timedelta(days=7, seconds=1)), state(buyer=sale(sold)), 7).refusal == (
+        WINDOW_CLOSED
+    )
+    returned = {**state(buyer=sale(sold)), "returned": {"buyer": 1}}
+    assert judge(at(NOW), returned, 7).refusal == ALREADY_RETURNED
+    waiting = {**state(buyer=sale(sold)), "finished": None}
+    assert judge(at(NOW), waiting, 7).refusal == STILL_IN_PROGRESS
+    converted = judge(at(NOW + timedelta(days=30), "converted"), state(buyer=sale(sold)), 7)
+    assert converted.accepted and converted.credit is None  # no window for good news
+
+
+def test_the_same_notice_twice_has_the_same_event_id() -> None:
+    first, second = at(NOW), at(NOW)
+    assert first.event_id == second.event_id != at(NOW, "converted").event_id
+    record = lead_feedback(first, judge(first, state(buyer=sale(NOW)), 7))
+    assert record["event_id"] == first.event_id and record["credit"] == Decimal("20.0000")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.dictionaries(
+            st.sampled_from(["destination_id", "kind", "lead_id", "reference_id", "amount",
+                             "at_ms", "received_at_ms", "reason", "other"]),
+            st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30),
+                      st.lists(st.integers(), max_size=2)),
+        ).map(lambda doc: json.dumps(doc).encode()),
+    )
+)  # fmt: skip
+def test_any_record_on_the_feedback_topic_is_a_notice_or_a_named_error(data: bytes) -> None:
+    try:
+        read = Notice.from_json(data)
+    except FeedbackError as exc:
+        assert exc.field and exc.reason
+        return
+    record = lead_feedback(read, judge(read, None, 7))  # and it can be written
+    assert record["status"] == "refused"

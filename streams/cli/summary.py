@@ -9,7 +9,16 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from streams.config import DestinationsFile, Settings
-from streams.config.flows import Conditional, Distribute, InOrder, Parallel, Send, Step, Waterfall
+from streams.config.flows import (
+    Conditional,
+    Distribute,
+    InOrder,
+    Parallel,
+    PingPost,
+    Send,
+    Step,
+    Waterfall,
+)
 
 
 def startup_summary(
@@ -84,6 +93,9 @@ def _plan(step: Step) -> str:
         if step.otherwise is not None:
             branches.append(f"else {_plan(step.otherwise)}")
         return f"conditional({', '.join(branches)})"
+    if isinstance(step, PingPost):
+        otherwise = f", else {_plan(step.otherwise)}" if step.otherwise is not None else ""
+        return f"ping_post({', '.join(step.buyers)}, floor {step.floor}{otherwise})"
     if isinstance(step, Distribute):
         if step.kind == "weighted":
             shares = ", ".join(
@@ -103,4 +115,7 @@ def _destinations_of(step: Step) -> set[str]:
         return found | (_destinations_of(step.otherwise) if step.otherwise else set())
     if isinstance(step, Distribute):
         return set(step.destinations)
+    if isinstance(step, PingPost):
+        rest = _destinations_of(step.otherwise) if step.otherwise is not None else set()
+        return set(step.buyers) | rest
     return {d for s in step.steps for d in _destinations_of(s)}

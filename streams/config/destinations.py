@@ -115,6 +115,48 @@ def _texts(value: Any) -> list[str]:
     return [str(value)]
 
 
+# Words that name contact data in a mapping's source: a ping shows none of it by default
+# (the buyer sees the full lead only when it wins and the lead is posted).
+_CONTACT = re.compile(
+    r"e-?mail|phone|mobile|first_?name|last_?name|full_?name|address|street|ssn|social|birth|dob",
+    re.IGNORECASE,
+)
+# What a ping's answer is read for, unless its ``response`` says otherwise.
+DEFAULT_PING_CAPTURE = {
+    "price": {"json": "$.bid"},
+    "reference_id": {"json": "$.bid_id"},
+    "expires_at": {"json": "$.expires_at"},
+}
+
+
+class PingConfig(BaseModel):
+    """A buyer's ping for ping-post auctions (streams/config/flows.py, ``ping_post``): the
+    partial lead it may see and where its bid is in the answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    method: Literal["POST", "PUT", "GET"] = "POST"
+    integration: Literal["json_post", "form_post", "get_query"] = "json_post"
+    mapping: dict[str, MappingValue] = Field(default_factory=dict)
+    response: ResponseConfig | None = None  # default: bid, bid_id, expires_at (JSON)
+    allow_contact: bool = False  # let the mapping send contact data in the ping
+
+    @model_validator(mode="after")
+    def _no_contact_data(self) -> PingConfig:
+        if self.allow_contact:
+            return self
+        for target, source in self.mapping.items():
+            text = source if isinstance(source, str) else source.model_dump_json()
+            found = _CONTACT.search(f"{target} {text}")
+            if found:
+                raise ValueError(
+                    f"mapping.{target}: contact data ({found.group(0)}) in a ping; a ping "
+                    "carries none unless allow_contact: true"
+                )
+        return self
+
+
 class Destination(BaseModel):
     """One recipient: where to send, how to map, which integration speaks its protocol."""
 
@@ -155,6 +197,9 @@ class Destination(BaseModel):
     send_traceparent: bool = False
     # How its recipient tells us what became of a lead (POST /feedback/<id>): off when unset.
     feedback: FeedbackConfig | None = None
+    # Its ping in ping-post auctions (a flow's ``ping_post`` step); the destination itself
+    # is where the full lead is posted when it wins.
+    ping: PingConfig | None = None
 
     _url_template: CompiledTemplate | None = PrivateAttr(default=None)
     _resolved_url: str = PrivateAttr(default="")  # references resolved: never print it
@@ -163,6 +208,7 @@ class Destination(BaseModel):
     _secret_headers: frozenset[str] = PrivateAttr(default=frozenset())
     _compiled_mapping: CompiledMapping | None = PrivateAttr(default=None)
     _integration_settings: BaseModel | None = PrivateAttr(default=None)
+    _ping_destination: Destination | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check_and_compile(self) -> Destination:
@@ -191,7 +237,56 @@ class Destination(BaseModel):
             **self.mapping,
         }
         self._compiled_mapping = compile_mapping(spec, self.rules)
+        if self.ping is not None:
+            self._ping_destination = self._pinged()
         return self
+
+    def _pinged(self) -> Destination:
+        """The destination a ping is sent as: the same id, credentials and headers, the
+        ping's URL, mapping and answers; one try (an auction does not wait for retries)."""
+        assert self.ping is not None
+        ping = self.ping
+        response = ping.response or ResponseConfig.model_validate({"capture": DEFAULT_PING_CAPTURE})
+        kept = self.model_dump(
+            include={
+                "id",
+                "enabled",
+                "schedule",
+                "headers",
+                "timeouts",
+                "insecure",
+                "tls_verify",
+                "auth",
+                "privacy",
+            }
+        )
+        try:
+            return Destination.model_validate(
+                {
+                    **kept,
+                    "auth": self.auth,  # as it is (its secrets resolved)
+                    "integration": ping.integration,
+                    "url": ping.url,
+                    "method": ping.method,
+                    "mapping": ping.mapping,
+                    "response": response,
+                    "retry": {"max_attempts": 1},
+                    "circuit": self.circuit,
+                }
+            )
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                where = ".".join(map(str, error["loc"]))
+                for line in str(error["msg"]).removeprefix("Value error, ").splitlines():
+                    problems.append(f"ping.{where}: {line}" if where else f"ping.{line}")
+            raise ValueError("\n".join(problems)) from None
+
+    @property
+    def pinged(self) -> Destination:
+        """Its ping as a destination (``ping`` must be set)."""
+        assert self._ping_destination is not None, f"{self.id} has no ping"
+        return self._ping_destination
 
     def _check_auth(self) -> None:
         needed = getattr(REGISTRY[self.integration], "AUTH_TYPES", None)
@@ -350,13 +445,16 @@ class DestinationsFile(BaseModel):
         seen: set[str] = set()
         for dest in self.destinations:
             dest.privacy = dest.privacy.with_paths(self.privacy.redact)
+            if dest.ping is not None:
+                dest.pinged.privacy = dest.privacy  # a ping's answer is redacted alike
             if dest.id in seen:
                 raise ValueError(f"destination id {dest.id!r} is used twice")
             seen.add(dest.id)
         problems: list[str] = []
         for number, flow in enumerate(self.flows):
             try:
-                self._flows.append(compile_flow(flow, seen))
+                pinged = {d.id for d in self.destinations if d.ping is not None}
+                self._flows.append(compile_flow(flow, seen, pinged))
             except ValueError as exc:
                 problems.append(f"flows[{number}].{exc}")
         if problems:

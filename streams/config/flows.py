@@ -6,7 +6,8 @@ once); ``waterfall`` (children in order until one accepts: the lead is sold);
 what the one before returned); and
 ``conditional`` (rules on lead data pick the step: the first that holds, or all that hold);
 and the distributions, each a waterfall over destinations in an order chosen per lead:
-``weighted``, ``round_robin``, ``priority`` and ``performance`` (see ``Distribute``).
+``weighted``, ``round_robin``, ``priority`` and ``performance`` (see ``Distribute``); and
+``ping_post``, an auction among buyers (see ``PingPost``).
 Trees nest: a conditional choice of waterfalls, a CRM copy in parallel with a waterfall.
 
 Here the YAML is validated and compiled into plain steps; streams/stages/routing.py runs them.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -88,6 +90,18 @@ class PerformanceSpec(_Spec):
     performance: PerformanceChoice
 
 
+class Auction(_Spec):
+    buyers: DestinationIds = Field(min_length=1)
+    ping_timeout_ms: int = Field(default=800, ge=50, le=30_000)
+    floor: Decimal = Field(default=Decimal(0), ge=0)
+    bid_ttl_s: float = Field(default=60.0, gt=0, le=86_400)
+    otherwise: StepSpec | None = Field(default=None, alias="else")
+
+
+class PingPostSpec(_Spec):
+    ping_post: Auction
+
+
 StepSpec = Union[  # noqa: UP007 - recursive
     str,
     ParallelSpec,
@@ -98,6 +112,7 @@ StepSpec = Union[  # noqa: UP007 - recursive
     RoundRobinSpec,
     PrioritySpec,
     PerformanceSpec,
+    PingPostSpec,
 ]
 
 
@@ -120,6 +135,8 @@ for _model in (
     RoundRobinSpec,
     PrioritySpec,
     PerformanceSpec,
+    Auction,
+    PingPostSpec,
     Flow,
 ):
     _model.model_rebuild()
@@ -170,7 +187,20 @@ class Distribute:
     window_s: float = 0.0
 
 
-Step = Send | Parallel | Waterfall | InOrder | Conditional | Distribute
+@dataclass(frozen=True, slots=True)
+class PingPost:
+    """An auction: every buyer pinged at once with a partial lead (its ``ping``), the full
+    lead posted to the highest bid at or above ``floor``, then the next best bid still
+    valid if a post is refused; no bid (or every post refused): ``otherwise``."""
+
+    buyers: tuple[str, ...]
+    ping_timeout_s: float
+    floor: Decimal
+    bid_ttl_s: float
+    otherwise: Step | None
+
+
+Step = Send | Parallel | Waterfall | InOrder | Conditional | Distribute | PingPost
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,16 +210,42 @@ class CompiledFlow:
     plan: Step
 
 
-def compile_flow(flow: Flow, known: set[str]) -> CompiledFlow:
-    """Raise ValueError naming the place of an unknown destination or a bad condition."""
+def compile_flow(flow: Flow, known: set[str], pinged: set[str] | None = None) -> CompiledFlow:
+    """Raise ValueError naming the place of an unknown destination or a bad condition.
+    ``pinged``: the destinations with a ``ping`` (the only ones an auction may ping)."""
     selects = _condition(flow.when, "when") if flow.when else None
-    return CompiledFlow(flow.id, selects, _compile(flow.plan, known, "plan", flow.id))
+    plan = _compile(flow.plan, known, "plan", flow.id, pinged or set())
+    return CompiledFlow(flow.id, selects, plan)
 
 
-def _compile(spec: StepSpec, known: set[str], where: str, flow_id: str = "") -> Step:
+def _compile(
+    spec: StepSpec,
+    known: set[str],
+    where: str,
+    flow_id: str = "",
+    pinged: frozenset[str] | set[str] = frozenset(),
+) -> Step:
     def inner(child: StepSpec, at: str) -> Step:
-        return _compile(child, known, at, flow_id)
+        return _compile(child, known, at, flow_id, pinged)
 
+    if isinstance(spec, PingPostSpec):
+        auction = spec.ping_post
+        at = f"{where}.ping_post"
+        for i, buyer in enumerate(auction.buyers):
+            if buyer not in known:
+                raise ValueError(f"{at}.buyers[{i}]: no destination {buyer!r}")
+            if buyer not in pinged:
+                raise ValueError(f"{at}.buyers[{i}]: {buyer!r} has no ping (its ping: block)")
+        if len(set(auction.buyers)) != len(auction.buyers):
+            raise ValueError(f"{at}.buyers: a destination is named twice")
+        otherwise = inner(auction.otherwise, f"{at}.else") if auction.otherwise else None
+        return PingPost(
+            tuple(auction.buyers),
+            auction.ping_timeout_ms / 1000,
+            auction.floor,
+            auction.bid_ttl_s,
+            otherwise,
+        )
     if isinstance(spec, WeightedSpec | RoundRobinSpec | PrioritySpec | PerformanceSpec):
         return _distribution(spec, known, where, flow_id)
     if isinstance(spec, str):

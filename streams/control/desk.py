@@ -39,6 +39,7 @@ from streams.control.retry import retry_delay
 from streams.control.tables import forget_older
 from streams.model import CircuitChange, Lead, Outcome, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import Attempt, not_sent
+from streams.stages.routing import phase_at
 
 # A lead waits for a spent quota this many times at most (hourly checks: three days),
 # then its attempt counts as any other error's.
@@ -130,9 +131,18 @@ class DeliveryDesk:
             return Handled(None, None)
         self._working.add(key)
         try:
-            return await self._handle(item)
+            handled = await self._handle(item)
         finally:
             self._working.discard(key)
+        phase = phase_at(item.path)
+        if phase == "delivery":
+            return handled
+        # An auction's post: its events say so (billing still counts its success).
+        return replace(
+            handled,
+            attempt=None if handled.attempt is None else replace(handled.attempt, phase=phase),
+            result=None if handled.result is None else replace(handled.result, phase=phase),
+        )
 
     async def _handle(self, item: WorkItem) -> Handled:
         destination = self._destinations.get(item.destination_id)
@@ -200,6 +210,30 @@ class DeliveryDesk:
             next_at = datetime.fromtimestamp(now + delay, UTC)
             return Handled(attempt, None, next_at, changes)
         return replace(self._finish(item, attempt), changes=changes)
+
+    async def ping(self, item: WorkItem, timeout_s: float) -> Handled:
+        """A ping-post auction's ping: the buyer's partial lead to its ping URL, answered
+        within ``timeout_s`` or not at all. Its circuit, hours and being enabled apply (a
+        buyer that could not take the lead is not pinged); nothing is counted toward its
+        caps, parked for a retry or remembered: a ping is not a delivery."""
+        destination = self._destinations.get(item.destination_id)
+        if destination is None or destination.ping is None:
+            gone = replace(removed(item), phase="ping")
+            return Handled(gone, gone)
+        allowed, _ = admit(self._circuit(destination.id), destination.circuit, self._clock())
+        if not allowed:
+            attempt = not_sent(item.lead, destination, open_outcome())
+        else:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    attempt = await self._attempt_at(item.lead, destination.pinged, 1)
+            except TimeoutError:
+                late = Outcome.error(
+                    "Ping timed out", retryable=False, category=OutcomeCategory.TIMEOUT
+                )
+                attempt = not_sent(item.lead, destination, late)
+        attempt = replace(attempt, phase="ping")
+        return Handled(attempt, attempt)
 
     def due(self, owns: Callable[[str], bool]) -> list[tuple[str, Any, WorkItem]]:
         """Parked items whose time has come, among the owners this worker owns: each with

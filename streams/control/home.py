@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, MutableMapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -372,8 +372,12 @@ class Home:
             path, destination_id = need.path, need.destination_id
             if path in running or path in state["asked"]:
                 continue
-            accepted = state["accepted"].get(destination_id)
             item = WorkItem(need.lead, destination_id, path, 1, need.has_fallback)
+            if need.ping_timeout_s is not None:  # an auction's ping: here, never parked
+                ping = self._deliver(item, need.ping_timeout_s)
+                running[path] = (destination_id, asyncio.ensure_future(ping))
+                continue
+            accepted = state["accepted"].get(destination_id)
             if accepted is not None:  # accepted in an earlier run: never sent twice
                 known[path] = attempt_from_dict(accepted)
                 state["known"][path] = accepted
@@ -387,16 +391,21 @@ class Home:
                 running[path] = (destination_id, asyncio.ensure_future(self._deliver(item)))
         return remembered
 
-    async def _deliver(self, item: WorkItem) -> Handled:
-        """One delivery; what it raises for this lead is its error attempt, so the plan
-        goes on (a waterfall's next buyer) and the lead's other deliveries stand."""
+    async def _deliver(self, item: WorkItem, ping_timeout_s: float | None = None) -> Handled:
+        """One delivery (or an auction's ping); what it raises for this lead is its error
+        attempt, so the plan goes on (a waterfall's next buyer) and the lead's other
+        deliveries stand."""
         try:
+            if ping_timeout_s is not None:
+                return await self.desk.ping(item, ping_timeout_s)
             return await self.desk.handle(item)
         except SenderClosed:
             raise
         except Exception as exc:
             log.error("delivery to %s failed: %s", item.destination_id, type(exc).__name__)
             broken = unsent(item, internal_error(exc))
+            if ping_timeout_s is not None:
+                broken = replace(broken, phase="ping")
             return Handled(broken, broken)
 
     def _note(
@@ -410,7 +419,8 @@ class Home:
     ) -> None:
         if handled.attempt is not None:
             report.attempts.append((handled.attempt, handled.next_attempt_at))
-            self._distributor.saw(handled.attempt)
+            if handled.attempt.phase != "ping":  # a bid is not a sale
+                self._distributor.saw(handled.attempt)
         report.changes += [(destination_id, change) for change in handled.changes]
         result = handled.result
         if result is None:  # parked: a retry or a hold; it comes back through ``retry``
@@ -418,7 +428,7 @@ class Home:
         known[path] = result
         doc = attempt_to_dict(result)
         state["known"][path] = doc
-        if result.outcome.kind is OutcomeKind.SUCCESS:
+        if result.outcome.kind is OutcomeKind.SUCCESS and result.phase != "ping":
             state["accepted"][destination_id] = doc
 
 

@@ -101,6 +101,7 @@ def attempt_to_dict(attempt: Attempt) -> dict[str, Any]:
         "reference_id": outcome.reference_id,
         "price": None if outcome.price is None else str(outcome.price),
         "appended": outcome.appended,
+        "phase": attempt.phase,
     }
 
 
@@ -128,6 +129,7 @@ def attempt_from_dict(doc: dict[str, Any]) -> Attempt:
             doc["http_status"],
             outcome,
             None,
+            str(doc.get("phase", "delivery")),
         )
     except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
         raise MessageError(f"attempt: {type(exc).__name__}: {exc}") from None

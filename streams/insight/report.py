@@ -57,6 +57,8 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> list[DestinationReport]:
     latencies: dict[str, list[float]] = {}
     rejections: dict[str, Counter[str]] = {}
     for event in events:
+        if event.get("phase") == "ping":
+            continue  # an auction's ping is not a delivery (its post is)
         destination = event["destination_id"]
         report = reports.setdefault(destination, DestinationReport(destination))
         report.attempts += 1

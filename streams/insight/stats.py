@@ -38,14 +38,20 @@ def empty() -> dict[str, Any]:
         "latency": [0] * (len(LATENCY_EDGES_MS) + 1),
         "auth_errors": 0,
         "skips": {},  # why leads were not sent: "Cap exceeded", "Outside business hours"…
+        "pings": 0,  # an auction's pings (not deliveries: counted apart)
+        "bids": 0,
     }
 
 
 def add_event(bucket: Mapping[str, Any] | None, event: Mapping[str, Any]) -> dict[str, Any]:
     """``bucket`` with one delivery event more (the fields ``fact`` keeps)."""
     new = _copy(bucket)
-    new["attempts"] += 1
     outcome = event["outcome"]
+    if event.get("phase") == "ping":
+        new["pings"] = new.get("pings", 0) + 1
+        new["bids"] = new.get("bids", 0) + (outcome == "bid")
+        return new
+    new["attempts"] += 1
     if outcome == "success":
         new["accepted"] += 1
         if event.get("price") is not None:
@@ -84,6 +90,7 @@ def fact(event: Mapping[str, Any]) -> dict[str, Any]:
         "http_status": event["http_status"],
         "recipient_ms": event["recipient_ms"],
         "price": None if price is None else str(price),
+        "phase": event.get("phase", "delivery"),
     }
 
 
@@ -96,7 +103,8 @@ def merged(buckets: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
         for name in ("attempts", "accepted", "rejected", "errors", "timeouts", "skipped"):
             total[name] += bucket[name]
         revenue += Decimal(bucket["revenue"])
-        total["auth_errors"] += bucket.get("auth_errors", 0)  # absent in older buckets
+        for name in ("auth_errors", "pings", "bids"):
+            total[name] += bucket.get(name, 0)  # absent in older buckets
         for name in ("reasons", "skips"):
             for reason, n in bucket.get(name, {}).items():
                 total[name][reason] = total[name].get(reason, 0) + n
@@ -123,6 +131,8 @@ def summary(bucket: Mapping[str, Any]) -> dict[str, Any]:
         "latency_p50_ms": percentile(bucket["latency"], 0.50),
         "latency_p95_ms": percentile(bucket["latency"], 0.95),
         "top_reasons": reasons[:TOP_REASONS],
+        "pings": bucket.get("pings", 0),
+        "bids": bucket.get("bids", 0),
     }
 
 

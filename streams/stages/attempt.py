@@ -10,13 +10,14 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, overload
 
 from streams import logs, telemetry
 from streams.auth import OAuth2Auth
 from streams.errors import DeliveryError, MappingError
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, OutcomeKind
-from streams.outcome import RAW_LIMIT, outcome_for_error, parse_retry_after
+from streams.outcome import RAW_LIMIT, outcome_for_error, parse_retry_after, to_price
 from streams.secrets import SCRUBBER, Scrubber
 from streams.stages.batching import Batches
 from streams.stages.delivery import RequestSummary, Send, summarize
@@ -48,6 +49,9 @@ class Attempt:
     http_status: int | None
     outcome: Outcome
     request: RequestSummary | None
+    # "ping": a ping-post auction's ping (its success is a bid, never a sale); "post": the
+    # full lead to the best bid; "delivery": any other.
+    phase: str = "delivery"
 
 
 def _redaction(values: list[str]) -> Scrubber | None:
@@ -78,6 +82,13 @@ def scrubbed(item: Outcome | RequestSummary, scrubber: Scrubber | None) -> Outco
         reference_id=None if item.reference_id is None else scrubber.scrub(item.reference_id),
         appended=scrubber.scrub_any(item.appended),
     )
+
+
+def _bid(lead: Lead, destination_id: str) -> Decimal | None:
+    """The bid this destination's ping made for the lead (``appended.<id>.bid``), if any."""
+    appended = lead.envelope.get("appended")
+    section = appended.get(destination_id) if isinstance(appended, dict) else None
+    return to_price(section.get("bid")) if isinstance(section, dict) else None
 
 
 def invalid_data(exc: MappingError) -> Outcome:
@@ -236,7 +247,11 @@ async def _attempt(
         outcome = rules.outcome(response) or module.response(request, response)
         outcome = rules.captured(outcome, response)
         if outcome.kind is OutcomeKind.SUCCESS and outcome.price is None:
-            outcome = replace(outcome, price=destination.price)  # its fixed price, if any
+            # Its fixed price; else, for an auction's post, the bid it won with.
+            fixed = destination.price
+            outcome = replace(
+                outcome, price=fixed if fixed is not None else _bid(lead, destination.id)
+            )
         reading = getattr(module, "quota_left", None)
         if reading is not None:
             outcome = replace(outcome, quota_left=reading(response))

@@ -40,7 +40,7 @@ def delivery_event(
         "recipient_ms": attempt.recipient_ms,
         "overhead_ms": attempt.overhead_ms,
         "http_status": attempt.http_status,
-        "outcome": outcome.kind.value,
+        "outcome": _ping_outcome(attempt) if attempt.phase == "ping" else outcome.kind.value,
         "category": outcome.category.value,
         "reason": outcome.reason,
         "raw": outcome.raw,
@@ -59,7 +59,17 @@ def delivery_event(
             "body_bytes": request.body_bytes,
         },
         "trace_id": trace_id,
+        "phase": attempt.phase,
     }
+
+
+def _ping_outcome(ping: Attempt) -> str:
+    """A ping's answer is a bid or not, never a sale: billing counts ``success`` only."""
+    if ping.outcome.kind is OutcomeKind.SUCCESS:
+        return "bid" if ping.outcome.price is not None else "no_bid"
+    if ping.outcome.kind is OutcomeKind.FAILURE:
+        return "no_bid"
+    return ping.outcome.kind.value
 
 
 def lead_outcome(
@@ -69,6 +79,13 @@ def lead_outcome(
     event_id: str | None = None,
     trace_id: str | None = None,
 ) -> dict[str, Any]:
+    # An auction's pings are in the delivery events only: a bid is not a sale.
+    bids = {
+        a.destination_id: a.outcome.price
+        for a in attempts
+        if a.phase == "ping" and a.outcome.kind is OutcomeKind.SUCCESS
+    }
+    attempts = [a for a in attempts if a.phase != "ping"]
     accepted = [a.destination_id for a in attempts if a.outcome.kind is OutcomeKind.SUCCESS]
     last = attempts[-1] if attempts else None
     if accepted:
@@ -94,6 +111,7 @@ def lead_outcome(
                 "reason": a.outcome.reason,
                 "reference_id": a.outcome.reference_id,
                 "price": _price(a.outcome.price),
+                "bid": _price(bids.get(a.destination_id)) if a.phase == "post" else None,
             }
             for a in attempts
         ],

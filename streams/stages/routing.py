@@ -9,8 +9,11 @@ is tested without Kafka or HTTP. Values a destination returns become
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from streams.config.flows import (
@@ -19,6 +22,7 @@ from streams.config.flows import (
     Evaluate,
     InOrder,
     Parallel,
+    PingPost,
     Send,
     Step,
     Waterfall,
@@ -67,6 +71,9 @@ class Needed:
     destination_id: str
     lead: Lead
     has_fallback: bool
+    # A ping-post auction's ping (and how long the auction waits for its answer): never
+    # counted, parked or remembered as a delivery.
+    ping_timeout_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +97,7 @@ def advance(
     path: str = "plan",
     has_fallback: bool = False,
     order: Order = listed_order,
+    clock: Callable[[], float] = time.time,
 ) -> Progress:
     """Replay ``step`` over the attempts already made and say what is still needed.
 
@@ -110,6 +118,8 @@ def advance(
             if done.accepted:
                 return Progress(tried, True, lead, [])
         return Progress(tried, False, lead, [])
+    if isinstance(step, PingPost):
+        return _auction(step, lead, known, path, has_fallback, order, clock())
     if isinstance(step, Send):
         attempt = known.get(path)
         if attempt is None:
@@ -126,7 +136,7 @@ def advance(
         last = len(step.steps) - 1
         for i, child in enumerate(step.steps):
             fallback = has_fallback or (stop_when and i < last)
-            done = advance(child, lead, known, f"{path}.{i}", fallback, order)
+            done = advance(child, lead, known, f"{path}.{i}", fallback, order, clock)
             attempts += done.attempts
             lead = done.lead
             if not done.finished:
@@ -143,10 +153,93 @@ def advance(
         if not chosen and step.otherwise is not None:
             chosen = [(len(step.branches), step.otherwise)]
         children = chosen
-    results = [advance(c, lead, known, f"{path}.{i}", has_fallback, order) for i, c in children]
+    results = [
+        advance(c, lead, known, f"{path}.{i}", has_fallback, order, clock) for i, c in children
+    ]
     merged = _merge(lead, results)
     needed = [n for r in results for n in r.needed]
     return Progress(merged.attempts, merged.accepted, merged.lead, needed)
+
+
+def _auction(
+    step: PingPost,
+    lead: Lead,
+    known: Mapping[str, Attempt],
+    path: str,
+    has_fallback: bool,
+    order: Order,
+    now: float,
+) -> Progress:
+    """Pings at ``<path>.ping:<buyer>``, all at once; then posts at ``<path>.post:<buyer>``
+    from the highest bid down (a bid no longer valid is passed over); else ``<path>.else``."""
+    pings = {buyer: known.get(f"{path}.ping:{buyer}") for buyer in step.buyers}
+    waiting = [
+        Needed(f"{path}.ping:{buyer}", buyer, lead, True, step.ping_timeout_s)
+        for buyer, ping in pings.items()
+        if ping is None
+    ]
+    tried = [ping for ping in pings.values() if ping is not None]
+    if waiting:
+        return Progress(tried, False, lead, waiting)
+    ranked = sorted(
+        (
+            (bid, -i, buyer)
+            for i, (buyer, ping) in enumerate(pings.items())
+            if ping is not None and (bid := bid_of(ping)) is not None and bid >= step.floor
+        ),
+        reverse=True,
+    )
+    for _, _, buyer in ranked:
+        ping = pings[buyer]
+        assert ping is not None
+        post_path = f"{path}.post:{buyer}"
+        if post_path not in known and not _still_valid(ping, step.bid_ttl_s, now):
+            continue
+        done = advance(Send(buyer), with_appended(lead, ping), known, post_path, True)
+        tried += done.attempts
+        if not done.finished:
+            return Progress(tried, False, lead, done.needed)
+        if done.accepted:
+            return Progress(tried, True, done.lead, [])
+    if step.otherwise is None:
+        return Progress(tried, False, lead, [])
+    rest = advance(step.otherwise, lead, known, f"{path}.else", has_fallback, order)
+    return Progress(tried + rest.attempts, rest.accepted, rest.lead, rest.needed)
+
+
+def phase_at(path: str) -> str:
+    """What a delivery at this plan path is: an auction's ``ping`` or ``post`` (their
+    segments hold a ":", which no step number or destination id has), else ``delivery``."""
+    last = path.rsplit(".", 1)[-1]
+    if last.startswith("ping:"):
+        return "ping"
+    if last.startswith("post:"):
+        return "post"
+    return "delivery"
+
+
+def bid_of(ping: Attempt) -> Decimal | None:
+    """A ping's bid: the price of a successful answer (no price, or no success: no bid)."""
+    if ping.outcome.kind is not OutcomeKind.SUCCESS:
+        return None
+    return ping.outcome.price
+
+
+def _still_valid(ping: Attempt, ttl_s: float, now: float) -> bool:
+    """Within the auction's ``bid_ttl_s`` of the answer, and before the buyer's own
+    ``expires_at`` if it gave one (ISO 8601; one that cannot be read is not a limit)."""
+    if now > ping.finished_at.timestamp() + ttl_s:
+        return False
+    expires = ping.outcome.appended.get("expires_at")
+    if expires is None:
+        return True
+    try:
+        moment = datetime.fromisoformat(str(expires).replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return now <= moment.timestamp()
 
 
 async def route(step: Step, lead: Lead, deliver: Deliver) -> Routed:
@@ -185,10 +278,13 @@ def with_appended(lead: Lead, attempt: Attempt) -> Lead:
     """The lead with what ``attempt``'s destination returned, as appended.<destination>.*."""
     outcome = attempt.outcome
     captured: dict[str, Any] = dict(outcome.appended)
+    # A ping's answer is a bid: its price and reference are the bid and the bid's id, for
+    # the post's mapping (``{{appended.<buyer>.bid_id}}``).
+    reference, price = ("bid_id", "bid") if attempt.phase == "ping" else ("reference_id", "price")
     if outcome.reference_id is not None:
-        captured["reference_id"] = outcome.reference_id
+        captured[reference] = outcome.reference_id
     if outcome.price is not None:
-        captured["price"] = str(outcome.price)
+        captured[price] = str(outcome.price)
     if not captured:
         return lead
     section = lead.envelope.get("appended")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import struct
 from datetime import UTC, datetime
@@ -153,9 +154,18 @@ async def test_events_of_an_earlier_schema_version_are_still_read(name: str) -> 
     assert read["lead_id"] == "L-1"
 
 
-def test_the_trace_id_is_the_last_field_and_has_a_default() -> None:
-    """Added as the schema's last field with a default: a compatible change for readers
-    on either version (and for a registry's BACKWARD check)."""
+def test_fields_are_only_ever_added_last_and_with_a_default() -> None:
+    """Each version keeps the one before as its first fields, and what it adds has a
+    default (``trace_id`` with the traces; ``phase``, ``bid`` with auctions): a compatible
+    change for readers on either version (and for a registry's BACKWARD check)."""
+    from schemas import earlier_schemas
+
     for name in (DELIVERY_EVENT, LEAD_OUTCOME):
-        last = load_schema(name)["fields"][-1]
-        assert last["name"] == "trace_id" and last["default"] is None
+        versions = [*earlier_schemas(name), load_schema(name)]
+        assert len(versions) >= 3
+        for before, after in itertools.pairwise(versions):
+            names = [f["name"] for f in after["fields"]]
+            kept = [f["name"] for f in before["fields"]]
+            assert names[: len(kept)] == kept
+            assert all("default" in f for f in after["fields"][len(kept) :])
+    assert load_schema(DELIVERY_EVENT)["fields"][-1]["name"] == "phase"

@@ -1,0 +1,65 @@
+"""A local double of lead buyers that take part in ping-post auctions (JSON, the
+convention our ``ping`` defaults read): ``POST /<buyer>/ping`` with a partial lead answers
+``{"bid": 12.5, "bid_id": "...", "expires_at": "..."}`` or ``{"bid": null}``; ``POST
+/<buyer>/post`` with the full lead and the ``bid_id`` answers 201, or 409 for an unknown
+or expired bid, 422 when the buyer refuses the lead after all.
+
+Each buyer bids by state and loan amount: a base price per state plus 1 per 10,000 of
+the loan, times its appetite; a state it does not buy in gets no bid."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from aiohttp import web
+
+from tests.integration.recipients import Received, Recipient
+
+BASE_BY_STATE = {"CA": Decimal(20), "TX": Decimal(12), "FL": Decimal(10)}
+
+
+@dataclass
+class Buyer:
+    appetite: Decimal  # multiplies the base bid
+    states: frozenset[str] = frozenset(BASE_BY_STATE)
+    refuses_posts: bool = False
+    bid_ttl_s: float = 60.0
+    bids: dict[str, tuple[Decimal, float]] = field(default_factory=dict)  # bid id → (bid, until)
+    pings: list[dict[str, object]] = field(default_factory=list)
+    posts: list[dict[str, object]] = field(default_factory=list)
+
+
+class AuctionBuyers(Recipient):
+    def __init__(self, **buyers: Buyer) -> None:
+        super().__init__(answer=self._answer)
+        self.buyers = buyers
+        self._ids = itertools.count(1)
+
+    async def _answer(self, recipient: Recipient, received: Received) -> web.Response:
+        _, name, step = received.path.split("/")
+        buyer = self.buyers[name]
+        body = received.json()
+        if step == "ping":
+            buyer.pings.append(body)
+            state, amount = str(body.get("state", "")), Decimal(str(body.get("loan_amount", 0)))
+            if state not in buyer.states or state not in BASE_BY_STATE:
+                return web.json_response({"bid": None})
+            price = ((BASE_BY_STATE[state] + amount / 10_000) * buyer.appetite).quantize(
+                Decimal("0.01")
+            )
+            bid_id = f"{name}-{next(self._ids)}"
+            until = time.time() + buyer.bid_ttl_s
+            buyer.bids[bid_id] = (price, until)
+            expires = datetime.fromtimestamp(until, UTC).isoformat()
+            return web.json_response({"bid": str(price), "bid_id": bid_id, "expires_at": expires})
+        buyer.posts.append(body)
+        known = buyer.bids.pop(str(body.get("bid_id")), None)
+        if known is None or known[1] < time.time():
+            return web.json_response({"message": "Unknown or expired bid"}, status=409)
+        if buyer.refuses_posts:
+            return web.json_response({"message": "Outside service area"}, status=422)
+        return web.json_response({"id": f"{name}-sale-{body['lead_id']}"}, status=201)

@@ -1,0 +1,95 @@
+"""A ping-post auction through a real worker and a double of three buyers that bid by
+state and loan amount: pings carry no contact data, the full lead goes to the best bid at
+or above the floor, a refused post moves to the next bid, no bid falls to the flow's else;
+billing sees one sale per lead, at the winning bid."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from tests.integration.auction_buyers import AuctionBuyers, Buyer
+from tests.integration.conftest import collect, decode_with_schema_file, publish
+from tests.integration.kafka import KafkaTarget
+from tests.integration.recipients import Recipient
+
+
+def buyer_yaml(name: str, url: str) -> str:
+    return f"""
+  - id: {name}
+    url: {url}/{name}/post
+    mapping: {{lead_id: id, bid_id: "{{{{appended.{name}.bid_id}}}}", email: email}}
+    ping:
+      url: {url}/{name}/ping
+      mapping: {{state: state, loan_amount: {{from: loan_amount, type: number}}}}
+"""
+
+
+async def test_each_lead_is_sold_once_to_the_best_bid_that_takes_it(
+    kafka: KafkaTarget, recipient: Recipient, topics: Any, start_worker: Any
+) -> None:
+    buyers = await AuctionBuyers(
+        rich=Buyer(Decimal("1.5"), refuses_posts=True),  # bids highest, refuses every post
+        steady=Buyer(Decimal("1.2")),
+        cheap=Buyer(Decimal("0.3"), states=frozenset({"CA", "TX"})),  # under the floor in TX
+    ).start()
+    base = buyers.url("").rstrip("/")
+    try:
+        start_worker(
+            "destinations:"
+            + "".join(buyer_yaml(name, base) for name in ("rich", "steady", "cheap"))
+            + f"""
+  - id: house
+    url: {recipient.url("/house")}
+flows:
+  - id: auction
+    plan:
+      ping_post:
+        buyers: [rich, steady, cheap]
+        ping_timeout_ms: 2000
+        floor: 5.00
+        else: house
+"""
+        )
+        leads = [
+            {"id": "A-CA", "lead": {"state": "CA", "loan_amount": 50000, "email": "ca@x.com"}},
+            {"id": "A-TX", "lead": {"state": "TX", "loan_amount": 0, "email": "tx@x.com"}},
+            {"id": "A-NY", "lead": {"state": "NY", "loan_amount": 90000, "email": "ny@x.com"}},
+        ]
+        await publish(kafka, topics.leads, leads)
+        outcomes = await collect(kafka, topics.outcomes, 3, settle_s=1.0)
+        events = await collect(kafka, topics.events, 3 * 3 + 2 + 2 + 1, settle_s=1.0)
+    finally:
+        await buyers.stop()
+
+    # Pings saw the state and the loan, never the e-mail.
+    for buyer in buyers.buyers.values():
+        assert len(buyer.pings) == 3
+        assert all(set(ping) == {"state", "loan_amount"} for ping in buyer.pings)
+    by_lead = {
+        record.key.decode(): decode_with_schema_file(record.value, "lead_outcome")
+        for record in outcomes
+    }
+    assert len(outcomes) == 3
+    # CA: rich bid 37.50 but refused the post; steady's 30.00 won. cheap's 7.50 unused.
+    ca = by_lead["A-CA"]
+    assert ca["accepted_by"] == ["steady"]
+    assert [(d["destination_id"], d["outcome"], d["bid"]) for d in ca["destinations"]] == [
+        ("rich", "failure", Decimal("37.5000")),
+        ("steady", "success", Decimal("30.0000")),
+    ]
+    assert ca["destinations"][1]["price"] == Decimal("30.0000")  # sold at the winning bid
+    [posted] = [p for p in buyers.buyers["steady"].posts if p["lead_id"] == "A-CA"]
+    assert posted["email"] == "ca@x.com" and posted["bid_id"]  # the full lead, and its bid
+    # TX: cheap bid 3.60, under the floor: never posted to.
+    assert by_lead["A-TX"]["accepted_by"] == ["steady"]
+    assert not any(post["lead_id"] == "A-TX" for post in buyers.buyers["cheap"].posts)
+    # NY: nobody bids: the flow's else.
+    assert by_lead["A-NY"]["accepted_by"] == ["house"]
+
+    decoded = [decode_with_schema_file(r.value, "delivery_event") for r in events]
+    pings = [e for e in decoded if e["phase"] == "ping"]
+    assert len(pings) == 9
+    assert sorted(e["outcome"] for e in pings) == ["bid"] * 6 + ["no_bid"] * 3
+    sales = [e for e in decoded if e["outcome"] == "success"]  # what billing counts
+    assert sorted(e["lead_id"] for e in sales) == ["A-CA", "A-NY", "A-TX"]

@@ -1,0 +1,162 @@
+"""Ping-post auctions as plain steps: every buyer pinged at once, the full lead posted to
+the best bid at or above the floor, the next valid bid when a post is refused, the flow's
+``else`` when nobody bids; pings are never sales."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from streams.config import Destination, DestinationsFile
+from streams.control.desk import DeliveryDesk, Unremembered
+from streams.control.home import Home, LeadStates
+from streams.model import Lead, Outcome, OutcomeKind
+from streams.stages.attempt import Attempt, not_sent
+from streams.stages.events import delivery_event, lead_outcome
+from streams.stages.routing import advance, phase_at
+from tests.unit.control.test_home import LEAD, SOURCE, merged
+
+BUYERS = ("a", "b", "c")
+
+
+def file(plan: Any, **extra: dict[str, Any]) -> DestinationsFile:
+    return DestinationsFile.model_validate(
+        {
+            "destinations": [
+                {
+                    "id": d,
+                    "url": f"https://{d}.example.com/post",
+                    "ping": {"url": f"https://{d}.example.com/ping", "mapping": {"state": "state"}},
+                    **extra.get(d, {}),
+                }
+                for d in (*BUYERS, "fallback")
+            ],
+            "flows": [{"id": "f", "plan": plan}],
+        }
+    )
+
+
+AUCTION = {"ping_post": {"buyers": list(BUYERS), "floor": 5, "bid_ttl_s": 60, "else": "fallback"}}
+
+
+def answer(
+    destination_id: str, outcome: Outcome, phase: str, at: datetime | None = None
+) -> Attempt:
+    dest = Destination.model_validate({"id": destination_id, "url": "https://x.example.com"})
+    made = not_sent(LEAD, dest, outcome)
+    moment = at or datetime.now(UTC)
+    return replace(made, phase=phase, started_at=moment, finished_at=moment)
+
+
+def bid(amount: str, **captured: str) -> Outcome:
+    return Outcome.success(price=Decimal(amount), reference_id=f"BID-{amount}", appended=captured)
+
+
+def test_every_buyer_is_pinged_at_once_then_the_best_bid_is_posted() -> None:
+    plan = file(AUCTION).compiled_flows[0].plan
+    progress = advance(plan, LEAD, {})
+    assert [(n.path, n.destination_id, n.ping_timeout_s) for n in progress.needed] == [
+        (f"plan.ping:{d}", d, 0.8) for d in BUYERS
+    ]
+    known = {
+        "plan.ping:a": answer("a", bid("7.00"), "ping"),
+        "plan.ping:b": answer("b", bid("12.50"), "ping"),
+        "plan.ping:c": answer("c", bid("4.99"), "ping"),  # under the floor
+    }
+    [post] = advance(plan, LEAD, known).needed
+    assert (post.path, post.destination_id, post.ping_timeout_s) == ("plan.post:b", "b", None)
+    assert phase_at(post.path) == "post" and phase_at("plan.ping:b") == "ping"
+    # The post carries the bid and its id for the buyer's mapping.
+    assert post.lead.envelope["appended"]["b"] == {"bid": "12.50", "bid_id": "BID-12.50"}
+    known["plan.post:b"] = answer("b", Outcome.failure("Bid expired"), "post")
+    [second] = advance(plan, LEAD, known).needed
+    assert second.path == "plan.post:a"  # the next best; c stays under the floor
+    known["plan.post:a"] = answer("a", Outcome.success(), "post")
+    done = advance(plan, LEAD, known)
+    assert done.finished and done.accepted
+
+
+def test_no_bid_at_the_floor_goes_to_else_and_an_old_bid_is_passed_over() -> None:
+    plan = file(AUCTION).compiled_flows[0].plan
+    old = datetime.now(UTC) - timedelta(seconds=61)
+    known = {
+        "plan.ping:a": answer("a", bid("9.00"), "ping", at=old),  # past bid_ttl_s
+        "plan.ping:b": answer("b", Outcome.failure("No bid"), "ping"),
+        "plan.ping:c": answer("c", bid("30.00", expires_at="2000-01-01T00:00:00Z"), "ping"),
+    }
+    [need] = advance(plan, LEAD, known).needed
+    assert (need.path, need.destination_id) == ("plan.else", "fallback")
+
+
+def test_a_buyer_without_a_ping_cannot_be_in_an_auction() -> None:
+    config = {
+        "destinations": [{"id": "a", "url": "https://a.example.com"}],
+        "flows": [{"id": "f", "plan": {"ping_post": {"buyers": ["a"]}}}],
+    }
+    with pytest.raises(ValueError, match=r"plan.ping_post.buyers\[0\]: 'a' has no ping"):
+        DestinationsFile.model_validate(config)
+
+
+def test_pings_are_bids_in_the_events_and_never_sales_in_the_outcome() -> None:
+    ping = answer("b", bid("12.50"), "ping")
+    silent = answer("a", Outcome.success(), "ping")  # answered, named no bid
+    post = answer("b", Outcome.success(price=Decimal("12.50")), "post")
+    assert delivery_event(ping)["outcome"] == "bid" and delivery_event(ping)["phase"] == "ping"
+    assert delivery_event(silent)["outcome"] == "no_bid"
+    assert delivery_event(post)["outcome"] == "success"  # billing counts this one
+    outcome = lead_outcome("L1", [silent, ping, post])
+    assert outcome["accepted_by"] == ["b"] and outcome["attempts"] == 1
+    [result] = outcome["destinations"]
+    assert (result["price"], result["bid"]) == (Decimal("12.5000"), Decimal("12.5000"))
+
+
+class Auctioneer:
+    """Buyers' ping and post URLs: a bids 7, b bids 12.50 but refuses the post, c is slow."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def __call__(self, lead: Lead, dest: Destination, number: int) -> Attempt:
+        kind = "ping" if dest.url.endswith("/ping") else "post"
+        self.calls.append(f"{kind}:{dest.id}")
+        if kind == "ping":
+            if dest.id == "c":
+                await asyncio.sleep(5)  # past the auction's ping timeout
+            outcome = {"a": bid("7.00"), "b": bid("12.50")}.get(dest.id, Outcome.failure("No"))
+        else:
+            assert lead.envelope["appended"][dest.id]["bid_id"]  # the post names the bid
+            outcome = Outcome.failure("Bid expired") if dest.id == "b" else Outcome.success()
+        return not_sent(lead, dest, outcome, number)
+
+
+async def test_an_auction_at_home_posts_to_the_next_bid_and_sells_once() -> None:
+    config = file(
+        {"ping_post": {"buyers": list(BUYERS), "ping_timeout_ms": 200, "else": "fallback"}}
+    )
+    by_id = config.by_id()
+    auctioneer = Auctioneer()
+    desk = DeliveryDesk(
+        by_id, auctioneer, circuits={}, caps={}, delivered=Unremembered(), parked={}
+    )
+    flows = {flow.id: flow for flow in config.compiled_flows}
+    home = Home(flows, lambda d: False, LeadStates({}, {}), desk)
+    flow = home.flow("f")
+    assert flow is not None
+    report = await merged(home.take(LEAD, flow, SOURCE))
+    assert sorted(auctioneer.calls[:3]) == ["ping:a", "ping:b", "ping:c"]  # at once
+    assert auctioneer.calls[3:] == ["post:b", "post:a"]
+    assert report.finished is not None and report.finished.accepted
+    phases = [(a.destination_id, a.phase, a.outcome.kind) for a, _ in report.attempts]
+    assert ("c", "ping", OutcomeKind.ERROR) in phases  # timed out: no bid
+    assert ("a", "post", OutcomeKind.SUCCESS) in phases
+    outcome = lead_outcome(LEAD.id, report.finished.attempts)
+    assert outcome["accepted_by"] == ["a"]
+    sold = next(d for d in outcome["destinations"] if d["destination_id"] == "a")
+    assert sold["bid"] == Decimal("7.0000")
+    state = home.leads["L1"]
+    assert list(state["accepted"]) == ["a"]  # a bid is never remembered as a sale

@@ -60,6 +60,7 @@ destinations:
         f"{topics.events}-value",
         f"{topics.outcomes}-value",
         f"{topics.control}-value",
+        f"{topics.feedback_events}-value",
     }
     event_id = registry.subjects[f"{topics.events}-value"][0]
     outcome_id = registry.subjects[f"{topics.outcomes}-value"][0]

@@ -18,6 +18,7 @@ LEAD_OUTCOME = "lead_outcome"
 CIRCUIT_EVENT = "circuit_event"
 ALERT_EVENT = "alert_event"
 LEAD_FEEDBACK = "lead_feedback"
+ADMIN_ACTION = "admin_action"
 
 
 @cache

@@ -32,6 +32,7 @@ from streams.broker_offsets import fetched_end_offsets
 from streams.config import Destination, DestinationsFile, Settings
 from streams.config.flows import CompiledFlow
 from streams.config.kafka import KafkaSecurity
+from streams.control.admin import AdminState
 from streams.control.circuit import heard
 from streams.control.desk import DeliveryDesk, Unremembered, lead_key, owner_key
 from streams.control.distribution import Distributor
@@ -44,6 +45,7 @@ from streams.progress import Progress
 from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.batching import Batches
 from streams.stages.delivery import HttpSender
+from streams.stages.events import ADMIN_ACTION_NAME
 from streams.stages.feedback import receive_feedback
 from streams.stages.oauth import TokenCache
 from streams.topics import DLQ_MAX_MESSAGE_BYTES, declare_topics
@@ -346,16 +348,18 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
     by_id = destinations.by_id()
     # Destinations with caps: their deliveries in the destination's own partition, where
     # its counts are exact across workers.
+    admin = AdminState()  # operators' pauses and circuit resets, from the control topic
     capped_desk = DeliveryDesk(
         by_id,
         attempt_at,
+        admin=admin,
         circuits=table("circuits", owner_key),
         caps=table("caps", owner_key),
         delivered=table("delivered", owner_key, keep_s=remember_s),
         parked=table("parked", owner_key),
     )
     # Every other delivery: in the lead's partition. Circuits are this worker's own,
-    # shared with the others through the control topic (``follow_circuits``).
+    # shared with the others through the control topic (``follow_control``).
     circuits: dict[str, Any] = {}
     home_desk = DeliveryDesk(
         by_id,
@@ -365,6 +369,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         delivered=Unremembered(),
         parked=table("held", lead_key),
         owner=lead_key,
+        admin=admin,
     )
     flows = destinations.compiled_flows
     home = Home(
@@ -436,8 +441,8 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
             log.info("this worker's share of each destination's limits: %.2f", sender.share)
 
     @app.task  # type: ignore[untyped-decorator]
-    async def _follow_circuits() -> None:
-        await follow_circuits(settings, circuits, worker_name)
+    async def _follow_control() -> None:
+        await follow_control(settings, circuits, admin, worker_name)
 
     @app.page("/healthz")
     async def _live(web: Any, request: Any) -> Any:
@@ -481,11 +486,14 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
     return app
 
 
-async def follow_circuits(settings: Settings, circuits: dict[str, Any], worker_name: str) -> None:
+async def follow_control(
+    settings: Settings, circuits: dict[str, Any], admin: AdminState, worker_name: str
+) -> None:
     """Every worker reads every circuit change on the control topic and takes it as its
     own: a circuit one worker opened is open in all within a fetch wait. It reads from the
     beginning: a worker that starts while a circuit is open learns it (the topic holds
-    only state changes; an old "open" whose cool-down is over just lets a trial through)."""
+    only state changes; an old "open" whose cool-down is over just lets a trial through).
+    Operators' actions (``courier admin``) are on the same topic, applied in order."""
     reader = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers(),
         enable_auto_commit=False,
@@ -507,9 +515,21 @@ async def follow_circuits(settings: Settings, circuits: dict[str, Any], worker_n
         log.info("following circuit changes on %s", topic)
         async for record in reader:
             try:
-                _, event = await decoder.decode(record.value)
+                name, event = await decoder.decode(record.value)
             except (AvroDecodeError, ValueError, KeyError) as exc:
                 log.warning("control topic: a record that is not a circuit event (%s)", exc)
+                continue
+            if name == ADMIN_ACTION_NAME:
+                admin.apply(event)
+                if event["action"] == "reset_circuit":
+                    circuits.pop(event["destination_id"], None)
+                log.warning(
+                    "%s: %s by %s (%s)",
+                    event["destination_id"],
+                    event["action"],
+                    event["by"],
+                    event["reason"] or "no reason given",
+                )
                 continue
             if event.get("worker") == worker_name:
                 continue

@@ -19,6 +19,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from schemas import (
+    ADMIN_ACTION,
     ALERT_EVENT,
     CIRCUIT_EVENT,
     DELIVERY_EVENT,
@@ -117,7 +118,14 @@ class EventDecoder:
         # fingerprint → (writer's schema, reader's schema): an earlier version's events are
         # read as the current version (its added fields at their defaults).
         self._by_fingerprint: dict[bytes, tuple[dict[str, Any], dict[str, Any]]] = {}
-        for name in (DELIVERY_EVENT, LEAD_OUTCOME, CIRCUIT_EVENT, ALERT_EVENT, LEAD_FEEDBACK):
+        for name in (
+            DELIVERY_EVENT,
+            LEAD_OUTCOME,
+            CIRCUIT_EVENT,
+            ALERT_EVENT,
+            LEAD_FEEDBACK,
+            ADMIN_ACTION,
+        ):
             current = load_schema(name)
             for writer in (*earlier_schemas(name), current):
                 self._by_fingerprint[schema_fingerprint(writer)] = (writer, current)

@@ -17,7 +17,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from streams.avro import AvroDecodeError, EventDecoder, SchemaRegistry
+from schemas import ADMIN_ACTION
+from streams.avro import (
+    AvroDecodeError,
+    EventDecoder,
+    EventEncoder,
+    SchemaRegistry,
+    registered_encoder,
+)
 from streams.broker_offsets import fetched_end_offsets
 from streams.config.kafka import KafkaSecurity
 
@@ -393,3 +400,49 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError
+
+
+async def send_admin_action(
+    bootstrap: str,
+    control_topic: str,
+    record: dict[str, Any],
+    *,
+    registry_url: str | None = None,
+    security: KafkaSecurity | None = None,
+) -> None:
+    """An ``AdminAction`` on the control topic, keyed by its destination (every worker
+    follows the topic and applies it; the topic keeps it as the audit trail)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        if registry_url:
+            registry = SchemaRegistry(registry_url, session)
+            encoder = await registered_encoder(registry, control_topic, ADMIN_ACTION)
+        else:
+            encoder = EventEncoder(ADMIN_ACTION)
+        value = encoder.encode(record)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_options(security))
+    await started(producer)
+    try:
+        await producer.send_and_wait(control_topic, value, key=record["destination_id"].encode())
+    finally:
+        await producer.stop()
+
+
+async def admin_actions(
+    bootstrap: str,
+    control_topic: str,
+    *,
+    registry_url: str | None = None,
+    security: KafkaSecurity | None = None,
+) -> list[dict[str, Any]]:
+    """Every operator's action on the control topic, oldest first (circuit changes left
+    out): the audit trail."""
+    found = [
+        event
+        async for event in decoded_events(
+            bootstrap, control_topic, follow=False, registry_url=registry_url, security=security
+        )
+        if event.get("type") == "AdminAction"
+    ]
+    return sorted(found, key=lambda event: event["at"])

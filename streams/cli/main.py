@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import logging
 import signal
+import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -269,7 +271,7 @@ which_option = click.option(
     type=click.Choice(["events", "outcomes", "dlq", "control"]),
     default="events",
     show_default=True,
-    help="Per-attempt events, lead-level outcomes, dead letters, or circuit changes.",
+    help="Per-attempt events, lead-level outcomes, dead letters, or circuit changes and admin actions.",
 )
 
 
@@ -433,6 +435,118 @@ def check(destinations: Path | None, no_secrets: bool) -> None:
     for dest in loaded.destinations:
         state = "" if dest.enabled else " (disabled)"
         click.echo(f"{dest.id}: {dest.integration} {dest.method} {dest.url}{state}")
+
+
+@main.group()
+def admin() -> None:
+    """Act on a destination in every running worker, with an audit trail: pause, resume,
+    reset its circuit; list what was done (the control topic keeps each action)."""
+
+
+def _act(verb: str, destination_id: str, reason: str, by: str | None, broker: str | None) -> None:
+    from streams.cli.console import send_admin_action
+    from streams.stages.events import admin_action
+
+    settings = _settings_with_broker(broker)
+    if settings.destinations.exists():
+        try:
+            known = load_destinations(settings.destinations).by_id()
+        except ConfigError as exc:
+            _fail(str(exc))
+        if destination_id not in known:
+            _fail(f"no destination {destination_id!r} in {settings.destinations}")
+    who = by or _operator()
+    record = admin_action(verb, destination_id, who, reason)
+    asyncio.run(
+        send_admin_action(
+            settings.bootstrap_servers(),
+            settings.control_topic,
+            record,
+            registry_url=settings.schema_registry_url,
+            security=settings.kafka_security(),
+        )
+    )
+    click.echo(f"{destination_id}: {verb.replace('_', ' ')} by {who}, sent to every worker")
+
+
+def _operator() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container's user without a name
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+reason_option = click.option("--reason", default="", help="Why (kept in the audit trail).")
+by_option = click.option("--by", help="Who is acting (default: user@host).")
+
+
+@admin.command()
+@click.argument("destination_id")
+@reason_option
+@by_option
+@broker_option
+def pause(destination_id: str, reason: str, by: str | None, broker: str | None) -> None:
+    """Stop delivering to DESTINATION_ID: a waterfall moves on, a lead with nowhere else to
+    go waits for the resume (up to a week)."""
+    _act("pause", destination_id, reason, by, broker)
+
+
+@admin.command()
+@click.argument("destination_id")
+@reason_option
+@by_option
+@broker_option
+def resume(destination_id: str, reason: str, by: str | None, broker: str | None) -> None:
+    """Deliver to DESTINATION_ID again; leads held for the pause go at once."""
+    _act("resume", destination_id, reason, by, broker)
+
+
+@admin.command(name="reset-circuit")
+@click.argument("destination_id")
+@reason_option
+@by_option
+@broker_option
+def reset_circuit(destination_id: str, reason: str, by: str | None, broker: str | None) -> None:
+    """Close DESTINATION_ID's circuit now, without waiting for its cool-down."""
+    _act("reset_circuit", destination_id, reason, by, broker)
+
+
+@admin.command(name="log")
+@click.option("--destination", "destination_id", help="Only this destination's actions.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@broker_option
+def admin_log(destination_id: str | None, as_json: bool, broker: str | None) -> None:
+    """Every action taken, oldest first, and what is paused now."""
+    from streams.cli.console import admin_actions, to_json_line
+
+    settings = _settings_with_broker(broker)
+    actions = asyncio.run(
+        admin_actions(
+            settings.bootstrap_servers(),
+            settings.control_topic,
+            registry_url=settings.schema_registry_url,
+            security=settings.kafka_security(),
+        )
+    )
+    actions = [a for a in actions if destination_id in (None, a["destination_id"])]
+    if as_json:
+        for action in actions:
+            click.echo(to_json_line(action))
+        return
+    paused: dict[str, dict[str, Any]] = {}
+    for action in actions:
+        at = action["at"].strftime("%Y-%m-%d %H:%M:%S")
+        verb = action["action"].replace("_", " ")
+        reason = action["reason"] or "-"
+        click.echo(f"{at}Z  {action['destination_id']:<20} {verb:<14} {action['by']:<24} {reason}")
+        if action["action"] == "pause":
+            paused[action["destination_id"]] = action
+        elif action["action"] == "resume":
+            paused.pop(action["destination_id"], None)
+    if not actions:
+        click.echo("no actions yet")
+    click.echo("paused now: " + (", ".join(sorted(paused)) or "none"))
 
 
 @main.group()

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from streams import telemetry
+from streams.control.admin import AdminState
 from streams.control.caps import cap_exceeded, counted, counts_toward, full
 from streams.control.circuit import (
     CircuitState,
@@ -44,6 +45,8 @@ from streams.stages.routing import phase_at
 # A lead waits for a spent quota this many times at most (hourly checks: three days),
 # then its attempt counts as any other error's.
 MAX_QUOTA_WAITS = 72
+PAUSED = "Destination paused"  # the skip reason; who paused it and why are in ``raw``
+MAX_PAUSE_HOLD_S = 7 * 86400.0  # a lead held for a pause is tried again after a week anyway
 
 if TYPE_CHECKING:
     from streams.config import Destination
@@ -99,9 +102,12 @@ class DeliveryDesk:
         clock: Callable[[], float] = time.time,
         draw: Callable[[float, float], float] = random.uniform,
         owner: Callable[[str], str] = owner_key,
+        admin: AdminState | None = None,
     ) -> None:
         """``owner(key)``: the id whose partition holds a table key (the destination's by
-        default; the lead's for a desk that delivers in the lead's partition)."""
+        default; the lead's for a desk that delivers in the lead's partition); ``admin``:
+        operators' pauses and circuit resets (streams/control/admin.py)."""
+        self.admin = admin if admin is not None else AdminState()
         self._owner = owner
         self._destinations = destinations
         self._attempt_at = attempt_at
@@ -153,6 +159,16 @@ class DeliveryDesk:
         if remembered is not None:  # accepted before: never sent twice
             return Handled(None, attempt_from_dict(remembered["attempt"]))
         now = self._clock()
+        paused = self.admin.pause_reason(destination.id)
+        if paused is not None:
+            # A waterfall moves on; a lead with nowhere else to go waits for the resume
+            # (``due`` hands it back as soon as the pause is lifted).
+            if item.has_fallback:
+                skipped = Outcome.skip(PAUSED, raw=paused)
+                return self._finish(item, not_sent(item.lead, destination, skipped, item.number))
+            return self._park(
+                item, destination, now + MAX_PAUSE_HOLD_S, PAUSED, paused=True, raw=paused
+            )
         schedule = destination.schedule
         if schedule is not None and schedule.outside == "hold" and not item.has_fallback:
             moment = datetime.fromtimestamp(now, UTC)
@@ -221,7 +237,10 @@ class DeliveryDesk:
             gone = replace(removed(item), phase="ping")
             return Handled(gone, gone)
         allowed, _ = admit(self._circuit(destination.id), destination.circuit, self._clock())
-        if not allowed:
+        paused = self.admin.pause_reason(destination.id)
+        if paused is not None:
+            attempt = not_sent(item.lead, destination, Outcome.skip(PAUSED, raw=paused))
+        elif not allowed:
             attempt = not_sent(item.lead, destination, open_outcome())
         else:
             try:
@@ -244,8 +263,13 @@ class DeliveryDesk:
         return [
             (key, value, WorkItem.from_json(value["item"].encode()))
             for key, value in mine
-            if value["due"] <= now
+            if value["due"] <= now or self._resumed(value)
         ]
+
+    def _resumed(self, parked: dict[str, Any]) -> bool:
+        """Held for a pause that has been lifted."""
+        destination_id = parked.get("paused")
+        return destination_id is not None and destination_id not in self.admin.paused
 
     def release(self, key: str, value: Any) -> None:
         """Forget a parked item handed back: unless it was parked again meanwhile."""
@@ -271,9 +295,14 @@ class DeliveryDesk:
         live = self._live_circuits.get(destination_id)
         # Equal, not identical: a store that deserializes (RocksDB) returns a new dict.
         if live is not None and live[0] == stored:
-            return live[1]
-        state = CircuitState() if stored is None else CircuitState.from_dict(stored)
-        self._live_circuits[destination_id] = (stored, state)
+            state = live[1]
+        else:
+            state = CircuitState() if stored is None else CircuitState.from_dict(stored)
+            self._live_circuits[destination_id] = (stored, state)
+        reset_at = self.admin.circuits_reset_at.get(destination_id)
+        if reset_at is not None and state.state != "closed" and state.opened_at <= reset_at:
+            state = CircuitState()  # an operator reset it after it opened
+            self._live_circuits[destination_id] = (stored, state)
         return state
 
     def _keep_circuit(self, destination_id: str, before: CircuitState, after: CircuitState) -> None:
@@ -291,15 +320,27 @@ class DeliveryDesk:
             }
         return Handled(attempt, attempt)
 
-    def _park(self, item: WorkItem, destination: Destination, until: float, why: str) -> Handled:
-        """Hold ``item`` until ``until``; its event says why and when it comes back."""
-        self._store_parked(item, until)
-        held = not_sent(item.lead, destination, Outcome.skip(why), item.number)
+    def _park(
+        self,
+        item: WorkItem,
+        destination: Destination,
+        until: float,
+        why: str,
+        paused: bool = False,
+        raw: str | None = None,
+    ) -> Handled:
+        """Hold ``item`` until ``until`` (or, ``paused``, until its destination is resumed);
+        its event says why and when it comes back at the latest."""
+        self._store_parked(item, until, paused)
+        held = not_sent(item.lead, destination, Outcome.skip(why, raw=raw), item.number)
         return Handled(held, None, datetime.fromtimestamp(until, UTC))
 
-    def _store_parked(self, item: WorkItem, due: float) -> None:
+    def _store_parked(self, item: WorkItem, due: float, paused: bool = False) -> None:
         traced = replace(item, traceparent=telemetry.current_headers().get("traceparent"))
-        self.parked[_work_key(item)] = {"due": due, "item": traced.to_json().decode()}
+        value: dict[str, Any] = {"due": due, "item": traced.to_json().decode()}
+        if paused:
+            value["paused"] = item.destination_id
+        self.parked[_work_key(item)] = value
 
     async def _reserve(self, destination: Destination) -> str | None:
         """Take a cap slot for one delivery; the full window's name if there is none.

@@ -1,5 +1,6 @@
 """Attempt → DeliveryEvent, a lead's attempts → LeadOutcome, a circuit change → CircuitEvent,
-a recipient's feedback → LeadFeedback (records for schemas/*.avsc)."""
+a recipient's feedback → LeadFeedback, an operator's action → AdminAction (records for
+schemas/*.avsc)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from streams.stages.feedback import Notice, Verdict
 
 DELIVERY_EVENT_NAME = "io.leadcourier.delivery.v1.DeliveryEvent"
 LEAD_OUTCOME_NAME = "io.leadcourier.delivery.v1.LeadOutcome"
+ADMIN_ACTION_NAME = "io.leadcourier.delivery.v1.AdminAction"
 _PRICE_STEP = Decimal("0.0001")  # the schema's decimal scale
 
 
@@ -156,4 +158,15 @@ def lead_feedback(notice: Notice, verdict: Verdict) -> dict[str, Any]:
         "sold_at": None if verdict.sold_at_ms is None else moment(verdict.sold_at_ms),
         "feedback_at": moment(notice.at_ms),
         "received_at": moment(notice.received_at_ms),
+    }
+
+
+def admin_action(action: str, destination_id: str, by: str, reason: str) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "action": action,
+        "destination_id": destination_id,
+        "by": by,
+        "reason": reason,
+        "at": datetime.now(UTC),
     }

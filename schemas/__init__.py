@@ -19,6 +19,7 @@ CIRCUIT_EVENT = "circuit_event"
 ALERT_EVENT = "alert_event"
 LEAD_FEEDBACK = "lead_feedback"
 ADMIN_ACTION = "admin_action"
+CAP_USAGE = "cap_usage"
 
 
 @cache

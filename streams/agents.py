@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 PARKED_CHECK_S = 0.2  # how often parked work is looked at: the lateness of a retry
 FORGET_CHECK_S = 300.0
+CAP_REPORT_S = 2.0
 REPLAYED_HEADER = "courier.replayed.from"  # set by ``courier replay``
 
 # A handler yields what to send, batch by batch (a lead's fast destination's event goes
@@ -157,6 +158,13 @@ def register_agents(
         for key, value, item in on.desk.due(owns_destination()):
             await send_all([on.to_work(item)])
             on.desk.release(key, value)
+
+    @app.timer(CAP_REPORT_S, name="report_caps")
+    async def report_caps() -> None:
+        """How full each capped destination is, for every worker (``capacity``
+        distributions, the dashboard): from the worker that counts it, when it changed."""
+        on = await handlers()
+        await send_all(on.cap_reports(owns_destination()))
 
     @app.timer(FORGET_CHECK_S, name="forget_delivered")
     async def forget_delivered() -> None:

@@ -33,6 +33,7 @@ from streams.config import Destination, DestinationsFile, Settings
 from streams.config.flows import CompiledFlow
 from streams.config.kafka import KafkaSecurity
 from streams.control.admin import AdminState
+from streams.control.capacity import CapacityBoard
 from streams.control.circuit import heard
 from streams.control.desk import DeliveryDesk, Unremembered, lead_key, owner_key
 from streams.control.distribution import Distributor
@@ -45,7 +46,7 @@ from streams.progress import Progress
 from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.batching import Batches
 from streams.stages.delivery import HttpSender
-from streams.stages.events import ADMIN_ACTION_NAME
+from streams.stages.events import ADMIN_ACTION_NAME, CAP_USAGE_NAME
 from streams.stages.feedback import receive_feedback
 from streams.stages.oauth import TokenCache
 from streams.topics import DLQ_MAX_MESSAGE_BYTES, declare_topics
@@ -208,9 +209,10 @@ def measure(
     home: DeliveryDesk,
     destinations: Mapping[str, Destination],
     progress: Progress,
+    capacity: CapacityBoard,
 ) -> None:
     """The gauges read at each scrape: in flight, circuits, parked retries, consumer lag,
-    a stall."""
+    a stall, caps used."""
 
     def in_flight() -> Iterable[tuple[float, dict[str, Any]]]:
         return [(n, {"destination": d}) for d, n in sender.in_flight.items()]
@@ -226,6 +228,15 @@ def measure(
 
     def parked() -> Iterable[tuple[float, dict[str, Any]]]:
         return [(capped.waiting + home.waiting, {})]
+
+    def caps(limit: bool) -> Callable[[], Iterable[tuple[float, dict[str, Any]]]]:
+        def read() -> Iterable[tuple[float, dict[str, Any]]]:
+            for destination_id, windows in list(capacity.reported.items()):
+                for window, used, cap in windows:
+                    kind = window.split(" ", 1)[0]  # hour, day, week, month
+                    yield cap if limit else used, {"destination": destination_id, "window": kind}
+
+        return read
 
     def lag() -> Iterable[tuple[float, dict[str, Any]]]:
         return [(n, {"topic": tp.topic, "partition": tp.partition}) for n, tp in consumer_lag(app)]
@@ -245,6 +256,13 @@ def measure(
     telemetry.gauge(
         "courier.retries.parked", "{delivery}", "Deliveries waiting for their retry time", parked
     )
+    telemetry.gauge(
+        "courier.cap.used",
+        "{lead}",
+        "Leads counted toward each cap window now, as its counting worker last reported",
+        caps(limit=False),
+    )
+    telemetry.gauge("courier.cap.limit", "{lead}", "Each cap window's cap", caps(limit=True))
     telemetry.gauge(
         "courier.worker.stalled",
         "s",
@@ -349,6 +367,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
     # Destinations with caps: their deliveries in the destination's own partition, where
     # its counts are exact across workers.
     admin = AdminState()  # operators' pauses and circuit resets, from the control topic
+    capacity = CapacityBoard()  # capped destinations' room, from the control topic
     capped_desk = DeliveryDesk(
         by_id,
         attempt_at,
@@ -377,7 +396,9 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         lambda destination_id: by_id[destination_id].caps is not None,
         LeadStates(table("leads", lead_id_key), table("finished", lead_id_key, keep_s=remember_s)),
         home_desk,
-        distributor=Distributor({d.id: d.price for d in destinations.destinations}),
+        distributor=Distributor(
+            {d.id: d.price for d in destinations.destinations}, capacity=capacity
+        ),
         # Only for recipients whose feedback names leads by their own ids: one small record
         # and table entry per sale to them.
         references=table("references", reference_owner, keep_s=remember_s),
@@ -442,7 +463,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
 
     @app.task  # type: ignore[untyped-decorator]
     async def _follow_control() -> None:
-        await follow_control(settings, circuits, admin, worker_name)
+        await follow_control(settings, circuits, admin, capacity, worker_name)
 
     @app.page("/healthz")
     async def _live(web: Any, request: Any) -> Any:
@@ -476,7 +497,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
             )
             return self.json(answer, status=status)
 
-    measure(app, sender, circuits, capped_desk, home_desk, by_id, progress)
+    measure(app, sender, circuits, capped_desk, home_desk, by_id, progress, capacity)
 
     # Signalled after the consumer has stopped and in-flight leads are done.
     @app.on_before_shutdown.connect
@@ -487,7 +508,11 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
 
 
 async def follow_control(
-    settings: Settings, circuits: dict[str, Any], admin: AdminState, worker_name: str
+    settings: Settings,
+    circuits: dict[str, Any],
+    admin: AdminState,
+    capacity: CapacityBoard,
+    worker_name: str,
 ) -> None:
     """Every worker reads every circuit change on the control topic and takes it as its
     own: a circuit one worker opened is open in all within a fetch wait. It reads from the
@@ -518,6 +543,9 @@ async def follow_control(
                 name, event = await decoder.decode(record.value)
             except (AvroDecodeError, ValueError, KeyError) as exc:
                 log.warning("control topic: a record that is not a circuit event (%s)", exc)
+                continue
+            if name == CAP_USAGE_NAME:
+                capacity.heard(event)
                 continue
             if name == ADMIN_ACTION_NAME:
                 admin.apply(event)

@@ -21,6 +21,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from schemas import (
     ADMIN_ACTION,
     ALERT_EVENT,
+    CAP_USAGE,
     CIRCUIT_EVENT,
     DELIVERY_EVENT,
     LEAD_FEEDBACK,
@@ -125,6 +126,7 @@ class EventDecoder:
             ALERT_EVENT,
             LEAD_FEEDBACK,
             ADMIN_ACTION,
+            CAP_USAGE,
         ):
             current = load_schema(name)
             for writer in (*earlier_schemas(name), current):
@@ -163,6 +165,7 @@ class Encoders:
         self.outcome = outcome
         self.circuit = circuit
         self.feedback = feedback or EventEncoder(LEAD_FEEDBACK)
+        self.cap_usage = EventEncoder(CAP_USAGE)  # control topic, beside circuit events
 
     @classmethod
     async def build(

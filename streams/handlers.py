@@ -38,7 +38,13 @@ from streams.stages.envelope import (
     dead_letter_headers,
     parse_envelope,
 )
-from streams.stages.events import circuit_event, delivery_event, lead_feedback, lead_outcome
+from streams.stages.events import (
+    cap_usage,
+    circuit_event,
+    delivery_event,
+    lead_feedback,
+    lead_outcome,
+)
 from streams.stages.feedback import (
     UNKNOWN_REFERENCE,
     FeedbackError,
@@ -153,6 +159,7 @@ class Handlers:
         made so far is stored by the broker; ``feedback``: each destination's feedback
         block (None: none), for the destinations a recipient may send feedback about."""
         self._feedback = feedback or {}
+        self._caps_reported: dict[str, list[tuple[str, int, int]]] = {}
         self._flows = flows
         self.home = home
         self.desk = desk
@@ -402,6 +409,20 @@ class Handlers:
             reason = internal_error(exc).reason
             run = self.home.give_up(lead_id, origin.source, reason)
             sends.append(self.outcome(lead_id, [], reason, run))
+        return sends
+
+    # ── capped destinations' room, for every worker ──────────────────────────
+    def cap_reports(self, owns: Callable[[str], bool]) -> list[Out]:
+        """A ``CapUsage`` record for each capped destination this worker counts for whose
+        counts changed since its last report (or that it has not reported yet)."""
+        sends = []
+        for destination_id, windows in self.desk.cap_usage(owns).items():
+            if self._caps_reported.get(destination_id) == windows:
+                continue
+            self._caps_reported[destination_id] = windows
+            record = cap_usage(destination_id, windows, self._worker_name)
+            value = self._codec.cap_usage.encode(record)
+            sends.append(Out("control", destination_id.encode(), value))
         return sends
 
     # ── records ──────────────────────────────────────────────────────────────

@@ -102,7 +102,8 @@ def _plan(step: Step) -> str:
                 f"{d} {w}" for d, w in zip(step.destinations, step.weights, strict=True)
             )
             return f"weighted({shares})"
-        return f"{step.kind} by {step.by}({', '.join(step.destinations)})"
+        by = f" by {step.by}" if step.by else ""
+        return f"{step.kind}{by}({', '.join(step.destinations)})"
     kind = {Parallel: "parallel", Waterfall: "waterfall", InOrder: "sequence"}[type(step)]
     return f"{kind}({', '.join(_plan(s) for s in step.steps)})"
 

@@ -80,6 +80,10 @@ class PrioritySpec(_Spec):
     priority: PriorityChoice
 
 
+class CapacitySpec(_Spec):
+    capacity: DestinationIds = Field(min_length=1)
+
+
 class PerformanceChoice(_Spec):
     by: Literal["acceptance", "revenue"] = "acceptance"
     window_min: float = Field(default=60.0, gt=0, le=7 * 24 * 60)
@@ -111,6 +115,7 @@ StepSpec = Union[  # noqa: UP007 - recursive
     WeightedSpec,
     RoundRobinSpec,
     PrioritySpec,
+    CapacitySpec,
     PerformanceSpec,
     PingPostSpec,
 ]
@@ -134,6 +139,7 @@ for _model in (
     WeightedSpec,
     RoundRobinSpec,
     PrioritySpec,
+    CapacitySpec,
     PerformanceSpec,
     Auction,
     PingPostSpec,
@@ -174,13 +180,14 @@ class Conditional:
 class Distribute:
     """A waterfall whose order is chosen per lead: ``weighted`` (each destination first for
     its share of leads, smooth weighted round robin), ``round_robin`` (equal weights),
-    ``priority`` (highest fixed ``price`` first), ``performance`` (best acceptance rate or
+    ``priority`` (highest fixed ``price`` first), ``capacity`` (most cap left first),
+    ``performance`` (best acceptance rate or
     revenue per attempt over the last ``window_s``). The order a lead got is kept in its
     state, so it is the same after a restart or on another worker."""
 
     flow_id: str
     path: str
-    kind: Literal["weighted", "priority", "performance"]
+    kind: Literal["weighted", "priority", "capacity", "performance"]
     destinations: tuple[str, ...]
     weights: tuple[int, ...] = ()
     by: str = ""
@@ -246,7 +253,9 @@ def _compile(
             auction.bid_ttl_s,
             otherwise,
         )
-    if isinstance(spec, WeightedSpec | RoundRobinSpec | PrioritySpec | PerformanceSpec):
+    if isinstance(
+        spec, WeightedSpec | RoundRobinSpec | PrioritySpec | CapacitySpec | PerformanceSpec
+    ):
         return _distribution(spec, known, where, flow_id)
     if isinstance(spec, str):
         if spec not in known:
@@ -277,7 +286,7 @@ def _compile(
 
 
 def _distribution(
-    spec: WeightedSpec | RoundRobinSpec | PrioritySpec | PerformanceSpec,
+    spec: WeightedSpec | RoundRobinSpec | PrioritySpec | CapacitySpec | PerformanceSpec,
     known: set[str],
     where: str,
     flow_id: str,
@@ -291,6 +300,8 @@ def _distribution(
         kind, at, ids = "weighted", f"{where}.round_robin", spec.round_robin
     elif isinstance(spec, PrioritySpec):
         kind, at, ids = "priority", f"{where}.priority.among", spec.priority.among
+    elif isinstance(spec, CapacitySpec):
+        kind, at, ids = "capacity", f"{where}.capacity", spec.capacity
     else:
         kind, at, ids = "performance", f"{where}.performance.among", spec.performance.among
     for i, destination_id in enumerate(ids):

@@ -31,6 +31,11 @@ def full(counts: Counts, policy: CapPolicy, now: datetime, pending: int = 0) -> 
     return None
 
 
+def usage(counts: Counts, policy: CapPolicy, now: datetime) -> list[tuple[str, int, int]]:
+    """Each window that applies at ``now``: its key, the leads counted, its cap."""
+    return [(key, counts.get(key, 0), cap) for key, cap in policy.limits(now).items()]
+
+
 def counts_toward(policy: CapPolicy, attempt: Attempt) -> bool:
     if policy.count == "accepted":
         return attempt.outcome.kind is OutcomeKind.SUCCESS

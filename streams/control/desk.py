@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from streams import telemetry
 from streams.control.admin import AdminState
-from streams.control.caps import cap_exceeded, counted, counts_toward, full
+from streams.control.caps import cap_exceeded, counted, counts_toward, full, usage
 from streams.control.circuit import (
     CircuitState,
     admit,
@@ -253,6 +253,15 @@ class DeliveryDesk:
                 attempt = not_sent(item.lead, destination, late)
         attempt = replace(attempt, phase="ping")
         return Handled(attempt, attempt)
+
+    def cap_usage(self, owns: Callable[[str], bool]) -> dict[str, list[tuple[str, int, int]]]:
+        """Each capped destination this worker counts for: its windows, used and cap."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        return {
+            destination.id: usage(self.caps.get(destination.id) or {}, destination.caps, now)
+            for destination in self._destinations.values()
+            if destination.caps is not None and owns(destination.id)
+        }
 
     def due(self, owns: Callable[[str], bool]) -> list[tuple[str, Any, WorkItem]]:
         """Parked items whose time has come, among the owners this worker owns: each with

@@ -9,6 +9,8 @@
   shares are exact to within one lead per destination per worker.
 - ``priority`` by ``price``: the highest fixed price first (destinations without one
   last), ties in the listed order.
+- ``capacity``: the most room left in its tightest cap first (an uncapped destination has
+  all of it), as last reported by the worker that counts it (streams/control/capacity.py).
 - ``performance``: the best acceptance rate (or revenue per attempt) over the last
   ``window_min`` minutes of this worker's own delivery attempts first. A destination with
   few attempts is judged with a prior of one acceptance in two attempts, so a newcomer is
@@ -24,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 
 from streams.config.flows import Distribute
+from streams.control.capacity import CapacityBoard
 from streams.model import OutcomeCategory, OutcomeKind
 from streams.stages.attempt import Attempt
 
@@ -32,9 +35,13 @@ BUCKET_S = 60.0  # performance is kept per minute
 
 class Distributor:
     def __init__(
-        self, prices: Mapping[str, Decimal | None], clock: Callable[[], float] = time.time
+        self,
+        prices: Mapping[str, Decimal | None],
+        clock: Callable[[], float] = time.time,
+        capacity: CapacityBoard | None = None,
     ) -> None:
         self._prices = prices
+        self._capacity = capacity or CapacityBoard()
         self._clock = clock
         # (flow id, step path) → each destination's current weight (smooth round robin)
         self._current: dict[tuple[str, str], list[int]] = {}
@@ -46,6 +53,9 @@ class Distributor:
             return self._weighted(step)
         if step.kind == "priority":
             return self._by_price(step.destinations)
+        if step.kind == "capacity":
+            # Most room first (a destination without caps has all of it); ties as listed.
+            return sorted(step.destinations, key=self._capacity.room, reverse=True)
         return self._by_performance(step.destinations, step.by, step.window_s)
 
     def saw(self, attempt: Attempt) -> None:

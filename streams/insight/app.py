@@ -23,7 +23,7 @@ from streams import telemetry
 from streams.app import faust_options
 from streams.avro import AvroDecodeError, EventDecoder
 from streams.config import DestinationsFile, Settings
-from streams.control.tables import expiring
+from streams.control.tables import table_options
 from streams.insight.dashboard import register_dashboard
 from streams.insight.history import (
     added,
@@ -81,7 +81,7 @@ def create_insight_app(settings: Settings, destinations: DestinationsFile | None
         partitions=settings.partitions,
         key_type=str,
         value_type=None,
-        **expiring(keep_s),
+        **table_options(keep_s),
     )
     decoder = EventDecoder()
 

@@ -80,6 +80,8 @@ def register_dashboard(
     stats = keyed_table(app, "destination_stats", settings.partitions, _owner)
     known = keyed_table(app, "destinations_seen", settings.partitions, _owner)
     circuits = keyed_table(app, "circuit_states", settings.partitions, _owner)
+    caps_used = keyed_table(app, "cap_usage", settings.partitions, _owner)
+    paused = keyed_table(app, "paused", settings.partitions, _owner)
     tail: deque[dict[str, Any]] = deque(maxlen=TAIL_SIZE)
     decoder = EventDecoder()
     alert_states = keyed_table(app, "alert_states", settings.partitions, _owner)
@@ -123,8 +125,19 @@ def register_dashboard(
     async def follow(stream: Any) -> None:
         async for value in stream:
             try:
-                _, event = await decoder.decode(value)
+                name, event = await decoder.decode(value)
                 destination = event["destination_id"]
+                if name.endswith(".CapUsage"):
+                    caps_used[destination] = [
+                        [w["window"], w["used"], w["cap"]] for w in event["windows"]
+                    ]
+                    continue
+                if name.endswith(".AdminAction"):
+                    if event["action"] == "pause":
+                        paused[destination] = {"by": event["by"], "reason": event["reason"]}
+                    elif event["action"] == "resume" and paused.get(destination) is not None:
+                        del paused[destination]
+                    continue
                 circuits[destination] = {
                     "state": event["after"],
                     "since": event["at"].timestamp(),
@@ -241,6 +254,8 @@ def register_dashboard(
                 for d, minutes in buckets.items()
             },
             "circuits": {d: circuits.get(d) for d in destinations if circuits.get(d) is not None},
+            "caps": {d: caps_used.get(d) for d in destinations if caps_used.get(d) is not None},
+            "paused": {d: paused.get(d) for d in destinations if paused.get(d) is not None},
             "tail": list(tail),
         }
 
@@ -333,12 +348,16 @@ def _shown(parts: list[dict[str, Any]]) -> dict[str, Any]:
     windows: dict[str, dict[str, Any]] = {name: {} for name in WINDOWS}
     minutes: dict[str, Any] = {}
     circuits: dict[str, Any] = {}
+    caps: dict[str, Any] = {}
+    paused: dict[str, Any] = {}
     tail: list[dict[str, Any]] = []
     for part in parts:
         for name in WINDOWS:
             windows[name].update(part["windows"][name])
         minutes.update(part["minutes"])
         circuits.update(part["circuits"])
+        caps.update(part.get("caps", {}))  # absent from an older peer
+        paused.update(part.get("paused", {}))
         tail += part["tail"]
     dead = {name: windows[name].pop(DEAD_LETTERS, None) for name in WINDOWS}
     minutes.pop(DEAD_LETTERS, None)
@@ -359,5 +378,7 @@ def _shown(parts: list[dict[str, Any]]) -> dict[str, Any]:
             for d, per in sorted(minutes.items())
         },
         "circuits": circuits,
+        "caps": caps,  # destination → [[window, used, cap], ...] as last reported
+        "paused": paused,  # destination → who paused it and why (courier admin)
         "tail": sorted(tail, key=lambda e: e["at"])[-TAIL_SIZE:],
     }

@@ -17,6 +17,7 @@ from streams.stages.feedback import Notice, Verdict
 DELIVERY_EVENT_NAME = "io.leadcourier.delivery.v1.DeliveryEvent"
 LEAD_OUTCOME_NAME = "io.leadcourier.delivery.v1.LeadOutcome"
 ADMIN_ACTION_NAME = "io.leadcourier.delivery.v1.AdminAction"
+CAP_USAGE_NAME = "io.leadcourier.delivery.v1.CapUsage"
 _PRICE_STEP = Decimal("0.0001")  # the schema's decimal scale
 
 
@@ -169,4 +170,15 @@ def admin_action(action: str, destination_id: str, by: str, reason: str) -> dict
         "by": by,
         "reason": reason,
         "at": datetime.now(UTC),
+    }
+
+
+def cap_usage(
+    destination_id: str, windows: list[tuple[str, int, int]], worker: str
+) -> dict[str, Any]:
+    return {
+        "destination_id": destination_id,
+        "windows": [{"window": w, "used": used, "cap": cap} for w, used, cap in windows],
+        "at": datetime.now(UTC),
+        "worker": worker,
     }

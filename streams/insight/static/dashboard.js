@@ -25,6 +25,13 @@ function row(cells) {
   return tr;
 }
 
+// The window with the least room, as "used/cap window" ("-" for an uncapped destination).
+function tightest(windows) {
+  if (!windows || !windows.length) return "-";
+  const [window, used, cap] = windows.reduce((a, b) => (b[2] - b[1]) / b[2] < (a[2] - a[1]) / a[2] ? b : a);
+  return `${used}/${cap} ${window.split(" ")[0]}`;
+}
+
 function drawDestinations(data) {
   const body = document.querySelector("#destinations tbody");
   body.replaceChildren();
@@ -32,7 +39,10 @@ function drawDestinations(data) {
   for (const name of data.destinations) {
     const s = shown[name];
     if (!s) continue;
-    const circuit = (data.circuits[name] || { state: "closed" }).state;
+    const circuit = (data.paused || {})[name]
+      ? "paused"
+      : (data.circuits[name] || { state: "closed" }).state;
+    const cap = tightest((data.caps || {})[name]);
     const reasons = s.top_reasons.map(([r, n]) => `${r} (${n})`).join("; ");
     body.appendChild(row([
       cell(name, "destination", name, "text"),
@@ -46,6 +56,7 @@ function drawDestinations(data) {
       cell(s.latency_p50_ms === null ? "-" : s.latency_p50_ms, "latency_p50_ms", name),
       cell(s.latency_p95_ms === null ? "-" : s.latency_p95_ms, "latency_p95_ms", name),
       cell(Number(s.revenue).toFixed(2), "revenue", name),
+      cell(cap, "cap", name, "text"),
       cell(circuit, "circuit", name, "text " + circuit),
       cell(reasons, "top_reasons", name, "text"),
     ]));

@@ -13,7 +13,7 @@ import faust
 import pytest
 
 from streams.control.home import LeadStates
-from streams.control.tables import expiring, forget_older, keyed_table
+from streams.control.tables import ROCKSDB_SIZES, expiring, forget_older, keyed_table
 
 
 class CountedReads(dict[str, Any]):
@@ -81,6 +81,9 @@ def test_keeping_forever_is_the_default(tmp_path: Path) -> None:
     table = keyed_table(app, "leads", 1, lambda key: key)
     assert not table.expires_itself
     assert table.data.rocksdb_options.ttl is None
+    # Sized for small values, not Faust's 2 GiB cache and 3 x 64 MiB memtables a database.
+    assert table.data.rocksdb_options.block_cache_size == ROCKSDB_SIZES["block_cache_size"]
+    assert table.data.rocksdb_options.write_buffer_size == 4 * 1024 * 1024
 
 
 @pytest.mark.parametrize("keep_h", [1.0, 72.0])

@@ -32,9 +32,9 @@ from streams.template.conversions import to_text
 
 NAME = "five9"
 # Five9 denies a login's concurrent requests, and documents addRecordToList at 160 a
-# minute (7,200 an hour, 172,800 a day): one at a time, 160/60 a second, unless the
-# destination's limits say otherwise.
-DEFAULT_LIMITS = {"concurrency": 1, "per_second": 160 / 60}
+# minute, 7,200 an hour and 172,800 a day: one at a time, 160/60 a second, and no more than
+# 7,200 in any hour or 172,800 in any day, unless the destination's limits say otherwise.
+DEFAULT_LIMITS = {"concurrency": 1, "per_second": 160 / 60, "per_hour": 7200, "per_day": 172_800}
 # Faults Five9 documents as passing ("Resubmit the request"): retried.
 TRANSIENT_FAULTS = frozenset({"ServiceUnavailableFault", "ServerFault", "InternalImportFault"})
 DEFAULT_URL = "https://api.five9.com/wsadmin/v13/AdminWebService"

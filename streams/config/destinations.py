@@ -64,6 +64,9 @@ class Limits(BaseModel):
 
     concurrency: int | None = Field(default=None, ge=1, le=10_000)  # requests at once
     per_second: float | None = Field(default=None, gt=0, le=100_000)  # requests per second
+    # A vendor's allowance over a longer window: never more in any hour (day), sliding.
+    per_hour: int | None = Field(default=None, ge=1, le=100_000_000)
+    per_day: int | None = Field(default=None, ge=1, le=100_000_000)
 
 
 class Timeouts(BaseModel):

@@ -7,7 +7,8 @@ and nowhere else, so the stages above see a response or a DeliveryError, nothing
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -110,7 +111,12 @@ class HttpSender:
         if concurrency is not None:
             concurrency = max(1, int(concurrency * share))  # never more than all together
         per_second = None if limits.per_second is None else limits.per_second * share
-        gate = _Gate(concurrency or self._in_flight_per_destination, per_second)
+        windows = [
+            SlidingWindow(max(1, int(allowed * share)), period)
+            for allowed, period in ((limits.per_hour, 3600.0), (limits.per_day, 86400.0))
+            if allowed is not None
+        ]
+        gate = _Gate(concurrency or self._in_flight_per_destination, per_second, windows)
         self._gates[destination.id] = (share, gate)
         return gate
 
@@ -205,19 +211,59 @@ def _delivery_error(exc: TimeoutError | aiohttp.ClientError | ConnectionError) -
     return DeliveryError(str(exc))
 
 
+class SlidingWindow:
+    """At most ``allowed`` requests in any ``period_s`` (sliding, exact): a vendor's hourly
+    or daily allowance. A token bucket would let twice the allowance through in the first
+    period; this keeps the times of the requests in the period and waits for the oldest
+    to leave it."""
+
+    def __init__(
+        self,
+        allowed: int,
+        period_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._allowed = allowed
+        self._period = period_s
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: deque[float] = deque()
+        self._lock = asyncio.Lock()  # first come, first served
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = self._clock()
+                while self._sent and self._sent[0] <= now - self._period:
+                    self._sent.popleft()
+                if len(self._sent) < self._allowed:
+                    self._sent.append(now)
+                    return
+                await self._sleep(self._sent[0] + self._period - now)
+
+
 class _Gate:
     """A destination's limits: requests at once (a semaphore) and per second (aiolimiter).
 
     Waiting here is waiting for the recipient's allowance; other destinations go on."""
 
-    def __init__(self, concurrency: int | None, per_second: float | None) -> None:
+    def __init__(
+        self,
+        concurrency: int | None,
+        per_second: float | None,
+        windows: list[SlidingWindow] | None = None,
+    ) -> None:
         self._slots = asyncio.Semaphore(concurrency) if concurrency else None
         # One request every 1/rate seconds: a bucket of one, so no second ever sees a burst
         # on top of its allowance (a bucket of `rate` would let 2x through in the first).
         self._rate = AsyncLimiter(1, 1.0 / per_second) if per_second else None
-        self.idle = self._slots is None and self._rate is None
+        self._windows = windows or []
+        self.idle = self._slots is None and self._rate is None and not self._windows
 
     async def __aenter__(self) -> None:
+        for window in self._windows:
+            await window.acquire()
         if self._rate is not None:
             await self._rate.acquire()
         if self._slots is not None:

@@ -1,0 +1,65 @@
+"""A vendor's allowance over an hour or a day: never more in any such period (sliding),
+where a token bucket would let twice the allowance through in the first one."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from streams.config import Destination
+from streams.stages.delivery import SlidingWindow
+
+
+class Clock:
+    """A clock that moves only when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+async def test_no_more_than_the_allowance_in_any_period() -> None:
+    clock = Clock()
+    hourly = SlidingWindow(3, 3600.0, clock=clock, sleep=clock.sleep)
+    sent = []
+    for _ in range(7):
+        await hourly.acquire()
+        sent.append(clock.now)
+    assert sent[:3] == [1000.0] * 3  # the allowance at once
+    assert sent[3:6] == [4600.0] * 3  # then as each of the first leaves the hour
+    assert sent[6] == 8200.0
+    for i in range(len(sent)):
+        in_any_hour = sum(1 for t in sent if sent[i] <= t < sent[i] + 3600)
+        assert in_any_hour <= 3
+
+
+async def test_waiting_requests_go_in_the_order_they_came() -> None:
+    clock = Clock()
+    daily = SlidingWindow(1, 86400.0, clock=clock, sleep=clock.sleep)
+    order: list[int] = []
+
+    async def ask(n: int) -> None:
+        await daily.acquire()
+        order.append(n)
+
+    await asyncio.gather(*(ask(n) for n in range(4)))
+    assert order == [0, 1, 2, 3]
+
+
+def test_five9_applies_its_documented_allowances_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    five9 = {"id": "dialer", "integration": "five9", "settings": {"username": "u",
+             "password": "${env:FIVE9_PASSWORD}", "list_name": "Leads"}}  # fmt: skip
+    monkeypatch.setenv("FIVE9_PASSWORD", "a-password-for-tests")
+    limits = Destination.model_validate(five9).limits
+    assert (limits.concurrency, limits.per_hour, limits.per_day) == (1, 7200, 172_800)
+    own = Destination.model_validate({**five9, "limits": {"per_hour": 100}}).limits
+    assert (own.per_hour, own.per_day) == (100, 172_800)

@@ -182,7 +182,7 @@ class Handlers:
         logs.about_lead(parsed.id)
         flow = select_flow(parsed, self._flows)
         if flow is None:
-            yield [self.outcome(parsed.id, [], NO_MATCHING_FLOW, 1)]
+            yield [self.outcome(parsed.id, [], NO_MATCHING_FLOW, 1, parsed.source_name)]
             return
         if self._at_home(origin, parsed.id):
             try:
@@ -263,7 +263,7 @@ class Handlers:
     def finish(self, lead: Lead, finished: Progress, run: int, reason: str) -> list[Out]:
         """The lead's outcome; and its dead letter when its plan ended on our own failure,
         or with nobody accepting it after retries ran out (for ``courier replay``)."""
-        sends = [self.outcome(lead.id, finished.attempts, reason, run)]
+        sends = [self.outcome(lead.id, finished.attempts, reason, run, lead.source_name)]
         broken = [a for a in finished.attempts if a.outcome.category is OutcomeCategory.INTERNAL]
         exhausted = [a for a in finished.attempts if a.outcome.retryable]
         if broken:
@@ -445,9 +445,17 @@ class Handlers:
             telemetry.overhead_duration.record(attempt.overhead_ms / 1000, destination)
         return Out("events", attempt.lead_id.encode(), self._codec.delivery.encode(record))
 
-    def outcome(self, lead_id: str, attempts: list[Attempt], reason: str, run: int) -> Out:
+    def outcome(
+        self,
+        lead_id: str,
+        attempts: list[Attempt],
+        reason: str,
+        run: int,
+        source: str | None = None,
+    ) -> Out:
         event_id = str(uuid.uuid5(EVENT_IDS, f"{lead_id}|outcome|{run}"))
-        record = lead_outcome(lead_id, attempts, reason, event_id, telemetry.current_trace_id())
+        trace_id = telemetry.current_trace_id()
+        record = lead_outcome(lead_id, attempts, reason, event_id, trace_id, source)
         telemetry.leads.add(record["outcome"])
         return Out("outcomes", lead_id.encode(), self._codec.outcome.encode(record))
 

@@ -31,6 +31,12 @@ class Lead:
         """A field of the ``lead`` section (the common case for validation)."""
         return self.section("lead").get(name, default)
 
+    @property
+    def source_name(self) -> str | None:
+        """``source.name``, for reports per source (the first 200 characters)."""
+        name = self.section("source").get("name")
+        return str(name)[:200] if isinstance(name, str | int) and name != "" else None
+
 
 @dataclass(frozen=True, slots=True)
 class Target:

@@ -365,9 +365,16 @@ async def _lead_history(settings: Settings, lead_id: str) -> dict[str, Any]:
 @broker_option
 @click.option("--since", default="24h", show_default=True, help="A period: 30m, 24h, 7d.")
 @click.option("--format", "form", type=click.Choice(["table", "csv", "json"]), default="table")
-def report(broker: str | None, since: str, form: str) -> None:
-    """Per destination over a period: leads, attempts, accepted, rejected (top reasons),
-    errors, timeouts, revenue, recipient latency p50/p95."""
+@click.option(
+    "--by",
+    type=click.Choice(["destination", "source"]),
+    default="destination",
+    show_default=True,
+    help="A row per destination, or per lead source (source.name).",
+)
+def report(broker: str | None, since: str, form: str, by: str) -> None:
+    """Per destination (or per lead source) over a period: leads, attempts, accepted,
+    rejected (top reasons), errors, timeouts, revenue, recipient latency p50/p95."""
     from streams.cli.console import decoded_events
     from streams.insight.report import parse_period, render, summarize
 
@@ -391,7 +398,7 @@ def report(broker: str | None, since: str, form: str) -> None:
             e async for e in found if e.get("type") == "DeliveryEvent" and e["finished_at"] >= start
         ]
 
-    click.echo(render(summarize(asyncio.run(events())), form))
+    click.echo(render(summarize(asyncio.run(events()), by), form, by))
 
 
 @main.command()

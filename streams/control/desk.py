@@ -392,7 +392,18 @@ def unsent(item: WorkItem, outcome: Outcome) -> Attempt:
     now = datetime.now(UTC)
     lead_id, destination_id = item.lead.id, item.destination_id
     return Attempt(
-        lead_id, destination_id, "", item.number, now, now, 0.0, 0.0, None, outcome, None
+        lead_id,
+        destination_id,
+        "",
+        item.number,
+        now,
+        now,
+        0.0,
+        0.0,
+        None,
+        outcome,
+        None,
+        source=item.lead.source_name,
     )
 
 

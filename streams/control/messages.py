@@ -102,6 +102,7 @@ def attempt_to_dict(attempt: Attempt) -> dict[str, Any]:
         "price": None if outcome.price is None else str(outcome.price),
         "appended": outcome.appended,
         "phase": attempt.phase,
+        "source": attempt.source,
     }
 
 
@@ -130,6 +131,7 @@ def attempt_from_dict(doc: dict[str, Any]) -> Attempt:
             outcome,
             None,
             str(doc.get("phase", "delivery")),
+            doc.get("source"),
         )
     except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
         raise MessageError(f"attempt: {type(exc).__name__}: {exc}") from None

@@ -1,4 +1,5 @@
-"""``courier report``: per destination, what the delivery events of a period add up to.
+"""``courier report``: per destination (or per lead source), what the delivery events of a
+period add up to.
 Plain functions over decoded events; the command reads the events topic for the period."""
 
 from __future__ import annotations
@@ -50,8 +51,15 @@ class DestinationReport:
         return None if not self.leads else round(self.accepted / self.leads, 4)
 
 
-def summarize(events: Iterable[Mapping[str, Any]]) -> list[DestinationReport]:
-    """One report per destination, in id order."""
+NO_SOURCE = "(no source)"
+
+
+def summarize(
+    events: Iterable[Mapping[str, Any]], by: str = "destination"
+) -> list[DestinationReport]:
+    """One report per destination, in id order; ``by="source"``: one per lead source
+    (``source.name``), over every destination (a lead two destinations accepted counts
+    twice in ``accepted``)."""
     reports: dict[str, DestinationReport] = {}
     leads: dict[str, set[str]] = {}
     latencies: dict[str, list[float]] = {}
@@ -59,7 +67,9 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> list[DestinationReport]:
     for event in events:
         if event.get("phase") == "ping":
             continue  # an auction's ping is not a delivery (its post is)
-        destination = event["destination_id"]
+        destination = (
+            event["destination_id"] if by == "destination" else event.get("source") or NO_SOURCE
+        )
         report = reports.setdefault(destination, DestinationReport(destination))
         report.attempts += 1
         leads.setdefault(destination, set()).add(event["lead_id"])
@@ -126,17 +136,16 @@ def _cells(report: DestinationReport) -> list[str]:
     ]
 
 
-def render(reports: list[DestinationReport], form: str) -> str:
-    """``table``, ``csv`` or ``json``."""
+def render(reports: list[DestinationReport], form: str, by: str = "destination") -> str:
+    """``table``, ``csv`` or ``json``; ``by``: what each row is (destination or source)."""
     if form == "json":
-        return orjson.dumps(
-            [
-                {**asdict(r), "revenue": str(r.revenue), "acceptance_rate": r.acceptance_rate}
-                for r in reports
-            ],
-            option=orjson.OPT_INDENT_2,
-        ).decode()
-    rows = [list(COLUMNS), *(_cells(r) for r in reports)]
+        rows_json = []
+        for r in reports:
+            row = {**asdict(r), "revenue": str(r.revenue), "acceptance_rate": r.acceptance_rate}
+            row[by] = row.pop("destination")
+            rows_json.append(row)
+        return orjson.dumps(rows_json, option=orjson.OPT_INDENT_2).decode()
+    rows = [[by, *COLUMNS[1:]], *(_cells(r) for r in reports)]
     if form == "csv":
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows(rows)

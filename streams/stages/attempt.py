@@ -52,6 +52,7 @@ class Attempt:
     # "ping": a ping-post auction's ping (its success is a bid, never a sale); "post": the
     # full lead to the best bid; "delivery": any other.
     phase: str = "delivery"
+    source: str | None = None  # the lead's source.name (reports per source)
 
 
 def _redaction(values: list[str]) -> Scrubber | None:
@@ -115,6 +116,7 @@ def not_sent(lead: Lead, destination: Destination, outcome: Outcome, number: int
         None,
         outcome,
         None,
+        source=lead.source_name,
     )
 
 
@@ -134,6 +136,7 @@ async def attempt_delivery(
         telemetry.attempting(destination.id, lead.id, number) as span,
     ):
         attempt = await _attempt(lead, destination, send, number, tokens, batches)
+        attempt = replace(attempt, source=lead.source_name)
         outcome = attempt.outcome
         request = attempt.request
         telemetry.attempted(

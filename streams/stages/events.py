@@ -63,6 +63,7 @@ def delivery_event(
         },
         "trace_id": trace_id,
         "phase": attempt.phase,
+        "source": attempt.source,
     }
 
 
@@ -81,7 +82,11 @@ def lead_outcome(
     reason_if_none: str = "No destination",
     event_id: str | None = None,
     trace_id: str | None = None,
+    source: str | None = None,
 ) -> dict[str, Any]:
+    """``source``: the lead's source.name (else its attempts')."""
+    if source is None:
+        source = next((a.source for a in attempts if a.source is not None), None)
     # An auction's pings are in the delivery events only: a bid is not a sale.
     bids = {
         a.destination_id: a.outcome.price
@@ -119,6 +124,7 @@ def lead_outcome(
             for a in attempts
         ],
         "trace_id": trace_id,
+        "source": source,
     }
 
 

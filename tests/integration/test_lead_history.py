@@ -75,8 +75,16 @@ destinations:
     ).start()
     try:
         leads = [
-            {"id": "H-ok", "lead": {"email": "ok@example.com", "behaviour": "ok"}},
-            {"id": "H-reject", "lead": {"email": "no@example.com", "behaviour": "reject"}},
+            {
+                "id": "H-ok",
+                "source": {"name": "google-ads"},
+                "lead": {"email": "ok@example.com", "behaviour": "ok"},
+            },
+            {
+                "id": "H-reject",
+                "source": {"name": "google-ads"},
+                "lead": {"email": "no@example.com", "behaviour": "reject"},
+            },
             {"id": "H-error", "lead": {"email": "err@example.com", "behaviour": "error"}},
         ]
         await publish(kafka, topics.leads, [*leads, b'{"id": "H-bad", "lead": 7}'])
@@ -149,5 +157,14 @@ destinations:
         assert (crm["destination"], crm["leads"], crm["attempts"]) == ("crm", 3, len(events))
         assert (crm["accepted"], crm["rejected"], crm["errors"]) == (1, 1, 2)
         assert crm["revenue"] == "2.5000" and crm["top_rejections"] == [["Duplicate lead", 1]]
+        # And per lead source (the events name it): H-error came without one.
+        by_source = await asyncio.to_thread(
+            courier, "report", "--by", "source", "--format", "json", env=report_env
+        )
+        assert by_source.returncode == 0, by_source.stderr
+        rows = {row["source"]: row for row in orjson.loads(by_source.stdout)}
+        assert set(rows) == {"google-ads", "(no source)"}
+        assert (rows["google-ads"]["leads"], rows["google-ads"]["accepted"]) == (2, 1)
+        assert rows["(no source)"]["errors"] == 2
     finally:
         await asyncio.to_thread(insight.stop)

@@ -156,7 +156,8 @@ async def test_events_of_an_earlier_schema_version_are_still_read(name: str) -> 
 
 def test_fields_are_only_ever_added_last_and_with_a_default() -> None:
     """Each version keeps the one before as its first fields, and what it adds has a
-    default (``trace_id`` with the traces; ``phase``, ``bid`` with auctions): a compatible
+    default (``trace_id`` with the traces; ``phase``, ``bid`` with auctions; ``source`` for
+    reports per source): a compatible
     change for readers on either version (and for a registry's BACKWARD check)."""
     from schemas import earlier_schemas
 
@@ -168,4 +169,4 @@ def test_fields_are_only_ever_added_last_and_with_a_default() -> None:
             kept = [f["name"] for f in before["fields"]]
             assert names[: len(kept)] == kept
             assert all("default" in f for f in after["fields"][len(kept) :])
-    assert load_schema(DELIVERY_EVENT)["fields"][-1]["name"] == "phase"
+    assert load_schema(DELIVERY_EVENT)["fields"][-1]["name"] == "source"

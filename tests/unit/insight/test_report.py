@@ -69,3 +69,25 @@ def test_periods() -> None:
     assert parse_period("7d") == timedelta(days=7)
     with pytest.raises(ValueError, match="'yesterday' is not a period"):
         parse_period("yesterday")
+
+
+def test_per_source_over_every_destination() -> None:
+    events = [
+        {**event("L-1", "success", price=Decimal("3")), "source": "google"},
+        {**event("L-1", "success", dest="buyer"), "source": "google"},
+        {**event("L-2", "failure"), "source": "partner-7"},
+        event("L-3", "success"),  # written before events named their source
+        {**event("L-4", "bid", dest="buyer"), "source": "google", "phase": "ping"},
+    ]
+    none, google, partner = summarize(events, by="source")
+    assert (google.destination, google.leads, google.attempts, google.accepted) == (
+        "google", 1, 2, 2
+    )  # fmt: skip
+    assert google.revenue == Decimal(3) and (partner.rejected, none.destination) == (
+        1,
+        "(no source)",
+    )
+    table = render([google], "table", by="source").splitlines()
+    assert table[0].startswith("source  leads")
+    (as_json,) = orjson.loads(render([google], "json", by="source"))
+    assert as_json["source"] == "google" and "destination" not in as_json

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from streams.cli.broker import free_port
 from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Recipient
@@ -26,12 +26,6 @@ from tests.integration.worker import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("COURIER_TEST_ARTIFACTS", ROOT / "test-artifacts"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def chromium() -> webdriver.Chrome:

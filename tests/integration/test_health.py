@@ -6,20 +6,14 @@ the lead's name, e-mail and SSN digits while it was in flight (Faust's table vie
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import aiohttp
 
+from streams.cli.broker import free_port
 from tests.integration.conftest import collect, publish
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Recipient
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def answer(url: str) -> tuple[int, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -18,16 +17,11 @@ from typing import Any
 import aiohttp
 import orjson
 
+from streams.cli.broker import free_port
 from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Recipient
 from tests.integration.worker import WorkerProcess
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def courier(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

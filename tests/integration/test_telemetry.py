@@ -8,7 +8,6 @@ answered 404."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections import Counter
 from typing import Any
 
@@ -17,6 +16,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.cli.broker import free_port
 from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.kafka import KafkaTarget
 from tests.integration.otlp import OtlpCollector
@@ -26,12 +26,6 @@ UPSTREAM_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 UPSTREAM_SPAN = "00f067aa0ba902b7"
 SPAN_KIND_CONSUMER, SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER = 5, 3, 4  # OTLP's enum
 PRIVATE = ("jane.doe@example.com", "5551234567", "Jane", "123-45-6789")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def lead(n: int, behaviour: str = "ok") -> dict[str, Any]:

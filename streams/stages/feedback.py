@@ -93,6 +93,12 @@ class Notice:
             if not 0 <= doc.get(name, 0) <= LATEST_MS:
                 raise FeedbackError(name, "out of range")
         known = {name: doc[name] for name in cls.__dataclass_fields__ if name in doc}
+        for name, limit in (("lead_id", ID_LIMIT), ("reference_id", ID_LIMIT)):
+            if known.get(name):
+                known[name] = known[name][:limit]
+        for name in ("reason", "raw_reason", "status_text"):
+            if known.get(name):
+                known[name] = known[name][:REASON_LIMIT]
         received = known.get("received_at_ms") or 0
         return cls(**{**known, "at_ms": known.get("at_ms") or received})
 

@@ -6,18 +6,26 @@ did not take is refused with the reason; a lead named by the recipient's own id 
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
+from collections import Counter
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streams.cli.broker import free_port
+from streams.cli.console import read_records
 from streams.stages.feedback import sign
 from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Received, Recipient
+from tests.integration.test_hostile_leads import publish_keyed
 
 SECRET = "feedback-secret-of-buyer-a-0123456789"
 
@@ -151,3 +159,94 @@ destinations:
         details.append(headers["courier.dlq.detail"])
     assert "destination_id: no destination 'nobody'" in details
     assert "at_ms: out of range" in details and "lead_id: must be a string" in details
+
+
+# ── hostile notices through a real worker ─────────────────────────────────────
+@st.composite
+def notices(draw: st.DrawFn, tag: str) -> list[tuple[str, bytes]]:
+    """Records for the feedback topic, each naming ``<tag>-<n>`` as its lead id or its
+    reference (so its ending can be found), or raw bytes keyed by it."""
+    text = st.text(max_size=40)
+    anything = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        text,
+        st.lists(st.integers(), max_size=2),
+    )
+    out = []
+    for n in range(draw(st.integers(5, 25))):
+        name = f"{tag}-{n}"
+        if draw(st.integers(0, 9)) == 0:
+            out.append((name, draw(st.binary(max_size=64))))
+            continue
+        doc: dict[str, Any] = {
+            "destination_id": draw(st.sampled_from(["buyer_a", "buyer_a", "nobody", 7])),
+            "kind": draw(st.sampled_from(["returned", "converted", "status", "stolen", None])),
+        }
+        named = draw(st.sampled_from(["lead_id", "reference_id"]))
+        doc[named] = name
+        for field in ("reason", "raw_reason", "status_text", "amount", "at_ms", "received_at_ms"):
+            if draw(st.booleans()):
+                doc[field] = draw(
+                    st.one_of(anything, st.sampled_from(["1e-30", "NaN", "-5", "9" * 30]))
+                )
+        out.append((name, json.dumps(doc).encode()))
+    return out
+
+
+@pytest.fixture
+def feedback_worker(start_worker: Any) -> Any:
+    """One worker for every example (Hypothesis runs them in one test)."""
+    return start_worker(
+        """
+destinations:
+  - id: buyer_a
+    url: https://buyer.example.com/leads
+    feedback: {secret: "${env:BUYER_A_FEEDBACK}", reference_id: $.ref}
+""",
+        env={"BUYER_A_FEEDBACK": SECRET},
+    )
+
+
+async def endings_of(kafka: KafkaTarget, topics: Any, names: set[str]) -> tuple[Counter[str], ...]:
+    """Feedback events and dead letters naming each of ``names``, once each has one."""
+
+    def named(key: bytes) -> str:
+        return key.decode(errors="replace").split("|")[-1]
+
+    judged: Counter[str] = Counter()
+    dead: Counter[str] = Counter()
+    for _ in range(240):
+        judged = Counter(
+            [
+                named(r.key)
+                async for r in read_records(kafka.bootstrap, topics.feedback_events, follow=False)
+            ]
+        )
+        dead = Counter(
+            [named(r.key) async for r in read_records(kafka.bootstrap, topics.dlq, follow=False)]
+        )
+        if all(judged[n] or dead[n] for n in names):
+            return judged, dead
+        await asyncio.sleep(0.5)
+    missing = sorted(n for n in names if not (judged[n] or dead[n]))
+    raise AssertionError(f"no feedback event nor dead letter for {missing}")
+
+
+@settings(
+    max_examples=3,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+async def test_fuzzed_notices_each_get_exactly_one_ending(
+    data: st.DataObject, kafka: KafkaTarget, topics: Any, feedback_worker: Any
+) -> None:
+    batch = data.draw(notices(uuid.uuid4().hex[:8]))
+    await publish_keyed(kafka, topics.feedback, batch)
+    judged, dead = await endings_of(kafka, topics, {name for name, _ in batch})
+    for name, _ in batch:
+        assert judged[name] + dead[name] == 1, name

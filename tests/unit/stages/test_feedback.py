@@ -169,3 +169,9 @@ def test_any_record_on_the_feedback_topic_is_a_notice_or_a_named_error(data: byt
         return
     record = lead_feedback(read, judge(read, None, 7))  # and it can be written
     assert record["status"] == "refused"
+
+
+def test_an_upstream_notice_is_kept_to_its_limits() -> None:
+    doc = {"destination_id": "b", "kind": "status", "lead_id": "L" * 500, "reason": "x" * 10_000}
+    read = Notice.from_json(orjson.dumps(doc))
+    assert read.lead_id is not None and len(read.lead_id) == 200 and len(read.reason) == 500

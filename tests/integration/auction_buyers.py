@@ -31,6 +31,10 @@ class Buyer:
     bids: dict[str, tuple[Decimal, float]] = field(default_factory=dict)  # bid id → (bid, until)
     pings: list[dict[str, object]] = field(default_factory=list)
     posts: list[dict[str, object]] = field(default_factory=list)
+    # Idempotency-Key → the answer it got: a post sent again gets the same answer, as the
+    # key asks (a lead sold to this buyer stays sold to it, once).
+    answered: dict[str, tuple[int, dict[str, object]]] = field(default_factory=dict)
+    sold: list[str] = field(default_factory=list)  # lead ids, once per sale
 
 
 class AuctionBuyers(Recipient):
@@ -57,9 +61,17 @@ class AuctionBuyers(Recipient):
             expires = datetime.fromtimestamp(until, UTC).isoformat()
             return web.json_response({"bid": str(price), "bid_id": bid_id, "expires_at": expires})
         buyer.posts.append(body)
+        key = received.headers.get("Idempotency-Key", "")
+        if key in buyer.answered:
+            status, answer = buyer.answered[key]
+            return web.json_response(answer, status=status)
         known = buyer.bids.pop(str(body.get("bid_id")), None)
         if known is None or known[1] < time.time():
-            return web.json_response({"message": "Unknown or expired bid"}, status=409)
-        if buyer.refuses_posts:
-            return web.json_response({"message": "Outside service area"}, status=422)
-        return web.json_response({"id": f"{name}-sale-{body['lead_id']}"}, status=201)
+            status, answer = 409, {"message": "Unknown or expired bid"}
+        elif buyer.refuses_posts:
+            status, answer = 422, {"message": "Outside service area"}
+        else:
+            status, answer = 201, {"id": f"{name}-sale-{body['lead_id']}"}
+            buyer.sold.append(str(body["lead_id"]))
+        buyer.answered[key] = (status, answer)
+        return web.json_response(answer, status=status)

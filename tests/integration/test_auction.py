@@ -5,6 +5,9 @@ billing sees one sale per lead, at the winning bid."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+from collections import Counter
 from decimal import Decimal
 from typing import Any
 
@@ -93,3 +96,63 @@ flows:
     assert sorted(e["outcome"] for e in pings) == ["bid"] * 6 + ["no_bid"] * 3
     sales = [e for e in decoded if e["outcome"] == "success"]  # what billing counts
     assert sorted(e["lead_id"] for e in sales) == ["A-CA", "A-NY", "A-TX"]
+
+
+async def test_a_worker_killed_mid_auction_sells_each_lead_once(
+    kafka: KafkaTarget, topics: Any, start_worker: Any
+) -> None:
+    """SIGKILL while pings and posts are under way, twice, and a new worker on the same
+    tables: every lead ends once, and no lead is sold to two buyers (a post sent again
+    carries the same Idempotency-Key and gets the answer the first got)."""
+    buyers = await AuctionBuyers(
+        east=Buyer(Decimal("1.0")), west=Buyer(Decimal("1.1"), states=frozenset({"CA"}))
+    ).start()
+    buyers.delay_s = 0.02
+    base = buyers.url("").rstrip("/")
+    try:
+        worker = start_worker(
+            "destinations:"
+            + "".join(buyer_yaml(name, base) for name in ("east", "west"))
+            + """
+flows:
+  - id: auction
+    plan: {ping_post: {buyers: [east, west], ping_timeout_ms: 5000}}
+""",
+        )
+        states = ("CA", "TX", "FL")
+        leads = [
+            {"id": f"K-{i:03d}", "lead": {"state": states[i % 3], "loan_amount": 10000 * i}}
+            for i in range(60)
+        ]
+        await publish(kafka, topics.leads, leads)
+
+        def posts() -> int:
+            return sum(len(b.posts) for b in buyers.buyers.values())
+
+        for at in (10, 35):
+            async with asyncio.timeout(120):
+                while posts() < at:
+                    await asyncio.sleep(0.05)
+            assert await worker.stopped(signal.SIGKILL) == -signal.SIGKILL
+            worker.start()
+        outcomes = await collect(kafka, topics.outcomes, len(leads), timeout_s=180, settle_s=3.0)
+    finally:
+        await buyers.stop()
+
+    # By event id: an outcome written again after a kill (between writing it and
+    # committing its offset) is the same event, with the same id.
+    decoded = {
+        o["event_id"]: o
+        for o in (decode_with_schema_file(r.value, "lead_outcome") for r in outcomes)
+    }
+    ended = Counter(o["lead_id"] for o in decoded.values())
+    assert set(ended) == {lead["id"] for lead in leads}, "a lead was lost"
+    assert all(n == 1 for n in ended.values()), "a lead has two outcomes"
+    sold_to: dict[str, list[str]] = {}
+    for name, buyer in buyers.buyers.items():
+        for lead_id in buyer.sold:
+            sold_to.setdefault(lead_id, []).append(name)
+    assert set(sold_to) == set(ended)  # every lead here has a buyer
+    assert all(len(names) == 1 for names in sold_to.values()), sold_to
+    for outcome in decoded.values():
+        assert outcome["accepted_by"] == sold_to[outcome["lead_id"]]

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,7 +31,7 @@ from streams import telemetry
 from streams.agents import register_agents
 from streams.avro import AvroDecodeError, Encoders, EventDecoder, SchemaRegistry
 from streams.broker_offsets import fetched_end_offsets
-from streams.config import Destination, DestinationsFile, Settings
+from streams.config import Destination, DestinationsFile, Settings, load_destinations
 from streams.config.flows import CompiledFlow
 from streams.config.kafka import KafkaSecurity
 from streams.control.admin import AdminState
@@ -39,6 +41,7 @@ from streams.control.desk import DeliveryDesk, Unremembered, lead_key, owner_key
 from streams.control.distribution import Distributor
 from streams.control.home import Home, LeadStates
 from streams.control.tables import confirmed, keyed_table, partition_of, track_writes
+from streams.errors import ConfigError
 from streams.handlers import Handlers, Origin
 from streams.logs import JsonLogFormatter
 from streams.model import Lead
@@ -390,15 +393,18 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         owner=lead_key,
         admin=admin,
     )
-    flows = destinations.compiled_flows
+    # Held as they are and changed in place by a reload (``follow_destinations_file``): every
+    # desk, the home, the handlers and the distributor read these very objects.
+    flows = list(destinations.compiled_flows)
+    flows_by_id = {flow.id: flow for flow in flows}
+    prices = {d.id: d.price for d in destinations.destinations}
+    feedback_blocks = {d.id: d.feedback for d in destinations.destinations}
     home = Home(
-        {flow.id: flow for flow in flows},
+        flows_by_id,
         lambda destination_id: by_id[destination_id].caps is not None,
         LeadStates(table("leads", lead_id_key), table("finished", lead_id_key, keep_s=remember_s)),
         home_desk,
-        distributor=Distributor(
-            {d.id: d.price for d in destinations.destinations}, capacity=capacity
-        ),
+        distributor=Distributor(prices, capacity=capacity),
         # Only for recipients whose feedback names leads by their own ids: one small record
         # and table entry per sale to them.
         references=table("references", reference_owner, keep_s=remember_s),
@@ -421,7 +427,7 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         nonlocal built
         if built is None:
             built = asyncio.ensure_future(
-                _handlers(settings, flows, home, capped_desk, worker_name, at_home, by_id)
+                _handlers(settings, flows, home, capped_desk, worker_name, at_home, feedback_blocks)
             )
         return await built
 
@@ -460,6 +466,24 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         if mine and mine / partitions != sender.share:
             sender.share = mine / partitions
             log.info("this worker's share of each destination's limits: %.2f", sender.share)
+
+    def reload(new: DestinationsFile) -> str:
+        """The new file's destinations and flows, in place; what changed, in one line."""
+        before = {d: destination.model_dump_json() for d, destination in by_id.items()}
+        by_id.clear()
+        by_id.update(new.by_id())
+        flows[:] = new.compiled_flows
+        flows_by_id.clear()
+        flows_by_id.update({flow.id: flow for flow in flows})
+        prices.clear()
+        prices.update({d.id: d.price for d in new.destinations})
+        feedback_blocks.clear()
+        feedback_blocks.update({d.id: d.feedback for d in new.destinations})
+        return changes(before, {d: dest.model_dump_json() for d, dest in by_id.items()})
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def _reload_destinations() -> None:
+        await follow_destinations_file(settings.destinations, reload)
 
     @app.task  # type: ignore[untyped-decorator]
     async def _follow_control() -> None:
@@ -505,6 +529,58 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         await sender.close()
 
     return app
+
+
+RELOAD_CHECK_S = 2.0
+
+
+def changes(before: Mapping[str, str], after: Mapping[str, str]) -> str:
+    """Destinations added, removed and changed, by id, for the log."""
+    added = sorted(after.keys() - before.keys())
+    removed = sorted(before.keys() - after.keys())
+    changed = sorted(d for d in after.keys() & before.keys() if after[d] != before[d])
+    parts = [
+        f"{what}: {', '.join(ids)}"
+        for what, ids in (("added", added), ("removed", removed), ("changed", changed))
+        if ids
+    ]
+    return "; ".join(parts) or "no destination changed (flows or other settings may have)"
+
+
+async def follow_destinations_file(path: Path, reload: Callable[[DestinationsFile], str]) -> None:
+    """Live configuration: the destinations file is read again when it changes (checked
+    every 2 s; a Kubernetes ConfigMap is updated in place) or on SIGHUP. A file that does
+    not validate is refused, each problem logged, and the running configuration kept."""
+    wake = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, wake.set)
+
+    def stamp() -> tuple[float, int] | None:
+        try:
+            found = path.stat()
+        except OSError:
+            return None
+        return found.st_mtime, found.st_size
+
+    seen = stamp()
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), RELOAD_CHECK_S)
+        asked = wake.is_set()
+        wake.clear()
+        now = stamp()
+        if now == seen and not asked:
+            continue
+        seen = now
+        try:
+            new = load_destinations(path)
+        except ConfigError as exc:
+            log.error("destinations file changed but is refused; keeping the running one")
+            for problem in exc.problems:
+                log.error("  %s", problem)
+            continue
+        log.warning("destinations reloaded from %s: %s", path, reload(new))
 
 
 async def follow_control(
@@ -583,7 +659,7 @@ async def _handlers(
     desk: DeliveryDesk,
     worker_name: str,
     at_home: Callable[[Origin, str], bool],
-    by_id: Mapping[str, Destination],
+    feedback_blocks: Mapping[str, Any],
 ) -> Handlers:
     codec = await Encoders.build(
         settings.schema_registry_url,
@@ -603,7 +679,7 @@ async def _handlers(
         worker_name=worker_name,
         at_home=at_home,
         confirmed=confirmed,
-        feedback={destination_id: d.feedback for destination_id, d in by_id.items()},
+        feedback=feedback_blocks,
     )
 
 

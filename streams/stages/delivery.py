@@ -11,7 +11,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiolimiter import AsyncLimiter
@@ -92,7 +92,7 @@ class HttpSender:
         # Two pools: one whose resolver applies the egress policy, one for development
         # destinations. A connector's DNS cache then never serves one to the other.
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
-        self._gates: dict[str, tuple[float, _Gate]] = {}
+        self._gates: dict[str, tuple[float, _Gate, Any]] = {}  # share, gate, the limits
         # Requests under way per destination id (a metric).
         self.in_flight: Counter[str] = Counter()
         # This worker's share of a destination's limits (its part of the partitions that
@@ -104,7 +104,8 @@ class HttpSender:
         # of its limits are that worker's. Every other one from every lead's partition.
         share = 1.0 if destination.caps is not None else self.share
         known = self._gates.get(destination.id)
-        if known is not None and known[0] == share:
+        # The same share and the same limits (a reloaded file may have changed them).
+        if known is not None and known[0] == share and known[2] is destination.limits:
             return known[1]
         limits = destination.limits
         concurrency = limits.concurrency
@@ -117,7 +118,7 @@ class HttpSender:
             if allowed is not None
         ]
         gate = _Gate(concurrency or self._in_flight_per_destination, per_second, windows)
-        self._gates[destination.id] = (share, gate)
+        self._gates[destination.id] = (share, gate, limits)
         return gate
 
     def _session_for(self, egress: EgressPolicy | None) -> aiohttp.ClientSession:

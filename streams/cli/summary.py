@@ -53,6 +53,17 @@ def startup_summary(
             warnings.append(f"destination {destination.id}: plain http allowed (insecure: true)")
         if not destination.tls_verify:
             warnings.append(f"destination {destination.id}: certificates not verified")
+        feedback = destination.feedback
+        if (
+            feedback is not None
+            and feedback.return_window_days * 24 > settings.remember_delivered_h
+        ):
+            warnings.append(
+                f"destination {destination.id}: returns are taken for "
+                f"{feedback.return_window_days:g} days but sales are remembered "
+                f"{settings.remember_delivered_h:g} h (COURIER_REMEMBER_DELIVERED_H): later "
+                "returns are refused as 'Unknown lead'"
+            )
     if disabled:
         lines.append(f"disabled: {', '.join(disabled)}")
     if not enabled:

@@ -264,7 +264,7 @@ class Destination(BaseModel):
             }
         )
         try:
-            return Destination.model_validate(
+            pinged = Destination.model_validate(
                 {
                     **kept,
                     "auth": self.auth,  # as it is (its secrets resolved)
@@ -284,6 +284,10 @@ class Destination(BaseModel):
                 for line in str(error["msg"]).removeprefix("Value error, ").splitlines():
                     problems.append(f"ping.{where}: {line}" if where else f"ping.{line}")
             raise ValueError("\n".join(problems)) from None
+        # The very same limits: pings and posts share the buyer's allowance (the sender
+        # keeps one gate per destination id while its limits object stays the same).
+        pinged.limits = self.limits
+        return pinged
 
     @property
     def pinged(self) -> Destination:

@@ -39,7 +39,7 @@ from streams.control.messages import WorkItem, attempt_from_dict, attempt_to_dic
 from streams.control.retry import retry_delay
 from streams.control.tables import forget_older
 from streams.model import CircuitChange, Lead, Outcome, OutcomeCategory, OutcomeKind
-from streams.stages.attempt import Attempt, not_sent
+from streams.stages.attempt import Attempt, ended_before_sending, not_sent
 from streams.stages.routing import phase_at
 
 # A lead waits for a spent quota this many times at most (hourly checks: three days),
@@ -389,22 +389,7 @@ def removed(item: WorkItem) -> Attempt:
 
 def unsent(item: WorkItem, outcome: Outcome) -> Attempt:
     """An attempt that ended before any request, known only by its work item."""
-    now = datetime.now(UTC)
-    lead_id, destination_id = item.lead.id, item.destination_id
-    return Attempt(
-        lead_id,
-        destination_id,
-        "",
-        item.number,
-        now,
-        now,
-        0.0,
-        0.0,
-        None,
-        outcome,
-        None,
-        source=item.lead.source_name,
-    )
+    return ended_before_sending(item.lead, item.destination_id, "", outcome, item.number)
 
 
 def _delivered_key(item: WorkItem) -> str:

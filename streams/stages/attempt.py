@@ -103,11 +103,18 @@ def invalid_data(exc: MappingError) -> Outcome:
 
 def not_sent(lead: Lead, destination: Destination, outcome: Outcome, number: int = 1) -> Attempt:
     """An attempt that ended before any request: disabled, closed, circuit open, ..."""
+    return ended_before_sending(lead, destination.id, destination.integration, outcome, number)
+
+
+def ended_before_sending(
+    lead: Lead, destination_id: str, integration: str, outcome: Outcome, number: int = 1
+) -> Attempt:
+    """``not_sent`` for a destination known only by its id (removed from the file)."""
     now = datetime.now(UTC)
     return Attempt(
         lead.id,
-        destination.id,
-        destination.integration,
+        destination_id,
+        integration,
         number,
         now,
         now,

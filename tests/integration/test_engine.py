@@ -261,10 +261,16 @@ async def test_a_limit_per_second_holds_for_two_workers_together(
         # From the second second on: requests that waited for a worker's allowance while
         # it still had all the partitions (before the other joined) go out at the old rate.
         burst = [t for t in times[start:] if t >= times[start] + 1.0]
+        # 10 a second for both together. Times are taken where the recipient reads each
+        # request, in this busy test process: a late read can bunch a few together, but
+        # can never make them earlier. So the span of the rest of the run is the sharp
+        # check (n requests at 10/s span ≥ (n - 1) / 10 s; each worker alone would allow
+        # 20/s); any 2 s holds 20 (each alone: 40), and the bound leaves room for reads
+        # bunched by a busy moment here (27 and 35 were seen in full-suite runs).
+        span = burst[-1] - burst[0]
+        assert span >= (len(burst) - 2) / 10, (len(burst), span)
         busiest = max(sum(1 for t in burst if s <= t < s + 2.0) for s in burst)
-        # 10 a second for both together: 20 in any 2 s, and one more per worker at the
-        # window's edges (requests arrive with jitter; each alone would allow 40).
-        assert busiest <= 22, busiest
+        assert busiest <= 36, busiest
         assert {r.headers["X-Worker"] for r in recipient.requests[-80:]} == {"a", "b"}
     finally:
         await recipient.stop()

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.topics import DLQ_MAX_MESSAGE_BYTES
 from tests.integration.kafka import KafkaTarget
+from tests.integration.test_cli import courier
 
 
 async def test_the_output_topics_are_made_at_start(
@@ -101,13 +100,7 @@ def test_a_cluster_that_refuses_a_topic_stops_the_worker_in_one_line(
         "COURIER_EVENTS_TOPIC": topics.events,
         "COURIER_REPLICATION": "3",  # one broker
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker", "--destinations", str(destinations)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    result = courier("worker", "--destinations", str(destinations), env=env, timeout=60)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"could not create topic {topics.events!r}: InvalidReplicationFactorError" in (

@@ -6,6 +6,7 @@ import logging
 import sys
 
 import orjson
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from streams import logs
@@ -63,6 +64,26 @@ def test_the_summary_warns_when_nothing_can_be_delivered() -> None:
     assert "flow main: every destination it names is disabled" in warnings
     assert any(w.startswith("COURIER_EGRESS=any") for w in warnings)
     assert any(w.startswith("tables in memory") for w in warnings)
+
+
+def test_the_summary_warns_of_returns_taken_longer_than_sales_are_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RETURNS_SECRET", "a-secret-for-tests")
+    buyer = {
+        "id": "buyer",
+        "url": "https://buyer.example.com",
+        "feedback": {"secret": "${env:RETURNS_SECRET}", "return_window_days": 7},
+    }
+    _, warnings = summary({"destinations": [buyer]}, remember_delivered_h=72)
+    assert any(
+        w.startswith(
+            "destination buyer: returns are taken for 7 days but sales are remembered 72 h"
+        )
+        for w in warnings
+    )
+    _, fine = summary({"destinations": [buyer]}, remember_delivered_h=24 * 8)
+    assert not any("returns" in w for w in fine)
 
 
 def record(message: str, exc: bool = False) -> logging.LogRecord:

@@ -160,3 +160,10 @@ async def test_an_auction_at_home_posts_to_the_next_bid_and_sells_once() -> None
     assert sold["bid"] == Decimal("7.0000")
     state = home.leads["L1"]
     assert list(state["accepted"]) == ["a"]  # a bid is never remembered as a sale
+
+
+def test_a_ping_shares_its_buyers_limits_and_credentials() -> None:
+    buyer = file(AUCTION, a={"limits": {"concurrency": 2}, "headers": {"X-Team": "a"}}).by_id()["a"]
+    assert buyer.pinged.limits is buyer.limits  # one allowance for pings and posts
+    assert buyer.pinged.id == "a" and buyer.pinged.headers == {"X-Team": "a"}
+    assert buyer.pinged.retry.max_attempts == 1  # an auction does not wait for retries

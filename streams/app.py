@@ -319,13 +319,9 @@ def faust_options(settings: Settings, app_id: str) -> dict[str, Any]:
     }
 
 
-def lead_id_key(key: str) -> str:
-    """The owner of a key that is a lead id: the lead itself."""
-    return key
-
-
-def reference_owner(key: str) -> str:
-    """A "destination|reference" key is its own owner: its routing record is keyed by it."""
+def own_owner(key: str) -> str:
+    """A key that decides its own partition: a lead id, or a "destination|reference" (its
+    routing record is keyed by it)."""
     return key
 
 
@@ -402,12 +398,12 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
     home = Home(
         flows_by_id,
         lambda destination_id: by_id[destination_id].caps is not None,
-        LeadStates(table("leads", lead_id_key), table("finished", lead_id_key, keep_s=remember_s)),
+        LeadStates(table("leads", own_owner), table("finished", own_owner, keep_s=remember_s)),
         home_desk,
         distributor=Distributor(prices, capacity=capacity),
         # Only for recipients whose feedback names leads by their own ids: one small record
         # and table entry per sale to them.
-        references=table("references", reference_owner, keep_s=remember_s),
+        references=table("references", own_owner, keep_s=remember_s),
     )
     built: asyncio.Future[Handlers] | None = None
     progress = Progress()  # records taken and finished: a stalled worker is not ready

@@ -327,6 +327,7 @@ class Handlers:
         return (
             config is not None
             and config.reference_id is not None
+            and attempt.phase != "ping"  # a bid's id is not the lead's
             and attempt.outcome.kind is OutcomeKind.SUCCESS
             and attempt.outcome.reference_id is not None
         )

@@ -7,14 +7,12 @@ and nowhere else, so the stages above see a response or a DeliveryError, nothing
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
-from aiolimiter import AsyncLimiter
 
 from streams.config.policies import EgressPolicy
 from streams.errors import (
@@ -29,6 +27,7 @@ from streams.errors import (
 from streams.model import HttpRequest, HttpResponse
 from streams.secrets import MASK, SCRUBBER, mask_header, mask_url
 from streams.stages.egress import AddressRefused, GuardedResolver, check_literal
+from streams.stages.limits import Allowance, Gate
 
 if TYPE_CHECKING:
     from streams.config import Destination
@@ -92,33 +91,31 @@ class HttpSender:
         # Two pools: one whose resolver applies the egress policy, one for development
         # destinations. A connector's DNS cache then never serves one to the other.
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
-        self._gates: dict[str, tuple[float, _Gate, Any]] = {}  # share, gate, the limits
+        self._gates: dict[str, Gate] = {}
         # Requests under way per destination id (a metric).
         self.in_flight: Counter[str] = Counter()
         # This worker's share of a destination's limits (its part of the partitions that
         # deliver to it): the limits hold for all workers together.
         self.share = 1.0
 
-    def _gate(self, destination: Destination) -> _Gate:
+    async def _gate(self, destination: Destination) -> Gate:
         # A destination with caps is delivered from its own partition, in one worker: all
         # of its limits are that worker's. Every other one from every lead's partition.
         share = 1.0 if destination.caps is not None else self.share
-        known = self._gates.get(destination.id)
-        # The same share and the same limits (a reloaded file may have changed them).
-        if known is not None and known[0] == share and known[2] is destination.limits:
-            return known[1]
         limits = destination.limits
         concurrency = limits.concurrency
         if concurrency is not None:
             concurrency = max(1, int(concurrency * share))  # never more than all together
-        per_second = None if limits.per_second is None else limits.per_second * share
-        windows = [
-            SlidingWindow(max(1, int(allowed * share)), period)
-            for allowed, period in ((limits.per_hour, 3600.0), (limits.per_day, 86400.0))
-            if allowed is not None
-        ]
-        gate = _Gate(concurrency or self._in_flight_per_destination, per_second, windows)
-        self._gates[destination.id] = (share, gate, limits)
+        allowance = Allowance(
+            concurrency or self._in_flight_per_destination,
+            None if limits.per_second is None else limits.per_second * share,
+            None if limits.per_hour is None else max(1, int(limits.per_hour * share)),
+            None if limits.per_day is None else max(1, int(limits.per_day * share)),
+        )
+        gate = self._gates.get(destination.id)
+        if gate is None:
+            gate = self._gates[destination.id] = Gate()
+        await gate.retune(allowance)  # a new share or a reloaded file: in place
         return gate
 
     def _session_for(self, egress: EgressPolicy | None) -> aiohttp.ClientSession:
@@ -141,10 +138,10 @@ class HttpSender:
         return session
 
     async def __call__(self, req: HttpRequest, destination: Destination) -> HttpResponse:
-        gate = self._gate(destination)
+        gate = await self._gate(destination)
         if gate.idle:
             return await self._counted(req, destination)
-        async with gate:
+        async with gate.held():
             return await self._counted(req, destination)
 
     async def _counted(self, req: HttpRequest, destination: Destination) -> HttpResponse:
@@ -210,69 +207,6 @@ def _delivery_error(exc: TimeoutError | aiohttp.ClientError | ConnectionError) -
     ):
         return DeliveryConnectionError(str(exc))
     return DeliveryError(str(exc))
-
-
-class SlidingWindow:
-    """At most ``allowed`` requests in any ``period_s`` (sliding, exact): a vendor's hourly
-    or daily allowance. A token bucket would let twice the allowance through in the first
-    period; this keeps the times of the requests in the period and waits for the oldest
-    to leave it."""
-
-    def __init__(
-        self,
-        allowed: int,
-        period_s: float,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self._allowed = allowed
-        self._period = period_s
-        self._clock = clock
-        self._sleep = sleep
-        self._sent: deque[float] = deque()
-        self._lock = asyncio.Lock()  # first come, first served
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            while True:
-                now = self._clock()
-                while self._sent and self._sent[0] <= now - self._period:
-                    self._sent.popleft()
-                if len(self._sent) < self._allowed:
-                    self._sent.append(now)
-                    return
-                await self._sleep(self._sent[0] + self._period - now)
-
-
-class _Gate:
-    """A destination's limits: requests at once (a semaphore) and per second (aiolimiter).
-
-    Waiting here is waiting for the recipient's allowance; other destinations go on."""
-
-    def __init__(
-        self,
-        concurrency: int | None,
-        per_second: float | None,
-        windows: list[SlidingWindow] | None = None,
-    ) -> None:
-        self._slots = asyncio.Semaphore(concurrency) if concurrency else None
-        # One request every 1/rate seconds: a bucket of one, so no second ever sees a burst
-        # on top of its allowance (a bucket of `rate` would let 2x through in the first).
-        self._rate = AsyncLimiter(1, 1.0 / per_second) if per_second else None
-        self._windows = windows or []
-        self.idle = self._slots is None and self._rate is None and not self._windows
-
-    async def __aenter__(self) -> None:
-        for window in self._windows:
-            await window.acquire()
-        if self._rate is not None:
-            await self._rate.acquire()
-        if self._slots is not None:
-            await self._slots.acquire()
-
-    async def __aexit__(self, *_: object) -> None:
-        if self._slots is not None:
-            self._slots.release()
 
 
 async def _read_limited(res: aiohttp.ClientResponse, limit: int) -> bytes:

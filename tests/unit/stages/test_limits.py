@@ -4,11 +4,12 @@ where a token bucket would let twice the allowance through in the first one."""
 from __future__ import annotations
 
 import asyncio
+from itertools import pairwise
 
 import pytest
 
 from streams.config import Destination
-from streams.stages.delivery import SlidingWindow
+from streams.stages.limits import Allowance, Gate, SlidingWindow
 
 
 class Clock:
@@ -63,3 +64,75 @@ def test_five9_applies_its_documented_allowances_unless_told_otherwise(
     assert (limits.concurrency, limits.per_hour, limits.per_day) == (1, 7200, 172_800)
     own = Destination.model_validate({**five9, "limits": {"per_hour": 100}}).limits
     assert (own.per_hour, own.per_day) == (100, 172_800)
+
+
+async def test_a_new_share_applies_to_the_requests_already_waiting() -> None:
+    """A rebalance changes a worker's share while its requests wait: they go on at the
+    new rate, never beside a second gate at the old one."""
+    clock = Clock()
+    gate = Gate(clock=clock, sleep=clock.sleep)
+    await gate.retune(Allowance(None, 10.0, None, None))
+    sent: list[float] = []
+
+    async def request() -> None:
+        async with gate.held():
+            sent.append(clock.now)
+
+    async def halve_the_share() -> None:
+        while len(sent) < 2:
+            await asyncio.sleep(0)
+        await gate.retune(Allowance(None, 5.0, None, None))
+
+    await asyncio.gather(*(request() for _ in range(6)), halve_the_share())
+    gaps = [round(later - earlier, 6) for earlier, later in pairwise(sent)]
+    assert gaps == [0.1, 0.2, 0.2, 0.2, 0.2]
+
+
+async def test_a_lowered_concurrency_lets_none_in_until_enough_have_finished() -> None:
+    gate = Gate()
+    await gate.retune(Allowance(3, None, None, None))
+    inside = 0
+    most = 0
+    release = asyncio.Event()
+
+    async def request() -> None:
+        nonlocal inside, most
+        async with gate.held():
+            inside += 1
+            most = max(most, inside)
+            await release.wait()
+            inside -= 1
+
+    holders = [asyncio.create_task(request()) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert inside == 3
+    await gate.retune(Allowance(1, None, None, None))  # the share fell to a third
+    waiting = [asyncio.create_task(request()) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert inside == 3  # none of the new ones got in beside the three holding slots
+    most = 0
+    release.set()
+    await asyncio.gather(*holders, *waiting)
+    assert most == 1  # from then on one at a time
+
+
+async def test_a_raised_concurrency_lets_waiting_requests_in_at_once() -> None:
+    gate = Gate()
+    await gate.retune(Allowance(1, None, None, None))
+    release = asyncio.Event()
+    inside = 0
+
+    async def request() -> None:
+        nonlocal inside
+        async with gate.held():
+            inside += 1
+            await release.wait()
+
+    tasks = [asyncio.create_task(request()) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert inside == 1
+    await gate.retune(Allowance(3, None, None, None))
+    await asyncio.sleep(0.01)
+    assert inside == 3
+    release.set()
+    await asyncio.gather(*tasks)

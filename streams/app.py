@@ -10,13 +10,14 @@ import signal
 import socket
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import (
     AIOKafkaConsumerThread,
@@ -31,9 +32,10 @@ from streams import telemetry
 from streams.agents import register_agents
 from streams.avro import AvroDecodeError, Encoders, EventDecoder, SchemaRegistry
 from streams.broker_offsets import fetched_end_offsets
-from streams.config import Destination, DestinationsFile, Settings, load_destinations
+from streams.config import Destination, DestinationsFile, Settings
 from streams.config.flows import CompiledFlow
 from streams.config.kafka import KafkaSecurity
+from streams.config.versions import ConfigVersion, changes, load_text
 from streams.control.admin import AdminState
 from streams.control.capacity import CapacityBoard
 from streams.control.circuit import heard
@@ -43,6 +45,7 @@ from streams.control.home import Home, LeadStates
 from streams.control.tables import confirmed, keyed_table, partition_of, track_writes
 from streams.errors import ConfigError
 from streams.handlers import Handlers, Origin
+from streams.live_config import follow_config, publish_version
 from streams.logs import JsonLogFormatter
 from streams.model import Lead
 from streams.progress import Progress
@@ -325,7 +328,12 @@ def own_owner(key: str) -> str:
     return key
 
 
-def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
+def create_app(
+    settings: Settings, destinations: DestinationsFile, config_seen: int | None = None
+) -> Any:
+    """``config_seen``: the last version of the config topic the worker has taken into
+    account at start (streams/live_config.py); it follows the topic from the next. None:
+    from the first (tests that build an app without the command line)."""
     telemetry.start()
     app = CourierApp(
         settings.app_id,
@@ -477,9 +485,45 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
         feedback_blocks.update({d.id: d.feedback for d in new.destinations})
         return changes(before, {d: dest.model_dump_json() for d, dest in by_id.items()})
 
+    running_text: list[str | None] = [None]  # the text of the version applied last
+
+    def apply_version(version: ConfigVersion) -> None:
+        """A version from the config topic, between leads; one this worker cannot load (a
+        reference its environment lacks) is refused here, and the running one kept."""
+        try:
+            new = load_text(version.text, f"config v{version.number}")
+        except ConfigError as exc:
+            log.error("destinations v%d is refused here; keeping the running one", version.number)
+            for problem in exc.problems:
+                log.error("  %s", problem)
+            return
+        running_text[0] = version.text
+        note = f": {version.note}" if version.note else ""
+        log.warning("destinations v%d (by %s%s): %s", version.number, version.by, note, reload(new))
+
+    async def publish_file(text: str) -> None:
+        """The worker's file changed: a new version for every worker (not for this one
+        alone), unless it is the one running."""
+        if text == running_text[0]:
+            return
+        number = await publish_version(
+            settings.bootstrap_servers(), settings.config_topic, text,
+            by=f"worker {worker_name}", note=f"{settings.destinations} changed", source="file",
+            replication=settings.replication, security=settings.kafka_security(),
+        )  # fmt: skip
+        running_text[0] = text  # the others that see the same change publish nothing new
+        log.warning("%s changed: published as destinations v%d", settings.destinations, number)
+
     @app.task  # type: ignore[untyped-decorator]
-    async def _reload_destinations() -> None:
-        await follow_destinations_file(settings.destinations, reload)
+    async def _follow_config() -> None:
+        await follow_config(
+            settings.bootstrap_servers(), settings.config_topic, config_seen, apply_version,
+            settings.kafka_security(),
+        )  # fmt: skip
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def _watch_destinations_file() -> None:
+        await follow_destinations_file(settings.destinations, publish_file)
 
     @app.task  # type: ignore[untyped-decorator]
     async def _follow_control() -> None:
@@ -530,23 +574,11 @@ def create_app(settings: Settings, destinations: DestinationsFile) -> Any:
 RELOAD_CHECK_S = 2.0
 
 
-def changes(before: Mapping[str, str], after: Mapping[str, str]) -> str:
-    """Destinations added, removed and changed, by id, for the log."""
-    added = sorted(after.keys() - before.keys())
-    removed = sorted(before.keys() - after.keys())
-    changed = sorted(d for d in after.keys() & before.keys() if after[d] != before[d])
-    parts = [
-        f"{what}: {', '.join(ids)}"
-        for what, ids in (("added", added), ("removed", removed), ("changed", changed))
-        if ids
-    ]
-    return "; ".join(parts) or "no destination changed (flows or other settings may have)"
-
-
-async def follow_destinations_file(path: Path, reload: Callable[[DestinationsFile], str]) -> None:
-    """Live configuration: the destinations file is read again when it changes (checked
-    every 2 s; a Kubernetes ConfigMap is updated in place) or on SIGHUP. A file that does
-    not validate is refused, each problem logged, and the running configuration kept."""
+async def follow_destinations_file(path: Path, publish: Callable[[str], Awaitable[None]]) -> None:
+    """Live configuration from a file: it is read again when it changes (checked every 2 s;
+    a Kubernetes ConfigMap is updated in place) or on SIGHUP, and published as a version
+    for every worker. A file that does not validate is refused, each problem logged, and
+    the running configuration kept."""
     wake = asyncio.Event()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -570,13 +602,20 @@ async def follow_destinations_file(path: Path, reload: Callable[[DestinationsFil
             continue
         seen = now
         try:
-            new = load_destinations(path)
+            text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+            load_text(text, str(path))
+        except OSError as exc:
+            log.error("destinations file cannot be read (%s); keeping the running one", exc)
+            continue
         except ConfigError as exc:
             log.error("destinations file changed but is refused; keeping the running one")
             for problem in exc.problems:
                 log.error("  %s", problem)
             continue
-        log.warning("destinations reloaded from %s: %s", path, reload(new))
+        try:
+            await publish(text)
+        except KafkaError as exc:
+            log.error("destinations file changed but could not be published (%s)", exc)
 
 
 async def follow_control(

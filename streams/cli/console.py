@@ -15,7 +15,6 @@ from typing import Any, BinaryIO
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from schemas import ADMIN_ACTION
 from streams.avro import (
@@ -27,6 +26,7 @@ from streams.avro import (
 )
 from streams.broker_offsets import fetched_end_offsets
 from streams.config.kafka import KafkaSecurity
+from streams.kafka_clients import client_options, ensure_topics, started
 
 
 def lead_key(line: bytes) -> bytes | None:
@@ -37,21 +37,6 @@ def lead_key(line: bytes) -> bytes | None:
         return None
     lead_id = document.get("id") if isinstance(document, dict) else None
     return str(lead_id).encode() if isinstance(lead_id, str | int) and lead_id != "" else None
-
-
-def client_options(security: KafkaSecurity | None) -> dict[str, Any]:
-    """TLS and SASL options for an aiokafka client (none: plain TCP, no SASL)."""
-    return security.client_options() if security is not None else {}
-
-
-async def started(client: Any) -> None:
-    """Start a Kafka client; one that cannot start is closed before the error goes on (else
-    aiokafka complains of an unclosed client after our one-line message)."""
-    try:
-        await client.start()
-    except BaseException:
-        await (client.stop() if hasattr(client, "stop") else client.close())
-        raise
 
 
 async def _each_line(lines: Iterable[bytes] | BinaryIO) -> AsyncIterator[bytes]:
@@ -130,52 +115,12 @@ async def reach_broker(bootstrap: str, security: KafkaSecurity | None = None) ->
         quiet.setLevel(level)
 
 
-class TopicsNotMade(Exception):
-    """The cluster refused to create topics we need (no right to, a replication factor
-    above its brokers, ...): each topic with the broker's error and message."""
-
-    def __init__(self, refused: list[tuple[str, str, str | None]]) -> None:
-        self.refused = refused
-        super().__init__(
-            "could not create "
-            + "; ".join(
-                f"topic {name!r}: {error}" + (f" ({message})" if message else "")
-                for name, error, message in refused
-            )
-        )
-
-
 async def ensure_topic(bootstrap: str, topic: str, security: KafkaSecurity | None = None) -> None:
     """Create a compacted one-partition topic unless it exists (a topic created by its
     first write may not have a leader yet when the write arrives)."""
     await ensure_topics(
         bootstrap, [NewTopic(topic, 1, 1, topic_configs={"cleanup.policy": "compact"})], security
     )
-
-
-async def ensure_topics(
-    bootstrap: str, wanted: list[NewTopic], security: KafkaSecurity | None = None
-) -> list[str]:
-    """Create each topic that does not exist yet; an existing one is left as it is (its
-    partitions and config are its owner's). Returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(security))
-    await started(admin)
-    try:
-        existing = set(await admin.list_topics())
-        missing = [topic for topic in wanted if topic.name not in existing]
-        if missing:
-            answer = await admin.create_topics(missing)
-            refused = [
-                (error[0], for_code(error[1]).__name__, error[2] if len(error) > 2 else None)
-                for error in answer.topic_errors
-                # another worker may have made it between our look and our ask
-                if error[1] not in (0, TopicAlreadyExistsError.errno)
-            ]
-            if refused:
-                raise TopicsNotMade(refused)
-        return [topic.name for topic in missing]
-    finally:
-        await admin.close()
 
 
 def replayed_marks_topic(dlq_topic: str) -> str:

@@ -21,8 +21,10 @@ from pydantic import ValidationError
 
 from streams.cli.broker import BrokerError, EmbeddedBroker
 from streams.cli.summary import startup_summary
-from streams.config import Destination, Settings, load_destinations
+from streams.config import Destination, DestinationsFile, Settings, load_destinations
+from streams.config.versions import ConfigVersion
 from streams.errors import ConfigError, MappingError
+from streams.live_config import StartingConfig
 from streams.logs import json_line
 from streams.secrets import SCRUBBER, scrub_log_records, without_secret_values
 
@@ -120,7 +122,7 @@ def worker(**options: Any) -> None:
         # admin call says it in one line (the group turns the error into exit code 2).
         # The topics only we write are made before Faust starts: made by a task once the
         # group has joined, they made Tansu rebalance the group and repeat records.
-        from streams.cli.console import TopicsNotMade, ensure_topics
+        from streams.kafka_clients import TopicsNotMade, ensure_topics
         from streams.topics import written_topics
 
         wanted = [
@@ -131,15 +133,36 @@ def worker(**options: Any) -> None:
             asyncio.run(
                 ensure_topics(settings.bootstrap_servers(), wanted, settings.kafka_security())
             )
+            starting = asyncio.run(_starting_config(settings, destinations))
         except TopicsNotMade as exc:
             _fail(str(exc))
-        app = create_app(settings, destinations)
-        _announce(*startup_summary(settings, destinations, embedded=broker is not None), settings)
+        destinations = starting.destinations
+        app = create_app(settings, destinations, config_seen=starting.seen)
+        lines, warnings = startup_summary(settings, destinations, embedded=broker is not None)
+        _announce([*lines, f"configuration: {starting.said}"], warnings, settings)
         worker = worker_class(settings.log_format)
         worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     finally:
         if broker is not None:
             broker.stop()
+
+
+async def _starting_config(settings: Settings, from_file: DestinationsFile) -> StartingConfig:
+    """The newest of the worker's file and the config topic's last version."""
+    from streams.live_config import starting_config
+
+    path = settings.destinations
+    return await starting_config(
+        settings.bootstrap_servers(),
+        settings.config_topic,
+        path,
+        from_file,
+        await asyncio.to_thread(path.read_text, encoding="utf-8"),
+        datetime.fromtimestamp((await asyncio.to_thread(path.stat)).st_mtime, UTC),
+        by=f"worker {socket.gethostname()}",
+        replication=settings.replication,
+        security=settings.kafka_security(),
+    )
 
 
 @main.command()
@@ -554,6 +577,128 @@ def admin_log(destination_id: str | None, as_json: bool, broker: str | None) -> 
     if not actions:
         click.echo("no actions yet")
     click.echo("paused now: " + (", ".join(sorted(paused)) or "none"))
+
+
+@main.group(name="config")
+def config_group() -> None:
+    """Live configuration: versions of the destinations file on the config topic. Every
+    worker switches to a new version between leads, without a restart."""
+
+
+def _versions(settings: Settings) -> list[ConfigVersion]:
+    from streams.live_config import config_versions
+
+    return asyncio.run(
+        config_versions(
+            settings.bootstrap_servers(), settings.config_topic, settings.kafka_security()
+        )
+    )
+
+
+def _publish(settings: Settings, text: str, by: str | None, note: str, source: str) -> int:
+    from streams.live_config import publish_version
+
+    return asyncio.run(
+        publish_version(
+            settings.bootstrap_servers(), settings.config_topic, text,
+            by=by or _operator(), note=note, source=source,
+            replication=settings.replication, security=settings.kafka_security(),
+        )
+    )  # fmt: skip
+
+
+note_option = click.option("--note", default="", help="Why (kept with the version).")
+
+
+@config_group.command(name="apply")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@note_option
+@by_option
+@broker_option
+def config_apply(file: Path, note: str, by: str | None, broker: str | None) -> None:
+    """Validate FILE (every problem at once) and publish it as the next version."""
+    from streams.config.versions import changes, destinations_in, load_text
+
+    settings = _settings_with_broker(broker)
+    text = file.read_text(encoding="utf-8")
+    try:
+        # The workers resolve ${env:}/${file:} references in their own environment.
+        with without_secret_values():
+            new = load_text(text, str(file))
+    except ConfigError as exc:
+        _fail(f"{exc}\nnothing was published")
+    versions = _versions(settings)
+    if versions and versions[-1].text == text:
+        click.echo(f"{file} is v{versions[-1].number} already: nothing published")
+        return
+    before: dict[str, str] = {}
+    if versions:
+        with contextlib.suppress(ConfigError), without_secret_values():
+            before = destinations_in(load_text(versions[-1].text, "running"))
+    number = _publish(settings, text, by, note, "apply")
+    click.echo(f"v{number}: {changes(before, destinations_in(new))}; every worker takes it")
+
+
+@config_group.command(name="history")
+@click.option("--diff", "with_diff", is_flag=True, help="Each version's lines changed.")
+@broker_option
+def config_history(with_diff: bool, broker: str | None) -> None:
+    """Every version, oldest first: number, when, who, why, what changed."""
+    from streams.config.versions import changes, destinations_in, load_text, text_diff
+
+    settings = _settings_with_broker(broker)
+    before: dict[str, str] = {}
+    previous: ConfigVersion | None = None
+    for version in _versions(settings):
+        try:
+            with without_secret_values():
+                now = destinations_in(load_text(version.text, f"v{version.number}"))
+            changed = changes(before, now)
+            before = now
+        except ConfigError:
+            changed = "refused by this version of courier"
+        at = version.at.strftime("%Y-%m-%d %H:%M:%S")
+        note = f" ({version.note})" if version.note else ""
+        click.echo(f"v{version.number}  {at}Z  {version.source:<8} {version.by}{note}: {changed}")
+        if with_diff:
+            for line in text_diff(previous, version):
+                click.echo(f"    {line}")
+        previous = version
+    if previous is None:
+        click.echo("no versions yet (a worker publishes its file when it starts)")
+
+
+@config_group.command(name="show")
+@click.argument("number", type=int, required=False)
+@broker_option
+def config_show(number: int | None, broker: str | None) -> None:
+    """Print version NUMBER as it was applied (default: the last)."""
+    click.echo(_version(_settings_with_broker(broker), number).text, nl=False)
+
+
+def _version(settings: Settings, number: int | None) -> ConfigVersion:
+    versions = _versions(settings)
+    if not versions:
+        _fail("no versions yet on " + settings.config_topic)
+    if number is None:
+        return versions[-1]
+    found = [v for v in versions if v.number == number]
+    if not found:
+        _fail(f"no version {number}: there are v{versions[0].number} to v{versions[-1].number}")
+    return found[0]
+
+
+@config_group.command(name="rollback")
+@click.argument("number", type=int)
+@note_option
+@by_option
+@broker_option
+def config_rollback(number: int, note: str, by: str | None, broker: str | None) -> None:
+    """Publish version NUMBER again, as the next version."""
+    settings = _settings_with_broker(broker)
+    old = _version(settings, number)
+    published = _publish(settings, old.text, by, note or f"rollback to v{number}", "rollback")
+    click.echo(f"v{published}: v{number} again; every worker takes it")
 
 
 @main.group()

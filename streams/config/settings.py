@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     outcomes_topic: str = "leads.delivery.outcomes"
     dlq_topic: str = "leads.delivery.dlq"
     control_topic: str = "leads.delivery.control"  # circuit state changes
+    # Versions of the destinations file every worker runs (``courier config``): one
+    # partition, compacted, each version kept
+    config_topic: str = "leads.delivery.config"
     alerts_topic: str = "leads.delivery.alerts"  # alerts firing and resolved (courier insight)
     # Recipients' feedback as it came in (JSON: POST /feedback/<destination>, or upstream),
     # and what we made of it (Avro LeadFeedback; accepted returns credit sales).

@@ -25,6 +25,7 @@ class TopicNames:
     work: str
     feedback: str
     feedback_events: str
+    config: str
 
     @classmethod
     def unique(cls) -> TopicNames:
@@ -39,6 +40,7 @@ class TopicNames:
             "work",
             "feedback",
             "feedback-events",
+            "config",
         )
         return cls(*(f"{name}-{tag}" for name in names))
 
@@ -89,6 +91,7 @@ class WorkerProcess:
             "COURIER_WORK_TOPIC": self.topics.work,
             "COURIER_FEEDBACK_TOPIC": self.topics.feedback,
             "COURIER_FEEDBACK_EVENTS_TOPIC": self.topics.feedback_events,
+            "COURIER_CONFIG_TOPIC": self.topics.config,
             "COURIER_IN_FLIGHT": str(self.in_flight),
             "COURIER_DATA_DIR": str(self.workdir / f"data-{self.name}"),
             "COURIER_LOG_LEVEL": "info",

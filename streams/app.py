@@ -36,7 +36,7 @@ from streams.config import Destination, DestinationsFile, Settings
 from streams.config.flows import CompiledFlow
 from streams.config.kafka import KafkaSecurity
 from streams.config.versions import ConfigVersion, changes, load_text
-from streams.control.admin import AdminState
+from streams.control.admin import MAX_ADMIN_BODY, AdminState, admin_request
 from streams.control.capacity import CapacityBoard
 from streams.control.circuit import heard
 from streams.control.desk import DeliveryDesk, Unremembered, lead_key, owner_key
@@ -45,6 +45,7 @@ from streams.control.home import Home, LeadStates
 from streams.control.tables import confirmed, keyed_table, partition_of, track_writes
 from streams.errors import ConfigError
 from streams.handlers import Handlers, Origin
+from streams.kafka_clients import send_admin_action
 from streams.live_config import follow_config, publish_version
 from streams.logs import JsonLogFormatter
 from streams.model import Lead
@@ -561,6 +562,40 @@ def create_app(
             )
             return self.json(answer, status=status)
 
+    @app.page("/api/admin/{destination_id}/{verb}")
+    class _AdminAction(faust.web.View):
+        """An operator's action over HTTP (``courier admin``'s, for tools): the token's
+        name is who acted; the action goes to every worker through the control topic."""
+
+        async def post(self, request: Any, destination_id: str, verb: str) -> Any:
+            caller, refusal = settings.api_caller(request.headers.get("Authorization"))
+            body = b"" if refusal else await request.content.read(MAX_ADMIN_BODY)
+            circuit = circuits.get(destination_id, {}).get("state")
+            answer = admin_request(
+                verb, destination_id, known=destination_id in by_id, caller=caller,
+                refusal=refusal, body=body, admin=admin, circuit=circuit,
+            )  # fmt: skip
+            if answer.action is not None:
+                await send_admin_action(
+                    settings.bootstrap_servers(), settings.control_topic, answer.action,
+                    registry_url=settings.schema_registry_url,
+                    security=settings.kafka_security(),
+                )  # fmt: skip
+            return self.json(answer.body, status=answer.status)
+
+    @app.page("/api/admin")
+    async def _admin_state(web: Any, request: Any) -> Any:
+        """What operators' actions and circuits hold now, as this worker knows them."""
+        _, refusal = settings.api_caller(request.headers.get("Authorization"))
+        if refusal is not None:
+            return web.json({"error": refusal[1]}, status=refusal[0])
+        return web.json(
+            {
+                "paused": {d: admin.pause_reason(d) for d in sorted(admin.paused)},
+                "circuits": {d: c.get("state", "closed") for d, c in sorted(circuits.items())},
+            }
+        )
+
     measure(app, sender, circuits, capped_desk, home_desk, by_id, progress, capacity)
 
     # Signalled after the consumer has stopped and in-flight leads are done.
@@ -662,6 +697,10 @@ async def follow_control(
                 admin.apply(event)
                 if event["action"] == "reset_circuit":
                     circuits.pop(event["destination_id"], None)
+                elif event["action"] == "open_circuit":
+                    opened = heard("open", event["at"].timestamp())
+                    if opened is not None:
+                        circuits[event["destination_id"]] = opened.as_dict()
                 log.warning(
                     "%s: %s by %s (%s)",
                     event["destination_id"],

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
+from schemas import ADMIN_ACTION
+from streams.avro import EventEncoder, SchemaRegistry, registered_encoder
 from streams.config.kafka import KafkaSecurity
 
 
@@ -64,3 +67,30 @@ async def ensure_topics(
         return [topic.name for topic in missing]
     finally:
         await admin.close()
+
+
+async def send_admin_action(
+    bootstrap: str,
+    control_topic: str,
+    record: dict[str, Any],
+    *,
+    registry_url: str | None = None,
+    security: KafkaSecurity | None = None,
+) -> None:
+    """An ``AdminAction`` on the control topic, keyed by its destination (every worker
+    follows the topic and applies it; the topic keeps it as the audit trail)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        if registry_url:
+            registry = SchemaRegistry(registry_url, session)
+            encoder = await registered_encoder(registry, control_topic, ADMIN_ACTION)
+        else:
+            encoder = EventEncoder(ADMIN_ACTION)
+        value = encoder.encode(record)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_options(security))
+    await started(producer)
+    try:
+        await producer.send_and_wait(control_topic, value, key=record["destination_id"].encode())
+    finally:
+        await producer.stop()

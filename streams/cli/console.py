@@ -16,16 +16,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from schemas import ADMIN_ACTION
 from streams.avro import (
     AvroDecodeError,
     EventDecoder,
-    EventEncoder,
     SchemaRegistry,
-    registered_encoder,
 )
 from streams.broker_offsets import fetched_end_offsets
 from streams.config.kafka import KafkaSecurity
+from streams.control.admin import AdminState, circuit_after
 from streams.kafka_clients import client_options, ensure_topics, started
 
 
@@ -347,33 +345,6 @@ def _json_default(value: Any) -> Any:
     raise TypeError
 
 
-async def send_admin_action(
-    bootstrap: str,
-    control_topic: str,
-    record: dict[str, Any],
-    *,
-    registry_url: str | None = None,
-    security: KafkaSecurity | None = None,
-) -> None:
-    """An ``AdminAction`` on the control topic, keyed by its destination (every worker
-    follows the topic and applies it; the topic keeps it as the audit trail)."""
-    import aiohttp
-
-    async with aiohttp.ClientSession() as session:
-        if registry_url:
-            registry = SchemaRegistry(registry_url, session)
-            encoder = await registered_encoder(registry, control_topic, ADMIN_ACTION)
-        else:
-            encoder = EventEncoder(ADMIN_ACTION)
-        value = encoder.encode(record)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_options(security))
-    await started(producer)
-    try:
-        await producer.send_and_wait(control_topic, value, key=record["destination_id"].encode())
-    finally:
-        await producer.stop()
-
-
 async def admin_actions(
     bootstrap: str,
     control_topic: str,
@@ -391,3 +362,27 @@ async def admin_actions(
         if event.get("type") == "AdminAction"
     ]
     return sorted(found, key=lambda event: event["at"])
+
+
+async def control_state(
+    bootstrap: str,
+    control_topic: str,
+    *,
+    registry_url: str | None = None,
+    security: KafkaSecurity | None = None,
+) -> tuple[AdminState, dict[str, str]]:
+    """What the control topic says now: operators' actions in force, and each destination's
+    circuit as last reported (the state an action's ``before`` describes)."""
+    admin = AdminState()
+    circuits: dict[str, str] = {}
+    async for event in decoded_events(
+        bootstrap, control_topic, follow=False, registry_url=registry_url, security=security
+    ):
+        if event.get("type") == "AdminAction":
+            admin.apply(event)
+            after = circuit_after(event["action"], circuits.get(event["destination_id"]))
+            if after is not None:
+                circuits[event["destination_id"]] = after
+        elif event.get("type") == "CircuitEvent":
+            circuits[event["destination_id"]] = event["after"]
+    return admin, circuits

@@ -474,7 +474,9 @@ def admin() -> None:
 
 
 def _act(verb: str, destination_id: str, reason: str, by: str | None, broker: str | None) -> None:
-    from streams.cli.console import send_admin_action
+    from streams.cli.console import control_state
+    from streams.control.admin import states_around
+    from streams.kafka_clients import send_admin_action
     from streams.stages.events import admin_action
 
     settings = _settings_with_broker(broker)
@@ -487,16 +489,21 @@ def _act(verb: str, destination_id: str, reason: str, by: str | None, broker: st
             _fail(f"no destination {destination_id!r} in {settings.destinations}")
     who = by or _operator()
     record = admin_action(verb, destination_id, who, reason)
+    bootstrap, security = settings.bootstrap_servers(), settings.kafka_security()
+    registry = settings.schema_registry_url
+    admin, circuits = asyncio.run(
+        control_state(bootstrap, settings.control_topic, registry_url=registry, security=security)
+    )
+    record["before"], record["after"] = states_around(admin, record, circuits.get(destination_id))
     asyncio.run(
         send_admin_action(
-            settings.bootstrap_servers(),
-            settings.control_topic,
-            record,
-            registry_url=settings.schema_registry_url,
-            security=settings.kafka_security(),
+            bootstrap, settings.control_topic, record, registry_url=registry, security=security
         )
     )
-    click.echo(f"{destination_id}: {verb.replace('_', ' ')} by {who}, sent to every worker")
+    click.echo(
+        f"{destination_id}: {verb.replace('_', ' ')} by {who}, sent to every worker "
+        f"({record['before']} → {record['after']})"
+    )
 
 
 def _operator() -> str:
@@ -542,6 +549,17 @@ def reset_circuit(destination_id: str, reason: str, by: str | None, broker: str 
     _act("reset_circuit", destination_id, reason, by, broker)
 
 
+@admin.command(name="open-circuit")
+@click.argument("destination_id")
+@reason_option
+@by_option
+@broker_option
+def open_circuit(destination_id: str, reason: str, by: str | None, broker: str | None) -> None:
+    """Open DESTINATION_ID's circuit now, as if it had failed: its leads move on or wait,
+    and after the cool-down one lead tries it again."""
+    _act("open_circuit", destination_id, reason, by, broker)
+
+
 @admin.command(name="log")
 @click.option("--destination", "destination_id", help="Only this destination's actions.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
@@ -569,7 +587,10 @@ def admin_log(destination_id: str | None, as_json: bool, broker: str | None) -> 
         at = action["at"].strftime("%Y-%m-%d %H:%M:%S")
         verb = action["action"].replace("_", " ")
         reason = action["reason"] or "-"
-        click.echo(f"{at}Z  {action['destination_id']:<20} {verb:<14} {action['by']:<24} {reason}")
+        change = f"  [{action['before']} → {action['after']}]" if action.get("after") else ""
+        click.echo(
+            f"{at}Z  {action['destination_id']:<20} {verb:<14} {action['by']:<24} {reason}{change}"
+        )
         if action["action"] == "pause":
             paused[action["destination_id"]] = action
         elif action["action"] == "resume":
@@ -644,19 +665,10 @@ def config_apply(file: Path, note: str, by: str | None, broker: str | None) -> N
 @broker_option
 def config_history(with_diff: bool, broker: str | None) -> None:
     """Every version, oldest first: number, when, who, why, what changed."""
-    from streams.config.versions import changes, destinations_in, load_text, text_diff
+    from streams.config.versions import text_diff
 
-    settings = _settings_with_broker(broker)
-    before: dict[str, str] = {}
     previous: ConfigVersion | None = None
-    for version in _versions(settings):
-        try:
-            with without_secret_values():
-                now = destinations_in(load_text(version.text, f"v{version.number}"))
-            changed = changes(before, now)
-            before = now
-        except ConfigError:
-            changed = "refused by this version of courier"
+    for version, changed in _with_changes(_versions(_settings_with_broker(broker))):
         at = version.at.strftime("%Y-%m-%d %H:%M:%S")
         note = f" ({version.note})" if version.note else ""
         click.echo(f"v{version.number}  {at}Z  {version.source:<8} {version.by}{note}: {changed}")
@@ -666,6 +678,23 @@ def config_history(with_diff: bool, broker: str | None) -> None:
         previous = version
     if previous is None:
         click.echo("no versions yet (a worker publishes its file when it starts)")
+
+
+def _with_changes(versions: list[ConfigVersion]) -> list[tuple[ConfigVersion, str]]:
+    """Each version with what it changed from the one before (destinations by id)."""
+    from streams.config.versions import changes, destinations_in, load_text
+
+    before: dict[str, str] = {}
+    found = []
+    for version in versions:
+        try:
+            with without_secret_values():
+                now = destinations_in(load_text(version.text, f"v{version.number}"))
+            found.append((version, changes(before, now)))
+            before = now
+        except ConfigError:
+            found.append((version, "refused by this version of courier"))
+    return found
 
 
 @config_group.command(name="show")
@@ -699,6 +728,46 @@ def config_rollback(number: int, note: str, by: str | None, broker: str | None) 
     old = _version(settings, number)
     published = _publish(settings, old.text, by, note or f"rollback to v{number}", "rollback")
     click.echo(f"v{published}: v{number} again; every worker takes it")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@broker_option
+def audit(as_json: bool, broker: str | None) -> None:
+    """Every change operators made, oldest first: actions on destinations (``courier
+    admin``, the API: who, why, the state before and after) and versions of the
+    configuration (``courier config``: who, why, what changed)."""
+    from streams.cli.console import admin_actions, to_json_line
+
+    settings = _settings_with_broker(broker)
+    actions = asyncio.run(
+        admin_actions(
+            settings.bootstrap_servers(), settings.control_topic,
+            registry_url=settings.schema_registry_url, security=settings.kafka_security(),
+        )
+    )  # fmt: skip
+    entries: list[dict[str, Any]] = [
+        {"at": a["at"], "kind": "admin", "by": a["by"], "what": f"{a['destination_id']}: "
+         f"{a['action'].replace('_', ' ')}", "why": a["reason"],
+         "change": f"{a['before']} → {a['after']}" if a.get("after") else ""}
+        for a in actions
+    ]  # fmt: skip
+    entries += [
+        {"at": v.at, "kind": "config", "by": v.by, "what": f"v{v.number} ({v.source})",
+         "why": v.note, "change": changed}
+        for v, changed in _with_changes(_versions(settings))
+    ]  # fmt: skip
+    entries.sort(key=lambda entry: entry["at"])
+    for entry in entries:
+        if as_json:
+            click.echo(to_json_line(entry))
+            continue
+        at = entry["at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        why = f" ({entry['why']})" if entry["why"] else ""
+        change = f": {entry['change']}" if entry["change"] else ""
+        click.echo(f"{at}Z  {entry['kind']:<6} {entry['by']:<24} {entry['what']}{why}{change}")
+    if not entries and not as_json:
+        click.echo("nothing yet")
 
 
 @main.group()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +13,8 @@ from streams.config.kafka import KafkaSecurity, Mechanism, Protocol
 from streams.config.policies import EgressPolicy
 from streams.errors import ConfigError
 from streams.secrets import SCRUBBER
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 class Settings(BaseSettings):
@@ -65,8 +68,11 @@ class Settings(BaseSettings):
     web_port: int | None = Field(default=None, description="health endpoints; off when unset")
     # Loopback unless asked: in a container or pod set 0.0.0.0 so probes can reach it.
     web_bind: str = "127.0.0.1"
-    # The API beyond health and metrics (lead history): a bearer token; unset, only on loopback
+    # The API beyond health and metrics (lead history, admin actions): a bearer token, or
+    # named ones (JSON: {"alice": "..."}; the name is who acted in the audit trail). With
+    # none, only a web port on loopback answers.
     api_token: SecretStr | None = None
+    api_tokens: dict[str, SecretStr] = Field(default_factory=dict)
     # Where ``courier lead`` asks (an insight worker's web port)
     api_url: str = "http://127.0.0.1:6067"
     # How long ``courier insight`` keeps a lead's history after its last record
@@ -105,9 +111,28 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _kafka_security_holds(self) -> Settings:
         self.kafka_security()  # every inconsistency named now, not at the first connection
-        if self.api_token is not None:
-            SCRUBBER.keep_secret(self.api_token.get_secret_value())
+        for token in (self.api_token, *self.api_tokens.values()):
+            if token is not None:
+                SCRUBBER.keep_secret(token.get_secret_value())
         return self
+
+    def api_caller(self, authorization: str | None) -> tuple[str | None, tuple[int, str] | None]:
+        """Who calls the API (the name of the bearer token given), or why the call is
+        refused (HTTP status, message). No token configured: only a web port on loopback
+        answers, to "local" (a port open to the network must not serve leads to anyone)."""
+        tokens = dict(self.api_tokens)
+        if self.api_token is not None:
+            tokens.setdefault("api", self.api_token)
+        if not tokens:
+            if self.web_bind in LOOPBACK:
+                return "local", None
+            refusal = "set COURIER_API_TOKEN to use the API on a web port open to the network"
+            return None, (403, refusal)
+        given = (authorization or "").removeprefix("Bearer ").strip().encode()
+        for name, token in tokens.items():
+            if hmac.compare_digest(given, token.get_secret_value().encode()):
+                return name, None
+        return None, (401, "a bearer token is required (COURIER_API_TOKEN or COURIER_API_TOKENS)")
 
     def kafka_security(self) -> KafkaSecurity:
         return KafkaSecurity(

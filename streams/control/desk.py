@@ -185,7 +185,8 @@ class DeliveryDesk:
             quota = admitted.until > now  # a vendor's spent quota: its leads wait for it
             if (quota or destination.circuit.when_open == "park") and not item.has_fallback:
                 until = admitted.reopens_at(destination.circuit)
-                return self._park(item, destination, until, open_outcome().reason)
+                # An operator's reset lets it go at once (``_released``).
+                return self._park(item, destination, until, open_outcome().reason, circuit=True)
             finished = self._finish(
                 item, not_sent(item.lead, destination, open_outcome(), item.number)
             )
@@ -272,13 +273,18 @@ class DeliveryDesk:
         return [
             (key, value, WorkItem.from_json(value["item"].encode()))
             for key, value in mine
-            if value["due"] <= now or self._resumed(value)
+            if value["due"] <= now or self._released(value)
         ]
 
-    def _resumed(self, parked: dict[str, Any]) -> bool:
-        """Held for a pause that has been lifted."""
-        destination_id = parked.get("paused")
-        return destination_id is not None and destination_id not in self.admin.paused
+    def _released(self, parked: dict[str, Any]) -> bool:
+        """Held for a pause that has been lifted, or for an open circuit that an operator
+        has reset since."""
+        paused = parked.get("paused")
+        if paused is not None:
+            return paused not in self.admin.paused
+        circuit = parked.get("circuit")
+        reset_at = self.admin.circuits_reset_at.get(circuit) if circuit is not None else None
+        return reset_at is not None and reset_at >= parked["parked_at"]
 
     def release(self, key: str, value: Any) -> None:
         """Forget a parked item handed back: unless it was parked again meanwhile."""
@@ -337,18 +343,25 @@ class DeliveryDesk:
         why: str,
         paused: bool = False,
         raw: str | None = None,
+        circuit: bool = False,
     ) -> Handled:
-        """Hold ``item`` until ``until`` (or, ``paused``, until its destination is resumed);
-        its event says why and when it comes back at the latest."""
-        self._store_parked(item, until, paused)
+        """Hold ``item`` until ``until`` (or, ``paused``, until its destination is resumed;
+        ``circuit``, until its circuit is reset); its event says why and when it comes back
+        at the latest."""
+        self._store_parked(item, until, paused, circuit)
         held = not_sent(item.lead, destination, Outcome.skip(why, raw=raw), item.number)
         return Handled(held, None, datetime.fromtimestamp(until, UTC))
 
-    def _store_parked(self, item: WorkItem, due: float, paused: bool = False) -> None:
+    def _store_parked(
+        self, item: WorkItem, due: float, paused: bool = False, circuit: bool = False
+    ) -> None:
         traced = replace(item, traceparent=telemetry.current_headers().get("traceparent"))
         value: dict[str, Any] = {"due": due, "item": traced.to_json().decode()}
         if paused:
             value["paused"] = item.destination_id
+        if circuit:
+            value["circuit"] = item.destination_id
+            value["parked_at"] = self._clock()
         self.parked[_work_key(item)] = value
 
     async def _reserve(self, destination: Destination) -> str | None:

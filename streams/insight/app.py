@@ -10,7 +10,6 @@ routing, over the workers' web ports)."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import socket
 import time
@@ -36,22 +35,11 @@ log = logging.getLogger(__name__)
 
 HISTORY_TABLE = "lead_history"
 EXPIRY_CHECK_S = 3600.0
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def api_refusal(settings: Settings, authorization: str | None) -> tuple[int, str] | None:
-    """Why a request to the API is refused, if it is: with ``COURIER_API_TOKEN`` set, the
-    request must carry it as a bearer token; without one, only a web port on loopback
-    answers (a port open to the network must not serve lead history to anyone)."""
-    token = settings.api_token
-    if token is None:
-        if settings.web_bind in LOOPBACK:
-            return None
-        return 403, "set COURIER_API_TOKEN to use the API on a web port open to the network"
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
-        return 401, "a bearer token is required (COURIER_API_TOKEN)"
-    return None
+    """Why a request to the API is refused, if it is (``Settings.api_caller``)."""
+    return settings.api_caller(authorization)[1]
 
 
 def create_insight_app(settings: Settings, destinations: DestinationsFile | None = None) -> Any:

@@ -176,6 +176,8 @@ def admin_action(action: str, destination_id: str, by: str, reason: str) -> dict
         "by": by,
         "reason": reason,
         "at": datetime.now(UTC),
+        "before": "",
+        "after": "",
     }
 
 

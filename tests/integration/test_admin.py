@@ -5,27 +5,35 @@ deliveries through before the cool-down; ``courier admin log`` is the audit trai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
+from streams.cli.broker import free_port
 from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Received, Recipient
 
 
 def courier_admin(worker: Any, topics: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return courier(worker, topics, "admin", *args)
+
+
+def courier(worker: Any, topics: Any, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "COURIER_BROKER": worker.kafka.url,
         "COURIER_CONTROL_TOPIC": topics.control,
+        "COURIER_CONFIG_TOPIC": topics.config,
         "COURIER_DESTINATIONS": str(worker.destinations),
     }
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "admin", *args],
+        [sys.executable, "-m", "streams.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -101,5 +109,74 @@ destinations:
         assert lines[-1] == "paused now: none"
         unknown = courier_admin(worker, topics, "pause", "nobody")
         assert unknown.returncode == 2 and "no destination 'nobody'" in unknown.stderr
+    finally:
+        await recipient.stop()
+
+
+async def test_the_api_acts_as_its_tokens_name_and_the_audit_trail_says_before_and_after(
+    kafka: KafkaTarget, topics: Any, start_worker: Any
+) -> None:
+    recipient = await Recipient().start()
+    port = free_port()
+    try:
+        worker = start_worker(
+            f"destinations:\n  - id: crm\n    url: {recipient.url('/crm')}\n"
+            "    circuit: {cool_down_s: 3600, when_open: park}\n",
+            env={"COURIER_WEB_PORT": str(port), "COURIER_WEB_BIND": "0.0.0.0",
+                 "COURIER_API_TOKENS": '{"ops-bot": "a-token-for-the-ops-bot"}'},
+        )  # fmt: skip
+        api = f"http://127.0.0.1:{port}/api/admin"
+        bot = {"Authorization": "Bearer a-token-for-the-ops-bot"}
+        async with aiohttp.ClientSession() as http:
+            async with asyncio.timeout(60):
+                while True:  # the web port answers once the worker is up
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with http.get(f"{api}", headers=bot) as res:
+                            if res.status == 200:
+                                break
+                    await asyncio.sleep(0.5)
+
+            async def act(path: str, headers: dict[str, str], body: Any = None) -> Any:
+                async with http.post(f"{api}/{path}", headers=headers, json=body) as res:
+                    return res.status, await res.json()
+
+            assert (await act("crm/open_circuit", {}))[0] == 401
+            assert (await act("crm/open_circuit", {"Authorization": "Bearer guess"}))[0] == 401
+            status, answer = await act("crm/close_everything", bot)
+            assert status == 400 and "pause, resume, reset_circuit, open_circuit" in answer["error"]
+            status, answer = await act("nobody/pause", bot)
+            assert (status, answer["error"]) == (404, "no destination 'nobody'")
+
+            status, answer = await act("crm/open_circuit", bot, {"reason": "vendor incident"})
+            assert status == 202, answer
+            assert (answer["by"], answer["reason"]) == ("ops-bot", "vendor incident")
+            assert (answer["before"], answer["after"]) == (
+                "delivering; circuit closed", "delivering; circuit open",
+            )  # fmt: skip
+            await applied(worker, "crm: open_circuit by ops-bot (vendor incident)")
+            async with http.get(api, headers=bot) as res:
+                assert (await res.json())["circuits"] == {"crm": "open"}
+
+            # Open: a lead waits (an hour's cool-down) instead of going.
+            await publish(kafka, topics.leads, [{"id": "W-1", "lead": {}}])
+            waited = await collect(kafka, topics.events, 1)
+            assert decode_with_schema_file(waited[0].value, "delivery_event")["outcome"] == "skip"
+            assert recipient.requests == []
+
+            status, answer = await act("crm/reset_circuit", bot)
+            assert status == 202 and answer["before"] == "delivering; circuit open"
+            await recipient.wait_for(1, timeout_s=30)  # the waiting lead goes at once
+
+        audit = await asyncio.to_thread(courier, worker, topics, "audit")
+        assert audit.returncode == 0, audit.stderr
+        lines = audit.stdout.splitlines()
+        assert " config " in lines[0] and "v1 (start)" in lines[0]
+        assert lines[1].endswith(
+            "ops-bot                  crm: open circuit (vendor incident): "
+            "delivering; circuit closed → delivering; circuit open"
+        ), lines[1]
+        assert (
+            "crm: reset circuit: delivering; circuit open → delivering; circuit closed" in lines[2]
+        )
     finally:
         await recipient.stop()

@@ -560,6 +560,18 @@ def open_circuit(destination_id: str, reason: str, by: str | None, broker: str |
     _act("open_circuit", destination_id, reason, by, broker)
 
 
+@admin.command()
+@click.argument("destination_id")
+@reason_option
+@by_option
+@broker_option
+def drain(destination_id: str, reason: str, by: str | None, broker: str | None) -> None:
+    """End the work waiting for DESTINATION_ID (parked retries, leads held for a pause,
+    its hours or its circuit): each ends without a request, as a skip saying who drained
+    it, and its lead's plan moves on (a waterfall's next destination)."""
+    _act("drain", destination_id, reason, by, broker)
+
+
 @admin.command(name="log")
 @click.option("--destination", "destination_id", help="Only this destination's actions.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")

@@ -16,7 +16,7 @@ import orjson
 
 from streams.stages.events import admin_action
 
-ADMIN_VERBS = ("pause", "resume", "reset_circuit", "open_circuit")
+ADMIN_VERBS = ("pause", "resume", "reset_circuit", "open_circuit", "drain")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,8 @@ class AdminState:
     paused: dict[str, Pause] = field(default_factory=dict)
     # destination id → when its circuit was last reset: a circuit opened before is closed
     circuits_reset_at: dict[str, float] = field(default_factory=dict)
+    # destination id → the last drain: work that waited for it from before ends
+    drained: dict[str, Pause] = field(default_factory=dict)
 
     def apply(self, action: dict[str, Any]) -> None:
         """One ``AdminAction`` record (decoded)."""
@@ -43,7 +45,17 @@ class AdminState:
             self.paused.pop(destination, None)
         elif verb == "reset_circuit":
             self.circuits_reset_at[destination] = at
+        elif verb == "drain":
+            self.drained[destination] = Pause(action["by"], action["reason"], at)
         # open_circuit changes the circuit itself (``follow_control``); nothing to keep here.
+
+    def drained_since(self, destination_id: str, parked_at: float) -> str | None:
+        """Who drained the destination's waiting work, and why, if they did after
+        ``parked_at``."""
+        drain = self.drained.get(destination_id)
+        if drain is None or drain.at < parked_at:
+            return None
+        return f"drained by {drain.by}" + (f": {drain.reason}" if drain.reason else "")
 
     def describe(self, destination_id: str, circuit: str | None) -> str:
         """The destination's state in words, for the audit trail: its pause and circuit."""

@@ -46,6 +46,7 @@ from streams.stages.routing import phase_at
 # then its attempt counts as any other error's.
 MAX_QUOTA_WAITS = 72
 PAUSED = "Destination paused"  # the skip reason; who paused it and why are in ``raw``
+DRAINED = "Waiting work drained"  # the same for an operator's drain
 MAX_PAUSE_HOLD_S = 7 * 86400.0  # a lead held for a pause is tried again after a week anyway
 
 if TYPE_CHECKING:
@@ -158,6 +159,9 @@ class DeliveryDesk:
         remembered = self.delivered.get(_delivered_key(item))
         if remembered is not None:  # accepted before: never sent twice
             return Handled(None, attempt_from_dict(remembered["attempt"]))
+        if item.drained_by is not None:  # an operator ended what waited for it
+            drained = Outcome.skip(DRAINED, raw=item.drained_by)
+            return self._finish(item, not_sent(item.lead, destination, drained, item.number))
         now = self._clock()
         paused = self.admin.pause_reason(destination.id)
         if paused is not None:
@@ -270,11 +274,16 @@ class DeliveryDesk:
         now = self._clock()
         mine = [(key, value) for key, value in list(self.parked.items()) if owns(self._owner(key))]
         self.waiting = len(mine)
-        return [
-            (key, value, WorkItem.from_json(value["item"].encode()))
-            for key, value in mine
-            if value["due"] <= now or self._released(value)
-        ]
+        found = []
+        for key, value in mine:
+            item = WorkItem.from_json(value["item"].encode())
+            # Parked before a drain of its destination: it comes back now, to end.
+            drained = self.admin.drained_since(item.destination_id, value.get("parked_at", 0.0))
+            if drained is not None:
+                found.append((key, value, replace(item, drained_by=drained)))
+            elif value["due"] <= now or self._released(value):
+                found.append((key, value, item))
+        return found
 
     def _released(self, parked: dict[str, Any]) -> bool:
         """Held for a pause that has been lifted, or for an open circuit that an operator
@@ -356,12 +365,15 @@ class DeliveryDesk:
         self, item: WorkItem, due: float, paused: bool = False, circuit: bool = False
     ) -> None:
         traced = replace(item, traceparent=telemetry.current_headers().get("traceparent"))
-        value: dict[str, Any] = {"due": due, "item": traced.to_json().decode()}
+        value: dict[str, Any] = {
+            "due": due,
+            "item": traced.to_json().decode(),
+            "parked_at": self._clock(),  # a drain or a circuit reset after it releases it
+        }
         if paused:
             value["paused"] = item.destination_id
         if circuit:
             value["circuit"] = item.destination_id
-            value["parked_at"] = self._clock()
         self.parked[_work_key(item)] = value
 
     async def _reserve(self, destination: Destination) -> str | None:

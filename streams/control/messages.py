@@ -36,6 +36,9 @@ class WorkItem:
     traceparent: str | None = None
     # How often it has waited for the destination's spent quota (not counted in ``number``)
     quota_waits: int = 0
+    # An operator drained the destination's waiting work while this waited: who and why.
+    # It ends without a request (the plan moves on).
+    drained_by: str | None = None
 
     def to_json(self) -> bytes:
         doc = {
@@ -49,6 +52,8 @@ class WorkItem:
             doc["traceparent"] = self.traceparent
         if self.quota_waits:
             doc["quota_waits"] = self.quota_waits
+        if self.drained_by is not None:
+            doc["drained_by"] = self.drained_by
         return orjson.dumps(doc)
 
     @property
@@ -71,6 +76,7 @@ class WorkItem:
                 bool(doc["has_fallback"]),
                 _traceparent(doc.get("traceparent")),
                 int(doc.get("quota_waits", 0)),
+                str(doc["drained_by"]) if doc.get("drained_by") is not None else None,
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise MessageError(f"work item: {type(exc).__name__}: {exc}") from None

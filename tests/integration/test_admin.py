@@ -180,3 +180,57 @@ async def test_the_api_acts_as_its_tokens_name_and_the_audit_trail_says_before_a
         )
     finally:
         await recipient.stop()
+
+
+async def test_a_drain_ends_the_waiting_retries_and_the_waterfall_moves_on(
+    kafka: KafkaTarget, topics: Any, start_worker: Any
+) -> None:
+    down = await Recipient(
+        answer=lambda server, received: web.json_response({"error": "down"}, status=503)
+    ).start()
+    backup = await Recipient().start()
+    try:
+        worker = start_worker(
+            f"""
+destinations:
+  - id: crm
+    url: {down.url("/crm")}
+    retry: {{max_attempts: 5, base_s: 3600, max_delay_s: 3600}}
+    circuit: {{enabled: false}}
+  - id: backup
+    url: {backup.url("/backup")}
+flows:
+  - id: f
+    plan: {{waterfall: [crm, backup]}}
+"""
+        )
+        await publish(kafka, topics.leads, [{"id": f"D-{i}", "lead": {}} for i in range(3)])
+        await down.wait_for(3)
+        await asyncio.sleep(1.0)  # the three retries are parked for an hour
+        drained = courier_admin(
+            worker, topics, "drain", "crm", "--reason", "API down", "--by", "al"
+        )
+        assert drained.returncode == 0, drained.stderr
+        await backup.wait_for(3, timeout_s=30)  # each went on to the next in its waterfall
+        outcomes = await collect(kafka, topics.outcomes, 3)
+        sold = {
+            o["lead_id"]: o["accepted_by"]
+            for o in (decode_with_schema_file(r.value, "lead_outcome") for r in outcomes)
+        }
+        assert sold == {f"D-{i}": ["backup"] for i in range(3)}
+        events = [decode_with_schema_file(r.value, "delivery_event")
+                  for r in await collect(kafka, topics.events, 9)]  # fmt: skip
+        ended = [e for e in events if e["reason"] == "Waiting work drained"]
+        assert {(e["lead_id"], e["destination_id"], e["outcome"], e["raw"]) for e in ended} == {
+            (f"D-{i}", "crm", "skip", "drained by al: API down") for i in range(3)
+        }
+        assert len(down.requests) == 3  # the drained retries never went
+
+        # Work that waits from after the drain is not drained.
+        await publish(kafka, topics.leads, [{"id": "D-late", "lead": {}}])
+        await down.wait_for(4)
+        await asyncio.sleep(1.5)
+        assert len(backup.requests) == 3
+    finally:
+        await down.stop()
+        await backup.stop()

@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiokafka.errors import KafkaError
 
 from schemas import ALERT_EVENT
 from streams.avro import AvroDecodeError, EventDecoder, EventEncoder
@@ -37,6 +38,7 @@ from streams.insight.alerting import (
     transitions,
     webhook_text,
 )
+from streams.insight.lag import group_lag
 from streams.insight.stats import (
     DEAD_LETTERS,
     MINUTE,
@@ -58,6 +60,7 @@ CHART_MINUTES = 60
 STATIC = files(__package__).joinpath("static")
 STATIC_TYPES = {".js": "application/javascript", ".css": "text/css", ".html": "text/html"}
 PEER_TIMEOUT_S = 5.0
+LAG_CHECK_S = 5.0
 ALERT_CHECK_S = 5.0
 STATIC_FILES = frozenset({"uPlot.iife.min.js", "uPlot.min.css", "dashboard.js"})
 
@@ -92,6 +95,9 @@ def register_dashboard(
     # The longest window a rule looks at: that many minute buckets are read per check.
     judged = max(rules.error_rate.minutes, rules.no_acceptance.minutes, DEAD_LETTER_MINUTES)
     pending: dict[str, str] = {}  # alert changes sent to the agent, not yet in the table
+    # The delivery workers' consumer lag, per topic and partition (every insight worker
+    # reads the same from the cluster).
+    lag: dict[str, dict[int, int]] = {}
 
     async def on_event(record: dict[str, Any]) -> None:
         facts = fact(record)
@@ -177,6 +183,20 @@ def register_dashboard(
         for key in old:
             del stats[key]
 
+    @app.timer(LAG_CHECK_S)
+    async def measure_lag() -> None:
+        # The topics the workers consume: leads, then the hops inside.
+        watched = [settings.leads_topic, settings.routing_topic, settings.work_topic]
+        try:
+            found = await group_lag(
+                settings.bootstrap_servers(), settings.app_id, watched, settings.kafka_security()
+            )
+        except KafkaError as exc:
+            log.warning("consumer lag: cannot be read (%s)", exc)
+            return
+        lag.clear()
+        lag.update(found)
+
     @app.timer(ALERT_CHECK_S)
     async def judge() -> None:
         """Each of this worker's destinations against the alert rules; a change of state
@@ -257,6 +277,7 @@ def register_dashboard(
             "caps": {d: caps_used.get(d) for d in destinations if caps_used.get(d) is not None},
             "paused": {d: paused.get(d) for d in destinations if paused.get(d) is not None},
             "tail": list(tail),
+            "lag": {topic: {str(p): n for p, n in parts.items()} for topic, parts in lag.items()},
         }
 
     async def everything(authorization: str | None) -> dict[str, Any]:
@@ -351,7 +372,9 @@ def _shown(parts: list[dict[str, Any]]) -> dict[str, Any]:
     caps: dict[str, Any] = {}
     paused: dict[str, Any] = {}
     tail: list[dict[str, Any]] = []
+    lag: dict[str, Any] = {}
     for part in parts:
+        lag = lag or part.get("lag", {})  # the same in each: read from the cluster
         for name in WINDOWS:
             windows[name].update(part["windows"][name])
         minutes.update(part["minutes"])
@@ -381,4 +404,8 @@ def _shown(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "caps": caps,  # destination → [[window, used, cap], ...] as last reported
         "paused": paused,  # destination → who paused it and why (courier admin)
         "tail": sorted(tail, key=lambda e: e["at"])[-TAIL_SIZE:],
+        # topic → {"total": waiting, "partitions": {partition: waiting}}
+        "lag": {
+            topic: {"total": sum(per.values()), "partitions": per} for topic, per in lag.items()
+        },
     }

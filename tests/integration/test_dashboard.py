@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -19,7 +21,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from streams.cli.broker import free_port
-from tests.integration.conftest import collect, decode_with_schema_file, publish
+from streams.insight.lag import group_lag
+from tests.integration.conftest import collect, create_topic, decode_with_schema_file, publish
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Recipient
 from tests.integration.worker import WorkerProcess
@@ -42,7 +45,9 @@ def chromium() -> webdriver.Chrome:
     return webdriver.Chrome(service=Service(driver_path), options=options)
 
 
-async def dashboard_shows(api: str, attempts: int) -> dict[str, Any]:
+async def dashboard_shows(api: str, attempts: int, caught_up: str) -> dict[str, Any]:
+    """The dashboard's data once it counts ``attempts`` and the workers have committed
+    everything on topic ``caught_up``."""
     async with aiohttp.ClientSession() as session, asyncio.timeout(90):
         while True:
             try:
@@ -50,7 +55,10 @@ async def dashboard_shows(api: str, attempts: int) -> dict[str, Any]:
                     if res.status == 200:
                         data = await res.json()
                         hour = data["windows"]["hour"]
-                        if sum(s["attempts"] for s in hour.values()) >= attempts:
+                        lag = data["lag"].get(caught_up)
+                        if sum(s["attempts"] for s in hour.values()) >= attempts and (
+                            lag is not None and lag["total"] == 0
+                        ):
                             return dict(data)
             except aiohttp.ClientConnectionError:
                 pass
@@ -70,13 +78,14 @@ destinations:
     url: {recipient.url("/buyer")}
     mapping: {{email: email}}
 """
-    start_worker(yaml)
+    worker = start_worker(yaml)
     port = free_port()
     insight = WorkerProcess(
         kafka,
         yaml,
         tmp_path,
         topics,
+        app_id=worker.app_id,  # the workers' group: its lag is shown
         env={"COURIER_WEB_PORT": str(port)},  # on loopback: no token needed
         name="insight",
         command=("insight",),
@@ -92,7 +101,7 @@ destinations:
         records = await collect(kafka, topics.events, 2 * len(leads), settle_s=1.0)
         events = [decode_with_schema_file(r.value, "delivery_event") for r in records]
         api = f"http://127.0.0.1:{port}"
-        data = await dashboard_shows(api, len(events))
+        data = await dashboard_shows(api, len(events), caught_up=topics.leads)
         driver = await asyncio.to_thread(chromium)
         await asyncio.to_thread(driver.get, f"{api}/dashboard")
 
@@ -119,6 +128,8 @@ destinations:
         assert cell("crm", "revenue") == f"{revenue:.2f}"
         dead = driver.find_elements(By.CSS_SELECTOR, "#dead-letters tbody tr")
         assert [r.text for r in dead] == ["Not JSON 1"]
+        assert cell(topics.leads, "lag") == "0"  # every lead read and committed
+        assert set(data["lag"]) == {topics.leads, topics.routing, topics.work}
         tail = driver.find_elements(By.CSS_SELECTOR, "#tail tbody tr")
         assert len(tail) == len(events)
         assert "@example.com" not in driver.page_source  # ids, never a lead's values
@@ -130,3 +141,28 @@ destinations:
         if driver is not None:
             await asyncio.to_thread(driver.quit)
         await asyncio.to_thread(insight.stop)
+
+
+async def test_lag_is_what_the_group_has_yet_to_commit(kafka: KafkaTarget) -> None:
+    read, unread = f"lag-read-{uuid.uuid4().hex[:8]}", f"lag-unread-{uuid.uuid4().hex[:8]}"
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+    await producer.start()
+    try:
+        for topic in (read, unread):
+            await create_topic(kafka, topic, 2)
+            for partition, count in ((0, 3), (1, 2)):
+                for _ in range(count):
+                    await producer.send_and_wait(topic, b"{}", partition=partition)
+    finally:
+        await producer.stop()
+    group = f"lag-group-{uuid.uuid4().hex[:8]}"
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=group,
+                                enable_auto_commit=False)  # fmt: skip
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(read, p) for p in (0, 1)])
+        await consumer.commit({TopicPartition(read, 0): 1, TopicPartition(read, 1): 2})
+    finally:
+        await consumer.stop()
+    lag = await group_lag(kafka.bootstrap, group, [read, unread])
+    assert lag == {read: {0: 2, 1: 0}, unread: {0: 3, 1: 2}}  # nothing committed: all waits

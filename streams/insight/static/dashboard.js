@@ -71,6 +71,17 @@ function drawDeadLetters(data) {
   }
 }
 
+function drawLag(data) {
+  // Records the delivery workers have yet to read, per topic (and partition).
+  const body = document.querySelector("#lag tbody");
+  body.replaceChildren();
+  for (const [topic, lag] of Object.entries(data.lag || {})) {
+    const parts = Object.entries(lag.partitions).map(([p, n]) => `${p}: ${n}`).join(", ");
+    body.appendChild(row([cell(topic, "topic", null, "text"), cell(lag.total, "lag", topic),
+                          cell(parts, "partitions", topic, "text")]));
+  }
+}
+
 function drawTail(data) {
   const body = document.querySelector("#tail tbody");
   body.replaceChildren();
@@ -112,6 +123,7 @@ async function refresh() {
     if (!res.ok) throw new Error(data.error || res.status);
     drawDestinations(data);
     drawDeadLetters(data);
+    drawLag(data);
     drawTail(data);
     drawChart(data);
     document.getElementById("updated").textContent =

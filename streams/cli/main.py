@@ -482,7 +482,9 @@ def _act(verb: str, destination_id: str, reason: str, by: str | None, broker: st
     settings = _settings_with_broker(broker)
     if settings.destinations.exists():
         try:
-            known = load_destinations(settings.destinations).by_id()
+            # Only its ids are needed: the workers' secrets need not be in this shell.
+            with without_secret_values():
+                known = load_destinations(settings.destinations).by_id()
         except ConfigError as exc:
             _fail(str(exc))
         if destination_id not in known:

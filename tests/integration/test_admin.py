@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+from collections import Counter
 from typing import Any
 
 import aiohttp
@@ -18,6 +20,7 @@ from streams.cli.broker import free_port
 from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Received, Recipient
+from tests.integration.test_engine import both_working
 
 
 def courier_admin(worker: Any, topics: Any, *args: str) -> subprocess.CompletedProcess[str]:
@@ -234,3 +237,55 @@ flows:
     finally:
         await down.stop()
         await backup.stop()
+
+
+async def test_a_pause_holds_in_both_of_two_workers_and_across_a_kill(
+    kafka: KafkaTarget, topics: Any, start_worker: Any
+) -> None:
+    recipient = await Recipient().start()
+    try:
+        crm = f"""
+destinations:
+  - id: crm
+    url: {recipient.url("/crm")}
+    headers: {{X-Worker: "${{env:WORKER_TAG}}"}}
+    mapping: {{ref: id}}
+"""
+        first = start_worker(crm, name="a", env={"WORKER_TAG": "a"})
+        second = start_worker(crm, name="b", app_id=first.app_id, env={"WORKER_TAG": "b"})
+        await both_working(recipient, kafka, topics, "warm")
+
+        def delivered_held() -> Counter[str]:
+            refs = (r.json()["ref"] for r in recipient.requests)
+            return Counter(ref for ref in refs if ref.startswith("H-"))
+
+        paused = courier_admin(first, topics, "pause", "crm", "--reason", "audit", "--by", "al")
+        assert paused.returncode == 0, paused.stderr
+        for worker in (first, second):
+            await applied(worker, "crm: pause by al (audit)")
+        held = [f"H-{i}" for i in range(12)]  # spread over every partition, so both workers
+        await publish(kafka, topics.leads, [{"id": ref, "lead": {}} for ref in held])
+        await asyncio.sleep(2.0)
+
+        # A worker killed and started again learns the pause from the control topic.
+        assert await second.stopped(signal.SIGKILL) == -signal.SIGKILL
+        second.start()
+        await applied(second, "crm: pause by al (audit)")
+        await asyncio.sleep(3.0)
+        assert delivered_held() == {}  # nothing went from either while paused
+
+        resumed = courier_admin(first, topics, "resume", "crm", "--by", "al")
+        assert resumed.returncode == 0, resumed.stderr
+        async with asyncio.timeout(90):
+            while len(delivered_held()) < len(held):
+                await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)
+        assert delivered_held() == dict.fromkeys(held, 1)
+        assert {r.headers["X-Worker"] for r in recipient.requests if r.json()["ref"] in held} == {
+            "a",
+            "b",
+        }
+        audit = courier(first, topics, "audit")
+        assert "crm: pause (audit)" in audit.stdout and "crm: resume" in audit.stdout
+    finally:
+        await recipient.stop()

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 PARKED_CHECK_S = 0.2  # how often parked work is looked at: the lateness of a retry
 FORGET_CHECK_S = 300.0
 CAP_REPORT_S = 2.0
+POLL_CHECK_S = 5.0  # how often polls are looked at: at most this late
 REPLAYED_HEADER = "courier.replayed.from"  # set by ``courier replay``
 
 # A handler yields what to send, batch by batch (a lead's fast destination's event goes
@@ -158,6 +159,12 @@ def register_agents(
         for key, value, item in on.desk.due(owns_destination()):
             await send_all([on.to_work(item)])
             on.desk.release(key, value)
+
+    @app.timer(POLL_CHECK_S, name="poll_feedback")
+    async def poll_feedback() -> None:
+        """Polled recipients asked about the leads they accepted, when each is due."""
+        on = await handlers()
+        await send_all(await on.polls_due(owns_lead()))
 
     @app.timer(CAP_REPORT_S, name="report_caps")
     async def report_caps() -> None:

@@ -30,6 +30,7 @@ from faust.transport.drivers.aiokafka import (
 
 from streams import telemetry
 from streams.agents import register_agents
+from streams.auth import OAuth2Auth
 from streams.avro import AvroDecodeError, Encoders, EventDecoder, SchemaRegistry
 from streams.broker_offsets import fetched_end_offsets
 from streams.config import Destination, DestinationsFile, Settings
@@ -43,7 +44,7 @@ from streams.control.desk import DeliveryDesk, Unremembered, lead_key, owner_key
 from streams.control.distribution import Distributor
 from streams.control.home import Home, LeadStates
 from streams.control.tables import confirmed, keyed_table, partition_of, track_writes
-from streams.errors import ConfigError
+from streams.errors import ConfigError, DeliveryError
 from streams.handlers import Handlers, Origin
 from streams.kafka_clients import send_admin_action
 from streams.live_config import follow_config, publish_version
@@ -54,7 +55,7 @@ from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.batching import Batches
 from streams.stages.delivery import HttpSender
 from streams.stages.events import ADMIN_ACTION_NAME, CAP_USAGE_NAME
-from streams.stages.feedback import receive_feedback
+from streams.stages.feedback import poll_request, receive_feedback
 from streams.stages.oauth import TokenCache
 from streams.topics import DLQ_MAX_MESSAGE_BYTES, declare_topics
 
@@ -366,6 +367,20 @@ def create_app(
     tokens = TokenCache()  # OAuth 2.0 tokens, shared by every delivery of this worker
     batches = Batches()  # open batches of batch-taking destinations
 
+    async def poll_recipient(destination_id: str, url: str) -> tuple[int, bytes] | None:
+        """A polled recipient's answer about one lead (None: it could not be asked)."""
+        destination = by_id.get(destination_id)
+        if destination is None:
+            return None
+        try:
+            oauth = isinstance(destination.auth, OAuth2Auth)
+            token = await tokens.token(destination, sender) if oauth else None
+            answer = await sender(poll_request(url, destination.auth, token), destination)
+        except DeliveryError as exc:
+            log.info("%s: a poll could not be sent (%s)", destination_id, type(exc).__name__)
+            return None
+        return answer.status, answer.body
+
     async def attempt_at(lead: Lead, destination: Destination, number: int) -> Attempt:
         return await attempt_delivery(
             lead, destination, sender, number, tokens=tokens, batches=batches
@@ -413,6 +428,7 @@ def create_app(
         # Only for recipients whose feedback names leads by their own ids: one small record
         # and table entry per sale to them.
         references=table("references", own_owner, keep_s=remember_s),
+        polls=table("polls", lead_key),
     )
     built: asyncio.Future[Handlers] | None = None
     progress = Progress()  # records taken and finished: a stalled worker is not ready
@@ -432,7 +448,16 @@ def create_app(
         nonlocal built
         if built is None:
             built = asyncio.ensure_future(
-                _handlers(settings, flows, home, capped_desk, worker_name, at_home, feedback_blocks)
+                _handlers(
+                    settings,
+                    flows,
+                    home,
+                    capped_desk,
+                    worker_name,
+                    at_home,
+                    feedback_blocks,
+                    poll_recipient,
+                )
             )
         return await built
 
@@ -734,6 +759,7 @@ async def _handlers(
     worker_name: str,
     at_home: Callable[[Origin, str], bool],
     feedback_blocks: Mapping[str, Any],
+    poll: Callable[[str, str], Awaitable[tuple[int, bytes] | None]],
 ) -> Handlers:
     codec = await Encoders.build(
         settings.schema_registry_url,
@@ -754,6 +780,7 @@ async def _handlers(
         at_home=at_home,
         confirmed=confirmed,
         feedback=feedback_blocks,
+        poll=poll,
     )
 
 

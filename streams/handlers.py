@@ -11,7 +11,9 @@ exception's type, never the lead's values) and a dead letter with the detail.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -24,7 +26,7 @@ from streams import logs, telemetry
 from streams.avro import Encoders
 from streams.config.feedback import DEFAULT_RETURN_WINDOW_DAYS, FeedbackConfig
 from streams.config.flows import CompiledFlow
-from streams.control.desk import DeliveryDesk, Handled, unsent
+from streams.control.desk import KEY_SEPARATOR, DeliveryDesk, Handled, unsent
 from streams.control.home import Home, Report
 from streams.control.messages import MessageError, WorkItem, attempt_to_dict
 from streams.control.tables import partition_of
@@ -50,6 +52,9 @@ from streams.stages.feedback import (
     FeedbackError,
     Notice,
     Verdict,
+    poll_entry,
+    poll_url,
+    read_poll,
     reference_key,
 )
 from streams.stages.routing import Progress, select_flow
@@ -84,7 +89,8 @@ Stage = Literal["intake", "routing", "work", "feedback"]
 TopicName = Literal["events", "outcomes", "dlq", "control", "routing", "work", "feedback_events"]
 # Routing records about a recipient's feedback, not a lead's delivery: a failure on one
 # dead-letters it and leaves the lead as it is.
-FEEDBACK_MESSAGES = ("feedback", "reference")
+FEEDBACK_MESSAGES = ("feedback", "reference", "poll", "polled")
+MAX_POLLS_AT_ONCE = 50  # asks to polled recipients per check, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,13 +158,18 @@ class Handlers:
         at_home: Callable[[Origin, str], bool],
         confirmed: Callable[[], Awaitable[None]],
         feedback: Mapping[str, FeedbackConfig | None] | None = None,
+        poll: Callable[[str, str], Awaitable[tuple[int, bytes] | None]] | None = None,
     ) -> None:
         """``home``: leads in their own partition; ``desk``: deliveries to destinations with
         caps, in the destination's partition; ``at_home(origin, lead_id)``: a record read
         there is in its lead's partition; ``confirmed()``: returns once every table write
         made so far is stored by the broker; ``feedback``: each destination's feedback
-        block (None: none), for the destinations a recipient may send feedback about."""
+        block (None: none), for the destinations a recipient may send feedback about;
+        ``poll(destination_id, url)``: a GET to a polled recipient's status URL with its
+        credentials, (status, body), or None when it could not be asked."""
         self._feedback = feedback or {}
+        self._poll = poll
+        self._asked: dict[str, float] = {}  # polls asked, by the next_at they were asked at
         self._caps_reported: dict[str, list[tuple[str, int, int]]] = {}
         self._flows = flows
         self.home = home
@@ -254,6 +265,7 @@ class Handlers:
         sends += [
             self.reference(attempt) for attempt, _ in report.attempts if self._referenced(attempt)
         ]
+        sends += [self._start_polling(a) for a, _ in report.attempts if self._polled(a)]
         sends += [self.circuit(destination, change) for destination, change in report.changes]
         sends += [self.to_work(item) for item in report.asks]
         if report.finished is not None and report.lead is not None:
@@ -300,17 +312,99 @@ class Handlers:
             self.home.references[key] = str(message["lead_id"])
             await self._confirmed()
             return []
+        if message["type"] in ("poll", "polled"):
+            return await self._about_poll(message)
         notice = Notice.from_json(message["notice"].encode())
         if notice.lead_id is None:
             lead_id = self.home.references.get(notice.key)
             if lead_id is None:
                 return [self._judged(notice, Verdict(False, UNKNOWN_REFERENCE))]
             return [self._feedback_to(lead_id, replace(notice, lead_id=lead_id))]
+        return await self._judge(notice)
+
+    async def _judge(self, notice: Notice) -> list[Out]:
         config = self._feedback.get(notice.destination_id)
         window = config.return_window_days if config is not None else DEFAULT_RETURN_WINDOW_DAYS
         verdict = await self.home.feedback(notice, window)
         await self._confirmed()
         return [self._judged(notice, verdict)]
+
+    # ── polling: recipients that only offer a status API ───────────────────────
+    def _polled(self, attempt: Attempt) -> bool:
+        config = self._feedback.get(attempt.destination_id)
+        return (
+            config is not None
+            and config.poll is not None
+            and attempt.phase != "ping"
+            and attempt.outcome.kind is OutcomeKind.SUCCESS
+        )
+
+    def _start_polling(self, attempt: Attempt) -> Out:
+        message = {
+            "type": "poll",
+            "destination_id": attempt.destination_id,
+            "lead_id": attempt.lead_id,
+            "reference_id": attempt.outcome.reference_id,
+        }
+        return self.to_routing(attempt.lead_id, message)
+
+    async def _about_poll(self, message: dict[str, Any]) -> list[Out]:
+        """In the lead's partition: a sale to a polled recipient starts its polls; a poll's
+        result moves its entry on (or ends it), and a change it heard is judged."""
+        key = f"{message['destination_id']}{KEY_SEPARATOR}{message['lead_id']}"
+        if message["type"] == "poll":
+            config = self._feedback.get(message["destination_id"])
+            if config is None or config.poll is None:  # unset since the sale
+                return []
+            self.home.polls[key] = poll_entry(
+                message["destination_id"], str(message["lead_id"]), message.get("reference_id"),
+                config.poll, time.time(),
+            )  # fmt: skip
+            await self._confirmed()
+            return []
+        if message["entry"] is None:
+            self.home.polls.pop(key, None)
+        else:
+            self.home.polls[key] = message["entry"]
+        if message.get("notice") is None:
+            await self._confirmed()
+            return []
+        return await self._judge(Notice.from_json(message["notice"].encode()))
+
+    async def polls_due(self, owns: Callable[[str], bool]) -> list[Out]:
+        """Ask the polled recipients about the leads whose time has come (this worker's
+        partitions): each answer goes back to the lead's partition as a record, which moves
+        the entry on; until it does, the entry is not asked again."""
+        now = time.time()
+        due = []
+        for key, entry in list(self.home.polls.items()):
+            if not owns(entry["lead_id"]) or entry["next_at"] > now:
+                continue
+            if self._asked.get(key) == entry["next_at"]:
+                continue  # asked; its answer is on the way
+            due.append((key, entry))
+            if len(due) >= MAX_POLLS_AT_ONCE:
+                break
+        self._asked = {k: v for k, v in self._asked.items() if k in self.home.polls}
+        return list(await asyncio.gather(*(self._ask(key, entry, now) for key, entry in due)))
+
+    async def _ask(self, key: str, entry: dict[str, Any], now: float) -> Out:
+        self._asked[key] = entry["next_at"]
+        config = self._feedback.get(entry["destination_id"])
+        notice: Notice | None = None
+        kept: dict[str, Any] | None = None
+        if config is not None and config.poll is not None and self._poll is not None:
+            answer = await self._poll(entry["destination_id"], poll_url(config.poll, entry))
+            status, body = answer if answer is not None else (None, b"")
+            notice, kept = read_poll(config, entry, status, body, now)
+        message = {
+            "type": "polled",
+            "destination_id": entry["destination_id"],
+            "lead_id": entry["lead_id"],
+            "entry": kept,
+            "notice": notice.to_json().decode() if notice is not None else None,
+        }
+        return self.to_routing(entry["lead_id"], message)
 
     def _feedback_to(self, key: str, notice: Notice) -> Out:
         message = {"type": "feedback", "notice": notice.to_json().decode()}

@@ -12,7 +12,18 @@ feedback:
   amount: $.amount
   at: $.occurred_at
   return_window_days: 7
+  poll:                                    # for a recipient with a status API only
+    url: https://buyer.example.com/api/leads/{reference_id}
+    every_minutes: 60
+    for_days: 7
 ```
+
+A ``poll`` asks the recipient, for each lead it accepted, at ``url`` (``{reference_id}``,
+``{lead_id}`` filled in) with the destination's own ``auth``, every ``every_minutes`` for
+``for_days`` after the sale; its answer is read with the same paths as a notice it sends,
+and a change (a kind, status or reason not seen before for the lead) becomes a notice.
+Polling stops at a return, a conversion or a disqualification. ``secret`` is needed
+only for notices sent to us.
 
 Paths compile when the configuration loads; the words a recipient uses for each kind and
 reason are matched case-insensitively (``kinds``, ``reasons`` extend the defaults).
@@ -51,10 +62,27 @@ MAX_BODY_BYTES = 65_536
 DEFAULT_RETURN_WINDOW_DAYS = 7.0
 
 
+POLL_PLACEHOLDERS = ("{reference_id}", "{lead_id}")
+
+
+class PollConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    every_minutes: float = Field(default=60.0, ge=0.1, le=10_080.0)
+    for_days: float = Field(default=7.0, gt=0, le=365.0)
+
+    @model_validator(mode="after")
+    def _url_holds(self) -> PollConfig:
+        if not self.url.startswith(("https://", "http://")):
+            raise ValueError("url: must start with https:// (or http:// with insecure: true)")
+        return self
+
+
 class FeedbackConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    secret: Secret
+    secret: Secret | None = None  # for notices the recipient sends (POST /feedback/…)
     auth: Literal["hmac", "token"] = "hmac"
     # hmac: the header carrying "sha256=<hex HMAC-SHA256 of the body>"
     signature_header: str = "X-Courier-Signature"
@@ -71,6 +99,7 @@ class FeedbackConfig(BaseModel):
     reasons: dict[str, list[str]] = Field(default_factory=dict)
     return_window_days: float = Field(default=DEFAULT_RETURN_WINDOW_DAYS, gt=0, le=365)
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=256, le=1_048_576)
+    poll: PollConfig | None = None
 
     _paths: dict[str, JSONPath] = PrivateAttr(default_factory=dict)
     _kind_words: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -80,6 +109,10 @@ class FeedbackConfig(BaseModel):
     def _compile(self) -> FeedbackConfig:
         if self.lead_id is None and self.reference_id is None:
             raise ValueError("give lead_id or reference_id: how a notice names its lead")
+        if self.secret is None and self.poll is None:
+            raise ValueError(
+                "secret: needed to check notices the recipient sends (or give poll: to ask it)"
+            )
         for name in ("lead_id", "reference_id", "kind", "reason", "amount", "at", "status"):
             path = getattr(self, name)
             if path is not None:

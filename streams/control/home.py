@@ -128,6 +128,7 @@ class Home:
         clock: Callable[[], float] = time.time,
         distributor: Distributor | None = None,
         references: MutableMapping[str, str] | None = None,
+        polls: MutableMapping[str, Any] | None = None,
     ) -> None:
         """``capped(destination_id)``: its deliveries go through its own partition;
         ``desk``: delivers here (acceptances are remembered in the lead's state, not by it);
@@ -135,6 +136,9 @@ class Home:
         ``references``: "destination|their reference id" → lead id, for recipients whose
         feedback names a lead by their own id (kept in the reference's partition)."""
         self.references: MutableMapping[str, str] = {} if references is None else references
+        # "destination|lead" → when to ask a polled recipient about a lead it accepted next
+        # (streams/stages/feedback.py, ``poll_entry``), in the lead's partition.
+        self.polls: MutableMapping[str, Any] = {} if polls is None else polls
         self._distributor = distributor or Distributor({}, clock)
         self._flows = flows
         self._capped = capped

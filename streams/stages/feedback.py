@@ -11,15 +11,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
-from streams.config.feedback import FEEDBACK_KINDS, FeedbackConfig
+from streams.auth import AuthConfig
+from streams.auth import sign as with_credentials
+from streams.config.feedback import (
+    FEEDBACK_KINDS,
+    POLL_PLACEHOLDERS,
+    FeedbackConfig,
+    PollConfig,
+)
 from streams.config.response_rules import first_json
+from streams.model import HttpRequest
 from streams.outcome import to_price
 
 REASON_LIMIT = 500
@@ -121,6 +130,8 @@ def reference_key(destination_id: str, reference_id: str) -> str:
 
 def signed_by(config: FeedbackConfig, headers: Any, body: bytes) -> bool:
     """Did the destination's recipient send this (its HMAC of the body, or its token)?"""
+    if config.secret is None:
+        return False
     secret = config.secret.get_secret_value().encode()
     if config.auth == "token":
         given = str(headers.get("Authorization") or "")
@@ -136,9 +147,16 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def read_notice(
-    destination_id: str, config: FeedbackConfig, body: bytes, received: datetime
+    destination_id: str,
+    config: FeedbackConfig,
+    body: bytes,
+    received: datetime,
+    lead_id: str | None = None,
+    reference_id: str | None = None,
 ) -> Notice:
-    """What a recipient sent → a ``Notice``; FeedbackError naming the field and reason."""
+    """What a recipient sent → a ``Notice``; FeedbackError naming the field and reason.
+    ``lead_id``, ``reference_id``: known already (a poll about that lead), used when the
+    answer does not say."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -155,7 +173,9 @@ def read_notice(
             raise FeedbackError(name, f"{getattr(config, name)} is not a string or number")
         return str(value)[:limit]
 
-    lead_id, reference_id = text("lead_id", ID_LIMIT), text("reference_id", ID_LIMIT)
+    known_lead, known_reference = lead_id, reference_id
+    lead_id = text("lead_id", ID_LIMIT) or known_lead
+    reference_id = text("reference_id", ID_LIMIT) or known_reference
     if lead_id is None and reference_id is None:
         paths = [p for p in (config.lead_id, config.reference_id) if p is not None]
         raise FeedbackError("lead_id", f"nothing at {' or '.join(paths)}")
@@ -202,7 +222,7 @@ def receive_feedback(
     """``POST /feedback/<destination>``: 202 with the notice to write; 404 no such
     destination or no feedback block; 413 too large; 401 not signed by its recipient; 400
     naming the field that could not be read. ``body``: at most ``max_body_bytes`` + 1."""
-    if config is None:
+    if config is None or config.secret is None:  # none, or it is only polled
         return Received({"error": "no feedback is taken for this destination"}, 404)
     limit = config.max_body_bytes
     if (declared_bytes is not None and declared_bytes > limit) or len(body) > limit:
@@ -280,3 +300,64 @@ def _in_range(ms: int, field: str) -> int:
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+# ── polling: asking a recipient that only offers a status API ─────────────────
+POLL_FINAL_KINDS = frozenset({"returned", "converted", "disqualified"})
+
+
+def poll_entry(
+    destination_id: str, lead_id: str, reference_id: str | None, poll: PollConfig, now: float
+) -> dict[str, Any]:
+    """The ``polls`` table's entry for a sale to a polled recipient: its first ask is one
+    interval after the sale, its last ``for_days`` after."""
+    return {
+        "destination_id": destination_id,
+        "lead_id": lead_id,
+        "reference_id": reference_id,
+        "next_at": now + poll.every_minutes * 60,
+        "until": now + poll.for_days * 86400,
+        "seen": None,  # what the last answer said (kind|status|reason), to report changes
+    }
+
+
+def poll_request(url: str, auth: AuthConfig | None, token: str | None = None) -> HttpRequest:
+    """The GET that asks a recipient about one lead, with the destination's credentials."""
+    asked = HttpRequest("GET", url, headers={"Accept": "application/json"})
+    return with_credentials(asked, auth, token)
+
+
+def poll_url(poll: PollConfig, entry: dict[str, Any]) -> str:
+    """The status URL for one lead, its ids filled in (escaped)."""
+    url = poll.url
+    for placeholder, name in zip(POLL_PLACEHOLDERS, ("reference_id", "lead_id"), strict=True):
+        url = url.replace(placeholder, quote(str(entry.get(name) or ""), safe=""))
+    return url
+
+
+def read_poll(
+    config: FeedbackConfig, entry: dict[str, Any], status: int | None, body: bytes, now: float
+) -> tuple[Notice | None, dict[str, Any] | None]:
+    """A poll's answer (``status`` None: no answer) → a notice when it says something new,
+    and the entry to keep (None: stop: a final kind, or its time is over). An error or an
+    answer we cannot read is asked again at the next interval."""
+    notice = None
+    seen = entry.get("seen")
+    if status is not None and 200 <= status < 300:
+        received = datetime.fromtimestamp(now, UTC)
+        try:
+            notice = read_notice(
+                entry["destination_id"], config, body, received,
+                lead_id=entry["lead_id"], reference_id=entry.get("reference_id"),
+            )  # fmt: skip
+        except FeedbackError:
+            notice = None
+        if notice is not None:
+            said = f"{notice.kind}|{notice.status_text or ''}|{notice.reason}"
+            notice = None if said == seen else replace(notice, lead_id=entry["lead_id"])
+            seen = said
+    poll = config.poll
+    final = notice is not None and notice.kind in POLL_FINAL_KINDS
+    if poll is None or final or now >= entry["until"]:
+        return notice, None
+    return notice, {**entry, "seen": seen, "next_at": now + poll.every_minutes * 60}

@@ -250,3 +250,59 @@ async def test_fuzzed_notices_each_get_exactly_one_ending(
     judged, dead = await endings_of(kafka, topics, {name for name, _ in batch})
     for name, _ in batch:
         assert judged[name] + dead[name] == 1, name
+
+
+async def test_a_polled_status_api_reports_each_change_until_a_conversion(
+    kafka: KafkaTarget, topics: Any, start_worker: Any
+) -> None:
+    """A recipient with only a status API: asked about each lead it accepted, with its own
+    credentials, every interval; a change becomes feedback, a conversion ends the polling."""
+    statuses = {"B-P-1": "new"}
+    asked: list[tuple[str, str | None]] = []
+
+    async def buyer_api(server: Recipient, received: Received) -> web.Response:
+        if received.method == "POST":
+            return web.json_response({"id": f"B-{received.json()['lead_id']}"}, status=201)
+        reference = received.path.rsplit("/", 1)[-1]
+        asked.append((reference, received.headers.get("X-Api-Key")))
+        if reference not in statuses:
+            return web.json_response({"error": "unknown"}, status=404)
+        return web.json_response({"lead": reference, "status": statuses[reference]})
+
+    buyer = await Recipient(answer=buyer_api).start()
+    try:
+        start_worker(
+            f"""
+destinations:
+  - id: buyer_p
+    url: {buyer.url("/leads")}
+    auth: {{type: api_key, name: X-Api-Key, value: "${{env:BUYER_P_KEY}}"}}
+    mapping: {{lead_id: id}}
+    feedback:
+      lead_id: null
+      reference_id: $.lead
+      kind: $.status
+      reason: null
+      amount: null
+      at: null
+      poll: {{url: "{buyer.url("/status/{reference_id}")}", every_minutes: 0.1, for_days: 1}}
+""",
+            env={"BUYER_P_KEY": "the-buyers-api-key"},
+        )
+        await publish(kafka, topics.leads, [{"id": "P-1", "lead": {}}])
+        await collect(kafka, topics.outcomes, 1)
+        first = await collect(kafka, topics.feedback_events, 1, timeout_s=60)
+        statuses["B-P-1"] = "Converted"
+        both = await collect(kafka, topics.feedback_events, 2, timeout_s=60)
+        polls_then = len(asked)
+        await asyncio.sleep(14)  # two intervals: nothing more is asked after a conversion
+    finally:
+        await buyer.stop()
+    events = [decode_with_schema_file(r.value, "lead_feedback") for r in both]
+    assert decode_with_schema_file(first[0].value, "lead_feedback")["kind"] == "status"
+    assert [(e["lead_id"], e["kind"], e["status"]) for e in events] == [
+        ("P-1", "status", "accepted"), ("P-1", "converted", "accepted"),
+    ]  # fmt: skip
+    assert events[0]["status_text"] == "new" and events[1]["reference_id"] == "B-P-1"
+    assert {key for _, key in asked} == {"the-buyers-api-key"}  # its own credentials
+    assert len(asked) >= 2 and len(asked) == polls_then  # unchanged answers said nothing

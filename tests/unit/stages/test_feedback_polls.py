@@ -1,0 +1,77 @@
+"""Polling a recipient's status API, decided without HTTP: the URL for a lead, what an
+answer changes, when polling ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.config import parse_destinations
+from streams.config.feedback import FeedbackConfig
+from streams.errors import ConfigError
+from streams.stages.feedback import poll_entry, poll_request, poll_url, read_poll, receive_feedback
+
+NOW = 1_800_000_000.0
+CONFIG = FeedbackConfig.model_validate({
+    "lead_id": None, "reference_id": "$.lead", "kind": "$.status", "reason": "$.note",
+    "poll": {"url": "https://buyer.example.com/status/{reference_id}?lead={lead_id}",
+             "every_minutes": 60, "for_days": 2},
+})  # fmt: skip
+
+
+def entry(**changed: Any) -> dict[str, Any]:
+    assert CONFIG.poll is not None
+    return {**poll_entry("buyer", "L 1", "B/1", CONFIG.poll, NOW), **changed}
+
+
+def answer(**doc: Any) -> bytes:
+    return orjson.dumps(doc)
+
+
+def test_the_first_ask_is_an_interval_after_the_sale_and_the_url_is_escaped() -> None:
+    first = entry()
+    assert (first["next_at"], first["until"]) == (NOW + 3600, NOW + 2 * 86400)
+    assert CONFIG.poll is not None
+    url = poll_url(CONFIG.poll, first)
+    assert url == "https://buyer.example.com/status/B%2F1?lead=L%201"
+    asked = poll_request(url, None)
+    assert (asked.method, asked.headers) == ("GET", {"Accept": "application/json"})
+
+
+def test_a_change_is_a_notice_and_the_same_answer_again_is_not() -> None:
+    notice, kept = read_poll(CONFIG, entry(), 200, answer(status="in review"), NOW)
+    assert notice is not None and kept is not None
+    assert (notice.kind, notice.status_text, notice.lead_id) == ("status", "in review", "L 1")
+    assert kept["next_at"] == NOW + 3600
+    again, kept_again = read_poll(CONFIG, kept, 200, answer(status="in review"), NOW + 3600)
+    assert again is None and kept_again is not None
+    reason, _ = read_poll(CONFIG, kept, 200, answer(status="in review", note="dupe"), NOW)
+    assert reason is not None and reason.reason == "Duplicate"  # a new reason is a change
+
+
+@pytest.mark.parametrize("word", ["Converted", "returned", "DQ"])
+def test_a_final_kind_ends_the_polling(word: str) -> None:
+    notice, kept = read_poll(CONFIG, entry(), 200, answer(status=word), NOW)
+    assert notice is not None and kept is None
+
+
+def test_errors_and_unreadable_answers_are_asked_again_and_time_ends_it() -> None:
+    for status, body in ((503, b""), (None, b""), (200, b"not json"), (404, b"{}")):
+        notice, kept = read_poll(CONFIG, entry(), status, body, NOW)
+        assert notice is None and kept is not None and kept["next_at"] == NOW + 3600
+    notice, kept = read_poll(CONFIG, entry(), 200, answer(status="new"), NOW + 2 * 86400)
+    assert notice is not None and kept is None  # its last ask
+
+
+def test_a_polled_only_recipient_needs_no_secret_and_takes_no_posts() -> None:
+    assert CONFIG.secret is None
+    refused = receive_feedback("buyer", CONFIG, {}, 2, b"{}")
+    assert refused.status == 404
+    with pytest.raises(ConfigError) as raised:
+        parse_destinations({"destinations": [{
+            "id": "buyer", "url": "https://buyer.example.com/leads",
+            "feedback": {"kind": "$.status"},
+        }]})  # fmt: skip
+    assert "secret: needed to check notices the recipient sends" in str(raised.value)

@@ -259,6 +259,7 @@ def _read_events(
         "outcomes": settings.outcomes_topic,
         "dlq": settings.dlq_topic,
         "control": settings.control_topic,
+        "feedback": settings.feedback_events_topic,
     }[which]
     bootstrap = settings.bootstrap_servers()
     security = settings.kafka_security()
@@ -291,10 +292,11 @@ def _read_events(
 which_option = click.option(
     "--topic",
     "which",
-    type=click.Choice(["events", "outcomes", "dlq", "control"]),
+    type=click.Choice(["events", "outcomes", "dlq", "control", "feedback"]),
     default="events",
     show_default=True,
-    help="Per-attempt events, lead-level outcomes, dead letters, or circuit changes and admin actions.",
+    help="Per-attempt events, lead-level outcomes, dead letters, circuit changes and admin "
+    "actions, or recipients' feedback as judged (returns and their credits).",
 )
 
 

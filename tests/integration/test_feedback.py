@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from decimal import Decimal
@@ -296,6 +299,13 @@ destinations:
         both = await collect(kafka, topics.feedback_events, 2, timeout_s=60)
         polls_then = len(asked)
         await asyncio.sleep(14)  # two intervals: nothing more is asked after a conversion
+        env = {**os.environ, "COURIER_BROKER": kafka.url,
+               "COURIER_FEEDBACK_EVENTS_TOPIC": topics.feedback_events}  # fmt: skip
+        printed = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "streams.cli", "events", "--topic", "feedback"],
+            capture_output=True, text=True, timeout=60, env=env, check=False,
+        )  # fmt: skip
     finally:
         await buyer.stop()
     events = [decode_with_schema_file(r.value, "lead_feedback") for r in both]
@@ -306,3 +316,7 @@ destinations:
     assert events[0]["status_text"] == "new" and events[1]["reference_id"] == "B-P-1"
     assert {key for _, key in asked} == {"the-buyers-api-key"}  # its own credentials
     assert len(asked) >= 2 and len(asked) == polls_then  # unchanged answers said nothing
+    lines = [orjson.loads(line) for line in printed.stdout.splitlines()]
+    assert [(e["type"], e["kind"]) for e in lines] == [
+        ("LeadFeedback", "status"), ("LeadFeedback", "converted"),
+    ]  # fmt: skip

@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.bench import delivery, isolation, mapping, soak
+from tests.bench import auction, delivery, isolation, mapping, soak
 
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "mapping": mapping.run,
     "delivery": delivery.run,
     "isolation": isolation.run,
+    "auction": auction.run,
     "soak": soak.run,
 }
 

@@ -1,0 +1,140 @@
+"""Ping-post: leads per second from one partition through an auction of five buyers, each
+answering its pings and posts in 100 ms, as a ratio of a single destination answering in
+100 ms, measured in the same run (issue #16's target: at least 0.8).
+
+Both run one worker, one partition and the same in-flight limit, so the figure is what an
+auction costs a partition: its lead waits for the pings (in parallel), then its post.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from streams.cli.broker import EmbeddedBroker, free_port
+from tests.bench.delivery import create_topics, outcome_rate, produce_leads, start_courier
+from tests.bench.mapping import sample_leads
+
+LATENCY_S = 0.1
+BUYERS = 5
+IN_FLIGHT = 256
+
+
+class Buyers:
+    """Five buyers on one port: ``/ping/<n>`` bids 10 + n after 100 ms, ``/post/<n>`` buys
+    after 100 ms (as does ``/single``, the baseline's one destination)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.runner: web.AppRunner | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def __aenter__(self) -> Buyers:
+        async def ping(request: web.Request) -> web.Response:
+            await request.read()
+            await asyncio.sleep(LATENCY_S)
+            n = int(request.match_info["n"])
+            return web.json_response({"bid": 10 + n, "bid_id": f"bid-{n}-{uuid.uuid4().hex}"})
+
+        async def buy(request: web.Request) -> web.Response:
+            await request.read()
+            await asyncio.sleep(LATENCY_S)
+            return web.json_response({"id": "R-1", "status": "accepted"}, status=201)
+
+        app = web.Application()
+        app.router.add_post("/ping/{n}", ping)
+        app.router.add_post("/post/{n}", buy)
+        app.router.add_post("/single", buy)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port, backlog=2048).start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+def single_yaml(buyers: Buyers) -> str:
+    return f"""
+destinations:
+  - id: single
+    url: {buyers.url("/single")}
+    mapping: {{lead_id: id, state: lead.state, email: lead.email}}
+"""
+
+
+def auction_yaml(buyers: Buyers) -> str:
+    blocks = "".join(
+        f"""
+  - id: buyer_{n}
+    url: {buyers.url(f"/post/{n}")}
+    mapping: {{lead_id: id, bid_id: "{{{{appended.buyer_{n}.bid_id}}}}", email: lead.email}}
+    ping:
+      url: {buyers.url(f"/ping/{n}")}
+      mapping: {{state: lead.state}}
+"""
+        for n in range(BUYERS)
+    )
+    names = ", ".join(f"buyer_{n}" for n in range(BUYERS))
+    return f"""
+destinations:{blocks}
+flows:
+  - id: auction
+    plan:
+      ping_post: {{buyers: [{names}], ping_timeout_ms: 2000, floor: 1.00}}
+"""
+
+
+async def one_run(
+    broker: EmbeddedBroker, destinations: str, leads: list[bytes], workdir: Path
+) -> float:
+    tag = uuid.uuid4().hex[:8]
+    await create_topics(broker.bootstrap, f"leads-{tag}", partitions=1)
+    await produce_leads(broker.bootstrap, f"leads-{tag}", leads)
+    worker = start_courier(
+        broker, "", tag, workdir, IN_FLIGHT, partitions=1, destinations=destinations
+    )
+    try:
+        return await outcome_rate(broker.bootstrap, f"outcomes-{tag}", len(leads), 600)
+    finally:
+        worker.terminate()
+        await asyncio.to_thread(worker.wait, 60)
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    return asyncio.run(_run(quick))
+
+
+async def _run(quick: bool) -> dict[str, Any]:
+    count = 1_500 if quick else 6_000
+    rounds = 1 if quick else 3
+    leads = [orjson.dumps(lead.envelope) for lead in sample_leads(count)]
+    single: list[float] = []
+    auction: list[float] = []
+    async with Buyers() as buyers:
+        with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as workdir:
+            for _ in range(rounds):  # alternate: drift on a noisy machine hits both alike
+                single.append(await one_run(broker, single_yaml(buyers), leads, Path(workdir)))
+                auction.append(await one_run(broker, auction_yaml(buyers), leads, Path(workdir)))
+    single_rate, auction_rate = statistics.median(single), statistics.median(auction)
+    return {
+        "leads": count,
+        "rounds": rounds,
+        "buyers": BUYERS,
+        "recipient_ms": LATENCY_S * 1000,
+        "single_leads_per_s": round(single_rate),
+        "auction_leads_per_s": round(auction_rate),
+        "auction_vs_single": round(auction_rate / single_rate, 3),
+        "requests_per_lead": {"single": 1, "auction": BUYERS + 1},
+        "targets": {"auction_vs_single": 0.8},
+    }

@@ -134,7 +134,7 @@ destinations:
         )
         assert refused.returncode == 2
         assert refused.stderr.strip().endswith(
-            "answered HTTP 401: a bearer token is required (COURIER_API_TOKEN)"
+            "answered HTTP 401: a bearer token is required (COURIER_API_TOKEN or COURIER_API_TOKENS)"
         )
         assert Counter(o.key for o in outcomes) == {b"H-ok": 1, b"H-reject": 1, b"H-error": 1}
 

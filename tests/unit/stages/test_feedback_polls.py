@@ -3,10 +3,13 @@ answer changes, when polling ends."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.config import parse_destinations
 from streams.config.feedback import FeedbackConfig
@@ -75,3 +78,35 @@ def test_a_polled_only_recipient_needs_no_secret_and_takes_no_posts() -> None:
             "feedback": {"kind": "$.status"},
         }]})  # fmt: skip
     assert "secret: needed to check notices the recipient sends" in str(raised.value)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    status=st.none() | st.integers(min_value=100, max_value=599),
+    body=st.binary(max_size=200)
+    | st.builds(
+        lambda doc: json.dumps(doc).encode(),
+        st.dictionaries(st.sampled_from(["lead", "status", "note", "x"]), json_values),
+    ),
+)
+def test_whatever_a_recipient_answers_a_poll_ends_in_a_notice_or_an_entry(
+    status: int | None, body: bytes
+) -> None:
+    """A hostile or broken status API never raises: the answer is a notice, or nothing
+    and the entry is asked again (or ends with its time)."""
+    notice, kept = read_poll(CONFIG, entry(), status, body, NOW)
+    assert kept is not None or (
+        notice is not None and notice.kind in ("returned", "converted", "disqualified")
+    )
+    if notice is not None:
+        assert notice.lead_id == "L 1" and notice.destination_id == "buyer"
+        assert notice.to_json()  # it can be written to the routing topic

@@ -331,11 +331,16 @@ def own_owner(key: str) -> str:
 
 
 def create_app(
-    settings: Settings, destinations: DestinationsFile, config_seen: int | None = None
+    settings: Settings,
+    destinations: DestinationsFile,
+    config_seen: int | None = None,
+    config_text: str | None = None,
 ) -> Any:
     """``config_seen``: the last version of the config topic the worker has taken into
     account at start (streams/live_config.py); it follows the topic from the next. None:
-    from the first (tests that build an app without the command line)."""
+    from the first (tests that build an app without the command line). ``config_text``:
+    the destinations file it starts with, as written (a file touched but not changed is
+    not published again)."""
     telemetry.start()
     app = CourierApp(
         settings.app_id,
@@ -511,7 +516,7 @@ def create_app(
         feedback_blocks.update({d.id: d.feedback for d in new.destinations})
         return changes(before, {d: dest.model_dump_json() for d, dest in by_id.items()})
 
-    running_text: list[str | None] = [None]  # the text of the version applied last
+    running_text: list[str | None] = [config_text]  # the text of the version applied last
 
     def apply_version(version: ConfigVersion) -> None:
         """A version from the config topic, between leads; one this worker cannot load (a

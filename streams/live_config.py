@@ -86,8 +86,7 @@ async def publish_version(
     security: KafkaSecurity | None = None,
 ) -> int:
     """A new version on the config topic (made if missing); returns its number."""
-    wanted = NewTopic(topic, 1, replication, topic_configs=CONFIG_TOPIC_CONFIG)
-    await ensure_topics(bootstrap, [wanted], security)
+    await ensure_config_topic(bootstrap, topic, replication, security)
     key, value = version_record(text, by, note, source)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_options(security))
     await started(producer)
@@ -106,6 +105,15 @@ class StartingConfig:
     destinations: DestinationsFile
     seen: int
     said: str
+    text: str  # the destinations file as written: what a change of the worker's file is to differ from
+
+
+async def ensure_config_topic(
+    bootstrap: str, topic: str, replication: int = 1, security: KafkaSecurity | None = None
+) -> None:
+    """The config topic, made if missing: one partition (versions in order), compacted."""
+    wanted = NewTopic(topic, 1, replication, topic_configs=CONFIG_TOPIC_CONFIG)
+    await ensure_topics(bootstrap, [wanted], security)
 
 
 async def starting_config(
@@ -125,13 +133,12 @@ async def starting_config(
     No version yet: the file becomes the first. A file changed after the last version
     (edited, then the worker restarted) becomes the next one. Otherwise the topic's version
     is what every worker runs: a file that differs is left alone, and said."""
-    wanted = NewTopic(topic, 1, replication, topic_configs=CONFIG_TOPIC_CONFIG)
-    await ensure_topics(bootstrap, [wanted], security)
+    await ensure_config_topic(bootstrap, topic, replication, security)
     text = file_text
     versions = await config_versions(bootstrap, topic, security)
     last = versions[-1] if versions else None
     if last is not None and last.text == text:
-        return StartingConfig(file_destinations, last.number, f"destinations v{last.number}")
+        return StartingConfig(file_destinations, last.number, f"destinations v{last.number}", text)
     if last is None or file_changed_at > last.at:
         source = "start"
         note = f"{file} at a worker's start" + (
@@ -141,18 +148,20 @@ async def starting_config(
             bootstrap, topic, text, by=by, note=note, source=source,
             replication=replication, security=security,
         )  # fmt: skip
-        return StartingConfig(file_destinations, number, f"destinations v{number} (from {file})")
+        return StartingConfig(
+            file_destinations, number, f"destinations v{number} (from {file})", text
+        )
     try:
         running = load_text(last.text, f"config v{last.number}")
     except ConfigError as exc:
         return StartingConfig(
             file_destinations, last.number,
-            f"config v{last.number} is refused here, so {file} is used: {exc}",
+            f"config v{last.number} is refused here, so {file} is used: {exc}", text,
         )  # fmt: skip
     return StartingConfig(
         running, last.number,
         f"destinations v{last.number} from the config topic (by {last.by}); {file} differs "
-        f"and is older: `courier config apply {file}` to use it",
+        f"and is older: `courier config apply {file}` to use it", last.text,
     )  # fmt: skip
 
 

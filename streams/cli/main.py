@@ -137,7 +137,9 @@ def worker(**options: Any) -> None:
         except TopicsNotMade as exc:
             _fail(str(exc))
         destinations = starting.destinations
-        app = create_app(settings, destinations, config_seen=starting.seen)
+        app = create_app(
+            settings, destinations, config_seen=starting.seen, config_text=starting.text
+        )
         lines, warnings = startup_summary(settings, destinations, embedded=broker is not None)
         _announce([*lines, f"configuration: {starting.said}"], warnings, settings)
         worker = worker_class(settings.log_format)
@@ -331,8 +333,16 @@ def insight(broker: str | None, port: int | None, destinations: Path | None) -> 
     from streams.app import worker_class
     from streams.cli.console import reach_broker
     from streams.insight.app import create_insight_app
+    from streams.live_config import ensure_config_topic
 
     asyncio.run(reach_broker(settings.bootstrap_servers(), settings.kafka_security()))
+    # Its alert rules and schedules follow the workers' configuration versions.
+    asyncio.run(
+        ensure_config_topic(
+            settings.bootstrap_servers(), settings.config_topic, settings.replication,
+            settings.kafka_security(),
+        )
+    )  # fmt: skip
     app = create_insight_app(settings, loaded)
     click.echo(
         f"courier: insight on {settings.web_bind}:{settings.web_port or 6067} "

@@ -22,7 +22,9 @@ from streams import telemetry
 from streams.app import faust_options
 from streams.avro import AvroDecodeError, EventDecoder
 from streams.config import DestinationsFile, Settings
+from streams.config.versions import ConfigVersion, load_text
 from streams.control.tables import table_options
+from streams.errors import ConfigError
 from streams.insight.dashboard import register_dashboard
 from streams.insight.history import (
     added,
@@ -30,6 +32,7 @@ from streams.insight.history import (
     from_delivery_event,
     from_lead_outcome,
 )
+from streams.live_config import follow_config
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +82,31 @@ def create_insight_app(settings: Settings, destinations: DestinationsFile | None
             "entries": added(_entries(history, lead_id), entry),
         }
 
-    on_event, on_dead_letter = register_dashboard(
+    on_event, on_dead_letter, use = register_dashboard(
         app, settings, raw, lambda authorization: api_refusal(settings, authorization), destinations
     )
+
+    def apply_version(version: ConfigVersion) -> None:
+        """The workers' configuration as it changes: its alert rules and schedules."""
+        try:
+            running = load_text(version.text, f"config v{version.number}")
+        except ConfigError as exc:
+            log.error(
+                "destinations v%d is refused here; keeping the rules in force", version.number
+            )
+            for problem in exc.problems:
+                log.error("  %s", problem)
+            return
+        use(running)
+        log.warning("alert rules and schedules of destinations v%d (by %s)", version.number,
+                    version.by)  # fmt: skip
+
+    @app.task
+    async def _follow_config() -> None:
+        await follow_config(
+            settings.bootstrap_servers(), settings.config_topic, None, apply_version,
+            settings.kafka_security(),
+        )  # fmt: skip
 
     def decoded(
         topic: str,

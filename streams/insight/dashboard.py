@@ -75,10 +75,13 @@ def register_dashboard(
     raw: Callable[[str], Any],
     refusal: Callable[[str | None], tuple[int, str] | None],
     destinations: DestinationsFile | None = None,
-) -> tuple[Callable[[dict[str, Any]], Any], Callable[[str], Any]]:
+) -> tuple[
+    Callable[[dict[str, Any]], Any], Callable[[str], Any], Callable[[DestinationsFile], None]
+]:
     """Wires the dashboard and the alerts into the insight ``app``; returns what the history
-    agents call for each delivery event and each dead letter's reason. ``destinations``:
-    the file whose ``alerts`` rules and schedules apply (defaults without one)."""
+    agents call for each delivery event and each dead letter's reason, and ``use`` for
+    each version of the configuration. ``destinations``: the file whose ``alerts`` rules
+    and schedules apply until a version replaces it (defaults without one)."""
     by_destination = raw(f"{app.conf.id}-by-destination")
     stats = keyed_table(app, "destination_stats", settings.partitions, _owner)
     known = keyed_table(app, "destinations_seen", settings.partitions, _owner)
@@ -89,11 +92,20 @@ def register_dashboard(
     decoder = EventDecoder()
     alert_states = keyed_table(app, "alert_states", settings.partitions, _owner)
     alerts_topic = raw(settings.alerts_topic)
-    rules = destinations.alerts if destinations is not None else AlertRules()
-    schedules = {d.id: d.schedule for d in destinations.destinations} if destinations else {}
+    # The alert rules and schedules in force: the file's at start, then each version of the
+    # configuration the workers run (``use``, from the config topic).
+    rules = AlertRules()
+    schedules: dict[str, Any] = {}
+
+    def use(running: DestinationsFile) -> None:
+        nonlocal rules
+        rules = running.alerts
+        schedules.clear()
+        schedules.update({d.id: d.schedule for d in running.destinations})
+
+    if destinations is not None:
+        use(destinations)
     encoder = EventEncoder(ALERT_EVENT)
-    # The longest window a rule looks at: that many minute buckets are read per check.
-    judged = max(rules.error_rate.minutes, rules.no_acceptance.minutes, DEAD_LETTER_MINUTES)
     pending: dict[str, str] = {}  # alert changes sent to the agent, not yet in the table
     # The delivery workers' consumer lag, per topic and partition (every insight worker
     # reads the same from the cluster).
@@ -204,6 +216,8 @@ def register_dashboard(
         now = time.time()
         minute = minute_of(now)
         mine = _mine(app)
+        # The longest window a rule looks at: that many minute buckets are read per check.
+        judged = max(rules.error_rate.minutes, rules.no_acceptance.minutes, DEAD_LETTER_MINUTES)
         owned = [d for d in known if known.partition_for_key(d) in mine]
         if known.partition_for_key(DEAD_LETTERS) in mine:
             owned.append(DEAD_LETTERS)
@@ -318,7 +332,7 @@ def register_dashboard(
             return web.json({"error": "not found"}, status=404)
         return _static(web, name)
 
-    return on_event, on_dead_letter
+    return on_event, on_dead_letter, use
 
 
 async def _post_alert(webhook: AlertWebhook, record: dict[str, Any]) -> None:

@@ -77,10 +77,14 @@ alerts:
     insight = None
     try:
         start_worker(yaml)
+        # Insight is given an older file, without the rules or the hook: it takes the
+        # workers' configuration from the config topic (the file the worker published).
+        older = f"destinations:\n  - id: crm\n    url: {recipient.url()}\n"
+        (tmp_path / "insight").mkdir()
         insight = WorkerProcess(
             kafka,
-            yaml,
-            tmp_path,
+            older,
+            tmp_path / "insight",
             topics,
             env={
                 "COURIER_ALERTS_TOPIC": alerts_topic,
@@ -102,6 +106,8 @@ alerts:
             await asyncio.to_thread(insight.stop)
         await recipient.stop()
         await hook.stop()
+    assert insight is not None
+    assert "alert rules and schedules of destinations v1" in insight.log_path.read_text()
     alerts = [decode_with_schema_file(r.value, "alert_event") for r in records]
     seen = Counter((a["rule"], a["state"]) for a in alerts)
     assert seen[("circuit_open", "firing")] == 1

@@ -43,6 +43,9 @@ async def test_a_changed_file_is_delivered_by_without_a_restart(
         worker = start_worker(crm_at(first.url("/first")))
         await publish(kafka, topics.leads, [{"id": "LC-1", "lead": {}}])
         await first.wait_for(1)
+        os.utime(worker.destinations)  # touched, not changed (another pod's mount, an editor)
+        await asyncio.sleep(2.5)
+        assert "published as destinations" not in worker.log_path.read_text()
 
         worker.destinations.write_text(
             crm_at(second.url("/second"))

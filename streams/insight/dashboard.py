@@ -45,7 +45,9 @@ from streams.insight.stats import (
     WINDOWS,
     add_dead_letter,
     add_event,
+    day_reads,
     fact,
+    hour_of,
     merged,
     minute_of,
     summary,
@@ -129,13 +131,17 @@ def register_dashboard(
                     await alert(facts)
                     continue
                 destination = facts["destination"]
-                key = f"{destination}|{minute_of(facts['at'])}"
-                if destination == DEAD_LETTERS:
-                    stats[key] = add_dead_letter(stats.get(key), facts["reason"])
-                else:
-                    stats[key] = add_event(stats.get(key), facts)
-                    if known.get(destination) is None:
-                        known[destination] = True
+                # Its minute's bucket, and its hour's (a day is read from hours).
+                for key in (
+                    f"{destination}|{minute_of(facts['at'])}",
+                    f"{destination}|hour|{hour_of(facts['at'])}",
+                ):
+                    if destination == DEAD_LETTERS:
+                        stats[key] = add_dead_letter(stats.get(key), facts["reason"])
+                    else:
+                        stats[key] = add_event(stats.get(key), facts)
+                if destination != DEAD_LETTERS and known.get(destination) is None:
+                    known[destination] = True
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 log.warning("dashboard: a record it cannot count (%s)", exc)
 
@@ -184,7 +190,7 @@ def register_dashboard(
 
     @app.timer(3600.0)
     async def forget() -> None:
-        """Minute buckets older than a day go (a scan of this worker's keys, hourly)."""
+        """Minute and hour buckets older than a day go (a scan of this worker's keys, hourly)."""
         horizon = minute_of(time.time()) - KEEP_MINUTES * MINUTE
         mine = _mine(app)
         old = [
@@ -273,14 +279,17 @@ def register_dashboard(
         for destination in [*destinations, DEAD_LETTERS]:
             if known.partition_for_key(destination) not in mine:
                 continue
+            last_hour = range(now - (WINDOWS["hour"] - 1) * MINUTE, now + MINUTE, MINUTE)
+            reads = day_reads(now)
             minutes = {
-                m: stats.get(f"{destination}|{m}")
-                for m in range(now - (WINDOWS["day"] - 1) * MINUTE, now + MINUTE, MINUTE)
+                m: stats.get(f"{destination}|{m}") for m in sorted({*last_hour, *reads.minutes})
             }
+            hours = [stats.get(f"{destination}|hour|{h}") for h in reads.hours]
             buckets[destination] = {str(m): b for m, b in minutes.items() if b}
-            for name, size in WINDOWS.items():
-                start = now - (size - 1) * MINUTE
+            for name in ("minute", "hour"):
+                start = now - (WINDOWS[name] - 1) * MINUTE
                 per_window[name][destination] = merged(b for m, b in minutes.items() if m >= start)
+            per_window["day"][destination] = merged([*(minutes[m] for m in reads.minutes), *hours])
         return {
             "windows": per_window,
             "minutes": {

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
+
+import pytest
 
 from streams.insight.stats import (
     MAX_REASONS,
     add_dead_letter,
     add_event,
+    day_reads,
     merged,
     minute_of,
     percentile,
@@ -79,3 +83,16 @@ def test_reasons_stay_bounded_and_dead_letters_count_by_reason() -> None:
 
 def test_minutes() -> None:
     assert minute_of(125.9) == 120
+
+
+@pytest.mark.parametrize(
+    "now", [0, 3600 * 500, 3600 * 500 + 60, 3600 * 500 + 59 * 60, 1_800_000_000 // 60 * 60]
+)
+def test_a_day_is_read_from_hours_and_the_cut_hours_minutes_each_minute_once(now: int) -> None:
+    reads = day_reads(now)
+    covered = Counter(reads.minutes)
+    for hour in reads.hours:
+        covered.update(range(hour, hour + 3600, 60))
+    day = range(now - 1439 * 60, now + 60, 60)
+    assert covered == Counter(day)  # every minute of the window, once, and none outside
+    assert len(reads.minutes) + len(reads.hours) <= 143  # not 1,440 reads

@@ -607,7 +607,7 @@ def create_app(
             )  # fmt: skip
             if answer.action is not None:
                 await send_admin_action(
-                    settings.bootstrap_servers(), settings.control_topic, answer.action,
+                    settings.bootstrap_servers(), settings.admin_topic, answer.action,
                     registry_url=settings.schema_registry_url,
                     security=settings.kafka_security(),
                 )  # fmt: skip
@@ -694,7 +694,8 @@ async def follow_control(
     own: a circuit one worker opened is open in all within a fetch wait. It reads from the
     beginning: a worker that starts while a circuit is open learns it (the topic holds
     only state changes; an old "open" whose cool-down is over just lets a trial through).
-    Operators' actions (``courier admin``) are on the same topic, applied in order."""
+    Operators' actions (``courier admin``, the API) are on the admin topic, kept for good
+    and read from its beginning too, applied in order."""
     reader = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers(),
         enable_auto_commit=False,
@@ -706,14 +707,18 @@ async def follow_control(
     try:
         registry = settings.schema_registry_url
         decoder = EventDecoder(SchemaRegistry(registry, session) if registry else None)
-        topic = settings.control_topic
-        while not reader.partitions_for_topic(topic):
-            await reader._client.force_metadata_update()  # the topic is made at start
+        followed = (settings.control_topic, settings.admin_topic)
+        while not all(reader.partitions_for_topic(topic) for topic in followed):
+            await reader._client.force_metadata_update()  # the topics are made at start
             await asyncio.sleep(0.5)
-        assigned = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic)]
+        assigned = [
+            TopicPartition(topic, p)
+            for topic in followed
+            for p in reader.partitions_for_topic(topic)
+        ]
         reader.assign(assigned)
         await reader.seek_to_beginning(*assigned)
-        log.info("following circuit changes on %s", topic)
+        log.info("following circuit changes and operators' actions on %s", ", ".join(followed))
         async for record in reader:
             try:
                 name, event = await decoder.decode(record.value)

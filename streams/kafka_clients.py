@@ -71,26 +71,26 @@ async def ensure_topics(
 
 async def send_admin_action(
     bootstrap: str,
-    control_topic: str,
+    admin_topic: str,
     record: dict[str, Any],
     *,
     registry_url: str | None = None,
     security: KafkaSecurity | None = None,
 ) -> None:
-    """An ``AdminAction`` on the control topic, keyed by its destination (every worker
+    """An ``AdminAction`` on the admin topic, keyed by its destination (every worker
     follows the topic and applies it; the topic keeps it as the audit trail)."""
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
         if registry_url:
             registry = SchemaRegistry(registry_url, session)
-            encoder = await registered_encoder(registry, control_topic, ADMIN_ACTION)
+            encoder = await registered_encoder(registry, admin_topic, ADMIN_ACTION)
         else:
             encoder = EventEncoder(ADMIN_ACTION)
         value = encoder.encode(record)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_options(security))
     await started(producer)
     try:
-        await producer.send_and_wait(control_topic, value, key=record["destination_id"].encode())
+        await producer.send_and_wait(admin_topic, value, key=record["destination_id"].encode())
     finally:
         await producer.stop()

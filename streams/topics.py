@@ -28,6 +28,10 @@ class Topics:
     feedback_events: Any
 
 
+# Actions are rare and each one may hold for years (a pause): nothing expires.
+ADMIN_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
 def written_topics(settings: Settings) -> dict[str, dict[str, str]]:
     """The topics the worker writes and reads nowhere (so Faust never declares them), with
     their topic config: made before the worker starts, not left to a broker's
@@ -38,6 +42,7 @@ def written_topics(settings: Settings) -> dict[str, dict[str, str]]:
         settings.outcomes_topic: {},
         settings.dlq_topic: {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)},
         settings.control_topic: {},
+        settings.admin_topic: ADMIN_TOPIC_CONFIG,
         settings.feedback_events_topic: {},
     }
 

@@ -347,17 +347,16 @@ def _json_default(value: Any) -> Any:
 
 async def admin_actions(
     bootstrap: str,
-    control_topic: str,
+    admin_topic: str,
     *,
     registry_url: str | None = None,
     security: KafkaSecurity | None = None,
 ) -> list[dict[str, Any]]:
-    """Every operator's action on the control topic, oldest first (circuit changes left
-    out): the audit trail."""
+    """Every operator's action on the admin topic, oldest first: the audit trail."""
     found = [
         event
         async for event in decoded_events(
-            bootstrap, control_topic, follow=False, registry_url=registry_url, security=security
+            bootstrap, admin_topic, follow=False, registry_url=registry_url, security=security
         )
         if event.get("type") == "AdminAction"
     ]
@@ -366,23 +365,32 @@ async def admin_actions(
 
 async def control_state(
     bootstrap: str,
+    admin_topic: str,
     control_topic: str,
     *,
     registry_url: str | None = None,
     security: KafkaSecurity | None = None,
 ) -> tuple[AdminState, dict[str, str]]:
-    """What the control topic says now: operators' actions in force, and each destination's
-    circuit as last reported (the state an action's ``before`` describes)."""
+    """What holds now: operators' actions in force (the admin topic), and each
+    destination's circuit as last reported (the control topic); what an action's
+    ``before`` describes."""
     admin = AdminState()
     circuits: dict[str, str] = {}
-    async for event in decoded_events(
-        bootstrap, control_topic, follow=False, registry_url=registry_url, security=security
-    ):
-        if event.get("type") == "AdminAction":
+    events: list[dict[str, Any]] = []
+    for topic in (admin_topic, control_topic):
+        events += [
+            event
+            async for event in decoded_events(
+                bootstrap, topic, follow=False, registry_url=registry_url, security=security
+            )
+            if event.get("type") in ("AdminAction", "CircuitEvent")
+        ]
+    for event in sorted(events, key=lambda e: e["at"]):
+        if event["type"] == "AdminAction":
             admin.apply(event)
             after = circuit_after(event["action"], circuits.get(event["destination_id"]))
             if after is not None:
                 circuits[event["destination_id"]] = after
-        elif event.get("type") == "CircuitEvent":
+        else:
             circuits[event["destination_id"]] = event["after"]
     return admin, circuits

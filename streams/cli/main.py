@@ -261,6 +261,7 @@ def _read_events(
         "outcomes": settings.outcomes_topic,
         "dlq": settings.dlq_topic,
         "control": settings.control_topic,
+        "admin": settings.admin_topic,
         "feedback": settings.feedback_events_topic,
     }[which]
     bootstrap = settings.bootstrap_servers()
@@ -294,10 +295,10 @@ def _read_events(
 which_option = click.option(
     "--topic",
     "which",
-    type=click.Choice(["events", "outcomes", "dlq", "control", "feedback"]),
+    type=click.Choice(["events", "outcomes", "dlq", "control", "admin", "feedback"]),
     default="events",
     show_default=True,
-    help="Per-attempt events, lead-level outcomes, dead letters, circuit changes and admin "
+    help="Per-attempt events, lead-level outcomes, dead letters, circuit changes, operators' "
     "actions, or recipients' feedback as judged (returns and their credits).",
 )
 
@@ -506,12 +507,18 @@ def _act(verb: str, destination_id: str, reason: str, by: str | None, broker: st
     bootstrap, security = settings.bootstrap_servers(), settings.kafka_security()
     registry = settings.schema_registry_url
     admin, circuits = asyncio.run(
-        control_state(bootstrap, settings.control_topic, registry_url=registry, security=security)
+        control_state(
+            bootstrap,
+            settings.admin_topic,
+            settings.control_topic,
+            registry_url=registry,
+            security=security,
+        )
     )
     record["before"], record["after"] = states_around(admin, record, circuits.get(destination_id))
     asyncio.run(
         send_admin_action(
-            bootstrap, settings.control_topic, record, registry_url=registry, security=security
+            bootstrap, settings.admin_topic, record, registry_url=registry, security=security
         )
     )
     click.echo(
@@ -598,7 +605,7 @@ def admin_log(destination_id: str | None, as_json: bool, broker: str | None) -> 
     actions = asyncio.run(
         admin_actions(
             settings.bootstrap_servers(),
-            settings.control_topic,
+            settings.admin_topic,
             registry_url=settings.schema_registry_url,
             security=settings.kafka_security(),
         )
@@ -768,7 +775,7 @@ def audit(as_json: bool, broker: str | None) -> None:
     settings = _settings_with_broker(broker)
     actions = asyncio.run(
         admin_actions(
-            settings.bootstrap_servers(), settings.control_topic,
+            settings.bootstrap_servers(), settings.admin_topic,
             registry_url=settings.schema_registry_url, security=settings.kafka_security(),
         )
     )  # fmt: skip

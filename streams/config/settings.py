@@ -31,7 +31,10 @@ class Settings(BaseSettings):
     events_topic: str = "leads.delivery.events"
     outcomes_topic: str = "leads.delivery.outcomes"
     dlq_topic: str = "leads.delivery.dlq"
-    control_topic: str = "leads.delivery.control"  # circuit state changes
+    control_topic: str = "leads.delivery.control"  # circuit state changes, cap usage
+    # Operators' actions (courier admin, the API): kept for good, read from the beginning
+    # by every worker, so a pause holds however long ago it was taken; the audit trail.
+    admin_topic: str = "leads.delivery.admin"
     # Versions of the destinations file every worker runs (``courier config``): one
     # partition, compacted, each version kept
     config_topic: str = "leads.delivery.config"

@@ -1,7 +1,7 @@
 """Operators' actions on destinations (``courier admin``), as every worker knows them.
 
-The actions travel on the control topic (``AdminAction`` records, beside circuit changes)
-and every worker follows that topic from its beginning, so each applies every action,
+The actions travel on the admin topic (``AdminAction`` records, kept for good) and every
+worker follows that topic from its beginning, so each applies every action,
 in order, within a fetch wait, and a worker that starts learns what is in force. Nothing
 here writes a table: a pause and a circuit reset are read where deliveries are decided
 (streams/control/desk.py)."""

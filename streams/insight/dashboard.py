@@ -145,7 +145,12 @@ def register_dashboard(
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 log.warning("dashboard: a record it cannot count (%s)", exc)
 
-    @app.agent(raw(settings.control_topic), name="dashboard_circuits")
+    # Circuit changes (control topic) and operators' pauses (admin topic).
+    control = app.topic(
+        settings.control_topic, settings.admin_topic, key_serializer="raw", value_serializer="raw"
+    )
+
+    @app.agent(control, name="dashboard_circuits")
     async def follow(stream: Any) -> None:
         async for value in stream:
             try:

@@ -261,6 +261,7 @@ def start_courier(
         "COURIER_WORK_TOPIC": f"work-{tag}",
         "COURIER_CONTROL_TOPIC": f"control-{tag}",
         "COURIER_CONFIG_TOPIC": f"config-{tag}",
+        "COURIER_ADMIN_TOPIC": f"admin-{tag}",
         "COURIER_IN_FLIGHT": str(in_flight),
         "COURIER_PARTITIONS": str(partitions),
         "COURIER_EGRESS": "any",  # the recipient is nginx on 127.0.0.1

@@ -33,6 +33,7 @@ def courier(worker: Any, topics: Any, *args: str) -> subprocess.CompletedProcess
         "COURIER_BROKER": worker.kafka.url,
         "COURIER_CONTROL_TOPIC": topics.control,
         "COURIER_CONFIG_TOPIC": topics.config,
+        "COURIER_ADMIN_TOPIC": topics.admin,
         "COURIER_DESTINATIONS": str(worker.destinations),
     }
     return subprocess.run(

@@ -26,7 +26,7 @@ async def test_the_output_topics_are_made_at_start(
     kafka: KafkaTarget, topics: Any, start_worker: Any
 ) -> None:
     start_worker("destinations: [{id: crm, url: 'https://crm.example.com'}]\n")
-    wanted = {topics.events, topics.outcomes, topics.dlq, topics.control}
+    wanted = {topics.events, topics.outcomes, topics.dlq, topics.control, topics.admin}
     reader = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap)
     await reader.start()
     try:
@@ -44,14 +44,18 @@ async def test_the_output_topics_are_made_at_start(
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
     await admin.start()
     try:
-        [answer] = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topics.dlq)]
+        answers = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t) for t in (topics.dlq, topics.admin)]
         )
     finally:
         await admin.close()
-    [resource] = answer.resources
-    config = {entry[0]: entry[1] for entry in resource[4]}
-    assert config["max.message.bytes"] == str(DLQ_MAX_MESSAGE_BYTES)
+    configs = {
+        resource[3]: {entry[0]: entry[1] for entry in resource[4]}
+        for answer in answers
+        for resource in answer.resources
+    }
+    assert configs[topics.dlq]["max.message.bytes"] == str(DLQ_MAX_MESSAGE_BYTES)
+    assert configs[topics.admin]["retention.ms"] == "-1"  # a pause holds for good
 
 
 async def test_finished_leads_and_acceptances_expire_with_their_changelogs(

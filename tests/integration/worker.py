@@ -26,6 +26,7 @@ class TopicNames:
     feedback: str
     feedback_events: str
     config: str
+    admin: str
 
     @classmethod
     def unique(cls) -> TopicNames:
@@ -41,6 +42,7 @@ class TopicNames:
             "feedback",
             "feedback-events",
             "config",
+            "admin",
         )
         return cls(*(f"{name}-{tag}" for name in names))
 
@@ -92,6 +94,7 @@ class WorkerProcess:
             "COURIER_FEEDBACK_TOPIC": self.topics.feedback,
             "COURIER_FEEDBACK_EVENTS_TOPIC": self.topics.feedback_events,
             "COURIER_CONFIG_TOPIC": self.topics.config,
+            "COURIER_ADMIN_TOPIC": self.topics.admin,
             "COURIER_IN_FLIGHT": str(self.in_flight),
             "COURIER_DATA_DIR": str(self.workdir / f"data-{self.name}"),
             "COURIER_LOG_LEVEL": "info",

@@ -135,7 +135,18 @@ flows:
                     await asyncio.sleep(0.05)
             assert await worker.stopped(signal.SIGKILL) == -signal.SIGKILL
             worker.start()
-        outcomes = await collect(kafka, topics.outcomes, len(leads), timeout_s=180, settle_s=3.0)
+        # Outcomes written again after a kill count toward the total: wait until every lead
+        # has one (an auction cut by the kill waits out its 5 s pings again).
+        wanted = {lead["id"] for lead in leads}
+        async with asyncio.timeout(180):
+            while True:
+                outcomes = await collect(kafka, topics.outcomes, len(leads), settle_s=1.0)
+                seen = {
+                    decode_with_schema_file(r.value, "lead_outcome")["lead_id"] for r in outcomes
+                }
+                if seen >= wanted:
+                    break
+                await asyncio.sleep(1.0)
     finally:
         await buyers.stop()
 

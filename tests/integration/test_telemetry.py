@@ -114,7 +114,11 @@ destinations:
         await collect(kafka, topics.dlq, 2)
         # 6 leads x 2 destinations, and the CRM's retry of T-5 (parked, then due)
         records = await collect(kafka, topics.events, 13, settle_s=1.0)
-        events = [decode_with_schema_file(r.value, "delivery_event") for r in records]
+        # What was written (spans and metrics count these), and each event once by its id:
+        # a record handled again after a rebalance (at least once; Tansu re-joins a busy
+        # worker's group, docs/brokers.md) writes the same event, same id, again.
+        written_events = [decode_with_schema_file(r.value, "delivery_event") for r in records]
+        events = list({e["event_id"]: e for e in written_events}.values())
         finals = [decode_with_schema_file(r.value, "lead_outcome") for r in outcomes]
 
         # Trace ids: on every event and outcome; the upstream's where it sent one.
@@ -141,13 +145,15 @@ destinations:
         # Spans: a consumer span per record read, a client span per attempt (a child of the
         # lead's), a producer span per record written; no lead value in any attribute.
         async with asyncio.timeout(30):
-            while len([s for s in collector.spans if s.kind == SPAN_KIND_CLIENT]) < len(events):
+            while len([s for s in collector.spans if s.kind == SPAN_KIND_CLIENT]) < len(
+                written_events
+            ):
                 await asyncio.sleep(0.1)
         spans = collector.spans
         by_id = {s.span_id: s for s in spans}
         attempts = [s for s in spans if s.kind == SPAN_KIND_CLIENT]
         assert sorted(s.name for s in attempts) == sorted(
-            f"deliver {e['destination_id']}" for e in events
+            f"deliver {e['destination_id']}" for e in written_events
         )
         for span in attempts:
             parent = by_id[span.parent_span_id]
@@ -174,7 +180,7 @@ destinations:
         ]
         assert {s.parent_span_id for s in upstream} == {UPSTREAM_SPAN}
         written = Counter(s.name for s in spans if s.kind == SPAN_KIND_PRODUCER)
-        assert written[f"send {topics.events}"] == len(events)
+        assert written[f"send {topics.events}"] == len(written_events)
         assert written[f"send {topics.outcomes}"] == len(finals)
         assert written[f"send {topics.dlq}"] == 2
         shown = repr([s.attributes for s in spans])
@@ -182,9 +188,9 @@ destinations:
 
         # Metrics: the counts are the records written.
         samples = await scrape(f"http://127.0.0.1:{port}/metrics")
-        assert total(samples, "courier_deliveries_total") == len(events)
+        assert total(samples, "courier_deliveries_total") == len(written_events)
         for (destination, outcome), count in Counter(
-            (e["destination_id"], e["outcome"]) for e in events
+            (e["destination_id"], e["outcome"]) for e in written_events
         ).items():
             assert (
                 total(samples, "courier_deliveries_total", destination=destination, outcome=outcome)
@@ -197,10 +203,13 @@ destinations:
         )
         assert total(samples, "courier_dead_letters_total", reason="Not JSON") == 1
         assert total(samples, "courier_dead_letters_total", reason="Delivery failed") == 1
-        requested = sum(e["http_status"] is not None for e in events)
+        requested = sum(e["http_status"] is not None for e in written_events)
         assert total(samples, "courier_recipient_duration_seconds_count") == requested
         assert total(samples, "courier_overhead_duration_seconds_count") == requested
-        assert total(samples, "courier_records_read_total", topic=topics.leads) == 7
+        # 7, and once more each for a record read again after a rebalance
+        redelivered = len(written_events) - len(events)
+        read = total(samples, "courier_records_read_total", topic=topics.leads)
+        assert 7 <= read <= 7 + redelivered, (read, redelivered)
         assert total(samples, "courier_circuit_state", destination="crm") == 0
         assert "courier_consumer_lag" in samples
         assert "courier_retries_parked" in samples

@@ -88,9 +88,23 @@ async def send_admin_action(
         else:
             encoder = EventEncoder(ADMIN_ACTION)
         value = encoder.encode(record)
+    await send_one(bootstrap, admin_topic, value, record["destination_id"].encode(), security)
+
+
+async def send_one(
+    bootstrap: str,
+    topic: str,
+    value: bytes,
+    key: bytes,
+    security: KafkaSecurity | None = None,
+    partition: int | None = None,
+) -> int:
+    """One record, acknowledged by every in-sync replica, from a producer of its own (the
+    commands' and rare actions' way to write); returns its offset."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_options(security))
     await started(producer)
     try:
-        await producer.send_and_wait(admin_topic, value, key=record["destination_id"].encode())
+        written = await producer.send_and_wait(topic, value, key=key, partition=partition)
     finally:
         await producer.stop()
+    return int(written.offset)

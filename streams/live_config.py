@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import NewTopic
 
 from streams.broker_offsets import fetched_end_offsets
@@ -31,7 +31,7 @@ from streams.config.versions import (
     version_record,
 )
 from streams.errors import ConfigError
-from streams.kafka_clients import client_options, ensure_topics, started
+from streams.kafka_clients import client_options, ensure_topics, send_one, started
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +88,7 @@ async def publish_version(
     """A new version on the config topic (made if missing); returns its number."""
     await ensure_config_topic(bootstrap, topic, replication, security)
     key, value = version_record(text, by, note, source)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_options(security))
-    await started(producer)
-    try:
-        written = await producer.send_and_wait(topic, value, key=key, partition=0)
-    finally:
-        await producer.stop()
-    return int(written.offset) + 1
+    return await send_one(bootstrap, topic, value, key, security, partition=0) + 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from streams.stages.egress import AddressRefused, GuardedResolver, check_literal
 from streams.stages.limits import Allowance, Gate
 
 if TYPE_CHECKING:
-    from streams.config import Destination
+    from streams.config import Destination, Limits
 
 # What a stage needs to deliver: tests pass a plain function, the worker an HttpSender.
 Send = Callable[[HttpRequest, "Destination"], Awaitable[HttpResponse]]
@@ -91,7 +91,7 @@ class HttpSender:
         # Two pools: one whose resolver applies the egress policy, one for development
         # destinations. A connector's DNS cache then never serves one to the other.
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
-        self._gates: dict[str, Gate] = {}
+        self._gates: dict[str, tuple[float, Limits, Gate]] = {}  # share, limits, their gate
         # Requests under way per destination id (a metric).
         self.in_flight: Counter[str] = Counter()
         # This worker's share of a destination's limits (its part of the partitions that
@@ -103,6 +103,10 @@ class HttpSender:
         # of its limits are that worker's. Every other one from every lead's partition.
         share = 1.0 if destination.caps is not None else self.share
         limits = destination.limits
+        known = self._gates.get(destination.id)
+        # The same share and the same limits (a reloaded file makes new ones): as it is.
+        if known is not None and known[0] == share and known[1] is limits:
+            return known[2]
         concurrency = limits.concurrency
         if concurrency is not None:
             concurrency = max(1, int(concurrency * share))  # never more than all together
@@ -112,10 +116,9 @@ class HttpSender:
             None if limits.per_hour is None else max(1, int(limits.per_hour * share)),
             None if limits.per_day is None else max(1, int(limits.per_day * share)),
         )
-        gate = self._gates.get(destination.id)
-        if gate is None:
-            gate = self._gates[destination.id] = Gate()
+        gate = known[2] if known is not None else Gate()
         await gate.retune(allowance)  # a new share or a reloaded file: in place
+        self._gates[destination.id] = (share, limits, gate)
         return gate
 
     def _session_for(self, egress: EgressPolicy | None) -> aiohttp.ClientSession:

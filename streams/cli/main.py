@@ -334,9 +334,22 @@ def insight(broker: str | None, port: int | None, destinations: Path | None) -> 
     from streams.app import worker_class
     from streams.cli.console import reach_broker
     from streams.insight.app import create_insight_app
+    from streams.kafka_clients import TopicsNotMade, ensure_topics
     from streams.live_config import ensure_config_topic
+    from streams.topics import written_topics
 
     asyncio.run(reach_broker(settings.bootstrap_servers(), settings.kafka_security()))
+    # The workers' topics it reads and the alerts topic it writes, made before Faust starts
+    # (as the worker does): a topic made after the group joined makes Tansu rebalance it,
+    # and one that does not exist yet is not read until the next metadata refresh.
+    wanted = [
+        NewTopic(name, settings.partitions, settings.replication, topic_configs=config)
+        for name, config in {**written_topics(settings), settings.alerts_topic: {}}.items()
+    ]
+    try:
+        asyncio.run(ensure_topics(settings.bootstrap_servers(), wanted, settings.kafka_security()))
+    except TopicsNotMade as exc:
+        _fail(str(exc))
     # Its alert rules and schedules follow the workers' configuration versions.
     asyncio.run(
         ensure_config_topic(

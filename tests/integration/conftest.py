@@ -127,3 +127,20 @@ def decode_with_schema_file(value: bytes, name: str) -> dict[str, Any]:
     assert value[2:10] == expected, f"fingerprint is not that of schemas/{name}.avsc"
     record: dict[str, Any] = fastavro.schemaless_reader(io.BytesIO(value[10:]), schema, None)
     return record
+
+
+async def trail(kafka: KafkaTarget, topics: TopicNames, app_id: str, lead_ids: set[str]) -> str:
+    """Where ``lead_ids`` are on the worker's topics and the leads table's changelog, and
+    the group's lag: a failure message that says where a lead stopped."""
+    from streams.insight.lag import group_lag
+
+    lines = []
+    names = (topics.leads, topics.routing, topics.work, f"{app_id}-leads-changelog")
+    for topic in names:
+        async for record in read_records(kafka.bootstrap, topic, follow=False):
+            text = (record.key or b"").decode(errors="replace") + " " + repr(record.value)[:300]
+            if any(lead_id in text for lead_id in lead_ids):
+                lines.append(f"{topic}[{record.partition}]@{record.offset}: {text}")
+    lag = await group_lag(kafka.bootstrap, app_id, [topics.leads, topics.routing, topics.work])
+    lines.append(f"lag: {lag}")
+    return "\n".join(lines)

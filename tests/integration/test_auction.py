@@ -11,8 +11,9 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any
 
+from streams.cli.console import read_records
 from tests.integration.auction_buyers import AuctionBuyers, Buyer
-from tests.integration.conftest import collect, decode_with_schema_file, publish
+from tests.integration.conftest import collect, decode_with_schema_file, publish, trail
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Recipient
 
@@ -137,16 +138,24 @@ flows:
             worker.start()
         # Outcomes written again after a kill count toward the total: wait until every lead
         # has one (an auction cut by the kill waits out its 5 s pings again).
-        wanted = {lead["id"] for lead in leads}
-        async with asyncio.timeout(180):
-            while True:
-                outcomes = await collect(kafka, topics.outcomes, len(leads), settle_s=1.0)
-                seen = {
-                    decode_with_schema_file(r.value, "lead_outcome")["lead_id"] for r in outcomes
-                }
-                if seen >= wanted:
-                    break
-                await asyncio.sleep(1.0)
+        wanted = {str(lead["id"]) for lead in leads}
+        seen: set[str] = set()
+        try:
+            async with asyncio.timeout(180):
+                while not seen >= wanted:
+                    await asyncio.sleep(1.0)
+                    outcomes = [
+                        r
+                        async for r in read_records(kafka.bootstrap, topics.outcomes, follow=False)
+                    ]
+                    seen = {
+                        decode_with_schema_file(r.value, "lead_outcome")["lead_id"]
+                        for r in outcomes
+                    }
+        except TimeoutError:
+            missing = wanted - seen
+            where = await trail(kafka, topics, worker.app_id, missing)
+            raise AssertionError(f"no outcome for {sorted(missing)}:\n{where}") from None
     finally:
         await buyers.stop()
 

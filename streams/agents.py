@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from functools import partial
 from typing import Any, Literal
 
@@ -61,12 +61,14 @@ def register_agents(
     abandon: Callable[[Any], None],
     track_writes: Callable[[], None],
     progress: Progress,
+    holds: Holds,
 ) -> None:
     """``handlers``: built once per worker when first needed (encoders may register schemas);
     ``held_per_agent``: records an agent may hold unacknowledged at once (then it waits);
     ``abandon(message)``: a stopping worker gives up a record without acknowledging it;
     ``track_writes()``: the table writes of the record's task are the ones it confirms;
-    ``progress``: told of every record taken and finished (a stalled worker is not ready)."""
+    ``progress``: told of every record taken and finished (a stalled worker is not ready);
+    ``holds``: where the consumer learns which records are still held (``safe_commit``)."""
 
     names = {field: getattr(topics, field).get_topic_name() for field in vars(topics)}
 
@@ -83,7 +85,7 @@ def register_agents(
         await asyncio.gather(*confirmations)
 
     def each_record(topic: Any, stage: Stage, handle: Callable[[Handlers], Handle]) -> None:
-        acks = InOrder(abandon)
+        acks = holds.add(topic.get_topic_name(), InOrder(abandon))
 
         async def one(event: Any, slots: asyncio.Semaphore, held: list[Any]) -> None:
             message = event.message
@@ -191,11 +193,19 @@ class InOrder:
         self._abandon = abandon
         self._queues: dict[Any, deque[list[Any]]] = defaultdict(deque)
         self._stopping: set[Any] = set()
+        self._given_up: dict[Any, int] = {}  # the first offset given up, per partition
 
     def hold(self, event: Any) -> list[Any]:
         held = [event, None]  # None: in progress; then "done" or "given up"
         self._queues[event.message.tp].append(held)
         return held
+
+    def held(self, tp: Any) -> list[int]:
+        """The offsets of ``tp`` not acknowledged yet: in progress, done behind one in
+        progress, or given up by a stopping worker (for the next one to handle)."""
+        offsets = [held[0].message.offset for held in self._queues.get(tp, ())]
+        given_up = self._given_up.get(tp)
+        return offsets if given_up is None else [*offsets, given_up]
 
     def done(self, held: list[Any]) -> None:
         held[1] = "done"
@@ -213,9 +223,48 @@ class InOrder:
         while queue and queue[0][1] is not None:
             event, _ = queue.popleft()
             if tp in self._stopping:
+                offset = event.message.offset
+                self._given_up[tp] = min(offset, self._given_up.get(tp, offset))
                 self._abandon(event.message)
             else:
                 event.ack()
+
+
+class Holds:
+    """Every agent's ``InOrder``, by topic: what the consumer asks before it commits."""
+
+    def __init__(self) -> None:
+        self._by_topic: dict[str, InOrder] = {}
+
+    def add(self, topic: str, acks: InOrder) -> InOrder:
+        self._by_topic[topic] = acks
+        return acks
+
+    def held(self, tp: Any) -> list[int]:
+        acks = self._by_topic.get(tp.topic)
+        return [] if acks is None else acks.held(tp)
+
+
+def safe_commit(
+    proposed: int, committed: int | None, held: Collection[int]
+) -> tuple[int | None, list[int]]:
+    """The offset to commit instead of Faust's ``proposed`` (None: nothing new), and the
+    offsets below ``proposed`` to keep counted as acknowledged for a later commit.
+
+    Faust counts more than acknowledgements: a jump in the offsets it reads is taken for
+    records that do not exist (a transaction marker, a compacted record) and counted as
+    done. After the seek to the committed offsets that follows a group join, the rest of a
+    batch fetched before the seek makes such a jump over records this worker is still
+    handling, and Faust would commit past them: a crash then loses them. So the commit
+    stops at the first record still ``held``; what Faust counted above it, other than the
+    held records (acknowledged when they finish), stays counted."""
+    start = committed or 0
+    holding = {offset for offset in held if offset >= start}  # below: committed already
+    floor = min(holding, default=None)
+    if floor is None or proposed <= floor:
+        return proposed, []
+    keep = [offset for offset in range(floor, proposed) if offset not in holding]
+    return (floor if floor > start else None), keep
 
 
 def _stopping(exc: BaseException) -> bool:

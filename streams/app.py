@@ -29,7 +29,7 @@ from faust.transport.drivers.aiokafka import (
 )
 
 from streams import telemetry
-from streams.agents import register_agents
+from streams.agents import Holds, register_agents, safe_commit
 from streams.auth import OAuth2Auth
 from streams.avro import AvroDecodeError, Encoders, EventDecoder, SchemaRegistry
 from streams.broker_offsets import fetched_end_offsets
@@ -88,6 +88,25 @@ class CourierConsumerThread(AIOKafkaConsumerThread):
 class CourierConsumer(Consumer):
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return CourierConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _new_offset(self, tp: Any) -> int | None:
+        """Faust's next offset to commit, never past a record an agent still holds
+        (``streams.agents.safe_commit``)."""
+        proposed: int | None = super()._new_offset(tp)
+        holds: Holds | None = getattr(self.app, "holds", None)
+        if proposed is None or holds is None:
+            return proposed
+        offset, keep = safe_commit(proposed, self._committed_offset.get(tp), holds.held(tp))
+        if keep:
+            self._acked[tp].extend(keep)
+            self._acked[tp].sort()
+            self._acked_index[tp].update(keep)
+        if offset != proposed:
+            log.info(
+                "%s[%d]: commit held at %s, not %d: a record below is still in progress",
+                tp.topic, tp.partition, offset, proposed,
+            )  # fmt: skip
+        return offset
 
     async def highwaters(self, *partitions: Any) -> Mapping[Any, int]:
         """End offsets for table recovery, checked against a fetch's high watermark.
@@ -151,6 +170,7 @@ class CourierApp(faust.App):
     takes as long as the slowest request in flight, not as long as every record read."""
 
     sender: HttpSender | None = None
+    holds: Holds | None = None  # the agents' records in progress, for the consumer's commits
 
     async def on_stop(self) -> None:
         if self.sender is not None:
@@ -353,6 +373,7 @@ def create_app(
         web_enabled=settings.web_port is not None,
         web_port=settings.web_port or 6066,
     )
+    holds = app.holds = Holds()
     topics = declare_topics(app, settings)
     # No pool-wide connection limit: one destination's slow answers must not hold the
     # connections of another. Each destination is bounded by its own in-flight slots.
@@ -490,6 +511,7 @@ def create_app(
         abandon=lambda message: abandon(app, message),
         track_writes=track_writes,
         progress=progress,
+        holds=holds,
     )
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]

@@ -135,7 +135,14 @@ async def trail(kafka: KafkaTarget, topics: TopicNames, app_id: str, lead_ids: s
     from streams.insight.lag import group_lag
 
     lines = []
-    names = (topics.leads, topics.routing, topics.work, f"{app_id}-leads-changelog")
+    names = (
+        topics.leads,
+        topics.routing,
+        topics.work,
+        topics.events,
+        f"{app_id}-leads-changelog",
+        f"{app_id}-finished-changelog",
+    )
     for topic in names:
         async for record in read_records(kafka.bootstrap, topic, follow=False):
             text = (record.key or b"").decode(errors="replace") + " " + repr(record.value)[:300]

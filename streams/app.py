@@ -11,6 +11,7 @@ import socket
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from streams.agents import Holds, register_agents, safe_commit
 from streams.auth import OAuth2Auth
 from streams.avro import AvroDecodeError, Encoders, EventDecoder, SchemaRegistry
 from streams.broker_offsets import fetched_end_offsets
+from streams.commits import UnhandledRecords, read_range, unhandled
 from streams.config import Destination, DestinationsFile, Settings
 from streams.config.flows import CompiledFlow
 from streams.config.kafka import KafkaSecurity
@@ -91,12 +93,20 @@ class CourierConsumer(Consumer):
 
     def _new_offset(self, tp: Any) -> int | None:
         """Faust's next offset to commit, never past a record an agent still holds
-        (``streams.agents.safe_commit``)."""
-        proposed: int | None = super()._new_offset(tp)
+        (``streams.agents.safe_commit``) nor past one nobody handled (``streams.commits``)."""
         holds: Holds | None = getattr(self.app, "holds", None)
-        if proposed is None or holds is None:
-            return proposed
-        offset, keep = safe_commit(proposed, self._committed_offset.get(tp), holds.held(tp))
+        records: UnhandledRecords | None = getattr(self.app, "unhandled", None)
+        if holds is None or records is None:
+            return super()._new_offset(tp)
+        held = holds.held(tp)
+        committed = self._committed_offset.get(tp)
+        found = unhandled(tp, committed, self._acked.get(tp, []), self._gap.get(tp), held)
+        if found is not None and not records.may_pass(found):
+            return None
+        proposed: int | None = super()._new_offset(tp)
+        if proposed is None:
+            return None
+        offset, keep = safe_commit(proposed, committed, held)
         if keep:
             self._acked[tp].extend(keep)
             self._acked[tp].sort()
@@ -106,6 +116,8 @@ class CourierConsumer(Consumer):
                 "%s[%d]: commit held at %s, not %d: a record below is still in progress",
                 tp.topic, tp.partition, offset, proposed,
             )  # fmt: skip
+        if offset is not None:
+            records.forget(tp, offset)
         return offset
 
     async def highwaters(self, *partitions: Any) -> Mapping[Any, int]:
@@ -171,6 +183,7 @@ class CourierApp(faust.App):
 
     sender: HttpSender | None = None
     holds: Holds | None = None  # the agents' records in progress, for the consumer's commits
+    unhandled: UnhandledRecords | None = None  # offsets a commit would pass unacknowledged
 
     async def on_stop(self) -> None:
         if self.sender is not None:
@@ -374,6 +387,16 @@ def create_app(
         web_port=settings.web_port or 6066,
     )
     holds = app.holds = Holds()
+
+    async def hand_over(tp: Any, record: Any) -> None:
+        """A record Faust fetched and dropped, to the agents as Faust hands them over."""
+        consumer: Any = app.consumer
+        if tp in consumer.assignment():
+            await consumer.callback(consumer._to_message(tp, record))
+
+    app.unhandled = UnhandledRecords(
+        partial(read_range, settings.bootstrap_servers(), settings.kafka_security()), hand_over
+    )
     topics = declare_topics(app, settings)
     # No pool-wide connection limit: one destination's slow answers must not hold the
     # connections of another. Each destination is bounded by its own in-flight slots.

@@ -4,6 +4,7 @@ acknowledged offsets it finds)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -15,6 +16,7 @@ from intervaltree import IntervalTree
 
 from streams.agents import Holds, InOrder, safe_commit
 from streams.app import CourierConsumer
+from streams.commits import Unhandled, UnhandledRecords, unhandled
 
 
 @dataclass
@@ -96,13 +98,27 @@ def test_a_commit_stops_at_the_first_record_still_held() -> None:
     assert safe_commit(21, 10, [3]) == (21, [])
 
 
-def faust_bookkeeping(holds: Holds | None, tp: TP, committed: int) -> Any:
+async def never_read(tp: Any, start: int | None, end: int) -> list[Any]:
+    raise AssertionError("nothing to look at again here")
+
+
+async def never_handed(tp: Any, record: Any) -> None:
+    raise AssertionError("nothing to hand over here")
+
+
+def faust_bookkeeping(
+    holds: Holds | None, tp: TP, committed: int, records: UnhandledRecords | None = None
+) -> Any:
     """A consumer with Faust's own acknowledgement and commit bookkeeping, as after the seek
     that follows a group join: it had read 8..20, the seek moved its read offset back to
     8, and the rest of the batch (21) made it count 9..20 as records that do not exist."""
     consumer: Any = object.__new__(CourierConsumer)
+    if holds is not None and records is None:
+        records = UnhandledRecords(never_read, never_handed)
     consumer.app = SimpleNamespace(
-        holds=holds, topics=SimpleNamespace(acks_enabled_for=lambda topic: True)
+        holds=holds,
+        unhandled=records,
+        topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
     )
     consumer._unacked_messages = set()
     consumer._n_acked = 0
@@ -112,7 +128,6 @@ def faust_bookkeeping(holds: Holds | None, tp: TP, committed: int) -> Any:
     consumer._gap = defaultdict(IntervalTree)
     consumer._committed_offset = defaultdict(lambda: None)
     consumer._committed_offset[tp] = committed
-    consumer._gap[tp].addi(committed + 1, 21)
     return consumer
 
 
@@ -129,6 +144,8 @@ def test_the_consumer_never_commits_past_a_record_held_after_faust_filled_a_jump
     holds = Holds()
     acks = holds.add("leads", InOrder(abandon=lambda message: None))
     ours, faust_alone = faust_bookkeeping(holds, tp, 8), faust_bookkeeping(None, tp, 8)
+    for consumer in (ours, faust_alone):
+        consumer._gap[tp].addi(9, 21)
     held = {offset: acks.hold(Event(Message(tp, offset))) for offset in range(8, 22)}
 
     def finish(offset: int) -> None:
@@ -145,3 +162,66 @@ def test_the_consumer_never_commits_past_a_record_held_after_faust_filled_a_jump
         assert commits(ours, tp) == offset + 1
     finish(21)
     assert commits(ours, tp) == 22
+
+
+def test_what_a_commit_would_pass_unacknowledged() -> None:
+    tp = TP("leads", 0)
+    # Faust lets a run start one past the committed offset: offset 13 was never acknowledged.
+    assert unhandled(tp, 13, [14, 15, 16], None, []) == Unhandled(tp, 13, 14)
+    assert unhandled(tp, 13, [13, 14], None, []) is None
+    assert unhandled(tp, 13, [15, 16], None, []) is None  # a wider gap: Faust waits anyway
+    assert unhandled(tp, 13, [14], None, [13]) is None  # an agent has it: the commit waits
+    assert unhandled(tp, None, [3, 4], None, []) == Unhandled(tp, None, 3)  # none committed
+    assert unhandled(tp, None, [0, 1], None, []) is None
+    assert unhandled(tp, 13, [], None, []) is None
+
+
+async def test_a_record_faust_dropped_is_handed_to_the_agents_before_a_commit_passes_it() -> None:
+    """As seen after a SIGKILL and a restart: Faust handed 0..12 and 14..16 of a batch to
+    the agent, never 13, and would commit 17 from the acknowledgements alone."""
+    tp = TP("leads", 0)
+    holds = Holds()
+    acks = holds.add("leads", InOrder(abandon=lambda message: None))
+    read: list[tuple[int | None, int]] = []
+    handed: list[int] = []
+
+    async def read_again(tp: Any, start: int | None, end: int) -> list[Any]:
+        read.append((start, end))
+        return [SimpleNamespace(offset=offset) for offset in range(start or 0, end)]
+
+    async def hand_over(tp: Any, record: Any) -> None:
+        handed.append(record.offset)
+
+    records = UnhandledRecords(read_again, hand_over)
+    ours, faust_alone = faust_bookkeeping(holds, tp, 13, records), faust_bookkeeping(None, tp, 13)
+    for offset in (14, 15, 16):
+        acks.done(acks.hold(Event(Message(tp, offset))))
+        for consumer in (ours, faust_alone):
+            Consumer.ack(consumer, ConsumerMessage(tp, tp.topic, offset))
+    assert commits(faust_alone, tp) == 17  # 13 lost
+    assert commits(ours, tp) == 13  # looking at offset 13 on the broker
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert (read, handed) == ([(13, 14)], [13])
+    assert commits(ours, tp) == 13  # handed over, not handled yet
+    held = acks.hold(Event(Message(tp, 13)))  # the agent took it
+    assert commits(ours, tp) == 13
+    acks.done(held)
+    Consumer.ack(ours, ConsumerMessage(tp, tp.topic, 13))
+    assert commits(ours, tp) == 17
+
+
+async def test_an_offset_with_no_record_lets_the_commit_pass() -> None:
+    """A transaction's commit marker takes an offset and holds no record."""
+    tp = TP("leads", 0)
+    holds = Holds()
+
+    async def nothing_there(tp: Any, start: int | None, end: int) -> list[Any]:
+        return []
+
+    records = UnhandledRecords(nothing_there, never_handed)
+    ours = faust_bookkeeping(holds, tp, 13, records)
+    Consumer.ack(ours, ConsumerMessage(tp, tp.topic, 14))
+    assert commits(ours, tp) == 13
+    await asyncio.sleep(0)
+    assert commits(ours, tp) == 15

@@ -34,7 +34,7 @@ from streams.agents import Holds, register_agents, safe_commit
 from streams.auth import OAuth2Auth
 from streams.avro import AvroDecodeError, Encoders, EventDecoder, SchemaRegistry
 from streams.broker_offsets import fetched_end_offsets
-from streams.commits import UnhandledRecords, read_range, unhandled
+from streams.commits import UnhandledRecords, left_behind, read_range, unhandled
 from streams.config import Destination, DestinationsFile, Settings
 from streams.config.flows import CompiledFlow
 from streams.config.kafka import KafkaSecurity
@@ -70,6 +70,7 @@ REBALANCE_TIMEOUT_S = 6.0
 SESSION_TIMEOUT_S = 10.0
 HEARTBEAT_INTERVAL_S = 1.0
 COMMIT_INTERVAL_S = 1.0
+LEFT_BEHIND_CHECK_S = 5.0
 
 # Faust fixes the consumer's fetch_max_wait_ms at 1500. Apache Kafka answers a fetch as soon
 # as data is there, so that only bounds idle polling; Tansu holds the fetch for much of the
@@ -394,7 +395,7 @@ def create_app(
         if tp in consumer.assignment():
             await consumer.callback(consumer._to_message(tp, record))
 
-    app.unhandled = UnhandledRecords(
+    unhandled_records = app.unhandled = UnhandledRecords(
         partial(read_range, settings.bootstrap_servers(), settings.kafka_security()), hand_over
     )
     topics = declare_topics(app, settings)
@@ -536,6 +537,33 @@ def create_app(
         progress=progress,
         holds=holds,
     )
+
+    behind: dict[Any, Any] = {}  # partition → what was left behind at the last look
+    agent_topics = {
+        settings.leads_topic, settings.routing_topic, settings.work_topic, settings.feedback_topic,
+    }  # fmt: skip
+
+    @app.timer(LEFT_BEHIND_CHECK_S)  # type: ignore[untyped-decorator]
+    async def _pick_up_left_behind() -> None:
+        """Records Faust dropped with nothing after them are read again and handed to
+        the agents (``streams.commits.left_behind``): seen twice in a row first."""
+        consumer: Any = app.consumer
+        if app.rebalancing or app.in_recovery:
+            behind.clear()
+            return
+        for tp in consumer.assignment():
+            if tp.topic not in agent_topics:
+                continue
+            found = left_behind(
+                tp,
+                consumer._committed_offset.get(tp),
+                consumer.highwater(tp),
+                holds.held(tp),
+                consumer._acked.get(tp, []),
+            )
+            if found is not None and behind.get(tp) == found:
+                unhandled_records.may_pass(found)  # the look and the handing over
+            behind[tp] = found
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def _share_limits() -> None:

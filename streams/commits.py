@@ -10,8 +10,9 @@ runs). So before a commit passes an offset that nobody acknowledged, the broker 
 what is there: nothing (a marker, a compacted record) lets the commit go on; a record is
 handed to the agents as if Faust had, and the commit waits until it is handled.
 
-Gaps of two or more never move Faust's commit; they are left to a restart, which reads
-again from the committed offset (nothing lost, some leads handled again)."""
+A worker also looks, every few seconds, for partitions where records wait below the end
+that no agent holds and nothing acknowledged (Faust dropped them and has nothing after
+them to read): those are read again and handed over the same way (``left_behind``)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,19 @@ def unhandled(
     if first == committed + 1:
         return Unhandled(tp, committed, first)
     return None  # none passed, or a wider gap: Faust does not commit past it
+
+
+def left_behind(
+    tp: Any, committed: int | None, end: int | None, held: list[int], acked: list[int]
+) -> Unhandled | None:
+    """Records of ``tp`` below its end that nothing will handle: none held by an agent,
+    none acknowledged and waiting for a commit, and still the committed offset is short of
+    the end. Faust left them behind (dropped after it fetched them, its position already
+    past them); asked twice a few seconds apart before anything is done (between a fetch
+    and an agent taking it, a record is briefly in neither place)."""
+    if end is None or held or acked or (committed or 0) >= end:
+        return None
+    return Unhandled(tp, committed, end)
 
 
 class UnhandledRecords:

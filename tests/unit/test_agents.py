@@ -16,7 +16,7 @@ from intervaltree import IntervalTree
 
 from streams.agents import Holds, InOrder, safe_commit
 from streams.app import CourierConsumer
-from streams.commits import Unhandled, UnhandledRecords, unhandled
+from streams.commits import Unhandled, UnhandledRecords, left_behind, unhandled
 
 
 @dataclass
@@ -225,3 +225,14 @@ async def test_an_offset_with_no_record_lets_the_commit_pass() -> None:
     assert commits(ours, tp) == 13
     await asyncio.sleep(0)
     assert commits(ours, tp) == 15
+
+
+def test_records_left_behind_are_those_below_the_end_that_nothing_will_handle() -> None:
+    tp = TP("leads", 0)
+    # Faust fetched 0..12, handed none over, and has nothing after them to read.
+    assert left_behind(tp, None, 13, [], []) == Unhandled(tp, None, 13)
+    assert left_behind(tp, 5, 13, [], []) == Unhandled(tp, 5, 13)
+    assert left_behind(tp, 5, 13, [5], []) is None  # an agent has one
+    assert left_behind(tp, 5, 13, [], [5, 6]) is None  # a commit is on its way
+    assert left_behind(tp, 13, 13, [], []) is None  # all handled
+    assert left_behind(tp, None, None, [], []) is None  # nothing fetched yet

@@ -315,6 +315,7 @@ class Home:
 
         known = {path: attempt_from_dict(doc) for path, doc in state["known"].items()}
         running: dict[str, tuple[str, asyncio.Future[Handled]]] = {}
+        pinging: set[str] = set()  # the paths in ``running`` that are an auction's pings
         if first is not None:
             running[first.path] = (
                 first.destination_id,
@@ -339,7 +340,7 @@ class Home:
                     self.leads[lead.id] = _finished(state, self._clock(), source, report)
                     yield report
                     return
-                if self._start(state, progress.needed, known, running, report):
+                if self._start(state, progress.needed, known, running, report, pinging):
                     continue  # acceptances of an earlier run moved the plan on
                 if not running:
                     # Waiting for a destination's partition or a parked retry: the lead
@@ -348,7 +349,14 @@ class Home:
                     yield report
                     return
                 futures = [future for _, future in running.values()]
-                done, _ = await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+                # An auction's pings are judged together: waiting for all of them (each
+                # is bounded by the ping timeout) writes the lead's state and its events
+                # once, not once per buyer. Deliveries go on as each one ends.
+                together = all(path in pinging for path in running)
+                done, _ = await asyncio.wait(
+                    futures,
+                    return_when=asyncio.ALL_COMPLETED if together else asyncio.FIRST_COMPLETED,
+                )
                 for path, (destination_id, future) in list(running.items()):
                     if future in done:
                         del running[path]
@@ -369,6 +377,7 @@ class Home:
         known: dict[str, Attempt],
         running: dict[str, tuple[str, asyncio.Future[Handled]]],
         report: Report,
+        pinging: set[str],
     ) -> bool:
         """Start what the plan needs and nobody is doing; True if it knew some already."""
         remembered = False
@@ -380,6 +389,7 @@ class Home:
             if need.ping_timeout_s is not None:  # an auction's ping: here, never parked
                 ping = self._deliver(item, need.ping_timeout_s)
                 running[path] = (destination_id, asyncio.ensure_future(ping))
+                pinging.add(path)
                 continue
             accepted = state["accepted"].get(destination_id)
             if accepted is not None:  # accepted in an earlier run: never sent twice

@@ -87,6 +87,19 @@ async def publish_version(
 ) -> int:
     """A new version on the config topic (made if missing); returns its number."""
     await ensure_config_topic(bootstrap, topic, replication, security)
+    return await _append_version(bootstrap, topic, text, by, note, source, security)
+
+
+async def _append_version(
+    bootstrap: str,
+    topic: str,
+    text: str,
+    by: str,
+    note: str,
+    source: str,
+    security: KafkaSecurity | None,
+) -> int:
+    """A new version on the config topic, which exists; returns its number."""
     key, value = version_record(text, by, note, source)
     return await send_one(bootstrap, topic, value, key, security, partition=0) + 1
 
@@ -138,10 +151,7 @@ async def starting_config(
         note = f"{file} at a worker's start" + (
             "" if last is None else f", newer than v{last.number}"
         )
-        number = await publish_version(
-            bootstrap, topic, text, by=by, note=note, source=source,
-            replication=replication, security=security,
-        )  # fmt: skip
+        number = await _append_version(bootstrap, topic, text, by, note, source, security)
         return StartingConfig(
             file_destinations, number, f"destinations v{number} (from {file})", text
         )

@@ -101,7 +101,7 @@ alerts:
         await publish(kafka, topics.leads, [{"id": "A-2", "lead": {}}])
         await collect(kafka, topics.control, 3)  # open, half_open, closed
         try:
-            records = await collect(kafka, alerts_topic, 3, timeout_s=60, settle_s=12.0)
+            records = await collect(kafka, alerts_topic, 3, timeout_s=120, settle_s=12.0)
         except TimeoutError:
             told = insight.log_path.read_text()[-6000:]
             raise AssertionError(f"fewer than 3 alerts; insight said:\n{told}") from None

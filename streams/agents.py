@@ -253,11 +253,12 @@ def safe_commit(
 
     Faust counts more than acknowledgements: a jump in the offsets it reads is taken for
     records that do not exist (a transaction marker, a compacted record) and counted as
-    done. After the seek to the committed offsets that follows a group join, the rest of a
-    batch fetched before the seek makes such a jump over records this worker is still
-    handling, and Faust would commit past them: a crash then loses them. So the commit
-    stops at the first record still ``held``; what Faust counted above it, other than the
-    held records (acknowledged when they finish), stays counted."""
+    done. Should such a jump cover records this worker is still handling (the rest of a
+    batch fetched before the seek that follows a group join could make one: reproduced in
+    tests/unit/test_agents.py, not seen in a run), Faust would commit past them and a crash
+    would lose them. So the commit stops at the first record still ``held``; what Faust
+    counted above it, other than the held records (acknowledged when they finish), stays
+    counted."""
     start = committed or 0
     holding = {offset for offset in held if offset >= start}  # below: committed already
     floor = min(holding, default=None)

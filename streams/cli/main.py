@@ -38,6 +38,21 @@ def _settings(**overrides: Any) -> Settings:
         raise ConfigError("settings", problems) from None
 
 
+def _make_topics(settings: Settings, configs: dict[str, dict[str, str]]) -> None:
+    """Each topic of ``configs`` (name → topic config) made if missing, with the
+    settings' partitions and replication; a refusal is this command's one-line failure."""
+    from streams.kafka_clients import TopicsNotMade, ensure_topics
+
+    wanted = [
+        NewTopic(name, settings.partitions, settings.replication, topic_configs=config)
+        for name, config in configs.items()
+    ]
+    try:
+        asyncio.run(ensure_topics(settings.bootstrap_servers(), wanted, settings.kafka_security()))
+    except TopicsNotMade as exc:
+        _fail(str(exc))
+
+
 def _fail(message: str) -> NoReturn:
     click.echo(SCRUBBER.scrub(f"courier: {message}"), err=True)
     sys.exit(2)
@@ -122,17 +137,11 @@ def worker(**options: Any) -> None:
         # admin call says it in one line (the group turns the error into exit code 2).
         # The topics only we write are made before Faust starts: made by a task once the
         # group has joined, they made Tansu rebalance the group and repeat records.
-        from streams.kafka_clients import TopicsNotMade, ensure_topics
+        from streams.kafka_clients import TopicsNotMade
         from streams.topics import written_topics
 
-        wanted = [
-            NewTopic(name, settings.partitions, settings.replication, topic_configs=config)
-            for name, config in written_topics(settings).items()
-        ]
+        _make_topics(settings, written_topics(settings))
         try:
-            asyncio.run(
-                ensure_topics(settings.bootstrap_servers(), wanted, settings.kafka_security())
-            )
             starting = asyncio.run(_starting_config(settings, destinations))
         except TopicsNotMade as exc:
             _fail(str(exc))
@@ -334,7 +343,6 @@ def insight(broker: str | None, port: int | None, destinations: Path | None) -> 
     from streams.app import worker_class
     from streams.cli.console import reach_broker
     from streams.insight.app import create_insight_app
-    from streams.kafka_clients import TopicsNotMade, ensure_topics
     from streams.live_config import ensure_config_topic
     from streams.topics import written_topics
 
@@ -342,14 +350,7 @@ def insight(broker: str | None, port: int | None, destinations: Path | None) -> 
     # The workers' topics it reads and the alerts topic it writes, made before Faust starts
     # (as the worker does): a topic made after the group joined makes Tansu rebalance it,
     # and one that does not exist yet is not read until the next metadata refresh.
-    wanted = [
-        NewTopic(name, settings.partitions, settings.replication, topic_configs=config)
-        for name, config in {**written_topics(settings), settings.alerts_topic: {}}.items()
-    ]
-    try:
-        asyncio.run(ensure_topics(settings.bootstrap_servers(), wanted, settings.kafka_security()))
-    except TopicsNotMade as exc:
-        _fail(str(exc))
+    _make_topics(settings, {**written_topics(settings), settings.alerts_topic: {}})
     # Its alert rules and schedules follow the workers' configuration versions.
     asyncio.run(
         ensure_config_topic(

@@ -20,6 +20,7 @@ ALERT_EVENT = "alert_event"
 LEAD_FEEDBACK = "lead_feedback"
 ADMIN_ACTION = "admin_action"
 CAP_USAGE = "cap_usage"
+PERFORMANCE_TALLY = "performance_tally"
 
 
 @cache

@@ -171,9 +171,10 @@ def register_agents(
     @app.timer(CAP_REPORT_S, name="report_caps")
     async def report_caps() -> None:
         """How full each capped destination is, for every worker (``capacity``
-        distributions, the dashboard): from the worker that counts it, when it changed."""
+        distributions, the dashboard): from the worker that counts it, when it changed;
+        and this worker's new attempts to destinations ranked by ``performance``."""
         on = await handlers()
-        await send_all(on.cap_reports(owns_destination()))
+        await send_all(on.cap_reports(owns_destination()) + on.performance_tallies())
 
     @app.timer(FORGET_CHECK_S, name="forget_delivered")
     async def forget_delivered() -> None:

@@ -36,7 +36,7 @@ from streams.avro import AvroDecodeError, Encoders, EventDecoder, SchemaRegistry
 from streams.broker_offsets import fetched_end_offsets
 from streams.commits import UnhandledRecords, left_behind, read_range, unhandled
 from streams.config import Destination, DestinationsFile, Settings
-from streams.config.flows import CompiledFlow
+from streams.config.flows import CompiledFlow, performance_windows
 from streams.config.kafka import KafkaSecurity
 from streams.config.versions import ConfigVersion, changes, load_text
 from streams.control.admin import MAX_ADMIN_BODY, AdminState, admin_request
@@ -56,7 +56,7 @@ from streams.progress import Progress
 from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.batching import Batches
 from streams.stages.delivery import HttpSender
-from streams.stages.events import ADMIN_ACTION_NAME, CAP_USAGE_NAME
+from streams.stages.events import ADMIN_ACTION_NAME, CAP_USAGE_NAME, PERFORMANCE_TALLY_NAME
 from streams.stages.feedback import poll_request, receive_feedback
 from streams.stages.oauth import TokenCache
 from streams.topics import DLQ_MAX_MESSAGE_BYTES, declare_topics
@@ -252,9 +252,10 @@ def measure(
     destinations: Mapping[str, Destination],
     progress: Progress,
     capacity: CapacityBoard,
+    distributor: Distributor,
 ) -> None:
     """The gauges read at each scrape: in flight, circuits, parked retries, consumer lag,
-    a stall, caps used."""
+    a stall, caps used, what performance distributions rank by."""
 
     def in_flight() -> Iterable[tuple[float, dict[str, Any]]]:
         return [(n, {"destination": d}) for d, n in sender.in_flight.items()]
@@ -277,6 +278,13 @@ def measure(
                 for window, used, cap in windows:
                     kind = window.split(" ", 1)[0]  # hour, day, week, month
                     yield cap if limit else used, {"destination": destination_id, "window": kind}
+
+        return read
+
+    def ranked(accepted: bool) -> Callable[[], Iterable[tuple[float, dict[str, Any]]]]:
+        def read() -> Iterable[tuple[float, dict[str, Any]]]:
+            for destination_id, (attempts, sales) in distributor.known().items():
+                yield sales if accepted else attempts, {"destination": destination_id}
 
         return read
 
@@ -305,6 +313,18 @@ def measure(
         caps(limit=False),
     )
     telemetry.gauge("courier.cap.limit", "{lead}", "Each cap window's cap", caps(limit=True))
+    telemetry.gauge(
+        "courier.performance.attempts",
+        "{attempt}",
+        "Attempts of every worker a performance distribution ranks by (its longest window)",
+        ranked(accepted=False),
+    )
+    telemetry.gauge(
+        "courier.performance.accepted",
+        "{attempt}",
+        "Of them, accepted",
+        ranked(accepted=True),
+    )
     telemetry.gauge(
         "courier.worker.stalled",
         "s",
@@ -468,13 +488,15 @@ def create_app(
     flows = list(destinations.compiled_flows)
     flows_by_id = {flow.id: flow for flow in flows}
     prices = {d.id: d.price for d in destinations.destinations}
+    ranked = performance_windows(flows)  # destinations a performance step ranks
+    distributor = Distributor(prices, capacity=capacity, windows=ranked, worker=worker_name)
     feedback_blocks = {d.id: d.feedback for d in destinations.destinations}
     home = Home(
         flows_by_id,
         lambda destination_id: by_id[destination_id].caps is not None,
         LeadStates(table("leads", own_owner), table("finished", own_owner, keep_s=remember_s)),
         home_desk,
-        distributor=Distributor(prices, capacity=capacity),
+        distributor=distributor,
         # Only for recipients whose feedback names leads by their own ids: one small record
         # and table entry per sale to them.
         references=table("references", own_owner, keep_s=remember_s),
@@ -585,6 +607,8 @@ def create_app(
         flows_by_id.update({flow.id: flow for flow in flows})
         prices.clear()
         prices.update({d.id: d.price for d in new.destinations})
+        ranked.clear()
+        ranked.update(performance_windows(flows))
         feedback_blocks.clear()
         feedback_blocks.update({d.id: d.feedback for d in new.destinations})
         return changes(before, {d: dest.model_dump_json() for d, dest in by_id.items()})
@@ -631,7 +655,7 @@ def create_app(
 
     @app.task  # type: ignore[untyped-decorator]
     async def _follow_control() -> None:
-        await follow_control(settings, circuits, admin, capacity, worker_name)
+        await follow_control(settings, circuits, admin, capacity, distributor, worker_name)
 
     @app.page("/healthz")
     async def _live(web: Any, request: Any) -> Any:
@@ -699,7 +723,7 @@ def create_app(
             }
         )
 
-    measure(app, sender, circuits, capped_desk, home_desk, by_id, progress, capacity)
+    measure(app, sender, circuits, capped_desk, home_desk, by_id, progress, capacity, distributor)
 
     # Signalled after the consumer has stopped and in-flight leads are done.
     @app.on_before_shutdown.connect
@@ -761,6 +785,7 @@ async def follow_control(
     circuits: dict[str, Any],
     admin: AdminState,
     capacity: CapacityBoard,
+    distributor: Distributor,
     worker_name: str,
 ) -> None:
     """Every worker reads every circuit change on the control topic and takes it as its
@@ -800,6 +825,9 @@ async def follow_control(
                 continue
             if name == CAP_USAGE_NAME:
                 capacity.heard(event)
+                continue
+            if name == PERFORMANCE_TALLY_NAME:
+                distributor.heard(event)
                 continue
             if name == ADMIN_ACTION_NAME:
                 admin.apply(event)

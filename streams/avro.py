@@ -26,6 +26,7 @@ from schemas import (
     DELIVERY_EVENT,
     LEAD_FEEDBACK,
     LEAD_OUTCOME,
+    PERFORMANCE_TALLY,
     earlier_schemas,
     load_schema,
     schema_json,
@@ -127,6 +128,7 @@ class EventDecoder:
             LEAD_FEEDBACK,
             ADMIN_ACTION,
             CAP_USAGE,
+            PERFORMANCE_TALLY,
         ):
             current = load_schema(name)
             for writer in (*earlier_schemas(name), current):
@@ -166,6 +168,7 @@ class Encoders:
         self.circuit = circuit
         self.feedback = feedback or EventEncoder(LEAD_FEEDBACK)
         self.cap_usage = EventEncoder(CAP_USAGE)  # control topic, beside circuit events
+        self.performance = EventEncoder(PERFORMANCE_TALLY)  # control topic too
 
     @classmethod
     async def build(

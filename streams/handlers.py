@@ -46,6 +46,7 @@ from streams.stages.events import (
     delivery_event,
     lead_feedback,
     lead_outcome,
+    performance_tally,
 )
 from streams.stages.feedback import (
     UNKNOWN_REFERENCE,
@@ -517,6 +518,16 @@ class Handlers:
             self._caps_reported[destination_id] = windows
             record = cap_usage(destination_id, windows, self._worker_name)
             value = self._codec.cap_usage.encode(record)
+            sends.append(Out("control", destination_id.encode(), value))
+        return sends
+
+    def performance_tallies(self) -> list[Out]:
+        """A ``PerformanceTally`` for each destination ranked by performance whose
+        attempts this worker made changed since its last tally: every worker ranks by all."""
+        sends = []
+        for destination_id, minutes in self.home.distributor.tallies():
+            record = performance_tally(destination_id, minutes, self._worker_name)
+            value = self._codec.performance.encode(record)
             sends.append(Out("control", destination_id.encode(), value))
         return sends
 

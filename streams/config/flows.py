@@ -330,3 +330,27 @@ def _condition(text: str, where: str) -> Evaluate:
 def default_flow(destination_ids: Sequence[str]) -> CompiledFlow:
     """No flows configured: every destination gets every lead, at once."""
     return CompiledFlow("all", None, Parallel(tuple(Send(d) for d in destination_ids)))
+
+
+def performance_windows(flows: Sequence[CompiledFlow]) -> dict[str, float]:
+    """Each destination a ``performance`` step ranks → the longest window it is ranked over
+    (seconds): what a worker keeps and shares of its attempts to it, and for how long."""
+    windows: dict[str, float] = {}
+
+    def visit(step: Step | None) -> None:
+        if isinstance(step, Distribute) and step.kind == "performance":
+            for destination_id in step.destinations:
+                windows[destination_id] = max(windows.get(destination_id, 0.0), step.window_s)
+        elif isinstance(step, Parallel | Waterfall | InOrder):
+            for child in step.steps:
+                visit(child)
+        elif isinstance(step, Conditional):
+            for _, child in step.branches:
+                visit(child)
+            visit(step.otherwise)
+        elif isinstance(step, PingPost):
+            visit(step.otherwise)
+
+    for flow in flows:
+        visit(flow.plan)
+    return windows

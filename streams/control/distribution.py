@@ -12,10 +12,13 @@
 - ``capacity``: the most room left in its tightest cap first (an uncapped destination has
   all of it), as last reported by the worker that counts it (streams/control/capacity.py).
 - ``performance``: the best acceptance rate (or revenue per attempt) over the last
-  ``window_min`` minutes of this worker's own delivery attempts first. A destination with
+  ``window_min`` minutes of every worker's delivery attempts first. A destination with
   few attempts is judged with a prior of one acceptance in two attempts, so a newcomer is
-  tried and a run of bad luck is not final. Each worker judges from the attempts of its
-  own partitions, a share of all leads by the partition count.
+  tried and a run of bad luck is not final. Each worker counts its own attempts per
+  minute and tells the others the minutes that changed (``PerformanceTally`` on the
+  control topic, every few seconds): each ranks by all attempts, its own as they happen,
+  the others' as of their last tally. Only destinations that a ``performance`` step
+  ranks are counted, each for the longest window it is ranked over.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
+from typing import Any
 
 from streams.config.flows import Distribute
 from streams.control.capacity import CapacityBoard
@@ -31,6 +35,8 @@ from streams.model import OutcomeCategory, OutcomeKind
 from streams.stages.attempt import Attempt
 
 BUCKET_S = 60.0  # performance is kept per minute
+Counts = list[Any]  # [attempts: int, accepted: int, revenue: Decimal], one minute's
+MinuteTally = tuple[int, int, int, Decimal]  # (minute, attempts, accepted, revenue)
 
 
 class Distributor:
@@ -39,14 +45,26 @@ class Distributor:
         prices: Mapping[str, Decimal | None],
         clock: Callable[[], float] = time.time,
         capacity: CapacityBoard | None = None,
+        windows: Mapping[str, float] | None = None,
+        worker: str = "",
     ) -> None:
+        """``windows``: each destination a ``performance`` step ranks → its longest window
+        in seconds (``performance_windows``; held, and changed in place on a reload);
+        ``worker``: this worker's name, as its tallies carry it."""
         self._prices = prices
         self._capacity = capacity or CapacityBoard()
         self._clock = clock
+        self._windows = windows if windows is not None else {}
+        self._worker = worker
         # (flow id, step path) → each destination's current weight (smooth round robin)
         self._current: dict[tuple[str, str], list[int]] = {}
-        # destination id → minute → [attempts, accepted, revenue]
-        self._seen: dict[str, dict[int, list[Decimal]]] = defaultdict(dict)
+        # destination id → minute → counts: this worker's attempts, and everyone's
+        self._own: dict[str, dict[int, Counts]] = defaultdict(dict)
+        self._all: dict[str, dict[int, Counts]] = defaultdict(dict)
+        # (worker, destination id) → minute → counts, as that worker last told them
+        self._heard: dict[tuple[str, str], dict[int, Counts]] = defaultdict(dict)
+        self._changed: dict[str, set[int]] = defaultdict(set)  # not told yet
+        self._pruned_minute = 0
 
     def order(self, step: Distribute) -> list[str]:
         if step.kind == "weighted":
@@ -61,16 +79,69 @@ class Distributor:
     def saw(self, attempt: Attempt) -> None:
         """A delivery attempt's outcome, for ``performance``: one that was never sent
         (a closed circuit, a full cap, a schedule) says nothing of the recipient."""
+        destination_id = attempt.destination_id
         if attempt.outcome.category is OutcomeCategory.NOT_SENT:
             return
+        if destination_id not in self._windows:
+            return  # no performance step ranks it
         minute = int(attempt.finished_at.timestamp() // BUCKET_S)
-        counts = self._seen[attempt.destination_id].setdefault(
-            minute, [Decimal(0), Decimal(0), Decimal(0)]
-        )
-        counts[0] += 1
-        if attempt.outcome.kind is OutcomeKind.SUCCESS:
-            counts[1] += 1
-            counts[2] += attempt.outcome.price or 0
+        accepted = attempt.outcome.kind is OutcomeKind.SUCCESS
+        revenue = (attempt.outcome.price or Decimal(0)) if accepted else Decimal(0)
+        for book in (self._own, self._all):
+            counts = book[destination_id].setdefault(minute, [0, 0, Decimal(0)])
+            counts[0] += 1
+            counts[1] += accepted
+            counts[2] += revenue
+        self._changed[destination_id].add(minute)
+
+    def tallies(self) -> list[tuple[str, list[MinuteTally]]]:
+        """This worker's minutes that changed since the last call, per destination, each
+        with its count so far: for the other workers (``PerformanceTally``)."""
+        told = []
+        for destination_id, minutes in self._changed.items():
+            own = self._own.get(destination_id, {})
+            rows = [(m, own[m][0], own[m][1], own[m][2]) for m in sorted(minutes) if m in own]
+            if rows:
+                told.append((destination_id, rows))
+        self._changed.clear()
+        return told
+
+    def heard(self, record: dict[str, Any]) -> None:
+        """A decoded ``PerformanceTally``: a worker's counts of some minutes, each replacing
+        what that worker told of the same minute before."""
+        worker, destination_id = record["worker"], record["destination_id"]
+        if destination_id not in self._windows:
+            return
+        oldest = self._oldest_minute(destination_id)
+        for row in record["minutes"]:
+            minute = int(row["minute"])
+            counts: Counts = [int(row["attempts"]), int(row["accepted"]), row["revenue"]]
+            if minute < oldest:
+                continue
+            if worker == self._worker:
+                # Its own tally read back: an echo, or one written before a restart under
+                # the same name (a container's pid 1), kept where this run counted nothing.
+                if minute not in self._own[destination_id]:
+                    self._own[destination_id][minute] = counts
+                    self._add(destination_id, minute, counts, 1)
+                continue
+            earlier = self._heard[(worker, destination_id)].get(minute)
+            if earlier is not None:
+                self._add(destination_id, minute, earlier, -1)
+            self._heard[(worker, destination_id)][minute] = counts
+            self._add(destination_id, minute, counts, 1)
+
+    def known(self) -> dict[str, tuple[int, int]]:
+        """Each ranked destination → (attempts, accepted) of every worker over its longest
+        window, as this worker knows them (its metrics)."""
+        self._forget_old_minutes()
+        return {
+            destination_id: (
+                sum(counts[0] for counts in minutes.values()),
+                sum(counts[1] for counts in minutes.values()),
+            )
+            for destination_id, minutes in list(self._all.items())
+        }
 
     # ── inside ─────────────────────────────────────────────────────────────
     def _weighted(self, step: Distribute) -> list[str]:
@@ -93,16 +164,51 @@ class Distributor:
         return sorted(destinations, key=price, reverse=True)  # sorted() is stable
 
     def _by_performance(self, destinations: Sequence[str], by: str, window_s: float) -> list[str]:
+        self._forget_old_minutes()
         since = int((self._clock() - window_s) // BUCKET_S)
 
         def score(destination_id: str) -> Decimal:
-            buckets = self._seen[destination_id]
-            for minute in [m for m in buckets if m < since]:
-                del buckets[minute]
-            attempts = sum((b[0] for b in buckets.values()), Decimal(0))
+            minutes = self._all.get(destination_id, {})
+            counted = [counts for minute, counts in minutes.items() if minute >= since]
+            attempts: int = sum(counts[0] for counts in counted)
             if by == "revenue":
-                return sum((b[2] for b in buckets.values()), Decimal(0)) / (attempts + 1)
-            accepted = sum((b[1] for b in buckets.values()), Decimal(0))
-            return (accepted + 1) / (attempts + 2)
+                revenue: Decimal = sum((counts[2] for counts in counted), Decimal(0))
+                return revenue / (attempts + 1)
+            accepted: int = sum(counts[1] for counts in counted)
+            return Decimal(accepted + 1) / (attempts + 2)
 
         return sorted(destinations, key=score, reverse=True)
+
+    def _add(self, destination_id: str, minute: int, counts: Counts, sign: int) -> None:
+        total = self._all[destination_id].setdefault(minute, [0, 0, Decimal(0)])
+        for i in range(3):
+            total[i] += sign * counts[i]
+
+    def _oldest_minute(self, destination_id: str) -> int:
+        """The oldest minute a step ranking the destination can still look at."""
+        window_s = self._windows.get(destination_id, 0.0)
+        return int((self._clock() - window_s) // BUCKET_S)
+
+    def _forget_old_minutes(self) -> None:
+        """Minutes older than every window that ranks them go, once a minute (and every
+        destination no step ranks any more)."""
+        now = int(self._clock() // BUCKET_S)
+        if now == self._pruned_minute:
+            return
+        self._pruned_minute = now
+        for book in (self._own, self._all):
+            for destination_id in list(book):
+                self._forget_before(book, destination_id, destination_id)
+        for key in list(self._heard):
+            self._forget_before(self._heard, key, key[1])
+
+    def _forget_before(
+        self, book: dict[Any, dict[int, Counts]], key: Any, destination_id: str
+    ) -> None:
+        if destination_id not in self._windows:
+            del book[key]
+            return
+        oldest = self._oldest_minute(destination_id)
+        minutes = book[key]
+        for minute in [m for m in minutes if m < oldest]:
+            del minutes[minute]

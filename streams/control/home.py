@@ -139,7 +139,7 @@ class Home:
         # "destination|lead" → when to ask a polled recipient about a lead it accepted next
         # (streams/stages/feedback.py, ``poll_entry``), in the lead's partition.
         self.polls: MutableMapping[str, Any] = {} if polls is None else polls
-        self._distributor = distributor or Distributor({}, clock)
+        self.distributor = distributor or Distributor({}, clock)
         self._flows = flows
         self._capped = capped
         self.leads = leads
@@ -185,7 +185,7 @@ class Home:
         def with_answer(state: LeadState) -> tuple[LeadState, None] | None:
             if path in state["known"]:
                 return None  # a repeat
-            self._distributor.saw(attempt_from_dict(attempt))
+            self.distributor.saw(attempt_from_dict(attempt))
             asked = [p for p in state["asked"] if p != path]
             return {**state, "known": {**state["known"], path: attempt}, "asked": asked}, None
 
@@ -309,7 +309,7 @@ class Home:
         def order(step: Distribute, path: str) -> list[str]:
             chosen: list[str] | None = orders.get(path)
             if chosen is None:
-                chosen = orders[path] = self._distributor.order(step)
+                chosen = orders[path] = self.distributor.order(step)
                 fresh.append(path)
             return chosen
 
@@ -434,7 +434,7 @@ class Home:
         if handled.attempt is not None:
             report.attempts.append((handled.attempt, handled.next_attempt_at))
             if handled.attempt.phase != "ping":  # a bid is not a sale
-                self._distributor.saw(handled.attempt)
+                self.distributor.saw(handled.attempt)
         report.changes += [(destination_id, change) for change in handled.changes]
         result = handled.result
         if result is None:  # parked: a retry or a hold; it comes back through ``retry``

@@ -156,6 +156,8 @@ def register_dashboard(
             try:
                 name, event = await decoder.decode(value)
                 destination = event["destination_id"]
+                if name.endswith(".PerformanceTally"):
+                    continue  # for the workers' performance distributions
                 if name.endswith(".CapUsage"):
                     caps_used[destination] = [
                         [w["window"], w["used"], w["cap"]] for w in event["windows"]

@@ -18,6 +18,7 @@ DELIVERY_EVENT_NAME = "io.leadcourier.delivery.v1.DeliveryEvent"
 LEAD_OUTCOME_NAME = "io.leadcourier.delivery.v1.LeadOutcome"
 ADMIN_ACTION_NAME = "io.leadcourier.delivery.v1.AdminAction"
 CAP_USAGE_NAME = "io.leadcourier.delivery.v1.CapUsage"
+PERFORMANCE_TALLY_NAME = "io.leadcourier.delivery.v1.PerformanceTally"
 _PRICE_STEP = Decimal("0.0001")  # the schema's decimal scale
 
 
@@ -189,4 +190,19 @@ def cap_usage(
         "windows": [{"window": w, "used": used, "cap": cap} for w, used, cap in windows],
         "at": datetime.now(UTC),
         "worker": worker,
+    }
+
+
+def performance_tally(
+    destination_id: str, minutes: list[tuple[int, int, int, Decimal]], worker: str
+) -> dict[str, Any]:
+    """``minutes``: (minute, attempts, accepted, revenue) for each minute that changed."""
+    return {
+        "destination_id": destination_id,
+        "worker": worker,
+        "minutes": [
+            {"minute": m, "attempts": a, "accepted": ok, "revenue": revenue.quantize(_PRICE_STEP)}
+            for m, a, ok, revenue in minutes
+        ],
+        "at": datetime.now(UTC),
     }

@@ -1,16 +1,21 @@
 """Distribution through a real worker: weighted shares exact over a run of leads, each lead
-sold once, a destination's fixed price on its sales' events."""
+sold once, a destination's fixed price on its sales' events; a performance ranking that
+learns from every worker's attempts."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 
+from streams.cli.broker import free_port
 from tests.integration.conftest import collect, decode_with_schema_file, publish
+from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Received, Recipient
+from tests.integration.test_telemetry import scrape, total
 
 
 async def accepted_without_a_price(recipient: Recipient, received: Received) -> web.Response:
@@ -62,3 +67,81 @@ flows:
     }
     # buyer_a names no price: its fixed one; buyer_b's answer names one: that one.
     assert prices == {"buyer_a": Decimal("12.5000"), "buyer_b": Decimal("2.5000")}
+
+
+async def refused(recipient: Recipient, received: Received) -> web.Response:
+    return web.json_response({"message": "Duplicate lead"}, status=400)
+
+
+async def test_a_performance_ranking_learns_from_every_workers_attempts(
+    kafka: KafkaTarget, recipient: Recipient, topics: Any, start_worker: Any
+) -> None:
+    picky = await Recipient(answer=refused).start()
+    try:
+        await _performance(kafka, recipient, picky, topics, start_worker)
+    finally:
+        await picky.stop()
+
+
+async def _performance(
+    kafka: KafkaTarget, recipient: Recipient, picky: Recipient, topics: Any, start_worker: Any
+) -> None:
+    config = f"""
+destinations:
+  - id: picky
+    url: {picky.url("/picky")}
+  - id: keen
+    url: {recipient.url("/keen")}
+flows:
+  - id: f
+    plan: {{performance: {{by: acceptance, window_min: 60, among: [picky, keen]}}}}
+"""
+    port = free_port()
+    worker = start_worker(config, env={"COURIER_WEB_PORT": str(port)})
+    await publish(kafka, topics.leads, [{"id": f"P-{i:02d}", "lead": {}} for i in range(20)])
+    await collect(kafka, topics.outcomes, 20)
+    tried = len(picky.requests)
+    assert tried >= 1  # nothing known at first: the listed order, picky first
+    # The first worker's tally of its attempts reaches the control topic; then it stops.
+    async with asyncio.timeout(30):
+        while told_attempts(await collect(kafka, topics.control, 1, settle_s=1.0)) < tried:
+            await asyncio.sleep(0.5)
+    await worker.stopped()
+
+    # Another worker of the group (another process, another name) knows from the start
+    # that picky refused all of those: it never asks picky again. Alone, it would have
+    # tried picky first (the prior).
+    worker.start()
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                samples = await scrape(f"http://127.0.0.1:{port}/metrics")
+            except OSError:
+                samples = {}
+            if samples and total(samples, "courier_performance_attempts", destination="picky"):
+                break
+            await asyncio.sleep(0.5)
+    assert total(samples, "courier_performance_attempts", destination="picky") == tried
+    assert total(samples, "courier_performance_accepted", destination="picky") == 0
+    await publish(kafka, topics.leads, [{"id": f"Q-{i:02d}", "lead": {}} for i in range(10)])
+    outcomes = await collect(kafka, topics.outcomes, 30)
+    later = [
+        outcome
+        for outcome in (decode_with_schema_file(r.value, "lead_outcome") for r in outcomes)
+        if outcome["lead_id"].startswith("Q-")
+    ]
+    assert [o["accepted_by"] for o in later] == [["keen"]] * 10
+    assert len(picky.requests) == tried  # not asked again
+
+
+def told_attempts(records: list[Any]) -> int:
+    """Attempts to picky in the PerformanceTally records on the control topic."""
+    attempts = 0
+    for record in records:
+        try:
+            tally = decode_with_schema_file(record.value, "performance_tally")
+        except AssertionError:
+            continue  # a circuit event or cap usage
+        if tally["destination_id"] == "picky":
+            attempts = max(attempts, sum(m["attempts"] for m in tally["minutes"]))
+    return attempts

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from streams.config import DestinationsFile
-from streams.config.flows import Distribute
+from streams.config.flows import Distribute, performance_windows
 from streams.control.distribution import Distributor
 from streams.model import Lead, Outcome
 from streams.stages.attempt import Attempt, not_sent
+from streams.stages.events import performance_tally
 from streams.stages.routing import advance
 from tests.unit.control.test_home import (
     LEAD,
@@ -84,9 +85,12 @@ def _destination(destination_id: str) -> Any:
     ).destinations[0]
 
 
+RANKED = {"a": 600.0, "b": 600.0, "c": 600.0}  # what performance_windows gives for these
+
+
 def test_performance_prefers_who_accepts_over_its_window() -> None:
     now = [10_000.0]
-    distributor = Distributor({}, clock=lambda: now[0])
+    distributor = Distributor({}, clock=lambda: now[0], windows=RANKED)
     best = step("performance", by="acceptance", window_s=600)
     assert distributor.order(best) == ["a", "b", "c"]  # nothing seen: as listed
     for _ in range(5):
@@ -99,12 +103,91 @@ def test_performance_prefers_who_accepts_over_its_window() -> None:
 
 
 def test_performance_by_revenue_per_attempt() -> None:
-    distributor = Distributor({}, clock=lambda: 0.0)
+    distributor = Distributor({}, clock=lambda: 0.0, windows=RANKED)
     revenue = step("performance", by="revenue", window_s=600)
     distributor.saw(attempt_at("b", Outcome.success(price=Decimal("10")), 0.0))
     distributor.saw(attempt_at("c", Outcome.success(price=Decimal("30")), 0.0))
     distributor.saw(attempt_at("c", Outcome.failure("Duplicate lead"), 0.0))
     assert distributor.order(revenue) == ["c", "b", "a"]  # 10 a try, 5 a try, nothing
+
+
+def told(distributor: Distributor, worker: str) -> list[dict[str, Any]]:
+    """Its tallies as the other workers decode them from the control topic."""
+    return [
+        performance_tally(destination_id, minutes, worker)
+        for destination_id, minutes in distributor.tallies()
+    ]
+
+
+def test_performance_ranks_by_every_workers_attempts() -> None:
+    now = [10_000.0]
+    one = Distributor({}, clock=lambda: now[0], windows=RANKED, worker="w1")
+    two = Distributor({}, clock=lambda: now[0], windows=RANKED, worker="w2")
+    best = step("performance", by="acceptance", window_s=600)
+    for _ in range(4):  # worker 1's partitions: a accepts, b refuses
+        one.saw(attempt_at("a", Outcome.success(), now[0]))
+        one.saw(attempt_at("b", Outcome.failure("Duplicate lead"), now[0]))
+    two.saw(attempt_at("b", Outcome.success(), now[0]))  # worker 2: b accepted once
+    assert two.order(best) == ["b", "a", "c"]  # before it hears of worker 1 (a, c: 1/2)
+    for record in told(one, "w1"):
+        two.heard(record)
+        two.heard(record)  # read twice (a re-read control topic): counted once
+    assert two.order(best) == ["a", "c", "b"]  # a: 5/6; c: 1/2; b: 2/7
+    assert one.tallies() == []  # nothing new since its last tally
+    one.saw(attempt_at("b", Outcome.success(), now[0]))
+    [later] = told(one, "w1")
+    assert later["minutes"][0]["attempts"] == 5  # the minute's count so far: it replaces
+    two.heard(later)
+    assert two.order(best)[-1] == "b"  # b: 3/8 (not 7/13: the earlier tally is replaced)
+    now[0] += 660  # the window moves on for what was heard too
+    assert two.order(best) == ["a", "b", "c"]
+
+
+def test_a_worker_reads_back_its_own_tallies_only_after_a_restart() -> None:
+    before = Distributor({}, clock=lambda: 0.0, windows=RANKED, worker="courier-0:1")
+    for _ in range(3):
+        before.saw(attempt_at("c", Outcome.success(), 0.0))
+    tallies = told(before, "courier-0:1")
+    for record in tallies:
+        before.heard(record)  # its own echo: already counted
+    assert before.tallies() == []
+    # The same name after a restart (a container's pid 1): what it told before counts.
+    after = Distributor({}, clock=lambda: 0.0, windows=RANKED, worker="courier-0:1")
+    for record in tallies:
+        after.heard(record)
+    after.saw(attempt_at("c", Outcome.failure("Duplicate lead"), 0.0))
+    [again] = told(after, "courier-0:1")
+    assert (again["minutes"][0]["attempts"], again["minutes"][0]["accepted"]) == (4, 3)
+
+
+def test_only_destinations_a_performance_step_ranks_are_counted() -> None:
+    distributor = Distributor({}, clock=lambda: 0.0, windows={"a": 600.0}, worker="w")
+    distributor.saw(attempt_at("a", Outcome.success(), 0.0))
+    distributor.saw(attempt_at("b", Outcome.success(), 0.0))
+    distributor.heard(performance_tally("c", [(0, 9, 9, Decimal(0))], "other"))
+    assert [d for d, _ in distributor.tallies()] == ["a"]
+    assert distributor.order(step("performance", window_s=600)) == ["a", "b", "c"]
+
+
+def test_performance_windows_are_the_longest_each_destination_is_ranked_over() -> None:
+    file = DestinationsFile.model_validate(
+        {
+            "destinations": [{"id": d, "url": f"https://{d}.example.com"} for d in IDS],
+            "flows": [
+                {"id": "f", "plan": {"performance": {"among": ["a", "b"], "window_min": 10}}},
+                {
+                    "id": "g",
+                    "plan": {
+                        "waterfall": [
+                            "c",
+                            {"performance": {"among": ["b"], "window_min": 30}},
+                        ]
+                    },
+                },
+            ],
+        }
+    )
+    assert performance_windows(file.compiled_flows) == {"a": 600.0, "b": 1800.0}
 
 
 def test_a_distribution_is_a_waterfall_in_the_chosen_order() -> None:

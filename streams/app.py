@@ -45,7 +45,7 @@ from streams.control.circuit import heard
 from streams.control.desk import DeliveryDesk, Unremembered, lead_key, owner_key
 from streams.control.distribution import Distributor
 from streams.control.home import Home, LeadStates
-from streams.control.tables import confirmed, keyed_table, partition_of, track_writes
+from streams.control.tables import Owned, confirmed, keyed_table, partition_of, track_writes
 from streams.errors import ConfigError, DeliveryError
 from streams.handlers import Handlers, Origin
 from streams.kafka_clients import send_admin_action
@@ -540,9 +540,9 @@ def create_app(
             Only then may a timer act on its keys: a table keeps keys of partitions that
             have moved to another worker until they come back and are recovered again."""
             if app.rebalancing or app.in_recovery:
-                return lambda _: False
+                return Owned(frozenset(), partitions)
             mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
-            return lambda owner: partition_of(owner, partitions) in mine
+            return Owned(frozenset(mine), partitions)
 
         return check
 

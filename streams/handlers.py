@@ -26,7 +26,8 @@ from streams import logs, telemetry
 from streams.avro import Encoders
 from streams.config.feedback import DEFAULT_RETURN_WINDOW_DAYS, FeedbackConfig
 from streams.config.flows import CompiledFlow
-from streams.control.desk import KEY_SEPARATOR, DeliveryDesk, Handled, unsent
+from streams.control.desk import KEY_SEPARATOR, DeliveryDesk, Handled, lead_key, unsent
+from streams.control.due import DueIndex
 from streams.control.home import Home, Report
 from streams.control.messages import MessageError, WorkItem, attempt_to_dict
 from streams.control.tables import partition_of
@@ -171,6 +172,9 @@ class Handlers:
         self._feedback = feedback or {}
         self._poll = poll
         self._asked: dict[str, float] = {}  # polls asked, by the next_at they were asked at
+        # When each poll is due, so a check reads only those (the polls table holds one
+        # entry per sale to a polled recipient, for as long as it polls: days).
+        self._polls = DueIndex(home.polls, lambda entry: float(entry["next_at"]), lead_key)
         self._caps_reported: dict[str, list[tuple[str, int, int]]] = {}
         self._flows = flows
         self.home = home
@@ -357,16 +361,17 @@ class Handlers:
             config = self._feedback.get(message["destination_id"])
             if config is None or config.poll is None:  # unset since the sale
                 return []
-            self.home.polls[key] = poll_entry(
+            self._write_poll(key, poll_entry(
                 message["destination_id"], str(message["lead_id"]), message.get("reference_id"),
                 config.poll, time.time(),
-            )  # fmt: skip
+            ))  # fmt: skip
             await self._confirmed()
             return []
         if message["entry"] is None:
-            self.home.polls.pop(key, None)
+            if self.home.polls.pop(key, None) is not None:
+                self._polls.removed()
         else:
-            self.home.polls[key] = message["entry"]
+            self._write_poll(key, message["entry"])
         if message.get("notice") is None:
             await self._confirmed()
             return []
@@ -377,17 +382,18 @@ class Handlers:
         partitions): each answer goes back to the lead's partition as a record, which moves
         the entry on; until it does, the entry is not asked again."""
         now = time.time()
-        due = []
-        for key, entry in list(self.home.polls.items()):
-            if not owns(entry["lead_id"]) or entry["next_at"] > now:
-                continue
-            if self._asked.get(key) == entry["next_at"]:
-                continue  # asked; its answer is on the way
-            due.append((key, entry))
-            if len(due) >= MAX_POLLS_AT_ONCE:
-                break
+        due = [
+            (key, entry)
+            for key, entry in self._polls.due(owns, now)
+            if self._asked.get(key) != entry["next_at"]  # else asked; its answer is on the way
+        ][:MAX_POLLS_AT_ONCE]
         self._asked = {k: v for k, v in self._asked.items() if k in self.home.polls}
         return list(await asyncio.gather(*(self._ask(key, entry, now) for key, entry in due)))
+
+    def _write_poll(self, key: str, entry: dict[str, Any]) -> None:
+        new = key not in self.home.polls
+        self.home.polls[key] = entry
+        self._polls.written(key, entry, new)
 
     async def _ask(self, key: str, entry: dict[str, Any], now: float) -> Out:
         self._asked[key] = entry["next_at"]

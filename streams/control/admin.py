@@ -33,9 +33,12 @@ class AdminState:
     circuits_reset_at: dict[str, float] = field(default_factory=dict)
     # destination id → the last drain: work that waited for it from before ends
     drained: dict[str, Pause] = field(default_factory=dict)
+    # Actions applied so far: held work may be let go early after any of them.
+    version: int = 0
 
     def apply(self, action: dict[str, Any]) -> None:
         """One ``AdminAction`` record (decoded)."""
+        self.version += 1
         destination = action["destination_id"]
         at = action["at"].timestamp()
         verb = action["action"]

@@ -35,6 +35,7 @@ from streams.control.circuit import (
     record,
     worth_writing,
 )
+from streams.control.due import DueIndex
 from streams.control.messages import WorkItem, attempt_from_dict, attempt_to_dict
 from streams.control.retry import retry_delay
 from streams.control.tables import forget_older
@@ -116,6 +117,7 @@ class DeliveryDesk:
         self.caps = caps
         self.delivered = delivered
         self.parked = parked
+        self._due = DueIndex(parked, lambda value: float(value["due"]), owner)
         self._clock = clock
         # Parked items of the owners this worker owns, as last counted by ``due`` (a metric).
         self.waiting = 0
@@ -270,20 +272,23 @@ class DeliveryDesk:
 
     def due(self, owns: Callable[[str], bool]) -> list[tuple[str, Any, WorkItem]]:
         """Parked items whose time has come, among the owners this worker owns: each with
-        its key and table value (``release`` takes them)."""
-        now = self._clock()
-        mine = [(key, value) for key, value in list(self.parked.items()) if owns(self._owner(key))]
-        self.waiting = len(mine)
+        its key and table value (``release`` takes them). Only the due ones are read
+        (``DueIndex``), and all of them again after an operator's action."""
         found = []
-        for key, value in mine:
+        for key, value in self._due.due(owns, self._clock(), self.admin.version, self._early):
             item = WorkItem.from_json(value["item"].encode())
             # Parked before a drain of its destination: it comes back now, to end.
             drained = self.admin.drained_since(item.destination_id, value.get("parked_at", 0.0))
-            if drained is not None:
-                found.append((key, value, replace(item, drained_by=drained)))
-            elif value["due"] <= now or self._released(value):
-                found.append((key, value, item))
+            found.append(
+                (key, value, item if drained is None else replace(item, drained_by=drained))
+            )
+        self.waiting = self._due.waiting
         return found
+
+    def _early(self, key: str, value: Any) -> bool:
+        """Let go before its time: drained, or held for a pause or a circuit since lifted."""
+        drained = self.admin.drained_since(owner_key(key), value.get("parked_at", 0.0))
+        return drained is not None or self._released(value)
 
     def _released(self, parked: dict[str, Any]) -> bool:
         """Held for a pause that has been lifted, or for an open circuit that an operator
@@ -299,6 +304,7 @@ class DeliveryDesk:
         """Forget a parked item handed back: unless it was parked again meanwhile."""
         if self.parked.get(key) == value:
             del self.parked[key]
+            self._due.removed()
 
     def is_parked(self, item: WorkItem) -> bool:
         return _work_key(item) in self.parked
@@ -374,7 +380,10 @@ class DeliveryDesk:
             value["paused"] = item.destination_id
         if circuit:
             value["circuit"] = item.destination_id
-        self.parked[_work_key(item)] = value
+        key = _work_key(item)
+        new = key not in self.parked
+        self.parked[key] = value
+        self._due.written(key, value, new)
 
     async def _reserve(self, destination: Destination) -> str | None:
         """Take a cap slot for one delivery; the full window's name if there is none.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -25,6 +26,23 @@ def partition_of(owner: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives a record keyed ``owner``."""
     hashed: int = murmur2(owner.encode())
     return (hashed & 0x7FFFFFFF) % partitions
+
+
+@dataclass(frozen=True, slots=True)
+class Owned:
+    """The partitions of a topic this worker owns now, its tables recovered (none during a
+    rebalance): called with an id, whether its keys are this worker's to act on."""
+
+    partitions: frozenset[int]
+    count: int
+
+    def __call__(self, owner: str) -> bool:
+        return partition_of(owner, self.count) in self.partitions
+
+
+def owned_partitions(owns: Callable[[str], bool]) -> frozenset[int] | None:
+    """What ``owns`` owns, when it says (an ``Owned``); None for any other check."""
+    return owns.partitions if isinstance(owns, Owned) else None
 
 
 # The table writes made while handling one record (its task and the tasks it starts):

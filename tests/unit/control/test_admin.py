@@ -9,6 +9,7 @@ from typing import Any
 
 from streams.control.admin import AdminState
 from streams.control.desk import PAUSED
+from streams.control.tables import Owned
 from streams.model import Outcome
 from tests.unit.control.test_desk import NOW, Clock, Recipient, desk, destination, item
 
@@ -34,9 +35,11 @@ async def test_a_paused_destination_holds_a_lead_until_it_is_resumed() -> None:
     assert held.result is None and held.attempt is not None
     assert held.attempt.outcome.reason == PAUSED and recipient.calls == []
     assert held.attempt.outcome.raw == "paused by alice@ops: buyer asked"
-    assert buyer.due(lambda _: True) == []  # still paused: not due
+    everything = Owned(frozenset({0}), 1)  # this worker owns every id
+    assert buyer.due(everything) == []  # still paused: not due
+    assert buyer.due(everything) == []  # (the second look reads only what is due)
     buyer.admin.apply(action("resume", NOW + 60))
-    [(key, value, due)] = buyer.due(lambda _: True)  # at once, not in a week
+    [(key, value, due)] = buyer.due(everything)  # at once, not in a week
     assert due.lead.id == "L2"
     buyer.release(key, value)
     delivered = await buyer.handle(due)

@@ -12,13 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.bench import auction, delivery, isolation, mapping, soak
+from tests.bench import auction, delivery, isolation, mapping, parked, soak
 
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "mapping": mapping.run,
     "delivery": delivery.run,
     "isolation": isolation.run,
     "auction": auction.run,
+    "parked": parked.run,
     "soak": soak.run,
 }
 

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 PARKED_CHECK_S = 0.2  # how often parked work is looked at: the lateness of a retry
 FORGET_CHECK_S = 300.0
 CAP_REPORT_S = 2.0
+# Rankings are by the minute over windows of minutes to days: a tally every 10 s is fresh
+# enough, and keeps the control topic (read from its beginning by a starting worker) small.
+TALLY_S = 10.0
 POLL_CHECK_S = 5.0  # how often polls are looked at: at most this late
 REPLAYED_HEADER = "courier.replayed.from"  # set by ``courier replay``
 
@@ -171,10 +174,16 @@ def register_agents(
     @app.timer(CAP_REPORT_S, name="report_caps")
     async def report_caps() -> None:
         """How full each capped destination is, for every worker (``capacity``
-        distributions, the dashboard): from the worker that counts it, when it changed;
-        and this worker's new attempts to destinations ranked by ``performance``."""
+        distributions, the dashboard): from the worker that counts it, when it changed."""
         on = await handlers()
-        await send_all(on.cap_reports(owns_destination()) + on.performance_tallies())
+        await send_all(on.cap_reports(owns_destination()))
+
+    @app.timer(TALLY_S, name="tell_performance")
+    async def tell_performance() -> None:
+        """This worker's attempts to destinations ranked by ``performance``, the minutes
+        that changed, for every worker."""
+        on = await handlers()
+        await send_all(on.performance_tallies())
 
     @app.timer(FORGET_CHECK_S, name="forget_delivered")
     async def forget_delivered() -> None:

@@ -16,7 +16,7 @@
   few attempts is judged with a prior of one acceptance in two attempts, so a newcomer is
   tried and a run of bad luck is not final. Each worker counts its own attempts per
   minute and tells the others the minutes that changed (``PerformanceTally`` on the
-  control topic, every few seconds): each ranks by all attempts, its own as they happen,
+  control topic, every 10 s): each ranks by all attempts, its own as they happen,
   the others' as of their last tally. Only destinations that a ``performance`` step
   ranks are counted, each for the longest window it is ranked over.
 """

@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -34,7 +35,10 @@ from streams.control.capacity import CapacityBoard
 from streams.model import OutcomeCategory, OutcomeKind
 from streams.stages.attempt import Attempt
 
+log = logging.getLogger(__name__)
+
 BUCKET_S = 60.0  # performance is kept per minute
+SKEW_MINUTES = 5  # a tally's minute may be this far ahead of this worker's clock
 Counts = list[Any]  # [attempts: int, accepted: int, revenue: Decimal], one minute's
 MinuteTally = tuple[int, int, int, Decimal]  # (minute, attempts, accepted, revenue)
 
@@ -113,11 +117,17 @@ class Distributor:
         if destination_id not in self._windows:
             return
         oldest = self._oldest_minute(destination_id)
+        newest = int(self._clock() // BUCKET_S) + SKEW_MINUTES
         for row in record["minutes"]:
             minute = int(row["minute"])
             counts: Counts = [int(row["attempts"]), int(row["accepted"]), row["revenue"]]
-            if minute < oldest:
-                continue
+            if not oldest <= minute <= newest:
+                continue  # out of every window (or from a clock far ahead: never forgotten)
+            if not 0 <= counts[1] <= counts[0] or counts[2] < 0:
+                # Not what a worker writes: it would turn a ranking upside down, or divide
+                # by zero for every lead of the flow.
+                log.warning("a performance tally for %s that cannot be: ignored", destination_id)
+                return
             if worker == self._worker:
                 # Its own tally read back: an echo, or one written before a restart under
                 # the same name (a container's pid 1), kept where this run counted nothing.

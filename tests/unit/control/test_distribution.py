@@ -169,6 +169,20 @@ def test_only_destinations_a_performance_step_ranks_are_counted() -> None:
     assert distributor.order(step("performance", window_s=600)) == ["a", "b", "c"]
 
 
+def test_a_tally_that_cannot_be_is_ignored() -> None:
+    distributor = Distributor({}, clock=lambda: 600.0, windows=RANKED, worker="w")
+    best = step("performance", window_s=600)
+    for bad in (
+        (10, -2, 0, Decimal(0)),  # attempts below zero: (accepted + 1) / 0
+        (10, 1, 3, Decimal(0)),  # more accepted than attempts
+        (10, 1, 1, Decimal(-5)),
+        (10_000, 50, 50, Decimal(0)),  # a minute far ahead: it would never be forgotten
+    ):
+        distributor.heard(performance_tally("c", [bad], "other"))
+    assert distributor.known() == {}
+    assert distributor.order(best) == ["a", "b", "c"]
+
+
 def test_performance_windows_are_the_longest_each_destination_is_ranked_over() -> None:
     file = DestinationsFile.model_validate(
         {

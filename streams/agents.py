@@ -153,7 +153,7 @@ def register_agents(
     each_record(topics.work, "work", lambda on: on.work_on)
     each_record(topics.feedback, "feedback", lambda on: on.take_feedback)
 
-    @app.timer(PARKED_CHECK_S, name="release_parked")
+    @periodic(app, PARKED_CHECK_S, "release_parked")
     async def release_parked() -> None:
         """Due retries and held leads go back as records: at home to the lead's partition,
         with caps to the destination's. Each is confirmed before it leaves its table."""
@@ -165,27 +165,27 @@ def register_agents(
             await send_all([on.to_work(item)])
             on.desk.release(key, value)
 
-    @app.timer(POLL_CHECK_S, name="poll_feedback")
+    @periodic(app, POLL_CHECK_S, "poll_feedback")
     async def poll_feedback() -> None:
         """Polled recipients asked about the leads they accepted, when each is due."""
         on = await handlers()
         await send_all(await on.polls_due(owns_lead()))
 
-    @app.timer(CAP_REPORT_S, name="report_caps")
+    @periodic(app, CAP_REPORT_S, "report_caps")
     async def report_caps() -> None:
         """How full each capped destination is, for every worker (``capacity``
         distributions, the dashboard): from the worker that counts it, when it changed."""
         on = await handlers()
         await send_all(on.cap_reports(owns_destination()))
 
-    @app.timer(TALLY_S, name="tell_performance")
+    @periodic(app, TALLY_S, "tell_performance")
     async def tell_performance() -> None:
         """This worker's attempts to destinations ranked by ``performance``, the minutes
         that changed, for every worker."""
         on = await handlers()
         await send_all(on.performance_tallies())
 
-    @app.timer(FORGET_CHECK_S, name="forget_delivered")
+    @periodic(app, FORGET_CHECK_S, "forget_delivered")
     async def forget_delivered() -> None:
         on = await handlers()
         on.home.forget(remember_delivered_s, owns_lead())
@@ -280,3 +280,39 @@ def safe_commit(
 
 def _stopping(exc: BaseException) -> bool:
     return isinstance(exc, SenderClosed)
+
+
+TIMER_LOG_EVERY_S = 60.0  # a timer that keeps failing is logged this often, with a count
+
+
+def periodic(
+    app: Any, interval_s: float, name: str
+) -> Callable[[Callable[[], Awaitable[None]]], Callable[[], Awaitable[None]]]:
+    """``@app.timer``, except that what a run raises is logged (its type, not its text,
+    which may quote a lead) and the next run comes as usual. Faust ends the worker when a
+    timer raises: one parked entry it cannot read, or a send that timed out once, would
+    stop every lead of every partition the worker owns, again after each restart."""
+
+    def register(run: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        failures = [0, 0.0]  # since the last log line; when that was
+
+        async def guarded() -> None:
+            try:
+                await run()
+            except Exception as exc:
+                if _stopping(exc):
+                    raise
+                failures[0] += 1
+                now = asyncio.get_running_loop().time()
+                if not failures[1] or now - failures[1] >= TIMER_LOG_EVERY_S:
+                    log.error(
+                        "%s failed (%s), %d time(s) since the last report; it runs again in %g s",
+                        name, type(exc).__name__, failures[0], interval_s,
+                    )  # fmt: skip
+                    failures[0], failures[1] = 0, now
+
+        guarded.__name__ = guarded.__qualname__ = name
+        app.timer(interval_s, name=name)(guarded)
+        return run
+
+    return register

@@ -30,7 +30,7 @@ from faust.transport.drivers.aiokafka import (
 )
 
 from streams import telemetry
-from streams.agents import Holds, register_agents, safe_commit
+from streams.agents import Holds, periodic, register_agents, safe_commit
 from streams.auth import OAuth2Auth
 from streams.avro import AvroDecodeError, Encoders, EventDecoder, SchemaRegistry
 from streams.broker_offsets import fetched_end_offsets
@@ -565,7 +565,7 @@ def create_app(
         settings.leads_topic, settings.routing_topic, settings.work_topic, settings.feedback_topic,
     }  # fmt: skip
 
-    @app.timer(LEFT_BEHIND_CHECK_S)  # type: ignore[untyped-decorator]
+    @periodic(app, LEFT_BEHIND_CHECK_S, "pick_up_left_behind")
     async def _pick_up_left_behind() -> None:
         """Records Faust dropped with nothing after them are read again and handed to
         the agents (``streams.commits.left_behind``): seen twice in a row first."""
@@ -587,7 +587,7 @@ def create_app(
                 unhandled_records.may_pass(found)  # the look and the handing over
             behind[tp] = found
 
-    @app.timer(1.0)  # type: ignore[untyped-decorator]
+    @periodic(app, 1.0, "share_limits")
     async def _share_limits() -> None:
         """Each worker takes its part of every destination's limits: the part of the
         partitions it delivers from, so the limits hold for the group as a whole."""

@@ -18,6 +18,7 @@ plain dicts in tests):
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -36,7 +37,7 @@ from streams.control.circuit import (
     worth_writing,
 )
 from streams.control.due import DueIndex
-from streams.control.messages import WorkItem, attempt_from_dict, attempt_to_dict
+from streams.control.messages import MessageError, WorkItem, attempt_from_dict, attempt_to_dict
 from streams.control.retry import retry_delay
 from streams.control.tables import forget_older
 from streams.model import CircuitChange, Lead, Outcome, OutcomeCategory, OutcomeKind
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from streams.config import Destination
 
 AttemptAt = Callable[[Lead, "Destination", int], Awaitable[Attempt]]
+log = logging.getLogger(__name__)
 KEY_SEPARATOR = "|"  # destination ids cannot hold it, so the first part is always the id
 
 
@@ -118,6 +120,7 @@ class DeliveryDesk:
         self.delivered = delivered
         self.parked = parked
         self._due = DueIndex(parked, lambda value: float(value["due"]), owner)
+        self._unreadable: set[str] = set()  # parked keys already logged as unreadable
         self._clock = clock
         # Parked items of the owners this worker owns, as last counted by ``due`` (a metric).
         self.waiting = 0
@@ -276,7 +279,16 @@ class DeliveryDesk:
         (``DueIndex``), and all of them again after an operator's action."""
         found = []
         for key, value in self._due.due(owns, self._clock(), self.admin.version, self._early):
-            item = WorkItem.from_json(value["item"].encode())
+            try:
+                item = WorkItem.from_json(str(value["item"]).encode())
+            except (MessageError, KeyError, TypeError) as exc:
+                # Left where it is for an operator to see (nothing lost), and the others
+                # go on: one entry that cannot be read must not hold every parked lead.
+                if key not in self._unreadable:
+                    self._unreadable.add(key)
+                    name = type(exc).__name__
+                    log.error("parked entry %s cannot be read (%s): left in place", key, name)
+                continue
             # Parked before a drain of its destination: it comes back now, to end.
             drained = self.admin.drained_since(item.destination_id, value.get("parked_at", 0.0))
             found.append(

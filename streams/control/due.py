@@ -35,7 +35,7 @@ class DueIndex:
         """``due_at(value)``: when an entry is due; ``owner(key)``: the id whose partition
         holds the key."""
         self._table = table
-        self._due_at = due_at
+        self._read_due_at = due_at
         self._owner = owner
         self._rescan_s = rescan_s
         self._heap: list[tuple[float, str]] = []
@@ -76,6 +76,14 @@ class DueIndex:
         for key, value in found.items():  # until the caller removes it
             heapq.heappush(self._heap, (self._due_at(value), key))
         return list(found.items())
+
+    def _due_at(self, value: Any) -> float:
+        """When an entry is due; one without a readable time is due now (its reader says
+        what is wrong with it)."""
+        try:
+            return self._read_due_at(value)
+        except (KeyError, TypeError, ValueError):
+            return 0.0
 
     def _read_all(
         self, owns: Callable[[str], bool], now: float, early: Callable[[str, Any], bool] | None

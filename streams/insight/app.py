@@ -19,6 +19,7 @@ from typing import Any
 import faust
 
 from streams import telemetry
+from streams.agents import periodic
 from streams.app import faust_options
 from streams.avro import AvroDecodeError, EventDecoder
 from streams.config import DestinationsFile, Settings
@@ -145,7 +146,7 @@ def create_insight_app(settings: Settings, destinations: DestinationsFile | None
             entry = from_dead_letter(headers, message.partition, message.offset, at_ms)
             keep(message.key.decode(errors="replace")[:200], entry)
 
-    @app.timer(EXPIRY_CHECK_S)
+    @periodic(app, EXPIRY_CHECK_S, "forget_old_histories")
     async def forget_old() -> None:
         """Histories not added to for ``history_days`` are dropped (this worker's
         partitions; a scan of the table, once an hour): with the memory store only."""

@@ -25,6 +25,7 @@ import orjson
 from aiokafka.errors import KafkaError
 
 from schemas import ALERT_EVENT
+from streams.agents import periodic
 from streams.avro import AvroDecodeError, EventDecoder, EventEncoder
 from streams.config import DestinationsFile, Settings
 from streams.config.alerts import AlertRules, AlertWebhook
@@ -195,7 +196,7 @@ def register_dashboard(
             except (AvroDecodeError, KeyError, ValueError, TypeError) as exc:
                 log.warning("dashboard: a control record that is not a circuit event (%s)", exc)
 
-    @app.timer(3600.0)
+    @periodic(app, 3600.0, "forget_old_buckets")
     async def forget() -> None:
         """Minute and hour buckets older than a day go (a scan of this worker's keys, hourly)."""
         horizon = minute_of(time.time()) - KEEP_MINUTES * MINUTE
@@ -208,7 +209,7 @@ def register_dashboard(
         for key in old:
             del stats[key]
 
-    @app.timer(LAG_CHECK_S)
+    @periodic(app, LAG_CHECK_S, "measure_lag")
     async def measure_lag() -> None:
         # The topics the workers consume: leads, then the hops inside.
         watched = [settings.leads_topic, settings.routing_topic, settings.work_topic]
@@ -222,7 +223,7 @@ def register_dashboard(
         lag.clear()
         lag.update(found)
 
-    @app.timer(ALERT_CHECK_S)
+    @periodic(app, ALERT_CHECK_S, "judge_alerts")
     async def judge() -> None:
         """Each of this worker's destinations against the alert rules; a change of state
         is an AlertEvent (and a webhook post, when one is set)."""

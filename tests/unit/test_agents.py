@@ -10,13 +10,15 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streams.agents import Holds, InOrder, safe_commit
+from streams.agents import Holds, InOrder, periodic, safe_commit
 from streams.app import CourierConsumer
 from streams.commits import Unhandled, UnhandledRecords, left_behind, unhandled
+from streams.errors import SenderClosed
 
 
 @dataclass
@@ -236,3 +238,46 @@ def test_records_left_behind_are_those_below_the_end_that_nothing_will_handle() 
     assert left_behind(tp, 5, 13, [], [5, 6]) is None  # a commit is on its way
     assert left_behind(tp, 13, 13, [], []) is None  # all handled
     assert left_behind(tp, None, None, [], []) is None  # nothing fetched yet
+
+
+class TimerApp:
+    """What ``periodic`` needs of a Faust app: ``timer`` registers the run."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, Any] = {}
+
+    def timer(self, interval_s: float, name: str) -> Any:
+        def register(run: Any) -> Any:
+            self.runs[name] = run
+            return run
+
+        return register
+
+
+async def test_a_periodic_job_that_raises_is_logged_and_runs_again(caplog: Any) -> None:
+    app = TimerApp()
+    calls = []
+
+    @periodic(app, 0.2, "release_parked")
+    async def failing() -> None:
+        calls.append(1)
+        raise ValueError("lead L-1 has jane@example.com")  # its text may quote a lead
+
+    for _ in range(5):
+        await app.runs["release_parked"]()  # Faust's timer would end the worker here
+    assert len(calls) == 5
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == ["release_parked failed (ValueError), 1 time(s) since the last report; "
+                      "it runs again in 0.2 s"]  # fmt: skip
+    assert "jane@example.com" not in caplog.text
+
+
+async def test_a_periodic_job_stopped_with_the_worker_ends() -> None:
+    app = TimerApp()
+
+    @periodic(app, 0.2, "release_parked")
+    async def stopping() -> None:
+        raise SenderClosed("the worker is stopping")
+
+    with pytest.raises(SenderClosed):
+        await app.runs["release_parked"]()

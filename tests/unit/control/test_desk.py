@@ -14,6 +14,7 @@ import pytest
 from streams.config import Destination
 from streams.control.desk import DeliveryDesk
 from streams.control.messages import WorkItem
+from streams.control.tables import Owned
 from streams.model import Lead, Outcome
 from streams.stages.attempt import Attempt, not_sent
 
@@ -99,6 +100,22 @@ async def test_an_accepted_lead_is_never_sent_twice() -> None:
         first.result.outcome.kind,
         first.result.outcome.category,
     )
+
+
+async def test_a_parked_entry_that_cannot_be_read_holds_no_other(caplog: Any) -> None:
+    clock = Clock()
+    recipient = Recipient(lambda _: Outcome.error("Recipient error (HTTP 503)", retryable=True))
+    buyer = desk(destination(circuit={"enabled": False}), recipient, clock)
+    await buyer.handle(item("L1"))
+    buyer.parked["buyer|BAD|plan"] = {"due": 0.0, "item": "not a work item"}
+    buyer.parked["buyer|WORSE|plan"] = {"item": None}  # no time, no item
+    clock.now += 1.0
+    everything = Owned(frozenset({0}), 1)
+    for _ in range(3):
+        assert [again.lead.id for _, _, again in buyer.due(everything)] == ["L1"]
+    assert "buyer|BAD|plan" in buyer.parked  # left for an operator to see: nothing lost
+    unreadable = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert len(unreadable) == 2  # each said once
 
 
 async def test_a_retryable_outcome_is_parked_and_comes_back_when_due() -> None:

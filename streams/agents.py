@@ -184,6 +184,7 @@ def register_agents(
         that changed, for every worker."""
         on = await handlers()
         await send_all(on.performance_tallies())
+        on.performance_told()  # not reached when the send fails: told again next time
 
     @periodic(app, FORGET_CHECK_S, "forget_delivered")
     async def forget_delivered() -> None:

@@ -537,6 +537,10 @@ class Handlers:
             sends.append(Out("control", destination_id.encode(), value))
         return sends
 
+    def performance_told(self) -> None:
+        """The tallies ``performance_tallies`` gave are on the control topic."""
+        self.home.distributor.told()
+
     # ── records ──────────────────────────────────────────────────────────────
     def event(self, attempt: Attempt, next_at: datetime | None, run: int) -> Out:
         outcome = attempt.outcome

@@ -68,6 +68,7 @@ class Distributor:
         # (worker, destination id) → minute → counts, as that worker last told them
         self._heard: dict[tuple[str, str], dict[int, Counts]] = defaultdict(dict)
         self._changed: dict[str, set[int]] = defaultdict(set)  # not told yet
+        self._telling: list[tuple[str, list[MinuteTally]]] = []  # sent, not yet confirmed
         self._pruned_minute = 0
 
     def order(self, step: Distribute) -> list[str]:
@@ -99,16 +100,32 @@ class Distributor:
         self._changed[destination_id].add(minute)
 
     def tallies(self) -> list[tuple[str, list[MinuteTally]]]:
-        """This worker's minutes that changed since the last call, per destination, each
-        with its count so far: for the other workers (``PerformanceTally``)."""
-        told = []
-        for destination_id, minutes in self._changed.items():
+        """This worker's minutes that changed since the tallies ``told`` last confirmed,
+        per destination, each with its count so far: for the other workers
+        (``PerformanceTally``). Until ``told``, the same minutes come again."""
+        tallied = []
+        for destination_id, minutes in list(self._changed.items()):
             own = self._own.get(destination_id, {})
             rows = [(m, own[m][0], own[m][1], own[m][2]) for m in sorted(minutes) if m in own]
             if rows:
-                told.append((destination_id, rows))
-        self._changed.clear()
-        return told
+                tallied.append((destination_id, rows))
+            else:  # forgotten since (out of its window, or no longer ranked)
+                del self._changed[destination_id]
+        self._telling = tallied
+        return tallied
+
+    def told(self) -> None:
+        """The last ``tallies`` reached the control topic: a minute is told unless it
+        changed again since (a failed send leaves them all to tell at the next tally)."""
+        for destination_id, rows in self._telling:
+            own = self._own.get(destination_id, {})
+            changed = self._changed[destination_id]
+            for minute, attempts, accepted, revenue in rows:
+                if own.get(minute) in (None, [attempts, accepted, revenue]):
+                    changed.discard(minute)
+            if not changed:
+                del self._changed[destination_id]
+        self._telling = []
 
     def heard(self, record: dict[str, Any]) -> None:
         """A decoded ``PerformanceTally``: a worker's counts of some minutes, each replacing

@@ -112,11 +112,13 @@ def test_performance_by_revenue_per_attempt() -> None:
 
 
 def told(distributor: Distributor, worker: str) -> list[dict[str, Any]]:
-    """Its tallies as the other workers decode them from the control topic."""
-    return [
+    """Its tallies as the other workers decode them from the control topic (sent)."""
+    records = [
         performance_tally(destination_id, minutes, worker)
         for destination_id, minutes in distributor.tallies()
     ]
+    distributor.told()
+    return records
 
 
 def test_performance_ranks_by_every_workers_attempts() -> None:
@@ -141,6 +143,19 @@ def test_performance_ranks_by_every_workers_attempts() -> None:
     assert two.order(best)[-1] == "b"  # b: 3/8 (not 7/13: the earlier tally is replaced)
     now[0] += 660  # the window moves on for what was heard too
     assert two.order(best) == ["a", "b", "c"]
+
+
+def test_tallies_not_sent_are_tallied_again() -> None:
+    distributor = Distributor({}, clock=lambda: 0.0, windows=RANKED, worker="w")
+    distributor.saw(attempt_at("a", Outcome.success(), 0.0))
+    first = distributor.tallies()
+    assert distributor.tallies() == first  # the send failed: nothing was told
+    distributor.saw(attempt_at("a", Outcome.success(), 0.0))  # while the next one is sent
+    distributor.told()
+    [(_, [(_, attempts, _, _)])] = distributor.tallies()  # that minute changed: again
+    assert attempts == 2
+    distributor.told()
+    assert distributor.tallies() == []
 
 
 def test_a_worker_reads_back_its_own_tallies_only_after_a_restart() -> None:

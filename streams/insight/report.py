@@ -64,9 +64,17 @@ def summarize(
     leads: dict[str, set[str]] = {}
     latencies: dict[str, list[float]] = {}
     rejections: dict[str, Counter[str]] = {}
+    seen: set[str] = set()
     for event in events:
         if event.get("phase") == "ping":
             continue  # an auction's ping is not a delivery (its post is)
+        # At least once: a worker may write an event again (after a restart, or a record
+        # handled again), always with the same id. Each attempt counts once.
+        event_id = event.get("event_id")
+        if event_id is not None:
+            if event_id in seen:
+                continue
+            seen.add(event_id)
         destination = (
             event["destination_id"] if by == "destination" else event.get("source") or NO_SOURCE
         )

@@ -51,6 +51,15 @@ def test_per_destination_sums_rates_and_percentiles() -> None:
     assert crm.latency_p95_ms == 19.0  # nearest rank: the 23rd of 24
 
 
+def test_an_event_written_again_counts_once() -> None:
+    sale = {**event("L-1", "success", price=Decimal("2.5000")), "event_id": "e-1"}
+    retried = {**event("L-2", "error", http_status=500), "event_id": "e-2"}
+    again = {**event("L-2", "error", http_status=500), "event_id": "e-3"}  # another attempt
+    (crm,) = summarize([sale, retried, sale, again, retried])  # two written twice
+    assert (crm.attempts, crm.accepted, crm.errors) == (3, 1, 2)
+    assert crm.revenue == Decimal("2.5000")
+
+
 def test_the_three_formats() -> None:
     reports = summarize([event("L-1", "success", price=Decimal("1.25"))])
     table = render(reports, "table").splitlines()

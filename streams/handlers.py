@@ -361,17 +361,16 @@ class Handlers:
             config = self._feedback.get(message["destination_id"])
             if config is None or config.poll is None:  # unset since the sale
                 return []
-            self._write_poll(key, poll_entry(
+            self._polls.put(key, poll_entry(
                 message["destination_id"], str(message["lead_id"]), message.get("reference_id"),
                 config.poll, time.time(),
             ))  # fmt: skip
             await self._confirmed()
             return []
         if message["entry"] is None:
-            if self.home.polls.pop(key, None) is not None:
-                self._polls.removed()
+            self._polls.remove(key)
         else:
-            self._write_poll(key, message["entry"])
+            self._polls.put(key, message["entry"])
         if message.get("notice") is None:
             await self._confirmed()
             return []
@@ -389,11 +388,6 @@ class Handlers:
         ][:MAX_POLLS_AT_ONCE]
         self._asked = {k: v for k, v in self._asked.items() if k in self.home.polls}
         return list(await asyncio.gather(*(self._ask(key, entry, now) for key, entry in due)))
-
-    def _write_poll(self, key: str, entry: dict[str, Any]) -> None:
-        new = key not in self.home.polls
-        self.home.polls[key] = entry
-        self._polls.written(key, entry, new)
 
     async def _ask(self, key: str, entry: dict[str, Any], now: float) -> Out:
         self._asked[key] = entry["next_at"]

@@ -315,8 +315,7 @@ class DeliveryDesk:
     def release(self, key: str, value: Any) -> None:
         """Forget a parked item handed back: unless it was parked again meanwhile."""
         if self.parked.get(key) == value:
-            del self.parked[key]
-            self._due.removed()
+            self._due.remove(key)
 
     def is_parked(self, item: WorkItem) -> bool:
         return _work_key(item) in self.parked
@@ -392,10 +391,7 @@ class DeliveryDesk:
             value["paused"] = item.destination_id
         if circuit:
             value["circuit"] = item.destination_id
-        key = _work_key(item)
-        new = key not in self.parked
-        self.parked[key] = value
-        self._due.written(key, value, new)
+        self._due.put(_work_key(item), value)
 
     async def _reserve(self, destination: Destination) -> str | None:
         """Take a cap slot for one delivery; the full window's name if there is none.

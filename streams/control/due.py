@@ -43,13 +43,16 @@ class DueIndex:
         self._next_read = 0.0
         self.waiting = 0  # entries of owned partitions: at the last full read, then kept up
 
-    def written(self, key: str, value: Any, new: bool) -> None:
-        """``value`` was written at ``key`` (``new``: there was nothing there)."""
+    def put(self, key: str, value: Any) -> None:
+        """Write ``value`` at ``key`` in the table, and note when it is due."""
+        self.waiting += key not in self._table
+        self._table[key] = value
         heapq.heappush(self._heap, (self._due_at(value), key))
-        self.waiting += new
 
-    def removed(self) -> None:
-        self.waiting = max(self.waiting - 1, 0)
+    def remove(self, key: str) -> None:
+        """Take ``key`` out of the table (its index entry goes when it comes up)."""
+        if self._table.pop(key, None) is not None:
+            self.waiting = max(self.waiting - 1, 0)
 
     def due(
         self,
@@ -88,14 +91,18 @@ class DueIndex:
     def _read_all(
         self, owns: Callable[[str], bool], now: float, early: Callable[[str, Any], bool] | None
     ) -> list[tuple[str, Any]]:
-        mine = [(key, value) for key, value in list(self._table.items()) if owns(self._owner(key))]
-        self._heap = [(self._due_at(value), key) for key, value in mine]
+        mine = [
+            (self._due_at(value), key, value)
+            for key, value in list(self._table.items())
+            if owns(self._owner(key))
+        ]
+        self._heap = [(due, key) for due, key, _ in mine]
         heapq.heapify(self._heap)
         self.waiting = len(mine)
         found = [
-            (key, value)
-            for key, value in mine
-            if self._due_at(value) <= now or (early is not None and early(key, value))
+            (due, key, value)
+            for due, key, value in mine
+            if due <= now or (early is not None and early(key, value))
         ]
-        found.sort(key=lambda entry: self._due_at(entry[1]))
-        return found
+        found.sort(key=lambda entry: entry[0])
+        return [(key, value) for _, key, value in found]

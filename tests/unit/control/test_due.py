@@ -33,9 +33,7 @@ ALL = Owned(frozenset({0, 1}), 2)
 
 
 def write(index: DueIndex, table: Table, key: str, due: float) -> None:
-    new = key not in table
-    table[key] = {"due": due}
-    index.written(key, table[key], new)
+    index.put(key, {"due": due})
 
 
 def make(rescan_s: float = 300.0) -> tuple[DueIndex, Table]:
@@ -62,8 +60,7 @@ def test_a_due_entry_comes_back_until_it_is_removed_or_written_again() -> None:
     write(index, table, "d|a", 10.0)
     write(index, table, "d|b", 10.0)
     assert [k for k, _ in index.due(ALL, 10.0)] == ["d|a", "d|b"]
-    del table["d|a"]  # handed back and released
-    index.removed()
+    index.remove("d|a")  # handed back and released
     write(index, table, "d|b", 50.0)  # parked again, later: its earlier time is stale
     assert index.due(ALL, 11.0) == []
     assert [k for k, _ in index.due(ALL, 50.0)] == ["d|b"]

@@ -24,6 +24,7 @@ harmless). Whatever a handler raises ends that record's lead alone (``Handlers.f
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
@@ -133,12 +134,26 @@ def register_agents(
             running: set[asyncio.Task[None]] = set()
             try:
                 async for event in stream.events():
+                    if acks.seen(event.message):
+                        # Handed over twice (the pick-up of records left behind took one
+                        # waiting in Faust's queue), or fetched again after a commit that
+                        # never reached the broker: its lead is handled, or being handled.
+                        # Faust's own ack on the next iteration lets it go.
+                        message = event.message
+                        log.info(
+                            "%s[%d]: offset %d is handled already by this worker; not again",
+                            message.topic, message.partition, message.offset,
+                        )  # fmt: skip
+                        continue
+                    # Held before it waits for a slot: a record waiting here is not left
+                    # behind (``streams.commits.left_behind``), nor taken twice.
+                    held = acks.hold(event)
                     await slots.acquire()
                     # Ours until handled: Faust's own ack on the next iteration leaves one
                     # reference, which ``one`` drops when everything it sent is confirmed.
                     event.message.incref()
                     progress.taken()
-                    task = asyncio.ensure_future(one(event, slots, acks.hold(event)))
+                    task = asyncio.ensure_future(one(event, slots, held))
                     running.add(task)
                     task.add_done_callback(running.discard)
             finally:
@@ -203,13 +218,24 @@ class InOrder:
     def __init__(self, abandon: Callable[[Any], None]) -> None:
         self._abandon = abandon
         self._queues: dict[Any, deque[list[Any]]] = defaultdict(deque)
+        self._holding: dict[Any, set[int]] = defaultdict(set)  # the queues' offsets
+        self._done: dict[Any, OffsetRanges] = defaultdict(OffsetRanges)
         self._stopping: set[Any] = set()
         self._given_up: dict[Any, int] = {}  # the first offset given up, per partition
 
     def hold(self, event: Any) -> list[Any]:
         held = [event, None]  # None: in progress; then "done" or "given up"
-        self._queues[event.message.tp].append(held)
+        message = event.message
+        self._queues[message.tp].append(held)
+        self._holding[message.tp].add(message.offset)
         return held
+
+    def seen(self, message: Any) -> bool:
+        """Has this worker taken the record at ``message``'s offset already: held now, or
+        handled to the end (its records confirmed)? Handling it again would only repeat
+        what it wrote. One given up by a stopping worker was not handled: not seen."""
+        tp = message.tp
+        return message.offset in self._holding[tp] or message.offset in self._done[tp]
 
     def held(self, tp: Any) -> list[int]:
         """The offsets of ``tp`` not acknowledged yet: in progress, done behind one in
@@ -232,13 +258,51 @@ class InOrder:
     def _release(self, tp: Any) -> None:
         queue = self._queues[tp]
         while queue and queue[0][1] is not None:
-            event, _ = queue.popleft()
+            event, finished = queue.popleft()
+            self._holding[tp].discard(event.message.offset)
+            if finished == "done":
+                self._done[tp].add(event.message.offset)
             if tp in self._stopping:
                 offset = event.message.offset
                 self._given_up[tp] = min(offset, self._given_up.get(tp, offset))
                 self._abandon(event.message)
             else:
                 event.ack()
+
+
+class OffsetRanges:
+    """A set of offsets kept as sorted runs ``[start, end)``: a partition's handled
+    offsets are one or a few runs, however many records the worker handles."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    def add(self, offset: int) -> None:
+        at = bisect.bisect_right(self._starts, offset) - 1  # the run starting at or before
+        if at >= 0 and offset < self._ends[at]:
+            return
+        joins_before = at >= 0 and self._ends[at] == offset
+        joins_after = at + 1 < len(self._starts) and self._starts[at + 1] == offset + 1
+        if joins_before and joins_after:
+            self._ends[at] = self._ends[at + 1]
+            del self._starts[at + 1], self._ends[at + 1]
+        elif joins_before:
+            self._ends[at] = offset + 1
+        elif joins_after:
+            self._starts[at + 1] = offset
+        else:
+            self._starts.insert(at + 1, offset)
+            self._ends.insert(at + 1, offset + 1)
+
+    def __contains__(self, offset: object) -> bool:
+        if not isinstance(offset, int):
+            return False
+        at = bisect.bisect_right(self._starts, offset) - 1
+        return at >= 0 and offset < self._ends[at]
+
+    def runs(self) -> list[tuple[int, int]]:
+        return list(zip(self._starts, self._ends, strict=True))
 
 
 class Holds:

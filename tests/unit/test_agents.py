@@ -7,15 +7,18 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from faust.transport.consumer import Consumer
 from faust.types import TP
+from hypothesis import given
+from hypothesis import strategies as st
 from intervaltree import IntervalTree
 
-from streams.agents import Holds, InOrder, periodic, safe_commit
+from streams.agents import Holds, InOrder, OffsetRanges, periodic, safe_commit
 from streams.app import CourierConsumer
 from streams.commits import Unhandled, UnhandledRecords, left_behind, unhandled
 from streams.errors import SenderClosed
@@ -86,6 +89,46 @@ def test_held_offsets_are_those_in_progress_done_behind_one_or_given_up() -> Non
     acks.done(fourth)
     assert acks.held("p0") == [2]  # given up: the next worker starts there
     assert acks.held("p1") == []
+
+
+def test_a_record_taken_again_is_seen_while_held_and_once_done_but_not_once_given_up() -> None:
+    acked: list[tuple[str, int]] = []
+    acks = InOrder(abandon=lambda message: None)
+    first, second, third = (acks.hold(e) for e in events(acked, "p0", 3))
+    assert not acks.seen(Message("p0", 3))  # never taken
+    assert acks.seen(Message("p0", 1))  # in progress
+    acks.done(second)
+    assert acks.seen(Message("p0", 1))  # done behind one in progress: still held
+    acks.done(first)
+    assert acks.seen(Message("p0", 0)) and acks.seen(Message("p0", 1))  # handled
+    acks.give_up(third)
+    assert not acks.seen(Message("p0", 2))  # the next worker (or this one) must handle it
+    assert not acks.seen(Message("p1", 0))
+
+
+def test_offset_ranges_keep_handled_offsets_as_runs() -> None:
+    done = OffsetRanges()
+    for offset in [0, 1, 2, 5, 6, 4, 9]:
+        done.add(offset)
+    assert done.runs() == [(0, 3), (4, 7), (9, 10)]
+    done.add(3)  # joins the runs on both sides
+    done.add(8)
+    assert done.runs() == [(0, 7), (8, 10)]
+    done.add(5)  # already there
+    assert done.runs() == [(0, 7), (8, 10)]
+    assert [o for o in range(12) if o in done] == [0, 1, 2, 3, 4, 5, 6, 8, 9]
+    assert "3" not in done
+
+
+@given(st.lists(st.integers(min_value=0, max_value=60), max_size=80))
+def test_offset_ranges_hold_what_a_set_holds(offsets: list[int]) -> None:
+    done = OffsetRanges()
+    for offset in offsets:
+        done.add(offset)
+    assert {o for o in range(62) if o in done} == set(offsets)
+    runs = done.runs()
+    assert all(start < end for start, end in runs)
+    assert all(a_end < b_start for (_, a_end), (b_start, _) in pairwise(runs))
 
 
 def test_a_commit_stops_at_the_first_record_still_held() -> None:

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
@@ -45,10 +46,11 @@ from streams.control.circuit import heard
 from streams.control.desk import DeliveryDesk, Unremembered, lead_key, owner_key
 from streams.control.distribution import Distributor
 from streams.control.home import Home, LeadStates
+from streams.control.lookback import control_lookback_s
 from streams.control.tables import Owned, confirmed, keyed_table, partition_of, track_writes
 from streams.errors import ConfigError, DeliveryError
 from streams.handlers import Handlers, Origin
-from streams.kafka_clients import send_admin_action
+from streams.kafka_clients import seek_to_time, send_admin_action
 from streams.live_config import follow_config, publish_version
 from streams.logs import JsonLogFormatter
 from streams.model import Lead
@@ -655,7 +657,10 @@ def create_app(
 
     @app.task  # type: ignore[untyped-decorator]
     async def _follow_control() -> None:
-        await follow_control(settings, circuits, admin, capacity, distributor, worker_name)
+        lookback_s = control_lookback_s(by_id.values(), flows)
+        await follow_control(
+            settings, circuits, admin, capacity, distributor, worker_name, lookback_s
+        )
 
     @app.page("/healthz")
     async def _live(web: Any, request: Any) -> Any:
@@ -787,13 +792,15 @@ async def follow_control(
     capacity: CapacityBoard,
     distributor: Distributor,
     worker_name: str,
+    lookback_s: float,
 ) -> None:
     """Every worker reads every circuit change on the control topic and takes it as its
-    own: a circuit one worker opened is open in all within a fetch wait. It reads from the
-    beginning: a worker that starts while a circuit is open learns it (the topic holds
-    only state changes; an old "open" whose cool-down is over just lets a trial through).
-    Operators' actions (``courier admin``, the API) are on the admin topic, kept for good
-    and read from its beginning too, applied in order."""
+    own: a circuit one worker opened is open in all within a fetch wait. It reads the last
+    ``lookback_s`` of it (``streams.control.lookback``): a worker that starts while a
+    circuit is open learns it, and the latest counts of capped destinations and the
+    performance tallies of every ranking's window. Operators' actions (``courier admin``,
+    the API) are on the admin topic, kept for good and read from its beginning, applied
+    in order."""
     reader = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers(),
         enable_auto_commit=False,
@@ -809,15 +816,21 @@ async def follow_control(
         while not all(reader.partitions_for_topic(topic) for topic in followed):
             await reader._client.force_metadata_update()  # the topics are made at start
             await asyncio.sleep(0.5)
-        assigned = [
-            TopicPartition(topic, p)
+        control, actions = (
+            [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic)]
             for topic in followed
-            for p in reader.partitions_for_topic(topic)
-        ]
-        reader.assign(assigned)
-        await reader.seek_to_beginning(*assigned)
-        log.info("following circuit changes and operators' actions on %s", ", ".join(followed))
+        )
+        reader.assign([*control, *actions])
+        await reader.seek_to_beginning(*actions)
+        since_ms = int((time.time() - lookback_s) * 1000)
+        await seek_to_time(reader, control, since_ms)
+        log.info(
+            "following circuit changes and operators' actions on %s (the control topic from "
+            "its last %.0f s)", ", ".join(followed), lookback_s,
+        )  # fmt: skip
         async for record in reader:
+            if record.topic == settings.control_topic and record.timestamp < since_ms:
+                continue  # a broker that cannot seek by time (Tansu) reads it: not decoded
             try:
                 name, event = await decoder.decode(record.value)
             except (AvroDecodeError, ValueError, KeyError) as exc:

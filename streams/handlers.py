@@ -29,6 +29,7 @@ from streams.config.flows import CompiledFlow
 from streams.control.desk import KEY_SEPARATOR, DeliveryDesk, Handled, lead_key, unsent
 from streams.control.due import DueIndex
 from streams.control.home import Home, Report
+from streams.control.lookback import CAP_REFRESH_S
 from streams.control.messages import MessageError, WorkItem, attempt_to_dict
 from streams.control.tables import partition_of
 from streams.model import CircuitChange, Lead, OutcomeCategory, OutcomeKind
@@ -175,7 +176,8 @@ class Handlers:
         # When each poll is due, so a check reads only those (the polls table holds one
         # entry per sale to a polled recipient, for as long as it polls: days).
         self._polls = DueIndex(home.polls, lambda entry: float(entry["next_at"]), lead_key)
-        self._caps_reported: dict[str, list[tuple[str, int, int]]] = {}
+        # destination → (the counts last reported, when: monotonic seconds)
+        self._caps_reported: dict[str, tuple[list[tuple[str, int, int]], float]] = {}
         self._flows = flows
         self.home = home
         self.desk = desk
@@ -510,12 +512,15 @@ class Handlers:
     # ── capped destinations' room, for every worker ──────────────────────────
     def cap_reports(self, owns: Callable[[str], bool]) -> list[Out]:
         """A ``CapUsage`` record for each capped destination this worker counts for whose
-        counts changed since its last report (or that it has not reported yet)."""
+        counts changed since its last report, that it has not reported yet, or reported
+        more than ``CAP_REFRESH_S`` ago (a starting worker reads only that far back)."""
         sends = []
+        now = time.monotonic()
         for destination_id, windows in self.desk.cap_usage(owns).items():
-            if self._caps_reported.get(destination_id) == windows:
+            last = self._caps_reported.get(destination_id)
+            if last is not None and last[0] == windows and now - last[1] < CAP_REFRESH_S:
                 continue
-            self._caps_reported[destination_id] = windows
+            self._caps_reported[destination_id] = (windows, now)
             record = cap_usage(destination_id, windows, self._worker_name)
             value = self._codec.cap_usage.encode(record)
             sends.append(Out("control", destination_id.encode(), value))

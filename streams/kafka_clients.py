@@ -3,15 +3,18 @@ one-line failure for a client that cannot start, topics made before anything use
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from schemas import ADMIN_ACTION
 from streams.avro import EventEncoder, SchemaRegistry, registered_encoder
 from streams.config.kafka import KafkaSecurity
+
+log = logging.getLogger(__name__)
 
 
 def client_options(security: KafkaSecurity | None) -> dict[str, Any]:
@@ -108,3 +111,34 @@ async def send_one(
     finally:
         await producer.stop()
     return int(written.offset)
+
+
+async def seek_to_time(
+    reader: AIOKafkaConsumer,
+    partitions: list[TopicPartition],
+    ms: int,
+    ends: dict[Any, int] | None = None,
+) -> None:
+    """Each partition of ``reader`` (assigned) to its first record written at ``ms`` (epoch
+    milliseconds) or later; its end (``ends``, else the broker's) when every record is
+    older. Tansu 0.6 answers offset 0 whatever the time, and a broker that cannot look
+    offsets up by time gets each read from its beginning: the reader reads all of it,
+    never less, and drops older records by their own timestamps."""
+    try:
+        found = await reader.offsets_for_times(dict.fromkeys(partitions, ms))
+    except Exception as exc:  # an old broker or a broker's error: nothing is skipped
+        log.warning(
+            "cannot look offsets up by time (%s): reading %s from the beginning",
+            type(exc).__name__, ", ".join(sorted({tp.topic for tp in partitions})),
+        )  # fmt: skip
+        await reader.seek_to_beginning(*partitions)
+        return
+    older = [tp for tp in partitions if found.get(tp) is None]
+    if older and ends is None:
+        await reader.seek_to_end(*older)
+    for tp in partitions:
+        at = found.get(tp)
+        if at is not None:
+            reader.seek(tp, at.offset)
+        elif ends is not None:
+            reader.seek(tp, ends.get(tp, 0))

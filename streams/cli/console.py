@@ -24,7 +24,7 @@ from streams.avro import (
 from streams.broker_offsets import fetched_end_offsets
 from streams.config.kafka import KafkaSecurity
 from streams.control.admin import AdminState, circuit_after
-from streams.kafka_clients import client_options, ensure_topics, started
+from streams.kafka_clients import client_options, ensure_topics, seek_to_time, started
 
 
 def lead_key(line: bytes) -> bytes | None:
@@ -228,11 +228,7 @@ async def read_records(
                 consumer.seek(tp, ends.get(tp, 0))
             ends = {}
         elif since_ms is not None:
-            found = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
-            for tp in partitions:
-                at = found.get(tp)
-                # none that late: nothing to read there
-                consumer.seek(tp, at.offset if at is not None else ends.get(tp, 0))
+            await seek_to_time(consumer, partitions, since_ms, ends)
         else:
             await consumer.seek_to_beginning(*partitions)
         remaining = {tp for tp in partitions if ends.get(tp, 0) > 0}

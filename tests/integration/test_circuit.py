@@ -3,17 +3,24 @@ while open, half-opens after the cool-down, and closes on a successful trial."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
 
+from schemas import CIRCUIT_EVENT
+from streams.avro import EventEncoder
 from streams.config import Destination, parse_destinations
 from streams.control.desk import DeliveryDesk
 from streams.control.messages import WorkItem
 from streams.model import Lead, OutcomeKind
 from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.delivery import HttpSender
-from tests.integration.conftest import collect, decode_with_schema_file, publish
+from tests.integration.conftest import collect, create_topic, decode_with_schema_file, publish
 from tests.integration.recipients import Received, Recipient
 
 
@@ -121,3 +128,68 @@ destinations:
     failed = reasons.count("Connection failed")
     assert 3 <= failed <= 4
     assert reasons.count("System unavailable (circuit open)") == 6 - failed
+
+
+def whole_log(worker: Any) -> str:
+    return str(worker.log_path.read_text(errors="replace"))
+
+
+async def test_a_starting_worker_reads_only_the_recent_control_topic(
+    kafka: Any, topics: Any, start_worker: Any
+) -> None:
+    """Weeks of capped destinations' counts are not read again by every worker that starts:
+    it reads the last minutes the circuits, counts and rankings need (here the cap refresh
+    and the 30 s cool-down), and still learns a circuit another worker opened just now."""
+    down = await Recipient().start()
+    try:
+        await create_topic(kafka, topics.control, 4)
+        now_ms = int(time.time() * 1000)
+        days_ago_ms = now_ms - 3 * 24 * 3600 * 1000
+        opened = EventEncoder(CIRCUIT_EVENT).encode(
+            {
+                "event_id": str(uuid.uuid4()),
+                "destination_id": "down",
+                "at": datetime.now(UTC),
+                "before": "closed",
+                "after": "open",
+                "reason": "5 errors in a row",
+                "worker": "another:1",
+            }
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=20)
+        await producer.start()
+        try:
+            for i in range(2_000):  # days old, and nothing a worker could decode
+                await producer.send(
+                    topics.control, b"old", key=b"down", partition=i % 4, timestamp_ms=days_ago_ms
+                )
+            await producer.send_and_wait(topics.control, opened, key=b"down", timestamp_ms=now_ms)
+        finally:
+            await producer.stop()
+
+        worker = start_worker(  # unbuffered: the test reads the log while it runs
+            env={"PYTHONUNBUFFERED": "1"},
+            destinations_yaml=f"""
+destinations:
+  - id: down
+    url: {down.url("/down")}
+    circuit: {{cool_down_s: 30}}
+""",
+        )
+        async with asyncio.timeout(60):  # it learns the circuit before taking leads
+            while "circuit of down: open (heard from another:1)" not in whole_log(worker):
+                await asyncio.sleep(0.2)
+        await publish(kafka, topics.leads, [{"id": "L-1", "lead": {}}])
+        [outcome] = await collect(kafka, topics.outcomes, 1)
+        assert decode_with_schema_file(outcome.value, "lead_outcome")["reason"] == (
+            "System unavailable (circuit open)"
+        )
+        assert down.requests == []
+        log = whole_log(worker)
+        assert "the control topic from its last 180 s" in log, log[-3000:]
+        # Never decoded: on Kafka never read (the lookup by time skips them); Tansu answers
+        # a lookup by time with the partition's first offset whatever the time, so there
+        # they are read and dropped by their timestamps.
+        assert "a record that is not a circuit event" not in log, log[-3000:]
+    finally:
+        await down.stop()

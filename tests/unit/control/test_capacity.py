@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from streams import handlers as handlers_module
 from streams.config import DestinationsFile
 from streams.control.capacity import CapacityBoard
-from streams.control.distribution import Distributor
+from streams.control.distribution import SKEW_MINUTES, Distributor
+from streams.control.lookback import CAP_REFRESH_S, CLOCK_SKEW_S, control_lookback_s
 from tests.unit.test_handlers import handlers
 
 
@@ -61,3 +63,57 @@ def test_a_report_leaves_only_when_the_counts_changed() -> None:
     on.desk.caps["a"] = {day: 3}
     [again] = on.cap_reports(lambda _: True)
     assert again.topic == "control"
+
+
+def test_unchanged_counts_are_reported_again_after_the_refresh(monkeypatch: Any) -> None:
+    """A starting worker reads only the last minutes of the control topic: the latest
+    counts must be that recent even when nothing was delivered for days."""
+    file = DestinationsFile.model_validate(
+        {"destinations": [{"id": "a", "url": "https://a.example.com", "caps": {"day": 10}}]}
+    )
+    on = handlers(file=file)
+    now = [1000.0]
+    monkeypatch.setattr(handlers_module.time, "monotonic", lambda: now[0])
+    assert len(on.cap_reports(lambda _: True)) == 1
+    now[0] += CAP_REFRESH_S - 1
+    assert on.cap_reports(lambda _: True) == []
+    now[0] += 1
+    assert [out.key for out in on.cap_reports(lambda _: True)] == [b"a"]
+    assert on.cap_reports(lambda _: True) == []
+
+
+def test_a_starting_worker_reads_back_what_circuits_caps_and_rankings_need() -> None:
+    file = DestinationsFile.model_validate(
+        {
+            "destinations": [
+                {"id": "a", "url": "https://a.example.com", "circuit": {"cool_down_s": 900}},
+                {"id": "b", "url": "https://b.example.com", "circuit": {"enabled": False}},
+            ],
+        }
+    )
+    assert control_lookback_s(file.destinations, file.compiled_flows) == 900 + CLOCK_SKEW_S
+    ranked = DestinationsFile.model_validate(
+        {
+            "destinations": [
+                {"id": d, "url": f"https://{d}.example.com", "circuit": {"cool_down_s": 5}}
+                for d in "ab"
+            ],
+            "flows": [
+                {"id": "f", "plan": {"performance": {"among": ["a", "b"], "window_min": 120}}}
+            ],
+        }
+    )
+    # two hours of tallies, the minutes a tally may run ahead, the clocks' skew
+    expected = 120 * 60 + (SKEW_MINUTES + 1) * 60 + CLOCK_SKEW_S
+    assert control_lookback_s(ranked.destinations, ranked.compiled_flows) == expected
+    none = DestinationsFile.model_validate(
+        {
+            "destinations": [
+                {"id": "a", "url": "https://a.example.com", "circuit": {"cool_down_s": 5}}
+            ]
+        }
+    )
+    assert (
+        control_lookback_s(none.destinations, none.compiled_flows)
+        == 2 * CAP_REFRESH_S + CLOCK_SKEW_S
+    )

@@ -148,7 +148,11 @@ def register_agents(
                     # Held before it waits for a slot: a record waiting here is not left
                     # behind (``streams.commits.left_behind``), nor taken twice.
                     held = acks.hold(event)
-                    await slots.acquire()
+                    try:
+                        await slots.acquire()
+                    except BaseException:  # the worker stops: the next one takes it
+                        acks.give_up(held)
+                        raise
                     # Ours until handled: Faust's own ack on the next iteration leaves one
                     # reference, which ``one`` drops when everything it sent is confirmed.
                     event.message.incref()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from functools import partial
@@ -45,6 +46,7 @@ CAP_REPORT_S = 2.0
 # Rankings are by the minute over windows of minutes to days: a tally every 10 s is fresh
 # enough, and keeps the control topic (read from its beginning by a starting worker) small.
 TALLY_S = 10.0
+IDLE_S = 1.0  # an agent that took nothing for this long (slots free) has nothing queued
 POLL_CHECK_S = 5.0  # how often polls are looked at: at most this late
 REPLAYED_HEADER = "courier.replayed.from"  # set by ``courier replay``
 
@@ -148,11 +150,14 @@ def register_agents(
                     # Held before it waits for a slot: a record waiting here is not left
                     # behind (``streams.commits.left_behind``), nor taken twice.
                     held = acks.hold(event)
+                    acks.waiting_for_slot = True
                     try:
                         await slots.acquire()
                     except BaseException:  # the worker stops: the next one takes it
                         acks.give_up(held)
                         raise
+                    finally:
+                        acks.waiting_for_slot = False
                     # Ours until handled: Faust's own ack on the next iteration leaves one
                     # reference, which ``one`` drops when everything it sent is confirmed.
                     event.message.incref()
@@ -219,8 +224,13 @@ class InOrder:
     earlier record still in progress (and it forgives a gap of one after the committed
     offset): acknowledged out of order, a crash would skip records that never finished."""
 
-    def __init__(self, abandon: Callable[[Any], None]) -> None:
+    def __init__(
+        self, abandon: Callable[[Any], None], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._abandon = abandon
+        self._clock = clock
+        self._last_taken = float("-inf")
+        self.waiting_for_slot = False  # the agent has taken a record and waits for a slot
         self._queues: dict[Any, deque[list[Any]]] = defaultdict(deque)
         self._holding: dict[Any, set[int]] = defaultdict(set)  # the queues' offsets
         self._done: dict[Any, OffsetRanges] = defaultdict(OffsetRanges)
@@ -229,10 +239,17 @@ class InOrder:
 
     def hold(self, event: Any) -> list[Any]:
         held = [event, None]  # None: in progress; then "done" or "given up"
+        self._last_taken = self._clock()
         message = event.message
         self._queues[message.tp].append(held)
         self._holding[message.tp].add(message.offset)
         return held
+
+    def idle(self) -> bool:
+        """Has the agent taken nothing for ``IDLE_S``, with slots free? Only then is its
+        queue in Faust empty: while it is busy, records wait there, in no agent's hands
+        and not acknowledged, and are not left behind (``streams.commits.left_behind``)."""
+        return not self.waiting_for_slot and self._clock() - self._last_taken >= IDLE_S
 
     def seen(self, message: Any) -> bool:
         """Has this worker taken the record at ``message``'s offset already: held now, or
@@ -322,6 +339,10 @@ class Holds:
     def held(self, tp: Any) -> list[int]:
         acks = self._by_topic.get(tp.topic)
         return [] if acks is None else acks.held(tp)
+
+    def idle(self, topic: str) -> bool:
+        acks = self._by_topic.get(topic)
+        return acks is None or acks.idle()
 
 
 def safe_commit(

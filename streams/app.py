@@ -578,6 +578,9 @@ def create_app(
         for tp in consumer.assignment():
             if tp.topic not in agent_topics:
                 continue
+            if not holds.idle(tp.topic):  # records wait in its queue: none left behind
+                behind.pop(tp, None)
+                continue
             found = left_behind(
                 tp,
                 consumer._committed_offset.get(tp),

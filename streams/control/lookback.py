@@ -30,4 +30,4 @@ def control_lookback_s(destinations: Iterable[Destination], flows: Sequence[Comp
     windows = [
         window + (SKEW_MINUTES + 1) * BUCKET_S for window in performance_windows(flows).values()
     ]
-    return max(2 * CAP_REFRESH_S, *cool_downs, *windows) + CLOCK_SKEW_S
+    return max([2 * CAP_REFRESH_S, *cool_downs, *windows]) + CLOCK_SKEW_S

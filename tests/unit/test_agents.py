@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from intervaltree import IntervalTree
 
-from streams.agents import Holds, InOrder, OffsetRanges, periodic, safe_commit
+from streams.agents import IDLE_S, Holds, InOrder, OffsetRanges, periodic, safe_commit
 from streams.app import CourierConsumer
 from streams.commits import Unhandled, UnhandledRecords, left_behind, unhandled
 from streams.errors import SenderClosed
@@ -324,3 +324,19 @@ async def test_a_periodic_job_stopped_with_the_worker_ends() -> None:
 
     with pytest.raises(SenderClosed):
         await app.runs["release_parked"]()
+
+
+def test_an_agent_is_idle_after_a_second_without_taking_a_record_and_with_a_slot_free() -> None:
+    now = [100.0]
+    acks = InOrder(abandon=lambda message: None, clock=lambda: now[0])
+    assert acks.idle()  # never took anything
+    acks.hold(events([], "p0", 1)[0])
+    assert not acks.idle()  # records may be queued behind the one it just took
+    now[0] += IDLE_S
+    assert acks.idle()
+    acks.waiting_for_slot = True  # every slot taken: records wait in Faust's queue
+    assert not acks.idle()
+    acks.waiting_for_slot = False
+    holds = Holds()
+    holds.add("leads", acks)
+    assert holds.idle("leads") and holds.idle("not an agent's topic")

@@ -117,3 +117,14 @@ def test_a_starting_worker_reads_back_what_circuits_caps_and_rankings_need() -> 
         control_lookback_s(none.destinations, none.compiled_flows)
         == 2 * CAP_REFRESH_S + CLOCK_SKEW_S
     )
+    quiet = DestinationsFile.model_validate(
+        {
+            "destinations": [
+                {"id": "a", "url": "https://a.example.com", "circuit": {"enabled": False}}
+            ]
+        }
+    )
+    assert (
+        control_lookback_s(quiet.destinations, quiet.compiled_flows)
+        == 2 * CAP_REFRESH_S + CLOCK_SKEW_S
+    )

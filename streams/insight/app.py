@@ -77,11 +77,14 @@ def create_insight_app(settings: Settings, destinations: DestinationsFile | None
     )
     decoder = EventDecoder()
 
-    def keep(lead_id: str, entry: dict[str, Any]) -> None:
-        history[lead_id] = {
-            "seen": time.time(),
-            "entries": added(_entries(history, lead_id), entry),
-        }
+    def keep(lead_id: str, entry: dict[str, Any]) -> bool:
+        """Files ``entry`` under its lead; False when the lead's history holds its id
+        already (a record read again after a restart, or written again by a worker)."""
+        entries = _entries(history, lead_id)
+        if any(known["id"] == entry["id"] for known in entries):
+            return False
+        history[lead_id] = {"seen": time.time(), "entries": added(entries, entry)}
+        return True
 
     on_event, on_dead_letter, use = register_dashboard(
         app, settings, raw, lambda authorization: api_refusal(settings, authorization), destinations
@@ -122,8 +125,9 @@ def create_insight_app(settings: Settings, destinations: DestinationsFile | None
             async for event in stream.events():
                 try:
                     _, record = await decoder.decode(event.value)
-                    keep(record["lead_id"], entry(record))
-                    if then is not None:
+                    # Counted once per event id: the lead's history knows it (a table,
+                    # so this holds across a restart of this worker too).
+                    if keep(record["lead_id"], entry(record)) and then is not None:
                         await then(record)
                 except (AvroDecodeError, KeyError, ValueError, TypeError) as exc:
                     log.warning("%s: a record we cannot file under a lead (%s)", topic, exc)

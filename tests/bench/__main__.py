@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.bench import auction, delivery, isolation, mapping, parked, soak
+from tests.bench import auction, delivery, framework, isolation, mapping, parked, soak
 
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "mapping": mapping.run,
@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "isolation": isolation.run,
     "auction": auction.run,
     "parked": parked.run,
+    "framework": framework.run,
     "soak": soak.run,
 }
 

@@ -107,3 +107,29 @@ async def test_transactions_are_there_on_kafka_and_not_on_the_embedded_broker(
         assert [record.value for record in batch.get(tp, [])] == [b"kept"]
     finally:
         await reader.stop()
+
+
+async def test_an_idempotent_producer_starts_on_kafka_and_not_on_the_embedded_broker(
+    kafka: Any, topics: Any
+) -> None:
+    """Why a record can be written twice without a kill (docs/brokers.md): a producer
+    retrying a request the broker had already written writes it again unless it is
+    idempotent, and on Tansu 0.6 an idempotent producer cannot start (InitProducerId
+    answers an unknown error even without a transactional id)."""
+    from aiokafka.errors import KafkaError
+
+    await create_topic(kafka, topics.outcomes, 1)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, enable_idempotence=True)
+    if kafka.kind == "tansu":
+        try:
+            await asyncio.wait_for(producer.start(), 30)
+        except KafkaError:
+            return  # what Tansu 0.6 does
+        finally:
+            await producer.stop()
+        raise AssertionError("Tansu started an idempotent producer: revisit docs/brokers.md")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.outcomes, b"once", partition=0)
+    finally:
+        await producer.stop()

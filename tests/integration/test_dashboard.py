@@ -20,6 +20,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from schemas import DELIVERY_EVENT
+from streams.avro import EventEncoder
 from streams.cli.broker import free_port
 from streams.insight.lag import group_lag
 from tests.integration.conftest import collect, create_topic, decode_with_schema_file, publish
@@ -169,3 +171,45 @@ async def test_lag_is_what_the_group_has_yet_to_commit(kafka: KafkaTarget) -> No
         await consumer.stop()
     lag = await group_lag(kafka.bootstrap, group, [read, unread])
     assert lag == {read: {0: 2, 1: 0}, unread: {0: 3, 1: 2}}  # nothing committed: all waits
+
+
+async def test_an_event_written_again_is_counted_once(
+    kafka: KafkaTarget, recipient: Recipient, topics: Any, start_worker: Any, tmp_path: Path
+) -> None:
+    """Workers are at least once: after a restart (or a record handled again) a delivery
+    event can be written again with its id. The dashboard counts each id once."""
+    yaml = f"""
+destinations:
+  - id: crm
+    url: {recipient.url()}
+    mapping: {{email: email}}
+"""
+    worker = start_worker(yaml)
+    port = free_port()
+    insight = WorkerProcess(
+        kafka, yaml, tmp_path, topics, app_id=worker.app_id,
+        env={"COURIER_WEB_PORT": str(port)}, name="insight", command=("insight",),
+    ).start()  # fmt: skip
+    try:
+        leads = [{"id": f"E-{n}", "lead": {"email": f"e{n}@example.com"}} for n in range(3)]
+        await publish(kafka, topics.leads, leads)
+        [first, *_] = await collect(kafka, topics.events, len(leads), settle_s=1.0)
+        api = f"http://127.0.0.1:{port}"
+        await dashboard_shows(api, len(leads), caught_up=topics.leads)
+        # The same event again, then (behind it, in its lead's partition) a new one: once
+        # the new one is counted, the repeat has been read too.
+        again = decode_with_schema_file(first.value, "delivery_event")
+        later = {**again, "event_id": str(uuid.uuid4()), "attempt": again["attempt"] + 1}
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topics.events, first.value, key=first.key)
+            new = EventEncoder(DELIVERY_EVENT).encode(later)
+            await producer.send_and_wait(topics.events, new, key=first.key)
+        finally:
+            await producer.stop()
+        data = await dashboard_shows(api, len(leads) + 1, caught_up=topics.leads)
+        assert sum(s["attempts"] for s in data["windows"]["hour"].values()) == len(leads) + 1
+        assert len(data["tail"]) == len(leads) + 1
+    finally:
+        await asyncio.to_thread(insight.stop)

@@ -83,9 +83,10 @@ destinations:
         ]
         await publish(kafka, topics.leads, [*leads, b'{"id": "H-bad", "lead": 7}'])
         outcomes = await collect(kafka, topics.outcomes, 3)
+        # Settled: an event written again (same id) must not stand in for one not read yet.
         events = [
             decode_with_schema_file(r.value, "delivery_event")
-            for r in await collect(kafka, topics.events, 4)
+            for r in await collect(kafka, topics.events, 4, settle_s=3.0)
         ]
         api = f"http://127.0.0.1:{port}"
 

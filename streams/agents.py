@@ -44,7 +44,7 @@ PARKED_CHECK_S = 0.2  # how often parked work is looked at: the lateness of a re
 FORGET_CHECK_S = 300.0
 CAP_REPORT_S = 2.0
 # Rankings are by the minute over windows of minutes to days: a tally every 10 s is fresh
-# enough, and keeps the control topic (read from its beginning by a starting worker) small.
+# enough, and keeps small the part of the control topic a starting worker reads again.
 TALLY_S = 10.0
 IDLE_S = 1.0  # an agent that took nothing for this long (slots free) has nothing queued
 POLL_CHECK_S = 5.0  # how often polls are looked at: at most this late

@@ -63,6 +63,19 @@ async def test_courier_readers_read_to_the_real_end_on_every_broker(
     assert [r.offset for r in records] == list(range(9))
 
 
+async def refused_by_tansu(producer: AIOKafkaProducer, what: str) -> None:
+    """Tansu 0.6 cannot start ``producer`` (InitProducerId answers an unknown error)."""
+    from aiokafka.errors import KafkaError
+
+    try:
+        await asyncio.wait_for(producer.start(), 30)
+    except KafkaError:
+        return
+    finally:
+        await producer.stop()
+    raise AssertionError(f"Tansu started {what}: revisit docs/brokers.md")
+
+
 async def test_transactions_are_there_on_kafka_and_not_on_the_embedded_broker(
     kafka: Any, topics: Any
 ) -> None:
@@ -70,20 +83,13 @@ async def test_transactions_are_there_on_kafka_and_not_on_the_embedded_broker(
     Tansu 0.6 a transactional producer cannot even start (InitProducerId with a
     transactional id answers an unknown error); on Apache Kafka an aborted write stays
     hidden from a read_committed reader."""
-    from aiokafka.errors import KafkaError
-
     await create_topic(kafka, topics.outcomes, 1)
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap, transactional_id=f"tx-{topics.outcomes}"
     )
     if kafka.kind == "tansu":
-        try:
-            await asyncio.wait_for(producer.start(), 30)
-        except KafkaError:
-            return  # what Tansu 0.6 does
-        finally:
-            await producer.stop()
-        raise AssertionError("Tansu started a transactional producer: revisit docs/brokers.md")
+        await refused_by_tansu(producer, "a transactional producer")
+        return
     await producer.start()
     try:
         async with producer.transaction():
@@ -116,18 +122,11 @@ async def test_an_idempotent_producer_starts_on_kafka_and_not_on_the_embedded_br
     retrying a request the broker had already written writes it again unless it is
     idempotent, and on Tansu 0.6 an idempotent producer cannot start (InitProducerId
     answers an unknown error even without a transactional id)."""
-    from aiokafka.errors import KafkaError
-
     await create_topic(kafka, topics.outcomes, 1)
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, enable_idempotence=True)
     if kafka.kind == "tansu":
-        try:
-            await asyncio.wait_for(producer.start(), 30)
-        except KafkaError:
-            return  # what Tansu 0.6 does
-        finally:
-            await producer.stop()
-        raise AssertionError("Tansu started an idempotent producer: revisit docs/brokers.md")
+        await refused_by_tansu(producer, "an idempotent producer")
+        return
     await producer.start()
     try:
         await producer.send_and_wait(topics.outcomes, b"once", partition=0)

@@ -130,10 +130,6 @@ destinations:
     assert reasons.count("System unavailable (circuit open)") == 6 - failed
 
 
-def whole_log(worker: Any) -> str:
-    return str(worker.log_path.read_text(errors="replace"))
-
-
 async def test_a_starting_worker_reads_only_the_recent_control_topic(
     kafka: Any, topics: Any, start_worker: Any
 ) -> None:
@@ -177,7 +173,7 @@ destinations:
 """,
         )
         async with asyncio.timeout(60):  # it learns the circuit before taking leads
-            while "circuit of down: open (heard from another:1)" not in whole_log(worker):
+            while "circuit of down: open (heard from another:1)" not in worker.log_path.read_text():
                 await asyncio.sleep(0.2)
         await publish(kafka, topics.leads, [{"id": "L-1", "lead": {}}])
         [outcome] = await collect(kafka, topics.outcomes, 1)
@@ -185,7 +181,7 @@ destinations:
             "System unavailable (circuit open)"
         )
         assert down.requests == []
-        log = whole_log(worker)
+        log = worker.log_path.read_text()
         assert "the control topic from its last 180 s" in log, log[-3000:]
         # Never decoded: on Kafka never read (the lookup by time skips them); Tansu answers
         # a lookup by time with the partition's first offset whatever the time, so there

@@ -261,7 +261,7 @@ class InOrder:
     def held(self, tp: Any) -> list[int]:
         """The offsets of ``tp`` not acknowledged yet: in progress, done behind one in
         progress, or given up by a stopping worker (for the next one to handle)."""
-        offsets = [held[0].message.offset for held in self._queues.get(tp, ())]
+        offsets = sorted(self._holding.get(tp, ()))
         given_up = self._given_up.get(tp)
         return offsets if given_up is None else [*offsets, given_up]
 

@@ -10,6 +10,7 @@ routing, over the workers' web ports)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -33,7 +34,7 @@ from streams.insight.history import (
     from_delivery_event,
     from_lead_outcome,
 )
-from streams.live_config import follow_config
+from streams.live_config import config_versions, follow_config
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,17 @@ def create_insight_app(settings: Settings, destinations: DestinationsFile | None
         history[lead_id] = {"seen": time.time(), "entries": added(entries, entry)}
         return True
 
+    # Set once the config topic has been read to its end at start: until then the rules
+    # in force may be an older file's, so no alert is judged (a firing said without the
+    # webhook the workers' configuration names would never be posted).
+    rules_known = asyncio.Event()
     on_event, on_dead_letter, use = register_dashboard(
-        app, settings, raw, lambda authorization: api_refusal(settings, authorization), destinations
+        app,
+        settings,
+        raw,
+        lambda authorization: api_refusal(settings, authorization),
+        destinations,
+        rules_known,
     )
 
     def apply_version(version: ConfigVersion) -> None:
@@ -107,10 +117,13 @@ def create_insight_app(settings: Settings, destinations: DestinationsFile | None
 
     @app.task
     async def _follow_config() -> None:
-        await follow_config(
-            settings.bootstrap_servers(), settings.config_topic, None, apply_version,
-            settings.kafka_security(),
-        )  # fmt: skip
+        bootstrap, security = settings.bootstrap_servers(), settings.kafka_security()
+        versions = await config_versions(bootstrap, settings.config_topic, security)
+        for version in versions:
+            apply_version(version)
+        rules_known.set()
+        last = versions[-1].number if versions else 0
+        await follow_config(bootstrap, settings.config_topic, last, apply_version, security)
 
     def decoded(
         topic: str,

@@ -65,6 +65,9 @@ STATIC_TYPES = {".js": "application/javascript", ".css": "text/css", ".html": "t
 PEER_TIMEOUT_S = 5.0
 LAG_CHECK_S = 5.0
 ALERT_CHECK_S = 5.0
+RULES_WAIT_S = 30.0
+WEBHOOK_TIMEOUT_S = 10.0
+WEBHOOK_PAUSES_S = (1.0, 4.0)  # between the tries of an alert webhook post
 STATIC_FILES = frozenset({"uPlot.iife.min.js", "uPlot.min.css", "dashboard.js"})
 
 
@@ -78,13 +81,16 @@ def register_dashboard(
     raw: Callable[[str], Any],
     refusal: Callable[[str | None], tuple[int, str] | None],
     destinations: DestinationsFile | None = None,
+    rules_known: asyncio.Event | None = None,
 ) -> tuple[
     Callable[[dict[str, Any]], Any], Callable[[str], Any], Callable[[DestinationsFile], None]
 ]:
     """Wires the dashboard and the alerts into the insight ``app``; returns what the history
     agents call for each delivery event and each dead letter's reason, and ``use`` for
     each version of the configuration. ``destinations``: the file whose ``alerts`` rules
-    and schedules apply until a version replaces it (defaults without one)."""
+    and schedules apply until a version replaces it (defaults without one);
+    ``rules_known``: set once the versions published before the start have been read (no
+    alert is judged before; None: at once)."""
     by_destination = raw(f"{app.conf.id}-by-destination")
     stats = keyed_table(app, "destination_stats", settings.partitions, _owner)
     known = keyed_table(app, "destinations_seen", settings.partitions, _owner)
@@ -108,7 +114,23 @@ def register_dashboard(
 
     if destinations is not None:
         use(destinations)
+
+    async def rules_in_force() -> AlertRules:
+        """The rules, once the configuration published before the start is known (or
+        after RULES_WAIT_S without it: the file's, said)."""
+        if rules_known is not None and not rules_known.is_set():
+            try:
+                await asyncio.wait_for(rules_known.wait(), RULES_WAIT_S)
+            except TimeoutError:
+                log.warning(
+                    "alerts: the config topic was not read in %.0f s; judging with the "
+                    "rules in force", RULES_WAIT_S,
+                )  # fmt: skip
+                rules_known.set()
+        return rules
+
     encoder = EventEncoder(ALERT_EVENT)
+    posts: set[asyncio.Task[None]] = set()  # webhook posts under way
     pending: dict[str, str] = {}  # alert changes sent to the agent, not yet in the table
     # The delivery workers' consumer lag, per topic and partition (every insight worker
     # reads the same from the cluster).
@@ -175,7 +197,8 @@ def register_dashboard(
                     "since": event["at"].timestamp(),
                     "reason": event["reason"],
                 }
-                if rules.circuit_open.enabled and event["after"] in ("open", "closed"):
+                in_force = await rules_in_force()
+                if in_force.circuit_open.enabled and event["after"] in ("open", "closed"):
                     # Each opening is an alert, however short (a 5-second check could miss
                     # it); it resolves when the circuit closes again.
                     opened = Condition(
@@ -227,6 +250,8 @@ def register_dashboard(
     async def judge() -> None:
         """Each of this worker's destinations against the alert rules; a change of state
         is an AlertEvent (and a webhook post, when one is set)."""
+        if rules_known is not None and not rules_known.is_set():
+            return  # judged on the next check, with the workers' rules
         now = time.time()
         minute = minute_of(now)
         mine = _mine(app)
@@ -276,7 +301,10 @@ def register_dashboard(
         log.warning("alert %s %s: %s", condition.rule, state, condition.message)
         await alerts_topic.send(key=destination.encode(), value=encoder.encode(record))
         if rules.webhook is not None:
-            await _post_alert(rules.webhook, record)
+            # Posted beside the agent, which goes on counting while a receiver is slow.
+            posting = asyncio.create_task(_post_alert(rules.webhook, record))
+            posts.add(posting)
+            posting.add_done_callback(posts.discard)
 
     def local() -> dict[str, Any]:
         now = minute_of(time.time())
@@ -353,26 +381,37 @@ def register_dashboard(
 
 
 async def _post_alert(webhook: AlertWebhook, record: dict[str, Any]) -> None:
-    """One POST, signed when a secret is set; a failure is logged, never raised (the alert
-    is on the alerts topic either way)."""
+    """The POST, signed when a secret is set, tried again after a failure the receiver
+    may get over (unreachable, a timeout, 429, 5xx) up to WEBHOOK_ATTEMPTS times; a
+    failure is logged, never raised (the alert is on the alerts topic either way)."""
     body = orjson.dumps(webhook_text(record))
-    headers = {"Content-Type": "application/json"}
-    if webhook.secret is not None:
-        headers["X-Courier-Signature"] = signature(
-            resolve_references(webhook.secret), body, int(time.time())
-        )
-    try:
-        timeout = aiohttp.ClientTimeout(total=10)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.post(webhook.url, data=body, headers=headers) as res,
-        ):
-            if res.status >= 300:
-                log.warning("alert webhook answered HTTP %s", res.status)
-            else:
-                log.info("alert webhook: %s %s posted", record["rule"], record["state"])
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        log.warning("alert webhook unreachable (%s)", type(exc).__name__)
+    what = f"{record['rule']} {record['state']}"
+    timeout = aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT_S)
+    for attempt, pause in enumerate((*WEBHOOK_PAUSES_S, None), start=1):
+        headers = {"Content-Type": "application/json"}
+        if webhook.secret is not None:  # signed at each try: the receiver checks its age
+            headers["X-Courier-Signature"] = signature(
+                resolve_references(webhook.secret), body, int(time.time())
+            )
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(webhook.url, data=body, headers=headers) as res,
+            ):
+                if res.status < 300:
+                    log.info("alert webhook: %s posted", what)
+                    return
+                failure = f"HTTP {res.status}"
+                if res.status != 429 and res.status < 500:
+                    log.warning("alert webhook: %s refused (%s)", what, failure)
+                    return  # the receiver will not take it however often it is sent
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            failure = f"unreachable ({type(exc).__name__})"
+        if pause is None:
+            log.warning("alert webhook: %s not posted after %d tries (%s)", what, attempt, failure)
+            return
+        log.info("alert webhook: %s try %d failed (%s)", what, attempt, failure)
+        await asyncio.sleep(pause)
 
 
 def _static(web: Any, name: str) -> Any:

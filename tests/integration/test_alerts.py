@@ -14,6 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from streams.cli.broker import free_port
+from streams.config.alerts import AlertWebhook
+from streams.insight import dashboard
 from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.kafka import KafkaTarget
 from tests.integration.local_server import LocalServer
@@ -26,9 +28,10 @@ SECRET = "alert-hook-secret"
 class Hook(LocalServer):
     """A Slack-style incoming webhook that keeps what it is posted, with its signature."""
 
-    def __init__(self) -> None:
+    def __init__(self, statuses: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.posts: list[tuple[dict[str, str], bytes]] = []
+        self.statuses = list(statuses)  # answered in turn before 200s
 
     def build_app(self) -> web.Application:
         app = web.Application()
@@ -37,7 +40,8 @@ class Hook(LocalServer):
 
     async def _post(self, request: web.Request) -> web.Response:
         self.posts.append((dict(request.headers), await request.read()))
-        return web.Response(text="ok")
+        status = self.statuses.pop(0) if self.statuses else 200
+        return web.Response(text="ok" if status == 200 else "no", status=status)
 
 
 class RefusesThenAccepts:
@@ -111,7 +115,12 @@ alerts:
         await recipient.stop()
         await hook.stop()
     assert insight is not None
-    assert "alert rules and schedules of destinations v1" in insight.log_path.read_text()
+    told = insight.log_path.read_text()
+    # Judged under the workers' rules only: an alert said before they were read would
+    # have gone without their webhook.
+    assert told.index("alert rules and schedules of destinations v1") < told.index(
+        "alert circuit_open firing"
+    )
     alerts = [decode_with_schema_file(r.value, "alert_event") for r in records]
     seen = Counter((a["rule"], a["state"]) for a in alerts)
     assert seen[("circuit_open", "firing")] == 1
@@ -125,3 +134,25 @@ alerts:
     assert sum("circuit_open firing" in t for t in texts) == 1
     assert sum("circuit_open resolved" in t for t in texts) == 1
     assert all(signed_by(headers, body) for headers, body in hook.posts)
+
+
+async def test_an_alert_webhook_post_is_tried_again_after_a_failure_it_may_get_over(
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr(dashboard, "WEBHOOK_PAUSES_S", (0.05, 0.05))
+    monkeypatch.setenv("ALERT_HOOK_SECRET", SECRET)
+    record = {"rule": "circuit_open", "state": "firing", "message": "crm: circuit open"}
+    busy = await Hook(statuses=(503, 429)).start()
+    refusing = await Hook(statuses=(400,)).start()
+    down = await Hook(statuses=(502, 502, 502, 502)).start()
+    try:
+        for hook in (busy, refusing, down):
+            webhook = AlertWebhook(url=hook.base_url("/hook"), secret="${env:ALERT_HOOK_SECRET}")
+            await dashboard._post_alert(webhook, record)
+    finally:
+        for hook in (busy, refusing, down):
+            await hook.stop()
+    assert len(busy.posts) == 3  # 503, 429, then taken
+    assert len(refusing.posts) == 1  # a 400 is not sent again
+    assert len(down.posts) == 3  # tried three times in all
+    assert all(signed_by(h, b) for hook in (busy, down) for h, b in hook.posts)

@@ -804,6 +804,48 @@ async def follow_control(
     performance tallies of every ranking's window. Operators' actions (``courier admin``,
     the API) are on the admin topic, kept for good and read from its beginning, applied
     in order."""
+
+    async def take(record: Any) -> None:
+        """One record of either topic: a circuit change, counts, a tally or an action."""
+        try:
+            name, event = await decoder.decode(record.value)
+        except (AvroDecodeError, ValueError, KeyError) as exc:
+            log.warning("control topic: a record that is not a circuit event (%s)", exc)
+            return
+        if name == CAP_USAGE_NAME:
+            capacity.heard(event)
+            return
+        if name == PERFORMANCE_TALLY_NAME:
+            distributor.heard(event)
+            return
+        if name == ADMIN_ACTION_NAME:
+            admin.apply(event)
+            if event["action"] == "reset_circuit":
+                circuits.pop(event["destination_id"], None)
+            elif event["action"] == "open_circuit":
+                opened = heard("open", event["at"].timestamp())
+                if opened is not None:
+                    circuits[event["destination_id"]] = opened.as_dict()
+            log.warning(
+                "%s: %s by %s (%s)",
+                event["destination_id"],
+                event["action"],
+                event["by"],
+                event["reason"] or "no reason given",
+            )
+            return
+        if event.get("worker") == worker_name:
+            return
+        state = heard(event["after"], event["at"].timestamp())
+        if state is not None:
+            circuits[event["destination_id"]] = state.as_dict()
+            log.warning(
+                "circuit of %s: %s (heard from %s)",
+                event["destination_id"],
+                event["after"],
+                event["worker"],
+            )
+
     reader = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers(),
         enable_auto_commit=False,
@@ -835,43 +877,14 @@ async def follow_control(
             if record.topic == settings.control_topic and record.timestamp < since_ms:
                 continue  # a broker that cannot seek by time (Tansu) reads it: not decoded
             try:
-                name, event = await decoder.decode(record.value)
-            except (AvroDecodeError, ValueError, KeyError) as exc:
-                log.warning("control topic: a record that is not a circuit event (%s)", exc)
-                continue
-            if name == CAP_USAGE_NAME:
-                capacity.heard(event)
-                continue
-            if name == PERFORMANCE_TALLY_NAME:
-                distributor.heard(event)
-                continue
-            if name == ADMIN_ACTION_NAME:
-                admin.apply(event)
-                if event["action"] == "reset_circuit":
-                    circuits.pop(event["destination_id"], None)
-                elif event["action"] == "open_circuit":
-                    opened = heard("open", event["at"].timestamp())
-                    if opened is not None:
-                        circuits[event["destination_id"]] = opened.as_dict()
-                log.warning(
-                    "%s: %s by %s (%s)",
-                    event["destination_id"],
-                    event["action"],
-                    event["by"],
-                    event["reason"] or "no reason given",
-                )
-                continue
-            if event.get("worker") == worker_name:
-                continue
-            state = heard(event["after"], event["at"].timestamp())
-            if state is not None:
-                circuits[event["destination_id"]] = state.as_dict()
-                log.warning(
-                    "circuit of %s: %s (heard from %s)",
-                    event["destination_id"],
-                    event["after"],
-                    event["worker"],
-                )
+                await take(record)
+            except Exception as exc:
+                # One record must not end the follower (and with it the worker, again
+                # at each start, which reads it again): said, and the next one read.
+                log.error(
+                    "%s[%d]: offset %d could not be taken (%s); going on",
+                    record.topic, record.partition, record.offset, type(exc).__name__,
+                )  # fmt: skip
     finally:
         await session.close()
         with contextlib.suppress(TimeoutError):

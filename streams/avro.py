@@ -141,16 +141,25 @@ class EventDecoder:
             if known is None:
                 raise AvroDecodeError("single-object event with an unknown schema fingerprint")
             writer, reader = known
-            record = fastavro.schemaless_reader(io.BytesIO(data[10:]), writer, reader)
-            return str(reader["name"]), cast(dict[str, Any], record)
+            return str(reader["name"]), _read(data[10:], writer, reader)
         if data[:1] == CONFLUENT_MAGIC and len(data) >= 5:
             if self._registry is None:
                 raise AvroDecodeError("Confluent-framed event but no schema registry configured")
             (schema_id,) = struct.unpack(">I", data[1:5])
             writer = await self._registry.schema_by_id(schema_id)
-            record = fastavro.schemaless_reader(io.BytesIO(data[5:]), writer, None)
-            return str(writer["name"]), cast(dict[str, Any], record)
+            return str(writer["name"]), _read(data[5:], writer, None)
         raise AvroDecodeError("not an Avro single-object or Confluent-framed record")
+
+
+def _read(body: bytes, writer: dict[str, Any], reader: dict[str, Any] | None) -> dict[str, Any]:
+    """The record in ``body``. Whatever the reader raises on bytes it cannot read
+    (truncated: EOFError; a timestamp past year 9999: OverflowError; a union index out of
+    range: IndexError; …) is an ``AvroDecodeError``: one bad record must not end whoever
+    follows the topic (a control topic is read again at every start)."""
+    try:
+        return cast(dict[str, Any], fastavro.schemaless_reader(io.BytesIO(body), writer, reader))
+    except Exception as exc:
+        raise AvroDecodeError(f"an event that cannot be read ({type(exc).__name__})") from exc
 
 
 class Encoders:

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
-from schemas import CIRCUIT_EVENT
+from schemas import ADMIN_ACTION, CIRCUIT_EVENT, schema_json
 from streams.avro import EventEncoder
 from streams.config import Destination, parse_destinations
 from streams.control.desk import DeliveryDesk
@@ -20,6 +20,7 @@ from streams.control.messages import WorkItem
 from streams.model import Lead, OutcomeKind
 from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.delivery import HttpSender
+from tests.avro_spec import far_future
 from tests.integration.conftest import collect, create_topic, decode_with_schema_file, publish
 from tests.integration.recipients import Received, Recipient
 
@@ -187,5 +188,78 @@ destinations:
         # a lookup by time with the partition's first offset whatever the time, so there
         # they are read and dropped by their timestamps.
         assert "a record that is not a circuit event" not in log, log[-3000:]
+    finally:
+        await down.stop()
+
+
+async def test_records_a_worker_cannot_read_on_the_control_topics_never_stop_it(
+    kafka: Any, topics: Any, start_worker: Any
+) -> None:
+    """The control topic (read again at every start) and the admin topic (read from its
+    beginning, kept for good) carry bad records: cut short, or with a timestamp no
+    datetime holds. Each is said and skipped: the worker starts, learns the good circuit
+    event after them and goes on; before, the first of them ended the worker at every
+    start."""
+    down = await Recipient().start()
+    try:
+        await create_topic(kafka, topics.control, 4)
+        await create_topic(kafka, topics.admin, 1)
+        record = {
+            "event_id": str(uuid.uuid4()),
+            "destination_id": "down",
+            "at": datetime.now(UTC),
+            "before": "closed",
+            "after": "open",
+            "reason": "5 errors in a row",
+            "worker": "another:1",
+        }
+        opened = EventEncoder(CIRCUIT_EVENT).encode(record)
+        action = {
+            "event_id": str(uuid.uuid4()),
+            "action": "pause",
+            "destination_id": "down",
+            "by": "ops",
+            "reason": "",
+            "at": datetime.now(UTC),
+            "before": "",
+            "after": "",
+        }
+        paused = EventEncoder(ADMIN_ACTION).encode(action)
+        bad = [
+            (topics.control, opened[:-6]),
+            (topics.control, far_future(opened, schema_json(CIRCUIT_EVENT), record)),
+            (topics.admin, paused[:-4]),
+            (topics.admin, far_future(paused, schema_json(ADMIN_ACTION), action)),
+        ]
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+        await producer.start()
+        try:
+            for topic, value in bad:
+                await producer.send_and_wait(topic, value, key=b"down", partition=0)
+            await producer.send_and_wait(topics.control, opened, key=b"down", partition=0)
+        finally:
+            await producer.stop()
+
+        worker = start_worker(
+            env={"PYTHONUNBUFFERED": "1"},
+            destinations_yaml=f"""
+destinations:
+  - id: down
+    url: {down.url("/down")}
+    circuit: {{cool_down_s: 30}}
+""",
+        )
+        async with asyncio.timeout(60):
+            while "circuit of down: open (heard from another:1)" not in worker.log_path.read_text():
+                await asyncio.sleep(0.2)
+        await publish(kafka, topics.leads, [{"id": "L-1", "lead": {}}])
+        [outcome] = await collect(kafka, topics.outcomes, 1)
+        assert decode_with_schema_file(outcome.value, "lead_outcome")["reason"] == (
+            "System unavailable (circuit open)"
+        )
+        assert down.requests == []
+        log = worker.log_path.read_text()
+        assert log.count("an event that cannot be read") == 4, log[-3000:]
+        assert "Traceback" not in log, log[-3000:]
     finally:
         await down.stop()

@@ -19,7 +19,7 @@ from streams.model import Outcome
 from streams.stages.attempt import Attempt
 from streams.stages.delivery import RequestSummary
 from streams.stages.events import delivery_event, lead_outcome
-from tests.avro_spec import spec_fingerprint
+from tests.avro_spec import far_future, spec_fingerprint
 
 
 def attempt(outcome: Outcome, status: int | None = 200, number: int = 1) -> Attempt:
@@ -170,3 +170,29 @@ def test_fields_are_only_ever_added_last_and_with_a_default() -> None:
             assert names[: len(kept)] == kept
             assert all("default" in f for f in after["fields"][len(kept) :])
     assert load_schema(DELIVERY_EVENT)["fields"][-1]["name"] == "source"
+
+
+async def test_an_event_that_cannot_be_read_is_a_decode_error_whatever_the_reader_raises() -> None:
+    """Truncated (fastavro: EOFError), a timestamp no datetime holds (OverflowError), a
+    union or enum index out of range: all ``AvroDecodeError``, which every follower of a
+    topic catches, never an exception that would end it."""
+    circuit = {
+        "event_id": "e-1",
+        "destination_id": "crm",
+        "at": datetime(2026, 12, 2, tzinfo=UTC),
+        "before": "closed",
+        "after": "open",
+        "reason": "5 errors in a row",
+        "worker": "w:1",
+    }
+    good = EventEncoder(CIRCUIT_EVENT).encode(circuit)
+    unreadable = [
+        good[:-8],  # cut short
+        far_future(good, schema_json(CIRCUIT_EVENT), circuit),
+        good[:10] + good[10:].replace(b"\x02", b"\x7f", 1),  # an enum index past the symbols
+    ]
+    decoder = EventDecoder()
+    assert (await decoder.decode(good))[1]["after"] == "open"
+    for data in unreadable:
+        with pytest.raises(AvroDecodeError, match="cannot be read"):
+            await decoder.decode(data)

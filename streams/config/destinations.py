@@ -485,12 +485,23 @@ def load_destinations(path: Path) -> DestinationsFile:
     """Read and validate the destinations file; raise ConfigError listing every problem."""
     source = str(path)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(source, [f"cannot be read ({exc.strerror})"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [f"is not UTF-8 text (byte {exc.start})"]) from None
+    return parse_destinations(yaml_document(text, source), source)
+
+
+def yaml_document(text: str, source: str) -> Any:
+    """The YAML document in ``text``; ConfigError when it is not one we can read."""
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"is not valid YAML: {exc}"]) from None
-    return parse_destinations(document, source)
+    except RecursionError:
+        # PyYAML composes nested collections recursively: ~1,000 levels end the reader.
+        raise ConfigError(source, ["is nested too deeply to be read as YAML"]) from None
 
 
 def parse_destinations(document: Any, source: str = "destinations") -> DestinationsFile:

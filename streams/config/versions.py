@@ -21,10 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import yaml
 
-from streams.config.destinations import DestinationsFile, parse_destinations
-from streams.errors import ConfigError
+from streams.config.destinations import DestinationsFile, parse_destinations, yaml_document
 
 CONFIG_TOPIC_CONFIG = {"cleanup.policy": "compact"}
 
@@ -66,11 +64,7 @@ def read_version(offset: int, value: bytes | None) -> ConfigVersion | None:
 
 def load_text(text: str, source: str) -> DestinationsFile:
     """A destinations file from its text; ConfigError listing every problem."""
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"is not valid YAML: {exc}"]) from None
-    return parse_destinations(document, source)
+    return parse_destinations(yaml_document(text, source), source)
 
 
 def changes(before: Mapping[str, str], after: Mapping[str, str]) -> str:

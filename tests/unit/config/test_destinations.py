@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from streams.config import Settings, load_destinations, parse_destinations
+from streams.config.versions import load_text
 from streams.errors import ConfigError
 from streams.secrets import SCRUBBER, UNRESOLVED, without_secret_values
 from tests.conftest import destination
@@ -97,6 +98,24 @@ def test_unreadable_or_invalid_yaml_is_a_config_error(tmp_path: Path) -> None:
     broken.write_text("destinations: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_destinations(broken)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"destinations: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_destinations(binary)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, "destinations: " + "{a: " * 5_000])
+def test_yaml_nested_past_what_the_reader_takes_is_a_config_error(
+    tmp_path: Path, text: str
+) -> None:
+    """PyYAML composes recursively: a file (or a version on the config topic) nested
+    ~1,000 deep raised RecursionError, which ended a worker following the topic."""
+    deep = tmp_path / "deep.yaml"
+    deep.write_text(text)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_destinations(deep)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_text(text, "config v2")
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

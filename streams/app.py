@@ -37,6 +37,7 @@ from streams.avro import AvroDecodeError, Encoders, EventDecoder, SchemaRegistry
 from streams.broker_offsets import fetched_end_offsets
 from streams.commits import UnhandledRecords, left_behind, read_range, unhandled
 from streams.config import Destination, DestinationsFile, Settings
+from streams.config.destinations import read_text_file
 from streams.config.flows import CompiledFlow, performance_windows
 from streams.config.kafka import KafkaSecurity
 from streams.config.versions import ConfigVersion, changes, load_text
@@ -772,11 +773,8 @@ async def follow_destinations_file(path: Path, publish: Callable[[str], Awaitabl
             continue
         seen = now
         try:
-            text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+            text = await asyncio.to_thread(read_text_file, path)
             load_text(text, str(path))
-        except OSError as exc:
-            log.error("destinations file cannot be read (%s); keeping the running one", exc)
-            continue
         except ConfigError as exc:
             log.error("destinations file changed but is refused; keeping the running one")
             for problem in exc.problems:

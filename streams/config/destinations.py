@@ -484,13 +484,17 @@ class DestinationsFile(BaseModel):
 def load_destinations(path: Path) -> DestinationsFile:
     """Read and validate the destinations file; raise ConfigError listing every problem."""
     source = str(path)
+    return parse_destinations(yaml_document(read_text_file(path), source), source)
+
+
+def read_text_file(path: Path) -> str:
+    """The file's text; ConfigError when it cannot be read or is not UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(source, [f"cannot be read ({exc.strerror})"]) from None
+        raise ConfigError(str(path), [f"cannot be read ({exc.strerror})"]) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(source, [f"is not UTF-8 text (byte {exc.start})"]) from None
-    return parse_destinations(yaml_document(text, source), source)
+        raise ConfigError(str(path), [f"is not UTF-8 text (byte {exc.start})"]) from None
 
 
 def yaml_document(text: str, source: str) -> Any:

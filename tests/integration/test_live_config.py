@@ -62,6 +62,13 @@ async def test_a_changed_file_is_delivered_by_without_a_restart(
         worker.destinations.write_text(crm_at("http://plain.example.com/leads"))
         await logged(worker, "destinations file changed but is refused")
         assert "plain http to plain.example.com is refused" in worker.log_path.read_text()
+        # So are a file that is not text and one nested past what the YAML reader takes
+        # (each ended the worker's watch of its file, and with it the worker, before).
+        worker.destinations.write_bytes(b"destinations: \xff\xfe\n")
+        await logged(worker, "is not UTF-8 text (byte 14)")
+        worker.destinations.write_text("[" * 100_000)
+        await logged(worker, "is nested too deeply to be read as YAML")
+        await logged(worker, "destinations file changed but is refused", times=3)
         await publish(kafka, topics.leads, [{"id": "LC-3", "lead": {}}])
         await second.wait_for(2)
 

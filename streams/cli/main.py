@@ -53,6 +53,19 @@ def _make_topics(settings: Settings, configs: dict[str, dict[str, str]]) -> None
         _fail(str(exc))
 
 
+def use_event_loop(name: str) -> None:
+    """The event loop a worker runs on (``COURIER_EVENT_LOOP``), chosen before any loop is
+    made; uvloop missing (not built for this platform) is said, and asyncio's used."""
+    if name != "uvloop":
+        return
+    try:
+        import mode.loop
+
+        mode.loop.use("uvloop")
+    except ImportError:
+        click.echo("courier: uvloop is not installed; running on asyncio's own loop", err=True)
+
+
 def _fail(message: str) -> NoReturn:
     click.echo(SCRUBBER.scrub(f"courier: {message}"), err=True)
     sys.exit(2)
@@ -114,6 +127,7 @@ def worker(**options: Any) -> None:
         _fail(str(exc))
         return
 
+    use_event_loop(settings.event_loop)
     from streams.app import create_app, worker_class
 
     broker: EmbeddedBroker | None = None
@@ -340,6 +354,7 @@ def insight(broker: str | None, port: int | None, destinations: Path | None) -> 
             loaded = load_destinations(settings.destinations)
         except ConfigError as exc:
             _fail(str(exc))
+    use_event_loop(settings.event_loop)
     from streams.app import worker_class
     from streams.cli.console import reach_broker
     from streams.insight.app import create_insight_app

@@ -6,6 +6,7 @@ no credentials: the broker and recipients by host only."""
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlsplit
 
 from streams.config import DestinationsFile, Settings
@@ -21,6 +22,12 @@ from streams.config.flows import (
 )
 
 
+def running_event_loop() -> str:
+    """The loop this process's policy makes: uvloop, or asyncio's own."""
+    policy = type(asyncio.get_event_loop_policy())
+    return "uvloop" if policy.__module__.startswith("uvloop") else "asyncio"
+
+
 def startup_summary(
     settings: Settings, destinations: DestinationsFile, embedded: bool = False
 ) -> tuple[list[str], list[str]]:
@@ -34,6 +41,7 @@ def startup_summary(
         f"{settings.dlq_topic}",
         f"tables: {settings.store}"
         + (f" in {settings.data_dir / settings.app_id}" if settings.store == "rocksdb" else ""),
+        f"event loop: {running_event_loop()}",
         "web port: "
         + (
             f"{settings.web_bind}:{settings.web_port} (/readyz, /healthz, /metrics)"

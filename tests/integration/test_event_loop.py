@@ -1,0 +1,30 @@
+"""The worker runs on uvloop unless told otherwise (``COURIER_EVENT_LOOP``): it says which
+at start, and delivers the same on either loop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.integration.conftest import collect, decode_with_schema_file, publish
+from tests.integration.recipients import Recipient
+
+
+async def test_a_worker_delivers_on_uvloop_by_default_and_on_asyncio_when_asked(
+    recipient: Recipient, kafka: Any, topics: Any, start_worker: Any
+) -> None:
+    yaml = f"destinations:\n  - id: crm\n    url: {recipient.url()}\n"
+    on_uvloop = start_worker(yaml)
+    await publish(kafka, topics.leads, [{"id": "LOOP-1", "lead": {}}])
+    await recipient.wait_for(1)
+    await asyncio.to_thread(on_uvloop.stop)
+    on_asyncio = start_worker(yaml, env={"COURIER_EVENT_LOOP": "asyncio"}, name="asyncio")
+    await publish(kafka, topics.leads, [{"id": "LOOP-2", "lead": {}}])
+    outcomes = await collect(kafka, topics.outcomes, 2)
+    sold = {
+        o["lead_id"]: o["accepted_by"]
+        for o in (decode_with_schema_file(r.value, "lead_outcome") for r in outcomes)
+    }
+    assert sold == {"LOOP-1": ["crm"], "LOOP-2": ["crm"]}
+    assert "event loop: uvloop" in on_uvloop.log_path.read_text()
+    assert "event loop: asyncio" in on_asyncio.log_path.read_text()

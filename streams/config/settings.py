@@ -82,8 +82,8 @@ class Settings(BaseSettings):
     history_days: float = Field(default=7.0, gt=0)
     # /readyz answers 503 "stalled" after this long with records waiting and none finished
     stall_s: float = Field(default=300.0, gt=0)
-    # uvloop: ~11 % less CPU a lead and ~13 % more leads a second than asyncio's own loop
-    # (docs/performance.md); "asyncio" where uvloop is not wanted or not built (Windows).
+    # uvloop: a few to ~13 % more leads a second than asyncio's own loop (docs/performance.md,
+    # `--only event_loop`); "asyncio" where uvloop is not wanted or not built (Windows).
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     log_level: Literal["debug", "info", "warn", "error", "crit"] = "warn"
     # json: one object per line with lead_id, destination and trace_id (streams/logs.py)

@@ -12,7 +12,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.bench import auction, delivery, framework, isolation, mapping, parked, soak
+from tests.bench import (
+    auction,
+    delivery,
+    event_loop,
+    framework,
+    isolation,
+    mapping,
+    parked,
+    soak,
+)
 
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "mapping": mapping.run,
@@ -21,6 +30,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "auction": auction.run,
     "parked": parked.run,
     "framework": framework.run,
+    "event_loop": event_loop.run,
     "soak": soak.run,
 }
 

@@ -1,0 +1,57 @@
+"""The worker on uvloop (its default) against asyncio's own loop: the delivery benchmark's
+set-up (nginx recipient, embedded broker, 4 partitions), alternating the two in pairs so
+a noisy machine's drift hits both alike. Ratio: uvloop's leads per second over asyncio's,
+and CPU per lead the other way round."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streams.cli.broker import EmbeddedBroker
+from tests.bench.delivery import Nginx, courier
+from tests.bench.mapping import sample_leads
+
+LOOPS = ("uvloop", "asyncio")
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    return asyncio.run(_run(quick))
+
+
+async def _run(quick: bool) -> dict[str, Any]:
+    count, pairs = (3_000, 2) if quick else (10_000, 3)
+    leads = [orjson.dumps(lead.envelope) for lead in sample_leads(count)]
+    rates: dict[str, list[float]] = {loop: [] for loop in LOOPS}
+    cpu: dict[str, list[float]] = {loop: [] for loop in LOOPS}
+    before = os.environ.get("COURIER_EVENT_LOOP")
+    try:
+        with Nginx() as nginx, EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as wd:
+            for pair in range(pairs):
+                for loop in LOOPS if pair % 2 == 0 else LOOPS[::-1]:
+                    os.environ["COURIER_EVENT_LOOP"] = loop  # the worker inherits it
+                    figures = await courier(broker, nginx.url(), leads, Path(wd))
+                    rates[loop].append(figures["leads_per_s"])
+                    cpu[loop].append(figures["cpu_s_per_10k"])
+    finally:
+        if before is None:
+            os.environ.pop("COURIER_EVENT_LOOP", None)
+        else:
+            os.environ["COURIER_EVENT_LOOP"] = before
+    rate = {loop: statistics.median(r) for loop, r in rates.items()}
+    cost = {loop: statistics.median(c) for loop, c in cpu.items()}
+    return {
+        "leads": count,
+        "pairs": pairs,
+        **{f"{loop}_leads_per_s": round(rate[loop]) for loop in LOOPS},
+        **{f"{loop}_cpu_s_per_10k_leads": round(cost[loop], 1) for loop in LOOPS},
+        "uvloop_vs_asyncio_rate": round(rate["uvloop"] / rate["asyncio"], 3),
+        "asyncio_vs_uvloop_cpu": round(cost["asyncio"] / cost["uvloop"], 3),
+        "targets": {"uvloop_vs_asyncio_rate": 1.0},
+    }

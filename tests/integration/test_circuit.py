@@ -131,6 +131,45 @@ destinations:
     assert reasons.count("System unavailable (circuit open)") == 6 - failed
 
 
+def opened_by_another() -> dict[str, Any]:
+    """A CircuitEvent another worker wrote just now: "down" opened."""
+    return {
+        "event_id": str(uuid.uuid4()),
+        "destination_id": "down",
+        "at": datetime.now(UTC),
+        "before": "closed",
+        "after": "open",
+        "reason": "5 errors in a row",
+        "worker": "another:1",
+    }
+
+
+async def skipped_for_the_heard_circuit(
+    kafka: Any, topics: Any, start_worker: Any, down: Recipient
+) -> str:
+    """A worker started now learns that "down" is open (before it takes leads), and a lead
+    for it ends "circuit open" with nothing sent; returns the worker's log."""
+    worker = start_worker(  # unbuffered: the test reads the log while it runs
+        env={"PYTHONUNBUFFERED": "1"},
+        destinations_yaml=f"""
+destinations:
+  - id: down
+    url: {down.url("/down")}
+    circuit: {{cool_down_s: 30}}
+""",
+    )
+    async with asyncio.timeout(60):  # it learns the circuit before taking leads
+        while "circuit of down: open (heard from another:1)" not in worker.log_path.read_text():
+            await asyncio.sleep(0.2)
+    await publish(kafka, topics.leads, [{"id": "L-1", "lead": {}}])
+    [outcome] = await collect(kafka, topics.outcomes, 1)
+    assert decode_with_schema_file(outcome.value, "lead_outcome")["reason"] == (
+        "System unavailable (circuit open)"
+    )
+    assert down.requests == []
+    return worker.log_path.read_text()
+
+
 async def test_a_starting_worker_reads_only_the_recent_control_topic(
     kafka: Any, topics: Any, start_worker: Any
 ) -> None:
@@ -142,17 +181,7 @@ async def test_a_starting_worker_reads_only_the_recent_control_topic(
         await create_topic(kafka, topics.control, 4)
         now_ms = int(time.time() * 1000)
         days_ago_ms = now_ms - 3 * 24 * 3600 * 1000
-        opened = EventEncoder(CIRCUIT_EVENT).encode(
-            {
-                "event_id": str(uuid.uuid4()),
-                "destination_id": "down",
-                "at": datetime.now(UTC),
-                "before": "closed",
-                "after": "open",
-                "reason": "5 errors in a row",
-                "worker": "another:1",
-            }
-        )
+        opened = EventEncoder(CIRCUIT_EVENT).encode(opened_by_another())
         producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=20)
         await producer.start()
         try:
@@ -164,25 +193,7 @@ async def test_a_starting_worker_reads_only_the_recent_control_topic(
         finally:
             await producer.stop()
 
-        worker = start_worker(  # unbuffered: the test reads the log while it runs
-            env={"PYTHONUNBUFFERED": "1"},
-            destinations_yaml=f"""
-destinations:
-  - id: down
-    url: {down.url("/down")}
-    circuit: {{cool_down_s: 30}}
-""",
-        )
-        async with asyncio.timeout(60):  # it learns the circuit before taking leads
-            while "circuit of down: open (heard from another:1)" not in worker.log_path.read_text():
-                await asyncio.sleep(0.2)
-        await publish(kafka, topics.leads, [{"id": "L-1", "lead": {}}])
-        [outcome] = await collect(kafka, topics.outcomes, 1)
-        assert decode_with_schema_file(outcome.value, "lead_outcome")["reason"] == (
-            "System unavailable (circuit open)"
-        )
-        assert down.requests == []
-        log = worker.log_path.read_text()
+        log = await skipped_for_the_heard_circuit(kafka, topics, start_worker, down)
         assert "the control topic from its last 180 s" in log, log[-3000:]
         # Never decoded: on Kafka never read (the lookup by time skips them); Tansu answers
         # a lookup by time with the partition's first offset whatever the time, so there
@@ -204,15 +215,7 @@ async def test_records_a_worker_cannot_read_on_the_control_topics_never_stop_it(
     try:
         await create_topic(kafka, topics.control, 4)
         await create_topic(kafka, topics.admin, 1)
-        record = {
-            "event_id": str(uuid.uuid4()),
-            "destination_id": "down",
-            "at": datetime.now(UTC),
-            "before": "closed",
-            "after": "open",
-            "reason": "5 errors in a row",
-            "worker": "another:1",
-        }
+        record = opened_by_another()
         opened = EventEncoder(CIRCUIT_EVENT).encode(record)
         action = {
             "event_id": str(uuid.uuid4()),
@@ -240,25 +243,7 @@ async def test_records_a_worker_cannot_read_on_the_control_topics_never_stop_it(
         finally:
             await producer.stop()
 
-        worker = start_worker(
-            env={"PYTHONUNBUFFERED": "1"},
-            destinations_yaml=f"""
-destinations:
-  - id: down
-    url: {down.url("/down")}
-    circuit: {{cool_down_s: 30}}
-""",
-        )
-        async with asyncio.timeout(60):
-            while "circuit of down: open (heard from another:1)" not in worker.log_path.read_text():
-                await asyncio.sleep(0.2)
-        await publish(kafka, topics.leads, [{"id": "L-1", "lead": {}}])
-        [outcome] = await collect(kafka, topics.outcomes, 1)
-        assert decode_with_schema_file(outcome.value, "lead_outcome")["reason"] == (
-            "System unavailable (circuit open)"
-        )
-        assert down.requests == []
-        log = worker.log_path.read_text()
+        log = await skipped_for_the_heard_circuit(kafka, topics, start_worker, down)
         assert log.count("an event that cannot be read") == 4, log[-3000:]
         assert "Traceback" not in log, log[-3000:]
     finally:

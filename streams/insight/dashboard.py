@@ -382,7 +382,7 @@ def register_dashboard(
 
 async def _post_alert(webhook: AlertWebhook, record: dict[str, Any]) -> None:
     """The POST, signed when a secret is set, tried again after a failure the receiver
-    may get over (unreachable, a timeout, 429, 5xx) up to WEBHOOK_ATTEMPTS times; a
+    may get over (unreachable, a timeout, 429, 5xx), once after each of WEBHOOK_PAUSES_S; a
     failure is logged, never raised (the alert is on the alerts topic either way)."""
     body = orjson.dumps(webhook_text(record))
     what = f"{record['rule']} {record['state']}"

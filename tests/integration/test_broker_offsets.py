@@ -9,6 +9,7 @@ import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from streams.cli.console import read_records
 from tests.integration.conftest import create_topic
@@ -65,8 +66,6 @@ async def test_courier_readers_read_to_the_real_end_on_every_broker(
 
 async def refused_by_tansu(producer: AIOKafkaProducer, what: str) -> None:
     """Tansu 0.6 cannot start ``producer`` (InitProducerId answers an unknown error)."""
-    from aiokafka.errors import KafkaError
-
     try:
         await asyncio.wait_for(producer.start(), 30)
     except KafkaError:

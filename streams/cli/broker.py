@@ -5,14 +5,18 @@ Tansu keeps everything in memory: stopping it loses every topic, offset and grou
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from streams.errors import CourierError
 
@@ -22,6 +26,41 @@ START_TIMEOUT_S = 15.0
 
 class BrokerError(CourierError):
     """The embedded broker could not be found or did not start."""
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_PRCTL = _load_prctl()  # looked up here: between fork and exec the child only calls it
+
+
+def _end_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the thread that started it ends."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def owned_process_options() -> dict[str, Any]:
+    """``Popen`` options for a process that courier starts and stops itself (the embedded
+    broker, the demo's worker).
+
+    Its own process group: a terminal's Ctrl-C goes to the foreground group, and reached
+    the broker too, which ended at once; the worker, stopping after it, then spent a
+    minute retrying a broker that was gone (and logged five tracebacks). Now only courier
+    hears it, and stops what it started in order: the worker, then the broker. On Linux
+    the process also ends with the thread that started it (courier killed, its terminal
+    closed) instead of being left running alone."""
+    return {"process_group": 0, "preexec_fn": _end_with_parent if _PRCTL else None}
 
 
 def free_port() -> int:
@@ -68,6 +107,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+                **owned_process_options(),
             )
         self._wait_ready()
         return self.url

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from streams.cli.broker import EmbeddedBroker, stop_process
+from streams.cli.broker import EmbeddedBroker, owned_process_options, stop_process
 from streams.cli.console import decoded_events, publish_lines, read_records
 
 DEMO_TIMEOUT_S = 120.0
@@ -175,6 +175,7 @@ def _start_worker(broker_url: str, destinations: Path, workdir: Path) -> subproc
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        **owned_process_options(),
     )
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -324,3 +326,51 @@ destinations:
     lenient = courier("check", "--no-secrets", "--destinations", str(path), timeout=60)
     assert lenient.returncode == 0, lenient.stderr
     assert "crm: json_post POST https://crm.example.com/leads" in lenient.stdout
+
+
+def embedded_worker(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, int]:
+    """``courier worker`` with no broker given, as a terminal starts it (its own session:
+    the test's signals to the group are a terminal's); once ready: the process, its log
+    and the embedded broker's port."""
+    destinations = tmp_path / "destinations.yaml"
+    destinations.write_text("destinations:\n  - id: crm\n    url: https://crm.example.com/leads\n")
+    log_path = tmp_path / "worker.log"
+    env = {k: v for k, v in os.environ.items() if k != "COURIER_BROKER"}
+    env |= {"COURIER_DATA_DIR": str(tmp_path / "data"), "COURIER_LOG_LEVEL": "info"}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--destinations", str(destinations)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while "Worker ready" not in log_path.read_text(errors="replace"):
+        assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.2)
+    port = re.search(r"embedded broker at kafka://127\.0\.0\.1:(\d+)", log_path.read_text())
+    assert port is not None
+    return process, log_path, int(port.group(1))
+
+
+def test_ctrl_c_stops_a_worker_then_its_embedded_broker_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    # Reproduced first: the Ctrl-C reached the broker too, which ended at once; the worker
+    # then spent a minute (mode's stop timeout) retrying it, with five tracebacks.
+    process, log_path, port = embedded_worker(tmp_path)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal sends its foreground group
+    assert process.wait(timeout=120) == 0
+    log = log_path.read_text()
+    assert "Traceback" not in log and "Error while stopping" not in log, log[-3000:]
+    assert not listening(port), "the worker left its broker running"
+
+
+def test_an_embedded_broker_ends_with_the_worker_that_started_it_even_if_killed(
+    tmp_path: Path,
+) -> None:
+    process, _, port = embedded_worker(tmp_path)
+    process.kill()  # no chance to stop it: the broker is told by the kernel (Linux)
+    process.wait()
+    deadline = time.monotonic() + 30
+    while listening(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not listening(port), "a killed worker's broker kept running"

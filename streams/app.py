@@ -696,7 +696,7 @@ def create_app(
             answer, status = await take_feedback(
                 by_id.get(destination_id), request, topics.feedback
             )
-            return self.json(answer, status=status)
+            return self.json(answer, status=status, headers=retry_after(status))
 
     @app.page("/api/admin/{destination_id}/{verb}")
     class _AdminAction(faust.web.View):
@@ -712,11 +712,16 @@ def create_app(
                 refusal=refusal, body=body, admin=admin, circuit=circuit,
             )  # fmt: skip
             if answer.action is not None:
-                await send_admin_action(
+                sent = send_admin_action(
                     settings.bootstrap_servers(), settings.admin_topic, answer.action,
                     registry_url=settings.schema_registry_url,
                     security=settings.kafka_security(),
                 )  # fmt: skip
+                failed = await not_written(sent, f"{verb} of {destination_id}")
+                if failed is not None:
+                    # An action applies the same however often it is sent: try again.
+                    error = f"the action was not recorded ({failed}); try again"
+                    return self.json({"error": error}, status=503, headers=retry_after(503))
             return self.json(answer.body, status=answer.status)
 
     @app.page("/api/admin")
@@ -942,8 +947,45 @@ async def take_feedback(
     )
     if received.notice is not None:
         notice = received.notice
-        await (await feedback_topic.send(key=notice.key.encode(), value=notice.to_json()))
+
+        async def write() -> None:
+            await (await feedback_topic.send(key=notice.key.encode(), value=notice.to_json()))
+
+        failed = await not_written(write(), f"feedback from {notice.destination_id}")
+        if failed is not None:
+            # Sent again, a notice is judged again: a second return of a sale is refused
+            # (``already returned``), so the sender's retry never credits twice.
+            return {"error": f"the feedback was not recorded ({failed}); send it again"}, 503
     return received.answer, received.status
+
+
+# A web caller (an operator's tool, a recipient's webhook) waits this long for the broker
+# to confirm what it asked for, then gets a 503 to try again: a broker that is down kept
+# a feedback request open for minutes (Faust's producer waits), and an admin action
+# answered 500 with a traceback in the log.
+WEB_WRITE_TIMEOUT_S = 10.0
+WEB_RETRY_AFTER_S = 5
+
+
+async def not_written(write: Awaitable[Any], what: str) -> str | None:
+    """None once ``write`` is confirmed within ``WEB_WRITE_TIMEOUT_S``; else why not (its
+    error's type, never its text), logged as one line."""
+    try:
+        async with asyncio.timeout(WEB_WRITE_TIMEOUT_S):
+            await write
+    except Exception as exc:
+        why = (
+            f"the broker did not confirm it within {WEB_WRITE_TIMEOUT_S:g} s"
+            if isinstance(exc, TimeoutError)
+            else f"the broker could not be written to: {type(exc).__name__}"
+        )
+        log.warning("%s: not recorded (%s); answered 503", what, why)
+        return why
+    return None
+
+
+def retry_after(status: int) -> dict[str, str] | None:
+    return {"Retry-After": str(WEB_RETRY_AFTER_S)} if status == 503 else None
 
 
 def worker_class(log_format: str = "text") -> type[Any]:

@@ -1,0 +1,77 @@
+"""What a running worker's web port answers while its broker is gone: the writes it is
+asked for (an operator's action, a recipient's feedback) cannot be confirmed, so it
+answers 503 with Retry-After and the reason, promptly, and logs one line for each.
+
+Reproduced first (a worker on a broker of its own, the broker then stopped): the admin
+action answered 500 with a traceback in the log, and the feedback request stayed open for
+minutes (the client gave up at 200 s) while Faust's producer waited."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from streams.cli.broker import EmbeddedBroker, free_port
+from streams.stages.feedback import sign
+from tests.integration.kafka import KafkaTarget
+from tests.integration.worker import TopicNames, WorkerProcess
+
+TOKEN = "a-token-for-the-ops-bot"
+SECRET = "the-buyers-feedback-secret"
+
+
+@pytest.fixture
+async def orphaned(tmp_path: Path) -> AsyncIterator[tuple[WorkerProcess, str]]:
+    """A ready worker (web port, API token, a destination taking feedback) whose broker
+    has been stopped; its web address."""
+    broker = EmbeddedBroker()
+    broker.start()
+    port = free_port()
+    worker = WorkerProcess(
+        KafkaTarget("tansu", broker.bootstrap),
+        "destinations:\n  - id: crm\n    url: https://crm.example.com/leads\n"
+        "    feedback: {secret: '${env:CRM_FEEDBACK}', lead_id: $.lead, kind: $.kind}\n",
+        tmp_path, TopicNames.unique(),
+        env={"COURIER_WEB_PORT": str(port), "COURIER_API_TOKENS": f'{{"ops-bot": "{TOKEN}"}}',
+             "CRM_FEEDBACK": SECRET},
+    ).start()  # fmt: skip
+    try:
+        async with asyncio.timeout(90):
+            while "Worker ready" not in worker.log_path.read_text(errors="replace"):
+                await asyncio.sleep(0.3)
+        broker.stop()
+        yield worker, f"http://127.0.0.1:{port}"
+    finally:
+        # Stopping with no broker waits out Faust's timeouts; a kill is a normal end.
+        worker.stop(signal.SIGKILL)
+        broker.stop()
+
+
+async def test_an_action_and_feedback_get_503_and_a_reason_while_the_broker_is_gone(
+    orphaned: tuple[WorkerProcess, str],
+) -> None:
+    worker, web = orphaned
+    body = orjson.dumps({"lead": "L-1", "kind": "converted"})
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+        bot = {"Authorization": f"Bearer {TOKEN}"}
+        async with http.post(f"{web}/api/admin/crm/pause", headers=bot) as res:
+            assert (res.status, res.headers.get("Retry-After")) == (503, "5")
+            assert (await res.json())["error"] == (
+                "the action was not recorded (the broker could not be written to: "
+                "KafkaConnectionError); try again"
+            )
+        signed = {"X-Courier-Signature": sign(SECRET, body)}
+        async with http.post(f"{web}/feedback/crm", data=body, headers=signed) as res:
+            assert (res.status, res.headers.get("Retry-After")) == (503, "5")
+            assert (await res.json())["error"].startswith("the feedback was not recorded (")
+        async with http.get(f"{web}/healthz") as res:  # the worker itself goes on
+            assert res.status == 200
+    log = worker.log_path.read_text(errors="replace")
+    assert "pause of crm: not recorded" in log and "feedback from crm: not recorded" in log
+    assert "Error handling request" not in log

@@ -11,6 +11,7 @@ sum. Circuit states come from the control topic, keyed by destination too."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -115,18 +116,31 @@ def register_dashboard(
     if destinations is not None:
         use(destinations)
 
+    waiting_since: float | None = None  # when an alert was first to be judged
+
+    def rules_ready() -> bool:
+        """May alerts be judged: the configuration published before the start is known,
+        or RULES_WAIT_S have passed since the first alert waited for it (then the rules
+        in force are used, and that is said once)."""
+        nonlocal waiting_since
+        if rules_known is None or rules_known.is_set():
+            return True
+        waiting_since = waiting_since or time.monotonic()
+        if time.monotonic() - waiting_since < RULES_WAIT_S:
+            return False
+        log.warning(
+            "alerts: the config topic was not read in %.0f s; judging with the rules in "
+            "force", RULES_WAIT_S,
+        )  # fmt: skip
+        rules_known.set()
+        return True
+
     async def rules_in_force() -> AlertRules:
-        """The rules, once the configuration published before the start is known (or
-        after RULES_WAIT_S without it: the file's, said)."""
-        if rules_known is not None and not rules_known.is_set():
-            try:
-                await asyncio.wait_for(rules_known.wait(), RULES_WAIT_S)
-            except TimeoutError:
-                log.warning(
-                    "alerts: the config topic was not read in %.0f s; judging with the "
-                    "rules in force", RULES_WAIT_S,
-                )  # fmt: skip
-                rules_known.set()
+        """The rules, once ``rules_ready`` (waited for)."""
+        while not rules_ready():
+            assert rules_known is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(rules_known.wait(), ALERT_CHECK_S)
         return rules
 
     encoder = EventEncoder(ALERT_EVENT)
@@ -250,7 +264,7 @@ def register_dashboard(
     async def judge() -> None:
         """Each of this worker's destinations against the alert rules; a change of state
         is an AlertEvent (and a webhook post, when one is set)."""
-        if rules_known is not None and not rules_known.is_set():
+        if not rules_ready():
             return  # judged on the next check, with the workers' rules
         now = time.time()
         minute = minute_of(now)

@@ -808,7 +808,7 @@ async def follow_control(
     the API) are on the admin topic, kept for good and read from its beginning, applied
     in order."""
 
-    async def take(record: Any) -> None:
+    async def take(decoder: EventDecoder, record: Any) -> None:
         """One record of either topic: a circuit change, counts, a tally or an action."""
         try:
             name, event = await decoder.decode(record.value)
@@ -880,7 +880,7 @@ async def follow_control(
             if record.topic == settings.control_topic and record.timestamp < since_ms:
                 continue  # a broker that cannot seek by time (Tansu) reads it: not decoded
             try:
-                await take(record)
+                await take(decoder, record)
             except Exception as exc:
                 # One record must not end the follower (and with it the worker, again
                 # at each start, which reads it again): said, and the next one read.

@@ -59,7 +59,9 @@ def owned_process_options() -> dict[str, Any]:
     minute retrying a broker that was gone (and logged five tracebacks). Now only courier
     hears it, and stops what it started in order: the worker, then the broker. On Linux
     the process also ends with the thread that started it (courier killed, its terminal
-    closed) instead of being left running alone."""
+    closed) instead of being left running alone. Elsewhere than POSIX: none of it."""
+    if os.name != "posix":
+        return {}
     return {"process_group": 0, "preexec_fn": _end_with_parent if _PRCTL else None}
 
 

@@ -194,6 +194,19 @@ class CourierApp(faust.App):
             self.sender.drain()
         await super().on_stop()
 
+    async def maybe_start_producer(self) -> Any:
+        """The producer, without Faust's stampede guard once it runs.
+
+        Every record Faust sends asks for the producer through a ``stampede`` wrapper that
+        yields to the event loop three times (``asyncio.sleep(0)`` before and after) even
+        when the producer is long started: three loop turns and three resumptions of the
+        sender's whole coroutine chain per record, ~90 µs of CPU each send here (measured:
+        `--only framework`, 885 → 620 µs a record). Only the first start needs the guard."""
+        producer = self.producer
+        if not self.in_transaction and producer.started:
+            return producer
+        return await super().maybe_start_producer()
+
 
 def faust_credentials(security: KafkaSecurity) -> Any:
     """``KafkaSecurity`` as Faust's credentials (None: plain TCP, no SASL)."""

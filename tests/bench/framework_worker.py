@@ -1,5 +1,6 @@
 """One side of the framework benchmark (tests/bench/framework.py), run as its own process:
-``python -m tests.bench.framework_worker BOOTSTRAP faust|aiokafka COUNT TAG``.
+``python -m tests.bench.framework_worker BOOTSTRAP faust|courier|aiokafka COUNT TAG``
+(``courier``: Faust with our worker's app class, ``streams.app.CourierApp``).
 
 Reads ``COUNT`` records of ``src-TAG`` and, for each, writes three records to ``dst-TAG``
 (a delivery engine's minimum per lead: its delivery event, its outcome, its state), each
@@ -67,10 +68,12 @@ async def aiokafka_loop(bootstrap: str, count: int, tag: str) -> None:
         await producer.stop()
 
 
-def faust_worker(bootstrap: str, count: int, tag: str) -> None:
+def faust_worker(bootstrap: str, count: int, tag: str, courier: bool) -> None:
     import faust
 
-    app = faust.App(
+    from streams.app import CourierApp
+
+    app = (CourierApp if courier else faust.App)(
         f"faust-{tag}", broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
         topic_partitions=4, producer_linger_ms=5,
     )  # fmt: skip
@@ -104,7 +107,7 @@ def faust_worker(bootstrap: str, count: int, tag: str) -> None:
 
 if __name__ == "__main__":
     bootstrap, kind, count, tag = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    if kind == "faust":
-        faust_worker(bootstrap, count, tag)
+    if kind in ("faust", "courier"):
+        faust_worker(bootstrap, count, tag, courier=kind == "courier")
     else:
         asyncio.run(aiokafka_loop(bootstrap, count, tag))

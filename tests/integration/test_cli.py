@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -328,10 +330,12 @@ destinations:
     assert "crm: json_post POST https://crm.example.com/leads" in lenient.stdout
 
 
-def embedded_worker(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, int]:
+@contextlib.contextmanager
+def embedded_worker(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, int]]:
     """``courier worker`` with no broker given, as a terminal starts it (its own session:
     the test's signals to the group are a terminal's); once ready: the process, its log
-    and the embedded broker's port."""
+    and the embedded broker's port. Whatever the test leaves running of it is killed
+    (its broker ends with it: parent-death signal)."""
     destinations = tmp_path / "destinations.yaml"
     destinations.write_text("destinations:\n  - id: crm\n    url: https://crm.example.com/leads\n")
     log_path = tmp_path / "worker.log"
@@ -342,13 +346,18 @@ def embedded_worker(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, int]
             [sys.executable, "-m", "streams.cli", "worker", "--destinations", str(destinations)],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while "Worker ready" not in log_path.read_text(errors="replace"):
-        assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
-        time.sleep(0.2)
-    port = re.search(r"embedded broker at kafka://127\.0\.0\.1:(\d+)", log_path.read_text())
-    assert port is not None
-    return process, log_path, int(port.group(1))
+    try:
+        deadline = time.monotonic() + 120
+        while "Worker ready" not in log_path.read_text(errors="replace"):
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        port = re.search(r"embedded broker at kafka://127\.0\.0\.1:(\d+)", log_path.read_text())
+        assert port is not None
+        yield process, log_path, int(port.group(1))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def test_ctrl_c_stops_a_worker_then_its_embedded_broker_without_a_traceback(
@@ -356,9 +365,9 @@ def test_ctrl_c_stops_a_worker_then_its_embedded_broker_without_a_traceback(
 ) -> None:
     # Reproduced first: the Ctrl-C reached the broker too, which ended at once; the worker
     # then spent a minute (mode's stop timeout) retrying it, with five tracebacks.
-    process, log_path, port = embedded_worker(tmp_path)
-    os.killpg(process.pid, signal.SIGINT)  # what a terminal sends its foreground group
-    assert process.wait(timeout=120) == 0
+    with embedded_worker(tmp_path) as (process, log_path, port):
+        os.killpg(process.pid, signal.SIGINT)  # what a terminal sends its foreground group
+        assert process.wait(timeout=120) == 0
     log = log_path.read_text()
     assert "Traceback" not in log and "Error while stopping" not in log, log[-3000:]
     assert not listening(port), "the worker left its broker running"
@@ -367,9 +376,9 @@ def test_ctrl_c_stops_a_worker_then_its_embedded_broker_without_a_traceback(
 def test_an_embedded_broker_ends_with_the_worker_that_started_it_even_if_killed(
     tmp_path: Path,
 ) -> None:
-    process, _, port = embedded_worker(tmp_path)
-    process.kill()  # no chance to stop it: the broker is told by the kernel (Linux)
-    process.wait()
+    with embedded_worker(tmp_path) as (process, _, port):
+        process.kill()  # no chance to stop it: the broker is told by the kernel (Linux)
+        process.wait()
     deadline = time.monotonic() + 30
     while listening(port) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -72,6 +72,45 @@ WEBHOOK_PAUSES_S = (1.0, 4.0)  # between the tries of an alert webhook post
 STATIC_FILES = frozenset({"uPlot.iife.min.js", "uPlot.min.css", "dashboard.js"})
 
 
+class RulesGate:
+    """May alerts be judged: once the configuration published before the start is known
+    (``known`` set; None: at once), or ``wait_s`` after the first alert waited for it,
+    whichever is first. Then the rules in force are used and that is said once: an insight
+    worker whose config topic cannot be read still alerts, with its own file's rules."""
+
+    def __init__(
+        self,
+        known: asyncio.Event | None,
+        wait_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._known = known
+        self._wait_s = wait_s
+        self._clock = clock
+        self._waiting_since: float | None = None  # when an alert was first to be judged
+
+    def ready(self) -> bool:
+        if self._known is None or self._known.is_set():
+            return True
+        if self._waiting_since is None:
+            self._waiting_since = self._clock()
+        if self._clock() - self._waiting_since < self._wait_s:
+            return False
+        log.warning(
+            "alerts: the config topic was not read in %.0f s; judging with the rules in "
+            "force", self._wait_s,
+        )  # fmt: skip
+        self._known.set()
+        return True
+
+    async def wait(self, check_s: float) -> None:
+        """Until ``ready``, looking again at least every ``check_s``."""
+        while not self.ready():
+            assert self._known is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._known.wait(), check_s)
+
+
 def _owner(key: str) -> str:
     return key.split("|", 1)[0]
 
@@ -116,31 +155,11 @@ def register_dashboard(
     if destinations is not None:
         use(destinations)
 
-    waiting_since: float | None = None  # when an alert was first to be judged
-
-    def rules_ready() -> bool:
-        """May alerts be judged: the configuration published before the start is known,
-        or RULES_WAIT_S have passed since the first alert waited for it (then the rules
-        in force are used, and that is said once)."""
-        nonlocal waiting_since
-        if rules_known is None or rules_known.is_set():
-            return True
-        waiting_since = waiting_since or time.monotonic()
-        if time.monotonic() - waiting_since < RULES_WAIT_S:
-            return False
-        log.warning(
-            "alerts: the config topic was not read in %.0f s; judging with the rules in "
-            "force", RULES_WAIT_S,
-        )  # fmt: skip
-        rules_known.set()
-        return True
+    gate = RulesGate(rules_known, RULES_WAIT_S)
 
     async def rules_in_force() -> AlertRules:
-        """The rules, once ``rules_ready`` (waited for)."""
-        while not rules_ready():
-            assert rules_known is not None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(rules_known.wait(), ALERT_CHECK_S)
+        """The rules, once the gate opens (waited for)."""
+        await gate.wait(ALERT_CHECK_S)
         return rules
 
     encoder = EventEncoder(ALERT_EVENT)
@@ -264,7 +283,7 @@ def register_dashboard(
     async def judge() -> None:
         """Each of this worker's destinations against the alert rules; a change of state
         is an AlertEvent (and a webhook post, when one is set)."""
-        if not rules_ready():
+        if not gate.ready():
             return  # judged on the next check, with the workers' rules
         now = time.time()
         minute = minute_of(now)

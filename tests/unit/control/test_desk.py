@@ -17,16 +17,9 @@ from streams.control.messages import WorkItem
 from streams.control.tables import Owned
 from streams.model import Lead, Outcome
 from streams.stages.attempt import Attempt, not_sent
+from tests.unit.clock import Clock
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC).timestamp()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def destination(**settings: Any) -> Destination:
@@ -59,7 +52,7 @@ def desk(dest: Destination, recipient: Recipient, clock: Clock | None = None) ->
         caps={},
         delivered={},
         parked={},
-        clock=clock or Clock(),
+        clock=clock or Clock(NOW),
         draw=lambda low, high: high,
     )
 
@@ -103,7 +96,7 @@ async def test_an_accepted_lead_is_never_sent_twice() -> None:
 
 
 async def test_a_parked_entry_that_cannot_be_read_holds_no_other(caplog: Any) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     recipient = Recipient(lambda _: Outcome.error("Recipient error (HTTP 503)", retryable=True))
     buyer = desk(destination(circuit={"enabled": False}), recipient, clock)
     await buyer.handle(item("L1"))
@@ -119,7 +112,7 @@ async def test_a_parked_entry_that_cannot_be_read_holds_no_other(caplog: Any) ->
 
 
 async def test_a_retryable_outcome_is_parked_and_comes_back_when_due() -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     recipient = Recipient(lambda _: Outcome.error("Recipient error (HTTP 503)", retryable=True))
     buyer = desk(destination(circuit={"enabled": False}), recipient, clock)
     handled = await buyer.handle(item("L1"))
@@ -150,7 +143,7 @@ async def test_retry_after_sets_the_next_attempt() -> None:
 
 
 async def test_an_open_circuit_skips_or_parks_and_a_waterfall_always_moves_on() -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     failing = Recipient(lambda _: Outcome.error("Connection failed", retryable=False))
     circuit = {"consecutive_errors": 2, "cool_down_s": 30}
     buyer = desk(destination(circuit=circuit), failing, clock)
@@ -181,7 +174,7 @@ class CountingTable(dict[str, Any]):
 
 
 async def test_a_closed_circuit_is_written_when_it_matters_not_per_delivery() -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     outcomes = iter([Outcome.success()] * 100 + [Outcome.error("Timeout", retryable=False)])
     buyer = desk(destination(retry={"max_attempts": 1}), Recipient(lambda _: next(outcomes)), clock)
     buyer.circuits = table = CountingTable()
@@ -226,7 +219,7 @@ async def test_an_ask_repeated_while_the_first_is_under_way_is_dropped() -> None
 
 
 async def test_outside_business_hours_a_held_lead_waits_for_the_opening() -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     clock.now = datetime(2026, 11, 23, 6, 0, tzinfo=UTC).timestamp()  # Monday 06:00 UTC
     schedule = {"timezone": "UTC", "hours": ["09:00-17:00"], "outside": "hold"}
     buyer = desk(destination(schedule=schedule), Recipient(), clock)
@@ -247,7 +240,7 @@ async def test_a_spent_quota_closes_the_destination_until_it_resets_and_spends_n
     instead of burning retries (5 tries in seconds, then a dead letter)."""
     from streams.outcome import quota_spent
 
-    clock = Clock()
+    clock = Clock(NOW)
     spent = Recipient(lambda _: quota_spent("HubSpot DAILY", None, 3600.0))
     buyer = desk(destination(), spent, clock)
     first = await buyer.handle(item("L1", number=2))

@@ -8,14 +8,7 @@ import logging
 import pytest
 
 from streams.insight.dashboard import RulesGate
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.clock import Clock
 
 
 def test_no_event_to_wait_for_means_ready_at_once() -> None:

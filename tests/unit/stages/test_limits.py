@@ -10,20 +10,7 @@ import pytest
 
 from streams.config import Destination
 from streams.stages.limits import Allowance, Gate, SlidingWindow
-
-
-class Clock:
-    """A clock that moves only when someone sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await asyncio.sleep(0)
+from tests.unit.clock import Clock
 
 
 async def test_no_more_than_the_allowance_in_any_period() -> None:

@@ -71,9 +71,12 @@ async def aiokafka_loop(bootstrap: str, count: int, tag: str) -> None:
 def faust_worker(bootstrap: str, count: int, tag: str, courier: bool) -> None:
     import faust
 
-    from streams.app import CourierApp
+    app_class: Any = faust.App
+    if courier:  # imported only for its side: the Faust side runs Faust alone
+        from streams.app import CourierApp
 
-    app = (CourierApp if courier else faust.App)(
+        app_class = CourierApp
+    app = app_class(
         f"faust-{tag}", broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
         topic_partitions=4, producer_linger_ms=5,
     )  # fmt: skip

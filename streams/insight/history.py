@@ -72,13 +72,18 @@ def from_dead_letter(
     }
 
 
+# Entries stamped the same millisecond come in the order the worker writes them: a lead's
+# last attempt, its outcome, then the dead letter of a lead whose retries ran out.
+_ORDER_AT_THE_SAME_TIME = {"attempt": 0, "outcome": 1, "dead_letter": 2}
+
+
 def added(history: Sequence[dict[str, Any]] | None, entry: dict[str, Any]) -> list[dict[str, Any]]:
     """``history`` with ``entry``, once (a record read again after a restart, or written
     again by a worker that was killed, has the same id), in time order, the newest
     ``MAX_ENTRIES`` kept."""
     entries = [e for e in history or () if e["id"] != entry["id"]]
     entries.append(entry)
-    entries.sort(key=lambda e: (e["at"] or "", e["kind"] == "outcome"))
+    entries.sort(key=lambda e: (e["at"] or "", _ORDER_AT_THE_SAME_TIME[e["kind"]]))
     return entries[-MAX_ENTRIES:]
 
 

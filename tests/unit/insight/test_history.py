@@ -63,6 +63,31 @@ def test_entries_come_once_in_time_order_whatever_order_they_are_read() -> None:
     assert "outcome: delivered (accepted by crm; 2 attempt(s)) 'Delivered'" in lines[3]
 
 
+def test_entries_of_the_same_millisecond_come_in_the_order_the_worker_writes_them() -> None:
+    # A lead whose retries ran out: its last attempt, outcome and dead letter are often
+    # stamped the same millisecond (CI saw the dead letter listed before the outcome).
+    last = from_delivery_event(event(2, at=T0 - timedelta(milliseconds=40)))
+    outcome = from_lead_outcome(
+        {
+            "event_id": "o-1",
+            "lead_id": "L-1",
+            "finished_at": T0,
+            "outcome": "not_delivered",
+            "accepted_by": [],
+            "reason": "HTTP 500",
+            "attempts": 2,
+        }
+    )
+    dead = from_dead_letter(
+        {"courier.dlq.reason": "Delivery failed"}, 0, 7, int(T0.timestamp() * 1000)
+    )
+    for read_in in ([dead, outcome, last], [outcome, dead, last], [last, dead, outcome]):
+        history: list[dict[str, Any]] = []
+        for entry in read_in:
+            history = added(history, entry)
+        assert [e["kind"] for e in history] == ["attempt", "outcome", "dead_letter"]
+
+
 def test_a_dead_letter_keeps_why_and_where_not_what() -> None:
     entry = from_dead_letter(
         {

@@ -86,7 +86,8 @@ def register_agents(
             confirmation = await topic.send(
                 key=out.key, value=out.value, headers=headers, partition=out.partition, force=True
             )
-            confirmation.add_done_callback(partial(telemetry.produced, span))
+            if span is not None:
+                confirmation.add_done_callback(partial(telemetry.produced, span))
             confirmations.append(confirmation)
         await asyncio.gather(*confirmations)
 

@@ -41,6 +41,19 @@ def test_a_written_record_gets_its_span_and_keeps_its_own_headers() -> None:
     assert written.split("-")[1] == format(lead.get_span_context().trace_id, "032x")
 
 
+def test_unexported_no_producer_span_is_made_and_the_record_names_its_trace() -> None:
+    # Spans not exported (the worker's default): no producer span, same trace in headers.
+    assert not telemetry._producer_spans
+    own = [("traceparent", TRACEPARENT.encode()), ("courier.dlq.reason", b"x")]
+    span, headers = telemetry.producing("work", own)
+    assert span is None and headers == own  # a parked retry keeps the trace it began in
+    with tracer.start_as_current_span("lead") as lead:
+        span, headers = telemetry.producing("events", None)
+    assert span is None
+    expected = format(lead.get_span_context().trace_id, "032x")
+    assert dict(headers)["traceparent"].decode().split("-")[1] == expected
+
+
 def test_outside_any_span_there_is_no_trace_id() -> None:
     assert telemetry.current_trace_id() is None
     assert telemetry.current_headers() == {}

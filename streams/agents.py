@@ -259,6 +259,14 @@ class InOrder:
         tp = message.tp
         return message.offset in self._holding[tp] or message.offset in self._done[tp]
 
+    def forget(self, tp: Any) -> None:
+        """``tp`` was taken from this worker (a rebalance; Faust committed what was handled
+        there first): its handled offsets go. The partition may come back as another log,
+        whose records would look handled at the same offsets: a topic deleted and created
+        again starts at 0 (on Kafka the group's offsets go with the topic and it is read
+        from its beginning)."""
+        self._done.pop(tp, None)
+
     def held(self, tp: Any) -> list[int]:
         """The offsets of ``tp`` not acknowledged yet: in progress, done behind one in
         progress, or given up by a stopping worker (for the next one to handle)."""
@@ -340,6 +348,13 @@ class Holds:
     def held(self, tp: Any) -> list[int]:
         acks = self._by_topic.get(tp.topic)
         return [] if acks is None else acks.held(tp)
+
+    def forget(self, revoked: Collection[Any]) -> None:
+        """Partitions taken from this worker: see ``InOrder.forget``."""
+        for tp in revoked:
+            acks = self._by_topic.get(tp.topic)
+            if acks is not None:
+                acks.forget(tp)
 
     def idle(self, topic: str) -> bool:
         acks = self._by_topic.get(topic)

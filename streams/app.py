@@ -445,6 +445,11 @@ def create_app(
     )
     holds = app.holds = Holds()
 
+    def forget_handled(_: Any, /, *revoked: Any, signal: Any, **__: Any) -> None:
+        holds.forget(revoked[0])  # the revoked partitions: what the signal sends
+
+    app.on_partitions_revoked.connect(forget_handled)
+
     async def hand_over(tp: Any, record: Any) -> None:
         """A record Faust fetched and dropped, to the agents as Faust hands them over."""
         consumer: Any = app.consumer
@@ -597,6 +602,10 @@ def create_app(
     )
 
     behind: dict[Any, Any] = {}  # partition → what was left behind at the last look
+    # Partition → the log's end when the group's offset was last seen past it. Kafka answers
+    # a fetch past the end "out of range" and the consumer starts from the beginning; Tansu
+    # answers nothing, and the worker would wait there without a word (docs/brokers.md).
+    past_the_end: dict[Any, int] = {}
     agent_topics = {
         settings.leads_topic, settings.routing_topic, settings.work_topic, settings.feedback_topic,
     }  # fmt: skip
@@ -612,16 +621,21 @@ def create_app(
         for tp in consumer.assignment():
             if tp.topic not in agent_topics:
                 continue
+            committed, end = consumer._committed_offset.get(tp), consumer.highwater(tp)
+            if committed is not None and end is not None and committed > end:
+                if past_the_end.get(tp) != end:  # said once for each end it sees
+                    log.warning(
+                        "%s[%d]: the group's offset %d is past the log's end %d: the topic "
+                        "was deleted and created again? Restart the workers to read it "
+                        "from its beginning (docs/operations.md)",
+                        tp.topic, tp.partition, committed, end,
+                    )  # fmt: skip
+                past_the_end[tp] = end
+                continue
             if not holds.idle(tp.topic):  # records wait in its queue: none left behind
                 behind.pop(tp, None)
                 continue
-            found = left_behind(
-                tp,
-                consumer._committed_offset.get(tp),
-                consumer.highwater(tp),
-                holds.held(tp),
-                consumer._acked.get(tp, []),
-            )
+            found = left_behind(tp, committed, end, holds.held(tp), consumer._acked.get(tp, []))
             if found is not None and behind.get(tp) == found:
                 unhandled_records.may_pass(found)  # the look and the handing over
             behind[tp] = found

@@ -6,6 +6,7 @@ it stops short whenever the last batch holds more than one record. That is BROKE
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -131,3 +132,30 @@ async def test_an_idempotent_producer_starts_on_kafka_and_not_on_the_embedded_br
         await producer.send_and_wait(topics.outcomes, b"once", partition=0)
     finally:
         await producer.stop()
+
+
+async def test_a_fetch_past_the_end_of_the_log_starts_again_on_kafka_and_waits_on_tansu(
+    kafka: KafkaTarget,
+) -> None:
+    # Where a group stands after its topic was deleted and created again (Tansu keeps the
+    # group's offsets; Kafka drops them with the topic, this is what it would do if not).
+    topic = f"past-the-end-{uuid.uuid4().hex[:8]}"
+    await produce_batches(kafka, topic, [1, 1])
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, 10)
+        got = await consumer.getmany(tp, timeout_ms=3000)
+        got = got or await consumer.getmany(tp, timeout_ms=3000)
+        if kafka.kind == "tansu":
+            # No "offset out of range": nothing, and the high watermark says where the end is.
+            assert not got and await consumer.position(tp) == 10
+            assert consumer.highwater(tp) == 2
+        else:
+            assert [r.offset for r in got[tp]] == [0, 1]  # reset to the beginning
+    finally:
+        await consumer.stop()

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.topics import DLQ_MAX_MESSAGE_BYTES
+from tests.integration.conftest import collect, publish
 from tests.integration.kafka import KafkaTarget
+from tests.integration.recipients import Recipient
 from tests.integration.test_cli import courier
 
 
@@ -110,3 +113,35 @@ def test_a_cluster_that_refuses_a_topic_stops_the_worker_in_one_line(
     assert f"could not create topic {topics.events!r}: InvalidReplicationFactorError" in (
         result.stderr
     )
+
+
+async def test_a_leads_topic_created_again_loses_no_lead(
+    kafka: KafkaTarget, recipient: Recipient, topics: Any, start_worker: Any
+) -> None:
+    """Deleted and created again under a running worker (to change its partitions, say).
+    On Tansu the worker waits at its group's old offsets, past the new log's end, and says
+    so; restarted, it reads the new topic from its beginning: every lead delivered once."""
+    yaml = f"destinations: [{{id: crm, url: '{recipient.url()}', mapping: {{ref: id}}}}]\n"
+    worker = start_worker(yaml)
+    await publish(kafka, topics.leads, [{"id": f"A-{n}", "lead": {}} for n in range(40)])
+    await collect(kafka, topics.outcomes, 40)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topics.leads])
+        await asyncio.sleep(2)
+        await admin.create_topics([NewTopic(topics.leads, 4, 1)])
+    finally:
+        await admin.close()
+    await publish(kafka, topics.leads, [{"id": f"B-{n}", "lead": {}} for n in range(8)])
+    if kafka.kind == "tansu":
+        async with asyncio.timeout(30):
+            while "past the log's end" not in worker.log():
+                await asyncio.sleep(0.5)
+        worker.stop()
+        start_worker(yaml)
+    outcomes = await collect(kafka, topics.outcomes, 48, settle_s=3.0)
+    again = Counter(o.key for o in outcomes if o.key.startswith(b"B-"))
+    assert again == {f"B-{n}".encode(): 1 for n in range(8)}
+    posted = Counter(r.json()["ref"] for r in recipient.requests)
+    assert all(posted[f"B-{n}"] == 1 for n in range(8)) and len(posted) == 48

@@ -106,6 +106,25 @@ def test_a_record_taken_again_is_seen_while_held_and_once_done_but_not_once_give
     assert not acks.seen(Message("p1", 0))
 
 
+def test_a_partition_taken_from_the_worker_forgets_what_it_handled_there() -> None:
+    # It may come back as another log (a topic created again starts at 0): its new
+    # records must not look handled. What is still in progress stays held.
+    acked: list[tuple[str, int]] = []
+    acks = InOrder(abandon=lambda message: None)
+    holds = Holds()
+    holds.add("leads", acks)
+    first, second, _in_progress = (acks.hold(e) for e in events(acked, TP("leads", 0), 3))
+    acks.done(first)
+    acks.done(second)
+    elsewhere = acks.hold(events(acked, TP("leads", 1), 1)[0])
+    acks.done(elsewhere)
+    holds.forget({TP("leads", 0), TP("other", 0)})
+    assert not acks.seen(Message(TP("leads", 0), 0)) and not acks.seen(Message(TP("leads", 0), 1))
+    assert acks.seen(Message(TP("leads", 0), 2))  # in progress
+    assert acks.seen(Message(TP("leads", 1), 0))  # not taken: still known
+    assert holds.held(TP("leads", 0)) == [2]
+
+
 def test_offset_ranges_keep_handled_offsets_as_runs() -> None:
     done = OffsetRanges()
     for offset in [0, 1, 2, 5, 6, 4, 9]:

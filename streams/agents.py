@@ -80,11 +80,16 @@ def register_agents(
 
     async def send_all(records: list[Out]) -> None:
         confirmations = []
+        producer = await app.maybe_start_producer()
         for out in records:
-            topic = getattr(topics, out.topic)
-            span, headers = telemetry.producing(names[out.topic], out.headers)
-            confirmation = await topic.send(
-                key=out.key, value=out.value, headers=headers, partition=out.partition, force=True
+            name = names[out.topic]
+            span, headers = telemetry.producing(name, out.headers)
+            # Straight to the producer: Faust's Topic.send wraps each record in a pending
+            # message, a future message and a callback chain, for sensors we do not read;
+            # what we need is the broker's confirmation, awaited below before the record
+            # that sent it is acknowledged (so a commit never passes an unwritten record).
+            confirmation = await producer.send(
+                name, out.key, out.value, out.partition, None, headers
             )
             if span is not None:
                 confirmation.add_done_callback(partial(telemetry.produced, span))

@@ -45,9 +45,7 @@ async def orphaned(tmp_path: Path) -> AsyncIterator[tuple[WorkerProcess, str]]:
              "CRM_FEEDBACK": SECRET},
     ).start()  # fmt: skip
     try:
-        async with asyncio.timeout(90):
-            while "Worker ready" not in worker.log_path.read_text(errors="replace"):
-                await asyncio.sleep(0.3)
+        await worker.logged("Worker ready")
         broker.stop()
         yield worker, f"http://127.0.0.1:{port}"
     finally:

@@ -135,9 +135,7 @@ async def test_a_leads_topic_created_again_loses_no_lead(
         await admin.close()
     await publish(kafka, topics.leads, [{"id": f"B-{n}", "lead": {}} for n in range(8)])
     if kafka.kind == "tansu":
-        async with asyncio.timeout(30):
-            while "past the log's end" not in worker.log():
-                await asyncio.sleep(0.5)
+        await worker.logged("past the log's end", timeout_s=30)
         worker.stop()
         start_worker(yaml)
     outcomes = await collect(kafka, topics.outcomes, 48, settle_s=3.0)

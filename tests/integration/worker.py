@@ -135,6 +135,14 @@ class WorkerProcess:
         while the worker finishes what it has in flight."""
         return await asyncio.to_thread(self.stop, sig)
 
+    async def logged(self, text: str, timeout_s: float = 90.0) -> None:
+        """Waits until this run's log has ``text`` (a line the worker writes when it gets
+        there); fails with the log if the worker ends first."""
+        async with asyncio.timeout(timeout_s):
+            while text not in self.log_path.read_text(errors="replace"):
+                assert self.process is not None and self.process.poll() is None, self.log()
+                await asyncio.sleep(0.3)
+
     def log(self) -> str:
         return "\n".join(
             (self.workdir / f"{self.name}-{n}.log").read_text(errors="replace")[-5000:]

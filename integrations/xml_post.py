@@ -12,8 +12,9 @@ import xml.etree.ElementTree as ET
 from typing import Any, Literal
 from xml.sax.saxutils import escape
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
+from pydantic import ConfigDict, PrivateAttr, model_validator
 
+from streams.compiled_model import CompiledModel
 from streams.errors import MappingError
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, Target
 from streams.outcome import default_outcome
@@ -29,7 +30,7 @@ SOAP_NAMESPACES = {
 _XML_NAME = re.compile(r"^[A-Za-z_][\w.\-]*(:[A-Za-z_][\w.\-]*)?$")
 
 
-class Config(BaseModel):
+class Config(CompiledModel):
     model_config = ConfigDict(extra="forbid")
 
     root: str = "lead"  # the element the fields go in (inside the SOAP operation, if any)

@@ -19,7 +19,6 @@ from urllib.parse import urlencode, urlsplit
 import jwt
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -29,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from streams.compiled_model import CompiledModel
 from streams.model import HttpRequest
 from streams.secrets import SCRUBBER, has_reference, resolve_references, single_line
 
@@ -55,7 +55,7 @@ HeaderSecret = Annotated[
 ]
 
 
-class _Auth(BaseModel):
+class _Auth(CompiledModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 

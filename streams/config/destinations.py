@@ -28,6 +28,7 @@ from pydantic import (
 
 from integrations import REGISTRY
 from streams.auth import AuthConfig, OAuth2Auth
+from streams.compiled_model import CompiledModel
 from streams.config.alerts import AlertRules
 from streams.config.feedback import FeedbackConfig
 from streams.config.flows import CompiledFlow, Flow, compile_flow, default_flow
@@ -77,7 +78,7 @@ class Timeouts(BaseModel):
     total: float = Field(default=15.0, gt=0, le=600)
 
 
-class Privacy(BaseModel):
+class Privacy(CompiledModel):
     model_config = ConfigDict(extra="forbid")
 
     redact: list[str] = Field(default_factory=list)  # lead.email, lead.phone_1, ...
@@ -160,7 +161,7 @@ class PingConfig(BaseModel):
         return self
 
 
-class Destination(BaseModel):
+class Destination(CompiledModel):
     """One recipient: where to send, how to map, which integration speaks its protocol."""
 
     model_config = ConfigDict(extra="forbid")

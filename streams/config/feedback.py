@@ -37,6 +37,7 @@ from jsonpath_ng import JSONPath
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from streams.auth import Secret
+from streams.compiled_model import CompiledModel
 from streams.config.response_rules import compile_json_path
 
 FEEDBACK_KINDS = ("returned", "converted", "contacted", "disqualified", "status")
@@ -79,7 +80,7 @@ class PollConfig(BaseModel):
         return self
 
 
-class FeedbackConfig(BaseModel):
+class FeedbackConfig(CompiledModel):
     model_config = ConfigDict(extra="forbid")
 
     secret: Secret | None = None  # for notices the recipient sends (POST /feedback/…)

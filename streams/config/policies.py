@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from streams.compiled_model import CompiledModel
 from streams.config.response_rules import compile_json_path
 from streams.config.schedule import DAYS, Day, TimeZoneName
 from streams.template.conversions import time_zone
@@ -88,7 +89,7 @@ class BatchConfig(BaseModel):
             compile_json_path(self.results)
 
 
-class EgressPolicy(BaseModel):
+class EgressPolicy(CompiledModel):
     """Where requests may go. ``public``: only to public addresses, unless a network or a
     host is in ``allow`` (a recipient that really lives on a private network); ``any``:
     anywhere (development, tests against 127.0.0.1). Destinations with ``insecure: true``

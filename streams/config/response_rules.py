@@ -18,6 +18,7 @@ from jsonpath_ng import JSONPath
 from jsonpath_ng import parse as parse_json_path
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from streams.compiled_model import CompiledModel
 from streams.model import HttpResponse, Outcome, OutcomeCategory, OutcomeKind
 from streams.outcome import (
     CAPTURE_VALUE_LIMIT,
@@ -39,7 +40,7 @@ class Pattern(Protocol):
 BODY_SCAN_LIMIT = 65_536
 
 
-class _Test(BaseModel):
+class _Test(CompiledModel):
     """equals / one_of / matches / exists: exactly one says what the value must be."""
 
     model_config = ConfigDict(extra="forbid")
@@ -98,7 +99,7 @@ class HeaderTest(_Test):
     name: str
 
 
-class Match(BaseModel):
+class Match(CompiledModel):
     """Every test given must hold."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -135,7 +136,7 @@ class Match(BaseModel):
         return self._body_pattern is None or self._body_pattern.search(text) is not None
 
 
-class ValuePath(BaseModel):
+class ValuePath(CompiledModel):
     """Where a value is in an answer: ``json: $.data.id`` or ``xml: .//LeadId``."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

@@ -349,6 +349,8 @@ def attempted(
 ) -> None:
     """``url``: as events show it (credentials masked, lead-filled parts as configured):
     only its host and port are kept."""
+    if not span.is_recording():  # spans not exported: nothing would keep what is set here
+        return
     attributes: dict[str, Any] = {
         "courier.outcome": outcome,
         "courier.category": category,

@@ -35,18 +35,19 @@ def build_request(
     """``token``: the OAuth 2.0 access token, for destinations that use one;
     ``instance_url``: the API host its token answer named, if any."""
     url, destination_headers = _filled(lead, payload, destination)
+    key = idempotency_key(lead.id, destination.id)
     try:
         built = destination.module.request(
             payload,
             destination.integration_settings,
-            Target(destination.method, url, idempotency_key(lead.id, destination.id), instance_url),
+            Target(destination.method, url, key, instance_url),
         )
     except orjson.JSONEncodeError as exc:  # an integer past 64 bits, nesting past 254 levels
         raise MappingError("payload", f"the payload cannot be written as JSON: {exc}") from None
     # The destination's own headers come last: a user can set Content-Type (or anything
     # the integration chose) for a recipient that wants it otherwise.
     headers = {
-        "Idempotency-Key": idempotency_key(lead.id, destination.id),
+        "Idempotency-Key": key,
         **built.headers,
         **destination_headers,
     }

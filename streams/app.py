@@ -49,7 +49,7 @@ from streams.control.distribution import Distributor
 from streams.control.home import Home, LeadStates
 from streams.control.lookback import control_lookback_s
 from streams.control.tables import Owned, confirmed, keyed_table, partition_of, track_writes
-from streams.errors import ConfigError, DeliveryError
+from streams.errors import CircuitOpenedWhileWaiting, ConfigError, DeliveryError
 from streams.handlers import Handlers, Origin
 from streams.kafka_clients import seek_to_time, send_admin_action
 from streams.live_config import follow_config, publish_version
@@ -460,12 +460,20 @@ def create_app(
         partial(read_range, settings.bootstrap_servers(), settings.kafka_security()), hand_over
     )
     topics = declare_topics(app, settings)
+
     # No pool-wide connection limit: one destination's slow answers must not hold the
     # connections of another. Each destination is bounded by its own in-flight slots.
+    def circuit_lets_through(destination: Destination) -> bool:
+        """Asked when a delivery had to wait for its destination's turn: is its circuit,
+        in the desk that delivers to it, still letting leads through?"""
+        desk = capped_desk if destination.caps is not None else home_desk
+        return desk.lets_through(destination)
+
     sender = app.sender = HttpSender(
         max_connections=0,
         in_flight_per_destination=settings.in_flight,
         egress=settings.egress_policy(),
+        lets_through=circuit_lets_through,
     )
     partitions = settings.partitions
     worker_name = f"{socket.gethostname()}:{os.getpid()}"
@@ -487,7 +495,7 @@ def create_app(
             oauth = isinstance(destination.auth, OAuth2Auth)
             token = await tokens.token(destination, sender) if oauth else None
             answer = await sender(poll_request(url, destination.auth, token), destination)
-        except DeliveryError as exc:
+        except (DeliveryError, CircuitOpenedWhileWaiting) as exc:
             log.info("%s: a poll could not be sent (%s)", destination_id, type(exc).__name__)
             return None
         return answer.status, answer.body

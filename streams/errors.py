@@ -73,6 +73,15 @@ class EgressRefused(DeliveryError):
     reason = "Address refused"
 
 
+class CircuitOpenedWhileWaiting(Exception):
+    """A request that waited for one of its destination's in-flight slots found, when its
+    turn came, that the destination's circuit had opened meanwhile: not sent.
+
+    Not a DeliveryError: nothing was sent, so it is neither an outcome of its own nor a
+    circuit error. The desk that asked for the delivery handles the lead as it handles one
+    that finds the circuit open (streams/control/desk.py)."""
+
+
 class SenderClosed(Exception):
     """The worker is stopping and its HTTP sender is closed: the attempt did not happen.
 

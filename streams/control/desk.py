@@ -40,6 +40,7 @@ from streams.control.due import DueIndex
 from streams.control.messages import MessageError, WorkItem, attempt_from_dict, attempt_to_dict
 from streams.control.retry import retry_delay
 from streams.control.tables import forget_older
+from streams.errors import CircuitOpenedWhileWaiting
 from streams.model import CircuitChange, Lead, Outcome, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import Attempt, ended_before_sending, not_sent
 from streams.stages.routing import phase_at
@@ -191,32 +192,28 @@ class DeliveryDesk:
         if circuit.state == "open" and admitted.state == "half_open":
             trial = (CircuitChange("open", "half_open", "Cool-down over: trial deliveries"),)
         if not allowed:
-            quota = admitted.until > now  # a vendor's spent quota: its leads wait for it
-            if (quota or destination.circuit.when_open == "park") and not item.has_fallback:
-                until = admitted.reopens_at(destination.circuit)
-                # An operator's reset lets it go at once (``_released``).
-                return self._park(item, destination, until, open_outcome().reason, circuit=True)
-            finished = self._finish(
-                item, not_sent(item.lead, destination, open_outcome(), item.number)
-            )
-            return replace(finished, changes=trial)
+            return self._circuit_open(item, destination, admitted, now, trial)
 
-        if destination.caps is None:
-            attempt = await self._attempt_at(item.lead, destination, item.number)
-        else:
-            window = await self._reserve(destination)
-            if window is not None:
-                outcome = cap_exceeded(window)
-                finished = self._finish(
-                    item, not_sent(item.lead, destination, outcome, item.number)
-                )
-                return replace(finished, changes=trial)
-            made: Attempt | None = None
-            try:
-                made = await self._attempt_at(item.lead, destination, item.number)
-            finally:
-                self._release(destination, made)
-            attempt = made
+        try:
+            if destination.caps is None:
+                attempt = await self._attempt_at(item.lead, destination, item.number)
+            else:
+                window = await self._reserve(destination)
+                if window is not None:
+                    outcome = cap_exceeded(window)
+                    finished = self._finish(
+                        item, not_sent(item.lead, destination, outcome, item.number)
+                    )
+                    return replace(finished, changes=trial)
+                made: Attempt | None = None
+                try:
+                    made = await self._attempt_at(item.lead, destination, item.number)
+                finally:
+                    self._release(destination, made)
+                attempt = made
+        except CircuitOpenedWhileWaiting:  # it opened while this lead waited for a slot
+            now = self._clock()
+            return self._circuit_open(item, destination, self._circuit(destination.id), now, trial)
 
         now = self._clock()
         before = self._circuit(destination.id)
@@ -237,6 +234,32 @@ class DeliveryDesk:
             return Handled(attempt, None, next_at, changes)
         return replace(self._finish(item, attempt), changes=changes)
 
+    def _circuit_open(
+        self,
+        item: WorkItem,
+        destination: Destination,
+        circuit: CircuitState,
+        now: float,
+        trial: tuple[CircuitChange, ...],
+    ) -> Handled:
+        """The destination's circuit does not let this lead through: it waits for the
+        circuit (a spent quota, or ``when_open: park``) or ends "circuit open"."""
+        quota = circuit.until > now  # a vendor's spent quota: its leads wait for it
+        if (quota or destination.circuit.when_open == "park") and not item.has_fallback:
+            until = circuit.reopens_at(destination.circuit)
+            # An operator's reset lets it go at once (``_released``).
+            return self._park(item, destination, until, open_outcome().reason, circuit=True)
+        finished = self._finish(item, not_sent(item.lead, destination, open_outcome(), item.number))
+        return replace(finished, changes=trial)
+
+    def lets_through(self, destination: Destination) -> bool:
+        """Asked again (by the HTTP sender) when a delivery that waited for one of the
+        destination's in-flight slots has it: False when its circuit opened meanwhile."""
+        if not destination.circuit.enabled:
+            return True
+        circuit = self._circuit(destination.id)
+        return circuit.state != "open" or self._clock() >= circuit.reopens_at(destination.circuit)
+
     async def ping(self, item: WorkItem, timeout_s: float) -> Handled:
         """A ping-post auction's ping: the buyer's partial lead to its ping URL, answered
         within ``timeout_s`` or not at all. Its circuit, hours and being enabled apply (a
@@ -256,6 +279,8 @@ class DeliveryDesk:
             try:
                 async with asyncio.timeout(timeout_s):
                     attempt = await self._attempt_at(item.lead, destination.pinged, 1)
+            except CircuitOpenedWhileWaiting:
+                attempt = not_sent(item.lead, destination, open_outcome())
             except TimeoutError:
                 late = Outcome.error(
                     "Ping timed out", retryable=False, category=OutcomeCategory.TIMEOUT

@@ -17,6 +17,7 @@ import aiohttp
 from streams.config.policies import EgressPolicy
 from streams.errors import (
     CertificateRefused,
+    CircuitOpenedWhileWaiting,
     DeliveryConnectionError,
     DeliveryError,
     DeliveryTimeout,
@@ -80,9 +81,14 @@ class HttpSender:
         max_connections: int = 256,
         in_flight_per_destination: int | None = None,
         egress: EgressPolicy | None = None,
+        lets_through: Callable[[Destination], bool] | None = None,
     ) -> None:
         """``egress``: where requests may go (the worker passes the configured policy;
-        None: anywhere). Destinations with ``insecure: true`` are not held to it."""
+        None: anywhere). Destinations with ``insecure: true`` are not held to it.
+        ``lets_through(destination)``: asked once more when a request that waited for the
+        destination's slots or rate has its turn (the worker asks the destination's
+        circuit); False: not sent, CircuitOpenedWhileWaiting."""
+        self._lets_through = lets_through
         self._max_connections = max_connections
         self._in_flight_per_destination = in_flight_per_destination
         self._egress = egress if egress is not None and egress.mode != "any" else None
@@ -145,6 +151,10 @@ class HttpSender:
         if gate.idle:
             return await self._counted(req, destination)
         async with gate.held():
+            # The circuit was asked before the wait; it may have opened since (the
+            # requests ahead failed): leads queued behind a failing recipient stay unsent.
+            if self._lets_through is not None and not self._lets_through(destination):
+                raise CircuitOpenedWhileWaiting
             return await self._counted(req, destination)
 
     async def _counted(self, req: HttpRequest, destination: Destination) -> HttpResponse:

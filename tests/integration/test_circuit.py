@@ -100,6 +100,59 @@ async def test_circuit_opens_stays_quiet_half_opens_and_closes(sender: HttpSende
         await server.stop()
 
 
+async def test_leads_waiting_for_a_slot_when_the_circuit_opens_are_not_sent() -> None:
+    """Eight leads at once, one in-flight slot, a recipient that fails slowly: the circuit
+    (two errors in a row) lets all eight through before any answer, but when the second
+    error opens it the six still waiting for the slot are not sent. A waterfall's lead
+    moves on; a lead with nowhere else to go waits for the circuit (``when_open: park``)."""
+    flaky = Flaky()
+    server = await Recipient(answer=flaky.answer, delay_s=0.2).start()
+    (dest,) = parse_destinations(
+        {
+            "destinations": [
+                {
+                    "id": "buyer",
+                    "url": server.url(),
+                    "circuit": {"consecutive_errors": 2, "cool_down_s": 600, "when_open": "park"},
+                    "retry": {"max_attempts": 1},
+                    "limits": {"concurrency": 1},
+                }
+            ]
+        }
+    ).destinations
+    desk: DeliveryDesk | None = None
+
+    def lets_through(destination: Destination) -> bool:
+        assert desk is not None
+        return desk.lets_through(destination)
+
+    sender = HttpSender(lets_through=lets_through)
+
+    async def attempt_at(lead: Lead, destination: Destination, number: int) -> Attempt:
+        return await attempt_delivery(lead, destination, sender, number)
+
+    desk = DeliveryDesk({dest.id: dest}, attempt_at, circuits={}, caps={}, delivered={}, parked={})
+
+    async def deliver(n: int) -> tuple[str, bool]:
+        lead = Lead(f"L-{n}", {"id": f"L-{n}", "lead": {}})
+        handled = await desk.handle(WorkItem(lead, dest.id, "plan", 1, n % 2 == 0))
+        if handled.result is None:  # no waterfall after it: it waits for the circuit
+            return "parked", desk.is_parked(WorkItem(lead, dest.id, "plan", 1, False))
+        return handled.result.outcome.reason, handled.attempt is not None
+
+    try:
+        ended = await asyncio.gather(*(deliver(n) for n in range(8)))
+        assert len(server.requests) == 2
+        assert ended.count(("Recipient error (HTTP 503)", True)) == 2
+        assert (
+            sorted(ended[2:])
+            == [("System unavailable (circuit open)", True)] * 3 + [("parked", True)] * 3
+        )
+    finally:
+        await sender.close()
+        await server.stop()
+
+
 async def test_the_worker_writes_circuit_changes_as_avro_events(
     kafka: Any, topics: Any, start_worker: Any
 ) -> None:

@@ -15,6 +15,7 @@ from streams.config import Destination
 from streams.control.desk import DeliveryDesk
 from streams.control.messages import WorkItem
 from streams.control.tables import Owned
+from streams.errors import CircuitOpenedWhileWaiting
 from streams.model import Lead, Outcome
 from streams.stages.attempt import Attempt, not_sent
 from tests.unit.clock import Clock
@@ -161,6 +162,34 @@ async def test_an_open_circuit_skips_or_parks_and_a_waterfall_always_moves_on() 
     assert held.result is None and held.next_attempt_at == datetime.fromtimestamp(NOW + 30, UTC)
     in_waterfall = await parking.handle(item("L5", has_fallback=True))
     assert in_waterfall.result is not None  # a next destination is waiting: skip, not park
+
+
+async def test_a_lead_refused_after_its_wait_frees_its_cap_slot_and_ends_circuit_open() -> None:
+    clock = Clock(NOW)
+    circuit = {"consecutive_errors": 1, "cool_down_s": 30}
+    failing = Recipient(lambda _: Outcome.error("Connection failed", retryable=False))
+    capped = destination(circuit=circuit, caps={"day": 5})
+    buyer = desk(capped, failing, clock)
+    assert buyer.lets_through(capped)
+    await buyer.handle(item("L1"))  # opens it
+    assert not buyer.lets_through(capped)
+    clock.now += 30  # the cool-down is over: a trial may go
+    assert buyer.lets_through(capped)
+
+    async def refused(lead: Lead, dest: Destination, number: int) -> Attempt:
+        raise CircuitOpenedWhileWaiting  # what the sender says when the wait ends so
+
+    waited = desk(capped, Recipient(), clock)
+    waited._attempt_at = refused
+    handled = await waited.handle(item("L2"))
+    assert handled.result is not None and handled.attempt is not None
+    assert handled.result.outcome.reason == "System unavailable (circuit open)"
+    assert handled.attempt.request is None  # nothing went out
+    waited._attempt_at = Recipient()  # its cap slot was given back: five more fit
+    reasons = [(await waited.handle(item(f"M{n}"))).result for n in range(6)]
+    assert [r.outcome.reason for r in reasons if r is not None] == ["Accepted"] * 5 + [
+        "Cap exceeded"
+    ]
 
 
 class CountingTable(dict[str, Any]):

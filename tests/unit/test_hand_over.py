@@ -18,7 +18,7 @@ class FullWait:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
 
-    async def __call__(self, *coros: Any, timeout: Any = None) -> Any:
+    async def __call__(self, *coros: Any, timeout: Any = None) -> Any:  # noqa: ASYNC109 (mode's)
         self.calls.append(coros)
         tasks = [asyncio.ensure_future(c) for c in coros]
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

@@ -545,13 +545,13 @@ class Handlers:
         outcome = attempt.outcome
         name = "|".join(
             (attempt.lead_id, attempt.destination_id, str(attempt.number), str(run),
-             outcome.kind.value, outcome.reason)
+             outcome.kind, outcome.reason)
         )  # fmt: skip
         event_id = str(uuid.uuid5(EVENT_IDS, name))
         record = delivery_event(attempt, next_at, event_id, telemetry.current_trace_id())
         destination = {"destination": attempt.destination_id}
         telemetry.deliveries.add(
-            attempt.destination_id, outcome.kind.value, outcome.category.value, outcome.reason
+            attempt.destination_id, outcome.kind, outcome.category, outcome.reason
         )
         if outcome.quota_left is not None:
             telemetry.quota_left[attempt.destination_id] = outcome.quota_left

@@ -151,8 +151,8 @@ async def attempt_delivery(
             method=None if request is None else request.method,
             url=None if request is None else request.url,
             status=attempt.http_status,
-            outcome=outcome.kind.value,
-            category=outcome.category.value,
+            outcome=outcome.kind,
+            category=outcome.category,
             reason=outcome.reason,
             failed=outcome.kind is OutcomeKind.ERROR,
         )

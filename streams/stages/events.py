@@ -44,8 +44,8 @@ def delivery_event(
         "recipient_ms": attempt.recipient_ms,
         "overhead_ms": attempt.overhead_ms,
         "http_status": attempt.http_status,
-        "outcome": _ping_outcome(attempt) if attempt.phase == "ping" else outcome.kind.value,
-        "category": outcome.category.value,
+        "outcome": _ping_outcome(attempt) if attempt.phase == "ping" else outcome.kind,
+        "category": outcome.category,
         "reason": outcome.reason,
         "raw": outcome.raw,
         "retryable": outcome.retryable,
@@ -74,7 +74,7 @@ def _ping_outcome(ping: Attempt) -> str:
         return "bid" if ping.outcome.price is not None else "no_bid"
     if ping.outcome.kind is OutcomeKind.FAILURE:
         return "no_bid"
-    return ping.outcome.kind.value
+    return ping.outcome.kind
 
 
 def lead_outcome(
@@ -115,8 +115,8 @@ def lead_outcome(
         "destinations": [
             {
                 "destination_id": a.destination_id,
-                "outcome": a.outcome.kind.value,
-                "category": a.outcome.category.value,
+                "outcome": a.outcome.kind,
+                "category": a.outcome.category,
                 "reason": a.outcome.reason,
                 "reference_id": a.outcome.reference_id,
                 "price": _price(a.outcome.price),

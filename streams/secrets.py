@@ -16,9 +16,10 @@ import os
 import re
 import traceback
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
@@ -166,14 +167,10 @@ class Scrubber:
         return pattern.sub(MASK, text)
 
     def scrub_any(self, value: Any) -> Any:
-        """``scrub`` through strings, dicts (keys and values), lists and tuples."""
-        if isinstance(value, str):
-            return self.scrub(value)
-        if isinstance(value, dict):
-            return {self.scrub_any(k): self.scrub_any(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return type(value)(self.scrub_any(v) for v in value)
-        return value
+        """``scrub`` through strings, dicts (keys and values), lists and tuples (new ones;
+        the strings themselves when nothing in them is secret)."""
+        pattern = self._compiled()
+        return _scrubbed(value, str if pattern is None else partial(pattern.sub, MASK))
 
     def _compiled(self) -> re.Pattern[str] | None:
         if self._pattern is None:
@@ -183,6 +180,23 @@ class Scrubber:
             forms = sorted(set(_forms(values, self._shortest)), key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(form) for form in forms))
         return self._pattern
+
+
+def _scrubbed(value: Any, sub: Callable[[str], str]) -> Any:
+    # Strings in a dict or list are scrubbed in place of a call each (a request's headers,
+    # an answer's captured values: every delivery has some).
+    if isinstance(value, str):
+        return sub(value)
+    if isinstance(value, dict):
+        return {
+            (sub(k) if type(k) is str else _scrubbed(k, sub)): (
+                sub(v) if type(v) is str else _scrubbed(v, sub)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(sub(v) if type(v) is str else _scrubbed(v, sub) for v in value)
+    return value
 
 
 def _forms(values: Iterable[str], shortest: int) -> Iterable[str]:

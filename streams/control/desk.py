@@ -119,6 +119,8 @@ class DeliveryDesk:
         self.circuits = circuits
         self.caps = caps
         self.delivered = delivered
+        # A desk at a lead's home keeps nothing here: no table form of each acceptance.
+        self._remembers = not isinstance(delivered, Unremembered)
         self.parked = parked
         self._due = DueIndex(parked, lambda value: float(value["due"]), owner)
         self._unreadable: set[str] = set()  # parked keys already logged as unreadable
@@ -379,7 +381,7 @@ class DeliveryDesk:
         self._live_circuits[destination_id] = (stored, after)
 
     def _finish(self, item: WorkItem, attempt: Attempt) -> Handled:
-        if attempt.outcome.kind is OutcomeKind.SUCCESS:
+        if self._remembers and attempt.outcome.kind is OutcomeKind.SUCCESS:
             self.delivered[_delivered_key(item)] = {
                 "at": self._clock(),
                 "attempt": attempt_to_dict(attempt),

@@ -116,6 +116,17 @@ class Report:
     lead: Lead | None = None  # as it came in, with ``finished`` (for its dead letter)
     run: int = 1
     reason: str = "No destination"  # the outcome's reason when no destination was tried
+    # Each attempt's table form, made once (the lead's state and its ending both keep it).
+    # Keyed by id, holding the attempt too: an id is never reused while its entry lives.
+    docs: dict[int, tuple[Attempt, dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    def doc(self, attempt: Attempt) -> dict[str, Any]:
+        """``attempt_to_dict(attempt)``, shared by every place of the state that keeps it
+        (nothing changes a kept attempt in place)."""
+        found = self.docs.get(id(attempt))
+        if found is None:
+            found = self.docs[id(attempt)] = (attempt, attempt_to_dict(attempt))
+        return found[1]
 
 
 class Home:
@@ -440,7 +451,7 @@ class Home:
         if result is None:  # parked: a retry or a hold; it comes back through ``retry``
             return
         known[path] = result
-        doc = attempt_to_dict(result)
+        doc = report.doc(result)
         state["known"][path] = doc
         if result.outcome.kind is OutcomeKind.SUCCESS and result.phase != "ping":
             state["accepted"][destination_id] = doc
@@ -472,10 +483,9 @@ def _finished(
         sold = report.finished.accepted
         kept["ending"] = {
             "source": source,
-            "attempts": [attempt_to_dict(a) for a in report.finished.attempts],
+            "attempts": [report.doc(a) for a in report.finished.attempts],
             "events": [
-                [attempt_to_dict(a), None if at is None else at.timestamp()]
-                for a, at in report.attempts
+                [report.doc(a), None if at is None else at.timestamp()] for a, at in report.attempts
             ],
             "lead": None if sold else state["lead"],
         }

@@ -152,7 +152,9 @@ async def attempt_delivery(
         telemetry.attempting(destination.id, lead.id, number) as span,
     ):
         attempt = await _attempt(lead, destination, send, number, tokens, batches)
-        attempt = replace(attempt, source=lead.source_name)
+        source = lead.source_name
+        if attempt.source != source:  # both ways above set it; a copy only if one did not
+            attempt = replace(attempt, source=source)
         outcome = attempt.outcome
         request = attempt.request
         telemetry.attempted(
@@ -203,6 +205,7 @@ async def _attempt(
             status,
             scrubbed(scrubbed(outcome, SCRUBBER), private),
             scrubbed(summary, private) if summary is not None else None,
+            source=lead.source_name,
         )
 
     if not destination.enabled:

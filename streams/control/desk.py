@@ -234,7 +234,8 @@ class DeliveryDesk:
             self._store_parked(parked, now + delay)
             next_at = datetime.fromtimestamp(now + delay, UTC)
             return Handled(attempt, None, next_at, changes)
-        return replace(self._finish(item, attempt), changes=changes)
+        finished = self._finish(item, attempt)
+        return replace(finished, changes=changes) if changes else finished
 
     def _circuit_open(
         self,

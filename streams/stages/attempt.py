@@ -271,9 +271,9 @@ async def _attempt(
         if outcome.kind is OutcomeKind.SUCCESS and outcome.price is None:
             # Its fixed price; else, for an auction's post, the bid it won with.
             fixed = destination.price
-            outcome = replace(
-                outcome, price=fixed if fixed is not None else _bid(lead, destination.id)
-            )
+            price = fixed if fixed is not None else _bid(lead, destination.id)
+            if price is not None:
+                outcome = replace(outcome, price=price)
         reading = getattr(module, "quota_left", None)
         if reading is not None:
             outcome = replace(outcome, quota_left=reading(response))

@@ -99,8 +99,9 @@ def attempt_to_dict(attempt: Attempt) -> dict[str, Any]:
         "recipient_ms": attempt.recipient_ms,
         "overhead_ms": attempt.overhead_ms,
         "http_status": attempt.http_status,
-        "kind": outcome.kind,
-        "category": outcome.category,
+        # Plain strs: orjson writes an enum member through its Python-level ``.value``.
+        "kind": str(outcome.kind),
+        "category": str(outcome.category),
         "reason": outcome.reason,
         "raw": outcome.raw,
         "retryable": outcome.retryable,

@@ -498,14 +498,14 @@ def create_app(
     )
     topics = declare_topics(app, settings)
 
-    # No pool-wide connection limit: one destination's slow answers must not hold the
-    # connections of another. Each destination is bounded by its own in-flight slots.
     def circuit_lets_through(destination: Destination) -> bool:
         """Asked when a delivery had to wait for its destination's turn: is its circuit,
         in the desk that delivers to it, still letting leads through?"""
         desk = capped_desk if destination.caps is not None else home_desk
         return desk.lets_through(destination)
 
+    # No pool-wide connection limit: one destination's slow answers must not hold the
+    # connections of another. Each destination is bounded by its own in-flight slots.
     sender = app.sender = HttpSender(
         max_connections=0,
         in_flight_per_destination=settings.in_flight,

@@ -63,12 +63,18 @@ class CircuitState:
         )
 
 
+def shut(state: CircuitState, policy: CircuitPolicy, now: float) -> bool:
+    """Open and still cooling down: nothing goes (``admit`` says so before a delivery; the
+    desk asks again after a delivery's wait for its slot, without counting a trial)."""
+    return policy.enabled and state.state == "open" and now < state.reopens_at(policy)
+
+
 def admit(state: CircuitState, policy: CircuitPolicy, now: float) -> tuple[bool, CircuitState]:
     """May a delivery go now? Half-opens an open circuit whose cool-down is over."""
     if not policy.enabled or state.state == "closed":
         return True, state
     if state.state == "open":
-        if now < state.reopens_at(policy):
+        if shut(state, policy, now):
             return False, state
         state = replace(state, state="half_open", trials=0)
     if state.trials >= policy.trial_requests:

@@ -34,6 +34,7 @@ from streams.control.circuit import (
     admit,
     open_outcome,
     record,
+    shut,
     worth_writing,
 )
 from streams.control.due import DueIndex
@@ -258,10 +259,9 @@ class DeliveryDesk:
     def lets_through(self, destination: Destination) -> bool:
         """Asked again (by the HTTP sender) when a delivery that waited for one of the
         destination's in-flight slots has it: False when its circuit opened meanwhile."""
-        if not destination.circuit.enabled:
+        if not destination.circuit.enabled:  # no table read for a circuit that never opens
             return True
-        circuit = self._circuit(destination.id)
-        return circuit.state != "open" or self._clock() >= circuit.reopens_at(destination.circuit)
+        return not shut(self._circuit(destination.id), destination.circuit, self._clock())
 
     async def ping(self, item: WorkItem, timeout_s: float) -> Handled:
         """A ping-post auction's ping: the buyer's partial lead to its ping URL, answered

@@ -151,10 +151,8 @@ async def attempt_delivery(
         logs.about_destination(destination.id),
         telemetry.attempting(destination.id, lead.id, number) as span,
     ):
+        # Carries the lead's source already (``finish`` and ``not_sent`` both set it).
         attempt = await _attempt(lead, destination, send, number, tokens, batches)
-        source = lead.source_name
-        if attempt.source != source:  # both ways above set it; a copy only if one did not
-            attempt = replace(attempt, source=source)
         outcome = attempt.outcome
         request = attempt.request
         telemetry.attempted(

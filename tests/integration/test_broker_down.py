@@ -82,7 +82,10 @@ async def test_a_worker_whose_broker_is_gone_stops_on_sigterm_without_waiting_ou
 ) -> None:
     worker, _ = orphaned
     # Under mode's 60 s stop timeout, which it waited out before: a kill answers -9.
+    # Whether a fetch is still pending at the signal depends on where aiokafka's fetcher
+    # is ("consumer: stopped with a fetch to the broker still pending" in the log when it
+    # is, as in most runs): either way the stop is prompt and clean. Asserting that line
+    # failed one CI run in which the signal came between two fetches.
     assert await asyncio.to_thread(worker.stop, signal.SIGTERM, 45.0) == 0
     log = worker.log_path.read_text(errors="replace")
-    assert "consumer: stopped with a fetch to the broker still pending" in log
     assert "Exception in thread" not in log and "Error while stopping" not in log, log[-3000:]

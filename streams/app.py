@@ -50,7 +50,7 @@ from streams.control.distribution import Distributor
 from streams.control.home import Home, LeadStates
 from streams.control.lookback import control_lookback_s
 from streams.control.tables import Owned, confirmed, keyed_table, partition_of, track_writes
-from streams.errors import CircuitOpenedWhileWaiting, ConfigError, DeliveryError
+from streams.errors import ConfigError, DeliveryError, StoppedWhileWaiting
 from streams.handlers import Handlers, Origin
 from streams.kafka_clients import seek_to_time, send_admin_action
 from streams.live_config import follow_config, publish_version
@@ -498,9 +498,9 @@ def create_app(
     )
     topics = declare_topics(app, settings)
 
-    def circuit_lets_through(destination: Destination) -> bool:
-        """Asked when a delivery had to wait for its destination's turn: is its circuit,
-        in the desk that delivers to it, still letting leads through?"""
+    def still_taking(destination: Destination) -> bool:
+        """Asked when a delivery had to wait for its destination's turn: is it, in the
+        desk that delivers to it, still taking leads (not paused, its circuit not open)?"""
         desk = capped_desk if destination.caps is not None else home_desk
         return desk.lets_through(destination)
 
@@ -510,7 +510,7 @@ def create_app(
         max_connections=0,
         in_flight_per_destination=settings.in_flight,
         egress=settings.egress_policy(),
-        lets_through=circuit_lets_through,
+        lets_through=still_taking,
     )
     partitions = settings.partitions
     worker_name = f"{socket.gethostname()}:{os.getpid()}"
@@ -532,7 +532,7 @@ def create_app(
             oauth = isinstance(destination.auth, OAuth2Auth)
             token = await tokens.token(destination, sender) if oauth else None
             answer = await sender(poll_request(url, destination.auth, token), destination)
-        except (DeliveryError, CircuitOpenedWhileWaiting) as exc:
+        except (DeliveryError, StoppedWhileWaiting) as exc:
             log.info("%s: a poll could not be sent (%s)", destination_id, type(exc).__name__)
             return None
         return answer.status, answer.body

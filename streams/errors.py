@@ -73,13 +73,15 @@ class EgressRefused(DeliveryError):
     reason = "Address refused"
 
 
-class CircuitOpenedWhileWaiting(Exception):
+class StoppedWhileWaiting(Exception):
     """A request that waited for one of its destination's in-flight slots found, when its
-    turn came, that the destination's circuit had opened meanwhile: not sent.
+    turn came, that the destination takes no leads now (its circuit opened or an operator
+    paused it meanwhile): not sent.
 
     Not a DeliveryError: nothing was sent, so it is neither an outcome of its own nor a
     circuit error. The desk that asked for the delivery handles the lead as it handles one
-    that finds the circuit open (streams/control/desk.py)."""
+    that finds the circuit open or the destination paused at the door
+    (streams/control/desk.py)."""
 
 
 class SenderClosed(Exception):

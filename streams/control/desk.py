@@ -41,7 +41,7 @@ from streams.control.due import DueIndex
 from streams.control.messages import MessageError, WorkItem, attempt_from_dict, attempt_to_dict
 from streams.control.retry import retry_delay
 from streams.control.tables import forget_older
-from streams.errors import CircuitOpenedWhileWaiting
+from streams.errors import StoppedWhileWaiting
 from streams.model import CircuitChange, Lead, Outcome, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import Attempt, ended_before_sending, not_sent
 from streams.stages.routing import phase_at
@@ -174,14 +174,7 @@ class DeliveryDesk:
         now = self._clock()
         paused = self.admin.pause_reason(destination.id)
         if paused is not None:
-            # A waterfall moves on; a lead with nowhere else to go waits for the resume
-            # (``due`` hands it back as soon as the pause is lifted).
-            if item.has_fallback:
-                skipped = Outcome.skip(PAUSED, raw=paused)
-                return self._finish(item, not_sent(item.lead, destination, skipped, item.number))
-            return self._park(
-                item, destination, now + MAX_PAUSE_HOLD_S, PAUSED, paused=True, raw=paused
-            )
+            return self._paused(item, destination, paused, now)
         schedule = destination.schedule
         if schedule is not None and schedule.outside == "hold" and not item.has_fallback:
             moment = datetime.fromtimestamp(now, UTC)
@@ -214,8 +207,11 @@ class DeliveryDesk:
                 finally:
                     self._release(destination, made)
                 attempt = made
-        except CircuitOpenedWhileWaiting:  # it opened while this lead waited for a slot
+        except StoppedWhileWaiting:  # paused, or its circuit opened, while it waited
             now = self._clock()
+            paused = self.admin.pause_reason(destination.id)
+            if paused is not None:
+                return replace(self._paused(item, destination, paused, now), changes=trial)
             return self._circuit_open(item, destination, self._circuit(destination.id), now, trial)
 
         now = self._clock()
@@ -238,6 +234,17 @@ class DeliveryDesk:
         finished = self._finish(item, attempt)
         return replace(finished, changes=changes) if changes else finished
 
+    def _paused(self, item: WorkItem, destination: Destination, paused: str, now: float) -> Handled:
+        """An operator paused the destination (``paused``: who and why). A waterfall moves
+        on; a lead with nowhere else to go waits for the resume (``due`` hands it back as
+        soon as the pause is lifted)."""
+        if item.has_fallback:
+            skipped = Outcome.skip(PAUSED, raw=paused)
+            return self._finish(item, not_sent(item.lead, destination, skipped, item.number))
+        return self._park(
+            item, destination, now + MAX_PAUSE_HOLD_S, PAUSED, paused=True, raw=paused
+        )
+
     def _circuit_open(
         self,
         item: WorkItem,
@@ -258,7 +265,10 @@ class DeliveryDesk:
 
     def lets_through(self, destination: Destination) -> bool:
         """Asked again (by the HTTP sender) when a delivery that waited for one of the
-        destination's in-flight slots has it: False when its circuit opened meanwhile."""
+        destination's in-flight slots has it: False when its circuit opened or an operator
+        paused it meanwhile."""
+        if destination.id in self.admin.paused:
+            return False
         if not destination.circuit.enabled:  # no table read for a circuit that never opens
             return True
         return not shut(self._circuit(destination.id), destination.circuit, self._clock())
@@ -282,8 +292,10 @@ class DeliveryDesk:
             try:
                 async with asyncio.timeout(timeout_s):
                     attempt = await self._attempt_at(item.lead, destination.pinged, 1)
-            except CircuitOpenedWhileWaiting:
-                attempt = not_sent(item.lead, destination, open_outcome())
+            except StoppedWhileWaiting:
+                paused = self.admin.pause_reason(destination.id)
+                stopped = open_outcome() if paused is None else Outcome.skip(PAUSED, raw=paused)
+                attempt = not_sent(item.lead, destination, stopped)
             except TimeoutError:
                 late = Outcome.error(
                     "Ping timed out", retryable=False, category=OutcomeCategory.TIMEOUT

@@ -17,13 +17,13 @@ import aiohttp
 from streams.config.policies import EgressPolicy
 from streams.errors import (
     CertificateRefused,
-    CircuitOpenedWhileWaiting,
     DeliveryConnectionError,
     DeliveryError,
     DeliveryTimeout,
     EgressRefused,
     ResponseTooLarge,
     SenderClosed,
+    StoppedWhileWaiting,
 )
 from streams.model import HttpRequest, HttpResponse
 from streams.secrets import MASK, SCRUBBER, mask_header, mask_url
@@ -87,7 +87,7 @@ class HttpSender:
         None: anywhere). Destinations with ``insecure: true`` are not held to it.
         ``lets_through(destination)``: asked once more when a request that waited for the
         destination's slots or rate has its turn (the worker asks the destination's
-        circuit); False: not sent, CircuitOpenedWhileWaiting."""
+        circuit and its operators' pause); False: not sent, StoppedWhileWaiting."""
         self._lets_through = lets_through
         self._max_connections = max_connections
         self._in_flight_per_destination = in_flight_per_destination
@@ -151,10 +151,11 @@ class HttpSender:
         if gate.idle:
             return await self._counted(req, destination)
         async with gate.held():
-            # The circuit was asked before the wait; it may have opened since (the
-            # requests ahead failed): leads queued behind a failing recipient stay unsent.
+            # The circuit and the pause were asked before the wait; the circuit may have
+            # opened since (the requests ahead failed) or an operator paused the
+            # destination: leads queued behind them stay unsent.
             if self._lets_through is not None and not self._lets_through(destination):
-                raise CircuitOpenedWhileWaiting
+                raise StoppedWhileWaiting
             return await self._counted(req, destination)
 
     async def _counted(self, req: HttpRequest, destination: Destination) -> HttpResponse:

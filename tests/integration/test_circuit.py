@@ -100,6 +100,34 @@ async def test_circuit_opens_stays_quiet_half_opens_and_closes(sender: HttpSende
         await server.stop()
 
 
+def one_slot_desk(dest: Destination) -> tuple[DeliveryDesk, HttpSender]:
+    """A desk for ``dest`` whose real HTTP sender asks it again after each wait for a
+    slot, as the worker's does."""
+    desk: DeliveryDesk | None = None
+
+    def lets_through(destination: Destination) -> bool:
+        assert desk is not None
+        return desk.lets_through(destination)
+
+    sender = HttpSender(lets_through=lets_through)
+
+    async def attempt_at(lead: Lead, destination: Destination, number: int) -> Attempt:
+        return await attempt_delivery(lead, destination, sender, number)
+
+    desk = DeliveryDesk({dest.id: dest}, attempt_at, circuits={}, caps={}, delivered={}, parked={})
+    return desk, sender
+
+
+async def deliver(desk: DeliveryDesk, dest: Destination, n: int) -> tuple[str, bool]:
+    """Lead ``L-n`` to ``dest`` (even ``n``: a waterfall's, with a next destination): its
+    outcome's reason and whether it has an event, or ("parked", whether it is)."""
+    lead = Lead(f"L-{n}", {"id": f"L-{n}", "lead": {}})
+    handled = await desk.handle(WorkItem(lead, dest.id, "plan", 1, n % 2 == 0))
+    if handled.result is None:  # no waterfall after it: it waits
+        return "parked", desk.is_parked(WorkItem(lead, dest.id, "plan", 1, False))
+    return handled.result.outcome.reason, handled.attempt is not None
+
+
 async def test_leads_waiting_for_a_slot_when_the_circuit_opens_are_not_sent() -> None:
     """Eight leads at once, one in-flight slot, a recipient that fails slowly: the circuit
     (two errors in a row) lets all eight through before any answer, but when the second
@@ -120,34 +148,44 @@ async def test_leads_waiting_for_a_slot_when_the_circuit_opens_are_not_sent() ->
             ]
         }
     ).destinations
-    desk: DeliveryDesk | None = None
-
-    def lets_through(destination: Destination) -> bool:
-        assert desk is not None
-        return desk.lets_through(destination)
-
-    sender = HttpSender(lets_through=lets_through)
-
-    async def attempt_at(lead: Lead, destination: Destination, number: int) -> Attempt:
-        return await attempt_delivery(lead, destination, sender, number)
-
-    desk = DeliveryDesk({dest.id: dest}, attempt_at, circuits={}, caps={}, delivered={}, parked={})
-
-    async def deliver(n: int) -> tuple[str, bool]:
-        lead = Lead(f"L-{n}", {"id": f"L-{n}", "lead": {}})
-        handled = await desk.handle(WorkItem(lead, dest.id, "plan", 1, n % 2 == 0))
-        if handled.result is None:  # no waterfall after it: it waits for the circuit
-            return "parked", desk.is_parked(WorkItem(lead, dest.id, "plan", 1, False))
-        return handled.result.outcome.reason, handled.attempt is not None
-
+    desk, sender = one_slot_desk(dest)
     try:
-        ended = await asyncio.gather(*(deliver(n) for n in range(8)))
+        ended = await asyncio.gather(*(deliver(desk, dest, n) for n in range(8)))
         assert len(server.requests) == 2
         assert ended.count(("Recipient error (HTTP 503)", True)) == 2
         assert (
             sorted(ended[2:])
             == [("System unavailable (circuit open)", True)] * 3 + [("parked", True)] * 3
         )
+    finally:
+        await sender.close()
+        await server.stop()
+
+
+async def test_leads_waiting_for_a_slot_when_the_destination_is_paused_are_not_sent() -> None:
+    """Eight leads at once, one in-flight slot: an operator pauses the destination while
+    the first is with the recipient. The seven waiting for the slot are not sent: a
+    waterfall's lead moves on ("Destination paused"), the others wait for the resume."""
+    desk: DeliveryDesk | None = None
+
+    async def pause_at_first(recipient: Recipient, received: Received) -> web.Response:
+        assert desk is not None
+        at = datetime.now(UTC)
+        desk.admin.apply(
+            {"destination_id": "buyer", "action": "pause", "by": "al", "reason": "audit", "at": at}
+        )
+        return web.json_response({"id": "R"}, status=201)
+
+    server = await Recipient(answer=pause_at_first, delay_s=0.2).start()
+    (dest,) = parse_destinations(
+        {"destinations": [{"id": "buyer", "url": server.url(), "limits": {"concurrency": 1}}]}
+    ).destinations
+    desk, sender = one_slot_desk(dest)
+    try:
+        ended = await asyncio.gather(*(deliver(desk, dest, n) for n in range(8)))
+        assert len(server.requests) == 1
+        assert ended[0] == ("Accepted", True)
+        assert sorted(ended[1:]) == [("Destination paused", True)] * 3 + [("parked", True)] * 4
     finally:
         await sender.close()
         await server.stop()

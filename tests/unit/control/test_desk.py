@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from streams.config import Destination
-from streams.control.desk import DeliveryDesk
+from streams.control.desk import AttemptAt, DeliveryDesk
 from streams.control.messages import WorkItem
 from streams.control.tables import Owned
-from streams.errors import CircuitOpenedWhileWaiting
+from streams.errors import StoppedWhileWaiting
 from streams.model import Lead, Outcome
 from streams.stages.attempt import Attempt, not_sent
 from tests.unit.clock import Clock
@@ -37,15 +37,20 @@ class Recipient:
     def __init__(self, answer: Callable[[str], Outcome] = lambda _: Outcome.success()) -> None:
         self.answer = answer
         self.calls: list[tuple[str, int]] = []
+        # What the sender says when a delivery's wait for its slot ends with the destination
+        # taking no leads (paused, or its circuit opened): nothing is sent.
+        self.stops_while_waiting = False
 
     async def __call__(self, lead: Lead, dest: Destination, number: int) -> Attempt:
+        if self.stops_while_waiting:
+            raise StoppedWhileWaiting
         self.calls.append((lead.id, number))
         await asyncio.sleep(0)  # others may start meanwhile: concurrency is real
         sent = not_sent(lead, dest, self.answer(lead.id), number)
         return replace(sent, request=object())  # type: ignore[arg-type]  # "a request went out"
 
 
-def desk(dest: Destination, recipient: Recipient, clock: Clock | None = None) -> DeliveryDesk:
+def desk(dest: Destination, recipient: AttemptAt, clock: Clock | None = None) -> DeliveryDesk:
     return DeliveryDesk(
         {dest.id: dest},
         recipient,
@@ -176,20 +181,51 @@ async def test_a_lead_refused_after_its_wait_frees_its_cap_slot_and_ends_circuit
     clock.now += 30  # the cool-down is over: a trial may go
     assert buyer.lets_through(capped)
 
-    async def refused(lead: Lead, dest: Destination, number: int) -> Attempt:
-        raise CircuitOpenedWhileWaiting  # what the sender says when the wait ends so
-
-    waited = desk(capped, Recipient(), clock)
-    waited._attempt_at = refused
+    recipient = Recipient()
+    recipient.stops_while_waiting = True
+    waited = desk(capped, recipient, clock)
     handled = await waited.handle(item("L2"))
     assert handled.result is not None and handled.attempt is not None
     assert handled.result.outcome.reason == "System unavailable (circuit open)"
     assert handled.attempt.request is None  # nothing went out
-    waited._attempt_at = Recipient()  # its cap slot was given back: five more fit
+    recipient.stops_while_waiting = False  # its cap slot was given back: five more fit
     reasons = [(await waited.handle(item(f"M{n}"))).result for n in range(6)]
     assert [r.outcome.reason for r in reasons if r is not None] == ["Accepted"] * 5 + [
         "Cap exceeded"
     ]
+
+
+async def test_a_lead_paused_while_it_waits_for_its_slot_is_skipped_or_held() -> None:
+    clock = Clock(NOW)
+    capped = destination(caps={"day": 1})
+    at = datetime.fromtimestamp(NOW, UTC)
+    pause = {"destination_id": "buyer", "action": "pause", "by": "al", "reason": "audit", "at": at}
+    accepting = Recipient()
+    pauses = [pause, pause]  # one for each of the first two leads
+
+    async def paused_meanwhile(lead: Lead, dest: Destination, number: int) -> Attempt:
+        if not pauses:
+            return await accepting(lead, dest, number)
+        buyer.admin.apply(pauses.pop())  # an operator pauses it while this lead waits for a slot
+        assert not buyer.lets_through(dest)
+        raise StoppedWhileWaiting  # what the sender says when the wait ends so
+
+    buyer = desk(capped, paused_meanwhile, clock)
+    assert buyer.lets_through(capped)
+    skipped = await buyer.handle(item("L1", has_fallback=True))
+    assert skipped.result is not None and skipped.attempt is not None
+    assert skipped.result.outcome.reason == "Destination paused"
+    assert skipped.result.outcome.raw == "paused by al: audit"
+    assert skipped.attempt.request is None  # nothing went out
+    buyer.admin.apply({**pause, "action": "resume"})
+    held = await buyer.handle(item("L2"))
+    assert held.result is None and buyer.is_parked(item("L2"))
+    assert held.attempt is not None and held.attempt.outcome.reason == "Destination paused"
+    assert "buyer" in buyer.admin.paused
+    buyer.admin.apply({**pause, "action": "resume"})  # neither took the day's one slot
+    accepted = await buyer.handle(item("L3"))
+    assert accepted.result is not None and accepted.result.outcome.reason == "Accepted"
+    assert accepting.calls == [("L3", 1)]
 
 
 class CountingTable(dict[str, Any]):

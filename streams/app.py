@@ -49,7 +49,14 @@ from streams.control.desk import DeliveryDesk, Unremembered, lead_key, owner_key
 from streams.control.distribution import Distributor
 from streams.control.home import Home, LeadStates
 from streams.control.lookback import control_lookback_s
-from streams.control.tables import Owned, confirmed, keyed_table, partition_of, track_writes
+from streams.control.tables import (
+    ROCKSDB_SCHEME,
+    Owned,
+    confirmed,
+    keyed_table,
+    partition_of,
+    track_writes,
+)
 from streams.errors import ConfigError, DeliveryError, StoppedWhileWaiting
 from streams.handlers import Handlers, Origin
 from streams.kafka_clients import seek_to_time, send_admin_action
@@ -425,7 +432,8 @@ def faust_options(settings: Settings, app_id: str) -> dict[str, Any]:
     return {
         # Our transport: Faust's aiokafka one with a shorter fetch wait (see above).
         "broker": settings.broker_url().replace("kafka://", f"{TRANSPORT_SCHEME}://", 1),
-        "store": f"{settings.store}://",
+        # Our RocksDB store: Faust's, without a garbage collection at each rebalance.
+        "store": f"{ROCKSDB_SCHEME if settings.store == 'rocksdb' else settings.store}://",
         "autodiscover": False,
         # Faust names a table's RocksDB files by table and partition only: a directory of
         # its own per app id, or two apps sharing a data dir would read each other's state.

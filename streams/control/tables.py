@@ -20,6 +20,8 @@ from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
+from faust.stores import STORES
+from faust.stores.rocksdb import Store as FaustRocksStore
 
 
 def partition_of(owner: str, partitions: int) -> int:
@@ -124,6 +126,38 @@ def expiring(keep_s: float) -> dict[str, Any]:
     }
 
 
+class RocksStore(FaustRocksStore):
+    """Faust's RocksDB store, without a full garbage collection at every rebalance.
+
+    Faust's store drops a revoked partition's database and runs ``gc.collect()`` so that
+    nothing still holds it (its lock must be free before the partition can be opened
+    again), on every rebalance whether or not a partition was revoked, and again at stop:
+    for each table. Measured on a fresh worker (9 tables, 4 partitions each): ~90 ms a
+    table, so ~0.8 s of stalled event loop at each assignment and again at each stop (more
+    on a larger heap). Closing each dropped database releases its lock at once without
+    looking at every object in the process; a read through a closed handle raises
+    rocksdict's DbClosedError rather than reading freed memory."""
+
+    def revoke_partitions(self, table: Any, tps: Any) -> None:
+        for tp in tps:
+            if tp.topic in table.changelog_topic.topics:
+                db = self._dbs.pop(tp.partition, None)
+                if db is not None:
+                    self.logger.info(f"closing db {tp.topic} partition {tp.partition}")
+                    db.close()
+
+    async def stop(self) -> None:
+        self.logger.info("Closing rocksdb on stop")
+        dbs, self._dbs = list(self._dbs.values()), {}
+        for db in dbs:
+            db.close()
+
+
+ROCKSDB_SCHEME = "courierrocksdb"  # a scheme mode can look up: letters only
+ROCKSDB_SCHEMES = ("rocksdb", ROCKSDB_SCHEME)
+STORES[ROCKSDB_SCHEME] = f"{__name__}:RocksStore"
+
+
 class KeyedTable(faust.Table):  # type: ignore[type-arg]
     """A table whose changelog partition is that of ``owner(key)``; its writes are
     collected for ``confirmed``."""
@@ -133,7 +167,7 @@ class KeyedTable(faust.Table):  # type: ignore[type-arg]
         self._owner = owner
         # RocksDB with a TTL drops old entries itself; the memory store needs forget_older.
         self.expires_itself = "ttl" in (kwargs.get("options") or {}) and (
-            str(app.conf.store).startswith("rocksdb")
+            app.conf.store.scheme in ROCKSDB_SCHEMES
         )
 
     def partition_for_key(self, key: Any) -> int:

@@ -13,7 +13,13 @@ import faust
 import pytest
 
 from streams.control.home import LeadStates
-from streams.control.tables import ROCKSDB_SIZES, expiring, forget_older, keyed_table
+from streams.control.tables import (
+    ROCKSDB_SCHEME,
+    ROCKSDB_SIZES,
+    expiring,
+    forget_older,
+    keyed_table,
+)
 
 
 class CountedReads(dict[str, Any]):
@@ -63,7 +69,7 @@ def test_a_finished_lead_leaves_the_table_of_leads_in_progress() -> None:
 
 
 def test_rocksdb_tables_drop_entries_older_than_their_time(tmp_path: Path) -> None:
-    app = faust.App("expiry-test", store="rocksdb://", datadir=str(tmp_path))
+    app = faust.App("expiry-test", store=f"{ROCKSDB_SCHEME}://", datadir=str(tmp_path))
     table = keyed_table(app, "finished", 1, lambda key: key, keep_s=1)
     assert table.expires_itself
     assert table.extra_topic_configs == expiring(1)["extra_topic_configs"]
@@ -77,7 +83,7 @@ def test_rocksdb_tables_drop_entries_older_than_their_time(tmp_path: Path) -> No
 
 
 def test_keeping_forever_is_the_default(tmp_path: Path) -> None:
-    app = faust.App("expiry-test", store="rocksdb://", datadir=str(tmp_path))
+    app = faust.App("expiry-test", store=f"{ROCKSDB_SCHEME}://", datadir=str(tmp_path))
     table = keyed_table(app, "leads", 1, lambda key: key)
     assert not table.expires_itself
     assert table.data.rocksdb_options.ttl is None

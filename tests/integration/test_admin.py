@@ -117,6 +117,60 @@ destinations:
         await recipient.stop()
 
 
+async def test_leads_waiting_for_a_slot_when_the_pause_comes_are_held_not_sent(
+    kafka: KafkaTarget, topics: Any, start_worker: Any
+) -> None:
+    """One in-flight slot: while the first lead is with the CRM, three wait for the slot;
+    an operator pauses the CRM then. The three are held, not sent, and go on the resume."""
+    pause_applied = asyncio.Event()
+
+    async def answer(recipient: Recipient, received: Received) -> web.Response:
+        if len(recipient.requests) == 1:  # the first answers once the pause is in force
+            await pause_applied.wait()
+        return web.json_response({"id": "R-1"}, status=201)
+
+    recipient = await Recipient(answer=answer).start()
+    try:
+        worker = start_worker(
+            f"""
+destinations:
+  - id: crm
+    url: {recipient.url("/crm")}
+    limits: {{concurrency: 1}}
+"""
+        )
+        await publish(kafka, topics.leads, [{"id": f"W-{i}", "lead": {}} for i in range(4)])
+        await recipient.wait_for(1)
+        paused = courier_admin(worker, topics, "pause", "crm", "--by", "al", "--reason", "audit")
+        assert paused.returncode == 0, paused.stderr
+        await applied(worker, "crm: pause by al (audit)")
+        pause_applied.set()
+        events = [
+            decode_with_schema_file(r.value, "delivery_event")
+            for r in await collect(kafka, topics.events, 4)
+        ]
+        reasons = Counter(e["reason"] for e in events)
+        assert reasons == {"Accepted": 1, "Destination paused": 3}
+        assert {e["lead_id"] for e in events} == {f"W-{i}" for i in range(4)}
+        assert len(recipient.requests) == 1  # the three waiting were not sent
+
+        resumed = courier_admin(worker, topics, "resume", "crm", "--by", "al")
+        assert resumed.returncode == 0, resumed.stderr
+        outcomes = [
+            decode_with_schema_file(r.value, "lead_outcome")
+            for r in await collect(kafka, topics.outcomes, 4)
+        ]
+        assert {(o["lead_id"], tuple(o["accepted_by"])) for o in outcomes} == {
+            (f"W-{i}", ("crm",)) for i in range(4)
+        }
+        # Each lead sent once: the first before the pause, the three after the resume.
+        assert len({r.headers["Idempotency-Key"] for r in recipient.requests}) == 4
+        assert len(recipient.requests) == 4
+    finally:
+        pause_applied.set()
+        await recipient.stop()
+
+
 async def test_the_api_acts_as_its_tokens_name_and_the_audit_trail_says_before_and_after(
     kafka: KafkaTarget, topics: Any, start_worker: Any
 ) -> None:

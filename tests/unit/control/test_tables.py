@@ -101,3 +101,21 @@ def test_the_changelog_drops_what_the_table_dropped(keep_h: float) -> None:
     assert int(config["segment.ms"]) <= int(config["retention.ms"]) / 6 or (
         int(config["segment.ms"]) == 60_000
     )
+
+
+def test_a_lookup_reads_the_store_once(tmp_path: Path) -> None:
+    app = faust.App("lookup-test", store=f"{ROCKSDB_SCHEME}://", datadir=str(tmp_path))
+    table = keyed_table(app, "leads", 1, lambda key: key)
+    store = table.data
+    store._db_for_partition(0)[b'"L1"'] = b'{"run": 1}'  # as Faust writes a str key
+    reads: list[str] = []
+    for name in ("_get", "_contains"):
+        read = getattr(store, name)
+        setattr(store, name, lambda key, read=read, name=name: reads.append(name) or read(key))
+
+    assert table.get("L1") == {"run": 1} and table["L1"] == {"run": 1}
+    assert table.get("L2") is None and table.get("L2", 0) == 0
+    with pytest.raises(KeyError):
+        table["L2"]
+    # Faust's own lookup asks ``key in store`` first: a second read for every key found.
+    assert reads == ["_get"] * 5

@@ -45,6 +45,13 @@ def courier(worker: Any, topics: Any, *args: str) -> subprocess.CompletedProcess
     )
 
 
+def crm_at(recipient: Recipient, *settings: str) -> str:
+    """A destinations file of one destination, ``crm``, at ``recipient``, with these
+    settings (a line of YAML each)."""
+    lines = [f"url: {recipient.url('/crm')}", *settings]
+    return "destinations:\n  - id: crm\n" + "".join(f"    {line}\n" for line in lines)
+
+
 async def applied(worker: Any, line: str) -> None:
     async with asyncio.timeout(30):
         while line not in worker.log_path.read_text():
@@ -64,13 +71,11 @@ async def test_pause_resume_reset_and_the_audit_trail(
     recipient = await Recipient(answer=answer).start()
     try:
         worker = start_worker(
-            f"""
-destinations:
-  - id: crm
-    url: {recipient.url("/crm")}
-    retry: {{max_attempts: 1}}
-    circuit: {{consecutive_errors: 2, cool_down_s: 3600}}
-"""
+            crm_at(
+                recipient,
+                "retry: {max_attempts: 1}",
+                "circuit: {consecutive_errors: 2, cool_down_s: 3600}",
+            )
         )
         # Two failures open the circuit for an hour.
         await publish(kafka, topics.leads, [{"id": f"E-{i}", "lead": {}} for i in range(2)])
@@ -131,14 +136,7 @@ async def test_leads_waiting_for_a_slot_when_the_pause_comes_are_held_not_sent(
 
     recipient = await Recipient(answer=answer).start()
     try:
-        worker = start_worker(
-            f"""
-destinations:
-  - id: crm
-    url: {recipient.url("/crm")}
-    limits: {{concurrency: 1}}
-"""
-        )
+        worker = start_worker(crm_at(recipient, "limits: {concurrency: 1}"))
         await publish(kafka, topics.leads, [{"id": f"W-{i}", "lead": {}} for i in range(4)])
         await recipient.wait_for(1)
         paused = courier_admin(worker, topics, "pause", "crm", "--by", "al", "--reason", "audit")

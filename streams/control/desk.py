@@ -50,6 +50,13 @@ from streams.stages.routing import phase_at
 # then its attempt counts as any other error's.
 MAX_QUOTA_WAITS = 72
 PAUSED = "Destination paused"  # the skip reason; who paused it and why are in ``raw``
+
+
+def paused_outcome(paused: str) -> Outcome:
+    """Not sent: an operator paused the destination (``paused``: who and why)."""
+    return Outcome.skip(PAUSED, raw=paused)
+
+
 DRAINED = "Waiting work drained"  # the same for an operator's drain
 MAX_PAUSE_HOLD_S = 7 * 86400.0  # a lead held for a pause is tried again after a week anyway
 
@@ -239,7 +246,7 @@ class DeliveryDesk:
         on; a lead with nowhere else to go waits for the resume (``due`` hands it back as
         soon as the pause is lifted)."""
         if item.has_fallback:
-            skipped = Outcome.skip(PAUSED, raw=paused)
+            skipped = paused_outcome(paused)
             return self._finish(item, not_sent(item.lead, destination, skipped, item.number))
         return self._park(
             item, destination, now + MAX_PAUSE_HOLD_S, PAUSED, paused=True, raw=paused
@@ -282,20 +289,22 @@ class DeliveryDesk:
         if destination is None or destination.ping is None:
             gone = replace(removed(item), phase="ping")
             return Handled(gone, gone)
+
+        def refused() -> Attempt:
+            """Not pinged: paused, else its circuit is open (at the door or after a wait)."""
+            paused = self.admin.pause_reason(destination.id)
+            stopped = open_outcome() if paused is None else paused_outcome(paused)
+            return not_sent(item.lead, destination, stopped)
+
         allowed, _ = admit(self._circuit(destination.id), destination.circuit, self._clock())
-        paused = self.admin.pause_reason(destination.id)
-        if paused is not None:
-            attempt = not_sent(item.lead, destination, Outcome.skip(PAUSED, raw=paused))
-        elif not allowed:
-            attempt = not_sent(item.lead, destination, open_outcome())
+        if not allowed or destination.id in self.admin.paused:
+            attempt = refused()
         else:
             try:
                 async with asyncio.timeout(timeout_s):
                     attempt = await self._attempt_at(item.lead, destination.pinged, 1)
             except StoppedWhileWaiting:
-                paused = self.admin.pause_reason(destination.id)
-                stopped = open_outcome() if paused is None else Outcome.skip(PAUSED, raw=paused)
-                attempt = not_sent(item.lead, destination, stopped)
+                attempt = refused()
             except TimeoutError:
                 late = Outcome.error(
                     "Ping timed out", retryable=False, category=OutcomeCategory.TIMEOUT

@@ -19,8 +19,10 @@ span or a metric (reasons are scrubbed of them before they get here, see outcome
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -100,6 +102,41 @@ records_written = Tally(
     "Records the worker wrote to its topics (changelogs not included), by topic",
     ("topic",),
 )
+
+
+class CollectorTime:
+    """Seconds the garbage collector held the process, by generation (every thread waits
+    while it runs): what ``COURIER_GC_YOUNG`` is tuned by. Counted from ``gc.callbacks``
+    once ``watch`` is called; read at each collection of the metrics."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self._started = 0.0
+        meter.create_observable_counter(
+            "courier.gc.duration",
+            callbacks=[self._observe],
+            unit="s",
+            description="Time the garbage collector held the worker, by generation",
+        )
+
+    def watch(self) -> None:
+        if self._on_collection not in gc.callbacks:
+            gc.callbacks.append(self._on_collection)
+
+    def _on_collection(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds[info["generation"]] += time.perf_counter() - self._started
+
+    def _observe(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(seconds, {"generation": str(generation)})
+            for generation, seconds in enumerate(self.seconds)
+        ]
+
+
+collector_time = CollectorTime()
 
 # The vendors' allowances as their limit headers last said, by destination id.
 quota_left: dict[str, tuple[int, int | None]] = {}
@@ -188,6 +225,7 @@ def start(environ: Mapping[str, str] | None = None) -> bool:
     elif exporter_name == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(provider)
+    collector_time.watch()
     _producer_spans = exporting
     _started = True
     log.info(

@@ -7,6 +7,7 @@ no credentials: the broker and recipients by host only."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from urllib.parse import urlsplit
 
 from streams.config import DestinationsFile, Settings
@@ -41,7 +42,8 @@ def startup_summary(
         f"{settings.dlq_topic}",
         f"tables: {settings.store}"
         + (f" in {settings.data_dir / settings.app_id}" if settings.store == "rocksdb" else ""),
-        f"event loop: {running_event_loop()}",
+        f"event loop: {running_event_loop()}; young garbage collections every "
+        f"{gc.get_threshold()[0]} allocations",
         "web port: "
         + (
             f"{settings.web_bind}:{settings.web_port} (/readyz, /healthz, /metrics)"

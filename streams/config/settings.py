@@ -85,6 +85,16 @@ class Settings(BaseSettings):
     # uvloop: a few to ~13 % more leads a second than asyncio's own loop (docs/performance.md,
     # `--only event_loop`); "asyncio" where uvloop is not wanted or not built (Windows).
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    # Python collects its youngest objects every 700 allocations by default, and every
+    # collection of the older ones scans every live object. A worker holding thousands of
+    # leads for a slow recipient (~200 objects each) spent over a quarter of its CPU there,
+    # finding nothing to free (docs/performance.md, `--only gc`).
+    gc_young: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="allocations between the garbage collector's young collections",
+    )
     log_level: Literal["debug", "info", "warn", "error", "crit"] = "warn"
     # json: one object per line with lead_id, destination and trace_id (streams/logs.py)
     log_format: Literal["text", "json"] = "text"

@@ -17,6 +17,7 @@ from tests.bench import (
     delivery,
     event_loop,
     framework,
+    gc,
     isolation,
     mapping,
     parked,
@@ -31,6 +32,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "parked": parked.run,
     "framework": framework.run,
     "event_loop": event_loop.run,
+    "gc": gc.run,
     "soak": soak.run,
 }
 

@@ -1,5 +1,6 @@
-"""The worker runs on uvloop unless told otherwise (``COURIER_EVENT_LOOP``): it says which
-at start, and delivers the same on either loop."""
+"""The worker runs on uvloop unless told otherwise (``COURIER_EVENT_LOOP``), with its own
+garbage collector threshold (``COURIER_GC_YOUNG``): it says both at start, and delivers
+the same on either loop."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ async def test_a_worker_delivers_on_uvloop_by_default_and_on_asyncio_when_asked(
     # the same application (consumer group, tables) restarted on the other loop: a new
     # application id would be a second reader of the topic and deliver LOOP-1 again
     on_asyncio = start_worker(
-        yaml, app_id=on_uvloop.app_id, env={"COURIER_EVENT_LOOP": "asyncio"}, name="asyncio"
+        yaml,
+        app_id=on_uvloop.app_id,
+        env={"COURIER_EVENT_LOOP": "asyncio", "COURIER_GC_YOUNG": "700"},
+        name="asyncio",
     )
     await publish(kafka, topics.leads, [{"id": "LOOP-2", "lead": {}}])
     outcomes = await collect(kafka, topics.outcomes, 2, settle_s=2.0)
@@ -31,5 +35,7 @@ async def test_a_worker_delivers_on_uvloop_by_default_and_on_asyncio_when_asked(
     ]
     assert sorted(sold) == [("LOOP-1", ["crm"]), ("LOOP-2", ["crm"])]
     assert len(recipient.requests) == 2
-    assert "event loop: uvloop" in on_uvloop.log_path.read_text()
-    assert "event loop: asyncio" in on_asyncio.log_path.read_text()
+    said = on_uvloop.log_path.read_text()
+    assert "event loop: uvloop; young garbage collections every 10000 allocations" in said
+    said = on_asyncio.log_path.read_text()
+    assert "event loop: asyncio; young garbage collections every 700 allocations" in said

@@ -211,6 +211,10 @@ destinations:
         read = total(samples, "courier_records_read_total", topic=topics.leads)
         assert 7 <= read <= 7 + redelivered, (read, redelivered)
         assert total(samples, "courier_circuit_state", destination="crm") == 0
+        # The garbage collector's time, by generation (what COURIER_GC_YOUNG is tuned by).
+        collected = samples["courier_gc_duration_seconds_total"]
+        assert {s.labels["generation"] for s in collected} == {"0", "1", "2"}
+        assert total(samples, "courier_gc_duration_seconds_total", generation="0") > 0
         assert "courier_consumer_lag" in samples
         assert "courier_retries_parked" in samples
         assert not any(value in repr(samples) for value in PRIVATE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -70,3 +72,15 @@ def test_a_parked_work_item_keeps_its_trace_and_drops_a_bad_one() -> None:
     assert b"traceparent" not in untraced.to_json() and untraced.headers is None
     hostile = item.to_json().replace(TRACEPARENT.encode(), "é\\u0000".encode())
     assert WorkItem.from_json(hostile).traceparent is None
+
+
+def test_the_collectors_time_is_counted_by_generation() -> None:
+    counted = telemetry.CollectorTime()
+    counted.watch()
+    counted.watch()  # once: a second watch adds no second count
+    try:
+        assert gc.callbacks.count(counted._on_collection) == 1
+        gc.collect()
+        assert counted.seconds[2] > 0
+    finally:
+        gc.callbacks.remove(counted._on_collection)

@@ -1,0 +1,116 @@
+"""The worker's garbage-collector threshold (``COURIER_GC_YOUNG``, 10,000 allocations
+between young collections) against Python's own (700), where it matters: a fast
+destination beside a peer answering in 1 s (the isolation benchmark's set-up), so that
+thousands of leads are held for the peer at once. Alternating pairs; figures: the fast
+destination's leads per second, the worker's CPU per lead, and the seconds its collector
+held it (``courier_gc_duration_seconds_total`` from its /metrics)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from streams.cli.broker import EmbeddedBroker, free_port
+from tests.bench.delivery import (
+    Nginx,
+    SlowRecipient,
+    _usage,
+    create_topics,
+    outcome_rate,
+    produce_leads,
+    start_courier,
+)
+from tests.bench.isolation import destinations_yaml, to_fast
+from tests.bench.mapping import sample_leads
+
+THRESHOLDS = {"ours": "10000", "python": "700"}
+
+
+async def one_run(
+    broker: EmbeddedBroker, fast_url: str, peer_url: str, leads: list[bytes], workdir: Path
+) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:8]
+    await create_topics(broker.bootstrap, f"leads-{tag}")
+    await produce_leads(broker.bootstrap, f"leads-{tag}", leads)
+    port = free_port()
+    os.environ["COURIER_WEB_PORT"] = str(port)  # the worker inherits it
+    try:
+        worker = start_courier(
+            broker, fast_url, tag, workdir, destinations=destinations_yaml(fast_url, peer_url)
+        )
+    finally:
+        del os.environ["COURIER_WEB_PORT"]
+    try:
+        rate = await outcome_rate(broker.bootstrap, f"events-{tag}", len(leads), 300, to_fast)
+        cpu_s, _ = _usage(worker.pid)
+        collected_s = await _collector_seconds(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        worker.kill()  # its peer's backlog is not what is measured
+        await asyncio.to_thread(worker.wait, 60)
+    return {
+        "leads_per_s": rate,
+        "cpu_s_per_10k": cpu_s * 10_000 / len(leads),
+        "gc_s_per_10k": collected_s * 10_000 / len(leads),
+    }
+
+
+async def _collector_seconds(url: str) -> float:
+    async with aiohttp.ClientSession() as session, session.get(url) as res:
+        text = await res.text()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("courier_gc_duration_seconds_total{")
+    )
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    return asyncio.run(_run(quick))
+
+
+async def _run(quick: bool) -> dict[str, Any]:
+    count, pairs = (6_000, 1) if quick else (8_000, 3)
+    leads = [orjson.dumps(lead.envelope) for lead in sample_leads(count)]
+    figures: dict[str, list[dict[str, float]]] = {name: [] for name in THRESHOLDS}
+    before = os.environ.get("COURIER_GC_YOUNG")
+    try:
+        with Nginx() as nginx, EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as wd:
+            async with SlowRecipient(1.0) as slow:
+                for pair in range(pairs):
+                    names = list(THRESHOLDS) if pair % 2 == 0 else list(THRESHOLDS)[::-1]
+                    for name in names:
+                        os.environ["COURIER_GC_YOUNG"] = THRESHOLDS[name]
+                        figures[name].append(
+                            await one_run(broker, nginx.url(), slow.url(), leads, Path(wd))
+                        )
+    finally:
+        if before is None:
+            os.environ.pop("COURIER_GC_YOUNG", None)
+        else:
+            os.environ["COURIER_GC_YOUNG"] = before
+
+    def median(name: str, figure: str) -> float:
+        return statistics.median(run[figure] for run in figures[name])
+
+    result: dict[str, Any] = {"leads": count, "pairs": pairs}
+    for name, threshold in THRESHOLDS.items():
+        result[f"{name}_threshold"] = int(threshold)
+        result[f"{name}_fast_leads_per_s"] = round(median(name, "leads_per_s"))
+        result[f"{name}_cpu_s_per_10k_leads"] = round(median(name, "cpu_s_per_10k"), 1)
+        result[f"{name}_gc_s_per_10k_leads"] = round(median(name, "gc_s_per_10k"), 2)
+    result["ours_vs_python_rate"] = round(
+        median("ours", "leads_per_s") / median("python", "leads_per_s"), 3
+    )
+    result["python_vs_ours_cpu"] = round(
+        median("python", "cpu_s_per_10k") / median("ours", "cpu_s_per_10k"), 3
+    )
+    result["targets"] = {"ours_vs_python_rate": 1.0}
+    return result

@@ -14,10 +14,10 @@ from typing import Any
 
 from tests.bench import (
     auction,
+    collector,
     delivery,
     event_loop,
     framework,
-    gc,
     isolation,
     mapping,
     parked,
@@ -32,7 +32,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "parked": parked.run,
     "framework": framework.run,
     "event_loop": event_loop.run,
-    "gc": gc.run,
+    "gc": collector.run,
     "soak": soak.run,
 }
 

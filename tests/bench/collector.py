@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 
 from streams.cli.broker import EmbeddedBroker, free_port
+from streams.config import Settings
 from tests.bench.delivery import (
     Nginx,
     SlowRecipient,
@@ -31,7 +32,7 @@ from tests.bench.delivery import (
 from tests.bench.isolation import destinations_yaml, to_fast
 from tests.bench.mapping import sample_leads
 
-THRESHOLDS = {"ours": "10000", "python": "700"}
+THRESHOLDS = {"ours": str(Settings.model_fields["gc_young"].default), "python": "700"}
 
 
 async def one_run(

@@ -8,7 +8,6 @@ held it (``courier_gc_duration_seconds_total`` from its /metrics)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import tempfile
 import uuid
@@ -36,19 +35,25 @@ THRESHOLDS = {"ours": str(Settings.model_fields["gc_young"].default), "python": 
 
 
 async def one_run(
-    broker: EmbeddedBroker, fast_url: str, peer_url: str, leads: list[bytes], workdir: Path
+    broker: EmbeddedBroker,
+    fast_url: str,
+    peer_url: str,
+    leads: list[bytes],
+    workdir: Path,
+    threshold: str,
 ) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
     await create_topics(broker.bootstrap, f"leads-{tag}")
     await produce_leads(broker.bootstrap, f"leads-{tag}", leads)
     port = free_port()
-    os.environ["COURIER_WEB_PORT"] = str(port)  # the worker inherits it
-    try:
-        worker = start_courier(
-            broker, fast_url, tag, workdir, destinations=destinations_yaml(fast_url, peer_url)
-        )
-    finally:
-        del os.environ["COURIER_WEB_PORT"]
+    worker = start_courier(
+        broker,
+        fast_url,
+        tag,
+        workdir,
+        destinations=destinations_yaml(fast_url, peer_url),
+        env={"COURIER_WEB_PORT": str(port), "COURIER_GC_YOUNG": threshold},
+    )
     try:
         rate = await outcome_rate(broker.bootstrap, f"events-{tag}", len(leads), 300, to_fast)
         cpu_s, _ = _usage(worker.pid)
@@ -81,22 +86,16 @@ async def _run(quick: bool) -> dict[str, Any]:
     count, pairs = (6_000, 1) if quick else (8_000, 3)
     leads = [orjson.dumps(lead.envelope) for lead in sample_leads(count)]
     figures: dict[str, list[dict[str, float]]] = {name: [] for name in THRESHOLDS}
-    before = os.environ.get("COURIER_GC_YOUNG")
-    try:
-        with Nginx() as nginx, EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as wd:
-            async with SlowRecipient(1.0) as slow:
-                for pair in range(pairs):
-                    names = list(THRESHOLDS) if pair % 2 == 0 else list(THRESHOLDS)[::-1]
-                    for name in names:
-                        os.environ["COURIER_GC_YOUNG"] = THRESHOLDS[name]
-                        figures[name].append(
-                            await one_run(broker, nginx.url(), slow.url(), leads, Path(wd))
+    with Nginx() as nginx, EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as wd:
+        async with SlowRecipient(1.0) as slow:
+            for pair in range(pairs):
+                names = list(THRESHOLDS) if pair % 2 == 0 else list(THRESHOLDS)[::-1]
+                for name in names:
+                    figures[name].append(
+                        await one_run(
+                            broker, nginx.url(), slow.url(), leads, Path(wd), THRESHOLDS[name]
                         )
-    finally:
-        if before is None:
-            os.environ.pop("COURIER_GC_YOUNG", None)
-        else:
-            os.environ["COURIER_GC_YOUNG"] = before
+                    )
 
     def median(name: str, figure: str) -> float:
         return statistics.median(run[figure] for run in figures[name])

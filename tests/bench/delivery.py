@@ -244,11 +244,13 @@ def start_courier(
     in_flight: int = IN_FLIGHT,
     partitions: int = PARTITIONS,
     destinations: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``destinations``: the file's text; by default a realistic CRM at ``url``."""
+    """``destinations``: the file's text; by default a realistic CRM at ``url``; ``env``:
+    more settings for this worker (over this process's environment)."""
     path = workdir / f"destinations-{tag}.yaml"
     path.write_text(destinations or destinations_yaml(url))
-    env = {
+    environment = {
         **os.environ,
         "BENCH_API_KEY": "bench-key",
         "COURIER_BROKER": broker.url,
@@ -265,11 +267,12 @@ def start_courier(
         "COURIER_IN_FLIGHT": str(in_flight),
         "COURIER_PARTITIONS": str(partitions),
         "COURIER_EGRESS": "any",  # the recipient is nginx on 127.0.0.1
+        **(env or {}),
     }
     log = (workdir / f"worker-{tag}.log").open("wb")
     return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker", "--destinations", str(path)],
-        env=env,
+        env=environment,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -282,11 +285,12 @@ async def courier(
     workdir: Path,
     in_flight: int = IN_FLIGHT,
     partitions: int = PARTITIONS,
+    env: dict[str, str] | None = None,
 ) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
     await create_topics(broker.bootstrap, f"leads-{tag}", partitions=partitions)
     await produce_leads(broker.bootstrap, f"leads-{tag}", leads)
-    worker = start_courier(broker, url, tag, workdir, in_flight, partitions)
+    worker = start_courier(broker, url, tag, workdir, in_flight, partitions, env=env)
     try:
         rate = await outcome_rate(broker.bootstrap, f"outcomes-{tag}", len(leads), 300)
         cpu_s, peak_rss_mb = _usage(worker.pid)

@@ -6,7 +6,6 @@ and CPU per lead the other way round."""
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -30,20 +29,14 @@ async def _run(quick: bool) -> dict[str, Any]:
     leads = [orjson.dumps(lead.envelope) for lead in sample_leads(count)]
     rates: dict[str, list[float]] = {loop: [] for loop in LOOPS}
     cpu: dict[str, list[float]] = {loop: [] for loop in LOOPS}
-    before = os.environ.get("COURIER_EVENT_LOOP")
-    try:
-        with Nginx() as nginx, EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as wd:
-            for pair in range(pairs):
-                for loop in LOOPS if pair % 2 == 0 else LOOPS[::-1]:
-                    os.environ["COURIER_EVENT_LOOP"] = loop  # the worker inherits it
-                    figures = await courier(broker, nginx.url(), leads, Path(wd))
-                    rates[loop].append(figures["leads_per_s"])
-                    cpu[loop].append(figures["cpu_s_per_10k"])
-    finally:
-        if before is None:
-            os.environ.pop("COURIER_EVENT_LOOP", None)
-        else:
-            os.environ["COURIER_EVENT_LOOP"] = before
+    with Nginx() as nginx, EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as wd:
+        for pair in range(pairs):
+            for loop in LOOPS if pair % 2 == 0 else LOOPS[::-1]:
+                figures = await courier(
+                    broker, nginx.url(), leads, Path(wd), env={"COURIER_EVENT_LOOP": loop}
+                )
+                rates[loop].append(figures["leads_per_s"])
+                cpu[loop].append(figures["cpu_s_per_10k"])
     rate = {loop: statistics.median(r) for loop, r in rates.items()}
     cost = {loop: statistics.median(c) for loop, c in cpu.items()}
     return {

@@ -45,6 +45,7 @@ from streams.config.versions import ConfigVersion, changes, load_text
 from streams.control.admin import MAX_ADMIN_BODY, AdminState, admin_request
 from streams.control.capacity import CapacityBoard
 from streams.control.circuit import heard
+from streams.control.crowds import Crowds
 from streams.control.desk import DeliveryDesk, Unremembered, lead_key, owner_key
 from streams.control.distribution import Distributor
 from streams.control.home import Home, LeadStates
@@ -563,6 +564,7 @@ def create_app(
         caps=table("caps", owner_key),
         delivered=table("delivered", owner_key, keep_s=remember_s),
         parked=table("parked", owner_key),
+        crowds=Crowds(sender.queued, settings.queued_per_destination),
     )
     # Every other delivery: in the lead's partition. Circuits are this worker's own,
     # shared with the others through the control topic (``follow_control``).
@@ -576,6 +578,7 @@ def create_app(
         parked=table("held", lead_key),
         owner=lead_key,
         admin=admin,
+        crowds=Crowds(sender.queued, settings.queued_per_destination),
     )
     # Held as they are and changed in place by a reload (``follow_destinations_file``): every
     # desk, the home, the handlers and the distributor read these very objects.

@@ -66,6 +66,13 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="records an agent holds in progress at once; then it reads no more",
     )
+    queued_per_destination: int = Field(
+        default=1_000,
+        ge=1,
+        le=1_000_000,
+        description="deliveries that wait in memory for one destination's turn; more wait "
+        "in its table (parked) and go on, oldest first, as the queue empties",
+    )
     max_lead_bytes: int = Field(default=1_048_576, ge=1024)
     schema_registry_url: str | None = None
     web_port: int | None = Field(default=None, description="health endpoints; off when unset")

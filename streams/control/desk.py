@@ -37,6 +37,7 @@ from streams.control.circuit import (
     shut,
     worth_writing,
 )
+from streams.control.crowds import RECHECK_S, Crowds
 from streams.control.due import DueIndex
 from streams.control.messages import MessageError, WorkItem, attempt_from_dict, attempt_to_dict
 from streams.control.retry import retry_delay
@@ -116,10 +117,13 @@ class DeliveryDesk:
         draw: Callable[[float, float], float] = random.uniform,
         owner: Callable[[str], str] = owner_key,
         admin: AdminState | None = None,
+        crowds: Crowds | None = None,
     ) -> None:
         """``owner(key)``: the id whose partition holds a table key (the destination's by
         default; the lead's for a desk that delivers in the lead's partition); ``admin``:
-        operators' pauses and circuit resets (streams/control/admin.py)."""
+        operators' pauses and circuit resets (streams/control/admin.py); ``crowds``:
+        deliveries parked while their destination's queue is full (None: all queue)."""
+        self._crowds = crowds
         self.admin = admin if admin is not None else AdminState()
         self._owner = owner
         self._destinations = destinations
@@ -130,7 +134,12 @@ class DeliveryDesk:
         # A desk at a lead's home keeps nothing here: no table form of each acceptance.
         self._remembers = not isinstance(delivered, Unremembered)
         self.parked = parked
-        self._due = DueIndex(parked, lambda value: float(value["due"]), owner)
+        self._due = DueIndex(
+            parked,
+            lambda value: float(value["due"]),
+            owner,
+            read_all=None if crowds is None else crowds.read_again,
+        )
         self._unreadable: set[str] = set()  # parked keys already logged as unreadable
         self._clock = clock
         # Parked items of the owners this worker owns, as last counted by ``due`` (a metric).
@@ -188,6 +197,11 @@ class DeliveryDesk:
             opens = None if schedule.is_open(moment) else schedule.next_open(moment)
             if opens is not None and opens.timestamp() - now <= schedule.max_hold_s:
                 return self._park(item, destination, opens.timestamp(), "Outside business hours")
+        if self._crowds is not None and self._crowds.must_wait(destination.id, _work_key(item)):
+            # Its destination has a full queue: the lead waits in the table, its record
+            # acknowledged, and the agent takes leads for other destinations meanwhile.
+            self._store_parked(item, now + RECHECK_S, crowded=True)
+            return Handled(None, None)
         circuit = self._circuit(destination.id)
         allowed, admitted = admit(circuit, destination.circuit, now)
         self._keep_circuit(destination.id, circuit, admitted)
@@ -327,7 +341,7 @@ class DeliveryDesk:
         its key and table value (``release`` takes them). Only the due ones are read
         (``DueIndex``), and all of them again after an operator's action."""
         found = []
-        for key, value in self._due.due(owns, self._clock(), self.admin.version, self._early):
+        for key, value in self._due_entries(owns):
             try:
                 item = WorkItem.from_json(str(value["item"]).encode())
             except (MessageError, KeyError, TypeError) as exc:
@@ -345,6 +359,20 @@ class DeliveryDesk:
             )
         self.waiting = self._due.waiting
         return found
+
+    def _due_entries(self, owns: Callable[[str], bool]) -> list[tuple[str, Any]]:
+        """Due by time, let go early, and parked for room in a queue that has room now."""
+        entries = self._due.due(owns, self._clock(), self.admin.version, self._early)
+        if self._crowds is None:
+            return entries
+        seen = {key for key, _ in entries}
+        for destination_id, key in self._crowds.with_room():
+            value = self.parked.get(key)
+            if value is None or value.get("crowded") != destination_id:
+                self._crowds.gone(destination_id, key)  # handed back another way
+            elif key not in seen:
+                entries.append((key, value))
+        return entries
 
     def _early(self, key: str, value: Any) -> bool:
         """Let go before its time: drained, or held for a pause or a circuit since lifted."""
@@ -365,6 +393,9 @@ class DeliveryDesk:
         """Forget a parked item handed back: unless it was parked again meanwhile."""
         if self.parked.get(key) == value:
             self._due.remove(key)
+            crowded = value.get("crowded")
+            if crowded is not None and self._crowds is not None:
+                self._crowds.let_go(crowded, key)
 
     def is_parked(self, item: WorkItem) -> bool:
         return _work_key(item) in self.parked
@@ -428,7 +459,12 @@ class DeliveryDesk:
         return Handled(held, None, datetime.fromtimestamp(until, UTC))
 
     def _store_parked(
-        self, item: WorkItem, due: float, paused: bool = False, circuit: bool = False
+        self,
+        item: WorkItem,
+        due: float,
+        paused: bool = False,
+        circuit: bool = False,
+        crowded: bool = False,
     ) -> None:
         traced = replace(item, traceparent=telemetry.current_headers().get("traceparent"))
         value: dict[str, Any] = {
@@ -440,7 +476,11 @@ class DeliveryDesk:
             value["paused"] = item.destination_id
         if circuit:
             value["circuit"] = item.destination_id
-        self._due.put(_work_key(item), value)
+        key = _work_key(item)
+        if crowded and self._crowds is not None:
+            value["crowded"] = item.destination_id
+            self._crowds.parked(item.destination_id, key)
+        self._due.put(key, value)
 
     async def _reserve(self, destination: Destination) -> str | None:
         """Take a cap slot for one delivery; the full window's name if there is none.

@@ -31,9 +31,12 @@ class DueIndex:
         due_at: Callable[[Any], float],
         owner: Callable[[str], str],
         rescan_s: float = RESCAN_S,
+        read_all: Callable[[list[tuple[str, Any]]], None] | None = None,
     ) -> None:
         """``due_at(value)``: when an entry is due; ``owner(key)``: the id whose partition
-        holds the key."""
+        holds the key; ``read_all(entries)``: told of every entry of the owned partitions
+        whenever the table is read whole."""
+        self._on_read_all = read_all
         self._table = table
         self._read_due_at = due_at
         self._owner = owner
@@ -96,6 +99,8 @@ class DueIndex:
             for key, value in list(self._table.items())
             if owns(self._owner(key))
         ]
+        if self._on_read_all is not None:
+            self._on_read_all([(key, value) for _, key, value in mine])
         self._heap = [(due, key) for due, key, _ in mine]
         heapq.heapify(self._heap)
         self.waiting = len(mine)

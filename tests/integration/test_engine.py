@@ -79,7 +79,7 @@ destinations:
     mapping: {{ref: id}}
   - id: slow
     url: {slow.url("/slow")}
-    timeouts: {{total: 120}}
+    timeouts: {{total: 300, read: 300}}
     mapping: {{ref: id}}
 flows:
   - id: both
@@ -97,6 +97,67 @@ flows:
         released.set()
         outcomes = await collect(kafka, topics.outcomes, 200, timeout_s=120)
         assert len({r.key for r in outcomes}) == 200
+    finally:
+        released.set()
+        await fast.stop()
+        await slow.stop()
+
+
+async def test_a_slow_destinations_backlog_waits_in_its_table_not_in_the_agent(
+    kafka: Any, topics: Any, start_worker: Any
+) -> None:
+    """An agent holds at most 30 records here, and a slow destination may have 5 waiting in
+    memory beside its 2 in flight: its other leads are parked, so the fast destination
+    gets every lead while the slow one answers none. A SIGKILL with the backlog parked
+    loses none of it: after a restart the slow one gets each lead, the fast one none
+    again, and every lead has one outcome."""
+    released = asyncio.Event()
+
+    async def held(server: Recipient, received: Received) -> web.Response:
+        await released.wait()
+        return web.json_response({"id": "S-1"}, status=201)
+
+    fast = await Recipient().start()
+    slow = await Recipient(answer=held).start()
+    try:
+        worker = start_worker(
+            f"""
+destinations:
+  - id: fast
+    url: {fast.url("/fast")}
+    mapping: {{ref: id}}
+  - id: slow
+    url: {slow.url("/slow")}
+    timeouts: {{total: 300, read: 300}}
+    mapping: {{ref: id}}
+flows:
+  - id: both
+    plan: {{parallel: [fast, slow]}}
+""",
+            in_flight=2,
+            env={"COURIER_HELD_PER_AGENT": "30", "COURIER_QUEUED_PER_DESTINATION": "5"},
+        )
+        leads = [{"id": f"B-{i:03d}", "lead": {}} for i in range(200)]
+        await publish(kafka, topics.leads, leads)
+        await fast.wait_for(200, timeout_s=90)  # 200 leads through 30 held records
+        assert len(slow.requests) <= 2
+        assert await worker.stopped(signal.SIGKILL) == -signal.SIGKILL
+        worker.start()
+        released.set()
+        await slow.wait_for(200, timeout_s=120)
+        outcomes = await outcome_ids(kafka, topics)
+        deadline = time.monotonic() + 60
+        while len(outcomes) < len(leads) and time.monotonic() < deadline:
+            await asyncio.sleep(1.0)
+            outcomes = await outcome_ids(kafka, topics)
+        await asyncio.sleep(2.0)  # anything more would show now
+        outcomes = await outcome_ids(kafka, topics)
+        assert outcomes == {lead["id"]: 1 for lead in leads}
+        assert Counter(r.json()["ref"] for r in fast.requests) == outcomes  # none twice
+        to_slow = Counter(r.json()["ref"] for r in slow.requests)
+        assert set(to_slow) == set(outcomes)
+        # Sent again: only the two the slow one had not answered when the worker died.
+        assert sum(n - 1 for n in to_slow.values()) <= 2, to_slow.most_common(4)
     finally:
         released.set()
         await fast.stop()

@@ -76,3 +76,31 @@ async def test_requests_per_second_limit_holds(sender: HttpSender) -> None:
     busiest = max(sum(1 for t in arrivals if start <= t < start + 1.0) for start in arrivals)
     assert busiest <= 11, busiest
     assert len(arrivals) == 25
+
+
+async def test_the_sender_counts_what_waits_for_a_destinations_turn(sender: HttpSender) -> None:
+    """``queued``: requests waiting for a slot (what decides when deliveries wait in the
+    table instead); one cancelled while it waits is no longer counted."""
+    answering = asyncio.Event()
+
+    async def held(recipient: Recipient, received: Received) -> web.Response:
+        await answering.wait()
+        return web.json_response({"id": "R"}, status=201)
+
+    server = await Recipient(answer=held).start()
+    try:
+        (dest,) = parse_destinations(
+            {"destinations": [{"id": "one", "url": server.url(), "limits": {"concurrency": 1}}]}
+        ).destinations
+        tasks = [asyncio.ensure_future(attempt_delivery(lead(n), dest, sender)) for n in range(4)]
+        await server.wait_for(1)
+        assert (sender.in_flight["one"], sender.queued["one"]) == (1, 3)
+        tasks[3].cancel()
+        await asyncio.gather(tasks[3], return_exceptions=True)
+        assert sender.queued["one"] == 2
+        answering.set()
+        await asyncio.gather(*tasks[:3])
+        assert (sender.in_flight["one"], sender.queued["one"]) == (0, 0)
+    finally:
+        answering.set()
+        await server.stop()

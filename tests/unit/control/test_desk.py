@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from streams.config import Destination
+from streams.control.crowds import RECHECK_S, Crowds
 from streams.control.desk import AttemptAt, DeliveryDesk
 from streams.control.messages import WorkItem
 from streams.control.tables import Owned
@@ -331,3 +332,73 @@ async def test_a_spent_quota_closes_the_destination_until_it_resets_and_spends_n
     trial = await buyer.handle(due["L1"])
     assert trial.result is not None and trial.result.outcome.reason == "Accepted"
     assert [(c.before, c.after) for c in trial.changes][-1] == ("half_open", "closed")
+
+
+async def test_past_a_full_queue_deliveries_wait_in_the_table_and_go_on_oldest_first() -> None:
+    """Two deliveries may wait in memory for the destination's turn; the next ones are
+    parked (no event, no attempt) and let go as the queue has room: first come, first
+    served, new ones behind the parked ones."""
+    queued: dict[str, int] = {"buyer": 0}
+    recipient = Recipient()
+    clock = Clock(NOW)
+    buyer = DeliveryDesk(
+        {"buyer": destination()},
+        recipient,
+        circuits={},
+        caps={},
+        delivered={},
+        parked={},
+        clock=clock,
+        crowds=Crowds(queued, limit=2, clock=clock),
+    )
+    everything = Owned(frozenset({0}), 1)
+    queued["buyer"] = 2  # the sender has two waiting for a slot
+    for lead_id in ("L1", "L2", "L3"):
+        handled = await buyer.handle(item(lead_id))
+        assert (handled.attempt, handled.result, handled.next_attempt_at) == (None, None, None)
+    assert recipient.calls == []
+    assert buyer.due(everything) == []  # no room yet
+    queued["buyer"] = 0  # the two went out: room for two more
+    queued_after_the_room = await buyer.handle(item("L4"))
+    assert queued_after_the_room.result is None  # older ones wait: it goes behind them
+    released = buyer.due(everything)
+    assert [again.lead.id for _, _, again in released] == ["L1", "L2"]
+    for key, value, _ in released:
+        buyer.release(key, value)
+    assert buyer.due(everything) == []  # the two let go count until they are back
+    for _, _, again in released:
+        handled = await buyer.handle(again)  # back from its record: it is sent
+        assert handled.result is not None and handled.result.outcome.reason == "Accepted"
+    assert recipient.calls == [("L1", 1), ("L2", 1)]
+    assert [again.lead.id for _, _, again in buyer.due(everything)] == ["L3", "L4"]
+
+
+async def test_parked_for_room_is_found_again_when_the_table_is_read_whole() -> None:
+    """After a restart (or a rebalance) the index is rebuilt from the table: the parked
+    deliveries go on in the order they were parked."""
+    queued: dict[str, int] = {"buyer": 5}
+    clock = Clock(NOW)
+
+    def new_desk(parked: dict[str, Any]) -> DeliveryDesk:
+        return DeliveryDesk(
+            {"buyer": destination()},
+            Recipient(),
+            circuits={},
+            caps={},
+            delivered={},
+            parked=parked,
+            clock=clock,
+            crowds=Crowds(queued, limit=5, clock=clock),
+        )
+
+    table: dict[str, Any] = {}
+    first = new_desk(table)
+    for lead_id in ("L3", "L1", "L2"):
+        await first.handle(item(lead_id))
+        clock.now += 1.0
+    queued["buyer"] = 3
+    restarted = new_desk(dict(table))
+    everything = Owned(frozenset({0}), 1)
+    assert [again.lead.id for _, _, again in restarted.due(everything)] == ["L3", "L1"]
+    clock.now += RECHECK_S  # and whatever happens, each comes back in the end
+    assert len(restarted.due(everything)) == 3

@@ -1,0 +1,96 @@
+"""Deliveries that wait for a crowded destination in its table, not in memory.
+
+A lead waiting for a destination's turn (its in-flight slots, its rate) holds its record
+unacknowledged, and an agent holds at most ``COURIER_HELD_PER_AGENT`` records. Measured
+before this existed: beside a recipient answering in 1 s with 64 slots, a fast
+destination of the same flow averaged 473 leads/s over 8,000 leads but 185 over 15,000 —
+past the first 10,000 the slow one's backlog held every record the agent could take, and
+every destination went at its pace.
+
+So at most ``limit`` deliveries wait in memory for one destination. The next ones are
+parked like a retry (the item in the desk's table, confirmed before the record is
+acknowledged, so a SIGKILL loses nothing) and go on, oldest first, as the queue empties:
+first come, first served, so a new lead does not pass the parked ones. There is no time
+at which room is sure to free (every slot may hang), so they are let go by room, looked
+at with the parked retries; a time far ahead (``RECHECK_S``) only guards against an
+index that missed one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from itertools import islice
+from typing import Any
+
+RECHECK_S = 600.0  # a delivery parked for room comes back after this anyway
+BACK_WITHIN_S = 30.0  # a delivery let go is counted as on its way back for this long
+
+
+class Crowds:
+    def __init__(
+        self, queued: Mapping[str, int], limit: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """``queued[destination_id]``: deliveries waiting in memory for the destination's
+        turn (the HTTP sender counts them); ``limit``: how many may."""
+        self._queued = queued
+        self.limit = limit
+        self._clock = clock
+        # Per destination, the keys of deliveries parked for room, oldest first, and those
+        # let go and not yet back (with when): they will join the queue.
+        self._parked: dict[str, dict[str, None]] = {}
+        self._on_the_way: dict[str, dict[str, float]] = {}
+
+    def must_wait(self, destination_id: str, key: str) -> bool:
+        """Park this delivery instead of queueing it in memory?"""
+        coming = self._on_the_way.get(destination_id)
+        if coming is not None and coming.pop(key, None) is not None:
+            return False  # let go for room: it takes its place in the queue
+        if self._parked.get(destination_id):
+            return True  # older ones wait in the table: they go first
+        return self._queued.get(destination_id, 0) >= self.limit
+
+    def parked(self, destination_id: str, key: str) -> None:
+        self._parked.setdefault(destination_id, {})[key] = None
+
+    def let_go(self, destination_id: str, key: str) -> None:
+        """Its item left the table as a record: it comes back to the queue."""
+        waiting = self._parked.get(destination_id)
+        if waiting is None or key not in waiting:
+            return  # parked for a retry or a hold, not for room
+        del waiting[key]
+        if not waiting:
+            del self._parked[destination_id]
+        self._on_the_way.setdefault(destination_id, {})[key] = self._clock()
+
+    def gone(self, destination_id: str, key: str) -> None:
+        """No longer parked for room (it left the table another way)."""
+        self._parked.get(destination_id, {}).pop(key, None)
+        if not self._parked.get(destination_id, True):
+            del self._parked[destination_id]
+
+    def with_room(self) -> list[tuple[str, str]]:
+        """Parked (destination, key)s to let go now, oldest first: as many as each destination's queue has
+        room for, less those already on their way back."""
+        now = self._clock()
+        chosen: list[tuple[str, str]] = []
+        for destination_id, waiting in self._parked.items():
+            coming = self._on_the_way.get(destination_id, {})
+            for key in [key for key, at in coming.items() if at < now - BACK_WITHIN_S]:
+                del coming[key]  # went elsewhere (a rebalance) or was handled already
+            room = self.limit - self._queued.get(destination_id, 0) - len(coming)
+            if room > 0:
+                chosen += ((destination_id, key) for key in islice(waiting, room))
+        return chosen
+
+    def read_again(self, entries: Iterable[tuple[str, Any]]) -> None:
+        """The table was read whole (this worker's partitions changed, or a rescan): its
+        entries parked for room, as they are now."""
+        found = sorted(
+            (float(value.get("parked_at", 0.0)), str(value["crowded"]), key)
+            for key, value in entries
+            if isinstance(value, dict) and value.get("crowded") is not None
+        )
+        self._parked = {}
+        for _, destination_id, key in found:
+            self.parked(destination_id, key)

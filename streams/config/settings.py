@@ -66,8 +66,11 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="records an agent holds in progress at once; then it reads no more",
     )
+    # A quarter of the default hold: three destinations slower than their traffic still
+    # leave the agent room for the others. Parking costs records (the item written and
+    # deleted, a record to take it back), so a short burst is better held in memory.
     queued_per_destination: int = Field(
-        default=1_000,
+        default=2_500,
         ge=1,
         le=1_000_000,
         description="deliveries that wait in memory for one destination's turn; more wait "

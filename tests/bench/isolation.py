@@ -4,6 +4,8 @@ flow, as a ratio of its rate alone, measured in one run (target: at least 0.8 ea
 - alone: one worker, every lead to nginx (``fast``);
 - beside a peer that answers 201 after 1 s;
 - beside a peer that hangs past the destination's 3 s timeout;
+- beside the 1 s peer with more leads than an agent holds (``past_the_hold``): the peer's
+  backlog beyond ``COURIER_QUEUED_PER_DESTINATION`` waits in its table, not in the agent;
 - beside a peer as fast as itself (nginx too): not a target, the measure of what the
   peer's own work costs on a CPU-bound worker (a request, an event and a state write per
   lead), so the two ratios above can be read as work against slowness.
@@ -69,13 +71,18 @@ def to_fast(record: Any) -> bool:
 
 
 async def one_run(
-    broker: EmbeddedBroker, fast_url: str, peer_url: str | None, leads: list[bytes], workdir: Path
+    broker: EmbeddedBroker,
+    fast_url: str,
+    peer_url: str | None,
+    leads: list[bytes],
+    workdir: Path,
+    env: dict[str, str] | None = None,
 ) -> float:
     tag = uuid.uuid4().hex[:8]
     destinations = destinations_yaml(fast_url, peer_url)
     await create_topics(broker.bootstrap, f"leads-{tag}")
     await produce_leads(broker.bootstrap, f"leads-{tag}", leads)
-    worker = start_courier(broker, fast_url, tag, workdir, destinations=destinations)
+    worker = start_courier(broker, fast_url, tag, workdir, destinations=destinations, env=env)
     try:
         return await outcome_rate(broker.bootstrap, f"events-{tag}", len(leads), 300, to_fast)
     finally:
@@ -91,11 +98,17 @@ async def _run(quick: bool) -> dict[str, Any]:
     count = 3_000
     rounds = 1 if quick else 3
     leads = [orjson.dumps(lead.envelope) for lead in sample_leads(count)]
+    # More leads than an agent holds (COURIER_HELD_PER_AGENT, 10,000): the peer's backlog
+    # outgrows what a worker may hold in memory, and only parking it keeps the fast one going.
+    past_the_hold = 12_000 if quick else 15_000
+    many = [orjson.dumps(lead.envelope) for lead in sample_leads(past_the_hold)]
     rates: dict[str, list[float]] = {
         "alone": [],
         "beside_1s": [],
         "beside_hanging": [],
         "beside_fast_peer": [],
+        "alone_past_the_hold": [],
+        "beside_1s_past_the_hold": [],
     }
     with Nginx() as nginx, EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as workdir:
         async with SlowRecipient(1.0) as slow, SlowRecipient(PEER_TIMEOUT_S * 10) as hanging:
@@ -111,6 +124,12 @@ async def _run(quick: bool) -> dict[str, Any]:
                 rates["beside_fast_peer"].append(
                     await one_run(broker, nginx.url(), nginx.url("/peer"), leads, work)
                 )
+                rates["alone_past_the_hold"].append(
+                    await one_run(broker, nginx.url(), None, many, work)
+                )
+                rates["beside_1s_past_the_hold"].append(
+                    await one_run(broker, nginx.url(), slow.url(), many, work)
+                )
     median = {name: statistics.median(r) for name, r in rates.items()}
     return {
         "leads": count,
@@ -121,5 +140,13 @@ async def _run(quick: bool) -> dict[str, Any]:
         # The peer's work alone, without its slowness: the ratios above against this one.
         "beside_fast_peer_vs_alone": round(median["beside_fast_peer"] / median["alone"], 3),
         "beside_1s_vs_beside_fast_peer": round(median["beside_1s"] / median["beside_fast_peer"], 3),
-        "targets": {"beside_1s_vs_alone": 0.8, "beside_hanging_vs_alone": 0.8},
+        "leads_past_the_hold": past_the_hold,
+        "beside_1s_past_the_hold_vs_alone": round(
+            median["beside_1s_past_the_hold"] / median["alone_past_the_hold"], 3
+        ),
+        "targets": {
+            "beside_1s_vs_alone": 0.8,
+            "beside_hanging_vs_alone": 0.8,
+            "beside_1s_past_the_hold_vs_alone": 0.8,
+        },
     }

@@ -140,6 +140,10 @@ flows:
         leads = [{"id": f"B-{i:03d}", "lead": {}} for i in range(200)]
         await publish(kafka, topics.leads, leads)
         await fast.wait_for(200, timeout_s=90)  # 200 leads through 30 held records
+        # Their events are written once each acceptance is stored: none is sent again.
+        events = await collect(kafka, topics.events, 200)
+        decoded = [decode_with_schema_file(r.value, "delivery_event") for r in events]
+        assert Counter(e["destination_id"] for e in decoded) == {"fast": 200}  # parked: none
         assert len(slow.requests) <= 2
         assert await worker.stopped(signal.SIGKILL) == -signal.SIGKILL
         worker.start()

@@ -65,19 +65,24 @@ class Crowds:
 
     def gone(self, destination_id: str, key: str) -> None:
         """No longer parked for room (it left the table another way)."""
-        self._parked.get(destination_id, {}).pop(key, None)
-        if not self._parked.get(destination_id, True):
-            del self._parked[destination_id]
+        waiting = self._parked.get(destination_id)
+        if waiting is not None:
+            waiting.pop(key, None)
+            if not waiting:
+                del self._parked[destination_id]
 
     def with_room(self) -> list[tuple[str, str]]:
-        """Parked (destination, key)s to let go now, oldest first: as many as each destination's queue has
-        room for, less those already on their way back."""
+        """Parked (destination, key) pairs to let go now, oldest first: as many as each
+        destination's queue has room for, less those already on their way back."""
         now = self._clock()
+        for destination_id, coming in list(self._on_the_way.items()):
+            for key in [key for key, at in coming.items() if at < now - BACK_WITHIN_S]:
+                del coming[key]  # went elsewhere (a rebalance), or handled before it was due
+            if not coming:
+                del self._on_the_way[destination_id]
         chosen: list[tuple[str, str]] = []
         for destination_id, waiting in self._parked.items():
             coming = self._on_the_way.get(destination_id, {})
-            for key in [key for key, at in coming.items() if at < now - BACK_WITHIN_S]:
-                del coming[key]  # went elsewhere (a rebalance) or was handled already
             room = self.limit - self._queued.get(destination_id, 0) - len(coming)
             if room > 0:
                 chosen += ((destination_id, key) for key in islice(waiting, room))

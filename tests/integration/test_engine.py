@@ -59,20 +59,9 @@ async def test_one_destination_is_delivered_by_every_worker(
     assert shares["a"] >= 100 and shares["b"] >= 100, shares
 
 
-async def test_a_fast_destination_finishes_while_a_slow_one_is_still_in_flight(
-    kafka: Any, topics: Any, start_worker: Any
-) -> None:
-    released = asyncio.Event()
-
-    async def held(server: Recipient, received: Received) -> web.Response:
-        await released.wait()
-        return web.json_response({"id": "S-1"}, status=201)
-
-    fast = await Recipient().start()
-    slow = await Recipient(answer=held).start()
-    try:
-        start_worker(
-            f"""
+def fast_and_slow(fast: Recipient, slow: Recipient) -> str:
+    """A parallel flow to both; the slow one's answers may take minutes."""
+    return f"""
 destinations:
   - id: fast
     url: {fast.url("/fast")}
@@ -84,9 +73,27 @@ destinations:
 flows:
   - id: both
     plan: {{parallel: [fast, slow]}}
-""",
-            in_flight=8,
-        )
+"""
+
+
+def accepting_once(released: asyncio.Event) -> Any:
+    """A recipient's answer: 201, once ``released`` is set."""
+
+    async def held(server: Recipient, received: Received) -> web.Response:
+        await released.wait()
+        return web.json_response({"id": "S-1"}, status=201)
+
+    return held
+
+
+async def test_a_fast_destination_finishes_while_a_slow_one_is_still_in_flight(
+    kafka: Any, topics: Any, start_worker: Any
+) -> None:
+    released = asyncio.Event()
+    fast = await Recipient().start()
+    slow = await Recipient(answer=accepting_once(released)).start()
+    try:
+        start_worker(fast_and_slow(fast, slow), in_flight=8)
         await publish(kafka, topics.leads, [{"id": f"F-{i:03d}", "lead": {}} for i in range(200)])
         await fast.wait_for(200, timeout_s=90)
         events = await collect(kafka, topics.events, 200)
@@ -112,28 +119,11 @@ async def test_a_slow_destinations_backlog_waits_in_its_table_not_in_the_agent(
     loses none of it: after a restart the slow one gets each lead, the fast one none
     again, and every lead has one outcome."""
     released = asyncio.Event()
-
-    async def held(server: Recipient, received: Received) -> web.Response:
-        await released.wait()
-        return web.json_response({"id": "S-1"}, status=201)
-
     fast = await Recipient().start()
-    slow = await Recipient(answer=held).start()
+    slow = await Recipient(answer=accepting_once(released)).start()
     try:
         worker = start_worker(
-            f"""
-destinations:
-  - id: fast
-    url: {fast.url("/fast")}
-    mapping: {{ref: id}}
-  - id: slow
-    url: {slow.url("/slow")}
-    timeouts: {{total: 300, read: 300}}
-    mapping: {{ref: id}}
-flows:
-  - id: both
-    plan: {{parallel: [fast, slow]}}
-""",
+            fast_and_slow(fast, slow),
             in_flight=2,
             env={"COURIER_HELD_PER_AGENT": "30", "COURIER_QUEUED_PER_DESTINATION": "5"},
         )
@@ -149,13 +139,7 @@ flows:
         worker.start()
         released.set()
         await slow.wait_for(200, timeout_s=120)
-        outcomes = await outcome_ids(kafka, topics)
-        deadline = time.monotonic() + 60
-        while len(outcomes) < len(leads) and time.monotonic() < deadline:
-            await asyncio.sleep(1.0)
-            outcomes = await outcome_ids(kafka, topics)
-        await asyncio.sleep(2.0)  # anything more would show now
-        outcomes = await outcome_ids(kafka, topics)
+        outcomes = await settled_outcomes(kafka, topics, len(leads))
         assert outcomes == {lead["id"]: 1 for lead in leads}
         assert Counter(r.json()["ref"] for r in fast.requests) == outcomes  # none twice
         to_slow = Counter(r.json()["ref"] for r in slow.requests)
@@ -224,6 +208,18 @@ async def outcome_ids(kafka: Any, topics: Any) -> Counter[str]:
     return Counter(events.values())
 
 
+async def settled_outcomes(kafka: Any, topics: Any, count: int) -> Counter[str]:
+    """``outcome_ids`` once ``count`` leads have one (or two minutes have passed), and
+    three seconds more: a second outcome written late would show by then."""
+    outcomes = await outcome_ids(kafka, topics)
+    deadline = time.monotonic() + 120
+    while len(outcomes) < count and time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        outcomes = await outcome_ids(kafka, topics)
+    await asyncio.sleep(3.0)
+    return await outcome_ids(kafka, topics)
+
+
 async def test_sigkill_early_middle_and_late_keeps_every_promise(
     kafka: Any, recipient: Recipient, topics: Any, start_worker: Any
 ) -> None:
@@ -240,13 +236,7 @@ async def test_sigkill_early_middle_and_late_keeps_every_promise(
         for lead in await outcome_ids(kafka, topics):
             at_outcome.setdefault(lead, received[lead])
         worker.start()
-    outcomes = await outcome_ids(kafka, topics)
-    deadline = time.monotonic() + 120
-    while len(outcomes) < len(leads) and time.monotonic() < deadline:
-        await asyncio.sleep(1.0)
-        outcomes = await outcome_ids(kafka, topics)
-    await asyncio.sleep(3.0)  # anything more would show now
-    outcomes = await outcome_ids(kafka, topics)
+    outcomes = await settled_outcomes(kafka, topics, len(leads))
     assert set(outcomes) == {lead["id"] for lead in leads}, "a lead was lost"
     assert all(n == 1 for n in outcomes.values()), "a lead has two outcomes"
     received = Counter(r.json()["ref"] for r in recipient.requests)

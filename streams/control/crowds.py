@@ -11,9 +11,8 @@ So at most ``limit`` deliveries wait in memory for one destination. The next one
 parked like a retry (the item in the desk's table, confirmed before the record is
 acknowledged, so a SIGKILL loses nothing) and go on, oldest first, as the queue empties:
 first come, first served, so a new lead does not pass the parked ones. There is no time
-at which room is sure to free (every slot may hang), so they are let go by room, looked
-at with the parked retries; a time far ahead (``RECHECK_S``) only guards against an
-index that missed one.
+at which room is sure to free (every slot may hang, a daily allowance may be spent), so
+they are let go by room, looked at with the parked retries.
 """
 
 from __future__ import annotations
@@ -23,7 +22,11 @@ from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
 from typing import Any
 
-RECHECK_S = 600.0  # a delivery parked for room comes back after this anyway
+# A delivery parked for room comes back after a week anyway, as one held for a pause does.
+# Not sooner: whatever comes back by time joins the queue whatever its length, and a
+# buyer's daily allowance may keep thousands parked for hours. None is forgotten before:
+# the index is rebuilt from the table on every full read (``DueIndex``, every 5 minutes).
+RECHECK_S = 7 * 86400.0
 BACK_WITHIN_S = 30.0  # a delivery let go is counted as on its way back for this long
 
 

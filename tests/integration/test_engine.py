@@ -152,6 +152,42 @@ async def test_a_slow_destinations_backlog_waits_in_its_table_not_in_the_agent(
         await slow.stop()
 
 
+async def test_leads_waiting_for_an_hourly_allowance_wait_in_the_table(
+    kafka: Any, topics: Any, start_worker: Any
+) -> None:
+    """A buyer that takes 5 leads an hour beside a fast one: 5 go, 3 wait in memory for
+    the next hour and the rest in the table, and the fast one gets every lead meanwhile
+    (an agent holds only 20 records here)."""
+    fast = await Recipient().start()
+    hourly = await Recipient().start()
+    try:
+        start_worker(
+            f"""
+destinations:
+  - id: fast
+    url: {fast.url("/fast")}
+    mapping: {{ref: id}}
+  - id: hourly
+    url: {hourly.url("/hourly")}
+    limits: {{per_hour: 5}}
+    mapping: {{ref: id}}
+flows:
+  - id: both
+    plan: {{parallel: [fast, hourly]}}
+""",
+            env={"COURIER_HELD_PER_AGENT": "20", "COURIER_QUEUED_PER_DESTINATION": "3"},
+        )
+        await publish(kafka, topics.leads, [{"id": f"H-{i:03d}", "lead": {}} for i in range(100)])
+        await fast.wait_for(100, timeout_s=90)
+        events = await collect(kafka, topics.events, 105, settle_s=1.0)
+        decoded = [decode_with_schema_file(r.value, "delivery_event") for r in events]
+        assert Counter(e["destination_id"] for e in decoded) == {"fast": 100, "hourly": 5}
+        assert len(hourly.requests) == 5
+    finally:
+        await fast.stop()
+        await hourly.stop()
+
+
 async def test_a_circuit_opened_by_one_worker_skips_in_the_other(
     kafka: Any, topics: Any, start_worker: Any
 ) -> None:

@@ -18,7 +18,7 @@ they are let go by room, looked at with the parked retries.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import Any
 
@@ -32,10 +32,10 @@ BACK_WITHIN_S = 30.0  # a delivery let go is counted as on its way back for this
 
 class Crowds:
     def __init__(
-        self, queued: Mapping[str, int], limit: int, clock: Callable[[], float] = time.monotonic
+        self, queued: Callable[[str], int], limit: int, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        """``queued[destination_id]``: deliveries waiting in memory for the destination's
-        turn (the HTTP sender counts them); ``limit``: how many may."""
+        """``queued(destination_id)``: deliveries waiting in memory for the destination's
+        turn (the HTTP sender's count); ``limit``: how many may."""
         self._queued = queued
         self.limit = limit
         self._clock = clock
@@ -51,7 +51,7 @@ class Crowds:
             return False  # let go for room: it takes its place in the queue
         if self._parked.get(destination_id):
             return True  # older ones wait in the table: they go first
-        return self._queued.get(destination_id, 0) >= self.limit
+        return self._queued(destination_id) >= self.limit
 
     def parked(self, destination_id: str, key: str) -> None:
         self._parked.setdefault(destination_id, {})[key] = None
@@ -86,7 +86,7 @@ class Crowds:
         chosen: list[tuple[str, str]] = []
         for destination_id, waiting in self._parked.items():
             coming = self._on_the_way.get(destination_id, {})
-            room = self.limit - self._queued.get(destination_id, 0) - len(coming)
+            room = self.limit - self._queued(destination_id) - len(coming)
             if room > 0:
                 chosen += ((destination_id, key) for key in islice(waiting, room))
         return chosen

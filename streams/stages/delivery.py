@@ -98,10 +98,8 @@ class HttpSender:
         # destinations. A connector's DNS cache then never serves one to the other.
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self._gates: dict[str, tuple[float, Limits, Gate]] = {}  # share, limits, their gate
-        # Requests under way per destination id (a metric), and those waiting for the
-        # destination's turn (its in-flight slots or its rate).
+        # Requests under way per destination id (a metric).
         self.in_flight: Counter[str] = Counter()
-        self.queued: Counter[str] = Counter()
         # This worker's share of a destination's limits (its part of the partitions that
         # deliver to it): the limits hold for all workers together.
         self.share = 1.0
@@ -152,21 +150,18 @@ class HttpSender:
         gate = await self._gate(destination)
         if gate.idle:
             return await self._counted(req, destination)
-        self.queued[destination.id] += 1
-        waiting = True
-        try:
-            async with gate.held():
-                self.queued[destination.id] -= 1
-                waiting = False
-                # The circuit and the pause were asked before the wait; the circuit may
-                # have opened since (the requests ahead failed) or an operator paused the
-                # destination: leads queued behind them stay unsent.
-                if self._lets_through is not None and not self._lets_through(destination):
-                    raise StoppedWhileWaiting
-                return await self._counted(req, destination)
-        finally:
-            if waiting:  # cancelled, or the sender stopped, while it waited
-                self.queued[destination.id] -= 1
+        async with gate.held():
+            # The circuit and the pause were asked before the wait; the circuit may have
+            # opened since (the requests ahead failed) or an operator paused the
+            # destination: leads queued behind them stay unsent.
+            if self._lets_through is not None and not self._lets_through(destination):
+                raise StoppedWhileWaiting
+            return await self._counted(req, destination)
+
+    def queued(self, destination_id: str) -> int:
+        """Requests waiting for the destination's turn (its in-flight slots or its rate)."""
+        known = self._gates.get(destination_id)
+        return 0 if known is None else known[2].waiting
 
     async def _counted(self, req: HttpRequest, destination: Destination) -> HttpResponse:
         self.in_flight[destination.id] += 1

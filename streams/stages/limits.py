@@ -107,6 +107,7 @@ class Gate:
         self.allowance = Allowance(None, None, None, None)
         self._slots: Slots | None = None
         self._windows: dict[str, SlidingWindow] = {}
+        self.waiting = 0  # requests waiting for their turn (deliveries past it are parked)
 
     @property
     def idle(self) -> bool:
@@ -140,17 +141,22 @@ class Gate:
 
     @asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
-        # The per-day and per-hour allowances first: a request waiting for tomorrow must
-        # not hold this second's turn.
-        for name in ("day", "hour", "second"):
-            window = self._windows.get(name)
-            if window is not None:
-                await window.acquire()
-        slots = self._slots  # released into the one it came from, whatever retune does
+        self.waiting += 1
+        try:
+            # The per-day and per-hour allowances first: a request waiting for tomorrow
+            # must not hold this second's turn.
+            for name in ("day", "hour", "second"):
+                window = self._windows.get(name)
+                if window is not None:
+                    await window.acquire()
+            slots = self._slots  # released into the one it came from, whatever retune does
+            if slots is not None:
+                await slots.acquire()
+        finally:
+            self.waiting -= 1  # its turn came, or it was cancelled while it waited
         if slots is None:
             yield
             return
-        await slots.acquire()
         try:
             yield
         finally:

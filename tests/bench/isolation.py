@@ -71,18 +71,13 @@ def to_fast(record: Any) -> bool:
 
 
 async def one_run(
-    broker: EmbeddedBroker,
-    fast_url: str,
-    peer_url: str | None,
-    leads: list[bytes],
-    workdir: Path,
-    env: dict[str, str] | None = None,
+    broker: EmbeddedBroker, fast_url: str, peer_url: str | None, leads: list[bytes], workdir: Path
 ) -> float:
     tag = uuid.uuid4().hex[:8]
     destinations = destinations_yaml(fast_url, peer_url)
     await create_topics(broker.bootstrap, f"leads-{tag}")
     await produce_leads(broker.bootstrap, f"leads-{tag}", leads)
-    worker = start_courier(broker, fast_url, tag, workdir, destinations=destinations, env=env)
+    worker = start_courier(broker, fast_url, tag, workdir, destinations=destinations)
     try:
         return await outcome_rate(broker.bootstrap, f"events-{tag}", len(leads), 300, to_fast)
     finally:

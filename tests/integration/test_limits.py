@@ -94,13 +94,13 @@ async def test_the_sender_counts_what_waits_for_a_destinations_turn(sender: Http
         ).destinations
         tasks = [asyncio.ensure_future(attempt_delivery(lead(n), dest, sender)) for n in range(4)]
         await server.wait_for(1)
-        assert (sender.in_flight["one"], sender.queued["one"]) == (1, 3)
+        assert (sender.in_flight["one"], sender.queued("one")) == (1, 3)
         tasks[3].cancel()
         await asyncio.gather(tasks[3], return_exceptions=True)
-        assert sender.queued["one"] == 2
+        assert sender.queued("one") == 2
         answering.set()
         await asyncio.gather(*tasks[:3])
-        assert (sender.in_flight["one"], sender.queued["one"]) == (0, 0)
+        assert (sender.in_flight["one"], sender.queued("one")) == (0, 0)
     finally:
         answering.set()
         await server.stop()

@@ -9,7 +9,7 @@ from tests.unit.clock import Clock
 def test_room_is_the_queue_limit_less_what_waits_and_what_is_on_its_way_back() -> None:
     queued = {"crm": 3}
     clock = Clock()
-    crowds = Crowds(queued, limit=4, clock=clock)
+    crowds = Crowds(queued.__getitem__, limit=4, clock=clock)
     assert not crowds.must_wait("crm", "a")  # room in the queue: it joins it
     queued["crm"] = 4
     assert crowds.must_wait("crm", "a")
@@ -34,7 +34,7 @@ def test_room_is_the_queue_limit_less_what_waits_and_what_is_on_its_way_back() -
 
 
 def test_reading_the_table_again_orders_the_parked_by_when_they_were_parked() -> None:
-    crowds = Crowds({}, limit=2)
+    crowds = Crowds(lambda destination_id: 0, limit=2)
     crowds.parked("crm", "stale")  # not in the table any more: forgotten
     crowds.read_again(
         [

@@ -349,7 +349,7 @@ async def test_past_a_full_queue_deliveries_wait_in_the_table_and_go_on_oldest_f
         delivered={},
         parked={},
         clock=clock,
-        crowds=Crowds(queued, limit=2, clock=clock),
+        crowds=Crowds(queued.__getitem__, limit=2, clock=clock),
     )
     everything = Owned(frozenset({0}), 1)
     queued["buyer"] = 2  # the sender has two waiting for a slot
@@ -388,7 +388,7 @@ async def test_parked_for_room_is_found_again_when_the_table_is_read_whole() -> 
             delivered={},
             parked=parked,
             clock=clock,
-            crowds=Crowds(queued, limit=5, clock=clock),
+            crowds=Crowds(queued.__getitem__, limit=5, clock=clock),
         )
 
     table: dict[str, Any] = {}

@@ -76,6 +76,12 @@ flows:
 """
 
 
+def by_destination(events: list[Any]) -> Counter[str]:
+    """Delivery event records, counted by destination."""
+    decoded = (decode_with_schema_file(r.value, "delivery_event") for r in events)
+    return Counter(event["destination_id"] for event in decoded)
+
+
 def accepting_once(released: asyncio.Event) -> Any:
     """A recipient's answer: 201, once ``released`` is set."""
 
@@ -99,8 +105,7 @@ async def test_a_fast_destination_finishes_while_a_slow_one_is_still_in_flight(
         events = await collect(kafka, topics.events, 200)
         # Every fast delivery and its event, while the slow one holds its 8 slots.
         assert len(slow.requests) <= 8 * PARTITIONS
-        decoded = [decode_with_schema_file(r.value, "delivery_event") for r in events]
-        assert Counter(e["destination_id"] for e in decoded) == {"fast": 200}
+        assert by_destination(events) == {"fast": 200}
         released.set()
         outcomes = await collect(kafka, topics.outcomes, 200, timeout_s=120)
         assert len({r.key for r in outcomes}) == 200
@@ -132,8 +137,7 @@ async def test_a_slow_destinations_backlog_waits_in_its_table_not_in_the_agent(
         await fast.wait_for(200, timeout_s=90)  # 200 leads through 30 held records
         # Their events are written once each acceptance is stored: none is sent again.
         events = await collect(kafka, topics.events, 200)
-        decoded = [decode_with_schema_file(r.value, "delivery_event") for r in events]
-        assert Counter(e["destination_id"] for e in decoded) == {"fast": 200}  # parked: none
+        assert by_destination(events) == {"fast": 200}  # parked: none
         assert len(slow.requests) <= 2
         assert await worker.stopped(signal.SIGKILL) == -signal.SIGKILL
         worker.start()
@@ -180,8 +184,7 @@ flows:
         await publish(kafka, topics.leads, [{"id": f"H-{i:03d}", "lead": {}} for i in range(100)])
         await fast.wait_for(100, timeout_s=90)
         events = await collect(kafka, topics.events, 105, settle_s=1.0)
-        decoded = [decode_with_schema_file(r.value, "delivery_event") for r in events]
-        assert Counter(e["destination_id"] for e in decoded) == {"fast": 100, "hourly": 5}
+        assert by_destination(events) == {"fast": 100, "hourly": 5}
         assert len(hourly.requests) == 5
     finally:
         await fast.stop()

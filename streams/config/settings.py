@@ -92,9 +92,10 @@ class Settings(BaseSettings):
     history_days: float = Field(default=7.0, gt=0)
     # /readyz answers 503 "stalled" after this long with records waiting and none finished
     stall_s: float = Field(default=300.0, gt=0)
-    # uvloop: a few to ~13 % more leads a second than asyncio's own loop (docs/performance.md,
-    # `--only event_loop`); "asyncio" where uvloop is not wanted or not built (Windows).
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    # asyncio's own loop: since the collector's tuning (gc_young below) it delivers 10-14 %
+    # more leads a second than uvloop on the delivery set-up (docs/performance.md,
+    # `--only event_loop`; uvloop was ahead before it). "uvloop" stays an option.
+    event_loop: Literal["uvloop", "asyncio"] = "asyncio"
     # Python collects its youngest objects every 700 allocations by default, and every
     # collection of the older ones scans every live object. A worker holding thousands of
     # leads for a slow recipient (~200 objects each) spent over a quarter of its CPU there,

@@ -59,6 +59,7 @@ def paused_outcome(paused: str) -> Outcome:
 
 
 DRAINED = "Waiting work drained"  # the same for an operator's drain
+BID_EXPIRED = "Bid expired"  # an auction's post that waited past its bid's validity
 MAX_PAUSE_HOLD_S = 7 * 86400.0  # a lead held for a pause is tried again after a week anyway
 
 if TYPE_CHECKING:
@@ -188,6 +189,9 @@ class DeliveryDesk:
             drained = Outcome.skip(DRAINED, raw=item.drained_by)
             return self._finish(item, not_sent(item.lead, destination, drained, item.number))
         now = self._clock()
+        if item.deadline is not None and now > item.deadline:  # an auction's bid ran out
+            expired = Outcome.skip(BID_EXPIRED)
+            return self._finish(item, not_sent(item.lead, destination, expired, item.number))
         paused = self.admin.pause_reason(destination.id)
         if paused is not None:
             return self._paused(item, destination, paused, now)
@@ -247,7 +251,7 @@ class DeliveryDesk:
             self._store_parked(waiting, now + quota_s)
             return Handled(attempt, None, datetime.fromtimestamp(now + quota_s, UTC), changes)
         delay = retry_delay(destination.retry, attempt.outcome, item.number, self._draw)
-        if delay is not None:
+        if delay is not None and (item.deadline is None or now + delay <= item.deadline):
             parked = replace(item, number=item.number + 1)
             self._store_parked(parked, now + delay)
             next_at = datetime.fromtimestamp(now + delay, UTC)

@@ -396,7 +396,9 @@ class Home:
             path, destination_id = need.path, need.destination_id
             if path in running or path in state["asked"]:
                 continue
-            item = WorkItem(need.lead, destination_id, path, 1, need.has_fallback)
+            item = WorkItem(
+                need.lead, destination_id, path, 1, need.has_fallback, deadline=need.deadline
+            )
             if need.ping_timeout_s is not None:  # an auction's ping: here, never parked
                 ping = self._deliver(item, need.ping_timeout_s)
                 running[path] = (destination_id, asyncio.ensure_future(ping))

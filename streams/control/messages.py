@@ -39,6 +39,9 @@ class WorkItem:
     # An operator drained the destination's waiting work while this waited: who and why.
     # It ends without a request (the plan moves on).
     drained_by: str | None = None
+    # An auction's post: the end of its bid's validity (epoch seconds). Past it the post
+    # is not sent, and not retried (the buyer would refuse it): the auction moves on.
+    deadline: float | None = None
 
     def to_json(self) -> bytes:
         doc = {
@@ -54,6 +57,8 @@ class WorkItem:
             doc["quota_waits"] = self.quota_waits
         if self.drained_by is not None:
             doc["drained_by"] = self.drained_by
+        if self.deadline is not None:
+            doc["deadline"] = self.deadline
         return orjson.dumps(doc)
 
     @property
@@ -77,6 +82,7 @@ class WorkItem:
                 _traceparent(doc.get("traceparent")),
                 int(doc.get("quota_waits", 0)),
                 str(doc["drained_by"]) if doc.get("drained_by") is not None else None,
+                float(doc["deadline"]) if doc.get("deadline") is not None else None,
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise MessageError(f"work item: {type(exc).__name__}: {exc}") from None

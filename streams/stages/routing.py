@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -74,6 +74,8 @@ class Needed:
     # A ping-post auction's ping (and how long the auction waits for its answer): never
     # counted, parked or remembered as a delivery.
     ping_timeout_s: float | None = None
+    # An auction's post: when its bid stops being valid (epoch seconds); see WorkItem.
+    deadline: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,12 +195,14 @@ def _auction(
         ping = pings[buyer]
         assert ping is not None
         post_path = f"{path}.post:{buyer}"
-        if post_path not in known and not _still_valid(ping, step.bid_ttl_s, now):
+        valid_until = bid_valid_until(ping, step.bid_ttl_s)
+        if post_path not in known and now > valid_until:
             continue
         done = advance(Send(buyer), with_appended(lead, ping), known, post_path, True)
         tried += done.attempts
         if not done.finished:
-            return Progress(tried, False, lead, done.needed)
+            posts = [replace(need, deadline=valid_until) for need in done.needed]
+            return Progress(tried, False, lead, posts)
         if done.accepted:
             return Progress(tried, True, done.lead, [])
     if step.otherwise is None:
@@ -225,21 +229,21 @@ def bid_of(ping: Attempt) -> Decimal | None:
     return ping.outcome.price
 
 
-def _still_valid(ping: Attempt, ttl_s: float, now: float) -> bool:
-    """Within the auction's ``bid_ttl_s`` of the answer, and before the buyer's own
-    ``expires_at`` if it gave one (ISO 8601; one that cannot be read is not a limit)."""
-    if now > ping.finished_at.timestamp() + ttl_s:
-        return False
+def bid_valid_until(ping: Attempt, ttl_s: float) -> float:
+    """When a bid stops being valid (epoch seconds): ``bid_ttl_s`` after the answer, or the
+    buyer's own ``expires_at`` if it gave an earlier one (ISO 8601; one that cannot be
+    read is not a limit)."""
+    until = ping.finished_at.timestamp() + ttl_s
     expires = ping.outcome.appended.get("expires_at")
     if expires is None:
-        return True
+        return until
     try:
         moment = datetime.fromisoformat(str(expires).replace("Z", "+00:00"))
     except ValueError:
-        return True
+        return until
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return now <= moment.timestamp()
+    return min(until, moment.timestamp())
 
 
 async def route(step: Step, lead: Lead, deliver: Deliver) -> Routed:

@@ -1,7 +1,8 @@
-"""The worker on uvloop (its default) against asyncio's own loop: the delivery benchmark's
-set-up (nginx recipient, embedded broker, 4 partitions), alternating the two in pairs so
-a noisy machine's drift hits both alike. Ratio: uvloop's leads per second over asyncio's,
-and CPU per lead the other way round."""
+"""The worker on asyncio's own loop (its default) against uvloop (``COURIER_EVENT_LOOP``):
+the delivery benchmark's set-up (nginx recipient, embedded broker, 4 partitions),
+alternating the two in pairs so a noisy machine's drift hits both alike. Ratio: the
+default's leads per second over uvloop's (≥ 1.0 while the default is the right one), and
+CPU per lead the other way round."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from streams.cli.broker import EmbeddedBroker
 from tests.bench.delivery import Nginx, courier
 from tests.bench.mapping import sample_leads
 
-LOOPS = ("uvloop", "asyncio")
+LOOPS = ("asyncio", "uvloop")
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -44,7 +45,7 @@ async def _run(quick: bool) -> dict[str, Any]:
         "pairs": pairs,
         **{f"{loop}_leads_per_s": round(rate[loop]) for loop in LOOPS},
         **{f"{loop}_cpu_s_per_10k_leads": round(cost[loop], 1) for loop in LOOPS},
-        "uvloop_vs_asyncio_rate": round(rate["uvloop"] / rate["asyncio"], 3),
-        "asyncio_vs_uvloop_cpu": round(cost["asyncio"] / cost["uvloop"], 3),
-        "targets": {"uvloop_vs_asyncio_rate": 1.0},
+        "asyncio_vs_uvloop_rate": round(rate["asyncio"] / rate["uvloop"], 3),
+        "uvloop_vs_asyncio_cpu": round(cost["uvloop"] / cost["asyncio"], 3),
+        "targets": {"asyncio_vs_uvloop_rate": 1.0},
     }

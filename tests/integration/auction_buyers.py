@@ -27,6 +27,8 @@ class Buyer:
     appetite: Decimal  # multiplies the base bid
     states: frozenset[str] = frozenset(BASE_BY_STATE)
     refuses_posts: bool = False
+    # Answers every post 503 with this Retry-After (seconds): a buyer down after bidding.
+    down_for_s: int | None = None
     bid_ttl_s: float = 60.0
     bids: dict[str, tuple[Decimal, float]] = field(default_factory=dict)  # bid id → (bid, until)
     pings: list[dict[str, object]] = field(default_factory=list)
@@ -61,6 +63,9 @@ class AuctionBuyers(Recipient):
             expires = datetime.fromtimestamp(until, UTC).isoformat()
             return web.json_response({"bid": str(price), "bid_id": bid_id, "expires_at": expires})
         buyer.posts.append(body)
+        if buyer.down_for_s is not None:
+            retry_after = {"Retry-After": str(buyer.down_for_s)}
+            return web.json_response({"message": "Down"}, status=503, headers=retry_after)
         key = received.headers.get("Idempotency-Key", "")
         if key in buyer.answered:
             status, answer = buyer.answered[key]

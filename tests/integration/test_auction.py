@@ -99,6 +99,43 @@ flows:
     assert sorted(e["lead_id"] for e in sales) == ["A-CA", "A-NY", "A-TX"]
 
 
+async def test_a_post_is_not_retried_past_its_bid_the_next_bid_wins(
+    kafka: KafkaTarget, topics: Any, start_worker: Any
+) -> None:
+    """The best bidder's post answers 503 "retry after 3 s", past the auction's 2 s
+    ``bid_ttl_s``: no retry (the bid would be gone); the lead goes to the next bid while
+    that is still valid, instead of waiting out the first buyer's retries."""
+    buyers = await AuctionBuyers(
+        down=Buyer(Decimal("1.5"), down_for_s=3), steady=Buyer(Decimal("1.2"))
+    ).start()
+    base = buyers.url("").rstrip("/")
+    try:
+        start_worker(
+            "destinations:"
+            + "".join(
+                buyer_yaml(name, base) + "    retry: {max_attempts: 3}\n"
+                for name in ("down", "steady")
+            )
+            + """
+flows:
+  - id: auction
+    plan: {ping_post: {buyers: [down, steady], ping_timeout_ms: 2000, bid_ttl_s: 2}}
+"""
+        )
+        lead = {"id": "D-1", "lead": {"state": "CA", "loan_amount": 1000, "email": "d@x.com"}}
+        await publish(kafka, topics.leads, [lead])
+        [record] = await collect(kafka, topics.outcomes, 1, settle_s=4.0)
+    finally:
+        await buyers.stop()
+    outcome = decode_with_schema_file(record.value, "lead_outcome")
+    assert outcome["accepted_by"] == ["steady"]
+    assert [(d["destination_id"], d["outcome"]) for d in outcome["destinations"]] == [
+        ("down", "error"),
+        ("steady", "success"),
+    ]
+    assert len(buyers.buyers["down"].posts) == 1  # not retried past its bid
+
+
 async def test_a_worker_killed_mid_auction_sells_each_lead_once(
     kafka: KafkaTarget, topics: Any, start_worker: Any
 ) -> None:

@@ -59,17 +59,22 @@ async def test_one_destination_is_delivered_by_every_worker(
     assert shares["a"] >= 100 and shares["b"] >= 100, shares
 
 
-def fast_and_slow(fast: Recipient, slow: Recipient) -> str:
-    """A parallel flow to both; the slow one's answers may take minutes."""
+def fast_and_slow(
+    fast: Recipient, slow: Recipient, fast_caps: str = "", slow_caps: str = ""
+) -> str:
+    """A parallel flow to both; the slow one's answers may take minutes (``*_caps``: a
+    ``caps:`` block for one, if any)."""
+    fast_capped = f"\n    caps: {fast_caps}" if fast_caps else ""
+    slow_capped = f"\n    caps: {slow_caps}" if slow_caps else ""
     return f"""
 destinations:
   - id: fast
     url: {fast.url("/fast")}
-    mapping: {{ref: id}}
+    mapping: {{ref: id}}{fast_capped}
   - id: slow
     url: {slow.url("/slow")}
     timeouts: {{total: 300, read: 300}}
-    mapping: {{ref: id}}
+    mapping: {{ref: id}}{slow_capped}
 flows:
   - id: both
     plan: {{parallel: [fast, slow]}}
@@ -150,6 +155,47 @@ async def test_a_slow_destinations_backlog_waits_in_its_table_not_in_the_agent(
         assert set(to_slow) == set(outcomes)
         # Sent again: only the two the slow one had not answered when the worker died.
         assert sum(n - 1 for n in to_slow.values()) <= 2, to_slow.most_common(4)
+    finally:
+        released.set()
+        await fast.stop()
+        await slow.stop()
+
+
+async def test_a_slow_capped_destinations_backlog_waits_in_its_owners_table(
+    kafka: Any, topics: Any, start_worker: Any
+) -> None:
+    """Capped destinations are delivered from their own partitions, by one agent that
+    holds at most 30 records here: a slow capped one's backlog past its 5 waiting is
+    parked in that agent's table, so a fast capped one gets every lead meanwhile. After a
+    SIGKILL with the backlog parked, the slow one's cap of 150 still holds exactly: 150
+    leads accepted, the other 50 "Cap exceeded", one outcome each."""
+    released = asyncio.Event()
+    fast = await Recipient().start()
+    slow = await Recipient(answer=accepting_once(released)).start()
+    try:
+        worker = start_worker(
+            fast_and_slow(fast, slow, fast_caps="{day: 1000}", slow_caps="{day: 150}"),
+            in_flight=2,
+            env={"COURIER_HELD_PER_AGENT": "30", "COURIER_QUEUED_PER_DESTINATION": "5"},
+        )
+        leads = [{"id": f"C-{i:03d}", "lead": {}} for i in range(200)]
+        await publish(kafka, topics.leads, leads)
+        await fast.wait_for(200, timeout_s=90)
+        events = await collect(kafka, topics.events, 200)
+        assert by_destination(events) == {"fast": 200}
+        assert len(slow.requests) <= 2
+        assert await worker.stopped(signal.SIGKILL) == -signal.SIGKILL
+        worker.start()
+        released.set()
+        outcomes = await settled_outcomes(kafka, topics, len(leads))
+        assert outcomes == {lead["id"]: 1 for lead in leads}
+        assert Counter(r.json()["ref"] for r in fast.requests) == outcomes  # none twice
+        records = read_records(kafka.bootstrap, topics.outcomes, follow=False)
+        decoded = [decode_with_schema_file(r.value, "lead_outcome") async for r in records]
+        sold = {o["lead_id"] for o in decoded if "slow" in o["accepted_by"]}
+        assert len(sold) == 150
+        # Sent to it: the 150 it took, and at most the 2 it had not answered at the kill.
+        assert len({r.json()["ref"] for r in slow.requests}) <= 152
     finally:
         released.set()
         await fast.stop()

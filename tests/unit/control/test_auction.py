@@ -63,19 +63,28 @@ def test_every_buyer_is_pinged_at_once_then_the_best_bid_is_posted() -> None:
     assert [(n.path, n.destination_id, n.ping_timeout_s) for n in progress.needed] == [
         (f"plan.ping:{d}", d, 0.8) for d in BUYERS
     ]
+    answered = datetime.now(UTC)
+    soon = (answered + timedelta(seconds=30)).isoformat()  # b's own end, before bid_ttl_s
     known = {
-        "plan.ping:a": answer("a", bid("7.00"), "ping"),
-        "plan.ping:b": answer("b", bid("12.50"), "ping"),
+        "plan.ping:a": answer("a", bid("7.00"), "ping", at=answered),
+        "plan.ping:b": answer("b", bid("12.50", expires_at=soon), "ping", at=answered),
         "plan.ping:c": answer("c", bid("4.99"), "ping"),  # under the floor
     }
     [post] = advance(plan, LEAD, known).needed
     assert (post.path, post.destination_id, post.ping_timeout_s) == ("plan.post:b", "b", None)
+    # It is not sent, or retried, past the earlier of bid_ttl_s and the buyer's expires_at.
+    assert post.deadline == answered.timestamp() + 30
     assert phase_at(post.path) == "post" and phase_at("plan.ping:b") == "ping"
     # The post carries the bid and its id for the buyer's mapping.
-    assert post.lead.envelope["appended"]["b"] == {"bid": "12.50", "bid_id": "BID-12.50"}
+    assert post.lead.envelope["appended"]["b"] == {
+        "bid": "12.50",
+        "bid_id": "BID-12.50",
+        "expires_at": soon,
+    }
     known["plan.post:b"] = answer("b", Outcome.failure("Bid expired"), "post")
     [second] = advance(plan, LEAD, known).needed
     assert second.path == "plan.post:a"  # the next best; c stays under the floor
+    assert second.deadline == answered.timestamp() + 60
     known["plan.post:a"] = answer("a", Outcome.success(), "post")
     done = advance(plan, LEAD, known)
     assert done.finished and done.accepted

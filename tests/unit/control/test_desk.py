@@ -149,6 +149,28 @@ async def test_retry_after_sets_the_next_attempt() -> None:
     assert handled.next_attempt_at == datetime.fromtimestamp(NOW + 120.0, UTC)
 
 
+async def test_an_auctions_post_is_not_retried_or_sent_past_its_bids_validity() -> None:
+    """A post carries its bid's end (``deadline``): a retry that would come after it is not
+    parked (the auction moves to the next bid), and a post handled after it is not sent."""
+    clock = Clock(NOW)
+    recipient = Recipient(lambda _: Outcome.error("Recipient error (HTTP 503)", retryable=True))
+    buyer = desk(destination(circuit={"enabled": False}), recipient, clock)
+    post = replace(item("L1", has_fallback=True), deadline=NOW + 1.5)
+    first = await buyer.handle(post)
+    assert first.next_attempt_at == datetime.fromtimestamp(NOW + 1.0, UTC)  # in time
+    clock.now += 1.0
+    ((_, _, again),) = buyer.due(lambda _: True)
+    assert again.deadline == NOW + 1.5  # kept while parked
+    second = await buyer.handle(again)  # the next retry (2 s) would be past the bid
+    assert second.next_attempt_at is None and second.result is not None
+    assert second.result.outcome.reason == "Recipient error (HTTP 503)"
+    clock.now += 1.0
+    late = await buyer.handle(replace(item("L2", has_fallback=True), deadline=NOW + 1.5))
+    assert late.result is not None and late.result.outcome.reason == "Bid expired"
+    assert recipient.calls == [("L1", 1), ("L1", 2)]  # L2 never sent
+    assert WorkItem.from_json(post.to_json()).deadline == NOW + 1.5
+
+
 async def test_an_open_circuit_skips_or_parks_and_a_waterfall_always_moves_on() -> None:
     clock = Clock(NOW)
     failing = Recipient(lambda _: Outcome.error("Connection failed", retryable=False))

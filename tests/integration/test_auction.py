@@ -102,11 +102,11 @@ flows:
 async def test_a_post_is_not_retried_past_its_bid_the_next_bid_wins(
     kafka: KafkaTarget, topics: Any, start_worker: Any
 ) -> None:
-    """The best bidder's post answers 503 "retry after 3 s", past the auction's 2 s
+    """The best bidder's post answers 503 "retry after 8 s", past the auction's 5 s
     ``bid_ttl_s``: no retry (the bid would be gone); the lead goes to the next bid while
     that is still valid, instead of waiting out the first buyer's retries."""
     buyers = await AuctionBuyers(
-        down=Buyer(Decimal("1.5"), down_for_s=3), steady=Buyer(Decimal("1.2"))
+        down=Buyer(Decimal("1.5"), down_for_s=8), steady=Buyer(Decimal("1.2"))
     ).start()
     base = buyers.url("").rstrip("/")
     try:
@@ -119,7 +119,7 @@ async def test_a_post_is_not_retried_past_its_bid_the_next_bid_wins(
             + """
 flows:
   - id: auction
-    plan: {ping_post: {buyers: [down, steady], ping_timeout_ms: 2000, bid_ttl_s: 2}}
+    plan: {ping_post: {buyers: [down, steady], ping_timeout_ms: 2000, bid_ttl_s: 5}}
 """
         )
         lead = {"id": "D-1", "lead": {"state": "CA", "loan_amount": 1000, "email": "d@x.com"}}

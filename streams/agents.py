@@ -30,7 +30,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from streams import telemetry
 from streams.errors import SenderClosed
@@ -38,9 +38,14 @@ from streams.handlers import Handlers, Origin, Out, Stage
 from streams.progress import Progress
 from streams.topics import Topics
 
+if TYPE_CHECKING:
+    from streams.control.desk import DeliveryDesk
+    from streams.control.messages import WorkItem
+
 log = logging.getLogger(__name__)
 
 PARKED_CHECK_S = 0.2  # how often parked work is looked at: the lateness of a retry
+HAND_BACK_BATCH = 500  # due parked items written at once, then released from their table
 FORGET_CHECK_S = 300.0
 CAP_REPORT_S = 2.0
 # Rankings are by the minute over windows of minutes to days: a tally every 10 s is fresh
@@ -188,12 +193,24 @@ def register_agents(
         """Due retries and held leads go back as records: at home to the lead's partition,
         with caps to the destination's. Each is confirmed before it leaves its table."""
         on = await handlers()
-        for key, value, item in on.home.desk.due(owns_lead()):
-            await send_all([on.retry(item)])
-            on.home.desk.release(key, value)
-        for key, value, item in on.desk.due(owns_destination()):
-            await send_all([on.to_work(item)])
-            on.desk.release(key, value)
+        await hand_back(on.home.desk, on.home.desk.due(owns_lead()), on.retry)
+        await hand_back(on.desk, on.desk.due(owns_destination()), on.to_work)
+
+    async def hand_back(
+        desk: DeliveryDesk,
+        due: list[tuple[str, Any, WorkItem]],
+        record: Callable[[WorkItem], Out],
+    ) -> None:
+        """Due items as records, written a batch at a time and each released from its table
+        once the broker has confirmed its batch. One at a time, each waited for the
+        confirmation of the one before: ~300 a second, so thousands due at once (a
+        recipient back from maintenance) came back at 0.65x the rate they left
+        (``python -m tests.bench --only release``)."""
+        for start in range(0, len(due), HAND_BACK_BATCH):
+            batch = due[start : start + HAND_BACK_BATCH]
+            await send_all([record(item) for _, _, item in batch])
+            for key, value, _ in batch:
+                desk.release(key, value)
 
     @periodic(app, POLL_CHECK_S, "poll_feedback")
     async def poll_feedback() -> None:

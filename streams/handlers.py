@@ -450,6 +450,8 @@ class Handlers:
             yield [dead_letter(value, key, unreadable, origin)]
             return
         logs.about_lead(item.lead.id)
+        if self.desk.superseded(item):  # a stale copy of a handed-back item's record
+            return
         yield self.report(item, await self.desk.handle(item))
 
     def report(self, item: WorkItem, handled: Handled) -> list[Out]:

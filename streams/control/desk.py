@@ -404,6 +404,21 @@ class DeliveryDesk:
     def is_parked(self, item: WorkItem) -> bool:
         return _work_key(item) in self.parked
 
+    def superseded(self, item: WorkItem) -> bool:
+        """A handed-back item whose record was written twice: a worker stopped after
+        writing a batch and before taking its items from the table, and the next worker
+        handed them back again. The copy handled second is stale once the delivery has been
+        parked again since (for its next attempt, or its next quota wait): made, it would
+        repeat an attempt the recipient has had."""
+        value = self.parked.get(_work_key(item))
+        if value is None:
+            return False
+        try:
+            parked = WorkItem.from_json(str(value["item"]).encode())
+        except (MessageError, KeyError, TypeError):
+            return False  # ``due`` says what is wrong with it
+        return (parked.number, parked.quota_waits) > (item.number, item.quota_waits)
+
     def forget_delivered(self, older_than_s: float, owns: Callable[[str], bool]) -> int:
         """Drop remembered acceptances older than ``older_than_s``; how many were dropped."""
         horizon = self._clock() - older_than_s

@@ -207,7 +207,9 @@ class Home:
         """A parked delivery is due (its item carries its attempt number)."""
 
         def due(state: LeadState) -> tuple[LeadState, WorkItem] | None:
-            return None if item.path in state["known"] else (dict(state), item)
+            if item.path in state["known"] or self.desk.superseded(item):
+                return None  # answered already, or a stale copy of its record
+            return (dict(state), item)
 
         async for report in self._resume(item.lead.id, source, due):
             yield report

@@ -21,6 +21,7 @@ from tests.bench import (
     isolation,
     mapping,
     parked,
+    release,
     soak,
 )
 
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "isolation": isolation.run,
     "auction": auction.run,
     "parked": parked.run,
+    "release": release.run,
     "framework": framework.run,
     "event_loop": event_loop.run,
     "gc": collector.run,

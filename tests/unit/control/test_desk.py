@@ -142,6 +142,24 @@ async def test_a_retryable_outcome_is_parked_and_comes_back_when_due() -> None:
     assert last.result.outcome.retryable
 
 
+async def test_a_handed_back_items_copy_is_stale_once_it_is_parked_again() -> None:
+    """What the work agent and the lead's home ask of a due item's record before making
+    it (a worker may have written it twice): stale only if parked since for later."""
+    clock = Clock(NOW)
+    recipient = Recipient(lambda _: Outcome.error("Recipient error (HTTP 503)", retryable=True))
+    buyer = desk(destination(circuit={"enabled": False}), recipient, clock)
+    first = item("L1")
+    assert not buyer.superseded(first)  # nothing parked: a first attempt, or released
+    await buyer.handle(first)  # parked for attempt 2
+    clock.now += 1.0
+    ((_, _, second),) = buyer.due(lambda _: True)
+    assert not buyer.superseded(second)  # the record of what is parked
+    assert buyer.superseded(first)  # an older copy
+    waited = replace(second, quota_waits=1)
+    buyer._store_parked(waited, clock.now + 60)  # waits for its quota since
+    assert buyer.superseded(second) and not buyer.superseded(waited)
+
+
 async def test_retry_after_sets_the_next_attempt() -> None:
     asked = replace(Outcome.error("Rate limited", retryable=True), retry_after_s=120.0)
     buyer = desk(destination(), Recipient(lambda _: asked))

@@ -176,6 +176,27 @@ async def test_a_retry_waits_in_its_table_and_comes_back_with_its_number() -> No
     assert recipients.calls == [("buyer", 1), ("buyer", 2)]
 
 
+async def test_a_retrys_record_written_twice_makes_its_attempt_once() -> None:
+    """A worker stopped after writing a due retry's record and before taking the retry
+    from its table: the next one writes it again. The copy handled after the first had
+    parked the lead again (its next attempt) is stale: no third request."""
+    recipients = Recipients(buyer=unavailable)
+    at_home = home("buyer", recipients, buyer={"retry": {"max_attempts": 5}})
+    flow = at_home.flow("f")
+    assert flow is not None
+    await merged(at_home.take(LEAD, flow, SOURCE))
+    _make_due(at_home)
+    ((_, _, item),) = at_home.desk.due(lambda _: True)  # written, never released
+    first = await merged(at_home.retry(item, "routing:0:3"))
+    assert [a.number for a, _ in first.attempts] == [2]  # parked again, for attempt 3
+    copy = await merged(at_home.retry(item, "routing:0:4"))
+    assert copy.attempts == [] and copy.finished is None
+    assert recipients.calls == [("buyer", 1), ("buyer", 2)]
+    _make_due(at_home)
+    ((_, _, third),) = at_home.desk.due(lambda _: True)
+    assert third.number == 3 and not at_home.desk.superseded(third)
+
+
 def _make_due(at_home: Home) -> None:
     """Every parked item due now (rather than moving the desk's clock)."""
     for value in at_home.desk.parked.values():

@@ -7,9 +7,11 @@ nothing a recipient accepted before its outcome was written, and writes one outc
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import time
 from collections import Counter
+from email.utils import formatdate
 from typing import Any
 
 from aiohttp import web
@@ -369,6 +371,51 @@ async def test_sigkill_while_retries_wait_keeps_retry_after_and_max_attempts(
         assert all(n == 2 for n in seen.values()), seen  # max_attempts held, none lost
         gaps = [t[1] - t[0] for t in times.values()]
         assert min(gaps) >= 3.0, min(gaps)  # Retry-After held across the kill
+    finally:
+        await recipient.stop()
+
+
+async def test_sigkill_while_a_crowd_of_due_retries_is_handed_back_repeats_none(
+    kafka: Any, topics: Any, start_worker: Any
+) -> None:
+    """400 leads refused with one Retry-After date for all are due at once and handed back
+    in batches; the worker is killed mid-way through that pass and started again, which
+    hands back again what it had written and not yet taken from its table. A copy whose
+    delivery had been made meanwhile (and parked for its third attempt) is dropped: every
+    lead gets its three requests, plus at most the few in flight at the kill."""
+    seen: Counter[str] = Counter()
+    back_at: list[float] = []
+
+    async def down_twice(server: Recipient, received: Received) -> web.Response:
+        ref = received.json()["ref"]
+        seen[ref] += 1
+        if seen[ref] == 1:
+            back_at.append(back_at[0] if back_at else time.time() + 6)
+            date = formatdate(math.ceil(back_at[0]), usegmt=True)
+            return web.json_response(
+                {"error": "maintenance"}, status=503, headers={"Retry-After": date}
+            )
+        if seen[ref] == 2:
+            return web.json_response({"error": "busy"}, status=503, headers={"Retry-After": "2"})
+        return web.json_response({"id": ref}, status=201)
+
+    recipient = await Recipient(answer=down_twice, delay_s=0.02).start()
+    try:
+        worker = start_worker(
+            one_buyer(recipient, retry="{max_attempts: 3}", circuit="{enabled: false}"),
+            in_flight=4,
+            env={"WORKER_TAG": "a"},
+        )
+        leads = [{"id": f"D-{i:03d}", "lead": {}} for i in range(400)]
+        await publish(kafka, topics.leads, leads)
+        await recipient.wait_for(400 + 150, timeout_s=120)  # mid-way through the release
+        assert await worker.stopped(signal.SIGKILL) == -signal.SIGKILL
+        worker.start()
+        outcomes = await settled_outcomes(kafka, topics, len(leads))
+        assert outcomes == {lead["id"]: 1 for lead in leads}
+        assert set(seen) == set(outcomes) and min(seen.values()) == 3
+        repeated = sum(n - 3 for n in seen.values())
+        assert repeated <= 2 * 4 * PARTITIONS, seen.most_common(5)  # in flight at the kill
     finally:
         await recipient.stop()
 

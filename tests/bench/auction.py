@@ -18,27 +18,26 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from streams.cli.broker import EmbeddedBroker, free_port
+from streams.cli.broker import EmbeddedBroker
 from tests.bench.delivery import create_topics, outcome_rate, produce_leads, start_courier
 from tests.bench.mapping import sample_leads
+from tests.integration.local_server import LocalServer
 
 LATENCY_S = 0.1
 BUYERS = 5
 IN_FLIGHT = 256
 
 
-class Buyers:
+class Buyers(LocalServer):
     """Five buyers on one port: ``/ping/<n>`` bids 10 + n after 100 ms, ``/post/<n>`` buys
     after 100 ms (as does ``/single``, the baseline's one destination)."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.runner: web.AppRunner | None = None
+    backlog = 2048
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return self.base_url(path)
 
-    async def __aenter__(self) -> Buyers:
+    def build_app(self) -> web.Application:
         async def ping(request: web.Request) -> web.Response:
             await request.read()
             await asyncio.sleep(LATENCY_S)
@@ -54,14 +53,7 @@ class Buyers:
         app.router.add_post("/ping/{n}", ping)
         app.router.add_post("/post/{n}", buy)
         app.router.add_post("/single", buy)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port, backlog=2048).start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
+        return app
 
 
 def single_yaml(buyers: Buyers) -> str:

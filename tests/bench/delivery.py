@@ -36,6 +36,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.cli.broker import EmbeddedBroker, free_port
 from tests.bench.mapping import COPIES, TEMPLATES, sample_leads
+from tests.integration.local_server import LocalServer
 
 PARTITIONS = 4
 IN_FLIGHT = 64
@@ -346,18 +347,19 @@ def _usage(pid: int) -> tuple[float, float]:
     return cpu_s, peak_kb / 1024
 
 
-class SlowRecipient:
+class SlowRecipient(LocalServer):
     """Answers after a fixed latency (an aiohttp server is fine here: it mostly waits)."""
 
+    backlog = 1024
+
     def __init__(self, latency_s: float) -> None:
+        super().__init__()
         self.latency_s = latency_s
-        self.port = free_port()
-        self.runner: web.AppRunner | None = None
 
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/leads"
+        return self.base_url("/leads")
 
-    async def __aenter__(self) -> SlowRecipient:
+    def build_app(self) -> web.Application:
         async def answer(request: web.Request) -> web.Response:
             await request.read()
             await asyncio.sleep(self.latency_s)
@@ -365,14 +367,7 @@ class SlowRecipient:
 
         app = web.Application()
         app.router.add_post("/leads", answer)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port, backlog=1024).start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
+        return app
 
 
 SLOW_LATENCY_S = 0.2

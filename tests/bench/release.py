@@ -23,25 +23,27 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from streams.cli.broker import EmbeddedBroker, free_port
+from streams.cli.broker import EmbeddedBroker
 from tests.bench.delivery import create_topics, produce_leads, start_courier
 from tests.bench.mapping import sample_leads
+from tests.integration.local_server import LocalServer
 
 
-class DownThenUp:
+class DownThenUp(LocalServer):
     """503 with one shared Retry-After to each lead's first request, 201 to the next."""
 
+    backlog = 1024
+
     def __init__(self, leads: int) -> None:
-        self.port = free_port()
+        super().__init__()
         self.leads = leads
         self.refused: list[float] = []  # when each 503 was answered
         self.taken: list[float] = []  # when each 201 was answered
         self._seen: set[str] = set()
         self._back_at: float | None = None
-        self.runner: web.AppRunner | None = None
 
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/leads"
+        return self.base_url("/leads")
 
     def _retry_after(self, now: float) -> str:
         if self._back_at is None:
@@ -49,7 +51,7 @@ class DownThenUp:
             self._back_at = math.ceil(now + self.leads / 150 + 3)
         return formatdate(self._back_at, usegmt=True)
 
-    async def __aenter__(self) -> DownThenUp:
+    def build_app(self) -> web.Application:
         async def answer(request: web.Request) -> web.Response:
             ref = orjson.loads(await request.read())["ref"]
             now = time.time()
@@ -63,14 +65,7 @@ class DownThenUp:
 
         app = web.Application()
         app.router.add_post("/leads", answer)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port, backlog=1024).start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
+        return app
 
 
 def destination_yaml(url: str) -> str:

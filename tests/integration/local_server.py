@@ -1,5 +1,6 @@
 """The part every local HTTP server of the tests shares: an aiohttp app on a free
-127.0.0.1 port, started and stopped by the test. Subclasses say what the app serves."""
+127.0.0.1 port, started and stopped by the test (or the benchmark: ``async with``).
+Subclasses say what the app serves."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from aiohttp import web
 
 
 class LocalServer:
+    backlog = 128  # connections waiting to be accepted: a benchmark opens hundreds at once
+
     def __init__(self) -> None:
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -22,7 +25,7 @@ class LocalServer:
     async def start(self) -> Self:
         self._runner = web.AppRunner(self.build_app(), access_log=None, shutdown_timeout=1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=self.backlog)
         await site.start()
         self.port = self._runner.addresses[0][1]
         return self
@@ -30,3 +33,9 @@ class LocalServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()

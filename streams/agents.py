@@ -208,7 +208,14 @@ def register_agents(
         (``python -m tests.bench --only release``)."""
         for start in range(0, len(due), HAND_BACK_BATCH):
             batch = due[start : start + HAND_BACK_BATCH]
-            await send_all([record(item) for _, _, item in batch])
+            for key, value, _ in batch:
+                desk.handing_back(key, value)
+            try:
+                await send_all([record(item) for _, _, item in batch])
+            except BaseException:
+                for key, value, _ in batch:
+                    desk.not_handed_back(key, value)
+                raise
             for key, value, _ in batch:
                 desk.release(key, value)
 

@@ -57,7 +57,10 @@ class Crowds:
         self._parked.setdefault(destination_id, {})[key] = None
 
     def let_go(self, destination_id: str, key: str) -> None:
-        """Its item left the table as a record: it comes back to the queue."""
+        """Its item is being written as a record: it comes back to the queue. Said before
+        the write, not after its confirmation: the record may be read back before the
+        confirmation arrives, and must then find its place (it was parked again instead,
+        first in line, over and over on a loaded machine)."""
         waiting = self._parked.get(destination_id)
         if waiting is None or key not in waiting:
             return  # parked for a retry or a hold, not for room
@@ -65,6 +68,14 @@ class Crowds:
         if not waiting:
             del self._parked[destination_id]
         self._on_the_way.setdefault(destination_id, {})[key] = self._clock()
+
+    def kept(self, destination_id: str, key: str) -> None:
+        """Its record could not be written after ``let_go``: it waits again, first."""
+        coming = self._on_the_way.get(destination_id)
+        if coming is None or coming.pop(key, None) is None:
+            return  # not let go, or already back
+        waiting = self._parked.get(destination_id, {})
+        self._parked[destination_id] = {key: None, **waiting}
 
     def gone(self, destination_id: str, key: str) -> None:
         """No longer parked for room (it left the table another way)."""

@@ -393,13 +393,22 @@ class DeliveryDesk:
         reset_at = self.admin.circuits_reset_at.get(circuit) if circuit is not None else None
         return reset_at is not None and reset_at >= parked["parked_at"]
 
+    def handing_back(self, key: str, value: Any) -> None:
+        """A parked item's record is about to be written (``release`` once it is stored,
+        ``not_handed_back`` if it could not be)."""
+        crowded = value.get("crowded")
+        if crowded is not None and self._crowds is not None:
+            self._crowds.let_go(crowded, key)
+
+    def not_handed_back(self, key: str, value: Any) -> None:
+        crowded = value.get("crowded")
+        if crowded is not None and self._crowds is not None and self.parked.get(key) == value:
+            self._crowds.kept(crowded, key)
+
     def release(self, key: str, value: Any) -> None:
         """Forget a parked item handed back: unless it was parked again meanwhile."""
         if self.parked.get(key) == value:
             self._due.remove(key)
-            crowded = value.get("crowded")
-            if crowded is not None and self._crowds is not None:
-                self._crowds.let_go(crowded, key)
 
     def is_parked(self, item: WorkItem) -> bool:
         return _work_key(item) in self.parked

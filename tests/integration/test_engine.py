@@ -14,7 +14,6 @@ from collections import Counter
 from email.utils import formatdate
 from typing import Any
 
-import pytest
 from aiohttp import web
 
 from streams.cli.console import read_records
@@ -123,6 +122,36 @@ async def test_a_fast_destination_finishes_while_a_slow_one_is_still_in_flight(
         await slow.stop()
 
 
+async def park_a_slow_backlog_then_kill(
+    kafka: Any,
+    topics: Any,
+    start_worker: Any,
+    destinations: str,
+    fast: Recipient,
+    slow: Recipient,
+    prefix: str,
+) -> list[dict[str, Any]]:
+    """200 leads to a fast and a slow destination through an agent that holds at most 30
+    records, the slow one with 5 waiting in memory: the fast one gets every lead while the
+    slow one answers none (the rest of its backlog is parked); then a SIGKILL, and a new
+    worker started. The leads sent."""
+    worker = start_worker(
+        destinations,
+        in_flight=2,
+        env={"COURIER_HELD_PER_AGENT": "30", "COURIER_QUEUED_PER_DESTINATION": "5"},
+    )
+    leads = [{"id": f"{prefix}-{i:03d}", "lead": {}} for i in range(200)]
+    await publish(kafka, topics.leads, leads)
+    await fast.wait_for(200, timeout_s=90)  # 200 leads through 30 held records
+    # Their events are written once each acceptance is stored: none is sent again.
+    events = await collect(kafka, topics.events, 200)
+    assert by_destination(events) == {"fast": 200}  # parked: none
+    assert len(slow.requests) <= 2
+    assert await worker.stopped(signal.SIGKILL) == -signal.SIGKILL
+    worker.start()
+    return leads
+
+
 async def test_a_slow_destinations_backlog_waits_in_its_table_not_in_the_agent(
     kafka: Any, topics: Any, start_worker: Any
 ) -> None:
@@ -135,20 +164,9 @@ async def test_a_slow_destinations_backlog_waits_in_its_table_not_in_the_agent(
     fast = await Recipient().start()
     slow = await Recipient(answer=accepting_once(released)).start()
     try:
-        worker = start_worker(
-            fast_and_slow(fast, slow),
-            in_flight=2,
-            env={"COURIER_HELD_PER_AGENT": "30", "COURIER_QUEUED_PER_DESTINATION": "5"},
+        leads = await park_a_slow_backlog_then_kill(
+            kafka, topics, start_worker, fast_and_slow(fast, slow), fast, slow, "B"
         )
-        leads = [{"id": f"B-{i:03d}", "lead": {}} for i in range(200)]
-        await publish(kafka, topics.leads, leads)
-        await fast.wait_for(200, timeout_s=90)  # 200 leads through 30 held records
-        # Their events are written once each acceptance is stored: none is sent again.
-        events = await collect(kafka, topics.events, 200)
-        assert by_destination(events) == {"fast": 200}  # parked: none
-        assert len(slow.requests) <= 2
-        assert await worker.stopped(signal.SIGKILL) == -signal.SIGKILL
-        worker.start()
         released.set()
         await slow.wait_for(200, timeout_s=120)
         outcomes = await settled_outcomes(kafka, topics, len(leads))
@@ -164,10 +182,6 @@ async def test_a_slow_destinations_backlog_waits_in_its_table_not_in_the_agent(
         await slow.stop()
 
 
-@pytest.mark.skip(
-    reason="flaky (stop 34): passed locally and in CI on 6a7e22f, then in CI on cd00094 only "
-    "50 of 200 leads had an outcome 120 s after the restart; under investigation (issue #12)"
-)
 async def test_a_slow_capped_destinations_backlog_waits_in_its_owners_table(
     kafka: Any, topics: Any, start_worker: Any
 ) -> None:
@@ -180,19 +194,10 @@ async def test_a_slow_capped_destinations_backlog_waits_in_its_owners_table(
     fast = await Recipient().start()
     slow = await Recipient(answer=accepting_once(released)).start()
     try:
-        worker = start_worker(
-            fast_and_slow(fast, slow, fast_caps="{day: 1000}", slow_caps="{day: 150}"),
-            in_flight=2,
-            env={"COURIER_HELD_PER_AGENT": "30", "COURIER_QUEUED_PER_DESTINATION": "5"},
+        capped = fast_and_slow(fast, slow, fast_caps="{day: 1000}", slow_caps="{day: 150}")
+        leads = await park_a_slow_backlog_then_kill(
+            kafka, topics, start_worker, capped, fast, slow, "C"
         )
-        leads = [{"id": f"C-{i:03d}", "lead": {}} for i in range(200)]
-        await publish(kafka, topics.leads, leads)
-        await fast.wait_for(200, timeout_s=90)
-        events = await collect(kafka, topics.events, 200)
-        assert by_destination(events) == {"fast": 200}
-        assert len(slow.requests) <= 2
-        assert await worker.stopped(signal.SIGKILL) == -signal.SIGKILL
-        worker.start()
         released.set()
         outcomes = await settled_outcomes(kafka, topics, len(leads))
         assert outcomes == {lead["id"]: 1 for lead in leads}

@@ -45,3 +45,16 @@ def test_reading_the_table_again_orders_the_parked_by_when_they_were_parked() ->
         ]
     )
     assert crowds.with_room() == [("crm", "crm|L1|p"), ("crm", "crm|L2|p"), ("erp", "erp|L3|p")]
+
+
+def test_one_whose_record_could_not_be_written_waits_again_first() -> None:
+    crowds = Crowds(lambda destination_id: 0, limit=1)
+    for key in ("a", "b"):
+        crowds.parked("crm", key)
+    assert crowds.with_room() == [("crm", "a")]
+    crowds.let_go("crm", "a")
+    assert crowds.with_room() == []  # its place is taken while its record is written
+    crowds.kept("crm", "a")  # the write failed: it is in the table still, first in line
+    assert crowds.with_room() == [("crm", "a")]
+    crowds.kept("crm", "b")  # never let go: nothing changes
+    assert crowds.with_room() == [("crm", "a")]

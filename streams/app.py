@@ -52,10 +52,13 @@ from streams.control.home import Home, LeadStates
 from streams.control.lookback import control_lookback_s
 from streams.control.tables import (
     ROCKSDB_SCHEME,
+    ROCKSDB_SCHEMES,
     Owned,
+    budget_store_memory,
     confirmed,
     keyed_table,
     partition_of,
+    store_memory,
     track_writes,
 )
 from streams.errors import ConfigError, DeliveryError, StoppedWhileWaiting
@@ -412,6 +415,13 @@ def measure(
         "Seconds without a finished record while records wait (0: idle or moving)",
         stalled,
     )
+    if app.conf.store.scheme in ROCKSDB_SCHEMES:
+        telemetry.gauge(
+            "courier.store.memory",
+            "By",
+            "Memory of the RocksDB tables (COURIER_STORE_MEMORY_MB): total, and of it memtables",
+            lambda: [(n, {"part": part}) for part, n in store_memory().usage().items()],
+        )
     telemetry.gauge(
         "courier.consumer.lag",
         "{record}",
@@ -430,6 +440,8 @@ def faust_options(settings: Settings, app_id: str) -> dict[str, Any]:
     lead (``courier worker`` and ``courier insight`` alike)."""
     data_dir = settings.data_dir / app_id
     data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
+    if settings.store == "rocksdb":
+        budget_store_memory(settings.store_memory_mb)
     return {
         # Our transport: Faust's aiokafka one with a shorter fetch wait (see above).
         "broker": settings.broker_url().replace("kafka://", f"{TRANSPORT_SCHEME}://", 1),

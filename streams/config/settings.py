@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     # RocksDB (faust-streaming's rocksdict store): tables on disk, a restart reads only the
     # changelog written since. "memory": rebuilt from the changelogs at every start.
     store: Literal["rocksdb", "memory"] = "rocksdb"
+    store_memory_mb: int = Field(
+        default=64,
+        ge=8,
+        le=1_000_000,
+        description="memory of every RocksDB table of the worker together: blocks read "
+        "and changes not yet written to disk (half at most)",
+    )
     # A managed Kafka: TLS and SASL (streams/config/kafka.py; docs/brokers.md)
     kafka_security_protocol: Protocol | None = None
     kafka_ssl_ca_file: Path | None = None

@@ -16,11 +16,13 @@ import asyncio
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
 from faust.stores import STORES
+from faust.stores.rocksdb import RocksDBOptions
 from faust.stores.rocksdb import Store as FaustRocksStore
 
 
@@ -92,13 +94,97 @@ def forget_older(
 # RocksDB sizes per table partition (each is a database of its own). Faust's defaults are
 # a 2 GiB block cache and three 64 MiB memtables per database: with ~30 of them a worker's
 # memory grew with every lead written until memtables flushed (200 MB → 426 MB over 200k
-# leads in the soak benchmark). Our tables hold small values read mostly once.
+# leads in the soak benchmark). Our tables hold small values read mostly once. The block
+# cache is not sized here: every database shares the process's (``StoreMemory``).
 ROCKSDB_SIZES: dict[str, int] = {
     "write_buffer_size": 4 * 1024 * 1024,
     "max_write_buffer_number": 2,
     "target_file_size_base": 8 * 1024 * 1024,
-    "block_cache_size": 8 * 1024 * 1024,
+    # Bits of bloom filter a key. Most lookups are of keys not stored (a new lead's state,
+    # an acceptance not remembered): Faust's 3 bits let ~1 in 7 of them read a data block
+    # from disk and keep it in the cache; 10 bits, ~1 in 100.
+    "bloom_filter_size": 10,
 }
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoreMemory:
+    """One memory budget for every RocksDB database of the process: a block cache that the
+    memtables are charged to as well (RocksDB's write buffer manager), so blocks read and
+    changes not yet flushed share one limit. With a cache of its own for each table
+    partition (Faust's way), the memory a worker could hold grew with its tables and
+    partitions (8 MiB for each of 36 databases on 4 partitions, 288 on 32), and it filled
+    slowly as leads were read back: ~1 MB every 10 s in the soak benchmark, most of the
+    worker's RSS growth (docs/performance.md)."""
+
+    cache: Any  # rocksdict.Cache
+    writes: Any  # rocksdict.WriteBufferManager
+
+    @classmethod
+    def of(cls, megabytes: int) -> StoreMemory:
+        from rocksdict import Cache, WriteBufferManager
+
+        cache = Cache(megabytes * MIB)
+        # Memtables may take half the budget; past it RocksDB flushes the largest (no stall).
+        writes = WriteBufferManager.new_write_buffer_manager_with_cache(
+            megabytes * MIB // 2, False, cache
+        )
+        return cls(cache, writes)
+
+    def usage(self) -> dict[str, int]:
+        """Bytes in use: the whole budget's (blocks and memtables) and the memtables'."""
+        return {"total": self.cache.get_usage(), "memtables": self.writes.get_usage()}
+
+
+STORE_MEMORY_MB = 64
+_store_memory: StoreMemory | None = None
+
+
+def budget_store_memory(megabytes: int) -> StoreMemory:
+    """Every RocksDB database this process opens from now on shares ``megabytes``."""
+    global _store_memory
+    _store_memory = StoreMemory.of(megabytes)
+    return _store_memory
+
+
+def store_memory() -> StoreMemory:
+    """The process's store budget (``STORE_MEMORY_MB`` when none was set)."""
+    return _store_memory or budget_store_memory(STORE_MEMORY_MB)
+
+
+class SharedMemoryOptions(RocksDBOptions):
+    """Faust's RocksDB options with the process's shared cache and write buffer manager.
+    Opens a database with one options object: Faust's ``open`` builds two (a block cache
+    each) and uses the second."""
+
+    def open(self, path: Path, *, read_only: bool = False) -> Any:
+        from rocksdict import AccessType, Rdict, ReadOptions
+
+        access = AccessType.read_write() if self.ttl is None else AccessType.with_ttl(self.ttl)
+        db = Rdict(str(path), options=self.as_options(), access_type=access)
+        db.set_read_options(ReadOptions())
+        return db
+
+    def as_options(self) -> Any:
+        from rocksdict import BlockBasedIndexType, BlockBasedOptions, Options
+
+        memory = store_memory()
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        if self.max_open_files is not None:
+            options.set_max_open_files(self.max_open_files)
+        options.set_write_buffer_size(self.write_buffer_size)
+        options.set_target_file_size_base(self.target_file_size_base)
+        options.set_max_write_buffer_number(self.max_write_buffer_number)
+        options.set_write_buffer_manager(memory.writes)
+        tables = BlockBasedOptions()
+        tables.set_bloom_filter(self.bloom_filter_size, False)
+        tables.set_block_cache(memory.cache)
+        tables.set_index_type(BlockBasedIndexType.binary_search())
+        options.set_block_based_table_factory(tables)
+        return options
 
 
 def table_options(keep_s: float | None = None) -> dict[str, Any]:
@@ -136,7 +222,12 @@ class RocksStore(FaustRocksStore):
     table, so ~0.8 s of stalled event loop at each assignment and again at each stop (more
     on a larger heap). Closing each dropped database releases its lock at once without
     looking at every object in the process; a read through a closed handle raises
-    rocksdict's DbClosedError rather than reading freed memory."""
+    rocksdict's DbClosedError rather than reading freed memory. Its databases share the
+    process's memory budget (``SharedMemoryOptions``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rocksdb_options = SharedMemoryOptions(**(self.options or {}))
 
     def revoke_partitions(self, table: Any, tps: Any) -> None:
         for tp in tps:

@@ -216,6 +216,10 @@ destinations:
         assert {s.labels["generation"] for s in collected} == {"0", "1", "2"}
         assert total(samples, "courier_gc_duration_seconds_total", generation="0") > 0
         assert "courier_consumer_lag" in samples
+        # The RocksDB tables' memory, within COURIER_STORE_MEMORY_MB (64 MiB by default)
+        store = total(samples, "courier_store_memory_bytes", part="total")
+        assert 0 < store <= 64 * 1024 * 1024 * 1.5
+        assert 0 < total(samples, "courier_store_memory_bytes", part="memtables") <= store
         assert "courier_retries_parked" in samples
         assert not any(value in repr(samples) for value in PRIVATE)
         assert collector.metric_exports > 0  # and to the collector over OTLP

@@ -14,11 +14,16 @@ import pytest
 
 from streams.control.home import LeadStates
 from streams.control.tables import (
+    MIB,
     ROCKSDB_SCHEME,
     ROCKSDB_SIZES,
+    STORE_MEMORY_MB,
+    SharedMemoryOptions,
+    budget_store_memory,
     expiring,
     forget_older,
     keyed_table,
+    store_memory,
 )
 
 
@@ -88,8 +93,34 @@ def test_keeping_forever_is_the_default(tmp_path: Path) -> None:
     assert not table.expires_itself
     assert table.data.rocksdb_options.ttl is None
     # Sized for small values, not Faust's 2 GiB cache and 3 x 64 MiB memtables a database.
-    assert table.data.rocksdb_options.block_cache_size == ROCKSDB_SIZES["block_cache_size"]
-    assert table.data.rocksdb_options.write_buffer_size == 4 * 1024 * 1024
+    assert table.data.rocksdb_options.write_buffer_size == ROCKSDB_SIZES["write_buffer_size"]
+    assert isinstance(table.data.rocksdb_options, SharedMemoryOptions)
+
+
+def test_every_database_of_the_process_shares_one_memory_budget(tmp_path: Path) -> None:
+    """Eight databases, 32 MB written to each and read back: their blocks read and their
+    memtables together stay near the process's 8 MiB (a cache of their own each would
+    hold up to 8 x 8 MiB of blocks, and their memtables come on top). RocksDB's limit is
+    soft at the margin (a memtable's arena is reserved in whole blocks): 10 MB here."""
+    budget_store_memory(8)
+    try:
+        options = SharedMemoryOptions(**ROCKSDB_SIZES)
+        dbs = [options.open(tmp_path / f"table-{n}") for n in range(8)]
+        value = bytes(1024)
+        for written in (16_000, 32_000):
+            for db in dbs:
+                for key in range(written - 16_000, written):
+                    db[key.to_bytes(4, "big")] = value
+            assert store_memory().usage()["memtables"] > 0
+            for db in dbs:
+                for key in range(0, written, 7):
+                    assert db[key.to_bytes(4, "big")] == value
+            used = store_memory().usage()["total"]
+            assert 0 < used <= 8 * MIB * 1.5
+        for db in dbs:
+            db.close()
+    finally:
+        budget_store_memory(STORE_MEMORY_MB)
 
 
 @pytest.mark.parametrize("keep_h", [1.0, 72.0])

@@ -73,6 +73,23 @@ def test_a_finished_lead_leaves_the_table_of_leads_in_progress() -> None:
     assert states.forget(6.5, lambda _: True) == 1 and list(states) == ["L1"]
 
 
+def test_many_table_partitions_with_little_traffic_keep_their_memtables_small(
+    tmp_path: Path,
+) -> None:
+    """9 tables on 32 partitions: 288 databases, a few writes each. A memtable reserves
+    memory in arena blocks; at RocksDB's default (512 KiB here) these held 152 MB, over
+    the whole budget, and the write buffer manager flushed them in tiny files."""
+    options = SharedMemoryOptions(**ROCKSDB_SIZES)
+    dbs = [options.open(tmp_path / f"table-{n}") for n in range(288)]
+    for db in dbs:
+        for key in range(50):
+            db[key.to_bytes(4, "big")] = bytes(100)
+    assert store_memory().usage()["memtables"] < 32 * MIB
+    assert not list(tmp_path.glob("*/*.sst"))  # nothing flushed for want of memory
+    for db in dbs:
+        db.close()
+
+
 def test_rocksdb_tables_drop_entries_older_than_their_time(tmp_path: Path) -> None:
     app = faust.App("expiry-test", store=f"{ROCKSDB_SCHEME}://", datadir=str(tmp_path))
     table = keyed_table(app, "finished", 1, lambda key: key, keep_s=1)

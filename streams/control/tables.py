@@ -24,6 +24,16 @@ from aiokafka.partitioner import murmur2
 from faust.stores import STORES
 from faust.stores.rocksdb import RocksDBOptions
 from faust.stores.rocksdb import Store as FaustRocksStore
+from rocksdict import (
+    AccessType,
+    BlockBasedIndexType,
+    BlockBasedOptions,
+    Cache,
+    Options,
+    Rdict,
+    ReadOptions,
+    WriteBufferManager,
+)
 
 
 def partition_of(owner: str, partitions: int) -> int:
@@ -120,13 +130,11 @@ class StoreMemory:
     slowly as leads were read back: ~1 MB every 10 s in the soak benchmark, most of the
     worker's RSS growth (docs/performance.md)."""
 
-    cache: Any  # rocksdict.Cache
-    writes: Any  # rocksdict.WriteBufferManager
+    cache: Cache
+    writes: WriteBufferManager
 
     @classmethod
     def of(cls, megabytes: int) -> StoreMemory:
-        from rocksdict import Cache, WriteBufferManager
-
         cache = Cache(megabytes * MIB)
         # Memtables may take half the budget; past it RocksDB flushes the largest (no stall).
         writes = WriteBufferManager.new_write_buffer_manager_with_cache(
@@ -160,17 +168,13 @@ class SharedMemoryOptions(RocksDBOptions):
     Opens a database with one options object: Faust's ``open`` builds two (a block cache
     each) and uses the second."""
 
-    def open(self, path: Path, *, read_only: bool = False) -> Any:
-        from rocksdict import AccessType, Rdict, ReadOptions
-
+    def open(self, path: Path, *, read_only: bool = False) -> Rdict:
         access = AccessType.read_write() if self.ttl is None else AccessType.with_ttl(self.ttl)
         db = Rdict(str(path), options=self.as_options(), access_type=access)
         db.set_read_options(ReadOptions())
         return db
 
-    def as_options(self) -> Any:
-        from rocksdict import BlockBasedIndexType, BlockBasedOptions, Options
-
+    def as_options(self) -> Options:
         memory = store_memory()
         options = Options(raw_mode=True)
         options.create_if_missing(True)

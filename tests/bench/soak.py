@@ -56,9 +56,9 @@ async def _produce(bootstrap: str, topic: str, total: int) -> None:
 
 async def _count_until(
     bootstrap: str, topic: str, marks: list[int], pid: int, port: int
-) -> dict[int, tuple[float, float]]:
-    """Follow the outcomes topic; RSS of ``pid`` and its tables' memory as each mark of
-    outcomes is passed."""
+) -> dict[int, tuple[float, float, float]]:
+    """Follow the outcomes topic; RSS of ``pid``, its tables' memory and the time as each
+    mark of outcomes is passed."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     seen, rss = 0, {}
@@ -74,7 +74,8 @@ async def _count_until(
             for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
                 seen += len(records)
             while pending and seen >= pending[0]:
-                rss[pending.pop(0)] = (_rss_mb(pid), await asyncio.to_thread(_store_mb, port))
+                store_mb = await asyncio.to_thread(_store_mb, port)
+                rss[pending.pop(0)] = (_rss_mb(pid), store_mb, time.monotonic())
     finally:
         await consumer.stop()
     return rss
@@ -96,9 +97,8 @@ async def _run(quick: bool) -> dict[str, Any]:
         )
         try:
             producing = asyncio.ensure_future(_produce(broker.bootstrap, f"leads-{tag}", total))
-            rss = await _count_until(
-                broker.bootstrap, f"outcomes-{tag}", [early, total], worker.pid, port
-            )
+            marks = list(range(early, total + 1, early))
+            rss = await _count_until(broker.bootstrap, f"outcomes-{tag}", marks, worker.pid, port)
             await producing
         finally:
             worker.terminate()
@@ -113,6 +113,11 @@ async def _run(quick: bool) -> dict[str, Any]:
         f"store_mb_after_{early}": round(rss[early][1], 1),
         f"store_mb_after_{total}": round(rss[total][1], 1),
         "minutes": round((time.monotonic() - started) / 60, 1),
+        # Outcomes a second between consecutive marks (every ``early`` leads): whether the
+        # worker, or the embedded broker holding every record in memory, slows as it goes.
+        "leads_per_s_by_step": [
+            round(early / (rss[mark][2] - rss[mark - early][2])) for mark in marks[1:]
+        ],
         "target_growth_below": 0.10,
         "target_minutes_below": 15,
     }

@@ -74,8 +74,10 @@ async def _count_until(
             for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
                 seen += len(records)
             while pending and seen >= pending[0]:
+                # The time and RSS when the mark was passed; then the scrape, which waits.
+                passed_at, rss_mb = time.monotonic(), _rss_mb(pid)
                 store_mb = await asyncio.to_thread(_store_mb, port)
-                rss[pending.pop(0)] = (_rss_mb(pid), store_mb, time.monotonic())
+                rss[pending.pop(0)] = (rss_mb, store_mb, passed_at)
     finally:
         await consumer.stop()
     return rss

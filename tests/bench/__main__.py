@@ -14,6 +14,7 @@ from typing import Any
 
 from tests.bench import (
     auction,
+    broker_growth,
     collector,
     delivery,
     event_loop,
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "event_loop": event_loop.run,
     "gc": collector.run,
     "soak": soak.run,
+    "broker_growth": broker_growth.run,
 }
 
 

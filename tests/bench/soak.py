@@ -5,19 +5,20 @@ under 10 %, the run under 15 minutes), delivering to the local nginx, tables on 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import tempfile
 import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.cli.broker import EmbeddedBroker, free_port
-from tests.bench.delivery import Nginx, create_topics, start_courier
+from tests.bench.delivery import Nginx, _usage, create_topics, start_courier
 from tests.bench.mapping import sample_leads
 
 
@@ -40,6 +41,21 @@ def _rss_mb(pid: int) -> float:
     )
 
 
+def _heap_and_anon_mb(pid: int) -> tuple[float, float]:
+    """RSS of the main malloc arena (``[heap]``) and of all anonymous memory, from smaps:
+    whether growth outside the tables' budget is the C heap or mapped memory."""
+    heap_kb = anon_kb = 0
+    in_heap = False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        if not line[0].isupper():  # a mapping's header line: address range first
+            in_heap = line.endswith("[heap]")
+        elif line.startswith("Anonymous:"):
+            kb = int(line.split()[1])
+            anon_kb += kb
+            heap_kb += kb if in_heap else 0
+    return heap_kb / 1024, anon_kb / 1024
+
+
 async def _produce(bootstrap: str, topic: str, total: int) -> None:
     """Leads made on the fly from a small set of templates: the bench holds no million."""
     templates = [lead.envelope for lead in sample_leads(1000)]
@@ -54,14 +70,27 @@ async def _produce(bootstrap: str, topic: str, total: int) -> None:
         await producer.stop()
 
 
+class Mark(NamedTuple):
+    """What was read as a mark of outcomes was passed."""
+
+    rss_mb: float
+    store_mb: float
+    at: float  # time.monotonic()
+    worker_cpu_s: float
+    broker_cpu_s: float
+    heap_mb: float
+    anon_mb: float
+
+
 async def _count_until(
-    bootstrap: str, topic: str, marks: list[int], pid: int, port: int
-) -> dict[int, tuple[float, float, float]]:
-    """Follow the outcomes topic; RSS of ``pid``, its tables' memory and the time as each
-    mark of outcomes is passed."""
+    bootstrap: str, topic: str, marks: list[int], pids: tuple[int, int], port: int
+) -> dict[int, Mark]:
+    """Follow the outcomes topic; the worker's RSS, its tables' memory, the time and the
+    CPU of the worker and of the broker (``pids``) as each mark of outcomes is passed."""
+    worker_pid, broker_pid = pids
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
-    seen, rss = 0, {}
+    seen, passed = 0, {}
     try:
         while not consumer.partitions_for_topic(topic):
             await consumer._client.force_metadata_update()
@@ -74,13 +103,17 @@ async def _count_until(
             for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
                 seen += len(records)
             while pending and seen >= pending[0]:
-                # The time and RSS when the mark was passed; then the scrape, which waits.
-                passed_at, rss_mb = time.monotonic(), _rss_mb(pid)
+                # Read when the mark was passed; then the scrape, which waits.
+                at, rss_mb = time.monotonic(), _rss_mb(worker_pid)
+                worker_cpu_s, broker_cpu_s = _usage(worker_pid)[0], _usage(broker_pid)[0]
+                heap_mb, anon_mb = _heap_and_anon_mb(worker_pid)
                 store_mb = await asyncio.to_thread(_store_mb, port)
-                rss[pending.pop(0)] = (rss_mb, store_mb, passed_at)
+                passed[pending.pop(0)] = Mark(
+                    rss_mb, store_mb, at, worker_cpu_s, broker_cpu_s, heap_mb, anon_mb
+                )
     finally:
         await consumer.stop()
-    return rss
+    return passed
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -100,25 +133,38 @@ async def _run(quick: bool) -> dict[str, Any]:
         try:
             producing = asyncio.ensure_future(_produce(broker.bootstrap, f"leads-{tag}", total))
             marks = list(range(early, total + 1, early))
-            rss = await _count_until(broker.bootstrap, f"outcomes-{tag}", marks, worker.pid, port)
+            pids = (worker.pid, broker.pid)
+            rss = await _count_until(broker.bootstrap, f"outcomes-{tag}", marks, pids, port)
             await producing
         finally:
             worker.terminate()
             worker.wait(60)
-    growth = (rss[total][0] - rss[early][0]) / rss[early][0]
+    growth = (rss[total].rss_mb - rss[early].rss_mb) / rss[early].rss_mb
+    steps = list(itertools.pairwise(marks))
     return {
         "leads": total,
-        f"rss_mb_after_{early}": round(rss[early][0], 1),
-        f"rss_mb_after_{total}": round(rss[total][0], 1),
+        f"rss_mb_after_{early}": round(rss[early].rss_mb, 1),
+        f"rss_mb_after_{total}": round(rss[total].rss_mb, 1),
         "rss_growth": round(growth, 3),
         # Of it, the RocksDB tables' (COURIER_STORE_MEMORY_MB): blocks read and memtables
-        f"store_mb_after_{early}": round(rss[early][1], 1),
-        f"store_mb_after_{total}": round(rss[total][1], 1),
+        f"store_mb_after_{early}": round(rss[early].store_mb, 1),
+        f"store_mb_after_{total}": round(rss[total].store_mb, 1),
         "minutes": round((time.monotonic() - started) / 60, 1),
+        # The worker's RSS and its tables' memory at every mark: where growth happens.
+        "rss_mb_by_mark": [round(rss[mark].rss_mb, 1) for mark in marks],
+        "store_mb_by_mark": [round(rss[mark].store_mb, 1) for mark in marks],
+        "heap_mb_by_mark": [round(rss[mark].heap_mb, 1) for mark in marks],
+        "anon_mb_by_mark": [round(rss[mark].anon_mb, 1) for mark in marks],
         # Outcomes a second between consecutive marks (every ``early`` leads): whether the
         # worker, or the embedded broker holding every record in memory, slows as it goes.
-        "leads_per_s_by_step": [
-            round(early / (rss[mark][2] - rss[mark - early][2])) for mark in marks[1:]
+        "leads_per_s_by_step": [round(early / (rss[b].at - rss[a].at)) for a, b in steps],
+        # CPU ms a lead in each step, of the worker and of the broker: whether one of them
+        # costs more a lead as the run goes, or both (a machine with no idle CPU left).
+        "worker_cpu_ms_per_lead_by_step": [
+            round((rss[b].worker_cpu_s - rss[a].worker_cpu_s) / early * 1000, 2) for a, b in steps
+        ],
+        "broker_cpu_ms_per_lead_by_step": [
+            round((rss[b].broker_cpu_s - rss[a].broker_cpu_s) / early * 1000, 2) for a, b in steps
         ],
         "target_growth_below": 0.10,
         "target_minutes_below": 15,

@@ -136,37 +136,39 @@ async def _run(quick: bool) -> dict[str, Any]:
         try:
             producing = asyncio.ensure_future(_produce(broker.bootstrap, f"leads-{tag}", total))
             marks = list(range(early, total + 1, early))
-            rss = await _count_until(marks, worker, broker.pid, port)
+            passed = await _count_until(marks, worker, broker.pid, port)
             await producing
         finally:
             worker.terminate()
             worker.wait(60)
-    growth = (rss[total].rss_mb - rss[early].rss_mb) / rss[early].rss_mb
+    growth = (passed[total].rss_mb - passed[early].rss_mb) / passed[early].rss_mb
     steps = list(itertools.pairwise(marks))
     return {
         "leads": total,
-        f"rss_mb_after_{early}": round(rss[early].rss_mb, 1),
-        f"rss_mb_after_{total}": round(rss[total].rss_mb, 1),
+        f"rss_mb_after_{early}": round(passed[early].rss_mb, 1),
+        f"rss_mb_after_{total}": round(passed[total].rss_mb, 1),
         "rss_growth": round(growth, 3),
         # Of it, the RocksDB tables' (COURIER_STORE_MEMORY_MB): blocks read and memtables
-        f"store_mb_after_{early}": round(rss[early].store_mb, 1),
-        f"store_mb_after_{total}": round(rss[total].store_mb, 1),
+        f"store_mb_after_{early}": round(passed[early].store_mb, 1),
+        f"store_mb_after_{total}": round(passed[total].store_mb, 1),
         "minutes": round((time.monotonic() - started) / 60, 1),
         # The worker's RSS and its tables' memory at every mark: where growth happens.
-        "rss_mb_by_mark": [round(rss[mark].rss_mb, 1) for mark in marks],
-        "store_mb_by_mark": [round(rss[mark].store_mb, 1) for mark in marks],
-        "heap_mb_by_mark": [round(rss[mark].heap_mb, 1) for mark in marks],
-        "anon_mb_by_mark": [round(rss[mark].anon_mb, 1) for mark in marks],
+        "rss_mb_by_mark": [round(passed[mark].rss_mb, 1) for mark in marks],
+        "store_mb_by_mark": [round(passed[mark].store_mb, 1) for mark in marks],
+        "heap_mb_by_mark": [round(passed[mark].heap_mb, 1) for mark in marks],
+        "anon_mb_by_mark": [round(passed[mark].anon_mb, 1) for mark in marks],
         # Outcomes a second between consecutive marks (every ``early`` leads): whether the
         # worker, or the embedded broker holding every record in memory, slows as it goes.
-        "leads_per_s_by_step": [round(early / (rss[b].at - rss[a].at)) for a, b in steps],
+        "leads_per_s_by_step": [round(early / (passed[b].at - passed[a].at)) for a, b in steps],
         # CPU ms a lead in each step, of the worker and of the broker: whether one of them
         # costs more a lead as the run goes, or both (a machine with no idle CPU left).
         "worker_cpu_ms_per_lead_by_step": [
-            round((rss[b].worker_cpu_s - rss[a].worker_cpu_s) / early * 1000, 2) for a, b in steps
+            round((passed[b].worker_cpu_s - passed[a].worker_cpu_s) / early * 1000, 2)
+            for a, b in steps
         ],
         "broker_cpu_ms_per_lead_by_step": [
-            round((rss[b].broker_cpu_s - rss[a].broker_cpu_s) / early * 1000, 2) for a, b in steps
+            round((passed[b].broker_cpu_s - passed[a].broker_cpu_s) / early * 1000, 2)
+            for a, b in steps
         ],
         "target_growth_below": 0.10,
         "target_minutes_below": 15,

@@ -56,7 +56,7 @@ async def _read(bootstrap: str, topic: str, starts: dict[int, int], count: int) 
 
 async def _round_trips(
     bootstrap: str, topic: str, value: bytes, count: int, broker_pid: int
-) -> tuple[float, float]:
+) -> tuple[int, int]:
     """One record sent and awaited (a batch of one), then fetched by a consumer waiting
     at the partition's end, ``count`` times: the broker's CPU µs for a produce request
     and for a fetch, each measured apart."""
@@ -81,6 +81,14 @@ async def _round_trips(
         await consumer.stop()
         await producer.stop()
     return round(produce_s / count * 1e6), round(fetch_s / count * 1e6)
+
+
+async def _write_then_read(
+    bootstrap: str, topic: str, values: list[bytes], starts: dict[int, int], count: int
+) -> None:
+    """``count`` records written to ``topic``, then read from ``starts``."""
+    await _write(bootstrap, topic, values, 0, count)
+    await _read(bootstrap, topic, starts, count)
 
 
 async def _ends(bootstrap: str, topic: str) -> dict[int, int]:
@@ -137,14 +145,8 @@ async def _run(quick: bool) -> dict[str, Any]:
             probe = f"probe-{tag}-{start // step}"
             await create_topics(bootstrap, probe, partitions=1)
             probe_starts = await _ends(bootstrap, probe)
-
-            async def _probe(
-                probe: str = probe, probe_starts: dict[int, int] = probe_starts
-            ) -> None:
-                await _write(bootstrap, probe, encoded, 0, PROBE_RECORDS)
-                await _read(bootstrap, probe, probe_starts, PROBE_RECORDS)
-
-            probed.append(await _broker_cpu_us_per_record(broker.pid, PROBE_RECORDS, _probe()))
+            probing = _write_then_read(bootstrap, probe, encoded, probe_starts, PROBE_RECORDS)
+            probed.append(await _broker_cpu_us_per_record(broker.pid, PROBE_RECORDS, probing))
             costs = await _round_trips(bootstrap, small, encoded[0], ROUND_TRIPS, broker.pid)
             produced.append(costs[0])
             fetched.append(costs[1])

@@ -107,11 +107,14 @@ async def _count_until(
         await asyncio.sleep(0.5)
         if worker.poll() is not None:
             raise RuntimeError(f"the worker exited ({worker.returncode}) before {pending[0]}")
-        # Read when the mark is seen passed; then the scrape's own figures.
+        seen, store_mb = await asyncio.to_thread(_scrape, port)
+        if seen < pending[0]:
+            continue
+        # Read once a mark is passed, not at every poll: /proc reads of the worker are
+        # work done beside it.
         at, rss_mb = time.monotonic(), _rss_mb(worker_pid)
         worker_cpu_s, broker_cpu_s = _usage(worker_pid)[0], _usage(broker_pid)[0]
         heap_mb, anon_mb = _heap_and_anon_mb(worker_pid)
-        seen, store_mb = await asyncio.to_thread(_scrape, port)
         while pending and seen >= pending[0]:
             passed[pending.pop(0)] = Mark(
                 rss_mb, store_mb, at, worker_cpu_s, broker_cpu_s, heap_mb, anon_mb

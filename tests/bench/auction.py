@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import statistics
 import tempfile
+import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
 
 from streams.cli.broker import EmbeddedBroker
-from tests.bench.delivery import create_topics, outcome_rate, produce_leads, start_courier
+from tests.bench.delivery import _usage, create_topics, outcome_rate, produce_leads
 from tests.bench.mapping import sample_leads
+from tests.bench.worker import start_courier
 from tests.integration.local_server import LocalServer
 
 LATENCY_S = 0.1
@@ -87,20 +89,35 @@ flows:
 """
 
 
+class Run(NamedTuple):
+    leads_per_s: float
+    # CPU ms a lead, from the worker's start to its last outcome: the worker's, the
+    # broker's, and this process's (the buyers answer from here: aiohttp servers in Python,
+    # whose cost grows with the requests a lead makes, on the same two cores as the worker).
+    worker_cpu_ms: float
+    broker_cpu_ms: float
+    buyers_cpu_ms: float
+
+
 async def one_run(
     broker: EmbeddedBroker, destinations: str, leads: list[bytes], workdir: Path
-) -> float:
+) -> Run:
     tag = uuid.uuid4().hex[:8]
     await create_topics(broker.bootstrap, f"leads-{tag}", partitions=1)
     await produce_leads(broker.bootstrap, f"leads-{tag}", leads)
-    worker = start_courier(
-        broker, "", tag, workdir, IN_FLIGHT, partitions=1, destinations=destinations
-    )
+    broker_cpu_s, own_cpu_s = _usage(broker.pid)[0], time.process_time()
+    worker = start_courier(broker, tag, workdir, destinations, IN_FLIGHT, partitions=1)
     try:
-        return await outcome_rate(broker.bootstrap, f"outcomes-{tag}", len(leads), 600)
+        await worker.wait_for(len(leads), 600)
+        worker_cpu_s = _usage(worker.pid)[0]
+        broker_cpu_s = _usage(broker.pid)[0] - broker_cpu_s
+        own_cpu_s = time.process_time() - own_cpu_s
     finally:
-        worker.terminate()
-        await asyncio.to_thread(worker.wait, 60)
+        await worker.stop()
+    rate = await outcome_rate(broker.bootstrap, f"outcomes-{tag}", len(leads), 60)
+    return Run(
+        rate, *(cpu_s * 1000 / len(leads) for cpu_s in (worker_cpu_s, broker_cpu_s, own_cpu_s))
+    )
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -111,14 +128,22 @@ async def _run(quick: bool) -> dict[str, Any]:
     count = 1_500 if quick else 6_000
     rounds = 1 if quick else 3
     leads = [orjson.dumps(lead.envelope) for lead in sample_leads(count)]
-    single: list[float] = []
-    auction: list[float] = []
+    single: list[Run] = []
+    auction: list[Run] = []
     async with Buyers() as buyers:
         with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as workdir:
             for _ in range(rounds):  # alternate: drift on a noisy machine hits both alike
                 single.append(await one_run(broker, single_yaml(buyers), leads, Path(workdir)))
                 auction.append(await one_run(broker, auction_yaml(buyers), leads, Path(workdir)))
-    single_rate, auction_rate = statistics.median(single), statistics.median(auction)
+    single_rate = statistics.median(run.leads_per_s for run in single)
+    auction_rate = statistics.median(run.leads_per_s for run in auction)
+
+    def cpu_ms(runs: list[Run]) -> dict[str, float]:
+        return {
+            name: round(statistics.median(getattr(run, name) for run in runs), 2)
+            for name in ("worker_cpu_ms", "broker_cpu_ms", "buyers_cpu_ms")
+        }
+
     return {
         "leads": count,
         "rounds": rounds,
@@ -128,5 +153,6 @@ async def _run(quick: bool) -> dict[str, Any]:
         "auction_leads_per_s": round(auction_rate),
         "auction_vs_single": round(auction_rate / single_rate, 3),
         "requests_per_lead": {"single": 1, "auction": BUYERS + 1},
+        "cpu_ms_per_lead": {"single": cpu_ms(single), "auction": cpu_ms(auction)},
         "targets": {"auction_vs_single": 0.8},
     }

@@ -14,10 +14,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 
-from streams.cli.broker import EmbeddedBroker, free_port
+from streams.cli.broker import EmbeddedBroker
 from streams.config import Settings
 from tests.bench.delivery import (
     Nginx,
@@ -26,10 +25,10 @@ from tests.bench.delivery import (
     create_topics,
     outcome_rate,
     produce_leads,
-    start_courier,
 )
 from tests.bench.isolation import destinations_yaml, to_fast
 from tests.bench.mapping import sample_leads
+from tests.bench.worker import ATTEMPTS, scrape, start_courier, summed
 
 THRESHOLDS = {"ours": str(Settings.model_fields["gc_young"].default), "python": "700"}
 
@@ -45,22 +44,20 @@ async def one_run(
     tag = uuid.uuid4().hex[:8]
     await create_topics(broker.bootstrap, f"leads-{tag}")
     await produce_leads(broker.bootstrap, f"leads-{tag}", leads)
-    port = free_port()
     worker = start_courier(
         broker,
-        fast_url,
         tag,
         workdir,
-        destinations=destinations_yaml(fast_url, peer_url),
-        env={"COURIER_WEB_PORT": str(port), "COURIER_GC_YOUNG": threshold},
+        destinations_yaml(fast_url, peer_url),
+        env={"COURIER_GC_YOUNG": threshold},
     )
     try:
-        rate = await outcome_rate(broker.bootstrap, f"events-{tag}", len(leads), 300, to_fast)
+        await worker.wait_for(len(leads), 300, ATTEMPTS, destination="fast")
         cpu_s, _ = _usage(worker.pid)
-        collected_s = await _collector_seconds(f"http://127.0.0.1:{port}/metrics")
+        collected_s = await asyncio.to_thread(_collector_seconds, worker.web_port)
     finally:
-        worker.kill()  # its peer's backlog is not what is measured
-        await asyncio.to_thread(worker.wait, 60)
+        await worker.kill()  # its peer's backlog is not what is measured
+    rate = await outcome_rate(broker.bootstrap, f"events-{tag}", len(leads), 60, to_fast)
     return {
         "leads_per_s": rate,
         "cpu_s_per_10k": cpu_s * 10_000 / len(leads),
@@ -68,14 +65,8 @@ async def one_run(
     }
 
 
-async def _collector_seconds(url: str) -> float:
-    async with aiohttp.ClientSession() as session, session.get(url) as res:
-        text = await res.text()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("courier_gc_duration_seconds_total{")
-    )
+def _collector_seconds(port: int) -> float:
+    return summed(scrape(port) or [], "courier_gc_duration_seconds_total")
 
 
 def run(quick: bool = False) -> dict[str, Any]:

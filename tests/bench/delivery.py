@@ -20,7 +20,6 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -36,10 +35,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.cli.broker import EmbeddedBroker, free_port
 from tests.bench.mapping import COPIES, TEMPLATES, sample_leads
+from tests.bench.worker import IN_FLIGHT, PARTITIONS, start_courier
 from tests.integration.local_server import LocalServer
 
-PARTITIONS = 4
-IN_FLIGHT = 64
 NGINX_CONF = """
 worker_processes 1;
 pid {dir}/nginx.pid;
@@ -237,48 +235,6 @@ async def naive(
     return await outcome_rate(bootstrap, outcome_topic, count, 60)
 
 
-def start_courier(
-    broker: EmbeddedBroker,
-    url: str,
-    tag: str,
-    workdir: Path,
-    in_flight: int = IN_FLIGHT,
-    partitions: int = PARTITIONS,
-    destinations: str | None = None,
-    env: dict[str, str] | None = None,
-) -> subprocess.Popen[bytes]:
-    """``destinations``: the file's text; by default a realistic CRM at ``url``; ``env``:
-    more settings for this worker (over this process's environment)."""
-    path = workdir / f"destinations-{tag}.yaml"
-    path.write_text(destinations or destinations_yaml(url))
-    environment = {
-        **os.environ,
-        "BENCH_API_KEY": "bench-key",
-        "COURIER_BROKER": broker.url,
-        "COURIER_APP_ID": f"bench-{tag}",
-        "COURIER_LEADS_TOPIC": f"leads-{tag}",
-        "COURIER_EVENTS_TOPIC": f"events-{tag}",
-        "COURIER_OUTCOMES_TOPIC": f"outcomes-{tag}",
-        "COURIER_DLQ_TOPIC": f"dlq-{tag}",
-        "COURIER_ROUTING_TOPIC": f"routing-{tag}",
-        "COURIER_WORK_TOPIC": f"work-{tag}",
-        "COURIER_CONTROL_TOPIC": f"control-{tag}",
-        "COURIER_CONFIG_TOPIC": f"config-{tag}",
-        "COURIER_ADMIN_TOPIC": f"admin-{tag}",
-        "COURIER_IN_FLIGHT": str(in_flight),
-        "COURIER_PARTITIONS": str(partitions),
-        "COURIER_EGRESS": "any",  # the recipient is nginx on 127.0.0.1
-        **(env or {}),
-    }
-    log = (workdir / f"worker-{tag}.log").open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--destinations", str(path)],
-        env=environment,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
 async def courier(
     broker: EmbeddedBroker,
     url: str,
@@ -291,14 +247,15 @@ async def courier(
     tag = uuid.uuid4().hex[:8]
     await create_topics(broker.bootstrap, f"leads-{tag}", partitions=partitions)
     await produce_leads(broker.bootstrap, f"leads-{tag}", leads)
-    worker = start_courier(broker, url, tag, workdir, in_flight, partitions, env=env)
+    worker = start_courier(
+        broker, tag, workdir, destinations_yaml(url), in_flight, partitions, env=env
+    )
     try:
-        rate = await outcome_rate(broker.bootstrap, f"outcomes-{tag}", len(leads), 300)
+        await worker.wait_for(len(leads), 300)
         cpu_s, peak_rss_mb = _usage(worker.pid)
+        rate = await outcome_rate(broker.bootstrap, f"outcomes-{tag}", len(leads), 60)
     finally:
-        worker.terminate()
-        # In a thread: a recipient in this event loop answers while the worker drains.
-        await asyncio.to_thread(worker.wait, 60)
+        await worker.stop()
     return {
         "leads_per_s": rate,
         "cpu_s_per_10k": cpu_s * 10_000 / len(leads),
@@ -387,14 +344,14 @@ async def latency(
     """Lead produced → its outcome written (broker timestamps), at a steady ``rate``."""
     tag = uuid.uuid4().hex[:8]
     await create_topics(broker.bootstrap, f"leads-{tag}")
-    worker = start_courier(broker, url, tag, workdir)
+    worker = start_courier(broker, tag, workdir, destinations_yaml(url))
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=1)
     await producer.start()
     sent: dict[bytes, int] = {}
     try:
         warm_up = orjson.dumps({"id": "warm-up", "lead": {}})
         await producer.send_and_wait(f"leads-{tag}", warm_up, key=b"warm-up")
-        await outcome_rate(broker.bootstrap, f"outcomes-{tag}", 1, 120)  # the worker is up
+        await worker.wait_for(1, 120)  # the worker is up
         started = time.perf_counter()
         for n, value in enumerate(leads):
             delay = started + n / rate - time.perf_counter()
@@ -403,11 +360,11 @@ async def latency(
             key = orjson.loads(value)["id"].encode()
             record = await producer.send_and_wait(f"leads-{tag}", value, key=key)
             sent[key] = record.timestamp
+        await worker.wait_for(len(leads) + 1, 120)
         written = await _outcome_times(broker.bootstrap, f"outcomes-{tag}", len(leads) + 1)
     finally:
         await producer.stop()
-        worker.terminate()
-        await asyncio.to_thread(worker.wait, 60)
+        await worker.stop()
     delays = sorted(written[k] - t for k, t in sent.items() if k in written)
     return {
         "rate": rate,
@@ -417,14 +374,17 @@ async def latency(
 
 
 async def _outcome_times(bootstrap: str, topic: str, count: int) -> dict[bytes, int]:
+    """Each outcome's broker timestamp, by lead id. Called once the worker has counted them
+    all, so one read finds them (again only for the last few: an outcome is counted just
+    before it is handed to the producer)."""
     from streams.cli.console import read_records
 
-    times: dict[bytes, int] = {}
-    deadline = time.monotonic() + 120
-    while len(times) < count and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60
+    while True:
         times = {r.key: r.timestamp async for r in read_records(bootstrap, topic, follow=False)}
+        if len(times) >= count or time.monotonic() > deadline:
+            return times
         await asyncio.sleep(0.5)
-    return times
 
 
 def run(quick: bool = False) -> dict[str, Any]:

@@ -84,7 +84,7 @@ def faust_worker(bootstrap: str, count: int, tag: str, courier: bool) -> None:
     sink = app.topic(f"dst-{tag}", key_serializer="raw", value_serializer="raw")
     state: dict[str, Any] = {"done": 0, "pending": []}
 
-    @app.agent(source)
+    @app.agent(source)  # type: ignore[untyped-decorator]  # Faust's decorator is untyped
     async def agent(stream: Any) -> None:
         async for event in stream.events():
             if not state["done"]:

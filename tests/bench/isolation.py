@@ -35,9 +35,9 @@ from tests.bench.delivery import (
     create_topics,
     outcome_rate,
     produce_leads,
-    start_courier,
 )
 from tests.bench.mapping import sample_leads
+from tests.bench.worker import ATTEMPTS, start_courier
 
 DELIVERY_SCHEMA = fastavro.parse_schema(load_schema(DELIVERY_EVENT))
 PEER_TIMEOUT_S = 3.0
@@ -66,7 +66,7 @@ flows:
 
 def to_fast(record: Any) -> bool:
     """A delivery event (single-object Avro) of the ``fast`` destination."""
-    event = fastavro.schemaless_reader(io.BytesIO(record.value[10:]), DELIVERY_SCHEMA, None)
+    event: Any = fastavro.schemaless_reader(io.BytesIO(record.value[10:]), DELIVERY_SCHEMA, None)
     return bool(event["destination_id"] == "fast")
 
 
@@ -77,12 +77,12 @@ async def one_run(
     destinations = destinations_yaml(fast_url, peer_url)
     await create_topics(broker.bootstrap, f"leads-{tag}")
     await produce_leads(broker.bootstrap, f"leads-{tag}", leads)
-    worker = start_courier(broker, fast_url, tag, workdir, destinations=destinations)
+    worker = start_courier(broker, tag, workdir, destinations)
     try:
-        return await outcome_rate(broker.bootstrap, f"events-{tag}", len(leads), 300, to_fast)
+        await worker.wait_for(len(leads), 300, ATTEMPTS, destination="fast")
     finally:
-        worker.kill()  # its peer's backlog is not what is measured
-        await asyncio.to_thread(worker.wait, 60)
+        await worker.kill()  # its peer's backlog is not what is measured
+    return await outcome_rate(broker.bootstrap, f"events-{tag}", len(leads), 60, to_fast)
 
 
 def run(quick: bool = False) -> dict[str, Any]:

@@ -24,8 +24,9 @@ import orjson
 from aiohttp import web
 
 from streams.cli.broker import EmbeddedBroker
-from tests.bench.delivery import create_topics, produce_leads, start_courier
+from tests.bench.delivery import create_topics, produce_leads
 from tests.bench.mapping import sample_leads
+from tests.bench.worker import start_courier
 from tests.integration.local_server import LocalServer
 
 
@@ -96,20 +97,13 @@ async def _run(quick: bool) -> dict[str, Any]:
         async with DownThenUp(count) as recipient:
             await create_topics(broker.bootstrap, f"leads-{tag}")
             await produce_leads(broker.bootstrap, f"leads-{tag}", leads)
-            worker = start_courier(
-                broker,
-                recipient.url(),
-                tag,
-                Path(workdir),
-                destinations=destination_yaml(recipient.url()),
-            )
+            worker = start_courier(broker, tag, Path(workdir), destination_yaml(recipient.url()))
             try:
                 deadline = time.monotonic() + 600
                 while len(recipient.taken) < count and time.monotonic() < deadline:
                     await asyncio.sleep(0.5)
             finally:
-                worker.terminate()
-                await asyncio.to_thread(worker.wait, 60)
+                await worker.stop()
     if len(recipient.taken) < count:
         raise TimeoutError(f"{len(recipient.taken)} of {count} retries delivered")
     first, release = _rate(recipient.refused), _rate(recipient.taken)

@@ -6,39 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import subprocess
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
-from streams.cli.broker import EmbeddedBroker, free_port
-from tests.bench.delivery import Nginx, _usage, create_topics, start_courier
+from streams.cli.broker import EmbeddedBroker
+from tests.bench.delivery import Nginx, _usage, create_topics, destinations_yaml
 from tests.bench.mapping import sample_leads
+from tests.bench.worker import LEADS, Courier, scrape, start_courier, summed
 
 
 def _scrape(port: int) -> tuple[int, float]:
-    """Lead outcomes the worker has written (``courier_leads_total``) and what its RocksDB
+    """Lead outcomes the worker has counted (``courier_leads_total``) and what its RocksDB
     tables hold (``courier_store_memory_bytes``, in MB), from its ``/metrics``."""
-    outcomes, store_mb = 0, float("nan")
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-            text = answer.read().decode()
-    except OSError:  # its web port is not open yet
-        return outcomes, store_mb
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "courier_leads_total":
-                outcomes += int(sample.value)
-            elif sample.name == "courier_store_memory_bytes" and sample.labels["part"] == "total":
-                store_mb = float(sample.value) / 1024 / 1024
-    return outcomes, store_mb
+    samples = scrape(port)
+    if samples is None:  # its web port is not open yet
+        return 0, float("nan")
+    store_bytes = summed(samples, "courier_store_memory_bytes", part="total")
+    return int(summed(samples, LEADS)), store_bytes / 1024 / 1024
 
 
 def _rss_mb(pid: int) -> float:
@@ -90,9 +80,7 @@ class Mark(NamedTuple):
     anon_mb: float
 
 
-async def _count_until(
-    marks: list[int], worker: subprocess.Popen[bytes], broker_pid: int, port: int
-) -> dict[int, Mark]:
+async def _count_until(marks: list[int], worker: Courier, broker_pid: int) -> dict[int, Mark]:
     """Count the worker's outcomes; its RSS, its tables' memory, the time and the CPU of the
     worker and of the broker as each mark of outcomes is passed.
 
@@ -105,9 +93,10 @@ async def _count_until(
     pending = list(marks)
     while pending:
         await asyncio.sleep(0.5)
-        if worker.poll() is not None:
-            raise RuntimeError(f"the worker exited ({worker.returncode}) before {pending[0]}")
-        seen, store_mb = await asyncio.to_thread(_scrape, port)
+        if worker.process.poll() is not None:
+            code = worker.process.returncode
+            raise RuntimeError(f"the worker exited ({code}) before {pending[0]}")
+        seen, store_mb = await asyncio.to_thread(_scrape, worker.web_port)
         if seen < pending[0]:
             continue
         # Read once a mark is passed, not at every poll: /proc reads of the worker are
@@ -132,18 +121,14 @@ async def _run(quick: bool) -> dict[str, Any]:
     started = time.monotonic()
     with Nginx() as nginx, EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as workdir:
         await create_topics(broker.bootstrap, f"leads-{tag}")
-        port = free_port()
-        worker = start_courier(
-            broker, nginx.url(), tag, Path(workdir), env={"COURIER_WEB_PORT": str(port)}
-        )
+        worker = start_courier(broker, tag, Path(workdir), destinations_yaml(nginx.url()))
         try:
             producing = asyncio.ensure_future(_produce(broker.bootstrap, f"leads-{tag}", total))
             marks = list(range(early, total + 1, early))
-            passed = await _count_until(marks, worker, broker.pid, port)
+            passed = await _count_until(marks, worker, broker.pid)
             await producing
         finally:
-            worker.terminate()
-            worker.wait(60)
+            await worker.stop()
     growth = (passed[total].rss_mb - passed[early].rss_mb) / passed[early].rss_mb
     steps = list(itertools.pairwise(marks))
     return {

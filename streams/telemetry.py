@@ -83,7 +83,9 @@ overhead_duration = meter.create_histogram(
     unit="s",
     description="Our own time per attempt: mapping, building the request, reading the answer",
 )
-leads = Tally("courier.leads", "{lead}", "Lead outcomes written, by outcome", ("outcome",))
+leads = Tally(
+    "courier.leads", "{lead}", "Lead outcomes handed to the producer, by outcome", ("outcome",)
+)
 feedback = Tally(
     "courier.feedback",
     "{notice}",

@@ -112,9 +112,9 @@ async def one_run(
         worker_cpu_s = _usage(worker.pid)[0]
         broker_cpu_s = _usage(broker.pid)[0] - broker_cpu_s
         own_cpu_s = time.process_time() - own_cpu_s
+        rate = await outcome_rate(broker.bootstrap, f"outcomes-{tag}", len(leads), 60)
     finally:
         await worker.stop()
-    rate = await outcome_rate(broker.bootstrap, f"outcomes-{tag}", len(leads), 60)
     return Run(
         rate, *(cpu_s * 1000 / len(leads) for cpu_s in (worker_cpu_s, broker_cpu_s, own_cpu_s))
     )

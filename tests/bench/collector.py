@@ -55,9 +55,10 @@ async def one_run(
         await worker.wait_for(len(leads), 300, ATTEMPTS, destination="fast")
         cpu_s, _ = _usage(worker.pid)
         collected_s = await asyncio.to_thread(_collector_seconds, worker.web_port)
+        # Read before the kill: the last events counted may still be in its producer.
+        rate = await outcome_rate(broker.bootstrap, f"events-{tag}", len(leads), 60, to_fast)
     finally:
         await worker.kill()  # its peer's backlog is not what is measured
-    rate = await outcome_rate(broker.bootstrap, f"events-{tag}", len(leads), 60, to_fast)
     return {
         "leads_per_s": rate,
         "cpu_s_per_10k": cpu_s * 10_000 / len(leads),

@@ -93,9 +93,7 @@ async def _count_until(marks: list[int], worker: Courier, broker_pid: int) -> di
     pending = list(marks)
     while pending:
         await asyncio.sleep(0.5)
-        if worker.process.poll() is not None:
-            code = worker.process.returncode
-            raise RuntimeError(f"the worker exited ({code}) before {pending[0]}")
+        worker.raise_if_exited(f"before {pending[0]}")
         seen, store_mb = await asyncio.to_thread(_scrape, worker.web_port)
         if seen < pending[0]:
             continue

@@ -71,11 +71,14 @@ class Courier:
         exits first or the time runs out."""
         deadline = time.monotonic() + timeout_s
         while (seen := await self.counted(name, **labels)) < count:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the worker exited ({self.process.returncode}) at {seen}")
+            self.raise_if_exited(f"at {seen}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{seen} of {count} {name} {labels or ''}")
             await asyncio.sleep(0.5)
+
+    def raise_if_exited(self, when: str) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the worker exited ({self.process.returncode}) {when}")
 
     async def stop(self) -> None:
         """SIGTERM and wait: in a thread, so a recipient in this event loop answers while the
@@ -120,8 +123,8 @@ def start_courier(
         "COURIER_IN_FLIGHT": str(in_flight),
         "COURIER_PARTITIONS": str(partitions),
         "COURIER_EGRESS": "any",  # the recipients are on 127.0.0.1
-        "COURIER_WEB_PORT": str(web_port),
         **(env or {}),
+        "COURIER_WEB_PORT": str(web_port),  # after ``env``: the port ``Courier`` reads
     }
     log = (workdir / f"worker-{tag}.log").open("wb")
     process = subprocess.Popen(

@@ -101,7 +101,7 @@ records_read = Tally(
 records_written = Tally(
     "courier.records.written",
     "{record}",
-    "Records the worker wrote to its topics (changelogs not included), by topic",
+    "Records the worker handed to its producer for its topics (changelogs not included), by topic",
     ("topic",),
 )
 

@@ -20,9 +20,9 @@ import orjson
 from aiohttp import web
 
 from streams.cli.broker import EmbeddedBroker
-from tests.bench.delivery import _usage, create_topics, outcome_rate, produce_leads
+from tests.bench.delivery import create_topics, outcome_rate, produce_leads
 from tests.bench.mapping import sample_leads
-from tests.bench.worker import start_courier
+from tests.bench.worker import process_usage, start_courier
 from tests.integration.local_server import LocalServer
 
 LATENCY_S = 0.1
@@ -105,12 +105,12 @@ async def one_run(
     tag = uuid.uuid4().hex[:8]
     await create_topics(broker.bootstrap, f"leads-{tag}", partitions=1)
     await produce_leads(broker.bootstrap, f"leads-{tag}", leads)
-    broker_cpu_s, own_cpu_s = _usage(broker.pid)[0], time.process_time()
+    broker_cpu_s, own_cpu_s = process_usage(broker.pid)[0], time.process_time()
     worker = start_courier(broker, tag, workdir, destinations, IN_FLIGHT, partitions=1)
     try:
         await worker.wait_for(len(leads), 600)
-        worker_cpu_s = _usage(worker.pid)[0]
-        broker_cpu_s = _usage(broker.pid)[0] - broker_cpu_s
+        worker_cpu_s = process_usage(worker.pid)[0]
+        broker_cpu_s = process_usage(broker.pid)[0] - broker_cpu_s
         own_cpu_s = time.process_time() - own_cpu_s
         rate = await outcome_rate(broker.bootstrap, f"outcomes-{tag}", len(leads), 60)
     finally:

@@ -18,8 +18,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.broker_offsets import fetched_end_offsets
 from streams.cli.broker import EmbeddedBroker
-from tests.bench.delivery import _usage, create_topics
+from tests.bench.delivery import create_topics
 from tests.bench.mapping import sample_leads
+from tests.bench.worker import process_usage
 
 PROBE_RECORDS = 5_000
 ROUND_TRIPS = 500  # a step's batches of one record added to the small-batch partition
@@ -72,11 +73,14 @@ async def _round_trips(
         consumer.assign([partition])
         await consumer.seek_to_end(partition)
         for _ in range(count):
-            before = _usage(broker_pid)[0]
+            before = process_usage(broker_pid)[0]
             await producer.send_and_wait(topic, value, partition=0)
-            sent = _usage(broker_pid)[0]
+            sent = process_usage(broker_pid)[0]
             await consumer.getone()
-            produce_s, fetch_s = produce_s + sent - before, fetch_s + _usage(broker_pid)[0] - sent
+            produce_s, fetch_s = (
+                produce_s + sent - before,
+                fetch_s + process_usage(broker_pid)[0] - sent,
+            )
     finally:
         await consumer.stop()
         await producer.stop()
@@ -107,9 +111,9 @@ async def _ends(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 async def _broker_cpu_us_per_record(pid: int, records: int, work: Any) -> float:
-    before, _ = _usage(pid)
+    before, _ = process_usage(pid)
     await work
-    after, _ = _usage(pid)
+    after, _ = process_usage(pid)
     return round((after - before) / records * 1e6, 1)
 
 
@@ -150,7 +154,7 @@ async def _run(quick: bool) -> dict[str, Any]:
             costs = await _round_trips(bootstrap, small, encoded[0], ROUND_TRIPS, broker.pid)
             produced.append(costs[0])
             fetched.append(costs[1])
-            rss.append(round(_usage(broker.pid)[1]))
+            rss.append(round(process_usage(broker.pid)[1]))
     return {
         "records": total,
         "record_bytes": round(sum(map(len, encoded)) / len(encoded)),

@@ -21,14 +21,13 @@ from streams.config import Settings
 from tests.bench.delivery import (
     Nginx,
     SlowRecipient,
-    _usage,
     create_topics,
     outcome_rate,
     produce_leads,
 )
 from tests.bench.isolation import destinations_yaml, to_fast
 from tests.bench.mapping import sample_leads
-from tests.bench.worker import ATTEMPTS, scrape, start_courier, summed
+from tests.bench.worker import ATTEMPTS, process_usage, scrape, start_courier, summed
 
 THRESHOLDS = {"ours": str(Settings.model_fields["gc_young"].default), "python": "700"}
 
@@ -53,7 +52,7 @@ async def one_run(
     )
     try:
         await worker.wait_for(len(leads), 300, ATTEMPTS, destination="fast")
-        cpu_s, _ = _usage(worker.pid)
+        cpu_s, _ = process_usage(worker.pid)
         collected_s = await asyncio.to_thread(_collector_seconds, worker.web_port)
         # Read before the kill: the last events counted may still be in its producer.
         rate = await outcome_rate(broker.bootstrap, f"events-{tag}", len(leads), 60, to_fast)

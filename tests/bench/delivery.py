@@ -15,7 +15,6 @@ the last outcome they wrote, so start-up and group joins are not counted.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import statistics
@@ -35,7 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.cli.broker import EmbeddedBroker, free_port
 from tests.bench.mapping import COPIES, TEMPLATES, sample_leads
-from tests.bench.worker import IN_FLIGHT, PARTITIONS, start_courier
+from tests.bench.worker import IN_FLIGHT, PARTITIONS, process_usage, start_courier
 from tests.integration.local_server import LocalServer
 
 NGINX_CONF = """
@@ -252,7 +251,7 @@ async def courier(
     )
     try:
         await worker.wait_for(len(leads), 300)
-        cpu_s, peak_rss_mb = _usage(worker.pid)
+        cpu_s, peak_rss_mb = process_usage(worker.pid)
         rate = await outcome_rate(broker.bootstrap, f"outcomes-{tag}", len(leads), 60)
     finally:
         await worker.stop()
@@ -290,18 +289,6 @@ async def records_per_lead(bootstrap: str, tag: str, leads: int) -> float:
     total = sum(ends.values())
     total += sum(n for tp, n in ends.items() if tp.topic.startswith(internal))
     return round(total / leads, 2)
-
-
-def _usage(pid: int) -> tuple[float, float]:
-    """CPU seconds so far and peak RSS (MB) of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu_s = (int(fields[11]) + int(fields[12])) / ticks
-    status = Path(f"/proc/{pid}/status").read_text()
-    peak_kb = next(
-        int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")
-    )
-    return cpu_s, peak_kb / 1024
 
 
 class SlowRecipient(LocalServer):

@@ -16,9 +16,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from streams.cli.broker import EmbeddedBroker
-from tests.bench.delivery import Nginx, _usage, create_topics, destinations_yaml
+from tests.bench.delivery import Nginx, create_topics, destinations_yaml
 from tests.bench.mapping import sample_leads
-from tests.bench.worker import LEADS, Courier, scrape, start_courier, summed
+from tests.bench.worker import LEADS, Courier, process_usage, scrape, start_courier, summed
 
 
 def _scrape(port: int) -> tuple[int, float]:
@@ -100,7 +100,7 @@ async def _count_until(marks: list[int], worker: Courier, broker_pid: int) -> di
         # Read once a mark is passed, not at every poll: /proc reads of the worker are
         # work done beside it.
         at, rss_mb = time.monotonic(), _rss_mb(worker_pid)
-        worker_cpu_s, broker_cpu_s = _usage(worker_pid)[0], _usage(broker_pid)[0]
+        worker_cpu_s, broker_cpu_s = process_usage(worker_pid)[0], process_usage(broker_pid)[0]
         heap_mb, anon_mb = _heap_and_anon_mb(worker_pid)
         while pending and seen >= pending[0]:
             passed[pending.pop(0)] = Mark(

@@ -134,3 +134,15 @@ def start_courier(
         stderr=subprocess.STDOUT,
     )
     return Courier(process, web_port)
+
+
+def process_usage(pid: int) -> tuple[float, float]:
+    """CPU seconds so far and peak RSS (MB) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu_s = (int(fields[11]) + int(fields[12])) / ticks
+    status = Path(f"/proc/{pid}/status").read_text()
+    peak_kb = next(
+        int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")
+    )
+    return cpu_s, peak_kb / 1024

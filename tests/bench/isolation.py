@@ -140,6 +140,19 @@ async def _run(quick: bool) -> dict[str, Any]:
         "beside_1s_past_the_hold_vs_alone": round(
             median["beside_1s_past_the_hold"] / median["alone_past_the_hold"], 3
         ),
+        # Each round's ratios against that round's own alone run (minutes apart, where the
+        # medians above pair runs up to a quarter of an hour apart): the spread of a figure
+        # on a machine whose speed drifts.
+        "each_round": [
+            {
+                "beside_1s_vs_alone": round(rates["beside_1s"][n] / rates["alone"][n], 3),
+                "beside_hanging_vs_alone": round(rates["beside_hanging"][n] / rates["alone"][n], 3),
+                "beside_1s_past_the_hold_vs_alone": round(
+                    rates["beside_1s_past_the_hold"][n] / rates["alone_past_the_hold"][n], 3
+                ),
+            }
+            for n in range(rounds)
+        ],
         "targets": {
             "beside_1s_vs_alone": 0.8,
             "beside_hanging_vs_alone": 0.8,

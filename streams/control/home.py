@@ -66,6 +66,14 @@ class LeadStates(MutableMapping[str, LeadState]):
             state = self.finished[lead_id]
         return state  # type: ignore[no-any-return]
 
+    def get(self, lead_id: str, default: Any = None) -> Any:
+        # Most lookups are of a new lead, in neither table: one miss each, without the
+        # KeyError that ``Mapping.get`` would raise and catch through ``__getitem__``.
+        state = self.waiting.get(lead_id)
+        if state is None:
+            state = self.finished.get(lead_id)
+        return default if state is None else state
+
     def __setitem__(self, lead_id: str, state: LeadState) -> None:
         if state["finished"] is None:
             self.waiting[lead_id] = state

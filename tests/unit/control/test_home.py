@@ -251,3 +251,13 @@ async def test_records_of_one_lead_are_handled_one_at_a_time() -> None:
     assert taken.finished is None and [a.path for a in taken.asks] == ["plan.1"]
     assert answered.finished is not None
     assert sorted(answered.finished.lead.envelope.get("appended", {})) == ["buyer", "crm"]
+
+
+def test_a_lead_state_is_looked_up_waiting_first_then_finished() -> None:
+    waiting = {"L1": {"finished": None, "run": 2}}
+    finished = {"L1": {"finished": 1.0, "run": 1}, "L2": {"finished": 2.0, "run": 1}}
+    states = LeadStates(waiting, finished)
+    assert states.get("L1") == waiting["L1"]  # a replayed lead runs again while its end is kept
+    assert states.get("L2") == finished["L2"]
+    assert states.get("L3") is None
+    assert states.get("L3", "none") == "none"

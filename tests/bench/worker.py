@@ -6,7 +6,8 @@ fetch costs the broker more the more batches its partition holds (docs/brokers.m
 worker writes outcomes and events a few at a time, so a reader following them would take
 more and more of the broker's CPU (and this two-core machine's) from the run it measures.
 Where a figure needs the records' broker timestamps, the topic is read once, after the
-count is reached.
+count is reached. ``process_usage`` reads a process's CPU and peak RSS (the worker's, the
+broker's) from /proc.
 """
 
 from __future__ import annotations

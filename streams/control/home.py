@@ -60,15 +60,15 @@ class LeadStates(MutableMapping[str, LeadState]):
         self.finished = finished
 
     def __getitem__(self, lead_id: str) -> LeadState:
-        # Waiting first: a replayed lead runs again while its last run's end is kept.
-        state = self.waiting.get(lead_id)
+        state = self.get(lead_id)
         if state is None:
-            state = self.finished[lead_id]
+            raise KeyError(lead_id)
         return state  # type: ignore[no-any-return]
 
     def get(self, lead_id: str, default: Any = None) -> Any:
-        # Most lookups are of a new lead, in neither table: one miss each, without the
-        # KeyError that ``Mapping.get`` would raise and catch through ``__getitem__``.
+        # Waiting first: a replayed lead runs again while its last run's end is kept. Most
+        # lookups are of a new lead, in neither table: one miss each, without the KeyError
+        # that ``Mapping.get`` would raise and catch through ``__getitem__``.
         state = self.waiting.get(lead_id)
         if state is None:
             state = self.finished.get(lead_id)

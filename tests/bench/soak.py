@@ -18,7 +18,15 @@ from aiokafka import AIOKafkaProducer
 from streams.cli.broker import EmbeddedBroker
 from tests.bench.delivery import Nginx, create_topics, destinations_yaml
 from tests.bench.mapping import sample_leads
-from tests.bench.worker import LEADS, Courier, process_usage, scrape, start_courier, summed
+from tests.bench.worker import (
+    LEADS,
+    Courier,
+    memory_mb,
+    process_usage,
+    scrape,
+    start_courier,
+    summed,
+)
 
 
 def _scrape(port: int) -> tuple[int, float]:
@@ -29,14 +37,6 @@ def _scrape(port: int) -> tuple[int, float]:
         return 0, float("nan")
     store_bytes = summed(samples, "courier_store_memory_bytes", part="total")
     return int(summed(samples, LEADS)), store_bytes / 1024 / 1024
-
-
-def _rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return (
-        next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-        / 1024
-    )
 
 
 def _heap_and_anon_mb(pid: int) -> tuple[float, float]:
@@ -99,7 +99,7 @@ async def _count_until(marks: list[int], worker: Courier, broker_pid: int) -> di
             continue
         # Read once a mark is passed, not at every poll: /proc reads of the worker are
         # work done beside it.
-        at, rss_mb = time.monotonic(), _rss_mb(worker_pid)
+        at, rss_mb = time.monotonic(), memory_mb(worker_pid, "VmRSS")
         worker_cpu_s, broker_cpu_s = process_usage(worker_pid)[0], process_usage(broker_pid)[0]
         heap_mb, anon_mb = _heap_and_anon_mb(worker_pid)
         while pending and seen >= pending[0]:

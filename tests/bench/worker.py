@@ -142,8 +142,11 @@ def process_usage(pid: int) -> tuple[float, float]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     cpu_s = (int(fields[11]) + int(fields[12])) / ticks
+    return cpu_s, memory_mb(pid, "VmHWM")
+
+
+def memory_mb(pid: int, field: str) -> float:
+    """One memory line of /proc/<pid>/status (``VmRSS``, ``VmHWM``…), in MB."""
     status = Path(f"/proc/{pid}/status").read_text()
-    peak_kb = next(
-        int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")
-    )
-    return cpu_s, peak_kb / 1024
+    kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith(f"{field}:"))
+    return kb / 1024

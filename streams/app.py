@@ -56,6 +56,7 @@ from streams.control.tables import (
     Owned,
     budget_store_memory,
     confirmed,
+    kafka_partitioner,
     keyed_table,
     partition_of,
     store_memory,
@@ -495,6 +496,7 @@ def create_app(
         **faust_options(settings, settings.app_id),
         consumer_max_fetch_size=DLQ_MAX_MESSAGE_BYTES,
         producer_max_request_size=DLQ_MAX_MESSAGE_BYTES,
+        producer_partitioner=kafka_partitioner,
         # On shutdown, wait for in-flight leads to finish so their offsets are committed.
         stream_wait_empty=True,
         # The web port serves health and metrics only.

@@ -13,6 +13,7 @@ topic and changelog to the same worker.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -20,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
+import orjson
 from faust.stores import STORES
 from faust.stores.rocksdb import RocksDBOptions
 from faust.stores.rocksdb import Store as FaustRocksStore
+from murmurhash2 import murmurhash2
 from rocksdict import (
     AccessType,
     BlockBasedIndexType,
@@ -35,11 +37,24 @@ from rocksdict import (
     WriteBufferManager,
 )
 
+# The seed of Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2).
+KAFKA_MURMUR2_SEED = 0x9747B28C
+
 
 def partition_of(owner: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives a record keyed ``owner``."""
-    hashed: int = murmur2(owner.encode())
-    return (hashed & 0x7FFFFFFF) % partitions
+    return (murmurhash2(owner.encode(), KAFKA_MURMUR2_SEED) & 0x7FFFFFFF) % partitions
+
+
+def kafka_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """aiokafka's default partitioner (Kafka's), hashing in C: aiokafka's murmur2 is pure
+    Python, ~8 µs a key, and a lead's records are hashed four times (its home, its state's
+    changelog, its event, its outcome); this is ~0.25 µs. A record without a key goes to
+    any partition, as with aiokafka's."""
+    if key is None:
+        return random.choice(available or all_partitions)
+    hashed = murmurhash2(key, KAFKA_MURMUR2_SEED) & 0x7FFFFFFF
+    return all_partitions[hashed % len(all_partitions)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +253,15 @@ class RocksStore(FaustRocksStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rocksdb_options = SharedMemoryOptions(**(self.options or {}))
+        # Our tables' keys are str, serialized as JSON (Faust's default for tables), which
+        # Faust's codec registry encodes with orjson after ~3 µs of dispatch, six times a
+        # lead: the same bytes straight from orjson.
+        self._json_str_keys = self.key_type is str and self.key_serializer == "json"
+
+    def _encode_key(self, key: Any) -> bytes:
+        if self._json_str_keys and type(key) is str:
+            return orjson.dumps(key)
+        return super()._encode_key(key)
 
     def revoke_partitions(self, table: Any, tps: Any) -> None:
         for tp in tps:

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import faust
 import pytest
+from faust.stores.rocksdb import Store as FaustRocksStore
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streams.control.home import LeadStates
 from streams.control.tables import (
@@ -194,3 +198,17 @@ def test_a_lookup_reads_the_store_once(tmp_path: Path) -> None:
         table["L2"]
     # Faust's own lookup asks ``key in store`` first: a second read for every key found.
     assert reads == ["_get"] * 5
+
+
+@cache
+def _json_keyed_store() -> Any:
+    """A RocksDB table's store, as the worker makes them (nothing is opened on disk)."""
+    app = faust.App("key-test", store=f"{ROCKSDB_SCHEME}://")
+    return keyed_table(app, "leads", 1, lambda key: key).data
+
+
+@given(key=st.text(max_size=80))
+def test_a_str_key_is_stored_as_fausts_codecs_encode_it(key: str) -> None:
+    store = _json_keyed_store()
+    assert store._encode_key(key) == FaustRocksStore._encode_key(store, key)
+    assert store._decode_key(store._encode_key(key)) == key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -84,3 +85,26 @@ def test_the_collectors_time_is_counted_by_generation() -> None:
         assert counted.seconds[2] > 0
     finally:
         gc.callbacks.remove(counted._on_collection)
+
+
+def test_unrecorded_an_attempt_stays_in_its_leads_span(monkeypatch: Any) -> None:
+    # Spans not recorded (start() without an exporter or a sampler): no span of its own.
+    monkeypatch.setattr(telemetry, "_attempt_spans", False)
+    with tracer.start_as_current_span("lead") as lead:
+        with telemetry.attempting("crm", "L-1", 1) as span:
+            assert not span.is_recording()
+            assert trace.get_current_span() is lead  # its events name the lead's trace
+            telemetry.attempted(
+                span, method="POST", url="https://crm.example/leads", status=200,
+                outcome="success", category="accepted", reason="", failed=False,
+            )  # fmt: skip
+        assert trace.get_current_span() is lead
+    # Recorded, an attempt is a child span in the lead's trace.
+    monkeypatch.setattr(telemetry, "_attempt_spans", True)
+    monkeypatch.setattr(telemetry, "tracer", tracer)
+    with (
+        tracer.start_as_current_span("lead") as lead,
+        telemetry.attempting("crm", "L-1", 1) as span,
+    ):
+        assert span is not lead and span.is_recording()
+        assert span.get_span_context().trace_id == lead.get_span_context().trace_id

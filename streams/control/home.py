@@ -58,6 +58,9 @@ class LeadStates(MutableMapping[str, LeadState]):
     ) -> None:
         self.waiting = waiting
         self.finished = finished
+        # Kept in write order only where ``forget`` reads the oldest first: a table that
+        # expires by itself (RocksDB's TTL) has no order to keep.
+        self._in_write_order = not getattr(finished, "expires_itself", False)
 
     def __getitem__(self, lead_id: str) -> LeadState:
         state = self.get(lead_id)
@@ -78,7 +81,7 @@ class LeadStates(MutableMapping[str, LeadState]):
         if state["finished"] is None:
             self.waiting[lead_id] = state
             return
-        if lead_id in self.finished:
+        if self._in_write_order and lead_id in self.finished:
             # Written again at the end (a new run): at the end of the write order, where
             # ``forget_older`` expects the youngest.
             del self.finished[lead_id]

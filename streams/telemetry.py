@@ -176,8 +176,8 @@ _started = False
 # record still carries its trace (``producing``).
 _producer_spans = False
 # Attempt spans, likewise, only when spans are recorded: unrecorded, an attempt's span would
-# carry nothing its lead's span does not (the trace, for events and parked work; no
-# traceparent goes to a recipient), at ~2 % of a lead's CPU.
+# carry nothing its lead's span does not (the trace, for events, parked work and the
+# traceparent a ``send_traceparent`` recipient gets), at ~2 % of a lead's CPU.
 _attempt_spans = True
 _NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
 

@@ -5,7 +5,8 @@ agents handle a batch of events from several partitions at once, and the parking
 runs outside any event, so that partition would be wrong or missing. Here the partition
 comes from the key instead: ``owner(key)`` (the destination id of "destination|lead")
 hashed as Kafka's default partitioner hashes a record key (murmur2), which is also how
-the work and routing topics are partitioned. A destination's work, caps and circuit
+the work and routing topics are partitioned; the RocksDB store keeps each entry in that
+partition's database too (``RocksStore``). A destination's work, caps and circuit
 therefore always share a partition number, and Faust assigns a partition number of every
 topic and changelog to the same worker.
 """
@@ -271,6 +272,49 @@ class RocksStore(FaustRocksStore):
         if type(value) is dict and self.value_type is None and self.value_serializer == "json":
             return cast(bytes, faust_json.dumps(value))
         return super()._encode_value(value)
+
+    # A keyed table's entry lives in the database of its key's partition: the one its
+    # changelog record goes to, and so the one a recovery writes it back to. Faust's store
+    # writes to the database of the partition of the event being handled (and raises with
+    # none, as in a timer), and reads there too, or in every database when no event is.
+    # A key handled under another partition's event (a destination's entry written while
+    # handling a lead) would be read back from where it was written until a restart, and
+    # missed after it. Only a write opens a database; a read of a partition whose database
+    # is not open finds nothing, as Faust's own read outside an event.
+    def _keyed_partition(self, key: Any) -> int | None:
+        table = self.table
+        return table.partition_for_key(key) if isinstance(table, KeyedTable) else None
+
+    def __getitem__(self, key: Any) -> Any:
+        partition = self._keyed_partition(key)
+        if partition is None:
+            return super().__getitem__(key)
+        db = self._dbs.get(partition)
+        value = None if db is None else db.get(self._encode_key(key))
+        if value is None:
+            raise KeyError(key)
+        return self._decode_value(value)
+
+    def __contains__(self, key: object) -> bool:
+        partition = self._keyed_partition(key)
+        if partition is None:
+            return super().__contains__(key)
+        db = self._dbs.get(partition)
+        return db is not None and db.get(self._encode_key(key)) is not None
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        partition = self._keyed_partition(key)
+        if partition is None:
+            return super().__setitem__(key, value)
+        self._db_for_partition(partition).put(self._encode_key(key), self._encode_value(value))
+        return None
+
+    def __delitem__(self, key: Any) -> None:
+        partition = self._keyed_partition(key)
+        if partition is None:
+            return super().__delitem__(key)
+        self._db_for_partition(partition).delete(self._encode_key(key))
+        return None
 
     def revoke_partitions(self, table: Any, tps: Any) -> None:
         for tp in tps:

@@ -13,6 +13,7 @@ from typing import Any
 import faust
 import pytest
 from faust.stores.rocksdb import Store as FaustRocksStore
+from faust.streams import _current_event
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -202,18 +203,22 @@ def test_a_lookup_reads_the_store_once(tmp_path: Path) -> None:
     app = faust.App("lookup-test", store=f"{ROCKSDB_SCHEME}://", datadir=str(tmp_path))
     table = keyed_table(app, "leads", 1, lambda key: key)
     store = table.data
-    store._db_for_partition(0)[b'"L1"'] = b'{"run": 1}'  # as Faust writes a str key
-    reads: list[str] = []
-    for name in ("_get", "_contains"):
-        read = getattr(store, name)
-        setattr(store, name, lambda key, read=read, name=name: reads.append(name) or read(key))
+    db = store._db_for_partition(0)
+    db[b'"L1"'] = b'{"run": 1}'  # as Faust writes a str key
+    reads: list[bytes] = []
 
+    class CountedDB:
+        def get(self, key: bytes) -> Any:
+            reads.append(key)
+            return db.get(key)
+
+    store._dbs[0] = CountedDB()
     assert table.get("L1") == {"run": 1} and table["L1"] == {"run": 1}
     assert table.get("L2") is None and table.get("L2", 0) == 0
     with pytest.raises(KeyError):
         table["L2"]
     # Faust's own lookup asks ``key in store`` first: a second read for every key found.
-    assert reads == ["_get"] * 5
+    assert reads == [b'"L1"'] * 2 + [b'"L2"'] * 3
 
 
 @cache
@@ -241,3 +246,60 @@ def test_keys_and_values_are_stored_as_fausts_codecs_encode_them(key: str, value
     assert store._decode_key(store._encode_key(key)) == key
     assert store._encode_value(value) == FaustRocksStore._encode_value(store, value)
     assert store._encode_value(None) == FaustRocksStore._encode_value(store, None)
+
+
+class _Handled:
+    """A record being handled, as Faust's ``current_event`` gives it."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = type("Message", (), {"partition": partition})()
+
+
+def test_an_entry_lives_in_its_keys_partition_whatever_record_is_handled(tmp_path: Path) -> None:
+    app = faust.App("keyed-test", store=f"{ROCKSDB_SCHEME}://", datadir=str(tmp_path))
+    table = keyed_table(app, "parked", 4, lambda key: key.split("|", 1)[0])
+    store = table.data
+    key = "buyer|L1"
+    home = table.partition_for_key(key)
+    other = (home + 1) % 4
+    for partition in range(4):
+        store._db_for_partition(partition)
+
+    def handling(partition: int | None) -> Any:
+        event = _Handled(partition) if partition is not None else None
+        return _current_event.set(None if event is None else (lambda: event))
+
+    # Written while a record of another partition is handled (Faust's store would put it
+    # in that partition's database; its changelog record goes to the key's partition).
+    token = handling(other)
+    try:
+        store[key] = {"due": 1}
+    finally:
+        _current_event.reset(token)
+    assert store._db_for_partition(home).get(store._encode_key(key)) is not None
+    assert store._db_for_partition(other).get(store._encode_key(key)) is None
+
+    # Read back where a recovery would have put it: under any record, or none (a timer).
+    for partition in (home, other, None):
+        token = handling(partition)
+        try:
+            assert store[key] == {"due": 1} and key in store and table.get(key) == {"due": 1}
+            assert "buyer|L2" not in store and table.get("buyer|L2") is None
+        finally:
+            _current_event.reset(token)
+
+    store[key] = {"due": 2}  # outside any record (Faust's store raises here)
+    assert table.get(key) == {"due": 2}
+    del store[key]
+    assert key not in store and table.get(key) is None
+    assert all(store._db_for_partition(p).get(store._encode_key(key)) is None for p in range(4))
+
+
+def test_a_key_of_a_partition_not_open_here_is_not_found_and_opens_nothing(tmp_path: Path) -> None:
+    app = faust.App("keyed-test", store=f"{ROCKSDB_SCHEME}://", datadir=str(tmp_path))
+    table = keyed_table(app, "parked", 4, lambda key: key)
+    store = table.data
+    assert table.get("anything") is None and "anything" not in store
+    with pytest.raises(KeyError):
+        store["anything"]
+    assert store._dbs == {}

@@ -234,6 +234,14 @@ class CourierProducer(Producer):
         super().__post_init__()
         self._tracked_topics: set[str] = set()
 
+    def _settings_extra(self) -> Mapping[str, Any]:
+        # Idempotent when the worker was started so (``kafka_idempotence``): a batch the
+        # producer sends again (a timeout, a dropped connection) is kept once by the broker.
+        extra = super()._settings_extra()
+        if getattr(self.app, "idempotent_producer", False):
+            return {**extra, "acks": "all", "enable_idempotence": True}
+        return extra
+
     async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
         if topic not in self._tracked_topics:
             self._tracked_topics.add(topic)
@@ -255,6 +263,7 @@ class CourierApp(faust.App):
     takes as long as the slowest request in flight, not as long as every record read."""
 
     sender: HttpSender | None = None
+    idempotent_producer = False  # set before the producer starts (``kafka_idempotence``)
     holds: Holds | None = None  # the agents' records in progress, for the consumer's commits
     unhandled: UnhandledRecords | None = None  # offsets a commit would pass unacknowledged
 
@@ -484,12 +493,14 @@ def create_app(
     destinations: DestinationsFile,
     config_seen: int | None = None,
     config_text: str | None = None,
+    idempotent_producer: bool = False,
 ) -> Any:
     """``config_seen``: the last version of the config topic the worker has taken into
     account at start (streams/live_config.py); it follows the topic from the next. None:
     from the first (tests that build an app without the command line). ``config_text``:
     the destinations file it starts with, as written (a file touched but not changed is
-    not published again)."""
+    not published again). ``idempotent_producer``: the broker takes one
+    (``kafka_idempotence``)."""
     telemetry.start()
     app = CourierApp(
         settings.app_id,
@@ -503,6 +514,7 @@ def create_app(
         web_enabled=settings.web_port is not None,
         web_port=settings.web_port or 6066,
     )
+    app.idempotent_producer = idempotent_producer  # read when its producer is made
     holds = app.holds = Holds()
 
     def forget_handled(_: Any, /, *revoked: Any, signal: Any, **__: Any) -> None:

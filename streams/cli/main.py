@@ -172,16 +172,42 @@ def worker(**options: Any) -> None:
         except TopicsNotMade as exc:
             _fail(str(exc))
         destinations = starting.destinations
+        idempotent = _idempotent_producer(settings)
         app = create_app(
-            settings, destinations, config_seen=starting.seen, config_text=starting.text
+            settings,
+            destinations,
+            config_seen=starting.seen,
+            config_text=starting.text,
+            idempotent_producer=idempotent,
         )
-        lines, warnings = startup_summary(settings, destinations, embedded=broker is not None)
+        lines, warnings = startup_summary(
+            settings, destinations, embedded=broker is not None, idempotent=idempotent
+        )
         _announce([*lines, f"configuration: {starting.said}"], warnings, settings)
         worker = worker_class(settings.log_format)
         worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     finally:
         if broker is not None:
             broker.stop()
+
+
+def _idempotent_producer(settings: Settings) -> bool:
+    """``kafka_idempotence`` decided with the broker: ``on`` and a broker that refuses it
+    is this command's one-line failure."""
+    if settings.kafka_idempotence == "off":
+        return False
+    from streams.kafka_clients import takes_idempotent_producer
+
+    taken = asyncio.run(
+        takes_idempotent_producer(settings.bootstrap_servers(), settings.kafka_security())
+    )
+    if not taken and settings.kafka_idempotence == "on":
+        _fail(
+            "kafka_idempotence: on, but the broker refused an idempotent producer "
+            "(InitProducerId; the embedded Tansu always does): set "
+            "COURIER_KAFKA_IDEMPOTENCE=auto or off"
+        )
+    return taken
 
 
 async def _starting_config(settings: Settings, from_file: DestinationsFile) -> StartingConfig:

@@ -30,9 +30,13 @@ def running_event_loop() -> str:
 
 
 def startup_summary(
-    settings: Settings, destinations: DestinationsFile, embedded: bool = False
+    settings: Settings,
+    destinations: DestinationsFile,
+    embedded: bool = False,
+    idempotent: bool = False,
 ) -> tuple[list[str], list[str]]:
-    """(lines, warnings) about this worker's configuration."""
+    """(lines, warnings) about this worker's configuration. ``idempotent``: its producer
+    is (``kafka_idempotence``, decided with the broker at start)."""
     lines = [
         f"broker {_broker_hosts(settings.broker)}"
         + (" (embedded Tansu, memory only)" if embedded else "")
@@ -40,6 +44,12 @@ def startup_summary(
         f"reads {settings.leads_topic} as group {settings.app_id}; writes events to "
         f"{settings.events_topic}, outcomes to {settings.outcomes_topic}, dead letters to "
         f"{settings.dlq_topic}",
+        "producer: "
+        + (
+            "idempotent (a record sent again is kept once)"
+            if idempotent
+            else f"not idempotent (COURIER_KAFKA_IDEMPOTENCE={settings.kafka_idempotence})"
+        ),
         f"tables: {settings.store}"
         + (f" in {settings.data_dir / settings.app_id}" if settings.store == "rocksdb" else ""),
         f"event loop: {running_event_loop()}; young garbage collections every "
@@ -89,6 +99,12 @@ def startup_summary(
     if settings.egress == "any":
         warnings.append(
             "COURIER_EGRESS=any: recipients on private and loopback addresses are allowed"
+        )
+    if not idempotent and settings.kafka_idempotence == "auto":
+        warnings.append(
+            "the broker does not take an idempotent producer (the embedded Tansu does not): "
+            "a record the producer sends again after a timeout can be written twice, with "
+            "the same event id (consumers de-duplicate on it; docs/brokers.md)"
         )
     if settings.store == "memory" and not embedded:
         warnings.append(

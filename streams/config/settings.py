@@ -128,6 +128,11 @@ class Settings(BaseSettings):
         description="memory of every RocksDB table of the worker together: blocks read "
         "and changes not yet written to disk (half at most)",
     )
+    # The worker's producer made idempotent (Kafka keeps one copy of a record the producer
+    # sent again after a timeout or a dropped connection). auto: when the broker takes it
+    # (Apache Kafka does; the embedded Tansu refuses it, docs/brokers.md); on: the worker
+    # does not start without it; off: never.
+    kafka_idempotence: Literal["auto", "on", "off"] = "auto"
     # A managed Kafka: TLS and SASL (streams/config/kafka.py; docs/brokers.md)
     kafka_security_protocol: Protocol | None = None
     kafka_ssl_ca_file: Path | None = None

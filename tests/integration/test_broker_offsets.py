@@ -9,10 +9,13 @@ import asyncio
 import uuid
 from typing import Any
 
+import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams.app import TRANSPORT_SCHEME
 from streams.cli.console import read_records
+from streams.kafka_clients import takes_idempotent_producer
 from tests.integration.conftest import create_topic
 from tests.integration.kafka import KafkaTarget
 
@@ -132,6 +135,53 @@ async def test_an_idempotent_producer_starts_on_kafka_and_not_on_the_embedded_br
         await producer.send_and_wait(topics.outcomes, b"once", partition=0)
     finally:
         await producer.stop()
+
+
+async def test_the_workers_producer_is_idempotent_where_the_broker_takes_one(
+    kafka: KafkaTarget, topics: Any
+) -> None:
+    """``kafka_idempotence=auto``: the worker asks the broker first, and its producer
+    (Faust's, ours) is made idempotent only where the broker takes one."""
+    takes = await takes_idempotent_producer(kafka.bootstrap, None)
+    assert takes is (kafka.kind != "tansu")
+    await create_topic(kafka, topics.outcomes, 1)
+    app: Any = faust.App(
+        f"idempotence-{uuid.uuid4().hex[:8]}",
+        broker=f"{TRANSPORT_SCHEME}://{kafka.bootstrap}",
+        autodiscover=False,
+    )
+    app.idempotent_producer = takes
+    producer = app.producer
+    await producer.start()
+    try:
+        client = producer._ensure_producer()  # aiokafka's: it keeps sequence numbers
+        assert (client._txn_manager is not None) is takes
+        await producer.send_and_wait(topics.outcomes, None, b"once", 0, None, None)
+    finally:
+        await producer.stop()
+    records = [r async for r in read_records(kafka.bootstrap, topics.outcomes, follow=False)]
+    assert [record.value for record in records] == [b"once"]
+
+
+async def test_a_worker_told_to_be_idempotent_on_a_broker_that_refuses_says_so(
+    kafka: KafkaTarget, start_worker: Any
+) -> None:
+    worker = start_worker(
+        "destinations:\n  - id: crm\n    url: https://crm.example.com/leads\n",
+        env={"COURIER_KAFKA_IDEMPOTENCE": "on"},
+    )
+    if kafka.kind != "tansu":
+        await worker.logged("courier: producer: idempotent")
+        return
+    assert worker.process is not None
+    assert await asyncio.to_thread(worker.process.wait, 120) == 2
+    lines = worker.log().strip().splitlines()
+    assert lines[-1] == (
+        "courier: kafka_idempotence: on, but the broker refused an idempotent producer "
+        "(InitProducerId; the embedded Tansu always does): set "
+        "COURIER_KAFKA_IDEMPOTENCE=auto or off"
+    )
+    assert "Traceback" not in worker.log()
 
 
 async def test_a_fetch_past_the_end_of_the_log_starts_again_on_kafka_and_waits_on_tansu(

@@ -45,6 +45,12 @@ destinations:
     assert "courier: disabled: paused_buyer" in log
     assert "courier: flow all: parallel(crm)" in log  # no flows: all enabled, at once
     assert "courier: warning: COURIER_EGRESS=any" in log  # the test suite's setting
+    # COURIER_KAFKA_IDEMPOTENCE=auto: as the broker answered (Tansu refuses one)
+    if kafka.kind == "tansu":
+        assert "courier: producer: not idempotent (COURIER_KAFKA_IDEMPOTENCE=auto)" in log
+        assert "courier: warning: the broker does not take an idempotent producer" in log
+    else:
+        assert "courier: producer: idempotent" in log
     assert "\x1b" not in log and "g@example.com" not in log
 
 

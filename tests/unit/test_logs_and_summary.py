@@ -118,3 +118,23 @@ def test_a_json_line_names_the_lead_destination_and_trace_in_its_context() -> No
     assert "ValueError: broken" in line["exception"]
     # a context of its own: the lead id did not leak out
     assert "lead_id" not in orjson.loads(formatter.format(record("outside")))
+
+
+@pytest.mark.parametrize(
+    ("setting", "idempotent", "line", "warned"),
+    [
+        ("auto", True, "producer: idempotent (a record sent again is kept once)", False),
+        ("auto", False, "producer: not idempotent (COURIER_KAFKA_IDEMPOTENCE=auto)", True),
+        ("off", False, "producer: not idempotent (COURIER_KAFKA_IDEMPOTENCE=off)", False),
+    ],
+)
+def test_the_summary_says_whether_the_producer_is_idempotent(
+    setting: str, idempotent: bool, line: str, warned: bool
+) -> None:
+    lines, warnings = startup_summary(
+        Settings(broker="kafka://k1:9092", kafka_idempotence=setting),  # type: ignore[arg-type]
+        parse_destinations({"destinations": [{"id": "crm", "url": "https://crm.example.com"}]}),
+        idempotent=idempotent,
+    )
+    assert line in lines
+    assert any("idempotent producer" in w for w in warnings) is warned

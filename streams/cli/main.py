@@ -412,11 +412,12 @@ def insight(broker: str | None, port: int | None, destinations: Path | None) -> 
             settings.kafka_security(),
         )
     )  # fmt: skip
-    app = create_insight_app(settings, loaded)
+    idempotent = _idempotent_producer(settings)
+    app = create_insight_app(settings, loaded, idempotent_producer=idempotent)
     click.echo(
         f"courier: insight on {settings.web_bind}:{settings.web_port or 6067} "
         f"(/api/leads/ID), history kept {settings.history_days:g} day(s) after a lead's "
-        "last record",
+        "last record; producer " + ("idempotent" if idempotent else "not idempotent"),
         err=True,
     )
     worker = worker_class(settings.log_format)

@@ -47,13 +47,18 @@ def api_refusal(settings: Settings, authorization: str | None) -> tuple[int, str
     return settings.api_caller(authorization)[1]
 
 
-def create_insight_app(settings: Settings, destinations: DestinationsFile | None = None) -> Any:
-    """``destinations``: the file whose alert rules and schedules apply (defaults without)."""
+def create_insight_app(
+    settings: Settings,
+    destinations: DestinationsFile | None = None,
+    idempotent_producer: bool = False,
+) -> Any:
+    """``destinations``: the file whose alert rules and schedules apply (defaults without).
+    ``idempotent_producer``: the broker takes one (``kafka_idempotence``)."""
     telemetry.start()
     app_id = f"{settings.app_id}-insight"
     port = settings.web_port or 6067
     host = settings.web_bind if settings.web_bind not in ("0.0.0.0", "::") else None
-    app = faust.App(
+    app: Any = faust.App(
         app_id,
         **faust_options(settings, app_id),
         web_enabled=True,
@@ -61,6 +66,7 @@ def create_insight_app(settings: Settings, destinations: DestinationsFile | None
         # Where the other insight workers reach this one when a lead's history is here.
         canonical_url=f"http://{host or socket.gethostname()}:{port}",
     )
+    app.idempotent_producer = idempotent_producer  # read when its producer is made
 
     def raw(name: str) -> Any:
         return app.topic(name, key_serializer="raw", value_serializer="raw")

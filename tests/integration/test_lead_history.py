@@ -89,6 +89,9 @@ destinations:
             for r in await collect(kafka, topics.events, 4, settle_s=3.0)
         ]
         api = f"http://127.0.0.1:{port}"
+        # COURIER_KAFKA_IDEMPOTENCE=auto: as the broker answered (Tansu refuses one)
+        kept = "not idempotent" if kafka.kind == "tansu" else "idempotent"
+        await insight.logged(f"last record; producer {kept}\n")
 
         # H-error: two attempts (the first with its next try), its outcome, its dead letter.
         error = await history_of(api, "H-error", token, 4)

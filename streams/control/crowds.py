@@ -44,11 +44,22 @@ class Crowds:
         self._parked: dict[str, dict[str, None]] = {}
         self._on_the_way: dict[str, dict[str, float]] = {}
 
-    def must_wait(self, destination_id: str, key: str) -> bool:
-        """Park this delivery instead of queueing it in memory?"""
+    def back(self, destination_id: str, key: str) -> bool:
+        """Its record is being handled: was it let go for room? Asked of every delivery
+        taken, whatever becomes of it: one let go that is not sent (accepted already, its
+        destination removed or paused meanwhile) must still give back its place, else
+        that place stays taken for ``BACK_WITHIN_S``. Seen after a restart: records read
+        again before the table was read whole were sent at once, their parked copies were
+        let go and came back accepted already, and five places a destination were taken
+        each time, half a minute at a time."""
         coming = self._on_the_way.get(destination_id)
-        if coming is not None and coming.pop(key, None) is not None:
-            return False  # let go for room: it takes its place in the queue
+        return coming is not None and coming.pop(key, None) is not None
+
+    def must_wait(self, destination_id: str, back: bool = False) -> bool:
+        """Park this delivery instead of queueing it in memory? ``back``: let go for room
+        (``back``), it takes its place in the queue."""
+        if back:
+            return False
         if self._parked.get(destination_id):
             return True  # older ones wait in the table: they go first
         return self._queued(destination_id) >= self.limit

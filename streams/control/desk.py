@@ -157,6 +157,7 @@ class DeliveryDesk:
 
     async def handle(self, item: WorkItem) -> Handled:
         key = _work_key(item)
+        back = self._crowds is not None and self._crowds.back(item.destination_id, key)
         if key in self._working:
             # Asked again while this worker is on it (routing asks again for what is still
             # out when it sees a lead or an attempt a second time): the attempt under way
@@ -164,7 +165,7 @@ class DeliveryDesk:
             return Handled(None, None)
         self._working.add(key)
         try:
-            handled = await self._handle(item)
+            handled = await self._handle(item, back)
         finally:
             self._working.discard(key)
         phase = phase_at(item.path)
@@ -177,7 +178,8 @@ class DeliveryDesk:
             result=None if handled.result is None else replace(handled.result, phase=phase),
         )
 
-    async def _handle(self, item: WorkItem) -> Handled:
+    async def _handle(self, item: WorkItem, back: bool = False) -> Handled:
+        """``back``: let go for room in its destination's queue (``Crowds.back``)."""
         destination = self._destinations.get(item.destination_id)
         if destination is None:  # removed from the configuration while work for it waited
             gone = removed(item)
@@ -201,7 +203,7 @@ class DeliveryDesk:
             opens = None if schedule.is_open(moment) else schedule.next_open(moment)
             if opens is not None and opens.timestamp() - now <= schedule.max_hold_s:
                 return self._park(item, destination, opens.timestamp(), "Outside business hours")
-        if self._crowds is not None and self._crowds.must_wait(destination.id, _work_key(item)):
+        if self._crowds is not None and self._crowds.must_wait(destination.id, back):
             # Its destination has a full queue: the lead waits in the table, its record
             # acknowledged, and the agent takes leads for other destinations meanwhile.
             self._store_parked(item, now + RECHECK_S, crowded=True)

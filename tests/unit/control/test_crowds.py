@@ -10,9 +10,9 @@ def test_room_is_the_queue_limit_less_what_waits_and_what_is_on_its_way_back() -
     queued = {"crm": 3}
     clock = Clock()
     crowds = Crowds(queued.__getitem__, limit=4, clock=clock)
-    assert not crowds.must_wait("crm", "a")  # room in the queue: it joins it
+    assert not crowds.must_wait("crm")  # room in the queue: it joins it
     queued["crm"] = 4
-    assert crowds.must_wait("crm", "a")
+    assert crowds.must_wait("crm")
     for key in ("a", "b", "c"):
         crowds.parked("crm", key)
     assert crowds.with_room() == []
@@ -21,8 +21,10 @@ def test_room_is_the_queue_limit_less_what_waits_and_what_is_on_its_way_back() -
     crowds.let_go("crm", "a")
     assert crowds.with_room() == [("crm", "b")]  # "a" takes one of the two places
     queued["crm"] = 0
-    assert crowds.must_wait("crm", "new")  # "b" and "c" still wait: it goes behind them
-    assert not crowds.must_wait("crm", "a")  # back from its record: into the queue
+    assert not crowds.back("crm", "new") and crowds.must_wait("crm")  # behind "b" and "c"
+    assert crowds.back("crm", "a")  # back from its record: into the queue
+    assert not crowds.must_wait("crm", back=True)
+    assert not crowds.back("crm", "a")  # its place is given back once
     crowds.let_go("crm", "b")
     queued["crm"] = 3
     assert crowds.with_room() == []  # the last place is "b"'s
@@ -30,7 +32,7 @@ def test_room_is_the_queue_limit_less_what_waits_and_what_is_on_its_way_back() -
     assert crowds.with_room() == [("crm", "c")]
     crowds.gone("crm", "c")  # left the table another way (a drain)
     assert crowds.with_room() == []
-    assert not crowds.must_wait("crm", "new")
+    assert not crowds.must_wait("crm")
 
 
 def test_reading_the_table_again_orders_the_parked_by_when_they_were_parked() -> None:

@@ -421,6 +421,52 @@ async def test_past_a_full_queue_deliveries_wait_in_the_table_and_go_on_oldest_f
     assert [again.lead.id for _, _, again in buyer.due(everything)] == ["L3", "L4"]
 
 
+async def test_one_let_go_for_room_and_not_sent_gives_its_place_back() -> None:
+    """After a restart the agent reads again records whose deliveries were parked for room,
+    before the first look at the table: the queue has room, so they are sent at once, and
+    their parked copies stay in the table. Let go later, each comes back accepted already
+    (not sent twice) and must give back its place in the queue at once: kept for half a
+    minute, five places a destination let five leads through every 30 s (seen in
+    test_engine's SIGKILL test with a capped destination: 160 of 200 leads late)."""
+    queued: dict[str, int] = {"buyer": 2}
+    recipient = Recipient()
+    clock = Clock(NOW)
+    table: dict[str, Any] = {}
+
+    def new_desk(parked: dict[str, Any], delivered: dict[str, Any]) -> DeliveryDesk:
+        return DeliveryDesk(
+            {"buyer": destination()},
+            recipient,
+            circuits={},
+            caps={},
+            delivered=delivered,
+            parked=parked,
+            clock=clock,
+            crowds=Crowds(queued.__getitem__, limit=2, clock=clock),
+        )
+
+    first = new_desk(table, {})
+    for lead_id in ("L1", "L2", "L3", "L4"):
+        await first.handle(item(lead_id))  # the queue is full: each is parked
+        clock.now += 1.0
+    queued["buyer"] = 0
+    restarted = new_desk(dict(table), {})
+    for lead_id in ("L1", "L2"):  # their records read again: sent at once
+        handled = await restarted.handle(item(lead_id))
+        assert handled.result is not None and handled.result.outcome.reason == "Accepted"
+    everything = Owned(frozenset({0}), 1)
+    released = restarted.due(everything)  # the table read whole: all four still there
+    assert [again.lead.id for _, _, again in released] == ["L1", "L2"]
+    for key, value, again in released:
+        restarted.handing_back(key, value)
+        handled = await restarted.handle(again)  # accepted already: not sent again
+        assert handled.attempt is None and handled.result is not None
+        restarted.release(key, value)
+    assert recipient.calls == [("L1", 1), ("L2", 1)]
+    # Their places are free again at once, not half a minute later.
+    assert [again.lead.id for _, _, again in restarted.due(everything)] == ["L3", "L4"]
+
+
 async def test_parked_for_room_is_found_again_when_the_table_is_read_whole() -> None:
     """After a restart (or a rebalance) the index is rebuilt from the table: the parked
     deliveries go on in the order they were parked."""

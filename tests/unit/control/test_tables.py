@@ -4,6 +4,7 @@ memory store's tables are dropped from their oldest entry, reading no more than 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from functools import cache
@@ -12,8 +13,11 @@ from typing import Any
 
 import faust
 import pytest
+from aiokafka.errors import KafkaTimeoutError
+from aiokafka.structs import RecordMetadata
 from faust.stores.rocksdb import Store as FaustRocksStore
 from faust.streams import _current_event
+from faust.types import TP
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,12 +27,16 @@ from streams.control.tables import (
     ROCKSDB_SCHEME,
     ROCKSDB_SIZES,
     STORE_MEMORY_MB,
+    ChangelogWrite,
     SharedMemoryOptions,
     budget_store_memory,
+    confirmed,
     expiring,
     forget_older,
     keyed_table,
+    partition_of,
     store_memory,
+    track_writes,
 )
 
 
@@ -303,3 +311,66 @@ def test_a_key_of_a_partition_not_open_here_is_not_found_and_opens_nothing(tmp_p
     with pytest.raises(KeyError):
         store["anything"]
     assert store._dbs == {}
+
+
+async def test_a_changelog_write_goes_to_the_producer_buffer_as_faust_would_encode_it() -> None:
+    app = faust.App("changelog-test", store="memory://")
+    table = keyed_table(app, "leads", 4, lambda key: key.split("|")[0])
+    state = {"run": 1, "finished": None, "lead": {"id": "L-é", "amount": 1.5}}
+    track_writes()
+    table["L-é|crm"] = state
+
+    write = app.producer.buffer.pending.get_nowait()
+    assert isinstance(write, ChangelogWrite) and write.message.channel is write
+    assert write.message.partition == partition_of("L-é", 4)
+    faust_would = table.changelog_topic.as_future_message(
+        key="L-é|crm",
+        value=state,
+        partition=write.partition,
+        key_serializer=table.key_serializer,
+        value_serializer=table.value_serializer,
+    ).message
+    assert (write._key, write._value) == (faust_would.key, faust_would.value)
+    # A delete goes Faust's own way (it sends deletes raw).
+    del table["L-é|crm"]
+    assert not isinstance(app.producer.buffer.pending.get_nowait(), ChangelogWrite)
+
+
+async def test_a_confirmed_changelog_write_records_its_offset_and_a_refused_one_fails(
+    tmp_path: Path,
+) -> None:
+    app = faust.App("changelog-test", store=f"{ROCKSDB_SCHEME}://", datadir=str(tmp_path))
+    table = keyed_table(app, "leads", 4, lambda key: key)
+    tp = TP(table.changelog_topic.get_topic_name(), 2)
+    table.data._db_for_partition(2)  # opened, as when the partition is assigned
+    loop = asyncio.get_running_loop()
+
+    # Confirmed by the broker: the store keeps the changelog offset it has (a restart reads
+    # the changelog from there), and ``confirmed`` resolves.
+    track_writes()
+    write = ChangelogWrite(table, 2, b'"L-1"', {"run": 1})
+    _writes_of_this_task().append(write.confirmed)
+    delivery: asyncio.Future[Any] = loop.create_future()
+    delivery.set_result(RecordMetadata(tp.topic, 2, tp, 41, -1, 0, 0))
+    write._sent(delivery)
+    await confirmed()
+    assert table.data.persisted_offset(tp) == 41
+
+    # Refused: ``confirmed`` raises, and no offset is recorded for it.
+    track_writes()
+    refused = ChangelogWrite(table, 2, b'"L-2"', {"run": 1})
+    _writes_of_this_task().append(refused.confirmed)
+    failed: asyncio.Future[Any] = loop.create_future()
+    failed.set_exception(KafkaTimeoutError())
+    refused._sent(failed)
+    with pytest.raises(KafkaTimeoutError):
+        await confirmed()
+    assert table.data.persisted_offset(tp) == 41
+
+
+def _writes_of_this_task() -> list[Any]:
+    from streams.control.tables import _writes
+
+    pending = _writes.get()
+    assert pending is not None
+    return pending

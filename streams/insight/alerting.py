@@ -28,6 +28,14 @@ class Condition:
     message: str
 
 
+# "Recent" for the rules that fire on any one event (a refused credential, a lead over its
+# cap): the current minute's bucket and the one before, so at least the last 60 s. The
+# current bucket alone held an event only until its minute ended: one at hh:mm:57 was
+# gone before the next check (every 5 s, after the event's hop to the counting agent)
+# could see it, and never alerted (test_alerts, seen in CI).
+RECENT_MINUTES = 2
+
+
 def conditions(
     destination: str,
     rules: AlertRules,
@@ -78,7 +86,7 @@ def conditions(
             )
         )
     if rules.auth_failure.enabled:
-        failures = window(1)["auth_errors"]
+        failures = window(RECENT_MINUTES)["auth_errors"]
         found.append(
             Condition(
                 "auth_failure",
@@ -86,7 +94,7 @@ def conditions(
                 failures,
                 0,
                 f"{destination}: {failures} attempt(s) refused our credentials or configuration "
-                "in the last minute",
+                f"in the last {RECENT_MINUTES} minutes",
             )
         )
     if rules.circuit_open.enabled:
@@ -100,14 +108,15 @@ def conditions(
             )
         )
     if rules.cap_reached.enabled:
-        capped = window(1)["skips"].get("Cap exceeded", 0)
+        capped = window(RECENT_MINUTES)["skips"].get("Cap exceeded", 0)
         found.append(
             Condition(
                 "cap_reached",
                 capped > 0,
                 capped,
                 0,
-                f"{destination}: cap reached, {capped} lead(s) not sent in the last minute",
+                f"{destination}: cap reached, {capped} lead(s) not sent in the last "
+                f"{RECENT_MINUTES} minutes",
             )
         )
     if rules.no_acceptance.enabled:

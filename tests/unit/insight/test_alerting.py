@@ -85,6 +85,20 @@ def test_each_rule_against_its_window() -> None:
     assert not any(c.holds for c in quiet.values())
 
 
+def test_a_refusal_or_a_capped_lead_late_in_its_minute_still_alerts_in_the_next() -> None:
+    """At least the last 60 s: an event at hh:mm:57 is judged after hh:mm+1:00 (the checks
+    come every 5 s, after the event's hop to the counting agent); the minute before that
+    is past."""
+    rules = AlertRules()
+    previous = {NOW - 60: bucket(auth=1, capped=1)}
+    late = by_rule(conditions("crm", rules, previous, NOW, None))
+    assert late["auth_failure"].holds and late["cap_reached"].holds
+    assert "in the last 2 minutes" in late["auth_failure"].message
+    older = {NOW - 120: bucket(auth=1, capped=1)}
+    gone = by_rule(conditions("crm", rules, older, NOW, None))
+    assert not gone["auth_failure"].holds and not gone["cap_reached"].holds
+
+
 def test_no_acceptance_counts_only_in_business_hours() -> None:
     rules = AlertRules.model_validate({"no_acceptance": {"minutes": 10, "min_attempts": 5}})
     minutes = {NOW: bucket(errors=6)}

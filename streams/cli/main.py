@@ -196,16 +196,16 @@ def _idempotent_producer(settings: Settings) -> bool:
     is this command's one-line failure."""
     if settings.kafka_idempotence == "off":
         return False
-    from streams.kafka_clients import takes_idempotent_producer
+    from streams.kafka_clients import IDEMPOTENCE_PROBE_S, takes_idempotent_producer
 
     taken = asyncio.run(
         takes_idempotent_producer(settings.bootstrap_servers(), settings.kafka_security())
     )
     if not taken and settings.kafka_idempotence == "on":
         _fail(
-            "kafka_idempotence: on, but the broker refused an idempotent producer "
-            "(InitProducerId; the embedded Tansu always does): set "
-            "COURIER_KAFKA_IDEMPOTENCE=auto or off"
+            "kafka_idempotence: on, but the broker did not start an idempotent producer "
+            f"(InitProducerId refused, or not answered in {IDEMPOTENCE_PROBE_S:g} s; the "
+            "embedded Tansu always refuses): set COURIER_KAFKA_IDEMPOTENCE=auto or off"
         )
     return taken
 

@@ -56,8 +56,8 @@ class Crowds:
         return coming is not None and coming.pop(key, None) is not None
 
     def must_wait(self, destination_id: str, back: bool = False) -> bool:
-        """Park this delivery instead of queueing it in memory? ``back``: let go for room
-        (``back``), it takes its place in the queue."""
+        """Park this delivery instead of queueing it in memory? ``back``: it was let go for
+        room (``Crowds.back``) and takes its place in the queue."""
         if back:
             return False
         if self._parked.get(destination_id):

@@ -177,9 +177,9 @@ async def test_a_worker_told_to_be_idempotent_on_a_broker_that_refuses_says_so(
     assert await asyncio.to_thread(worker.process.wait, 120) == 2
     lines = worker.log().strip().splitlines()
     assert lines[-1] == (
-        "courier: kafka_idempotence: on, but the broker refused an idempotent producer "
-        "(InitProducerId; the embedded Tansu always does): set "
-        "COURIER_KAFKA_IDEMPOTENCE=auto or off"
+        "courier: kafka_idempotence: on, but the broker did not start an idempotent "
+        "producer (InitProducerId refused, or not answered in 30 s; the embedded Tansu "
+        "always refuses): set COURIER_KAFKA_IDEMPOTENCE=auto or off"
     )
     assert "Traceback" not in worker.log()
 

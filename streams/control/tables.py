@@ -243,6 +243,23 @@ def expiring(keep_s: float) -> dict[str, Any]:
     }
 
 
+# Our keys are str and our values dicts, serialized as JSON (Faust's default for tables):
+# Faust's codec registry gives the bytes of orjson and of Faust's own JSON function after
+# ~3 µs of dispatch, several times a lead (the store and the changelog each encode every
+# write). The same bytes, at once, for a table or its store (both know the codecs); None
+# for any other key or value, which goes Faust's way.
+def json_key(of: Any, key: Any) -> bytes | None:
+    if type(key) is str and of.key_type is str and of.key_serializer == "json":
+        return orjson.dumps(key)
+    return None
+
+
+def json_value(of: Any, value: Any) -> bytes | None:
+    if type(value) is dict and of.value_type is None and of.value_serializer == "json":
+        return cast(bytes, faust_json.dumps(value))
+    return None
+
+
 class RocksStore(FaustRocksStore):
     """Faust's RocksDB store, without a full garbage collection at every rebalance.
 
@@ -260,18 +277,11 @@ class RocksStore(FaustRocksStore):
         super().__init__(*args, **kwargs)
         self.rocksdb_options = SharedMemoryOptions(**(self.options or {}))
 
-    # Our keys are str and our values dicts, serialized as JSON (Faust's default for
-    # tables): Faust's codec registry gives the bytes of orjson and of Faust's own JSON
-    # function after ~3 µs of dispatch, many times a lead. The same bytes, at once.
     def _encode_key(self, key: Any) -> bytes:
-        if type(key) is str and self.key_type is str and self.key_serializer == "json":
-            return orjson.dumps(key)
-        return super()._encode_key(key)
+        return json_key(self, key) or super()._encode_key(key)
 
     def _encode_value(self, value: Any) -> bytes | None:
-        if type(value) is dict and self.value_type is None and self.value_serializer == "json":
-            return cast(bytes, faust_json.dumps(value))
-        return super()._encode_value(value)
+        return json_value(self, value) or super()._encode_value(value)
 
     # A keyed table's entry lives in the database of its key's partition: the one its
     # changelog record goes to, and so the one a recovery writes it back to. Faust's store
@@ -393,8 +403,9 @@ class KeyedTable(faust.Table):  # type: ignore[type-arg]
         return not (self.app.in_transaction or conf.producer_threaded)
 
     def _changelog_key(self, key: Any) -> bytes:
-        if self.key_type is str and self.key_serializer == "json" and type(key) is str:
-            return orjson.dumps(key)  # what the codec registry gives, see RocksStore
+        fast = json_key(self, key)
+        if fast is not None:
+            return fast
         encoded = self.app.serializers.dumps_key(self.key_type, key, serializer=self.key_serializer)
         if encoded is None:
             raise TypeError("Table key cannot be None")  # as Faust's store says
@@ -418,7 +429,7 @@ class ChangelogWrite:
         self._table = table
         self.partition = partition
         self._key = key
-        self._value: bytes | None = table.app.serializers.dumps_value(
+        self._value: bytes | None = json_value(table, value) or table.app.serializers.dumps_value(
             table.value_type, value, serializer=table.value_serializer
         )
         self.confirmed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

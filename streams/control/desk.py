@@ -142,6 +142,9 @@ class DeliveryDesk:
             read_all=None if crowds is None else crowds.read_again,
         )
         self._unreadable: set[str] = set()  # parked keys already logged as unreadable
+        # Parked keys whose records this worker is writing (``handing_back`` until
+        # ``release`` or ``not_handed_back``): such a record read back is the parked item.
+        self._handing_back: set[str] = set()
         self._clock = clock
         # Parked items of the owners this worker owns, as last counted by ``due`` (a metric).
         self.waiting = 0
@@ -203,6 +206,11 @@ class DeliveryDesk:
             opens = None if schedule.is_open(moment) else schedule.next_open(moment)
             if opens is not None and opens.timestamp() - now <= schedule.max_hold_s:
                 return self._park(item, destination, opens.timestamp(), "Outside business hours")
+        if self._crowds is not None and not back and self._waits_its_turn(item):
+            # Asked again (its record read again after a restart, or a repeat) while the
+            # same delivery waits its turn in the table: that copy answers, in its turn.
+            # Sent now, the lead would pass every older one parked for room.
+            return Handled(None, None)
         if self._crowds is not None and self._crowds.must_wait(destination.id, back):
             # Its destination has a full queue: the lead waits in the table, its record
             # acknowledged, and the agent takes leads for other destinations meanwhile.
@@ -398,22 +406,42 @@ class DeliveryDesk:
     def handing_back(self, key: str, value: Any) -> None:
         """A parked item's record is about to be written (``release`` once it is stored,
         ``not_handed_back`` if it could not be)."""
+        self._handing_back.add(key)
         crowded = value.get("crowded")
         if crowded is not None and self._crowds is not None:
             self._crowds.let_go(crowded, key)
 
     def not_handed_back(self, key: str, value: Any) -> None:
+        self._handing_back.discard(key)
         crowded = value.get("crowded")
         if crowded is not None and self._crowds is not None and self.parked.get(key) == value:
             self._crowds.kept(crowded, key)
 
     def release(self, key: str, value: Any) -> None:
         """Forget a parked item handed back: unless it was parked again meanwhile."""
+        self._handing_back.discard(key)
         if self.parked.get(key) == value:
             self._due.remove(key)
 
     def is_parked(self, item: WorkItem) -> bool:
         return _work_key(item) in self.parked
+
+    def _waits_its_turn(self, item: WorkItem) -> bool:
+        """The same delivery (same attempt) is parked for room and not being handed back
+        by this worker. A hand-back read after its place was given up (later than
+        ``BACK_WITHIN_S``) is still being handed back until its write is confirmed, so it
+        is never taken for a repeat and dropped while its entry is then released; one
+        written by a worker stopped before it released the entry is dropped, and the
+        entry, still there, goes on in its turn."""
+        key = _work_key(item)
+        value = self.parked.get(key)
+        if value is None or value.get("crowded") is None or key in self._handing_back:
+            return False
+        try:
+            parked = WorkItem.from_json(str(value["item"]).encode())
+        except (MessageError, KeyError, TypeError):
+            return False  # ``due`` says what is wrong with it
+        return (parked.number, parked.quota_waits) == (item.number, item.quota_waits)
 
     def superseded(self, item: WorkItem) -> bool:
         """A handed-back item whose record was written twice: a worker stopped after

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from streams.config import Destination
-from streams.control.crowds import RECHECK_S, Crowds
+from streams.control.crowds import BACK_WITHIN_S, RECHECK_S, Crowds
 from streams.control.desk import AttemptAt, DeliveryDesk
 from streams.control.messages import WorkItem
 from streams.control.tables import Owned
@@ -421,39 +421,46 @@ async def test_past_a_full_queue_deliveries_wait_in_the_table_and_go_on_oldest_f
     assert [again.lead.id for _, _, again in buyer.due(everything)] == ["L3", "L4"]
 
 
+def crowded_desk(
+    queued: dict[str, int],
+    recipient: Recipient,
+    clock: Clock,
+    parked: dict[str, Any],
+    delivered: dict[str, Any] | None = None,
+) -> DeliveryDesk:
+    return DeliveryDesk(
+        {"buyer": destination()},
+        recipient,
+        circuits={},
+        caps={},
+        delivered={} if delivered is None else delivered,
+        parked=parked,
+        clock=clock,
+        crowds=Crowds(queued.__getitem__, limit=2, clock=clock),
+    )
+
+
 async def test_one_let_go_for_room_and_not_sent_gives_its_place_back() -> None:
-    """After a restart the agent reads again records whose deliveries were parked for room,
-    before the first look at the table: the queue has room, so they are sent at once, and
-    their parked copies stay in the table. Let go later, each comes back accepted already
-    (not sent twice) and must give back its place in the queue at once: kept for half a
-    minute, five places a destination let five leads through every 30 s (seen in
-    test_engine's SIGKILL test with a capped destination: 160 of 200 leads late)."""
+    """A delivery let go for room that comes back accepted already (not sent twice) gives
+    back its place in the queue at once. Seen after a restart, before asks read again
+    were left to their parked copies: they were sent at once, their copies, let go later,
+    came back accepted, and kept their places for half a minute: five places a destination
+    let five leads through every 30 s (test_engine's SIGKILL test with a capped
+    destination: 160 of 200 leads late)."""
     queued: dict[str, int] = {"buyer": 2}
     recipient = Recipient()
     clock = Clock(NOW)
     table: dict[str, Any] = {}
-
-    def new_desk(parked: dict[str, Any], delivered: dict[str, Any]) -> DeliveryDesk:
-        return DeliveryDesk(
-            {"buyer": destination()},
-            recipient,
-            circuits={},
-            caps={},
-            delivered=delivered,
-            parked=parked,
-            clock=clock,
-            crowds=Crowds(queued.__getitem__, limit=2, clock=clock),
-        )
-
-    first = new_desk(table, {})
+    delivered: dict[str, Any] = {}
+    first = crowded_desk(queued, recipient, clock, table, delivered)
     for lead_id in ("L1", "L2", "L3", "L4"):
         await first.handle(item(lead_id))  # the queue is full: each is parked
         clock.now += 1.0
     queued["buyer"] = 0
-    restarted = new_desk(dict(table), {})
-    for lead_id in ("L1", "L2"):  # their records read again: sent at once
-        handled = await restarted.handle(item(lead_id))
+    for lead_id in ("L1", "L2"):  # accepted another way (an operator's replay, say)
+        handled = await crowded_desk(queued, recipient, clock, {}, delivered).handle(item(lead_id))
         assert handled.result is not None and handled.result.outcome.reason == "Accepted"
+    restarted = crowded_desk(queued, recipient, clock, dict(table), delivered)
     everything = Owned(frozenset({0}), 1)
     released = restarted.due(everything)  # the table read whole: all four still there
     assert [again.lead.id for _, _, again in released] == ["L1", "L2"]
@@ -465,6 +472,57 @@ async def test_one_let_go_for_room_and_not_sent_gives_its_place_back() -> None:
     assert recipient.calls == [("L1", 1), ("L2", 1)]
     # Their places are free again at once, not half a minute later.
     assert [again.lead.id for _, _, again in restarted.due(everything)] == ["L3", "L4"]
+
+
+async def test_asked_again_while_parked_for_room_it_waits_its_turn() -> None:
+    """After a restart the agent reads again the records whose deliveries were parked for
+    room, before the first whole read of the table finds them. Sent at once, those leads
+    passed every older one parked before them (seen in test_engine's SIGKILL test with a
+    capped destination). The parked copy answers for the ask, in its turn."""
+    queued: dict[str, int] = {"buyer": 2}
+    recipient = Recipient()
+    clock = Clock(NOW)
+    table: dict[str, Any] = {}
+    first = crowded_desk(queued, recipient, clock, table)
+    for lead_id in ("L1", "L2", "L3", "L4"):
+        await first.handle(item(lead_id))  # the queue is full: each is parked
+        clock.now += 1.0
+    queued["buyer"] = 0
+    restarted = crowded_desk(queued, recipient, clock, dict(table))
+    for lead_id in ("L4", "L3"):  # their records read again, the newest first
+        handled = await restarted.handle(item(lead_id))
+        assert (handled.attempt, handled.result) == (None, None)  # its copy answers
+    assert recipient.calls == []
+    everything = Owned(frozenset({0}), 1)
+    for _ in range(2):
+        released = restarted.due(everything)
+        for key, value, again in released:
+            restarted.handing_back(key, value)
+            handled = await restarted.handle(again)
+            assert handled.result is not None and handled.result.outcome.reason == "Accepted"
+            restarted.release(key, value)
+    assert recipient.calls == [("L1", 1), ("L2", 1), ("L3", 1), ("L4", 1)]  # oldest first
+
+
+async def test_a_hand_back_read_late_is_still_sent() -> None:
+    """A record read back after its place was given up (its write confirmed late, past
+    ``BACK_WITHIN_S``) while its entry is still parked: it is the parked item on its way,
+    not a repeat. Dropped, its entry would then be released and the lead lost."""
+    queued: dict[str, int] = {"buyer": 2}
+    recipient = Recipient()
+    clock = Clock(NOW)
+    buyer = crowded_desk(queued, recipient, clock, {})
+    await buyer.handle(item("L1"))  # parked for room
+    queued["buyer"] = 0
+    everything = Owned(frozenset({0}), 1)
+    ((key, value, again),) = buyer.due(everything)
+    buyer.handing_back(key, value)
+    clock.now += BACK_WITHIN_S + 1.0
+    buyer.due(everything)  # its place given up
+    handled = await buyer.handle(again)
+    assert handled.result is not None and handled.result.outcome.reason == "Accepted"
+    buyer.release(key, value)
+    assert recipient.calls == [("L1", 1)] and key not in buyer.parked
 
 
 async def test_parked_for_room_is_found_again_when_the_table_is_read_whole() -> None:

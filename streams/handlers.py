@@ -450,7 +450,7 @@ class Handlers:
             yield [dead_letter(value, key, unreadable, origin)]
             return
         logs.about_lead(item.lead.id)
-        if self.desk.superseded(item):  # a stale copy of a handed-back item's record
+        if self.desk.superseded(item):  # its parked copy answers for it
             return
         yield self.report(item, await self.desk.handle(item))
 

@@ -206,11 +206,6 @@ class DeliveryDesk:
             opens = None if schedule.is_open(moment) else schedule.next_open(moment)
             if opens is not None and opens.timestamp() - now <= schedule.max_hold_s:
                 return self._park(item, destination, opens.timestamp(), "Outside business hours")
-        if self._crowds is not None and not back and self._waits_its_turn(item):
-            # Asked again (its record read again after a restart, or a repeat) while the
-            # same delivery waits its turn in the table: that copy answers, in its turn.
-            # Sent now, the lead would pass every older one parked for room.
-            return Handled(None, None)
         if self._crowds is not None and self._crowds.must_wait(destination.id, back):
             # Its destination has a full queue: the lead waits in the table, its record
             # acknowledged, and the agent takes leads for other destinations meanwhile.
@@ -426,37 +421,33 @@ class DeliveryDesk:
     def is_parked(self, item: WorkItem) -> bool:
         return _work_key(item) in self.parked
 
-    def _waits_its_turn(self, item: WorkItem) -> bool:
-        """The same delivery (same attempt) is parked for room and not being handed back
-        by this worker. A hand-back read after its place was given up (later than
-        ``BACK_WITHIN_S``) is still being handed back until its write is confirmed, so it
-        is never taken for a repeat and dropped while its entry is then released; one
-        written by a worker stopped before it released the entry is dropped, and the
-        entry, still there, goes on in its turn."""
+    def superseded(self, item: WorkItem) -> bool:
+        """A record its delivery's parked copy answers for (not to be made):
+
+        - A handed-back item whose record was written twice: a worker stopped after writing
+          a batch and before taking its items from the table, and the next worker handed
+          them back again. The copy handled second is stale once the delivery has been
+          parked again since (for its next attempt, or its next quota wait): made, it would
+          repeat an attempt the recipient has had.
+        - The same attempt asked for again (its record read again after a restart, before
+          the table's first whole read, or a repeat) while it waits parked for room: the
+          parked copy goes in its turn; made now, the lead would pass every older one. Not
+          a record this worker is handing back (``handing_back`` until ``release``), even
+          one read after its place was given up (``BACK_WITHIN_S``): dropped, it would be
+          lost when its entry is released. One written by a worker stopped before it
+          released the entry is dropped, and the entry, still there, goes on in its turn."""
         key = _work_key(item)
         value = self.parked.get(key)
-        if value is None or value.get("crowded") is None or key in self._handing_back:
-            return False
-        try:
-            parked = WorkItem.from_json(str(value["item"]).encode())
-        except (MessageError, KeyError, TypeError):
-            return False  # ``due`` says what is wrong with it
-        return (parked.number, parked.quota_waits) == (item.number, item.quota_waits)
-
-    def superseded(self, item: WorkItem) -> bool:
-        """A handed-back item whose record was written twice: a worker stopped after
-        writing a batch and before taking its items from the table, and the next worker
-        handed them back again. The copy handled second is stale once the delivery has been
-        parked again since (for its next attempt, or its next quota wait): made, it would
-        repeat an attempt the recipient has had."""
-        value = self.parked.get(_work_key(item))
         if value is None:
             return False
         try:
             parked = WorkItem.from_json(str(value["item"]).encode())
         except (MessageError, KeyError, TypeError):
             return False  # ``due`` says what is wrong with it
-        return (parked.number, parked.quota_waits) > (item.number, item.quota_waits)
+        ahead, this = (parked.number, parked.quota_waits), (item.number, item.quota_waits)
+        if ahead != this:
+            return ahead > this
+        return value.get("crowded") is not None and key not in self._handing_back
 
     def forget_delivered(self, older_than_s: float, owns: Callable[[str], bool]) -> int:
         """Drop remembered acceptances older than ``older_than_s``; how many were dropped."""

@@ -219,7 +219,7 @@ class Home:
 
         def due(state: LeadState) -> tuple[LeadState, WorkItem] | None:
             if item.path in state["known"] or self.desk.superseded(item):
-                return None  # answered already, or a stale copy of its record
+                return None  # answered already, or its parked copy answers for it
             return (dict(state), item)
 
         async for report in self._resume(item.lead.id, source, due):

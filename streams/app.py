@@ -64,7 +64,7 @@ from streams.control.tables import (
 )
 from streams.errors import ConfigError, DeliveryError, StoppedWhileWaiting
 from streams.handlers import Handlers, Origin
-from streams.kafka_clients import seek_to_time, send_admin_action
+from streams.kafka_clients import seek_to_time, send_admin_action, stop_consumer
 from streams.live_config import follow_config, publish_version
 from streams.logs import JsonLogFormatter
 from streams.model import Lead
@@ -215,8 +215,7 @@ class CourierConsumer(Consumer):
         finally:
             # Inside Faust's worker this stop has been seen to hang (standalone it does not;
             # cause not found). The reader is in no group and holds nothing: bound the wait.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(reader.stop(), READER_STOP_S)
+            await stop_consumer(reader, READER_STOP_S)
 
 
 class CourierProducer(Producer):
@@ -1019,8 +1018,7 @@ async def follow_control(
                 )  # fmt: skip
     finally:
         await session.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(reader.stop(), READER_STOP_S)
+        await stop_consumer(reader, READER_STOP_S)
 
 
 async def _handlers(

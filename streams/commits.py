@@ -26,7 +26,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.config.kafka import KafkaSecurity
-from streams.kafka_clients import client_options, started
+from streams.kafka_clients import client_options, started, stop_consumer
 
 log = logging.getLogger(__name__)
 
@@ -168,4 +168,4 @@ async def read_range(
                 if not records and await reader.position(partition) >= end:
                     return found
     finally:
-        await reader.stop()
+        await stop_consumer(reader)

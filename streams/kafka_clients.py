@@ -4,6 +4,7 @@ one-line failure for a client that cannot start, topics made before anything use
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -31,6 +32,26 @@ async def started(client: Any) -> None:
     except BaseException:
         await (client.stop() if hasattr(client, "stop") else client.close())
         raise
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer, timeout_s: float | None = None) -> None:
+    """Stop a started consumer, even in the same step it started in; with ``timeout_s``, a
+    stop that takes longer is left behind (for readers that hold nothing).
+
+    aiokafka 0.14's stop cancels the task that watches a group-less consumer's assignment,
+    then awaits it; a task cancelled before its first step re-raises the cancellation
+    (aio-libs/aiokafka#647), and the rest of the stop is skipped. A reader that found
+    nothing to fetch (the empty changelogs of a first start) got there with no step in
+    between. On Python 3.11, ``wait_for`` ran the stop in a task of its own, a loop turn
+    later, which hid it where a stop was bounded; 3.12's ``wait_for`` awaits in place, so
+    the CancelledError ended Faust's table recovery and the worker never took a record.
+    One turn of the loop lets that task start; cancelled after, it ends quietly."""
+    await asyncio.sleep(0)
+    if timeout_s is None:
+        await consumer.stop()
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(consumer.stop(), timeout_s)
 
 
 IDEMPOTENCE_PROBE_S = 30.0

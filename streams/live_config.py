@@ -9,8 +9,6 @@ worker runs the same one.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +29,13 @@ from streams.config.versions import (
     version_record,
 )
 from streams.errors import ConfigError
-from streams.kafka_clients import client_options, ensure_topics, send_one, started
+from streams.kafka_clients import (
+    client_options,
+    ensure_topics,
+    send_one,
+    started,
+    stop_consumer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +75,7 @@ async def config_versions(
                     found.append(version)
         return found
     finally:
-        await reader.stop()
+        await stop_consumer(reader)
 
 
 async def publish_version(
@@ -193,5 +197,4 @@ async def follow_config(
                 continue
             apply(version)
     finally:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(reader.stop(), READER_STOP_S)
+        await stop_consumer(reader, READER_STOP_S)

@@ -24,7 +24,13 @@ from streams.avro import (
 from streams.broker_offsets import fetched_end_offsets
 from streams.config.kafka import KafkaSecurity
 from streams.control.admin import AdminState, circuit_after
-from streams.kafka_clients import client_options, ensure_topics, seek_to_time, started
+from streams.kafka_clients import (
+    client_options,
+    ensure_topics,
+    seek_to_time,
+    started,
+    stop_consumer,
+)
 
 
 def lead_key(line: bytes) -> bytes | None:
@@ -241,7 +247,7 @@ async def read_records(
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def _partitions(

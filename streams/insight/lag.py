@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.broker_offsets import fetched_end_offsets
 from streams.config.kafka import KafkaSecurity
-from streams.kafka_clients import client_options, started
+from streams.kafka_clients import client_options, started, stop_consumer
 
 
 async def group_lag(
@@ -39,7 +39,7 @@ async def group_lag(
             listed = await reader.end_offsets(partitions) if partitions else {}
             ends = await fetched_end_offsets(reader, listed) if listed else {}
         finally:
-            await reader.stop()
+            await stop_consumer(reader)
     finally:
         await admin.close()
     lag: dict[str, dict[int, int]] = {}

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    ModelWrapValidatorHandler,
     PrivateAttr,
     Tag,
     ValidationError,
@@ -244,6 +245,51 @@ class Destination(CompiledModel):
         if self.ping is not None:
             self._ping_destination = self._pinged()
         return self
+
+    # Declared after ``_check_and_compile`` so that it wraps it: pydantic nests a model's
+    # validators in the order they are declared, the last outermost.
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_problem(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Destination]
+    ) -> Destination:
+        """A field's own problem (a bad ``id``) stops pydantic before the destination's
+        checks (``_check_and_compile``), which would hide a bad URL in the same entry until
+        the next run. Those checks run again with the broken fields left at their defaults,
+        and what they find about the other fields is reported with the fields' problems."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            if not isinstance(data, dict):
+                raise
+            broken = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+            if not broken:
+                raise
+            rest = {key: value for key, value in data.items() if str(key) not in broken}
+            if "id" in broken:
+                rest["id"] = "unnamed"  # the one field without a default
+            try:
+                handler(rest)
+            except ValidationError as again:
+                more = [
+                    line
+                    for error in again.errors()
+                    if not error["loc"]
+                    for line in str(error["msg"]).removeprefix("Value error, ").splitlines()
+                    if line.partition(": ")[0] not in broken
+                ]
+            else:
+                more = []
+            if not more:
+                raise
+            also = ValueError("\n".join(more))
+            raise ValidationError.from_exception_data(
+                exc.title,
+                [
+                    *exc.errors(),  # type: ignore[list-item]
+                    {"type": "value_error", "loc": (), "input": data, "ctx": {"error": also}},
+                ],
+            ) from None
 
     def _pinged(self) -> Destination:
         """The destination a ping is sent as: the same id, credentials and headers, the

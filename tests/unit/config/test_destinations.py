@@ -77,6 +77,40 @@ def test_every_problem_is_reported_at_once_with_its_index() -> None:
     assert problems[1].startswith("destinations[2].method")
 
 
+def test_a_field_problem_does_not_hide_the_destination_checks_of_other_fields() -> None:
+    """A bad id stopped pydantic before the URL, header and batch checks: ``courier
+    check`` showed the id, and the URL only in the next run."""
+    problems = problems_of(
+        {
+            "destinations": [
+                destination(
+                    id="Bad-Id",
+                    url="ftp://crm.example.com/x",
+                    timeouts={"connect": -1},
+                    headers={"X-Api-Key": "literal"},
+                )
+            ]
+        }
+    )
+    assert [p.split(":")[0] for p in problems] == [
+        "destinations[0].id",
+        "destinations[0].timeouts.connect",
+        "destinations[0].url",
+        "destinations[0].headers.X-Api-Key",
+    ]
+
+
+def test_a_check_about_a_broken_field_is_not_reported_twice() -> None:
+    # hubspot needs an auth block of its own kinds: a broken one is reported once, for
+    # itself, not again as missing.
+    problems = problems_of(
+        {"destinations": [destination(integration="hubspot", auth={"type": "carrier_pigeon"})]}
+    )
+    auth_problems = [p for p in problems if p.startswith("destinations[0].auth")]
+    assert len(auth_problems) == 1
+    assert "carrier_pigeon" in auth_problems[0]
+
+
 def test_duplicate_ids_and_empty_files_are_refused() -> None:
     assert "used twice" in problems_of({"destinations": [destination(), destination()]})[0]
     assert problems_of({"destinations": []})

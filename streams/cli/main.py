@@ -32,11 +32,22 @@ from streams.secrets import SCRUBBER, scrub_log_records, without_secret_values
 
 def _settings(**overrides: Any) -> Settings:
     """Environment (``COURIER_*``) first, command-line options over it."""
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        return Settings(**given)
     except ValidationError as exc:
-        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("settings", problems) from None
+        raise ConfigError("settings", [_setting_problem(e, given) for e in exc.errors()]) from None
+
+
+def _setting_problem(error: Any, given: dict[str, Any]) -> str:
+    """``in_flight (COURIER_IN_FLIGHT): reason``: where the value came from, so that the
+    user knows what to change; never the value itself (it may be a password)."""
+    loc = [str(part) for part in error["loc"]]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not loc:
+        return message
+    source = "command line" if loc[0] in given else f"COURIER_{loc[0].upper()}"
+    return f"{'.'.join(loc)} ({source}): {message}"
 
 
 def _make_topics(settings: Settings, configs: dict[str, dict[str, str]]) -> None:
@@ -88,7 +99,8 @@ broker_option = click.option(
 
 
 class _Commands(click.Group):
-    """Every command: a broker that cannot be reached is one line and exit code 2."""
+    """Every command: a broker that cannot be reached, or a setting that is wrong, is one
+    line and exit code 2 (the commands that catch these themselves say more)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         if ctx.invoked_subcommand != "worker":
@@ -99,6 +111,8 @@ class _Commands(click.Group):
             return super().invoke(ctx)
         except KafkaConnectionError as exc:
             _fail(f"cannot reach the Kafka broker ({exc})")
+        except ConfigError as exc:
+            _fail(str(exc))
 
 
 @click.group(cls=_Commands)

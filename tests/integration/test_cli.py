@@ -288,6 +288,32 @@ def test_an_unreachable_broker_is_one_line_and_exit_code_2(command: list[str]) -
     assert len(lines) == 1 and lines[0].startswith("courier: cannot reach the Kafka broker")
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["lead", "L-1"], ["tail"], ["events"], ["report"], ["publish", "/dev/null"], ["worker"]],
+)
+def test_a_bad_setting_names_its_variable_in_one_problem_and_exit_code_2(
+    command: list[str],
+) -> None:
+    """``courier lead`` printed a traceback for a bad ``COURIER_*`` value, and every
+    command named the setting's field, not the variable the user had set."""
+    env = {**os.environ, "COURIER_IN_FLIGHT": "many"}
+    result = courier(*command, env=env, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "courier: invalid configuration (1 problem(s)):",
+        "  settings: in_flight (COURIER_IN_FLIGHT): Input should be a valid integer, "
+        "unable to parse string as an integer",
+    ]
+
+
+def test_a_bad_option_is_named_as_the_command_line_s() -> None:
+    result = courier("worker", "--in-flight", "0", "--destinations", EXAMPLE_DESTINATIONS)
+    assert result.returncode == 2, result.stderr
+    assert "in_flight (command line): Input should be greater than or equal to 1" in (result.stderr)
+
+
 async def test_publish_from_stdin_sends_each_line_as_it_arrives(kafka: KafkaTarget) -> None:
     topic = f"stdin-{uuid.uuid4().hex[:8]}"
     process = await asyncio.create_subprocess_exec(

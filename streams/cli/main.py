@@ -100,7 +100,8 @@ broker_option = click.option(
 
 class _Commands(click.Group):
     """Every command: a broker that cannot be reached, or a setting that is wrong, is one
-    line and exit code 2 (the commands that catch these themselves say more)."""
+    line and exit code 2. (Most commands also catch ``ConfigError`` themselves with the
+    same message, from before this; ``config publish`` adds that nothing was published.)"""
 
     def invoke(self, ctx: click.Context) -> Any:
         if ctx.invoked_subcommand != "worker":

@@ -99,9 +99,9 @@ broker_option = click.option(
 
 
 class _Commands(click.Group):
-    """Every command: a broker that cannot be reached, or a setting that is wrong, is one
-    line and exit code 2. (Most commands also catch ``ConfigError`` themselves with the
-    same message, from before this; ``config publish`` adds that nothing was published.)"""
+    """Every command: a broker that cannot be reached, or a setting or destinations file
+    that is wrong, is one line and exit code 2. (``config publish`` catches ``ConfigError``
+    itself to add that nothing was published.)"""
 
     def invoke(self, ctx: click.Context) -> Any:
         if ctx.invoked_subcommand != "worker":
@@ -146,12 +146,8 @@ def _say(text: str) -> None:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warn", "error", "crit"]))
 def worker(**options: Any) -> None:
     """Consume leads and deliver them. Without --broker, start the embedded broker."""
-    try:
-        settings = _settings(**options)
-        destinations = load_destinations(settings.destinations)
-    except ConfigError as exc:
-        _fail(str(exc))
-        return
+    settings = _settings(**options)
+    destinations = load_destinations(settings.destinations)
 
     use_event_loop(settings.event_loop)
     tune_gc(settings.gc_young)
@@ -403,10 +399,7 @@ def insight(broker: str | None, port: int | None, destinations: Path | None) -> 
     settings = _settings_with_broker(broker, web_port=port, destinations=destinations)
     loaded = None
     if destinations is not None or settings.destinations.exists():
-        try:
-            loaded = load_destinations(settings.destinations)
-        except ConfigError as exc:
-            _fail(str(exc))
+        loaded = load_destinations(settings.destinations)
     use_event_loop(settings.event_loop)
     tune_gc(settings.gc_young)
     from streams.app import worker_class
@@ -552,13 +545,9 @@ def tail(
 )
 def check(destinations: Path | None, no_secrets: bool) -> None:
     """Validate a destinations file and report every problem with its path."""
-    try:
-        settings = _settings(destinations=destinations)
-        with without_secret_values() if no_secrets else contextlib.nullcontext():
-            loaded = load_destinations(settings.destinations)
-    except ConfigError as exc:
-        _fail(str(exc))
-        return
+    settings = _settings(destinations=destinations)
+    with without_secret_values() if no_secrets else contextlib.nullcontext():
+        loaded = load_destinations(settings.destinations)
     for dest in loaded.destinations:
         state = "" if dest.enabled else " (disabled)"
         click.echo(f"{dest.id}: {dest.integration} {dest.method} {dest.url}{state}")
@@ -578,12 +567,9 @@ def _act(verb: str, destination_id: str, reason: str, by: str | None, broker: st
 
     settings = _settings_with_broker(broker)
     if settings.destinations.exists():
-        try:
-            # Only its ids are needed: the workers' secrets need not be in this shell.
-            with without_secret_values():
-                known = load_destinations(settings.destinations).by_id()
-        except ConfigError as exc:
-            _fail(str(exc))
+        # Only its ids are needed: the workers' secrets need not be in this shell.
+        with without_secret_values():
+            known = load_destinations(settings.destinations).by_id()
         if destination_id not in known:
             _fail(f"no destination {destination_id!r} in {settings.destinations}")
     who = by or _operator()
@@ -978,11 +964,8 @@ def demo(count: int) -> None:
 
 def _one_destination(path: Path | None, name: str) -> tuple[Settings, Destination]:
     """Settings and the destination called ``name``, or exit 2 saying what is wrong."""
-    try:
-        settings = _settings(destinations=path)
-        loaded = load_destinations(settings.destinations)
-    except ConfigError as exc:
-        _fail(str(exc))
+    settings = _settings(destinations=path)
+    loaded = load_destinations(settings.destinations)
     by_id = {d.id: d for d in loaded.destinations}
     if name not in by_id:
         _fail(f"no destination {name!r} (known: {', '.join(sorted(by_id))})")
@@ -990,10 +973,7 @@ def _one_destination(path: Path | None, name: str) -> tuple[Settings, Destinatio
 
 
 def _settings_with_broker(broker: str | None, **overrides: Any) -> Settings:
-    try:
-        settings = _settings(broker=broker, **overrides)
-        if settings.broker is None:
-            raise ConfigError("settings", ["broker: give --broker or set COURIER_BROKER"])
-    except ConfigError as exc:
-        _fail(str(exc))
+    settings = _settings(broker=broker, **overrides)
+    if settings.broker is None:
+        raise ConfigError("settings", ["broker: give --broker or set COURIER_BROKER"])
     return settings

@@ -17,6 +17,45 @@ from streams.secrets import SCRUBBER
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
+BROKER_FORM = "kafka://HOST:PORT[,HOST:PORT]"
+
+
+def problem_with_broker(value: str) -> str | None:
+    """Why ``value`` is not a broker address list, or None. Checked at start: a stray space
+    or newline (a pasted line, two lines of an ``export``) would otherwise surface as an
+    unreachable host at the first connection, after the worker had started. Names the
+    entry by its place, never its text (settings' problems never repeat a value)."""
+    if not value.strip():
+        return f"is empty (unset it to start the embedded broker, or give {BROKER_FORM})"
+    scheme, separator, hosts = value.partition("://")
+    if not separator:
+        hosts = value
+    elif scheme != "kafka":
+        return (
+            f"the scheme must be kafka:// ({BROKER_FORM}; TLS and SASL have settings of their own)"
+        )
+    entries = hosts.split(",")
+    for place, entry in enumerate(entries, 1):
+        where = f"entry {place} of {len(entries)}" if len(entries) > 1 else "the address"
+        if not entry:
+            return f"{where} is empty ({BROKER_FORM})"
+        if any(character.isspace() or not character.isprintable() for character in entry):
+            return f"{where} has a space, a line break or a control character ({BROKER_FORM})"
+        host, colon, port = entry.rpartition(":")
+        if not colon or _bracketed(entry):
+            continue  # a host alone: Kafka's port, 9092
+        if not host or (":" in host and not _bracketed(host)):
+            return f"{where} is not HOST:PORT ({BROKER_FORM}; an IPv6 host in brackets, [::1]:9092)"
+        if not (port.isdigit() and 0 < int(port) < 65536):
+            return f"{where} has no port number from 1 to 65535 after its colon ({BROKER_FORM})"
+    return None
+
+
+def _bracketed(host: str) -> bool:
+    """An IPv6 address as URLs write it: ``[::1]``."""
+    return host.startswith("[") and host.endswith("]")
+
+
 class Settings(BaseSettings):
     """Worker settings; every field can be set as ``COURIER_<NAME>`` (12-factor)."""
 
@@ -188,6 +227,15 @@ class Settings(BaseSettings):
             oauth_client_secret=self.kafka_oauth_client_secret,
             oauth_scope=self.kafka_oauth_scope,
         )
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_reads(cls, value: str | None) -> str | None:
+        if value is not None:
+            broker_problem = problem_with_broker(value)
+            if broker_problem is not None:
+                raise ValueError(broker_problem)
+        return value
 
     @field_validator("egress_allow")
     @classmethod

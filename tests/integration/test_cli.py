@@ -308,6 +308,19 @@ def test_a_bad_setting_names_its_variable_in_one_problem_and_exit_code_2(
     ]
 
 
+def test_a_broker_variable_holding_two_lines_is_refused_before_any_connection() -> None:
+    """``COURIER_BROKER`` set from a command that printed its line twice: aiokafka was given
+    a host with a newline in it and failed with "Unable to bootstrap"."""
+    env = {**os.environ, "COURIER_BROKER": "kafka://127.0.0.1:9\nkafka://127.0.0.1:9"}
+    result = courier("tail", env=env, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "courier: invalid configuration (1 problem(s)):",
+        "  settings: broker (COURIER_BROKER): the address has a space, a line break or a "
+        "control character (kafka://HOST:PORT[,HOST:PORT])",
+    ]
+
+
 def test_a_bad_option_is_named_as_the_command_line_s() -> None:
     result = courier("worker", "--in-flight", "0", "--destinations", EXAMPLE_DESTINATIONS)
     assert result.returncode == 2, result.stderr

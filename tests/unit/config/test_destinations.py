@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from streams.config import Settings, load_destinations, parse_destinations
 from streams.config.versions import load_text
@@ -159,6 +160,39 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.bootstrap_servers() == "k1:9092,k2:9092"
     assert settings.in_flight == 8
     assert settings.leads_topic == "leads.processed"
+
+
+@pytest.mark.parametrize(
+    "broker",
+    ["kafka://k1:9092", "k1:9092,k2:9092", "kafka://[::1]:9092", "kafka", "10.0.0.7"],
+)
+def test_a_broker_list_in_any_of_its_forms_is_taken(broker: str) -> None:
+    assert Settings(broker=broker).broker == broker
+
+
+@pytest.mark.parametrize(
+    ("broker", "problem"),
+    [
+        # two lines of a pasted export: would fail as an unreachable host, after start
+        ("kafka://k1:9092\nkafka://k1:9092", "the address has a space, a line break"),
+        ("kafka://k1:9092, k2:9092", "entry 2 of 2 has a space"),
+        ("kafka://k1:9092,", "entry 2 of 2 is empty"),
+        ("http://k1:9092", "the scheme must be kafka://"),
+        ("kafka://k1:99999", "no port number from 1 to 65535"),
+        ("kafka://k1:9092/", "no port number from 1 to 65535"),
+        ("kafka://::1:9092", "an IPv6 host in brackets"),
+        ("", "is empty (unset it to start the embedded broker"),
+    ],
+)
+def test_a_broker_that_cannot_be_an_address_list_is_named_at_start(
+    broker: str, problem: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(broker=broker)
+    [error] = caught.value.errors()
+    assert error["loc"] == ("broker",)
+    assert problem in error["msg"]
+    assert "k1" not in error["msg"]  # a setting's problem never repeats its value
 
 
 def test_every_problem_of_one_destination_is_listed_at_once(tmp_path: Path) -> None:

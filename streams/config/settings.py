@@ -41,6 +41,11 @@ def problem_with_broker(value: str) -> str | None:
             return f"{where} is empty ({BROKER_FORM})"
         if any(character.isspace() or not character.isprintable() for character in entry):
             return f"{where} has a space, a line break or a control character ({BROKER_FORM})"
+        if "@" in entry:  # aiokafka would look the whole of it up as a host name
+            return (
+                f"{where} carries credentials: give them as COURIER_KAFKA_SASL_USERNAME and "
+                "COURIER_KAFKA_SASL_PASSWORD (docs/brokers.md)"
+            )
         host, colon, port = entry.rpartition(":")
         if not colon or _bracketed(entry):
             continue  # a host alone: Kafka's port, 9092

@@ -18,7 +18,7 @@ tracer = TracerProvider().get_tracer("test")
 
 def summary(document: dict, **settings: object) -> tuple[list[str], list[str]]:
     return startup_summary(
-        Settings(broker="kafka://user:pw@k1:9092,k2:9092", **settings),  # type: ignore[arg-type]
+        Settings(broker="kafka://k1:9092,k2:9092", **settings),  # type: ignore[arg-type]
         parse_destinations(document),
     )
 

@@ -177,6 +177,7 @@ def test_a_broker_list_in_any_of_its_forms_is_taken(broker: str) -> None:
         ("kafka://k1:9092\nkafka://k1:9092", "the address has a space, a line break"),
         ("kafka://k1:9092, k2:9092", "entry 2 of 2 has a space"),
         ("kafka://k1:9092,", "entry 2 of 2 is empty"),
+        ("kafka://user:pw@k1:9092", "carries credentials: give them as COURIER_KAFKA_SASL"),
         ("http://k1:9092", "the scheme must be kafka://"),
         ("kafka://k1:99999", "no port number from 1 to 65535"),
         ("kafka://k1:9092/", "no port number from 1 to 65535"),

@@ -32,10 +32,19 @@ from streams.auth import AuthConfig, OAuth2Auth
 from streams.compiled_model import CompiledModel
 from streams.config.alerts import AlertRules
 from streams.config.feedback import FeedbackConfig
-from streams.config.flows import CompiledFlow, Flow, compile_flow, default_flow
+from streams.config.flows import (
+    NOT_A_STEP,
+    STEP_TAG,
+    CompiledFlow,
+    Flow,
+    compile_flow,
+    default_flow,
+    not_a_step,
+)
 from streams.config.policies import BatchConfig, CapPolicy, CircuitPolicy, RetryPolicy
 from streams.config.response_rules import ResponseConfig
 from streams.config.schedule import Schedule
+from streams.config.unknown import UNKNOWN, unknown_option
 from streams.errors import ConfigError
 from streams.secrets import has_reference, is_sensitive_name, resolve_references, single_line
 from streams.template.fields import CompiledMapping, FieldSpec, compile_mapping
@@ -400,7 +409,8 @@ class Destination(CompiledModel):
                 self.settings
             )
         except ValidationError as exc:
-            raise ValueError("\n".join(f"settings: {e}" for e in _errors(exc))) from None
+            config = REGISTRY[self.integration].Config
+            raise ValueError("\n".join(f"settings: {e}" for e in _errors(exc, config))) from None
 
     def _resolve_headers(self) -> None:
         resolved: dict[str, str] = {}
@@ -569,10 +579,17 @@ def _describe(error: Any, document: Any) -> list[str]:
     for part in error["loc"]:
         if part in ("path", "spec") and path.startswith("destinations[") and ".mapping." in path:
             continue  # the union's tag, not a part of the user's file
+        if isinstance(part, str) and part.startswith(STEP_TAG):
+            continue  # a flow step's tag, the same
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     named = _destination_named(error["loc"], document)
+    said = str(error["msg"])
+    if error["type"] == UNKNOWN:
+        said = unknown_option(DestinationsFile, error["loc"])
+    elif error["type"] == NOT_A_STEP:
+        said = not_a_step(error["input"])
     lines = []
-    for message in str(error["msg"]).removeprefix("Value error, ").splitlines():
+    for message in said.removeprefix("Value error, ").splitlines():
         # Our model-level checks start with the field they are about ("url: ..."): join it on.
         head, sep, rest = message.partition(": ")
         if sep and head and " " not in head and not head.startswith("$"):
@@ -593,12 +610,14 @@ def _destination_named(loc: tuple[Any, ...], document: Any) -> str:
     return f" (destination {dest_id!r})" if isinstance(dest_id, str) else ""
 
 
-def _errors(exc: ValidationError) -> list[str]:
+def _errors(exc: ValidationError, model: type[BaseModel]) -> list[str]:
     """Each error of a nested model: ``loc: message``."""
     found = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == UNKNOWN:
+            message = unknown_option(model, err["loc"])
         found.append(f"{loc}: {message}" if loc else message)
     return found
 

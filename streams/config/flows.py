@@ -15,12 +15,13 @@ Here the YAML is validated and compiled into plain steps; streams/stages/routing
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from streams.template.parser import TemplateError, compile_expression
 
@@ -106,18 +107,71 @@ class PingPostSpec(_Spec):
     ping_post: Auction
 
 
-StepSpec = Union[  # noqa: UP007 - recursive
-    str,
-    ParallelSpec,
-    WaterfallSpec,
-    SequenceSpec,
-    ConditionalSpec,
-    WeightedSpec,
-    RoundRobinSpec,
-    PrioritySpec,
-    CapacitySpec,
-    PerformanceSpec,
-    PingPostSpec,
+# A step is told by its one key (a text is a destination id), so a step that is none of
+# them is one problem ("not a step", with the key it was closest to), not one for each
+# kind of step it failed to be (a misspelt ``waterfal`` gave 22 lines).
+STEP_KINDS: dict[str, type[_Spec]] = {
+    "parallel": ParallelSpec,
+    "waterfall": WaterfallSpec,
+    "sequence": SequenceSpec,
+    "conditional": ConditionalSpec,
+    "weighted": WeightedSpec,
+    "round_robin": RoundRobinSpec,
+    "priority": PrioritySpec,
+    "capacity": CapacitySpec,
+    "performance": PerformanceSpec,
+    "ping_post": PingPostSpec,
+}
+STEP_TAG = "step:"  # a union member's tag in a problem's path: not a part of the file
+NOT_A_STEP = "not_a_step"
+
+
+def _step_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return f"{STEP_TAG}id"
+    if isinstance(value, _Spec):
+        kinds = [kind for kind, model in STEP_KINDS.items() if isinstance(value, model)]
+    elif isinstance(value, dict):
+        kinds = [kind for kind in STEP_KINDS if kind in value]
+    else:
+        return None
+    return f"{STEP_TAG}{kinds[0]}" if len(kinds) == 1 else None
+
+
+def not_a_step(value: Any) -> str:
+    """Why ``value`` is not a step, for the file's author."""
+    known = ", ".join(STEP_KINDS)
+    if not isinstance(value, dict):
+        return f"not a step: a destination id, or a block with one of {known}"
+    kinds = [kind for kind in STEP_KINDS if kind in value]
+    if kinds:
+        return f"not a step: it has {' and '.join(kinds)}; a step is one of them"
+    for key in value:
+        close = difflib.get_close_matches(str(key), STEP_KINDS, n=1, cutoff=0.6)
+        if close:
+            return f"not a step: {str(key)!r} is unknown; did you mean {close[0]!r}?"
+    return f"not a step: a destination id, or a block with one of {known}"
+
+
+StepSpec = Annotated[
+    Union[  # noqa: UP007 - recursive
+        Annotated[str, Tag(f"{STEP_TAG}id")],
+        Annotated[ParallelSpec, Tag(f"{STEP_TAG}parallel")],
+        Annotated[WaterfallSpec, Tag(f"{STEP_TAG}waterfall")],
+        Annotated[SequenceSpec, Tag(f"{STEP_TAG}sequence")],
+        Annotated[ConditionalSpec, Tag(f"{STEP_TAG}conditional")],
+        Annotated[WeightedSpec, Tag(f"{STEP_TAG}weighted")],
+        Annotated[RoundRobinSpec, Tag(f"{STEP_TAG}round_robin")],
+        Annotated[PrioritySpec, Tag(f"{STEP_TAG}priority")],
+        Annotated[CapacitySpec, Tag(f"{STEP_TAG}capacity")],
+        Annotated[PerformanceSpec, Tag(f"{STEP_TAG}performance")],
+        Annotated[PingPostSpec, Tag(f"{STEP_TAG}ping_post")],
+    ],
+    Discriminator(
+        _step_kind,
+        custom_error_type=NOT_A_STEP,
+        custom_error_message="not a step",  # said in full by ``not_a_step``
+    ),
 ]
 
 

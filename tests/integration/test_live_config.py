@@ -205,7 +205,7 @@ async def test_a_version_applied_while_two_workers_run_is_used_by_both(
         )
         refused = await asyncio.to_thread(courier_config, first, "apply", str(broken))
         assert refused.returncode == 2
-        assert "destinations[0].colour: Extra inputs are not permitted" in refused.stderr
+        assert "destinations[0].colour: unknown option (options here: auth, " in refused.stderr
         assert "plain http to plain.example.com is refused" in refused.stderr
         assert "nothing was published" in refused.stderr
         history = await asyncio.to_thread(courier_config, first, "history")

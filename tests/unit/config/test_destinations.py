@@ -230,3 +230,65 @@ destinations:
         load_destinations(path)
     assert len(again.value.problems) == 3
     assert SCRUBBER.scrub(UNRESOLVED) == UNRESOLVED  # a stand-in is not a secret
+
+
+def test_a_misspelt_option_is_named_with_the_one_it_is_closest_to() -> None:
+    """Pydantic's "Extra inputs are not permitted" named neither what was meant nor what
+    the block takes."""
+    crm = destination(
+        retires={"max_attempts": 3},
+        limits={"per_secnd": 3},
+        mapping={"email": {"from": "lead.email", "tpye": "string"}},
+        response={
+            "rules": [{"when": {"json": {"path": "$.ok", "equal": 1}}, "outcome": "success"}]
+        },
+    )
+    hubspot = destination(id="hs", integration="hubspot", settings={"acces_token": "${env:HOME}"})
+    hubspot.pop("url")
+    problems = problems_of({"destinations": [crm, hubspot], "alerts": {"error_rate": {"abov": 1}}})
+    assert "destinations[0].retires: unknown option; did you mean 'retry'? " in (
+        "\n".join(problems) + " "
+    )
+    for expected in (
+        "destinations[0].limits.per_secnd: unknown option; did you mean 'per_second'?",
+        "destinations[0].mapping.email.tpye: unknown option; did you mean 'type'?",
+        "destinations[0].response.rules[0].when.json.equal: unknown option; did you mean 'equals'?",
+        "destinations[1].settings: acces_token: unknown option; did you mean 'access_token'?",
+        "alerts.error_rate.abov: unknown option; did you mean 'above'?",
+    ):
+        assert any(expected in problem for problem in problems), (expected, problems)
+    assert not any("Extra inputs" in problem for problem in problems)
+
+
+def test_an_option_like_no_other_lists_what_its_block_takes() -> None:
+    [problem] = problems_of({"destinations": [destination(colour="blue")]})
+    assert problem.startswith(
+        "destinations[0].colour: unknown option (options here: auth, batch, caps, "
+    )
+    assert "mapping, " in problem and problem.endswith("(destination 'crm')")
+
+
+@pytest.mark.parametrize(
+    ("plan", "problem"),
+    [
+        # one line, where pydantic gave two for each kind of step (22)
+        ({"waterfal": ["crm"]}, "flows[0].plan: not a step: 'waterfal' is unknown; did you mean "
+         "'waterfall'?"),
+        ({"waterfall": ["crm", 7]}, "flows[0].plan.waterfall[1]: not a step: a destination id, "
+         "or a block with one of parallel, waterfall, sequence,"),
+        ({"parallel": ["crm"], "waterfall": ["crm"]}, "flows[0].plan: not a step: it has "
+         "parallel and waterfall; a step is one of them"),
+        ({"conditional": {"rules": [{"when": "lead.x == 1", "then": {"sequnce": ["crm"]}}]}},
+         "flows[0].plan.conditional.rules[0].then: not a step: 'sequnce' is unknown; did you "
+         "mean 'sequence'?"),
+        # a problem inside a step keeps the file's path (the step's kind is not repeated)
+        ({"waterfall": ["crm", {"parallel": []}]}, "flows[0].plan.waterfall[1].parallel: List "
+         "should have at least 1 item"),
+        ({"ping_post": {"buyers": ["crm"], "els": "crm"}}, "flows[0].plan.ping_post.els: "
+         "unknown option; did you mean 'else'?"),
+    ],
+)  # fmt: skip
+def test_a_step_that_is_none_is_one_problem_saying_why(plan: Any, problem: str) -> None:
+    problems = problems_of({"destinations": [destination()], "flows": [{"id": "f", "plan": plan}]})
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(problem), problems

@@ -1,0 +1,86 @@
+"""What a configuration problem says of an option nobody knows: pydantic's own message
+("Extra inputs are not permitted") names neither what was meant nor what the block takes,
+and a misspelt option (``sorce``, ``from_``, ``retries``) is the most common mistake in a
+hand-written file."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+
+UNKNOWN = "extra_forbidden"  # pydantic's error type for a key the model does not have
+
+
+def unknown_option(model: type[BaseModel], loc: Sequence[Any]) -> str:
+    """The problem of the unknown key at ``loc`` (its last part) in a document of
+    ``model``: the option it is closest to, else the options its block takes."""
+    options = options_at(model, loc[:-1])
+    if not options:
+        return "unknown option"
+    close = difflib.get_close_matches(str(loc[-1]), options, n=1, cutoff=0.6)
+    if close:
+        return f"unknown option; did you mean {close[0]!r}?"
+    return f"unknown option (options here: {', '.join(options)})"
+
+
+def options_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+    """The option names of the block at ``loc`` in a document of ``model`` (by the names
+    the file uses, aliases included); empty when the path cannot be followed. Parts of
+    ``loc`` that are not in the file (a union's tag) are passed over."""
+    try:
+        schema = _schema(model)
+    except Exception:  # a type without a JSON schema: no list, the plain problem
+        return []
+    definitions = schema.get("$defs", {})
+    at = [schema]
+    for part in loc:
+        inner = list(_inside(_expanded(at, definitions), part))
+        if inner:
+            at = inner
+        # else: a union member's tag (``spec``, ``function-after[...]``): same block
+    names: set[str] = set()
+    for block in _expanded(at, definitions):
+        names.update(block.get("properties", {}))
+    return sorted(names)
+
+
+@cache
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
+def _inside(blocks: Iterable[dict[str, Any]], part: Any) -> Iterable[dict[str, Any]]:
+    for block in blocks:
+        if isinstance(part, int):
+            if isinstance(block.get("items"), dict):
+                yield block["items"]
+        elif part in block.get("properties", {}):
+            yield block["properties"][part]
+        elif isinstance(block.get("additionalProperties"), dict):
+            yield block["additionalProperties"]  # a map's value, whatever its key
+
+
+def _expanded(
+    blocks: Iterable[dict[str, Any]], definitions: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The blocks with references resolved and unions opened: every shape a value there
+    may take."""
+    found: list[dict[str, Any]] = []
+    pending = list(blocks)
+    seen: set[int] = set()
+    while pending:
+        block = pending.pop()
+        if id(block) in seen:
+            continue
+        seen.add(id(block))
+        reference = block.get("$ref")
+        if isinstance(reference, str):
+            pending.append(definitions.get(reference.rsplit("/", 1)[-1], {}))
+        for key in ("anyOf", "oneOf", "allOf"):
+            pending.extend(member for member in block.get(key, ()) if isinstance(member, dict))
+        found.append(block)
+    return found

@@ -44,7 +44,7 @@ from streams.config.flows import (
 from streams.config.policies import BatchConfig, CapPolicy, CircuitPolicy, RetryPolicy
 from streams.config.response_rules import ResponseConfig
 from streams.config.schedule import Schedule
-from streams.config.unknown import UNKNOWN, unknown_option
+from streams.config.unknown import UNKNOWN, UNKNOWN_KIND, unknown_kind, unknown_option
 from streams.errors import ConfigError
 from streams.secrets import has_reference, is_sensitive_name, resolve_references, single_line
 from streams.template.fields import CompiledMapping, FieldSpec, compile_mapping
@@ -588,6 +588,8 @@ def _describe(error: Any, document: Any) -> list[str]:
         said = unknown_option(DestinationsFile, error["loc"])
     elif error["type"] == NOT_A_STEP:
         said = not_a_step(error["input"])
+    elif error["type"] == UNKNOWN_KIND:
+        said = unknown_kind(error.get("ctx", {}))
     lines = []
     for message in said.removeprefix("Value error, ").splitlines():
         # Our model-level checks start with the field they are about ("url: ..."): join it on.

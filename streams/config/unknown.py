@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 UNKNOWN = "extra_forbidden"  # pydantic's error type for a key the model does not have
+UNKNOWN_KIND = "union_tag_invalid"  # ... and for a ``type:`` no block of a union has
 
 
 def unknown_option(model: type[BaseModel], loc: Sequence[Any]) -> str:
@@ -25,6 +26,17 @@ def unknown_option(model: type[BaseModel], loc: Sequence[Any]) -> str:
     if close:
         return f"unknown option; did you mean {close[0]!r}?"
     return f"unknown option (options here: {', '.join(options)})"
+
+
+def unknown_kind(context: dict[str, Any]) -> str:
+    """``type: barer`` where an auth block is one of ``bearer``, ``basic``...: pydantic
+    lists the kinds; this names the one meant, when one is close."""
+    field = str(context.get("discriminator", "")).strip("'")
+    given = str(context.get("tag", ""))
+    kinds = [kind.strip().strip("'") for kind in str(context.get("expected_tags", "")).split(",")]
+    close = difflib.get_close_matches(given, kinds, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{field}: unknown kind {given!r}; {hint}(one of: {', '.join(kinds)})"
 
 
 def options_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:

@@ -292,3 +292,11 @@ def test_a_step_that_is_none_is_one_problem_saying_why(plan: Any, problem: str) 
     problems = problems_of({"destinations": [destination()], "flows": [{"id": "f", "plan": plan}]})
     assert len(problems) == 1, problems
     assert problems[0].startswith(problem), problems
+
+
+def test_a_misspelt_kind_of_block_is_named_with_the_one_it_is_closest_to() -> None:
+    crm = destination(auth={"type": "barer", "token": "${env:HOME}"})
+    assert problems_of({"destinations": [crm]}) == [
+        "destinations[0].auth.type: unknown kind 'barer'; did you mean 'bearer'? (one of: "
+        "api_key, basic, bearer, oauth2, jwt, hmac) (destination 'crm')"
+    ]

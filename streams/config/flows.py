@@ -15,7 +15,6 @@ Here the YAML is validated and compiled into plain steps; streams/stages/routing
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,6 +22,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from streams.config.unknown import closest
 from streams.template.parser import TemplateError, compile_expression
 
 Evaluate = Callable[[dict[str, Any]], Any]
@@ -147,9 +147,9 @@ def not_a_step(value: Any) -> str:
     if kinds:
         return f"not a step: it has {' and '.join(kinds)}; a step is one of them"
     for key in value:
-        close = difflib.get_close_matches(str(key), STEP_KINDS, n=1, cutoff=0.6)
-        if close:
-            return f"not a step: {str(key)!r} is unknown; did you mean {close[0]!r}?"
+        meant = closest(str(key), STEP_KINDS)
+        if meant is not None:
+            return f"not a step: {str(key)!r} is unknown; did you mean {meant!r}?"
     return f"not a step: a destination id, or a block with one of {known}"
 
 

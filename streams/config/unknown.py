@@ -22,10 +22,16 @@ def unknown_option(model: type[BaseModel], loc: Sequence[Any]) -> str:
     options = options_at(model, loc[:-1])
     if not options:
         return "unknown option"
-    close = difflib.get_close_matches(str(loc[-1]), options, n=1, cutoff=0.6)
-    if close:
-        return f"unknown option; did you mean {close[0]!r}?"
+    meant = closest(str(loc[-1]), options)
+    if meant is not None:
+        return f"unknown option; did you mean {meant!r}?"
     return f"unknown option (options here: {', '.join(options)})"
+
+
+def closest(given: str, names: Iterable[str]) -> str | None:
+    """The name ``given`` was most likely meant to be (a typo's distance), if any."""
+    found = difflib.get_close_matches(given, list(names), n=1, cutoff=0.6)
+    return found[0] if found else None
 
 
 def unknown_kind(context: dict[str, Any]) -> str:
@@ -34,8 +40,8 @@ def unknown_kind(context: dict[str, Any]) -> str:
     field = str(context.get("discriminator", "")).strip("'")
     given = str(context.get("tag", ""))
     kinds = [kind.strip().strip("'") for kind in str(context.get("expected_tags", "")).split(",")]
-    close = difflib.get_close_matches(given, kinds, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    meant = closest(given, kinds)
+    hint = f"did you mean {meant!r}? " if meant is not None else ""
     return f"{field}: unknown kind {given!r}; {hint}(one of: {', '.join(kinds)})"
 
 

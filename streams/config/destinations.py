@@ -44,7 +44,14 @@ from streams.config.flows import (
 from streams.config.policies import BatchConfig, CapPolicy, CircuitPolicy, RetryPolicy
 from streams.config.response_rules import ResponseConfig
 from streams.config.schedule import Schedule
-from streams.config.unknown import UNKNOWN, UNKNOWN_KIND, unknown_kind, unknown_option
+from streams.config.unknown import (
+    NOT_A_BLOCK,
+    UNKNOWN,
+    UNKNOWN_KIND,
+    not_a_block,
+    unknown_kind,
+    unknown_option,
+)
 from streams.errors import ConfigError
 from streams.secrets import has_reference, is_sensitive_name, resolve_references, single_line
 from streams.template.fields import CompiledMapping, FieldSpec, compile_mapping
@@ -590,6 +597,8 @@ def _describe(error: Any, document: Any) -> list[str]:
         said = not_a_step(error["input"])
     elif error["type"] == UNKNOWN_KIND:
         said = unknown_kind(error.get("ctx", {}))
+    elif error["type"] == NOT_A_BLOCK:
+        said = not_a_block(DestinationsFile, error["loc"], error["input"])
     lines = []
     for message in said.removeprefix("Value error, ").splitlines():
         # Our model-level checks start with the field they are about ("url: ..."): join it on.

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 UNKNOWN = "extra_forbidden"  # pydantic's error type for a key the model does not have
 UNKNOWN_KIND = "union_tag_invalid"  # ... and for a ``type:`` no block of a union has
+NOT_A_BLOCK = "model_type"  # ... and for a value where a block of options goes
 
 
 def unknown_option(model: type[BaseModel], loc: Sequence[Any]) -> str:
@@ -26,6 +27,15 @@ def unknown_option(model: type[BaseModel], loc: Sequence[Any]) -> str:
     if meant is not None:
         return f"unknown option; did you mean {meant!r}?"
     return f"unknown option (options here: {', '.join(options)})"
+
+
+def not_a_block(model: type[BaseModel], loc: Sequence[Any], given: Any) -> str:
+    """``retry: 3`` where a block goes: pydantic says "a valid dictionary or instance of
+    RetryPolicy", a class name the file's author never sees."""
+    options = options_at(model, loc)
+    shape = {list: "a list", str: "text", bool: "yes/no", int: "a number", float: "a number"}
+    said = f"should be a block of options (name: value), not {shape.get(type(given), 'that')}"
+    return f"{said} (options here: {', '.join(options)})" if options else said
 
 
 def closest(given: str, names: Iterable[str]) -> str | None:

@@ -300,3 +300,15 @@ def test_a_misspelt_kind_of_block_is_named_with_the_one_it_is_closest_to() -> No
         "destinations[0].auth.type: unknown kind 'barer'; did you mean 'bearer'? (one of: "
         "api_key, basic, bearer, oauth2, jwt, hmac) (destination 'crm')"
     ]
+
+
+def test_a_value_where_a_block_goes_says_so_with_the_block_s_options() -> None:
+    """Pydantic said "a valid dictionary or instance of RetryPolicy": a class name the
+    file's author never sees."""
+    problems = problems_of({"destinations": [destination(retry=3, limits=[1])]})
+    assert problems == [
+        "destinations[0].limits: should be a block of options (name: value), not a list "
+        "(options here: concurrency, per_day, per_hour, per_second) (destination 'crm')",
+        "destinations[0].retry: should be a block of options (name: value), not a number "
+        "(options here: base_s, max_attempts, max_delay_s, max_retry_after_s) (destination 'crm')",
+    ]

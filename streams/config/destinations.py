@@ -44,14 +44,7 @@ from streams.config.flows import (
 from streams.config.policies import BatchConfig, CapPolicy, CircuitPolicy, RetryPolicy
 from streams.config.response_rules import ResponseConfig
 from streams.config.schedule import Schedule
-from streams.config.unknown import (
-    NOT_A_BLOCK,
-    UNKNOWN,
-    UNKNOWN_KIND,
-    not_a_block,
-    unknown_kind,
-    unknown_option,
-)
+from streams.config.unknown import explained
 from streams.errors import ConfigError
 from streams.secrets import has_reference, is_sensitive_name, resolve_references, single_line
 from streams.template.fields import CompiledMapping, FieldSpec, compile_mapping
@@ -590,15 +583,10 @@ def _describe(error: Any, document: Any) -> list[str]:
             continue  # a flow step's tag, the same
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     named = _destination_named(error["loc"], document)
-    said = str(error["msg"])
-    if error["type"] == UNKNOWN:
-        said = unknown_option(DestinationsFile, error["loc"])
-    elif error["type"] == NOT_A_STEP:
+    if error["type"] == NOT_A_STEP:
         said = not_a_step(error["input"])
-    elif error["type"] == UNKNOWN_KIND:
-        said = unknown_kind(error.get("ctx", {}))
-    elif error["type"] == NOT_A_BLOCK:
-        said = not_a_block(DestinationsFile, error["loc"], error["input"])
+    else:
+        said = explained(DestinationsFile, error)
     lines = []
     for message in said.removeprefix("Value error, ").splitlines():
         # Our model-level checks start with the field they are about ("url: ..."): join it on.
@@ -626,9 +614,7 @@ def _errors(exc: ValidationError, model: type[BaseModel]) -> list[str]:
     found = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
-        message = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == UNKNOWN:
-            message = unknown_option(model, err["loc"])
+        message = explained(model, err).removeprefix("Value error, ")
         found.append(f"{loc}: {message}" if loc else message)
     return found
 

@@ -126,13 +126,17 @@ STEP_TAG = "step:"  # a union member's tag in a problem's path: not a part of th
 NOT_A_STEP = "not_a_step"
 
 
+def _kinds_in(block: dict[str, Any]) -> list[str]:
+    return [kind for kind in STEP_KINDS if kind in block]
+
+
 def _step_kind(value: Any) -> str | None:
     if isinstance(value, str):
         return f"{STEP_TAG}id"
     if isinstance(value, _Spec):
         kinds = [kind for kind, model in STEP_KINDS.items() if isinstance(value, model)]
     elif isinstance(value, dict):
-        kinds = [kind for kind in STEP_KINDS if kind in value]
+        kinds = _kinds_in(value)
     else:
         return None
     return f"{STEP_TAG}{kinds[0]}" if len(kinds) == 1 else None
@@ -140,17 +144,15 @@ def _step_kind(value: Any) -> str | None:
 
 def not_a_step(value: Any) -> str:
     """Why ``value`` is not a step, for the file's author."""
-    known = ", ".join(STEP_KINDS)
-    if not isinstance(value, dict):
-        return f"not a step: a destination id, or a block with one of {known}"
-    kinds = [kind for kind in STEP_KINDS if kind in value]
-    if kinds:
-        return f"not a step: it has {' and '.join(kinds)}; a step is one of them"
-    for key in value:
-        meant = closest(str(key), STEP_KINDS)
-        if meant is not None:
-            return f"not a step: {str(key)!r} is unknown; did you mean {meant!r}?"
-    return f"not a step: a destination id, or a block with one of {known}"
+    if isinstance(value, dict):
+        kinds = _kinds_in(value)
+        if kinds:
+            return f"not a step: it has {' and '.join(kinds)}; a step is one of them"
+        for key in value:
+            meant = closest(str(key), STEP_KINDS)
+            if meant is not None:
+                return f"not a step: {str(key)!r} is unknown; did you mean {meant!r}?"
+    return f"not a step: a destination id, or a block with one of {', '.join(STEP_KINDS)}"
 
 
 StepSpec = Annotated[

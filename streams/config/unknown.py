@@ -17,6 +17,19 @@ UNKNOWN_KIND = "union_tag_invalid"  # ... and for a ``type:`` no block of a unio
 NOT_A_BLOCK = "model_type"  # ... and for a value where a block of options goes
 
 
+def explained(model: type[BaseModel], error: Any) -> str:
+    """A pydantic error's message for the author of a document of ``model``: ours for an
+    unknown option, an unknown kind of block and a value where a block goes, else
+    pydantic's own."""
+    if error["type"] == UNKNOWN:
+        return unknown_option(model, error["loc"])
+    if error["type"] == UNKNOWN_KIND:
+        return unknown_kind(error.get("ctx", {}))
+    if error["type"] == NOT_A_BLOCK:
+        return not_a_block(model, error["loc"], error["input"])
+    return str(error["msg"])
+
+
 def unknown_option(model: type[BaseModel], loc: Sequence[Any]) -> str:
     """The problem of the unknown key at ``loc`` (its last part) in a document of
     ``model``: the option it is closest to, else the options its block takes."""

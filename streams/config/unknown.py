@@ -79,10 +79,18 @@ def options_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
     definitions = schema.get("$defs", {})
     at = [schema]
     for part in loc:
-        inner = list(_inside(_expanded(at, definitions), part))
+        blocks = _expanded(at, definitions)
+        inner = list(_inside(blocks, part))
         if inner:
             at = inner
-        # else: a union member's tag (``spec``, ``function-after[...]``): same block
+        elif isinstance(part, str) and ":" in part:
+            # A union member's tag naming it by its one option (a flow step's
+            # ``step:parallel``): that member's options, not every member's.
+            named = [
+                block for block in blocks if part.rsplit(":", 1)[1] in block.get("properties", {})
+            ]
+            at = named or at
+        # else: a tag not in the file (``spec``, ``function-after[...]``): the same block
     names: set[str] = set()
     for block in _expanded(at, definitions):
         names.update(block.get("properties", {}))

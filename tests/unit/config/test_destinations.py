@@ -286,6 +286,11 @@ def test_an_option_like_no_other_lists_what_its_block_takes() -> None:
          "should have at least 1 item"),
         ({"ping_post": {"buyers": ["crm"], "els": "crm"}}, "flows[0].plan.ping_post.els: "
          "unknown option; did you mean 'else'?"),
+        # an extra key beside a step's one: that step's options, not every kind's
+        ({"parallel": ["crm"], "extar": 1}, "flows[0].plan.extar: unknown option (options "
+         "here: parallel)"),
+        ({"waterfall": ["crm", {"parallel": ["crm"], "retires": 2}]}, "flows[0].plan."
+         "waterfall[1].retires: unknown option (options here: parallel)"),
     ],
 )  # fmt: skip
 def test_a_step_that_is_none_is_one_problem_saying_why(plan: Any, problem: str) -> None:

@@ -346,9 +346,12 @@ class Home:
                 asyncio.ensure_future(self._deliver(first)),
             )
         report = Report(lead.id, run=state["run"])
+        ended: Progress | None = None  # the plan's end, seen as the last delivery settled
         try:
             while True:
-                if flow is None:  # the flow left the configuration while the lead waited
+                if ended is not None:
+                    progress = ended
+                elif flow is None:  # the flow left the configuration while the lead waited
                     progress = Progress(list(known.values()), False, lead, [])
                 else:
                     progress = advance(flow.plan, lead, known, order=order)
@@ -385,8 +388,11 @@ class Home:
                     if future in done:
                         del running[path]
                         self._note(state, known, path, destination_id, future.result(), report)
-                if flow is not None and advance(flow.plan, lead, known, order=order).finished:
-                    continue  # the last one: its report is the lead's last
+                if flow is not None:
+                    after = advance(flow.plan, lead, known, order=order)
+                    if after.finished:
+                        ended = after
+                        continue  # the last one: its report is the lead's last
                 self.leads[lead.id] = state  # what is known survives a crash
                 yield report
                 report = Report(lead.id, run=state["run"])

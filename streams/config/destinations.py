@@ -554,15 +554,50 @@ def read_text_file(path: Path) -> str:
         raise ConfigError(str(path), [f"is not UTF-8 text (byte {exc.start})"]) from None
 
 
+# Values of a destinations file with its aliases expanded: a generous file (hundreds of
+# destinations with their mappings) has tens of thousands.
+MAX_DOCUMENT_VALUES = 1_000_000
+
+
 def yaml_document(text: str, source: str) -> Any:
     """The YAML document in ``text``; ConfigError when it is not one we can read."""
     try:
-        return yaml.safe_load(text)
+        document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"is not valid YAML: {exc}"]) from None
     except RecursionError:
         # PyYAML composes nested collections recursively: ~1,000 levels end the reader.
         raise ConfigError(source, ["is nested too deeply to be read as YAML"]) from None
+    at = _past_values(document, MAX_DOCUMENT_VALUES)
+    if at is not None:
+        raise ConfigError(
+            source,
+            [
+                f"{at}: the file is too large with its aliases expanded (more than "
+                f"{MAX_DOCUMENT_VALUES:,} values): an alias repeated within itself?"
+            ],
+        )
+    return document
+
+
+def _past_values(document: Any, limit: int) -> str | None:
+    """Where ``document``, its aliases expanded, passes ``limit`` values; None if it does
+    not. An alias costs PyYAML one reference, but a value that repeats one ten times ten
+    levels deep (a "billion laughs") is 10¹⁰ values in every request body that sends it
+    (and in every worker that reads the version from the config topic): counted as it
+    expands, up to the limit, never built."""
+    count = 0
+    pending: list[tuple[Any, str]] = [(document, "")]
+    while pending:
+        value, path = pending.pop()
+        count += 1
+        if count > limit:
+            return path or "the file"
+        if isinstance(value, dict):
+            pending.extend((v, f"{path}.{k}" if path else str(k)) for k, v in value.items())
+        elif isinstance(value, list):
+            pending.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
+    return None
 
 
 def parse_destinations(document: Any, source: str = "destinations") -> DestinationsFile:

@@ -153,6 +153,39 @@ def test_yaml_nested_past_what_the_reader_takes_is_a_config_error(
         load_text(text, "config v2")
 
 
+def test_a_file_whose_aliases_expand_past_a_million_values_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    """A "billion laughs": ten aliases of ten, nine levels deep, cost PyYAML a few hundred
+    objects but were 10¹⁰ values in the constant's every request body (and in every worker
+    that reads the version from the config topic). Refused, naming where it expands."""
+    levels = (
+        "a0: &a0 ["
+        + ", ".join(["x"] * 10)
+        + "]\n"
+        + "".join(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]\n" for i in range(1, 10))
+    )
+    text = levels + (
+        "destinations:\n  - id: crm\n    url: https://crm.example.com/leads\n"
+        "    mapping:\n      x:\n        value: *a9\n"
+    )
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(text)
+    for read in (lambda: load_destinations(bomb), lambda: load_text(text, "config v2")):
+        with pytest.raises(ConfigError) as refused:
+            read()
+        [problem] = refused.value.problems
+        assert problem.startswith("destinations[0].mapping.x.value[")
+        assert "too large with its aliases expanded (more than 1,000,000 values)" in problem
+    # Aliases used as they are meant (a block shared by destinations) are read.
+    shared = "destinations:\n" + "".join(
+        f"  - {{id: d{i}, url: https://d{i}.example.com/leads, "
+        + ("retry: &retry {max_attempts: 3}}\n" if i == 0 else "retry: *retry}\n")
+        for i in range(3)
+    )
+    assert [d.id for d in load_text(shared, "shared").destinations] == ["d0", "d1", "d2"]
+
+
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COURIER_BROKER", "kafka://k1:9092,k2:9092")
     monkeypatch.setenv("COURIER_IN_FLIGHT", "8")

@@ -21,6 +21,8 @@ from streams.template.operators import (
     COMPARISONS,
     compare_with_constant,
     index,
+    is_in,
+    is_in_constant,
     is_true,
     item_at,
     member,
@@ -242,6 +244,33 @@ class Compiler:
             left_run, right_run = left.run, right.run
             run = lambda env: compare(left_run(env), right_run(env), names)  # noqa: E731
         return Node(run, text, boolean=True)
+
+    def node_in_(self, tree: Tree[Any]) -> Node:
+        return self.membership(tree, negated=False)
+
+    def node_not_in(self, tree: Tree[Any]) -> Node:
+        return self.membership(tree, negated=True)
+
+    def membership(self, tree: Tree[Any], negated: bool) -> Node:
+        left, right = (self.compile(c) for c in tree.children)
+        names = (left.text, right.text)
+        if right.constant:
+            within = right.run({})
+            if not isinstance(within, list):
+                raise self.fail(tree, f"'in' needs a list, like [{right.text}]")
+            test = is_in_constant(left.run, within, names)
+        else:
+            left_run, right_run = left.run, right.run
+            test = lambda env: is_in(left_run(env), right_run(env), names)  # noqa: E731
+        run = (lambda env: not test(env)) if negated else test
+        return Node(run, self.text_of(tree), boolean=True)
+
+    def node_list(self, tree: Tree[Any]) -> Node:
+        items = self.arguments(tree.children[0])
+        if all(item.constant for item in items):
+            return self.constant(tree, [item.run({}) for item in items])
+        runs = [item.run for item in items]
+        return self.guarded(tree, lambda env: [run(env) for run in runs])
 
     def node_negate(self, tree: Tree[Any]) -> Node:
         inner = self.compile(tree.children[0])

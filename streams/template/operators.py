@@ -192,6 +192,38 @@ COMPARISONS: dict[str, Callable[[Any, Any, Names], bool]] = {
 }
 
 
+def is_in(value: Any, within: Any, names: Names) -> bool:
+    """``x in [a, b]``: x equals one of them, as ``==`` says (numbers as numbers, text
+    ignoring case and spaces). Nothing is in a missing list; text is not a list (its
+    letters would match), and says so."""
+    if within is None:
+        return False
+    if not isinstance(within, list):
+        raise ConversionError(
+            f"'in' needs a list: {names[1]} is {_kind(within)} (contains(x, p) looks in text)"
+        )
+    return any(_equal(value, item, names) for item in within)
+
+
+def is_in_constant(
+    left: Callable[[dict[str, Any]], Any], within: list[Any], names: Names
+) -> Callable[[dict[str, Any]], bool]:
+    """``lead.state in ['CA', 'TX']``: a list written in the condition is read once, and
+    the usual lead value (text that is no number) is looked up, not compared one by one."""
+    texts = [item for item in within if isinstance(item, str) and _maybe_number(item) is None]
+    if len(texts) != len(within):
+        return lambda env: is_in(left(env), within, names)
+    folded = frozenset(item.strip().casefold() for item in texts)
+
+    def text_in(env: dict[str, Any]) -> bool:
+        value = left(env)
+        if type(value) is str and _maybe_number(value) is None:
+            return value.strip().casefold() in folded
+        return is_in(value, within, names)
+
+    return text_in
+
+
 _ORDER: dict[str, Callable[[Any, Any], bool]] = {
     "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b,

@@ -44,6 +44,8 @@ assignment: path "=" expr
 ?and_expr: not_expr | and_expr ("&&" | "and") not_expr   -> and_
 ?not_expr: comparison | ("!" | "not") not_expr           -> not_
 ?comparison: sum | sum COMPARE sum                       -> compare
+           | sum "in" sum                                -> in_
+           | sum "not" "in" sum                          -> not_in
 ?sum: product | sum ADD product                          -> binary
 ?product: unary | product MUL unary                      -> binary
 ?unary: postfix | "-" unary                              -> negate
@@ -52,7 +54,7 @@ assignment: path "=" expr
         | postfix "." NAME "(" [arguments] ")"           -> method
         | postfix "[" expr "]"                           -> index
         | NAME "(" [arguments] ")"                       -> call
-?atom: literal | NAME -> name | "(" expr ")"
+?atom: literal | NAME -> name | "(" expr ")" | "[" [arguments] "]" -> list
 ?literal: STRING -> string | NUMBER -> number
         | "true" -> true | "false" -> false | "null" -> null
 path: NAME ("." NAME)*

@@ -21,7 +21,8 @@ async def unavailable(recipient: Recipient, received: Received) -> web.Response:
 async def test_waterfall_beside_a_crm_copy_end_to_end(
     kafka: Any, recipient: Recipient, topics: Any, start_worker: Any
 ) -> None:
-    """First buyer rejects, second's circuit is open, third accepts; a CRM copy beside it."""
+    """First buyer rejects, second's circuit is open, third accepts; a CRM copy beside it. The
+    flow takes leads whose state is in a list."""
     first = await Recipient(answer=outside_area).start()
     second = await Recipient(answer=unavailable).start()
     try:
@@ -43,7 +44,7 @@ destinations:
       previous_offer: "{{{{default(appended.buyer_a.reference_id, 'none')}}}}"
 flows:
   - id: sell
-    when: "lead.sell == 'yes'"
+    when: "lead.state in ['CA', 'TX']"
     plan:
       parallel:
         - crm
@@ -52,9 +53,10 @@ flows:
     plan: crm
 """
         )
-        leads = [
-            {"id": f"W-{i}", "lead": {"sell": "yes" if i % 2 == 0 else "no"}} for i in range(10)
-        ]
+        # Sold where the state is one of the flow's (as == compares: " tx " is TX); kept
+        # elsewhere, and where it is missing.
+        states = ["CA", "NY", " tx ", None]
+        leads = [{"id": f"W-{i}", "lead": {"state": states[i % 4]}} for i in range(10)]
         # W-0 alone first: its 503 at buyer_b opens buyer_b's circuit for all that follow.
         await publish(kafka, topics.leads, leads[:1])
         await collect(kafka, topics.outcomes, 1)

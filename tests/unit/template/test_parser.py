@@ -152,6 +152,8 @@ def test_operators_and_functions(template: str, expected: Any) -> None:
         ("{{bool(first_name)}}", "not a yes/no value"),
         ("{{lead.age > 'old'}}", "cannot order lead.age (number) and 'old' (text)"),
         ("{{lead.first_name > 50000}}", "cannot order lead.first_name (text) and 50000 (number)"),
+        ("{{'x' in lead.first_name}}", "'in' needs a list: lead.first_name is text"),
+        ("{{lead.state in lead.age}}", "'in' needs a list: lead.age is number"),
     ],
 )
 def test_a_lead_that_does_not_fit_fails_with_the_expression_named(
@@ -189,6 +191,39 @@ def test_fast_paths_agree_with_the_general_rules(
     assert (value, type(value)) == (expected, type(expected))
 
 
+@pytest.mark.parametrize(
+    ("condition", "lead", "expected"),
+    [
+        # A list written in the condition: each item as == compares (case, spaces, numbers).
+        ("lead.state in ['CA', 'NY', 'TX']", {}, True),
+        ("lead.state in ['ca', 'tx']", {"state": " Tx "}, True),
+        ("lead.state in ['CA', 'TX']", {}, False),
+        ("lead.state not in ['CA', 'TX']", {}, True),
+        ("not lead.state in ['NY']", {}, False),
+        ("lead.age in [18, 67]", {"age": "67"}, True),
+        ("lead.age in ['67', 'x']", {}, True),  # a number among text: the general rule
+        ("lead.homeowner in [true]", {}, True),
+        ("lead.state in []", {}, False),
+        ("lead.state in [lead.first_name, 'NY']", {}, True),  # items read from the lead
+        # A list in the lead: its items; a missing value or list: not in.
+        ("'B' in lead.tags", {}, True),
+        ("'c' in lead.tags", {}, False),
+        ("lead.nothing in ['CA']", {}, False),
+        ("lead.nothing in [null]", {}, True),
+        ("'a' in lead.nothing", {}, False),
+        ("lead.state in ['NY'] && lead.age >= 65", {}, True),
+        ("lead.in == 2", {"in": 2}, True),  # a field named 'in' is still a field
+    ],
+)
+def test_in_looks_for_a_value_in_a_list(
+    condition: str, lead: dict[str, Any], expected: bool
+) -> None:
+    assert render(f"{{{{{condition}}}}}", with_lead(**lead)) is expected
+    assert render(f"{{{{if {condition} then 'y' else 'n'}}}}", with_lead(**lead)) == (
+        "y" if expected else "n"
+    )
+
+
 @pytest.mark.parametrize("income", ["999999999999999999", 999999999999999999])
 def test_whole_number_arithmetic_is_bounded_too(income: Any) -> None:
     with pytest.raises(EvaluationError, match="out of range"):
@@ -220,6 +255,8 @@ def test_runtime_errors_never_quote_lead_data() -> None:
         ("{{ upper(a, b) }}", 4, "upper() takes 1 argument(s), got 2"),
         ("{{nope(a)}}", 3, "unknown function 'nope'"),
         ("{{'x' * 3}}", 3, "'*' works on numbers, not on text"),
+        ("{{state in 'NY'}}", 3, "'in' needs a list, like ['NY']"),
+        ("{{state in ['NY'}}", 17, "ends too early"),
         ("{{ {{a}} }}", 4, "blocks do not nest"),
     ],
 )

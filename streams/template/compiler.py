@@ -180,6 +180,11 @@ class Compiler:
                 else f"{function.min_args} to {function.max_args}"
             )
             raise self.fail(tree, f"{name}() takes {expected} argument(s), got {count}")
+        if function.check is not None:
+            try:
+                function.check(*(a.run({}) if a.constant else None for a in arguments[1:]))
+            except ConversionError as exc:
+                raise self.fail(tree, f"{name}(): {exc}") from None
         runs = [a.run for a in arguments]
         first = arguments[0].text if arguments else ""
         call, missing = function.run, function.missing

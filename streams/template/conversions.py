@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import arrow
 import phonenumbers
 from arrow.formatter import DateTimeFormatter
+from babel import Locale, UnknownLocaleError
 from babel.numbers import NumberFormatError, parse_decimal
 from email_validator import EmailNotValidError, validate_email
 
@@ -154,6 +155,35 @@ def time_zone(name: str) -> tzinfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConversionError(f"unknown time zone {name!r}") from None
+
+
+def number_locale(name: str) -> str:
+    """Checked when a mapping compiles: an unknown locale failed every lead whose number
+    was grouped text ("1.250,00"), as our own error."""
+    try:
+        Locale.parse(name)
+    except (UnknownLocaleError, ValueError, TypeError):
+        raise ConversionError(f"unknown locale {name!r} (like en_US, de_DE, fr_FR)") from None
+    return name
+
+
+def phone_style(style: str) -> str:
+    """Checked when a mapping compiles: a misspelt style (``E165``) was taken for a mask
+    with no '#' and failed every lead as the lead's invalid data."""
+    if style.upper() in PHONE_STYLES or style.upper() == "DIGITS" or "#" in style:
+        return style
+    raise ConversionError(
+        f"unknown phone format {style!r}: one of {', '.join(PHONE_STYLES)}, DIGITS, or a "
+        "mask of '#' like '(###) ###-####'"
+    )
+
+
+def phone_region(region: str) -> str:
+    """Checked when a mapping compiles: with an unknown region every number written
+    without its +country code was "not a phone number"."""
+    if region.upper() in phonenumbers.SUPPORTED_REGIONS:
+        return region
+    raise ConversionError(f"unknown phone region {region!r} (a country code like US, GB, DE)")
 
 
 def to_datetime(value: Any, assume: tzinfo = UTC) -> datetime:

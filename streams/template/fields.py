@@ -377,7 +377,7 @@ def _converter(spec: FieldSpec) -> Callable[[Any], Any] | None:
     if kind == "string":
         return convert.to_text
     if kind == "number":
-        locale = spec.locale
+        locale = convert.number_locale(spec.locale)
         return lambda v: convert.json_number(convert.to_number(v, locale))
     if kind == "integer":
         return lambda v: int(convert.to_number(v).to_integral_value())
@@ -390,7 +390,8 @@ def _converter(spec: FieldSpec) -> Callable[[Any], Any] | None:
         assume = convert.time_zone(spec.input_timezone)
         return lambda v: convert.format_date(convert.to_datetime(v, assume), pattern, zone)
     if kind == "phone":
-        style, region = spec.format or "E164", spec.region
+        style = convert.phone_style(spec.format or "E164")
+        region = convert.phone_region(spec.region)
         return lambda v: convert.format_phone(v, style, region)
     raise ValueError(f"unknown type {kind!r}")  # pragma: no cover - Literal checked it
 

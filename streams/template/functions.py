@@ -22,6 +22,8 @@ from streams.template.conversions import (
     is_valid_email,
     is_valid_phone,
     joined,
+    phone_region,
+    phone_style,
     time_zone,
     to_boolean,
     to_number,
@@ -35,6 +37,26 @@ class Function:
     min_args: int
     max_args: int | None  # None: any number
     missing: str = "refuse"  # "refuse", "false" (a predicate), "accept" (handles None itself)
+    # Called when the template compiles with the arguments after the first, each as written
+    # when it is a constant (None when read from the lead): a misspelt style, region or
+    # time zone stops start-up instead of failing every lead. Raises ConversionError.
+    check: Callable[..., None] | None = None
+
+
+def _check_phone(style: Any = None, region: Any = None) -> None:
+    if isinstance(style, str):
+        phone_style(style)
+    if isinstance(region, str):
+        phone_region(region)
+
+
+def _check_region(region: Any = None) -> None:
+    _check_phone(None, region)
+
+
+def _check_zone(pattern: Any = None, zone: Any = None) -> None:
+    if isinstance(zone, str):
+        time_zone(zone)
 
 
 def is_empty(value: Any) -> bool:
@@ -148,13 +170,18 @@ FUNCTIONS: dict[str, Function] = {
     "bool": Function(to_boolean, 1, 1),
     "yesno": Function(_yesno, 1, 3),
     # dates and phones
-    "format": Function(_format, 2, 3),
-    "date": Function(_format, 2, 3),
-    "phone": Function(lambda v, style="E164", region="US": format_phone(v, style, region), 1, 3),
+    "format": Function(_format, 2, 3, check=_check_zone),
+    "date": Function(_format, 2, 3, check=_check_zone),
+    "phone": Function(
+        lambda v, style="E164", region="US": format_phone(v, style, region),
+        1,
+        3,
+        check=_check_phone,
+    ),
     # validation
     "isValidEmail": Function(is_valid_email, 1, 1, "false"),
     "isValidPhone": Function(
-        lambda v, region="US": is_valid_phone(v, _text(region)), 1, 2, "false"
+        lambda v, region="US": is_valid_phone(v, _text(region)), 1, 2, "false", _check_region
     ),
 }
 

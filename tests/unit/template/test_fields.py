@@ -218,6 +218,27 @@ def test_first_match_cases_pick_one_branch_or_the_fallback() -> None:
         ({"x": "{{a +}}"}, [], "mapping.x: column 6: the expression ends too early"),
         ({"x": "lead..email"}, [], "mapping.x: source 'lead..email' is not a field path"),
         ({"x": {"from": "a", "type": "date", "timezone": "Mars/Olympus"}}, [], "unknown time zone"),
+        # Each failed every lead before (the lead's invalid data, or our own error for the
+        # locale); now start-up names the option.
+        (
+            {"x": {"from": "a", "type": "phone", "format": "E165"}},
+            [],
+            "mapping.x: unknown phone format 'E165': one of E164, NATIONAL, INTERNATIONAL, "
+            "DIGITS, or a mask of '#'",
+        ),
+        (
+            {"x": {"from": "a", "type": "phone", "region": "XX"}},
+            [],
+            "mapping.x: unknown phone region 'XX'",
+        ),
+        (
+            {"x": {"from": "a", "type": "number", "locale": "xx_YY"}},
+            [],
+            "mapping.x: unknown locale 'xx_YY'",
+        ),
+        ({"x": "{{phone(a, 'NATIONL')}}"}, [], "column 3: phone(): unknown phone format 'NATIONL'"),
+        ({"x": "{{isValidPhone(a, 'ZZ')}}"}, [], "isValidPhone(): unknown phone region 'ZZ'"),
+        ({"x": "{{format(a, 'YYYY', 'Mars/X')}}"}, [], "format(): unknown time zone 'Mars/X'"),
         (
             {"x": {"from": "a", "type": "number", "format": "0.00"}},
             [],

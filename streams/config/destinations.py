@@ -506,21 +506,26 @@ class DestinationsFile(BaseModel):
 
     @model_validator(mode="after")
     def _unique_ids_and_flows(self) -> DestinationsFile:
-        seen: set[str] = set()
-        for dest in self.destinations:
+        problems: list[str] = []
+        first_with: dict[str, int] = {}  # id → the place of the destination that has it
+        for number, dest in enumerate(self.destinations):
             dest.privacy = dest.privacy.with_paths(self.privacy.redact)
             if dest.ping is not None:
                 dest.pinged.privacy = dest.privacy  # a ping's answer is redacted alike
-            if dest.id in seen:
-                raise ValueError(f"destination id {dest.id!r} is used twice")
-            seen.add(dest.id)
-        problems: list[str] = []
+            if dest.id in first_with:
+                problems.append(
+                    f"destinations[{number}].id: {dest.id!r} is used twice (destinations"
+                    f"[{first_with[dest.id]}] has it too)"
+                )
+            first_with.setdefault(dest.id, number)
+        # Flows are checked even so: every problem of the file at once.
+        seen = set(first_with)
+        pinged = {d.id for d in self.destinations if d.ping is not None}
         for number, flow in enumerate(self.flows):
             try:
-                pinged = {d.id for d in self.destinations if d.ping is not None}
                 self._flows.append(compile_flow(flow, seen, pinged))
             except ValueError as exc:
-                problems.append(f"flows[{number}].{exc}")
+                problems += [f"flows[{number}].{line}" for line in str(exc).splitlines()]
         if problems:
             raise ValueError("\n".join(problems))
         if not self.flows:

@@ -276,8 +276,18 @@ class CompiledFlow:
 def compile_flow(flow: Flow, known: set[str], pinged: set[str] | None = None) -> CompiledFlow:
     """Raise ValueError naming the place of an unknown destination or a bad condition.
     ``pinged``: the destinations with a ``ping`` (the only ones an auction may ping)."""
-    selects = _condition(flow.when, "when") if flow.when else None
-    plan = _compile(flow.plan, known, "plan", flow.id, pinged or set())
+    problems: list[str] = []
+    selects = plan = None
+    try:
+        selects = _condition(flow.when, "when") if flow.when else None
+    except ValueError as exc:
+        problems.append(str(exc))
+    try:
+        plan = _compile(flow.plan, known, "plan", flow.id, pinged or set())
+    except ValueError as exc:  # the plan's first problem, beside the condition's
+        problems.append(str(exc))
+    if problems or plan is None:
+        raise ValueError("\n".join(problems))
     return CompiledFlow(flow.id, selects, plan)
 
 

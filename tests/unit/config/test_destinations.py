@@ -113,9 +113,30 @@ def test_a_check_about_a_broken_field_is_not_reported_twice() -> None:
 
 
 def test_duplicate_ids_and_empty_files_are_refused() -> None:
-    assert "used twice" in problems_of({"destinations": [destination(), destination()]})[0]
+    assert problems_of({"destinations": [destination(), destination()]}) == [
+        "destinations[1].id: 'crm' is used twice (destinations[0] has it too)"
+    ]
     assert problems_of({"destinations": []})
     assert problems_of(None)
+
+
+def test_a_used_twice_id_and_every_flow_s_problems_are_listed_together() -> None:
+    """A duplicate id hid every flow problem, and a flow's condition hid its plan's."""
+    problems = problems_of(
+        {
+            "destinations": [destination(), destination()],
+            "flows": [
+                {"id": "f", "when": "lead.state in ['CA'", "plan": {"waterfall": ["crm", "c"]}},
+                {"id": "g", "plan": "d"},
+            ],
+        }
+    )
+    assert problems == [
+        "destinations[1].id: 'crm' is used twice (destinations[0] has it too)",
+        "flows[0].when: column 20: the expression ends too early",
+        "flows[0].plan.waterfall[1]: no destination 'c'",
+        "flows[1].plan: no destination 'd'",
+    ]
 
 
 def test_the_message_names_the_file(tmp_path: Path) -> None:

@@ -631,7 +631,9 @@ def _describe(error: Any, document: Any) -> list[str]:
     for message in said.removeprefix("Value error, ").splitlines():
         # Our model-level checks start with the field they are about ("url: ..."): join it on.
         head, sep, rest = message.partition(": ")
-        if sep and head and " " not in head and not head.startswith("$"):
+        if sep and head.startswith("[") and path:  # an item of the list at ``path``
+            line = f"{path}{head}: {rest}"
+        elif sep and head and " " not in head and not head.startswith("$"):
             line = f"{path}.{head}: {rest}" if path else f"{head}: {rest}"
         else:
             line = f"{path}: {message}" if path else message

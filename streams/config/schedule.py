@@ -44,10 +44,17 @@ class Schedule(BaseModel):
     @field_validator("hours")
     @classmethod
     def _ranges(cls, hours: list[str]) -> list[str]:
-        for text in hours:
-            start, end = _range(text)
+        problems = []
+        for number, text in enumerate(hours):
+            try:
+                start, end = _range(text)
+            except ValueError as exc:
+                problems.append(f"[{number}]: {exc}")
+                continue
             if start >= end:
-                raise ValueError(f"{text!r}: the start must come before the end")
+                problems.append(f"[{number}]: {text!r}: the start must come before the end")
+        if problems:
+            raise ValueError("\n".join(problems))
         return hours
 
     def is_open(self, now: datetime) -> bool:
@@ -75,8 +82,15 @@ class Schedule(BaseModel):
 
 
 def _range(text: str) -> tuple[time, time]:
+    """``09:00-17:00``: from the start up to (not including) the end; an end of ``24:00``
+    is midnight at the end of the day."""
     try:
-        start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+        start, end = (_two_digit_hour(part.strip()) for part in text.split("-"))
+        return time.fromisoformat(start), time.max if end == "24:00" else time.fromisoformat(end)
     except ValueError:
-        raise ValueError(f"{text!r}: write hours as HH:MM-HH:MM") from None
-    return start, end
+        raise ValueError(f"{text!r}: write hours as HH:MM-HH:MM (24:00 for midnight)") from None
+
+
+def _two_digit_hour(clock: str) -> str:
+    """``9:00`` as ``09:00``: ISO times want two digits for the hour."""
+    return f"0{clock}" if len(clock) == 4 and clock[1] == ":" else clock

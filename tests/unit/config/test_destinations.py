@@ -120,6 +120,18 @@ def test_duplicate_ids_and_empty_files_are_refused() -> None:
     assert problems_of(None)
 
 
+def test_every_bad_range_of_a_schedule_is_named_by_its_place() -> None:
+    [problem_a, problem_b] = problems_of(
+        {
+            "destinations": [
+                destination(schedule={"timezone": "UTC", "hours": ["9-17", "09:00-25:00"]})
+            ]
+        }
+    )
+    assert problem_a.startswith("destinations[0].schedule.hours[0]: '9-17': write hours as ")
+    assert problem_b.startswith("destinations[0].schedule.hours[1]: '09:00-25:00': write ")
+
+
 def test_a_used_twice_id_and_every_flow_s_problems_are_listed_together() -> None:
     """A duplicate id hid every flow problem, and a flow's condition hid its plan's."""
     problems = problems_of(

@@ -220,6 +220,18 @@ def test_bad_schedules_are_refused(fields: dict[str, Any], problem: str) -> None
         Schedule.model_validate(fields)
 
 
+def test_hours_take_a_one_digit_hour_and_end_at_24_00() -> None:
+    """``9:00`` was refused (ISO wants ``09:00``), and the last minute of a day could not
+    be open: ``24:00`` was refused and ``23:59`` ends a minute early."""
+    night = Schedule(timezone="UTC", days=["sat"], hours=["9:00-12:00", "22:00-24:00"])  # type: ignore[list-item]
+    assert night.is_open(datetime(2026, 12, 5, 23, 59, 59, tzinfo=UTC))  # a Saturday
+    assert night.is_open(datetime(2026, 12, 5, 9, 0, tzinfo=UTC))
+    assert not night.is_open(datetime(2026, 12, 5, 21, 59, tzinfo=UTC))
+    assert night.next_open(datetime(2026, 12, 5, 13, 0, tzinfo=UTC)) == datetime(
+        2026, 12, 5, 22, 0, tzinfo=UTC
+    )
+
+
 async def test_a_sequence_runs_each_step_with_what_the_last_returned_and_stops_at_a_failure() -> (
     None
 ):

@@ -100,6 +100,9 @@ class Auction(_Spec):
     ping_timeout_ms: int = Field(default=800, ge=50, le=30_000)
     floor: Decimal = Field(default=Decimal(0), ge=0)
     bid_ttl_s: float = Field(default=60.0, gt=0, le=86_400)
+    # What follows the bids: the best one is posted to first (the only way, as the feature's
+    # own example writes it; a file may say it or not).
+    then: Literal["post_best"] = "post_best"
     otherwise: StepSpec | None = Field(default=None, alias="else")
 
 

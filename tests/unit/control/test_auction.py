@@ -111,6 +111,14 @@ def test_a_buyer_without_a_ping_cannot_be_in_an_auction() -> None:
         DestinationsFile.model_validate(config)
 
 
+def test_then_post_best_as_the_feature_writes_it_is_taken_and_nothing_else() -> None:
+    """The feature's own example ends ``then: post_best``: it was an unknown option."""
+    written = {"ping_post": {**AUCTION["ping_post"], "then": "post_best"}}
+    assert file(written).compiled_flows[0].plan == file(AUCTION).compiled_flows[0].plan
+    with pytest.raises(ValueError, match=r"ping_post.then\n  Input should be 'post_best'"):
+        file({"ping_post": {**AUCTION["ping_post"], "then": "post_first"}})
+
+
 def test_pings_are_bids_in_the_events_and_never_sales_in_the_outcome() -> None:
     ping = answer("b", bid("12.50"), "ping")
     silent = answer("a", Outcome.success(), "ping")  # answered, named no bid

@@ -14,8 +14,8 @@ feedback:
   return_window_days: 7
   poll:                                    # for a recipient with a status API only
     url: https://buyer.example.com/api/leads/{reference_id}
-    every_minutes: 60
-    for_days: 7
+    every_minutes: 60                      # or every: 1h
+    for_days: 7                            # or until: 7d
 ```
 
 A ``poll`` asks the recipient, for each lead it accepted, at ``url`` (``{reference_id}``,
@@ -31,6 +31,7 @@ reason are matched case-insensitively (``kinds``, ``reasons`` extend the default
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from jsonpath_ng import JSONPath
@@ -64,6 +65,19 @@ DEFAULT_RETURN_WINDOW_DAYS = 7.0
 
 
 POLL_PLACEHOLDERS = ("{reference_id}", "{lead_id}")
+# ``{{reference_id}}`` (as mapping templates write names) is the same placeholder.
+_TEMPLATE_PLACEHOLDER = re.compile(r"\{\{\s*(reference_id|lead_id)\s*\}\}")
+_ANY_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+# "30m", "1h", "7d": how often and how long, as people write it.
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _seconds(text: str, name: str) -> float:
+    found = _DURATION.match(text)
+    if found is None:
+        raise ValueError(f"{name}: {text!r} is not a duration like 30m, 1h or 7d")
+    return float(found[1]) * _SECONDS[found[2]]
 
 
 class PollConfig(BaseModel):
@@ -72,11 +86,35 @@ class PollConfig(BaseModel):
     url: str
     every_minutes: float = Field(default=60.0, ge=0.1, le=10_080.0)
     for_days: float = Field(default=7.0, gt=0, le=365.0)
+    # The same as a duration ("1h", "7d"); one or the other.
+    every: str | None = None
+    until: str | None = None
 
     @model_validator(mode="after")
     def _url_holds(self) -> PollConfig:
         if not self.url.startswith(("https://", "http://")):
             raise ValueError("url: must start with https:// (or http:// with insecure: true)")
+        self.url = _TEMPLATE_PLACEHOLDER.sub(r"{\1}", self.url)
+        unknown = [p for p in _ANY_PLACEHOLDER.findall(self.url) if p not in POLL_PLACEHOLDERS]
+        if unknown:
+            # It was sent as it is, to a URL the recipient does not have, every interval.
+            raise ValueError(
+                f"url: unknown placeholder {unknown[0]} (use {{reference_id}} or {{lead_id}})"
+            )
+        if self.every is not None:
+            if "every_minutes" in self.model_fields_set:
+                raise ValueError("every: give every or every_minutes, not both")
+            minutes = _seconds(self.every, "every") / 60
+            if not 0.1 <= minutes <= 10_080:
+                raise ValueError(f"every: {self.every!r} is not between 6s and 7d")
+            self.every_minutes = minutes
+        if self.until is not None:
+            if "for_days" in self.model_fields_set:
+                raise ValueError("until: give until or for_days, not both")
+            days = _seconds(self.until, "until") / 86400
+            if not 0 < days <= 365:
+                raise ValueError(f"until: {self.until!r} is not more than 0 and at most 365d")
+            self.for_days = days
         return self
 
 

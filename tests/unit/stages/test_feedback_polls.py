@@ -54,6 +54,38 @@ def test_a_change_is_a_notice_and_the_same_answer_again_is_not() -> None:
     assert reason is not None and reason.reason == "Duplicate"  # a new reason is a change
 
 
+def test_a_poll_written_as_the_feature_writes_it_is_the_same_poll() -> None:
+    """``{{reference_id}}`` (as templates write names) was sent with its braces, and
+    ``every: 1h, until: 7d`` were unknown options."""
+    written = FeedbackConfig.model_validate({
+        "lead_id": None, "reference_id": "$.lead", "kind": "$.status", "reason": "$.note",
+        "poll": {"url": "https://buyer.example.com/status/{{reference_id}}?lead={{ lead_id }}",
+                 "every": "1h", "until": "2d"},
+    })  # fmt: skip
+    assert written.poll is not None and CONFIG.poll is not None
+    assert (written.poll.url, written.poll.every_minutes, written.poll.for_days) == (
+        CONFIG.poll.url, 60.0, 2.0
+    )  # fmt: skip
+    assert poll_url(written.poll, entry()) == "https://buyer.example.com/status/B%2F1?lead=L%201"
+
+
+@pytest.mark.parametrize(
+    ("poll", "problem"),
+    [
+        ({"url": "https://b.example.com/{ref}"}, "url: unknown placeholder {ref} (use "),
+        ({"url": "https://b.example.com/{lead_id}", "every": "hourly"}, "every: 'hourly' is "
+         "not a duration like 30m, 1h or 7d"),
+        ({"url": "https://b.example.com/{lead_id}", "every": "2s"}, "every: '2s' is not between"),
+        ({"url": "https://b.example.com/{lead_id}", "until": "2y"}, "until: '2y' is not a "),
+        ({"url": "https://b.example.com/{lead_id}", "every": "1h", "every_minutes": 5},
+         "every: give every or every_minutes, not both"),
+    ],
+)  # fmt: skip
+def test_a_poll_that_could_not_ask_is_refused_at_start(poll: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem.replace("(", r"\(").replace("{", r"\{")):
+        FeedbackConfig.model_validate({"lead_id": "$.lead", "poll": poll})
+
+
 @pytest.mark.parametrize("word", ["Converted", "returned", "DQ"])
 def test_a_final_kind_ends_the_polling(word: str) -> None:
     notice, kept = read_poll(CONFIG, entry(), 200, answer(status=word), NOW)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any, Literal
@@ -141,6 +142,13 @@ DEFAULT_PING_CAPTURE = {
     "reference_id": {"json": "$.bid_id"},
     "expires_at": {"json": "$.expires_at"},
 }
+# A ping's captures by the names of an auction (``bid``, ``bid_id``) → the event's fields.
+PING_CAPTURE_NAMES = {"bid": "price", "bid_id": "reference_id"}
+
+
+@cache
+def _default_ping_response() -> ResponseConfig:
+    return ResponseConfig.model_validate({"capture": DEFAULT_PING_CAPTURE})
 
 
 class PingConfig(BaseModel):
@@ -155,6 +163,24 @@ class PingConfig(BaseModel):
     mapping: dict[str, MappingValue] = Field(default_factory=dict)
     response: ResponseConfig | None = None  # default: bid, bid_id, expires_at (JSON)
     allow_contact: bool = False  # let the mapping send contact data in the ping
+
+    @model_validator(mode="after")
+    def _bid_read_by_default(self) -> PingConfig:
+        """A ``response:`` block (rules telling a "no bid" answer, say) keeps the default
+        captures it does not name, and may name the bid as the feature does (``bid``,
+        ``bid_id``): before, either left the bid unread and every ping "no bid"."""
+        if self.response is None:
+            return self
+        capture = dict(self.response.capture)
+        for said, meant in PING_CAPTURE_NAMES.items():
+            if said in capture:
+                if meant in capture:
+                    raise ValueError(f"response.capture.{said}: the same as {meant}; give one")
+                capture[meant] = capture.pop(said)
+        for name, path in _default_ping_response().capture.items():
+            capture.setdefault(name, path)
+        self.response = self.response.model_copy(update={"capture": capture})
+        return self
 
     @model_validator(mode="after")
     def _no_contact_data(self) -> PingConfig:
@@ -305,7 +331,7 @@ class Destination(CompiledModel):
         ping's URL, mapping and answers; one try (an auction does not wait for retries)."""
         assert self.ping is not None
         ping = self.ping
-        response = ping.response or ResponseConfig.model_validate({"capture": DEFAULT_PING_CAPTURE})
+        response = ping.response or _default_ping_response()
         kept = self.model_dump(
             include={
                 "id",

@@ -15,7 +15,7 @@ import pytest
 from streams.config import Destination, DestinationsFile
 from streams.control.desk import DeliveryDesk, Unremembered
 from streams.control.home import Home, LeadStates
-from streams.model import Lead, Outcome, OutcomeKind
+from streams.model import HttpResponse, Lead, Outcome, OutcomeKind
 from streams.stages.attempt import Attempt, not_sent
 from streams.stages.events import delivery_event, lead_outcome
 from streams.stages.routing import advance, phase_at
@@ -117,6 +117,26 @@ def test_then_post_best_as_the_feature_writes_it_is_taken_and_nothing_else() -> 
     assert file(written).compiled_flows[0].plan == file(AUCTION).compiled_flows[0].plan
     with pytest.raises(ValueError, match=r"ping_post.then\n  Input should be 'post_best'"):
         file({"ping_post": {**AUCTION["ping_post"], "then": "post_first"}})
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        # rules of its own (a "no bid" answer told apart): the default captures stay
+        {"rules": [{"when": {"json": {"path": "$.status", "equals": "none"}}, "outcome": "skip"}]},
+        # the bid named as an auction names it
+        {"capture": {"bid": {"json": "$.bid"}, "bid_id": {"json": "$.bid_id"}}},
+    ],
+)
+def test_a_ping_s_response_block_still_reads_the_bid(response: dict[str, Any]) -> None:
+    """Either block left the bid unread before: every ping was "no bid"."""
+    ping = {"url": "https://a.example.com/ping", "mapping": {"state": "state"}}
+    buyer = file(AUCTION, a={"ping": {**ping, "response": response}}).by_id()["a"].pinged
+    assert buyer.response is not None
+    answer = HttpResponse(200, {}, b'{"bid": "12.50", "bid_id": "B-7", "expires_at": "soon"}')
+    read = buyer.response.captured(Outcome.success(), answer)
+    assert (read.price, read.reference_id) == (Decimal("12.50"), "B-7")
+    assert read.appended == {"expires_at": "soon"}
 
 
 def test_pings_are_bids_in_the_events_and_never_sales_in_the_outcome() -> None:

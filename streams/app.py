@@ -604,6 +604,7 @@ def create_app(
         owner=lead_key,
         admin=admin,
         crowds=Crowds(sender.queued, settings.queued_per_destination),
+        capacity=capacity,
     )
     # Held as they are and changed in place by a reload (``follow_destinations_file``): every
     # desk, the home, the handlers and the distributor read these very objects.

@@ -7,6 +7,7 @@ distribution ranks by and what the dashboard shows."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,3 +30,12 @@ class CapacityBoard:
         if not windows:
             return 1.0
         return min(max(cap - used, 0) / cap if cap else 0.0 for _, used, cap in windows)
+
+    def full_window(self, destination_id: str, current: Iterable[str]) -> str | None:
+        """A window among ``current`` (the destination's windows now) that its last report
+        says is full; a reported window that has passed says nothing."""
+        now = set(current)
+        for window, used, cap in self.reported.get(destination_id, ()):
+            if window in now and used >= cap:
+                return window
+        return None

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from streams import telemetry
 from streams.control.admin import AdminState
+from streams.control.capacity import CapacityBoard
 from streams.control.caps import cap_exceeded, counted, counts_toward, full, usage
 from streams.control.circuit import (
     CircuitState,
@@ -119,11 +120,15 @@ class DeliveryDesk:
         owner: Callable[[str], str] = owner_key,
         admin: AdminState | None = None,
         crowds: Crowds | None = None,
+        capacity: CapacityBoard | None = None,
     ) -> None:
         """``owner(key)``: the id whose partition holds a table key (the destination's by
         default; the lead's for a desk that delivers in the lead's partition); ``admin``:
         operators' pauses and circuit resets (streams/control/admin.py); ``crowds``:
-        deliveries parked while their destination's queue is full (None: all queue)."""
+        deliveries parked while their destination's queue is full (None: all queue);
+        ``capacity``: capped destinations' room as last reported (an auction does not ping
+        a buyer whose cap is full)."""
+        self._capacity = capacity
         self._crowds = crowds
         self.admin = admin if admin is not None else AdminState()
         self._owner = owner
@@ -319,9 +324,13 @@ class DeliveryDesk:
             stopped = open_outcome() if paused is None else paused_outcome(paused)
             return not_sent(item.lead, destination, stopped)
 
-        allowed, _ = admit(self._circuit(destination.id), destination.circuit, self._clock())
+        now = self._clock()
+        allowed, _ = admit(self._circuit(destination.id), destination.circuit, now)
+        filled = self._full_by_report(destination, now)
         if not allowed or destination.id in self.admin.paused:
             attempt = refused()
+        elif filled is not None:  # it could not take the lead: not pinged
+            attempt = not_sent(item.lead, destination, cap_exceeded(filled))
         else:
             try:
                 async with asyncio.timeout(timeout_s):
@@ -335,6 +344,14 @@ class DeliveryDesk:
                 attempt = not_sent(item.lead, destination, late)
         attempt = replace(attempt, phase="ping")
         return Handled(attempt, attempt)
+
+    def _full_by_report(self, destination: Destination, now: float) -> str | None:
+        """Its full cap window as the worker that counts it last reported (within
+        ``CAP_REPORT_S``); the count at the post is the exact one."""
+        if destination.caps is None or self._capacity is None:
+            return None
+        windows = destination.caps.limits(datetime.fromtimestamp(now, UTC))
+        return self._capacity.full_window(destination.id, windows)
 
     def cap_usage(self, owns: Callable[[str], bool]) -> dict[str, list[tuple[str, int, int]]]:
         """Each capped destination this worker counts for: its windows, used and cap."""

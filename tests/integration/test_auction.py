@@ -11,11 +11,13 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any
 
+from streams.cli.broker import free_port
 from streams.cli.console import read_records
 from tests.integration.auction_buyers import AuctionBuyers, Buyer
 from tests.integration.conftest import collect, decode_with_schema_file, publish, trail
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Recipient
+from tests.integration.test_telemetry import scrape, total
 
 
 def buyer_yaml(name: str, url: str) -> str:
@@ -97,6 +99,56 @@ flows:
     assert sorted(e["outcome"] for e in pings) == ["bid"] * 6 + ["no_bid"] * 3
     sales = [e for e in decoded if e["outcome"] == "success"]  # what billing counts
     assert sorted(e["lead_id"] for e in sales) == ["A-CA", "A-NY", "A-TX"]
+
+
+async def test_a_buyer_over_its_cap_is_not_pinged(
+    kafka: KafkaTarget, topics: Any, start_worker: Any
+) -> None:
+    """Once the worker that counts a capped buyer has reported its cap full, no worker
+    pings it: the next lead's auction is among the others."""
+    buyers = await AuctionBuyers(capped=Buyer(Decimal("1.5")), steady=Buyer(Decimal("1.2"))).start()
+    base = buyers.url("").rstrip("/")
+    port = free_port()
+    try:
+        start_worker(
+            "destinations:"
+            + buyer_yaml("capped", base)
+            + "    caps: {day: 1}\n"
+            + buyer_yaml("steady", base)
+            + """
+flows:
+  - id: auction
+    plan: {ping_post: {buyers: [capped, steady], ping_timeout_ms: 2000}}
+""",
+            env={"COURIER_WEB_PORT": str(port)},
+        )
+        first = {"id": "P-1", "lead": {"state": "CA", "loan_amount": 1000}}
+        await publish(kafka, topics.leads, [first])
+        await collect(kafka, topics.outcomes, 1)
+        async with asyncio.timeout(30):  # its report has reached the worker's board
+            while True:
+                try:
+                    samples = await scrape(f"http://127.0.0.1:{port}/metrics")
+                except OSError:
+                    samples = {}
+                if samples and total(samples, "courier_cap_used", destination="capped") == 1:
+                    break
+                await asyncio.sleep(0.5)
+        second = {"id": "P-2", "lead": {"state": "CA", "loan_amount": 1000}}
+        await publish(kafka, topics.leads, [second])
+        outcomes = await collect(kafka, topics.outcomes, 2)
+        events = await collect(kafka, topics.events, 2 + 1 + 2 + 1, settle_s=1.0)
+    finally:
+        await buyers.stop()
+    sold = {
+        o["lead_id"]: o["accepted_by"]
+        for o in (decode_with_schema_file(r.value, "lead_outcome") for r in outcomes)
+    }
+    assert sold == {"P-1": ["capped"], "P-2": ["steady"]}
+    assert len(buyers.buyers["capped"].pings) == 1  # the first lead's only
+    decoded = [decode_with_schema_file(r.value, "delivery_event") for r in events]
+    [unpinged] = [e for e in decoded if e["lead_id"] == "P-2" and e["destination_id"] == "capped"]
+    assert (unpinged["phase"], unpinged["reason"]) == ("ping", "Cap exceeded")
 
 
 async def test_a_post_is_not_retried_past_its_bid_the_next_bid_wins(

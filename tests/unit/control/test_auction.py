@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from streams.config import Destination, DestinationsFile
+from streams.control.capacity import CapacityBoard
 from streams.control.desk import DeliveryDesk, Unremembered
 from streams.control.home import Home, LeadStates
 from streams.model import HttpResponse, Lead, Outcome, OutcomeKind
@@ -197,6 +198,35 @@ async def test_an_auction_at_home_posts_to_the_next_bid_and_sells_once() -> None
     assert sold["bid"] == Decimal("7.0000")
     state = home.leads["L1"]
     assert list(state["accepted"]) == ["a"]  # a bid is never remembered as a sale
+
+
+async def test_a_buyer_whose_cap_is_full_by_its_last_report_is_not_pinged() -> None:
+    """The feature's check: "a buyer over its cap is not pinged". Its counts live in its
+    own partition; every worker knows them as last reported (``CapUsage``). A report of a
+    window that has passed says nothing (the new window starts empty)."""
+    config = file(AUCTION, a={"caps": {"day": 3}}, b={"caps": {"day": 3}})
+    now = datetime.now(UTC)
+    a_day, b_day = (next(iter(config.by_id()[d].caps.limits(now))) for d in "ab")  # type: ignore[union-attr]
+    board = CapacityBoard()
+    board.heard({"destination_id": "a", "windows": [{"window": a_day, "used": 3, "cap": 3}]})
+    board.heard(
+        {"destination_id": "b", "windows": [{"window": "day 2020-01-01", "used": 3, "cap": 3}]}
+    )
+    auctioneer = Auctioneer()
+    desk = DeliveryDesk(
+        config.by_id(), auctioneer, circuits={}, caps={}, delivered=Unremembered(), parked={},
+        capacity=board,
+    )  # fmt: skip
+    flows = {flow.id: flow for flow in config.compiled_flows}
+    home = Home(flows, lambda d: False, LeadStates({}, {}), desk)
+    flow = home.flow("f")
+    assert flow is not None and b_day.startswith("day ")
+    report = await merged(home.take(LEAD, flow, SOURCE))
+    assert "ping:a" not in auctioneer.calls and "ping:b" in auctioneer.calls
+    [a_ping] = [a for a, _ in report.attempts if a.destination_id == "a"]
+    assert (a_ping.phase, a_ping.outcome.reason, a_ping.outcome.raw) == (
+        "ping", "Cap exceeded", a_day
+    )  # fmt: skip
 
 
 def test_a_ping_shares_its_buyers_limits_and_credentials() -> None:

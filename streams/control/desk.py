@@ -310,9 +310,10 @@ class DeliveryDesk:
 
     async def ping(self, item: WorkItem, timeout_s: float) -> Handled:
         """A ping-post auction's ping: the buyer's partial lead to its ping URL, answered
-        within ``timeout_s`` or not at all. Its circuit, hours and being enabled apply (a
-        buyer that could not take the lead is not pinged); nothing is counted toward its
-        caps, parked for a retry or remembered: a ping is not a delivery."""
+        within ``timeout_s`` or not at all. Its circuit, hours, being enabled and its caps
+        as last reported apply (a buyer that could not take the lead is not pinged);
+        nothing is counted toward its caps, parked for a retry or remembered: a ping is not
+        a delivery."""
         destination = self._destinations.get(item.destination_id)
         if destination is None or destination.ping is None:
             gone = replace(removed(item), phase="ping")

@@ -147,6 +147,12 @@ class ValuePath(CompiledModel):
 
     _compiled: JSONPath | None = PrivateAttr(default=None)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_json_path(cls, given: Any) -> Any:
+        """``reference_id: $.id``: a JSON path, as the feedback block writes its paths."""
+        return {"json": given} if isinstance(given, str) else given
+
     @model_validator(mode="after")
     def _one_path(self) -> ValuePath:
         if (self.json_ is None) == (self.xml is None):
@@ -297,12 +303,24 @@ def _status_range(status: int | str) -> tuple[int, int]:
     raise ValueError(f"status {status!r}: write a code like 409 or a class like 4xx")
 
 
+def _quiet_options() -> Any:
+    """RE2's defaults, minus its own report of a pattern it cannot parse: written by its C++
+    logger straight to stderr (with a note that its logging is not set up), around our
+    one-line problem in `courier check` and in a worker's log."""
+    options = re2.Options()
+    options.log_errors = False
+    return options
+
+
+_QUIET = _quiet_options()
+
+
 def _compile_pattern(pattern: str) -> Pattern:
     """On RE2: linear time in the text whatever the pattern, so a recipient's answer cannot
     hold the event loop (``(a+)+$`` took 20 s of CPU on 29 bytes with Python's engine).
     What RE2 cannot run in linear time (back-references, look-around) is refused here."""
     try:
-        return cast(Pattern, re2.compile(pattern))
+        return cast(Pattern, re2.compile(pattern, _QUIET))
     except re2.error as exc:
         raise ValueError(
             f"pattern {pattern!r} is not one RE2 runs ({exc}); back-references and "

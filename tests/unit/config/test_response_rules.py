@@ -166,6 +166,15 @@ def test_capture_fills_reference_price_and_appended_from_json_or_xml() -> None:
     assert refused.reference_id is None
 
 
+def test_a_plain_capture_path_is_a_json_path() -> None:
+    """``reference_id: $.id`` (as the feedback block writes paths) was "should be a block"."""
+    plain = config(capture={"reference_id": "$.data.id", "price": "$.payout"})
+    spelled = config(capture={"reference_id": {"json": "$.data.id"}, "price": {"json": "$.payout"}})
+    res = answer(200, b'{"data": {"id": "R-1"}, "payout": "12.5"}')
+    assert plain.captured(Outcome.success(), res) == spelled.captured(Outcome.success(), res)
+    assert plain.captured(Outcome.success(), res).reference_id == "R-1"
+
+
 @pytest.mark.parametrize(
     ("fields", "problem"),
     [
@@ -190,9 +199,13 @@ def test_capture_fills_reference_price_and_appended_from_json_or_xml() -> None:
         ({"capture": {"id": {"json": "$.a", "xml": "a"}}}, "exactly one of json, xml"),
     ],
 )
-def test_bad_rules_are_refused_at_load(fields: dict[str, Any], problem: str) -> None:
+def test_bad_rules_are_refused_at_load(
+    fields: dict[str, Any], problem: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(ValueError, match=problem):
         config(**fields)
+    # Only our one line: RE2's C++ logger wrote its own report of a bad pattern to stderr.
+    assert capfd.readouterr().err == ""
 
 
 # Answers nobody planned for: each ends as a clear outcome, never an exception.

@@ -107,6 +107,13 @@ def compile_template(text: str, escape: Callable[[str], str] | None = None) -> C
         raise TemplateError(1, f"longer than {MAX_TEMPLATE} characters")
     parts: list[str | tuple[Evaluate, str | None]] = []
     for offset, literal, block in _split_blocks(text):
+        if "{%" in literal:
+            # Liquid's and Jinja's tags would go out as they are, in every request.
+            starts = offset if block is None else offset - 2 - len(literal)
+            raise TemplateError(
+                starts + literal.index("{%") + 1,
+                "'{%' tags are not ours: {{if COND then X else Y}} chooses, functions convert",
+            )
         if literal:
             parts.append(literal)
         if block is not None:
@@ -255,8 +262,17 @@ def _explain(exc: UnexpectedInput, text: str) -> str:
         hint = " (compare with ==)" if exc.token.value == "=" else ""
         return f"unexpected {exc.token.value!r}{hint}"
     if isinstance(exc, UnexpectedCharacters):
-        return f"unexpected character {text[exc.pos_in_stream or 0]!r}"
+        character = text[exc.pos_in_stream or 0]
+        return f"unexpected character {character!r}{_CHARACTER_HINTS.get(character, '')}"
     return "cannot be parsed"
+
+
+# What a character we do not take usually meant, in the template languages people know.
+_CHARACTER_HINTS = {
+    # Liquid's and Jinja's filters: {{ x | upper }}
+    "|": "; a function is called as upper(x) or x.upper() ('||' is or)",
+    "&": " ('&&' is and)",
+}
 
 
 __all__ = [

@@ -256,6 +256,11 @@ def test_runtime_errors_never_quote_lead_data() -> None:
         ("{{nope(a)}}", 3, "unknown function 'nope'"),
         ("{{'x' * 3}}", 3, "'*' works on numbers, not on text"),
         ("{{state in 'NY'}}", 3, "'in' needs a list, like ['NY']"),
+        # What other template languages write, named with what we take instead
+        ("{{ first_name | upper }}", 15, "'|'; a function is called as upper(x) or x.upper()"),
+        ("{{ a & b }}", 6, "unexpected character '&' ('&&' is and)"),
+        ("Hi {% if vip %}VIP{% endif %} {{first_name}}", 4, "'{%' tags are not ours"),
+        ("{{first_name}} {% if vip %}", 16, "'{%' tags are not ours"),
         ("{{state in ['NY'}}", 17, "ends too early"),
         ("{{ {{a}} }}", 4, "blocks do not nest"),
     ],

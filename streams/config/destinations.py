@@ -45,7 +45,7 @@ from streams.config.flows import (
 from streams.config.policies import BatchConfig, CapPolicy, CircuitPolicy, RetryPolicy
 from streams.config.response_rules import ResponseConfig
 from streams.config.schedule import Schedule
-from streams.config.unknown import explained
+from streams.config.unknown import closest, explained
 from streams.errors import ConfigError
 from streams.secrets import has_reference, is_sensitive_name, resolve_references, single_line
 from streams.template.fields import CompiledMapping, FieldSpec, compile_mapping
@@ -256,7 +256,9 @@ class Destination(CompiledModel):
         as one line each; a step that depends on a failed one is left out."""
         if self.integration not in REGISTRY:
             known = ", ".join(sorted(REGISTRY))
-            raise ValueError(f"integration: unknown {self.integration!r} (known: {known})")
+            meant = closest(self.integration, REGISTRY)
+            hint = f"; did you mean {meant!r}?" if meant is not None else ""
+            raise ValueError(f"integration: unknown {self.integration!r}{hint} (known: {known})")
         problems: list[str] = []
         for step in (
             self._check_auth,
@@ -436,7 +438,7 @@ class Destination(CompiledModel):
             )
         except ValidationError as exc:
             config = REGISTRY[self.integration].Config
-            raise ValueError("\n".join(f"settings: {e}" for e in _errors(exc, config))) from None
+            raise ValueError("\n".join(_errors(exc, config, "settings"))) from None
 
     def _resolve_headers(self) -> None:
         resolved: dict[str, str] = {}
@@ -677,13 +679,13 @@ def _destination_named(loc: tuple[Any, ...], document: Any) -> str:
     return f" (destination {dest_id!r})" if isinstance(dest_id, str) else ""
 
 
-def _errors(exc: ValidationError, model: type[BaseModel]) -> list[str]:
-    """Each error of a nested model: ``loc: message``."""
+def _errors(exc: ValidationError, model: type[BaseModel], at: str) -> list[str]:
+    """Each error of a model nested at ``at``: ``at.loc: message``."""
     found = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
         message = explained(model, err).removeprefix("Value error, ")
-        found.append(f"{loc}: {message}" if loc else message)
+        found.append(f"{at}{loc}: {message}")
     return found
 
 

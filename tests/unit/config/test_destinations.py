@@ -288,7 +288,7 @@ destinations:
         "destinations[0].url",
         "destinations[0].headers.X-Api-Key",
         "destinations[0].headers.Authorization",
-        "destinations[1].settings",
+        "destinations[1].settings.secret",
     ]
 
     # --no-secrets: what cannot be resolved here is not a problem; the rest still is.
@@ -319,7 +319,7 @@ def test_a_misspelt_option_is_named_with_the_one_it_is_closest_to() -> None:
         "destinations[0].limits.per_secnd: unknown option; did you mean 'per_second'?",
         "destinations[0].mapping.email.tpye: unknown option; did you mean 'type'?",
         "destinations[0].response.rules[0].when.json.equal: unknown option; did you mean 'equals'?",
-        "destinations[1].settings: acces_token: unknown option; did you mean 'access_token'?",
+        "destinations[1].settings.acces_token: unknown option; did you mean 'access_token'?",
         "alerts.error_rate.abov: unknown option; did you mean 'above'?",
     ):
         assert any(expected in problem for problem in problems), (expected, problems)
@@ -363,6 +363,13 @@ def test_a_step_that_is_none_is_one_problem_saying_why(plan: Any, problem: str) 
     problems = problems_of({"destinations": [destination()], "flows": [{"id": "f", "plan": plan}]})
     assert len(problems) == 1, problems
     assert problems[0].startswith(problem), problems
+
+
+def test_a_misspelt_integration_is_named_with_the_one_it_is_closest_to() -> None:
+    [problem] = problems_of({"destinations": [destination(integration="pipedrve")]})
+    assert problem.startswith(
+        "destinations[0].integration: unknown 'pipedrve'; did you mean 'pipedrive'? (known: "
+    )
 
 
 def test_a_misspelt_kind_of_block_is_named_with_the_one_it_is_closest_to() -> None:

@@ -101,6 +101,11 @@ class PollConfig(BaseModel):
             raise ValueError(
                 f"url: unknown placeholder {unknown[0]} (use {{reference_id}} or {{lead_id}})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _durations(self) -> PollConfig:
+        """``every: 1h``, ``until: 7d``: the same as ``every_minutes``, ``for_days``."""
         if self.every is not None:
             if "every_minutes" in self.model_fields_set:
                 raise ValueError("every: give every or every_minutes, not both")

@@ -443,12 +443,32 @@ def measure(
 CIRCUIT_STATES = ("closed", "half_open", "open")
 
 
+def check_web_port(settings: Settings, port: int) -> None:
+    """The web port can be served, said before the worker starts: a port already taken
+    surfaced as a traceback from deep inside the web server's start."""
+    family = socket.AF_INET6 if ":" in settings.web_bind else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            probe.bind((settings.web_bind, port))
+    except OSError as exc:
+        where = f"{settings.web_bind}:{port} cannot be served ({exc.strerror})"
+        raise ConfigError("settings", [f"web_port (COURIER_WEB_PORT): {where}"]) from None
+
+
 def faust_options(settings: Settings, app_id: str) -> dict[str, Any]:
     """What every Faust app of ours is given: our transport, the group timings, TLS and
     SASL, the table store in a directory of the app's own, and a web port that shows no
     lead (``courier worker`` and ``courier insight`` alike)."""
     data_dir = settings.data_dir / app_id
-    data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
+    except OSError as exc:
+        problem = f"{settings.data_dir} cannot hold the tables ({exc.strerror})"
+        raise ConfigError("settings", [f"data_dir (COURIER_DATA_DIR): {problem}"]) from None
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        problem = f"{data_dir} is not writable"
+        raise ConfigError("settings", [f"data_dir (COURIER_DATA_DIR): {problem}"])
     if settings.store == "rocksdb":
         budget_store_memory(settings.store_memory_mb)
     return {
@@ -500,6 +520,8 @@ def create_app(
     the destinations file it starts with, as written (a file touched but not changed is
     not published again). ``idempotent_producer``: the broker takes one
     (``kafka_idempotence``)."""
+    if settings.web_port is not None:
+        check_web_port(settings, settings.web_port)
     telemetry.start()
     app = CourierApp(
         settings.app_id,

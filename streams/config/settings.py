@@ -122,7 +122,9 @@ class Settings(BaseSettings):
     )
     max_lead_bytes: int = Field(default=1_048_576, ge=1024)
     schema_registry_url: str | None = None
-    web_port: int | None = Field(default=None, description="health endpoints; off when unset")
+    web_port: int | None = Field(
+        default=None, ge=1, le=65_535, description="health endpoints; off when unset"
+    )
     # Loopback unless asked: in a container or pod set 0.0.0.0 so probes can reach it.
     web_bind: str = "127.0.0.1"
     # The API beyond health and metrics (lead history, admin actions): a bearer token, or

@@ -21,7 +21,7 @@ import faust
 
 from streams import telemetry
 from streams.agents import periodic
-from streams.app import faust_options
+from streams.app import check_web_port, faust_options
 from streams.avro import AvroDecodeError, EventDecoder
 from streams.config import DestinationsFile, Settings
 from streams.config.versions import ConfigVersion, load_text
@@ -57,6 +57,7 @@ def create_insight_app(
     telemetry.start()
     app_id = f"{settings.app_id}-insight"
     port = settings.web_port or 6067
+    check_web_port(settings, port)
     host = settings.web_bind if settings.web_bind not in ("0.0.0.0", "::") else None
     app: Any = faust.App(
         app_id,

@@ -308,6 +308,41 @@ def test_a_bad_setting_names_its_variable_in_one_problem_and_exit_code_2(
     ]
 
 
+@pytest.mark.parametrize(
+    "command", [["worker", "--destinations", EXAMPLE_DESTINATIONS], ["insight"]]
+)
+async def test_a_taken_web_port_or_an_unusable_data_dir_is_one_problem_and_exit_code_2(
+    command: list[str], kafka: KafkaTarget, tmp_path: Path
+) -> None:
+    """Each was a traceback from inside the web server's or Faust's start."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for setting, problem in [
+            (
+                {"COURIER_WEB_PORT": str(port)},
+                f"web_port (COURIER_WEB_PORT): 127.0.0.1:{port} cannot be served (Address "
+                "already in use)",
+            ),
+            (
+                {"COURIER_DATA_DIR": str(blocker / "data")},
+                f"data_dir (COURIER_DATA_DIR): {blocker / 'data'} cannot hold the tables (Not "
+                "a directory)",
+            ),
+        ]:
+            env = {**os.environ, "COURIER_BROKER": kafka.url, **setting}
+            result = courier(*command, env=env, timeout=120)
+            assert result.returncode == 2, result.stderr
+            assert "Traceback" not in result.stderr
+            assert result.stderr.strip().splitlines()[-2:] == [
+                "courier: invalid configuration (1 problem(s)):",
+                f"  settings: {problem}",
+            ]
+
+
 def test_a_broker_variable_holding_two_lines_is_refused_before_any_connection() -> None:
     """``COURIER_BROKER`` set from a command that printed its line twice: aiokafka was given
     a host with a newline in it and failed with "Unable to bootstrap"."""

@@ -219,6 +219,16 @@ def test_a_file_whose_aliases_expand_past_a_million_values_is_a_config_error(
     assert [d.id for d in load_text(shared, "shared").destinations] == ["d0", "d1", "d2"]
 
 
+@pytest.mark.parametrize("port", ["0", "65536", "99999"])
+def test_a_web_port_outside_1_to_65535_is_refused(
+    monkeypatch: pytest.MonkeyPatch, port: str
+) -> None:
+    """It was taken, and failed as a traceback of Faust's at start."""
+    monkeypatch.setenv("COURIER_WEB_PORT", port)
+    with pytest.raises(ValidationError, match="web_port"):
+        Settings()
+
+
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COURIER_BROKER", "kafka://k1:9092,k2:9092")
     monkeypatch.setenv("COURIER_IN_FLIGHT", "8")

@@ -45,7 +45,11 @@ def _setting_problem(error: Any, given: dict[str, Any]) -> str:
     loc = [str(part) for part in error["loc"]]
     message = str(error["msg"]).removeprefix("Value error, ")
     if not loc:
-        return message
+        # A check of several settings together names the one it is about first.
+        head, sep, rest = message.partition(": ")
+        if not (sep and head in Settings.model_fields):
+            return message
+        loc, message = [head], rest
     source = "command line" if loc[0] in given else f"COURIER_{loc[0].upper()}"
     return f"{'.'.join(loc)} ({source}): {message}"
 

@@ -634,6 +634,8 @@ def _past_values(document: Any, limit: int) -> str | None:
 
 
 def parse_destinations(document: Any, source: str = "destinations") -> DestinationsFile:
+    if document is None:  # an empty file (or only comments)
+        raise ConfigError(source, ["is empty: a destinations file has a destinations: list"])
     try:
         return DestinationsFile.model_validate(document)
     except ValidationError as exc:

@@ -47,7 +47,10 @@ def not_a_block(model: type[BaseModel], loc: Sequence[Any], given: Any) -> str:
     RetryPolicy", a class name the file's author never sees."""
     options = options_at(model, loc)
     shape = {list: "a list", str: "text", bool: "yes/no", int: "a number", float: "a number"}
-    said = f"should be a block of options (name: value), not {shape.get(type(given), 'that')}"
+    if given is None:  # ``retry:`` and nothing after it
+        said = "is empty; give a block of options (name: value)"
+    else:
+        said = f"should be a block of options (name: value), not {shape.get(type(given), 'that')}"
     return f"{said} (options here: {', '.join(options)})" if options else said
 
 

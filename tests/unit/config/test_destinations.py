@@ -117,7 +117,7 @@ def test_duplicate_ids_and_empty_files_are_refused() -> None:
         "destinations[1].id: 'crm' is used twice (destinations[0] has it too)"
     ]
     assert problems_of({"destinations": []})
-    assert problems_of(None)
+    assert problems_of(None) == ["is empty: a destinations file has a destinations: list"]
 
 
 def test_every_bad_range_of_a_schedule_is_named_by_its_place() -> None:
@@ -373,6 +373,14 @@ def test_a_step_that_is_none_is_one_problem_saying_why(plan: Any, problem: str) 
     problems = problems_of({"destinations": [destination()], "flows": [{"id": "f", "plan": plan}]})
     assert len(problems) == 1, problems
     assert problems[0].startswith(problem), problems
+
+
+def test_a_block_left_empty_says_so() -> None:
+    """``retry:`` with nothing after it was "should be a block ..., not that"."""
+    assert problems_of({"destinations": [destination(retry=None)]}) == [
+        "destinations[0].retry: is empty; give a block of options (name: value) (options "
+        "here: base_s, max_attempts, max_delay_s, max_retry_after_s) (destination 'crm')"
+    ]
 
 
 def test_a_misspelt_integration_is_named_with_the_one_it_is_closest_to() -> None:

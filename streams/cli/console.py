@@ -59,8 +59,11 @@ async def publish_lines(
     topic: str,
     lines: Iterable[bytes] | BinaryIO,
     security: KafkaSecurity | None = None,
+    not_objects: list[int] | None = None,
 ) -> int:
-    """Publish each non-empty line as-is (malformed ones too: the worker dead-letters them)."""
+    """Publish each non-empty line as-is (malformed ones too: the worker dead-letters them).
+    ``not_objects``: where to note the numbers of the lines that are not one JSON object
+    (a pretty-printed file, a JSON array), for the user to hear of before the worker does."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         linger_ms=5,
@@ -70,16 +73,27 @@ async def publish_lines(
     await started(producer)
     count = 0
     try:
+        number = 0
         async for line in _each_line(lines):
+            number += 1
             line = line.rstrip(b"\r\n")
             if not line.strip():
                 continue
+            if not_objects is not None and not _is_object(line):
+                not_objects.append(number)
             await producer.send(topic, value=line, key=lead_key(line))
             count += 1
         await producer.flush()
     finally:
         await producer.stop()
     return count
+
+
+def _is_object(line: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 NOT_REPLAYED_TRUNCATED = "not replayed: kept only in part (too large)"

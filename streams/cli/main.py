@@ -252,12 +252,25 @@ def publish(file: Any, broker: str | None, topic: str | None) -> None:
     from streams.cli.console import publish_lines
 
     settings = _settings_with_broker(broker, leads_topic=topic)
+    not_objects: list[int] = []
     count = asyncio.run(
         publish_lines(
-            settings.bootstrap_servers(), settings.leads_topic, file, settings.kafka_security()
+            settings.bootstrap_servers(),
+            settings.leads_topic,
+            file,
+            settings.kafka_security(),
+            not_objects,
         )
     )
     click.echo(f"published {count} lead(s) to {settings.leads_topic}", err=True)
+    if not_objects:
+        lines = ", ".join(map(str, not_objects[:5])) + (", …" if len(not_objects) > 5 else "")
+        click.echo(
+            f"courier: warning: {len(not_objects)} of them are not a JSON object on one line "
+            f"(line {lines}): the worker dead-letters them. A lead is one line of JSON; a "
+            "JSON array or a pretty-printed file is not JSON lines",
+            err=True,
+        )
 
 
 @main.command()

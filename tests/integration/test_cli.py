@@ -395,6 +395,25 @@ async def test_publish_from_stdin_sends_each_line_as_it_arrives(kafka: KafkaTarg
     assert [r.key for r in await collect(kafka, topic, 2, timeout_s=60)] == [b"S-1", b"S-2"]
 
 
+async def test_publish_warns_of_lines_that_are_not_one_json_object(
+    kafka: KafkaTarget, tmp_path: Path
+) -> None:
+    """A JSON array or a pretty-printed file went out line by line, silently, and came back
+    as dead letters. Still published as they are (a test may want hostile records)."""
+    topic = f"lines-{uuid.uuid4().hex[:8]}"
+    leads = tmp_path / "leads.json"
+    leads.write_text('{"id": "J-1", "lead": {}}\n[{"id": "J-2"}, {"id": "J-3"}]\n\n{\n')
+    result = courier("publish", str(leads), "--broker", kafka.url, "--topic", topic)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"published 3 lead(s) to {topic}",
+        "courier: warning: 2 of them are not a JSON object on one line (line 2, 4): the worker "
+        "dead-letters them. A lead is one line of JSON; a JSON array or a pretty-printed file "
+        "is not JSON lines",
+    ]
+    assert len(await collect(kafka, topic, 3, timeout_s=60)) == 3
+
+
 def test_check_no_secrets_checks_a_file_whose_secrets_are_not_here(tmp_path: Path) -> None:
     path = tmp_path / "d.yaml"
     path.write_text(

@@ -277,19 +277,12 @@ class CompiledFlow:
 
 
 def compile_flow(flow: Flow, known: set[str], pinged: set[str] | None = None) -> CompiledFlow:
-    """Raise ValueError naming the place of an unknown destination or a bad condition.
-    ``pinged``: the destinations with a ``ping`` (the only ones an auction may ping)."""
+    """Raise ValueError naming the place of every unknown destination and bad condition,
+    one a line. ``pinged``: the destinations with a ``ping`` (the only ones an auction may ping)."""
     problems: list[str] = []
-    selects = plan = None
-    try:
-        selects = _condition(flow.when, "when") if flow.when else None
-    except ValueError as exc:
-        problems.append(str(exc))
-    try:
-        plan = _compile(flow.plan, known, "plan", flow.id, pinged or set())
-    except ValueError as exc:  # the plan's first problem, beside the condition's
-        problems.append(str(exc))
-    if problems or plan is None:
+    selects = _checked_condition(flow.when, "when", problems) if flow.when else None
+    plan = _compile(flow.plan, known, "plan", problems, flow.id, pinged or set())
+    if problems:
         raise ValueError("\n".join(problems))
     return CompiledFlow(flow.id, selects, plan)
 
@@ -298,22 +291,26 @@ def _compile(
     spec: StepSpec,
     known: set[str],
     where: str,
+    problems: list[str],
     flow_id: str = "",
     pinged: frozenset[str] | set[str] = frozenset(),
 ) -> Step:
+    """The step, every problem of it noted in ``problems`` (a step with problems compiles
+    to one that is never used: the flow is refused)."""
+
     def inner(child: StepSpec, at: str) -> Step:
-        return _compile(child, known, at, flow_id, pinged)
+        return _compile(child, known, at, problems, flow_id, pinged)
 
     if isinstance(spec, PingPostSpec):
         auction = spec.ping_post
         at = f"{where}.ping_post"
         for i, buyer in enumerate(auction.buyers):
             if buyer not in known:
-                raise ValueError(f"{at}.buyers[{i}]: no destination {buyer!r}")
-            if buyer not in pinged:
-                raise ValueError(f"{at}.buyers[{i}]: {buyer!r} has no ping (its ping: block)")
+                problems.append(f"{at}.buyers[{i}]: no destination {buyer!r}")
+            elif buyer not in pinged:
+                problems.append(f"{at}.buyers[{i}]: {buyer!r} has no ping (its ping: block)")
         if len(set(auction.buyers)) != len(auction.buyers):
-            raise ValueError(f"{at}.buyers: a destination is named twice")
+            problems.append(f"{at}.buyers: a destination is named twice")
         otherwise = inner(auction.otherwise, f"{at}.else") if auction.otherwise else None
         return PingPost(
             tuple(auction.buyers),
@@ -325,10 +322,10 @@ def _compile(
     if isinstance(
         spec, WeightedSpec | RoundRobinSpec | PrioritySpec | CapacitySpec | PerformanceSpec
     ):
-        return _distribution(spec, known, where, flow_id)
+        return _distribution(spec, known, where, flow_id, problems)
     if isinstance(spec, str):
         if spec not in known:
-            raise ValueError(f"{where}: no destination {spec!r}")
+            problems.append(f"{where}: no destination {spec!r}")
         return Send(spec)
     if isinstance(spec, ParallelSpec):
         return Parallel(
@@ -345,7 +342,7 @@ def _compile(
     choice = spec.conditional
     branches = tuple(
         (
-            _condition(b.when, f"{where}.conditional.rules[{i}].when"),
+            _checked_condition(b.when, f"{where}.conditional.rules[{i}].when", problems),
             inner(b.then, f"{where}.conditional.rules[{i}].then"),
         )
         for i, b in enumerate(choice.rules)
@@ -359,12 +356,13 @@ def _distribution(
     known: set[str],
     where: str,
     flow_id: str,
+    problems: list[str],
 ) -> Distribute:
     if isinstance(spec, WeightedSpec):
         kind, at, ids = "weighted", f"{where}.weighted", list(spec.weighted)
         for destination_id, weight in spec.weighted.items():
             if weight < 1:
-                raise ValueError(f"{at}.{destination_id}: a weight is a whole number ≥ 1")
+                problems.append(f"{at}.{destination_id}: a weight is a whole number ≥ 1")
     elif isinstance(spec, RoundRobinSpec):
         kind, at, ids = "weighted", f"{where}.round_robin", spec.round_robin
     elif isinstance(spec, PrioritySpec):
@@ -375,9 +373,9 @@ def _distribution(
         kind, at, ids = "performance", f"{where}.performance.among", spec.performance.among
     for i, destination_id in enumerate(ids):
         if destination_id not in known:
-            raise ValueError(f"{at}[{i}]: no destination {destination_id!r}")
+            problems.append(f"{at}[{i}]: no destination {destination_id!r}")
     if len(set(ids)) != len(ids):
-        raise ValueError(f"{at}: a destination is named twice")
+        problems.append(f"{at}: a destination is named twice")
     weights = tuple(spec.weighted.values()) if isinstance(spec, WeightedSpec) else ()
     if isinstance(spec, RoundRobinSpec):
         weights = (1,) * len(ids)
@@ -387,6 +385,19 @@ def _distribution(
     elif isinstance(spec, PerformanceSpec):
         by, window_s = spec.performance.by, spec.performance.window_min * 60
     return Distribute(flow_id, where, kind, tuple(ids), weights, by, window_s)  # type: ignore[arg-type]
+
+
+def _checked_condition(text: str, where: str, problems: list[str]) -> Evaluate:
+    """The condition; its problem noted instead (and a condition never used)."""
+    try:
+        return _condition(text, where)
+    except ValueError as exc:
+        problems.append(str(exc))
+        return _never
+
+
+def _never(_: dict[str, Any]) -> bool:
+    return False
 
 
 def _condition(text: str, where: str) -> Evaluate:

@@ -151,6 +151,25 @@ def test_a_used_twice_id_and_every_flow_s_problems_are_listed_together() -> None
     ]
 
 
+def test_every_problem_of_a_flow_s_plan_is_listed() -> None:
+    """A plan stopped at its first problem: fixing one showed the next."""
+    plan = {
+        "parallel": [
+            {"weighted": {"crm": 0, "zz": 2}},
+            {"conditional": {"rules": [{"when": "lead.x ==", "then": "yy"}]}},
+            {"round_robin": ["crm", "crm"]},
+        ]
+    }
+    assert problems_of({"destinations": [destination()], "flows": [{"id": "f", "plan": plan}]}) == [
+        "flows[0].plan.parallel[0].weighted.crm: a weight is a whole number ≥ 1",
+        "flows[0].plan.parallel[0].weighted[1]: no destination 'zz'",
+        "flows[0].plan.parallel[1].conditional.rules[0].when: column 10: the expression ends "
+        "too early",
+        "flows[0].plan.parallel[1].conditional.rules[0].then: no destination 'yy'",
+        "flows[0].plan.parallel[2].round_robin: a destination is named twice",
+    ]
+
+
 def test_the_message_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "d.yaml"
     path.write_text("destinations:\n  - id: crm\n    url: http://crm.example.com\n")

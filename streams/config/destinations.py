@@ -264,6 +264,7 @@ class Destination(CompiledModel):
             self._check_auth,
             self._apply_vendor_defaults,
             self._check_batch,
+            self._check_method,
             self._resolve_url,
             self._resolve_headers,
             self._check_settings,
@@ -410,6 +411,21 @@ class Destination(CompiledModel):
     def _check_batch(self) -> None:
         if self.batch is not None and (self.integration != "json_post" or self.method == "GET"):
             raise ValueError("batch: only json_post with POST, PUT or PATCH sends arrays")
+
+    def _check_method(self) -> None:
+        """A method the integration would not use as written, silently: a JSON GET has no
+        body (its mapping went nowhere); get_query always sends GET."""
+        if self.integration == "json_post" and self.method == "GET" and self.mapping:
+            raise ValueError(
+                "method: a GET has no body, so the mapping would not be sent; integration: "
+                "get_query puts it in the query string"
+            )
+        chosen = "method" in self.model_fields_set
+        if self.integration == "get_query" and chosen and self.method != "GET":
+            raise ValueError(
+                f"method: get_query sends GET, not {self.method} (json_post or form_post send a "
+                "body)"
+            )
 
     def _resolve_url(self) -> None:
         if not self.url:

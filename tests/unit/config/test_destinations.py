@@ -402,6 +402,30 @@ def test_a_block_left_empty_says_so() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        # The mapping was built for every lead and sent nowhere.
+        ({"method": "GET", "mapping": {"email": "lead.email"}}, "destinations[0].method: a GET "
+         "has no body, so the mapping would not be sent; integration: get_query puts it in the "
+         "query string (destination 'crm')"),
+        # get_query sent a GET all the same.
+        ({"integration": "get_query", "method": "POST"}, "destinations[0].method: get_query "
+         "sends GET, not POST (json_post or form_post send a body) (destination 'crm')"),
+    ],
+)  # fmt: skip
+def test_a_method_the_integration_would_not_use_is_refused(
+    fields: dict[str, Any], problem: str
+) -> None:
+    assert problems_of({"destinations": [destination(**fields)]}) == [problem]
+
+
+def test_the_methods_an_integration_uses_are_taken() -> None:
+    parse_destinations({"destinations": [destination(method="GET")]})  # the URL says it all
+    parse_destinations({"destinations": [destination(integration="get_query", method="GET")]})
+    parse_destinations({"destinations": [destination(integration="get_query")]})
+
+
 def test_a_misspelt_integration_is_named_with_the_one_it_is_closest_to() -> None:
     [problem] = problems_of({"destinations": [destination(integration="pipedrve")]})
     assert problem.startswith(

@@ -667,6 +667,8 @@ def _describe(error: Any, document: Any) -> list[str]:
             continue  # the union's tag, not a part of the user's file
         if isinstance(part, str) and part.startswith(STEP_TAG):
             continue  # a flow step's tag, the same
+        if part == "[key]":
+            continue  # pydantic's mark of a map's key: the key itself is the part before
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     named = _destination_named(error["loc"], document)
     if error["type"] == NOT_A_STEP:

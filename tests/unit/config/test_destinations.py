@@ -426,6 +426,11 @@ def test_the_methods_an_integration_uses_are_taken() -> None:
     parse_destinations({"destinations": [destination(integration="get_query")]})
 
 
+def test_a_wrong_key_of_a_map_is_named_without_pydantic_s_mark() -> None:
+    [problem] = problems_of({"destinations": [destination(caps={"weekdays": {"saturday": 0}})]})
+    assert problem.startswith("destinations[0].caps.weekdays.saturday: Input should be 'mon'")
+
+
 def test_a_misspelt_integration_is_named_with_the_one_it_is_closest_to() -> None:
     [problem] = problems_of({"destinations": [destination(integration="pipedrve")]})
     assert problem.startswith(

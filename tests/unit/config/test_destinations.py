@@ -431,6 +431,16 @@ def test_a_wrong_key_of_a_map_is_named_without_pydantic_s_mark() -> None:
     assert problem.startswith("destinations[0].caps.weekdays.saturday: Input should be 'mon'")
 
 
+@pytest.mark.parametrize("above", [15, 0, -0.5])
+def test_an_error_rate_that_is_no_share_says_how_to_write_one(above: float) -> None:
+    """15 meant as a percentage was "less than or equal to 1", no more."""
+    assert problems_of(
+        {"destinations": [destination()], "alerts": {"error_rate": {"above": above}}}
+    ) == [
+        f"alerts.error_rate.above: {above:g} is not a share above 0 and at most 1 (0.15 for 15 %)"
+    ]
+
+
 def test_a_misspelt_integration_is_named_with_the_one_it_is_closest_to() -> None:
     [problem] = problems_of({"destinations": [destination(integration="pipedrve")]})
     assert problem.startswith(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from streams.config.policies import Share
 from streams.secrets import has_reference
 
 
@@ -12,17 +13,9 @@ class ErrorRateRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    above: float = Field(default=0.5)  # errors and timeouts over attempts sent
+    above: Share = 0.5  # errors and timeouts over attempts sent
     minutes: int = Field(default=10, ge=1, le=1440)
     min_attempts: int = Field(default=20, ge=1)  # fewer say too little
-
-    @field_validator("above")
-    @classmethod
-    def _a_share(cls, above: float) -> float:
-        if not 0 < above <= 1:
-            # 15 meant as a percentage was "less than or equal to 1", no more.
-            raise ValueError(f"{above:g} is not a share above 0 and at most 1 (0.15 for 15 %)")
-        return above
 
 
 class NoAcceptanceRule(BaseModel):

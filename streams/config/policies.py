@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from streams.compiled_model import CompiledModel
 from streams.config.response_rules import compile_json_path
 from streams.config.schedule import DAYS, Day, TimeZoneName
 from streams.template.conversions import time_zone
+
+
+def _a_share(value: float) -> float:
+    if not 0 < value <= 1:
+        # 15 meant as a percentage was "less than or equal to 1", no more.
+        raise ValueError(f"{value:g} is not a share above 0 and at most 1 (0.15 for 15 %)")
+    return value
+
+
+# A part of a whole, as error rates are written: 0.15 for 15 %.
+Share = Annotated[float, AfterValidator(_a_share)]
 
 
 class RetryPolicy(BaseModel):
@@ -33,7 +44,7 @@ class CircuitPolicy(BaseModel):
 
     enabled: bool = True
     consecutive_errors: int = Field(default=5, ge=1)
-    error_rate: float = Field(default=0.7, gt=0, le=1)
+    error_rate: Share = 0.7
     window_s: float = Field(default=300.0, gt=0)
     min_requests: int = Field(default=10, ge=1)
     cool_down_s: float = Field(default=30.0, gt=0)

@@ -439,6 +439,10 @@ def test_an_error_rate_that_is_no_share_says_how_to_write_one(above: float) -> N
     ) == [
         f"alerts.error_rate.above: {above:g} is not a share above 0 and at most 1 (0.15 for 15 %)"
     ]
+    assert problems_of({"destinations": [destination(circuit={"error_rate": above})]}) == [
+        f"destinations[0].circuit.error_rate: {above:g} is not a share above 0 and at most 1 "
+        "(0.15 for 15 %) (destination 'crm')"
+    ]
 
 
 def test_a_misspelt_integration_is_named_with_the_one_it_is_closest_to() -> None:

@@ -343,28 +343,27 @@ async def test_a_taken_web_port_or_an_unusable_data_dir_is_one_problem_and_exit_
             ]
 
 
-def test_a_check_of_settings_together_names_the_variable_too() -> None:
-    """A check of several settings (TLS files, SASL) named the field but not the variable."""
-    env = {**os.environ, "COURIER_KAFKA_SSL_CA_FILE": "/nonexistent/ca.pem"}
-    result = courier("tail", env=env, timeout=60)
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        # A check of several settings (TLS files, SASL) named the field but not the variable.
+        ("COURIER_KAFKA_SSL_CA_FILE", "/nonexistent/ca.pem", "kafka_ssl_ca_file "
+         "(COURIER_KAFKA_SSL_CA_FILE): /nonexistent/ca.pem is not a readable file"),
+        # Set from a command that printed its line twice: aiokafka was given a host with a
+        # newline in it and failed with "Unable to bootstrap".
+        ("COURIER_BROKER", "kafka://127.0.0.1:9\nkafka://127.0.0.1:9", "broker "
+         "(COURIER_BROKER): the address has a space, a line break or a control character "
+         "(kafka://HOST:PORT[,HOST:PORT])"),
+    ],
+)  # fmt: skip
+def test_a_setting_is_refused_by_its_variable_before_any_connection(
+    variable: str, value: str, problem: str
+) -> None:
+    result = courier("tail", env={**os.environ, variable: value}, timeout=60)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
         "courier: invalid configuration (1 problem(s)):",
-        "  settings: kafka_ssl_ca_file (COURIER_KAFKA_SSL_CA_FILE): /nonexistent/ca.pem is not "
-        "a readable file",
-    ]
-
-
-def test_a_broker_variable_holding_two_lines_is_refused_before_any_connection() -> None:
-    """``COURIER_BROKER`` set from a command that printed its line twice: aiokafka was given
-    a host with a newline in it and failed with "Unable to bootstrap"."""
-    env = {**os.environ, "COURIER_BROKER": "kafka://127.0.0.1:9\nkafka://127.0.0.1:9"}
-    result = courier("tail", env=env, timeout=60)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.strip().splitlines() == [
-        "courier: invalid configuration (1 problem(s)):",
-        "  settings: broker (COURIER_BROKER): the address has a space, a line break or a "
-        "control character (kafka://HOST:PORT[,HOST:PORT])",
+        f"  settings: {problem}",
     ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -550,26 +551,15 @@ class DestinationsFile(BaseModel):
 
     @model_validator(mode="after")
     def _unique_ids_and_flows(self) -> DestinationsFile:
-        problems: list[str] = []
-        first_with: dict[str, int] = {}  # id → the place of the destination that has it
-        for number, dest in enumerate(self.destinations):
+        for dest in self.destinations:
             dest.privacy = dest.privacy.with_paths(self.privacy.redact)
             if dest.ping is not None:
                 dest.pinged.privacy = dest.privacy  # a ping's answer is redacted alike
-            if dest.id in first_with:
-                problems.append(
-                    f"destinations[{number}].id: {dest.id!r} is used twice (destinations"
-                    f"[{first_with[dest.id]}] has it too)"
-                )
-            first_with.setdefault(dest.id, number)
-        # Flows are checked even so: every problem of the file at once.
-        seen = set(first_with)
+        ids = [d.id for d in self.destinations]
         pinged = {d.id for d in self.destinations if d.ping is not None}
-        for number, flow in enumerate(self.flows):
-            try:
-                self._flows.append(compile_flow(flow, seen, pinged))
-            except ValueError as exc:
-                problems += [f"flows[{number}].{line}" for line in str(exc).splitlines()]
+        # Flows are checked even beside an id used twice: every problem of the file at once.
+        self._flows, flow_problems = _compiled_flows(enumerate(self.flows), set(ids), pinged)
+        problems = _used_twice(ids) + flow_problems
         if problems:
             raise ValueError("\n".join(problems))
         if not self.flows:
@@ -655,8 +645,61 @@ def parse_destinations(document: Any, source: str = "destinations") -> Destinati
     try:
         return DestinationsFile.model_validate(document)
     except ValidationError as exc:
-        problems = [line for err in exc.errors() for line in _describe(err, document)]
+        errors = exc.errors()
+        problems = [line for err in errors for line in _describe(err, document)]
+        if all(err["loc"] for err in errors):  # the file's own checks did not run
+            problems += _file_problems(document)
         raise ConfigError(source, problems) from None
+
+
+def _used_twice(ids: Sequence[str | None]) -> list[str]:
+    """Each destination id that a destination before it has too, by place."""
+    problems: list[str] = []
+    first_with: dict[str, int] = {}  # id → the place of the destination that has it
+    for number, given in enumerate(ids):
+        if given is None:
+            continue
+        if given in first_with:
+            problems.append(
+                f"destinations[{number}].id: {given!r} is used twice (destinations"
+                f"[{first_with[given]}] has it too)"
+            )
+        first_with.setdefault(given, number)
+    return problems
+
+
+def _compiled_flows(
+    flows: Iterable[tuple[int, Flow]], known: set[str], pinged: set[str]
+) -> tuple[list[CompiledFlow], list[str]]:
+    """The flows (by their place in the file) compiled, and every problem of them."""
+    compiled: list[CompiledFlow] = []
+    problems: list[str] = []
+    for number, flow in flows:
+        try:
+            compiled.append(compile_flow(flow, known, pinged))
+        except ValueError as exc:
+            problems += [f"flows[{number}].{line}" for line in str(exc).splitlines()]
+    return compiled, problems
+
+
+def _file_problems(document: Any) -> list[str]:
+    """Ids used twice and the flows' problems, when a field's problem kept pydantic from
+    the file's own checks: against the ids the file names, so that one problem in a
+    destination does not hide the rest."""
+    if not isinstance(document, dict) or not isinstance(document.get("destinations"), list):
+        return []
+    named = [d if isinstance(d, dict) else {} for d in document["destinations"]]
+    ids = [d.get("id") if isinstance(d.get("id"), str) else None for d in named]
+    pinged = {i for d, i in zip(named, ids, strict=True) if i and d.get("ping") is not None}
+    flows: list[tuple[int, Flow]] = []
+    raw_flows = document.get("flows")
+    for number, raw in enumerate(raw_flows if isinstance(raw_flows, list) else []):
+        try:
+            flows.append((number, Flow.model_validate(raw)))
+        except ValidationError:
+            continue  # its problems are among pydantic's already
+    _, flow_problems = _compiled_flows(flows, {i for i in ids if i}, pinged)
+    return _used_twice(ids) + flow_problems
 
 
 def _describe(error: Any, document: Any) -> list[str]:

@@ -151,6 +151,26 @@ def test_a_used_twice_id_and_every_flow_s_problems_are_listed_together() -> None
     ]
 
 
+def test_a_destination_s_problem_does_not_hide_the_file_s_own() -> None:
+    """Pydantic runs the file's checks only when every field is valid: a bad URL hid an id
+    used twice and every flow's problem."""
+    problems = problems_of(
+        {
+            "destinations": [destination(url="ftp://crm.example.com"), destination()],
+            "flows": [
+                {"id": "f", "plan": {"waterfall": ["crm", "zz"]}},
+                {"id": "g", "plan": {"waterfal": ["crm"]}},
+            ],
+        }
+    )
+    assert problems[0].startswith("destinations[0].url: ")
+    assert problems[1:] == [
+        "flows[1].plan: not a step: 'waterfal' is unknown; did you mean 'waterfall'?",
+        "destinations[1].id: 'crm' is used twice (destinations[0] has it too)",
+        "flows[0].plan.waterfall[1]: no destination 'zz'",
+    ]
+
+
 def test_every_problem_of_a_flow_s_plan_is_listed() -> None:
     """A plan stopped at its first problem: fixing one showed the next."""
     plan = {

@@ -390,21 +390,14 @@ def _distribution(
 def _checked_condition(text: str, where: str, problems: list[str]) -> Evaluate:
     """The condition; its problem noted instead (and a condition never used)."""
     try:
-        return _condition(text, where)
-    except ValueError as exc:
-        problems.append(str(exc))
+        return compile_expression(text).evaluate
+    except TemplateError as exc:
+        problems.append(f"{where}: {exc}")
         return _never
 
 
 def _never(_: dict[str, Any]) -> bool:
     return False
-
-
-def _condition(text: str, where: str) -> Evaluate:
-    try:
-        return compile_expression(text).evaluate
-    except TemplateError as exc:
-        raise ValueError(f"{where}: {exc}") from None
 
 
 def default_flow(destination_ids: Sequence[str]) -> CompiledFlow:

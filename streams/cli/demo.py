@@ -133,13 +133,13 @@ async def run_demo(count: int) -> int:
         print(f"embedded broker at {broker.url}; demo recipients at 127.0.0.1:{recipients.port}")
         dest_file = Path(workdir.name) / "destinations.yaml"
         dest_file.write_text(destinations_yaml(recipients.port))
-        worker = _start_worker(broker.url, dest_file, Path(workdir.name))
+        worker = start_worker(broker.url, dest_file, Path(workdir.name))
         leads = sample_leads(count)
         lines = [orjson.dumps(lead) for lead in leads] + [b"{not json", b'{"lead": {}}']
         await publish_lines(broker.bootstrap, "leads.processed", lines)
         print(f"published {count} leads and 2 malformed records; waiting for delivery ...")
         # One outcome per lead once its retries are done; then every attempt's event.
-        outcomes = await _collect(broker.bootstrap, "leads.delivery.outcomes", count)
+        outcomes = await collect(broker.bootstrap, "leads.delivery.outcomes", count)
         events = [
             e async for e in decoded_events(broker.bootstrap, "leads.delivery.events", follow=False)
         ]
@@ -160,12 +160,15 @@ async def run_demo(count: int) -> int:
         workdir.cleanup()
 
 
-def _start_worker(broker_url: str, destinations: Path, workdir: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    broker_url: str, destinations: Path, workdir: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "COURIER_APP_ID": "courier-demo",
         "COURIER_DATA_DIR": str(workdir / "data"),
         "DEMO_BUYER_KEY": "demo-key",
+        **(extra_env or {}),
     }
     log = (workdir / "worker.log").open("wb")
     command = [sys.executable, "-m", "streams.cli", "worker", "--broker", broker_url]
@@ -179,7 +182,7 @@ def _start_worker(broker_url: str, destinations: Path, workdir: Path) -> subproc
     )
 
 
-async def _collect(bootstrap: str, topic: str, expected: int) -> list[dict[str, Any]]:
+async def collect(bootstrap: str, topic: str, expected: int) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     async with asyncio.timeout(DEMO_TIMEOUT_S):
         async for event in decoded_events(bootstrap, topic, follow=True):
@@ -207,7 +210,7 @@ LEGEND = (
 )
 
 
-def _print_rows(rows: Sequence[tuple[str, ...]]) -> None:
+def print_rows(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -222,7 +225,7 @@ def _print_table(events: list[dict[str, Any]]) -> None:
         elapsed = f"{e['recipient_ms'] + e['overhead_ms']:.1f}"
         cells = (e["lead_id"], e["destination_id"], str(e["attempt"]), e["outcome"], e["reason"])
         rows.append((*cells, status, elapsed))
-    _print_rows(rows)
+    print_rows(rows)
 
 
 def _print_leads(outcomes: list[dict[str, Any]]) -> None:
@@ -232,7 +235,7 @@ def _print_leads(outcomes: list[dict[str, Any]]) -> None:
     for o in sorted(outcomes, key=lambda o: o["lead_id"]):
         accepted = ", ".join(o["accepted_by"]) or "-"
         rows.append((o["lead_id"], o["outcome"], accepted, str(o["attempts"]), o["reason"]))
-    _print_rows(rows)
+    print_rows(rows)
 
 
 def _print_summary(

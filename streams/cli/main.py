@@ -969,12 +969,18 @@ def broker(port: int | None) -> None:
 
 @main.command()
 @click.option("--leads", "count", default=40, show_default=True, help="How many sample leads.")
-def demo(count: int) -> None:
+@click.option(
+    "--auction",
+    is_flag=True,
+    help="Sell the leads by ping-post to three demo buyers, then return one (signed feedback).",
+)
+def demo(count: int, auction: bool) -> None:
     """Start broker, demo recipient and worker; deliver sample leads; print what happened."""
+    from streams.cli.auction_demo import run_auction_demo
     from streams.cli.demo import run_demo
 
     try:
-        sys.exit(asyncio.run(run_demo(count)))
+        sys.exit(asyncio.run(run_auction_demo(count) if auction else run_demo(count)))
     except BrokerError as exc:
         _fail(str(exc))
 

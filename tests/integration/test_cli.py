@@ -61,6 +61,44 @@ async def test_demo_delivers_prints_a_table_and_leaves_nothing_running() -> None
     assert not listening(int(port.group(1))), "the demo left its broker running"
 
 
+async def test_auction_demo_sells_to_the_best_bid_and_credits_a_signed_return() -> None:
+    """`courier demo --auction`: ping-post to three buyers, a refused post, the floor, a
+    ping past its timeout, the else; then a signed return credited, two refused."""
+    env = {k: v for k, v in os.environ.items() if k != "COURIER_EGRESS"}
+    result = await asyncio.to_thread(courier, "demo", "--auction", "--leads", "10", env=env)
+    assert result.returncode == 0, result.stderr + result.stdout
+    out = result.stdout
+
+    def row(lead: str) -> list[str]:
+        found = re.search(rf"^{lead}  .*$", out, re.MULTILINE)
+        assert found is not None, out
+        return re.split(r"\s{2,}", found.group(0))
+
+    # NY, 360,000: bright_lending bids highest and refuses the post; the next bid wins.
+    assert row("A-0003")[3:] == [
+        "acme_loans no bid, bright_lending 59.80, cove_finance 46.80",
+        "bright_lending (Loan amount over our limit)",
+        "cove_finance",
+        "46.80",
+    ]
+    # FL, 20,000: both bids under the floor: the flow's else.
+    assert "12.00 (under floor)" in row("A-0007")[3] and row("A-0007")[5] == "house_crm"
+    # WA: cove_finance answers after the auction closed; nobody else buys there.
+    assert "cove_finance ping timed out" in row("A-0004")[3] and row("A-0004")[5] == "house_crm"
+    assert row("A-0001")[5:] == ["acme_loans", "23.00"]
+    # The returns, judged by the worker.
+    assert re.search(
+        r"acme_loans returns A-0001 \(signed\)\s+202\s+accepted\s+Bad phone\s+23\.00", out
+    )
+    assert re.search(r"acme_loans returns A-0001 \(unsigned\)\s+401\s+-", out)
+    assert re.search(
+        r"returns A-\d+ \(not theirs\)\s+202\s+refused\s+Not accepted by this destination", out
+    )
+    port = re.search(r"embedded broker at kafka://127\.0\.0\.1:(\d+)", out)
+    assert port is not None
+    assert not listening(int(port.group(1))), "the demo left its broker running"
+
+
 async def test_publish_then_events_show_what_billing_sees(
     kafka: Any, recipient: Recipient, topics: Any, start_worker: Any, tmp_path: Path
 ) -> None:

@@ -942,7 +942,8 @@ def map_lead(destinations: Path | None, destination_id: str, lead_file: Any) -> 
     try:
         payload = destination.compiled_mapping.apply(lead)
     except MappingError as exc:
-        click.echo(f"courier: lead {lead.id}: {invalid_data(exc).raw}", err=True)
+        for problem in destination.compiled_mapping.problems(lead) or [exc]:
+            click.echo(f"courier: lead {lead.id}: {invalid_data(problem).raw}", err=True)
         sys.exit(1)
     click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
 

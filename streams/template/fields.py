@@ -129,6 +129,21 @@ class CompiledMapping:
             step(envelope, payload)
         return payload
 
+    def problems(self, lead: Lead) -> list[MappingError]:
+        """Every field's and rule's problem with this lead, in order (a dry run shows them
+        all; a delivery stops at the first, so this runs each field as a step of its own)."""
+        envelope = lead.envelope
+        payload: dict[str, Any] = {}
+        found: list[MappingError] = []
+        one_by_one = [_field_step(f) for f in self.fields]
+        one_by_one += [_rule_step(n, rule) for n, rule in enumerate(self.rules, start=1)]
+        for step in one_by_one:
+            try:
+                step(envelope, payload)
+            except MappingError as exc:
+                found.append(exc)
+        return found
+
 
 def _plan_steps(fields: list[CompiledField], rules: list[CompiledRule]) -> list[Step]:
     """Most fields are plain copies or plain templates (no options, a top-level target):

@@ -176,6 +176,10 @@ destinations:
     url: https://crm.example.invalid/leads
     mapping:
       email: {from: email, required: true}
+      phone: {from: phone_1, type: phone, format: E164}
+      income: {from: income, type: number}
+      age: {from: first_name, type: number}
+      zip: {from: zip, required: true}
 """
     )
     lead = tmp_path / "lead.json"
@@ -205,7 +209,12 @@ destinations:
 
     refused = courier(*args, "--destination", "strict", timeout=30)
     assert refused.returncode == 1
-    assert refused.stderr.strip() == "courier: lead L-7: Invalid data: email is required"
+    # Every problem of the lead at once (a delivery stops at the first).
+    assert refused.stderr.splitlines() == [
+        "courier: lead L-7: Invalid data: email is required",
+        "courier: lead L-7: Invalid data: first_name: not a number",
+        "courier: lead L-7: Invalid data: zip is required",
+    ]
 
     unknown = courier(*args, "--destination", "nope", timeout=30)
     assert unknown.returncode == 2

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -54,6 +55,7 @@ from streams.template.parser import (
     CompiledTemplate,
     EvaluationError,
     TemplateError,
+    compile_expression,
     compile_template,
     is_template,
 )
@@ -90,20 +92,25 @@ class Timeouts(BaseModel):
     total: float = Field(default=15.0, gt=0, le=600)
 
 
+def _redacted_path(path: str) -> str:
+    try:
+        compile_expression(path)
+    except TemplateError as exc:
+        raise ValueError(f"{path!r} is not a path ({exc})") from None
+    return path
+
+
 class Privacy(CompiledModel):
     model_config = ConfigDict(extra="forbid")
 
-    redact: list[str] = Field(default_factory=list)  # lead.email, lead.phone_1, ...
+    # lead.email, lead.phone_1, ...: each checked on its own, so every bad one is named.
+    redact: list[Annotated[str, AfterValidator(_redacted_path)]] = Field(default_factory=list)
 
     _readers: list[Any] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _paths(self) -> Privacy:
-        for path in self.redact:
-            try:
-                self._readers.append(compile_template("{{" + path + "}}"))
-            except TemplateError as exc:
-                raise ValueError(f"redact: {path!r} is not a path ({exc})") from None
+        self._readers = [compile_expression(path) for path in self.redact]
         return self
 
     def with_paths(self, more: list[str]) -> Privacy:

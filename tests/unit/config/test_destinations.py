@@ -132,6 +132,13 @@ def test_every_bad_range_of_a_schedule_is_named_by_its_place() -> None:
     assert problem_b.startswith("destinations[0].schedule.hours[1]: '09:00-25:00': write ")
 
 
+def test_every_bad_redacted_path_is_named_by_its_place() -> None:
+    privacy = {"redact": ["lead..x", "lead.email", "[bad"]}
+    [first, second] = problems_of({"destinations": [destination(privacy=privacy)]})
+    assert first.startswith("destinations[0].privacy.redact[0]: 'lead..x' is not a path (column 6")
+    assert second.startswith("destinations[0].privacy.redact[2]: '[bad' is not a path")
+
+
 def test_a_used_twice_id_and_every_flow_s_problems_are_listed_together() -> None:
     """A duplicate id hid every flow problem, and a flow's condition hid its plan's."""
     problems = problems_of(

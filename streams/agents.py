@@ -107,7 +107,8 @@ def register_agents(
         async def one(event: Any, slots: asyncio.Semaphore, held: list[Any]) -> None:
             message = event.message
             replayed = REPLAYED_HEADER in dict(message.headers or ())
-            origin = Origin(message.topic, message.partition, message.offset, replayed)
+            at_ms = int((message.timestamp or 0) * 1000)  # Faust gives seconds
+            origin = Origin(message.topic, message.partition, message.offset, replayed, at_ms)
             track_writes()
             try:
                 with telemetry.consuming(

@@ -105,6 +105,7 @@ class Origin:
     partition: int
     offset: int
     replayed: bool = False
+    timestamp_ms: int = 0  # the record's own (its producer's time, or the broker's)
 
     @property
     def source(self) -> str:
@@ -303,12 +304,18 @@ class Handlers:
         """A notice on the feedback topic (from our web endpoint, or written upstream): on to
         its lead's partition, or its reference's to find the lead first."""
         try:
-            notice = Notice.from_json(value)
-            if notice.destination_id not in self._feedback:
+            # Written upstream without a time: received when it was written (the record's
+            # time, the same if it is read again, so its event id is too).
+            notice = Notice.from_json(value, received_at_ms=origin.timestamp_ms)
+            config = self._feedback.get(notice.destination_id)
+            if config is None:
                 raise FeedbackError("destination_id", f"no destination {notice.destination_id!r}")
         except FeedbackError as exc:
             yield [dead_letter(value, key, Rejected(UNREADABLE_FEEDBACK, str(exc)), origin)]
             return
+        normal = config.reason_of(notice.reason) if notice.raw_reason is None else None
+        if normal is not None:  # their words, read as the endpoint reads them
+            notice = replace(notice, reason=normal, raw_reason=notice.reason)
         yield [self._feedback_to(notice.key, notice)]
 
     async def _about_feedback(self, message: dict[str, Any]) -> list[Out]:

@@ -504,7 +504,8 @@ async def _lead_history(settings: Settings, lead_id: str) -> dict[str, Any]:
 )
 def report(broker: str | None, since: str, form: str, by: str) -> None:
     """Per destination (or per lead source) over a period: leads, attempts, accepted,
-    rejected (top reasons), errors, timeouts, revenue, recipient latency p50/p95."""
+    rejected (top reasons), errors, timeouts, revenue, returns, net revenue, conversions,
+    recipient latency p50/p95."""
     from streams.cli.console import decoded_events
     from streams.insight.report import parse_period, render, summarize
 
@@ -515,20 +516,26 @@ def report(broker: str | None, since: str, form: str, by: str) -> None:
     settings = _settings_with_broker(broker)
     start = datetime.now(UTC) - period
 
-    async def events() -> list[dict[str, Any]]:
+    async def period_of(topic: str, kind: str, at: str) -> list[dict[str, Any]]:
         found = decoded_events(
             settings.bootstrap_servers(),
-            settings.events_topic,
+            topic,
             follow=False,
             registry_url=settings.schema_registry_url,
             security=settings.kafka_security(),
             since_ms=int(start.timestamp() * 1000),
         )
-        return [
-            e async for e in found if e.get("type") == "DeliveryEvent" and e["finished_at"] >= start
-        ]
+        return [e async for e in found if e.get("type") == kind and e[at] >= start]
 
-    click.echo(render(summarize(asyncio.run(events()), by), form, by))
+    async def both() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return (
+            await period_of(settings.events_topic, "DeliveryEvent", "finished_at"),
+            # Returns and conversions judged in the period, of sales in it or before.
+            await period_of(settings.feedback_events_topic, "LeadFeedback", "received_at"),
+        )
+
+    events, feedback = asyncio.run(both())
+    click.echo(render(summarize(events, by, feedback), form, by))
 
 
 @main.command()

@@ -32,6 +32,7 @@ from streams.insight.history import (
     added,
     from_dead_letter,
     from_delivery_event,
+    from_feedback,
     from_lead_outcome,
 )
 from streams.live_config import config_versions, follow_config
@@ -145,6 +146,8 @@ def create_insight_app(
             async for event in stream.events():
                 try:
                     _, record = await decoder.decode(event.value)
+                    if record["lead_id"] is None:
+                        continue  # feedback naming a reference that matched no lead
                     # Counted once per event id: the lead's history knows it (a table,
                     # so this holds across a restart of this worker too).
                     if keep(record["lead_id"], entry(record)) and then is not None:
@@ -157,6 +160,7 @@ def create_insight_app(
 
     decoded(settings.events_topic, "history_events", from_delivery_event, on_event)
     decoded(settings.outcomes_topic, "history_outcomes", from_lead_outcome)
+    decoded(settings.feedback_events_topic, "history_feedback", from_feedback)
 
     @app.agent(raw(settings.dlq_topic), name="history_dead_letters")
     async def dead_letters(stream: Any) -> None:

@@ -1,4 +1,5 @@
-"""A lead's history: its delivery events, its outcome and its dead letters, as entries in
+"""A lead's history: its delivery events, its outcome, its dead letters and what its
+recipients said of it later (feedback: returns, conversions), as entries in
 time order. Plain functions: the insight agents (streams/insight/app.py) feed them the
 decoded records, ``courier lead`` prints what they give.
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 # Kept per lead: a lead retried for days at many destinations stays bounded.
@@ -56,6 +58,25 @@ def from_lead_outcome(outcome: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def from_feedback(feedback: Mapping[str, Any]) -> dict[str, Any]:
+    """A recipient's notice as judged: a return (credited or refused), a conversion..."""
+    return {
+        "kind": "feedback",
+        "id": feedback["event_id"],
+        "at": _iso(feedback["received_at"]),
+        "destination": feedback["destination_id"],
+        "feedback": feedback["kind"],
+        "status": feedback["status"],
+        "refusal": feedback.get("refusal"),
+        "reason": feedback["reason"],
+        "status_text": feedback.get("status_text"),
+        "amount": None if feedback.get("amount") is None else str(feedback["amount"]),
+        "credit": None if feedback.get("credit") is None else str(feedback["credit"]),
+        "reference_id": feedback.get("reference_id"),
+        "feedback_at": _iso(feedback["feedback_at"]),
+    }
+
+
 def from_dead_letter(
     headers: Mapping[str, str], partition: int, offset: int, timestamp_ms: int
 ) -> dict[str, Any]:
@@ -74,7 +95,7 @@ def from_dead_letter(
 
 # Entries stamped the same millisecond come in the order the worker writes them: a lead's
 # last attempt, its outcome, then the dead letter of a lead whose retries ran out.
-_ORDER_AT_THE_SAME_TIME = {"attempt": 0, "outcome": 1, "dead_letter": 2}
+_ORDER_AT_THE_SAME_TIME = {"attempt": 0, "outcome": 1, "dead_letter": 2, "feedback": 3}
 
 
 def added(history: Sequence[dict[str, Any]] | None, entry: dict[str, Any]) -> list[dict[str, Any]]:
@@ -110,7 +131,25 @@ def timeline(lead_id: str, history: Sequence[dict[str, Any]]) -> list[str]:
                 f"  {at}  outcome: {entry['outcome']} (accepted by {by}; "
                 f"{entry['attempts']} attempt(s)) {entry['reason']!r}"
             )
+        elif entry["kind"] == "feedback":
+            line = f"  {at}  {entry['destination']} feedback: {_feedback_line(entry)}"
         else:
             line = f"  {at}  dead letter: {entry['reason']!r} (from {entry['source']})"
         lines.append(line)
     return lines
+
+
+def _feedback_line(entry: Mapping[str, Any]) -> str:
+    """``returned 'Bad phone': accepted, credit 20.00`` or ``...: refused (Unknown lead)``."""
+    said = entry["feedback"] if entry["feedback"] != "status" else entry.get("status_text")
+    line = f"{said or 'status'}"
+    if entry["reason"]:
+        line += f" {entry['reason']!r}"
+    if entry["status"] == "refused":
+        return line + f": refused ({entry['refusal']})"
+    line += ": accepted"
+    if entry.get("credit") is not None:
+        line += f", credit {Decimal(entry['credit']):.2f}"
+    elif entry.get("amount") is not None:
+        line += f", amount {Decimal(entry['amount']):.2f}"
+    return line

@@ -1,6 +1,7 @@
 """``courier report``: per destination (or per lead source), what the delivery events of a
-period add up to.
-Plain functions over decoded events; the command reads the events topic for the period."""
+period add up to, and what recipients gave back in it (returns credited, conversions).
+Plain functions over decoded events; the command reads the events and feedback topics for
+the period."""
 
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ class DestinationReport:
     timeouts: int = 0
     skipped: int = 0
     revenue: Decimal = Decimal(0)
+    returned: int = 0  # accepted returns in the period (of sales in it or before)
+    credits: Decimal = Decimal(0)  # what those returns credit back
+    converted: int = 0
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     top_rejections: list[tuple[str, int]] = field(default_factory=list)
@@ -50,16 +54,25 @@ class DestinationReport:
     def acceptance_rate(self) -> float | None:
         return None if not self.leads else round(self.accepted / self.leads, 4)
 
+    @property
+    def net_revenue(self) -> Decimal:
+        return self.revenue - self.credits
+
 
 NO_SOURCE = "(no source)"
 
 
 def summarize(
-    events: Iterable[Mapping[str, Any]], by: str = "destination"
+    events: Iterable[Mapping[str, Any]],
+    by: str = "destination",
+    feedback: Iterable[Mapping[str, Any]] = (),
 ) -> list[DestinationReport]:
     """One report per destination, in id order; ``by="source"``: one per lead source
     (``source.name``), over every destination (a lead two destinations accepted counts
-    twice in ``accepted``)."""
+    twice in ``accepted``). ``feedback``: the period's judged notices (LeadFeedback):
+    accepted returns and their credits, conversions; by source, a notice counts under the
+    source of its lead's events in the period (else no source)."""
+    events = list(events)
     reports: dict[str, DestinationReport] = {}
     leads: dict[str, set[str]] = {}
     latencies: dict[str, list[float]] = {}
@@ -96,8 +109,9 @@ def summarize(
             report.skipped += 1
         if event.get("http_status") is not None:
             latencies.setdefault(destination, []).append(float(event["recipient_ms"]))
+    _add_feedback(reports, feedback, by, {e["lead_id"]: e.get("source") for e in events})
     for destination, report in reports.items():
-        report.leads = len(leads[destination])
+        report.leads = len(leads.get(destination, ()))
         report.top_rejections = rejections.get(destination, Counter()).most_common(TOP_REASONS)
         times = sorted(latencies.get(destination, []))
         if times:
@@ -106,6 +120,31 @@ def summarize(
                 times[math.ceil(len(times) * 0.95) - 1], 1
             )  # nearest rank
     return [reports[d] for d in sorted(reports)]
+
+
+def _add_feedback(
+    reports: dict[str, DestinationReport],
+    feedback: Iterable[Mapping[str, Any]],
+    by: str,
+    source_of: Mapping[str, str | None],
+) -> None:
+    seen: set[str] = set()
+    for notice in feedback:
+        # The same notice sent twice has the same id; a second return is refused anyway.
+        if notice["status"] != "accepted" or notice["event_id"] in seen:
+            continue
+        seen.add(notice["event_id"])
+        key = (
+            notice["destination_id"]
+            if by == "destination"
+            else source_of.get(notice["lead_id"] or "") or NO_SOURCE
+        )
+        report = reports.setdefault(key, DestinationReport(key))
+        if notice["kind"] == "returned":
+            report.returned += 1
+            report.credits += Decimal(notice["credit"] or 0)
+        elif notice["kind"] == "converted":
+            report.converted += 1
 
 
 COLUMNS = (
@@ -119,6 +158,9 @@ COLUMNS = (
     "timeouts",
     "skipped",
     "revenue",
+    "returned",
+    "net revenue",
+    "converted",
     "p50 ms",
     "p95 ms",
     "top rejections",
@@ -138,6 +180,9 @@ def _cells(report: DestinationReport) -> list[str]:
         str(report.timeouts),
         str(report.skipped),
         f"{report.revenue:.2f}",
+        str(report.returned),
+        f"{report.net_revenue:.2f}",
+        str(report.converted),
         "-" if report.latency_p50_ms is None else f"{report.latency_p50_ms:.0f}",
         "-" if report.latency_p95_ms is None else f"{report.latency_p95_ms:.0f}",
         "; ".join(f"{reason} ({n})" for reason, n in report.top_rejections),
@@ -149,7 +194,13 @@ def render(reports: list[DestinationReport], form: str, by: str = "destination")
     if form == "json":
         rows_json = []
         for r in reports:
-            row = {**asdict(r), "revenue": str(r.revenue), "acceptance_rate": r.acceptance_rate}
+            row = {
+                **asdict(r),
+                "revenue": str(r.revenue),
+                "credits": str(r.credits),
+                "net_revenue": str(r.net_revenue),
+                "acceptance_rate": r.acceptance_rate,
+            }
             row[by] = row.pop("destination")
             rows_json.append(row)
         return orjson.dumps(rows_json, option=orjson.OPT_INDENT_2).decode()

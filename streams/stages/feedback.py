@@ -74,8 +74,9 @@ class Notice:
         return orjson.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, data: bytes | None) -> Notice:
-        """A record of the feedback topic; FeedbackError naming the field that is wrong."""
+    def from_json(cls, data: bytes | None, received_at_ms: int = 0) -> Notice:
+        """A record of the feedback topic; FeedbackError naming the field that is wrong.
+        ``received_at_ms``: when it came, if the record does not say."""
         try:
             doc = orjson.loads(data or b"")
         except orjson.JSONDecodeError:
@@ -108,8 +109,8 @@ class Notice:
         for name in ("reason", "raw_reason", "status_text"):
             if known.get(name):
                 known[name] = known[name][:REASON_LIMIT]
-        received = known.get("received_at_ms") or 0
-        return cls(**{**known, "at_ms": known.get("at_ms") or received})
+        received = known.get("received_at_ms") or received_at_ms
+        return cls(**{**known, "received_at_ms": received, "at_ms": known.get("at_ms") or received})
 
     @property
     def key(self) -> str:

@@ -10,6 +10,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from streams.cli.broker import free_port
 from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Recipient
+from tests.integration.test_hostile_leads import publish_keyed
 from tests.integration.worker import WorkerProcess
 
 
@@ -59,11 +61,13 @@ destinations:
     url: {recipient.url()}
     mapping: {{email: email, behaviour: behaviour}}
     retry: {{max_attempts: 2, base_s: 0.2}}
+    feedback: {{secret: "${{env:CRM_FEEDBACK_SECRET}}", return_window_days: 7}}
 """
-    start_worker(yaml)
+    secret = {"CRM_FEEDBACK_SECRET": "feedback-secret-of-the-crm-0123456789"}
+    start_worker(yaml, env=secret)
     port = free_port()
     token = "insight-test-token"
-    env = {"COURIER_WEB_PORT": str(port), "COURIER_API_TOKEN": token}
+    env = {"COURIER_WEB_PORT": str(port), "COURIER_API_TOKEN": token, **secret}
     insight = WorkerProcess(
         kafka, yaml, tmp_path, topics, env=env, name="insight", command=("insight",)
     ).start()
@@ -142,10 +146,39 @@ destinations:
         )
         assert Counter(o.key for o in outcomes) == {b"H-ok": 1, b"H-reject": 1, b"H-error": 1}
 
-        # The report of the same run: the events' numbers.
+        # The crm returns H-ok (credited) and H-reject (it never took it: refused), and
+        # says it converted H-ok first; written upstream to the feedback topic.
+        def notice(lead_id: str, kind: str, at_s: int) -> tuple[str, bytes]:
+            body = {"destination_id": "crm", "lead_id": lead_id, "kind": kind,
+                    "reason": "wrong number", "at_ms": int(time.time() + at_s) * 1000}  # fmt: skip
+            return lead_id, orjson.dumps(body)
+
+        await publish_keyed(
+            kafka,
+            topics.feedback,
+            [
+                notice("H-ok", "converted", 0),
+                notice("H-ok", "returned", 1),
+                notice("H-reject", "returned", 1),
+            ],
+        )
+        await collect(kafka, topics.feedback_events, 3)
+        ok_later = await history_of(api, "H-ok", token, 4)
+        assert [(e["kind"], e.get("feedback"), e.get("status")) for e in ok_later[2:]] == [
+            ("feedback", "converted", "accepted"),
+            ("feedback", "returned", "accepted"),
+        ]
+        assert (ok_later[3]["reason"], ok_later[3]["credit"]) == ("Bad phone", "2.5000")
+        later = await asyncio.to_thread(courier, "lead", "H-reject", env=cli_env)
+        assert later.stdout.splitlines()[3].endswith(
+            "crm feedback: returned 'Bad phone': refused (Not accepted by this destination)"
+        )
+
+        # The report of the same run: the events' numbers, and the returns.
         report_env = {
             "COURIER_BROKER": kafka.url,
             "COURIER_EVENTS_TOPIC": topics.events,
+            "COURIER_FEEDBACK_EVENTS_TOPIC": topics.feedback_events,
         }
         reported = await asyncio.to_thread(
             courier, "report", "--since", "1h", "--format", "json", env=report_env
@@ -157,6 +190,7 @@ destinations:
         assert (crm["destination"], crm["leads"], crm["attempts"]) == ("crm", 3, attempts)
         assert (crm["accepted"], crm["rejected"], crm["errors"]) == (1, 1, 2)
         assert crm["revenue"] == "2.5000" and crm["top_rejections"] == [["Duplicate lead", 1]]
+        assert (crm["returned"], crm["net_revenue"], crm["converted"]) == (1, "0.0000", 1)
         # And per lead source (the events name it): H-error came without one.
         by_source = await asyncio.to_thread(
             courier, "report", "--by", "source", "--format", "json", env=report_env

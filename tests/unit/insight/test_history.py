@@ -11,6 +11,7 @@ from streams.insight.history import (
     added,
     from_dead_letter,
     from_delivery_event,
+    from_feedback,
     from_lead_outcome,
     timeline,
 )
@@ -118,3 +119,40 @@ def test_a_long_history_keeps_its_newest_entries() -> None:
 
 def test_an_unknown_lead_says_so() -> None:
     assert "nothing known" in timeline("L-404", [])[0]
+
+
+def test_feedback_is_in_the_timeline_accepted_with_its_credit_or_refused_with_why() -> None:
+    def judged(n: int, kind: str, status: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "event_id": f"f-{n}",
+            "lead_id": "L-1",
+            "destination_id": "buyer",
+            "kind": kind,
+            "status": status,
+            "refusal": extra.get("refusal"),
+            "reason": extra.get("reason", ""),
+            "status_text": extra.get("status_text"),
+            "amount": extra.get("amount"),
+            "credit": extra.get("credit"),
+            "reference_id": "B-77",
+            "feedback_at": T0 + timedelta(days=1),
+            "received_at": T0 + timedelta(days=1, seconds=n),
+        }
+
+    sale = from_delivery_event(event(1, "success"))
+    history = [sale]
+    for entry in (
+        judged(1, "converted", "accepted", amount=Decimal("900.0000")),
+        judged(2, "returned", "accepted", reason="Bad phone", credit=Decimal("2.5000")),
+        judged(3, "returned", "refused", reason="Bad phone", refusal="Already returned"),
+        judged(4, "status", "accepted", status_text="appointment set"),
+    ):
+        history = added(history, from_feedback(entry))
+    assert [e["kind"] for e in history] == ["attempt", *["feedback"] * 4]
+    assert (history[2]["feedback"], history[2]["credit"]) == ("returned", "2.5000")
+    lines = timeline("L-1", history)[2:]
+    assert lines[0].endswith("buyer feedback: converted: accepted, amount 900.00")
+    assert lines[1].endswith("buyer feedback: returned 'Bad phone': accepted, credit 2.50")
+    assert lines[2].endswith("buyer feedback: returned 'Bad phone': refused (Already returned)")
+    assert lines[3].endswith("buyer feedback: appointment set: accepted")
+    assert lines[1].startswith("  2026-12-02 09:00:02.000  ")

@@ -100,3 +100,46 @@ def test_per_source_over_every_destination() -> None:
     assert table[0].startswith("source  leads")
     (as_json,) = orjson.loads(render([google], "json", by="source"))
     assert as_json["source"] == "google" and "destination" not in as_json
+
+
+def notice(lead: str, kind: str, status: str = "accepted", **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": extra.pop("event_id", f"f-{lead}-{kind}"),
+        "destination_id": extra.pop("dest", "crm"),
+        "lead_id": lead,
+        "kind": kind,
+        "status": status,
+        "credit": extra.pop("credit", None),
+    }
+
+
+def test_returns_credit_the_revenue_and_conversions_are_counted() -> None:
+    events = [
+        {**event("L-1", "success", price=Decimal("20")), "source": "google"},
+        {**event("L-2", "success", price=Decimal("15")), "source": "partner-7"},
+    ]
+    feedback = [
+        notice("L-1", "returned", credit=Decimal("20")),
+        notice("L-1", "returned", credit=Decimal("20")),  # the same notice, sent twice
+        notice("L-2", "returned", "refused", event_id="f-late"),  # outside the window
+        notice("L-2", "converted"),
+        notice("L-9", "returned", credit=Decimal("12.5"), dest="buyer"),  # sold before
+    ]
+    buyer, crm = summarize(events, feedback=feedback)
+    assert (crm.revenue, crm.returned, crm.credits, crm.net_revenue) == (
+        Decimal(35), 1, Decimal(20), Decimal(15)
+    )  # fmt: skip
+    assert crm.converted == 1
+    # A return of a sale made before the period: its credit, no sale in it.
+    assert (buyer.leads, buyer.attempts, buyer.returned, buyer.net_revenue) == (
+        0, 0, 1, Decimal("-12.5")
+    )  # fmt: skip
+    table = render([crm], "table").splitlines()
+    assert "revenue  returned  net revenue  converted" in table[0]
+    assert "35.00    1         15.00        1" in table[2]
+    (as_json,) = orjson.loads(render([crm], "json"))
+    assert (as_json["returned"], as_json["credits"], as_json["net_revenue"]) == (1, "20", "15")
+    # By source: under the source of the lead's events in the period.
+    (none, google, partner) = summarize(events, by="source", feedback=feedback)
+    assert (google.returned, google.net_revenue, partner.converted) == (1, Decimal(0), 1)
+    assert none.returned == 1  # L-9: no event of it in the period

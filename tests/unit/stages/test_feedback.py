@@ -175,3 +175,11 @@ def test_an_upstream_notice_is_kept_to_its_limits() -> None:
     doc = {"destination_id": "b", "kind": "status", "lead_id": "L" * 500, "reason": "x" * 10_000}
     read = Notice.from_json(orjson.dumps(doc))
     assert read.lead_id is not None and len(read.lead_id) == 200 and len(read.reason) == 500
+
+
+def test_an_upstream_notice_without_times_was_received_when_its_record_was_written() -> None:
+    doc = {"destination_id": "b", "kind": "returned", "lead_id": "L-1"}
+    read = Notice.from_json(orjson.dumps(doc), received_at_ms=1_796_000_000_000)
+    assert (read.received_at_ms, read.at_ms) == (1_796_000_000_000, 1_796_000_000_000)
+    said = Notice.from_json(orjson.dumps({**doc, "at_ms": 5, "received_at_ms": 7}), 9)
+    assert (said.received_at_ms, said.at_ms) == (7, 5)  # its own times stand

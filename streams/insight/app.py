@@ -99,7 +99,7 @@ def create_insight_app(
     # in force may be an older file's, so no alert is judged (a firing said without the
     # webhook the workers' configuration names would never be posted).
     rules_known = asyncio.Event()
-    on_event, on_dead_letter, use = register_dashboard(
+    on_event, on_feedback, on_dead_letter, use = register_dashboard(
         app,
         settings,
         raw,
@@ -160,7 +160,7 @@ def create_insight_app(
 
     decoded(settings.events_topic, "history_events", from_delivery_event, on_event)
     decoded(settings.outcomes_topic, "history_outcomes", from_lead_outcome)
-    decoded(settings.feedback_events_topic, "history_feedback", from_feedback)
+    decoded(settings.feedback_events_topic, "history_feedback", from_feedback, on_feedback)
 
     @app.agent(raw(settings.dlq_topic), name="history_dead_letters")
     async def dead_letters(stream: Any) -> None:

@@ -47,8 +47,10 @@ from streams.insight.stats import (
     WINDOWS,
     add_dead_letter,
     add_event,
+    add_feedback,
     day_reads,
     fact,
+    feedback_fact,
     hour_of,
     merged,
     minute_of,
@@ -123,10 +125,14 @@ def register_dashboard(
     destinations: DestinationsFile | None = None,
     rules_known: asyncio.Event | None = None,
 ) -> tuple[
-    Callable[[dict[str, Any]], Any], Callable[[str], Any], Callable[[DestinationsFile], None]
+    Callable[[dict[str, Any]], Any],
+    Callable[[dict[str, Any]], Any],
+    Callable[[str], Any],
+    Callable[[DestinationsFile], None],
 ]:
     """Wires the dashboard and the alerts into the insight ``app``; returns what the history
-    agents call for each delivery event and each dead letter's reason, and ``use`` for
+    agents call for each delivery event, each judged feedback notice and each dead
+    letter's reason, and ``use`` for
     each version of the configuration. ``destinations``: the file whose ``alerts`` rules
     and schedules apply until a version replaces it (defaults without one);
     ``rules_known``: set once the versions published before the start have been read (no
@@ -174,6 +180,11 @@ def register_dashboard(
         tail.append({**facts, "lead_id": record["lead_id"], "attempt": record["attempt"]})
         await by_destination.send(key=facts["destination"].encode(), value=orjson.dumps(facts))
 
+    async def on_feedback(record: dict[str, Any]) -> None:
+        facts = feedback_fact(record)
+        if facts is not None:
+            await by_destination.send(key=facts["destination"].encode(), value=orjson.dumps(facts))
+
     async def on_dead_letter(reason: str) -> None:
         facts = {"destination": DEAD_LETTERS, "at": time.time(), "reason": reason}
         await by_destination.send(key=DEAD_LETTERS.encode(), value=orjson.dumps(facts))
@@ -194,6 +205,8 @@ def register_dashboard(
                 ):
                     if destination == DEAD_LETTERS:
                         stats[key] = add_dead_letter(stats.get(key), facts["reason"])
+                    elif facts.get("kind") == "feedback":
+                        stats[key] = add_feedback(stats.get(key), facts)
                     else:
                         stats[key] = add_event(stats.get(key), facts)
                 if destination != DEAD_LETTERS and known.get(destination) is None:
@@ -410,7 +423,7 @@ def register_dashboard(
             return web.json({"error": "not found"}, status=404)
         return _static(web, name)
 
-    return on_event, on_dead_letter, use
+    return on_event, on_feedback, on_dead_letter, use
 
 
 async def _post_alert(webhook: AlertWebhook, record: dict[str, Any]) -> None:

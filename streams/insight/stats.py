@@ -1,7 +1,8 @@
 """What the dashboard shows, as plain functions over small mergeable buckets.
 
 A bucket holds one destination's delivery events of one minute: counts by outcome, the
-top reasons for rejections, revenue, and the recipient's latency as a histogram on fixed
+top reasons for rejections, revenue, the returns (and their credits) and conversions
+judged in that minute, and the recipient's latency as a histogram on fixed
 edges, so buckets add up (a minute, an hour, a day; one worker's partitions and
 another's) and percentiles come from the sum without keeping every latency."""
 
@@ -66,6 +67,9 @@ def empty() -> dict[str, Any]:
         "skips": {},  # why leads were not sent: "Cap exceeded", "Outside business hours"…
         "pings": 0,  # an auction's pings (not deliveries: counted apart)
         "bids": 0,
+        "returned": 0,  # returns accepted (judged in this minute), and what they credit
+        "credits": "0",
+        "converted": 0,
     }
 
 
@@ -97,6 +101,33 @@ def add_event(bucket: Mapping[str, Any] | None, event: Mapping[str, Any]) -> dic
     return new
 
 
+def add_feedback(bucket: Mapping[str, Any] | None, facts: Mapping[str, Any]) -> dict[str, Any]:
+    """``bucket`` with one accepted notice more (``feedback_fact``): a return and its
+    credit, or a conversion."""
+    new = _copy(bucket)
+    if facts["feedback"] == "returned":
+        new["returned"] += 1
+        new["credits"] = str(Decimal(new["credits"]) + Decimal(facts["credit"] or 0))
+    elif facts["feedback"] == "converted":
+        new["converted"] += 1
+    return new
+
+
+def feedback_fact(notice: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the stats need of a judged notice (LeadFeedback): None when it counts for
+    nothing (refused, or a kind the page does not show)."""
+    if notice["status"] != "accepted" or notice["kind"] not in ("returned", "converted"):
+        return None
+    credit = notice.get("credit")
+    return {
+        "kind": "feedback",
+        "destination": notice["destination_id"],
+        "at": notice["received_at"].timestamp(),
+        "feedback": notice["kind"],
+        "credit": None if credit is None else str(credit),
+    }
+
+
 def add_dead_letter(bucket: Mapping[str, Any] | None, reason: str) -> dict[str, Any]:
     new = _copy(bucket)
     new["attempts"] += 1
@@ -122,20 +153,22 @@ def fact(event: Mapping[str, Any]) -> dict[str, Any]:
 
 def merged(buckets: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
     total = empty()
-    revenue = Decimal(0)
+    revenue = credits = Decimal(0)
     for bucket in buckets:
         if not bucket:
             continue
         for name in ("attempts", "accepted", "rejected", "errors", "timeouts", "skipped"):
             total[name] += bucket[name]
         revenue += Decimal(bucket["revenue"])
-        for name in ("auth_errors", "pings", "bids"):
+        credits += Decimal(bucket.get("credits", 0))
+        for name in ("auth_errors", "pings", "bids", "returned", "converted"):
             total[name] += bucket.get(name, 0)  # absent in older buckets
         for name in ("reasons", "skips"):
             for reason, n in bucket.get(name, {}).items():
                 total[name][reason] = total[name].get(reason, 0) + n
         total["latency"] = [a + b for a, b in zip(total["latency"], bucket["latency"], strict=True)]
     total["revenue"] = str(revenue)
+    total["credits"] = str(credits)
     return total
 
 
@@ -154,6 +187,10 @@ def summary(bucket: Mapping[str, Any]) -> dict[str, Any]:
         "acceptance_rate": round(accepted / sent, 4) if sent else None,
         "error_rate": round(bucket["errors"] / sent, 4) if sent else None,
         "revenue": bucket["revenue"],
+        "returned": bucket.get("returned", 0),
+        "credits": bucket.get("credits", "0"),
+        "net_revenue": str(Decimal(bucket["revenue"]) - Decimal(bucket.get("credits", 0))),
+        "converted": bucket.get("converted", 0),
         "latency_p50_ms": percentile(bucket["latency"], 0.50),
         "latency_p95_ms": percentile(bucket["latency"], 0.95),
         "top_reasons": reasons[:TOP_REASONS],

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
@@ -27,6 +28,7 @@ from streams.insight.lag import group_lag
 from tests.integration.conftest import collect, create_topic, decode_with_schema_file, publish
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Recipient
+from tests.integration.test_hostile_leads import publish_keyed
 from tests.integration.worker import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,9 +49,11 @@ def chromium() -> webdriver.Chrome:
     return webdriver.Chrome(service=Service(driver_path), options=options)
 
 
-async def dashboard_shows(api: str, attempts: int, caught_up: str) -> dict[str, Any]:
-    """The dashboard's data once it counts ``attempts`` and the workers have committed
-    everything on topic ``caught_up``."""
+async def dashboard_shows(
+    api: str, attempts: int, caught_up: str, returned: int = 0
+) -> dict[str, Any]:
+    """The dashboard's data once it counts ``attempts`` (and ``returned`` returns) and the
+    workers have committed everything on topic ``caught_up``."""
     async with aiohttp.ClientSession() as session, asyncio.timeout(90):
         while True:
             try:
@@ -58,8 +62,9 @@ async def dashboard_shows(api: str, attempts: int, caught_up: str) -> dict[str, 
                         data = await res.json()
                         hour = data["windows"]["hour"]
                         lag = data["lag"].get(caught_up)
+                        returns = sum(s["returned"] for s in hour.values())
                         if sum(s["attempts"] for s in hour.values()) >= attempts and (
-                            lag is not None and lag["total"] == 0
+                            lag is not None and lag["total"] == 0 and returns >= returned
                         ):
                             return dict(data)
             except aiohttp.ClientConnectionError:
@@ -76,11 +81,13 @@ destinations:
     url: {recipient.url()}
     mapping: {{email: email, behaviour: behaviour}}
     retry: {{max_attempts: 1}}
+    feedback: {{secret: "${{env:CRM_FEEDBACK_SECRET}}"}}
   - id: buyer
     url: {recipient.url("/buyer")}
     mapping: {{email: email}}
 """
-    worker = start_worker(yaml)
+    secret = {"CRM_FEEDBACK_SECRET": "feedback-secret-of-the-crm-0123456789"}
+    worker = start_worker(yaml, env=secret)
     port = free_port()
     insight = WorkerProcess(
         kafka,
@@ -88,7 +95,7 @@ destinations:
         tmp_path,
         topics,
         app_id=worker.app_id,  # the workers' group: its lag is shown
-        env={"COURIER_WEB_PORT": str(port)},  # on loopback: no token needed
+        env={"COURIER_WEB_PORT": str(port), **secret},  # on loopback: no token needed
         name="insight",
         command=("insight",),
     ).start()
@@ -102,8 +109,12 @@ destinations:
         await publish(kafka, topics.leads, [*leads, b"{not json"])
         records = await collect(kafka, topics.events, 2 * len(leads), settle_s=1.0)
         events = [decode_with_schema_file(r.value, "delivery_event") for r in records]
+        # The crm returns D-0, a sale (upstream, on the feedback topic): credited.
+        await collect(kafka, topics.outcomes, len(leads))
+        notice = {"destination_id": "crm", "lead_id": "D-0", "kind": "returned"}
+        await publish_keyed(kafka, topics.feedback, [("D-0", orjson.dumps(notice))])
         api = f"http://127.0.0.1:{port}"
-        data = await dashboard_shows(api, len(events), caught_up=topics.leads)
+        data = await dashboard_shows(api, len(events), caught_up=topics.leads, returned=1)
         driver = await asyncio.to_thread(chromium)
         await asyncio.to_thread(driver.get, f"{api}/dashboard")
 
@@ -128,6 +139,9 @@ destinations:
         assert cell("buyer", "acceptance_rate") == "100.0%"
         revenue = sum(float(e["price"] or 0) for e in events if e["destination_id"] == "crm")
         assert cell("crm", "revenue") == f"{revenue:.2f}"
+        [d0_sale] = [e for e in events if (e["lead_id"], e["destination_id"]) == ("D-0", "crm")]
+        assert cell("crm", "returned") == "1" and cell("buyer", "returned") == "0"
+        assert cell("crm", "net_revenue") == f"{revenue - float(d0_sale['price']):.2f}"
         dead = driver.find_elements(By.CSS_SELECTOR, "#dead-letters tbody tr")
         assert [r.text for r in dead] == ["Not JSON 1"]
         assert cell(topics.leads, "lag") == "0"  # every lead read and committed

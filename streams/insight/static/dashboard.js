@@ -56,6 +56,8 @@ function drawDestinations(data) {
       cell(s.latency_p50_ms === null ? "-" : s.latency_p50_ms, "latency_p50_ms", name),
       cell(s.latency_p95_ms === null ? "-" : s.latency_p95_ms, "latency_p95_ms", name),
       cell(Number(s.revenue).toFixed(2), "revenue", name),
+      cell(s.returned, "returned", name),
+      cell(Number(s.net_revenue).toFixed(2), "net_revenue", name),
       cell(cap, "cap", name, "text"),
       cell(circuit, "circuit", name, "text " + circuit),
       cell(reasons, "top_reasons", name, "text"),

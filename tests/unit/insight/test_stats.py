@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -11,7 +13,9 @@ from streams.insight.stats import (
     MAX_REASONS,
     add_dead_letter,
     add_event,
+    add_feedback,
     day_reads,
+    feedback_fact,
     merged,
     minute_of,
     percentile,
@@ -96,3 +100,33 @@ def test_a_day_is_read_from_hours_and_the_cut_hours_minutes_each_minute_once(now
     day = range(now - 1439 * 60, now + 60, 60)
     assert covered == Counter(day)  # every minute of the window, once, and none outside
     assert len(reads.minutes) + len(reads.hours) <= 143  # not 1,440 reads
+
+
+def test_returns_credit_the_revenue_and_conversions_are_counted() -> None:
+    def notice(kind: str, status: str = "accepted", credit: str | None = None) -> dict[str, Any]:
+        at = datetime(2026, 12, 6, 9, 30, tzinfo=UTC)
+        credited = None if credit is None else Decimal(credit)
+        return {"destination_id": "buyer", "kind": kind, "status": status,
+                "credit": credited, "received_at": at}  # fmt: skip
+
+    sold = add_event(
+        add_event(None, event("success", price="20.0000")), event("success", price="15")
+    )
+    facts = [
+        feedback_fact(n)
+        for n in (
+            notice("returned", credit="20.0000"),
+            notice("returned", "refused"),  # refused: counts for nothing
+            notice("converted"),
+            notice("contacted"),  # not shown
+        )
+    ]
+    assert facts[1] is None and facts[3] is None
+    returned, converted = facts[0], facts[2]
+    assert returned is not None and converted is not None
+    assert returned["at"] == datetime(2026, 12, 6, 9, 30, tzinfo=UTC).timestamp()
+    later = add_feedback(add_feedback(None, returned), converted)  # another minute's bucket
+    shown = summary(merged([sold, later]))
+    assert (shown["revenue"], shown["returned"], shown["credits"]) == ("35.0000", 1, "20.0000")
+    assert (shown["net_revenue"], shown["converted"]) == ("15.0000", 1)
+    assert shown["attempts"] == 2  # a notice is not an attempt

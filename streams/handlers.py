@@ -341,6 +341,8 @@ class Handlers:
         window = config.return_window_days if config is not None else DEFAULT_RETURN_WINDOW_DAYS
         verdict = await self.home.feedback(notice, window)
         await self._confirmed()
+        if verdict.accepted and notice.kind == "returned" and verdict.credit:
+            self.home.distributor.returned(notice.destination_id, verdict.credit, time.time())
         return [self._judged(notice, verdict)]
 
     # ── polling: recipients that only offer a status API ───────────────────────

@@ -11,8 +11,9 @@
   last), ties in the listed order.
 - ``capacity``: the most room left in its tightest cap first (an uncapped destination has
   all of it), as last reported by the worker that counts it (streams/control/capacity.py).
-- ``performance``: the best acceptance rate (or revenue per attempt) over the last
-  ``window_min`` minutes of every worker's delivery attempts first. A destination with
+- ``performance``: the best acceptance rate (or revenue per attempt, less the credits of
+  returns judged in the window) over the last ``window_min`` minutes of every worker's
+  delivery attempts first. A destination with
   few attempts is judged with a prior of one acceptance in two attempts, so a newcomer is
   tried and a run of bad luck is not final. Each worker counts its own attempts per
   minute and tells the others the minutes that changed (``PerformanceTally`` on the
@@ -99,6 +100,18 @@ class Distributor:
             counts[2] += revenue
         self._changed[destination_id].add(minute)
 
+    def returned(self, destination_id: str, credit: Decimal, at_s: float) -> None:
+        """A return of a sale accepted (judged here, in the lead's partition): its credit
+        comes off the destination's revenue in the minute it was judged, so ``by:
+        revenue`` ranks by what a buyer keeps paying for, not by what it bought and sent
+        back. Its acceptance rate stays as the recipient answered."""
+        if destination_id not in self._windows:
+            return
+        minute = int(at_s // BUCKET_S)
+        for book in (self._own, self._all):
+            book[destination_id].setdefault(minute, [0, 0, Decimal(0)])[2] -= credit
+        self._changed[destination_id].add(minute)
+
     def tallies(self) -> list[tuple[str, list[MinuteTally]]]:
         """This worker's minutes that changed since the tallies ``told`` last confirmed,
         per destination, each with its count so far: for the other workers
@@ -140,7 +153,8 @@ class Distributor:
             counts: Counts = [int(row["attempts"]), int(row["accepted"]), row["revenue"]]
             if not oldest <= minute <= newest:
                 continue  # out of every window (or from a clock far ahead: never forgotten)
-            if not 0 <= counts[1] <= counts[0] or counts[2] < 0:
+            # (Revenue may be below zero: a minute of returns credited.)
+            if not 0 <= counts[1] <= counts[0]:
                 # Not what a worker writes: it would turn a ranking upside down, or divide
                 # by zero for every lead of the flow.
                 log.warning("a performance tally for %s that cannot be: ignored", destination_id)

@@ -9,6 +9,7 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from streams.cli.broker import free_port
@@ -16,6 +17,7 @@ from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Received, Recipient
 from tests.integration.test_engine import both_working
+from tests.integration.test_hostile_leads import publish_keyed
 from tests.integration.test_telemetry import scrape, total
 
 
@@ -182,3 +184,61 @@ flows:
     # Each worker's turns are exact over any run of its leads to within 2 a destination
     # (smooth weighted round robin): two workers, within 4 (the issue asks ±2 %: ±20).
     assert abs(sold["/a"] - 700) <= 4, sold
+
+
+async def test_a_buyer_that_sends_its_sales_back_drops_in_a_revenue_ranking(
+    kafka: KafkaTarget, topics: Any, start_worker: Any
+) -> None:
+    """`performance: {by: revenue}` ranks by what a buyer keeps paying for: returns credited
+    come off its revenue (before, a buyer that returned every lead it bought stayed first)."""
+    buyers = await Recipient(answer=accepted_without_a_price).start()
+    try:
+        start_worker(
+            f"""
+destinations:
+  - id: returner
+    url: {buyers.url("/returner")}
+    price: 50
+    feedback: {{secret: "${{env:RETURNER_SECRET}}"}}
+  - id: steady
+    url: {buyers.url("/steady")}
+    price: 20
+flows:
+  - id: to_returner
+    when: source.name == 'returner'
+    plan: returner
+  - id: to_steady
+    when: source.name == 'steady'
+    plan: steady
+  - id: sell
+    plan: {{performance: {{by: revenue, window_min: 60, among: [returner, steady]}}}}
+""",
+            env={"RETURNER_SECRET": "feedback-secret-of-the-returner-0123"},
+        )
+        # Sales the ranking learns from: returner two sales of 50 (33.33 a try, with the prior's one),
+        # steady one of 20 (10 a try).
+        first = [("R-1", "returner"), ("R-2", "returner"), ("S-1", "steady")]
+        leads = [{"id": lead, "source": {"name": name}, "lead": {}} for lead, name in first]
+        await publish(kafka, topics.leads, leads)
+        await collect(kafka, topics.outcomes, 3)
+        # returner sends both back: credited, so what it keeps paying for is 0 a try.
+        returns = [
+            (
+                lead,
+                orjson.dumps({"destination_id": "returner", "lead_id": lead, "kind": "returned"}),
+            )
+            for lead in ("R-1", "R-2")
+        ]
+        await publish_keyed(kafka, topics.feedback, returns)
+        judged = await collect(kafka, topics.feedback_events, 2)
+        notices = [decode_with_schema_file(r.value, "lead_feedback") for r in judged]
+        assert [n["status"] for n in notices] == ["accepted", "accepted"]
+        await publish(kafka, topics.leads, [{"id": f"N-{i}", "lead": {}} for i in range(4)])
+        outcomes = await collect(kafka, topics.outcomes, 7)
+    finally:
+        await buyers.stop()
+    sold = {
+        o["lead_id"]: o["accepted_by"]
+        for o in (decode_with_schema_file(r.value, "lead_outcome") for r in outcomes)
+    }
+    assert [sold[f"N-{i}"] for i in range(4)] == [["steady"]] * 4

@@ -111,6 +111,23 @@ def test_performance_by_revenue_per_attempt() -> None:
     assert distributor.order(revenue) == ["c", "b", "a"]  # 10 a try, 5 a try, nothing
 
 
+def test_performance_by_revenue_counts_returns_against_the_buyer() -> None:
+    """b pays more a lead, but sends a sale back: what it keeps paying for is less than c's."""
+    one = Distributor({}, clock=lambda: 0.0, windows=RANKED, worker="w1")
+    two = Distributor({}, clock=lambda: 0.0, windows=RANKED, worker="w2")
+    revenue = step("performance", by="revenue", window_s=600)
+    for _ in range(2):
+        one.saw(attempt_at("b", Outcome.success(price=Decimal("30")), 0.0))
+        one.saw(attempt_at("c", Outcome.success(price=Decimal("20")), 0.0))
+    assert one.order(revenue) == ["b", "c", "a"]  # 20 a try against 13.33
+    two.returned("b", Decimal("30"), 30.0)  # judged in another worker's partition
+    two.returned("a", Decimal("5"), 30.0)  # a sale of before the window: below nothing
+    for record in told(two, "w2"):
+        one.heard(record)
+    assert one.order(revenue) == ["c", "b", "a"]  # b: (60 - 30) / 3 = 10 a try
+    assert one.known()["b"] == (2, 2)  # its acceptance stays as it answered
+
+
 def told(distributor: Distributor, worker: str) -> list[dict[str, Any]]:
     """Its tallies as the other workers decode them from the control topic (sent)."""
     records = [
@@ -190,7 +207,6 @@ def test_a_tally_that_cannot_be_is_ignored() -> None:
     for bad in (
         (10, -2, 0, Decimal(0)),  # attempts below zero: (accepted + 1) / 0
         (10, 1, 3, Decimal(0)),  # more accepted than attempts
-        (10, 1, 1, Decimal(-5)),
         (10_000, 50, 50, Decimal(0)),  # a minute far ahead: it would never be forgotten
     ):
         distributor.heard(performance_tally("c", [bad], "other"))

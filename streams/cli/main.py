@@ -922,14 +922,19 @@ SAMPLE_LEAD = {
 @click.option("--destinations", "path", type=click.Path(path_type=Path), help="Destinations YAML.")
 @click.option("--lead", "lead_file", type=click.File("rb"), help="Lead JSON (default: a sample).")
 @click.option("--dry-run", is_flag=True, help="Show the request, masked; send nothing.")
-def test_destination(name: str, path: Path | None, lead_file: Any, dry_run: bool) -> None:
-    """Send one lead to destination NAME and show the request and the outcome."""
+@click.option("--ping-only", is_flag=True, help="A ping-post buyer: ping it, do not post.")
+def test_destination(
+    name: str, path: Path | None, lead_file: Any, dry_run: bool, ping_only: bool
+) -> None:
+    """Send one lead to destination NAME and show the request and the outcome (a ping-post
+    buyer: its ping and bid first, then the post with that bid)."""
     from streams.cli.try_destination import run_destination_test
 
     settings, destination = _one_destination(path, name)
     raw = lead_file.read() if lead_file is not None else orjson.dumps(SAMPLE_LEAD)
     egress = settings.egress_policy()
-    sys.exit(asyncio.run(run_destination_test(destination, raw, dry_run, _say, egress)))
+    tried = run_destination_test(destination, raw, dry_run, _say, egress, ping_only)
+    sys.exit(asyncio.run(tried))
 
 
 @main.command(name="map")

@@ -257,6 +257,10 @@ class Destination(CompiledModel):
     _compiled_mapping: CompiledMapping | None = PrivateAttr(default=None)
     _integration_settings: BaseModel | None = PrivateAttr(default=None)
     _ping_destination: Destination | None = PrivateAttr(default=None)
+    # What its requests' Idempotency-Key comes from, with the lead's id: its id; its ping's
+    # a scope of their own, or a buyer that honours the key would take the post for a
+    # resend of the ping (and answer it with the ping's answer, or refuse it).
+    _key_scope: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
     def _check_and_compile(self) -> Destination:
@@ -380,7 +384,13 @@ class Destination(CompiledModel):
         # The very same limits: pings and posts share the buyer's allowance (the sender
         # keeps one gate per destination id while its limits object stays the same).
         pinged.limits = self.limits
+        pinged._key_scope = f"{self.id}\x00ping"
         return pinged
+
+    @property
+    def key_scope(self) -> str:
+        """With a lead's id, what the Idempotency-Key of its requests is derived from."""
+        return self._key_scope or self.id
 
     @property
     def pinged(self) -> Destination:

@@ -20,9 +20,10 @@ if TYPE_CHECKING:
     from streams.config import Destination
 
 
-def idempotency_key(lead_id: str, destination_id: str) -> str:
-    """Same lead, same destination → same key, so a recipient can drop our resends."""
-    return hashlib.sha256(f"{lead_id}\x00{destination_id}".encode()).hexdigest()[:32]
+def idempotency_key(lead_id: str, scope: str) -> str:
+    """Same lead, same destination (``Destination.key_scope``: its ping has its own) →
+    same key, so a recipient can drop our resends."""
+    return hashlib.sha256(f"{lead_id}\x00{scope}".encode()).hexdigest()[:32]
 
 
 def build_request(
@@ -35,7 +36,7 @@ def build_request(
     """``token``: the OAuth 2.0 access token, for destinations that use one;
     ``instance_url``: the API host its token answer named, if any."""
     url, destination_headers = _filled(lead, payload, destination)
-    key = idempotency_key(lead.id, destination.id)
+    key = idempotency_key(lead.id, destination.key_scope)
     try:
         built = destination.module.request(
             payload,
@@ -76,7 +77,7 @@ def build_lookup(
     built: HttpRequest | None = lookup(
         payload,
         destination.integration_settings,
-        Target(destination.method, url, idempotency_key(lead.id, destination.id)),
+        Target(destination.method, url, idempotency_key(lead.id, destination.key_scope)),
     )
     if built is None:
         return None

@@ -43,12 +43,21 @@ class AuctionBuyers(Recipient):
     def __init__(self, **buyers: Buyer) -> None:
         super().__init__(answer=self._answer)
         self.buyers = buyers
+        self.keys: dict[tuple[str, str], str] = {}  # (buyer, Idempotency-Key) → its request
         self._ids = itertools.count(1)
 
     async def _answer(self, recipient: Recipient, received: Received) -> web.Response:
         _, name, step = received.path.split("/")
         buyer = self.buyers[name]
         body = received.json()
+        # As the IETF's Idempotency-Key draft (and Stripe) have it: a key is one request; the
+        # same key on another request is refused (draft-ietf-httpapi-idempotency-key-header,
+        # 2.7: 422). A ping and its post are two requests.
+        key = received.headers.get("Idempotency-Key", "")
+        if self.keys.setdefault((name, key), step) != step:
+            return web.json_response(
+                {"message": "Idempotency-Key reused for a different request"}, status=422
+            )
         if step == "ping":
             buyer.pings.append(body)
             state, amount = str(body.get("state", "")), Decimal(str(body.get("loan_amount", 0)))
@@ -66,7 +75,6 @@ class AuctionBuyers(Recipient):
         if buyer.down_for_s is not None:
             retry_after = {"Retry-After": str(buyer.down_for_s)}
             return web.json_response({"message": "Down"}, status=503, headers=retry_after)
-        key = received.headers.get("Idempotency-Key", "")
         if key in buyer.answered:
             status, answer = buyer.answered[key]
             return web.json_response(answer, status=status)

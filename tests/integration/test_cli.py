@@ -13,12 +13,14 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from tests.integration.auction_buyers import AuctionBuyers, Buyer
 from tests.integration.conftest import collect
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Recipient
@@ -219,6 +221,61 @@ destinations:
     unknown = courier(*args, "--destination", "nope", timeout=30)
     assert unknown.returncode == 2
     assert "known: acme, strict" in unknown.stderr
+
+
+async def test_destinations_test_pings_a_buyer_then_posts_with_its_bid(tmp_path: Path) -> None:
+    """A ping-post buyer is tried as an auction tries it: the ping (no contact data), its
+    bid read, then the post carrying the bid's id; --ping-only stops at the bid."""
+    buyers = await AuctionBuyers(
+        keen=Buyer(Decimal("1.0")), away=Buyer(Decimal("1.0"), states=frozenset({"TX"}))
+    ).start()
+    base = buyers.url("").rstrip("/")
+    destinations = tmp_path / "d.yaml"
+    destinations.write_text(
+        "destinations:"
+        + "".join(
+            f"""
+  - id: {name}
+    url: {base}/{name}/post
+    mapping: {{lead_id: id, bid_id: "{{{{appended.{name}.bid_id}}}}", email: email}}
+    ping:
+      url: {base}/{name}/ping
+      mapping: {{state: state, loan_amount: {{from: loan_amount, type: number}}}}
+"""
+            for name in ("keen", "away")
+        )
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        test = ("destinations", "test", "--destinations", str(destinations))
+        return courier(*test, *args, timeout=30)
+
+    try:
+        dry = await asyncio.to_thread(run, "keen", "--dry-run")
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        ping, post = dry.stdout.split("post (with a stand-in bid")
+        assert f"POST {base}/keen/ping" in ping and '{"state":"CA"}' in ping
+        assert '"bid_id":"bid-id-of-the-ping"' in post and "test.lead@example.com" in post
+        assert buyers.requests == []
+
+        only = await asyncio.to_thread(run, "keen", "--ping-only")
+        assert only.returncode == 0, only.stdout + only.stderr
+        assert re.search(r"^bid: 20\.00, bid id: keen-1, valid until ", only.stdout, re.M)
+        assert "post:" not in only.stdout and buyers.buyers["keen"].posts == []
+
+        sold = await asyncio.to_thread(run, "keen")
+        assert sold.returncode == 0, sold.stdout + sold.stderr
+        assert "bid: 20.00, bid id: keen-2" in sold.stdout
+        assert "outcome: success (accepted)" in sold.stdout.split("post:")[1]
+        assert buyers.buyers["keen"].posts[0]["bid_id"] == "keen-2"
+        assert buyers.buyers["keen"].sold == ["courier-test-lead"]
+
+        none = await asyncio.to_thread(run, "away")
+        assert none.returncode == 1
+        assert "no bid" in none.stdout and "post:" not in none.stdout
+        assert buyers.buyers["away"].posts == []
+    finally:
+        await buyers.stop()
 
 
 async def test_destinations_test_sends_one_lead_and_dry_run_sends_none(

@@ -63,6 +63,19 @@ def test_idempotency_keys_differ_per_lead_and_destination_and_never_change() -> 
     assert idempotency_key("L-1a", "b") != idempotency_key("L-1", "ab")
 
 
+async def test_a_ping_and_its_post_carry_different_idempotency_keys(make_destinations: Any) -> None:
+    """A buyer that honours the key must not take the post for a resend of the ping."""
+    ping = {"url": "https://buyer.example.com/ping", "mapping": {"state": "state"}}
+    dest = only(make_destinations(destination(ping=ping)))
+    send = Recorder(HttpResponse(200, {}, b'{"bid": 12.5, "bid_id": "B-1"}'))
+    await attempt_delivery(LEAD, dest.pinged, send)
+    await attempt_delivery(LEAD, dest, send)
+    pinged, posted = (req.headers["Idempotency-Key"] for req in send.sent)
+    assert posted == idempotency_key("L-1", "crm") and pinged != posted
+    await attempt_delivery(LEAD, dest.pinged, send)  # sent again: the same key as before
+    assert send.sent[2].headers["Idempotency-Key"] == pinged
+
+
 async def test_a_transport_error_is_an_error_outcome_with_no_status(
     make_destinations: Any,
 ) -> None:

@@ -11,7 +11,6 @@ never bought are refused.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import tempfile
 import time
 from decimal import Decimal
@@ -24,7 +23,14 @@ from aiohttp import web
 
 from streams.cli.broker import EmbeddedBroker, free_port, stop_process
 from streams.cli.console import decoded_events, publish_lines
-from streams.cli.demo import DEMO_TIMEOUT_S, FIRST_NAMES, collect, print_rows, start_worker
+from streams.cli.demo import (
+    DEMO_TIMEOUT_S,
+    FIRST_NAMES,
+    LocalRecipients,
+    collect,
+    print_rows,
+    start_worker,
+)
 from streams.stages.feedback import sign
 
 STATES = ("CA", "TX", "FL", "NY", "WA")
@@ -84,28 +90,16 @@ def sample_leads(count: int) -> list[dict[str, Any]]:
     ]
 
 
-class AuctionRecipients:
+class AuctionRecipients(LocalRecipients):
     """The buyers (``/<buyer>/ping``, ``/<buyer>/post``) and ``/house`` on one server."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._bids: dict[str, Decimal] = {}  # bid id → the bid, until posted to
-        self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/house", self._house)
         app.router.add_post("/{buyer}/{step:ping|post}", self._buyer)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     async def _house(self, request: web.Request) -> web.Response:
         return web.json_response({"id": f"house-{next(self._ids)}"}, status=201)

@@ -53,19 +53,21 @@ def sample_leads(count: int) -> list[dict[str, Any]]:
     return leads
 
 
-class DemoRecipients:
-    """Two recipients on one aiohttp server: ``/crm`` and ``/buyer``."""
+class LocalRecipients:
+    """A demo's recipients: one aiohttp server on 127.0.0.1, a free port; ``routes`` says
+    which paths answer."""
 
     def __init__(self) -> None:
-        self.requests = 0
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(1)  # for the ids their answers give
         self._runner: web.AppRunner | None = None
         self.port = 0
 
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_post("/crm", self._crm)
-        app.router.add_post("/buyer", self._buyer)
+        self.routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -75,6 +77,18 @@ class DemoRecipients:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+class DemoRecipients(LocalRecipients):
+    """Two recipients: ``/crm`` and ``/buyer``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/crm", self._crm)
+        app.router.add_post("/buyer", self._buyer)
 
     async def _crm(self, request: web.Request) -> web.Response:
         self.requests += 1

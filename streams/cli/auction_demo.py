@@ -11,26 +11,16 @@ never bought are refused.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from streams.cli.broker import EmbeddedBroker, free_port, stop_process
 from streams.cli.console import decoded_events, publish_lines
-from streams.cli.demo import (
-    DEMO_TIMEOUT_S,
-    FIRST_NAMES,
-    LocalRecipients,
-    collect,
-    print_rows,
-    start_worker,
-)
+from streams.cli.demo import FIRST_NAMES, LocalRecipients, collect, print_rows, running_demo
 from streams.stages.feedback import sign
 
 STATES = ("CA", "TX", "FL", "NY", "WA")
@@ -170,43 +160,31 @@ flows:
 
 async def run_auction_demo(count: int) -> int:
     started = time.monotonic()
-    recipients = AuctionRecipients()
-    await recipients.start()
-    workdir = tempfile.TemporaryDirectory(prefix="courier-auction-demo-")
-    broker = EmbeddedBroker()
-    broker.start()
-    web_port = free_port()
-    worker = None
+    secret = {"DEMO_FEEDBACK_SECRET": FEEDBACK_SECRET}
     try:
-        print(f"embedded broker at {broker.url}; buyers at 127.0.0.1:{recipients.port}")
-        dest_file = Path(workdir.name) / "destinations.yaml"
-        dest_file.write_text(destinations_yaml(recipients.port))
-        extra_env = {"COURIER_WEB_PORT": str(web_port), "DEMO_FEEDBACK_SECRET": FEEDBACK_SECRET}
-        worker = start_worker(broker.url, dest_file, Path(workdir.name), extra_env)
-        leads = sample_leads(count)
-        await publish_lines(broker.bootstrap, "leads.processed", map(orjson.dumps, leads))
-        print(f"published {count} leads to auction; pinging buyers ...")
-        outcomes = await collect(broker.bootstrap, "leads.delivery.outcomes", count)
-        events = [
-            e async for e in decoded_events(broker.bootstrap, "leads.delivery.events", follow=False)
-        ]
-        _print_auctions(leads, events, outcomes)
-        answers = await _send_returns(f"http://127.0.0.1:{web_port}", outcomes)
-        stored = sum(status == 202 for _, _, status, _ in answers)
-        judged = await collect(broker.bootstrap, "leads.delivery.feedback", stored)
-        _print_returns(answers, judged)
-        print(f"done in {time.monotonic() - started:.1f}s. Everything started has been stopped.")
-        return 0
+        async with running_demo(AuctionRecipients(), destinations_yaml, secret) as demo:
+            bootstrap = demo.broker.bootstrap
+            print(
+                f"embedded broker at {demo.broker.url}; buyers at 127.0.0.1:{demo.recipients_port}"
+            )
+            leads = sample_leads(count)
+            await publish_lines(bootstrap, "leads.processed", map(orjson.dumps, leads))
+            print(f"published {count} leads to auction; pinging buyers ...")
+            outcomes = await collect(bootstrap, "leads.delivery.outcomes", count)
+            events = [
+                e async for e in decoded_events(bootstrap, "leads.delivery.events", follow=False)
+            ]
+            _print_auctions(leads, events, outcomes)
+            answers = await _send_returns(f"http://127.0.0.1:{demo.web_port}", outcomes)
+            stored = sum(status == 202 for _, _, status, _ in answers)
+            judged = await collect(bootstrap, "leads.delivery.feedback", stored)
+            _print_returns(answers, judged)
+            print(
+                f"done in {time.monotonic() - started:.1f}s. Everything started has been stopped."
+            )
+            return 0
     except TimeoutError:
-        print(f"the worker did not finish within {DEMO_TIMEOUT_S:.0f}s; its log:")
-        print((Path(workdir.name) / "worker.log").read_text()[-4000:])
         return 1
-    finally:
-        if worker is not None:
-            stop_process(worker, timeout_s=30)
-        await recipients.stop()
-        broker.stop()
-        workdir.cleanup()
 
 
 def _money(value: Decimal | None) -> str:

@@ -15,14 +15,15 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from streams.cli.broker import EmbeddedBroker, owned_process_options, stop_process
+from streams.cli.broker import EmbeddedBroker, free_port, owned_process_options, stop_process
 from streams.cli.console import decoded_events, publish_lines, read_records
 
 DEMO_TIMEOUT_S = 120.0
@@ -135,43 +136,71 @@ destinations:
 """
 
 
-async def run_demo(count: int) -> int:
-    started = time.monotonic()
-    recipients = DemoRecipients()
+@dataclass(frozen=True)
+class RunningDemo:
+    broker: EmbeddedBroker
+    recipients_port: int
+    web_port: int  # the worker's (health, metrics, feedback)
+
+
+@contextlib.asynccontextmanager
+async def running_demo(
+    recipients: LocalRecipients,
+    destinations_yaml: Callable[[int], str],
+    extra_env: dict[str, str] | None = None,
+) -> AsyncIterator[RunningDemo]:
+    """The recipients, an embedded broker and a worker on a destinations file of the
+    recipients' port; all stopped on the way out. A TimeoutError inside prints the worker's
+    log first (and goes on)."""
     await recipients.start()
     workdir = tempfile.TemporaryDirectory(prefix="courier-demo-")
     broker = EmbeddedBroker()
     broker.start()
+    web_port = free_port()
     worker: subprocess.Popen[bytes] | None = None
     try:
-        print(f"embedded broker at {broker.url}; demo recipients at 127.0.0.1:{recipients.port}")
         dest_file = Path(workdir.name) / "destinations.yaml"
         dest_file.write_text(destinations_yaml(recipients.port))
-        worker = start_worker(broker.url, dest_file, Path(workdir.name))
-        leads = sample_leads(count)
-        lines = [orjson.dumps(lead) for lead in leads] + [b"{not json", b'{"lead": {}}']
-        await publish_lines(broker.bootstrap, "leads.processed", lines)
-        print(f"published {count} leads and 2 malformed records; waiting for delivery ...")
-        # One outcome per lead once its retries are done; then every attempt's event.
-        outcomes = await collect(broker.bootstrap, "leads.delivery.outcomes", count)
-        events = [
-            e async for e in decoded_events(broker.bootstrap, "leads.delivery.events", follow=False)
-        ]
-        dead = await _collect_raw(broker.bootstrap, "leads.delivery.dlq", 2)
-        _print_table(events)
-        _print_leads(outcomes)
-        _print_summary(events, outcomes, dead, time.monotonic() - started)
-        return 0
+        env = {"COURIER_WEB_PORT": str(web_port), **(extra_env or {})}
+        worker = start_worker(broker.url, dest_file, Path(workdir.name), env)
+        yield RunningDemo(broker, recipients.port, web_port)
     except TimeoutError:
-        print(f"the worker did not deliver within {DEMO_TIMEOUT_S:.0f}s; its log:", file=sys.stderr)
+        print(f"the worker did not finish within {DEMO_TIMEOUT_S:.0f}s; its log:", file=sys.stderr)
         print((Path(workdir.name) / "worker.log").read_text()[-4000:], file=sys.stderr)
-        return 1
+        raise
     finally:
         if worker is not None:
             stop_process(worker, timeout_s=30)
         await recipients.stop()
         broker.stop()
         workdir.cleanup()
+
+
+async def run_demo(count: int) -> int:
+    started = time.monotonic()
+    try:
+        async with running_demo(DemoRecipients(), destinations_yaml) as demo:
+            bootstrap = demo.broker.bootstrap
+            print(
+                f"embedded broker at {demo.broker.url}; "
+                f"demo recipients at 127.0.0.1:{demo.recipients_port}"
+            )
+            leads = sample_leads(count)
+            lines = [orjson.dumps(lead) for lead in leads] + [b"{not json", b'{"lead": {}}']
+            await publish_lines(bootstrap, "leads.processed", lines)
+            print(f"published {count} leads and 2 malformed records; waiting for delivery ...")
+            # One outcome per lead once its retries are done; then every attempt's event.
+            outcomes = await collect(bootstrap, "leads.delivery.outcomes", count)
+            events = [
+                e async for e in decoded_events(bootstrap, "leads.delivery.events", follow=False)
+            ]
+            dead = await _collect_raw(bootstrap, "leads.delivery.dlq", 2)
+            _print_table(events)
+            _print_leads(outcomes)
+            _print_summary(events, outcomes, dead, time.monotonic() - started)
+            return 0
+    except TimeoutError:
+        return 1
 
 
 def start_worker(

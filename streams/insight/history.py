@@ -42,6 +42,7 @@ def from_delivery_event(event: Mapping[str, Any]) -> dict[str, Any]:
         "reference_id": event.get("reference_id"),
         "price": None if event.get("price") is None else str(event["price"]),
         "trace_id": event.get("trace_id"),
+        "phase": event.get("phase", "delivery"),  # an auction's ping (price: the bid) or post
     }
 
 
@@ -115,10 +116,18 @@ def timeline(lead_id: str, history: Sequence[dict[str, Any]]) -> list[str]:
     lines = [f"lead {lead_id}"]
     for entry in history:
         at = (entry["at"] or "")[:23].replace("T", " ")
-        if entry["kind"] == "attempt":
+        if entry["kind"] == "attempt" and entry.get("phase") == "ping":
             status = entry["http_status"] if entry["http_status"] is not None else "-"
+            said = f"bid {Decimal(entry['price']):.2f}" if entry["outcome"] == "bid" else ""
+            said = said or f"{entry['outcome'].replace('_', ' ')} {entry['reason']!r}"
+            line = f"  {at}  {entry['destination']} ping: {said}, HTTP {status}"
+            if entry["recipient_ms"]:
+                line += f", {entry['recipient_ms']:.0f} ms"
+        elif entry["kind"] == "attempt":
+            status = entry["http_status"] if entry["http_status"] is not None else "-"
+            step = "post" if entry.get("phase") == "post" else "try"
             line = (
-                f"  {at}  {entry['destination']} try {entry['attempt']}: {entry['outcome']}"
+                f"  {at}  {entry['destination']} {step} {entry['attempt']}: {entry['outcome']}"
                 f" ({entry['category']}) {entry['reason']!r}, HTTP {status}"
             )
             if entry["recipient_ms"]:

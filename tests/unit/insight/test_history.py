@@ -156,3 +156,18 @@ def test_feedback_is_in_the_timeline_accepted_with_its_credit_or_refused_with_wh
     assert lines[2].endswith("buyer feedback: returned 'Bad phone': refused (Already returned)")
     assert lines[3].endswith("buyer feedback: appointment set: accepted")
     assert lines[1].startswith("  2026-12-02 09:00:02.000  ")
+
+
+def test_an_auction_shows_its_pings_bids_and_post() -> None:
+    bid = {**event(1, "success"), "event_id": "p-1", "outcome": "bid", "phase": "ping",
+           "price": Decimal("23.0000"), "reason": "Bid"}  # fmt: skip
+    late = {**event(1), "event_id": "p-2", "destination_id": "slow", "outcome": "error",
+            "phase": "ping", "reason": "Ping timed out", "http_status": None,
+            "recipient_ms": 0.0}  # fmt: skip
+    post = {**event(1, "success", T0 + timedelta(seconds=1)), "event_id": "s-1", "phase": "post"}
+    history = [from_delivery_event(e) for e in (bid, late, post)]
+    assert [e["phase"] for e in history] == ["ping", "ping", "post"]
+    lines = timeline("L-1", history)[1:]
+    assert lines[0].endswith("crm ping: bid 23.00, HTTP 201, 38 ms")
+    assert lines[1].endswith("slow ping: error 'Ping timed out', HTTP -")
+    assert lines[2].endswith("crm post 1: success (accepted) 'Accepted', HTTP 201, 38 ms")

@@ -46,6 +46,9 @@ class DestinationReport:
     returned: int = 0  # accepted returns in the period (of sales in it or before)
     credits: Decimal = Decimal(0)  # what those returns credit back
     converted: int = 0
+    pings: int = 0  # an auction's pings (not attempts: none is a delivery), bids among them
+    bids: int = 0
+    bid_total: Decimal = Decimal(0)
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     top_rejections: list[tuple[str, int]] = field(default_factory=list)
@@ -57,6 +60,10 @@ class DestinationReport:
     @property
     def net_revenue(self) -> Decimal:
         return self.revenue - self.credits
+
+    @property
+    def average_bid(self) -> Decimal | None:
+        return None if not self.bids else (self.bid_total / self.bids).quantize(Decimal("0.01"))
 
 
 NO_SOURCE = "(no source)"
@@ -79,8 +86,6 @@ def summarize(
     rejections: dict[str, Counter[str]] = {}
     seen: set[str] = set()
     for event in events:
-        if event.get("phase") == "ping":
-            continue  # an auction's ping is not a delivery (its post is)
         # At least once: a worker may write an event again (after a restart, or a record
         # handled again), always with the same id. Each attempt counts once.
         event_id = event.get("event_id")
@@ -92,6 +97,12 @@ def summarize(
             event["destination_id"] if by == "destination" else event.get("source") or NO_SOURCE
         )
         report = reports.setdefault(destination, DestinationReport(destination))
+        if event.get("phase") == "ping":  # an auction's ping is not a delivery (its post is)
+            report.pings += 1
+            if event["outcome"] == "bid" and event.get("price") is not None:
+                report.bids += 1
+                report.bid_total += Decimal(event["price"])
+            continue
         report.attempts += 1
         leads.setdefault(destination, set()).add(event["lead_id"])
         outcome = event["outcome"]
@@ -161,10 +172,16 @@ COLUMNS = (
     "returned",
     "net revenue",
     "converted",
+    "pings",
+    "bids",
+    "avg bid",
     "p50 ms",
     "p95 ms",
     "top rejections",
 )
+
+
+AUCTION_COLUMNS = ("pings", "bids", "avg bid")
 
 
 def _cells(report: DestinationReport) -> list[str]:
@@ -183,6 +200,9 @@ def _cells(report: DestinationReport) -> list[str]:
         str(report.returned),
         f"{report.net_revenue:.2f}",
         str(report.converted),
+        str(report.pings),
+        str(report.bids),
+        "-" if report.average_bid is None else f"{report.average_bid:.2f}",
         "-" if report.latency_p50_ms is None else f"{report.latency_p50_ms:.0f}",
         "-" if report.latency_p95_ms is None else f"{report.latency_p95_ms:.0f}",
         "; ".join(f"{reason} ({n})" for reason, n in report.top_rejections),
@@ -199,6 +219,8 @@ def render(reports: list[DestinationReport], form: str, by: str = "destination")
                 "revenue": str(r.revenue),
                 "credits": str(r.credits),
                 "net_revenue": str(r.net_revenue),
+                "bid_total": str(r.bid_total),
+                "average_bid": None if r.average_bid is None else str(r.average_bid),
                 "acceptance_rate": r.acceptance_rate,
             }
             row[by] = row.pop("destination")
@@ -211,7 +233,10 @@ def render(reports: list[DestinationReport], form: str, by: str = "destination")
         return out.getvalue().rstrip("\n")
     if not reports:
         return "no delivery events in this period"
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    if not any(r.pings for r in reports):  # no auction in the period: no auction columns
+        kept = [i for i, name in enumerate(COLUMNS) if name not in AUCTION_COLUMNS]
+        rows = [[row[i] for i in kept] for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]

@@ -143,3 +143,28 @@ def test_returns_credit_the_revenue_and_conversions_are_counted() -> None:
     (none, google, partner) = summarize(events, by="source", feedback=feedback)
     assert (google.returned, google.net_revenue, partner.converted) == (1, Decimal(0), 1)
     assert none.returned == 1  # L-9: no event of it in the period
+
+
+def test_an_auction_s_pings_bids_and_average_bid_per_buyer() -> None:
+    def ping(lead: str, dest: str, bid: str | None) -> dict[str, Any]:
+        outcome = "bid" if bid is not None else "no_bid"
+        price = None if bid is None else Decimal(bid)
+        return {**event(lead, outcome, dest=dest, price=price), "phase": "ping"}
+
+    events = [
+        ping("L-1", "a", "20"), ping("L-1", "b", "25.50"),
+        ping("L-2", "a", None), ping("L-2", "b", "30"),
+        {**event("L-1", "success", dest="b", price=Decimal("25.50")), "phase": "post"},
+        {**event("L-2", "success", dest="b", price=Decimal("30")), "phase": "post"},
+    ]  # fmt: skip
+    a, b = summarize(events)
+    assert (a.pings, a.bids, a.average_bid, a.attempts, a.leads) == (2, 1, Decimal("20.00"), 0, 0)
+    assert (b.pings, b.bids, b.average_bid, b.accepted) == (2, 2, Decimal("27.75"), 2)
+    table = render([a, b], "table").splitlines()
+    assert "pings  bids  avg bid" in table[0]
+    assert table[2].split()[-5:-2] == ["2", "1", "20.00"]
+    (as_json, _) = orjson.loads(render([a, b], "json"))
+    assert (as_json["pings"], as_json["bids"], as_json["average_bid"]) == (2, 1, "20.00")
+    # Without any auction in the period, the table leaves those columns out.
+    assert "pings" not in render(summarize([event("L-3", "success")]), "table")
+    assert "pings" in render(summarize([event("L-3", "success")]), "csv")

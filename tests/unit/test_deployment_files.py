@@ -57,11 +57,7 @@ def test_monitoring_objects_are_off_by_default_and_alert_on_metrics_that_exist()
     assert values["metrics"]["serviceMonitor"]["enabled"] is False
     assert values["metrics"]["prometheusRule"]["enabled"] is False
     templates = CHART / "templates"
-    assert (
-        (templates / "service.yaml")
-        .read_text()
-        .startswith("{{- if .Values.metrics.serviceMonitor.enabled }}")
-    )
+    assert {m["kind"] for m in rendered()} == {"ConfigMap", "Deployment"}  # nothing else
     rules = (templates / "prometheusrule.yaml").read_text()
     assert rules.startswith("{{- if .Values.metrics.prometheusRule.enabled }}")
     alerts = set(re.findall(r"alert: (\w+)", rules))
@@ -98,6 +94,15 @@ VALUE_SETS = {
         "--set", "secretEnv[0].secretName=crm",
         "--set", "secretEnv[0].key=api-key",
         "--set", "dataVolume.persistentVolumeClaim.claimName=courier-data",
+        "--set", "feedback.ingress.enabled=true",
+        "--set", "feedback.ingress.host=feedback.leads.example.com",
+        "--set", "feedback.ingress.className=nginx",
+        "--set", "feedback.ingress.tls[0].secretName=feedback-tls",
+        "--set", "feedback.ingress.tls[0].hosts[0]=feedback.leads.example.com",
+    ],
+    "feedback alone": [
+        "--set", "feedback.ingress.enabled=true",
+        "--set", "feedback.ingress.host=feedback.leads.example.com",
     ],
 }  # fmt: skip
 
@@ -159,3 +164,26 @@ def test_a_secret_variable_without_its_key_is_refused_by_name() -> None:
     )
     assert done.returncode != 0
     assert "secretEnv CRM_KEY: needs key (in the Secret)" in done.stderr
+
+
+def test_recipients_reach_only_the_feedback_endpoint_from_outside() -> None:
+    """The Ingress routes /feedback/ to the workers' web port, and nothing else: health and
+    metrics are not published. Off by default; a host is required."""
+    kinds = {m["kind"]: m for m in rendered(*VALUE_SETS["feedback alone"])}
+    assert {"Service", "Ingress"} <= kinds.keys() and not OPERATOR_KINDS & kinds.keys()
+    service, ingress = kinds["Service"], kinds["Ingress"]
+    [rule] = ingress["spec"]["rules"]
+    [path] = rule["http"]["paths"]
+    assert (rule["host"], path["path"], path["pathType"]) == (
+        "feedback.leads.example.com", "/feedback/", "Prefix"
+    )  # fmt: skip
+    backend = path["backend"]["service"]
+    assert backend == {"name": service["metadata"]["name"], "port": {"name": "web"}}
+    assert [p["name"] for p in service["spec"]["ports"]] == ["web"]
+    pod = kinds["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod.items()
+    # The path the worker serves for it (streams/app.py).
+    assert 'app.page("/feedback/{destination_id}")' in (ROOT / "streams" / "app.py").read_text()
+    assert {m["kind"] for m in rendered()} == {"ConfigMap", "Deployment"}
+    done = helm_template("--set", "feedback.ingress.enabled=true")
+    assert done.returncode != 0 and "feedback.ingress.host: the host name" in done.stderr

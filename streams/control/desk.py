@@ -327,7 +327,8 @@ class DeliveryDesk:
 
         now = self._clock()
         allowed, _ = admit(self._circuit(destination.id), destination.circuit, now)
-        filled = self._full_by_report(destination, now)
+        # Its cap windows only when it could be pinged at all.
+        filled = None if not allowed else self._full_by_report(destination, now)
         if not allowed or destination.id in self.admin.paused:
             attempt = refused()
         elif filled is not None:  # it could not take the lead: not pinged

@@ -176,7 +176,7 @@ async def run_auction_demo(count: int) -> int:
             ]
             _print_auctions(leads, events, outcomes)
             answers = await _send_returns(f"http://127.0.0.1:{demo.web_port}", outcomes)
-            stored = sum(status == 202 for _, _, status, _ in answers)
+            stored = sum(status == 202 for _, _, status in answers)
             judged = await collect(bootstrap, "leads.delivery.feedback", stored)
             _print_returns(answers, judged)
             print(
@@ -215,9 +215,10 @@ def _print_auctions(
     for lead in leads:
         outcome = by_lead[lead["id"]]
         tried = ", ".join(
-            f"{d['destination_id']} ({d['reason']})" if d["outcome"] != "success" else ""
+            f"{d['destination_id']} ({d['reason']})"
             for d in outcome["destinations"]
-        ).strip(", ")
+            if d["outcome"] != "success"
+        )
         sold = [d for d in outcome["destinations"] if d["outcome"] == "success"]
         body = lead["lead"]
         rows.append(
@@ -239,9 +240,7 @@ def _print_auctions(
     )
 
 
-async def _send_returns(
-    base: str, outcomes: list[dict[str, Any]]
-) -> list[tuple[str, str, int, str]]:
+async def _send_returns(base: str, outcomes: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
     """One buyer returns a lead it bought (signed), the same unsigned, and a lead it did not buy."""
     sold = [
         (o["lead_id"], d["destination_id"])
@@ -265,11 +264,11 @@ async def _send_returns(
                 headers["X-Courier-Signature"] = sign(FEEDBACK_SECRET, body)
             url = f"{base}/feedback/{buyer}"
             async with session.post(url, data=body, headers=headers) as answer:
-                answers.append((f"{buyer} returns {lead} ({label})", lead, answer.status, label))
+                answers.append((f"{buyer} returns {lead} ({label})", lead, answer.status))
     return answers
 
 
-def _print_returns(answers: list[tuple[str, str, int, str]], judged: list[dict[str, Any]]) -> None:
+def _print_returns(answers: list[tuple[str, str, int]], judged: list[dict[str, Any]]) -> None:
     if not answers:
         print("\nno lead was sold to a buyer, so none was returned.")
         return
@@ -278,7 +277,7 @@ def _print_returns(answers: list[tuple[str, str, int, str]], judged: list[dict[s
     )
     by_lead = {f["lead_id"]: f for f in judged}
     rows = [("notice", "HTTP", "judged", "reason", "credit")]
-    for notice, lead, status, _label in answers:
+    for notice, lead, status in answers:
         verdict = by_lead.get(lead) if status == 202 else None
         rows.append(
             (

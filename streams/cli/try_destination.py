@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from streams.auth import OAuth2Auth
 from streams.config import Destination
@@ -40,21 +41,8 @@ async def run_destination_test(
     if isinstance(lead, Rejected):
         echo(f"lead: {lead.reason}: {lead.detail}")
         return 1
-    steps = [destination.pinged] if destination.ping is not None else []
-    if not (ping_only and steps):
-        steps.append(destination)
     if dry_run:
-        for step in steps:
-            if step is destination and destination.ping is not None:
-                appended = {**lead.envelope.get("appended", {}), destination.id: DRY_RUN_BID}
-                lead = Lead(lead.id, {**lead.envelope, "appended": appended})
-                echo(f"post (with a stand-in bid: {DRY_RUN_BID}):")
-            elif step is not destination:
-                echo("ping:")
-            if not _show_built(lead, step, echo):
-                return 1
-        echo("(dry run: nothing sent)")
-        return 0
+        return _dry_run(lead, destination, ping_only, echo)
     sender = HttpSender(max_connections=2, egress=egress)
     try:
         if destination.ping is not None:
@@ -71,6 +59,25 @@ async def run_destination_test(
     return _show_attempt(attempt, echo)
 
 
+def _dry_run(lead: Lead, destination: Destination, ping_only: bool, echo: Echo) -> int:
+    """The requests as they would go, masked: a buyer's ping, then its post with a stand-in
+    bid (the ping alone with ``ping_only``)."""
+    if destination.ping is not None:
+        echo("ping:")
+        if not _show_built(lead, destination.pinged, echo):
+            return 1
+        if ping_only:
+            echo("(dry run: nothing sent)")
+            return 0
+        appended = {**lead.envelope.get("appended", {}), destination.id: DRY_RUN_BID}
+        lead = Lead(lead.id, {**lead.envelope, "appended": appended})
+        echo(f"post (with a stand-in bid: {DRY_RUN_BID}):")
+    if not _show_built(lead, destination, echo):
+        return 1
+    echo("(dry run: nothing sent)")
+    return 0
+
+
 def _show_built(lead: Lead, destination: Destination, echo: Echo) -> bool:
     try:
         payload = destination.compiled_mapping.apply(lead)
@@ -85,7 +92,7 @@ def _show_built(lead: Lead, destination: Destination, echo: Echo) -> bool:
     return True
 
 
-def _show_ping(ping: Attempt, echo: Echo) -> str | None:
+def _show_ping(ping: Attempt, echo: Echo) -> Decimal | None:
     """The ping's request and its answer read as an auction reads it; → its bid, if any."""
     if ping.request is not None:
         _show(ping.request, echo)
@@ -102,7 +109,7 @@ def _show_ping(ping: Attempt, echo: Echo) -> str | None:
     echo(
         f"bid: {bid:.2f}, bid id: {ping.outcome.reference_id or '-'}, valid until {until:%H:%M:%S} UTC"
     )
-    return str(bid)
+    return bid
 
 
 def _show_attempt(attempt: Attempt, echo: Echo) -> int:

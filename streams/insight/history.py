@@ -116,23 +116,21 @@ def timeline(lead_id: str, history: Sequence[dict[str, Any]]) -> list[str]:
     lines = [f"lead {lead_id}"]
     for entry in history:
         at = (entry["at"] or "")[:23].replace("T", " ")
-        if entry["kind"] == "attempt" and entry.get("phase") == "ping":
+        if entry["kind"] == "attempt":
             status = entry["http_status"] if entry["http_status"] is not None else "-"
-            said = f"bid {Decimal(entry['price']):.2f}" if entry["outcome"] == "bid" else ""
-            said = said or f"{entry['outcome'].replace('_', ' ')} {entry['reason']!r}"
-            line = f"  {at}  {entry['destination']} ping: {said}, HTTP {status}"
+            if entry.get("phase") == "ping":
+                said = f"bid {Decimal(entry['price']):.2f}" if entry["outcome"] == "bid" else ""
+                said = said or f"{entry['outcome'].replace('_', ' ')} {entry['reason']!r}"
+                line = f"  {at}  {entry['destination']} ping: {said}, HTTP {status}"
+            else:
+                step = "post" if entry.get("phase") == "post" else "try"
+                line = (
+                    f"  {at}  {entry['destination']} {step} {entry['attempt']}: "
+                    f"{entry['outcome']} ({entry['category']}) {entry['reason']!r}, HTTP {status}"
+                )
             if entry["recipient_ms"]:
                 line += f", {entry['recipient_ms']:.0f} ms"
-        elif entry["kind"] == "attempt":
-            status = entry["http_status"] if entry["http_status"] is not None else "-"
-            step = "post" if entry.get("phase") == "post" else "try"
-            line = (
-                f"  {at}  {entry['destination']} {step} {entry['attempt']}: {entry['outcome']}"
-                f" ({entry['category']}) {entry['reason']!r}, HTTP {status}"
-            )
-            if entry["recipient_ms"]:
-                line += f", {entry['recipient_ms']:.0f} ms"
-            if entry.get("next_attempt_at"):
+            if entry.get("next_attempt_at") and entry.get("phase") != "ping":  # never retried
                 line += f"; next try {entry['next_attempt_at'][:19].replace('T', ' ')}"
         elif entry["kind"] == "outcome":
             by = ", ".join(entry["accepted_by"]) or "nobody"

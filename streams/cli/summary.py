@@ -21,6 +21,7 @@ from streams.config.flows import (
     Step,
     Waterfall,
 )
+from streams.config.settings import DEFAULT_REMEMBER_H
 
 
 def running_event_loop() -> str:
@@ -37,6 +38,7 @@ def startup_summary(
 ) -> tuple[list[str], list[str]]:
     """(lines, warnings) about this worker's configuration. ``idempotent``: its producer
     is (``kafka_idempotence``, decided with the broker at start)."""
+    remembered_h = settings.remember_h(destinations.longest_return_window_h())
     lines = [
         f"broker {_broker_hosts(settings.broker)}"
         + (" (embedded Tansu, memory only)" if embedded else "")
@@ -51,7 +53,13 @@ def startup_summary(
             else f"not idempotent (COURIER_KAFKA_IDEMPOTENCE={settings.kafka_idempotence})"
         ),
         f"tables: {settings.store}"
-        + (f" in {settings.data_dir / settings.app_id}" if settings.store == "rocksdb" else ""),
+        + (f" in {settings.data_dir / settings.app_id}" if settings.store == "rocksdb" else "")
+        + f"; finished leads remembered {remembered_h:g} h"
+        + (
+            " (the longest return window)"
+            if settings.remember_delivered_h is None and remembered_h > DEFAULT_REMEMBER_H
+            else ""
+        ),
         f"event loop: {running_event_loop()}; young garbage collections every "
         f"{gc.get_threshold()[0]} allocations",
         "web port: "
@@ -74,14 +82,11 @@ def startup_summary(
         if not destination.tls_verify:
             warnings.append(f"destination {destination.id}: certificates not verified")
         feedback = destination.feedback
-        if (
-            feedback is not None
-            and feedback.return_window_days * 24 > settings.remember_delivered_h
-        ):
+        if feedback is not None and feedback.return_window_days * 24 > remembered_h:
             warnings.append(
                 f"destination {destination.id}: returns are taken for "
                 f"{feedback.return_window_days:g} days but sales are remembered "
-                f"{settings.remember_delivered_h:g} h (COURIER_REMEMBER_DELIVERED_H): later "
+                f"{remembered_h:g} h (COURIER_REMEMBER_DELIVERED_H): later "
                 "returns are refused as 'Unknown lead'"
             )
     if disabled:

@@ -61,6 +61,9 @@ def _bracketed(host: str) -> bool:
     return host.startswith("[") and host.endswith("]")
 
 
+DEFAULT_REMEMBER_H = 72.0
+
+
 class Settings(BaseSettings):
     """Worker settings; every field can be set as ``COURIER_<NAME>`` (12-factor)."""
 
@@ -91,8 +94,11 @@ class Settings(BaseSettings):
     # destination id, so a destination's caps and circuit live in one partition).
     routing_topic: str = "leads.delivery.routing"
     work_topic: str = "leads.delivery.work"
-    remember_delivered_h: float = Field(
-        default=72.0, gt=0, description="how long an accepted (lead, destination) is remembered"
+    remember_delivered_h: float | None = Field(
+        default=None,
+        gt=0,
+        description="how long a finished lead and who accepted it are remembered "
+        f"(unset: {DEFAULT_REMEMBER_H:g} h, or the longest return window if longer)",
     )
     partitions: int = Field(default=4, ge=1, description="partitions of the topics we create")
     replication: int = Field(
@@ -218,6 +224,14 @@ class Settings(BaseSettings):
             if hmac.compare_digest(given, token.get_secret_value().encode()):
                 return name, None
         return None, (401, "a bearer token is required (COURIER_API_TOKEN or COURIER_API_TOKENS)")
+
+    def remember_h(self, longest_return_window_h: float) -> float:
+        """How long a finished lead (who accepted it, for returns) is remembered: as set,
+        else 72 h or the longest return window if longer, so that a return inside its
+        window is never refused as 'Unknown lead'."""
+        if self.remember_delivered_h is not None:
+            return self.remember_delivered_h
+        return max(DEFAULT_REMEMBER_H, longest_return_window_h)
 
     def kafka_security(self) -> KafkaSecurity:
         return KafkaSecurity(

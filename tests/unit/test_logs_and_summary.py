@@ -86,6 +86,47 @@ def test_the_summary_warns_of_returns_taken_longer_than_sales_are_remembered(
     assert not any("returns" in w for w in fine)
 
 
+def test_sales_are_remembered_as_long_as_the_longest_return_window_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A return on day 5 of a 7-day window must find the lead: by default the finished leads
+    (who accepted each) are kept 72 h, or the longest return window if longer."""
+    monkeypatch.setenv("RETURNS_SECRET", "a-secret-for-tests")
+
+    def buyer(name: str, days: float) -> dict:
+        feedback = {"secret": "${env:RETURNS_SECRET}", "return_window_days": days}
+        return {"id": name, "url": "https://b.example.com", "feedback": feedback}
+
+    destinations = parse_destinations(
+        {
+            "destinations": [
+                buyer("weekly", 7),
+                buyer("monthly", 30),
+                {"id": "crm", "url": "https://c.example.com"},
+            ]
+        }
+    )
+    assert destinations.longest_return_window_h() == 30 * 24
+    assert Settings().remember_h(destinations.longest_return_window_h()) == 30 * 24
+    assert Settings().remember_h(0.0) == 72
+    assert Settings().remember_h(24.0) == 72
+    assert Settings(remember_delivered_h=12).remember_h(30 * 24) == 12  # as set, even shorter
+    assert (
+        parse_destinations(
+            {"destinations": [{"id": "crm", "url": "https://c.example.com"}]}
+        ).longest_return_window_h()
+        == 0
+    )
+
+    lines, warnings = summary({"destinations": [buyer("weekly", 7)]})
+    assert any(
+        "finished leads remembered 168 h (the longest return window)" in line for line in lines
+    )
+    assert not any("returns" in w for w in warnings)
+    lines, _ = summary({"destinations": [{"id": "crm", "url": "https://c.example.com"}]})
+    assert any(line.endswith("finished leads remembered 72 h") for line in lines)
+
+
 def record(message: str, exc: bool = False) -> logging.LogRecord:
     exc_info = None
     if exc:

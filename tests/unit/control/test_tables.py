@@ -374,3 +374,29 @@ def _writes_of_this_task() -> list[Any]:
     pending = _writes.get()
     assert pending is not None
     return pending
+
+
+@pytest.mark.parametrize(
+    ("window_days", "set_h", "kept_h"), [(30, None, 720), (1, None, 72), (30, 24, 24)]
+)
+def test_a_worker_keeps_finished_leads_through_the_longest_return_window(
+    monkeypatch: pytest.MonkeyPatch, window_days: float, set_h: float | None, kept_h: float
+) -> None:
+    """The finished leads (who accepted each), their references and the remembered
+    acceptances expire when returns can no longer come: a return on day 20 of a 30-day
+    window finds its sale. Built without a broker: nothing is started."""
+    from streams.app import create_app
+    from streams.config import Settings
+    from streams.config.destinations import parse_destinations
+
+    monkeypatch.setenv("RETURNS_SECRET", "a-secret-for-tests")
+    feedback = {"secret": "${env:RETURNS_SECRET}", "return_window_days": window_days}
+    destinations = parse_destinations(
+        {"destinations": [{"id": "buyer", "url": "https://b.example.com", "feedback": feedback}]}
+    )
+    settings = Settings(broker="kafka://127.0.0.1:9", store="memory", remember_delivered_h=set_h)
+    app = create_app(settings, destinations)
+    for name in ("finished", "references", "delivered"):
+        table = app.tables[name]
+        assert table.options["ttl"] == kept_h * 3600
+        assert table.extra_topic_configs["retention.ms"] == str(int(kept_h * 3600 * 1000))

@@ -95,7 +95,8 @@ class CompiledRule:
 
 
 def is_template(text: str) -> bool:
-    return "{{" in text
+    """``{%`` too: a Jinja or Liquid tag alone is refused as one, not read as a field."""
+    return "{{" in text or "{%" in text
 
 
 def compile_template(text: str, escape: Callable[[str], str] | None = None) -> CompiledTemplate:
@@ -257,7 +258,11 @@ def _explain(exc: UnexpectedInput, text: str) -> str:
     if isinstance(exc, UnexpectedEOF) or (
         isinstance(exc, UnexpectedToken) and exc.token.type == "$END"
     ):
-        return "the expression ends too early"
+        # ``{{ if x }}…{{ end }}``: a block-style condition, as in Go's or Handlebars'.
+        starts_if = text.lstrip().lower().startswith("if ")
+        return "the expression ends too early" + (
+            ": a condition is one block, {{if COND then X else Y}}" if starts_if else ""
+        )
     if isinstance(exc, UnexpectedToken):
         hint = " (compare with ==)" if exc.token.value == "=" else ""
         return f"unexpected {exc.token.value!r}{hint}"

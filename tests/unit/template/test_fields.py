@@ -217,6 +217,8 @@ def test_first_match_cases_pick_one_branch_or_the_fallback() -> None:
     [
         ({"x": "{{a +}}"}, [], "mapping.x: column 6: the expression ends too early"),
         ({"x": "lead..email"}, [], "mapping.x: source 'lead..email' is not a field path"),
+        # A Jinja tag alone was read as a (bad) field path; it is named as a tag now.
+        ({"x": "{% if vip %}VIP{% endif %}"}, [], "mapping.x: column 1: '{%' tags are not ours"),
         ({"x": {"from": "a", "type": "date", "timezone": "Mars/Olympus"}}, [], "unknown time zone"),
         # Each failed every lead before (the lead's invalid data, or our own error for the
         # locale); now start-up names the option.

@@ -261,6 +261,9 @@ def test_runtime_errors_never_quote_lead_data() -> None:
         ("{{ a & b }}", 6, "unexpected character '&' ('&&' is and)"),
         ("Hi {% if vip %}VIP{% endif %} {{first_name}}", 4, "'{%' tags are not ours"),
         ("{{first_name}} {% if vip %}", 16, "'{%' tags are not ours"),
+        ("{% if vip %}VIP{% endif %}", 1, "'{%' tags are not ours"),
+        # Go's and Handlebars' block conditions
+        ("{{ if vip }}VIP{{ end }}", 10, "ends too early: a condition is one block, {{if COND"),
         ("{{state in ['NY'}}", 17, "ends too early"),
         ("{{ {{a}} }}", 4, "blocks do not nest"),
     ],

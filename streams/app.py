@@ -574,7 +574,7 @@ def create_app(
     def table(name: str, owner: Callable[[str], str], keep_s: float | None = None) -> Any:
         return keyed_table(app, name, partitions, owner, keep_s)
 
-    remember_s = settings.remember_h(destinations.longest_return_window_h()) * 3600
+    remember_s = settings.remember_h(destinations.feedback_window_h()) * 3600
 
     tokens = TokenCache()  # OAuth 2.0 tokens, shared by every delivery of this worker
     batches = Batches()  # open batches of batch-taking destinations
@@ -785,12 +785,13 @@ def create_app(
         running_text[0] = version.text
         note = f": {version.note}" if version.note else ""
         log.warning("destinations v%d (by %s%s): %s", version.number, version.by, note, reload(new))
-        if new.longest_return_window_h() > remember_s / 3600:
+        if new.feedback_window_h() > remember_s / 3600:
             # The tables' expiry is set when they open: a longer window needs a restart.
             log.warning(
-                "destinations v%d takes returns for up to %g days, but this worker remembers "
-                "sales %g h: later returns are refused as 'Unknown lead' until it restarts",
-                version.number, new.longest_return_window_h() / 24, remember_s / 3600,
+                "destinations v%d takes feedback (returns, polls) for up to %g days, but this "
+                "worker remembers sales %g h: later feedback is refused as 'Unknown lead' "
+                "until it restarts",
+                version.number, new.feedback_window_h() / 24, remember_s / 3600,
             )  # fmt: skip
 
     async def publish_file(text: str) -> None:

@@ -38,7 +38,7 @@ def startup_summary(
 ) -> tuple[list[str], list[str]]:
     """(lines, warnings) about this worker's configuration. ``idempotent``: its producer
     is (``kafka_idempotence``, decided with the broker at start)."""
-    remembered_h = settings.remember_h(destinations.longest_return_window_h())
+    remembered_h = settings.remember_h(destinations.feedback_window_h())
     lines = [
         f"broker {_broker_hosts(settings.broker)}"
         + (" (embedded Tansu, memory only)" if embedded else "")
@@ -56,7 +56,7 @@ def startup_summary(
         + (f" in {settings.data_dir / settings.app_id}" if settings.store == "rocksdb" else "")
         + f"; finished leads remembered {remembered_h:g} h"
         + (
-            " (the longest return window)"
+            " (the longest feedback window)"
             if settings.remember_delivered_h is None and remembered_h > DEFAULT_REMEMBER_H
             else ""
         ),
@@ -82,12 +82,16 @@ def startup_summary(
         if not destination.tls_verify:
             warnings.append(f"destination {destination.id}: certificates not verified")
         feedback = destination.feedback
-        if feedback is not None and feedback.return_window_days * 24 > remembered_h:
+        if feedback is not None and feedback.window_h() > remembered_h:
+            taken = (
+                f"returns are taken for {feedback.return_window_days:g} days"
+                if feedback.return_window_days * 24 > remembered_h
+                else f"it is polled for {feedback.window_h() / 24:g} days"
+            )
             warnings.append(
-                f"destination {destination.id}: returns are taken for "
-                f"{feedback.return_window_days:g} days but sales are remembered "
+                f"destination {destination.id}: {taken} but sales are remembered "
                 f"{remembered_h:g} h (COURIER_REMEMBER_DELIVERED_H): later "
-                "returns are refused as 'Unknown lead'"
+                "feedback is refused as 'Unknown lead'"
             )
     if disabled:
         lines.append(f"disabled: {', '.join(disabled)}")

@@ -589,13 +589,11 @@ class DestinationsFile(BaseModel):
     def by_id(self) -> dict[str, Destination]:
         return {d.id: d for d in self.destinations}
 
-    def longest_return_window_h(self) -> float:
-        """The longest window in which a destination takes returns (0: none takes feedback):
-        a return is judged against the lead's state, which must be remembered that long."""
-        return max(
-            (d.feedback.return_window_days * 24 for d in self.destinations if d.feedback),
-            default=0.0,
-        )
+    def feedback_window_h(self) -> float:
+        """The longest time after a sale in which a destination's feedback is taken (its
+        return window, or how long it is polled; 0: none takes feedback): feedback is
+        judged against the lead's state, which must be remembered that long."""
+        return max((d.feedback.window_h() for d in self.destinations if d.feedback), default=0.0)
 
     @property
     def compiled_flows(self) -> list[CompiledFlow]:

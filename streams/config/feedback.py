@@ -149,6 +149,11 @@ class FeedbackConfig(CompiledModel):
     _kind_words: dict[str, str] = PrivateAttr(default_factory=dict)
     _reason_words: list[tuple[str, str]] = PrivateAttr(default_factory=list)
 
+    def window_h(self) -> float:
+        """Hours after a sale in which feedback comes: returns, or the polls' answers."""
+        polled_days = self.poll.for_days if self.poll is not None else 0.0
+        return max(self.return_window_days, polled_days) * 24
+
     @model_validator(mode="after")
     def _compile(self) -> FeedbackConfig:
         if self.lead_id is None and self.reference_id is None:

@@ -225,13 +225,13 @@ class Settings(BaseSettings):
                 return name, None
         return None, (401, "a bearer token is required (COURIER_API_TOKEN or COURIER_API_TOKENS)")
 
-    def remember_h(self, longest_return_window_h: float) -> float:
-        """How long a finished lead (who accepted it, for returns) is remembered: as set,
-        else 72 h or the longest return window if longer, so that a return inside its
-        window is never refused as 'Unknown lead'."""
+    def remember_h(self, feedback_window_h: float) -> float:
+        """How long a finished lead (who accepted it, for feedback) is remembered: as set,
+        else 72 h or the longest feedback window (returns, polls) if longer, so that a
+        return inside its window is never refused as 'Unknown lead'."""
         if self.remember_delivered_h is not None:
             return self.remember_delivered_h
-        return max(DEFAULT_REMEMBER_H, longest_return_window_h)
+        return max(DEFAULT_REMEMBER_H, feedback_window_h)
 
     def kafka_security(self) -> KafkaSecurity:
         return KafkaSecurity(

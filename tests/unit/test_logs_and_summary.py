@@ -106,21 +106,37 @@ def test_sales_are_remembered_as_long_as_the_longest_return_window_unless_set(
             ]
         }
     )
-    assert destinations.longest_return_window_h() == 30 * 24
-    assert Settings().remember_h(destinations.longest_return_window_h()) == 30 * 24
+    assert destinations.feedback_window_h() == 30 * 24
+    assert Settings().remember_h(destinations.feedback_window_h()) == 30 * 24
     assert Settings().remember_h(0.0) == 72
     assert Settings().remember_h(24.0) == 72
     assert Settings(remember_delivered_h=12).remember_h(30 * 24) == 12  # as set, even shorter
     assert (
         parse_destinations(
             {"destinations": [{"id": "crm", "url": "https://c.example.com"}]}
-        ).longest_return_window_h()
+        ).feedback_window_h()
         == 0
+    )
+
+    # A status API polled for 14 days: its answers are judged against the lead's state too.
+    polled = {
+        "id": "crm",
+        "url": "https://c.example.com",
+        "feedback": {
+            "poll": {"url": "https://c.example.com/leads/{{reference_id}}", "until": "14d"},
+            "reference_id": "$.id",
+        },
+    }
+    assert parse_destinations({"destinations": [polled]}).feedback_window_h() == 14 * 24
+    _, warnings = summary({"destinations": [polled]}, remember_delivered_h=72)
+    assert any(
+        w.startswith("destination crm: it is polled for 14 days but sales are remembered 72 h")
+        for w in warnings
     )
 
     lines, warnings = summary({"destinations": [buyer("weekly", 7)]})
     assert any(
-        "finished leads remembered 168 h (the longest return window)" in line for line in lines
+        "finished leads remembered 168 h (the longest feedback window)" in line for line in lines
     )
     assert not any("returns" in w for w in warnings)
     lines, _ = summary({"destinations": [{"id": "crm", "url": "https://c.example.com"}]})

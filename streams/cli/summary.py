@@ -83,9 +83,10 @@ def startup_summary(
             warnings.append(f"destination {destination.id}: certificates not verified")
         feedback = destination.feedback
         if feedback is not None and feedback.window_h() > remembered_h:
+            # Named by the longer of the two: returns, or a status API's polls.
             taken = (
                 f"returns are taken for {feedback.return_window_days:g} days"
-                if feedback.return_window_days * 24 > remembered_h
+                if feedback.return_window_days * 24 == feedback.window_h()
                 else f"it is polled for {feedback.window_h() / 24:g} days"
             )
             warnings.append(

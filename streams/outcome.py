@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from streams.errors import DeliveryConnectionError, DeliveryError, DeliveryTimeout
 from streams.model import HttpResponse, Outcome, OutcomeCategory
@@ -95,7 +96,29 @@ def default_outcome(res: HttpResponse) -> Outcome:
         return Outcome.error(f"Recipient error (HTTP {res.status})", retryable=True, raw=raw)
     if 400 <= res.status < 500:
         return rejection(_reason(body) or "", res.status, raw)
+    if 300 <= res.status < 400:
+        return redirected(res, raw)
     return Outcome.error(f"Unexpected HTTP status {res.status}", retryable=False, raw=raw)
+
+
+def redirected(res: HttpResponse, raw: str | None) -> Outcome:
+    """A recipient that moved: not followed (a redirect could send the lead to plain http
+    or another host, past the egress policy, and a 301 or 302 turns a POST into a GET
+    without its body), so the reason says where to, for the destination's url to change.
+    Only scheme, host and path: a query or user info could carry a credential."""
+    where = urlsplit(res.header("Location") or "")
+    to = (
+        f" to {where.scheme}://{where.netloc.rpartition('@')[2]}{where.path}"
+        if where.hostname
+        else f" to {where.path}"  # relative: on the same host
+        if where.path
+        else ""
+    )
+    return Outcome.error(
+        f"Redirected (HTTP {res.status}){to}: redirects are not followed; update the url",
+        retryable=False,
+        raw=raw,
+    )
 
 
 def rejection(text: str, status: int | None, raw: str | None) -> Outcome:

@@ -202,7 +202,9 @@ class ResponseConfig(BaseModel):
         unreadable = (self.expect == "json" and body is None) or (
             self.expect == "xml" and xml is None
         )
-        if unreadable and res.body:
+        # A redirect's body is a page about the move, not the answer: rules (an old form
+        # endpoint's 302 to its thank-you page) or the default outcome say what it was.
+        if unreadable and res.body and not 300 <= res.status < 400:
             return Outcome.error(
                 f"Unreadable response (expected {self.expect.upper()})",
                 retryable=res.status >= 500,

@@ -10,6 +10,7 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from aiohttp import web
 
 from streams.config import parse_destinations
 from streams.model import Lead, OutcomeCategory, OutcomeKind
@@ -81,3 +82,49 @@ async def test_a_failed_connection_is_a_retryable_connection_failure(
     assert attempt.outcome.reason == "Connection failed", attempt.outcome
     assert attempt.outcome.retryable
     assert attempt.outcome.category is OutcomeCategory.RECIPIENT_ERROR
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_recipient_that_moved_is_not_followed_and_the_reason_says_where(
+    status: int, sender: HttpSender
+) -> None:
+    """A redirect could take the lead to plain http or another host, past the egress policy
+    (and a 301 or 302 would turn the POST into a GET without its body): the lead goes
+    nowhere else, and the reason names the new place so the url can be changed."""
+    moved_to: list[str] = []
+
+    async def moved(request: web.Request) -> web.Response:
+        if request.path == "/v2/leads":
+            moved_to.append(request.method)
+            return web.json_response({"id": "R-1"}, status=201)
+        return web.Response(status=status, headers={"Location": "/v2/leads"}, text="Moved")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", moved)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        dest = parse_destinations(
+            {
+                "destinations": [
+                    {
+                        "id": "crm",
+                        "url": f"http://127.0.0.1:{port}/leads",
+                        "insecure": True,
+                        "mapping": {"email": "email"},
+                    }
+                ]
+            }
+        ).destinations[0]
+        attempt = await attempt_delivery(LEAD, dest, sender)
+    finally:
+        await runner.cleanup()
+    assert moved_to == []
+    assert attempt.outcome.kind is OutcomeKind.ERROR
+    assert not attempt.outcome.retryable
+    assert attempt.outcome.reason == (
+        f"Redirected (HTTP {status}) to /v2/leads: redirects are not followed; update the url"
+    )

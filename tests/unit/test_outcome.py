@@ -174,3 +174,34 @@ def test_a_huge_answer_adds_a_few_short_values_and_says_how_many_it_left_out() -
     assert len(outcome.appended) == DEFAULT_CAPTURES + 1
     assert all(len(value) <= CAPTURE_VALUE_LIMIT for value in outcome.appended.values())
     assert outcome.appended[NOT_CAPTURED] == str(len(body) - DEFAULT_CAPTURES)
+
+
+@pytest.mark.parametrize(
+    ("status", "location", "to"),
+    [
+        (
+            301,
+            "https://new.example.com/v2/leads?api_key=s3cret",
+            " to https://new.example.com/v2/leads",
+        ),
+        (
+            308,
+            "https://user:pw@new.example.com:8443/leads",
+            " to https://new.example.com:8443/leads",
+        ),
+        (302, "/v2/leads", " to /v2/leads"),
+        (307, None, ""),
+    ],
+)
+def test_a_redirect_is_not_followed_and_says_where_to_without_credentials(
+    status: int, location: str | None, to: str
+) -> None:
+    """Before, 'Unexpected HTTP status 301': the user could not tell the endpoint had moved,
+    nor where. Only scheme, host and path: a query or user info may hold a credential."""
+    headers = {"location": location} if location else {}
+    outcome = default_outcome(HttpResponse(status, headers, b"<html>Moved</html>"))
+    assert (outcome.kind, outcome.retryable) == (OutcomeKind.ERROR, False)
+    assert outcome.reason == (
+        f"Redirected (HTTP {status}){to}: redirects are not followed; update the url"
+    )
+    assert "s3cret" not in outcome.reason and "pw" not in outcome.reason

@@ -305,3 +305,14 @@ def test_a_catastrophic_pattern_runs_in_linear_time() -> None:
     )
     answer = HttpResponse(200, {}, b"a" * 40 + b"!")
     assert config.outcome(answer) is None
+
+
+def test_a_redirect_is_read_by_the_rules_not_as_an_unreadable_answer() -> None:
+    """An old form endpoint answers 302 to its thank-you page: a rule can call it a success;
+    without one, the default outcome names the move (tests/unit/test_outcome.py)."""
+    moved = answer(302, b"<html>Found</html>", {"Location": "https://buyer.example/thanks"})
+    assert config(expect="json").outcome(moved) is None
+    thanks = config(expect="json", rules=[{"when": {"status": 302}, "outcome": "success"}])
+    outcome = thanks.outcome(moved)
+    assert outcome is not None
+    assert outcome.kind is OutcomeKind.SUCCESS

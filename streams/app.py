@@ -567,6 +567,7 @@ def create_app(
         in_flight_per_destination=settings.in_flight,
         egress=settings.egress_policy(),
         lets_through=still_taking,
+        proxy=settings.forward_proxy(),
     )
     partitions = settings.partitions
     worker_name = f"{socket.gethostname()}:{os.getpid()}"

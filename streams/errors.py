@@ -8,7 +8,8 @@ CourierError
     ├── DeliveryConnectionError  could not connect / connection dropped (retryable)
     ├── ResponseTooLarge         the answer exceeded the destination's limit
     ├── CertificateRefused       the recipient's TLS certificate did not verify
-    └── EgressRefused            the address is not one the egress policy lets us reach
+    ├── EgressRefused            the address is not one the egress policy lets us reach
+    └── ProxyRefused             the forward proxy would not take the request
 """
 
 from __future__ import annotations
@@ -71,6 +72,25 @@ class EgressRefused(DeliveryError):
 
     retryable = False
     reason = "Address refused"
+
+
+class ProxyRefused(DeliveryError):
+    """The forward proxy (``COURIER_HTTP_PROXY``) answered instead of the recipient: 407, our
+    proxy credentials refused (never retried: they will not work in a minute either); 5xx,
+    it could not reach the recipient (retried, as a failed connection is); else refused
+    (its own rules)."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.retryable = status >= 500
+        self.reason = (
+            "Proxy authentication failed (HTTP 407)"
+            if status == 407
+            else f"Proxy could not connect (HTTP {status})"
+            if status >= 500
+            else f"Proxy refused (HTTP {status})"
+        )
+        super().__init__(f"the forward proxy answered HTTP {status}")
 
 
 class StoppedWhileWaiting(Exception):

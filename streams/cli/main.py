@@ -933,7 +933,8 @@ def test_destination(
     settings, destination = _one_destination(path, name)
     raw = lead_file.read() if lead_file is not None else orjson.dumps(SAMPLE_LEAD)
     egress = settings.egress_policy()
-    tried = run_destination_test(destination, raw, dry_run, _say, egress, ping_only)
+    proxy = settings.forward_proxy()
+    tried = run_destination_test(destination, raw, dry_run, _say, egress, ping_only, proxy)
     sys.exit(asyncio.run(tried))
 
 

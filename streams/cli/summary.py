@@ -100,6 +100,10 @@ def startup_summary(
         warnings.append(
             "every destination is disabled: each lead will be reported 'Destination disabled'"
         )
+    proxy = settings.forward_proxy()
+    if proxy is not None:
+        direct = f"; direct: {settings.no_proxy}" if settings.no_proxy.strip() else ""
+        lines.append(f"deliveries through the proxy {proxy.address}{direct}")
     # Without flows in the file, one named "all" sends to every enabled destination at once.
     for flow in destinations.compiled_flows:
         lines.append(f"flow {flow.id}: {_plan(flow.plan)}")

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from streams.auth import OAuth2Auth
 from streams.config import Destination
-from streams.config.policies import EgressPolicy
+from streams.config.policies import EgressPolicy, ForwardProxy
 from streams.errors import MappingError
 from streams.model import Lead
 from streams.stages.attempt import Attempt, attempt_delivery, invalid_data
@@ -34,6 +34,7 @@ async def run_destination_test(
     echo: Echo,
     egress: EgressPolicy | None = None,
     ping_only: bool = False,
+    proxy: ForwardProxy | None = None,
 ) -> int:
     """Exit status: 0 accepted (or built, for a dry run; a bid, with ``ping_only``), 1
     otherwise. A destination with a ``ping`` is pinged first; no bid, no post."""
@@ -43,7 +44,7 @@ async def run_destination_test(
         return 1
     if dry_run:
         return _dry_run(lead, destination, ping_only, echo)
-    sender = HttpSender(max_connections=2, egress=egress)
+    sender = HttpSender(max_connections=2, egress=egress, proxy=proxy)
     try:
         if destination.ping is not None:
             ping = replace(await attempt_delivery(lead, destination.pinged, sender), phase="ping")

@@ -6,9 +6,11 @@ them (streams/control/retry.py, circuit.py, caps.py and streams/stages/batching.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from datetime import datetime
 from typing import Annotated, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
@@ -138,3 +140,72 @@ class EgressPolicy(CompiledModel):
         # Private, loopback, link-local (cloud metadata 169.254.169.254), shared, reserved,
         # unspecified: none of them is global. Multicast never is a recipient.
         return ip.is_global and not ip.is_multicast
+
+
+class ForwardProxy(CompiledModel):
+    """The forward proxy deliveries go through (``COURIER_HTTP_PROXY``): ``http://host:port``,
+    with ``user:password@`` when it asks for them (sent as ``Proxy-Authorization``), but for
+    the hosts ``no_proxy`` names. An https recipient is reached through a CONNECT tunnel,
+    with TLS to the recipient itself, its certificate verified as without a proxy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    # Hosts (``crm.example.com``), domains with their subdomains (``example.com`` or
+    # ``.example.com``), addresses and networks (CIDR), as curl and most tools read NO_PROXY.
+    no_proxy: tuple[str, ...] = ()
+
+    _address: str = PrivateAttr(default="")
+    _headers: dict[str, str] = PrivateAttr(default_factory=dict)
+    _domains: tuple[str, ...] = PrivateAttr(default=())
+    _networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = PrivateAttr(default=())
+
+    def model_post_init(self, _: object) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme != "http" or not parts.hostname:
+            # aiohttp speaks to a proxy in plain HTTP (an https recipient still gets TLS
+            # end to end, inside the tunnel).
+            raise ValueError("not a proxy URL like http://proxy.example.com:3128")
+        try:
+            port = parts.port or 80
+        except ValueError:
+            raise ValueError("its port is not a number from 1 to 65535") from None
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("a proxy URL has no path or query: http://host:port")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        self._address = f"http://{host}:{port}"
+        if parts.username is not None:
+            user, password = unquote(parts.username), unquote(parts.password or "")
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            self._headers = {"Proxy-Authorization": f"Basic {token}"}
+        domains, networks = [], []
+        for entry in (e.strip().lower() for e in self.no_proxy if e.strip()):
+            try:
+                networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+            except ValueError:
+                domains.append(entry.lstrip("*").lstrip(".").rstrip("."))
+        self._domains, self._networks = tuple(domains), tuple(networks)
+
+    @property
+    def address(self) -> str:
+        """The proxy's URL without its credentials: what logs and summaries may show."""
+        return self._address
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self._headers
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self._address).hostname or ""
+
+    def for_url(self, url: str) -> str | None:
+        """The proxy to reach ``url`` through, or None when its host goes direct."""
+        host = (urlsplit(url).hostname or "").lower().rstrip(".")
+        if any(host == d or host.endswith(f".{d}") or d == "" for d in self._domains):
+            return None  # "" is what "*" leaves: every host direct
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return self._address
+        return None if any(address in n for n in self._networks) else self._address

@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.config.kafka import KafkaSecurity, Mechanism, Protocol
-from streams.config.policies import EgressPolicy
+from streams.config.policies import EgressPolicy, ForwardProxy
 from streams.errors import ConfigError
 from streams.secrets import SCRUBBER
 
@@ -169,6 +169,16 @@ class Settings(BaseSettings):
     egress_allow: str = Field(
         default="", description="networks (CIDR) and hosts requests may reach, comma-separated"
     )
+    # A forward proxy for every request to recipients (OAuth tokens and polls included);
+    # not read from HTTPS_PROXY implicitly, so no proxy ever applies by surprise.
+    http_proxy: SecretStr | None = Field(
+        default=None, description="http://[user:password@]host:port every delivery goes through"
+    )
+    no_proxy: str = Field(
+        default="",
+        description="hosts, domains (and their subdomains) and networks reached without the "
+        "proxy, comma-separated",
+    )
     data_dir: Path = Path(".courier-data")  # the table store (RocksDB) lives here
     # RocksDB (faust-streaming's rocksdict store): tables on disk, a restart reads only the
     # changelog written since. "memory": rebuilt from the changelogs at every start.
@@ -267,10 +277,31 @@ class Settings(BaseSettings):
             raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
         return value
 
-    def egress_policy(self) -> EgressPolicy:
-        return EgressPolicy(
-            mode=self.egress, allow=tuple(e for e in self.egress_allow.split(",") if e.strip())
+    @model_validator(mode="after")
+    def _proxy_reads(self) -> Settings:
+        try:
+            self.forward_proxy()
+        except ValidationError as exc:
+            message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise ValueError(f"http_proxy: {message}") from None
+        return self
+
+    def forward_proxy(self) -> ForwardProxy | None:
+        if self.http_proxy is None or not self.http_proxy.get_secret_value().strip():
+            return None
+        return ForwardProxy(
+            url=self.http_proxy.get_secret_value().strip(),
+            no_proxy=tuple(e for e in self.no_proxy.split(",") if e.strip()),
         )
+
+    def egress_policy(self) -> EgressPolicy:
+        allow = [e for e in self.egress_allow.split(",") if e.strip()]
+        proxy = self.forward_proxy()
+        if proxy is not None:
+            # Through the proxy the worker connects to the proxy alone (often on a private
+            # network): the policy lets it, and checks the addresses of hosts reached direct.
+            allow.append(proxy.host)
+        return EgressPolicy(mode=self.egress, allow=tuple(allow))
 
     def broker_url(self) -> str:
         if not self.broker:

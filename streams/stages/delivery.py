@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from streams.config.policies import EgressPolicy
+from streams.config.policies import EgressPolicy, ForwardProxy
 from streams.errors import (
     CertificateRefused,
     DeliveryConnectionError,
     DeliveryError,
     DeliveryTimeout,
     EgressRefused,
+    ProxyRefused,
     ResponseTooLarge,
     SenderClosed,
     StoppedWhileWaiting,
@@ -82,13 +83,16 @@ class HttpSender:
         in_flight_per_destination: int | None = None,
         egress: EgressPolicy | None = None,
         lets_through: Callable[[Destination], bool] | None = None,
+        proxy: ForwardProxy | None = None,
     ) -> None:
         """``egress``: where requests may go (the worker passes the configured policy;
         None: anywhere). Destinations with ``insecure: true`` are not held to it.
         ``lets_through(destination)``: asked once more when a request that waited for the
         destination's slots or rate has its turn (the worker asks the destination's
-        circuit and its operators' pause); False: not sent, StoppedWhileWaiting."""
+        circuit and its operators' pause); False: not sent, StoppedWhileWaiting.
+        ``proxy``: every request goes through it, but to the hosts it lets go direct."""
         self._lets_through = lets_through
+        self._proxy = proxy
         self._max_connections = max_connections
         self._in_flight_per_destination = in_flight_per_destination
         self._egress = egress if egress is not None and egress.mode != "any" else None
@@ -181,6 +185,14 @@ class HttpSender:
         if egress is not None:
             check_literal(req.url, egress)
         session = self._session_for(egress)
+        headers, proxy, proxy_headers = req.headers, None, None
+        if self._proxy is not None and (proxy := self._proxy.for_url(req.url)) is not None:
+            if req.url.startswith("https:"):
+                proxy_headers = self._proxy.headers  # on the CONNECT, outside the tunnel
+            else:
+                # A plain request goes to the proxy itself, which drops its own headers;
+                # aiohttp 3.14 sends ``proxy_headers`` only on a CONNECT.
+                headers = {**req.headers, **self._proxy.headers}
         limits = destination.timeouts
         timeout = aiohttp.ClientTimeout(
             total=limits.total, sock_connect=limits.connect, sock_read=limits.read
@@ -189,13 +201,19 @@ class HttpSender:
             async with session.request(
                 req.method,
                 req.url,
-                headers=req.headers,
+                headers=headers,
                 data=req.body or None,
                 timeout=timeout,
                 allow_redirects=False,
                 # True: aiohttp's default verification; False: none (tls_verify: false).
                 ssl=destination.tls_verify,
+                proxy=proxy,
+                proxy_headers=proxy_headers,
             ) as res:
+                if proxy is not None and res.status == 407:
+                    # The proxy's answer, not the recipient's (a CONNECT tunnel's 407 is
+                    # aiohttp's ClientHttpProxyError, below).
+                    raise ProxyRefused(407)
                 body = await _read_limited(res, destination.max_response_bytes)
                 return HttpResponse(res.status, dict(res.headers), body)
         # ConnectionError: a reset while the answer is read can reach us unwrapped by aiohttp.
@@ -220,6 +238,8 @@ def _delivery_error(exc: TimeoutError | aiohttp.ClientError | ConnectionError) -
         return EgressRefused(str(exc.os_error))
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return CertificateRefused(str(exc))
+    if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy would not open the tunnel
+        return ProxyRefused(exc.status)
     # ClientPayloadError: the connection ended before the whole answer came.
     if isinstance(
         exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | ConnectionError

@@ -1,0 +1,186 @@
+"""Deliveries through a forward proxy (``COURIER_HTTP_PROXY``), as most corporate and many
+Kubernetes networks require: a real proxy on 127.0.0.1 (tests/integration/forward_proxy.py),
+real recipients, plain HTTP and HTTPS through a CONNECT tunnel, and a worker that delivers
+through it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from streams.config import Settings, parse_destinations
+from streams.model import Lead, OutcomeCategory, OutcomeKind
+from streams.stages.attempt import attempt_delivery
+from streams.stages.delivery import HttpSender
+from tests.integration.conftest import collect, decode_with_schema_file, publish
+from tests.integration.forward_proxy import ForwardProxy
+from tests.integration.kafka import KafkaTarget
+from tests.integration.recipients import Received, Recipient
+from tests.integration.test_tls import self_signed
+
+LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
+USER, PASSWORD = "courier", "p@ss:word"  # characters a URL must escape
+
+
+async def accept(recipient: Recipient, received: Received) -> web.Response:
+    return web.json_response({"id": "R-1"}, status=201)
+
+
+@pytest.fixture
+async def recipient() -> AsyncIterator[Recipient]:
+    local = await Recipient(accept).start()
+    yield local
+    await local.stop()
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[ForwardProxy]:
+    forward = await ForwardProxy(credentials=(USER, PASSWORD)).start()
+    yield forward
+    await forward.stop()
+
+
+@pytest.fixture
+async def https_port(tmp_path: Path) -> AsyncIterator[int]:
+    async def accept_https(request: web.Request) -> web.Response:
+        return web.json_response({"id": "R-TLS"}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/leads", accept_https)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self_signed(tmp_path))
+    await site.start()
+    yield int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    await runner.cleanup()
+
+
+def user_info(password: str = PASSWORD) -> str:
+    return f"{USER}:{password.replace('@', '%40').replace(':', '%3A')}@"
+
+
+async def deliver(url: str, settings: Settings, **fields: Any) -> Any:
+    dest = parse_destinations(
+        {"destinations": [{"id": "crm", "url": url, "mapping": {"email": "email"}, **fields}]}
+    ).destinations[0]
+    sender = HttpSender(egress=settings.egress_policy(), proxy=settings.forward_proxy())
+    try:
+        return (await attempt_delivery(LEAD, dest, sender)).outcome
+    finally:
+        await sender.close()
+
+
+async def test_a_lead_goes_through_the_proxy_with_its_credentials_and_not_beyond(
+    proxy: ForwardProxy, recipient: Recipient
+) -> None:
+    settings = Settings(http_proxy=proxy.url(user_info()), egress="any")
+    outcome = await deliver(recipient.url(), settings)
+    assert outcome.kind is OutcomeKind.SUCCESS, outcome
+    [asked] = proxy.asked
+    assert (asked.method, asked.target) == ("POST", recipient.url())
+    assert asked.authorization is not None and asked.authorization.startswith("Basic ")
+    [received] = recipient.requests
+    assert "Proxy-Authorization" not in received.headers  # the proxy's, never the recipient's
+    assert received.json() == {"email": "ada@example.com"}
+
+
+async def test_an_https_recipient_is_reached_through_a_tunnel_with_its_certificate_checked(
+    proxy: ForwardProxy, https_port: int
+) -> None:
+    """TLS runs to the recipient inside the CONNECT tunnel: its certificate is verified as
+    without a proxy (a self-signed one refused), and the proxy never sees the lead."""
+    settings = Settings(http_proxy=proxy.url(user_info()), egress="any")
+    url = f"https://localhost:{https_port}/leads"
+    refused = await deliver(url, settings)
+    assert refused.reason == "TLS certificate refused", refused
+    delivered = await deliver(url, settings, tls_verify=False)
+    assert delivered.kind is OutcomeKind.SUCCESS, delivered
+    assert delivered.reference_id == "R-TLS"
+    assert [(a.method, a.target) for a in proxy.asked] == [
+        ("CONNECT", f"localhost:{https_port}")
+    ] * 2
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_refused_proxy_credentials_are_an_error_never_retried(
+    proxy: ForwardProxy, recipient: Recipient, https_port: int, scheme: str
+) -> None:
+    settings = Settings(http_proxy=proxy.url(user_info("wrong")), egress="any")
+    url = recipient.url() if scheme == "http" else f"https://localhost:{https_port}/leads"
+    outcome = await deliver(url, settings, tls_verify=False)
+    assert (outcome.kind, outcome.reason) == (
+        OutcomeKind.ERROR,
+        "Proxy authentication failed (HTTP 407)",
+    )
+    assert not outcome.retryable
+    assert outcome.category is OutcomeCategory.AUTH_ERROR
+    assert recipient.requests == []
+
+
+async def test_a_recipient_the_proxy_cannot_reach_is_retried(proxy: ForwardProxy) -> None:
+    settings = Settings(http_proxy=proxy.url(user_info()), egress="any")
+    outcome = await deliver("https://localhost:9/leads", settings)  # nobody listens on 9
+    assert (outcome.kind, outcome.reason) == (
+        OutcomeKind.ERROR,
+        "Proxy could not connect (HTTP 502)",
+    )
+    assert outcome.retryable
+    assert outcome.category is OutcomeCategory.RECIPIENT_ERROR
+
+
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", "127.0.0.0/8", "*"])
+async def test_hosts_named_in_no_proxy_are_reached_direct(
+    proxy: ForwardProxy, recipient: Recipient, no_proxy: str
+) -> None:
+    settings = Settings(http_proxy=proxy.url(user_info()), no_proxy=no_proxy, egress="any")
+    outcome = await deliver(recipient.url(), settings)
+    assert outcome.kind is OutcomeKind.SUCCESS, outcome
+    assert proxy.asked == []
+    assert len(recipient.requests) == 1
+
+
+async def test_with_the_egress_policy_on_the_proxy_is_reached_and_addresses_still_checked(
+    proxy: ForwardProxy, recipient: Recipient
+) -> None:
+    """The proxy (here on loopback, often on a private network) is where the worker
+    connects: the policy lets it. A recipient named by a private address is still refused
+    before anything is sent; a name is resolved by the proxy, whose rules then apply."""
+    # By name: the worker resolves the proxy's name, and the policy lets its addresses.
+    settings = Settings(http_proxy=proxy.url(user_info(), host="localhost"), egress="public")
+    refused = await deliver(f"https://10.0.0.1:{recipient.port}/leads", settings)
+    assert refused.reason == "Address refused", refused
+    assert proxy.asked == []
+    delivered = await deliver(f"http://localhost:{recipient.port}/leads", settings)
+    assert delivered.kind is OutcomeKind.SUCCESS, delivered
+    assert [a.target for a in proxy.asked] == [f"http://localhost:{recipient.port}/leads"]
+
+
+async def test_a_worker_delivers_through_the_proxy(
+    kafka: KafkaTarget,
+    topics: Any,
+    start_worker: Any,
+    proxy: ForwardProxy,
+    recipient: Recipient,
+) -> None:
+    yaml = f"""
+destinations:
+  - id: crm
+    url: {recipient.url()}
+    mapping: {{email: email}}
+"""
+    env = {"COURIER_HTTP_PROXY": proxy.url(user_info()), "COURIER_EGRESS": "any"}
+    worker = start_worker(yaml, env=env)
+    leads = [{"id": f"P-{n}", "lead": {"email": f"p{n}@example.com"}} for n in range(5)]
+    await publish(kafka, topics.leads, leads)
+    records = await collect(kafka, topics.outcomes, 5)
+    outcomes = [decode_with_schema_file(r.value, "lead_outcome") for r in records]
+    assert {tuple(o["accepted_by"]) for o in outcomes} == {("crm",)}
+    assert sorted(a.target for a in proxy.asked) == [recipient.url()] * 5
+    assert len(recipient.requests) == 5
+    log = worker.log_path.read_text()
+    assert f"deliveries through the proxy http://127.0.0.1:{proxy.port}" in log
+    assert "p%40ss" not in log and PASSWORD not in log  # its credentials never shown

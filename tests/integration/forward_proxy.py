@@ -6,7 +6,8 @@
   proxy's own headers, and the answer passed back;
 - with ``credentials``: 407 with ``Proxy-Authenticate`` unless ``Proxy-Authorization``
   carries them (Basic);
-- a recipient it cannot reach: 502.
+- a recipient it cannot reach: 502;
+- a host its rules refuse (``refused_hosts``): 403.
 
 It records what it was asked, to show which requests went through it.
 """
@@ -30,6 +31,7 @@ class Asked:
 @dataclass
 class ForwardProxy:
     credentials: tuple[str, str] | None = None
+    refused_hosts: frozenset[str] = frozenset()
     asked: list[Asked] = field(default_factory=list)
     _server: asyncio.Server | None = None
 
@@ -72,6 +74,12 @@ class ForwardProxy:
                 b'Proxy-Authenticate: Basic realm="proxy"\r\nContent-Length: 0\r\n'
                 b"Connection: close\r\n\r\n"
             )
+            await writer.drain()
+            return
+        if (urlsplit(f"//{target}" if method == "CONNECT" else target).hostname or "") in (
+            self.refused_hosts
+        ):
+            writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
             await writer.drain()
             return
         if method == "CONNECT":

@@ -132,6 +132,24 @@ async def test_a_recipient_the_proxy_cannot_reach_is_retried(proxy: ForwardProxy
     assert outcome.category is OutcomeCategory.RECIPIENT_ERROR
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_a_recipient_the_proxy_refuses_by_its_rules_is_not_retried(
+    proxy: ForwardProxy, recipient: Recipient, https_port: int, scheme: str
+) -> None:
+    proxy.refused_hosts = frozenset({"localhost"})
+    settings = Settings(http_proxy=proxy.url(user_info()), egress="any")
+    port = recipient.port if scheme == "http" else https_port
+    outcome = await deliver(f"{scheme}://localhost:{port}/leads", settings, tls_verify=False)
+    assert outcome.kind is OutcomeKind.ERROR
+    assert not outcome.retryable
+    # Through a tunnel the proxy's 403 is its own; a plain request's answer is read as the
+    # recipient's would be (the proxy answers in its place), 403 as refused credentials.
+    assert outcome.reason == (
+        "Proxy refused (HTTP 403)" if scheme == "https" else "Authentication failed (HTTP 403)"
+    )
+    assert recipient.requests == []
+
+
 @pytest.mark.parametrize("no_proxy", ["127.0.0.1", "127.0.0.0/8", "*"])
 async def test_hosts_named_in_no_proxy_are_reached_direct(
     proxy: ForwardProxy, recipient: Recipient, no_proxy: str

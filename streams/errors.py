@@ -6,6 +6,7 @@ CourierError
 └── DeliveryError      the HTTP exchange itself failed (only stages/delivery.py raises it)
     ├── DeliveryTimeout          the recipient did not answer in time (retryable)
     ├── DeliveryConnectionError  could not connect / connection dropped (retryable)
+    │   └── HostNotFound         its host name did not resolve (retryable)
     ├── ResponseTooLarge         the answer exceeded the destination's limit
     ├── CertificateRefused       the recipient's TLS certificate did not verify
     ├── EgressRefused            the address is not one the egress policy lets us reach
@@ -54,6 +55,13 @@ class DeliveryTimeout(DeliveryError):
 class DeliveryConnectionError(DeliveryError):
     retryable = True
     reason = "Connection failed"
+
+
+class HostNotFound(DeliveryConnectionError):
+    """The recipient's host name did not resolve: often a typo in the url, sometimes DNS
+    trouble that passes (so still retried, as a failed connection is)."""
+
+    reason = "Host not found"
 
 
 class ResponseTooLarge(DeliveryError):

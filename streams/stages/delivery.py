@@ -21,6 +21,7 @@ from streams.errors import (
     DeliveryError,
     DeliveryTimeout,
     EgressRefused,
+    HostNotFound,
     ProxyRefused,
     ResponseTooLarge,
     SenderClosed,
@@ -238,6 +239,8 @@ def _delivery_error(exc: TimeoutError | aiohttp.ClientError | ConnectionError) -
         return EgressRefused(str(exc.os_error))
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return CertificateRefused(str(exc))
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return HostNotFound(str(exc))
     if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy would not open the tunnel
         return ProxyRefused(exc.status)
     # ClientPayloadError: the connection ended before the whole answer came.

@@ -128,3 +128,19 @@ async def test_a_recipient_that_moved_is_not_followed_and_the_reason_says_where(
     assert attempt.outcome.reason == (
         f"Redirected (HTTP {status}) to /v2/leads: redirects are not followed; update the url"
     )
+
+
+async def test_a_host_that_does_not_resolve_is_named_so(sender: HttpSender) -> None:
+    """A typo in a url read 'Connection failed', like a recipient that was down. '.invalid'
+    never resolves (RFC 2606); DNS trouble can pass, so it is still retried."""
+    dest = parse_destinations(
+        {
+            "destinations": [
+                {"id": "crm", "url": "https://crm.invalid/leads", "mapping": {"email": "email"}}
+            ]
+        }
+    ).destinations[0]
+    attempt = await attempt_delivery(LEAD, dest, sender)
+    assert (attempt.outcome.kind, attempt.outcome.reason) == (OutcomeKind.ERROR, "Host not found")
+    assert attempt.outcome.retryable
+    assert attempt.outcome.category is OutcomeCategory.RECIPIENT_ERROR

@@ -19,6 +19,7 @@ from fastavro.schema import to_parsing_canonical_form
 from streams.cli.console import publish_lines, read_records
 from streams.stages.delivery import HttpSender
 from tests.avro_spec import spec_fingerprint
+from tests.integration.https_recipient import https_url  # noqa: F401 (a fixture for all)
 from tests.integration.kafka import KafkaTarget, kafka_target
 from tests.integration.recipients import Recipient
 from tests.integration.worker import TopicNames, WorkerProcess

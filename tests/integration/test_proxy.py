@@ -6,8 +6,8 @@ through it."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
@@ -20,7 +20,6 @@ from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.forward_proxy import ForwardProxy
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Received, Recipient
-from tests.integration.test_tls import self_signed
 
 LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
 USER, PASSWORD = "courier", "p@ss:word"  # characters a URL must escape
@@ -45,18 +44,9 @@ async def proxy() -> AsyncIterator[ForwardProxy]:
 
 
 @pytest.fixture
-async def https_port(tmp_path: Path) -> AsyncIterator[int]:
-    async def accept_https(request: web.Request) -> web.Response:
-        return web.json_response({"id": "R-TLS"}, status=201)
-
-    app = web.Application()
-    app.router.add_post("/leads", accept_https)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self_signed(tmp_path))
-    await site.start()
-    yield int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-    await runner.cleanup()
+def https_port(https_url: str) -> int:
+    """An HTTPS recipient (tests/integration/https_recipient.py): self-signed, for localhost."""
+    return int(urlsplit(https_url).port or 443)
 
 
 def user_info(password: str = PASSWORD) -> str:
@@ -99,7 +89,7 @@ async def test_an_https_recipient_is_reached_through_a_tunnel_with_its_certifica
     assert refused.reason == "TLS certificate refused", refused
     delivered = await deliver(url, settings, tls_verify=False)
     assert delivered.kind is OutcomeKind.SUCCESS, delivered
-    assert delivered.reference_id == "R-TLS"
+    assert delivered.reference_id == "R-1"
     assert [(a.method, a.target) for a in proxy.asked] == [
         ("CONNECT", f"localhost:{https_port}")
     ] * 2

@@ -76,7 +76,8 @@ def startup_summary(
         host = urlsplit(destination.url).hostname if destination.url else None
         where = f" → {host}" if host else ""
         caps = " (caps)" if destination.caps is not None else ""
-        lines.append(f"destination {destination.id}: {destination.integration}{where}{caps}")
+        tls = f", TLS with {destination.tls.describe()}" if destination.tls is not None else ""
+        lines.append(f"destination {destination.id}: {destination.integration}{where}{caps}{tls}")
         if destination.insecure:
             warnings.append(f"destination {destination.id}: plain http allowed (insecure: true)")
         if not destination.tls_verify:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from functools import cache
@@ -47,6 +48,7 @@ from streams.config.flows import (
 from streams.config.policies import BatchConfig, CapPolicy, CircuitPolicy, RetryPolicy
 from streams.config.response_rules import ResponseConfig
 from streams.config.schedule import Schedule
+from streams.config.tls import RecipientTls
 from streams.config.unknown import closest, explained
 from streams.errors import ConfigError
 from streams.secrets import has_reference, is_sensitive_name, resolve_references, single_line
@@ -232,6 +234,8 @@ class Destination(CompiledModel):
     insecure: bool = False
     # Certificates are verified unless this is false (a development recipient's self-signed one).
     tls_verify: bool = True
+    # Its own CA, a client certificate it asks for (mutual TLS): streams/config/tls.py.
+    tls: RecipientTls | None = None
     enabled: bool = True
     settings: dict[str, Any] = Field(default_factory=dict)
     auth: AuthConfig | None = None
@@ -356,6 +360,7 @@ class Destination(CompiledModel):
                 "timeouts",
                 "insecure",
                 "tls_verify",
+                "tls",
                 "auth",
                 "privacy",
             }
@@ -365,6 +370,7 @@ class Destination(CompiledModel):
                 {
                     **kept,
                     "auth": self.auth,  # as it is (its secrets resolved)
+                    "tls": self.tls,  # its certificates loaded once
                     "integration": ping.integration,
                     "url": ping.url,
                     "method": ping.method,
@@ -533,6 +539,14 @@ class Destination(CompiledModel):
     @property
     def module(self) -> ModuleType:
         return REGISTRY[self.integration]
+
+    @property
+    def tls_terms(self) -> ssl.SSLContext | bool:
+        """What its requests' TLS checks: aiohttp's default verification (True), none
+        (False, ``tls_verify: false``), or its own CA and client certificate."""
+        if self.tls is None:
+            return self.tls_verify
+        return self.tls.context(self.tls_verify)
 
     @property
     def resolved_headers(self) -> dict[str, str]:

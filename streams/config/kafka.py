@@ -16,6 +16,7 @@ from typing import Any, Literal
 from aiokafka.abc import AbstractTokenProvider
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
+from streams.config.tls import tls_context
 from streams.secrets import SCRUBBER, has_reference, resolve_references
 
 Protocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -97,17 +98,13 @@ class KafkaSecurity(BaseModel):
         """Certificates and host names verified, always; None over plain TCP."""
         if not self.effective_protocol.endswith("SSL"):
             return None
-        context = ssl.create_default_context(
-            cafile=str(self.ca_file) if self.ca_file is not None else None
+        password = self.key_password
+        return tls_context(
+            self.ca_file,
+            self.cert_file,
+            self.key_file,
+            self.secret_value(password) if password is not None else None,
         )
-        if self.cert_file is not None and self.key_file is not None:
-            password = self.key_password
-            context.load_cert_chain(
-                str(self.cert_file),
-                str(self.key_file),
-                self.secret_value(password) if password is not None else None,
-            )
-        return context
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments for an aiokafka client (consumer, producer, admin)."""

@@ -206,8 +206,9 @@ class HttpSender:
                 data=req.body or None,
                 timeout=timeout,
                 allow_redirects=False,
-                # True: aiohttp's default verification; False: none (tls_verify: false).
-                ssl=destination.tls_verify,
+                # True: aiohttp's default verification; False: none (tls_verify: false); or
+                # the destination's own CA and client certificate (its tls:).
+                ssl=destination.tls_terms,
                 proxy=proxy,
                 proxy_headers=proxy_headers,
             ) as res:

@@ -93,6 +93,8 @@ VALUE_SETS = {
         "--set", "secretEnv[0].name=EXAMPLE_CRM_API_KEY",
         "--set", "secretEnv[0].secretName=crm",
         "--set", "secretEnv[0].key=api-key",
+        "--set", "secretFiles[0].secretName=crm-client-tls",
+        "--set", "secretFiles[0].mountPath=/etc/courier/crm",
         "--set", "dataVolume.persistentVolumeClaim.claimName=courier-data",
         "--set", "feedback.ingress.enabled=true",
         "--set", "feedback.ingress.host=feedback.leads.example.com",
@@ -153,7 +155,15 @@ def test_the_switches_render_what_they_say() -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert any(v.get("persistentVolumeClaim") == {"claimName": "courier-data"}
                for v in volumes.values())  # fmt: skip
-    assert any("secret" in v for v in volumes.values())  # the Kafka client certificate
+    assert volumes["kafka-tls"]["secret"] == {"secretName": "kafka-client-tls"}
+    # A recipient's client certificate, where its destination's tls: names it
+    assert volumes["secret-files-0"]["secret"] == {"secretName": "crm-client-tls"}
+    mounts = {m["name"]: m for m in worker["volumeMounts"]}
+    assert mounts["secret-files-0"] == {
+        "name": "secret-files-0",
+        "mountPath": "/etc/courier/crm",
+        "readOnly": True,
+    }
     defaults = {m["kind"] for m in rendered()}
     assert not OPERATOR_KINDS & defaults
 

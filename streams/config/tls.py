@@ -1,0 +1,108 @@
+"""TLS terms of a connection we open: a private CA to trust, a client certificate to show
+(mutual TLS). One way to build them, for recipients (a destination's ``tls:``) and for
+the Kafka connection (``COURIER_KAFKA_SSL_*``)."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+from pydantic import ConfigDict, PrivateAttr, model_validator
+
+from streams.auth import Secret
+from streams.compiled_model import CompiledModel
+
+
+class KeyNeedsPassword(ValueError):
+    """The client key is encrypted and no password was given."""
+
+
+def _no_password() -> str:
+    # Without a callback OpenSSL would ask on the terminal, or fail with a bare OSError.
+    raise KeyNeedsPassword("the key is encrypted: give its password")
+
+
+def tls_context(
+    ca_file: Path | None,
+    cert_file: Path | None,
+    key_file: Path | None,
+    key_password: str | None,
+    verify: bool = True,
+) -> ssl.SSLContext:
+    """Certificates and host names verified (unless ``verify`` is off: a development
+    recipient's self-signed certificate); ``ca_file`` unset: the system's CAs. A client
+    certificate with its key (``key_file`` unset: the key is in ``cert_file``)."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cert_file is not None:
+        context.load_cert_chain(
+            str(cert_file),
+            str(key_file) if key_file is not None else None,
+            key_password if key_password is not None else _no_password,
+        )
+    return context
+
+
+class RecipientTls(CompiledModel):
+    """A destination's ``tls:``: its own CA (``ca_file``: trusted instead of the system's
+    CAs, as curl's ``--cacert``) and a client certificate it asks for (``cert_file`` and
+    ``key_file``, the key's password by reference). Read and checked at start: a file
+    missing, not a certificate, or a key that does not belong to it stops start-up, named."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    key_password: Secret | None = None
+
+    _verified: ssl.SSLContext | None = PrivateAttr(default=None)
+    _unverified: ssl.SSLContext | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _load(self) -> RecipientTls:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file: needs cert_file (the certificate the key belongs to)")
+        if self.key_password is not None and self.cert_file is None:
+            raise ValueError("key_password: needs cert_file and its key")
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: {path} is not a readable file")
+        password = self.key_password.get_secret_value() if self.key_password else None
+        try:
+            ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else None
+        except ssl.SSLError as exc:
+            raise ValueError(
+                f"ca_file: {self.ca_file} holds no certificate ({exc.reason})"
+            ) from None
+        try:
+            self._verified = tls_context(self.ca_file, self.cert_file, self.key_file, password)
+            self._unverified = tls_context(
+                self.ca_file, self.cert_file, self.key_file, password, verify=False
+            )
+        except KeyNeedsPassword:
+            raise ValueError(
+                f"key_password: {self.key_file or self.cert_file} is an encrypted key; give "
+                "its password as a reference like ${env:NAME}"
+            ) from None
+        except ssl.SSLError as exc:
+            raise ValueError(
+                f"cert_file: {self.cert_file} and its key could not be loaded together "
+                f"({exc.reason or exc}): a PEM certificate, and the key it was issued for"
+            ) from None
+        return self
+
+    def context(self, verify: bool) -> ssl.SSLContext:
+        context = self._verified if verify else self._unverified
+        assert context is not None  # built when validated
+        return context
+
+    def describe(self) -> str:
+        """For the start-up summary: which terms, never a file's content."""
+        parts = ["its own CA"] if self.ca_file is not None else []
+        if self.cert_file is not None:
+            parts.append("a client certificate")
+        return " and ".join(parts)

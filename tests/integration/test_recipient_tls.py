@@ -1,0 +1,127 @@
+"""A recipient on a private PKI: its own CA to trust, and a client certificate it asks
+for (mutual TLS), as lenders' and insurers' lead APIs and internal CRMs often do. Real
+HTTPS on 127.0.0.1 with a CA made for the test (tests/integration/https_recipient.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from streams.config import parse_destinations
+from streams.errors import ConfigError
+from streams.model import Lead, OutcomeKind
+from streams.stages.attempt import attempt_delivery
+from streams.stages.delivery import HttpSender
+from tests.integration.https_recipient import PrivateCa, private_ca
+
+LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> PrivateCa:
+    return private_ca(tmp_path)
+
+
+@pytest.fixture
+async def mutual_tls(pki: PrivateCa) -> AsyncIterator[tuple[str, list[str]]]:
+    """The recipient's URL, and the client certificates' names it was shown."""
+    shown: list[str] = []
+
+    async def accept(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        subject = dict(pair[0] for pair in (peer or {}).get("subject", ()))
+        shown.append(subject.get("commonName", ""))
+        return web.json_response({"id": "R-1"}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/leads", accept)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=pki.server_context())
+    await site.start()
+    yield f"https://localhost:{runner.addresses[0][1]}/leads", shown
+    await runner.cleanup()
+
+
+async def deliver(url: str, **fields: Any) -> Any:
+    dest = parse_destinations(
+        {"destinations": [{"id": "crm", "url": url, "mapping": {"email": "email"}, **fields}]}
+    ).destinations[0]
+    sender = HttpSender()
+    try:
+        return (await attempt_delivery(LEAD, dest, sender)).outcome
+    finally:
+        await sender.close()
+
+
+def client_tls(pki: PrivateCa) -> dict[str, str]:
+    return {
+        "ca_file": str(pki.ca_file),
+        "cert_file": str(pki.client_cert),
+        "key_file": str(pki.client_key),
+        "key_password": "${env:CLIENT_KEY_PASSWORD}",
+    }
+
+
+async def test_a_lead_is_delivered_with_the_client_certificate_the_recipient_asks_for(
+    pki: PrivateCa, mutual_tls: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLIENT_KEY_PASSWORD", pki.key_password)
+    url, shown = mutual_tls
+    outcome = await deliver(url, tls=client_tls(pki))
+    assert outcome.kind is OutcomeKind.SUCCESS, outcome
+    assert shown == ["lead-courier"]
+
+
+async def test_without_its_ca_the_recipient_is_not_trusted_and_without_a_certificate_refuses(
+    pki: PrivateCa, mutual_tls: tuple[str, list[str]]
+) -> None:
+    url, shown = mutual_tls
+    untrusted = await deliver(url)  # the system's CAs: the private CA is not among them
+    assert untrusted.reason == "TLS certificate refused", untrusted
+    no_certificate = await deliver(url, tls={"ca_file": str(pki.ca_file)})
+    assert no_certificate.kind is OutcomeKind.ERROR, no_certificate
+    assert shown == []  # no lead reached it either way
+
+
+@pytest.mark.parametrize(
+    ("tls", "problem"),
+    [
+        ({"ca_file": "/nowhere/ca.pem"}, "tls.ca_file: /nowhere/ca.pem is not a readable file"),
+        ({"key_file": "KEY"}, "tls.key_file: needs cert_file"),
+        (
+            {"cert_file": "CERT", "key_file": "KEY", "key_password": "literal"},
+            "credentials must be a reference",
+        ),
+        (
+            {"cert_file": "CERT", "key_file": "SERVER_KEY"},
+            "tls.cert_file: CERT and its key could not be loaded together",
+        ),
+        (
+            {"cert_file": "CERT", "key_file": "KEY"},
+            "tls.key_password: KEY is an encrypted key; give its password as a reference",
+        ),
+        ({"ca_file": "KEY"}, "tls.ca_file: KEY holds no certificate"),
+        ({"ca_file": "CERT", "verify": False}, "tls.verify: unknown option"),
+    ],
+)
+def test_wrong_tls_files_stop_start_up_naming_the_option(
+    pki: PrivateCa, tls: dict[str, Any], problem: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Named at start (``courier check`` too), not as a failed delivery of every lead: a
+    missing file, a key without its certificate, a literal password, a key that is not
+    the certificate's (the server's), an encrypted key without its password, a CA file
+    that holds a key."""
+    files = {"CERT": pki.client_cert, "KEY": pki.client_key, "SERVER_KEY": pki.server_key}
+    named = {k: str(files[v]) if isinstance(v, str) and v in files else v for k, v in tls.items()}
+    with pytest.raises(ConfigError) as caught:
+        parse_destinations(
+            {"destinations": [{"id": "crm", "url": "https://crm.example.com", "tls": named}]}
+        )
+    for name, path in files.items():
+        problem = problem.replace(name, str(path))
+    assert problem in str(caught.value)

@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         default=None,
         gt=0,
         description="how long a finished lead and who accepted it are remembered "
-        f"(unset: {DEFAULT_REMEMBER_H:g} h, or the longest return window if longer)",
+        f"(unset: {DEFAULT_REMEMBER_H:g} h, or the longest feedback window if longer)",
     )
     partitions: int = Field(default=4, ge=1, description="partitions of the topics we create")
     replication: int = Field(

@@ -72,8 +72,9 @@ class RecipientTls(CompiledModel):
             if path is not None and not path.is_file():
                 raise ValueError(f"{name}: {path} is not a readable file")
         password = self.key_password.get_secret_value() if self.key_password else None
-        try:
-            ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else None
+        try:  # the CA file alone first, so a problem with it is named as its own
+            if self.ca_file is not None:
+                ssl.create_default_context(cafile=str(self.ca_file))
         except ssl.SSLError as exc:
             raise ValueError(
                 f"ca_file: {self.ca_file} holds no certificate ({exc.reason})"

@@ -61,6 +61,12 @@ def without_secret_values() -> Iterator[None]:
         _unresolved_allowed.reset(token)
 
 
+def secrets_at_hand() -> bool:
+    """False inside ``without_secret_values``: a file checked where the workers' secrets and
+    mounted files are not (``courier check --no-secrets``, ``courier admin``)."""
+    return not _unresolved_allowed.get()
+
+
 def is_unresolved(value: str) -> bool:
     return UNRESOLVED in value
 

@@ -4,13 +4,21 @@ the Kafka connection (``COURIER_KAFKA_SSL_*``)."""
 
 from __future__ import annotations
 
+import logging
 import ssl
+import time
 from pathlib import Path
 
 from pydantic import ConfigDict, PrivateAttr, model_validator
 
 from streams.auth import Secret
 from streams.compiled_model import CompiledModel
+from streams.secrets import secrets_at_hand
+
+log = logging.getLogger(__name__)
+
+# How often a recipient's TLS files are looked at for a renewal (one stat of each file).
+RELOAD_CHECK_S = 60.0
 
 
 class KeyNeedsPassword(ValueError):
@@ -60,6 +68,8 @@ class RecipientTls(CompiledModel):
 
     _verified: ssl.SSLContext | None = PrivateAttr(default=None)
     _unverified: ssl.SSLContext | None = PrivateAttr(default=None)
+    _stamps: tuple[tuple[int, int, int], ...] = PrivateAttr(default=())
+    _next_check: float = PrivateAttr(default=0.0)
 
     @model_validator(mode="after")
     def _load(self) -> RecipientTls:
@@ -67,10 +77,20 @@ class RecipientTls(CompiledModel):
             raise ValueError("key_file: needs cert_file (the certificate the key belongs to)")
         if self.key_password is not None and self.cert_file is None:
             raise ValueError("key_password: needs cert_file and its key")
+        if not secrets_at_hand():
+            return self  # the files are where the workers run: not read here
         for name in ("ca_file", "cert_file", "key_file"):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"{name}: {path} is not a readable file")
+        self._stamps = self._files_now()
+        self._verified, self._unverified = self._built()
+        self._next_check = time.monotonic() + RELOAD_CHECK_S
+        return self
+
+    def _built(self) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+        """Both contexts (verifying and not) from the files as they are now; ValueError
+        naming the option when they cannot be loaded."""
         password = self.key_password.get_secret_value() if self.key_password else None
         try:  # the CA file alone first, so a problem with it is named as its own
             if self.ca_file is not None:
@@ -80,9 +100,9 @@ class RecipientTls(CompiledModel):
                 f"ca_file: {self.ca_file} holds no certificate ({exc.reason})"
             ) from None
         try:
-            self._verified = tls_context(self.ca_file, self.cert_file, self.key_file, password)
-            self._unverified = tls_context(
-                self.ca_file, self.cert_file, self.key_file, password, verify=False
+            return (
+                tls_context(self.ca_file, self.cert_file, self.key_file, password),
+                tls_context(self.ca_file, self.cert_file, self.key_file, password, verify=False),
             )
         except KeyNeedsPassword:
             raise ValueError(
@@ -94,12 +114,43 @@ class RecipientTls(CompiledModel):
                 f"cert_file: {self.cert_file} and its key could not be loaded together "
                 f"({exc.reason or exc}): a PEM certificate, and the key it was issued for"
             ) from None
-        return self
+        except OSError as exc:  # a file gone between the check and the read
+            raise ValueError(f"{exc.filename}: cannot be read ({exc.strerror})") from None
+
+    def _files_now(self) -> tuple[tuple[int, int, int], ...]:
+        """What identifies each file's content: a renewal (cert-manager, a Secret's mounted
+        files swapped by the kubelet) changes one of these."""
+        files = (self.ca_file, self.cert_file, self.key_file)
+        return tuple(
+            (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            for stat in (path.stat() for path in files if path is not None)
+        )
 
     def context(self, verify: bool) -> ssl.SSLContext:
+        """The context for a new connection. Files renewed on disk are loaded again within
+        ``RELOAD_CHECK_S``; files that cannot be loaded (half written, a key that does not
+        match yet) leave the loaded ones in use, and are tried again at the next check."""
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + RELOAD_CHECK_S
+            self._reload_if_renewed()
         context = self._verified if verify else self._unverified
-        assert context is not None  # built when validated
+        assert context is not None  # built when validated with the secrets at hand
         return context
+
+    def _reload_if_renewed(self) -> None:
+        names = ", ".join(str(p) for p in (self.ca_file, self.cert_file, self.key_file) if p)
+        try:
+            stamps = self._files_now()
+            if stamps == self._stamps:
+                return
+            self._verified, self._unverified = self._built()
+        except (ValueError, OSError) as exc:
+            log.error("TLS files %s changed but cannot be loaded (%s): still using the ones "
+                      "loaded before", names, exc)  # fmt: skip
+            return
+        self._stamps = stamps
+        log.warning("TLS files %s renewed: loaded again for new connections", names)
 
     def describe(self) -> str:
         """For the start-up summary: which terms, never a file's content."""

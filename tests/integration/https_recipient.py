@@ -65,14 +65,32 @@ async def https_url(tmp_path: Path) -> AsyncIterator[str]:
 class PrivateCa:
     """Files of a private CA, as a company's internal PKI issues them: the CA's certificate,
     a server certificate for ``localhost`` and a client certificate (key encrypted with
-    ``key_password``), both issued by the CA."""
+    ``key_password``), both issued by the CA; ``renew_client`` issues the client a new one
+    in the same files, as cert-manager does."""
 
-    ca_file: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
+    directory: Path
+    ca_key: Any
     key_password: str = "client-key-password"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "ca.pem"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.directory / "server.pem"
+
+    @property
+    def server_key(self) -> Path:
+        return self.directory / "server-key.pem"
+
+    @property
+    def client_cert(self) -> Path:
+        return self.directory / "client.pem"
+
+    @property
+    def client_key(self) -> Path:
+        return self.directory / "client-key.pem"
 
     def server_context(self) -> ssl.SSLContext:
         """A recipient that asks every client for a certificate issued by the CA."""
@@ -81,15 +99,54 @@ class PrivateCa:
         context.load_cert_chain(self.server_cert, self.server_key)
         return context
 
+    def renew_client(self, common_name: str) -> None:
+        """A new key and certificate for the client, written over the old files."""
+        pem, key = self._issue(common_name, ExtendedKeyUsageOID.CLIENT_AUTH)
+        self.client_cert.write_bytes(pem)
+        encrypted = serialization.BestAvailableEncryption(self.key_password.encode())
+        self.client_key.write_bytes(_pem_key(key, encrypted))
+
+    def _issue(self, common_name: str, usage: x509.ObjectIdentifier) -> tuple[bytes, Any]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(_CA_NAME)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key()),
+                critical=False,
+            )
+        )
+        if common_name == "localhost":
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
+            )
+        cert = builder.sign(self.ca_key, hashes.SHA256())
+        return cert.public_bytes(serialization.Encoding.PEM), key
+
+
+_CA_NAME = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Courier Test Root CA")])
+
+
+def _pem_key(key: Any, encryption: serialization.KeySerializationEncryption) -> bytes:
+    return bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    )
+
 
 def private_ca(directory: Path) -> PrivateCa:
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Courier Test Root CA")])
     ca_cert = (
         x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
+        .subject_name(_CA_NAME)
+        .issuer_name(_CA_NAME)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=1))
@@ -106,54 +163,10 @@ def private_ca(directory: Path) -> PrivateCa:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )  # fmt: skip
-
-    def issue(common_name: str, usage: x509.ObjectIdentifier) -> tuple[bytes, Any]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                critical=False,
-            )
-        )
-        if common_name == "localhost":
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
-            )
-        cert = builder.sign(ca_key, hashes.SHA256())
-        return cert.public_bytes(serialization.Encoding.PEM), key
-
-    files = PrivateCa(
-        directory / "ca.pem",
-        directory / "server.pem",
-        directory / "server-key.pem",
-        directory / "client.pem",
-        directory / "client-key.pem",
-    )
-    files.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    server_pem, server_key = issue("localhost", ExtendedKeyUsageOID.SERVER_AUTH)
-    files.server_cert.write_bytes(server_pem)
-    files.server_key.write_bytes(
-        server_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    client_pem, client_key = issue("lead-courier", ExtendedKeyUsageOID.CLIENT_AUTH)
-    files.client_cert.write_bytes(client_pem)
-    files.client_key.write_bytes(
-        client_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(files.key_password.encode()),
-        )
-    )
-    return files
+    pki = PrivateCa(directory, ca_key)
+    pki.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    server_pem, server_key = pki._issue("localhost", ExtendedKeyUsageOID.SERVER_AUTH)
+    pki.server_cert.write_bytes(server_pem)
+    pki.server_key.write_bytes(_pem_key(server_key, serialization.NoEncryption()))
+    pki.renew_client("lead-courier")
+    return pki

@@ -4,6 +4,7 @@ HTTPS on 127.0.0.1 with a CA made for the test (tests/integration/https_recipien
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,10 @@ import pytest
 from aiohttp import web
 
 from streams.config import parse_destinations
+from streams.config import tls as tls_module
 from streams.errors import ConfigError
 from streams.model import Lead, OutcomeKind
+from streams.secrets import without_secret_values
 from streams.stages.attempt import attempt_delivery
 from streams.stages.delivery import HttpSender
 from tests.integration.https_recipient import PrivateCa, private_ca
@@ -88,6 +91,37 @@ async def test_without_its_ca_the_recipient_is_not_trusted_and_without_a_certifi
     assert shown == []  # no lead reached it either way
 
 
+async def test_a_renewed_client_certificate_is_taken_without_a_restart(
+    pki: PrivateCa,
+    mutual_tls: tuple[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """cert-manager renews a client certificate in place (the Secret's mounted files); a
+    worker that kept the old one would be refused once it expired. Files that cannot be
+    loaded (half written) leave the loaded ones in use."""
+    monkeypatch.setenv("CLIENT_KEY_PASSWORD", pki.key_password)
+    monkeypatch.setattr(tls_module, "RELOAD_CHECK_S", 0.0)  # looked at for every connection
+    url, shown = mutual_tls
+    [dest] = parse_destinations(
+        {"destinations": [{"id": "crm", "url": url, "tls": client_tls(pki)}]}
+    ).destinations
+    sender = HttpSender()
+    try:
+        assert (await attempt_delivery(LEAD, dest, sender)).outcome.kind is OutcomeKind.SUCCESS
+        pki.renew_client("lead-courier-renewed")
+        assert (await attempt_delivery(LEAD, dest, sender)).outcome.kind is OutcomeKind.SUCCESS
+        pki.client_cert.write_text("-----BEGIN CERTIFICATE-----\nhalf written")
+        with caplog.at_level(logging.ERROR, logger="streams.config.tls"):
+            outcome = (await attempt_delivery(LEAD, dest, sender)).outcome
+        assert outcome.kind is OutcomeKind.SUCCESS, outcome
+    finally:
+        await sender.close()
+    assert shown == ["lead-courier", "lead-courier-renewed", "lead-courier-renewed"]
+    assert "changed but cannot be loaded" in caplog.text
+    assert pki.key_password not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("tls", "problem"),
     [
@@ -125,3 +159,24 @@ def test_wrong_tls_files_stop_start_up_naming_the_option(
     for name, path in files.items():
         problem = problem.replace(name, str(path))
     assert problem in str(caught.value)
+
+
+def test_a_check_without_the_workers_secrets_does_not_read_the_files() -> None:
+    """``courier check --no-secrets`` in a pipeline and ``courier admin`` on an operator's
+    machine load the file where the certificates are not mounted: they are not read there
+    (the workers read them at start)."""
+    tls = {
+        "ca_file": "/etc/courier/crm/ca.pem",
+        "cert_file": "/etc/courier/crm/client.pem",
+        "key_file": "/etc/courier/crm/client-key.pem",
+        "key_password": "${env:NOT_SET_HERE}",
+    }
+    document = {"destinations": [{"id": "crm", "url": "https://crm.example.com", "tls": tls}]}
+    with without_secret_values():
+        [dest] = parse_destinations(document).destinations
+    assert dest.tls is not None and dest.tls.describe() == "its own CA and a client certificate"
+    del tls["key_password"]  # where the workers run, the files are read
+    with pytest.raises(
+        ConfigError, match=r"tls\.ca_file: /etc/courier/crm/ca\.pem is not a readable"
+    ):
+        parse_destinations(document)

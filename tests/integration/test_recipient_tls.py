@@ -8,17 +8,19 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
 
-from streams.config import parse_destinations
+from streams.config import Settings, parse_destinations
 from streams.config import tls as tls_module
 from streams.errors import ConfigError
 from streams.model import Lead, OutcomeKind
 from streams.secrets import without_secret_values
 from streams.stages.attempt import attempt_delivery
 from streams.stages.delivery import HttpSender
+from tests.integration.forward_proxy import ForwardProxy
 from tests.integration.https_recipient import PrivateCa, private_ca
 
 LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
@@ -78,6 +80,28 @@ async def test_a_lead_is_delivered_with_the_client_certificate_the_recipient_ask
     outcome = await deliver(url, tls=client_tls(pki))
     assert outcome.kind is OutcomeKind.SUCCESS, outcome
     assert shown == ["lead-courier"]
+
+
+async def test_the_client_certificate_is_shown_through_a_proxy_tunnel(
+    pki: PrivateCa, mutual_tls: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS runs end to end inside the CONNECT tunnel: the recipient sees the certificate,
+    the proxy only the tunnel's host and port."""
+    monkeypatch.setenv("CLIENT_KEY_PASSWORD", pki.key_password)
+    url, shown = mutual_tls
+    [dest] = parse_destinations(
+        {"destinations": [{"id": "crm", "url": url, "tls": client_tls(pki)}]}
+    ).destinations
+    proxy = await ForwardProxy().start()
+    sender = HttpSender(proxy=Settings(http_proxy=proxy.url()).forward_proxy())
+    try:
+        outcome = (await attempt_delivery(LEAD, dest, sender)).outcome
+    finally:
+        await sender.close()
+        await proxy.stop()
+    assert outcome.kind is OutcomeKind.SUCCESS, outcome
+    assert shown == ["lead-courier"]
+    assert [(a.method, a.target) for a in proxy.asked] == [("CONNECT", urlsplit(url).netloc)]
 
 
 async def test_without_its_ca_the_recipient_is_not_trusted_and_without_a_certificate_refuses(

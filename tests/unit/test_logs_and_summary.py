@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from streams import logs
 from streams.cli.summary import startup_summary
 from streams.config import Settings, parse_destinations
+from streams.secrets import without_secret_values
 
 tracer = TracerProvider().get_tracer("test")
 
@@ -195,3 +196,15 @@ def test_the_summary_says_whether_the_producer_is_idempotent(
     )
     assert line in lines
     assert any("idempotent producer" in w for w in warnings) is warned
+
+
+def test_the_summary_says_which_tls_terms_a_destination_has_never_its_files() -> None:
+    tls = {"ca_file": "/etc/courier/crm/ca.pem", "cert_file": "/etc/courier/crm/client.pem"}
+    document = {"destinations": [{"id": "crm", "url": "https://crm.example.com", "tls": tls}]}
+    with without_secret_values():  # the files are not here
+        lines, _ = summary(document)
+    assert (
+        "destination crm: json_post → crm.example.com, TLS with its own CA and a client certificate"
+        in lines
+    )
+    assert not any("/etc/courier" in line for line in lines)

@@ -44,6 +44,8 @@ class DeliveryError(CourierError):
 
     retryable = False
     reason = "Delivery failed"
+    # Our credentials were refused (an auth_error: the destination's circuit opens at once).
+    credentials_refused = False
 
 
 class DeliveryTimeout(DeliveryError):
@@ -91,6 +93,7 @@ class ProxyRefused(DeliveryError):
     def __init__(self, status: int) -> None:
         self.status = status
         self.retryable = status >= 500
+        self.credentials_refused = status == 407
         self.reason = (
             "Proxy authentication failed (HTTP 407)"
             if status == 407

@@ -16,12 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from streams.errors import (
-    DeliveryConnectionError,
-    DeliveryError,
-    DeliveryTimeout,
-    ProxyRefused,
-)
+from streams.errors import DeliveryConnectionError, DeliveryError, DeliveryTimeout
 from streams.model import HttpResponse, Outcome, OutcomeCategory
 
 RAW_LIMIT = 1000  # characters of the recipient's text kept beside the reason
@@ -198,9 +193,7 @@ def outcome_for_error(exc: DeliveryError) -> Outcome:
         if isinstance(exc, DeliveryConnectionError)
         else None
     )
-    if exc.reason.startswith("Authentication") or (
-        isinstance(exc, ProxyRefused) and exc.status == 407  # our proxy credentials
-    ):
+    if exc.credentials_refused:
         category = OutcomeCategory.AUTH_ERROR
     return Outcome.error(
         exc.reason, retryable=exc.retryable, raw=str(exc)[:RAW_LIMIT] or None, category=category

@@ -28,6 +28,7 @@ class TokenError(DeliveryError):
     """The token endpoint refused us or answered something that is not a token."""
 
     reason = "Authentication failed (token)"
+    credentials_refused = True
 
     def __init__(self, message: str, retryable: bool) -> None:
         super().__init__(message)

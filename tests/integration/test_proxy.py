@@ -1,7 +1,7 @@
 """Deliveries through a forward proxy (``COURIER_HTTP_PROXY``), as most corporate and many
 Kubernetes networks require: a real proxy on 127.0.0.1 (tests/integration/forward_proxy.py),
-real recipients, plain HTTP and HTTPS through a CONNECT tunnel, and a worker that delivers
-through it."""
+real recipients (conftest's ``recipient``, ``https_url``), plain HTTP and HTTPS through a
+CONNECT tunnel, and a worker that delivers through it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from aiohttp import web
 
 from streams.config import Settings, parse_destinations
 from streams.model import Lead, OutcomeCategory, OutcomeKind
@@ -19,21 +18,10 @@ from streams.stages.delivery import HttpSender
 from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.forward_proxy import ForwardProxy
 from tests.integration.kafka import KafkaTarget
-from tests.integration.recipients import Received, Recipient
+from tests.integration.recipients import Recipient
 
 LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
 USER, PASSWORD = "courier", "p@ss:word"  # characters a URL must escape
-
-
-async def accept(recipient: Recipient, received: Received) -> web.Response:
-    return web.json_response({"id": "R-1"}, status=201)
-
-
-@pytest.fixture
-async def recipient() -> AsyncIterator[Recipient]:
-    local = await Recipient(accept).start()
-    yield local
-    await local.stop()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ CourierError
     │   └── HostNotFound         its host name did not resolve (retryable)
     ├── ResponseTooLarge         the answer exceeded the destination's limit
     ├── CertificateRefused       the recipient's TLS certificate did not verify
+    ├── TlsRefused               the recipient ended the TLS handshake with an alert
     ├── EgressRefused            the address is not one the egress policy lets us reach
     └── ProxyRefused             the forward proxy would not take the request
 """
@@ -74,6 +75,56 @@ class CertificateRefused(DeliveryError):
     # Not retried: a certificate that does not verify will not verify in a minute either.
     retryable = False
     reason = "TLS certificate refused"
+
+
+class TlsRefused(DeliveryError):
+    """The recipient ended the TLS handshake with an alert (``alert``: OpenSSL's words for
+    it, "certificate required", "unknown ca", "handshake failure"…), or did not speak TLS.
+
+    Its certificate alerts say it wants a client certificate we did not show, or does not
+    take the one we showed: our credentials refused, as a 401 is (an ``auth_error``, not
+    retried, the circuit opens). Any other is a matter of configuration too (a protocol or
+    cipher we do not share, an http port named by an https url): not retried either."""
+
+    retryable = False
+    _CERTIFICATE_ALERTS = frozenset(
+        {
+            "certificate required",
+            "bad certificate",
+            "unknown ca",
+            "certificate expired",
+            "certificate revoked",
+            "certificate unknown",
+            "unsupported certificate",
+            "access denied",
+        }
+    )
+
+    def __init__(self, alert: str, *, showed_certificate: bool) -> None:
+        self.alert = alert
+        self.credentials_refused = alert in self._CERTIFICATE_ALERTS
+        if alert == "not tls":
+            self.reason = "TLS handshake failed"
+            detail = "the recipient did not answer in TLS: is its port one for http://?"
+        elif self.credentials_refused and not showed_certificate:
+            self.reason = "TLS client certificate required"
+            detail = (
+                f"the recipient's TLS alert: {alert}. It asks for a client certificate: "
+                "set the destination's tls: cert_file and key_file"
+            )
+        elif self.credentials_refused:
+            self.reason = "TLS client certificate refused"
+            detail = (
+                f"the recipient's TLS alert: {alert}. It does not take the destination's "
+                "tls: cert_file (its issuer, dates or purpose)"
+            )
+        else:
+            self.reason = "TLS handshake refused"
+            detail = (
+                f"the recipient's TLS alert: {alert}. It may ask for a client certificate "
+                "(TLS 1.2 says so this way) or a protocol or cipher we do not offer"
+            )
+        super().__init__(detail)
 
 
 class EgressRefused(DeliveryError):

@@ -7,6 +7,8 @@ and nowhere else, so the stages above see a response or a DeliveryError, nothing
 from __future__ import annotations
 
 import asyncio
+import re
+import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from streams.errors import (
     ResponseTooLarge,
     SenderClosed,
     StoppedWhileWaiting,
+    TlsRefused,
 )
 from streams.model import HttpRequest, HttpResponse
 from streams.secrets import MASK, SCRUBBER, mask_header, mask_url
@@ -222,7 +225,7 @@ class HttpSender:
         except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
             if self._closed:  # our own shutdown cut it short: not the recipient's doing
                 raise SenderClosed from exc
-            raise _delivery_error(exc) from exc
+            raise _delivery_error(exc, destination) from exc
 
     async def close(self) -> None:
         self._closed = True
@@ -233,7 +236,9 @@ class HttpSender:
         await asyncio.sleep(0)
 
 
-def _delivery_error(exc: TimeoutError | aiohttp.ClientError | ConnectionError) -> DeliveryError:
+def _delivery_error(
+    exc: TimeoutError | aiohttp.ClientError | ConnectionError, destination: Destination
+) -> DeliveryError:
     if isinstance(exc, TimeoutError):
         return DeliveryTimeout(f"no answer within the destination's timeouts ({exc})")
     if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, AddressRefused):
@@ -244,12 +249,46 @@ def _delivery_error(exc: TimeoutError | aiohttp.ClientError | ConnectionError) -
         return HostNotFound(str(exc))
     if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy would not open the tunnel
         return ProxyRefused(exc.status)
+    if (alert := _tls_alert(exc)) is not None:
+        tls = destination.tls
+        return TlsRefused(alert, showed_certificate=tls is not None and tls.cert_file is not None)
     # ClientPayloadError: the connection ended before the whole answer came.
     if isinstance(
         exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | ConnectionError
     ):
         return DeliveryConnectionError(str(exc))
     return DeliveryError(str(exc))
+
+
+# OpenSSL's names for an alert the peer sent: SSLV3_ALERT_BAD_CERTIFICATE,
+# TLSV1_ALERT_UNKNOWN_CA, TLSV13_ALERT_CERTIFICATE_REQUIRED…
+_PEER_ALERT = re.compile(r"(?:SSLV3|TLSV1|TLSV13)_ALERT_([A-Z_]+)")
+
+
+def _tls_alert(exc: BaseException) -> str | None:
+    """The alert the recipient ended the handshake with ("unknown ca"), "not tls" when its
+    answer was not TLS at all, or None when the failure was not one of these.
+
+    aiohttp wraps the ssl.SSLError differently by where it happened: in the connector's
+    handshake (TLS 1.2: ``os_error``) or at the first read (TLS 1.3, where the client's
+    certificate is judged after the client has finished its handshake: ``__cause__``)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        # aiohttp's ClientConnectorSSLError is an ssl.SSLError too, without its reason.
+        verification = ssl.SSLCertVerificationError | aiohttp.ClientError
+        if isinstance(cause, ssl.SSLError) and not isinstance(cause, verification):
+            reason = cause.reason or ""
+            if reason == "WRONG_VERSION_NUMBER":
+                return "not tls"
+            matched = _PEER_ALERT.fullmatch(reason)
+            # An internal error may pass: left a failed connection, retried.
+            if matched is not None and matched[1] != "INTERNAL_ERROR":
+                return matched[1].lower().replace("_", " ")
+            return None
+        cause = getattr(cause, "os_error", None) or cause.__cause__ or cause.__context__
+    return None
 
 
 async def _read_limited(res: aiohttp.ClientResponse, limit: int) -> bytes:

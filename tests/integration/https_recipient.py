@@ -1,11 +1,15 @@
-"""A recipient on 127.0.0.1 that answers over HTTPS with a self-signed certificate for
-``localhost``: what an untrusted certificate looks like to the worker."""
+"""Recipients on 127.0.0.1 that answer over HTTPS: one with a self-signed certificate for
+``localhost`` (what an untrusted certificate looks like to the worker), a private CA for
+mutual TLS, and a server that ends a refused handshake with its TLS alert."""
 
 from __future__ import annotations
 
 import datetime
+import socket
 import ssl
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,3 +174,33 @@ def private_ca(directory: Path) -> PrivateCa:
     pki.server_key.write_bytes(_pem_key(server_key, serialization.NoEncryption()))
     pki.renew_client("lead-courier")
     return pki
+
+
+@contextmanager
+def alerting_recipient(context: ssl.SSLContext) -> Iterator[str]:
+    """An HTTPS recipient on a blocking socket, whose refused handshake ends with its alert
+    as Go's, Java's and most load balancers' do ("certificate required", "unknown ca", or
+    TLS 1.2's "handshake failure"). asyncio's server resets the connection instead, which
+    looks like any failed connection. Yields its URL; answers 201 to whoever it accepts."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            try:
+                with context.wrap_socket(connection, server_side=True) as tls:
+                    tls.recv(65536)
+                    tls.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
+            except (OSError, ssl.SSLError):  # refused: OpenSSL has sent its alert
+                connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"https://localhost:{listener.getsockname()[1]}/leads"
+    finally:
+        listener.close()
+        thread.join(timeout=5)

@@ -5,6 +5,7 @@ HTTPS on 127.0.0.1 with a CA made for the test (tests/integration/https_recipien
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,13 @@ from aiohttp import web
 from streams.config import Settings, parse_destinations
 from streams.config import tls as tls_module
 from streams.errors import ConfigError
-from streams.model import Lead, OutcomeKind
+from streams.model import Lead, OutcomeCategory, OutcomeKind
 from streams.secrets import without_secret_values
 from streams.stages.attempt import attempt_delivery
 from streams.stages.delivery import HttpSender
 from tests.integration.forward_proxy import ForwardProxy
-from tests.integration.https_recipient import PrivateCa, private_ca
+from tests.integration.https_recipient import PrivateCa, alerting_recipient, private_ca
+from tests.integration.recipients import Recipient
 
 LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
 
@@ -113,6 +115,55 @@ async def test_without_its_ca_the_recipient_is_not_trusted_and_without_a_certifi
     no_certificate = await deliver(url, tls={"ca_file": str(pki.ca_file)})
     assert no_certificate.kind is OutcomeKind.ERROR, no_certificate
     assert shown == []  # no lead reached it either way
+
+
+@pytest.mark.parametrize(
+    ("highest_version", "reason", "alert"),
+    [
+        (ssl.TLSVersion.TLSv1_3, "TLS client certificate required", "certificate required"),
+        (ssl.TLSVersion.TLSv1_2, "TLS handshake refused", "handshake failure"),
+    ],
+)
+async def test_a_recipient_that_asks_for_a_certificate_we_do_not_show_says_so(
+    pki: PrivateCa, highest_version: ssl.TLSVersion, reason: str, alert: str
+) -> None:
+    """Before: "Connection failed", retried, as if the recipient were down. Its alert names
+    what it wants; TLS 1.3 says "certificate required", TLS 1.2 only "handshake failure"."""
+    context = pki.server_context()
+    context.maximum_version = highest_version
+    with alerting_recipient(context) as url:
+        outcome = await deliver(url, tls={"ca_file": str(pki.ca_file)})
+    assert (outcome.kind, outcome.reason, outcome.retryable) == (OutcomeKind.ERROR, reason, False)
+    assert outcome.raw is not None and alert in outcome.raw, outcome
+    if highest_version is ssl.TLSVersion.TLSv1_3:
+        assert outcome.category == OutcomeCategory.AUTH_ERROR  # as a 401: the circuit opens
+        assert "tls: cert_file and key_file" in outcome.raw
+
+
+async def test_a_client_certificate_the_recipient_does_not_trust_is_named(
+    pki: PrivateCa, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our certificate is from a CA the recipient does not know (a renewal from the wrong
+    issuer): "TLS client certificate refused", an auth_error, never "Connection failed"."""
+    (tmp_path / "other").mkdir()
+    other = private_ca(tmp_path / "other")
+    monkeypatch.setenv("CLIENT_KEY_PASSWORD", other.key_password)
+    tls = {**client_tls(other), "ca_file": str(pki.ca_file)}
+    with alerting_recipient(pki.server_context()) as url:
+        outcome = await deliver(url, tls=tls)
+    assert (outcome.reason, outcome.category) == (
+        "TLS client certificate refused",
+        OutcomeCategory.AUTH_ERROR,
+    ), outcome
+    assert outcome.raw is not None and "unknown ca" in outcome.raw
+
+
+async def test_an_https_url_to_an_http_port_is_named(recipient: Recipient) -> None:
+    """https:// in front of a port that speaks plain HTTP: not a connection that failed."""
+    http_url = recipient.url()
+    outcome = await deliver(http_url.replace("http://", "https://"), tls_verify=False)
+    assert (outcome.reason, outcome.retryable) == ("TLS handshake failed", False), outcome
+    assert outcome.raw is not None and "did not answer in TLS" in outcome.raw
 
 
 async def test_a_renewed_client_certificate_is_taken_without_a_restart(

@@ -5,6 +5,7 @@ Plain frozen dataclasses so every stage can be tested with literals and no Kafka
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -88,13 +89,41 @@ class HttpResponse:
         return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
 
     @property
+    def charset(self) -> str:
+        """The charset its Content-Type names (``text/plain; charset=iso-8859-1``) when it is
+        one Python knows, else UTF-8: JSON's only encoding, and most answers' without one."""
+        _, _, params = (self.header("Content-Type") or "").partition(";")
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "charset":
+                try:
+                    name = codecs.lookup(value.strip().strip('"')).name
+                    b"a".decode(name, errors="replace")  # a text encoding, not base64
+                except LookupError:  # a name nobody knows: UTF-8, as without one
+                    break
+                return name
+        return "utf-8"
+
+    def decoded(self, limit: int | None = None) -> str:
+        """The body (its first ``limit`` bytes) as text, in its charset; a byte that is not
+        of it is shown as U+FFFD rather than refusing the whole answer."""
+        body = self.body if limit is None else self.body[:limit]
+        return body.decode(self.charset, errors="replace")
+
+    @property
     def text(self) -> str:
-        return self.body.decode("utf-8", errors="replace")
+        return self.decoded()
 
     def json(self) -> Any:
-        """The body as JSON, or None when it is not JSON (an HTML error page, say)."""
+        """The body as JSON, or None when it is not JSON (an HTML error page, say). JSON is
+        UTF-8 by its RFC, but older APIs answer in the charset their header names."""
         try:
             return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            if self.charset == "utf-8":
+                return None
+        try:
+            return orjson.loads(self.decoded())
         except orjson.JSONDecodeError:
             return None
 

@@ -196,7 +196,7 @@ class ResponseConfig(BaseModel):
         """The first rule that holds, as an Outcome; None when none does."""
         if not self.rules and self.expect == "any":
             return None
-        text = res.body[:BODY_SCAN_LIMIT].decode("utf-8", errors="replace")
+        text = res.decoded(BODY_SCAN_LIMIT)
         body, xml = res.json(), _parse_xml(res)
         raw = res.text[:RAW_LIMIT] or None
         unreadable = (self.expect == "json" and body is None) or (
@@ -289,8 +289,10 @@ def first_xml(root: Element | None, path: str, namespaces: dict[str, str]) -> An
 def _parse_xml(res: HttpResponse) -> Element | None:
     if not res.body.lstrip().startswith(b"<"):
         return None
+    # Without a declaration of its own, XML is read in the charset its header names.
+    declared = res.body.lstrip()[:5] == b"<?xml" or res.charset == "utf-8"
     try:
-        root: Element = SafeET.fromstring(res.body)
+        root: Element = SafeET.fromstring(res.body if declared else res.decoded())
     except Exception:  # not XML, truncated XML, or entity tricks defusedxml refuses
         return None
     return root

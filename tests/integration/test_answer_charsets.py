@@ -1,0 +1,76 @@
+"""Older lead buyers' APIs answer in the charset their Content-Type names (ISO-8859-1,
+Windows-1252), not UTF-8: their words must reach the rules, the reason and ``raw`` as
+written. Before, "Doublon détecté" was read as "Doublon d�tect�" and no rule matched it;
+a JSON answer in Latin-1 was "Unreadable response"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from streams.config import parse_destinations
+from streams.model import Lead, OutcomeCategory, OutcomeKind
+from streams.stages.attempt import attempt_delivery
+from streams.stages.delivery import HttpSender
+from tests.integration.recipients import Received, Recipient
+
+LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
+
+
+def answering(body: bytes, content_type: str, status: int = 200) -> Recipient:
+    async def answer(_: Recipient, __: Received) -> web.Response:
+        return web.Response(body=body, status=status, headers={"Content-Type": content_type})
+
+    return Recipient(answer)
+
+
+async def deliver(recipient: Recipient, **fields: Any) -> Any:
+    await recipient.start()
+    dest = parse_destinations(
+        {"destinations": [{"id": "buyer", "url": recipient.url(), "mapping": {"email": "email"},
+                           **fields}]}
+    ).destinations[0]  # fmt: skip
+    sender = HttpSender()
+    try:
+        return await attempt_delivery(LEAD, dest, sender)
+    finally:
+        await sender.close()
+        await recipient.stop()
+
+
+@pytest.mark.parametrize("charset", ["iso-8859-1", "windows-1252"])
+async def test_a_text_answer_is_read_in_its_charset(charset: str) -> None:
+    buyer = answering("Doublon détecté".encode(charset), f"text/plain; charset={charset}")
+    rules = [{"when": {"body_matches": "détecté"}, "outcome": "failure", "category": "duplicate"}]
+    attempt = await deliver(buyer, response={"rules": rules})
+    outcome = attempt.outcome
+    assert (outcome.kind, outcome.category) == (OutcomeKind.FAILURE, OutcomeCategory.DUPLICATE)
+    assert outcome.raw == "Doublon détecté"
+
+
+async def test_a_json_answer_in_latin_1_is_json() -> None:
+    body = '{"status": "rejected", "message": "Code postal invalide: département hors zone"}'
+    buyer = answering(body.encode("latin-1"), "application/json; charset=ISO-8859-1", 422)
+    attempt = await deliver(buyer, response={"expect": "json"})
+    assert attempt.outcome.kind is OutcomeKind.FAILURE, attempt.outcome
+    assert attempt.outcome.reason == "Invalid data"  # normalised, the words kept in raw
+    assert attempt.outcome.raw is not None and "département hors zone" in attempt.outcome.raw
+
+
+async def test_an_xml_answer_without_a_declaration_is_read_in_the_headers_charset() -> None:
+    body = "<result><status>refusé</status><id>F-9</id></result>"
+    buyer = answering(body.encode("cp1252"), "text/xml; charset=windows-1252")
+    rules = [{"when": {"xml": {"path": "status", "equals": "refusé"}}, "outcome": "failure"}]
+    attempt = await deliver(buyer, response={"expect": "xml", "rules": rules})
+    assert attempt.outcome.kind is OutcomeKind.FAILURE, attempt.outcome
+
+
+async def test_a_charset_nobody_knows_is_read_as_utf_8() -> None:
+    buyer = answering(
+        '{"id": "R-7", "note": "ok ✓"}'.encode(), "application/json; charset=x-klingon"
+    )
+    attempt = await deliver(buyer)
+    assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+    assert attempt.outcome.reference_id == "R-7"

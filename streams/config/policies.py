@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
@@ -102,6 +103,50 @@ class BatchConfig(BaseModel):
             compile_json_path(self.results)
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# A host name: labels of letters (any script), digits, hyphens and underscores between dots.
+_HOST_NAME = re.compile(r"\w([\w-]*\w)?(\.\w([\w-]*\w)?)*")
+
+
+def names_and_networks(
+    entries: tuple[str, ...], option: str, *, wildcards: bool = False
+) -> tuple[tuple[str, ...], tuple[Network, ...]]:
+    """A list of hosts and networks as operators write them (``10.0.0.0/8``, ``fd00::1``,
+    ``[fd00::1]``, ``crm.example.com``): host names in lower case without a final dot, and
+    networks. What is neither is named with its option, never taken as a host name that
+    matches nothing (``10.0.0.0/33``, ``10.0.0.300``, ``crm.example.com:8080``).
+    ``wildcards``: ``*``, ``*.example.com`` and ``.example.com`` are names too."""
+    names: list[str] = []
+    networks: list[Network] = []
+    for entry in (e.strip().lower() for e in entries if e.strip()):
+        try:
+            networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+            continue
+        except ValueError:
+            pass
+        name = entry.rstrip(".")
+        bare = name.removeprefix("*").removeprefix(".") if wildcards else name
+        if (bare == "" and wildcards and name == "*") or (
+            _HOST_NAME.fullmatch(bare) and not bare.replace(".", "").isdigit()
+        ):
+            names.append(name)
+        else:
+            raise ValueError(f"{option}: {entry!r} {_why_not_a_host(entry, wildcards)}")
+    return tuple(names), tuple(networks)
+
+
+def _why_not_a_host(entry: str, wildcards: bool) -> str:
+    if "://" in entry:
+        return "is a URL: write its host alone"
+    if re.fullmatch(r"[^:]*[^\W\d][^:]*:\d+", entry):
+        return "has a port: write the host alone (every port of it is meant)"
+    if not wildcards and (entry.startswith(("*", ".")) or entry == "*"):
+        return "is a wildcard: name each host (a domain's subdomains are not taken here)"
+    if "/" in entry or ":" in entry or entry.replace(".", "").isdigit():
+        return "is not a network (CIDR) or address"
+    return "is not a host name, address or network"
+
+
 class EgressPolicy(CompiledModel):
     """Where requests may go. ``public``: only to public addresses, unless a network or a
     host is in ``allow`` (a recipient that really lives on a private network); ``any``:
@@ -113,20 +158,12 @@ class EgressPolicy(CompiledModel):
     mode: Literal["public", "any"] = "public"
     allow: tuple[str, ...] = ()  # networks (CIDR or one address) and host names
 
-    _networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = PrivateAttr(default=())
+    _networks: tuple[Network, ...] = PrivateAttr(default=())
     _hosts: frozenset[str] = PrivateAttr(default=frozenset())
 
     def model_post_init(self, _: object) -> None:
-        networks, hosts = [], set()
-        for entry in (e.strip().lower() for e in self.allow if e.strip()):
-            if "/" in entry or ":" in entry or entry.replace(".", "").isdigit():
-                try:
-                    networks.append(ipaddress.ip_network(entry, strict=False))
-                except ValueError:
-                    raise ValueError(f"allow: {entry!r} is not a network (CIDR)") from None
-            else:
-                hosts.add(entry.rstrip("."))
-        self._networks, self._hosts = tuple(networks), frozenset(hosts)
+        hosts, self._networks = names_and_networks(self.allow, "allow")
+        self._hosts = frozenset(hosts)
 
     def permits(self, host: str, address: str) -> bool:
         """May a request for ``host`` connect to ``address`` (an IP, as resolved)?"""
@@ -158,7 +195,7 @@ class ForwardProxy(CompiledModel):
     _address: str = PrivateAttr(default="")
     _headers: dict[str, str] = PrivateAttr(default_factory=dict)
     _domains: tuple[str, ...] = PrivateAttr(default=())
-    _networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = PrivateAttr(default=())
+    _networks: tuple[Network, ...] = PrivateAttr(default=())
 
     def model_post_init(self, _: object) -> None:
         parts = urlsplit(self.url)
@@ -178,13 +215,9 @@ class ForwardProxy(CompiledModel):
             user, password = unquote(parts.username), unquote(parts.password or "")
             token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
             self._headers = {"Proxy-Authorization": f"Basic {token}"}
-        domains, networks = [], []
-        for entry in (e.strip().lower() for e in self.no_proxy if e.strip()):
-            try:
-                networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
-            except ValueError:
-                domains.append(entry.lstrip("*").lstrip(".").rstrip("."))
-        self._domains, self._networks = tuple(domains), tuple(networks)
+        names, self._networks = names_and_networks(self.no_proxy, "no_proxy", wildcards=True)
+        # "*.example.com" and ".example.com" are the domain; "*" alone leaves "": every host.
+        self._domains = tuple(name.lstrip("*").lstrip(".") for name in names)
 
     @property
     def address(self) -> str:

@@ -283,7 +283,8 @@ class Settings(BaseSettings):
             self.forward_proxy()
         except ValidationError as exc:
             message = exc.errors()[0]["msg"].removeprefix("Value error, ")
-            raise ValueError(f"http_proxy: {message}") from None
+            named = message if message.startswith("no_proxy:") else f"http_proxy: {message}"
+            raise ValueError(named) from None
         return self
 
     def forward_proxy(self) -> ForwardProxy | None:

@@ -87,3 +87,36 @@ def test_a_wrong_proxy_stops_start_up_naming_the_setting(value: str, reason: str
     assert message == f"Value error, http_proxy: {reason}" or message.startswith(
         f"Value error, http_proxy: {reason}"
     )
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "problem"),
+    [
+        ("no_proxy", "10.0.0.0/33", "no_proxy: '10.0.0.0/33' is not a network (CIDR) or address"),
+        ("no_proxy", "10.1.2.300", "no_proxy: '10.1.2.300' is not a network (CIDR) or address"),
+        ("no_proxy", "crm.corp:8443", "no_proxy: 'crm.corp:8443' has a port: write the host alone"),
+        ("no_proxy", "https://crm.corp", "no_proxy: 'https://crm.corp' is a URL"),
+        ("no_proxy", "crm corp", "no_proxy: 'crm corp' is not a host name, address or network"),
+        ("egress_allow", "*.corp.example", "'*.corp.example' is a wildcard: name each host"),
+        ("egress_allow", "crm.corp:8443", "'crm.corp:8443' has a port: write the host alone"),
+    ],
+)
+def test_a_list_entry_that_is_no_host_or_network_is_named(
+    setting: str, value: str, problem: str
+) -> None:
+    """Before, COURIER_NO_PROXY took any such entry as a host name that matched nothing, so
+    the hosts meant to go direct went through the proxy; one parser reads both lists now."""
+    with pytest.raises(ValidationError) as caught:
+        Settings(http_proxy=PROXY, **{setting: f"crm.internal.example, {value}"})
+    message = str(caught.value)
+    assert problem in message, message
+    assert "http_proxy: no_proxy" not in message
+
+
+def test_both_lists_take_addresses_in_brackets_names_in_any_script_and_a_final_dot() -> None:
+    settings = Settings(
+        http_proxy=PROXY, no_proxy="[fd00::7], bücher.example., *", egress_allow="[fd00::7]"
+    )
+    assert settings.egress_policy().permits("x.example", "fd00::7")
+    proxy = settings.forward_proxy()
+    assert proxy is not None and proxy.for_url("https://anything.example") is None

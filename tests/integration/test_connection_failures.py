@@ -1,6 +1,7 @@
 """A connection that fails under a request is the recipient's trouble for now, not ours:
 a retryable error, "Connection failed", however it fails (refused, reset before the
-answer, reset or closed halfway through the body)."""
+answer, reset or closed halfway through the body). A kept-alive connection the recipient
+closed as we sent on it is not a failure: the request goes again on a new connection."""
 
 from __future__ import annotations
 
@@ -144,3 +145,95 @@ async def test_a_host_that_does_not_resolve_is_named_so(sender: HttpSender) -> N
     assert (attempt.outcome.kind, attempt.outcome.reason) == (OutcomeKind.ERROR, "Host not found")
     assert attempt.outcome.retryable
     assert attempt.outcome.category is OutcomeCategory.RECIPIENT_ERROR
+
+
+class ClosesWhenIdle:
+    """A recipient whose idle timer fires as a request arrives on a kept-alive connection
+    (Node's 5 s, Gunicorn's 2 s, where aiohttp keeps connections 15 s): it answers the
+    first request of each connection and closes the connection at the second, unanswered.
+    ``requests``: how many requests each connection carried, in the order they opened."""
+
+    def __init__(self) -> None:
+        self.requests: list[int] = []
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = len(self.requests)
+        self.requests.append(0)
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            self.requests[connection] += 1
+            if self.requests[connection] > 1:
+                writer.close()
+                return
+            writer.write(
+                b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 13\r\n\r\n{"id": "R-1"}'
+            )
+            await writer.drain()
+
+
+@pytest.mark.parametrize(("max_attempts", "sent_again"), [(5, True), (1, False)])
+async def test_a_kept_alive_connection_closed_as_we_send_is_sent_again_on_a_new_one(
+    max_attempts: int,
+    sent_again: bool,
+    serving: Callable[[Behaviour], Awaitable[str]],
+    sender: HttpSender,
+) -> None:
+    """Before, the second lead read "Connection failed" and waited for its retry: 27 of 150
+    requests failed so against a server closing idle connections at the moment they came.
+    A destination that allows one attempt only is never sent a lead twice."""
+    recipient = ClosesWhenIdle()
+    url = await serving(recipient)
+    dest = parse_destinations(
+        {
+            "destinations": [
+                {
+                    "id": "crm",
+                    "url": url,
+                    "mapping": {"email": "email"},
+                    "retry": {"max_attempts": max_attempts},
+                }
+            ]
+        }
+    ).destinations[0]
+    first = await attempt_delivery(LEAD, dest, sender)
+    assert first.outcome.kind is OutcomeKind.SUCCESS, first.outcome
+    second = await attempt_delivery(Lead("L-2", {"id": "L-2", "lead": {}}), dest, sender)
+    if sent_again:
+        assert second.outcome.kind is OutcomeKind.SUCCESS, second.outcome
+        assert recipient.requests == [2, 1]
+    else:
+        assert second.outcome.reason == "Connection failed", second.outcome
+        assert recipient.requests == [2]
+
+
+async def test_a_new_connection_closed_before_the_answer_is_not_sent_again(
+    serving: Callable[[Behaviour], Awaitable[str]], sender: HttpSender
+) -> None:
+    """The resend is for a kept-alive connection only: a recipient that closes a new one
+    has read the lead and failed on it, and the lead's retries are what its policy says."""
+    requests: list[bytes] = []
+
+    async def closes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.close()
+
+    dest = parse_destinations(
+        {
+            "destinations": [
+                {"id": "crm", "url": await serving(closes), "mapping": {"email": "email"}}
+            ]
+        }
+    ).destinations[0]
+    attempt = await attempt_delivery(LEAD, dest, sender)
+    assert attempt.outcome.reason == "Connection failed", attempt.outcome
+    assert len(requests) == 1

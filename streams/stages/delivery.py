@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -44,6 +45,19 @@ if TYPE_CHECKING:
     from aiohttp.tracing import Trace
 
     from streams.config import Destination, Limits
+
+
+def _user_agent() -> str:
+    try:
+        return f"lead-courier/{version('lead-courier')}"
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "lead-courier"
+
+
+# Who is calling, in every request to a recipient unless its destination's headers say
+# otherwise: its operators can tell our traffic apart, and web firewalls that turn away
+# aiohttp's default ("Python/3.11 aiohttp/3.14") as a script let it through.
+USER_AGENT = _user_agent()
 
 # What a stage needs to deliver: tests pass a plain function, the worker an HttpSender.
 Send = Callable[[HttpRequest, "Destination"], Awaitable[HttpResponse]]
@@ -156,6 +170,7 @@ class HttpSender:
             session = self._sessions[guarded] = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
+                headers={"User-Agent": USER_AGENT},  # a destination's own header wins
                 auto_decompress=True,
                 raise_for_status=False,
             )

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
+from importlib.metadata import version
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -422,3 +423,17 @@ async def test_a_destination_header_overrides_the_integrations_content_type(
     )
     received = await deliver(dest, sender, server)
     assert received.headers["Content-Type"] == "application/vnd.api+json"
+
+
+async def test_requests_say_who_sends_them_unless_the_destination_says_otherwise(
+    server: Recipient, sender: HttpSender
+) -> None:
+    """Before, aiohttp's "Python/3.11 aiohttp/3.14.5": what web firewalls turn away as a
+    script, and nothing a recipient's operators could tell apart."""
+    ours = await deliver(destination(url=server.url(), mapping=MAPPING), sender, server)
+    assert ours.headers["User-Agent"] == f"lead-courier/{version('lead-courier')}"
+    theirs = destination(
+        url=server.url(), mapping=MAPPING, headers={"user-agent": "AcmeLeads-Partner/7"}
+    )
+    asked = await deliver(theirs, sender, server)
+    assert asked.headers["User-Agent"] == "AcmeLeads-Partner/7"

@@ -16,8 +16,8 @@ from typing import Any, Literal
 from aiokafka.abc import AbstractTokenProvider
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
-from streams.config.tls import tls_context
-from streams.secrets import SCRUBBER, has_reference, resolve_references
+from streams.config.tls import checked_tls_context
+from streams.secrets import SCRUBBER, has_reference, resolve_references, secrets_at_hand
 
 Protocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 Mechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
@@ -76,6 +76,11 @@ class KafkaSecurity(BaseModel):
         for secret in (self.key_password, self.password, self.oauth_client_secret):
             if secret is not None:
                 SCRUBBER.keep_secret(self.secret_value(secret))
+        if protocol.endswith("SSL") and secrets_at_hand():
+            # Loaded now, so a CA file with no certificate, an encrypted key without its
+            # password or a key that is not the certificate's is named at start (and by
+            # `courier check`), not raised by the first Kafka client made.
+            self.ssl_context()
         return self
 
     @property
@@ -99,11 +104,13 @@ class KafkaSecurity(BaseModel):
         if not self.effective_protocol.endswith("SSL"):
             return None
         password = self.key_password
-        return tls_context(
+        return checked_tls_context(
             self.ca_file,
             self.cert_file,
             self.key_file,
             self.secret_value(password) if password is not None else None,
+            options="kafka_ssl_",
+            password_by="",  # the option is named: kafka_ssl_key_password
         )
 
     def client_options(self) -> dict[str, Any]:

@@ -53,6 +53,44 @@ def tls_context(
     return context
 
 
+def checked_tls_context(
+    ca_file: Path | None,
+    cert_file: Path | None,
+    key_file: Path | None,
+    key_password: str | None,
+    verify: bool = True,
+    *,
+    options: str = "",
+    password_by: str = "as a reference like ${env:NAME}",
+) -> ssl.SSLContext:
+    """``tls_context``, with what keeps its files from loading as a ValueError naming the
+    option (``options``: the options' prefix, ``kafka_ssl_`` for the Kafka connection):
+    a CA file with no certificate, an encrypted key without its password, a key that is
+    not the certificate's, a file that cannot be read. ``password_by``: how the password
+    is given there."""
+    try:
+        return tls_context(ca_file, cert_file, key_file, key_password, verify)
+    except KeyNeedsPassword:
+        raise ValueError(
+            f"{options}key_password: {key_file or cert_file} is an encrypted key; give its "
+            f"password{' ' if password_by else ''}{password_by}"
+        ) from None
+    except ssl.SSLError as exc:
+        try:  # the CA file alone: a problem with it is named as its own
+            if ca_file is not None:
+                ssl.create_default_context(cafile=str(ca_file))
+        except ssl.SSLError as ca_exc:
+            raise ValueError(
+                f"{options}ca_file: {ca_file} holds no certificate ({ca_exc.reason})"
+            ) from None
+        raise ValueError(
+            f"{options}cert_file: {cert_file} and its key could not be loaded together "
+            f"({exc.reason or exc}): a PEM certificate, and the key it was issued for"
+        ) from None
+    except OSError as exc:  # a file gone between the check and the read
+        raise ValueError(f"{exc.filename}: cannot be read ({exc.strerror})") from None
+
+
 class RecipientTls(CompiledModel):
     """A destination's ``tls:``: its own CA (``ca_file``: trusted instead of the system's
     CAs, as curl's ``--cacert``) and a client certificate it asks for (``cert_file`` and
@@ -92,30 +130,8 @@ class RecipientTls(CompiledModel):
         """Both contexts (verifying and not) from the files as they are now; ValueError
         naming the option when they cannot be loaded."""
         password = self.key_password.get_secret_value() if self.key_password else None
-        try:  # the CA file alone first, so a problem with it is named as its own
-            if self.ca_file is not None:
-                ssl.create_default_context(cafile=str(self.ca_file))
-        except ssl.SSLError as exc:
-            raise ValueError(
-                f"ca_file: {self.ca_file} holds no certificate ({exc.reason})"
-            ) from None
-        try:
-            return (
-                tls_context(self.ca_file, self.cert_file, self.key_file, password),
-                tls_context(self.ca_file, self.cert_file, self.key_file, password, verify=False),
-            )
-        except KeyNeedsPassword:
-            raise ValueError(
-                f"key_password: {self.key_file or self.cert_file} is an encrypted key; give "
-                "its password as a reference like ${env:NAME}"
-            ) from None
-        except ssl.SSLError as exc:
-            raise ValueError(
-                f"cert_file: {self.cert_file} and its key could not be loaded together "
-                f"({exc.reason or exc}): a PEM certificate, and the key it was issued for"
-            ) from None
-        except OSError as exc:  # a file gone between the check and the read
-            raise ValueError(f"{exc.filename}: cannot be read ({exc.strerror})") from None
+        files = (self.ca_file, self.cert_file, self.key_file, password)
+        return checked_tls_context(*files), checked_tls_context(*files, verify=False)
 
     def _files_now(self) -> tuple[tuple[int, int, int], ...]:
         """What identifies each file's content: a renewal (cert-manager, a Secret's mounted

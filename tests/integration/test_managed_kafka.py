@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from streams.cli.broker import EmbeddedBroker, free_port
 from streams.cli.console import publish_lines, read_records
 from streams.config.kafka import KafkaSecurity
 from tests.integration.conftest import decode_with_schema_file
+from tests.integration.https_recipient import private_ca
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Recipient
 from tests.integration.tls_proxy import TlsProxy, make_pki
@@ -134,3 +136,51 @@ def test_inconsistent_settings_are_named_before_anything_connects(tmp_path: Path
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "kafka_sasl_mechanism SCRAM-SHA-512 needs kafka_sasl_username and" in result.stderr
+
+
+def test_kafka_tls_files_that_cannot_load_are_named_before_anything_connects(
+    tmp_path: Path,
+) -> None:
+    """Before, an encrypted client key without its password, or a CA file that holds a key,
+    passed the settings and raised from the first Kafka client made: OpenSSL's bare error,
+    or its prompt for a PEM pass phrase on the terminal."""
+    pki = private_ca(tmp_path)  # its client key is encrypted
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COURIER_KAFKA_")}
+    env.update(
+        {
+            "COURIER_BROKER": "kafka://127.0.0.1:1",
+            "COURIER_KAFKA_SSL_CERT_FILE": str(pki.client_cert),
+            "COURIER_KAFKA_SSL_KEY_FILE": str(pki.client_key),
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "events"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "kafka_ssl_key_password (COURIER_KAFKA_SSL_KEY_PASSWORD): " in result.stderr
+    assert f"{pki.client_key.name} is an encrypted key; give its password\n" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("files", "problem"),
+    [
+        ({"ca_file": "client_key"}, "kafka_ssl_ca_file: {client_key} holds no certificate"),
+        (
+            {"cert_file": "client_cert", "key_file": "server_key"},
+            "kafka_ssl_cert_file: {client_cert} and its key could not be loaded together",
+        ),
+    ],
+)
+def test_a_kafka_ca_or_key_that_does_not_fit_is_named(
+    tmp_path: Path, files: dict[str, str], problem: str
+) -> None:
+    pki = private_ca(tmp_path)
+    paths = {name: getattr(pki, name) for name in ("client_key", "client_cert", "server_key")}
+    with pytest.raises(ValueError, match=re.escape(problem.format(**paths))):
+        KafkaSecurity(**{option: paths[name] for option, name in files.items()})

@@ -77,7 +77,17 @@ def startup_summary(
         where = f" → {host}" if host else ""
         caps = " (caps)" if destination.caps is not None else ""
         tls = f", TLS with {destination.tls.describe()}" if destination.tls is not None else ""
-        lines.append(f"destination {destination.id}: {destination.integration}{where}{caps}{tls}")
+        own = destination.own_proxy
+        through = (
+            ""
+            if own is None
+            else ", direct (not through the worker's proxy)"
+            if own == "direct"
+            else f", through its own proxy {own.address}"
+        )
+        lines.append(
+            f"destination {destination.id}: {destination.integration}{where}{caps}{tls}{through}"
+        )
         if destination.insecure:
             warnings.append(f"destination {destination.id}: plain http allowed (insecure: true)")
         if not destination.tls_verify:

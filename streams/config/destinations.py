@@ -45,13 +45,25 @@ from streams.config.flows import (
     default_flow,
     not_a_step,
 )
-from streams.config.policies import BatchConfig, CapPolicy, CircuitPolicy, RetryPolicy
+from streams.config.policies import (
+    BatchConfig,
+    CapPolicy,
+    CircuitPolicy,
+    ForwardProxy,
+    RetryPolicy,
+)
 from streams.config.response_rules import ResponseConfig
 from streams.config.schedule import Schedule
 from streams.config.tls import RecipientTls
 from streams.config.unknown import closest, explained
 from streams.errors import ConfigError
-from streams.secrets import has_reference, is_sensitive_name, resolve_references, single_line
+from streams.secrets import (
+    has_reference,
+    is_sensitive_name,
+    is_unresolved,
+    resolve_references,
+    single_line,
+)
 from streams.template.fields import CompiledMapping, FieldSpec, compile_mapping
 from streams.template.parser import (
     CompiledTemplate,
@@ -61,6 +73,9 @@ from streams.template.parser import (
     compile_template,
     is_template,
 )
+
+# A destination's ``proxy: direct``: past the worker's proxy, straight to the recipient.
+DIRECT: Literal["direct"] = "direct"
 
 
 def _mapping_kind(value: Any) -> str:
@@ -236,6 +251,10 @@ class Destination(CompiledModel):
     tls_verify: bool = True
     # Its own CA, a client certificate it asks for (mutual TLS): streams/config/tls.py.
     tls: RecipientTls | None = None
+    # Its requests' forward proxy instead of the worker's (COURIER_HTTP_PROXY): a proxy URL
+    # (credentials only by reference, ${env:STATIC_IP_PROXY}: a buyer that takes leads from
+    # listed addresses only), or "direct" to go without the worker's. Unset: the worker's.
+    proxy: str | None = None
     enabled: bool = True
     settings: dict[str, Any] = Field(default_factory=dict)
     auth: AuthConfig | None = None
@@ -253,6 +272,7 @@ class Destination(CompiledModel):
     # is where the full lead is posted when it wins.
     ping: PingConfig | None = None
 
+    _proxy: ForwardProxy | None = PrivateAttr(default=None)
     _url_template: CompiledTemplate | None = PrivateAttr(default=None)
     _resolved_url: str = PrivateAttr(default="")  # references resolved: never print it
     _header_templates: dict[str, CompiledTemplate] = PrivateAttr(default_factory=dict)
@@ -282,6 +302,7 @@ class Destination(CompiledModel):
             self._check_batch,
             self._check_method,
             self._resolve_url,
+            self._resolve_proxy,
             self._resolve_headers,
             self._check_settings,
         ):
@@ -361,6 +382,7 @@ class Destination(CompiledModel):
                 "insecure",
                 "tls_verify",
                 "tls",
+                "proxy",
                 "auth",
                 "privacy",
             }
@@ -471,6 +493,27 @@ class Destination(CompiledModel):
             except TemplateError as exc:
                 raise ValueError(f"url: {exc}") from None
 
+    def _resolve_proxy(self) -> None:
+        raw = (self.proxy or "").strip()
+        if raw in ("", DIRECT):
+            return
+        if not has_reference(raw) and "@" in urlsplit(raw).netloc:
+            raise ValueError(
+                "proxy: credentials must be a reference like ${env:NAME}, never a literal "
+                "(the whole URL may be one)"
+            )
+        try:
+            resolved = resolve_references(raw).strip() if has_reference(raw) else raw
+        except ValueError as exc:
+            raise ValueError(f"proxy: {exc}") from None
+        if is_unresolved(resolved):
+            return  # checked where the workers' secrets are (courier check --no-secrets)
+        try:
+            self._proxy = ForwardProxy(url=resolved)
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise ValueError(f"proxy: {reason}") from None
+
     def _check_settings(self) -> None:
         try:
             self._integration_settings = REGISTRY[self.integration].Config.model_validate(
@@ -547,6 +590,14 @@ class Destination(CompiledModel):
         if self.tls is None:
             return self.tls_verify
         return self.tls.context(self.tls_verify)
+
+    @property
+    def own_proxy(self) -> ForwardProxy | Literal["direct"] | None:
+        """Its own forward proxy, "direct" to go without the worker's, or None: the
+        worker's (``COURIER_HTTP_PROXY``), if any."""
+        if self.proxy is not None and self.proxy.strip() == DIRECT:
+            return DIRECT
+        return self._proxy
 
     @property
     def resolved_headers(self) -> dict[str, str]:

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 from streams.compiled_model import CompiledModel
 from streams.config.response_rules import compile_json_path
 from streams.config.schedule import DAYS, Day, TimeZoneName
+from streams.secrets import SCRUBBER
 from streams.template.conversions import time_zone
 
 
@@ -215,6 +216,8 @@ class ForwardProxy(CompiledModel):
             user, password = unquote(parts.username), unquote(parts.password or "")
             token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
             self._headers = {"Proxy-Authorization": f"Basic {token}"}
+            for secret in (password, token):  # masked in every log line and event
+                SCRUBBER.keep_secret(secret)
         names, self._networks = names_and_networks(self.no_proxy, "no_proxy", wildcards=True)
         # "*.example.com" and ".example.com" are the domain; "*" alone leaves "": every host.
         self._domains = tuple(name.lstrip("*").lstrip(".") for name in names)

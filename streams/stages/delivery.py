@@ -212,13 +212,16 @@ class HttpSender:
             check_literal(req.url, egress)
         session = self._session_for(egress)
         headers, proxy, proxy_headers = req.headers, None, None
-        if self._proxy is not None and (proxy := self._proxy.for_url(req.url)) is not None:
+        # The destination's own proxy (or "direct") over the worker's.
+        own = destination.own_proxy
+        through = self._proxy if own is None else None if own == "direct" else own
+        if through is not None and (proxy := through.for_url(req.url)) is not None:
             if req.url.startswith("https:"):
-                proxy_headers = self._proxy.headers  # on the CONNECT, outside the tunnel
+                proxy_headers = through.headers  # on the CONNECT, outside the tunnel
             else:
                 # A plain request goes to the proxy itself, which drops its own headers;
                 # aiohttp 3.14 sends ``proxy_headers`` only on a CONNECT.
-                headers = {**req.headers, **self._proxy.headers}
+                headers = {**req.headers, **through.headers}
         limits = destination.timeouts
         timeout = aiohttp.ClientTimeout(
             total=limits.total, sock_connect=limits.connect, sock_read=limits.read

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from streams.config import Settings, parse_destinations
+from streams.errors import ConfigError
 from streams.model import Lead, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import attempt_delivery
 from streams.stages.delivery import HttpSender
@@ -19,6 +20,7 @@ from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.forward_proxy import ForwardProxy
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Recipient
+from tests.unit.test_logs_and_summary import summary
 
 LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
 USER, PASSWORD = "courier", "p@ss:word"  # characters a URL must escape
@@ -139,6 +141,76 @@ async def test_hosts_named_in_no_proxy_are_reached_direct(
     assert len(recipient.requests) == 1
 
 
+async def test_a_destination_goes_through_its_own_proxy_while_the_others_go_direct(
+    proxy: ForwardProxy, recipient: Recipient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A buyer that takes leads only from listed addresses is reached through a static-IP
+    proxy (paid by the request), the house CRM direct: one destination's ``proxy:``."""
+    monkeypatch.setenv("STATIC_IP_PROXY", proxy.url(user_info()))
+    settings = Settings(egress="any")  # no worker-wide proxy
+    buyer = await deliver(recipient.url("/buyer"), settings, proxy="${env:STATIC_IP_PROXY}")
+    crm = await deliver(recipient.url("/crm"), settings)
+    assert (buyer.kind, crm.kind) == (OutcomeKind.SUCCESS, OutcomeKind.SUCCESS)
+    [asked] = proxy.asked
+    assert asked.target == recipient.url("/buyer")
+    assert asked.authorization is not None
+    assert [r.path for r in recipient.requests] == ["/buyer", "/crm"]
+
+
+async def test_proxy_direct_goes_past_the_workers_proxy(
+    proxy: ForwardProxy, recipient: Recipient
+) -> None:
+    settings = Settings(http_proxy=proxy.url(user_info()), egress="any")
+    outcome = await deliver(recipient.url(), settings, proxy="direct")
+    assert outcome.kind is OutcomeKind.SUCCESS, outcome
+    assert proxy.asked == []
+
+
+@pytest.mark.parametrize(
+    ("proxy_setting", "problem"),
+    [
+        (
+            "http://courier:secret@proxy.corp:3128",
+            "proxy: credentials must be a reference like ${env:NAME}, never a literal",
+        ),
+        ("${env:NOT_SET_ANYWHERE}", "proxy: "),
+        ("https://proxy.corp:3128", "proxy: not a proxy URL like http://proxy.example.com:3128"),
+        ("http://proxy.corp:3128/path", "proxy: a proxy URL has no path or query"),
+    ],
+)
+def test_a_destinations_proxy_that_cannot_be_used_is_named(
+    proxy_setting: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_destinations(
+            {"destinations": [{"id": "buyer", "url": "https://b.example", "proxy": proxy_setting}]}
+        )
+    assert problem in str(caught.value)
+    assert "secret" not in str(caught.value).replace("secrets", "")
+
+
+def test_the_summary_names_a_destinations_own_proxy_without_its_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STATIC_IP_PROXY", "http://u:pw-4711@static.example:9293")
+    lines, _ = summary(
+        {
+            "destinations": [
+                {"id": "buyer", "url": "https://b.example", "proxy": "${env:STATIC_IP_PROXY}"},
+                {"id": "crm", "url": "https://crm.example", "proxy": "direct"},
+            ]
+        }
+    )
+    assert (
+        "destination buyer: json_post → b.example, through its own proxy "
+        "http://static.example:9293" in lines
+    )
+    assert "destination crm: json_post → crm.example, direct (not through the worker's proxy)" in (
+        lines
+    )
+    assert not any("pw-4711" in line for line in lines)
+
+
 async def test_with_the_egress_policy_on_the_proxy_is_reached_and_addresses_still_checked(
     proxy: ForwardProxy, recipient: Recipient
 ) -> None:
@@ -180,3 +252,22 @@ destinations:
     log = worker.log_path.read_text()
     assert f"deliveries through the proxy http://127.0.0.1:{proxy.port}" in log
     assert "p%40ss" not in log and PASSWORD not in log  # its credentials never shown
+
+
+def test_a_buyers_pings_go_through_its_proxy_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A buyer that lists the addresses it takes leads from lists them for its pings too."""
+    monkeypatch.setenv("STATIC_IP_PROXY", "http://static.example:9293")
+    [buyer] = parse_destinations(
+        {
+            "destinations": [
+                {
+                    "id": "buyer",
+                    "url": "https://b.example/post",
+                    "proxy": "${env:STATIC_IP_PROXY}",
+                    "ping": {"url": "https://b.example/ping"},
+                }
+            ]
+        }
+    ).destinations
+    own = buyer.pinged.own_proxy
+    assert own is not None and own != "direct" and own.address == "http://static.example:9293"

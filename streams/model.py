@@ -108,7 +108,9 @@ class HttpResponse:
         """The body (its first ``limit`` bytes) as text, in its charset; a byte that is not
         of it is shown as U+FFFD rather than refusing the whole answer."""
         body = self.body if limit is None else self.body[:limit]
-        return body.decode(self.charset, errors="replace")
+        charset = self.charset
+        # utf-8-sig: a byte order mark (.NET writes one) is not part of the text.
+        return body.decode("utf-8-sig" if charset == "utf-8" else charset, errors="replace")
 
     @property
     def text(self) -> str:
@@ -117,8 +119,11 @@ class HttpResponse:
     def json(self) -> Any:
         """The body as JSON, or None when it is not JSON (an HTML error page, say). JSON is
         UTF-8 by its RFC, but older APIs answer in the charset their header names."""
+        body = self.body
+        if body.startswith(codecs.BOM_UTF8):  # .NET writes one; RFC 8259 lets readers skip it
+            body = body[len(codecs.BOM_UTF8) :]
         try:
-            return orjson.loads(self.body)
+            return orjson.loads(body)
         except orjson.JSONDecodeError:
             if self.charset == "utf-8":
                 return None

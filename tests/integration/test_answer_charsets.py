@@ -5,6 +5,7 @@ a JSON answer in Latin-1 was "Unreadable response"."""
 
 from __future__ import annotations
 
+import codecs
 from typing import Any
 
 import pytest
@@ -74,3 +75,16 @@ async def test_a_charset_nobody_knows_is_read_as_utf_8() -> None:
     attempt = await deliver(buyer)
     assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
     assert attempt.outcome.reference_id == "R-7"
+
+
+async def test_a_json_answer_with_a_byte_order_mark_is_json() -> None:
+    """.NET's writers put a UTF-8 byte order mark before the JSON (RFC 8259 lets a reader
+    skip it): before, "Unreadable response" with ``expect: json``, and no rule matched."""
+    body = codecs.BOM_UTF8 + b'{"Result": "Accepted", "LeadId": 88123}'
+    buyer = answering(body, "application/json; charset=utf-8")
+    rules = [{"when": {"json": {"path": "$.Result", "equals": "Accepted"}}, "outcome": "success"}]
+    response = {"expect": "json", "rules": rules, "capture": {"reference_id": {"json": "$.LeadId"}}}
+    attempt = await deliver(buyer, response=response)
+    assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+    assert attempt.outcome.reference_id == "88123"
+    assert attempt.outcome.raw is not None and not attempt.outcome.raw.startswith("\ufeff")

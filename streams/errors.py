@@ -6,7 +6,8 @@ CourierError
 └── DeliveryError      the HTTP exchange itself failed (only stages/delivery.py raises it)
     ├── DeliveryTimeout          the recipient did not answer in time (retryable)
     ├── DeliveryConnectionError  could not connect / connection dropped (retryable)
-    │   └── HostNotFound         its host name did not resolve (retryable)
+    │   ├── HostNotFound         its host name did not resolve (retryable)
+    │   └── ProxyUnreachable     the forward proxy could not be reached (retryable)
     ├── ResponseTooLarge         the answer exceeded the destination's limit
     ├── CertificateRefused       the recipient's TLS certificate did not verify
     ├── TlsRefused               the recipient ended the TLS handshake with an alert
@@ -65,6 +66,14 @@ class HostNotFound(DeliveryConnectionError):
     trouble that passes (so still retried, as a failed connection is)."""
 
     reason = "Host not found"
+
+
+class ProxyUnreachable(DeliveryConnectionError):
+    """The forward proxy could not be reached (refused, its name did not resolve): nothing
+    went to the recipient. Retried, as a failed connection is; said apart from the
+    recipient's own trouble, since every destination through the proxy has it too."""
+
+    reason = "Proxy unreachable"
 
 
 class ResponseTooLarge(DeliveryError):

@@ -28,6 +28,7 @@ from streams.errors import (
     EgressRefused,
     HostNotFound,
     ProxyRefused,
+    ProxyUnreachable,
     ResponseTooLarge,
     SenderClosed,
     StoppedWhileWaiting,
@@ -266,7 +267,7 @@ class HttpSender:
                 if resend and closed_idle and not answered and _REUSED.get():
                     resend = False
                     continue
-                raise _delivery_error(exc, destination) from exc
+                raise _delivery_error(exc, destination, via_proxy=proxy is not None) from exc
 
     async def close(self) -> None:
         self._closed = True
@@ -306,7 +307,9 @@ class _PoolConnector(aiohttp.TCPConnector):
 
 
 def _delivery_error(
-    exc: TimeoutError | aiohttp.ClientError | ConnectionError, destination: Destination
+    exc: TimeoutError | aiohttp.ClientError | ConnectionError,
+    destination: Destination,
+    via_proxy: bool,
 ) -> DeliveryError:
     if isinstance(exc, TimeoutError):
         return DeliveryTimeout(f"no answer within the destination's timeouts ({exc})")
@@ -314,6 +317,12 @@ def _delivery_error(
         return EgressRefused(str(exc.os_error))
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return CertificateRefused(str(exc))
+    # Through a proxy the worker resolves and connects to the proxy alone (the recipient's
+    # name is the proxy's to resolve): a failure to do so is the proxy's, not the recipient's.
+    if isinstance(exc, aiohttp.ClientProxyConnectionError) or (
+        via_proxy and isinstance(exc, aiohttp.ClientConnectorDNSError)
+    ):
+        return ProxyUnreachable(str(exc))
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return HostNotFound(str(exc))
     if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy would not open the tunnel

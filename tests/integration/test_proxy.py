@@ -5,6 +5,7 @@ CONNECT tunnel, and a worker that delivers through it."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -127,6 +128,23 @@ async def test_a_recipient_the_proxy_refuses_by_its_rules_is_not_retried(
     assert outcome.reason == (
         "Proxy refused (HTTP 403)" if scheme == "https" else "Authentication failed (HTTP 403)"
     )
+    assert recipient.requests == []
+
+
+@pytest.mark.parametrize("proxy_host", ["127.0.0.1", "proxy.invalid"])
+async def test_a_proxy_that_cannot_be_reached_is_named_not_the_recipient(
+    recipient: Recipient, proxy_host: str
+) -> None:
+    """Before: "Connection failed" when the proxy was down and "Host not found" when its
+    name did not resolve, as if the recipient were; every destination through it has the
+    same trouble. Retried, as a failed connection is."""
+    with socket.socket() as closed:  # a port nobody listens on once this closes
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings = Settings(http_proxy=f"http://{proxy_host}:{port}", egress="any")
+    outcome = await deliver(recipient.url(), settings)
+    assert (outcome.reason, outcome.retryable) == ("Proxy unreachable", True), outcome
+    assert outcome.category is OutcomeCategory.RECIPIENT_ERROR
     assert recipient.requests == []
 
 

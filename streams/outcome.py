@@ -261,12 +261,16 @@ def _captured(body: Any) -> dict[str, str]:
     return kept
 
 
+_DECIMAL_SECONDS = re.compile(r"\d{1,9}\.\d{1,6}")
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """RFC 9110 Retry-After: delay-seconds or an HTTP-date; None when absent or unreadable."""
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    # Whole seconds by the RFC; "1.5" too, as some APIs write it (rate limits under a second).
+    if text.isdigit() or _DECIMAL_SECONDS.fullmatch(text):
         return float(text)
     try:
         when = parsedate_to_datetime(text)

@@ -99,5 +99,7 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert parse_retry_after("120") == 120.0
     assert parse_retry_after("Mon, 23 Nov 2026 12:00:30 GMT", now) == 30.0
     assert parse_retry_after("Mon, 23 Nov 2026 11:00:00 GMT", now) == 0.0  # already past
+    assert parse_retry_after("1.5") == 1.5  # not the RFC's, but APIs under a second write it
     assert parse_retry_after("soon") is None
+    assert parse_retry_after("1e9") is None and parse_retry_after("-5") is None
     assert parse_retry_after(None) is None

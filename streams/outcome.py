@@ -9,6 +9,7 @@ one ("Duplicate lead", "Outside service area", ...). Integrations refine this in
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -259,6 +260,31 @@ def _captured(body: Any) -> dict[str, str]:
     if dropped:
         kept[NOT_CAPTURED] = str(dropped)
     return kept
+
+
+# The IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers): ``t`` is the seconds
+# until the quota resets, in ``RateLimit: "default";r=0;t=30``.
+_RATELIMIT_RESET = re.compile(r";\s*t=(\d{1,9})\b")
+_EPOCH_FROM = 1_000_000_000  # an X-RateLimit-Reset this large is a time, not a delay
+
+
+def rate_limit_reset(res: HttpResponse, now: float | None = None) -> float | None:
+    """Seconds until a rate limit resets, for a 429 without Retry-After: the IETF draft's
+    ``RateLimit: …;t=30`` or ``RateLimit-Reset: 30``, else ``X-RateLimit-Reset`` (seconds,
+    or a Unix time as GitHub's and many others write it). None when none is readable."""
+    named = res.header("RateLimit")
+    if named is not None and (found := _RATELIMIT_RESET.search(named)) is not None:
+        return float(found[1])
+    delay = res.header("RateLimit-Reset")
+    if delay is not None and delay.strip().isdigit():
+        return float(delay.strip())
+    reset = (res.header("X-RateLimit-Reset") or "").strip()
+    if not reset.isdigit() and not _DECIMAL_SECONDS.fullmatch(reset):
+        return None
+    value = float(reset)
+    if value < _EPOCH_FROM:
+        return value
+    return max(value - (time.time() if now is None else now), 0.0)
 
 
 _DECIMAL_SECONDS = re.compile(r"\d{1,9}\.\d{1,6}")

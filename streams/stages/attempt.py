@@ -17,7 +17,13 @@ from streams import logs, telemetry
 from streams.auth import OAuth2Auth
 from streams.errors import DeliveryError, MappingError
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, OutcomeKind
-from streams.outcome import RAW_LIMIT, outcome_for_error, parse_retry_after, to_price
+from streams.outcome import (
+    RAW_LIMIT,
+    outcome_for_error,
+    parse_retry_after,
+    rate_limit_reset,
+    to_price,
+)
 from streams.secrets import SCRUBBER, Scrubber
 from streams.stages.batching import Batches
 from streams.stages.delivery import RequestSummary, Send, summarize
@@ -276,11 +282,14 @@ async def _attempt(
         if reading is not None:
             outcome = replace(outcome, quota_left=reading(response))
         if outcome.retryable:
-            # The recipient's Retry-After, else what the integration read (a vendor's quota).
+            # The recipient's Retry-After, else what the integration read (a vendor's
+            # quota), else when a 429's rate limit resets.
             asked = parse_retry_after(response.header("Retry-After"))
-            outcome = replace(
-                outcome, retry_after_s=asked if asked is not None else outcome.retry_after_s
-            )
+            if asked is None:
+                asked = outcome.retry_after_s
+            if asked is None and status == 429:
+                asked = rate_limit_reset(response)
+            outcome = replace(outcome, retry_after_s=asked)
     except Exception as exc:  # an integration must never crash the agent on a strange answer
         log.exception("integration %s could not read an HTTP %s answer", module.NAME, status)
         outcome = Outcome.error(

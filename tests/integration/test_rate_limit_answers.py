@@ -1,0 +1,62 @@
+"""A 429 that says when its limit resets without a Retry-After: the IETF RateLimit fields
+(``RateLimit: "default";r=0;t=30``, ``RateLimit-Reset: 30``) or ``X-RateLimit-Reset``
+(seconds, or a Unix time as GitHub's). Before, none was read: the retry came after the
+backoff's own 1 to 8 s, into the same closed window, and was refused again."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from aiohttp import web
+
+from streams.config import parse_destinations
+from streams.model import Lead, OutcomeKind
+from streams.stages.attempt import attempt_delivery
+from streams.stages.delivery import HttpSender
+from tests.integration.recipients import Received, Recipient
+
+LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
+
+
+async def answered(status: int, headers: dict[str, str]) -> float | None:
+    """The retry delay read from a real recipient's answer."""
+
+    async def answer(_: Recipient, __: Received) -> web.Response:
+        return web.json_response({"error": "rate limited"}, status=status, headers=headers)
+
+    recipient = await Recipient(answer).start()
+    [dest] = parse_destinations(
+        {"destinations": [{"id": "buyer", "url": recipient.url(), "mapping": {"email": "email"}}]}
+    ).destinations
+    sender = HttpSender()
+    try:
+        outcome = (await attempt_delivery(LEAD, dest, sender)).outcome
+    finally:
+        await sender.close()
+        await recipient.stop()
+    assert outcome.kind is OutcomeKind.ERROR and outcome.retryable, outcome
+    return outcome.retry_after_s
+
+
+@pytest.mark.parametrize(
+    ("headers", "delay_s"),
+    [
+        ({"RateLimit": '"default";r=0;t=30', "RateLimit-Policy": '"default";q=100;w=60'}, 30),
+        ({"RateLimit-Limit": "100", "RateLimit-Remaining": "0", "RateLimit-Reset": "42"}, 42),
+        ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "17"}, 17),
+        ({"Retry-After": "5", "X-RateLimit-Reset": "17"}, 5),  # Retry-After first
+    ],
+)
+async def test_a_429_waits_until_its_limit_resets(headers: dict[str, str], delay_s: float) -> None:
+    assert await answered(429, headers) == delay_s
+
+
+async def test_a_reset_given_as_a_unix_time_is_the_time_left() -> None:
+    delay = await answered(429, {"X-RateLimit-Reset": str(int(time.time()) + 90)})
+    assert delay is not None and 85 <= delay <= 90
+
+
+async def test_a_reset_is_read_for_a_429_only() -> None:
+    """A 503 with a rate-limit header describes the quota, not the outage."""
+    assert await answered(503, {"X-RateLimit-Reset": "17"}) is None

@@ -8,6 +8,7 @@ one ("Duplicate lead", "Outside service area", ...). Integrations refine this in
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from dataclasses import replace
@@ -22,6 +23,15 @@ from streams.model import HttpResponse, Outcome, OutcomeCategory
 
 RAW_LIMIT = 1000  # characters of the recipient's text kept beside the reason
 REASON_LIMIT = 80
+# A 2xx whose JSON says the lead was not taken: lead buyers' APIs often answer 200 and
+# say no in the body, and counting that as a sale would bill it. Top-level, any case
+# (.NET APIs write "Success": false, "Status": "Rejected").
+_NO_FLAGS = frozenset({"success", "accepted", "ok"})  # false: not taken
+_STATE_KEYS = frozenset({"status", "result"})
+_NO_WORDS = frozenset(
+    {"error", "fail", "failed", "failure", "rejected", "reject", "declined", "denied",
+     "refused", "duplicate", "invalid"}
+)  # fmt: skip
 _REASON_KEYS = ("reason", "message", "error", "error_message", "detail", "msg")
 _REFERENCE_KEYS = ("reference_id", "id", "lead_id", "leadId", "record_id")
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
@@ -73,6 +83,10 @@ def default_outcome(res: HttpResponse) -> Outcome:
     body = res.json()
     raw = res.text[:RAW_LIMIT] or None
     if 200 <= res.status < 300:
+        said_no = _said_no(body)
+        if said_no is not None:
+            # The recipient's reason when it gives one, else its own word ("rejected").
+            return rejection(_reason(body) or said_no, None, raw)
         return Outcome.success(
             reference_id=_reference_id(body),
             price=_price(body),
@@ -201,21 +215,44 @@ def outcome_for_error(exc: DeliveryError) -> Outcome:
     )
 
 
+def _said_no(body: Any) -> str | None:
+    """What a 2xx answer's JSON says when it says no ("rejected", "success: false"), else
+    None. Only the first 50 top-level fields are looked at: the verdict comes first."""
+    if not isinstance(body, dict):
+        return None
+    for key, value in itertools.islice(body.items(), 50):
+        name = key.lower()
+        if value is False and name in _NO_FLAGS:
+            return "Rejected"
+        if isinstance(value, str) and name in _STATE_KEYS and value.strip().lower() in _NO_WORDS:
+            return value.strip()
+    return None
+
+
+def _field(body: dict[str, Any], names: tuple[str, ...]) -> Any:
+    """The first of ``names`` the body has, as written or in another case ("Message",
+    "LeadId": .NET APIs' PascalCase); None when it has none."""
+    for name in names:
+        if name in body:
+            return body[name]
+    wanted = {name.lower(): rank for rank, name in enumerate(names)}
+    found = [(wanted[k.lower()], v) for k, v in body.items() if k.lower() in wanted]
+    return min(found, key=lambda pair: pair[0])[1] if found else None
+
+
 def _reason(body: Any) -> str | None:
     if isinstance(body, dict):
-        for key in _REASON_KEYS:
-            value = body.get(key)
-            if isinstance(value, str) and value.strip():
-                return value.strip()[:REASON_LIMIT]
+        value = _field(body, _REASON_KEYS)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:REASON_LIMIT]
     return None
 
 
 def _reference_id(body: Any) -> str | None:
     if isinstance(body, dict):
-        for key in _REFERENCE_KEYS:
-            value = body.get(key)
-            if isinstance(value, str | int) and not isinstance(value, bool):
-                return str(value)
+        value = _field(body, _REFERENCE_KEYS)
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return str(value)
     return None
 
 

@@ -35,6 +35,56 @@ def test_2xx_is_success_with_reference_price_and_captured_values() -> None:
     assert "nested" not in outcome.appended  # only top-level scalars are captured
 
 
+@pytest.mark.parametrize(
+    ("body", "reason", "category"),
+    [
+        ({"success": False, "message": "Lead already exists"}, "Duplicate lead", "duplicate"),
+        ({"Success": False, "Errors": ["x"]}, "Rejected", "hard_reject"),
+        ({"accepted": False, "reason": "Cap exceeded"}, "Cap exceeded", None),
+        (
+            {"Status": "Rejected", "Reason": "Outside service area"},
+            "Outside service area",
+            None,
+        ),
+        ({"result": "duplicate"}, "Duplicate lead", "duplicate"),
+        ({"status": "error", "error": "zip is required"}, "Invalid data", "invalid_data"),
+        ({"status": "Declined"}, "Declined", "hard_reject"),
+    ],
+)
+def test_2xx_whose_body_says_no_is_a_failure_not_a_sale(
+    body: dict[str, object], reason: str, category: str | None
+) -> None:
+    """Lead buyers' APIs often answer 200 and say no in the body. Before, every 2xx was a
+    sale: billed, and a waterfall stopped at a buyer that had refused the lead."""
+    outcome = default_outcome(answer(200, body))
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
+    assert not outcome.retryable
+    if category is not None:
+        assert outcome.category == category
+    assert outcome.raw is not None and outcome.raw.startswith("{")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"success": True, "id": "R-1"},
+        {"status": "accepted"},
+        {"Status": "OK", "LeadId": 77},
+        {"result": "queued"},
+        {"error": None, "id": 5},  # an empty error field is no refusal
+        {"data": {"status": "rejected"}},  # nested: the verdict is the top level's
+    ],
+)
+def test_2xx_whose_body_does_not_say_no_is_a_sale(body: dict[str, object]) -> None:
+    assert default_outcome(answer(200, body)).kind is OutcomeKind.SUCCESS
+
+
+def test_reference_and_reason_fields_are_read_in_any_case() -> None:
+    """.NET APIs answer in PascalCase: "LeadId", "Message"."""
+    assert default_outcome(answer(201, {"LeadId": 77})).reference_id == "77"
+    assert default_outcome(answer(422, {"Message": "Phone invalid"})).reason == "Invalid data"
+
+
 def test_2xx_with_an_empty_or_html_body_is_still_success() -> None:
     assert default_outcome(answer(204)).kind is OutcomeKind.SUCCESS
     html = default_outcome(answer(200, b"<html>thanks</html>"))

@@ -17,6 +17,9 @@ from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
+from xml.etree.ElementTree import Element
+
+import defusedxml.ElementTree as SafeET
 
 from streams.errors import DeliveryConnectionError, DeliveryError, DeliveryTimeout
 from streams.model import HttpResponse, Outcome, OutcomeCategory
@@ -30,7 +33,7 @@ _NO_FLAGS = frozenset({"success", "accepted", "ok"})  # false: not taken
 _STATE_KEYS = frozenset({"status", "result"})
 _NO_WORDS = frozenset(
     {"error", "fail", "failed", "failure", "rejected", "reject", "declined", "denied",
-     "refused", "duplicate", "invalid"}
+     "refused", "duplicate", "invalid", "unmatched", "unsold"}
 )  # fmt: skip
 _REASON_KEYS = ("reason", "message", "error", "error_message", "detail", "msg")
 _REFERENCE_KEYS = ("reference_id", "id", "lead_id", "leadId", "record_id")
@@ -83,10 +86,11 @@ def default_outcome(res: HttpResponse) -> Outcome:
     body = res.json()
     raw = res.text[:RAW_LIMIT] or None
     if 200 <= res.status < 300:
-        said_no = _said_no(body)
+        verdict = body if isinstance(body, dict) or not res.body else _xml_verdict_fields(res)
+        said_no = _said_no(verdict)
         if said_no is not None:
             # The recipient's reason when it gives one, else its own word ("rejected").
-            return rejection(_reason(body) or said_no, None, raw)
+            return rejection(_reason(verdict) or said_no, None, raw)
         return Outcome.success(
             reference_id=_reference_id(body),
             price=_price(body),
@@ -114,6 +118,42 @@ def default_outcome(res: HttpResponse) -> Outcome:
     if 300 <= res.status < 400:
         return redirected(res, raw)
     return Outcome.error(f"Unexpected HTTP status {res.status}", retryable=False, raw=raw)
+
+
+def parse_xml(res: HttpResponse) -> Element | None:
+    """The answer as XML (defusedxml: no entity expansion, no external references), or
+    None when it is not XML."""
+    if not res.body.lstrip().startswith(b"<"):
+        return None
+    # Without a declaration of its own, XML is read in the charset its header names.
+    declared = res.body.lstrip()[:5] == b"<?xml" or res.charset == "utf-8"
+    try:
+        root: Element = SafeET.fromstring(res.body if declared else res.decoded())
+    except Exception:  # not XML, truncated XML, or entity tricks defusedxml refuses
+        return None
+    return root
+
+
+def _xml_verdict_fields(res: HttpResponse) -> dict[str, str]:
+    """The leaf elements an XML answer gives its verdict in, by local name: the root's
+    children (``<response><status>Rejected</status>…``), or a SOAP answer's response
+    element's (``<soap:Envelope><soap:Body><addLeadResponse><status>…``)."""
+    root = parse_xml(res)
+    if root is None:
+        return {}
+    answer = root
+    if _local(root.tag) == "Envelope":
+        body = next((child for child in root if _local(child.tag) == "Body"), None)
+        answer = next(iter(body), root) if body is not None else root
+    return {
+        _local(child.tag): (child.text or "").strip()
+        for child in itertools.islice(answer, 50)
+        if len(child) == 0 and isinstance(child.tag, str)
+    }
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
 
 
 def redirected(res: HttpResponse, raw: str | None) -> Outcome:
@@ -222,7 +262,8 @@ def _said_no(body: Any) -> str | None:
         return None
     for key, value in itertools.islice(body.items(), 50):
         name = key.lower()
-        if value is False and name in _NO_FLAGS:
+        # "false" too: XML's text, and PHP APIs that write JSON booleans as strings.
+        if name in _NO_FLAGS and (value is False or str(value).strip().lower() == "false"):
             return "Rejected"
         if isinstance(value, str) and name in _STATE_KEYS and value.strip().lower() in _NO_WORDS:
             return value.strip()

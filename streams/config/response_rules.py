@@ -12,7 +12,6 @@ from dataclasses import replace
 from typing import Any, Literal, Protocol, cast
 from xml.etree.ElementTree import Element
 
-import defusedxml.ElementTree as SafeET
 import re2
 from jsonpath_ng import JSONPath
 from jsonpath_ng import parse as parse_json_path
@@ -26,6 +25,7 @@ from streams.outcome import (
     RAW_LIMIT,
     REASON_LIMIT,
     normalize_reason,
+    parse_xml,
     to_price,
 )
 
@@ -197,7 +197,7 @@ class ResponseConfig(BaseModel):
         if not self.rules and self.expect == "any":
             return None
         text = res.decoded(BODY_SCAN_LIMIT)
-        body, xml = res.json(), _parse_xml(res)
+        body, xml = res.json(), parse_xml(res)
         raw = res.text[:RAW_LIMIT] or None
         unreadable = (self.expect == "json" and body is None) or (
             self.expect == "xml" and xml is None
@@ -236,7 +236,7 @@ class ResponseConfig(BaseModel):
         """Fill reference id, price and appended values of a success from ``capture``."""
         if outcome.kind is not OutcomeKind.SUCCESS or not self.capture:
             return outcome
-        body, xml = res.json(), _parse_xml(res)
+        body, xml = res.json(), parse_xml(res)
         values = {name: path.read(body, xml) for name, path in self.capture.items()}
         reference = values.pop("reference_id", None)
         price = to_price(values.pop("price", None))
@@ -284,18 +284,6 @@ def first_xml(root: Element | None, path: str, namespaces: dict[str, str]) -> An
     if element is None:
         return None
     return (element.text or "").strip()
-
-
-def _parse_xml(res: HttpResponse) -> Element | None:
-    if not res.body.lstrip().startswith(b"<"):
-        return None
-    # Without a declaration of its own, XML is read in the charset its header names.
-    declared = res.body.lstrip()[:5] == b"<?xml" or res.charset == "utf-8"
-    try:
-        root: Element = SafeET.fromstring(res.body if declared else res.decoded())
-    except Exception:  # not XML, truncated XML, or entity tricks defusedxml refuses
-        return None
-    return root
 
 
 def _status_range(status: int | str) -> tuple[int, int]:

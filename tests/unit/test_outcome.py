@@ -79,6 +79,38 @@ def test_2xx_whose_body_does_not_say_no_is_a_sale(body: dict[str, object]) -> No
     assert default_outcome(answer(200, body)).kind is OutcomeKind.SUCCESS
 
 
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"<response><status>Unmatched</status><reason>No buyer</reason></response>", "No buyer"),
+        (
+            b'<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">'
+            b'<s:Body><r:AddLeadResponse xmlns:r="urn:crm"><r:Success>false</r:Success>'
+            b"<r:Message>Duplicate lead</r:Message></r:AddLeadResponse></s:Body></s:Envelope>",
+            "Duplicate lead",
+        ),
+        (b'{"success": "false"}', "Rejected"),  # PHP's JSON writes booleans as text
+    ],
+)
+def test_2xx_in_xml_or_with_text_booleans_that_says_no_is_a_failure(
+    body: bytes, reason: str
+) -> None:
+    outcome = default_outcome(answer(200, body))
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<response><status>Matched</status><lead_id>9</lead_id></response>",
+        b"<html><body><p>Thank you!</p></body></html>",  # a form's thank-you page
+        b"<response><status>ok</status><detail><status>rejected</status></detail></response>",
+    ],
+)
+def test_2xx_in_xml_that_does_not_say_no_is_a_sale(body: bytes) -> None:
+    assert default_outcome(answer(200, body)).kind is OutcomeKind.SUCCESS
+
+
 def test_reference_and_reason_fields_are_read_in_any_case() -> None:
     """.NET APIs answer in PascalCase: "LeadId", "Message"."""
     assert default_outcome(answer(201, {"LeadId": 77})).reference_id == "77"

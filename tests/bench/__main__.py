@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "event_loop": event_loop.run,
     "gc": collector.run,
     "soak": soak.run,
+    "soak_two_workers": soak.run_two_workers,
     "broker_growth": broker_growth.run,
 }
 

@@ -101,6 +101,7 @@ def start_courier(
     in_flight: int = IN_FLIGHT,
     partitions: int = PARTITIONS,
     env: dict[str, str] | None = None,
+    log_name: str | None = None,
 ) -> Courier:
     """A worker on the run's own topics (``-<tag>``) with ``destinations`` (the file's
     text); ``env``: more settings for it (over this process's environment)."""
@@ -127,7 +128,7 @@ def start_courier(
         **(env or {}),
         "COURIER_WEB_PORT": str(web_port),  # after ``env``: the port ``Courier`` reads
     }
-    log = (workdir / f"worker-{tag}.log").open("wb")
+    log = (workdir / (log_name or f"worker-{tag}.log")).open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker", "--destinations", str(path)],
         env=environment,

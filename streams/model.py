@@ -94,14 +94,14 @@ class HttpResponse:
         one Python knows, else UTF-8: JSON's only encoding, and most answers' without one."""
         _, _, params = (self.header("Content-Type") or "").partition(";")
         for param in params.split(";"):
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "charset":
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "charset":
                 try:
-                    name = codecs.lookup(value.strip().strip('"')).name
-                    b"a".decode(name, errors="replace")  # a text encoding, not base64
+                    codec = codecs.lookup(value.strip().strip('"')).name
+                    b"a".decode(codec, errors="replace")  # a text encoding, not base64
                 except LookupError:  # a name nobody knows: UTF-8, as without one
                     break
-                return name
+                return codec
         return "utf-8"
 
     def decoded(self, limit: int | None = None) -> str:

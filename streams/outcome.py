@@ -26,7 +26,7 @@ from streams.model import HttpResponse, Outcome, OutcomeCategory
 
 RAW_LIMIT = 1000  # characters of the recipient's text kept beside the reason
 REASON_LIMIT = 80
-# A 2xx whose JSON says the lead was not taken: lead buyers' APIs often answer 200 and
+# A 2xx whose body says the lead was not taken: lead buyers' APIs often answer 200 and
 # say no in the body, and counting that as a sale would bill it. Top-level, any case
 # (.NET APIs write "Success": false, "Status": "Rejected").
 _NO_FLAGS = frozenset({"success", "accepted", "ok"})  # false: not taken
@@ -256,8 +256,9 @@ def outcome_for_error(exc: DeliveryError) -> Outcome:
 
 
 def _said_no(body: Any) -> str | None:
-    """What a 2xx answer's JSON says when it says no ("rejected", "success: false"), else
-    None. Only the first 50 top-level fields are looked at: the verdict comes first."""
+    """What a 2xx answer says when it says no ("rejected", "success: false") at the top of
+    its JSON (or in its XML's verdict fields), else None. Only the first 50 fields are
+    looked at: the verdict comes first."""
     if not isinstance(body, dict):
         return None
     for key, value in itertools.islice(body.items(), 50):

@@ -91,9 +91,11 @@ def default_outcome(res: HttpResponse) -> Outcome:
         if said_no is not None:
             # The recipient's reason when it gives one, else its own word ("rejected").
             return rejection(_reason(verdict) or said_no, None, raw)
+        # An XML answer's id and price (<lead_id>, <Price>) as a JSON one's; only JSON's
+        # top level is captured into appended.<destination>.*, as before.
         return Outcome.success(
-            reference_id=_reference_id(body),
-            price=_price(body),
+            reference_id=_reference_id(verdict),
+            price=_price(verdict),
             appended=_captured(body),
             raw=raw,
         )
@@ -299,7 +301,7 @@ def _reference_id(body: Any) -> str | None:
 
 
 def _price(body: Any) -> Decimal | None:
-    return to_price(body.get("price")) if isinstance(body, dict) else None
+    return to_price(_field(body, ("price",))) if isinstance(body, dict) else None
 
 
 def to_price(value: Any) -> Decimal | None:

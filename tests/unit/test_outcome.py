@@ -111,6 +111,16 @@ def test_2xx_in_xml_that_does_not_say_no_is_a_sale(body: bytes) -> None:
     assert default_outcome(answer(200, body)).kind is OutcomeKind.SUCCESS
 
 
+def test_an_xml_sale_says_its_reference_and_price() -> None:
+    """What billing needs from a buyer answering in XML, as from one answering in JSON."""
+    body = (
+        b"<response><status>Matched</status><lead_id>B-91</lead_id><Price>14.25</Price></response>"
+    )
+    outcome = default_outcome(answer(200, body))
+    assert (outcome.kind, outcome.reference_id) == (OutcomeKind.SUCCESS, "B-91")
+    assert outcome.price == Decimal("14.25")
+
+
 def test_reference_and_reason_fields_are_read_in_any_case() -> None:
     """.NET APIs answer in PascalCase: "LeadId", "Message"."""
     assert default_outcome(answer(201, {"LeadId": 77})).reference_id == "77"

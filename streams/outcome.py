@@ -365,6 +365,8 @@ def rate_limit_reset(res: HttpResponse, now: float | None = None) -> float | Non
     value = float(reset)
     if value < _EPOCH_FROM:
         return value
+    if value >= _EPOCH_FROM * 1000:  # a Unix time in milliseconds, as some APIs write it
+        value /= 1000
     return max(value - (time.time() if now is None else now), 0.0)
 
 

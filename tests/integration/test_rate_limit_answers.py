@@ -52,8 +52,10 @@ async def test_a_429_waits_until_its_limit_resets(headers: dict[str, str], delay
     assert await answered(429, headers) == delay_s
 
 
-async def test_a_reset_given_as_a_unix_time_is_the_time_left() -> None:
-    delay = await answered(429, {"X-RateLimit-Reset": str(int(time.time()) + 90)})
+@pytest.mark.parametrize("unit", [1, 1000])  # seconds (GitHub's), or milliseconds
+async def test_a_reset_given_as_a_unix_time_is_the_time_left(unit: int) -> None:
+    reset = str(int((time.time() + 90) * unit))
+    delay = await answered(429, {"X-RateLimit-Reset": reset})
     assert delay is not None and 85 <= delay <= 90
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -273,35 +274,40 @@ def _said_no(body: Any) -> str | None:
     return None
 
 
-def _field(body: dict[str, Any], names: tuple[str, ...]) -> Any:
-    """The first of ``names`` the body has, as written or in another case ("Message",
-    "LeadId": .NET APIs' PascalCase); None when it has none."""
+def _values(body: dict[str, Any], names: tuple[str, ...]) -> Iterator[Any]:
+    """The values of ``names`` the body has, in the names' order, each as written or in
+    another case ("Message", "LeadId": .NET APIs' PascalCase)."""
+    lowered: dict[str, Any] | None = None
     for name in names:
         if name in body:
-            return body[name]
-    wanted = {name.lower(): rank for rank, name in enumerate(names)}
-    found = [(wanted[k.lower()], v) for k, v in body.items() if k.lower() in wanted]
-    return min(found, key=lambda pair: pair[0])[1] if found else None
+            yield body[name]
+            continue
+        if lowered is None:  # once, and only when a name is not there as written
+            lowered = {key.lower(): value for key, value in body.items()}
+        if name.lower() in lowered:
+            yield lowered[name.lower()]
 
 
 def _reason(body: Any) -> str | None:
     if isinstance(body, dict):
-        value = _field(body, _REASON_KEYS)
-        if isinstance(value, str) and value.strip():
-            return value.strip()[:REASON_LIMIT]
+        for value in _values(body, _REASON_KEYS):
+            if isinstance(value, str) and value.strip():
+                return value.strip()[:REASON_LIMIT]
     return None
 
 
 def _reference_id(body: Any) -> str | None:
     if isinstance(body, dict):
-        value = _field(body, _REFERENCE_KEYS)
-        if isinstance(value, str | int) and not isinstance(value, bool):
-            return str(value)
+        for value in _values(body, _REFERENCE_KEYS):
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                return str(value)
     return None
 
 
 def _price(body: Any) -> Decimal | None:
-    return to_price(_field(body, ("price",))) if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        return None
+    return to_price(next(_values(body, ("price",)), None))
 
 
 def to_price(value: Any) -> Decimal | None:

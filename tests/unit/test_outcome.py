@@ -125,6 +125,9 @@ def test_reference_and_reason_fields_are_read_in_any_case() -> None:
     """.NET APIs answer in PascalCase: "LeadId", "Message"."""
     assert default_outcome(answer(201, {"LeadId": 77})).reference_id == "77"
     assert default_outcome(answer(422, {"Message": "Phone invalid"})).reason == "Invalid data"
+    # An empty field is passed over for the next, as before any case was read.
+    assert default_outcome(answer(201, {"reference_id": None, "Id": 5})).reference_id == "5"
+    assert default_outcome(answer(422, {"error": "", "detail": "Bad zip"})).reason == "Bad zip"
 
 
 def test_2xx_with_an_empty_or_html_body_is_still_success() -> None:

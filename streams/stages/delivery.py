@@ -341,6 +341,9 @@ def _delivery_error(
 # OpenSSL's names for an alert the peer sent: SSLV3_ALERT_BAD_CERTIFICATE,
 # TLSV1_ALERT_UNKNOWN_CA, TLSV13_ALERT_CERTIFICATE_REQUIRED…
 _PEER_ALERT = re.compile(r"(?:SSLV3|TLSV1|TLSV13)_ALERT_([A-Z_]+)")
+# ssl.SSLErrors that are no alert of the peer's: our own verification of its certificate,
+# and aiohttp's ClientConnectorSSLError (an SSLError too, without its reason).
+_NOT_AN_ALERT = (ssl.SSLCertVerificationError, aiohttp.ClientError)
 
 
 def _tls_alert(exc: BaseException) -> str | None:
@@ -354,9 +357,7 @@ def _tls_alert(exc: BaseException) -> str | None:
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
-        # aiohttp's ClientConnectorSSLError is an ssl.SSLError too, without its reason.
-        verification = ssl.SSLCertVerificationError | aiohttp.ClientError
-        if isinstance(cause, ssl.SSLError) and not isinstance(cause, verification):
+        if isinstance(cause, ssl.SSLError) and not isinstance(cause, _NOT_AN_ALERT):
             reason = cause.reason or ""
             if reason == "WRONG_VERSION_NUMBER":
                 return "not tls"

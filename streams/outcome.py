@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeET
@@ -36,6 +36,14 @@ _NO_WORDS = frozenset(
     {"error", "fail", "failed", "failure", "rejected", "reject", "declined", "denied",
      "refused", "duplicate", "invalid", "unmatched", "unsold"}
 )  # fmt: skip
+# Older lead APIs answer in a line of text ("REJECTED: Duplicate lead", "FAILURE|Zip not
+# covered", "SUCCESS|B-77") or form-encoded ("status=rejected&reason=Duplicate"): the
+# verdict is its first word, then its reason (a refusal) or its reference (a sale).
+_YES_WORDS = frozenset({"success", "accepted", "ok", "sold", "matched", "approved"})
+_TEXT_VERDICT = re.compile(r"([A-Za-z]+)(?:\s*[:|,;=\-]+\s*|\s+|$)(.*)", re.DOTALL)
+_REFERENCE_TOKEN = re.compile(r"[\w.\-]{1,100}")
+_FORM_ANSWER = re.compile(r"[\w.\-\[\]]+=[^\s&]*(?:&[\w.\-\[\]]+=[^\s&]*)*")
+TEXT_VERDICT_LIMIT = 1000  # a longer text is a page, not a verdict
 _REASON_KEYS = ("reason", "message", "error", "error_message", "detail", "msg")
 _REFERENCE_KEYS = ("reference_id", "id", "lead_id", "leadId", "record_id")
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
@@ -87,7 +95,7 @@ def default_outcome(res: HttpResponse) -> Outcome:
     body = res.json()
     raw = res.text[:RAW_LIMIT] or None
     if 200 <= res.status < 300:
-        verdict = body if isinstance(body, dict) or not res.body else _xml_verdict_fields(res)
+        verdict, capturable = (body, True) if isinstance(body, dict) else _text_verdict(res)
         said_no = _said_no(verdict)
         if said_no is not None:
             # The recipient's reason when it gives one, else its own word ("rejected").
@@ -97,7 +105,7 @@ def default_outcome(res: HttpResponse) -> Outcome:
         return Outcome.success(
             reference_id=_reference_id(verdict),
             price=_price(verdict),
-            appended=_captured(body),
+            appended=_captured(verdict) if capturable else {},
             raw=raw,
         )
     if res.status in (401, 403):
@@ -135,6 +143,29 @@ def parse_xml(res: HttpResponse) -> Element | None:
     except Exception:  # not XML, truncated XML, or entity tricks defusedxml refuses
         return None
     return root
+
+
+def _text_verdict(res: HttpResponse) -> tuple[dict[str, Any], bool]:
+    """The verdict fields of a 2xx answer that is not JSON, and whether they are captured
+    into ``appended.<destination>.*`` as a JSON answer's (a form-encoded answer's are): an
+    XML answer's (``_xml_verdict_fields``), a form-encoded one's, or a line of text's first
+    word with its reason (``REJECTED: Duplicate lead``) or reference (``SUCCESS|B-77``)."""
+    if res.body.lstrip()[:1] == b"<":
+        return _xml_verdict_fields(res), False
+    if not res.body or len(res.body) > TEXT_VERDICT_LIMIT:
+        return {}, False
+    text = res.decoded().strip()
+    if _FORM_ANSWER.fullmatch(text):
+        return dict(parse_qsl(text)), True
+    found = _TEXT_VERDICT.fullmatch(text)
+    if found is None:
+        return {}, False
+    word, rest = found.group(1).lower(), found.group(2).strip()
+    if word in _NO_WORDS:
+        return {"status": word.capitalize(), "message": rest.splitlines()[0] if rest else ""}, False
+    if word in _YES_WORDS and _REFERENCE_TOKEN.fullmatch(rest):
+        return {"status": word, "id": rest}, False
+    return {}, False
 
 
 def _xml_verdict_fields(res: HttpResponse) -> dict[str, str]:

@@ -88,3 +88,58 @@ async def test_a_json_answer_with_a_byte_order_mark_is_json() -> None:
     assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
     assert attempt.outcome.reference_id == "88123"
     assert attempt.outcome.raw is not None and not attempt.outcome.raw.startswith("\ufeff")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "reason", "category"),
+    [
+        (b"REJECTED: Duplicate lead", "text/plain", "Duplicate lead", OutcomeCategory.DUPLICATE),
+        (b"FAILURE|Zip not in service area", "text/html", "Outside service area", None),
+        (b"Error - phone is required\r\n", "text/plain; charset=utf-8", "Invalid data", None),
+        (b"Declined", "text/plain", "Declined", OutcomeCategory.HARD_REJECT),
+        (
+            b"status=rejected&reason=Lead+already+exists",
+            "application/x-www-form-urlencoded",
+            "Duplicate lead",
+            OutcomeCategory.DUPLICATE,
+        ),
+    ],
+)
+async def test_a_2xx_refusal_in_a_line_of_text_or_a_form_is_a_failure(
+    body: bytes, content_type: str, reason: str, category: OutcomeCategory | None
+) -> None:
+    attempt = await deliver(answering(body, content_type))
+    outcome = attempt.outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
+    assert not outcome.retryable
+    if category is not None:
+        assert outcome.category == category
+
+
+async def test_a_2xx_sale_in_a_line_of_text_or_a_form_gives_its_reference() -> None:
+    attempt = await deliver(answering(b"SUCCESS|B-77\n", "text/plain"))
+    assert (attempt.outcome.kind, attempt.outcome.reference_id) == (OutcomeKind.SUCCESS, "B-77")
+    form = b"result=sold&lead_id=4471&price=18.50"
+    attempt = await deliver(answering(form, "application/x-www-form-urlencoded"))
+    outcome = attempt.outcome
+    assert (outcome.kind, outcome.reference_id, str(outcome.price)) == (
+        OutcomeKind.SUCCESS, "4471", "18.50"
+    )  # fmt: skip
+    assert outcome.appended["result"] == "sold"  # captured, as a JSON answer's fields
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"Thank you for your submission", b"OK", b"", b"Error" + b" " * 2000, b"<p>Error</p>"],
+)
+async def test_a_2xx_text_that_does_not_open_with_a_refusal_is_a_sale(body: bytes) -> None:
+    """A thank-you page, a bare OK, a long page (not a verdict), HTML."""
+    attempt = await deliver(answering(body, "text/html"))
+    assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+
+
+async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
+    """A recipient whose "Error" means something else says so in a rule."""
+    rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]
+    attempt = await deliver(answering(b"Error: none", "text/plain"), response={"rules": rules})
+    assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome

@@ -32,6 +32,15 @@ from streams.template.operators import (
 Evaluate = Callable[[dict[str, Any]], Any]
 # "payload" is the mapped payload, readable by URL and header templates.
 ENVELOPE_ROOTS = frozenset({"id", "lead", "appended", "source", "submission", "payload"})
+# Functions written as a field, without their parentheses: {{lead.name.upper}} read a field
+# "upper" of the name, which no lead has, and mapped nothing, silently. Only names no lead
+# field would take (not date, phone, title, format…); x['upper'] still reads such a field.
+_CALLED_NOT_READ = frozenset(
+    {"upper", "lower", "capitalize", "trim", "toString", "to_string", "isEmpty", "is_empty",
+     "isNumber", "is_number", "isValidEmail", "is_valid_email", "isValidPhone",
+     "is_valid_phone", "startsWith", "starts_with", "endsWith", "ends_with", "yesno",
+     "substring", "coalesce", "toNumber", "to_number"}
+)  # fmt: skip
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"'}
 
 
@@ -132,6 +141,12 @@ class Compiler:
 
     def name_node(self, tree: Tree[Any] | Token, path: tuple[str, ...]) -> Node:
         full = path if path[0] in ENVELOPE_ROOTS else ("lead", *path)
+        if len(full) >= 3 and full[-1] in _CALLED_NOT_READ:
+            of, name = ".".join(path[:-1]), path[-1]
+            raise self.fail(
+                tree,
+                f"{name} is a function: write {of}.{name}() (a field named {name}: {of}['{name}'])",
+            )
         return Node(path_reader(full), ".".join(full), path=full)
 
     def node_member(self, tree: Tree[Any]) -> Node:

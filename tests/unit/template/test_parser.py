@@ -266,6 +266,9 @@ def test_runtime_errors_never_quote_lead_data() -> None:
         ("{{ if vip }}VIP{{ end }}", 10, "ends too early: a condition is one block, {{if COND"),
         ("{{state in ['NY'}}", 17, "ends too early"),
         ("{{ {{a}} }}", 4, "blocks do not nest"),
+        # A function without its parentheses read a field of that name and mapped nothing
+        ("{{lead.first_name.upper}}", 3, "upper is a function: write lead.first_name.upper()"),
+        ("Hi {{ email.trim }}", 7, "trim is a function: write lead.email.trim() (a field named"),
     ],
 )
 def test_load_errors_give_the_column(template: str, column: int, message: str) -> None:
@@ -282,3 +285,10 @@ def test_rules_assign_in_the_then_or_else_branch() -> None:
     assert rule.condition(ENVELOPE) is False
     assert [(t, f(ENVELOPE)) for t, f in rule.otherwise] == [(("territory",), "East")]
     assert [t for t, _ in rule.then] == [("territory",), ("region", "code")]
+
+
+def test_a_field_named_like_a_function_is_read_with_brackets_or_when_no_lead_lacks_it() -> None:
+    """Names a lead's fields take (title, date, phone) read as fields; ``x['upper']`` too."""
+    envelope = {"lead": {"job": {"title": "CTO", "upper": "U"}}}
+    assert compile_template("{{lead.job.title}}").evaluate(envelope) == "CTO"
+    assert compile_template("{{lead.job['upper']}}").evaluate(envelope) == "U"

@@ -150,7 +150,7 @@ class ProxyRefused(DeliveryError):
     it could not reach the recipient (retried, as a failed connection is); else refused
     (its own rules)."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, detail: str | None = None) -> None:
         self.status = status
         self.retryable = status >= 500
         self.credentials_refused = status == 407
@@ -161,7 +161,8 @@ class ProxyRefused(DeliveryError):
             if status >= 500
             else f"Proxy refused (HTTP {status})"
         )
-        super().__init__(f"the forward proxy answered HTTP {status}")
+        said = f" ({detail[:100]})" if detail else ""  # Squid's: "ERR_CONNECT_FAIL 111"
+        super().__init__(f"the forward proxy answered HTTP {status}{said}")
 
 
 class StoppedWhileWaiting(Exception):

@@ -251,10 +251,12 @@ class HttpSender:
                     proxy_headers=proxy_headers,
                 ) as res:
                     answered = True
-                    if proxy is not None and res.status == 407:
-                        # The proxy's answer, not the recipient's (a CONNECT tunnel's 407
-                        # is aiohttp's ClientHttpProxyError, below).
-                        raise ProxyRefused(407)
+                    if proxy is not None and (
+                        res.status == 407 or _proxy_made(res, tunnelled=req.url[:6] == "https:")
+                    ):
+                        # The proxy's answer, not the recipient's (a CONNECT tunnel's own
+                        # refusals are aiohttp's ClientHttpProxyError, below).
+                        raise ProxyRefused(res.status, res.headers.get(_SQUID_ERROR))
                     body = await _read_limited(res, destination.max_response_bytes)
                     return HttpResponse(res.status, dict(res.headers), body)
             # ConnectionError: a reset while the answer is read can reach us unwrapped.
@@ -276,6 +278,19 @@ class HttpSender:
                 await session.close()
         # Let the connectors' transports finish closing (aiohttp's documented advice).
         await asyncio.sleep(0)
+
+
+# Squid marks the error pages it makes itself (ERR_ACCESS_DENIED, ERR_CONNECT_FAIL 111,
+# ERR_DNS_FAIL): a plain request's answer through it is otherwise the recipient's, passed on.
+_SQUID_ERROR = "X-Squid-Error"
+
+
+def _proxy_made(res: aiohttp.ClientResponse, tunnelled: bool) -> bool:
+    """Did the forward proxy answer a plain-http request itself (refused it by its rules,
+    or could not reach the recipient)? Inside a tunnel every answer is the recipient's.
+    RFC 9209's ``Proxy-Status: …; error=…`` is not read: a recipient's own CDN sends it
+    when the recipient is down, and a proxy that forwards the answer need not add its own."""
+    return not tunnelled and res.status >= 400 and _SQUID_ERROR in res.headers
 
 
 # Set in the task that asks aiohttp's pool for a connection: whether the one it got had

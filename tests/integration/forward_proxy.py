@@ -7,7 +7,9 @@
 - with ``credentials``: 407 with ``Proxy-Authenticate`` unless ``Proxy-Authorization``
   carries them (Basic);
 - a recipient it cannot reach: 502;
-- a host its rules refuse (``refused_hosts``): 403.
+- a host its rules refuse (``refused_hosts``): 403;
+- its own error pages marked as Squid marks them (``X-Squid-Error: ERR_ACCESS_DENIED 0``,
+  ``ERR_CONNECT_FAIL 111``), the recipient's answers passed on as they are.
 
 It records what it was asked, to show which requests went through it.
 """
@@ -79,7 +81,10 @@ class ForwardProxy:
         if (urlsplit(f"//{target}" if method == "CONNECT" else target).hostname or "") in (
             self.refused_hosts
         ):
-            writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 403 Forbidden\r\nX-Squid-Error: ERR_ACCESS_DENIED 0\r\n"
+                b"Content-Length: 0\r\n\r\n"
+            )
             await writer.drain()
             return
         if method == "CONNECT":
@@ -117,7 +122,10 @@ class ForwardProxy:
         try:
             return await asyncio.open_connection(host, port)
         except OSError:
-            writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 502 Bad Gateway\r\nX-Squid-Error: ERR_CONNECT_FAIL 111\r\n"
+                b"Content-Length: 0\r\n\r\n"
+            )
             await writer.drain()
             return None
 

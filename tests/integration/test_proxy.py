@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from aiohttp import web
 
 from streams.config import Settings, parse_destinations
 from streams.errors import ConfigError
@@ -20,7 +21,7 @@ from streams.stages.delivery import HttpSender
 from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.forward_proxy import ForwardProxy
 from tests.integration.kafka import KafkaTarget
-from tests.integration.recipients import Recipient
+from tests.integration.recipients import Received, Recipient
 from tests.unit.test_logs_and_summary import summary
 
 LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
@@ -102,9 +103,12 @@ async def test_refused_proxy_credentials_are_an_error_never_retried(
     assert recipient.requests == []
 
 
-async def test_a_recipient_the_proxy_cannot_reach_is_retried(proxy: ForwardProxy) -> None:
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_a_recipient_the_proxy_cannot_reach_is_retried(
+    proxy: ForwardProxy, scheme: str
+) -> None:
     settings = Settings(http_proxy=proxy.url(user_info()), egress="any")
-    outcome = await deliver("https://localhost:9/leads", settings)  # nobody listens on 9
+    outcome = await deliver(f"{scheme}://localhost:9/leads", settings)  # nobody listens on 9
     assert (outcome.kind, outcome.reason) == (
         OutcomeKind.ERROR,
         "Proxy could not connect (HTTP 502)",
@@ -123,12 +127,29 @@ async def test_a_recipient_the_proxy_refuses_by_its_rules_is_not_retried(
     outcome = await deliver(f"{scheme}://localhost:{port}/leads", settings, tls_verify=False)
     assert outcome.kind is OutcomeKind.ERROR
     assert not outcome.retryable
-    # Through a tunnel the proxy's 403 is its own; a plain request's answer is read as the
-    # recipient's would be (the proxy answers in its place), 403 as refused credentials.
-    assert outcome.reason == (
-        "Proxy refused (HTTP 403)" if scheme == "https" else "Authentication failed (HTTP 403)"
-    )
+    # Through a tunnel the proxy's 403 is its own; a plain request's, by Squid's mark on
+    # its own error pages (before, read as the recipient's: refused credentials).
+    assert outcome.reason == "Proxy refused (HTTP 403)"
+    assert outcome.raw is not None
+    assert scheme == "https" or "ERR_ACCESS_DENIED" in outcome.raw
     assert recipient.requests == []
+
+
+async def test_a_recipients_own_error_through_the_proxy_stays_the_recipients(
+    proxy: ForwardProxy,
+) -> None:
+    async def forbidden(_: Recipient, __: Received) -> web.Response:
+        return web.json_response({"message": "bad key"}, status=403)
+
+    refusing = Recipient(forbidden)
+    await refusing.start()
+    try:
+        settings = Settings(http_proxy=proxy.url(user_info()), egress="any")
+        outcome = await deliver(refusing.url().replace("127.0.0.1", "localhost"), settings)
+    finally:
+        await refusing.stop()
+    assert outcome.reason == "Authentication failed (HTTP 403)"
+    assert len(refusing.requests) == 1
 
 
 @pytest.mark.parametrize("proxy_host", ["127.0.0.1", "proxy.invalid"])

@@ -43,6 +43,7 @@ _YES_WORDS = frozenset({"success", "accepted", "ok", "sold", "matched", "approve
 _TEXT_VERDICT = re.compile(r"([A-Za-z]+)(?:\s*[:|,;=\-]+\s*|\s+|$)(.*)", re.DOTALL)
 _REFERENCE_TOKEN = re.compile(r"[\w.\-]{1,100}")
 _FORM_ANSWER = re.compile(r"[\w.\-\[\]]+=[^\s&]*(?:&[\w.\-\[\]]+=[^\s&]*)*")
+_NOT_ERRORS = frozenset({"", "none", "null", "false", "0", "ok", "no"})  # "error": "none"
 TEXT_VERDICT_LIMIT = 1000  # a longer text is a page, not a verdict
 _REASON_KEYS = ("reason", "message", "error", "error_message", "detail", "msg")
 _REFERENCE_KEYS = ("reference_id", "id", "lead_id", "leadId", "record_id")
@@ -55,7 +56,8 @@ KNOWN_REASONS: tuple[tuple[str, re.Pattern[str], OutcomeCategory], ...] = tuple(
     for reason, pattern, category in (
         (
             "Duplicate lead",
-            r"duplicate|already (exists|registered|on file|in (the )?system)|member exists|\bdupe",
+            r"duplicate|already (exists|registered|on file|in (the )?system|been taken)|member exists"
+            r"|\bdupe",
             OutcomeCategory.DUPLICATE,
         ),
         (
@@ -125,7 +127,9 @@ def default_outcome(res: HttpResponse) -> Outcome:
     if res.status >= 500:
         return Outcome.error(f"Recipient error (HTTP {res.status})", retryable=True, raw=raw)
     if 400 <= res.status < 500:
-        return rejection(_reason(body) or "", res.status, raw)
+        # A 422's {"errors": {"email": ["has already been taken"]}} says why as well.
+        errors = _error_said(_lowered(body)) if isinstance(body, dict) else None
+        return rejection(_reason(body) or errors or "", res.status, raw)
     if 300 <= res.status < 400:
         return redirected(res, raw)
     return Outcome.error(f"Unexpected HTTP status {res.status}", retryable=False, raw=raw)
@@ -295,14 +299,42 @@ def _said_no(body: Any) -> str | None:
     looked at: the verdict comes first."""
     if not isinstance(body, dict):
         return None
-    for key, value in itertools.islice(body.items(), 50):
-        name = key.lower()
+    fields = _lowered(body)
+    for name, value in fields.items():
         # "false" too: XML's text, and PHP APIs that write JSON booleans as strings.
         if name in _NO_FLAGS and (value is False or str(value).strip().lower() == "false"):
             return "Rejected"
         if isinstance(value, str) and name in _STATE_KEYS and value.strip().lower() in _NO_WORDS:
             return value.strip()
-    return None
+    said_yes = any(fields.get(flag) is True for flag in _NO_FLAGS) or any(
+        isinstance(fields.get(key), str) and fields[key].strip().lower() in _YES_WORDS
+        for key in _STATE_KEYS
+    )
+    return None if said_yes else _error_said(fields)
+
+
+def _lowered(body: dict[str, Any]) -> dict[str, Any]:
+    """The first 50 fields, their names in lower case: a verdict comes first."""
+    return dict(itertools.islice(((str(k).lower(), v) for k, v in body.items()), 50))
+
+
+def _error_said(fields: dict[str, Any]) -> str | None:
+    """A 2xx that carries only an error (``{"error": "Invalid zip"}``, a PHP API's), or a
+    GraphQL answer's ``errors`` with no ``data``: what the error says, else None."""
+    error = fields.get("error")
+    if error is True or (isinstance(error, str) and error.strip().lower() not in _NOT_ERRORS):
+        return error.strip()[:REASON_LIMIT] if isinstance(error, str) else "Rejected"
+    errors = fields.get("errors")
+    if not errors or not isinstance(errors, list | dict) or fields.get("data") is not None:
+        return None
+    first = next(iter(errors.items() if isinstance(errors, dict) else errors))
+    if isinstance(first, dict):  # GraphQL's {"message": ...}, JSON:API's {"detail": ...}
+        first = _reason(first) or next(iter(_values(first, ("title", "code"))), "")
+    elif isinstance(first, tuple):  # Rails' {"email": ["is invalid"]}
+        field, said = first
+        first = f"{field} {said[0] if isinstance(said, list) and said else said}"
+    text = str(first).strip()
+    return text[:REASON_LIMIT] if text else "Rejected"
 
 
 def _values(body: dict[str, Any], names: tuple[str, ...]) -> Iterator[Any]:

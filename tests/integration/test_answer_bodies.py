@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 
@@ -114,6 +115,20 @@ async def test_a_2xx_refusal_in_a_line_of_text_or_a_form_is_a_failure(
     assert not outcome.retryable
     if category is not None:
         assert outcome.category == category
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": "Lead already exists"},  # a PHP API's 200
+        {"data": None, "errors": [{"message": "Lead already exists", "path": ["createLead"]}]},
+    ],
+)
+async def test_a_2xx_json_that_carries_only_an_error_is_a_failure(body: object) -> None:
+    """A 200 with only an error, or a GraphQL answer's errors without data."""
+    attempt = await deliver(answering(orjson.dumps(body), "application/json"))
+    outcome = attempt.outcome
+    assert (outcome.kind, outcome.category) == (OutcomeKind.FAILURE, OutcomeCategory.DUPLICATE)
 
 
 async def test_a_2xx_sale_in_a_line_of_text_or_a_form_gives_its_reference() -> None:

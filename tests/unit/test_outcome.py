@@ -49,6 +49,12 @@ def test_2xx_is_success_with_reference_price_and_captured_values() -> None:
         ({"result": "duplicate"}, "Duplicate lead", "duplicate"),
         ({"status": "error", "error": "zip is required"}, "Invalid data", "invalid_data"),
         ({"status": "Declined"}, "Declined", "hard_reject"),
+        # Only an error: a PHP API's, a GraphQL answer's errors without data, Rails'
+        ({"error": "Zip is required"}, "Invalid data", "invalid_data"),
+        ({"error": True}, "Rejected", "hard_reject"),
+        ({"errors": [{"message": "Lead already exists"}], "data": None}, "Duplicate lead", None),
+        ({"errors": {"email": ["has already been taken"]}}, "Duplicate lead", "duplicate"),
+        ({"errors": [{"title": "Bad", "detail": "zip must be 5 digits"}]}, "Invalid data", None),
     ],
 )
 def test_2xx_whose_body_says_no_is_a_failure_not_a_sale(
@@ -73,6 +79,11 @@ def test_2xx_whose_body_says_no_is_a_failure_not_a_sale(
         {"result": "queued"},
         {"error": None, "id": 5},  # an empty error field is no refusal
         {"data": {"status": "rejected"}},  # nested: the verdict is the top level's
+        {"error": "none", "id": 4},
+        {"success": True, "error": "phone reformatted"},  # said yes: the error is a note
+        {"status": "accepted", "errors": ["minor"]},
+        {"data": {"createLead": {"id": 1}}, "errors": [{"message": "x"}]},  # GraphQL, partly
+        {"errors": []},
     ],
 )
 def test_2xx_whose_body_does_not_say_no_is_a_sale(body: dict[str, object]) -> None:
@@ -300,3 +311,11 @@ def test_a_redirect_is_not_followed_and_says_where_to_without_credentials(
         f"Redirected (HTTP {status}){to}: redirects are not followed; update the url"
     )
     assert "s3cret" not in outcome.reason and "pw" not in outcome.reason
+
+
+def test_a_4xx_says_why_from_its_list_of_errors() -> None:
+    """Rails' and JSON:API's 422s say why in ``errors``: before, "Rejected (HTTP 422)"."""
+    rails = default_outcome(answer(422, {"errors": {"email": ["has already been taken"]}}))
+    assert (rails.reason, rails.category) == ("Duplicate lead", OutcomeCategory.DUPLICATE)
+    json_api = default_outcome(answer(422, {"errors": [{"detail": "zip must be 5 digits"}]}))
+    assert json_api.reason == "Invalid data"

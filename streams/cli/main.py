@@ -561,15 +561,19 @@ def tail(
 
 
 @main.command()
+@click.argument("file", required=False, type=click.Path(path_type=Path))
 @click.option("--destinations", type=click.Path(path_type=Path), help="Destinations YAML.")
 @click.option(
     "--no-secrets",
     is_flag=True,
     help="Check everything but the secrets' values (${env:}/${file:} not set here: CI).",
 )
-def check(destinations: Path | None, no_secrets: bool) -> None:
-    """Validate a destinations file and report every problem with its path."""
-    settings = _settings(destinations=destinations)
+def check(file: Path | None, destinations: Path | None, no_secrets: bool) -> None:
+    """Validate a destinations file (FILE, or --destinations, or the worker's:
+    COURIER_DESTINATIONS) and report every problem with its path."""
+    if file is not None and destinations is not None and file != destinations:
+        _fail(f"two files to check: {file} and --destinations {destinations}; name one")
+    settings = _settings(destinations=file or destinations)
     with without_secret_values() if no_secrets else contextlib.nullcontext():
         loaded = load_destinations(settings.destinations)
     for dest in loaded.destinations:

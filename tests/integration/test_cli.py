@@ -536,6 +536,12 @@ destinations:
     lenient = courier("check", "--no-secrets", "--destinations", str(path), timeout=60)
     assert lenient.returncode == 0, lenient.stderr
     assert "crm: json_post POST https://crm.example.com/leads" in lenient.stdout
+    # The file as an argument, as a newcomer types it
+    named = courier("check", "--no-secrets", str(path), timeout=60)
+    assert named.returncode == 0, named.stderr
+    assert named.stdout == lenient.stdout
+    two = courier("check", str(path), "--destinations", str(tmp_path / "other.yaml"), timeout=60)
+    assert two.returncode != 0 and "two files to check" in two.stderr
 
 
 @contextlib.contextmanager

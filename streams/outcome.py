@@ -214,8 +214,32 @@ def redirected(res: HttpResponse, raw: str | None) -> Outcome:
     )
 
 
+# A refusal of our credentials said in words, not by a 401 (lead buyers' APIs answer 200 or
+# 400 "Invalid API key"): read as "Invalid data", the lead was blamed, the destination's
+# circuit stayed closed and every lead after it was refused the same way.
+_CREDENTIALS_REFUSED = re.compile(
+    r"\b(?:invalid|wrong|bad|missing|expired|unknown|incorrect|revoked)\s+"
+    r"(?:api[\s_-]?key|apikey|api[\s_-]?token|access[\s_-]?token|auth(?:entication|orization)?"
+    r"(?:[\s_-]?(?:token|key|header))?|credentials?|signature)\b"
+    r"|\b(?:api[\s_-]?key|credentials?)\s+(?:is\s+|are\s+)?(?:invalid|not valid|revoked|expired)\b"
+    r"|\bauthentication\s+(?:failed|required)\b",
+    re.IGNORECASE,
+)
+# "Unauthorized" alone; in a sentence ("lead unauthorized for this campaign") it may be the
+# lead's own refusal.
+_UNAUTHORIZED = frozenset({"unauthorized", "unauthorised", "not authorized", "401 unauthorized"})
+
+
 def rejection(text: str, status: int | None, raw: str | None) -> Outcome:
-    """A refusal: a known reason when the text says one, else the text itself, bounded."""
+    """A refusal: a known reason when the text says one, else the text itself, bounded;
+    our credentials refused in words: an authentication error (``auth_failed``)."""
+    refused = _CREDENTIALS_REFUSED.search(text) if text else None
+    if refused is not None or text.strip().rstrip(".!").lower() in _UNAUTHORIZED:
+        said = " ".join((refused.group(0) if refused else text.strip().rstrip(".!")).split())
+        if said.lower() == "authentication failed":
+            said = ""
+        said = said.lower() if status is None else f"HTTP {status}: {said.lower()}".rstrip(": ")
+        return auth_failed(said or "said in the answer", raw)
     known = normalize_reason(text) if text else None
     if known is not None:
         reason, category = known

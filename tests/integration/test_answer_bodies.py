@@ -158,3 +158,13 @@ async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]
     attempt = await deliver(answering(b"Error: none", "text/plain"), response={"rules": rules})
     assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+
+
+async def test_credentials_refused_in_a_200_open_the_circuit_as_a_401_does() -> None:
+    """The buyer says "Invalid API key" in a 200: an authentication error, so the
+    destination's circuit opens at once (streams/control/circuit.py) instead of every lead
+    after it being refused as "Invalid data"."""
+    attempt = await deliver(answering(b'{"error": "Invalid API key"}', "application/json"))
+    outcome = attempt.outcome
+    assert (outcome.kind, outcome.category) == (OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR)
+    assert not outcome.retryable

@@ -319,3 +319,44 @@ def test_a_4xx_says_why_from_its_list_of_errors() -> None:
     assert (rails.reason, rails.category) == ("Duplicate lead", OutcomeCategory.DUPLICATE)
     json_api = default_outcome(answer(422, {"errors": [{"detail": "zip must be 5 digits"}]}))
     assert json_api.reason == "Invalid data"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        (200, {"error": "Invalid API key"}, "Authentication failed (invalid api key)"),
+        (
+            400,
+            {"message": "API key is invalid"},
+            "Authentication failed (HTTP 400: api key is invalid)",
+        ),
+        (
+            200,
+            {"success": False, "message": "Unauthorized"},
+            "Authentication failed (unauthorized)",
+        ),
+        (422, {"message": "Authentication failed."}, "Authentication failed (HTTP 422)"),
+        (200, b"ERROR: Invalid credentials", "Authentication failed (invalid credentials)"),
+    ],
+)
+def test_our_credentials_refused_in_words_are_an_authentication_error(
+    status: int, body: object, reason: str
+) -> None:
+    """Lead buyers' APIs say "Invalid API key" with a 200 or a 400, not a 401. Read as
+    "Invalid data", the lead was blamed and the circuit, which opens at once on an
+    authentication error, stayed closed while every lead after it was refused alike."""
+    outcome = default_outcome(answer(status, body))
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.ERROR, reason), outcome
+    assert (outcome.category, outcome.retryable) == (OutcomeCategory.AUTH_ERROR, False)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"message": "Lead is unauthorized for this campaign"},  # the lead's own refusal
+        {"message": "Invalid token: TrustedForm certificate expired"},  # the lead's token
+        {"message": "Invalid zip"},
+    ],
+)
+def test_a_lead_refused_with_words_near_authentication_is_still_the_leads(body: object) -> None:
+    assert default_outcome(answer(400, body)).kind is OutcomeKind.FAILURE

@@ -68,7 +68,7 @@ KNOWN_REASONS: tuple[tuple[str, re.Pattern[str], OutcomeCategory], ...] = tuple(
         ),
         (
             "Cap exceeded",
-            r"\bcap\b.*(reached|exceeded|met|full)|over (the )?cap|(daily|hourly) limit|quota",
+            r"\bcap\b.*(reached|exceeded|met|full)|over (the )?cap|(daily|hourly) (rate )?limit|quota",
             OutcomeCategory.HARD_REJECT,
         ),
         (
@@ -111,6 +111,8 @@ def default_outcome(res: HttpResponse) -> Outcome:
             raw=raw,
         )
     if res.status in (401, 403):
+        if _says_rate_limited(_reason(body) or raw or ""):  # GitHub's 403 "rate limit exceeded"
+            return rate_limited(raw)
         return Outcome.error(
             f"Authentication failed (HTTP {res.status})",
             retryable=False,
@@ -129,7 +131,14 @@ def default_outcome(res: HttpResponse) -> Outcome:
     if 400 <= res.status < 500:
         # A 422's {"errors": {"email": ["has already been taken"]}} says why as well.
         errors = _error_said(_lowered(body)) if isinstance(body, dict) else None
-        return rejection(_reason(body) or errors or "", res.status, raw)
+        said = _reason(body) or errors
+        if said:
+            return rejection(said, res.status, raw)
+        # A plain-text answer's words are read for what they say, not kept as the reason
+        # ("Bad Request" would be one more reason to count): "Duplicate", "Invalid API key".
+        line = _text_line(res)
+        recognised = recognised_refusal(line, res.status, raw) if line else None
+        return recognised or rejection("", res.status, raw)
     if 300 <= res.status < 400:
         return redirected(res, raw)
     return Outcome.error(f"Unexpected HTTP status {res.status}", retryable=False, raw=raw)
@@ -230,31 +239,63 @@ _CREDENTIALS_REFUSED = re.compile(
 _UNAUTHORIZED = frozenset({"unauthorized", "unauthorised", "not authorized", "401 unauthorized"})
 
 
+# "Too many requests" said in words with a 200, 400 or 403, not a 429: a refusal, before,
+# so the lead was never sent to that buyer again. A daily or hourly limit is a cap.
+_RATE_LIMITED = re.compile(r"\brate[\s_-]?limit|\btoo many requests\b|\bthrottl", re.IGNORECASE)
+_QUOTA = re.compile(r"\b(?:daily|hourly|per day|quota)\b", re.IGNORECASE)
+RATE_LIMITED = "Rate limited"
+
+
+def _says_rate_limited(text: str) -> bool:
+    return _RATE_LIMITED.search(text) is not None and _QUOTA.search(text) is None
+
+
 def rejection(text: str, status: int | None, raw: str | None) -> Outcome:
-    """A refusal: a known reason when the text says one, else the text itself, bounded;
-    our credentials refused in words: an authentication error (``auth_failed``)."""
-    refused = _CREDENTIALS_REFUSED.search(text) if text else None
+    """A refusal: a known reason when the text says one (``recognised``), else the text
+    itself, bounded."""
+    recognised = recognised_refusal(text, status, raw) if text else None
+    if recognised is not None:
+        return recognised
+    if status == 409:
+        return Outcome.failure("Duplicate lead", raw=raw, category=OutcomeCategory.DUPLICATE)
+    fallback = f"Rejected (HTTP {status})" if status else "Rejected"
+    return Outcome.failure(
+        text[:REASON_LIMIT] or fallback, raw=raw, category=OutcomeCategory.HARD_REJECT
+    )
+
+
+def recognised_refusal(text: str, status: int | None, raw: str | None) -> Outcome | None:
+    """What a refusal's words say, when they say something known: "too many requests",
+    rate limited (retried); our credentials refused, an authentication error
+    (``auth_failed``); a reason billing counts (``KNOWN_REASONS``). Else None."""
+    if _says_rate_limited(text):
+        return rate_limited(raw)
+    refused = _CREDENTIALS_REFUSED.search(text)
     if refused is not None or text.strip().rstrip(".!").lower() in _UNAUTHORIZED:
         said = " ".join((refused.group(0) if refused else text.strip().rstrip(".!")).split())
         if said.lower() == "authentication failed":
             said = ""
         said = said.lower() if status is None else f"HTTP {status}: {said.lower()}".rstrip(": ")
         return auth_failed(said or "said in the answer", raw)
-    known = normalize_reason(text) if text else None
-    if known is not None:
-        reason, category = known
-    elif status == 409:
-        reason, category = "Duplicate lead", OutcomeCategory.DUPLICATE
-    else:
-        fallback = f"Rejected (HTTP {status})" if status else "Rejected"
-        reason, category = text[:REASON_LIMIT] or fallback, OutcomeCategory.HARD_REJECT
+    known = normalize_reason(text)
+    if known is None:
+        return None
+    reason, category = known
     return Outcome.failure(reason, raw=raw, category=category)
+
+
+def _text_line(res: HttpResponse) -> str:
+    """A short answer's first line when it is plain text (not JSON, XML or HTML), else ""."""
+    if not res.body or len(res.body) > TEXT_VERDICT_LIMIT or res.body.lstrip()[:1] in b"<{[":
+        return ""
+    lines = res.decoded().strip().splitlines()
+    return lines[0].strip() if lines else ""
 
 
 def rate_limited(raw: str | None) -> Outcome:
     """The recipient's "not so fast": retryable, and not the recipient's fault."""
     return Outcome.error(
-        "Rate limited", retryable=True, raw=raw, category=OutcomeCategory.SOFT_REJECT
+        RATE_LIMITED, retryable=True, raw=raw, category=OutcomeCategory.SOFT_REJECT
     )
 
 

@@ -18,6 +18,7 @@ from streams.auth import OAuth2Auth
 from streams.errors import DeliveryError, MappingError
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCategory, OutcomeKind
 from streams.outcome import (
+    RATE_LIMITED,
     RAW_LIMIT,
     outcome_for_error,
     parse_retry_after,
@@ -287,7 +288,7 @@ async def _attempt(
             asked = parse_retry_after(response.header("Retry-After"))
             if asked is None:
                 asked = outcome.retry_after_s
-            if asked is None and status == 429:
+            if asked is None and (status == 429 or outcome.reason == RATE_LIMITED):
                 asked = rate_limit_reset(response)
             outcome = replace(outcome, retry_after_s=asked)
     except Exception as exc:  # an integration must never crash the agent on a strange answer

@@ -1,7 +1,10 @@
 """A 429 that says when its limit resets without a Retry-After: the IETF RateLimit fields
 (``RateLimit: "default";r=0;t=30``, ``RateLimit-Reset: 30``) or ``X-RateLimit-Reset``
 (seconds, or a Unix time as GitHub's). Before, none was read: the retry came after the
-backoff's own 1 to 8 s, into the same closed window, and was refused again."""
+backoff's own 1 to 8 s, into the same closed window, and was refused again.
+
+Some say it in words with another status (GitHub's 403 "API rate limit exceeded", a 400
+or a 200 "Too many requests"): before, a refusal, and the lead was never sent again."""
 
 from __future__ import annotations
 
@@ -62,3 +65,9 @@ async def test_a_reset_given_as_a_unix_time_is_the_time_left(unit: int) -> None:
 async def test_a_reset_is_read_for_a_429_only() -> None:
     """A 503 with a rate-limit header describes the quota, not the outage."""
     assert await answered(503, {"X-RateLimit-Reset": "17"}) is None
+
+
+@pytest.mark.parametrize("status", [403, 400, 200])
+async def test_a_rate_limit_said_in_words_is_retried_when_it_resets(status: int) -> None:
+    headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "17"}
+    assert await answered(status, headers) == 17

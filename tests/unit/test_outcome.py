@@ -360,3 +360,30 @@ def test_our_credentials_refused_in_words_are_an_authentication_error(
 )
 def test_a_lead_refused_with_words_near_authentication_is_still_the_leads(body: object) -> None:
     assert default_outcome(answer(400, body)).kind is OutcomeKind.FAILURE
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (403, {"message": "API rate limit exceeded for 203.0.113.9"}),  # GitHub's
+        (400, b"Rate limit exceeded"),
+        (200, {"success": False, "message": "Too many requests, slow down"}),
+        (200, b"REJECTED: throttled"),
+    ],
+)
+def test_a_rate_limit_said_in_words_is_retried(status: int, body: object) -> None:
+    outcome = default_outcome(answer(status, body))
+    assert (outcome.kind, outcome.reason, outcome.retryable) == (
+        OutcomeKind.ERROR,
+        "Rate limited",
+        True,
+    )
+
+
+def test_a_daily_limit_in_words_is_a_cap_and_plain_text_4xx_is_read_for_known_words() -> None:
+    assert default_outcome(answer(400, {"message": "Daily rate limit exceeded"})).reason == (
+        "Cap exceeded"
+    )
+    assert default_outcome(answer(400, b"Duplicate")).reason == "Duplicate lead"
+    # Words that say nothing known are not made a reason of their own
+    assert default_outcome(answer(400, b"Bad Request")).reason == "Rejected (HTTP 400)"

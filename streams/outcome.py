@@ -371,7 +371,7 @@ def _said_no(body: Any) -> str | None:
             return "Rejected"
         if isinstance(value, str) and name in _STATE_KEYS and value.strip().lower() in _NO_WORDS:
             return value.strip()
-    said_yes = any(fields.get(flag) is True for flag in _NO_FLAGS) or any(
+    said_yes = any(str(fields.get(flag)).strip().lower() == "true" for flag in _NO_FLAGS) or any(
         isinstance(fields.get(key), str) and fields[key].strip().lower() in _YES_WORDS
         for key in _STATE_KEYS
     )
@@ -397,7 +397,8 @@ def _error_said(fields: dict[str, Any]) -> str | None:
         first = _reason(first) or next(iter(_values(first, ("title", "code"))), "")
     elif isinstance(first, tuple):  # Rails' {"email": ["is invalid"]}
         field, said = first
-        first = f"{field} {said[0] if isinstance(said, list) and said else said}"
+        said = said[0] if isinstance(said, list) and said else said
+        first = f"{field} {_reason(said) or '' if isinstance(said, dict) else said}"
     text = str(first).strip()
     return text[:REASON_LIMIT] if text else "Rejected"
 

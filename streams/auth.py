@@ -83,20 +83,35 @@ class BearerAuth(_Auth):
 
 
 class OAuth2Auth(_Auth):
-    """RFC 6749 client credentials (§4.4) or refresh token (§6) grant; tokens are cached."""
+    """RFC 6749 client credentials (§4.4), refresh token (§6) or resource owner password
+    (§4.3: older CRMs' and lead systems' ``/token`` endpoints, Salesforce's username-password
+    flow) grant; tokens are cached."""
 
     type: Literal["oauth2"]
-    grant: Literal["client_credentials", "refresh_token"] = "client_credentials"
+    grant: Literal["client_credentials", "refresh_token", "password"] = "client_credentials"
     token_url: HttpUrl
     client_id: str
     client_secret: Secret
     refresh_token: Secret | None = None
+    username: str | None = Field(default=None, min_length=1)
+    password: Secret | None = None
     scope: str | None = None
     audience: str | None = None
     # RFC 6749 §2.3.1: HTTP Basic is the method servers must support; "body" for others.
     client_auth: Literal["basic", "body"] = "basic"
     # Refresh this long before expiry, so no request leaves with a token about to lapse.
     refresh_margin_s: float = Field(default=60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _grant_has_what_it_sends(self) -> OAuth2Auth:
+        # Without them the token endpoint would refuse every request, lead after lead.
+        if self.grant == "refresh_token" and self.refresh_token is None:
+            raise ValueError("grant refresh_token needs refresh_token: ${env:NAME}")
+        if self.grant == "password" and (self.username is None or self.password is None):
+            raise ValueError("grant password needs username and password: ${env:NAME}")
+        if self.grant != "password" and (self.username is not None or self.password is not None):
+            raise ValueError("username and password are for grant: password")
+        return self
 
 
 class JwtAuth(_Auth):

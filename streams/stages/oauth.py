@@ -96,10 +96,13 @@ class TokenCache:
 
 
 def token_request(auth: OAuth2Auth) -> HttpRequest:
-    """The token request as RFC 6749 §4.4.2 / §6 describe it (form-encoded POST)."""
+    """The token request as RFC 6749 §4.4.2 / §6 / §4.3.2 describe it (form-encoded POST)."""
     form: dict[str, str] = {"grant_type": auth.grant}
     if auth.grant == "refresh_token" and auth.refresh_token is not None:
         form["refresh_token"] = auth.refresh_token.get_secret_value()
+    if auth.grant == "password" and auth.username is not None and auth.password is not None:
+        form["username"] = auth.username
+        form["password"] = auth.password.get_secret_value()
     if auth.scope:
         form["scope"] = auth.scope
     if auth.audience:

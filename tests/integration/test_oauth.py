@@ -177,6 +177,27 @@ async def test_refresh_token_grant_with_credentials_in_the_body(
     assert authorization_server.token_auth == [""]
 
 
+async def test_password_grant_sends_the_users_credentials(
+    authorization_server: AuthorizationServer, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 6749 §4.3: older CRMs' and lead systems' /token endpoints, Salesforce's
+    username-password flow (its password followed by the user's security token)."""
+    monkeypatch.setenv("CRM_PASSWORD", "p@ss word+TOKEN")
+    dest = oauth_destination(
+        authorization_server,
+        grant="password",
+        username="leads@acme.example",
+        password="${env:CRM_PASSWORD}",
+        scope=None,
+    )
+    attempt = await attempt_delivery(lead(1), dest, sender)
+    assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+    assert authorization_server.token_requests == [
+        {"grant_type": "password", "username": "leads@acme.example", "password": "p@ss word+TOKEN"}
+    ]
+    assert authorization_server.token_auth[0].startswith("Basic ")
+
+
 @pytest.mark.parametrize(
     ("status", "body", "retryable"),
     [

@@ -497,3 +497,22 @@ def test_a_value_where_a_block_goes_says_so_with_the_block_s_options() -> None:
         "destinations[0].retry: should be a block of options (name: value), not a number "
         "(options here: base_s, max_attempts, max_delay_s, max_retry_after_s) (destination 'crm')",
     ]
+
+
+@pytest.mark.parametrize(
+    ("auth", "problem"),
+    [
+        ({"grant": "refresh_token"}, "grant refresh_token needs refresh_token: ${env:NAME}"),
+        ({"grant": "password", "username": "leads@acme.example"}, "grant password needs"),
+        ({"username": "u", "password": "${env:HOME}"}, "username and password are for grant"),
+    ],
+)
+def test_an_oauth2_grant_without_what_it_sends_stops_start_up(
+    auth: dict[str, str], problem: str
+) -> None:
+    """Before, a refresh_token grant without one started, and the token endpoint refused
+    every request, lead after lead."""
+    oauth = {"type": "oauth2", "token_url": "https://crm.example.com/token", "client_id": "c",
+             "client_secret": "${env:HOME}", **auth}  # fmt: skip
+    [said] = problems_of({"destinations": [destination(auth=oauth)]})
+    assert said.startswith("destinations[0].auth.oauth2: ") and problem in said, said

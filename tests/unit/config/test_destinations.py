@@ -516,3 +516,17 @@ def test_an_oauth2_grant_without_what_it_sends_stops_start_up(
              "client_secret": "${env:HOME}", **auth}  # fmt: skip
     [said] = problems_of({"destinations": [destination(auth=oauth)]})
     assert said.startswith("destinations[0].auth.oauth2: ") and problem in said, said
+
+
+def test_hours_by_day_name_each_problem_where_it_is() -> None:
+    problems = problems_of(
+        {"destinations": [
+            destination(schedule={"timezone": "UTC", "hours": {"mon-fri": ["9-17"], "funday": []}}),
+            destination(id="b", schedule={"timezone": "UTC", "days": ["mon"], "hours": {"mon": []}}),
+            destination(id="c", schedule={"timezone": "UTC", "hours": {"mon-fri": [], "fri": []}}),
+        ]}
+    )  # fmt: skip
+    assert problems[0].startswith("destinations[0].schedule.hours.mon-fri[0]: '9-17': write")
+    assert problems[1].startswith("destinations[0].schedule.hours.funday: 'funday': name a day")
+    assert problems[2].startswith("destinations[1].schedule.days: not with hours by day")
+    assert problems[3].startswith("destinations[2].schedule.hours: fri is given twice")

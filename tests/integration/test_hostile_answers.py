@@ -1,0 +1,195 @@
+"""Whatever a recipient answers, the lead gets its outcome: hostile answers from a real
+server, through the stages and through a real worker.
+
+A recipient is not ours: its body may be any bytes in any charset, its headers anything
+(a Retry-After of "soon", an X-RateLimit-Reset of 30 digits, a charset nobody knows), its
+verdict in JSON, XML, a form, a line of text or nothing. Reading an answer must never
+raise for the lead, never end the worker, and always say one outcome with a bounded
+reason that an Avro event can carry.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streams.avro import EventEncoder
+from streams.config import parse_destinations
+from streams.model import Lead, OutcomeKind
+from streams.stages.attempt import attempt_delivery
+from streams.stages.delivery import HttpSender
+from streams.stages.events import delivery_event
+from tests.integration.conftest import decode_with_schema_file
+from tests.integration.kafka import KafkaTarget
+from tests.integration.recipients import Received, Recipient
+from tests.integration.test_hostile_leads import endings, publish_keyed
+
+# Header values a server can send: printable ASCII, no line breaks.
+HEADER_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+VERDICT_WORDS = ["success", "ok", "accepted", "status", "result", "error", "errors", "data",
+                 "message", "reason", "id", "lead_id", "price", "detail", "Success", "LeadId"]  # fmt: skip
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.sampled_from(["rejected", "false", "true", "Duplicate", "Invalid API key", "", "none"]),
+    st.text(max_size=30),
+)
+JSON_VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.one_of(st.sampled_from(VERDICT_WORDS), st.text(max_size=8)), inner, max_size=6
+        ),
+    ),
+    max_leaves=12,
+)
+TEXT_LINES = st.builds(
+    lambda word, sep, rest: f"{word}{sep}{rest}",
+    st.sampled_from(["REJECTED", "SUCCESS", "Error", "FAILURE", "OK", "Declined", "Thanks"]),
+    st.sampled_from([": ", "|", " - ", " ", ""]),
+    st.text(max_size=60),
+)
+BODIES = st.one_of(
+    st.binary(max_size=300),
+    JSON_VALUES.map(lambda value: json.dumps(value).encode()),  # any size of integer
+    TEXT_LINES.map(str.encode),
+    st.builds(lambda k, v: f"status={k}&reason={v}".encode(), st.text(max_size=10), HEADER_TEXT),
+    st.builds(
+        lambda tag, text: f"<r><{tag}>{text}</{tag}></r>".encode(),
+        st.sampled_from(["status", "success", "error", "lead_id", "Price"]),
+        st.text(st.characters(min_codepoint=48, max_codepoint=122), max_size=20),
+    ),
+    st.just(b"\xef\xbb\xbf" + b'{"success": false, "message": "Lead already exists"}'),
+)
+HEADERS = st.fixed_dictionaries(
+    {},
+    optional={
+        "Content-Type": st.one_of(
+            st.sampled_from(
+                [
+                    "application/json",
+                    "text/plain",
+                    "text/xml",
+                    "text/html",
+                    "application/x-www-form-urlencoded",
+                ]
+            ),
+            st.builds(lambda cs: f"text/plain; charset={cs}", HEADER_TEXT),
+        ),
+        "Retry-After": st.one_of(HEADER_TEXT, st.integers(-5, 10**30).map(str)),
+        "X-RateLimit-Reset": st.one_of(HEADER_TEXT, st.integers(-5, 10**30).map(str)),
+        "RateLimit": HEADER_TEXT,
+        "RateLimit-Reset": HEADER_TEXT,
+        "X-Squid-Error": HEADER_TEXT,
+        "Location": HEADER_TEXT,
+    },
+)
+STATUSES = st.one_of(
+    st.sampled_from([200, 201, 202, 301, 302, 400, 401, 403, 404, 409, 422, 429, 500, 503]),
+    st.integers(200, 599),
+)
+ANSWERS = st.tuples(STATUSES, HEADERS, BODIES)
+
+LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
+
+
+def answer(status: int, headers: dict[str, str], body: bytes) -> web.Response:
+    content_type = headers.pop("Content-Type", "application/octet-stream")
+    response = web.Response(status=status, body=body, headers=headers)
+    response.headers["Content-Type"] = content_type  # as sent, even a charset nobody knows
+    return response
+
+
+class Answering(Recipient):
+    """Answers each lead (by its ``ref``) as told; any other request with a 201."""
+
+    def __init__(self) -> None:
+        super().__init__(self._answer)
+        self.answers: dict[str, tuple[int, dict[str, str], bytes]] = {}
+
+    @staticmethod
+    async def _answer(recipient: Recipient, received: Received) -> web.Response:
+        assert isinstance(recipient, Answering)
+        ref = str(orjson.loads(received.body).get("ref"))
+        status, headers, body = recipient.answers.get(ref, (201, {}, b"{}"))
+        return answer(status, dict(headers), body)
+
+
+@pytest.fixture
+async def answering() -> Any:
+    server = await Answering().start()
+    yield server
+    await server.stop()
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(told=ANSWERS)
+async def test_every_answer_is_read_as_one_outcome_an_event_can_carry(
+    told: tuple[int, dict[str, str], bytes], answering: Answering, sender: HttpSender
+) -> None:
+    answering.answers["L-1"] = told
+    [dest] = parse_destinations(
+        {"destinations": [{"id": "buyer", "url": answering.url(), "mapping": {"ref": "id"}}]}
+    ).destinations
+    attempt = await attempt_delivery(LEAD, dest, sender)
+    outcome = attempt.outcome
+    assert outcome.kind in (OutcomeKind.SUCCESS, OutcomeKind.FAILURE, OutcomeKind.ERROR)
+    assert 0 < len(outcome.reason) <= 200, outcome.reason
+    assert outcome.retry_after_s is None or outcome.retry_after_s >= 0
+    event = delivery_event(attempt, None, "00000000-0000-0000-0000-000000000001", None)
+    encoded = EventEncoder("delivery_event").encode(event)
+    assert decode_with_schema_file(encoded, "delivery_event")["reason"] == outcome.reason
+
+
+def answers_yaml(recipient: Recipient) -> str:
+    return f"""
+destinations:
+  - id: buyer
+    url: {recipient.url()}
+    retry: {{max_attempts: 1}}
+    circuit: {{enabled: false}}
+    mapping:
+      ref: id
+"""
+
+
+@settings(
+    max_examples=1,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(told=st.lists(ANSWERS, min_size=60, max_size=60))
+async def test_hostile_answers_through_a_worker_each_end_their_lead_once(
+    told: list[tuple[int, dict[str, str], bytes]],
+    answering: Answering,
+    kafka: KafkaTarget,
+    topics: Any,
+    start_worker: Any,
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    keys = [f"H-{run}-{n}" for n in range(len(told))]
+    answering.answers.update(zip(keys, told, strict=True))
+    worker = start_worker(answers_yaml(answering))
+    await publish_keyed(
+        kafka, topics.leads, [(k, orjson.dumps({"id": k, "lead": {"n": 1}})) for k in keys]
+    )
+    outcomes, dead = await endings(kafka, topics, set(keys))
+    assert all(outcomes[key] == 1 for key in keys), outcomes
+    assert not dead
+    assert "Traceback" not in worker.log()

@@ -508,6 +508,9 @@ def rate_limit_reset(res: HttpResponse, now: float | None = None) -> float | Non
 _DECIMAL_SECONDS = re.compile(r"\d{1,9}\.\d{1,6}")
 
 
+RETRY_AFTER_LIMIT_S = 366 * 86_400.0  # the longest wait a recipient's answer is taken to ask
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """RFC 9110 Retry-After: delay-seconds or an HTTP-date; None when absent or unreadable."""
     if value is None:

@@ -20,6 +20,7 @@ from streams.model import HttpRequest, HttpResponse, Lead, Outcome, OutcomeCateg
 from streams.outcome import (
     RATE_LIMITED,
     RAW_LIMIT,
+    RETRY_AFTER_LIMIT_S,
     outcome_for_error,
     parse_retry_after,
     rate_limit_reset,
@@ -290,6 +291,11 @@ async def _attempt(
                 asked = outcome.retry_after_s
             if asked is None and (status == 429 or outcome.reason == RATE_LIMITED):
                 asked = rate_limit_reset(response)
+            if asked is not None:
+                # A recipient may ask anything ("Retry-After: 9223372036854775"): past a
+                # year it is a year, which the event's milliseconds can carry (the
+                # destination's max_retry_after_s decides whether to wait that long).
+                asked = min(asked, RETRY_AFTER_LIMIT_S)
             outcome = replace(outcome, retry_after_s=asked)
     except Exception as exc:  # an integration must never crash the agent on a strange answer
         log.exception("integration %s could not read an HTTP %s answer", module.NAME, status)

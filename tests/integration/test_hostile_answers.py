@@ -100,8 +100,6 @@ STATUSES = st.one_of(
 )
 ANSWERS = st.tuples(STATUSES, HEADERS, BODIES)
 
-LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
-
 
 def answer(status: int, headers: dict[str, str], body: bytes) -> web.Response:
     content_type = headers.pop("Content-Type", "application/octet-stream")
@@ -111,17 +109,21 @@ def answer(status: int, headers: dict[str, str], body: bytes) -> web.Response:
 
 
 class Answering(Recipient):
-    """Answers each lead (by its ``ref``) as told; any other request with a 201."""
+    """Answers each lead (by its ``ref``) as told, else every request with ``told``."""
 
     def __init__(self) -> None:
         super().__init__(self._answer)
         self.answers: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        self.told: tuple[int, dict[str, str], bytes] = (201, {}, b"{}")
 
     @staticmethod
     async def _answer(recipient: Recipient, received: Received) -> web.Response:
         assert isinstance(recipient, Answering)
-        ref = str(orjson.loads(received.body).get("ref"))
-        status, headers, body = recipient.answers.get(ref, (201, {}, b"{}"))
+        try:
+            ref = str(orjson.loads(received.body).get("ref"))
+        except (orjson.JSONDecodeError, AttributeError):
+            ref = ""
+        status, headers, body = recipient.answers.get(ref, recipient.told)
         return answer(status, dict(headers), body)
 
 
@@ -132,24 +134,77 @@ async def answering() -> Any:
     await server.stop()
 
 
+SECRET = "${env:HOSTILE_ANSWERS_SECRET}"
+# Every way an answer is read: the default reading, a destination's rules and captures,
+# and each ready integration's own reader (its token or login requests answered alike).
+READERS: dict[str, dict[str, Any]] = {
+    "json_post": {"mapping": {"ref": "id"}},
+    "rules": {
+        "mapping": {"ref": "id"},
+        "response": {
+            "rules": [
+                {"when": {"json": {"path": "$.status", "equals": "ok"}}, "outcome": "success"},
+                {"when": {"xml": {"path": "status", "equals": "x"}}, "outcome": "failure"},
+                {"when": {"body_matches": "(?i)dup"}, "outcome": "failure", "category": "duplicate"},
+            ],
+            "capture": {"reference_id": {"json": "$.id"}, "price": {"json": "$.price"}},
+        },
+    },
+    "form_post": {"integration": "form_post", "mapping": {"ref": "id"}},
+    "get_query": {"integration": "get_query", "mapping": {"ref": "id"}},
+    "xml_post": {"integration": "xml_post", "mapping": {"ref": "id"},
+                 "settings": {"soap": "1.1", "soap_action": "urn:add"}},
+    "hubspot": {"integration": "hubspot", "settings": {"access_token": SECRET}},
+    "hubspot_upsert": {"integration": "hubspot",
+                       "settings": {"access_token": SECRET, "mode": "upsert"}},
+    "pipedrive": {"integration": "pipedrive", "settings": {"api_token": SECRET, "object": "person"}},
+    "mailchimp": {"integration": "mailchimp",
+                  "settings": {"api_key": "${env:HOSTILE_ANSWERS_MAILCHIMP}", "list_id": "a1b2c3"}},
+    "five9": {"integration": "five9",
+              "settings": {"username": "u", "password": SECRET, "list_name": "Leads"}},
+    "webhook": {"integration": "webhook", "settings": {"secret": "${env:HOSTILE_ANSWERS_WEBHOOK}"}},
+}  # fmt: skip
+LEAD = Lead(
+    "L-1",
+    {"id": "L-1", "lead": {"email": "ada@example.com", "first_name": "Ada", "last_name": "L",
+                           "phone_1": "+15555550100", "company": "Acme"}},
+)  # fmt: skip
+
+
+@pytest.fixture
+def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOSTILE_ANSWERS_SECRET", "s3cret")
+    monkeypatch.setenv("HOSTILE_ANSWERS_MAILCHIMP", "0123456789abcdef-us6")
+    monkeypatch.setenv("HOSTILE_ANSWERS_WEBHOOK", "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+
+
+@pytest.mark.parametrize("reader", list(READERS))
 @settings(
-    max_examples=150,
+    max_examples=60,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(told=ANSWERS)
 async def test_every_answer_is_read_as_one_outcome_an_event_can_carry(
-    told: tuple[int, dict[str, str], bytes], answering: Answering, sender: HttpSender
+    reader: str,
+    told: tuple[int, dict[str, str], bytes],
+    answering: Answering,
+    sender: HttpSender,
+    secrets: None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    answering.answers["L-1"] = told
+    caplog.clear()
+    answering.told = told
     [dest] = parse_destinations(
-        {"destinations": [{"id": "buyer", "url": answering.url(), "mapping": {"ref": "id"}}]}
+        {"destinations": [{"id": "buyer", "url": answering.url(), **READERS[reader]}]}
     ).destinations
     attempt = await attempt_delivery(LEAD, dest, sender)
     outcome = attempt.outcome
-    assert outcome.kind in (OutcomeKind.SUCCESS, OutcomeKind.FAILURE, OutcomeKind.ERROR)
+    assert outcome.kind in (OutcomeKind.SUCCESS, OutcomeKind.FAILURE, OutcomeKind.ERROR), outcome
     assert 0 < len(outcome.reason) <= 200, outcome.reason
+    # An integration's reader that raised: caught as "Unreadable response" and logged.
+    assert "could not read" not in caplog.text, (reader, told)
     assert outcome.retry_after_s is None or outcome.retry_after_s >= 0
     event = delivery_event(attempt, None, "00000000-0000-0000-0000-000000000001", None)
     encoded = EventEncoder("delivery_event").encode(event)

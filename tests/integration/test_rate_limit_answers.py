@@ -15,6 +15,7 @@ from aiohttp import web
 
 from streams.config import parse_destinations
 from streams.model import Lead, OutcomeKind
+from streams.outcome import RETRY_AFTER_LIMIT_S
 from streams.stages.attempt import attempt_delivery
 from streams.stages.delivery import HttpSender
 from tests.integration.recipients import Received, Recipient
@@ -71,3 +72,12 @@ async def test_a_reset_is_read_for_a_429_only() -> None:
 async def test_a_rate_limit_said_in_words_is_retried_when_it_resets(status: int) -> None:
     headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "17"}
     assert await answered(status, headers) == 17
+
+
+@pytest.mark.parametrize(
+    "headers", [{"Retry-After": "9223372036854775"}, {"X-RateLimit-Reset": "9" * 40}]
+)
+async def test_a_wait_past_a_year_is_a_year(headers: dict[str, str]) -> None:
+    """Found by tests/integration/test_hostile_answers.py: the wait asked went into the
+    event's milliseconds, past what Avro's long holds, and the event could not be written."""
+    assert await answered(429, headers) == RETRY_AFTER_LIMIT_S

@@ -439,15 +439,21 @@ def _price(body: Any) -> Decimal | None:
     return to_price(next(_values(body, ("price",)), None))
 
 
+# The events' decimal: 14 digits, 4 after the point. A recipient's "price": 1e400 once made
+# the event of a sale unwritable, and the sale an internal error.
+LARGEST_PRICE = Decimal("9999999999")
+
+
 def to_price(value: Any) -> Decimal | None:
-    """A price as a recipient writes it (12.5, "12.50"); None when it is not a finite number."""
+    """A price as a recipient writes it (12.5, "12.50"); None when it is not a finite number
+    or is larger than an event can carry (``LARGEST_PRICE``): no price, its words in raw."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:
         price = Decimal(str(value))
     except InvalidOperation:
         return None
-    return price if price.is_finite() else None
+    return price if price.is_finite() and abs(price) <= LARGEST_PRICE else None
 
 
 # What an answer may add to a lead: the first few scalars, each short. A 2xx answer with

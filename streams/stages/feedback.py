@@ -29,12 +29,11 @@ from streams.config.feedback import (
 )
 from streams.config.response_rules import first_json
 from streams.model import HttpRequest
-from streams.outcome import to_price
+from streams.outcome import LARGEST_PRICE, to_price
 
 REASON_LIMIT = 500
 ID_LIMIT = 200
 FEEDBACK_IDS = uuid.UUID("0b7f3c51-9d8e-4a62-b1f4-5c2e7a9d3f18")
-LARGEST_AMOUNT = Decimal("9999999999")  # the schema's decimal: 14 digits, 4 after the point
 LATEST_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 
 # Refusals: the event's ``refusal``.
@@ -274,9 +273,7 @@ def judge(notice: Notice, state: dict[str, Any] | None, return_window_days: floa
 def _amount(value: str) -> str:
     amount = to_price(value)
     if amount is None:
-        raise FeedbackError("amount", f"{value!r} is not a number")
-    if abs(amount) > LARGEST_AMOUNT:
-        raise FeedbackError("amount", f"{value!r} is larger than {LARGEST_AMOUNT}")
+        raise FeedbackError("amount", f"{value!r} is not a number up to {LARGEST_PRICE}")
     return str(amount)
 
 

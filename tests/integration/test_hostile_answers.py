@@ -26,6 +26,7 @@ from streams.model import Lead, OutcomeKind
 from streams.stages.attempt import attempt_delivery
 from streams.stages.delivery import HttpSender
 from streams.stages.events import delivery_event
+from streams.stages.routing import bid_of, bid_valid_until
 from tests.integration.conftest import decode_with_schema_file
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Received, Recipient
@@ -34,13 +35,29 @@ from tests.integration.test_hostile_leads import endings, publish_keyed
 # Header values a server can send: printable ASCII, no line breaks.
 HEADER_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
 VERDICT_WORDS = ["success", "ok", "accepted", "status", "result", "error", "errors", "data",
-                 "message", "reason", "id", "lead_id", "price", "detail", "Success", "LeadId"]  # fmt: skip
+                 "message", "reason", "id", "lead_id", "price", "detail", "Success", "LeadId",
+                 "bid", "bid_id", "expires_at"]  # fmt: skip
 SCALARS = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-(2**70), 2**70),
     st.floats(allow_nan=False),
-    st.sampled_from(["rejected", "false", "true", "Duplicate", "Invalid API key", "", "none"]),
+    st.sampled_from(
+        [
+            "rejected",
+            "false",
+            "true",
+            "Duplicate",
+            "Invalid API key",
+            "",
+            "none",
+            "NaN",
+            "1e400",
+            "-5",
+            "0001-01-01T00:00:00+23:59",
+            "9999-12-31T23:59:59-23:59",
+        ]
+    ),
     st.text(max_size=30),
 )
 JSON_VALUES = st.recursive(
@@ -70,6 +87,18 @@ BODIES = st.one_of(
         st.text(st.characters(min_codepoint=48, max_codepoint=122), max_size=20),
     ),
     st.just(b"\xef\xbb\xbf" + b'{"success": false, "message": "Lead already exists"}'),
+    # A sale's price or a ping's bid of any size: the events' decimal holds 14 digits
+    st.builds(
+        lambda price, at: json.dumps(
+            {"id": "R-1", "price": price, "bid": price, "expires_at": at}
+        ).encode(),
+        st.one_of(
+            st.sampled_from(["1e400", "-0", "123456789012345", 10**20, "9999999999.99999"]),
+            st.integers(-(10**20), 10**20),
+            st.floats(),
+        ),
+        st.sampled_from(["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59", "soon"]),
+    ),
 )
 HEADERS = st.fixed_dictionaries(
     {},
@@ -163,6 +192,7 @@ READERS: dict[str, dict[str, Any]] = {
     "five9": {"integration": "five9",
               "settings": {"username": "u", "password": SECRET, "list_name": "Leads"}},
     "webhook": {"integration": "webhook", "settings": {"secret": "${env:HOSTILE_ANSWERS_WEBHOOK}"}},
+    "ping": {"mapping": {"ref": "id"}, "ping": {"url": "{url}", "mapping": {"ref": "id"}}},
 }  # fmt: skip
 LEAD = Lead(
     "L-1",
@@ -196,9 +226,14 @@ async def test_every_answer_is_read_as_one_outcome_an_event_can_carry(
 ) -> None:
     caplog.clear()
     answering.told = told
+    fields = orjson.loads(orjson.dumps(READERS[reader]).replace(b"{url}", answering.url().encode()))
     [dest] = parse_destinations(
-        {"destinations": [{"id": "buyer", "url": answering.url(), **READERS[reader]}]}
+        {"destinations": [{"id": "buyer", "url": answering.url(), **fields}]}
     ).destinations
+    if reader == "ping":  # an auction's ping: its bid and how long it holds
+        ping = await attempt_delivery(LEAD, dest.pinged, sender)
+        bid_valid_until(ping, 60.0)
+        assert bid_of(ping) is None or bid_of(ping).is_finite()  # type: ignore[union-attr]
     attempt = await attempt_delivery(LEAD, dest, sender)
     outcome = attempt.outcome
     assert outcome.kind in (OutcomeKind.SUCCESS, OutcomeKind.FAILURE, OutcomeKind.ERROR), outcome
@@ -248,3 +283,23 @@ async def test_hostile_answers_through_a_worker_each_end_their_lead_once(
     assert all(outcomes[key] == 1 for key in keys), outcomes
     assert not dead
     assert "Traceback" not in worker.log()
+
+
+@pytest.mark.parametrize("price", ["1e400", "123456789012345", 10**20, "9999999999.99999"])
+async def test_a_price_or_bid_an_event_cannot_carry_is_no_price(
+    price: object, answering: Answering, sender: HttpSender, secrets: None
+) -> None:
+    """Found by the fuzz above: a sale priced "1e400" made its event unwritable, and the
+    sale an internal error; a bid so large, the auction's."""
+    body = json.dumps({"id": "R-1", "price": price, "bid": price}).encode()
+    answering.told = (200, {"Content-Type": "application/json"}, body)
+    fields = orjson.loads(orjson.dumps(READERS["ping"]).replace(b"{url}", answering.url().encode()))
+    [dest] = parse_destinations(
+        {"destinations": [{"id": "buyer", "url": answering.url(), **fields}]}
+    ).destinations
+    for attempt in (
+        await attempt_delivery(LEAD, dest, sender),
+        await attempt_delivery(LEAD, dest.pinged, sender),
+    ):
+        assert (attempt.outcome.kind, attempt.outcome.price) == (OutcomeKind.SUCCESS, None)
+        EventEncoder("delivery_event").encode(delivery_event(attempt, None, "e-1", None))

@@ -165,6 +165,9 @@ DEFAULT_CATEGORY = {
 }
 
 
+REFERENCE_LIMIT = 200  # characters of a recipient's id for a lead
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What one attempt amounted to. ``reason`` is short and countable; ``raw`` is the detail."""
@@ -186,6 +189,12 @@ class Outcome:
     # What the vendor's limit headers said of its allowance: (requests left, out of; None
     # when the vendor does not say), a metric per destination.
     quota_left: tuple[int, int | None] | None = None
+
+    def __post_init__(self) -> None:
+        # A recipient's "id" goes into every event, the lead's state and the key that finds
+        # the lead by it (feedback): one of 500 KB (a page, an echo of the lead) is no id.
+        if self.reference_id is not None and len(self.reference_id) > REFERENCE_LIMIT:
+            object.__setattr__(self, "reference_id", None)
 
     @property
     def category(self) -> OutcomeCategory:

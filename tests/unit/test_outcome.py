@@ -387,3 +387,10 @@ def test_a_daily_limit_in_words_is_a_cap_and_plain_text_4xx_is_read_for_known_wo
     assert default_outcome(answer(400, b"Duplicate")).reason == "Duplicate lead"
     # Words that say nothing known are not made a reason of their own
     assert default_outcome(answer(400, b"Bad Request")).reason == "Rejected (HTTP 400)"
+
+
+def test_an_id_longer_than_an_id_is_no_reference() -> None:
+    """An "id" of 5,000 characters went into every event, the lead's state and the key
+    that finds the lead by its reference."""
+    assert default_outcome(answer(201, {"id": "R" * 5000})).reference_id is None
+    assert default_outcome(answer(201, {"id": "R" * 200})).reference_id == "R" * 200

@@ -369,13 +369,31 @@ def _said_no(body: Any) -> str | None:
         # "false" too: XML's text, and PHP APIs that write JSON booleans as strings.
         if name in _NO_FLAGS and (value is False or str(value).strip().lower() == "false"):
             return "Rejected"
-        if isinstance(value, str) and name in _STATE_KEYS and value.strip().lower() in _NO_WORDS:
-            return value.strip()
+        if isinstance(value, str) and name in _STATE_KEYS and _state_says(value) is False:
+            return value.strip()[:REASON_LIMIT]
     said_yes = any(str(fields.get(flag)).strip().lower() == "true" for flag in _NO_FLAGS) or any(
-        isinstance(fields.get(key), str) and fields[key].strip().lower() in _YES_WORDS
-        for key in _STATE_KEYS
+        isinstance(fields.get(key), str) and _state_says(fields[key]) is True for key in _STATE_KEYS
     )
     return None if said_yes else _error_said(fields)
+
+
+_NEGATIONS = frozenset({"no", "not", "non"})
+_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")  # "NotAccepted", "DUPLICATE_LEAD"
+_SOLD_WORDS = _YES_WORDS | {"sale", "match", "buyer", "bought"}  # "no_sale", "no match"
+
+
+def _state_says(value: str) -> bool | None:
+    """What a status or result says, by its first word that decides: "DUPLICATE_LEAD",
+    "Lead Rejected - Duplicate", "not_sold", "no_match" say no (False); "Accepted",
+    "lead_accepted", "no_error" say yes (True); "queued", "pending" say neither (None)."""
+    words = [word.lower() for word in _WORDS.findall(value)[:12]]
+    for at, word in enumerate(words):
+        negated = at > 0 and words[at - 1] in _NEGATIONS
+        if word in _NO_WORDS:
+            return negated  # "no_error": a yes
+        if word in _SOLD_WORDS and (negated or word in _YES_WORDS):
+            return not negated
+    return None
 
 
 def _lowered(body: dict[str, Any]) -> dict[str, Any]:

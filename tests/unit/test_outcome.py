@@ -52,6 +52,11 @@ def test_2xx_is_success_with_reference_price_and_captured_values() -> None:
         # Only an error: a PHP API's, a GraphQL answer's errors without data, Rails'
         ({"error": "Zip is required"}, "Invalid data", "invalid_data"),
         ({"error": True}, "Rejected", "hard_reject"),
+        # A status in words, codes or CamelCase: its first word that decides
+        ({"status": "DUPLICATE_LEAD"}, "Duplicate lead", "duplicate"),
+        ({"Result": "NotSold"}, "NotSold", "hard_reject"),
+        ({"status": "no_match"}, "no_match", "hard_reject"),
+        ({"status": "Lead Rejected - not in our service area"}, "Outside service area", None),
         ({"errors": [{"message": "Lead already exists"}], "data": None}, "Duplicate lead", None),
         ({"errors": {"email": ["has already been taken"]}}, "Duplicate lead", "duplicate"),
         ({"errors": [{"title": "Bad", "detail": "zip must be 5 digits"}]}, "Invalid data", None),
@@ -84,6 +89,10 @@ def test_2xx_whose_body_says_no_is_a_failure_not_a_sale(
         {"status": "accepted", "errors": ["minor"]},
         {"data": {"createLead": {"id": 1}}, "errors": [{"message": "x"}]},  # GraphQL, partly
         {"errors": []},
+        {"status": "lead_accepted", "id": 3},
+        {"status": "no_error"},
+        {"status": "Accepted; error report mailed"},
+        {"status": "queued"},
     ],
 )
 def test_2xx_whose_body_does_not_say_no_is_a_sale(body: dict[str, object]) -> None:

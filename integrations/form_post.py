@@ -5,10 +5,11 @@ buyers' posting APIs take it. Nested fields are written ``contact[email]`` (or
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import codecs
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, Target
 from streams.outcome import default_outcome
@@ -19,10 +20,28 @@ DEFAULT_MAPPING: dict[str, str] = {}
 CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 
+def _known_charset(name: str) -> str:
+    try:
+        codec = codecs.lookup(name).name
+        "a".encode(codec)  # a text encoding, not base64
+    except (LookupError, TypeError):
+        raise ValueError(f"{name!r} is not a charset Python knows (utf-8, windows-1252…)") from None
+    return codec
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     nested: Literal["brackets", "dots"] = "brackets"
+    # The charset the recipient's form reads (an older PHP or ASP endpoint on Windows-1252
+    # read UTF-8's "José" as "JosÃ©"). A character it lacks goes as a browser sends it in a
+    # form: &#NNNN;.
+    charset: Annotated[str, AfterValidator(_known_charset)] = "utf-8"
+
+
+def encoded(pairs: list[tuple[str, str]], charset: str) -> str:
+    """The pairs percent-encoded in ``charset``, as a browser encodes a form."""
+    return urlencode(pairs, encoding=charset, errors="xmlcharrefreplace")
 
 
 def form_pairs(payload: dict[str, Any], nested: str = "brackets") -> list[tuple[str, str]]:
@@ -53,7 +72,7 @@ def validate(lead: Lead, settings: Config) -> str | None:
 
 
 def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRequest:
-    body = urlencode(form_pairs(payload, settings.nested)).encode()
+    body = encoded(form_pairs(payload, settings.nested), settings.charset).encode("ascii")
     return HttpRequest(target.method, target.url, {"Content-Type": CONTENT_TYPE}, body)
 
 

@@ -3,12 +3,11 @@ URL already has), for recipients whose "API" is a URL to call."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
-from urllib.parse import urlencode, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
-
-from integrations.form_post import form_pairs
+from integrations.form_post import Config as FormConfig
+from integrations.form_post import encoded, form_pairs
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, Target
 from streams.outcome import default_outcome
 
@@ -16,10 +15,8 @@ NAME = "get_query"
 DEFAULT_MAPPING: dict[str, str] = {}
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    nested: Literal["brackets", "dots"] = "brackets"
+class Config(FormConfig):
+    """As a form's: ``nested``, and ``charset`` for an older endpoint's query string."""
 
 
 def validate(lead: Lead, settings: Config) -> str | None:
@@ -27,7 +24,7 @@ def validate(lead: Lead, settings: Config) -> str | None:
 
 
 def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRequest:
-    url, query = target.url, urlencode(form_pairs(payload, settings.nested))
+    url, query = target.url, encoded(form_pairs(payload, settings.nested), settings.charset)
     if query:
         url = f"{url}{'&' if urlsplit(url).query else '?'}{query}"
     return HttpRequest("GET", url, {"Accept": "application/json, */*"})

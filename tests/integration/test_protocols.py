@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from streams.config import Destination, parse_destinations
+from streams.errors import ConfigError
 from streams.model import Lead, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import attempt_delivery
 from streams.stages.delivery import HttpSender
@@ -88,6 +89,32 @@ async def test_form_post_encodes_nested_fields_with_brackets(
         received.body
         == b"first=Ada+%26+Co&last=%3CLovelace%3E&contact%5Bemail%5D=ada%40example.com"
     )
+
+
+@pytest.mark.parametrize("integration", ["form_post", "get_query"])
+async def test_a_form_or_query_in_an_older_endpoints_charset(
+    server: Recipient, sender: HttpSender, integration: str
+) -> None:
+    """An older PHP or ASP endpoint reads its form in Windows-1252: UTF-8's "José" reached
+    it as "JosÃ©". A character the charset lacks goes as a browser sends it: &#NNNN;."""
+    lead = Lead("L-2", {"id": "L-2", "lead": {"first_name": "José Müller ✓"}})
+    dest = destination(
+        url=server.url("/post"),
+        integration=integration,
+        mapping={"first": "first_name"},
+        settings={"charset": "windows-1252"},
+    )
+    attempt = await attempt_delivery(lead, dest, sender)
+    assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+    received = server.requests[-1]
+    sent = received.body.decode() if integration == "form_post" else urlsplit(received.path).query
+    assert parse_qsl(sent, encoding="cp1252") == [("first", "José Müller &#10003;")]
+
+
+def test_a_charset_nobody_knows_stops_start_up() -> None:
+    with pytest.raises(ConfigError, match="'klingon' is not a charset Python knows"):
+        destination(url="https://crm.example.com/post", integration="form_post",
+                    settings={"charset": "klingon"})  # fmt: skip
 
 
 async def test_get_query_appends_fields_to_the_existing_query(

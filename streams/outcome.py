@@ -386,7 +386,7 @@ def _state_says(value: str) -> bool | None:
     """What a status or result says, by its first word that decides: "DUPLICATE_LEAD",
     "Lead Rejected - Duplicate", "not_sold", "no_match" say no (False); "Accepted",
     "lead_accepted", "no_error" say yes (True); "queued", "pending" say neither (None)."""
-    words = [word.lower() for word in _WORDS.findall(value)[:12]]
+    words = [found.group().lower() for found in itertools.islice(_WORDS.finditer(value), 12)]
     for at, word in enumerate(words):
         negated = at > 0 and words[at - 1] in _NEGATIONS
         if word in _NO_WORDS:

@@ -96,6 +96,10 @@ def normalize_reason(text: str) -> tuple[str, OutcomeCategory] | None:
 def default_outcome(res: HttpResponse) -> Outcome:
     body = res.json()
     raw = res.text[:RAW_LIMIT] or None
+    if (res.header("cf-mitigated") or "").strip().lower() == "challenge":
+        # Cloudflare's challenge page (its documented mark), with a 403, a 429 or even a 200:
+        # a browser check a server cannot pass, so every lead would meet it.
+        return firewall_blocked("Cloudflare challenge", raw)
     if 200 <= res.status < 300:
         verdict, capturable = (body, True) if isinstance(body, dict) else _text_verdict(res)
         said_no = _said_no(verdict)
@@ -303,6 +307,19 @@ def auth_failed(what: str, raw: str | None) -> Outcome:
     """Our credentials were refused (``what``: "API key", "token expired", ...)."""
     return Outcome.error(
         f"Authentication failed ({what})",
+        retryable=False,
+        raw=raw,
+        category=OutcomeCategory.AUTH_ERROR,
+    )
+
+
+def firewall_blocked(by: str, raw: str | None) -> Outcome:
+    """The recipient's web firewall stopped the request before the recipient saw it (our
+    address or our client is not let through): not the lead's fault, nor our credentials'.
+    Category auth_error, so the destination's circuit opens at once and says why; its
+    half-open probe finds when the block is lifted."""
+    return Outcome.error(
+        f"Blocked by the recipient's firewall ({by})",
         retryable=False,
         raw=raw,
         category=OutcomeCategory.AUTH_ERROR,

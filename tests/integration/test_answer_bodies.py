@@ -168,3 +168,15 @@ async def test_credentials_refused_in_a_200_open_the_circuit_as_a_401_does() -> 
     outcome = attempt.outcome
     assert (outcome.kind, outcome.category) == (OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR)
     assert not outcome.retryable
+
+
+async def test_a_cloudflare_challenge_in_front_of_the_recipient_is_named() -> None:
+    async def challenge(_: Recipient, __: Received) -> web.Response:
+        page = "<!DOCTYPE html><html><head><title>Just a moment...</title></head></html>"
+        return web.Response(
+            text=page, status=403, content_type="text/html", headers={"cf-mitigated": "challenge"}
+        )
+
+    attempt = await deliver(Recipient(challenge))
+    assert attempt.outcome.reason == "Blocked by the recipient's firewall (Cloudflare challenge)"
+    assert attempt.outcome.category is OutcomeCategory.AUTH_ERROR  # its circuit opens at once

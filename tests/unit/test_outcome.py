@@ -403,3 +403,16 @@ def test_an_id_longer_than_an_id_is_no_reference() -> None:
     that finds the lead by its reference."""
     assert default_outcome(answer(201, {"id": "R" * 5000})).reference_id is None
     assert default_outcome(answer(201, {"id": "R" * 200})).reference_id == "R" * 200
+
+
+@pytest.mark.parametrize("status", [403, 429, 200])
+def test_a_cloudflare_challenge_is_the_firewalls_block_not_the_leads(status: int) -> None:
+    """A browser check a server cannot pass: every lead would meet it. Before, a 403's was
+    "Authentication failed", a 429's "Recipient busy" retried into the same check, and a
+    200's a sale."""
+    res = HttpResponse(status, {"CF-Mitigated": "challenge", "Server": "cloudflare"},
+                       b"<!DOCTYPE html><title>Just a moment...</title>")  # fmt: skip
+    outcome = default_outcome(res)
+    assert outcome.reason == "Blocked by the recipient's firewall (Cloudflare challenge)"
+    assert (outcome.kind, outcome.retryable) == (OutcomeKind.ERROR, False)
+    assert outcome.category is OutcomeCategory.AUTH_ERROR

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from streams.cli.broker import BrokerError, EmbeddedBroker
 from streams.cli.summary import startup_summary
 from streams.config import Destination, DestinationsFile, Settings, load_destinations
+from streams.config.flows import in_no_flow
 from streams.config.versions import ConfigVersion
 from streams.errors import ConfigError, MappingError
 from streams.live_config import StartingConfig
@@ -576,8 +577,11 @@ def check(file: Path | None, destinations: Path | None, no_secrets: bool) -> Non
     settings = _settings(destinations=file or destinations)
     with without_secret_values() if no_secrets else contextlib.nullcontext():
         loaded = load_destinations(settings.destinations)
+    unused = set(in_no_flow([d.id for d in loaded.destinations], loaded.compiled_flows))
     for dest in loaded.destinations:
         state = "" if dest.enabled else " (disabled)"
+        if dest.id in unused:
+            state += " (in no flow: never sent a lead)"
         click.echo(f"{dest.id}: {dest.integration} {dest.method} {dest.url}{state}")
 
 

@@ -20,6 +20,8 @@ from streams.config.flows import (
     Send,
     Step,
     Waterfall,
+    destinations_in,
+    in_no_flow,
 )
 from streams.config.settings import DEFAULT_REMEMBER_H
 
@@ -118,9 +120,11 @@ def startup_summary(
     # Without flows in the file, one named "all" sends to every enabled destination at once.
     for flow in destinations.compiled_flows:
         lines.append(f"flow {flow.id}: {_plan(flow.plan)}")
-        named = _destinations_of(flow.plan)
+        named = destinations_in(flow.plan)
         if named and not named & {d.id for d in enabled}:
             warnings.append(f"flow {flow.id}: every destination it names is disabled")
+    for destination_id in in_no_flow([d.id for d in enabled], destinations.compiled_flows):
+        warnings.append(f"destination {destination_id} is in no flow: it is never sent a lead")
     if settings.egress == "any":
         warnings.append(
             "COURIER_EGRESS=any: recipients on private and loopback addresses are allowed"
@@ -168,17 +172,3 @@ def _plan(step: Step) -> str:
         return f"{step.kind}{by}({', '.join(step.destinations)})"
     kind = {Parallel: "parallel", Waterfall: "waterfall", InOrder: "sequence"}[type(step)]
     return f"{kind}({', '.join(_plan(s) for s in step.steps)})"
-
-
-def _destinations_of(step: Step) -> set[str]:
-    if isinstance(step, Send):
-        return {step.destination_id}
-    if isinstance(step, Conditional):
-        found = {d for _, then in step.branches for d in _destinations_of(then)}
-        return found | (_destinations_of(step.otherwise) if step.otherwise else set())
-    if isinstance(step, Distribute):
-        return set(step.destinations)
-    if isinstance(step, PingPost):
-        rest = _destinations_of(step.otherwise) if step.otherwise is not None else set()
-        return set(step.buyers) | rest
-    return {d for s in step.steps for d in _destinations_of(s)}

@@ -15,7 +15,7 @@ Here the YAML is validated and compiled into plain steps; streams/stages/routing
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
@@ -405,25 +405,49 @@ def default_flow(destination_ids: Sequence[str]) -> CompiledFlow:
     return CompiledFlow("all", None, Parallel(tuple(Send(d) for d in destination_ids)))
 
 
+def steps_of(step: Step | None) -> Iterator[Step]:
+    """``step`` and every step inside it."""
+    if step is None:
+        return
+    yield step
+    if isinstance(step, Parallel | Waterfall | InOrder):
+        for child in step.steps:
+            yield from steps_of(child)
+    elif isinstance(step, Conditional):
+        for _, child in step.branches:
+            yield from steps_of(child)
+        yield from steps_of(step.otherwise)
+    elif isinstance(step, PingPost):
+        yield from steps_of(step.otherwise)
+
+
 def performance_windows(flows: Sequence[CompiledFlow]) -> dict[str, float]:
     """Each destination a ``performance`` step ranks → the longest window it is ranked over
     (seconds): what a worker keeps and shares of its attempts to it, and for how long."""
     windows: dict[str, float] = {}
-
-    def visit(step: Step | None) -> None:
-        if isinstance(step, Distribute) and step.kind == "performance":
-            for destination_id in step.destinations:
-                windows[destination_id] = max(windows.get(destination_id, 0.0), step.window_s)
-        elif isinstance(step, Parallel | Waterfall | InOrder):
-            for child in step.steps:
-                visit(child)
-        elif isinstance(step, Conditional):
-            for _, child in step.branches:
-                visit(child)
-            visit(step.otherwise)
-        elif isinstance(step, PingPost):
-            visit(step.otherwise)
-
     for flow in flows:
-        visit(flow.plan)
+        for step in steps_of(flow.plan):
+            if isinstance(step, Distribute) and step.kind == "performance":
+                for destination_id in step.destinations:
+                    windows[destination_id] = max(windows.get(destination_id, 0.0), step.window_s)
     return windows
+
+
+def destinations_in(plan: Step) -> set[str]:
+    """Every destination a plan may send a lead to (or ping, in an auction)."""
+    named: set[str] = set()
+    for step in steps_of(plan):
+        if isinstance(step, Send):
+            named.add(step.destination_id)
+        elif isinstance(step, Distribute):
+            named.update(step.destinations)
+        elif isinstance(step, PingPost):
+            named.update(step.buyers)
+    return named
+
+
+def in_no_flow(loaded_ids: Sequence[str], flows: Sequence[CompiledFlow]) -> list[str]:
+    """The destinations no flow names: never sent a lead (a typo in a plan, or one added
+    to the file and not yet to a flow)."""
+    named = {d for flow in flows for d in destinations_in(flow.plan)}
+    return [d for d in loaded_ids if d not in named]

@@ -543,6 +543,13 @@ destinations:
     two = courier("check", str(path), "--destinations", str(tmp_path / "other.yaml"), timeout=60)
     assert two.returncode != 0 and "two files to check" in two.stderr
 
+    with_flow = tmp_path / "flow.yaml"
+    with_flow.write_text(path.read_text() + "flows:\n  - {id: main, plan: crm}\n")
+    flowed = courier("check", "--no-secrets", str(with_flow), timeout=60)
+    assert "hook: webhook POST https://hooks.example.com/in (in no flow: never sent a lead)" in (
+        flowed.stdout
+    )
+
 
 @contextlib.contextmanager
 def embedded_worker(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, int]]:

@@ -67,6 +67,25 @@ def test_the_summary_warns_when_nothing_can_be_delivered() -> None:
     assert any(w.startswith("tables in memory") for w in warnings)
 
 
+def test_the_summary_warns_of_a_destination_in_no_flow() -> None:
+    """A destination named in no plan (a typo, or added to the file and not to a flow) is
+    never sent a lead: said at start, and by ``courier check``."""
+    _, warnings = summary(
+        {
+            "destinations": [
+                {"id": "crm", "url": "https://crm.example.com/x"},
+                {"id": "buyer_a", "url": "https://a.example.com/x"},
+                {"id": "buyer_b", "url": "https://b.example.com/x"},
+            ],
+            "flows": [{"id": "main", "plan": {"weighted": {"crm": 1, "buyer_a": 1}}}],
+        }
+    )
+    assert "destination buyer_b is in no flow: it is never sent a lead" in warnings
+    assert not any("crm is in no flow" in w or "buyer_a is in no flow" in w for w in warnings)
+    _, without_flows = summary({"destinations": [{"id": "crm", "url": "https://c.example"}]})
+    assert not any("in no flow" in w for w in without_flows)  # the default flow sends to all
+
+
 def test_the_summary_warns_of_returns_taken_longer_than_sales_are_remembered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from streams.cli.broker import BrokerError, EmbeddedBroker
 from streams.cli.summary import startup_summary
 from streams.config import Destination, DestinationsFile, Settings, load_destinations
-from streams.config.flows import in_no_flow
+from streams.config.flows import in_no_flow, unreachable
 from streams.config.versions import ConfigVersion
 from streams.errors import ConfigError, MappingError
 from streams.live_config import StartingConfig
@@ -583,6 +583,10 @@ def check(file: Path | None, destinations: Path | None, no_secrets: bool) -> Non
         if dest.id in unused:
             state += " (in no flow: never sent a lead)"
         click.echo(f"{dest.id}: {dest.integration} {dest.method} {dest.url}{state}")
+    for flow_id in unreachable(loaded.compiled_flows):
+        click.echo(
+            f"flow {flow_id}: never chosen (a flow before it has no 'when': it takes every lead)"
+        )
 
 
 @main.group()

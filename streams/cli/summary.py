@@ -22,6 +22,7 @@ from streams.config.flows import (
     Waterfall,
     destinations_in,
     in_no_flow,
+    unreachable,
 )
 from streams.config.settings import DEFAULT_REMEMBER_H
 
@@ -123,6 +124,11 @@ def startup_summary(
         named = destinations_in(flow.plan)
         if named and not named & {d.id for d in enabled}:
             warnings.append(f"flow {flow.id}: every destination it names is disabled")
+    for flow_id in unreachable(destinations.compiled_flows):
+        warnings.append(
+            f"flow {flow_id} comes after a flow without 'when' (which takes every lead): "
+            "it is never chosen"
+        )
     for destination_id in in_no_flow([d.id for d in enabled], destinations.compiled_flows):
         warnings.append(f"destination {destination_id} is in no flow: it is never sent a lead")
     if settings.egress == "any":

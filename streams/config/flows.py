@@ -446,8 +446,17 @@ def destinations_in(plan: Step) -> set[str]:
     return named
 
 
+def unreachable(flows: Sequence[CompiledFlow]) -> list[str]:
+    """The flows after one without ``when`` (which takes every lead): never chosen."""
+    for at, flow in enumerate(flows):
+        if flow.selects is None:
+            return [later.id for later in flows[at + 1 :]]
+    return []
+
+
 def in_no_flow(loaded_ids: Sequence[str], flows: Sequence[CompiledFlow]) -> list[str]:
     """The destinations no flow names: never sent a lead (a typo in a plan, or one added
     to the file and not yet to a flow)."""
-    named = {d for flow in flows for d in destinations_in(flow.plan)}
+    never = set(unreachable(flows))
+    named = {d for flow in flows if flow.id not in never for d in destinations_in(flow.plan)}
     return [d for d in loaded_ids if d not in named]

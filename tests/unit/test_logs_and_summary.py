@@ -82,6 +82,20 @@ def test_the_summary_warns_of_a_destination_in_no_flow() -> None:
     )
     assert "destination buyer_b is in no flow: it is never sent a lead" in warnings
     assert not any("crm is in no flow" in w or "buyer_a is in no flow" in w for w in warnings)
+    _, shadowed = summary(
+        {
+            "destinations": [
+                {"id": "crm", "url": "https://crm.example.com/x"},
+                {"id": "buyer_a", "url": "https://a.example.com/x"},
+            ],
+            "flows": [
+                {"id": "everything", "plan": "crm"},
+                {"id": "loans", "when": "lead.loan > 0", "plan": "buyer_a"},
+            ],
+        }
+    )
+    assert any(w.startswith("flow loans comes after a flow without 'when'") for w in shadowed)
+    assert "destination buyer_a is in no flow: it is never sent a lead" in shadowed
     _, without_flows = summary({"destinations": [{"id": "crm", "url": "https://c.example"}]})
     assert not any("in no flow" in w for w in without_flows)  # the default flow sends to all
 

@@ -127,6 +127,9 @@ class HttpSender:
         # Two pools: one whose resolver applies the egress policy, one for development
         # destinations. A connector's DNS cache then never serves one to the other.
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        # The proxies requests went through: a destination's own proxy, on a private
+        # network, is let through the egress policy as the worker's is (GuardedResolver).
+        self._proxy_hosts: set[str] = set()
         self._gates: dict[str, tuple[float, Limits, Gate]] = {}  # share, limits, their gate
         # Requests under way per destination id (a metric).
         self.in_flight: Counter[str] = Counter()
@@ -165,7 +168,7 @@ class HttpSender:
                 limit=self._max_connections,
                 limit_per_host=0,
                 ttl_dns_cache=300,
-                resolver=GuardedResolver(egress) if egress is not None else None,
+                resolver=GuardedResolver(egress, self._proxy_hosts) if egress is not None else None,
             )
             # Responses are read raw; no cookies are kept between leads.
             session = self._sessions[guarded] = aiohttp.ClientSession(
@@ -217,6 +220,7 @@ class HttpSender:
         own = destination.own_proxy
         through = self._proxy if own is None else None if own == "direct" else own
         if through is not None and (proxy := through.for_url(req.url)) is not None:
+            self._proxy_hosts.add(through.host)
             if req.url.startswith("https:"):
                 proxy_headers = through.headers  # on the CONNECT, outside the tunnel
             else:

@@ -196,6 +196,24 @@ async def test_a_destination_goes_through_its_own_proxy_while_the_others_go_dire
     assert [r.path for r in recipient.requests] == ["/buyer", "/crm"]
 
 
+async def test_a_destinations_own_proxy_on_a_private_network_is_let_through_the_policy(
+    proxy: ForwardProxy, recipient: Recipient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The egress policy lets the worker connect to a destination's own proxy (here on
+    loopback, often on a private network) as it lets the worker's: before, it had to be
+    named in COURIER_EGRESS_ALLOW too, or every delivery was "Address refused"."""
+    monkeypatch.setenv("STATIC_IP_PROXY", proxy.url(user_info(), host="localhost"))
+    settings = Settings(egress="public")
+    buyer = await deliver(
+        f"http://localhost:{recipient.port}/buyer", settings, proxy="${env:STATIC_IP_PROXY}"
+    )
+    assert buyer.kind is OutcomeKind.SUCCESS, buyer
+    assert [a.target for a in proxy.asked] == [f"http://localhost:{recipient.port}/buyer"]
+    # Without the proxy the same recipient, on loopback, is still refused
+    direct = await deliver(f"http://localhost:{recipient.port}/crm", settings)
+    assert direct.reason == "Address refused", direct
+
+
 async def test_proxy_direct_goes_past_the_workers_proxy(
     proxy: ForwardProxy, recipient: Recipient
 ) -> None:

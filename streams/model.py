@@ -82,6 +82,7 @@ class HttpResponse:
     status: int
     headers: dict[str, str]
     body: bytes
+    _charset: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         """A header's value, whatever the case of its name."""
@@ -91,7 +92,15 @@ class HttpResponse:
     @property
     def charset(self) -> str:
         """The charset its Content-Type names (``text/plain; charset=iso-8859-1``) when it is
-        one Python knows, else UTF-8: JSON's only encoding, and most answers' without one."""
+        one Python knows, else UTF-8: JSON's only encoding, and most answers' without one.
+        Found once: an answer is read as text several times (its raw, rules, verdict)."""
+        charset = self._charset
+        if charset is None:
+            charset = self._named_charset()
+            object.__setattr__(self, "_charset", charset)
+        return charset
+
+    def _named_charset(self) -> str:
         _, _, params = (self.header("Content-Type") or "").partition(";")
         for param in params.split(";"):
             key, _, value = param.partition("=")

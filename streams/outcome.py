@@ -391,9 +391,15 @@ def _said_no(body: Any) -> str | None:
     said_yes = any(str(fields.get(flag)).strip().lower() == "true" for flag in _NO_FLAGS) or any(
         isinstance(fields.get(key), str) and _state_says(fields[key]) is True for key in _STATE_KEYS
     )
-    return None if said_yes else _error_said(fields)
+    if said_yes:
+        return None
+    if any(str(fields.get(flag)).strip().lower() in _TRUE_WORDS for flag in _DUPLICATE_FLAGS):
+        return "Duplicate lead"  # {"duplicate": true}, unless it also said it took the lead
+    return _error_said(fields)
 
 
+_DUPLICATE_FLAGS = ("duplicate", "is_duplicate", "isduplicate", "dupe")
+_TRUE_WORDS = frozenset({"true", "yes", "1"})
 _NEGATIONS = frozenset({"no", "not", "non"})
 _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")  # "NotAccepted", "DUPLICATE_LEAD"
 _SOLD_WORDS = _YES_WORDS | {"sale", "match", "buyer", "bought"}  # "no_sale", "no match"

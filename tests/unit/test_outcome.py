@@ -52,6 +52,8 @@ def test_2xx_is_success_with_reference_price_and_captured_values() -> None:
         # Only an error: a PHP API's, a GraphQL answer's errors without data, Rails'
         ({"error": "Zip is required"}, "Invalid data", "invalid_data"),
         ({"error": True}, "Rejected", "hard_reject"),
+        ({"duplicate": True, "id": 9}, "Duplicate lead", "duplicate"),
+        ({"IsDuplicate": "true"}, "Duplicate lead", "duplicate"),
         # A status in words, codes or CamelCase: its first word that decides
         ({"status": "DUPLICATE_LEAD"}, "Duplicate lead", "duplicate"),
         ({"Result": "NotSold"}, "NotSold", "hard_reject"),
@@ -93,6 +95,8 @@ def test_2xx_whose_body_says_no_is_a_failure_not_a_sale(
         {"status": "no_error"},
         {"status": "Accepted; error report mailed"},
         {"status": "queued"},
+        {"success": True, "duplicate": True, "id": 4},  # it said it took the lead
+        {"duplicate": False, "id": 5},
     ],
 )
 def test_2xx_whose_body_does_not_say_no_is_a_sale(body: dict[str, object]) -> None:

@@ -106,8 +106,8 @@ def default_outcome(res: HttpResponse) -> Outcome:
         if said_no is not None:
             # The recipient's reason when it gives one, else its own word ("rejected").
             return rejection(_reason(verdict) or said_no, None, raw)
-        # An XML answer's id and price (<lead_id>, <Price>) as a JSON one's; only JSON's
-        # top level is captured into appended.<destination>.*, as before.
+        # An XML or form answer's id, price and fields (<lead_id>, <Price>, <redirect_url>)
+        # as a JSON one's: its verdict fields become appended.<destination>.*.
         return Outcome.success(
             reference_id=_reference_id(verdict),
             price=_price(verdict),
@@ -164,11 +164,12 @@ def parse_xml(res: HttpResponse) -> Element | None:
 
 def _text_verdict(res: HttpResponse) -> tuple[dict[str, Any], bool]:
     """The verdict fields of a 2xx answer that is not JSON, and whether they are captured
-    into ``appended.<destination>.*`` as a JSON answer's (a form-encoded answer's are): an
-    XML answer's (``_xml_verdict_fields``), a form-encoded one's, or a line of text's first
-    word with its reason (``REJECTED: Duplicate lead``) or reference (``SUCCESS|B-77``)."""
+    into ``appended.<destination>.*`` as a JSON answer's (an XML or form-encoded answer's
+    are, a line of text's words are not): an XML answer's (``_xml_verdict_fields``), a
+    form-encoded one's, or a line of text's first word with its reason (``REJECTED:
+    Duplicate lead``) or reference (``SUCCESS|B-77``)."""
     if res.body.lstrip()[:1] == b"<":
-        return _xml_verdict_fields(res), False
+        return _xml_verdict_fields(res), True
     if not res.body or len(res.body) > TEXT_VERDICT_LIMIT:
         return {}, False
     text = res.decoded().strip()

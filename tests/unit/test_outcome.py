@@ -143,6 +143,8 @@ def test_an_xml_sale_says_its_reference_and_price() -> None:
     outcome = default_outcome(answer(200, body))
     assert (outcome.kind, outcome.reference_id) == (OutcomeKind.SUCCESS, "B-91")
     assert outcome.price == Decimal("14.25")
+    # Its fields become appended.<destination>.*, as a JSON answer's
+    assert outcome.appended == {"status": "Matched", "lead_id": "B-91", "Price": "14.25"}
 
 
 def test_reference_and_reason_fields_are_read_in_any_case() -> None:

@@ -7,11 +7,12 @@ as a parameter, so it runs in tests with a plain function instead of a network.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from streams import logs, telemetry
 from streams.auth import OAuth2Auth
@@ -40,6 +41,51 @@ log = logging.getLogger(__name__)
 MAPPING_REASON_LIMIT = 200
 # Redacted values shorter than this are not looked for: "CA" would blank every text.
 REDACT_SHORTEST = 3
+# A lead's values looked for in a reason in the recipient's words: its personal data, by
+# field name (e-mail, phone, names, address, birth date, SSN, IP) or by look (an "@", four
+# digits or more), at least this long, and at most this many of them (a hostile lead's
+# thousands of fields would make every refusal slow). Words any lead may hold ("refinance",
+# "excellent") are not: they would blank the reasons' own words.
+QUOTED_SHORTEST = 4
+QUOTED_MOST = 200
+_PERSONAL_FIELD = re.compile(
+    r"mail|phone|mobile|cell|name|address|street|city|zip|postal|ssn|social|birth|dob"
+    r"|(?:^|_)ip(?:$|_)",
+    re.IGNORECASE,
+)
+_PERSONAL_LOOK = re.compile(r"@|\d{4}")
+
+
+def _personal_values(document: Any) -> list[str]:
+    """The lead's personal values worth looking for, up to ``QUOTED_MOST``."""
+    found: list[str] = []
+    pending: list[tuple[str, Any]] = [("", document)]
+    while pending and len(found) < QUOTED_MOST:
+        name, item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend((str(key), value) for key, value in item.items())
+        elif isinstance(item, list):
+            pending.extend((name, value) for value in item)
+        elif isinstance(item, str | int | float) and not isinstance(item, bool):
+            text = str(item).strip()
+            personal = _PERSONAL_FIELD.search(name) or _PERSONAL_LOOK.search(text)
+            if len(text) >= QUOTED_SHORTEST and personal:
+                found.append(text)
+    return found
+
+
+def unquoted(outcome: Outcome, lead: Lead) -> Outcome:
+    """A refusal's reason, when in the recipient's words, may quote the lead ("Email
+    ada@example.com is blacklisted"). Reasons are counted, labelled in metrics and shown
+    in every event and report, so the lead's personal values in one become ****; its
+    ``raw`` keeps the recipient's words (``privacy.redact`` keeps values out of it too)."""
+    if outcome.kind is OutcomeKind.SUCCESS or len(outcome.reason) < QUOTED_SHORTEST:
+        return outcome
+    reason = outcome.reason
+    for value in _personal_values(lead.envelope.get("lead")):
+        if value in reason:
+            reason = reason.replace(value, "****")
+    return outcome if reason is outcome.reason else replace(outcome, reason=reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +255,7 @@ async def _attempt(
             round(recipient_ms, 3),
             round(max(total_ms - recipient_ms, 0.0), 3),
             status,
-            scrubbed(scrubbed(outcome, SCRUBBER), private),
+            unquoted(scrubbed(scrubbed(outcome, SCRUBBER), private), lead),
             scrubbed(summary, private) if summary is not None else None,
             source=lead.source_name,
         )

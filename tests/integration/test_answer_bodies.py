@@ -180,3 +180,24 @@ async def test_a_cloudflare_challenge_in_front_of_the_recipient_is_named() -> No
     attempt = await deliver(Recipient(challenge))
     assert attempt.outcome.reason == "Blocked by the recipient's firewall (Cloudflare challenge)"
     assert attempt.outcome.category is OutcomeCategory.AUTH_ERROR  # its circuit opens at once
+
+
+async def test_a_refusal_that_quotes_the_lead_does_not_carry_it_into_its_reason() -> None:
+    """Reasons are counted, labelled in metrics and shown in every event: a recipient's
+    words that quote the lead ("ada@example.com is blacklisted") keep them in raw only."""
+    words = {"message": "Email ada@example.com is blacklisted for Lovelace"}
+    lead = Lead("L-9", {"id": "L-9", "lead": {"email": "ada@example.com", "last_name": "Lovelace",
+                                               "loan_purpose": "refinance"}})  # fmt: skip
+    buyer = answering(orjson.dumps(words), "application/json", 400)
+    await buyer.start()
+    [dest] = parse_destinations(
+        {"destinations": [{"id": "buyer", "url": buyer.url(), "mapping": {"email": "email"}}]}
+    ).destinations
+    sender = HttpSender()
+    try:
+        attempt = await attempt_delivery(lead, dest, sender)
+    finally:
+        await sender.close()
+        await buyer.stop()
+    assert attempt.outcome.reason == "Email **** is blacklisted for ****"
+    assert attempt.outcome.raw is not None and "ada@example.com" in attempt.outcome.raw

@@ -562,7 +562,10 @@ class Handlers:
         record = delivery_event(attempt, next_at, event_id, telemetry.current_trace_id())
         destination = {"destination": attempt.destination_id}
         telemetry.deliveries.add(
-            attempt.destination_id, str(outcome.kind), str(outcome.category), outcome.reason
+            attempt.destination_id,
+            str(outcome.kind),
+            str(outcome.category),
+            telemetry.reason_label(attempt.destination_id, outcome.reason),
         )
         if outcome.quota_left is not None:
             telemetry.quota_left[attempt.destination_id] = outcome.quota_left

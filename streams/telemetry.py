@@ -74,6 +74,25 @@ deliveries = Tally(
     "Delivery attempts, by destination, outcome, category and reason",
     ("destination", "outcome", "category", "reason"),
 )
+# A recipient that words each refusal its own way ("Lead 4711 refused") would make a label
+# value a lead: past this many reasons a destination's others are counted together.
+REASONS_PER_DESTINATION = 100
+OTHER_REASONS = "(other reasons)"
+_reasons_counted: dict[str, set[str]] = {}
+
+
+def reason_label(destination_id: str, reason: str) -> str:
+    """``reason`` as a metric label: itself, or ``OTHER_REASONS`` once the destination has
+    ``REASONS_PER_DESTINATION`` others (events keep every reason as it is)."""
+    counted = _reasons_counted.setdefault(destination_id, set())
+    if reason in counted:
+        return reason
+    if len(counted) < REASONS_PER_DESTINATION:
+        counted.add(reason)
+        return reason
+    return OTHER_REASONS
+
+
 recipient_duration = meter.create_histogram(
     "courier.recipient.duration",
     unit="s",

@@ -108,3 +108,12 @@ def test_unrecorded_an_attempt_stays_in_its_leads_span(monkeypatch: Any) -> None
     ):
         assert span is not lead and span.is_recording()
         assert span.get_span_context().trace_id == lead.get_span_context().trace_id
+
+
+def test_a_destinations_reasons_past_a_hundred_are_counted_together() -> None:
+    """A recipient that words each refusal its own way would make a metric label a lead."""
+    labels = [telemetry.reason_label("wordy_buyer", f"Lead {n} refused") for n in range(150)]
+    assert labels[:100] == [f"Lead {n} refused" for n in range(100)]
+    assert set(labels[100:]) == {telemetry.OTHER_REASONS}
+    assert telemetry.reason_label("wordy_buyer", "Lead 7 refused") == "Lead 7 refused"
+    assert telemetry.reason_label("other_buyer", "Lead 120 refused") == "Lead 120 refused"

@@ -140,7 +140,7 @@ def default_outcome(res: HttpResponse) -> Outcome:
             return rejection(said, res.status, raw)
         # A plain-text answer's words are read for what they say, not kept as the reason
         # ("Bad Request" would be one more reason to count): "Duplicate", "Invalid API key".
-        line = _text_line(res)
+        line = next(iter(_short_text(res).splitlines()), "").strip()
         recognised = recognised_refusal(line, res.status, raw) if line else None
         return recognised or rejection("", res.status, raw)
     if 300 <= res.status < 400:
@@ -170,9 +170,9 @@ def _text_verdict(res: HttpResponse) -> tuple[dict[str, Any], bool]:
     Duplicate lead``) or reference (``SUCCESS|B-77``)."""
     if res.body.lstrip()[:1] == b"<":
         return _xml_verdict_fields(res), True
-    if not res.body or len(res.body) > TEXT_VERDICT_LIMIT:
+    text = _short_text(res)
+    if not text:
         return {}, False
-    text = res.decoded().strip()
     if _FORM_ANSWER.fullmatch(text):
         return dict(parse_qsl(text)), True
     found = _TEXT_VERDICT.fullmatch(text)
@@ -278,9 +278,9 @@ def recognised_refusal(text: str, status: int | None, raw: str | None) -> Outcom
     refused = _CREDENTIALS_REFUSED.search(text)
     if refused is not None or text.strip().rstrip(".!").lower() in _UNAUTHORIZED:
         said = " ".join((refused.group(0) if refused else text.strip().rstrip(".!")).split())
-        if said.lower() == "authentication failed":
-            said = ""
-        said = said.lower() if status is None else f"HTTP {status}: {said.lower()}".rstrip(": ")
+        said = "" if said.lower() == "authentication failed" else said.lower()
+        if status is not None:
+            said = f"HTTP {status}: {said}".rstrip(": ")
         return auth_failed(said or "said in the answer", raw)
     known = normalize_reason(text)
     if known is None:
@@ -289,12 +289,12 @@ def recognised_refusal(text: str, status: int | None, raw: str | None) -> Outcom
     return Outcome.failure(reason, raw=raw, category=category)
 
 
-def _text_line(res: HttpResponse) -> str:
-    """A short answer's first line when it is plain text (not JSON, XML or HTML), else ""."""
+def _short_text(res: HttpResponse) -> str:
+    """A short answer as text when it is plain text (not JSON, XML or HTML), else "": a
+    verdict or a reason, where a longer text is a page."""
     if not res.body or len(res.body) > TEXT_VERDICT_LIMIT or res.body.lstrip()[:1] in b"<{[":
         return ""
-    lines = res.decoded().strip().splitlines()
-    return lines[0].strip() if lines else ""
+    return res.decoded().strip()
 
 
 def rate_limited(raw: str | None) -> Outcome:

@@ -5,13 +5,12 @@ buyers' posting APIs take it. Nested fields are written ``contact[email]`` (or
 
 from __future__ import annotations
 
-import codecs
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from streams.model import HttpRequest, HttpResponse, Lead, Outcome, Target
+from streams.model import HttpRequest, HttpResponse, Lead, Outcome, Target, text_codec
 from streams.outcome import default_outcome
 from streams.template.conversions import to_text
 
@@ -21,11 +20,9 @@ CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 
 def _known_charset(name: str) -> str:
-    try:
-        codec = codecs.lookup(name).name
-        "a".encode(codec)  # a text encoding, not base64
-    except (LookupError, TypeError):
-        raise ValueError(f"{name!r} is not a charset Python knows (utf-8, windows-1252…)") from None
+    codec = text_codec(name)
+    if codec is None:
+        raise ValueError(f"{name!r} is not a charset Python knows (utf-8, windows-1252…)")
     return codec
 
 

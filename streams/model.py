@@ -77,6 +77,17 @@ class HttpRequest:
         return cls(method, url, all_headers, body, secret_headers)
 
 
+def text_codec(name: str) -> str | None:
+    """Python's name for the text encoding called ``name`` (``windows-1252`` → ``cp1252``),
+    or None when it is no text encoding Python knows (``klingon``, ``base64``)."""
+    try:
+        codec = codecs.lookup(name).name
+        b"a".decode(codec, errors="replace")  # a text encoding, not base64
+    except (LookupError, TypeError, ValueError):  # ValueError: a name with a NUL in it
+        return None
+    return codec
+
+
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
     status: int
@@ -105,12 +116,8 @@ class HttpResponse:
         for param in params.split(";"):
             key, _, value = param.partition("=")
             if key.strip().lower() == "charset":
-                try:
-                    codec = codecs.lookup(value.strip().strip('"')).name
-                    b"a".decode(codec, errors="replace")  # a text encoding, not base64
-                except LookupError:  # a name nobody knows: UTF-8, as without one
-                    break
-                return codec
+                # A name nobody knows: UTF-8, as without one.
+                return text_codec(value.strip().strip('"')) or "utf-8"
         return "utf-8"
 
     def decoded(self, limit: int | None = None) -> str:

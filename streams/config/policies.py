@@ -194,6 +194,7 @@ class ForwardProxy(CompiledModel):
     no_proxy: tuple[str, ...] = ()
 
     _address: str = PrivateAttr(default="")
+    _host: str = PrivateAttr(default="")
     _headers: dict[str, str] = PrivateAttr(default_factory=dict)
     _domains: tuple[str, ...] = PrivateAttr(default=())
     _networks: tuple[Network, ...] = PrivateAttr(default=())
@@ -212,6 +213,7 @@ class ForwardProxy(CompiledModel):
             raise ValueError("a proxy URL has no path or query: http://host:port")
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         self._address = f"http://{host}:{port}"
+        self._host = parts.hostname  # as urlsplit gives it: lower case, no brackets
         if parts.username is not None:
             user, password = unquote(parts.username), unquote(parts.password or "")
             token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
@@ -233,7 +235,8 @@ class ForwardProxy(CompiledModel):
 
     @property
     def host(self) -> str:
-        return urlsplit(self._address).hostname or ""
+        """Its host name: read for every request that goes through it."""
+        return self._host
 
     def for_url(self, url: str) -> str | None:
         """The proxy to reach ``url`` through, or None when its host goes direct."""

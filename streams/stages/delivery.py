@@ -219,9 +219,10 @@ class HttpSender:
         # The destination's own proxy (or "direct") over the worker's.
         own = destination.own_proxy
         through = self._proxy if own is None else None if own == "direct" else own
+        tunnelled = req.url.startswith("https:")  # through a proxy: a CONNECT tunnel
         if through is not None and (proxy := through.for_url(req.url)) is not None:
             self._proxy_hosts.add(through.host)
-            if req.url.startswith("https:"):
+            if tunnelled:
                 proxy_headers = through.headers  # on the CONNECT, outside the tunnel
             else:
                 # A plain request goes to the proxy itself, which drops its own headers;
@@ -255,9 +256,7 @@ class HttpSender:
                     proxy_headers=proxy_headers,
                 ) as res:
                     answered = True
-                    if proxy is not None and (
-                        res.status == 407 or _proxy_made(res, tunnelled=req.url[:6] == "https:")
-                    ):
+                    if proxy is not None and (res.status == 407 or _proxy_made(res, tunnelled)):
                         # The proxy's answer, not the recipient's (a CONNECT tunnel's own
                         # refusals are aiohttp's ClientHttpProxyError, below).
                         raise ProxyRefused(res.status, res.headers.get(_SQUID_ERROR))

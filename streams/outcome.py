@@ -8,6 +8,7 @@ one ("Duplicate lead", "Outside service area", ...). Integrations refine this in
 
 from __future__ import annotations
 
+import html
 import itertools
 import re
 import time
@@ -106,6 +107,9 @@ def default_outcome(res: HttpResponse) -> Outcome:
         if said_no is not None:
             # The recipient's reason when it gives one, else its own word ("rejected").
             return rejection(_reason(verdict) or said_no, None, raw)
+        page = error_page(res, raw)
+        if page is not None:
+            return page
         # An XML or form answer's id, price and fields (<lead_id>, <Price>, <redirect_url>)
         # as a JSON one's: its verdict fields become appended.<destination>.*.
         return Outcome.success(
@@ -295,6 +299,66 @@ def _short_text(res: HttpResponse) -> str:
     if not res.body or len(res.body) > TEXT_VERDICT_LIMIT or res.body.lstrip()[:1] in b"<{[":
         return ""
     return res.decoded().strip()
+
+
+# A 2xx HTML page that is not the recipient's answer: a page something else put in its
+# place (a maintenance page, a web firewall's block page, a login form, a "not found" page
+# served with 200) or the application's own error page. Counted as a sale, it was billed,
+# and a waterfall stopped at a buyer that never saw the lead. Read by its <title> (a
+# form's "Thank you" page stays a sale); F5's and Imperva's block pages by their marks.
+_HTML_START = re.compile(
+    rb"(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*"
+    rb"<(?:!doctype\s+html|html|head|body|title)\b",
+    re.I | re.S,
+)
+_TITLE = re.compile(r"<title\b[^>]*>(.*?)</title\s*>", re.I | re.S)
+HTML_SEARCHED = 16_384  # characters of a page looked at for its title and marks
+PAGE_TITLE_LIMIT = 60
+_PAGE_BLOCKED = re.compile(
+    r"\b(?:access denied|web page blocked|request blocked|attention required)\b", re.I
+)
+_PAGE_LOGIN = re.compile(r"\b(?:log[\s-]?in|sign[\s-]?in|sign[\s-]?on|session expired)\b", re.I)
+_PAGE_NOT_FOUND = re.compile(
+    r"\b(?:404|not found|page (?:does not|doesn't) exist|no such app|domain (?:is )?"
+    r"(?:parked|for sale)|default (?:web )?(?:site )?page|welcome to nginx|index of /)",
+    re.I,
+)
+_PAGE_FAILED = re.compile(
+    r"\b(?:5\d\d|bad gateway|gateway time-?out|unavailable|maintenance|be (?:right )?back"
+    r"|down for|error|exception|something went wrong|oops)\b",
+    re.I,
+)
+
+
+def error_page(res: HttpResponse, raw: str | None) -> Outcome | None:
+    """A 2xx HTML page that is not the recipient's answer, by its title (``_PAGE_*``) or a
+    firewall's mark: an error (or a known refusal, "Duplicate Entry") naming the page.
+    None for any other answer, a "Thank you" page among them."""
+    if not _HTML_START.match(res.body, 0, 1024):
+        return None
+    text = res.decoded()[:HTML_SEARCHED]
+    found = _TITLE.search(text)
+    title = " ".join(html.unescape(found.group(1)).split())[:PAGE_TITLE_LIMIT] if found else ""
+    lowered = text.lower()
+    if "incapsula incident id" in lowered:
+        return firewall_blocked("Imperva", raw)
+    if title.lower() == "request rejected" and "support id" in lowered:
+        return firewall_blocked("F5", raw)  # F5 BIG-IP ASM's block page, served with a 200
+    page = f"'{title}' page (HTTP {res.status})"
+    if not title:
+        return None
+    if _PAGE_BLOCKED.search(title):
+        return firewall_blocked(f"an {page}", raw)
+    if _PAGE_LOGIN.search(title):
+        return auth_failed(f"a login page: {page}", raw)
+    if _PAGE_NOT_FOUND.search(title):
+        return Outcome.error(f"Not an answer: a {page}; check the url", retryable=False, raw=raw)
+    known = recognised_refusal(title, None, raw)
+    if known is not None and known.reason != "System unavailable":
+        return known  # "Duplicate Entry", "Invalid Request"
+    if known is not None or _PAGE_FAILED.search(title):
+        return Outcome.error(f"Recipient error page: {page}", retryable=True, raw=raw)
+    return None
 
 
 def rate_limited(raw: str | None) -> Outcome:

@@ -153,6 +153,89 @@ async def test_a_2xx_text_that_does_not_open_with_a_refusal_is_a_sale(body: byte
     assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
 
 
+F5_BLOCK_PAGE = (
+    b"<html><head><title>Request Rejected</title></head><body>The requested URL was rejected."
+    b" Please consult with your administrator.<br><br>Your support ID is: 1387524169327412<br>"
+    b"<br><a href='javascript:history.back();'>[Go Back]</a></body></html>"
+)
+IMPERVA_BLOCK_PAGE = (
+    b'<html style="height:100%"><head><META NAME="ROBOTS" CONTENT="NOINDEX, NOFOLLOW"></head>'
+    b'<body style="margin:0px;height:100%"><iframe id="main-iframe" src="/_Incapsula_Resource?'
+    b'CWUDNSAI=9&xinfo=4-1234" frameborder=0 width="100%" height="100%">Request unsuccessful.'
+    b" Incapsula incident ID: 1080001230456789-12345</iframe></body></html>"
+)
+
+
+def page(title: str, body: str = "") -> bytes:
+    return (
+        f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{title}</title></head>"
+        f"<body><h1>{title}</h1>{body}</body></html>"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "category", "retryable", "reason"),
+    [
+        (
+            page("Site Maintenance", "We&rsquo;ll be back soon."),
+            OutcomeKind.ERROR, OutcomeCategory.RECIPIENT_ERROR, True,
+            "Recipient error page: 'Site Maintenance' page (HTTP 200)",
+        ),
+        (
+            page("Runtime Error", "Server Error in '/' Application."),  # ASP.NET's, rewritten
+            OutcomeKind.ERROR, OutcomeCategory.RECIPIENT_ERROR, True,
+            "Recipient error page: 'Runtime Error' page (HTTP 200)",
+        ),
+        (
+            F5_BLOCK_PAGE, OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR, False,
+            "Blocked by the recipient's firewall (F5)",
+        ),
+        (
+            IMPERVA_BLOCK_PAGE, OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR, False,
+            "Blocked by the recipient's firewall (Imperva)",
+        ),
+        (
+            page("Sign in &middot; Acme CRM"), OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR,
+            False, "Authentication failed (a login page: 'Sign in · Acme CRM' page (HTTP 200))",
+        ),
+        (
+            page("Page Not Found"), OutcomeKind.ERROR, OutcomeCategory.RECIPIENT_ERROR, False,
+            "Not an answer: a 'Page Not Found' page (HTTP 200); check the url",
+        ),
+        (
+            page("Duplicate Submission"), OutcomeKind.FAILURE, OutcomeCategory.DUPLICATE, False,
+            "Duplicate lead",
+        ),
+    ],
+)  # fmt: skip
+async def test_a_2xx_html_page_that_is_not_an_answer_is_not_a_sale(
+    body: bytes, kind: OutcomeKind, category: OutcomeCategory, retryable: bool, reason: str
+) -> None:
+    """A maintenance page, an application's error page, a web firewall's block page, a
+    login form or a "not found" page served with a 200: billed as a sale before, and a
+    waterfall stopped at a buyer that never saw the lead."""
+    attempt = await deliver(answering(body, "text/html; charset=utf-8"))
+    outcome = attempt.outcome
+    assert (outcome.kind, outcome.category, outcome.retryable) == (kind, category, retryable)
+    assert outcome.reason == reason
+    assert outcome.raw is not None and outcome.raw.startswith(body.decode()[:20])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        page("Thank You!", "Your request was received. No error."),
+        page("", "Error"),  # an empty title says nothing
+        b"<html><body>Error</body></html>",  # nor does a page without one
+        page("Lead Form - Acme"),
+    ],
+)
+async def test_a_2xx_html_page_whose_title_says_no_error_is_a_sale(body: bytes) -> None:
+    """A web form's "Thank you" page is how a form post says yes."""
+    attempt = await deliver(answering(body, "text/html"), integration="form_post")
+    assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

@@ -51,14 +51,18 @@ _REFERENCE_KEYS = ("reference_id", "id", "lead_id", "leadId", "record_id")
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
 
+# A database's unique key said in an error (Postgres, SQLite, SQL Server, Oracle) too.
+_DUPLICATE_WORDS = (
+    r"duplicate|already (exists|registered|on file|in (the )?system|been taken)|member exists"
+    r"|\bdupe|unique (key )?constraint"
+)
 # The reasons billing and routing count, and the texts recipients say them with.
 KNOWN_REASONS: tuple[tuple[str, re.Pattern[str], OutcomeCategory], ...] = tuple(
     (reason, re.compile(pattern, re.IGNORECASE), category)
     for reason, pattern, category in (
         (
             "Duplicate lead",
-            r"duplicate|already (exists|registered|on file|in (the )?system|been taken)|member exists"
-            r"|\bdupe",
+            _DUPLICATE_WORDS,
             OutcomeCategory.DUPLICATE,
         ),
         (
@@ -84,6 +88,9 @@ KNOWN_REASONS: tuple[tuple[str, re.Pattern[str], OutcomeCategory], ...] = tuple(
         ),
     )
 )
+
+
+_DUPLICATE = re.compile(_DUPLICATE_WORDS, re.IGNORECASE)
 
 
 def normalize_reason(text: str) -> tuple[str, OutcomeCategory] | None:
@@ -135,7 +142,7 @@ def default_outcome(res: HttpResponse) -> Outcome:
             category=OutcomeCategory.SOFT_REJECT,
         )
     if res.status >= 500:
-        return Outcome.error(f"Recipient error (HTTP {res.status})", retryable=True, raw=raw)
+        return server_error(res, body, raw)
     if 400 <= res.status < 500:
         # A 422's {"errors": {"email": ["has already been taken"]}} says why as well.
         errors = _error_said(_lowered(body)) if isinstance(body, dict) else None
@@ -150,6 +157,22 @@ def default_outcome(res: HttpResponse) -> Outcome:
     if 300 <= res.status < 400:
         return redirected(res, raw)
     return Outcome.error(f"Unexpected HTTP status {res.status}", retryable=False, raw=raw)
+
+
+def server_error(res: HttpResponse, body: Any, raw: str | None) -> Outcome:
+    """A 5xx: the recipient's error, retried; unless its words say the lead is a duplicate
+    (a home-grown API's unique key answers 500: "duplicate key value violates unique
+    constraint", "UNIQUE constraint failed", "Duplicate entry … for key"; retried, it met
+    the same wall each time and was never counted as a duplicate) or rate limited (retried
+    when the limit resets, as a 429). Other words are not read: "invalid" in a server's
+    error is more often its own state than the lead's."""
+    said = _reason(body) if isinstance(body, dict) else None
+    said = said or next(iter(_short_text(res).splitlines()), "")
+    if said and _DUPLICATE.search(said):
+        return Outcome.failure("Duplicate lead", raw=raw, category=OutcomeCategory.DUPLICATE)
+    if said and _says_rate_limited(said):
+        return rate_limited(raw)
+    return Outcome.error(f"Recipient error (HTTP {res.status})", retryable=True, raw=raw)
 
 
 def parse_xml(res: HttpResponse) -> Element | None:

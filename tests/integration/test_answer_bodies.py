@@ -236,6 +236,50 @@ async def test_a_2xx_html_page_whose_title_says_no_error_is_a_sale(body: bytes) 
     assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "kind", "reason", "retryable"),
+    [
+        (
+            500, b'{"error": "duplicate key value violates unique constraint \\"leads_email_key\\""}',
+            "application/json", OutcomeKind.FAILURE, "Duplicate lead", False,
+        ),
+        (
+            500, b"UNIQUE constraint failed: leads.email\n", "text/plain",
+            OutcomeKind.FAILURE, "Duplicate lead", False,
+        ),
+        (
+            500, b"Duplicate entry 'ada@example.com' for key 'leads.email'", "text/plain",
+            OutcomeKind.FAILURE, "Duplicate lead", False,
+        ),
+        (
+            503, b'{"message": "Rate limit exceeded, slow down"}', "application/json",
+            OutcomeKind.ERROR, "Rate limited", True,
+        ),
+        (
+            500, b'{"error": "Invalid state: queue closed"}', "application/json",
+            OutcomeKind.ERROR, "Recipient error (HTTP 500)", True,
+        ),
+        (
+            502, page("502 Bad Gateway"), "text/html", OutcomeKind.ERROR,
+            "Recipient error (HTTP 502)", True,
+        ),
+    ],
+)  # fmt: skip
+async def test_a_5xx_is_read_for_a_duplicate_or_a_rate_limit_only(
+    status: int,
+    body: bytes,
+    content_type: str,
+    kind: OutcomeKind,
+    reason: str,
+    retryable: bool,
+) -> None:
+    """A home-grown API's unique key answers 500: retried, the lead met the same wall each
+    time and ended "Recipient error", never counted as the duplicate it was."""
+    attempt = await deliver(answering(body, content_type, status))
+    outcome = attempt.outcome
+    assert (outcome.kind, outcome.reason, outcome.retryable) == (kind, reason, retryable)
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

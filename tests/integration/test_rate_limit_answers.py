@@ -23,11 +23,13 @@ from tests.integration.recipients import Received, Recipient
 LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
 
 
-async def answered(status: int, headers: dict[str, str]) -> float | None:
-    """The retry delay read from a real recipient's answer."""
+async def answered(
+    status: int, headers: dict[str, str], says: str = "rate limited"
+) -> float | None:
+    """The retry delay read from a real recipient's answer, which ``says`` so."""
 
     async def answer(_: Recipient, __: Received) -> web.Response:
-        return web.json_response({"error": "rate limited"}, status=status, headers=headers)
+        return web.json_response({"error": says}, status=status, headers=headers)
 
     recipient = await Recipient(answer).start()
     [dest] = parse_destinations(
@@ -64,8 +66,10 @@ async def test_a_reset_given_as_a_unix_time_is_the_time_left(unit: int) -> None:
 
 
 async def test_a_reset_is_read_for_a_429_only() -> None:
-    """A 503 with a rate-limit header describes the quota, not the outage."""
-    assert await answered(503, {"X-RateLimit-Reset": "17"}) is None
+    """A 503 with a rate-limit header describes the quota, not the outage; a 503 that says
+    it is a rate limit is one (tests/integration/test_answer_bodies.py)."""
+    assert await answered(503, {"X-RateLimit-Reset": "17"}, says="upstream down") is None
+    assert await answered(503, {"X-RateLimit-Reset": "17"}) == 17
 
 
 @pytest.mark.parametrize("status", [403, 400, 200])

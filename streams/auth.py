@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode, urlsplit
 
@@ -23,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    ModelWrapValidatorHandler,
     PrivateAttr,
     SecretStr,
     model_validator,
@@ -30,7 +32,13 @@ from pydantic import (
 
 from streams.compiled_model import CompiledModel
 from streams.model import HttpRequest
-from streams.secrets import SCRUBBER, has_reference, resolve_references, single_line
+from streams.secrets import (
+    REFERENCE,
+    SCRUBBER,
+    has_reference,
+    resolve_references,
+    single_line,
+)
 
 
 def _reference_only(value: object) -> SecretStr:
@@ -101,6 +109,26 @@ class OAuth2Auth(_Auth):
     client_auth: Literal["basic", "body"] = "basic"
     # Refresh this long before expiry, so no request leaves with a token about to lapse.
     refresh_margin_s: float = Field(default=60.0, ge=0)
+
+    # The file a ``refresh_token: ${file:/path}`` names: a token endpoint that rotates refresh
+    # tokens (RFC 6749 §6) has the new one written there, so a restart sends it.
+    _refresh_token_file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def refresh_token_file(self) -> Path | None:
+        return self._refresh_token_file
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_the_refresh_token_file(
+        cls, data: Any, handler: ModelWrapValidatorHandler[OAuth2Auth]
+    ) -> OAuth2Auth:
+        auth = handler(data)
+        reference = data.get("refresh_token") if isinstance(data, dict) else None
+        found = REFERENCE.fullmatch(reference.strip()) if isinstance(reference, str) else None
+        if found is not None and found.group(1) == "file":
+            auth._refresh_token_file = Path(found.group(2).strip())
+        return auth
 
     @model_validator(mode="after")
     def _grant_has_what_it_sends(self) -> OAuth2Auth:

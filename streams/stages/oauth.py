@@ -1,13 +1,18 @@
 """OAuth 2.0 access tokens for destinations: fetched through the same sender as leads, cached
 (aiocache) until shortly before they expire, and fetched once however many deliveries
-want one at the same moment. The only I/O here is the token request.
+want one at the same moment. The I/O here is the token request, and the refresh token's
+file when a token endpoint rotates refresh tokens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-from typing import TYPE_CHECKING
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus, urlencode, urlsplit
 
 from aiocache import SimpleMemoryCache
@@ -22,6 +27,9 @@ if TYPE_CHECKING:
     from streams.config import Destination
 
 DEFAULT_EXPIRES_IN_S = 3600  # RFC 6749 §5.1: expires_in is only recommended
+LONGEST_REFRESH_TOKEN = 4096
+
+log = logging.getLogger(__name__)
 
 
 class TokenError(DeliveryError):
@@ -35,6 +43,16 @@ class TokenError(DeliveryError):
         self.retryable = retryable
 
 
+@dataclass(frozen=True, slots=True)
+class _Rotated:
+    """The refresh token a token endpoint last gave a destination in place of the one sent
+    (RFC 6749 §6: "the client MUST discard the old refresh token and replace it"), and what
+    the refresh token's file said when it was kept (None: no file, or one not read)."""
+
+    token: str
+    file_said: str | None
+
+
 class TokenCache:
     """One per worker. ``token()`` returns a valid access token for a destination."""
 
@@ -44,6 +62,9 @@ class TokenCache:
         self.requests = 0  # token requests made, for tests and metrics
         # The API host each destination's last token answer named (``instance_url``).
         self._instances: dict[str, str] = {}
+        # By destination and its configured refresh token: a file reloaded with another
+        # configured token starts from that one.
+        self._rotated: dict[tuple[str, str], _Rotated] = {}
 
     def instance_url(self, destination: Destination) -> str | None:
         """The ``instance_url`` of the destination's token answer, if it gave one."""
@@ -71,7 +92,8 @@ class TokenCache:
         auth = destination.auth
         assert isinstance(auth, OAuth2Auth)
         self.requests += 1
-        response = await send(token_request(auth), destination)
+        refresh_token, file_said = self._refresh_token(destination.id, auth)
+        response = await send(token_request(auth, refresh_token), destination)
         body = response.json()
         if response.status != 200 or not isinstance(body, dict):
             retryable = response.status >= 500 or response.status == 429
@@ -86,6 +108,8 @@ class TokenCache:
         SCRUBBER.keep_secret(token, runtime=True)
         if isinstance(body.get("refresh_token"), str):
             SCRUBBER.keep_secret(body["refresh_token"], runtime=True)
+        if refresh_token is not None:
+            self._keep_rotated(destination.id, auth, refresh_token, file_said, body)
         instance = body.get("instance_url")
         if isinstance(instance, str) and _may_send_token_to(instance, destination):
             self._instances[destination.id] = instance.rstrip("/")
@@ -94,12 +118,99 @@ class TokenCache:
             expires_in = DEFAULT_EXPIRES_IN_S
         return token, float(expires_in)
 
+    def _refresh_token(
+        self, destination_id: str, auth: OAuth2Auth
+    ) -> tuple[str | None, str | None]:
+        """The refresh token to send (None: not the refresh grant), and what its file said:
+        the file when it says something new (an operator, or another worker that shares
+        it, put a newer one there), else the one the endpoint last gave, else the
+        configured one."""
+        if auth.grant != "refresh_token" or auth.refresh_token is None:
+            return None, None
+        configured = auth.refresh_token.get_secret_value()
+        rotated = self._rotated.get((destination_id, configured))
+        file_said = _read(auth.refresh_token_file)
+        if rotated is not None and file_said == rotated.file_said:
+            return rotated.token, file_said
+        if file_said:
+            SCRUBBER.keep_secret(file_said, runtime=True)
+            return file_said, file_said
+        return (rotated.token if rotated else configured), file_said
 
-def token_request(auth: OAuth2Auth) -> HttpRequest:
-    """The token request as RFC 6749 §4.4.2 / §6 / §4.3.2 describe it (form-encoded POST)."""
+    def _keep_rotated(
+        self,
+        destination_id: str,
+        auth: OAuth2Auth,
+        sent: str,
+        file_said: str | None,
+        body: dict[str, Any],
+    ) -> None:
+        """A new refresh token in the answer replaces the one sent: for this worker's next
+        refresh, and in the refresh token's file when it has one, for the next start.
+        Without, the next refresh sent a token the endpoint had voided, and every lead was
+        an authentication error from then on."""
+        new = body.get("refresh_token")
+        if not isinstance(new, str) or new in ("", sent) or len(new) > LONGEST_REFRESH_TOKEN:
+            return
+        if any(c < " " or c == "\x7f" for c in new):
+            return  # not a token: it could not be written to a file or sent again as one
+        assert auth.refresh_token is not None
+        path = auth.refresh_token_file
+        if path is None:
+            log.warning(
+                "destination %s: the token endpoint rotated its refresh token; the new one is "
+                "used until this worker stops. Give refresh_token as a ${file:} the worker "
+                "can write, so a restart sends it",
+                destination_id,
+            )
+        else:
+            try:
+                _write(path, new)
+                file_said = new
+            except OSError as exc:
+                log.warning(
+                    "destination %s: the token endpoint rotated its refresh token, and %s "
+                    "cannot be written (%s): the new one is used until this worker stops",
+                    destination_id,
+                    path,
+                    exc.strerror or type(exc).__name__,
+                )
+        key = (destination_id, auth.refresh_token.get_secret_value())
+        self._rotated[key] = _Rotated(new, file_said)
+
+
+def _read(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _write(path: Path, token: str) -> None:
+    """The token in place of the file's, whole or not at all (a crash mid-write leaves the
+    old one), readable by its owner only. Blocking, but a rotation comes once a token's
+    lifetime at most."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(token + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def token_request(auth: OAuth2Auth, refresh_token: str | None = None) -> HttpRequest:
+    """The token request as RFC 6749 §4.4.2 / §6 / §4.3.2 describe it (form-encoded POST);
+    ``refresh_token``: the one to send, when the endpoint rotated the configured one."""
     form: dict[str, str] = {"grant_type": auth.grant}
     if auth.grant == "refresh_token" and auth.refresh_token is not None:
-        form["refresh_token"] = auth.refresh_token.get_secret_value()
+        form["refresh_token"] = refresh_token or auth.refresh_token.get_secret_value()
     if auth.grant == "password" and auth.username is not None and auth.password is not None:
         form["username"] = auth.username
         form["password"] = auth.password.get_secret_value()

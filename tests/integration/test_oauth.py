@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import stat
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -32,6 +35,10 @@ class AuthorizationServer(LocalServer):
         self.token_auth: list[str] = []
         self.valid: set[str] = set()
         self.answer_token_with: tuple[int, dict[str, Any]] | None = None
+        # Refresh tokens it takes, when it rotates them (None: it does not): each refresh
+        # answers a new one and voids the one sent, as Xero's, QuickBooks' and Salesforce's
+        # (with rotation on) do.
+        self.live_refresh_tokens: set[str] | None = None
 
     def url(self, path: str) -> str:
         return self.base_url(path)
@@ -54,11 +61,14 @@ class AuthorizationServer(LocalServer):
             return web.json_response(body, status=status)
         await asyncio.sleep(0.05)  # slow enough that concurrent callers overlap
         token = f"token-{len(self.token_requests)}"
+        answer: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": 3600}
+        if self.live_refresh_tokens is not None:
+            if form.get("refresh_token") not in self.live_refresh_tokens:
+                return web.json_response({"error": "invalid_grant"}, status=400)
+            self.live_refresh_tokens = {f"refresh-{len(self.token_requests) + 1}"}
+            answer["refresh_token"] = next(iter(self.live_refresh_tokens))
         self.valid.add(token)
-        return web.json_response(
-            {"access_token": token, "token_type": "Bearer", "expires_in": 3600},
-            headers={"Cache-Control": "no-store"},
-        )
+        return web.json_response(answer, headers={"Cache-Control": "no-store"})
 
     async def _lead(self, request: web.Request) -> web.Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -175,6 +185,62 @@ async def test_refresh_token_grant_with_credentials_in_the_body(
         }
     ]
     assert authorization_server.token_auth == [""]
+
+
+async def test_a_rotated_refresh_token_is_the_one_sent_next(
+    authorization_server: AuthorizationServer, sender: HttpSender
+) -> None:
+    """RFC 6749 §6: a new refresh token in the answer replaces the one sent. Before, the
+    configured one went again, the endpoint had voided it, and every lead from the second
+    refresh on was an authentication error."""
+    authorization_server.live_refresh_tokens = {"refresh-1"}
+    dest = oauth_destination(
+        authorization_server, grant="refresh_token", refresh_token="${env:OAUTH_REFRESH}"
+    )
+    tokens = TokenCache()
+    for n in range(3):
+        attempt = await attempt_delivery(lead(n), dest, sender, tokens=tokens)
+        assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+        authorization_server.expire()  # the next lead meets a 401 and refreshes
+    sent = [form["refresh_token"] for form in authorization_server.token_requests]
+    assert sent == ["refresh-1", "refresh-2", "refresh-3"]
+
+
+async def test_a_rotated_refresh_token_is_written_to_its_file_for_the_next_start(
+    authorization_server: AuthorizationServer, sender: HttpSender, tmp_path: Path
+) -> None:
+    """Given as ``${file:}``, the new refresh token replaces the file's (owner-only), so a
+    restarted worker sends it instead of the voided one; a token an operator puts in the
+    file is sent at the next refresh."""
+    authorization_server.live_refresh_tokens = {"refresh-1"}
+    secret = tmp_path / "crm-refresh-token"
+    secret.write_text("refresh-1\n")
+
+    def started() -> tuple[Destination, TokenCache]:  # the worker's start: the file read again
+        return oauth_destination(
+            authorization_server, grant="refresh_token", refresh_token=f"${{file:{secret}}}"
+        ), TokenCache()
+
+    dest, tokens = started()
+    assert (await attempt_delivery(lead(1), dest, sender, tokens=tokens)).outcome.kind is (
+        OutcomeKind.SUCCESS
+    )
+    assert secret.read_text() == "refresh-2\n"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert os.listdir(tmp_path) == ["crm-refresh-token"]  # no temporary left
+
+    authorization_server.expire()
+    dest, tokens = started()  # killed and started again
+    attempt = await attempt_delivery(lead(2), dest, sender, tokens=tokens)
+    assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+
+    authorization_server.live_refresh_tokens = {"issued-by-hand"}  # an operator's new grant
+    secret.write_text("issued-by-hand\n")
+    authorization_server.expire()
+    attempt = await attempt_delivery(lead(3), dest, sender, tokens=tokens)
+    assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+    sent = [form["refresh_token"] for form in authorization_server.token_requests]
+    assert sent == ["refresh-1", "refresh-2", "issued-by-hand"]
 
 
 async def test_password_grant_sends_the_users_credentials(

@@ -17,6 +17,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from xml.etree.ElementTree import Element
@@ -146,7 +147,7 @@ def default_outcome(res: HttpResponse) -> Outcome:
     if 400 <= res.status < 500:
         # A 422's {"errors": {"email": ["has already been taken"]}} says why as well.
         errors = _error_said(_lowered(body)) if isinstance(body, dict) else None
-        said = _reason(body) or errors
+        said = _reason(body) or errors or _problem_title(res, body)
         if said:
             return rejection(said, res.status, raw)
         # A plain-text answer's words are read for what they say, not kept as the reason
@@ -530,6 +531,23 @@ def _error_said(fields: dict[str, Any]) -> str | None:
         first = f"{field} {_reason(said) or '' if isinstance(said, dict) else said}"
     text = str(first).strip()
     return text[:REASON_LIMIT] if text else "Rejected"
+
+
+def _problem_title(res: HttpResponse, body: Any) -> str | None:
+    """An RFC 9457 problem's ``title`` when it says nothing else (no ``detail``): the problem
+    type's summary (``"Duplicate lead"``, ``"Lead outside the buyer's footprint"``), not the
+    status's own phrase (Spring's ``"Bad Request"``). None for any other answer."""
+    if not isinstance(body, dict) or not isinstance(title := body.get("title"), str):
+        return None
+    problem = "problem+json" in (res.header("Content-Type") or "").lower()
+    if not problem and not ("type" in body and "status" in body):
+        return None
+    title = " ".join(title.split())
+    try:
+        phrase = HTTPStatus(res.status).phrase.lower()
+    except ValueError:
+        phrase = ""
+    return title[:REASON_LIMIT] if title and title.lower() != phrase else None
 
 
 def _values(body: dict[str, Any], names: tuple[str, ...]) -> Iterator[Any]:

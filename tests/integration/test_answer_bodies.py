@@ -280,6 +280,40 @@ async def test_a_5xx_is_read_for_a_duplicate_or_a_rate_limit_only(
     assert (outcome.kind, outcome.reason, outcome.retryable) == (kind, reason, retryable)
 
 
+@pytest.mark.parametrize(
+    ("problem", "reason", "category"),
+    [
+        (
+            {"type": "https://buyer.example/probs/duplicate", "title": "Lead already on file",
+             "status": 422},
+            "Duplicate lead", OutcomeCategory.DUPLICATE,
+        ),
+        (
+            {"type": "https://buyer.example/probs/footprint", "title": "Lead outside our footprint"},
+            "Lead outside our footprint", OutcomeCategory.HARD_REJECT,
+        ),
+        (  # Spring's: the status's own phrase says nothing more than the status
+            {"type": "about:blank", "title": "Unprocessable Entity", "status": 422},
+            "Rejected (HTTP 422)", OutcomeCategory.HARD_REJECT,
+        ),
+        (  # a detail, when there is one, says more than the title
+            {"title": "Validation failed", "detail": "zip code 00000 is not serviced",
+             "status": 422},
+            "Outside service area", OutcomeCategory.HARD_REJECT,
+        ),
+    ],
+)  # fmt: skip
+async def test_a_4xx_problem_detail_says_why_by_its_title(
+    problem: dict[str, Any], reason: str, category: OutcomeCategory
+) -> None:
+    """RFC 9457 problem details with a title and no detail: before, "Rejected (HTTP 422)"."""
+    attempt = await deliver(answering(orjson.dumps(problem), "application/problem+json", 422))
+    outcome = attempt.outcome
+    assert (outcome.kind, outcome.reason, outcome.category) == (
+        OutcomeKind.FAILURE, reason, category
+    )  # fmt: skip
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

@@ -84,7 +84,7 @@ KNOWN_REASONS: tuple[tuple[str, re.Pattern[str], OutcomeCategory], ...] = tuple(
         ),
         (
             "Invalid data",
-            r"invalid|required|missing|malformed|validation|must be|is not a valid",
+            r"invalid|required|missing|malformed|validation|must be|is not (a )?valid",
             OutcomeCategory.INVALID_DATA,
         ),
     )
@@ -109,6 +109,9 @@ def default_outcome(res: HttpResponse) -> Outcome:
         # Cloudflare's challenge page (its documented mark), with a 403, a 429 or even a 200:
         # a browser check a server cannot pass, so every lead would meet it.
         return firewall_blocked("Cloudflare challenge", raw)
+    fault = soap_fault(res)
+    if fault is not None:
+        return fault
     if 200 <= res.status < 300:
         verdict, capturable = (body, True) if isinstance(body, dict) else _text_verdict(res)
         said_no = _said_no(verdict)
@@ -188,6 +191,56 @@ def parse_xml(res: HttpResponse) -> Element | None:
     except Exception:  # not XML, truncated XML, or entity tricks defusedxml refuses
         return None
     return root
+
+
+# A SOAP fault's code says whose fault it is (SOAP 1.1 §4.4.1, 1.2 §5.4.6): the sender's
+# (Client, Sender: "should not be resent without change") or the receiver's (Server,
+# Receiver: may succeed later); VersionMismatch and MustUnderstand, our envelope's.
+_SENDERS_FAULT = frozenset({"client", "sender"})
+_ENVELOPES_FAULT = frozenset({"versionmismatch", "mustunderstand", "dataencodingunknown"})
+
+
+def soap_fault(res: HttpResponse) -> Outcome | None:
+    """A SOAP 1.1 or 1.2 fault, with whatever status (500 as SOAP 1.1's HTTP binding says,
+    400 for a 1.2 Sender fault, a 200 from servers that always answer 200): the sender's
+    fault a refusal by its words (``rejection``: "Duplicate record" a duplicate, "Zip is
+    not valid" invalid data), the receiver's a recipient error retried unless its words say
+    duplicate, rate limited or refused credentials (Axis-style servers say everything with
+    Server faults), the envelope's a configuration refused. Before, a 2xx fault was a sale
+    and any 4xx/5xx one read by its status alone. None when the answer is not a fault."""
+    if b"Fault" not in res.body or res.body.lstrip()[:1] != b"<":
+        return None
+    root = parse_xml(res)
+    if root is None or _local(root.tag) != "Envelope":
+        return None
+    body = next((child for child in root if _local(child.tag) == "Body"), None)
+    fault = next((c for c in body if _local(c.tag) == "Fault"), None) if body is not None else None
+    if fault is None:
+        return None
+    parts = {_local(child.tag): child for child in fault if isinstance(child.tag, str)}
+    if "Code" in parts:  # SOAP 1.2: Code/Value, Reason/Text
+        value = next((c for c in parts["Code"] if _local(c.tag) == "Value"), None)
+        code = value.text if value is not None else ""
+        reason = parts.get("Reason")
+        said = next((c.text for c in reason if _local(c.tag) == "Text"), "") if reason else ""
+    else:  # SOAP 1.1: faultcode, faultstring
+        code = parts["faultcode"].text if "faultcode" in parts else ""
+        said = parts["faultstring"].text if "faultstring" in parts else ""
+    code = (code or "").strip()
+    whose = code.rpartition(":")[2].partition(".")[0].lower()
+    said = " ".join((said or "").split())
+    raw = res.text[:RAW_LIMIT] or None
+    if whose in _SENDERS_FAULT:
+        return rejection(said, None, raw)
+    if whose in _ENVELOPES_FAULT:
+        return configuration_refused(f"SOAP {code[:40]}", raw)
+    recognised = recognised_refusal(said, None, raw) if said else None
+    if recognised is not None and (
+        recognised.category in (OutcomeCategory.DUPLICATE, OutcomeCategory.AUTH_ERROR)
+        or recognised.reason == RATE_LIMITED
+    ):
+        return recognised
+    return Outcome.error("Recipient error (SOAP fault)", retryable=True, raw=raw)
 
 
 def _text_verdict(res: HttpResponse) -> tuple[dict[str, Any], bool]:

@@ -314,6 +314,89 @@ async def test_a_4xx_problem_detail_says_why_by_its_title(
     )  # fmt: skip
 
 
+def soap_11_fault(code: str, said: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap='
+        '"http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault>'
+        f"<faultcode>{code}</faultcode><faultstring>{said}</faultstring><detail/>"
+        "</soap:Fault></soap:Body></soap:Envelope>"
+    ).encode()
+
+
+def soap_12_fault(code: str, said: str) -> bytes:
+    return (
+        '<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"><env:Body>'
+        f"<env:Fault><env:Code><env:Value>{code}</env:Value></env:Code><env:Reason>"
+        f'<env:Text xml:lang="en">{said}</env:Text></env:Reason></env:Fault></env:Body>'
+        "</env:Envelope>"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "reason", "category", "retryable"),
+    [
+        (
+            500, soap_11_fault("soap:Client", "Duplicate record: lead already exists"),
+            OutcomeKind.FAILURE, "Duplicate lead", OutcomeCategory.DUPLICATE, False,
+        ),
+        (
+            500, soap_11_fault("SOAP-ENV:Client.Validation", "ZipCode is not valid"),
+            OutcomeKind.FAILURE, "Invalid data", OutcomeCategory.INVALID_DATA, False,
+        ),
+        (
+            500, soap_11_fault("soap:Client", "Buyer does not take leads from this source"),
+            OutcomeKind.FAILURE, "Buyer does not take leads from this source",
+            OutcomeCategory.HARD_REJECT, False,
+        ),
+        (
+            200, soap_11_fault("soap:Client", "Duplicate"),  # a server that always says 200
+            OutcomeKind.FAILURE, "Duplicate lead", OutcomeCategory.DUPLICATE, False,
+        ),
+        (
+            500, soap_11_fault("soap:Server", "Database timeout; invalid connection state"),
+            OutcomeKind.ERROR, "Recipient error (SOAP fault)", OutcomeCategory.RECIPIENT_ERROR,
+            True,
+        ),
+        (  # Axis says everything with Server faults
+            500, soap_11_fault("soapenv:Server.userException", "Authentication failed for user"),
+            OutcomeKind.ERROR, "Authentication failed (said in the answer)",
+            OutcomeCategory.AUTH_ERROR, False,
+        ),
+        (
+            400, soap_12_fault("env:Sender", "Lead already exists"),
+            OutcomeKind.FAILURE, "Duplicate lead", OutcomeCategory.DUPLICATE, False,
+        ),
+        (
+            500, soap_12_fault("env:Receiver", "Service temporarily unavailable"),
+            OutcomeKind.ERROR, "Recipient error (SOAP fault)", OutcomeCategory.RECIPIENT_ERROR,
+            True,
+        ),
+        (
+            500, soap_11_fault("soap:VersionMismatch", "Wrong SOAP version"),
+            OutcomeKind.ERROR, "Configuration refused (SOAP soap:VersionMismatch)",
+            OutcomeCategory.AUTH_ERROR, False,
+        ),
+    ],
+)  # fmt: skip
+async def test_a_soap_fault_says_whose_fault_it_is(
+    status: int,
+    body: bytes,
+    kind: OutcomeKind,
+    reason: str,
+    category: OutcomeCategory,
+    retryable: bool,
+) -> None:
+    """SOAP 1.1 §4.4.1, 1.2 §5.4.6: a Client (Sender) fault is the request's, not resent
+    unchanged; a Server (Receiver) one may pass. Before, every 500 fault was retried (a
+    duplicate, three times more), a 400 one was "Rejected (HTTP 400)", a 200 one a sale."""
+    buyer = answering(body, "text/xml; charset=utf-8", status)
+    attempt = await deliver(buyer, integration="xml_post", settings={"soap": "1.1"})
+    outcome = attempt.outcome
+    assert (outcome.kind, outcome.reason, outcome.category, outcome.retryable) == (
+        kind, reason, category, retryable
+    )  # fmt: skip
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

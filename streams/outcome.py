@@ -261,7 +261,10 @@ def _text_verdict(res: HttpResponse) -> tuple[dict[str, Any], bool]:
         return {}, False
     word, rest = found.group(1).lower(), found.group(2).strip()
     if word in _NO_WORDS:
-        return {"status": word.capitalize(), "message": rest.splitlines()[0] if rest else ""}, False
+        # A word that is itself a reason ("Duplicate lead", "Invalid zip code") keeps the
+        # whole line: its rest alone ("lead") was the reason before.
+        said = text if normalize_reason(word) is not None else rest
+        return {"status": word.capitalize(), "message": said.splitlines()[0] if said else ""}, False
     if word in _YES_WORDS and _REFERENCE_TOKEN.fullmatch(rest):
         return {"status": word, "id": rest}, False
     return {}, False

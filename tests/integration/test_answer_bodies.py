@@ -98,6 +98,10 @@ async def test_a_json_answer_with_a_byte_order_mark_is_json() -> None:
         (b"FAILURE|Zip not in service area", "text/html", "Outside service area", None),
         (b"Error - phone is required\r\n", "text/plain; charset=utf-8", "Invalid data", None),
         (b"Declined", "text/plain", "Declined", OutcomeCategory.HARD_REJECT),
+        # A first word that is itself a reason keeps the line: "lead" was the reason before.
+        (b"Duplicate lead", "text/plain", "Duplicate lead", OutcomeCategory.DUPLICATE),
+        (b"Duplicate - already sold", "text/plain", "Duplicate lead", OutcomeCategory.DUPLICATE),
+        (b"Invalid zip code", "text/plain", "Invalid data", OutcomeCategory.INVALID_DATA),
         (
             b"status=rejected&reason=Lead+already+exists",
             "application/x-www-form-urlencoded",

@@ -146,11 +146,12 @@ def default_outcome(res: HttpResponse) -> Outcome:
             category=OutcomeCategory.SOFT_REJECT,
         )
     if res.status >= 500:
-        return server_error(res, body, raw)
+        return server_error(res, _refusal_fields(res, body), raw)
     if 400 <= res.status < 500:
         # A 422's {"errors": {"email": ["has already been taken"]}} says why as well.
-        errors = _error_said(_lowered(body)) if isinstance(body, dict) else None
-        said = _reason(body) or errors or _problem_title(res, body)
+        fields = _refusal_fields(res, body)
+        errors = _error_said(_lowered(fields)) if fields else None
+        said = _reason(fields) or errors or _problem_title(res, body)
         if said:
             return rejection(said, res.status, raw)
         # A plain-text answer's words are read for what they say, not kept as the reason
@@ -163,15 +164,40 @@ def default_outcome(res: HttpResponse) -> Outcome:
     return Outcome.error(f"Unexpected HTTP status {res.status}", retryable=False, raw=raw)
 
 
-def server_error(res: HttpResponse, body: Any, raw: str | None) -> Outcome:
+def _refusal_fields(res: HttpResponse, body: Any) -> dict[str, Any] | None:
+    """Where a 4xx or 5xx says why: its JSON object, or its XML answer's verdict fields
+    (``<error><message>Duplicate lead</message></error>``, an ASMX ``<string>``): an XML
+    refusal's words were not read before, and it was ``Rejected (HTTP 400)``."""
+    if isinstance(body, dict):
+        return body
+    root = parse_xml(res) if res.body.lstrip()[:1] == b"<" else None
+    if root is None:
+        return None
+    fields: dict[str, Any] = _verdict_of(root)[0]
+    if _reason(fields) is None:  # deeper: <Response><Errors><Error><Message>, AWS's way
+        deep = next(
+            (
+                text
+                for element in itertools.islice(root.iter(), 200)
+                if isinstance(element.tag, str)
+                and len(element) == 0
+                and _local(element.tag).lower() in _REASON_KEYS
+                and (text := (element.text or "").strip())
+            ),
+            None,
+        )
+        fields = {**fields, "message": deep} if deep else fields
+    return fields or None
+
+
+def server_error(res: HttpResponse, fields: dict[str, Any] | None, raw: str | None) -> Outcome:
     """A 5xx: the recipient's error, retried; unless its words say the lead is a duplicate
     (a home-grown API's unique key answers 500: "duplicate key value violates unique
     constraint", "UNIQUE constraint failed", "Duplicate entry … for key"; retried, it met
     the same wall each time and was never counted as a duplicate) or rate limited (retried
     when the limit resets, as a 429). Other words are not read: "invalid" in a server's
     error is more often its own state than the lead's."""
-    said = _reason(body) if isinstance(body, dict) else None
-    said = said or next(iter(_short_text(res).splitlines()), "")
+    said = _reason(fields) or next(iter(_short_text(res).splitlines()), "")
     if said and _DUPLICATE.search(said):
         return Outcome.failure("Duplicate lead", raw=raw, category=OutcomeCategory.DUPLICATE)
     if said and _says_rate_limited(said):
@@ -247,45 +273,69 @@ def _text_verdict(res: HttpResponse) -> tuple[dict[str, Any], bool]:
     """The verdict fields of a 2xx answer that is not JSON, and whether they are captured
     into ``appended.<destination>.*`` as a JSON answer's (an XML or form-encoded answer's
     are, a line of text's words are not): an XML answer's (``_xml_verdict_fields``), a
-    form-encoded one's, or a line of text's first word with its reason (``REJECTED:
-    Duplicate lead``) or reference (``SUCCESS|B-77``)."""
+    form-encoded one's, or a line of text's (``_line_verdict``)."""
     if res.body.lstrip()[:1] == b"<":
-        return _xml_verdict_fields(res), True
+        return _xml_verdict_fields(res)
     text = _short_text(res)
     if not text:
         return {}, False
     if _FORM_ANSWER.fullmatch(text):
         return dict(parse_qsl(text)), True
-    found = _TEXT_VERDICT.fullmatch(text)
+    return _line_verdict(text), False
+
+
+def _line_verdict(text: str) -> dict[str, str]:
+    """A line of text's first word with its reason (``REJECTED: Duplicate lead``) or its
+    reference (``SUCCESS|B-77``) as verdict fields; {} when it opens with neither."""
+    found = _TEXT_VERDICT.fullmatch(text) if len(text) <= TEXT_VERDICT_LIMIT else None
     if found is None:
-        return {}, False
+        return {}
     word, rest = found.group(1).lower(), found.group(2).strip()
     if word in _NO_WORDS:
         # A word that is itself a reason ("Duplicate lead", "Invalid zip code") keeps the
         # whole line: its rest alone ("lead") was the reason before.
         said = text if normalize_reason(word) is not None else rest
-        return {"status": word.capitalize(), "message": said.splitlines()[0] if said else ""}, False
+        return {"status": word.capitalize(), "message": said.splitlines()[0] if said else ""}
     if word in _YES_WORDS and _REFERENCE_TOKEN.fullmatch(rest):
-        return {"status": word, "id": rest}, False
-    return {}, False
+        return {"status": word, "id": rest}
+    return {}
 
 
-def _xml_verdict_fields(res: HttpResponse) -> dict[str, str]:
+def _xml_verdict_fields(res: HttpResponse) -> tuple[dict[str, str], bool]:
     """The leaf elements an XML answer gives its verdict in, by local name: the root's
     children (``<response><status>Rejected</status>…``), or a SOAP answer's response
-    element's (``<soap:Envelope><soap:Body><addLeadResponse><status>…``)."""
+    element's (``<soap:Envelope><soap:Body><addLeadResponse><status>…``); and whether they
+    are captured. An answer that is one line of text in XML, .NET web services' way (an
+    ASMX ``<string>REJECTED: Duplicate</string>``, a SOAP ``<AddLeadResult>`` alone in its
+    response), is read as that line (``_line_verdict``): it was a sale whatever it said."""
     root = parse_xml(res)
-    if root is None:
-        return {}
+    return _verdict_of(root) if root is not None else ({}, False)
+
+
+# A page's markup (<p>Error</p>, <html><body>…</body></html>) is not a line of text in XML.
+_HTML_TAGS = frozenset(
+    {"html", "head", "body", "title", "p", "div", "span", "pre", "h1", "h2", "h3", "b", "center"}
+)
+
+
+def _verdict_of(root: Element) -> tuple[dict[str, str], bool]:
+    if _local(root.tag).lower() in _HTML_TAGS:
+        return {}, False
     answer = root
     if _local(root.tag) == "Envelope":
         body = next((child for child in root if _local(child.tag) == "Body"), None)
         answer = next(iter(body), root) if body is not None else root
-    return {
+    if len(answer) == 0:
+        text = (answer.text or "").strip()
+        return _line_verdict(text) or ({_local(answer.tag): text} if text else {}), False
+    fields = {
         _local(child.tag): (child.text or "").strip()
         for child in itertools.islice(answer, 50)
         if len(child) == 0 and isinstance(child.tag, str)
     }
+    if len(answer) == 1 and len(fields) == 1:
+        return {**fields, **_line_verdict(next(iter(fields.values())))}, True
+    return fields, True
 
 
 def _local(tag: str) -> str:

@@ -401,6 +401,67 @@ async def test_a_soap_fault_says_whose_fault_it_is(
     )  # fmt: skip
 
 
+ASMX = b'<?xml version="1.0" encoding="utf-8"?>\n<string xmlns="http://tempuri.org/">%s</string>'
+
+
+def asmx_soap_result(said: bytes) -> bytes:
+    return (
+        b'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap='
+        b'"http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><PostLeadResponse xmlns='
+        b'"http://tempuri.org/"><PostLeadResult>%s</PostLeadResult></PostLeadResponse>'
+        b"</soap:Body></soap:Envelope>" % said
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "reason", "reference"),
+    [
+        (ASMX % b"REJECTED: Duplicate lead", OutcomeKind.FAILURE, "Duplicate lead", None),
+        (ASMX % b"SUCCESS|B-77", OutcomeKind.SUCCESS, "Accepted", "B-77"),
+        (ASMX % b"OK", OutcomeKind.SUCCESS, "Accepted", None),
+        (
+            asmx_soap_result(b"Failure|Zip not covered"),
+            OutcomeKind.FAILURE, "Outside service area", None,
+        ),
+        (asmx_soap_result(b"Accepted 4471"), OutcomeKind.SUCCESS, "Accepted", "4471"),
+    ],
+)  # fmt: skip
+async def test_a_2xx_xml_answer_that_is_one_line_of_text_is_read_as_that_line(
+    body: bytes, kind: OutcomeKind, reason: str, reference: str | None
+) -> None:
+    """.NET web services answer a line of text wrapped in XML (an ASMX ``<string>``, a SOAP
+    operation's lone ``<…Result>``): it was a sale whatever it said."""
+    attempt = await deliver(answering(body, "text/xml; charset=utf-8"))
+    outcome = attempt.outcome
+    assert (outcome.kind, outcome.reason, outcome.reference_id) == (kind, reason, reference)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "reason"),
+    [
+        (400, b"<error><code>12</code><message>Lead already exists</message></error>",
+         OutcomeKind.FAILURE, "Duplicate lead"),
+        (
+            400,
+            b"<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>Invalid email"
+            b"</Message></Error></Errors><RequestID>9f1c</RequestID></Response>",
+            OutcomeKind.FAILURE, "Invalid data",
+        ),
+        (422, ASMX % b"REJECTED: Zip not covered", OutcomeKind.FAILURE, "Outside service area"),
+        (500, b"<response><error>Duplicate entry for key email</error></response>",
+         OutcomeKind.FAILURE, "Duplicate lead"),
+    ],
+)  # fmt: skip
+async def test_a_4xx_or_5xx_xml_answer_says_why(
+    status: int, body: bytes, kind: OutcomeKind, reason: str
+) -> None:
+    """An XML refusal's words, at its top or deeper (``<Errors><Error><Message>``): before,
+    ``Rejected (HTTP 400)``, and a 500's duplicate was retried."""
+    attempt = await deliver(answering(body, "application/xml", status))
+    assert (attempt.outcome.kind, attempt.outcome.reason) == (kind, reason), attempt.outcome
+    assert not attempt.outcome.retryable
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

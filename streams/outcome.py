@@ -103,7 +103,7 @@ def normalize_reason(text: str) -> tuple[str, OutcomeCategory] | None:
 
 
 def default_outcome(res: HttpResponse) -> Outcome:
-    body = res.json()
+    body = _one_answer(res.json())
     raw = res.text[:RAW_LIMIT] or None
     if (res.header("cf-mitigated") or "").strip().lower() == "challenge":
         # Cloudflare's challenge page (its documented mark), with a 403, a 429 or even a 200:
@@ -162,6 +162,15 @@ def default_outcome(res: HttpResponse) -> Outcome:
     if 300 <= res.status < 400:
         return redirected(res, raw)
     return Outcome.error(f"Unexpected HTTP status {res.status}", retryable=False, raw=raw)
+
+
+def _one_answer(body: Any) -> Any:
+    """A JSON array of one object (``[{"status": "rejected", …}]``: APIs that answer every
+    request as a batch) is that object; a 2xx one was a sale whatever it said, a 4xx's
+    reason was not read. Any other body as it is."""
+    if isinstance(body, list) and len(body) == 1 and isinstance(body[0], dict):
+        return body[0]
+    return body
 
 
 def _refusal_fields(res: HttpResponse, body: Any) -> dict[str, Any] | None:

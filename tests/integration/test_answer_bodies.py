@@ -462,6 +462,25 @@ async def test_a_4xx_or_5xx_xml_answer_says_why(
     assert not attempt.outcome.retryable
 
 
+@pytest.mark.parametrize(
+    ("status", "answer", "kind", "reason", "reference"),
+    [
+        (200, [{"status": "rejected", "reason": "Duplicate"}], OutcomeKind.FAILURE,
+         "Duplicate lead", None),
+        (200, [{"id": "A-1", "status": "accepted"}], OutcomeKind.SUCCESS, "Accepted", "A-1"),
+        (400, [{"message": "Email: invalid email address", "errorCode": "INVALID_EMAIL_ADDRESS"}],
+         OutcomeKind.FAILURE, "Invalid data", None),
+    ],
+)  # fmt: skip
+async def test_a_json_array_of_one_answer_is_that_answer(
+    status: int, answer: list[dict[str, str]], kind: OutcomeKind, reason: str, reference: str | None
+) -> None:
+    """APIs that answer every request as a batch: a 2xx was a sale whatever it said."""
+    attempt = await deliver(answering(orjson.dumps(answer), "application/json", status))
+    outcome = attempt.outcome
+    assert (outcome.kind, outcome.reason, outcome.reference_id) == (kind, reason, reference)
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

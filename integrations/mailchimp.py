@@ -15,6 +15,7 @@ import base64
 import hashlib
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from streams.auth import Secret
@@ -87,16 +88,42 @@ def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRe
     )
 
 
+# A member's status that keeps it off the list, whatever an upsert says: the reason.
+_KEPT_OUT = {"unsubscribed": "Contact unsubscribed", "cleaned": "Contact bounced (cleaned)"}
+
+
+def _asked_to_subscribe(req: HttpRequest) -> bool:
+    """Whether the request asked for the member on the list (subscribed or pending), not
+    for an opt-out synced as one (``status: unsubscribed``)."""
+    try:
+        sent = orjson.loads(req.body)
+    except orjson.JSONDecodeError:
+        return False
+    asked = (sent.get("status") or sent.get("status_if_new")) if isinstance(sent, dict) else None
+    return asked in ("subscribed", "pending")
+
+
 def response(req: HttpRequest, res: HttpResponse) -> Outcome:
     body = res.json()
     problem = body if isinstance(body, dict) else {}
     title = str(problem.get("title", ""))
     raw = res.text[:RAW_LIMIT] or None
     if res.status == 200 and problem.get("id"):
+        kept_out = _KEPT_OUT.get(str(problem.get("status")))
+        if kept_out is not None and _asked_to_subscribe(req):
+            # An upsert of a member who unsubscribed or bounced updates its fields and leaves
+            # it so (status_if_new is for new members only): the lead is not on the list.
+            return Outcome.failure(kept_out, raw=raw, category=OutcomeCategory.HARD_REJECT)
         appended = {k: str(problem[k]) for k in ("status", "unique_email_id") if k in problem}
         return Outcome.success(reference_id=str(problem["id"]), appended=appended, raw=raw)
     if title == "Member Exists":
         return Outcome.failure("Duplicate lead", raw=raw, category=OutcomeCategory.DUPLICATE)
+    if title == "Member In Compliance State":
+        # "… is in a compliance state due to unsubscribe, bounce, or compliance review and
+        # cannot be subscribed": only the contact can subscribe again (Mailchimp's own form).
+        return Outcome.failure(
+            "Contact in compliance state", raw=raw, category=OutcomeCategory.HARD_REJECT
+        )
     if title in ("Invalid Resource", "Forgotten Email Not Subscribed"):
         return Outcome.failure("Invalid data", raw=raw, category=OutcomeCategory.INVALID_DATA)
     if res.status == 401 or title == "API Key Invalid":

@@ -3,6 +3,10 @@
 - ``PUT /3.0/lists/{list_id}/members/{md5(lowercase email)}`` upserts → 200 with the member;
 - ``POST /3.0/lists/{list_id}/members`` creates → 200, or 400 problem+json titled
   "Member Exists" ("… is already a list member. Use PUT to insert or update list members.");
+- a member who unsubscribed or bounced (``kept_out``): an upsert with ``status_if_new``
+  updates its fields and answers 200 with its status as it was; one that asks for
+  ``status: subscribed`` → 400 "Member In Compliance State" ("… is in a compliance state due
+  to unsubscribe, bounce, or compliance review and cannot be subscribed.");
 - a malformed address → 400 "Invalid Resource" with an ``errors`` array;
 - a wrong key (Basic auth, any user name) → 401 "API Key Invalid";
 - an unknown list → 404 "Resource Not Found";
@@ -77,6 +81,10 @@ class MailchimpDouble(LocalServer):
             )
         return None
 
+    def kept_out(self, email: str, status: str = "unsubscribed") -> None:
+        """A member who unsubscribed (or, ``cleaned``, whose address bounced)."""
+        self._member({"email_address": email}, status)
+
     def _invalid(self, email: str) -> web.Response | None:
         if "@" in email:
             return None
@@ -124,7 +132,17 @@ class MailchimpDouble(LocalServer):
                 400, "Invalid Resource", "The subscriber hash does not match the email address."
             )
         existing = self.members.get(request.match_info["subscriber_hash"])
-        status = existing["status"] if existing else body.get("status_if_new", "subscribed")
+        kept_out = existing is not None and existing["status"] in ("unsubscribed", "cleaned")
+        if kept_out and body.get("status") in ("subscribed", "pending"):
+            return self._problem(
+                400,
+                "Member In Compliance State",
+                f"{email} is in a compliance state due to unsubscribe, bounce, or compliance "
+                "review and cannot be subscribed.",
+            )
+        status = body.get("status") or (
+            existing["status"] if existing else body.get("status_if_new", "subscribed")
+        )
         return web.json_response(self._member(body, status))
 
     async def _create(self, request: web.Request) -> web.Response:

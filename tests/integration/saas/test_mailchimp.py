@@ -112,6 +112,56 @@ async def test_invalid_address_wrong_key_and_rate_limit(
     )
 
 
+@pytest.mark.parametrize(
+    ("kept_out", "reason"),
+    [("unsubscribed", "Contact unsubscribed"), ("cleaned", "Contact bounced (cleaned)")],
+)
+async def test_an_upsert_of_a_member_who_unsubscribed_or_bounced_is_not_a_sale(
+    mailchimp: MailchimpDouble,
+    sender: HttpSender,
+    monkeypatch: pytest.MonkeyPatch,
+    kept_out: str,
+    reason: str,
+) -> None:
+    """Mailchimp answers 200 and leaves the member as it was: before, a sale, for a contact
+    who is not on the list."""
+    mailchimp.kept_out("gone@example.com", kept_out)
+    dest = mailchimp_destination(mailchimp, monkeypatch)
+    outcome = (await attempt_delivery(lead("gone@example.com"), dest, sender)).outcome
+    assert (outcome.kind, outcome.reason, outcome.category) == (
+        OutcomeKind.FAILURE, reason, OutcomeCategory.HARD_REJECT
+    )  # fmt: skip
+    assert mailchimp.members[subscriber_hash("gone@example.com")]["status"] == kept_out
+
+
+async def test_asking_to_subscribe_a_member_in_compliance_state_is_refused(
+    mailchimp: MailchimpDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mailchimp.kept_out("gone@example.com")
+    monkeypatch.setenv("MAILCHIMP_API_KEY", API_KEY)
+    [dest] = parse_destinations(
+        {"destinations": [{
+            "id": "newsletter", "integration": "mailchimp", "url": mailchimp.base_url("/3.0"),
+            "settings": {"api_key": "${env:MAILCHIMP_API_KEY}", "list_id": LIST_ID},
+            "mapping": {"email_address": "lead.email", "status": {"value": "subscribed"}},
+        }]}
+    ).destinations  # fmt: skip
+    outcome = (await attempt_delivery(lead("gone@example.com"), dest, sender)).outcome
+    assert (outcome.kind, outcome.reason, outcome.retryable) == (
+        OutcomeKind.FAILURE, "Contact in compliance state", False
+    )  # fmt: skip
+    assert outcome.raw is not None and "compliance state" in outcome.raw
+
+
+async def test_an_opt_out_synced_as_unsubscribed_is_a_sale(
+    mailchimp: MailchimpDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mailchimp.kept_out("gone@example.com")
+    dest = mailchimp_destination(mailchimp, monkeypatch, status="unsubscribed")
+    outcome = (await attempt_delivery(lead("gone@example.com"), dest, sender)).outcome
+    assert outcome.kind is OutcomeKind.SUCCESS, outcome
+
+
 def test_the_key_must_name_its_data_center_and_sets_the_host(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -22,6 +22,7 @@ from streams.outcome import (
     RAW_LIMIT,
     REASON_LIMIT,
     auth_failed,
+    configuration_refused,
     default_outcome,
     quota_spent,
     rate_limited,
@@ -96,6 +97,9 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
     if res.status == 401:
         expired = category == "EXPIRED_AUTHENTICATION"
         return auth_failed("token expired" if expired else "HTTP 401", raw)
+    if res.status == 403:
+        # MISSING_SCOPES: the private app may not write contacts; every lead would meet it.
+        return configuration_refused(f"HubSpot {category or 'HTTP 403'}", raw)
     if res.status == 429:
         limited = rate_limited(raw)
         if isinstance(body, dict) and body.get("policyName") == "DAILY":

@@ -7,6 +7,8 @@
 - a malformed e-mail → 400 ``category: VALIDATION_ERROR`` with HubSpot's message format;
 - an expired token → 401 ``category: EXPIRED_AUTHENTICATION``; an unknown one → 401
   ``INVALID_AUTHENTICATION``;
+- a token without the contacts write scope → 403 ``category: MISSING_SCOPES`` naming the
+  scopes required;
 - over the per-second limit → 429 ``{"status": "error", "message": "You have reached
   your secondly limit.", "errorType": "RATE_LIMIT", "policyName": "SECONDLY"}``.
 """
@@ -25,6 +27,7 @@ from tests.integration.local_server import LocalServer
 
 VALID_TOKEN = "pat-na1-valid"
 EXPIRED_TOKEN = "pat-na1-expired"
+READ_ONLY_TOKEN = "pat-na1-read-only"  # a private app granted crm.objects.contacts.read only
 
 
 class HubSpotDouble(LocalServer):
@@ -129,6 +132,19 @@ class HubSpotDouble(LocalServer):
                 401,
                 "The OAuth token used to make this call expired 7 second(s) ago.",
                 category="EXPIRED_AUTHENTICATION",
+            )
+        if token == READ_ONLY_TOKEN:
+            return self._error(
+                403,
+                "This app hasn't been granted all required scopes to make this call. Read more "
+                "about required scopes here: https://developers.hubspot.com/scopes.",
+                category="MISSING_SCOPES",
+                errors=[
+                    {
+                        "message": "One or more of the following scopes are required.",
+                        "context": {"requiredGranularScopes": ["crm.objects.contacts.write"]},
+                    }
+                ],
             )
         if token != VALID_TOKEN:
             return self._error(

@@ -11,7 +11,12 @@ from streams.config import Destination, parse_destinations
 from streams.model import Lead, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import attempt_delivery
 from streams.stages.delivery import HttpSender
-from tests.integration.saas.hubspot import EXPIRED_TOKEN, VALID_TOKEN, HubSpotDouble
+from tests.integration.saas.hubspot import (
+    EXPIRED_TOKEN,
+    READ_ONLY_TOKEN,
+    VALID_TOKEN,
+    HubSpotDouble,
+)
 
 
 @pytest.fixture
@@ -97,6 +102,17 @@ async def test_expired_token_is_an_authentication_error(
         OutcomeCategory.AUTH_ERROR,
         False,
     )
+
+
+async def test_a_token_without_the_write_scope_is_a_configuration_refused(
+    hubspot: HubSpotDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, "Authentication failed (HTTP 403)": the token is good, the app's scopes are not."""
+    dest = hubspot_destination(hubspot, monkeypatch, token=READ_ONLY_TOKEN)
+    outcome = (await attempt_delivery(lead("a@example.com"), dest, sender)).outcome
+    assert (outcome.reason, outcome.category, outcome.retryable) == (
+        "Configuration refused (HubSpot MISSING_SCOPES)", OutcomeCategory.AUTH_ERROR, False
+    )  # fmt: skip
 
 
 async def test_rate_limit_is_a_retryable_soft_reject(

@@ -632,8 +632,12 @@ def _error_said(fields: dict[str, Any]) -> str | None:
     """A 2xx that carries only an error (``{"error": "Invalid zip"}``, a PHP API's), or a
     GraphQL answer's ``errors`` with no ``data``: what the error says, else None."""
     error = fields.get("error")
-    if error is True or (isinstance(error, str) and error.strip().lower() not in _NOT_ERRORS):
-        return error.strip()[:REASON_LIMIT] if isinstance(error, str) else "Rejected"
+    if error is True:
+        return "Rejected"
+    # {"error": "Invalid zip"}, or an error object: {"error": {"message": "…"}}, JSON-RPC's.
+    said = _reason(error, nested=False) if isinstance(error, dict) else error
+    if isinstance(said, str) and _is_an_error(said):
+        return said.strip()[:REASON_LIMIT]
     errors = fields.get("errors")
     if not errors or not isinstance(errors, list | dict) or fields.get("data") is not None:
         return None
@@ -665,6 +669,13 @@ def _problem_title(res: HttpResponse, body: Any) -> str | None:
     return title[:REASON_LIMIT] if title and title.lower() != phrase else None
 
 
+def _is_an_error(said: str) -> bool:
+    """An error field's words that say there is one: not "none", "0", "OK", nor a yes
+    ("Success", "Lead accepted": APIs whose error object carries code 0 and its words)."""
+    lowered = said.strip().lower()
+    return lowered not in _NOT_ERRORS and _state_says(lowered) is not True
+
+
 def _values(body: dict[str, Any], names: tuple[str, ...]) -> Iterator[Any]:
     """The values of ``names`` the body has, in the names' order, each as written or in
     another case ("Message", "LeadId": .NET APIs' PascalCase)."""
@@ -679,11 +690,15 @@ def _values(body: dict[str, Any], names: tuple[str, ...]) -> Iterator[Any]:
             yield lowered[name.lower()]
 
 
-def _reason(body: Any) -> str | None:
+def _reason(body: Any, nested: bool = True) -> str | None:
+    """The first reason text the body gives (``_REASON_KEYS``), or inside an error object:
+    ``{"error": {"code": 400, "message": "…"}}`` (Google's, JSON-RPC's, Stripe's)."""
     if isinstance(body, dict):
         for value in _values(body, _REASON_KEYS):
             if isinstance(value, str) and value.strip():
                 return value.strip()[:REASON_LIMIT]
+            if nested and isinstance(value, dict) and (inner := _reason(value, nested=False)):
+                return inner
     return None
 
 

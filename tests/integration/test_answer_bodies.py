@@ -481,6 +481,32 @@ async def test_a_json_array_of_one_answer_is_that_answer(
     assert (outcome.kind, outcome.reason, outcome.reference_id) == (kind, reason, reference)
 
 
+@pytest.mark.parametrize(
+    ("status", "answer", "kind", "reason"),
+    [
+        (200, {"error": {"code": 409, "message": "Lead already exists"}}, OutcomeKind.FAILURE,
+         "Duplicate lead"),
+        (200, {"jsonrpc": "2.0", "error": {"code": -32000, "message": "Zip not covered"},
+               "id": 1}, OutcomeKind.FAILURE, "Outside service area"),
+        (400, {"error": {"code": 400, "message": "Invalid email", "status": "INVALID_ARGUMENT"}},
+         OutcomeKind.FAILURE, "Invalid data"),
+        (402, {"error": {"message": "Buyer balance too low", "type": "invalid_request_error"}},
+         OutcomeKind.FAILURE, "Buyer balance too low"),
+        (200, {"error": {"code": 0, "message": "Success"}, "id": "A-9"}, OutcomeKind.SUCCESS,
+         "Accepted"),
+        (200, {"error": "Lead accepted", "id": "A-9"}, OutcomeKind.SUCCESS, "Accepted"),
+        (200, {"result": {"id": 5}, "error": None}, OutcomeKind.SUCCESS, "Accepted"),
+    ],
+)  # fmt: skip
+async def test_an_error_object_says_why(
+    status: int, answer: dict[str, Any], kind: OutcomeKind, reason: str
+) -> None:
+    """``{"error": {"code", "message"}}``: Google's APIs', JSON-RPC 2.0's, Stripe's. A 2xx one
+    was a sale, a 4xx one ``Rejected (HTTP 400)``. An error object that says yes is none."""
+    attempt = await deliver(answering(orjson.dumps(answer), "application/json", status))
+    assert (attempt.outcome.kind, attempt.outcome.reason) == (kind, reason), attempt.outcome
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

@@ -61,14 +61,19 @@ INVALID_DATA_CODES = frozenset(
     {
         "REQUIRED_FIELD_MISSING",
         "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        "FIELD_INTEGRITY_EXCEPTION",
         "INVALID_EMAIL_ADDRESS",
         "STRING_TOO_LONG",
-        "INVALID_FIELD",
+        "NUMBER_OUTSIDE_VALID_RANGE",
+        "INVALID_TYPE_ON_FIELD_IN_RECORD",
         "JSON_PARSER_ERROR",
         "MALFORMED_ID",
         "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
     }
 )
+# A record another transaction holds ("unable to obtain exclusive access to this record"):
+# it passes, and Salesforce's own advice is to try again.
+TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
 
 
 # The org's rolling 24-hour API allowance is spent: come back in an hour, not seconds.
@@ -82,6 +87,13 @@ CONFIGURATION_CODES = frozenset(
         "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY",
         "NOT_FOUND",
         "FUNCTIONALITY_NOT_ENABLED",
+        # The mapping names a field the Lead object does not have ("No such column
+        # 'Foo__c' on sobject of type Lead") or may not set: every lead would meet it, so
+        # it is not the lead's invalid data.
+        "INVALID_FIELD",
+        "INVALID_FIELD_FOR_INSERT_UPDATE",
+        # The org's data storage is full: no lead can be saved until it is freed.
+        "STORAGE_LIMIT_EXCEEDED",
     }
 )
 
@@ -125,6 +137,14 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
     errors = [e for e in body if isinstance(e, dict)] if isinstance(body, list) else []
     codes = {str(e.get("errorCode", "")) for e in errors}
     message = str(errors[0].get("message", "")) if errors else ""
+    if codes & TRANSIENT_CODES:
+        code = min(codes & TRANSIENT_CODES)
+        return Outcome.error(
+            f"Recipient busy (Salesforce {code})",
+            retryable=True,
+            raw=raw,
+            category=OutcomeCategory.SOFT_REJECT,
+        )
     if codes & DUPLICATE_CODES:
         return Outcome.failure("Duplicate lead", raw=raw, category=OutcomeCategory.DUPLICATE)
     if codes & INVALID_DATA_CODES:

@@ -12,7 +12,10 @@ REST API's Lead sObject, answering as Salesforce does:
   already on another record's unique field → 400 ``DUPLICATE_VALUE``; no LastName or no
   Company (both required on the Lead object) → 400 ``REQUIRED_FIELD_MISSING`` with
   ``fields``; over the org's limit → 403 ``REQUEST_LIMIT_EXCEEDED``; an org without API
-  access → 403 ``API_DISABLED_FOR_ORG``; every API answer carries ``Sforce-Limit-Info:
+  access → 403 ``API_DISABLED_FOR_ORG``; a field the Lead object does not have → 400
+  ``INVALID_FIELD`` ("No such column 'Foo__c' on sobject of type Lead"); a record another
+  transaction holds (``locked``) → 400 ``UNABLE_TO_LOCK_ROW``; a full org (``storage_full``) →
+  400 ``STORAGE_LIMIT_EXCEEDED``; every API answer carries ``Sforce-Limit-Info:
   api-usage=N/M``.
 
 The token endpoint takes the connected app's ``client_id`` and ``client_secret`` in the
@@ -33,6 +36,11 @@ from tests.integration.local_server import LocalServer
 CLIENT_ID = "3MVG9courier"
 CLIENT_SECRET = "sf-secret"
 LEAD_PATH = "/services/data/v60.0/sobjects/Lead"
+# The Lead object's fields this org has: standard ones, and one custom external id.
+LEAD_FIELDS = frozenset(
+    {"FirstName", "LastName", "Email", "Phone", "Company", "State", "PostalCode", "LeadSource",
+     "Description", "Title", "Street", "City", "Country", "External_Id__c"}
+)  # fmt: skip
 
 
 class SalesforceDouble(LocalServer):
@@ -47,6 +55,8 @@ class SalesforceDouble(LocalServer):
         self.api_calls = 0
         self.api_limit = api_limit
         self._ids = itertools.count(1)
+        self.locked = 0  # creates that meet a record lock before one goes through
+        self.storage_full = False
 
     def build_app(self) -> web.Application:
         app = web.Application()
@@ -113,6 +123,35 @@ class SalesforceDouble(LocalServer):
                 {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"},
             )
         body = await request.json()
+        unknown = sorted(set(body) - LEAD_FIELDS)
+        if unknown:
+            return self._errors(
+                400,
+                {
+                    "message": f"No such column '{unknown[0]}' on sobject of type Lead",
+                    "errorCode": "INVALID_FIELD",
+                },
+            )
+        if self.locked:
+            self.locked -= 1
+            return self._errors(
+                400,
+                {
+                    "message": "unable to obtain exclusive access to this record or 1 records: "
+                    "00Q5e0000000001",
+                    "errorCode": "UNABLE_TO_LOCK_ROW",
+                    "fields": [],
+                },
+            )
+        if self.storage_full:
+            return self._errors(
+                400,
+                {
+                    "message": "storage limit exceeded",
+                    "errorCode": "STORAGE_LIMIT_EXCEEDED",
+                    "fields": [],
+                },
+            )
         missing = [f for f in ("LastName", "Company") if not str(body.get(f) or "").strip()]
         if missing:
             return self._errors(

@@ -158,6 +158,36 @@ async def test_an_org_without_api_access_is_a_configuration_error(
     assert (outcome.category, outcome.retryable) == (OutcomeCategory.AUTH_ERROR, False)
 
 
+async def test_a_field_the_lead_object_lacks_or_a_full_org_refuses_the_configuration(
+    org: SalesforceDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every lead would meet them: before, a field the Lead object lacks was each lead's
+    "Invalid data", and a full org's refusal each lead's own; the circuit stayed closed."""
+    mistyped = salesforce(org, monkeypatch, {"LastName": "lead.last_name", "Zip__c": "lead.zip"})
+    outcome = (await attempt_delivery(lead("m@example.com", zip="10001"), mistyped, sender)).outcome
+    assert (outcome.reason, outcome.category, outcome.retryable) == (
+        "Configuration refused (Salesforce INVALID_FIELD)", OutcomeCategory.AUTH_ERROR, False
+    )  # fmt: skip
+    org.storage_full = True
+    full = await attempt_delivery(lead("n@example.com"), salesforce(org, monkeypatch), sender)
+    assert full.outcome.reason == "Configuration refused (Salesforce STORAGE_LIMIT_EXCEEDED)"
+    assert org.leads == []
+
+
+async def test_a_locked_record_is_retried(
+    org: SalesforceDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UNABLE_TO_LOCK_ROW passes (Salesforce's advice: try again): before, a refusal."""
+    org.locked = 1
+    dest = salesforce(org, monkeypatch)
+    locked = (await attempt_delivery(lead("l@example.com"), dest, sender)).outcome
+    assert (locked.kind, locked.reason, locked.retryable) == (
+        OutcomeKind.ERROR, "Recipient busy (Salesforce UNABLE_TO_LOCK_ROW)", True
+    )  # fmt: skip
+    again = (await attempt_delivery(lead("l@example.com"), dest, sender)).outcome
+    assert again.kind is OutcomeKind.SUCCESS, again
+
+
 async def test_required_field_errors_name_the_fields(
     org: SalesforceDouble, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
 ) -> None:

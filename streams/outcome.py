@@ -152,11 +152,16 @@ def default_outcome(res: HttpResponse) -> Outcome:
         fields = _refusal_fields(res, body)
         errors = _error_said(_lowered(fields)) if fields else None
         said = _reason(fields) or errors or _problem_title(res, body)
+        line = next(iter(_short_text(res).splitlines()), "").strip()
+        if res.status in (405, 410) or (res.status == 404 and _no_route(said or line)):
+            # No endpoint there for this request (a wrong url or method, a retired API
+            # version): every lead would meet it, where each was "Rejected (HTTP 404)".
+            phrase = HTTPStatus(res.status).phrase
+            return configuration_refused(f"HTTP {res.status} {phrase}: check the url", raw)
         if said:
             return rejection(said, res.status, raw)
         # A plain-text answer's words are read for what they say, not kept as the reason
         # ("Bad Request" would be one more reason to count): "Duplicate", "Invalid API key".
-        line = next(iter(_short_text(res).splitlines()), "").strip()
         recognised = recognised_refusal(line, res.status, raw) if line else None
         return recognised or rejection("", res.status, raw)
     if 300 <= res.status < 400:
@@ -171,6 +176,21 @@ def _one_answer(body: Any) -> Any:
     if isinstance(body, list) and len(body) == 1 and isinstance(body[0], dict):
         return body[0]
     return body
+
+
+# A 404 that says only that there is nothing at the url: nothing at all, an HTML page, a
+# web framework's own words (Go's "404 page not found", Express's "Cannot POST /leads",
+# Spring's "error": "Not Found", Pipedrive's "Unknown method"). A 404 that says something
+# else ("No buyer for this lead") is the recipient's answer about the lead.
+_NO_ROUTE = re.compile(
+    r"(?:404\b.*|(?:page |resource |route |endpoint )?not found\W*|cannot (?:post|put|patch|get)\b.*"
+    r"|no route\b.*|unknown (?:method|endpoint|route)\b.*)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _no_route(said: str) -> bool:
+    return not said or _NO_ROUTE.fullmatch(said.strip()) is not None
 
 
 def _refusal_fields(res: HttpResponse, body: Any) -> dict[str, Any] | None:

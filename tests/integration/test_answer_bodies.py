@@ -507,6 +507,38 @@ async def test_an_error_object_says_why(
     assert (attempt.outcome.kind, attempt.outcome.reason) == (kind, reason), attempt.outcome
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "content_type"),
+    [
+        (404, page("404 Not Found", "<center>nginx</center>"), "text/html"),
+        (404, b"404 page not found\n", "text/plain"),  # Go's
+        (404, b"<!DOCTYPE html><html><body><pre>Cannot POST /leads</pre></body></html>",
+         "text/html"),  # Express's
+        (404, b'{"timestamp": "2026-12-06T10:00:00Z", "status": 404, "error": "Not Found", '
+              b'"path": "/leads"}', "application/json"),  # Spring's
+        (404, b"", "text/plain"),
+        (405, b"", "text/plain"),
+        (410, b'{"message": "API v1 was retired on 2026-08-01"}', "application/json"),
+    ],
+)  # fmt: skip
+async def test_no_endpoint_at_the_url_is_a_configuration_refused(
+    status: int, body: bytes, content_type: str
+) -> None:
+    """A wrong url or method, a retired API version: every lead would meet it, where each
+    was "Rejected (HTTP 404)" and the destination's circuit stayed closed."""
+    outcome = (await deliver(answering(body, content_type, status))).outcome
+    assert (outcome.kind, outcome.category, outcome.retryable) == (
+        OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR, False
+    )  # fmt: skip
+    assert outcome.reason.startswith(f"Configuration refused (HTTP {status} ")
+
+
+async def test_a_404_that_says_something_else_is_the_recipients_answer() -> None:
+    answer = orjson.dumps({"message": "No buyer for this lead"})
+    outcome = (await deliver(answering(answer, "application/json", 404))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "No buyer for this lead")
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

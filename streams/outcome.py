@@ -511,7 +511,7 @@ def error_page(res: HttpResponse, raw: str | None) -> Outcome | None:
     if _PAGE_LOGIN.search(title):
         return auth_failed(f"a login page: {page}", raw)
     if _PAGE_NOT_FOUND.search(title):
-        return Outcome.error(f"Not an answer: a {page}; check the url", retryable=False, raw=raw)
+        return configuration_refused(f"a {page}: check the url", raw)  # every lead meets it
     known = recognised_refusal(title, None, raw)
     if known is not None and known.reason != "System unavailable":
         return known  # "Duplicate Entry", "Invalid Request"

@@ -203,8 +203,8 @@ def page(title: str, body: str = "") -> bytes:
             False, "Authentication failed (a login page: 'Sign in · Acme CRM' page (HTTP 200))",
         ),
         (
-            page("Page Not Found"), OutcomeKind.ERROR, OutcomeCategory.RECIPIENT_ERROR, False,
-            "Not an answer: a 'Page Not Found' page (HTTP 200); check the url",
+            page("Page Not Found"), OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR, False,
+            "Configuration refused (a 'Page Not Found' page (HTTP 200): check the url)",
         ),
         (
             page("Duplicate Submission"), OutcomeKind.FAILURE, OutcomeCategory.DUPLICATE, False,

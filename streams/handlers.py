@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
@@ -32,7 +32,7 @@ from streams.control.home import Home, Report
 from streams.control.lookback import CAP_REFRESH_S
 from streams.control.messages import MessageError, WorkItem, attempt_to_dict
 from streams.control.tables import partition_of
-from streams.model import CircuitChange, Lead, OutcomeCategory, OutcomeKind
+from streams.model import CircuitChange, Lead, OutcomeCategory, OutcomeKind, Retirement
 from streams.outcome import internal_error
 from streams.secrets import SCRUBBER
 from streams.stages.attempt import Attempt
@@ -63,6 +63,22 @@ from streams.stages.feedback import (
 from streams.stages.routing import Progress, select_flow
 
 log = logging.getLogger(__name__)
+
+
+def retirement_said(said: Retirement) -> str:
+    """An endpoint's Deprecation and Sunset headers in words, for the operators."""
+    text = "the recipient says its endpoint"
+    if said.deprecated:
+        since = f" since {_day(said.deprecated_at)}" if said.deprecated_at is not None else ""
+        text += f" is deprecated{since}"
+    if said.sunset_at is not None:
+        text += f"{' and' if said.deprecated else ''} stops answering on {_day(said.sunset_at)}"
+    return f"{text}; see {said.link}" if said.link else text
+
+
+def _day(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
 
 DELIVERY_FAILED = "Delivery failed"  # dead-letter reason of a lead whose retries ran out
 INTERNAL_ERROR = "Internal error"  # dead-letter reason of a lead a handler failed on
@@ -569,6 +585,12 @@ class Handlers:
         )
         if outcome.quota_left is not None:
             telemetry.quota_left[attempt.destination_id] = outcome.quota_left
+        if outcome.retiring is not None and telemetry.note_retirement(
+            attempt.destination_id, outcome.retiring
+        ):
+            log.warning(
+                "destination %s: %s", attempt.destination_id, retirement_said(outcome.retiring)
+            )
         if attempt.http_status is not None:  # a request was made
             telemetry.recipient_duration.record(attempt.recipient_ms / 1000, destination)
             telemetry.overhead_duration.record(attempt.overhead_ms / 1000, destination)

@@ -185,6 +185,19 @@ REFERENCE_LIMIT = 200  # characters of a recipient's id for a lead
 
 
 @dataclass(frozen=True, slots=True)
+class Retirement:
+    """What an answer's ``Deprecation`` (RFC 9745) and ``Sunset`` (RFC 8594) headers say of
+    the endpoint: deprecated (since when, in Unix seconds, when it says), and when it stops
+    answering; ``link``: its ``rel="deprecation"`` or ``"sunset"`` page (scheme, host and
+    path only)."""
+
+    deprecated: bool
+    deprecated_at: float | None
+    sunset_at: float | None
+    link: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """What one attempt amounted to. ``reason`` is short and countable; ``raw`` is the detail."""
 
@@ -205,6 +218,9 @@ class Outcome:
     # What the vendor's limit headers said of its allowance: (requests left, out of; None
     # when the vendor does not say), a metric per destination.
     quota_left: tuple[int, int | None] | None = None
+    # The recipient said this endpoint is deprecated or will stop answering (its Deprecation
+    # or Sunset header): a warning and a metric per destination.
+    retiring: Retirement | None = None
 
     def __post_init__(self) -> None:
         # A recipient's "id" goes into every event, the lead's state and the key that finds

@@ -25,7 +25,7 @@ from xml.etree.ElementTree import Element
 import defusedxml.ElementTree as SafeET
 
 from streams.errors import DeliveryConnectionError, DeliveryError, DeliveryTimeout
-from streams.model import HttpResponse, Outcome, OutcomeCategory
+from streams.model import HttpResponse, Outcome, OutcomeCategory, Retirement
 
 RAW_LIMIT = 1000  # characters of the recipient's text kept beside the reason
 REASON_LIMIT = 80
@@ -232,6 +232,54 @@ def server_error(res: HttpResponse, fields: dict[str, Any] | None, raw: str | No
     if said and _says_rate_limited(said):
         return rate_limited(raw)
     return Outcome.error(f"Recipient error (HTTP {res.status})", retryable=True, raw=raw)
+
+
+# RFC 9745's Deprecation is a structured-field date ("@1688169599"); drafts before it sent
+# "true" or an HTTP-date, which APIs still send. RFC 8594's Sunset is an HTTP-date.
+_AT_SECONDS = re.compile(r"@(-?\d{1,15})")
+_RETIREMENT_LINK = re.compile(
+    r"<([^>]{1,2000})>[^,]*?\brel=\"?(?:[^\",]*\s)?(?:deprecation|sunset)\b", re.IGNORECASE
+)
+
+
+def endpoint_retirement(res: HttpResponse) -> Retirement | None:
+    """What the answer's ``Deprecation`` and ``Sunset`` headers say, or None when it has
+    neither (or they say nothing readable)."""
+    deprecation = sunset = link = None
+    for name, value in res.headers.items():
+        lowered = name.lower()
+        if lowered == "deprecation":
+            deprecation = value.strip()
+        elif lowered == "sunset":
+            sunset = value.strip()
+        elif lowered == "link":
+            link = value
+    if deprecation is None and sunset is None:
+        return None
+    deprecated_at = _header_time(deprecation) if deprecation else None
+    deprecated = deprecated_at is not None or (deprecation or "").lower() == "true"
+    sunset_at = _header_time(sunset) if sunset else None
+    if not deprecated and sunset_at is None:
+        return None
+    found = _RETIREMENT_LINK.search(link or "")
+    where = urlsplit(found.group(1).strip()) if found else None
+    page = f"{where.scheme}://{where.hostname}{where.path}" if where and where.hostname else None
+    return Retirement(deprecated, deprecated_at, sunset_at, page)
+
+
+def _header_time(value: str) -> float | None:
+    """``@<seconds>`` (a structured-field date) or an HTTP-date, as Unix seconds."""
+    at = _AT_SECONDS.fullmatch(value)
+    if at is not None:
+        seconds = float(at.group(1))
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        seconds = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    # 1970 to year 5138: a date a log line and a gauge can show.
+    return seconds if 0 <= seconds < 1e11 else None
 
 
 def parse_xml(res: HttpResponse) -> Element | None:

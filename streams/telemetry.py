@@ -26,12 +26,15 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
+
+if TYPE_CHECKING:
+    from streams.model import Retirement
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +190,46 @@ meter.create_observable_gauge(
     callbacks=[_quota_limit],
     unit="{request}",
     description="The vendor's allowance, as its limit headers last said",
+)
+
+# What the recipients said of their endpoints' retirement (Deprecation, Sunset), by
+# destination id: the latest answer's.
+retiring: dict[str, Retirement] = {}
+
+
+def note_retirement(destination_id: str, said: Retirement) -> bool:
+    """Keeps what an answer said; True when it is news for this destination (first said,
+    or changed), for one warning rather than one a lead."""
+    news = retiring.get(destination_id) != said
+    retiring[destination_id] = said
+    return news
+
+
+def _deprecated(_: CallbackOptions) -> Iterable[Observation]:
+    return [Observation(1, {"destination": d}) for d, said in retiring.items() if said.deprecated]
+
+
+def _sunset(_: CallbackOptions) -> Iterable[Observation]:
+    return [
+        Observation(said.sunset_at, {"destination": d})
+        for d, said in retiring.items()
+        if said.sunset_at is not None
+    ]
+
+
+meter.create_observable_gauge(
+    "courier.destination.deprecated",
+    callbacks=[_deprecated],
+    unit="1",
+    description="1 for a destination whose recipient says its endpoint is deprecated "
+    "(Deprecation header, RFC 9745)",
+)
+meter.create_observable_gauge(
+    "courier.destination.sunset",
+    callbacks=[_sunset],
+    unit="s",
+    description="When the recipient says the destination's endpoint stops answering, in "
+    "Unix seconds (Sunset header, RFC 8594)",
 )
 
 _started = False

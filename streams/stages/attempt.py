@@ -22,6 +22,7 @@ from streams.outcome import (
     RATE_LIMITED,
     RAW_LIMIT,
     RETRY_AFTER_LIMIT_S,
+    endpoint_retirement,
     outcome_for_error,
     parse_retry_after,
     rate_limit_reset,
@@ -329,6 +330,9 @@ async def _attempt(
         reading = getattr(module, "quota_left", None)
         if reading is not None:
             outcome = replace(outcome, quota_left=reading(response))
+        retiring = endpoint_retirement(response)
+        if retiring is not None:  # Deprecation or Sunset: the operators are told
+            outcome = replace(outcome, retiring=retiring)
         if outcome.retryable:
             # The recipient's Retry-After, else what the integration read (a vendor's
             # quota), else when a 429's rate limit resets.

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from streams.avro import EventEncoder
 from streams.config import parse_destinations
+from streams.handlers import retirement_said
 from streams.model import Lead, OutcomeKind
 from streams.stages.attempt import attempt_delivery
 from streams.stages.delivery import HttpSender
@@ -121,6 +122,11 @@ HEADERS = st.fixed_dictionaries(
         "RateLimit-Reset": HEADER_TEXT,
         "X-Squid-Error": HEADER_TEXT,
         "Location": HEADER_TEXT,
+        "Deprecation": st.one_of(
+            HEADER_TEXT, st.integers(-(10**30), 10**30).map(lambda n: f"@{n}"), st.just("true")
+        ),
+        "Sunset": st.one_of(HEADER_TEXT, st.just("Fri, 31 Dec 99999 23:59:59 GMT")),
+        "Link": HEADER_TEXT,
     },
 )
 STATUSES = st.one_of(
@@ -241,6 +247,8 @@ async def test_every_answer_is_read_as_one_outcome_an_event_can_carry(
     # An integration's reader that raised: caught as "Unreadable response" and logged.
     assert "could not read" not in caplog.text, (reader, told)
     assert outcome.retry_after_s is None or outcome.retry_after_s >= 0
+    if outcome.retiring is not None:  # Deprecation, Sunset: said in words and a gauge
+        assert retirement_said(outcome.retiring).startswith("the recipient says")
     event = delivery_event(attempt, None, "00000000-0000-0000-0000-000000000001", None)
     encoded = EventEncoder("delivery_event").encode(event)
     assert decode_with_schema_file(encoded, "delivery_event")["reason"] == outcome.reason

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -226,3 +227,51 @@ destinations:
     finally:
         await traced.stop()
         await collector.stop()
+
+
+async def test_a_recipient_that_announces_its_endpoints_retirement_is_told_once(
+    kafka: KafkaTarget, topics: Any, start_worker: Any
+) -> None:
+    """Deprecation (RFC 9745) and Sunset (RFC 8594) on a recipient's answers: a warning in
+    the worker's log once (not once a lead) and two gauges, so an alert fires before the
+    endpoint stops answering and every lead fails (Pipedrive's v1, retired on 2026-08-01)."""
+
+    async def retiring(_: Recipient, __: Any) -> web.Response:
+        return web.json_response(
+            {"id": "R-1"},
+            status=201,
+            headers={
+                "Deprecation": "@1688169599",
+                "Sunset": "Wed, 30 Sep 2026 23:59:59 GMT",
+                "Link": "<https://developers.buyer.example/v1-retirement?lang=en>; "
+                'rel="deprecation"; type="text/html"',
+            },
+        )
+
+    crm = await Recipient(retiring).start()
+    port = free_port()
+    try:
+        worker = start_worker(
+            f"destinations:\n  - id: crm\n    url: {crm.url()}\n    mapping: {{email: email}}\n",
+            env={"COURIER_WEB_PORT": str(port)},
+        )
+        await publish(kafka, topics.leads, [lead(n) for n in range(1, 4)])
+        outcomes = [
+            decode_with_schema_file(r.value, "lead_outcome")
+            for r in await collect(kafka, topics.outcomes, 3)
+        ]
+        assert {o["outcome"] for o in outcomes} == {"delivered"}  # still sales
+        samples = await scrape(f"http://127.0.0.1:{port}/metrics")
+        assert total(samples, "courier_destination_sunset_seconds", destination="crm") == (
+            1790812799
+        )
+        assert total(samples, "courier_destination_deprecated", destination="crm") == 1
+    finally:
+        await crm.stop()
+    warnings = [line for line in worker.log_path.read_text().splitlines() if "deprecated" in line]
+    assert len(warnings) == 1, warnings
+    assert (
+        "destination crm: the recipient says its endpoint is deprecated since 2023-06-30 23:59 "
+        "UTC and stops answering on 2026-09-30 23:59 UTC; see "
+        "https://developers.buyer.example/v1-retirement"
+    ) in warnings[0]

@@ -66,6 +66,7 @@ def test_monitoring_objects_are_off_by_default_and_alert_on_metrics_that_exist()
         "LeadCourierAuthFailures",
         "LeadCourierConsumerLag",
         "LeadCourierWorkerStalled",
+        "LeadCourierEndpointSunset",
     } == alerts
     documented = (ROOT / "docs" / "operations.md").read_text()
     for metric in set(re.findall(r"\b(courier_[a-z_]+)\b", rules)):

@@ -176,6 +176,23 @@ def private_ca(directory: Path) -> PrivateCa:
     return pki
 
 
+def _lingering_close(connection: ssl.SSLSocket) -> None:
+    """Close as Go's server (``closeWriteAndWait``) and nginx (``lingering_close``) do: end
+    our side, then read what the client still sends for a moment (an SSLSocket shut down
+    reads the plain socket). Closed at once with the client's request unread, the kernel
+    answers with a reset, which can overtake the TLS 1.3 alert sent just before it (the
+    client then sees "Connection failed"), one run in a few."""
+    try:
+        connection.shutdown(socket.SHUT_WR)
+        connection.settimeout(0.5)
+        while connection.recv(65536):
+            pass
+    except OSError:
+        pass
+    finally:
+        connection.close()
+
+
 @contextmanager
 def alerting_recipient(context: ssl.SSLContext) -> Iterator[str]:
     """An HTTPS recipient on a blocking socket, whose refused handshake ends with its alert
@@ -190,12 +207,14 @@ def alerting_recipient(context: ssl.SSLContext) -> Iterator[str]:
                 connection, _ = listener.accept()
             except OSError:  # closed: the test is over
                 return
+            tls = context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
             try:
-                with context.wrap_socket(connection, server_side=True) as tls:
-                    tls.recv(65536)
-                    tls.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
+                tls.do_handshake()
+                tls.recv(65536)
+                tls.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
+                tls.close()
             except (OSError, ssl.SSLError):  # refused: OpenSSL has sent its alert
-                connection.close()
+                _lingering_close(tls)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()

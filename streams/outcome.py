@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeET
@@ -262,7 +262,7 @@ def endpoint_retirement(res: HttpResponse) -> Retirement | None:
     if not deprecated and sunset_at is None:
         return None
     found = _RETIREMENT_LINK.search(link or "")
-    where = urlsplit(found.group(1).strip()) if found else None
+    where = _split_url(found.group(1).strip()) if found else None
     page = f"{where.scheme}://{where.hostname}{where.path}" if where and where.hostname else None
     return Retirement(deprecated, deprecated_at, sunset_at, page)
 
@@ -419,12 +419,21 @@ def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
+def _split_url(text: str) -> SplitResult:
+    """A URL a recipient wrote (a Location, a Link), in parts; nothing for one urllib cannot
+    split ("http://[::1": "Invalid IPv6 URL"), which made its answer "Unreadable response"."""
+    try:
+        return urlsplit(text)
+    except ValueError:
+        return urlsplit("")
+
+
 def redirected(res: HttpResponse, raw: str | None) -> Outcome:
     """A recipient that moved: not followed (a redirect could send the lead to plain http
     or another host, past the egress policy, and a 301 or 302 turns a POST into a GET
     without its body), so the reason says where to, for the destination's url to change.
     Only scheme, host and path: a query or user info could carry a credential."""
-    where = urlsplit(res.header("Location") or "")
+    where = _split_url(res.header("Location") or "")
     to = (
         f" to {where.scheme}://{where.netloc.rpartition('@')[2]}{where.path}"
         if where.hostname

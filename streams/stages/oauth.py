@@ -241,7 +241,11 @@ def _may_send_token_to(url: str, destination: Destination) -> bool:
     development destination with ``insecure: true``): the token goes there."""
     if len(url) > 512:
         return False
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a port past 65535 raises here, and later in every request)
+    except ValueError:  # "https://[::1": the token endpoint's word, not a URL
+        return False
     if parts.scheme == "https" and parts.hostname:
         return True
     loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")

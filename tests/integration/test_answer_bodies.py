@@ -539,6 +539,17 @@ async def test_a_404_that_says_something_else_is_the_recipients_answer() -> None
     assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "No buyer for this lead")
 
 
+async def test_a_redirect_to_a_url_that_cannot_be_split_is_still_a_redirect() -> None:
+    """``Location: http://[::1/x`` made urllib raise "Invalid IPv6 URL": the answer was
+    "Unreadable response", with a traceback in the log."""
+
+    async def moved(_: Recipient, __: Received) -> web.Response:
+        return web.Response(status=302, headers={"Location": "http://[::1/leads"})
+
+    outcome = (await deliver(Recipient(moved))).outcome
+    assert outcome.reason == "Redirected (HTTP 302): redirects are not followed; update the url"
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

@@ -101,6 +101,10 @@ BODIES = st.one_of(
         st.sampled_from(["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59", "soon"]),
     ),
 )
+# URLs urllib cannot split (an IPv6 host without its bracket, a port past 65535).
+URLS_URLLIB_REFUSES = st.sampled_from(
+    ["http://[::1/x", "https://[", "http://]x[/", "https://h.example:99999/v2", "//[::1"]
+)
 HEADERS = st.fixed_dictionaries(
     {},
     optional={
@@ -121,12 +125,14 @@ HEADERS = st.fixed_dictionaries(
         "RateLimit": HEADER_TEXT,
         "RateLimit-Reset": HEADER_TEXT,
         "X-Squid-Error": HEADER_TEXT,
-        "Location": HEADER_TEXT,
+        "Location": st.one_of(HEADER_TEXT, URLS_URLLIB_REFUSES),
         "Deprecation": st.one_of(
             HEADER_TEXT, st.integers(-(10**30), 10**30).map(lambda n: f"@{n}"), st.just("true")
         ),
         "Sunset": st.one_of(HEADER_TEXT, st.just("Fri, 31 Dec 99999 23:59:59 GMT")),
-        "Link": HEADER_TEXT,
+        "Link": st.one_of(
+            HEADER_TEXT, URLS_URLLIB_REFUSES.map(lambda url: f'<{url}>; rel="deprecation"')
+        ),
     },
 )
 STATUSES = st.one_of(

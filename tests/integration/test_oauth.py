@@ -243,6 +243,20 @@ async def test_a_rotated_refresh_token_is_written_to_its_file_for_the_next_start
     assert sent == ["refresh-1", "refresh-2", "issued-by-hand"]
 
 
+async def test_an_instance_url_that_is_no_url_is_not_followed(
+    authorization_server: AuthorizationServer, sender: HttpSender
+) -> None:
+    """A token answer's ``instance_url`` urllib cannot split ("https://[::1") raised out of
+    the token fetch: each lead ended "Internal error: ValueError"."""
+    authorization_server.answer_token_with = (
+        200,
+        {"access_token": "token-x", "token_type": "Bearer", "instance_url": "https://[::1"},
+    )
+    authorization_server.valid.add("token-x")
+    attempt = await attempt_delivery(lead(1), oauth_destination(authorization_server), sender)
+    assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+
+
 async def test_password_grant_sends_the_users_credentials(
     authorization_server: AuthorizationServer, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
 ) -> None:

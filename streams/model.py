@@ -71,7 +71,14 @@ class HttpRequest:
         headers: dict[str, str] | None = None,
         secret_headers: frozenset[str] = frozenset(),
     ) -> HttpRequest:
-        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        # Accept: web frameworks answer by it. Laravel and Rails send a refusal as a 422 with
+        # the errors in JSON only to a client that asks for JSON; to one that does not, a
+        # redirect back to the form (read as "Redirected (HTTP 302)") or an HTML page.
+        all_headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            **(headers or {}),
+        }
         # A GET carries no body: its fields belong in the query (see get_query).
         body = b"" if method == "GET" else orjson.dumps(payload)
         return cls(method, url, all_headers, body, secret_headers)

@@ -550,6 +550,21 @@ async def test_a_redirect_to_a_url_that_cannot_be_split_is_still_a_redirect() ->
     assert outcome.reason == "Redirected (HTTP 302): redirects are not followed; update the url"
 
 
+async def test_a_json_request_asks_for_json_and_a_framework_answers_its_refusal_in_it() -> None:
+    """Laravel's validation, as it answers by the request's Accept: a 422 with the errors
+    in JSON to a client that asks for JSON, a redirect back to the form to one that does
+    not. Before, the lead was "Redirected (HTTP 302) to /: … update the url"."""
+
+    async def laravel(_: Recipient, received: Received) -> web.Response:
+        if "application/json" not in received.headers.get("Accept", ""):
+            return web.Response(status=302, headers={"Location": "/"})
+        taken = "The email has already been taken."
+        return web.json_response({"message": taken, "errors": {"email": [taken]}}, status=422)
+
+    outcome = (await deliver(Recipient(laravel))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "Duplicate lead"), outcome
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

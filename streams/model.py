@@ -51,6 +51,9 @@ class Target:
     instance_url: str | None = None
 
 
+JSON_FIRST = "application/json, text/plain;q=0.9, application/xml;q=0.8, text/xml;q=0.8"
+
+
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
     """What an integration asks the core to send; built without I/O."""
@@ -72,13 +75,11 @@ class HttpRequest:
         secret_headers: frozenset[str] = frozenset(),
     ) -> HttpRequest:
         # Accept: web frameworks answer by it. Laravel and Rails send a refusal as a 422 with
-        # the errors in JSON only to a client that asks for JSON; to one that does not, a
-        # redirect back to the form (read as "Redirected (HTTP 302)") or an HTML page.
-        all_headers = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            **(headers or {}),
-        }
+        # the errors in JSON only to a client that asks for JSON first; to one that does
+        # not, a redirect back to the form (read as "Redirected (HTTP 302)") or an HTML page.
+        # Text and XML too, for strict servers (JAX-RS) that would answer 406 to JSON alone;
+        # no */*, which Rails takes for a browser's header and answers with HTML.
+        all_headers = {"Content-Type": "application/json", "Accept": JSON_FIRST, **(headers or {})}
         # A GET carries no body: its fields belong in the query (see get_query).
         body = b"" if method == "GET" else orjson.dumps(payload)
         return cls(method, url, all_headers, body, secret_headers)

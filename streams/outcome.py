@@ -153,6 +153,13 @@ def default_outcome(res: HttpResponse) -> Outcome:
         errors = _error_said(_lowered(fields)) if fields else None
         said = _reason(fields) or errors or _problem_title(res, body)
         line = next(iter(_short_text(res).splitlines()), "").strip()
+        if res.status in (406, 415):
+            # Our request's format (415) or the answer's we ask for (406) is not one the
+            # recipient speaks: every lead would meet it.
+            phrase = HTTPStatus(res.status).phrase
+            return configuration_refused(
+                f"HTTP {res.status} {phrase}: check the integration or headers", raw
+            )
         if res.status in (405, 410) or (res.status == 404 and _no_route(said or line)):
             # No endpoint there for this request (a wrong url or method, a retired API
             # version): every lead would meet it, where each was "Rejected (HTTP 404)".

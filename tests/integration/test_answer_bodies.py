@@ -565,6 +565,29 @@ async def test_a_json_request_asks_for_json_and_a_framework_answers_its_refusal_
     assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "Duplicate lead"), outcome
 
 
+async def test_a_strict_server_that_answers_in_text_takes_what_a_json_request_accepts() -> None:
+    """JAX-RS answers 406 to an Accept its method cannot produce: a text endpoint taking
+    JSON leads must still get them."""
+
+    async def text_only(_: Recipient, received: Received) -> web.Response:
+        if "text/plain" not in received.headers.get("Accept", ""):
+            return web.Response(status=406)
+        return web.Response(text="SUCCESS|B-77", content_type="text/plain")
+
+    outcome = (await deliver(Recipient(text_only))).outcome
+    assert (outcome.kind, outcome.reference_id) == (OutcomeKind.SUCCESS, "B-77"), outcome
+
+
+@pytest.mark.parametrize("status", [406, 415])
+async def test_a_format_the_recipient_does_not_speak_is_a_configuration_refused(
+    status: int,
+) -> None:
+    """Every lead would meet it, where each was "Rejected (HTTP 415)"."""
+    outcome = (await deliver(answering(b"", "text/plain", status))).outcome
+    assert (outcome.category, outcome.retryable) == (OutcomeCategory.AUTH_ERROR, False)
+    assert outcome.reason.startswith(f"Configuration refused (HTTP {status} ")
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

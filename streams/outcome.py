@@ -113,7 +113,7 @@ def default_outcome(res: HttpResponse) -> Outcome:
     if fault is not None:
         return fault
     if 200 <= res.status < 300:
-        verdict, capturable = (body, True) if isinstance(body, dict) else _text_verdict(res)
+        verdict, capturable = (body, True) if isinstance(body, dict) else _text_verdict(res, body)
         said_no = _said_no(verdict)
         if said_no is not None:
             # The recipient's reason when it gives one, else its own word ("rejected").
@@ -353,11 +353,17 @@ def soap_fault(res: HttpResponse) -> Outcome | None:
     return Outcome.error("Recipient error (SOAP fault)", retryable=True, raw=raw)
 
 
-def _text_verdict(res: HttpResponse) -> tuple[dict[str, Any], bool]:
-    """The verdict fields of a 2xx answer that is not JSON, and whether they are captured
-    into ``appended.<destination>.*`` as a JSON answer's (an XML or form-encoded answer's
-    are, a line of text's words are not): an XML answer's (``_xml_verdict_fields``), a
-    form-encoded one's, or a line of text's (``_line_verdict``)."""
+def _text_verdict(res: HttpResponse, body: Any) -> tuple[dict[str, Any], bool]:
+    """The verdict fields of a 2xx answer that is not a JSON object, and whether they are
+    captured into ``appended.<destination>.*`` as a JSON answer's (an XML or form-encoded
+    answer's are, a line of text's words are not): an XML answer's
+    (``_xml_verdict_fields``), a form-encoded one's, or a line of text's (``_line_verdict``),
+    a JSON string's among them (ASP.NET Web API's action that returns a string answers
+    ``"REJECTED: Duplicate"``); JSON ``false`` says no."""
+    if isinstance(body, str):
+        return _line_verdict(body.strip()), False
+    if body is False:
+        return {"success": False}, False
     if res.body.lstrip()[:1] == b"<":
         return _xml_verdict_fields(res)
     text = _short_text(res)

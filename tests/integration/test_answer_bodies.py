@@ -588,6 +588,24 @@ async def test_a_format_the_recipient_does_not_speak_is_a_configuration_refused(
     assert outcome.reason.startswith(f"Configuration refused (HTTP {status} ")
 
 
+@pytest.mark.parametrize(
+    ("answer", "kind", "reason", "reference"),
+    [
+        (b'"REJECTED: Duplicate lead"', OutcomeKind.FAILURE, "Duplicate lead", None),
+        (b'"SUCCESS|B-77"', OutcomeKind.SUCCESS, "Accepted", "B-77"),
+        (b"false", OutcomeKind.FAILURE, "Rejected", None),
+        (b"true", OutcomeKind.SUCCESS, "Accepted", None),
+    ],
+)
+async def test_a_json_string_or_boolean_answer_is_read(
+    answer: bytes, kind: OutcomeKind, reason: str, reference: str | None
+) -> None:
+    """ASP.NET Web API's action that returns a string answers it as JSON
+    (``"REJECTED: Duplicate lead"``); some APIs answer ``false``. Both were sales."""
+    outcome = (await deliver(answering(answer, "application/json; charset=utf-8"))).outcome
+    assert (outcome.kind, outcome.reason, outcome.reference_id) == (kind, reason, reference)
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

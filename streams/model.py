@@ -6,6 +6,7 @@ Plain frozen dataclasses so every stage can be tested with literals and no Kafka
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -149,12 +150,31 @@ class HttpResponse:
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
-            if self.charset == "utf-8":
-                return None
-        try:
-            return orjson.loads(self.decoded())
+            pass
+        if self.charset != "utf-8":
+            try:
+                return orjson.loads(self.decoded())
+            except orjson.JSONDecodeError:
+                pass
+        notices = _PHP_NOTICES.match(body)
+        if notices is None or notices.end() == len(body):
+            return None
+        try:  # the answer after PHP's notices
+            return orjson.loads(body[notices.end() :])
         except orjson.JSONDecodeError:
             return None
+
+
+# PHP with display_errors on prints its notices before the answer, as HTML
+# ("<br />\n<b>Warning</b>:  Undefined array key "zip" in <b>/var/www/lead.php</b> on line
+# <b>12</b><br />\n{"status":"rejected"}") or as text ("Warning: … on line 12\n{…}"): the
+# answer was unreadable, and whatever it said, a sale.
+_PHP_NOTICES = re.compile(
+    rb"(?:\s*(?:<br\s*/?>\s*<b>(?:Warning|Notice|Deprecated|Strict Standards)</b>:.{0,2000}?"
+    rb"<br\s*/?>|(?:PHP )?(?:Warning|Notice|Deprecated|Strict Standards): .{0,2000}?"
+    rb" on line \d+))+\s*",
+    re.DOTALL,
+)
 
 
 # StrEnums: a member is a str equal to its value, and the hot paths use it as one

@@ -540,6 +540,9 @@ _HTML_START = re.compile(
     rb"<(?:!doctype\s+html|html|head|body|title)\b",
     re.I | re.S,
 )
+_PHP_FAILED = re.compile(
+    rb"<b>(?:Fatal error|Parse error)</b>:|(?:^|\n)\s*(?:PHP )?(?:Fatal error|Parse error):\s"
+)
 _TITLE = re.compile(r"<title\b[^>]*>(.*?)</title\s*>", re.I | re.S)
 HTML_SEARCHED = 16_384  # characters of a page looked at for its title and marks
 PAGE_TITLE_LIMIT = 60
@@ -563,6 +566,11 @@ def error_page(res: HttpResponse, raw: str | None) -> Outcome | None:
     """A 2xx HTML page that is not the recipient's answer, by its title (``_PAGE_*``) or a
     firewall's mark: an error (or a known refusal, "Duplicate Entry") naming the page.
     None for any other answer, a "Thank you" page among them."""
+    if _PHP_FAILED.search(res.body, 0, 4096):
+        # PHP with display_errors on answers its fatal error with a 200 and no page.
+        return Outcome.error(
+            f"Recipient error page: PHP error (HTTP {res.status})", retryable=True, raw=raw
+        )
     if not _HTML_START.match(res.body, 0, 1024):
         return None
     text = res.decoded()[:HTML_SEARCHED]

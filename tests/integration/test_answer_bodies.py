@@ -606,6 +606,36 @@ async def test_a_json_string_or_boolean_answer_is_read(
     assert (outcome.kind, outcome.reason, outcome.reference_id) == (kind, reason, reference)
 
 
+PHP_WARNING = (
+    b'<br />\n<b>Warning</b>:  Undefined array key "zip" in <b>/var/www/lead.php</b> on line '
+    b"<b>12</b><br />\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "reason", "reference"),
+    [
+        (PHP_WARNING + b'{"status": "rejected", "reason": "Duplicate"}', OutcomeKind.FAILURE,
+         "Duplicate lead", None),
+        (PHP_WARNING + PHP_WARNING + b'{"status": "success", "id": "Q-1"}', OutcomeKind.SUCCESS,
+         "Accepted", "Q-1"),
+        (b"\nWarning: Undefined variable $zip in /var/www/lead.php on line 12\n"
+         b'{"status": "rejected", "reason": "Zip not covered"}', OutcomeKind.FAILURE,
+         "Outside service area", None),
+        (PHP_WARNING + b"<br />\n<b>Fatal error</b>:  Uncaught Error: Call to undefined function "
+         b"mysql_connect() in /var/www/lead.php:3<br />", OutcomeKind.ERROR,
+         "Recipient error page: PHP error (HTTP 200)", None),
+    ],
+)  # fmt: skip
+async def test_a_php_answer_after_its_notices_is_read(
+    body: bytes, kind: OutcomeKind, reason: str, reference: str | None
+) -> None:
+    """PHP with display_errors on prints its warnings before the JSON, and its fatal error
+    with a 200: the answer was unreadable and, whatever it said, a sale."""
+    outcome = (await deliver(answering(body, "text/html; charset=UTF-8"))).outcome
+    assert (outcome.kind, outcome.reason, outcome.reference_id) == (kind, reason, reference)
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

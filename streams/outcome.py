@@ -332,7 +332,11 @@ def soap_fault(res: HttpResponse) -> Outcome | None:
         value = next((c for c in parts["Code"] if _local(c.tag) == "Value"), None)
         code = value.text if value is not None else ""
         reason = parts.get("Reason")
-        said = next((c.text for c in reason if _local(c.tag) == "Text"), "") if reason else ""
+        said = (
+            next((c.text for c in reason if _local(c.tag) == "Text"), "")
+            if reason is not None
+            else ""
+        )
     else:  # SOAP 1.1: faultcode, faultstring
         code = parts["faultcode"].text if "faultcode" in parts else ""
         said = parts["faultstring"].text if "faultstring" in parts else ""

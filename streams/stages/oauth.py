@@ -20,7 +20,7 @@ from aiocache import SimpleMemoryCache
 from streams.auth import OAuth2Auth
 from streams.errors import DeliveryError
 from streams.model import HttpRequest
-from streams.secrets import SCRUBBER
+from streams.secrets import SCRUBBER, single_line
 from streams.stages.delivery import Send
 
 if TYPE_CHECKING:
@@ -152,7 +152,9 @@ class TokenCache:
         new = body.get("refresh_token")
         if not isinstance(new, str) or new in ("", sent) or len(new) > LONGEST_REFRESH_TOKEN:
             return
-        if any(c < " " or c == "\x7f" for c in new):
+        try:
+            single_line(new, "refresh_token")
+        except ValueError:
             return  # not a token: it could not be written to a file or sent again as one
         assert auth.refresh_token is not None
         path = auth.refresh_token_file

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
+from xml.etree.ElementTree import Element
 
+import defusedxml.ElementTree as SafeET
 import orjson
 
 # Top-level sections of a lead envelope; a bare path like ``email`` resolves inside ``lead``.
@@ -97,12 +99,17 @@ def text_codec(name: str) -> str | None:
     return codec
 
 
+_NOT_PARSED = object()
+
+
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
     status: int
     headers: dict[str, str]
     body: bytes
     _charset: str | None = field(default=None, init=False, repr=False, compare=False)
+    # The answer as XML, once parsed (``xml()``); _NOT_PARSED until it is asked.
+    _xml: Any = field(default=_NOT_PARSED, init=False, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         """A header's value, whatever the case of its name."""
@@ -140,6 +147,28 @@ class HttpResponse:
     @property
     def text(self) -> str:
         return self.decoded()
+
+    def xml(self) -> Element | None:
+        """The answer as XML (defusedxml: no entity expansion, no external references), or
+        None when it is not XML. Parsed once: a fault, the verdict, a refusal's reason and
+        a destination's rules and captures all read it."""
+        parsed = self._xml
+        if parsed is _NOT_PARSED:
+            parsed = self._parsed_xml()
+            object.__setattr__(self, "_xml", parsed)
+        return parsed  # type: ignore[no-any-return]
+
+    def _parsed_xml(self) -> Element | None:
+        start = self.body.lstrip()[:5]
+        if not start.startswith(b"<"):
+            return None
+        # Without a declaration of its own, XML is read in the charset its header names.
+        declared = start == b"<?xml" or self.charset == "utf-8"
+        try:
+            root: Element = SafeET.fromstring(self.body if declared else self.decoded())
+        except Exception:  # not XML, truncated XML, or entity tricks defusedxml refuses
+            return None
+        return root
 
     def json(self) -> Any:
         """The body as JSON, or None when it is not JSON (an HTML error page, say). JSON is

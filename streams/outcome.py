@@ -22,8 +22,6 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 from xml.etree.ElementTree import Element
 
-import defusedxml.ElementTree as SafeET
-
 from streams.errors import DeliveryConnectionError, DeliveryError, DeliveryTimeout
 from streams.model import HttpResponse, Outcome, OutcomeCategory, Retirement
 
@@ -152,7 +150,7 @@ def default_outcome(res: HttpResponse) -> Outcome:
         fields = _refusal_fields(res, body)
         errors = _error_said(_lowered(fields)) if fields else None
         said = _reason(fields) or errors or _problem_title(res, body)
-        line = next(iter(_short_text(res).splitlines()), "").strip()
+        line = _first_line(res)
         if res.status in (406, 415):
             # Our request's format (415) or the answer's we ask for (406) is not one the
             # recipient speaks: every lead would meet it.
@@ -206,7 +204,7 @@ def _refusal_fields(res: HttpResponse, body: Any) -> dict[str, Any] | None:
     refusal's words were not read before, and it was ``Rejected (HTTP 400)``."""
     if isinstance(body, dict):
         return body
-    root = parse_xml(res) if res.body.lstrip()[:1] == b"<" else None
+    root = res.xml()
     if root is None:
         return None
     fields: dict[str, Any] = _verdict_of(root)[0]
@@ -233,7 +231,7 @@ def server_error(res: HttpResponse, fields: dict[str, Any] | None, raw: str | No
     the same wall each time and was never counted as a duplicate) or rate limited (retried
     when the limit resets, as a 429). Other words are not read: "invalid" in a server's
     error is more often its own state than the lead's."""
-    said = _reason(fields) or next(iter(_short_text(res).splitlines()), "")
+    said = _reason(fields) or _first_line(res)
     if said and _DUPLICATE.search(said):
         return Outcome.failure("Duplicate lead", raw=raw, category=OutcomeCategory.DUPLICATE)
     if said and _says_rate_limited(said):
@@ -289,20 +287,6 @@ def _header_time(value: str) -> float | None:
     return seconds if 0 <= seconds < 1e11 else None
 
 
-def parse_xml(res: HttpResponse) -> Element | None:
-    """The answer as XML (defusedxml: no entity expansion, no external references), or
-    None when it is not XML."""
-    if not res.body.lstrip().startswith(b"<"):
-        return None
-    # Without a declaration of its own, XML is read in the charset its header names.
-    declared = res.body.lstrip()[:5] == b"<?xml" or res.charset == "utf-8"
-    try:
-        root: Element = SafeET.fromstring(res.body if declared else res.decoded())
-    except Exception:  # not XML, truncated XML, or entity tricks defusedxml refuses
-        return None
-    return root
-
-
 # A SOAP fault's code says whose fault it is (SOAP 1.1 §4.4.1, 1.2 §5.4.6): the sender's
 # (Client, Sender: "should not be resent without change") or the receiver's (Server,
 # Receiver: may succeed later); VersionMismatch and MustUnderstand, our envelope's.
@@ -320,7 +304,7 @@ def soap_fault(res: HttpResponse) -> Outcome | None:
     and any 4xx/5xx one read by its status alone. None when the answer is not a fault."""
     if b"Fault" not in res.body or res.body.lstrip()[:1] != b"<":
         return None
-    root = parse_xml(res)
+    root = res.xml()
     if root is None or _local(root.tag) != "Envelope":
         return None
     body = next((child for child in root if _local(child.tag) == "Body"), None)
@@ -402,7 +386,7 @@ def _xml_verdict_fields(res: HttpResponse) -> tuple[dict[str, str], bool]:
     are captured. An answer that is one line of text in XML, .NET web services' way (an
     ASMX ``<string>REJECTED: Duplicate</string>``, a SOAP ``<AddLeadResult>`` alone in its
     response), is read as that line (``_line_verdict``): it was a sale whatever it said."""
-    root = parse_xml(res)
+    root = res.xml()
     return _verdict_of(root) if root is not None else ({}, False)
 
 
@@ -600,6 +584,11 @@ def error_page(res: HttpResponse, raw: str | None) -> Outcome | None:
     if known is not None or _PAGE_FAILED.search(title):
         return Outcome.error(f"Recipient error page: {page}", retryable=True, raw=raw)
     return None
+
+
+def _first_line(res: HttpResponse) -> str:
+    """A short plain-text answer's first line (``_short_text``), where a refusal's words are."""
+    return next(iter(_short_text(res).splitlines()), "").strip()
 
 
 def rate_limited(raw: str | None) -> Outcome:

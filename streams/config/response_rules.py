@@ -25,7 +25,6 @@ from streams.outcome import (
     RAW_LIMIT,
     REASON_LIMIT,
     normalize_reason,
-    parse_xml,
     to_price,
 )
 
@@ -197,7 +196,7 @@ class ResponseConfig(BaseModel):
         if not self.rules and self.expect == "any":
             return None
         text = res.decoded(BODY_SCAN_LIMIT)
-        body, xml = res.json(), parse_xml(res)
+        body, xml = res.json(), res.xml()
         raw = res.text[:RAW_LIMIT] or None
         unreadable = (self.expect == "json" and body is None) or (
             self.expect == "xml" and xml is None
@@ -236,7 +235,7 @@ class ResponseConfig(BaseModel):
         """Fill reference id, price and appended values of a success from ``capture``."""
         if outcome.kind is not OutcomeKind.SUCCESS or not self.capture:
             return outcome
-        body, xml = res.json(), parse_xml(res)
+        body, xml = res.json(), res.xml()
         values = {name: path.read(body, xml) for name, path in self.capture.items()}
         reference = values.pop("reference_id", None)
         price = to_price(values.pop("price", None))

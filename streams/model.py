@@ -108,8 +108,10 @@ class HttpResponse:
     headers: dict[str, str]
     body: bytes
     _charset: str | None = field(default=None, init=False, repr=False, compare=False)
-    # The answer as XML, once parsed (``xml()``); _NOT_PARSED until it is asked.
+    # The answer as XML and as JSON, once parsed (``xml()``, ``json()``); _NOT_PARSED
+    # until asked.
     _xml: Any = field(default=_NOT_PARSED, init=False, repr=False, compare=False)
+    _json: Any = field(default=_NOT_PARSED, init=False, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         """A header's value, whatever the case of its name."""
@@ -172,7 +174,16 @@ class HttpResponse:
 
     def json(self) -> Any:
         """The body as JSON, or None when it is not JSON (an HTML error page, say). JSON is
-        UTF-8 by its RFC, but older APIs answer in the charset their header names."""
+        UTF-8 by its RFC, but older APIs answer in the charset their header names. Parsed
+        once, as ``xml()``: the verdict, a destination's rules, defaults and captures and
+        its integration all read it; what it returns is shared, so it is only read."""
+        parsed = self._json
+        if parsed is _NOT_PARSED:
+            parsed = self._parsed_json()
+            object.__setattr__(self, "_json", parsed)
+        return parsed
+
+    def _parsed_json(self) -> Any:
         body = self.body
         if body.startswith(codecs.BOM_UTF8):  # .NET writes one; RFC 8259 lets readers skip it
             body = body[len(codecs.BOM_UTF8) :]

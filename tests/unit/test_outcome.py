@@ -422,3 +422,16 @@ def test_a_cloudflare_challenge_is_the_firewalls_block_not_the_leads(status: int
     assert outcome.reason == "Blocked by the recipient's firewall (Cloudflare challenge)"
     assert (outcome.kind, outcome.retryable) == (OutcomeKind.ERROR, False)
     assert outcome.category is OutcomeCategory.AUTH_ERROR
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"status": "accepted", "id": "R-1"}', b"<response><status>ok</status></response>"]
+)
+def test_an_answer_is_parsed_once_whoever_reads_it(body: bytes) -> None:
+    """The verdict, a destination's rules and captures and its integration each read the
+    answer: a lead with rules parsed its JSON up to three times, as it did its XML."""
+    res = answer(200, body)
+    assert res.json() is res.json()
+    assert res.xml() is res.xml()
+    assert default_outcome(res).kind is OutcomeKind.SUCCESS
+    assert (res.json() is None) == body.startswith(b"<")

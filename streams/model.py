@@ -5,7 +5,9 @@ Plain frozen dataclasses so every stage can be tested with literals and no Kafka
 
 from __future__ import annotations
 
+import ast
 import codecs
+import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -197,12 +199,48 @@ class HttpResponse:
             except orjson.JSONDecodeError:
                 pass
         notices = _PHP_NOTICES.match(body)
-        if notices is None or notices.end() == len(body):
+        if notices is not None and notices.end() < len(body):
+            try:  # the answer after PHP's notices
+                return orjson.loads(body[notices.end() :])
+            except orjson.JSONDecodeError:
+                pass
+        return _lenient_json(self.decoded()) if looks_like_json(body) else None
+
+
+def looks_like_json(body: bytes) -> bool:
+    """Whether a body opens as a JSON object or array does (a byte order mark and blanks
+    before it skipped)."""
+    return body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"[")
+
+
+def _lenient_json(text: str) -> Any:
+    """An answer that opens as JSON and is not JSON to orjson, read as its writer meant it:
+    what Python's json writes for a float that is no number (``NaN``, ``Infinity``); JSON
+    followed by something else (a free host's injected ``<script>``, a debug comment),
+    read up to its end; a short Python literal (``{'status': 'rejected'}``: an endpoint that
+    answers ``str(result)``). None when none of them reads it."""
+    text = text.lstrip("\ufeff \t\r\n")
+    try:
+        value = _JSON_DECODER.raw_decode(text)[0]
+    except (ValueError, RecursionError):
+        if len(text) > _PYTHON_LITERAL_LIMIT:
             return None
-        try:  # the answer after PHP's notices
-            return orjson.loads(body[notices.end() :])
-        except orjson.JSONDecodeError:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             return None
+    if not isinstance(value, dict | list):
+        return None
+    # As JSON has it, so every reader meets what orjson gives: text keys, no set or bytes,
+    # no lone surrogate (which no event could encode), NaN as null.
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except orjson.JSONEncodeError:
+        return None
+
+
+_JSON_DECODER = json.JSONDecoder()
+_PYTHON_LITERAL_LIMIT = 2000  # characters: a verdict, not a document
 
 
 # PHP with display_errors on prints its notices before the answer, as HTML

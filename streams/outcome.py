@@ -23,7 +23,7 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 from xml.etree.ElementTree import Element
 
 from streams.errors import DeliveryConnectionError, DeliveryError, DeliveryTimeout
-from streams.model import HttpResponse, Outcome, OutcomeCategory, Retirement
+from streams.model import HttpResponse, Outcome, OutcomeCategory, Retirement, looks_like_json
 
 RAW_LIMIT = 1000  # characters of the recipient's text kept beside the reason
 REASON_LIMIT = 80
@@ -111,6 +111,16 @@ def default_outcome(res: HttpResponse) -> Outcome:
     if fault is not None:
         return fault
     if 200 <= res.status < 300:
+        if body is None and looks_like_json(res.body):
+            # JSON that cannot be read even leniently (HttpResponse.json): cut short, or
+            # written by hand with a stray quote. Whether it said yes is unknown: it is not
+            # billed as a sale, nor resent to this recipient (which might have taken it).
+            return Outcome.error(
+                f"Unreadable response (HTTP {res.status}: not JSON)",
+                retryable=False,
+                raw=raw,
+                category=OutcomeCategory.RECIPIENT_ERROR,
+            )
         verdict, capturable = (body, True) if isinstance(body, dict) else _text_verdict(res, body)
         said_no = _said_no(verdict)
         if said_no is not None:

@@ -636,6 +636,57 @@ async def test_a_php_answer_after_its_notices_is_read(
     assert (outcome.kind, outcome.reason, outcome.reference_id) == (kind, reason, reference)
 
 
+@pytest.mark.parametrize(
+    ("body", "kind", "reason", "reference"),
+    [
+        # Python's json writes NaN for a float that is no number; orjson refuses it
+        (b'{"status": "rejected", "reason": "Duplicate", "score": NaN}', OutcomeKind.FAILURE,
+         "Duplicate lead", None),
+        (b'{"status": "accepted", "id": "N-1", "price": Infinity}', OutcomeKind.SUCCESS,
+         "Accepted", "N-1"),
+        # A free host injects its script after every answer
+        (b'{"status": "rejected", "reason": "Zip not covered"}\n<script src="//x.example/a.js">'
+         b"</script>", OutcomeKind.FAILURE, "Outside service area", None),
+        # An endpoint that answers str(result)
+        (b"{'status': 'rejected', 'reason': 'Duplicate', 'ok': False}", OutcomeKind.FAILURE,
+         "Duplicate lead", None),
+        (b"{'status': 'success', 'lead_id': 'P-7'}", OutcomeKind.SUCCESS, "Accepted", "P-7"),
+    ],
+)  # fmt: skip
+async def test_json_as_its_writer_meant_it_is_read(
+    body: bytes, kind: OutcomeKind, reason: str, reference: str | None
+) -> None:
+    """Each of these was unreadable to orjson and, whatever it said, a sale."""
+    outcome = (await deliver(answering(body, "application/json"))).outcome
+    assert (outcome.kind, outcome.reason, outcome.reference_id) == (kind, reason, reference)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"status": "rejected", "reason": "Dupli',  # cut short
+        b'{"status": "rejected", "reason": "It\'s a "duplicate""}',  # a stray quote
+        b"  [{'id': 1}, {'id': 2},",
+    ],
+)
+async def test_a_2xx_that_opens_as_json_and_cannot_be_read_is_not_a_sale(body: bytes) -> None:
+    """Whether it said yes is unknown: billed as a sale before, it is now an error that is not
+    resent to this recipient (which may have taken the lead), its words in ``raw``."""
+    outcome = (await deliver(answering(body, "application/json"))).outcome
+    assert outcome.kind is OutcomeKind.ERROR and not outcome.retryable, outcome
+    assert outcome.reason == "Unreadable response (HTTP 200: not JSON)"
+    assert outcome.category is OutcomeCategory.RECIPIENT_ERROR
+    assert outcome.raw == body.decode()
+
+
+async def test_a_rule_reads_an_answer_that_is_not_json_its_own_way() -> None:
+    """A recipient whose answer is broken JSON on every sale says so in a rule."""
+    rules = [{"when": {"body_matches": "^\\{.status.: .ok"}, "outcome": "success"}]
+    attempt = await deliver(answering(b'{"status": "ok", "id": ', "application/json"),
+                            response={"rules": rules})  # fmt: skip
+    assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

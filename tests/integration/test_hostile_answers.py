@@ -80,6 +80,11 @@ TEXT_LINES = st.builds(
 BODIES = st.one_of(
     st.binary(max_size=300),
     JSON_VALUES.map(lambda value: json.dumps(value).encode()),  # any size of integer
+    # What the lenient reading meets: a Python literal (an endpoint answering str(result)),
+    # JSON cut short, JSON followed by a free host's injected script
+    JSON_VALUES.map(lambda value: repr(value).encode()),
+    JSON_VALUES.map(lambda value: json.dumps(value).encode()[:-1]),
+    JSON_VALUES.map(lambda value: json.dumps(value).encode() + b"<script>x()</script>"),
     TEXT_LINES.map(str.encode),
     st.builds(lambda k, v: f"status={k}&reason={v}".encode(), st.text(max_size=10), HEADER_TEXT),
     st.builds(

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import fcntl
 import logging
 import os
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,6 +95,13 @@ class TokenCache:
     async def _fetch(self, destination: Destination, send: Send) -> tuple[str, float]:
         auth = destination.auth
         assert isinstance(auth, OAuth2Auth)
+        shared = auth.refresh_token_file if auth.grant == "refresh_token" else None
+        async with _one_refresh_at_a_time(shared, destination.id):
+            return await self._fetch_unshared(destination, auth, send)
+
+    async def _fetch_unshared(
+        self, destination: Destination, auth: OAuth2Auth, send: Send
+    ) -> tuple[str, float]:
         self.requests += 1
         refresh_token, file_said = self._refresh_token(destination.id, auth)
         response = await send(token_request(auth, refresh_token), destination)
@@ -179,6 +190,54 @@ class TokenCache:
                 )
         key = (destination_id, auth.refresh_token.get_secret_value())
         self._rotated[key] = _Rotated(new, file_said)
+
+
+# How long a refresh waits for another worker's on the same file: its token request is
+# bounded by the destination's timeout, so past this the other worker is stuck, not busy.
+REFRESH_LOCK_WAIT_S = 30.0
+_REFRESH_LOCK_POLL_S = 0.05
+
+
+@contextlib.asynccontextmanager
+async def _one_refresh_at_a_time(path: Path | None, destination_id: str) -> AsyncIterator[None]:
+    """Workers that share a rotating refresh token's file refresh one at a time: each
+    refresh holds an exclusive lock (flock) on the file's directory from reading the file to
+    writing the new token. Without it, two workers that read the same token both sent it,
+    the endpoint voided it at the first answer and refused the second (``invalid_grant``):
+    an authentication error, which opens the destination's circuit at once. The directory,
+    not the file, because the file is replaced whole (a lock on it would stay on the old
+    one), and a directory is locked without a file of our own in it. Polled, not waited
+    for, so the event loop goes on; a filesystem without locks refreshes without one."""
+    if path is None:
+        yield
+        return
+    try:
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield
+        return
+    try:
+        deadline = time.monotonic() + REFRESH_LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(directory, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    log.warning(
+                        "destination %s: another worker's token refresh has held %s for "
+                        "%.0f s; refreshing without waiting for it",
+                        destination_id,
+                        path.parent,
+                        REFRESH_LOCK_WAIT_S,
+                    )
+                    break
+                await asyncio.sleep(_REFRESH_LOCK_POLL_S)
+            except OSError:
+                break  # no locks here (some network filesystems)
+        yield
+    finally:
+        os.close(directory)  # and with it the lock
 
 
 def _read(path: Path | None) -> str | None:

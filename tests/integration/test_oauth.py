@@ -243,6 +243,34 @@ async def test_a_rotated_refresh_token_is_written_to_its_file_for_the_next_start
     assert sent == ["refresh-1", "refresh-2", "issued-by-hand"]
 
 
+async def test_workers_sharing_a_rotating_refresh_token_refresh_in_turn(
+    authorization_server: AuthorizationServer, sender: HttpSender, tmp_path: Path
+) -> None:
+    """Two workers (each its TokenCache, each opening the file's directory on its own, as
+    two processes do) that need a token at the same moment: one refreshes, the other waits
+    for it and sends the token it wrote. Before, both sent the token they had read, the
+    endpoint voided it at the first answer and refused the second (``invalid_grant``): an
+    authentication error, and the destination's circuit open in that worker."""
+    authorization_server.live_refresh_tokens = {"refresh-1"}
+    secret = tmp_path / "crm-refresh-token"
+    secret.write_text("refresh-1\n")
+    dest = oauth_destination(
+        authorization_server, grant="refresh_token", refresh_token=f"${{file:{secret}}}"
+    )
+    workers = [TokenCache() for _ in range(3)]
+    attempts = await asyncio.gather(
+        *(
+            attempt_delivery(lead(n), dest, sender, tokens=tokens)
+            for n, tokens in enumerate(workers)
+        )
+    )
+    assert [a.outcome.kind for a in attempts] == [OutcomeKind.SUCCESS] * 3, attempts
+    sent = [form["refresh_token"] for form in authorization_server.token_requests]
+    assert sent == ["refresh-1", "refresh-2", "refresh-3"]
+    assert secret.read_text() == "refresh-4\n"
+    assert os.listdir(tmp_path) == ["crm-refresh-token"]
+
+
 async def test_an_instance_url_that_is_no_url_is_not_followed(
     authorization_server: AuthorizationServer, sender: HttpSender
 ) -> None:

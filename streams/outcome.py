@@ -122,6 +122,10 @@ def default_outcome(res: HttpResponse) -> Outcome:
                 category=OutcomeCategory.RECIPIENT_ERROR,
             )
         verdict, capturable = (body, True) if isinstance(body, dict) else _text_verdict(res, body)
+        status = _status_said(verdict)
+        if status is not None:
+            # Read as if it had come with that status: a 409 a duplicate, a 5xx retried.
+            return default_outcome(replace(res, status=status))
         said_no = _said_no(verdict)
         if said_no is not None:
             # The recipient's reason when it gives one, else its own word ("rejected").
@@ -693,14 +697,43 @@ def _said_no(body: Any) -> str | None:
             return "Rejected"
         if isinstance(value, str) and name in _STATE_KEYS and _state_says(value) is False:
             return value.strip()[:REASON_LIMIT]
-    said_yes = any(str(fields.get(flag)).strip().lower() == "true" for flag in _NO_FLAGS) or any(
-        isinstance(fields.get(key), str) and _state_says(fields[key]) is True for key in _STATE_KEYS
-    )
-    if said_yes:
+    if _said_yes(fields):
         return None
     if any(str(fields.get(flag)).strip().lower() in _TRUE_WORDS for flag in _DUPLICATE_FLAGS):
         return "Duplicate lead"  # {"duplicate": true}, unless it also said it took the lead
     return _error_said(fields)
+
+
+def _said_yes(fields: dict[str, Any]) -> bool:
+    """Whether a verdict's fields (``_lowered``) say yes: ``success``/``accepted``/``ok``
+    true, or a status or result whose words say so."""
+    return any(str(fields.get(flag)).strip().lower() == "true" for flag in _NO_FLAGS) or any(
+        isinstance(fields.get(key), str) and _state_says(fields[key]) is True for key in _STATE_KEYS
+    )
+
+
+# An "always 200" API's real status, in its body: {"status": 409, "message": "Duplicate"},
+# {"code": 400, "msg": "Invalid phone"}, <response><statusCode>500</statusCode>…
+_STATUS_KEYS = frozenset(
+    {"status", "code", "statuscode", "status_code", "httpcode", "http_code", "httpstatus",
+     "http_status", "httpstatuscode"}
+)  # fmt: skip
+
+
+def _status_said(verdict: Any) -> int | None:
+    """The HTTP status a 2xx answer's verdict says it stands for, when it says an error's
+    (400 to 599) and does not also say yes; else None."""
+    if not isinstance(verdict, dict):
+        return None
+    fields = _lowered(verdict)
+    for name, value in fields.items():
+        if name not in _STATUS_KEYS or isinstance(value, bool):
+            continue
+        if isinstance(value, str) and len(value) == 3 and value.isdigit():
+            value = int(value)
+        if isinstance(value, int) and 400 <= value <= 599:
+            return None if _said_yes(fields) else value
+    return None
 
 
 _DUPLICATE_FLAGS = ("duplicate", "is_duplicate", "isduplicate", "dupe")

@@ -687,6 +687,37 @@ async def test_a_rule_reads_an_answer_that_is_not_json_its_own_way() -> None:
     assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type", "kind", "reason", "retryable"),
+    [
+        (b'{"status": 409, "message": "Lead exists"}', "application/json", OutcomeKind.FAILURE,
+         "Duplicate lead", False),
+        (b'{"code": 400, "msg": "Invalid phone"}', "application/json", OutcomeKind.FAILURE,
+         "Invalid data", False),
+        (b'{"statusCode": "503", "message": "Database busy"}', "application/json",
+         OutcomeKind.ERROR, "Recipient error (HTTP 503)", True),
+        (b'{"code": 401, "message": "Bad key"}', "application/json", OutcomeKind.ERROR,
+         "Authentication failed (HTTP 401)", False),
+        (b"<response><StatusCode>422</StatusCode><Message>Zip required</Message></response>",
+         "text/xml", OutcomeKind.FAILURE, "Invalid data", False),
+        # A status that says yes beside it, an app's own code, a success code: sales
+        (b'{"status": 400, "success": true, "id": "S-1"}', "application/json",
+         OutcomeKind.SUCCESS, "Accepted", False),
+        (b'{"code": 0, "msg": "ok", "id": "S-2"}', "application/json", OutcomeKind.SUCCESS,
+         "Accepted", False),
+        (b'{"code": 4001, "id": "S-3"}', "application/json", OutcomeKind.SUCCESS, "Accepted",
+         False),
+    ],
+)  # fmt: skip
+async def test_an_always_200_answer_is_read_by_the_status_in_its_body(
+    body: bytes, content_type: str, kind: OutcomeKind, reason: str, retryable: bool
+) -> None:
+    """APIs that answer every request with a 200 and say the real status in the body: each
+    of these was a sale, billed, where it said a duplicate, a refusal or a failure."""
+    outcome = (await deliver(answering(body, content_type))).outcome
+    assert (outcome.kind, outcome.reason, outcome.retryable) == (kind, reason, retryable)
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

@@ -172,6 +172,23 @@ def default_outcome(res: HttpResponse) -> Outcome:
             return configuration_refused(
                 f"HTTP {res.status} {phrase}: check the integration or headers", raw
             )
+        if res.status == 419:
+            # Laravel's "Page Expired": the url is a web form's, which refuses a post that
+            # did not come from its own page (CSRF): every lead would meet it.
+            return configuration_refused(
+                "HTTP 419 Page Expired: a web form's url, closed to other senders (CSRF); "
+                "ask the recipient for its API url",
+                raw,
+            )
+        if res.status == 426:
+            # Its Upgrade header names what (RFC 9110 §15.5.22: "TLS/1.2, HTTP/1.1"), in the
+            # recipient's words: only a protocol name's characters are kept.
+            named = _PROTOCOL_NAME.sub("", res.header("Upgrade") or "")[:40].strip()
+            upgrade = named or "another protocol"
+            return configuration_refused(
+                f"HTTP 426 Upgrade Required: the recipient asks for {upgrade}; check the url",
+                raw,
+            )
         if res.status in (405, 410) or (res.status == 404 and _no_route(said or line)):
             # No endpoint there for this request (a wrong url or method, a retired API
             # version): every lead would meet it, where each was "Rejected (HTTP 404)".
@@ -201,6 +218,8 @@ def _one_answer(body: Any) -> Any:
 # web framework's own words (Go's "404 page not found", Express's "Cannot POST /leads",
 # Spring's "error": "Not Found", Pipedrive's "Unknown method"). A 404 that says something
 # else ("No buyer for this lead") is the recipient's answer about the lead.
+_PROTOCOL_NAME = re.compile(r"[^\w./, -]")
+
 _NO_ROUTE = re.compile(
     r"(?:404\b.*|(?:page |resource |route |endpoint )?not found\W*|cannot (?:post|put|patch|get)\b.*"
     r"|no route\b.*|unknown (?:method|endpoint|route)\b.*)",

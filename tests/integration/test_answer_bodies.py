@@ -519,6 +519,9 @@ async def test_an_error_object_says_why(
         (404, b"", "text/plain"),
         (405, b"", "text/plain"),
         (410, b'{"message": "API v1 was retired on 2026-08-01"}', "application/json"),
+        # Laravel's CSRF check on a web form's url: "Page Expired", whatever the lead
+        (419, page("Page Expired", '<div class="code">419</div>'), "text/html"),
+        (419, b'{"message": "CSRF token mismatch."}', "application/json"),
     ],
 )  # fmt: skip
 async def test_no_endpoint_at_the_url_is_a_configuration_refused(
@@ -531,6 +534,22 @@ async def test_no_endpoint_at_the_url_is_a_configuration_refused(
         OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR, False
     )  # fmt: skip
     assert outcome.reason.startswith(f"Configuration refused (HTTP {status} ")
+
+
+async def test_a_recipient_that_asks_for_another_protocol_says_which() -> None:
+    """426 Upgrade Required (a server that takes only TLS on that port, say): every lead
+    would meet it, where each was "Rejected (HTTP 426)". Its Upgrade header is the
+    recipient's words: only a protocol name's characters reach the reason."""
+
+    async def answer(_: Recipient, __: Received) -> web.Response:
+        return web.Response(status=426, headers={"Upgrade": "TLS/1.2, HTTP/1.1 <b>x</b>"})
+
+    outcome = (await deliver(Recipient(answer))).outcome
+    assert (outcome.kind, outcome.category) == (OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR)
+    assert outcome.reason == (
+        "Configuration refused (HTTP 426 Upgrade Required: the recipient asks for "
+        "TLS/1.2, HTTP/1.1 bx/b; check the url)"
+    )
 
 
 async def test_a_404_that_says_something_else_is_the_recipients_answer() -> None:

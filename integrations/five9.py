@@ -28,7 +28,7 @@ from streams.outcome import (
     rate_limited,
 )
 from streams.secrets import SCRUBBER
-from streams.template.conversions import to_text
+from streams.template.conversions import xml_text
 
 NAME = "five9"
 # Five9 denies a login's concurrent requests, and documents addRecordToList at 160 a
@@ -80,15 +80,15 @@ def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRe
         (name, value) for name, value in payload.items() if not isinstance(value, dict | list)
     ]
     mapping = "".join(
-        f"<fieldsMapping><columnNumber>{n}</columnNumber><fieldName>{escape(name)}</fieldName>"
+        f"<fieldsMapping><columnNumber>{n}</columnNumber><fieldName>{escape(xml_text(name))}</fieldName>"
         f"<key>{'true' if name in settings.key_fields else 'false'}</key></fieldsMapping>"
         for n, (name, _) in enumerate(columns, start=1)
     )
-    fields = "".join(f"<fields>{escape(to_text(value))}</fields>" for _, value in columns)
+    fields = "".join(f"<fields>{escape(xml_text(value))}</fields>" for _, value in columns)
     body = (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<soapenv:Envelope xmlns:soapenv="{SOAP_NS}" '
         f'xmlns:ser="{SERVICE_NS}"><soapenv:Body><ser:addRecordToList>'
-        f"<listName>{escape(settings.list_name)}</listName><listUpdateSettings>{mapping}"
+        f"<listName>{escape(xml_text(settings.list_name))}</listName><listUpdateSettings>{mapping}"
         f"<skipHeaderLine>false</skipHeaderLine>"
         f"<callNowMode>{'ANY' if settings.call_now else 'NONE'}</callNowMode>"
         f"<cleanListBeforeUpdate>false</cleanListBeforeUpdate>"

@@ -18,7 +18,7 @@ from streams.compiled_model import CompiledModel
 from streams.errors import MappingError
 from streams.model import HttpRequest, HttpResponse, Lead, Outcome, Target
 from streams.outcome import default_outcome
-from streams.template.conversions import to_text
+from streams.template.conversions import xml_text
 from streams.template.parser import CompiledTemplate, EvaluationError, compile_template
 
 NAME = "xml_post"
@@ -56,7 +56,7 @@ class Config(CompiledModel):
 
 def _escape_xml(text: str) -> str:
     # Quotes too: a block may sit inside an attribute value.
-    return escape(text, {'"': "&quot;", "'": "&apos;"})
+    return escape(xml_text(text), {'"': "&quot;", "'": "&apos;"})
 
 
 def validate(lead: Lead, settings: Config) -> str | None:
@@ -109,12 +109,12 @@ def _fill(element: ET.Element, value: Any) -> None:
     if isinstance(value, dict):
         for key, child in value.items():
             if key.startswith("@"):
-                element.set(_name(key[1:]), to_text(child))
+                element.set(_name(key[1:]), xml_text(child))
                 continue
             for item in child if isinstance(child, list) else [child]:
                 _fill(ET.SubElement(element, _name(key)), item)
     elif value is not None:
-        element.text = to_text(value)
+        element.text = xml_text(value)
 
 
 def _name(key: str) -> str:

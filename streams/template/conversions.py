@@ -90,6 +90,23 @@ def to_text(value: Any) -> str:
     return str(value)
 
 
+# What XML 1.0 cannot carry, even as a character reference (its Char production): C0
+# controls but tab, newline and carriage return; lone surrogates; U+FFFE, U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_NOT_XML_KEPT_AS = {"\x0b": " ", "\x0c": " "}  # Excel's line break in a cell, a form feed
+
+
+def xml_text(value: Any) -> str:
+    """A value as XML text (``to_text``), less the characters XML cannot carry: a control
+    character pasted into a form's field made the whole body ill-formed, and the recipient
+    refused the lead for a character nobody could see (or its parser failed). A vertical
+    tab or form feed, which separate words, becomes a space."""
+    text = to_text(value)
+    if _NOT_XML.search(text) is None:
+        return text
+    return _NOT_XML.sub(lambda found: _NOT_XML_KEPT_AS.get(found.group(), ""), text)
+
+
 def to_number(value: Any, locale: str = "en_US") -> Decimal:
     """1250, 1250.5, "1,250.00", "$1,250", " 42 " → Decimal; anything else is refused."""
     kind = type(value)  # exact types: bool is not a number here, though it is an int

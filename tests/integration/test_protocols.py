@@ -187,6 +187,45 @@ async def test_soap_envelopes_follow_each_version(
         )
 
 
+async def parse_or_refuse(recipient: Recipient, received: Received) -> web.Response:
+    """An XML recipient as they are: ill-formed XML is refused before anything is read."""
+    try:
+        ET.fromstring(received.body)
+    except ET.ParseError as exc:
+        return web.Response(status=400, text=f"Malformed XML: {exc}")
+    return web.Response(status=201, text="<result><status>ok</status></result>")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"root": "Lead"},
+        {"root": "Lead", "soap": "1.1"},
+        {"template": '<Lead first="{{payload.first}}"><last>{{payload.last}}</last></Lead>'},
+    ],
+)
+async def test_characters_xml_cannot_carry_are_left_out_not_sent(
+    sender: HttpSender, settings: dict[str, Any]
+) -> None:
+    """A control character pasted into a form's field (a NUL, an ESC; Excel's line break in
+    a cell is a vertical tab) made the whole XML body ill-formed: the recipient refused the
+    lead ("Rejected (HTTP 400)") for a character nobody could see."""
+    recipient = await Recipient(answer=parse_or_refuse).start()
+    try:
+        dest = destination(
+            url=recipient.url("/xml"), integration="xml_post", mapping=MAPPING, settings=settings
+        )
+        lead = Lead("L-2", {"id": "L-2", "lead": {"first_name": "Ada\x00\x1b", "email": "a@x.io",
+                                                    "last_name": "Love\x0blace\ufffe"}})  # fmt: skip
+        attempt = await attempt_delivery(lead, dest, sender)
+        assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+        root = ET.fromstring(recipient.requests[-1].body)
+        texts = [root.get("first"), *(element.text for element in root.iter())]
+        assert "Ada" in texts and "Love lace" in texts, texts
+    finally:
+        await recipient.stop()
+
+
 @pytest.mark.parametrize(
     ("auth", "header", "expected"),
     [

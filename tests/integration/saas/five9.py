@@ -75,9 +75,13 @@ class Five9Double(LocalServer):
         if self.transient:
             self.transient -= 1
             return self._fault("Internal server error. Resubmit the request.", "ServerFault")
-        operation = ET.fromstring(await request.read()).find(
-            f"{{{SOAP}}}Body/{{{SERVICE}}}addRecordToList"
-        )
+        try:
+            envelope = ET.fromstring(await request.read())
+        except ET.ParseError as exc:  # what its JAX-WS server says of ill-formed XML
+            return self._fault(
+                f"Couldn't create SOAP message due to exception: XML reader error: {exc}"
+            )
+        operation = envelope.find(f"{{{SOAP}}}Body/{{{SERVICE}}}addRecordToList")
         if operation is None:
             return self._fault("Unknown operation")
         list_name = operation.findtext("listName")

@@ -79,6 +79,17 @@ async def test_added_then_duplicate_then_invalid(
     )
 
 
+async def test_a_control_character_in_a_field_does_not_break_the_envelope(
+    five9: Five9Double, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NUL or an ESC pasted into a form's field made the SOAP body ill-formed: Five9's
+    server faulted on it, and the lead was retried into the same fault."""
+    dest = dialer(five9, monkeypatch)
+    added = await attempt_delivery(lead("2015550124", first_name="Ada\x00\x1b"), dest, sender)
+    assert added.outcome.kind is OutcomeKind.SUCCESS, added.outcome
+    assert five9.records[-1]["first_name"] == "Ada"
+
+
 async def test_unknown_list_is_a_fault_and_wrong_password_an_auth_error(
     five9: Five9Double, sender: HttpSender, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -269,7 +269,40 @@ def server_error(res: HttpResponse, fields: dict[str, Any] | None, raw: str | No
         return Outcome.failure("Duplicate lead", raw=raw, category=OutcomeCategory.DUPLICATE)
     if said and _says_rate_limited(said):
         return rate_limited(raw)
+    cloudflare = res.header("CF-RAY") is not None  # on every answer Cloudflare sends
+    if res.status == 504 or (res.status == 524 and cloudflare):
+        # A gateway in front of the recipient gave up waiting for its answer: the request
+        # reached it, so it may have taken the lead, as after our own timeout (a resend
+        # carries the same Idempotency-Key). Counted as a timeout, not a server's error.
+        by = "Cloudflare" if cloudflare else "a gateway"
+        return Outcome.error(
+            f"Timeout (HTTP {res.status}: {by} waited for the recipient)",
+            retryable=True,
+            raw=raw,
+            category=OutcomeCategory.TIMEOUT,
+        )
+    if cloudflare and (what := _CLOUDFLARE_ORIGIN.get(res.status)) is not None:
+        # Cloudflare's own 52x: it could not get an answer from the recipient's server.
+        return Outcome.error(
+            f"Recipient unreachable (HTTP {res.status}: Cloudflare {what})",
+            retryable=True,
+            raw=raw,
+            category=OutcomeCategory.RECIPIENT_ERROR,
+        )
     return Outcome.error(f"Recipient error (HTTP {res.status})", retryable=True, raw=raw)
+
+
+# What each of Cloudflare's own statuses says of the recipient's (origin) server, in its
+# documentation's words.
+_CLOUDFLARE_ORIGIN = {
+    520: "got an empty or unexpected answer from its server",
+    521: "found its server refusing connections",
+    522: "timed out connecting to its server",
+    523: "could not reach its server",
+    525: "failed the TLS handshake with its server",
+    526: "found its server's certificate invalid",
+    530: "could not resolve or reach its server",
+}
 
 
 # RFC 9745's Deprecation is a structured-field date ("@1688169599"); drafts before it sent

@@ -737,6 +737,37 @@ async def test_an_always_200_answer_is_read_by_the_status_in_its_body(
     assert (outcome.kind, outcome.reason, outcome.retryable) == (kind, reason, retryable)
 
 
+@pytest.mark.parametrize(
+    ("status", "reason", "category"),
+    [
+        (524, "Timeout (HTTP 524: Cloudflare waited for the recipient)", OutcomeCategory.TIMEOUT),
+        (522, "Recipient unreachable (HTTP 522: Cloudflare timed out connecting to its server)",
+         OutcomeCategory.RECIPIENT_ERROR),
+        (521, "Recipient unreachable (HTTP 521: Cloudflare found its server refusing "
+              "connections)", OutcomeCategory.RECIPIENT_ERROR),
+        (526, "Recipient unreachable (HTTP 526: Cloudflare found its server's certificate "
+              "invalid)", OutcomeCategory.RECIPIENT_ERROR),
+        (504, "Timeout (HTTP 504: Cloudflare waited for the recipient)", OutcomeCategory.TIMEOUT),
+    ],
+)  # fmt: skip
+async def test_cloudflare_says_what_became_of_the_recipients_server(
+    status: int, reason: str, category: OutcomeCategory
+) -> None:
+    """Cloudflare in front of a buyer's API answers its own 52x when it cannot get an answer
+    from the buyer's server: each was "Recipient error (HTTP 522)", and a 524 (the request
+    reached the server, which did not answer within 100 s: it may have the lead) was not
+    counted as the timeout it is. Retried, as before."""
+
+    async def answer(_: Recipient, __: Received) -> web.Response:
+        return web.Response(status=status, headers={"Server": "cloudflare",
+                                                    "CF-RAY": "8f1c2d3e4a5b6c7d-FRA"},
+                            text=f"error code: {status}")  # fmt: skip
+
+    outcome = (await deliver(Recipient(answer))).outcome
+    assert (outcome.kind, outcome.retryable) == (OutcomeKind.ERROR, True), outcome
+    assert (outcome.reason, outcome.category) == (reason, category)
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

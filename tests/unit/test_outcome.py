@@ -179,7 +179,9 @@ def test_authentication_errors_are_errors_not_retried(status: int) -> None:
         (500, "Recipient error (HTTP 500)", OutcomeCategory.RECIPIENT_ERROR),
         (502, "Recipient error (HTTP 502)", OutcomeCategory.RECIPIENT_ERROR),
         (503, "Recipient error (HTTP 503)", OutcomeCategory.RECIPIENT_ERROR),
-        (504, "Recipient error (HTTP 504)", OutcomeCategory.RECIPIENT_ERROR),
+        # A gateway that gave up waiting: the recipient may have the lead, as after a timeout
+        (504, "Timeout (HTTP 504: a gateway waited for the recipient)", OutcomeCategory.TIMEOUT),
+        (524, "Recipient error (HTTP 524)", OutcomeCategory.RECIPIENT_ERROR),  # not Cloudflare's
     ],
 )
 def test_temporary_statuses_are_retryable_errors(

@@ -9,6 +9,7 @@ import ast
 import codecs
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -156,11 +157,7 @@ class HttpResponse:
         """The answer as XML (defusedxml: no entity expansion, no external references), or
         None when it is not XML. Parsed once: a fault, the verdict, a refusal's reason and
         a destination's rules and captures all read it."""
-        parsed = self._xml
-        if parsed is _NOT_PARSED:
-            parsed = self._parsed_xml()
-            object.__setattr__(self, "_xml", parsed)
-        return parsed  # type: ignore[no-any-return]
+        return self._once("_xml", self._parsed_xml)  # type: ignore[no-any-return]
 
     def _parsed_xml(self) -> Element | None:
         start = self.body.lstrip()[:5]
@@ -179,10 +176,14 @@ class HttpResponse:
         UTF-8 by its RFC, but older APIs answer in the charset their header names. Parsed
         once, as ``xml()``: the verdict, a destination's rules, defaults and captures and
         its integration all read it; what it returns is shared, so it is only read."""
-        parsed = self._json
+        return self._once("_json", self._parsed_json)
+
+    def _once(self, name: str, parse: Callable[[], Any]) -> Any:
+        """The body as ``parse`` reads it, parsed at the first ask and kept in ``name``."""
+        parsed = getattr(self, name)
         if parsed is _NOT_PARSED:
-            parsed = self._parsed_json()
-            object.__setattr__(self, "_json", parsed)
+            parsed = parse()
+            object.__setattr__(self, name, parsed)
         return parsed
 
     def _parsed_json(self) -> Any:

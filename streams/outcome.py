@@ -207,11 +207,26 @@ def default_outcome(res: HttpResponse) -> Outcome:
 
 def _one_answer(body: Any) -> Any:
     """A JSON array of one object (``[{"status": "rejected", …}]``: APIs that answer every
-    request as a batch) is that object; a 2xx one was a sale whatever it said, a 4xx's
-    reason was not read. Any other body as it is."""
+    request as a batch) is that object; so is an object that only wraps another under a
+    wrapper's name (``{"response": {"status": "error", …}}``, ASP.NET's ``{"d": …}``, up to
+    two deep). A 2xx one was a sale whatever it said, a 4xx's reason was not read. Any
+    other body as it is: ``{"error": {…}}`` is an error's object, not a wrapper."""
     if isinstance(body, list) and len(body) == 1 and isinstance(body[0], dict):
-        return body[0]
+        body = body[0]
+    for _ in range(2):
+        if not isinstance(body, dict) or len(body) != 1:
+            break
+        name, inner = next(iter(body.items()))
+        if str(name).lower() not in _WRAPPERS or not isinstance(inner, dict | str):
+            break
+        if isinstance(inner, str) and str(name).lower() != "d":
+            break  # {"result": "rejected"} is a verdict, not a wrapper
+        body = inner
     return body
+
+
+# The names APIs wrap their answer in: ASP.NET AJAX's "d", and the usual envelopes.
+_WRAPPERS = frozenset({"d", "data", "result", "response", "lead", "body", "payload", "return"})
 
 
 # A 404 that says only that there is nothing at the url: nothing at all, an HTML page, a

@@ -482,6 +482,35 @@ async def test_a_json_array_of_one_answer_is_that_answer(
 
 
 @pytest.mark.parametrize(
+    ("status", "answer", "kind", "reason", "reference"),
+    [
+        (200, {"response": {"status": "error", "message": "Duplicate"}}, OutcomeKind.FAILURE,
+         "Duplicate lead", None),
+        (200, {"d": "REJECTED: Duplicate lead"}, OutcomeKind.FAILURE, "Duplicate lead", None),
+        (200, {"d": {"__type": "LeadResult", "Status": "Rejected", "Reason": "Zip not covered"}},
+         OutcomeKind.FAILURE, "Outside service area", None),
+        (200, {"data": {"lead": {"id": "Q-1", "status": "accepted"}}}, OutcomeKind.SUCCESS,
+         "Accepted", "Q-1"),
+        (422, {"result": {"message": "Phone is required"}}, OutcomeKind.FAILURE, "Invalid data",
+         None),
+        # Not wrappers: an error's object, a verdict in one field, a wrapper with a sibling
+        (200, {"error": {"message": "Invalid zip"}}, OutcomeKind.FAILURE, "Invalid data", None),
+        (200, {"result": "rejected"}, OutcomeKind.FAILURE, "rejected", None),
+        (200, {"data": {"status": "rejected"}, "id": "W-1"}, OutcomeKind.SUCCESS, "Accepted",
+         "W-1"),
+    ],
+)  # fmt: skip
+async def test_an_answer_wrapped_in_one_field_is_read_inside_it(
+    status: int, answer: dict[str, Any], kind: OutcomeKind, reason: str, reference: str | None
+) -> None:
+    """``{"response": {…}}``, ASP.NET AJAX's ``{"d": …}``: only the top level was read, and
+    a 2xx that said no inside its wrapper was a sale."""
+    attempt = await deliver(answering(orjson.dumps(answer), "application/json", status))
+    outcome = attempt.outcome
+    assert (outcome.kind, outcome.reason, outcome.reference_id) == (kind, reason, reference)
+
+
+@pytest.mark.parametrize(
     ("status", "answer", "kind", "reason"),
     [
         (200, {"error": {"code": 409, "message": "Lead already exists"}}, OutcomeKind.FAILURE,

@@ -85,7 +85,9 @@ def test_2xx_whose_body_says_no_is_a_failure_not_a_sale(
         {"Status": "OK", "LeadId": 77},
         {"result": "queued"},
         {"error": None, "id": 5},  # an empty error field is no refusal
-        {"data": {"status": "rejected"}},  # nested: the verdict is the top level's
+        # nested beside another field: the verdict is the top level's (a lone wrapper is
+        # read inside: test_an_answer_wrapped_in_one_field_is_read_inside_it)
+        {"data": {"status": "rejected"}, "id": "W-1"},
         {"error": "none", "id": 4},
         {"success": True, "error": "phone reformatted"},  # said yes: the error is a note
         {"status": "accepted", "errors": ["minor"]},

@@ -797,6 +797,10 @@ def _status_said(verdict: Any) -> int | None:
         if name not in _STATUS_KEYS or isinstance(value, bool):
             continue
         if isinstance(value, str) and len(value) == 3 and value.isdigit():
+            # A text "code" may be anything three digits long (an offer's, an area's) unless
+            # words say why beside it ({"code": "409", "msg": "Lead exists"}, XML's <code>).
+            if name == "code" and not any(key in fields for key in _REASON_KEYS):
+                continue
             value = int(value)
         if isinstance(value, int) and 400 <= value <= 599:
             return None if _said_yes(fields) else value

@@ -755,6 +755,10 @@ async def test_a_rule_reads_an_answer_that_is_not_json_its_own_way() -> None:
          "Accepted", False),
         (b'{"code": 4001, "id": "S-3"}', "application/json", OutcomeKind.SUCCESS, "Accepted",
          False),
+        (b'{"id": "S-4", "code": "415"}', "application/json", OutcomeKind.SUCCESS, "Accepted",
+         False),  # a text code without words beside it: an area's, an offer's
+        (b"<r><code>409</code><msg>Lead exists</msg></r>", "text/xml", OutcomeKind.FAILURE,
+         "Duplicate lead", False),
     ],
 )  # fmt: skip
 async def test_an_always_200_answer_is_read_by_the_status_in_its_body(

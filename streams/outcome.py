@@ -24,6 +24,7 @@ from xml.etree.ElementTree import Element
 
 from streams.errors import DeliveryConnectionError, DeliveryError, DeliveryTimeout
 from streams.model import HttpResponse, Outcome, OutcomeCategory, Retirement, looks_like_json
+from streams.template.conversions import ConversionError, to_number
 
 RAW_LIMIT = 1000  # characters of the recipient's text kept beside the reason
 REASON_LIMIT = 80
@@ -931,11 +932,32 @@ def to_price(value: Any) -> Decimal | None:
     or is larger than an event can carry (``LARGEST_PRICE``): no price, its words in raw."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
+    price: Decimal | None
     try:
         price = Decimal(str(value))
     except InvalidOperation:
+        price = _written_price(value) if isinstance(value, str) else None
+    if price is None:
         return None
     return price if price.is_finite() and abs(price) <= LARGEST_PRICE else None
+
+
+# A price written for people: a currency's sign or code around it, thousands grouped
+# ("$12.50", "12.50 USD", "USD 1,250.00", "€9"). A ping's bid so written was no bid, and the
+# buyer never won; a sale's price was lost to billing.
+_WRITTEN_PRICE = re.compile(
+    r"(?:[A-Z]{3}\s?)?[$€£¥]?\s?([+-]?\d[\d,]*(?:\.\d+)?)\s?[$€£¥]?(?:\s?[A-Z]{3})?"
+)
+
+
+def _written_price(text: str) -> Decimal | None:
+    found = _WRITTEN_PRICE.fullmatch(text.strip()) if len(text) <= 40 else None
+    if found is None:
+        return None
+    try:  # grouped by thousands as en_US writes them: "12,50" is refused, not guessed
+        return to_number(found.group(1))
+    except ConversionError:
+        return None
 
 
 # What an answer may add to a lead: the first few scalars, each short. A 2xx answer with

@@ -6,6 +6,7 @@ a JSON answer in Latin-1 was "Unreadable response"."""
 from __future__ import annotations
 
 import codecs
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from streams.config import parse_destinations
 from streams.model import Lead, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import attempt_delivery
 from streams.stages.delivery import HttpSender
+from streams.stages.routing import bid_of
 from tests.integration.recipients import Received, Recipient
 
 LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
@@ -799,6 +801,33 @@ async def test_cloudflare_says_what_became_of_the_recipients_server(
     outcome = (await deliver(Recipient(answer))).outcome
     assert (outcome.kind, outcome.retryable) == (OutcomeKind.ERROR, True), outcome
     assert (outcome.reason, outcome.category) == (reason, category)
+
+
+@pytest.mark.parametrize(
+    ("written", "price"),
+    [("$12.50", "12.50"), ("12.50 USD", "12.50"), ("USD 1,250.00", "1250.00"), ("€9", "9"),
+     ("12,50", None), ("about 12", None)],
+)  # fmt: skip
+async def test_a_price_or_bid_written_for_people_is_read(written: str, price: str | None) -> None:
+    """A currency's sign or code, thousands grouped: a sale's price so written was lost to
+    billing, and a ping's bid was no bid (the buyer never won). "12,50" could be twelve and
+    a half or twelve hundred and fifty: refused, not guessed."""
+    expected = None if price is None else Decimal(price)
+    sale = (await deliver(answering(orjson.dumps({"id": "P-1", "price": written}),
+                                    "application/json"))).outcome  # fmt: skip
+    assert (sale.kind, sale.price) == (OutcomeKind.SUCCESS, expected)
+    buyer = answering(orjson.dumps({"bid": written, "bid_id": "B-1"}), "application/json")
+    await buyer.start()
+    try:
+        dest = parse_destinations({"destinations": [{
+            "id": "buyer", "url": buyer.url(), "mapping": {"email": "email"},
+            "ping": {"url": buyer.url(), "mapping": {"state": "source"}}}]}).destinations[0]  # fmt: skip
+        sender = HttpSender()
+        ping = await attempt_delivery(LEAD, dest.pinged, sender)
+        await sender.close()
+    finally:
+        await buyer.stop()
+    assert bid_of(ping) == expected
 
 
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:

@@ -12,7 +12,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from streams.config.flows import (
     Waterfall,
 )
 from streams.model import Lead, OutcomeKind
+from streams.template.conversions import ConversionError, to_datetime
 from streams.template.operators import is_true
 from streams.template.parser import EvaluationError
 
@@ -231,19 +231,18 @@ def bid_of(ping: Attempt) -> Decimal | None:
 
 def bid_valid_until(ping: Attempt, ttl_s: float) -> float:
     """When a bid stops being valid (epoch seconds): ``bid_ttl_s`` after the answer, or the
-    buyer's own ``expires_at`` if it gave an earlier one (ISO 8601; one that cannot be
-    read is not a limit)."""
+    buyer's own ``expires_at`` if it gave an earlier one: ISO 8601, or a Unix time in
+    seconds or milliseconds, as buyers' APIs write it (a time that cannot be read is not a
+    limit; one without a zone is UTC)."""
     until = ping.finished_at.timestamp() + ttl_s
     expires = ping.outcome.appended.get("expires_at")
     if expires is None:
         return until
     try:
-        moment = datetime.fromisoformat(str(expires).replace("Z", "+00:00"))
-    except ValueError:
+        moment = to_datetime(expires)
+        return min(until, moment.timestamp())
+    except (ConversionError, ValueError, OverflowError):
         return until
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return min(until, moment.timestamp())
 
 
 async def route(step: Step, lead: Lead, deliver: Deliver) -> Routed:

@@ -19,7 +19,7 @@ from streams.control.home import Home, LeadStates
 from streams.model import HttpResponse, Lead, Outcome, OutcomeKind
 from streams.stages.attempt import Attempt, not_sent
 from streams.stages.events import delivery_event, lead_outcome
-from streams.stages.routing import advance, phase_at
+from streams.stages.routing import advance, bid_valid_until, phase_at
 from tests.unit.control.test_home import LEAD, SOURCE, merged
 
 BUYERS = ("a", "b", "c")
@@ -234,3 +234,28 @@ def test_a_ping_shares_its_buyers_limits_and_credentials() -> None:
     assert buyer.pinged.limits is buyer.limits  # one allowance for pings and posts
     assert buyer.pinged.id == "a" and buyer.pinged.headers == {"X-Team": "a"}
     assert buyer.pinged.retry.max_attempts == 1  # an auction does not wait for retries
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "held_s"),
+    [
+        ("{iso}", 20.0),  # ISO 8601
+        ("{seconds}", 20.0),  # a Unix time, as buyers' APIs often write it
+        ("{milliseconds}", 20.0),
+        ("soon", 60.0),  # unreadable: not a limit, the bid holds for bid_ttl_s
+        ("0001-01-01T00:00:00+23:59", -63_000_000_000.0),  # long past: no bid to post to
+    ],
+)
+def test_a_buyer_s_own_expiry_shortens_its_bid(expires_at: str, held_s: float) -> None:
+    """An expiry given as a Unix time was unreadable, so the bid was held for the whole
+    bid_ttl_s and the post went to a buyer whose bid had lapsed."""
+    answered = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    expiry = answered + timedelta(seconds=20)
+    written = expires_at.format(
+        iso=expiry.isoformat(),
+        seconds=int(expiry.timestamp()),
+        milliseconds=int(expiry.timestamp() * 1000),
+    )
+    ping = answer("a", bid("12.50", expires_at=written), "ping", at=answered)
+    held = bid_valid_until(ping, 60.0) - answered.timestamp()
+    assert held == held_s if held_s > 0 else held < 0

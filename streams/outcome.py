@@ -928,8 +928,11 @@ LARGEST_PRICE = Decimal("9999999999")
 
 
 def to_price(value: Any) -> Decimal | None:
-    """A price as a recipient writes it (12.5, "12.50"); None when it is not a finite number
-    or is larger than an event can carry (``LARGEST_PRICE``): no price, its words in raw."""
+    """A price as a recipient writes it (12.5, "12.50", "$12.50", a money object's amount:
+    ``{"amount": "12.50", "currency": "USD"}``); None when it is not a finite number or is
+    larger than an event can carry (``LARGEST_PRICE``): no price, its words in raw."""
+    if isinstance(value, dict):
+        value = next(_values(value, ("amount", "value")), None)
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     price: Decimal | None

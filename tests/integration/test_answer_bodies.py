@@ -806,11 +806,14 @@ async def test_cloudflare_says_what_became_of_the_recipients_server(
 @pytest.mark.parametrize(
     ("written", "price"),
     [("$12.50", "12.50"), ("12.50 USD", "12.50"), ("USD 1,250.00", "1250.00"), ("€9", "9"),
-     ("12,50", None), ("about 12", None)],
+     ({"amount": "12.50", "currency": "USD"}, "12.50"), ({"Value": 7}, "7"),
+     ("12,50", None), ("about 12", None), ({"amount": {"amount": 1}}, None)],
 )  # fmt: skip
-async def test_a_price_or_bid_written_for_people_is_read(written: str, price: str | None) -> None:
-    """A currency's sign or code, thousands grouped: a sale's price so written was lost to
-    billing, and a ping's bid was no bid (the buyer never won). "12,50" could be twelve and
+async def test_a_price_or_bid_written_for_people_is_read(
+    written: object, price: str | None
+) -> None:
+    """A currency's sign or code, thousands grouped, a money object: a sale's price so
+    written was lost to billing, and a ping's bid was no bid (the buyer never won). "12,50" could be twelve and
     a half or twelve hundred and fifty: refused, not guessed."""
     expected = None if price is None else Decimal(price)
     sale = (await deliver(answering(orjson.dumps({"id": "P-1", "price": written}),

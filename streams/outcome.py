@@ -165,7 +165,9 @@ def default_outcome(res: HttpResponse) -> Outcome:
         fields = _refusal_fields(res, body)
         errors = _error_said(_lowered(fields)) if fields else None
         said = _reason(fields) or errors or _problem_title(res, body)
-        line = _first_line(res)
+        line = (
+            next(iter(body.strip().splitlines()), "") if isinstance(body, str) else _first_line(res)
+        )
         if res.status in (406, 415):
             # Our request's format (415) or the answer's we ask for (406) is not one the
             # recipient speaks: every lead would meet it.
@@ -230,12 +232,13 @@ def _one_answer(body: Any) -> Any:
 _WRAPPERS = frozenset({"d", "data", "result", "response", "lead", "body", "payload", "return"})
 
 
+# A 426's Upgrade header is the recipient's words: only a protocol name's characters.
+_PROTOCOL_NAME = re.compile(r"[^\w./, -]")
+
 # A 404 that says only that there is nothing at the url: nothing at all, an HTML page, a
 # web framework's own words (Go's "404 page not found", Express's "Cannot POST /leads",
 # Spring's "error": "Not Found", Pipedrive's "Unknown method"). A 404 that says something
 # else ("No buyer for this lead") is the recipient's answer about the lead.
-_PROTOCOL_NAME = re.compile(r"[^\w./, -]")
-
 _NO_ROUTE = re.compile(
     r"(?:404\b.*|(?:page |resource |route |endpoint )?not found\W*|cannot (?:post|put|patch|get)\b.*"
     r"|no route\b.*|unknown (?:method|endpoint|route)\b.*)",
@@ -253,6 +256,8 @@ def _refusal_fields(res: HttpResponse, body: Any) -> dict[str, Any] | None:
     refusal's words were not read before, and it was ``Rejected (HTTP 400)``."""
     if isinstance(body, dict):
         return body
+    if isinstance(body, str):  # a JSON string (ASP.NET's {"d": "REJECTED: Duplicate"})
+        return _line_verdict(body.strip()) or None
     root = res.xml()
     if root is None:
         return None

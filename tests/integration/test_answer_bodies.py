@@ -495,6 +495,11 @@ async def test_a_json_array_of_one_answer_is_that_answer(
          "Accepted", "Q-1"),
         (422, {"result": {"message": "Phone is required"}}, OutcomeKind.FAILURE, "Invalid data",
          None),
+        (400, {"d": "REJECTED: Duplicate lead"}, OutcomeKind.FAILURE, "Duplicate lead", None),
+        (400, {"d": "Invalid zip code"}, OutcomeKind.FAILURE, "Invalid data", None),
+        (500, {"d": "ERROR: duplicate key value violates unique constraint"},
+         OutcomeKind.FAILURE, "Duplicate lead", None),
+        (422, {"d": "Bad Request"}, OutcomeKind.FAILURE, "Rejected (HTTP 422)", None),
         # Not wrappers: an error's object, a verdict in one field, a wrapper with a sibling
         (200, {"error": {"message": "Invalid zip"}}, OutcomeKind.FAILURE, "Invalid data", None),
         (200, {"result": "rejected"}, OutcomeKind.FAILURE, "rejected", None),

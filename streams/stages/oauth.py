@@ -97,9 +97,9 @@ class TokenCache:
         assert isinstance(auth, OAuth2Auth)
         shared = auth.refresh_token_file if auth.grant == "refresh_token" else None
         async with _one_refresh_at_a_time(shared, destination.id):
-            return await self._fetch_unshared(destination, auth, send)
+            return await self._fetch_token(destination, auth, send)
 
-    async def _fetch_unshared(
+    async def _fetch_token(
         self, destination: Destination, auth: OAuth2Auth, send: Send
     ) -> tuple[str, float]:
         self.requests += 1

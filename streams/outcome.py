@@ -123,11 +123,12 @@ def default_outcome(res: HttpResponse) -> Outcome:
                 category=OutcomeCategory.RECIPIENT_ERROR,
             )
         verdict, capturable = (body, True) if isinstance(body, dict) else _text_verdict(res, body)
-        status = _status_said(verdict)
+        verdict_fields = _lowered(verdict)  # once: both readings below go through them
+        status = _status_said(verdict_fields)
         if status is not None:
             # Read as if it had come with that status: a 409 a duplicate, a 5xx retried.
             return default_outcome(replace(res, status=status))
-        said_no = _said_no(verdict)
+        said_no = _said_no(verdict_fields)
         if said_no is not None:
             # The recipient's reason when it gives one, else its own word ("rejected").
             return rejection(_reason(verdict) or said_no, None, raw)
@@ -165,9 +166,7 @@ def default_outcome(res: HttpResponse) -> Outcome:
         fields = _refusal_fields(res, body)
         errors = _error_said(_lowered(fields)) if fields else None
         said = _reason(fields) or errors or _problem_title(res, body)
-        line = (
-            next(iter(body.strip().splitlines()), "") if isinstance(body, str) else _first_line(res)
-        )
+        line = _first_line(res, body)
         if res.status in (406, 415):
             # Our request's format (415) or the answer's we ask for (406) is not one the
             # recipient speaks: every lead would meet it.
@@ -673,9 +672,11 @@ def error_page(res: HttpResponse, raw: str | None) -> Outcome | None:
     return None
 
 
-def _first_line(res: HttpResponse) -> str:
-    """A short plain-text answer's first line (``_short_text``), where a refusal's words are."""
-    return next(iter(_short_text(res).splitlines()), "").strip()
+def _first_line(res: HttpResponse, body: Any = None) -> str:
+    """A short plain-text answer's first line (``_short_text``), or a JSON string answer's
+    (ASP.NET's ``{"d": "REJECTED: Duplicate"}``), where a refusal's words are."""
+    text = body if isinstance(body, str) else _short_text(res)
+    return next(iter(text.strip().splitlines()), "").strip()
 
 
 def rate_limited(raw: str | None) -> Outcome:
@@ -757,13 +758,10 @@ def outcome_for_error(exc: DeliveryError) -> Outcome:
     )
 
 
-def _said_no(body: Any) -> str | None:
+def _said_no(fields: dict[str, Any]) -> str | None:
     """What a 2xx answer says when it says no ("rejected", "success: false") at the top of
-    its JSON (or in its XML's verdict fields), else None. Only the first 50 fields are
-    looked at: the verdict comes first."""
-    if not isinstance(body, dict):
-        return None
-    fields = _lowered(body)
+    its JSON (or in its XML's verdict fields; ``_lowered``: only the first 50 are looked
+    at, the verdict comes first), else None."""
     for name, value in fields.items():
         # "false" too: XML's text, and PHP APIs that write JSON booleans as strings.
         if name in _NO_FLAGS and (value is False or str(value).strip().lower() == "false"):
@@ -793,12 +791,9 @@ _STATUS_KEYS = frozenset(
 )  # fmt: skip
 
 
-def _status_said(verdict: Any) -> int | None:
-    """The HTTP status a 2xx answer's verdict says it stands for, when it says an error's
-    (400 to 599) and does not also say yes; else None."""
-    if not isinstance(verdict, dict):
-        return None
-    fields = _lowered(verdict)
+def _status_said(fields: dict[str, Any]) -> int | None:
+    """The HTTP status a 2xx answer's verdict fields (``_lowered``) say it stands for, when
+    they say an error's (400 to 599) and do not also say yes; else None."""
     for name, value in fields.items():
         if name not in _STATUS_KEYS or isinstance(value, bool):
             continue

@@ -191,6 +191,10 @@ def default_outcome(res: HttpResponse) -> Outcome:
                 f"HTTP 426 Upgrade Required: the recipient asks for {upgrade}; check the url",
                 raw,
             )
+        if res.status == 402:
+            # Payment Required: the recipient's account (a buyer's prepaid balance, its
+            # plan) takes no lead until it is paid, so every lead would meet it.
+            return payment_required(said or line, raw)
         if res.status in (405, 410) or (res.status == 404 and _no_route(said or line)):
             # No endpoint there for this request (a wrong url or method, a retired API
             # version): every lead would meet it, where each was "Rejected (HTTP 404)".
@@ -715,6 +719,22 @@ def configuration_refused(why: str, raw: str | None) -> Outcome:
     opens at once and says why, and the leads wait or move on as for an open circuit."""
     return Outcome.error(
         f"Configuration refused ({why})",
+        retryable=False,
+        raw=raw,
+        category=OutcomeCategory.AUTH_ERROR,
+    )
+
+
+def payment_required(said: str | None, raw: str | None) -> Outcome:
+    """A 402: the recipient's account is out of funds or its plan does not cover this
+    (a lead buyer's prepaid balance spent). Not this lead's fault: category auth_error, so
+    the circuit opens at once (a buyer that cannot pay is not pinged or posted to) and its
+    half-open probe finds when the account is paid; a waterfall moves on. Before, each
+    lead was refused as if for itself, and a lone buyer's leads were lost as rejected."""
+    words = " ".join((said or "").split())[:100].rstrip(".!")
+    why = f"HTTP 402: {words}" if words else "HTTP 402"
+    return Outcome.error(
+        f"Payment required ({why})",
         retryable=False,
         raw=raw,
         category=OutcomeCategory.AUTH_ERROR,

@@ -527,7 +527,7 @@ async def test_an_answer_wrapped_in_one_field_is_read_inside_it(
         (400, {"error": {"code": 400, "message": "Invalid email", "status": "INVALID_ARGUMENT"}},
          OutcomeKind.FAILURE, "Invalid data"),
         (402, {"error": {"message": "Buyer balance too low", "type": "invalid_request_error"}},
-         OutcomeKind.FAILURE, "Buyer balance too low"),
+         OutcomeKind.ERROR, "Payment required (HTTP 402: Buyer balance too low)"),
         (200, {"error": {"code": 0, "message": "Success"}, "id": "A-9"}, OutcomeKind.SUCCESS,
          "Accepted"),
         (200, {"error": "Lead accepted", "id": "A-9"}, OutcomeKind.SUCCESS, "Accepted"),
@@ -570,6 +570,35 @@ async def test_no_endpoint_at_the_url_is_a_configuration_refused(
         OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR, False
     )  # fmt: skip
     assert outcome.reason.startswith(f"Configuration refused (HTTP {status} ")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "reason"),
+    [
+        (402, b'{"error": "Insufficient funds. Please top up your account."}',
+         "application/json", "Payment required (HTTP 402: Insufficient funds. Please top up "
+                             "your account)"),
+        (402, b"Account balance is zero\n", "text/plain",
+         "Payment required (HTTP 402: Account balance is zero)"),
+        (402, page("402 Payment Required", "<h1>Payment Required</h1>"), "text/html",
+         "Payment required (HTTP 402)"),
+        (402, b"", "text/plain", "Payment required (HTTP 402)"),
+        # an "always 200" API that says the status in its body
+        (200, b'{"code": 402, "msg": "Subscription expired"}', "application/json",
+         "Payment required (HTTP 402: Subscription expired)"),
+    ],
+)  # fmt: skip
+async def test_a_recipient_that_must_be_paid_first_refuses_every_lead(
+    status: int, body: bytes, content_type: str, reason: str
+) -> None:
+    """402 Payment Required: a buyer's prepaid balance spent, a plan expired. Every lead
+    would meet it, so it opens the destination's circuit at once (an authentication
+    error's category); before, each lead was refused as if for itself ("Rejected (HTTP
+    402)", "Buyer balance too low"), and a lone buyer's leads ended rejected."""
+    outcome = (await deliver(answering(body, content_type, status))).outcome
+    assert (outcome.kind, outcome.category, outcome.retryable, outcome.reason) == (
+        OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR, False, reason
+    )  # fmt: skip
 
 
 async def test_a_recipient_that_asks_for_another_protocol_says_which() -> None:

@@ -100,6 +100,56 @@ async def test_circuit_opens_stays_quiet_half_opens_and_closes(sender: HttpSende
         await server.stop()
 
 
+async def test_a_buyer_out_of_funds_gets_one_lead_not_every_lead(sender: HttpSender) -> None:
+    """A 402 ("Insufficient funds") opens the buyer's circuit at the first lead: the leads
+    after it are not sent to a buyer that refuses them all (a waterfall moves on), and the
+    half-open probe finds when the account is paid. Before, every lead was sent and each
+    ended refused, as if for itself."""
+    paid = [False]
+
+    async def buyer(_: Recipient, __: Received) -> web.Response:
+        if paid[0]:
+            return web.json_response({"id": "S-1", "status": "sold"})
+        return web.json_response({"error": "Insufficient funds"}, status=402)
+
+    server = await Recipient(answer=buyer).start()
+    clock = [1000.0]
+    (dest,) = parse_destinations(
+        {"destinations": [{"id": "buyer", "url": server.url(), "circuit": {"cool_down_s": 60}}]}
+    ).destinations
+
+    async def attempt_at(lead: Lead, destination: Destination, number: int) -> Attempt:
+        return await attempt_delivery(lead, destination, sender, number)
+
+    desk = DeliveryDesk(
+        {dest.id: dest},
+        attempt_at,
+        circuits={},
+        caps={},
+        delivered={},
+        parked={},
+        clock=lambda: clock[0],
+    )
+
+    async def deliver(n: int) -> tuple[str, tuple[str, ...]]:
+        lead = Lead(f"L-{n}", {"id": f"L-{n}", "lead": {}})
+        handled = await desk.handle(WorkItem(lead, dest.id, "plan", 1, True))
+        assert handled.result is not None
+        return handled.result.outcome.reason, tuple(c.after for c in handled.changes)
+
+    try:
+        assert await deliver(0) == ("Payment required (HTTP 402: Insufficient funds)", ("open",))
+        later = [await deliver(n) for n in range(1, 6)]
+        assert later == [("System unavailable (circuit open)", ())] * 5
+        assert len(server.requests) == 1
+
+        paid[0] = True
+        clock[0] += 61
+        assert await deliver(6) == ("Accepted", ("half_open", "closed"))
+    finally:
+        await server.stop()
+
+
 def one_slot_desk(dest: Destination) -> tuple[DeliveryDesk, HttpSender]:
     """A desk for ``dest`` whose real HTTP sender asks it again after each wait for a
     slot, as the worker's does."""

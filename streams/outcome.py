@@ -1040,6 +1040,39 @@ def rate_limit_reset(res: HttpResponse, now: float | None = None) -> float | Non
 
 _DECIMAL_SECONDS = re.compile(r"\d{1,9}\.\d{1,6}")
 
+# The IETF RateLimit field's ``r``: requests left in the window (``"default";r=0;t=30``).
+_RATELIMIT_LEFT = re.compile(r";\s*r=(\d{1,9})\b")
+# How long a destination's requests wait for a spent window in the worker; a longer one (an
+# hourly or daily quota) is left to the refused leads' retries, which are parked.
+WINDOW_HOLD_LIMIT_S = 60.0
+
+
+def window_spent(res: HttpResponse) -> float | None:
+    """Seconds until the recipient takes a request again, when an answer says its rate
+    limit's window is spent: none left (``RateLimit: …;r=0;t=5``, ``RateLimit-Remaining:
+    0``, ``X-RateLimit-Remaining: 0``) with when it resets, or a 429 with its Retry-After or
+    reset. The destination's next requests wait for it rather than meet a 429 each. None
+    when not, or for longer than ``WINDOW_HOLD_LIMIT_S``."""
+    if res.status == 429:
+        wait = parse_retry_after(res.header("Retry-After"))
+        if wait is None:
+            wait = rate_limit_reset(res)
+    elif _none_left(res):
+        wait = rate_limit_reset(res)
+    else:
+        return None
+    if wait is None or wait <= 0 or wait > WINDOW_HOLD_LIMIT_S:
+        return None
+    return wait
+
+
+def _none_left(res: HttpResponse) -> bool:
+    named = res.header("RateLimit")
+    if named is not None and (found := _RATELIMIT_LEFT.search(named)) is not None:
+        return int(found[1]) == 0
+    left = res.header("RateLimit-Remaining") or res.header("X-RateLimit-Remaining")
+    return left is not None and left.strip() == "0"
+
 
 RETRY_AFTER_LIMIT_S = 366 * 86_400.0  # the longest wait a recipient's answer is taken to ask
 

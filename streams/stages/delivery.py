@@ -35,6 +35,7 @@ from streams.errors import (
     TlsRefused,
 )
 from streams.model import HttpRequest, HttpResponse
+from streams.outcome import window_spent
 from streams.secrets import MASK, SCRUBBER, mask_header, mask_url
 from streams.stages.egress import AddressRefused, GuardedResolver, check_literal
 from streams.stages.limits import Allowance, Gate
@@ -183,14 +184,15 @@ class HttpSender:
     async def __call__(self, req: HttpRequest, destination: Destination) -> HttpResponse:
         gate = await self._gate(destination)
         if gate.idle:
-            return await self._counted(req, destination)
+            return _heeded(gate, await self._counted(req, destination))
         async with gate.held():
             # The circuit and the pause were asked before the wait; the circuit may have
             # opened since (the requests ahead failed) or an operator paused the
             # destination: leads queued behind them stay unsent.
             if self._lets_through is not None and not self._lets_through(destination):
                 raise StoppedWhileWaiting
-            return await self._counted(req, destination)
+            # Heeded before the slot is freed: who takes it waits for a spent window too.
+            return _heeded(gate, await self._counted(req, destination))
 
     def queued(self, destination_id: str) -> int:
         """Requests waiting for the destination's turn (its in-flight slots or its rate)."""
@@ -281,6 +283,16 @@ class HttpSender:
                 await session.close()
         # Let the connectors' transports finish closing (aiohttp's documented advice).
         await asyncio.sleep(0)
+
+
+def _heeded(gate: Gate, response: HttpResponse) -> HttpResponse:
+    """An answer that says the recipient's rate-limit window is spent (none left, or a 429
+    with when to come back) holds the destination's next requests in this worker until it
+    resets: each would have met a 429 and spent one of its lead's attempts on it."""
+    spent = window_spent(response)
+    if spent is not None:
+        gate.hold(spent)
+    return response
 
 
 # Squid marks the error pages it makes itself (ERR_ACCESS_DENIED, ERR_CONNECT_FAIL 111,

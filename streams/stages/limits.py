@@ -108,10 +108,17 @@ class Gate:
         self._slots: Slots | None = None
         self._windows: dict[str, SlidingWindow] = {}
         self.waiting = 0  # requests waiting for their turn (deliveries past it are parked)
+        self._held_until = 0.0  # the recipient said its window is spent: none goes before
 
     @property
     def idle(self) -> bool:
-        return self._slots is None and not self._windows
+        return self._slots is None and not self._windows and self._held_until <= self._clock()
+
+    def hold(self, seconds: float) -> None:
+        """The recipient said no request will be taken for ``seconds`` (its rate limit's
+        window is spent): requests wait for it, then go in their turn. A later hold extends
+        it, a shorter one does not cut it."""
+        self._held_until = max(self._held_until, self._clock() + seconds)
 
     async def retune(self, allowance: Allowance) -> None:
         if allowance == self.allowance:
@@ -152,6 +159,15 @@ class Gate:
             slots = self._slots  # released into the one it came from, whatever retune does
             if slots is not None:
                 await slots.acquire()
+            try:
+                # Asked last, with the slot held: a hold set while this one waited for its
+                # slot (the answer that freed it said the window was spent) holds it too.
+                while (left := self._held_until - self._clock()) > 0:
+                    await self._sleep(left)
+            except BaseException:
+                if slots is not None:
+                    slots.release()
+                raise
         finally:
             self.waiting -= 1  # its turn came, or it was cancelled while it waited
         if slots is None:

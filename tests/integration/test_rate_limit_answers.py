@@ -8,6 +8,8 @@ or a 200 "Too many requests"): before, a refusal, and the lead was never sent ag
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 
 import pytest
@@ -85,3 +87,62 @@ async def test_a_wait_past_a_year_is_a_year(headers: dict[str, str]) -> None:
     """Found by tests/integration/test_hostile_answers.py: the wait asked went into the
     event's milliseconds, past what Avro's long holds, and the event could not be written."""
     assert await answered(429, headers) == RETRY_AFTER_LIMIT_S
+
+
+class Windowed:
+    """A recipient that takes ``allowed`` requests in each window of ``period_s`` and says
+    how many are left and when the window resets (GitHub's headers, in seconds with a
+    fraction as some APIs write them); past its allowance, a 429."""
+
+    def __init__(self, allowed: int, period_s: float) -> None:
+        self.allowed, self.period_s = allowed, period_s
+        self.started = 0.0
+        self.taken = 0
+        self.refused = 0
+
+    async def answer(self, _: Recipient, received: Received) -> web.Response:
+        now = time.monotonic()
+        if now >= self.started + self.period_s:
+            self.started, self.taken = now, 0
+        resets = math.ceil((self.started + self.period_s - now) * 1000) / 1000
+        headers = {"X-RateLimit-Limit": str(self.allowed), "X-RateLimit-Reset": f"{resets:.3f}"}
+        if self.taken >= self.allowed:
+            self.refused += 1
+            headers["X-RateLimit-Remaining"] = "0"
+            return web.json_response({"error": "rate limited"}, status=429, headers=headers)
+        self.taken += 1
+        headers["X-RateLimit-Remaining"] = str(self.allowed - self.taken)
+        return web.json_response({"id": f"R-{received.json()['email']}"}, headers=headers)
+
+
+async def test_an_answer_that_spends_the_window_holds_the_next_requests_until_it_resets() -> None:
+    """The third answer of a window says none are left and when it resets: the requests
+    after it wait for the reset. Before, each went at once and met a 429, which cost its
+    lead an attempt (and with ``max_attempts`` spent, the lead)."""
+    windowed = Windowed(allowed=3, period_s=0.3)
+    recipient = await Recipient(windowed.answer).start()
+    [dest] = parse_destinations(
+        {
+            "destinations": [
+                {
+                    "id": "buyer",
+                    "url": recipient.url(),
+                    "mapping": {"email": "email"},
+                    # One at a time: each request goes after the answer before it. With
+                    # more at once, those under way when the window is spent can meet a
+                    # 429 still (retried as before).
+                    "limits": {"concurrency": 1},
+                }
+            ]
+        }
+    ).destinations
+    sender = HttpSender()
+    leads = [Lead(f"L-{n}", {"id": f"L-{n}", "lead": {"email": f"{n}@example.com"}})
+             for n in range(12)]  # fmt: skip
+    try:
+        attempts = await asyncio.gather(*(attempt_delivery(lead, dest, sender) for lead in leads))
+    finally:
+        await sender.close()
+        await recipient.stop()
+    assert [a.outcome.reason for a in attempts] == ["Accepted"] * 12
+    assert windowed.refused == 0

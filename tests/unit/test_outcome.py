@@ -15,6 +15,7 @@ from streams.outcome import (
     NOT_CAPTURED,
     default_outcome,
     outcome_for_error,
+    window_spent,
 )
 
 
@@ -439,3 +440,28 @@ def test_an_answer_is_parsed_once_whoever_reads_it(body: bytes) -> None:
     assert res.xml() is res.xml()
     assert default_outcome(res).kind is OutcomeKind.SUCCESS
     assert (res.json() is None) == body.startswith(b"<")
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "hold_s"),
+    [
+        (200, {"RateLimit": '"default";r=0;t=5', "RateLimit-Policy": '"default";q=10;w=60'}, 5),
+        (200, {"RateLimit-Limit": "10", "RateLimit-Remaining": "0", "RateLimit-Reset": "3"}, 3),
+        (201, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "12"}, 12),
+        (429, {"Retry-After": "2"}, 2),
+        (429, {"RateLimit": '"default";r=0;t=7'}, 7),
+        # Some left, or no word on when it resets: nothing to wait for
+        (200, {"RateLimit": '"default";r=3;t=5'}, None),
+        (200, {"X-RateLimit-Remaining": "4", "X-RateLimit-Reset": "12"}, None),
+        (200, {"X-RateLimit-Remaining": "0"}, None),
+        (429, {}, None),
+        # An hourly or daily window is left to the refused leads' parked retries
+        (200, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "3600"}, None),
+        (429, {"Retry-After": "120"}, None),
+        (200, {}, None),
+    ],
+)  # fmt: skip
+def test_an_answer_that_says_the_window_is_spent_holds_the_destination(
+    status: int, headers: dict[str, str], hold_s: float | None
+) -> None:
+    assert window_spent(HttpResponse(status, headers, b"{}")) == hold_s

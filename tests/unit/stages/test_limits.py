@@ -123,3 +123,54 @@ async def test_a_raised_concurrency_lets_waiting_requests_in_at_once() -> None:
     assert inside == 3
     release.set()
     await asyncio.gather(*tasks)
+
+
+async def test_a_spent_window_holds_the_requests_that_wait_for_a_slot() -> None:
+    """The answer that frees a slot says the recipient's window is spent: the request that
+    takes the slot waits for the reset too, and so do those after it; a shorter hold
+    after it does not cut it."""
+    clock = Clock()
+    gate = Gate(clock=clock, sleep=clock.sleep)
+    await gate.retune(Allowance(1, None, None, None))
+    sent: list[float] = []
+
+    async def request(n: int) -> None:
+        async with gate.held():
+            sent.append(clock.now)
+            if n == 0:
+                gate.hold(5.0)  # the first answer: none left, resets in 5 s
+                gate.hold(1.0)
+
+    await asyncio.gather(*(request(n) for n in range(3)))
+    assert sent == [1000.0, 1005.0, 1005.0]
+
+
+async def test_a_gate_with_no_limits_holds_while_the_window_is_spent() -> None:
+    clock = Clock()
+    gate = Gate(clock=clock, sleep=clock.sleep)
+    assert gate.idle
+    gate.hold(2.0)
+    assert not gate.idle  # the sender goes through held() while it lasts
+    async with gate.held():
+        assert clock.now == 1002.0
+    assert gate.idle
+
+
+async def test_a_request_cancelled_while_held_gives_its_slot_back() -> None:
+    clock = Clock()
+    gate = Gate(clock=clock, sleep=asyncio.sleep)  # the hold is a real sleep, to cancel
+    await gate.retune(Allowance(1, None, None, None))
+    gate.hold(30.0)
+
+    async def request() -> None:
+        async with gate.held():
+            pass
+
+    waiting = asyncio.create_task(request())
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert gate.waiting == 0
+    clock.now += 30.0  # the window reset: the one slot is free for the next request
+    await asyncio.wait_for(request(), timeout=5)

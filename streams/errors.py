@@ -9,6 +9,7 @@ CourierError
     │   ├── HostNotFound         its host name did not resolve (retryable)
     │   └── ProxyUnreachable     the forward proxy could not be reached (retryable)
     ├── ResponseTooLarge         the answer exceeded the destination's limit
+    ├── UnreadableAnswer         the answer's first line or headers are not HTTP we can read
     ├── CertificateRefused       the recipient's TLS certificate did not verify
     ├── TlsRefused               the recipient ended the TLS handshake with an alert
     ├── EgressRefused            the address is not one the egress policy lets us reach
@@ -48,6 +49,8 @@ class DeliveryError(CourierError):
     reason = "Delivery failed"
     # Our credentials were refused (an auth_error: the destination's circuit opens at once).
     credentials_refused = False
+    # The same for every lead, a configuration matter: an auth_error too, for that reason.
+    every_lead = False
 
 
 class DeliveryTimeout(DeliveryError):
@@ -78,6 +81,25 @@ class ProxyUnreachable(DeliveryConnectionError):
 
 class ResponseTooLarge(DeliveryError):
     reason = "Response too large"
+
+
+class UnreadableAnswer(DeliveryError):
+    """The recipient answered in something aiohttp cannot read as HTTP: a header line over
+    our limit, too many headers, a first line that is not HTTP's. It had the request and
+    may have taken the lead, so it is not resent to it. The detail is ours: the answer's
+    own bytes (a header, a cookie) are not quoted.
+
+    An answer in TLS (``tls``: the url says http:// for a port that takes https) is the
+    same for every lead: "Configuration refused", and the circuit opens at once."""
+
+    retryable = False
+    reason = "Unreadable response"
+
+    def __init__(self, detail: str, *, tls: bool = False) -> None:
+        if tls:
+            self.reason = "Configuration refused (the recipient answered in TLS: check the url)"
+            self.every_lead = True
+        super().__init__(detail)
 
 
 class CertificateRefused(DeliveryError):

@@ -174,6 +174,12 @@ def default_outcome(res: HttpResponse) -> Outcome:
             return configuration_refused(
                 f"HTTP {res.status} {phrase}: check the integration or headers", raw
             )
+        if res.status == 400 and _PLAIN_TO_TLS.search(raw or ""):
+            # nginx's, Go's and Apache's answer to plain HTTP on a port that takes TLS: the
+            # url says http:// where it means https://, and every lead would meet it.
+            return configuration_refused(
+                "HTTP 400: the recipient's port takes https; check the url", raw
+            )
         if res.status == 419:
             # Laravel's "Page Expired": the url is a web form's, which refuses a post that
             # did not come from its own page (CSRF): every lead would meet it.
@@ -235,6 +241,13 @@ def _one_answer(body: Any) -> Any:
 _WRAPPERS = frozenset({"d", "data", "result", "response", "lead", "body", "payload", "return"})
 
 
+# What servers answer to plain HTTP sent to their TLS port: nginx's 400 page ("The plain
+# HTTP request was sent to HTTPS port"), Go's net/http, Apache httpd's mod_ssl.
+_PLAIN_TO_TLS = re.compile(
+    r"plain HTTP request was sent to HTTPS port|sent an HTTP request to an HTTPS server"
+    r"|speaking plain HTTP to an SSL-enabled server port",
+    re.IGNORECASE,
+)
 # A 426's Upgrade header is the recipient's words: only a protocol name's characters.
 _PROTOCOL_NAME = re.compile(r"[^\w./, -]")
 
@@ -771,7 +784,7 @@ def outcome_for_error(exc: DeliveryError) -> Outcome:
         if isinstance(exc, DeliveryConnectionError)
         else None
     )
-    if exc.credentials_refused:
+    if exc.credentials_refused or exc.every_lead:
         category = OutcomeCategory.AUTH_ERROR
     return Outcome.error(
         exc.reason, retryable=exc.retryable, raw=str(exc)[:RAW_LIMIT] or None, category=category

@@ -33,6 +33,7 @@ from streams.errors import (
     SenderClosed,
     StoppedWhileWaiting,
     TlsRefused,
+    UnreadableAnswer,
 )
 from streams.model import HttpRequest, HttpResponse
 from streams.outcome import window_spent
@@ -178,6 +179,12 @@ class HttpSender:
                 headers={"User-Agent": USER_AGENT},  # a destination's own header wins
                 auto_decompress=True,
                 raise_for_status=False,
+                # aiohttp refuses an answer with a header over 8,190 bytes (a long
+                # Content-Security-Policy, a load balancer's cookie): the recipient had
+                # taken the lead and it was "Delivery failed". Node takes 16 KiB of headers,
+                # curl 100 KiB a header; what is still longer is an unreadable answer.
+                max_line_size=HEADER_LINE_LIMIT,
+                max_field_size=HEADER_LINE_LIMIT,
             )
         return session
 
@@ -295,6 +302,9 @@ def _heeded(gate: Gate, response: HttpResponse) -> HttpResponse:
     return response
 
 
+HEADER_LINE_LIMIT = 32 * 1024  # bytes in an answer's status line or any one header
+
+
 # Squid marks the error pages it makes itself (ERR_ACCESS_DENIED, ERR_CONNECT_FAIL 111,
 # ERR_DNS_FAIL): a plain request's answer through it is otherwise the recipient's, passed on.
 _SQUID_ERROR = "X-Squid-Error"
@@ -357,6 +367,8 @@ def _delivery_error(
         return HostNotFound(str(exc))
     if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy would not open the tunnel
         return ProxyRefused(exc.status)
+    if isinstance(exc, aiohttp.ClientResponseError):  # its parser's: the answer is not HTTP
+        return _unreadable(exc)
     if (alert := _tls_alert(exc)) is not None:
         tls = destination.tls
         return TlsRefused(alert, showed_certificate=tls is not None and tls.cert_file is not None)
@@ -366,6 +378,30 @@ def _delivery_error(
     ):
         return DeliveryConnectionError(str(exc))
     return DeliveryError(str(exc))
+
+
+# A TLS record (an alert, 0x15, or a handshake, 0x16, of TLS 1.0 to 1.3) where an HTTP
+# status line should be, as aiohttp's parsers quote the bytes they could not read.
+_TLS_RECORD = re.compile(r"\\x1[56]\\x03\\x0[0-4]")
+
+
+def _unreadable(exc: aiohttp.ClientResponseError) -> UnreadableAnswer:
+    """Why aiohttp could not read the answer's first line or headers, in our words."""
+    said = exc.message if isinstance(exc.message, str) else ""
+    if _TLS_RECORD.search(said):
+        return UnreadableAnswer(
+            "the recipient answered in TLS: its port takes https, and the url says http://",
+            tls=True,
+        )
+    if "Got more than" in said:  # LineTooLong's words, from either of aiohttp's parsers
+        what = f"a line of its headers is longer than {HEADER_LINE_LIMIT // 1024} KiB"
+    elif "Too many headers" in said:
+        what = "it has more headers than aiohttp reads (128)"
+    elif "status line" in said.lower():
+        what = "its first line is not an HTTP status line"
+    else:
+        what = "its headers are not well-formed HTTP"
+    return UnreadableAnswer(f"the answer cannot be read: {what}")
 
 
 # OpenSSL's names for an alert the peer sent: SSLV3_ALERT_BAD_CERTIFICATE,

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from streams.config import parse_destinations
-from streams.model import Lead, OutcomeCategory, OutcomeKind
+from streams.model import Lead, Outcome, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import attempt_delivery
 from streams.stages.delivery import HttpSender
 
@@ -237,3 +237,101 @@ async def test_a_new_connection_closed_before_the_answer_is_not_sent_again(
     attempt = await attempt_delivery(LEAD, dest, sender)
     assert attempt.outcome.reason == "Connection failed", attempt.outcome
     assert len(requests) == 1
+
+
+def answering_raw(answer: bytes) -> Behaviour:
+    """A server that reads the request and writes ``answer`` as it is, then closes."""
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    return behaviour
+
+
+async def delivered_to(url: str, sender: HttpSender) -> Outcome:
+    dest = parse_destinations(
+        {"destinations": [{"id": "crm", "url": url, "mapping": {"email": "email"}}]}
+    ).destinations[0]
+    return (await attempt_delivery(LEAD, dest, sender)).outcome
+
+
+async def test_an_answer_with_a_long_header_is_read(
+    serving: Callable[[Behaviour], Awaitable[str]], sender: HttpSender
+) -> None:
+    """A long Content-Security-Policy or a load balancer's cookie: aiohttp refuses a header
+    over 8,190 bytes by default, and the lead the recipient had taken was "Delivery
+    failed", not resent to it, and a waterfall sold it again elsewhere."""
+    csp = b"default-src 'self'; script-src " + b" ".join(b"https://cdn%d.example.com" % n
+                                                       for n in range(700))  # fmt: skip
+    assert len(csp) > 16_000
+    answer = (
+        b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+        b"Content-Security-Policy: " + csp + b"\r\nSet-Cookie: AWSALB=" + b"Q" * 12_000 +
+        b"; Path=/\r\nContent-Length: 13\r\n\r\n" + b'{"id": "R-1"}'
+    )  # fmt: skip
+    outcome = await delivered_to(await serving(answering_raw(answer)), sender)
+    assert (outcome.kind, outcome.reference_id) == (OutcomeKind.SUCCESS, "R-1"), outcome
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (b"HTTP/1.1 201 Created\r\nX-Trace: " + b"t" * 40_000 + b"\r\nContent-Length: 2\r\n\r\n{}",
+         "a line of its headers is longer than 32 KiB"),
+        (b"HTTP/1.1 201 Created\r\n" + b"".join(b"X-H%d: v\r\n" % n for n in range(200)) +
+         b"Content-Length: 2\r\n\r\n{}", "more headers than aiohttp reads"),
+        (b"HTTX/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}",
+         "its first line is not an HTTP status line"),
+        (b"HTTP/1.1 201 Created\r\nSet-Cookie session=secret-value\r\nContent-Length: 2\r\n\r\n{}",
+         "its headers are not well-formed HTTP"),
+    ],
+    ids=["long-header", "many-headers", "status-line", "ill-formed-header"],
+)  # fmt: skip
+async def test_an_answer_that_is_not_readable_http_is_said_so_in_our_words(
+    answer: bytes,
+    said: str,
+    serving: Callable[[Behaviour], Awaitable[str]],
+    sender: HttpSender,
+) -> None:
+    """The recipient had the request and may have taken the lead: not resent to it. The
+    reason was "Delivery failed" with aiohttp's message, which quoted the answer's bytes
+    (a header, a cookie's value) into the event."""
+    outcome = await delivered_to(await serving(answering_raw(answer)), sender)
+    assert (outcome.kind, outcome.reason, outcome.retryable) == (
+        OutcomeKind.ERROR, "Unreadable response", False
+    ), outcome  # fmt: skip
+    assert outcome.raw is not None and said in outcome.raw
+    assert "secret-value" not in outcome.raw and "ttttt" not in outcome.raw
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # nginx 1.22's, as it answers plain HTTP on a port with `listen … ssl`
+        b"HTTP/1.1 400 Bad Request\r\nServer: nginx/1.22.1\r\nContent-Type: text/html\r\n"
+        b"Content-Length: 255\r\nConnection: close\r\n\r\n<html>\r\n<head><title>400 The plain "
+        b"HTTP request was sent to HTTPS port</title></head>\r\n<body>\r\n<center><h1>400 Bad "
+        b"Request</h1></center>\r\n<center>The plain HTTP request was sent to HTTPS port"
+        b"</center>\r\n<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n",
+        # Go's net/http (server.go)
+        b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+        # a TLS server that ends the connection with its alert (unexpected_message)
+        b"\x15\x03\x03\x00\x02\x02\x0a",
+    ],
+    ids=["nginx", "go", "tls-alert"],
+)
+async def test_an_http_url_to_a_port_that_takes_https_is_a_configuration_refused(
+    answer: bytes, serving: Callable[[Behaviour], Awaitable[str]], sender: HttpSender
+) -> None:
+    """http:// where the recipient's port takes https: every lead would meet it, so the
+    circuit opens at once. Before, each lead was "Rejected (HTTP 400)" as if for itself,
+    or "Delivery failed"."""
+    outcome = await delivered_to(await serving(answering_raw(answer)), sender)
+    assert (outcome.kind, outcome.category, outcome.retryable) == (
+        OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR, False
+    ), outcome  # fmt: skip
+    assert outcome.reason.startswith("Configuration refused (")
+    assert "https" in outcome.reason or "TLS" in outcome.reason

@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from aiohttp.http_exceptions import ContentEncodingError
 
 from streams.config.policies import EgressPolicy, ForwardProxy
 from streams.errors import (
@@ -269,7 +270,12 @@ class HttpSender:
                         # The proxy's answer, not the recipient's (a CONNECT tunnel's own
                         # refusals are aiohttp's ClientHttpProxyError, below).
                         raise ProxyRefused(res.status, res.headers.get(_SQUID_ERROR))
-                    body = await _read_limited(res, destination.max_response_bytes)
+                    try:
+                        body = await _read_limited(res, destination.max_response_bytes)
+                    except aiohttp.ClientPayloadError as exc:
+                        if not _mislabelled(exc):
+                            raise
+                        raise _body_mislabelled(res) from exc
                     return HttpResponse(res.status, dict(res.headers), body)
             # ConnectionError: a reset while the answer is read can reach us unwrapped.
             except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
@@ -393,15 +399,48 @@ def _unreadable(exc: aiohttp.ClientResponseError) -> UnreadableAnswer:
             "the recipient answered in TLS: its port takes https, and the url says http://",
             tls=True,
         )
-    if "Got more than" in said:  # LineTooLong's words, from either of aiohttp's parsers
+    lowered = said.lower()
+    if "got more than" in lowered:  # LineTooLong's words, from either of aiohttp's parsers
         what = f"a line of its headers is longer than {HEADER_LINE_LIMIT // 1024} KiB"
-    elif "Too many headers" in said:
+    elif "too many headers" in lowered:
         what = "it has more headers than aiohttp reads (128)"
-    elif "status line" in said.lower():
+    elif "status line" in lowered:
         what = "its first line is not an HTTP status line"
+    elif "content-encoding" in lowered:
+        what = "its Content-Encoding is not one we read (we ask for gzip or deflate)"
+    elif "chunk" in lowered:
+        what = "its chunked body is not well-formed"
     else:
-        what = "its headers are not well-formed HTTP"
+        what = "it is not well-formed HTTP"
     return UnreadableAnswer(f"the answer cannot be read: {what}")
+
+
+def _mislabelled(exc: aiohttp.ClientPayloadError) -> bool:
+    """Did the body fail to decode as its Content-Encoding said (a plain body labelled
+    gzip: a server compressing twice, or naming a compression it left out)?"""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ContentEncodingError):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+def _body_mislabelled(res: aiohttp.ClientResponse) -> UnreadableAnswer:
+    """The status came, the body could not be decoded. Its status is known, so a 2xx is
+    not resent as a failed connection would be (the recipient took the lead: resent, it
+    would be refused as a duplicate); a 5xx is retried."""
+    named = _ENCODING_NAME.sub("", res.headers.get("Content-Encoding", ""))[:20] or "encoding"
+    unreadable = UnreadableAnswer(
+        f"the answer cannot be read: HTTP {res.status}, its body is not the {named} its "
+        "Content-Encoding names"
+    )
+    unreadable.reason = f"Unreadable response (HTTP {res.status}: not {named})"
+    unreadable.retryable = res.status >= 500
+    return unreadable
+
+
+_ENCODING_NAME = re.compile(r"[^\w, -]")  # the recipient's words: a coding's characters
 
 
 # OpenSSL's names for an alert the peer sent: SSLV3_ALERT_BAD_CERTIFICATE,

@@ -286,9 +286,14 @@ async def test_an_answer_with_a_long_header_is_read(
         (b"HTTX/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}",
          "its first line is not an HTTP status line"),
         (b"HTTP/1.1 201 Created\r\nSet-Cookie session=secret-value\r\nContent-Length: 2\r\n\r\n{}",
-         "its headers are not well-formed HTTP"),
+         "it is not well-formed HTTP"),
+        (b"HTTP/1.1 201 Created\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\n{}",
+         "its Content-Encoding is not one we read"),
+        (b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n",
+         "its chunked body is not well-formed"),
     ],
-    ids=["long-header", "many-headers", "status-line", "ill-formed-header"],
+    ids=["long-header", "many-headers", "status-line", "ill-formed-header", "unasked-brotli",
+         "chunk-size"],
 )  # fmt: skip
 async def test_an_answer_that_is_not_readable_http_is_said_so_in_our_words(
     answer: bytes,
@@ -335,3 +340,22 @@ async def test_an_http_url_to_a_port_that_takes_https_is_a_configuration_refused
     ), outcome  # fmt: skip
     assert outcome.reason.startswith("Configuration refused (")
     assert "https" in outcome.reason or "TLS" in outcome.reason
+
+
+@pytest.mark.parametrize(("status", "retried"), [(201, False), (503, True)])
+async def test_a_body_that_is_not_the_encoding_it_names_keeps_its_status(
+    status: int, retried: bool, serving: Callable[[Behaviour], Awaitable[str]], sender: HttpSender
+) -> None:
+    """A plain body labelled ``Content-Encoding: gzip`` (a server that compresses twice, or
+    names a compression it left out): aiohttp fails on the body after the status came. It
+    was "Connection failed" and retried, so a lead the recipient had taken (201) was sent
+    again and refused as a duplicate; now the status decides: a 2xx is not resent."""
+    body = b'{"id": "R-1"}'
+    answer = (
+        b"HTTP/1.1 %d Whatever\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body)
+    )
+    outcome = await delivered_to(await serving(answering_raw(answer)), sender)
+    assert (outcome.kind, outcome.reason, outcome.retryable) == (
+        OutcomeKind.ERROR, f"Unreadable response (HTTP {status}: not gzip)", retried
+    ), outcome  # fmt: skip

@@ -190,6 +190,10 @@ class HttpResponse:
         body = self.body
         if body.startswith(codecs.BOM_UTF8):  # .NET writes one; RFC 8259 lets readers skip it
             body = body[len(codecs.BOM_UTF8) :]
+        if _LONG_DIGITS.search(body) is not None:
+            exact = _with_long_integers(body)
+            if exact is not None:
+                return exact
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -206,6 +210,29 @@ class HttpResponse:
             except orjson.JSONDecodeError:
                 pass
         return _lenient_json(self.decoded()) if looks_like_json(body) else None
+
+
+# A run of 20 digits: perhaps an integer past 64 bits, which orjson reads as a float (a
+# buyer's 24-digit lead id became 1.2345678901234569e+23, its reference lost).
+_LONG_DIGITS = re.compile(rb"\d{20}")
+
+
+def _with_long_integers(body: bytes) -> Any:
+    """The answer as JSON with every integer past 64 bits kept as its digits (text), the
+    rest as orjson reads it; None when it is not JSON to Python either, or holds what no
+    event could encode (a lone surrogate): then it is read as before."""
+    try:
+        value = json.loads(body, parse_int=_json_integer)
+        return orjson.loads(orjson.dumps(value))
+    except (ValueError, RecursionError, orjson.JSONEncodeError):
+        return None
+
+
+def _json_integer(digits: str) -> int | str:
+    if len(digits) <= 18:
+        return int(digits)
+    value = int(digits) if len(digits) <= 21 else None
+    return value if value is not None and -(2**63) <= value < 2**64 else digits
 
 
 def looks_like_json(body: bytes) -> bool:

@@ -915,3 +915,25 @@ async def test_a_refusal_that_quotes_the_lead_does_not_carry_it_into_its_reason(
         await buyer.stop()
     assert attempt.outcome.reason == "Email **** is blacklisted for ****"
     assert attempt.outcome.raw is not None and "ada@example.com" in attempt.outcome.raw
+
+
+@pytest.mark.parametrize(
+    ("answer", "reference", "captured"),
+    [
+        (b'{"status": "accepted", "lead_id": 123456789012345678901234}',
+         "123456789012345678901234", {}),
+        (b'{"id": -18446744073709551617}', "-18446744073709551617", {}),
+        (b'{"id": "S-1", "batch": 18446744073709551616}', "S-1",
+         {"batch": "18446744073709551616"}),
+        # within 64 bits: a number, as before
+        (b'{"id": 18446744073709551615}', "18446744073709551615", {}),
+    ],
+)  # fmt: skip
+async def test_an_integer_past_64_bits_keeps_its_digits(
+    answer: bytes, reference: str, captured: dict[str, str]
+) -> None:
+    """orjson reads an integer past 64 bits as a float: a buyer's 24-digit lead id was no
+    reference at all, and captured as ``1.2345678901234569e+23``."""
+    outcome = (await deliver(answering(answer, "application/json"))).outcome
+    assert (outcome.kind, outcome.reference_id) == (OutcomeKind.SUCCESS, reference), outcome
+    assert captured.items() <= outcome.appended.items()

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from streams.model import ENVELOPE_SECTIONS, Lead
+from streams.model import ENVELOPE_SECTIONS, Lead, json_loads
 
 MAX_ID_LENGTH = 200
 
@@ -45,7 +45,7 @@ def parse_envelope(raw: bytes | None, max_bytes: int) -> Lead | Rejected:
     if len(raw) > max_bytes:
         return Rejected("Record too large", f"{len(raw)} bytes > the {max_bytes}-byte limit")
     try:
-        document: Any = orjson.loads(raw)
+        document: Any = json_loads(raw)
     except orjson.JSONDecodeError as exc:
         return Rejected("Not JSON", str(exc))
     if not isinstance(document, dict):

@@ -28,7 +28,7 @@ from streams.config.feedback import (
     PollConfig,
 )
 from streams.config.response_rules import first_json
-from streams.model import HttpRequest
+from streams.model import HttpRequest, json_loads
 from streams.outcome import LARGEST_PRICE, to_price
 
 REASON_LIMIT = 500
@@ -158,7 +158,7 @@ def read_notice(
     ``lead_id``, ``reference_id``: known already (a poll about that lead), used when the
     answer does not say."""
     try:
-        doc = orjson.loads(body)
+        doc = json_loads(body)
     except orjson.JSONDecodeError:
         raise FeedbackError("body", "not JSON") from None
     if not isinstance(doc, dict):

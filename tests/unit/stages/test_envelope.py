@@ -29,6 +29,23 @@ def test_a_numeric_id_is_taken_as_its_decimal_string() -> None:
     assert parsed.id == "42"
 
 
+def test_an_integer_past_64_bits_keeps_its_digits() -> None:
+    """orjson reads an integer past 64 bits as a float: two leads numbered
+    123456789012345678901234 and …235 upstream became one id ("1.2345678901234568e+23",
+    refused as a number), and a 27-digit account number was sent rounded."""
+    first, second = (
+        parse_envelope(b'{"id": 12345678901234567890123%d, "lead": {"account": '
+                       b'123456789012345678901234567, "age": 9223372036854775807}}' % n, LIMIT)
+        for n in (4, 5)
+    )  # fmt: skip
+    assert isinstance(first, Lead) and isinstance(second, Lead)
+    assert (first.id, second.id) == ("123456789012345678901234", "123456789012345678901235")
+    assert first.envelope["lead"] == {
+        "account": "123456789012345678901234567",  # as text: no JSON writer takes it as a number
+        "age": 9223372036854775807,
+    }
+
+
 @pytest.mark.parametrize(
     ("raw", "reason", "detail_mentions"),
     [

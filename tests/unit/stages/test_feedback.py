@@ -67,6 +67,14 @@ def test_a_notice_reads_kind_reason_amount_and_time_by_their_paths() -> None:
     assert (status.kind, status.status_text, status.reason) == ("status", "Appointment set", "")
 
 
+def test_a_reference_past_64_bits_finds_its_lead_by_its_digits() -> None:
+    """A recipient's own id sent as a JSON number past 64 bits was read as a float
+    (``1.2345678901234569e+23``) and matched no lead."""
+    body = b'{"reference_id": 123456789012345678901234, "kind": "converted"}'
+    read = read_notice("buyer", config(lead_id=None, reference_id="$.reference_id"), body, NOW)
+    assert read.reference_id == "123456789012345678901234"
+
+
 @pytest.mark.parametrize(
     ("body", "field", "reason"),
     [

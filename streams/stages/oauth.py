@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from streams.stages.delivery import Send
 if TYPE_CHECKING:
     from streams.config import Destination
 
-DEFAULT_EXPIRES_IN_S = 3600  # RFC 6749 §5.1: expires_in is only recommended
+DEFAULT_EXPIRES_IN_S = 3600.0  # RFC 6749 §5.1: expires_in is only recommended
 LONGEST_REFRESH_TOKEN = 4096
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class TokenCache:
             token, expires_in = await self._fetch(destination, send)
             auth = destination.auth
             assert isinstance(auth, OAuth2Auth)
-            ttl = max(expires_in - auth.refresh_margin_s, 1.0)
+            ttl = cached_for(expires_in, auth.refresh_margin_s)
             await self._cache.set(key, token, ttl=ttl)
             return token
 
@@ -106,7 +107,8 @@ class TokenCache:
         refresh_token, file_said = self._refresh_token(destination.id, auth)
         response = await send(token_request(auth, refresh_token), destination)
         body = response.json()
-        if response.status != 200 or not isinstance(body, dict):
+        # Any 2xx: RFC 6749 says 200, and some endpoints answer 201 with the same token.
+        if not 200 <= response.status < 300 or not isinstance(body, dict):
             retryable = response.status >= 500 or response.status == 429
             error = body.get("error") if isinstance(body, dict) else None
             raise TokenError(
@@ -124,10 +126,7 @@ class TokenCache:
         instance = body.get("instance_url")
         if isinstance(instance, str) and _may_send_token_to(instance, destination):
             self._instances[destination.id] = instance.rstrip("/")
-        expires_in = body.get("expires_in", DEFAULT_EXPIRES_IN_S)
-        if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
-            expires_in = DEFAULT_EXPIRES_IN_S
-        return token, float(expires_in)
+        return token, lifetime(body.get("expires_in"))
 
     def _refresh_token(
         self, destination_id: str, auth: OAuth2Auth
@@ -264,6 +263,28 @@ def _write(path: Path, token: str) -> None:
     except OSError:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def lifetime(expires_in: Any) -> float:
+    """A token's lifetime in seconds from its ``expires_in``: a number (RFC 6749 §5.1), or
+    a number in text as Azure AD's v1 endpoint and others write it (``"3599"``: taken for
+    an hour before, so a five-minute token was sent expired until a 401 renewed it). An
+    hour when it is absent, unreadable or not positive."""
+    if isinstance(expires_in, str) and _SECONDS.fullmatch(expires_in.strip()):
+        expires_in = float(expires_in)
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        return DEFAULT_EXPIRES_IN_S
+    return float(expires_in) if 0 < expires_in < _LIFETIME_LIMIT_S else DEFAULT_EXPIRES_IN_S
+
+
+_SECONDS = re.compile(r"\d{1,9}(?:\.\d{1,6})?")
+_LIFETIME_LIMIT_S = 10 * 365 * 86_400.0
+
+
+def cached_for(lifetime_s: float, margin_s: float) -> float:
+    """How long a token is kept: until ``margin_s`` before it expires, but at least half its
+    life: a 60-second token with the 60-second margin was fetched again for every second."""
+    return max(lifetime_s - min(margin_s, lifetime_s / 2), 1.0)
 
 
 def token_request(auth: OAuth2Auth, refresh_token: str | None = None) -> HttpRequest:

@@ -58,6 +58,8 @@ class AuthorizationServer(LocalServer):
         self.token_auth.append(request.headers.get("Authorization", ""))
         if self.answer_token_with is not None:
             status, body = self.answer_token_with
+            if 200 <= status < 300 and "access_token" in body:
+                self.valid.add(body["access_token"])
             return web.json_response(body, status=status)
         await asyncio.sleep(0.05)  # slow enough that concurrent callers overlap
         token = f"token-{len(self.token_requests)}"
@@ -327,3 +329,29 @@ async def test_a_refused_token_request_is_an_authentication_error(
     assert attempt.outcome.kind is OutcomeKind.ERROR
     assert attempt.outcome.reason == "Authentication failed (token)"
     assert attempt.outcome.retryable is retryable
+
+
+async def test_a_token_answered_with_201_is_a_token(
+    authorization_server: AuthorizationServer, sender: HttpSender
+) -> None:
+    """RFC 6749 says 200; some endpoints answer 201 with the same token. It was refused
+    as an authentication error, which opened the destination's circuit at once."""
+    authorization_server.answer_token_with = (201, {"access_token": "t-201", "expires_in": 3600})
+    attempt = await attempt_delivery(lead(1), oauth_destination(authorization_server), sender)
+    assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+
+
+async def test_a_lifetime_written_as_text_is_the_tokens_lifetime(
+    authorization_server: AuthorizationServer, sender: HttpSender
+) -> None:
+    """``"expires_in": "1"``, as Azure AD's v1 endpoint writes it: taken for an hour, the
+    token was sent after it expired, until a 401 renewed it."""
+    authorization_server.answer_token_with = (200, {"access_token": "short", "expires_in": "1"})
+    dest = oauth_destination(authorization_server, refresh_margin_s=0)
+    tokens = TokenCache()
+    await attempt_delivery(lead(1), dest, sender, tokens=tokens)
+    await attempt_delivery(lead(2), dest, sender, tokens=tokens)
+    assert len(authorization_server.token_requests) == 1
+    await asyncio.sleep(1.2)
+    await attempt_delivery(lead(3), dest, sender, tokens=tokens)
+    assert len(authorization_server.token_requests) == 2

@@ -35,6 +35,23 @@ class Flaky:
         return web.json_response({"error": "down"}, status=503)
 
 
+def desk_on_a_clock(dest: Destination, sender: HttpSender, clock: list[float]) -> DeliveryDesk:
+    """A desk delivering to ``dest`` through ``sender``, its time ``clock[0]``."""
+
+    async def attempt_at(lead: Lead, destination: Destination, number: int) -> Attempt:
+        return await attempt_delivery(lead, destination, sender, number)
+
+    return DeliveryDesk(
+        {dest.id: dest},
+        attempt_at,
+        circuits={},
+        caps={},
+        delivered={},
+        parked={},
+        clock=lambda: clock[0],
+    )
+
+
 async def test_circuit_opens_stays_quiet_half_opens_and_closes(sender: HttpSender) -> None:
     flaky = Flaky()
     server = await Recipient(answer=flaky.answer).start()
@@ -51,19 +68,7 @@ async def test_circuit_opens_stays_quiet_half_opens_and_closes(sender: HttpSende
             ]
         }
     ).destinations
-
-    async def attempt_at(lead: Lead, destination: Destination, number: int) -> Attempt:
-        return await attempt_delivery(lead, destination, sender, number)
-
-    desk = DeliveryDesk(
-        {dest.id: dest},
-        attempt_at,
-        circuits={},
-        caps={},
-        delivered={},
-        parked={},
-        clock=lambda: clock[0],
-    )
+    desk = desk_on_a_clock(dest, sender, clock)
 
     async def deliver(n: int) -> tuple[OutcomeKind, str, tuple[str, ...]]:
         lead = Lead(f"L-{n}", {"id": f"L-{n}", "lead": {}})
@@ -117,19 +122,7 @@ async def test_a_buyer_out_of_funds_gets_one_lead_not_every_lead(sender: HttpSen
     (dest,) = parse_destinations(
         {"destinations": [{"id": "buyer", "url": server.url(), "circuit": {"cool_down_s": 60}}]}
     ).destinations
-
-    async def attempt_at(lead: Lead, destination: Destination, number: int) -> Attempt:
-        return await attempt_delivery(lead, destination, sender, number)
-
-    desk = DeliveryDesk(
-        {dest.id: dest},
-        attempt_at,
-        circuits={},
-        caps={},
-        delivered={},
-        parked={},
-        clock=lambda: clock[0],
-    )
+    desk = desk_on_a_clock(dest, sender, clock)
 
     async def deliver(n: int) -> tuple[str, tuple[str, ...]]:
         lead = Lead(f"L-{n}", {"id": f"L-{n}", "lead": {}})

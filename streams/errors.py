@@ -89,16 +89,19 @@ class UnreadableAnswer(DeliveryError):
     may have taken the lead, so it is not resent to it. The detail is ours: the answer's
     own bytes (a header, a cookie) are not quoted.
 
-    An answer in TLS (``tls``: the url says http:// for a port that takes https) is the
-    same for every lead: "Configuration refused", and the circuit opens at once."""
+    Its status may have come before its body failed (``reason`` names it; a 5xx is
+    ``retryable``); an answer in TLS (the url says http:// for a port that takes https) is
+    the same for every lead (``every_lead``: the circuit opens at once)."""
 
-    retryable = False
-    reason = "Unreadable response"
-
-    def __init__(self, detail: str, *, tls: bool = False) -> None:
-        if tls:
-            self.reason = "Configuration refused (the recipient answered in TLS: check the url)"
-            self.every_lead = True
+    def __init__(
+        self,
+        detail: str,
+        *,
+        reason: str = "Unreadable response",
+        retryable: bool = False,
+        every_lead: bool = False,
+    ) -> None:
+        self.reason, self.retryable, self.every_lead = reason, retryable, every_lead
         super().__init__(detail)
 
 

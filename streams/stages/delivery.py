@@ -397,7 +397,8 @@ def _unreadable(exc: aiohttp.ClientResponseError) -> UnreadableAnswer:
     if _TLS_RECORD.search(said):
         return UnreadableAnswer(
             "the recipient answered in TLS: its port takes https, and the url says http://",
-            tls=True,
+            reason="Configuration refused (the recipient answered in TLS: check the url)",
+            every_lead=True,
         )
     lowered = said.lower()
     if "got more than" in lowered:  # LineTooLong's words, from either of aiohttp's parsers
@@ -431,13 +432,12 @@ def _body_mislabelled(res: aiohttp.ClientResponse) -> UnreadableAnswer:
     not resent as a failed connection would be (the recipient took the lead: resent, it
     would be refused as a duplicate); a 5xx is retried."""
     named = _ENCODING_NAME.sub("", res.headers.get("Content-Encoding", ""))[:20] or "encoding"
-    unreadable = UnreadableAnswer(
+    return UnreadableAnswer(
         f"the answer cannot be read: HTTP {res.status}, its body is not the {named} its "
-        "Content-Encoding names"
+        "Content-Encoding names",
+        reason=f"Unreadable response (HTTP {res.status}: not {named})",
+        retryable=res.status >= 500,
     )
-    unreadable.reason = f"Unreadable response (HTTP {res.status}: not {named})"
-    unreadable.retryable = res.status >= 500
-    return unreadable
 
 
 _ENCODING_NAME = re.compile(r"[^\w, -]")  # the recipient's words: a coding's characters

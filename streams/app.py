@@ -613,6 +613,7 @@ def create_app(
         delivered=table("delivered", owner_key, keep_s=remember_s),
         parked=table("parked", owner_key),
         crowds=Crowds(sender.queued, settings.queued_per_destination),
+        turn_in=sender.turn_in,
     )
     # Every other delivery: in the lead's partition. Circuits are this worker's own,
     # shared with the others through the control topic (``follow_control``).
@@ -628,6 +629,7 @@ def create_app(
         admin=admin,
         crowds=Crowds(sender.queued, settings.queued_per_destination),
         capacity=capacity,
+        turn_in=sender.turn_in,
     )
     # Held as they are and changed in place by a reload (``follow_destinations_file``): every
     # desk, the home, the handlers and the distributor read these very objects.

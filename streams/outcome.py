@@ -703,6 +703,15 @@ def rate_limited(raw: str | None) -> Outcome:
     )
 
 
+def turn_not_in_time(wait_s: float) -> Outcome:
+    """Not sent (an auction's ping or post): the buyer's rate-limit window is spent (it said
+    so, or this worker's own allowance is) until after the ping's timeout or the bid's
+    validity; the auction goes on without it."""
+    return Outcome.skip(
+        RATE_LIMITED, raw=f"next request in {wait_s:.1f} s", category=OutcomeCategory.NOT_SENT
+    )
+
+
 def auth_failed(what: str, raw: str | None) -> Outcome:
     """Our credentials were refused (``what``: "API key", "token expired", ...)."""
     return Outcome.error(

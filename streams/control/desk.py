@@ -45,6 +45,7 @@ from streams.control.retry import retry_delay
 from streams.control.tables import forget_older
 from streams.errors import StoppedWhileWaiting
 from streams.model import CircuitChange, Lead, Outcome, OutcomeCategory, OutcomeKind
+from streams.outcome import turn_not_in_time
 from streams.stages.attempt import Attempt, ended_before_sending, not_sent
 from streams.stages.routing import phase_at
 
@@ -121,14 +122,18 @@ class DeliveryDesk:
         admin: AdminState | None = None,
         crowds: Crowds | None = None,
         capacity: CapacityBoard | None = None,
+        turn_in: Callable[[str], float] | None = None,
     ) -> None:
         """``owner(key)``: the id whose partition holds a table key (the destination's by
         default; the lead's for a desk that delivers in the lead's partition); ``admin``:
         operators' pauses and circuit resets (streams/control/admin.py); ``crowds``:
         deliveries parked while their destination's queue is full (None: all queue);
         ``capacity``: capped destinations' room as last reported (an auction does not ping
-        a buyer whose cap is full)."""
+        a buyer whose cap is full); ``turn_in(destination_id)``: seconds at least before a
+        request to it would go (the sender's ``turn_in``: an auction does not ping a buyer
+        whose turn comes after the ping's timeout)."""
         self._capacity = capacity
+        self._turn_in = turn_in
         self._crowds = crowds
         self.admin = admin if admin is not None else AdminState()
         self._owner = owner
@@ -199,9 +204,16 @@ class DeliveryDesk:
             drained = Outcome.skip(DRAINED, raw=item.drained_by)
             return self._finish(item, not_sent(item.lead, destination, drained, item.number))
         now = self._clock()
-        if item.deadline is not None and now > item.deadline:  # an auction's bid ran out
-            expired = Outcome.skip(BID_EXPIRED)
-            return self._finish(item, not_sent(item.lead, destination, expired, item.number))
+        if item.deadline is not None:  # an auction's post, bound to its bid
+            if now > item.deadline:  # the bid ran out
+                expired = Outcome.skip(BID_EXPIRED)
+                return self._finish(item, not_sent(item.lead, destination, expired, item.number))
+            turn = self._turn_in(destination.id) if self._turn_in is not None else 0.0
+            if now + turn > item.deadline:
+                # The buyer's rate-limit window is spent until after its bid: the auction
+                # moves on now, not when the bid has run out and every other bid with it.
+                late = turn_not_in_time(turn)
+                return self._finish(item, not_sent(item.lead, destination, late, item.number))
         paused = self.admin.pause_reason(destination.id)
         if paused is not None:
             return self._paused(item, destination, paused, now)
@@ -333,6 +345,11 @@ class DeliveryDesk:
             attempt = refused()
         elif filled is not None:  # it could not take the lead: not pinged
             attempt = not_sent(item.lead, destination, cap_exceeded(filled))
+        elif (turn := self._turn_in(destination.id) if self._turn_in else 0.0) >= timeout_s:
+            # Its rate-limit window is spent (it said so, or this worker's own per-hour or
+            # per-day allowance): the ping would only wait out the auction's timeout, its
+            # place in the queue taken from the buyer's posts.
+            attempt = not_sent(item.lead, destination, turn_not_in_time(turn))
         else:
             try:
                 async with asyncio.timeout(timeout_s):

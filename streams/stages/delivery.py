@@ -202,6 +202,11 @@ class HttpSender:
             # Heeded before the slot is freed: who takes it waits for a spent window too.
             return _heeded(gate, await self._counted(req, destination))
 
+    def turn_in(self, destination_id: str) -> float:
+        """Seconds at least before a request to the destination would go (``Gate.turn_in``)."""
+        known = self._gates.get(destination_id)
+        return 0.0 if known is None else known[2].turn_in()
+
     def queued(self, destination_id: str) -> int:
         """Requests waiting for the destination's turn (its in-flight slots or its rate)."""
         known = self._gates.get(destination_id)

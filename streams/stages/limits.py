@@ -51,6 +51,20 @@ class SlidingWindow:
                 oldest = self._sent[len(self._sent) - self.allowed]
                 await self._sleep(oldest + self.period_s - now)
 
+    def free_in(self, ahead: int = 0) -> float:
+        """Seconds until a request asked now could go, with ``ahead`` requests before it
+        (each going as soon as it may): the times of those sent, then of those ahead."""
+        now = self._clock()
+        times = [t for t in self._sent if t > now - self.period_s]
+        if len(times) + ahead < self.allowed:
+            return 0.0
+        at = now
+        for _ in range(ahead + 1):
+            if len(times) >= self.allowed:
+                at = max(at, times[len(times) - self.allowed] + self.period_s)
+            times.append(at)
+        return at - now
+
 
 class Slots:
     """At most ``limit`` requests at once (an asyncio semaphore); the limit can change
@@ -119,6 +133,16 @@ class Gate:
         window is spent): requests wait for it, then go in their turn. A later hold extends
         it, a shorter one does not cut it."""
         self._held_until = max(self._held_until, self._clock() + seconds)
+
+    def turn_in(self) -> float:
+        """Seconds at least before a request asked now would go: the recipient's hold and
+        this worker's rate windows, with the requests already waiting ahead of it (how
+        long in-flight slots take to free is not known). An auction does not ping a buyer
+        whose turn would come after the ping's timeout."""
+        wait = self._held_until - self._clock()
+        for window in self._windows.values():
+            wait = max(wait, window.free_in(self.waiting))
+        return max(0.0, wait)
 
     async def retune(self, allowance: Allowance) -> None:
         if allowance == self.allowance:

@@ -30,6 +30,10 @@ class Buyer:
     # Answers every post 503 with this Retry-After (seconds): a buyer down after bidding.
     down_for_s: int | None = None
     bid_ttl_s: float = 60.0
+    # (pings, seconds): its API's rate limit on pings, said as the IETF draft's headers
+    # (``RateLimit-Remaining``, ``RateLimit-Reset``); a ping past it answers 429.
+    ping_window: tuple[int, int] | None = None
+    refused_pings: int = 0  # answered 429
     bids: dict[str, tuple[Decimal, float]] = field(default_factory=dict)  # bid id → (bid, until)
     pings: list[dict[str, object]] = field(default_factory=list)
     posts: list[dict[str, object]] = field(default_factory=list)
@@ -59,10 +63,19 @@ class AuctionBuyers(Recipient):
                 {"message": "Idempotency-Key reused for a different request"}, status=422
             )
         if step == "ping":
+            said: dict[str, str] = {}
+            if buyer.ping_window is not None:
+                allowed, reset_s = buyer.ping_window
+                left = allowed - len(buyer.pings) - 1
+                if left < 0:
+                    buyer.refused_pings += 1
+                    retry = {"Retry-After": str(reset_s)}
+                    return web.json_response({"message": "Too many"}, status=429, headers=retry)
+                said = {"RateLimit-Remaining": str(left), "RateLimit-Reset": str(reset_s)}
             buyer.pings.append(body)
             state, amount = str(body.get("state", "")), Decimal(str(body.get("loan_amount", 0)))
             if state not in buyer.states or state not in BASE_BY_STATE:
-                return web.json_response({"bid": None})
+                return web.json_response({"bid": None}, headers=said)
             price = ((BASE_BY_STATE[state] + amount / 10_000) * buyer.appetite).quantize(
                 Decimal("0.01")
             )
@@ -70,7 +83,8 @@ class AuctionBuyers(Recipient):
             until = time.time() + buyer.bid_ttl_s
             buyer.bids[bid_id] = (price, until)
             expires = datetime.fromtimestamp(until, UTC).isoformat()
-            return web.json_response({"bid": str(price), "bid_id": bid_id, "expires_at": expires})
+            answer = {"bid": str(price), "bid_id": bid_id, "expires_at": expires}
+            return web.json_response(answer, headers=said)
         buyer.posts.append(body)
         if buyer.down_for_s is not None:
             retry_after = {"Retry-After": str(buyer.down_for_s)}

@@ -151,6 +151,60 @@ flows:
     assert (unpinged["phase"], unpinged["reason"]) == ("ping", "Cap exceeded")
 
 
+async def test_a_buyer_whose_rate_limit_window_is_spent_is_not_pinged_or_posted_to(
+    kafka: KafkaTarget, topics: Any, start_worker: Any
+) -> None:
+    """A buyer that takes one request a minute says so on its answer to the first ping
+    (``RateLimit-Remaining: 0``, ``RateLimit-Reset: 60``). Its best bid's post would wait
+    past the bid, so the auction moves on at once to the next bid; the next leads'
+    auctions do not ping it (a ping would only wait out the auction's timeout) and say why.
+    Before, the post waited the minute out and the lead was sold to nobody (every bid had
+    expired), and each later ping waited its 2 s and ended "Ping timed out"."""
+    buyers = await AuctionBuyers(
+        tight=Buyer(Decimal("1.5"), ping_window=(1, 60)), steady=Buyer(Decimal("1.2"))
+    ).start()
+    base = buyers.url("").rstrip("/")
+    try:
+        start_worker(
+            "destinations:"
+            + buyer_yaml("tight", base)
+            + buyer_yaml("steady", base)
+            + """
+flows:
+  - id: auction
+    plan: {ping_post: {buyers: [tight, steady], ping_timeout_ms: 2000}}
+"""
+        )
+        first = {"id": "W-1", "lead": {"state": "CA", "loan_amount": 1000}}
+        await publish(kafka, topics.leads, [first])
+        await collect(kafka, topics.outcomes, 1)
+        later = [{"id": f"W-{n}", "lead": {"state": "CA", "loan_amount": 1000}} for n in (2, 3)]
+        await publish(kafka, topics.leads, later)
+        outcomes = await collect(kafka, topics.outcomes, 3)
+        events = await collect(kafka, topics.events, 4 + 3 + 3, settle_s=1.0)
+    finally:
+        await buyers.stop()
+    sold = {
+        o["lead_id"]: o["accepted_by"]
+        for o in (decode_with_schema_file(r.value, "lead_outcome") for r in outcomes)
+    }
+    assert sold == {"W-1": ["steady"], "W-2": ["steady"], "W-3": ["steady"]}
+    tight = buyers.buyers["tight"]
+    assert (len(tight.pings), tight.refused_pings, len(tight.posts)) == (1, 0, 0)
+    decoded = [decode_with_schema_file(r.value, "delivery_event") for r in events]
+    to_tight = sorted(
+        (e["lead_id"], e["phase"], e["outcome"], e["reason"], e["http_status"])
+        for e in decoded
+        if e["destination_id"] == "tight"
+    )
+    assert to_tight == [
+        ("W-1", "ping", "bid", "Accepted", 200),
+        ("W-1", "post", "skip", "Rate limited", None),
+        ("W-2", "ping", "skip", "Rate limited", None),
+        ("W-3", "ping", "skip", "Rate limited", None),
+    ]
+
+
 async def test_a_post_is_not_retried_past_its_bid_the_next_bid_wins(
     kafka: KafkaTarget, topics: Any, start_worker: Any
 ) -> None:

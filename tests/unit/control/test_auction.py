@@ -229,6 +229,34 @@ async def test_a_buyer_whose_cap_is_full_by_its_last_report_is_not_pinged() -> N
     )  # fmt: skip
 
 
+async def test_a_buyer_whose_turn_comes_too_late_is_not_pinged_nor_posted_to() -> None:
+    """``turn_in``: the sender's word on how long a request to a buyer would wait (its
+    rate-limit window spent). b's turn comes after the ping's timeout: not pinged. a's
+    comes within the ping's timeout but after its bid's 60 s: its post is not sent, and
+    the lead goes to the fallback at once."""
+    turns = {"a": 0.1, "b": 0.3}
+    config = file({**AUCTION, "ping_post": {**AUCTION["ping_post"], "ping_timeout_ms": 200}})
+    auctioneer = Auctioneer()
+    desk = DeliveryDesk(
+        config.by_id(), auctioneer, circuits={}, caps={}, delivered=Unremembered(), parked={},
+        turn_in=lambda destination_id: turns.get(destination_id, 0.0),
+    )  # fmt: skip
+    flows = {flow.id: flow for flow in config.compiled_flows}
+    home = Home(flows, lambda d: False, LeadStates({}, {}), desk)
+    flow = home.flow("f")
+    assert flow is not None
+    pinged = asyncio.create_task(merged(home.take(LEAD, flow, SOURCE)))
+    await asyncio.sleep(0.05)
+    turns["a"] = 61.0  # a's answer said its window is spent for a minute
+    report = await pinged
+    assert "ping:b" not in auctioneer.calls and "ping:a" in auctioneer.calls
+    assert "post:a" not in auctioneer.calls and "post:fallback" in auctioneer.calls
+    said = {(a.destination_id, a.phase): a.outcome for a, _ in report.attempts}
+    assert (said["b", "ping"].kind, said["b", "ping"].reason) == (OutcomeKind.SKIP, "Rate limited")
+    assert said["b", "ping"].raw == "next request in 0.3 s"
+    assert (said["a", "post"].kind, said["a", "post"].reason) == (OutcomeKind.SKIP, "Rate limited")
+
+
 def test_a_ping_shares_its_buyers_limits_and_credentials() -> None:
     buyer = file(AUCTION, a={"limits": {"concurrency": 2}, "headers": {"X-Team": "a"}}).by_id()["a"]
     assert buyer.pinged.limits is buyer.limits  # one allowance for pings and posts

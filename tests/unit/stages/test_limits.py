@@ -174,3 +174,29 @@ async def test_a_request_cancelled_while_held_gives_its_slot_back() -> None:
     assert gate.waiting == 0
     clock.now += 30.0  # the window reset: the one slot is free for the next request
     await asyncio.wait_for(request(), timeout=5)
+
+
+async def test_a_request_s_turn_counts_the_spent_window_and_those_waiting_ahead() -> None:
+    """``turn_in``: how long at least before a request asked now would go (an auction does
+    not ping a buyer whose turn comes after the ping's timeout)."""
+    clock = Clock()
+    hourly = SlidingWindow(2, 3600.0, clock=clock, sleep=clock.sleep)
+    assert hourly.free_in() == 0.0
+    await hourly.acquire()
+    assert hourly.free_in() == 0.0 and hourly.free_in(ahead=1) == 3600.0
+    clock.now += 600.0
+    await hourly.acquire()
+    assert hourly.free_in() == 3000.0  # the first leaves the hour
+    assert hourly.free_in(ahead=1) == 3600.0  # the second does, after the one ahead
+    assert hourly.free_in(ahead=2) == 3000.0 + 3600.0  # the one ahead's own hour
+    gate = Gate(clock=clock, sleep=clock.sleep)
+    assert gate.turn_in() == 0.0
+    gate.hold(12.0)  # the recipient said its window resets in 12 s
+    assert gate.turn_in() == 12.0
+    await gate.retune(Allowance(None, 2.0, None, 1))  # one request a day, two a second
+    async with gate.held():
+        pass
+    # Its day counted when it passed the windows (1600), before it waited out the hold.
+    assert clock.now == 1612.0 and gate.turn_in() == 86388.0
+    clock.now += 86388.0
+    assert gate.turn_in() == 0.0

@@ -188,6 +188,16 @@ def default_outcome(res: HttpResponse) -> Outcome:
                 "ask the recipient for its API url",
                 raw,
             )
+        if res.status == 421:
+            # Misdirected Request: the server does not serve the host the request names
+            # on the connection it came by (Apache since 2.4.64 when the TLS name and the
+            # Host header differ; Cloudflare and nginx likewise). Our connections are one
+            # per host, so a new one meets the same: every lead would.
+            return configuration_refused(
+                "HTTP 421 Misdirected Request: the server does not serve this host name "
+                "here; check the url and any Host header",
+                raw,
+            )
         if res.status == 426:
             # Its Upgrade header names what (RFC 9110 §15.5.22: "TLS/1.2, HTTP/1.1"), in the
             # recipient's words: only a protocol name's characters are kept.

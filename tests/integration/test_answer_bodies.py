@@ -558,13 +558,20 @@ async def test_an_error_object_says_why(
         # Laravel's CSRF check on a web form's url: "Page Expired", whatever the lead
         (419, page("Page Expired", '<div class="code">419</div>'), "text/html"),
         (419, b'{"message": "CSRF token mismatch."}', "application/json"),
+        # Apache (2.4.64 on) when the TLS name and the Host header differ; Cloudflare's
+        (421, page("421 Misdirected Request", "<h1>Misdirected Request</h1><p>The client "
+                   "needs a new connection for this request as the requested host name does "
+                   "not match the Server Name Indication (SNI) in use for this connection."
+                   "</p>"), "text/html"),
+        (421, b"", "text/plain"),
     ],
 )  # fmt: skip
 async def test_no_endpoint_at_the_url_is_a_configuration_refused(
     status: int, body: bytes, content_type: str
 ) -> None:
-    """A wrong url or method, a retired API version: every lead would meet it, where each
-    was "Rejected (HTTP 404)" and the destination's circuit stayed closed."""
+    """A wrong url or method, a retired API version, a host name the server does not serve
+    on that connection (421): every lead would meet it, where each was "Rejected (HTTP
+    404)" (or 421) and the destination's circuit stayed closed."""
     outcome = (await deliver(answering(body, content_type, status))).outcome
     assert (outcome.kind, outcome.category, outcome.retryable) == (
         OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR, False

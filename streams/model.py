@@ -194,15 +194,16 @@ class HttpResponse:
             return json_loads(body)
         except orjson.JSONDecodeError:
             pass
+        # Each reading keeps an integer past 64 bits as its digits (``json_loads``).
         if self.charset != "utf-8":
             try:
-                return orjson.loads(self.decoded())
+                return json_loads(self.decoded().encode())
             except orjson.JSONDecodeError:
                 pass
         notices = _PHP_NOTICES.match(body)
         if notices is not None and notices.end() < len(body):
             try:  # the answer after PHP's notices
-                return orjson.loads(body[notices.end() :])
+                return json_loads(body[notices.end() :])
             except orjson.JSONDecodeError:
                 pass
         return _lenient_json(self.decoded()) if looks_like_json(body) else None
@@ -278,7 +279,7 @@ def _lenient_json(text: str) -> Any:
         return None
 
 
-_JSON_DECODER = json.JSONDecoder()
+_JSON_DECODER = json.JSONDecoder(parse_int=_json_integer)  # orjson refuses to write a longer one
 _PYTHON_LITERAL_LIMIT = 2000  # characters: a verdict, not a document
 
 

@@ -102,7 +102,7 @@ def normalize_reason(text: str) -> tuple[str, OutcomeCategory] | None:
 
 
 def default_outcome(res: HttpResponse) -> Outcome:
-    body = _one_answer(res.json())
+    body = one_answer(res.json())
     raw = res.text[:RAW_LIMIT] or None
     if (res.header("cf-mitigated") or "").strip().lower() == "challenge":
         # Cloudflare's challenge page (its documented mark), with a 403, a 429 or even a 200:
@@ -227,7 +227,7 @@ def default_outcome(res: HttpResponse) -> Outcome:
     return Outcome.error(f"Unexpected HTTP status {res.status}", retryable=False, raw=raw)
 
 
-def _one_answer(body: Any) -> Any:
+def one_answer(body: Any) -> Any:
     """A JSON array of one object (``[{"status": "rejected", …}]``: APIs that answer every
     request as a batch) is that object; so is an object that only wraps another under a
     wrapper's name (``{"response": {"status": "error", …}}``, ASP.NET's ``{"d": …}``, up to

@@ -13,7 +13,7 @@ from streams.auth import OAuth2Auth
 from streams.config import Destination
 from streams.config.policies import EgressPolicy, ForwardProxy
 from streams.errors import MappingError
-from streams.model import Lead
+from streams.model import Lead, OutcomeKind
 from streams.stages.attempt import Attempt, attempt_delivery, invalid_data
 from streams.stages.delivery import HttpSender, RequestSummary, summarize
 from streams.stages.envelope import Rejected, parse_envelope
@@ -101,7 +101,8 @@ def _show_ping(ping: Attempt, echo: Echo) -> Decimal | None:
     echo(f"HTTP {status} in {ping.recipient_ms:.0f} ms")
     bid = bid_of(ping)
     if bid is None:
-        echo(f"no bid — {ping.outcome.reason}")
+        said = "a bid of nothing" if ping.outcome.kind is OutcomeKind.SUCCESS else None
+        echo(f"no bid — {said or ping.outcome.reason}")
         if ping.outcome.raw:
             echo(f"answer: {ping.outcome.raw[:500]}")
         return None

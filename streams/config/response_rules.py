@@ -25,6 +25,7 @@ from streams.outcome import (
     RAW_LIMIT,
     REASON_LIMIT,
     normalize_reason,
+    one_answer,
     to_price,
 )
 
@@ -237,6 +238,14 @@ class ResponseConfig(BaseModel):
             return outcome
         body, xml = res.json(), res.xml()
         values = {name: path.read(body, xml) for name, path in self.capture.items()}
+        inner = one_answer(body)
+        if inner is not body and None in values.values():
+            # Not at the path in the answer as written, so read in the answer inside its
+            # wrapper (``{"data": {"bid": 12.5}}``, a batch of one), as the default outcome
+            # reads its fields: a buyer that wrapped its bid never won an auction.
+            for name, path in self.capture.items():
+                if values[name] is None:
+                    values[name] = path.read(inner, None)
         reference = values.pop("reference_id", None)
         price = to_price(values.pop("price", None))
         texts = {

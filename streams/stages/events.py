@@ -13,6 +13,7 @@ from typing import Any
 from streams.model import CircuitChange, OutcomeKind
 from streams.stages.attempt import Attempt
 from streams.stages.feedback import Notice, Verdict
+from streams.stages.routing import bid_of
 
 DELIVERY_EVENT_NAME = "io.leadcourier.delivery.v1.DeliveryEvent"
 LEAD_OUTCOME_NAME = "io.leadcourier.delivery.v1.LeadOutcome"
@@ -71,7 +72,7 @@ def delivery_event(
 def _ping_outcome(ping: Attempt) -> str:
     """A ping's answer is a bid or not, never a sale: billing counts ``success`` only."""
     if ping.outcome.kind is OutcomeKind.SUCCESS:
-        return "bid" if ping.outcome.price is not None else "no_bid"
+        return "bid" if bid_of(ping) is not None else "no_bid"
     if ping.outcome.kind is OutcomeKind.FAILURE:
         return "no_bid"
     return ping.outcome.kind

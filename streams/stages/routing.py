@@ -223,10 +223,13 @@ def phase_at(path: str) -> str:
 
 
 def bid_of(ping: Attempt) -> Decimal | None:
-    """A ping's bid: the price of a successful answer (no price, or no success: no bid)."""
-    if ping.outcome.kind is not OutcomeKind.SUCCESS:
+    """A ping's bid: the price of a successful answer (no price, or no success: no bid).
+    A bid of nothing is none: buyers answer ``{"bid": 0}`` for "not interested", and an
+    auction with no floor posted the full lead to them, sold for nothing."""
+    price = ping.outcome.price
+    if ping.outcome.kind is not OutcomeKind.SUCCESS or price is None or price <= 0:
         return None
-    return ping.outcome.price
+    return price
 
 
 def bid_valid_until(ping: Attempt, ttl_s: float) -> float:

@@ -874,6 +874,30 @@ async def test_a_price_or_bid_written_for_people_is_read(
     assert bid_of(ping) == expected
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [{"data": {"bid": "12.50", "bid_id": "B-1"}}, [{"bid": "12.50", "bid_id": "B-1"}],
+     {"response": {"result": {"bid": "12.50", "bid_id": "B-1"}}}],
+)  # fmt: skip
+async def test_a_bid_in_a_wrapper_is_read_where_the_answer_is(answer: object) -> None:
+    """The default outcome reads an answer inside its wrapper (``data``, a batch of one);
+    the ping's captures (``$.bid``, ``$.bid_id``) read only the top: a buyer that wrapped
+    its bid never won an auction (no bid), and a capture path a destination names was
+    read alike."""
+    buyer = answering(orjson.dumps(answer), "application/json")
+    await buyer.start()
+    try:
+        dest = parse_destinations({"destinations": [{
+            "id": "buyer", "url": buyer.url(), "mapping": {"email": "email"},
+            "ping": {"url": buyer.url(), "mapping": {"state": "source"}}}]}).destinations[0]  # fmt: skip
+        sender = HttpSender()
+        ping = await attempt_delivery(LEAD, dest.pinged, sender)
+        await sender.close()
+    finally:
+        await buyer.stop()
+    assert (bid_of(ping), ping.outcome.reference_id) == (Decimal("12.50"), "B-1")
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

@@ -19,7 +19,7 @@ from streams.control.home import Home, LeadStates
 from streams.model import HttpResponse, Lead, Outcome, OutcomeKind
 from streams.stages.attempt import Attempt, not_sent
 from streams.stages.events import delivery_event, lead_outcome
-from streams.stages.routing import advance, bid_valid_until, phase_at
+from streams.stages.routing import advance, bid_of, bid_valid_until, phase_at
 from tests.unit.control.test_home import LEAD, SOURCE, merged
 
 BUYERS = ("a", "b", "c")
@@ -151,6 +151,18 @@ def test_pings_are_bids_in_the_events_and_never_sales_in_the_outcome() -> None:
     assert outcome["accepted_by"] == ["b"] and outcome["attempts"] == 1
     [result] = outcome["destinations"]
     assert (result["price"], result["bid"]) == (Decimal("12.5000"), Decimal("12.5000"))
+
+
+def test_a_bid_of_nothing_is_no_bid() -> None:
+    """Buyers answer ``{"bid": 0}`` for "not interested": with no floor (the default) the
+    auction posted the full lead to them, sold for nothing."""
+    for amount in ("0", "0.00", "-1"):
+        zero = answer("a", bid(amount), "ping")
+        assert bid_of(zero) is None and delivery_event(zero)["outcome"] == "no_bid"
+    plan = file({"ping_post": {"buyers": ["a", "b"], "else": "fallback"}}).compiled_flows[0].plan
+    progress = advance(plan, LEAD, {})
+    pings = {need.path: answer(need.destination_id, bid("0"), "ping") for need in progress.needed}
+    assert [need.destination_id for need in advance(plan, LEAD, pings).needed] == ["fallback"]
 
 
 class Auctioneer:

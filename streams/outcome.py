@@ -815,8 +815,9 @@ def _said_no(fields: dict[str, Any]) -> str | None:
     its JSON (or in its XML's verdict fields; ``_lowered``: only the first 50 are looked
     at, the verdict comes first), else None."""
     for name, value in fields.items():
-        # "false" too: XML's text, and PHP APIs that write JSON booleans as strings.
-        if name in _NO_FLAGS and (value is False or str(value).strip().lower() == "false"):
+        # "false" too: XML's text, and PHP APIs that write JSON booleans as strings; 0 and
+        # "no" as PHP and MySQL's flags write it ({"accepted": 0} was billed as a sale).
+        if name in _NO_FLAGS and str(value).strip().lower() in _FALSE_WORDS:
             return "Rejected"
         if isinstance(value, str) and name in _STATE_KEYS and _state_says(value) is False:
             return value.strip()[:REASON_LIMIT]
@@ -830,7 +831,7 @@ def _said_no(fields: dict[str, Any]) -> str | None:
 def _said_yes(fields: dict[str, Any]) -> bool:
     """Whether a verdict's fields (``_lowered``) say yes: ``success``/``accepted``/``ok``
     true, or a status or result whose words say so."""
-    return any(str(fields.get(flag)).strip().lower() == "true" for flag in _NO_FLAGS) or any(
+    return any(str(fields.get(flag)).strip().lower() in _TRUE_WORDS for flag in _NO_FLAGS) or any(
         isinstance(fields.get(key), str) and _state_says(fields[key]) is True for key in _STATE_KEYS
     )
 
@@ -862,6 +863,7 @@ def _status_said(fields: dict[str, Any]) -> int | None:
 
 _DUPLICATE_FLAGS = ("duplicate", "is_duplicate", "isduplicate", "dupe")
 _TRUE_WORDS = frozenset({"true", "yes", "1"})
+_FALSE_WORDS = frozenset({"false", "no", "0"})
 _NEGATIONS = frozenset({"no", "not", "non"})
 _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")  # "NotAccepted", "DUPLICATE_LEAD"
 _SOLD_WORDS = _YES_WORDS | {"sale", "match", "buyer", "bought"}  # "no_sale", "no match"

@@ -100,6 +100,8 @@ def test_2xx_whose_body_says_no_is_a_failure_not_a_sale(
         {"status": "queued"},
         {"success": True, "duplicate": True, "id": 4},  # it said it took the lead
         {"duplicate": False, "id": 5},
+        {"success": 1, "duplicate": 1, "id": 6},  # flags as PHP and MySQL write them
+        {"accepted": "yes", "id": 7},
     ],
 )
 def test_2xx_whose_body_does_not_say_no_is_a_sale(body: dict[str, object]) -> None:
@@ -117,6 +119,12 @@ def test_2xx_whose_body_does_not_say_no_is_a_sale(body: dict[str, object]) -> No
             "Duplicate lead",
         ),
         (b'{"success": "false"}', "Rejected"),  # PHP's JSON writes booleans as text
+        # and as MySQL's flags: 0, "0", "no" (each was billed as a sale)
+        (b'{"accepted": 0, "lead_id": "B-1"}', "Rejected"),
+        (b'{"Success": "0"}', "Rejected"),
+        (b'{"ok": "no"}', "Rejected"),
+        (b"<response><accepted>0</accepted></response>", "Rejected"),
+        (b'{"success": 0, "duplicate": 1}', "Rejected"),
     ],
 )
 def test_2xx_in_xml_or_with_text_booleans_that_says_no_is_a_failure(

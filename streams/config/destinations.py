@@ -164,7 +164,9 @@ _CONTACT = re.compile(
 # What a ping's answer is read for, unless its ``response`` says otherwise.
 DEFAULT_PING_CAPTURE = {
     "price": {"json": "$.bid"},
-    "reference_id": {"json": "$.bid_id"},
+    # The bid's id by the names ping-post platforms give it (the first there): Pingtree and
+    # others answer a ping_id or a transaction_id for the post to carry.
+    "reference_id": {"json": "$['bid_id','ping_id','transaction_id']"},
     "expires_at": {"json": "$.expires_at"},
 }
 # A ping's captures by the names of an auction (``bid``, ``bid_id``) → the event's fields.

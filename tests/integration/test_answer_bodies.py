@@ -877,13 +877,16 @@ async def test_a_price_or_bid_written_for_people_is_read(
 @pytest.mark.parametrize(
     "answer",
     [{"data": {"bid": "12.50", "bid_id": "B-1"}}, [{"bid": "12.50", "bid_id": "B-1"}],
-     {"response": {"result": {"bid": "12.50", "bid_id": "B-1"}}}],
+     {"response": {"result": {"bid": "12.50", "bid_id": "B-1"}}},
+     # the bid's id by the names ping-post platforms give it
+     {"status": "ping_accept", "bid": "12.50", "transaction_id": "B-1"},
+     {"bid": "12.50", "ping_id": "B-1", "transaction_id": "T-9"}],
 )  # fmt: skip
-async def test_a_bid_in_a_wrapper_is_read_where_the_answer_is(answer: object) -> None:
+async def test_a_bid_is_read_in_its_wrapper_and_its_id_by_the_usual_names(answer: object) -> None:
     """The default outcome reads an answer inside its wrapper (``data``, a batch of one);
     the ping's captures (``$.bid``, ``$.bid_id``) read only the top: a buyer that wrapped
     its bid never won an auction (no bid), and a capture path a destination names was
-    read alike."""
+    read alike. A ``ping_id`` or ``transaction_id`` was no bid id for the post to carry."""
     buyer = answering(orjson.dumps(answer), "application/json")
     await buyer.start()
     try:

@@ -35,7 +35,11 @@ _NO_FLAGS = frozenset({"success", "accepted", "ok"})  # false: not taken
 _STATE_KEYS = frozenset({"status", "result"})
 _NO_WORDS = frozenset(
     {"error", "fail", "failed", "failure", "rejected", "reject", "declined", "denied",
-     "refused", "duplicate", "invalid", "unmatched", "unsold"}
+     "refused", "duplicate", "invalid", "unmatched", "unsold",
+     # lead buyers' statuses for a lead not taken, each billed as a sale before
+     "dupe", "duplicated", "exists", "unaccepted", "unsuccessful", "ineligible",
+     "disqualified", "blocked", "suppressed", "filtered", "dnc", "fraud", "spam", "cap",
+     "capped", "expired", "cancelled", "canceled"}
 )  # fmt: skip
 # Older lead APIs answer in a line of text ("REJECTED: Duplicate lead", "FAILURE|Zip not
 # covered", "SUCCESS|B-77") or form-encoded ("status=rejected&reason=Duplicate"): the
@@ -53,7 +57,8 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
 # A database's unique key said in an error (Postgres, SQLite, SQL Server, Oracle) too.
 _DUPLICATE_WORDS = (
-    r"duplicate|already (exists|registered|on file|in (the )?system|been taken)|member exists"
+    r"duplicate|already[\s_-]+(exists|registered|on[\s_-]file|in[\s_-]+(the[\s_-]+)?system"
+    r"|been[\s_-]taken)|member exists"
     r"|\bdupe|unique (key )?constraint"
 )
 # The reasons billing and routing count, and the texts recipients say them with.
@@ -73,7 +78,9 @@ KNOWN_REASONS: tuple[tuple[str, re.Pattern[str], OutcomeCategory], ...] = tuple(
         ),
         (
             "Cap exceeded",
-            r"\bcap\b.*(reached|exceeded|met|full)|over (the )?cap|(daily|hourly) (rate )?limit|quota",
+            # "Cap reached", "OVER_CAP": a status's words joined by "_" too
+            r"(?<![a-z])cap(?![a-z]).*(reached|exceeded|met|full)|over[\s_-]+(the[\s_-]+)?cap"
+            r"|(daily|hourly) (rate )?limit|quota",
             OutcomeCategory.HARD_REJECT,
         ),
         (
@@ -866,7 +873,11 @@ _TRUE_WORDS = frozenset({"true", "yes", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "0"})
 _NEGATIONS = frozenset({"no", "not", "non"})
 _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")  # "NotAccepted", "DUPLICATE_LEAD"
-_SOLD_WORDS = _YES_WORDS | {"sale", "match", "buyer", "bought"}  # "no_sale", "no match"
+# "no_sale", "no match", "not_interested", "No Coverage"
+_SOLD_WORDS = _YES_WORDS | {
+    "sale", "match", "buyer", "bought", "interested", "eligible", "qualified", "coverage",
+    "covered",
+}  # fmt: skip
 
 
 def _state_says(value: str) -> bool | None:

@@ -45,6 +45,8 @@ _NO_WORDS = frozenset(
 # covered", "SUCCESS|B-77") or form-encoded ("status=rejected&reason=Duplicate"): the
 # verdict is its first word, then its reason (a refusal) or its reference (a sale).
 _YES_WORDS = frozenset({"success", "accepted", "ok", "sold", "matched", "approved"})
+_STATUS_CODE = re.compile(r"[A-Za-z]+(?:_[A-Za-z]+){1,5}")
+_SEPARATORS = frozenset(":|;=")  # after a verdict's word, before its reason ("No: Duplicate")
 _TEXT_VERDICT = re.compile(r"([A-Za-z]+)(?:\s*[:|,;=\-]+\s*|\s+|$)(.*)", re.DOTALL)
 _REFERENCE_TOKEN = re.compile(r"[\w.\-]{1,100}")
 _FORM_ANSWER = re.compile(r"[\w.\-\[\]]+=[^\s&]*(?:&[\w.\-\[\]]+=[^\s&]*)*")
@@ -487,8 +489,22 @@ def _line_verdict(text: str) -> dict[str, str]:
     reference (``SUCCESS|B-77``) as verdict fields; {} when it opens with neither."""
     found = _TEXT_VERDICT.fullmatch(text) if len(text) <= TEXT_VERDICT_LIMIT else None
     if found is None:
-        return {}
+        # A status's code alone ("NOT_SOLD", "DUPLICATE_LEAD", "LEAD_ACCEPTED"): read as
+        # a status field is.
+        coded = _STATUS_CODE.fullmatch(text) is not None and _state_says(text) is not None
+        return {"status": text} if coded else {}
     word, rest = found.group(1).lower(), found.group(2).strip()
+    if word in _NEGATIONS:
+        # "NO", "No: Duplicate", "NO|Over cap", "Not interested", "No buyer found", "No
+        # coverage": each was a sale. Only the word after the negation decides ("Not a
+        # duplicate - accepted" is a sale).
+        following = next(_WORDS.finditer(rest), None)
+        if not rest:
+            return {"success": "false"}
+        if following is not None and following.group().lower() in _SOLD_WORDS:
+            return {"status": text.splitlines()[0]}
+        if word == "no" and text[len(found.group(1)) :].lstrip()[:1] in _SEPARATORS:
+            return {"success": "false", "message": rest.splitlines()[0]}
     if word in _NO_WORDS:
         # A word that is itself a reason ("Duplicate lead", "Invalid zip code") keeps the
         # whole line: its rest alone ("lead") was the reason before.

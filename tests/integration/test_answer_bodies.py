@@ -110,6 +110,16 @@ async def test_a_json_answer_with_a_byte_order_mark_is_json() -> None:
             "Duplicate lead",
             OutcomeCategory.DUPLICATE,
         ),
+        # "No" and its kin, each a sale before: alone, with a reason, before what is not
+        (b"NO", "text/plain", "Rejected", OutcomeCategory.HARD_REJECT),
+        (b"No|Over cap", "text/plain", "Cap exceeded", None),
+        (b"No: Duplicate", "text/plain", "Duplicate lead", OutcomeCategory.DUPLICATE),
+        (b"Not interested", "text/plain", "Not interested", OutcomeCategory.HARD_REJECT),
+        (b"No buyer found", "text/plain", "No buyer found", OutcomeCategory.HARD_REJECT),
+        (b"No coverage in 90210", "text/plain", "No coverage in 90210", None),
+        # a status's code alone
+        (b"NOT_SOLD", "text/plain", "NOT_SOLD", OutcomeCategory.HARD_REJECT),
+        (b"DUPLICATE_LEAD\n", "text/plain", "Duplicate lead", OutcomeCategory.DUPLICATE),
     ],
 )
 async def test_a_2xx_refusal_in_a_line_of_text_or_a_form_is_a_failure(
@@ -151,8 +161,10 @@ async def test_a_2xx_sale_in_a_line_of_text_or_a_form_gives_its_reference() -> N
 
 @pytest.mark.parametrize(
     "body",
-    [b"Thank you for your submission", b"OK", b"", b"Error" + b" " * 2000, b"<p>Error</p>"],
-)
+    [b"Thank you for your submission", b"OK", b"", b"Error" + b" " * 2000, b"<p>Error</p>",
+     b"No errors", b"Not a duplicate - accepted", b"LEAD_ACCEPTED", b"lead_received",
+     b"None"],
+)  # fmt: skip
 async def test_a_2xx_text_that_does_not_open_with_a_refusal_is_a_sale(body: bytes) -> None:
     """A thank-you page, a bare OK, a long page (not a verdict), HTML."""
     attempt = await deliver(answering(body, "text/html"))

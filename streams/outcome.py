@@ -843,7 +843,8 @@ def _said_no(fields: dict[str, Any]) -> str | None:
         if name in _NO_FLAGS and str(value).strip().lower() in _FALSE_WORDS:
             return "Rejected"
         if isinstance(value, str) and name in _STATE_KEYS and _state_says(value) is False:
-            return value.strip()[:REASON_LIMIT]
+            said = value.strip()
+            return "Rejected" if said.lower() in _YES_OR_NO else said[:REASON_LIMIT]
     if _said_yes(fields):
         return None
     if any(str(fields.get(flag)).strip().lower() in _TRUE_WORDS for flag in _DUPLICATE_FLAGS):
@@ -887,6 +888,7 @@ def _status_said(fields: dict[str, Any]) -> int | None:
 _DUPLICATE_FLAGS = ("duplicate", "is_duplicate", "isduplicate", "dupe")
 _TRUE_WORDS = frozenset({"true", "yes", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "0"})
+_YES_OR_NO = {"yes": True, "true": True, "no": False, "false": False}  # a status that is one
 _NEGATIONS = frozenset({"no", "not", "non"})
 _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")  # "NotAccepted", "DUPLICATE_LEAD"
 # "no_sale", "no match", "not_interested", "No Coverage"
@@ -901,6 +903,8 @@ def _state_says(value: str) -> bool | None:
     "Lead Rejected - Duplicate", "not_sold", "no_match" say no (False); "Accepted",
     "lead_accepted", "no_error" say yes (True); "queued", "pending" say neither (None)."""
     words = [found.group().lower() for found in itertools.islice(_WORDS.finditer(value), 12)]
+    if len(words) == 1 and words[0] in _YES_OR_NO:  # {"result": "false"}, {"status": "No"}
+        return _YES_OR_NO[words[0]]
     for at, word in enumerate(words):
         negated = at > 0 and words[at - 1] in _NEGATIONS
         if word in _NO_WORDS:

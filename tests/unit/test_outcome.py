@@ -82,6 +82,9 @@ def test_2xx_is_success_with_reference_price_and_captured_values() -> None:
         ({"status": "Fraud"}, "Fraud", "hard_reject"),
         ({"status": "Expired"}, "Expired", "hard_reject"),
         ({"result": "Cancelled"}, "Cancelled", "hard_reject"),
+        # a status that is a yes or a no
+        ({"status": "No"}, "Rejected", "hard_reject"),
+        ({"result": "FALSE", "reason": "Over cap"}, "Cap exceeded", None),
     ],
 )
 def test_2xx_whose_body_says_no_is_a_failure_not_a_sale(
@@ -119,6 +122,9 @@ def test_2xx_whose_body_says_no_is_a_failure_not_a_sale(
         {"status": "Success - not a duplicate"},
         {"status": "Capture complete"},
         {"status": "Pending"},
+        {"status": "yes", "id": 4},
+        {"result": "true", "duplicate": True},  # it said it took the lead
+        {"status": 0, "msg": "ok"},  # a code: 0 is success where codes are used
         {"status": "queued"},
         {"success": True, "duplicate": True, "id": 4},  # it said it took the lead
         {"duplicate": False, "id": 5},

@@ -49,16 +49,24 @@ DEFAULT_KIND_WORDS: dict[str, list[str]] = {
     "contacted": ["contacted", "reached", "called", "answered"],
     "disqualified": ["disqualified", "dq", "unqualified", "not qualified", "invalid"],
 }
-# Normalised reasons and the words (lower case, found anywhere in the text) that mean them.
+# Normalised reasons and the words (found as whole words, any case) that mean them.
 DEFAULT_REASON_WORDS: dict[str, list[str]] = {
-    "Bad phone": ["bad phone", "wrong number", "disconnected", "invalid phone", "bad number"],
+    "Bad phone": [
+        "bad phone",
+        "wrong number",
+        "disconnected",
+        "invalid phone",
+        "bad number",
+        "not a working number",
+        "not in service",
+    ],
     "Bad email": ["bad email", "invalid email", "bounced"],
     "Duplicate": ["duplicate", "already have", "dupe"],
     "Did not request": ["did not request", "didn't request", "never requested", "not requested"],
     "Fraud": ["fraud", "fake", "bot"],
     "Not interested": ["not interested", "no longer interested"],
     "Outside service area": ["outside service area", "out of area", "service area"],
-    "Underage": ["underage", "under 18", "minor"],
+    "Underage": ["underage", "under 18", "a minor"],  # not "Minor issue with address"
 }
 MAX_BODY_BYTES = 65_536
 DEFAULT_RETURN_WINDOW_DAYS = 7.0
@@ -147,7 +155,7 @@ class FeedbackConfig(CompiledModel):
 
     _paths: dict[str, JSONPath] = PrivateAttr(default_factory=dict)
     _kind_words: dict[str, str] = PrivateAttr(default_factory=dict)
-    _reason_words: list[tuple[str, str]] = PrivateAttr(default_factory=list)
+    _reason_words: list[tuple[re.Pattern[str], str]] = PrivateAttr(default_factory=list)
 
     def window_h(self) -> float:
         """Hours after a sale in which feedback comes: returns, or the polls' answers."""
@@ -178,7 +186,7 @@ class FeedbackConfig(CompiledModel):
         for reason, words in DEFAULT_REASON_WORDS.items():
             reasons.setdefault(reason, words)
         for reason, words in reasons.items():
-            self._reason_words += [(word.strip().lower(), reason) for word in words]
+            self._reason_words += [(_whole_words(word), reason) for word in words]
         return self
 
     def path(self, name: str) -> JSONPath | None:
@@ -190,8 +198,13 @@ class FeedbackConfig(CompiledModel):
 
     def reason_of(self, text: str) -> str | None:
         """A recipient's reason → our normalised one, or None when none fits."""
-        lowered = text.lower()
-        for word, reason in self._reason_words:
-            if word in lowered:
+        for words, reason in self._reason_words:
+            if words.search(text):
                 return reason
         return None
+
+
+def _whole_words(words: str) -> re.Pattern[str]:
+    """Words found as words, any case: "bot" (Fraud) was found in "Both phone and email
+    invalid", "Bottom of funnel" and "Abbott", "minor" (Underage) in "Minor issue"."""
+    return re.compile(rf"(?<!\w){re.escape(words.strip())}(?!\w)", re.IGNORECASE)

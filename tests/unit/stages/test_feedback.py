@@ -46,6 +46,19 @@ def notice(body: dict[str, Any], **given: Any) -> Notice:
     return read_notice("buyer", config(**given), orjson.dumps(body), NOW)
 
 
+@pytest.mark.parametrize(
+    ("said", "reason"),
+    [("Both phone and email invalid", None), ("Bottom of the funnel", None), ("Abbott", None),
+     ("Minor issue with the address", None), ("Fake name, a bot filled it", "Fraud"),
+     ("Customer is a minor", "Underage"), ("Not a working number", "Bad phone"),
+     ("DUPE", "Duplicate"), ("Consumer didn't request info", "Did not request")],
+)  # fmt: skip
+def test_a_reason_is_known_by_whole_words(said: str, reason: str | None) -> None:
+    """Found anywhere in the text, "bot" made "Both phone and email invalid" a Fraud
+    return (and "Abbott", "Bottom of the funnel"), "minor" made "Minor issue" Underage."""
+    assert config().reason_of(said) == reason
+
+
 def test_a_notice_reads_kind_reason_amount_and_time_by_their_paths() -> None:
     read = notice(
         {"lead_id": "L1", "kind": "Chargeback", "reason": "Customer says: WRONG NUMBER",

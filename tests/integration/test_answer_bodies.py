@@ -15,7 +15,7 @@ from aiohttp import web
 
 from streams.config import parse_destinations
 from streams.model import Lead, OutcomeCategory, OutcomeKind
-from streams.stages.attempt import attempt_delivery
+from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.delivery import HttpSender
 from streams.stages.routing import bid_of
 from tests.integration.recipients import Received, Recipient
@@ -872,18 +872,25 @@ async def test_a_price_or_bid_written_for_people_is_read(
     sale = (await deliver(answering(orjson.dumps({"id": "P-1", "price": written}),
                                     "application/json"))).outcome  # fmt: skip
     assert (sale.kind, sale.price) == (OutcomeKind.SUCCESS, expected)
-    buyer = answering(orjson.dumps({"bid": written, "bid_id": "B-1"}), "application/json")
+    ping = await ping_answered({"bid": written, "bid_id": "B-1"})
+    assert bid_of(ping) == expected
+
+
+async def ping_answered(answer: object) -> Attempt:
+    """A buyer's ping, answered with ``answer`` (JSON), as an auction reads it."""
+    buyer = answering(orjson.dumps(answer), "application/json")
     await buyer.start()
     try:
         dest = parse_destinations({"destinations": [{
             "id": "buyer", "url": buyer.url(), "mapping": {"email": "email"},
             "ping": {"url": buyer.url(), "mapping": {"state": "source"}}}]}).destinations[0]  # fmt: skip
         sender = HttpSender()
-        ping = await attempt_delivery(LEAD, dest.pinged, sender)
-        await sender.close()
+        try:
+            return await attempt_delivery(LEAD, dest.pinged, sender)
+        finally:
+            await sender.close()
     finally:
         await buyer.stop()
-    assert bid_of(ping) == expected
 
 
 @pytest.mark.parametrize(
@@ -899,17 +906,7 @@ async def test_a_bid_is_read_in_its_wrapper_and_its_id_by_the_usual_names(answer
     the ping's captures (``$.bid``, ``$.bid_id``) read only the top: a buyer that wrapped
     its bid never won an auction (no bid), and a capture path a destination names was
     read alike. A ``ping_id`` or ``transaction_id`` was no bid id for the post to carry."""
-    buyer = answering(orjson.dumps(answer), "application/json")
-    await buyer.start()
-    try:
-        dest = parse_destinations({"destinations": [{
-            "id": "buyer", "url": buyer.url(), "mapping": {"email": "email"},
-            "ping": {"url": buyer.url(), "mapping": {"state": "source"}}}]}).destinations[0]  # fmt: skip
-        sender = HttpSender()
-        ping = await attempt_delivery(LEAD, dest.pinged, sender)
-        await sender.close()
-    finally:
-        await buyer.stop()
+    ping = await ping_answered(answer)
     assert (bid_of(ping), ping.outcome.reference_id) == (Decimal("12.50"), "B-1")
 
 

@@ -321,8 +321,10 @@ async def _attempt(
         rules = destination.response
         outcome = rules.outcome(response) or module.response(request, response)
         outcome = rules.captured(outcome, response)
-        if outcome.kind is OutcomeKind.SUCCESS and outcome.price is None:
-            # Its fixed price; else, for an auction's post, the bid it won with.
+        if outcome.kind is OutcomeKind.SUCCESS and (outcome.price is None or outcome.price <= 0):
+            # Its fixed price; else, for an auction's post, the bid it won with. An answer's
+            # price of 0 is a default field, not a price: a buyer's post answering
+            # {"price": 0} was billed at nothing for the bid it had won with.
             fixed = destination.price
             price = fixed if fixed is not None else _bid(lead, destination.id)
             if price is not None:

@@ -876,6 +876,29 @@ async def test_a_price_or_bid_written_for_people_is_read(
     assert bid_of(ping) == expected
 
 
+async def test_a_sale_priced_at_nothing_is_billed_at_its_fixed_price_or_its_bid() -> None:
+    """An answer's ``"price": 0`` is a default field: a buyer's post that answered so was
+    billed at nothing, for the bid it had won with; a destination with a fixed price too."""
+    zero = orjson.dumps({"id": "S-1", "price": "0.00"})
+    fixed = (await deliver(answering(zero, "application/json"), price=12.5)).outcome
+    assert (fixed.kind, fixed.price) == (OutcomeKind.SUCCESS, Decimal("12.5"))
+    won = Lead("L-1", {**LEAD.envelope, "appended": {"buyer": {"bid": "30.00"}}})
+    buyer = answering(zero, "application/json")
+    await buyer.start()
+    dest = parse_destinations(
+        {"destinations": [{"id": "buyer", "url": buyer.url(), "mapping": {"email": "email"}}]}
+    ).destinations[0]
+    sender = HttpSender()
+    try:
+        posted = (await attempt_delivery(won, dest, sender)).outcome
+    finally:
+        await sender.close()
+        await buyer.stop()
+    assert (posted.kind, posted.price) == (OutcomeKind.SUCCESS, Decimal("30.00"))
+    alone = (await deliver(answering(zero, "application/json"))).outcome
+    assert alone.price == Decimal("0.00")  # nothing else to bill it at: as it said
+
+
 async def ping_answered(answer: object) -> Attempt:
     """A buyer's ping, answered with ``answer`` (JSON), as an auction reads it."""
     buyer = answering(orjson.dumps(answer), "application/json")

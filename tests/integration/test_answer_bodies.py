@@ -30,7 +30,7 @@ def answering(body: bytes, content_type: str, status: int = 200) -> Recipient:
     return Recipient(answer)
 
 
-async def deliver(recipient: Recipient, **fields: Any) -> Any:
+async def deliver(recipient: Recipient, lead: Lead = LEAD, **fields: Any) -> Any:
     await recipient.start()
     dest = parse_destinations(
         {"destinations": [{"id": "buyer", "url": recipient.url(), "mapping": {"email": "email"},
@@ -38,7 +38,7 @@ async def deliver(recipient: Recipient, **fields: Any) -> Any:
     ).destinations[0]  # fmt: skip
     sender = HttpSender()
     try:
-        return await attempt_delivery(LEAD, dest, sender)
+        return await attempt_delivery(lead, dest, sender)
     finally:
         await sender.close()
         await recipient.stop()
@@ -883,17 +883,7 @@ async def test_a_sale_priced_at_nothing_is_billed_at_its_fixed_price_or_its_bid(
     fixed = (await deliver(answering(zero, "application/json"), price=12.5)).outcome
     assert (fixed.kind, fixed.price) == (OutcomeKind.SUCCESS, Decimal("12.5"))
     won = Lead("L-1", {**LEAD.envelope, "appended": {"buyer": {"bid": "30.00"}}})
-    buyer = answering(zero, "application/json")
-    await buyer.start()
-    dest = parse_destinations(
-        {"destinations": [{"id": "buyer", "url": buyer.url(), "mapping": {"email": "email"}}]}
-    ).destinations[0]
-    sender = HttpSender()
-    try:
-        posted = (await attempt_delivery(won, dest, sender)).outcome
-    finally:
-        await sender.close()
-        await buyer.stop()
+    posted = (await deliver(answering(zero, "application/json"), won)).outcome
     assert (posted.kind, posted.price) == (OutcomeKind.SUCCESS, Decimal("30.00"))
     alone = (await deliver(answering(zero, "application/json"))).outcome
     assert alone.price == Decimal("0.00")  # nothing else to bill it at: as it said

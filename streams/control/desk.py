@@ -208,7 +208,7 @@ class DeliveryDesk:
             if now > item.deadline:  # the bid ran out
                 expired = Outcome.skip(BID_EXPIRED)
                 return self._finish(item, not_sent(item.lead, destination, expired, item.number))
-            turn = self._turn_in(destination.id) if self._turn_in is not None else 0.0
+            turn = self._turn(destination.id)
             if now + turn > item.deadline:
                 # The buyer's rate-limit window is spent until after its bid: the auction
                 # moves on now, not when the bid has run out and every other bid with it.
@@ -310,6 +310,10 @@ class DeliveryDesk:
         finished = self._finish(item, not_sent(item.lead, destination, open_outcome(), item.number))
         return replace(finished, changes=trial)
 
+    def _turn(self, destination_id: str) -> float:
+        """Seconds at least before a request to the destination would go (0: not known)."""
+        return self._turn_in(destination_id) if self._turn_in is not None else 0.0
+
     def lets_through(self, destination: Destination) -> bool:
         """Asked again (by the HTTP sender) when a delivery that waited for one of the
         destination's in-flight slots has it: False when its circuit opened or an operator
@@ -345,7 +349,7 @@ class DeliveryDesk:
             attempt = refused()
         elif filled is not None:  # it could not take the lead: not pinged
             attempt = not_sent(item.lead, destination, cap_exceeded(filled))
-        elif (turn := self._turn_in(destination.id) if self._turn_in else 0.0) >= timeout_s:
+        elif (turn := self._turn(destination.id)) >= timeout_s:
             # Its rate-limit window is spent (it said so, or this worker's own per-hour or
             # per-day allowance): the ping would only wait out the auction's timeout, its
             # place in the queue taken from the buyer's posts.

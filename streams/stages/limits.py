@@ -42,8 +42,7 @@ class SlidingWindow:
         async with self._lock:
             while True:
                 now = self._clock()
-                while self._sent and self._sent[0] <= now - self.period_s:
-                    self._sent.popleft()
+                self._forget_before(now - self.period_s)
                 if len(self._sent) < self.allowed:
                     self._sent.append(now)
                     return
@@ -56,9 +55,8 @@ class SlidingWindow:
         (each going as soon as it may): the times of those sent, then of those ahead. Asked
         of every ping: no copy of a large allowance's times (an hour's 10,000)."""
         now = self._clock()
+        self._forget_before(now - self.period_s)
         sent = self._sent
-        while sent and sent[0] <= now - self.period_s:
-            sent.popleft()  # out of the window: as ``acquire`` drops them
         if len(sent) + ahead < self.allowed:
             return 0.0
         coming: list[float] = []  # when those ahead go
@@ -70,6 +68,11 @@ class SlidingWindow:
                 at = max(at, oldest + self.period_s)
             coming.append(at)
         return at - now
+
+    def _forget_before(self, start: float) -> None:
+        """Drop the requests sent at or before ``start``: out of the window."""
+        while self._sent and self._sent[0] <= start:
+            self._sent.popleft()
 
 
 class Slots:

@@ -169,13 +169,23 @@ DEFAULT_PING_CAPTURE = {
     "reference_id": {"json": "$['bid_id','ping_id','transaction_id']"},
     "expires_at": {"json": "$.expires_at"},
 }
+# Where a ping's bid and bid id are when the paths above find nothing: among its answer's
+# own fields by the names buyers give them, in any format and case. A buyer answering in
+# XML (``<ping_id>``) or a form (``ping_id=…``) had its bid's id unread and the post
+# carried none; one bidding ``{"Bid": …}``, ``payout`` or LeadByte's ``Cost`` never won.
+PING_FIELDS = {
+    "price": ("bid", "bid_amount", "bid_price", "price", "payout", "cost"),
+    "reference_id": ("bid_id", "ping_id", "transaction_id"),
+}
 # A ping's captures by the names of an auction (``bid``, ``bid_id``) → the event's fields.
 PING_CAPTURE_NAMES = {"bid": "price", "bid_id": "reference_id"}
 
 
 @cache
 def _default_ping_response() -> ResponseConfig:
-    return ResponseConfig.model_validate({"capture": DEFAULT_PING_CAPTURE})
+    return ResponseConfig.model_validate({"capture": DEFAULT_PING_CAPTURE}).with_fields_named(
+        PING_FIELDS
+    )
 
 
 class PingConfig(BaseModel):
@@ -206,7 +216,9 @@ class PingConfig(BaseModel):
                 capture[meant] = capture.pop(said)
         for name, path in _default_ping_response().capture.items():
             capture.setdefault(name, path)
-        self.response = self.response.model_copy(update={"capture": capture})
+        self.response = self.response.model_copy(update={"capture": capture}).with_fields_named(
+            PING_FIELDS
+        )
         return self
 
     @model_validator(mode="after")

@@ -191,6 +191,15 @@ class ResponseConfig(BaseModel):
     # name → where: "reference_id" and "price" fill the event's fields; the rest become
     # appended.<destination>.<name>.
     capture: dict[str, ValuePath] = Field(default_factory=dict)
+    # capture name → the names to look for among the answer's own fields (a JSON answer's
+    # top level, an XML answer's elements, a form's pairs: the default outcome's verdict
+    # fields, in any case) when its path finds nothing. Set for a ping's bid and bid id
+    # (streams/config/destinations.py), which buyers answer in every format and name.
+    _fields_named: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
+
+    def with_fields_named(self, fields: dict[str, tuple[str, ...]]) -> ResponseConfig:
+        self._fields_named = fields
+        return self
 
     def outcome(self, res: HttpResponse) -> Outcome | None:
         """The first rule that holds, as an Outcome; None when none does."""
@@ -246,6 +255,9 @@ class ResponseConfig(BaseModel):
             for name, path in self.capture.items():
                 if values[name] is None:
                     values[name] = path.read(inner, None)
+        for name, names in self._fields_named.items():
+            if values.get(name) is None:
+                values[name] = _field_named(outcome.appended, names)
         reference = values.pop("reference_id", None)
         price = to_price(values.pop("price", None))
         texts = {
@@ -265,6 +277,12 @@ class ResponseConfig(BaseModel):
             price=price if price is not None else outcome.price,
             appended=appended,
         )
+
+
+def _field_named(fields: dict[str, str], names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` among an answer's fields, in any case (``<Bid>``, ``Cost``)."""
+    lowered = {key.lower(): value for key, value in fields.items()}
+    return next((lowered[name] for name in names if lowered.get(name)), None)
 
 
 def compile_json_path(path: str) -> JSONPath:

@@ -889,14 +889,18 @@ async def test_a_sale_priced_at_nothing_is_billed_at_its_fixed_price_or_its_bid(
     assert alone.price == Decimal("0.00")  # nothing else to bill it at: as it said
 
 
-async def ping_answered(answer: object) -> Attempt:
-    """A buyer's ping, answered with ``answer`` (JSON), as an auction reads it."""
-    buyer = answering(orjson.dumps(answer), "application/json")
+async def ping_answered(
+    answer: object, content_type: str = "application/json", **ping: Any
+) -> Attempt:
+    """A buyer's ping, answered with ``answer`` (JSON, or the bytes as they are), as an
+    auction reads it."""
+    body = answer if isinstance(answer, bytes) else orjson.dumps(answer)
+    buyer = answering(body, content_type)
     await buyer.start()
     try:
         dest = parse_destinations({"destinations": [{
             "id": "buyer", "url": buyer.url(), "mapping": {"email": "email"},
-            "ping": {"url": buyer.url(), "mapping": {"state": "source"}}}]}).destinations[0]  # fmt: skip
+            "ping": {"url": buyer.url(), "mapping": {"state": "source"}, **ping}}]}).destinations[0]  # fmt: skip
         sender = HttpSender()
         try:
             return await attempt_delivery(LEAD, dest.pinged, sender)
@@ -921,6 +925,40 @@ async def test_a_bid_is_read_in_its_wrapper_and_its_id_by_the_usual_names(answer
     read alike. A ``ping_id`` or ``transaction_id`` was no bid id for the post to carry."""
     ping = await ping_answered(answer)
     assert (bid_of(ping), ping.outcome.reference_id) == (Decimal("12.50"), "B-1")
+
+
+@pytest.mark.parametrize(
+    ("answer", "content_type"),
+    [(b"<response><status>Matched</status><price>12.50</price><ping_id>B-1</ping_id>"
+      b"</response>", "application/xml"),
+     (b"<Response><Bid>12.50</Bid><BidId>X</BidId><Bid_Id>B-1</Bid_Id></Response>", "text/xml"),
+     (b"status=accepted&bid=12.50&transaction_id=B-1", "text/plain"),
+     (b'{"Bid": 12.5, "BID_ID": "B-1"}', "application/json"),
+     (b'{"result": "success", "payout": "12.50", "ping_id": "B-1"}', "application/json"),
+     (b'{"Success": true, "Cost": 12.5, "transaction_id": "B-1"}', "application/json")],
+)  # fmt: skip
+async def test_a_bid_and_its_id_are_read_in_any_format_by_the_names_buyers_give_them(
+    answer: bytes, content_type: str
+) -> None:
+    """The ping's captures are JSON paths (``$.bid``, ``$.bid_id``): a buyer answering in
+    XML or a form had its bid's id unread (the post carried none, and the buyer refused
+    it), its ``<bid>`` no bid; one bidding ``Bid`` (.NET's case), ``payout`` or LeadByte's
+    ``Cost`` never won. They are read among the answer's own fields, in any case."""
+    ping = await ping_answered(answer, content_type)
+    assert (bid_of(ping), ping.outcome.reference_id) == (Decimal("12.50"), "B-1"), ping.outcome
+    # a ping's own response block (a rule for its "no bid") keeps that reading
+    rules = [{"when": {"body_matches": "(?i)no match"}, "outcome": "failure"}]
+    ping = await ping_answered(answer, content_type, response={"rules": rules})
+    assert (bid_of(ping), ping.outcome.reference_id) == (Decimal("12.50"), "B-1"), ping.outcome
+
+
+async def test_a_ping_answer_that_only_echoes_amounts_is_no_bid() -> None:
+    """Only the names of a bid are read as one: a ping's answer that echoes the loan
+    ``amount`` asked for is no bid of 25,000, nor an ``id`` the bid's id over its own."""
+    ping = await ping_answered({"status": "received", "amount": 25000, "loan_amount": 25000})
+    assert bid_of(ping) is None
+    ping = await ping_answered({"bid": 9, "id": "R-1", "ping_id": "B-1"})
+    assert (bid_of(ping), ping.outcome.reference_id) == (Decimal(9), "B-1")
 
 
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:

@@ -159,15 +159,35 @@ class HttpResponse:
         a destination's rules and captures all read it."""
         return self._once("_xml", self._parsed_xml)  # type: ignore[no-any-return]
 
+    @property
+    def opens_with_markup(self) -> bool:
+        """Whether the answer opens with ``<`` past its blanks and any byte order mark, in
+        UTF-8 or UTF-16: .NET's XmlWriter writes a mark before ``<?xml``, and
+        ``Encoding.Unicode`` writes UTF-16. Such an answer was no XML to read (a sale
+        whatever it said)."""
+        return _markup_opening(self.body[:_OPENING]).lstrip()[:1] == "<"
+
     def _parsed_xml(self) -> Element | None:
-        start = self.body.lstrip()[:5]
-        if not start.startswith(b"<"):
+        if not self.opens_with_markup:
             return None
-        # Without a declaration of its own, XML is read in the charset its header names.
-        declared = start == b"<?xml" or self.charset == "utf-8"
+        start = self.body.removeprefix(codecs.BOM_UTF8).lstrip()[:5]
+        # Without a declaration of its own, XML is read in the charset its header names;
+        # expat reads a declaration's encoding, and UTF-16 by its mark or its zero bytes.
+        in_bytes = start == b"<?xml" or self.charset == "utf-8" or b"\x00" in start
         try:
-            root: Element = SafeET.fromstring(self.body if declared else self.decoded())
+            root: Element = SafeET.fromstring(self.body if in_bytes else self.decoded())
         except Exception:  # not XML, truncated XML, or entity tricks defusedxml refuses
+            return self._as_utf8_text() if in_bytes else None
+        return root
+
+    def _as_utf8_text(self) -> Element | None:
+        """XML whose declaration names an encoding its bytes are not in, read as UTF-8
+        text (a declaration in text is not read): .NET's StringWriter declares
+        ``encoding="utf-16"`` on what the server then sends in UTF-8, which expat refuses.
+        None when it is not that either."""
+        try:
+            root: Element = SafeET.fromstring(self.body.decode("utf-8-sig"))
+        except Exception:  # not UTF-8, or not XML in any reading
             return None
         return root
 
@@ -191,7 +211,7 @@ class HttpResponse:
         if body.startswith(codecs.BOM_UTF8):  # .NET writes one; RFC 8259 lets readers skip it
             body = body[len(codecs.BOM_UTF8) :]
         try:
-            return json_loads(body)
+            return json_in_a_string(json_loads(body))
         except orjson.JSONDecodeError:
             pass
         # Each reading keeps an integer past 64 bits as its digits (``json_loads``).
@@ -207,6 +227,36 @@ class HttpResponse:
             except orjson.JSONDecodeError:
                 pass
         return _lenient_json(self.decoded()) if looks_like_json(body) else None
+
+
+# How much of an answer is looked at to see how it opens.
+_OPENING = 64
+
+
+def _markup_opening(head: bytes) -> str:
+    """An answer's first bytes as text enough to see whether it opens with markup."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return head.decode("utf-16", errors="replace")
+    if head.lstrip()[:2] == b"<\x00":  # UTF-16 little-endian with no mark
+        return head.decode("utf-16-le", errors="replace")
+    if head.lstrip()[:2] == b"\x00<":
+        return head.decode("utf-16-be", errors="replace")
+    return head.removeprefix(codecs.BOM_UTF8).decode("latin-1")
+
+
+def json_in_a_string(value: Any) -> Any:
+    """A JSON answer encoded twice (a JSON string that holds an object or array: ASP.NET
+    actions that return ``JsonConvert.SerializeObject(…)``, ASMX's ``{"d": "{…}"}``) as
+    what it holds; any other value as it is. Read as a line of text, such an answer was a
+    sale whatever it said."""
+    if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
+        try:
+            inner = json_loads(value.encode())
+        except orjson.JSONDecodeError:
+            return value
+        if isinstance(inner, dict | list):
+            return inner
+    return value
 
 
 def json_loads(data: bytes) -> Any:

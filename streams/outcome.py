@@ -23,7 +23,14 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 from xml.etree.ElementTree import Element
 
 from streams.errors import DeliveryConnectionError, DeliveryError, DeliveryTimeout
-from streams.model import HttpResponse, Outcome, OutcomeCategory, Retirement, looks_like_json
+from streams.model import (
+    HttpResponse,
+    Outcome,
+    OutcomeCategory,
+    Retirement,
+    json_in_a_string,
+    looks_like_json,
+)
 from streams.template.conversions import ConversionError, to_number
 
 RAW_LIMIT = 1000  # characters of the recipient's text kept beside the reason
@@ -236,6 +243,10 @@ def default_outcome(res: HttpResponse) -> Outcome:
     return Outcome.error(f"Unexpected HTTP status {res.status}", retryable=False, raw=raw)
 
 
+# "Fault" in UTF-16, either byte order (.NET services answering in Encoding.Unicode).
+_FAULT_UTF16 = "Fault".encode("utf-16-le")
+
+
 def one_answer(body: Any) -> Any:
     """A JSON array of one object (``[{"status": "rejected", …}]``: APIs that answer every
     request as a batch) is that object; so is an object that only wraps another under a
@@ -252,7 +263,7 @@ def one_answer(body: Any) -> Any:
             break
         if isinstance(inner, str) and str(name).lower() != "d":
             break  # {"result": "rejected"} is a verdict, not a wrapper
-        body = inner
+        body = json_in_a_string(inner)
     return body
 
 
@@ -424,7 +435,7 @@ def soap_fault(res: HttpResponse) -> Outcome | None:
     duplicate, rate limited or refused credentials (Axis-style servers say everything with
     Server faults), the envelope's a configuration refused. Before, a 2xx fault was a sale
     and any 4xx/5xx one read by its status alone. None when the answer is not a fault."""
-    if b"Fault" not in res.body or res.body.lstrip()[:1] != b"<":
+    if (b"Fault" not in res.body and _FAULT_UTF16 not in res.body) or not res.opens_with_markup:
         return None
     root = res.xml()
     if root is None or _local(root.tag) != "Envelope":
@@ -474,7 +485,7 @@ def _text_verdict(res: HttpResponse, body: Any) -> tuple[dict[str, Any], bool]:
         return _line_verdict(body.strip()), False
     if body is False:
         return {"success": False}, False
-    if res.body.lstrip()[:1] == b"<":
+    if res.opens_with_markup:
         return _xml_verdict_fields(res)
     text = _short_text(res)
     if not text:

@@ -961,6 +961,55 @@ async def test_a_ping_answer_that_only_echoes_amounts_is_no_bid() -> None:
     assert (bid_of(ping), ping.outcome.reference_id) == (Decimal(9), "B-1")
 
 
+_REFUSAL_XML = "<response><status>Rejected</status><reason>Duplicate</reason></response>"
+_FAULT = ('<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+          "<soap:Fault><faultcode>soap:Client</faultcode><faultstring>Duplicate lead"
+          "</faultstring></soap:Fault></soap:Body></soap:Envelope>")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [(codecs.BOM_UTF8 + b'<?xml version="1.0"?>' + _REFUSAL_XML.encode(), "text/xml", 200),
+     (f'<?xml version="1.0" encoding="utf-16"?>{_REFUSAL_XML}'.encode("utf-16"),
+      "text/xml; charset=utf-16", 200),
+     # StringWriter's declaration on what was sent in UTF-8
+     (f'<?xml version="1.0" encoding="utf-16"?>{_REFUSAL_XML}'.encode(), "application/xml", 200),
+     (codecs.BOM_UTF8 + _FAULT.encode(), "text/xml", 500),
+     (_FAULT.encode("utf-16"), "text/xml; charset=utf-16", 200),
+     # JSON encoded twice: a string that holds it, alone or in ASMX's "d"
+     (orjson.dumps(orjson.dumps({"status": "rejected", "reason": "Duplicate"}).decode()),
+      "application/json", 200),
+     (orjson.dumps({"d": orjson.dumps({"Success": False, "Message": "Duplicate"}).decode()}),
+      "application/json; charset=utf-8", 200)],
+)  # fmt: skip
+async def test_an_answer_as_dotnet_writes_it_is_read(
+    body: bytes, content_type: str, status: int
+) -> None:
+    """.NET's XmlWriter puts a byte order mark before ``<?xml``, ``Encoding.Unicode``
+    writes UTF-16, StringWriter declares ``encoding="utf-16"`` on text then sent in UTF-8
+    (which expat refuses), and actions that return ``JsonConvert.SerializeObject(…)``
+    encode their JSON twice. Each refusal was a sale: no XML or JSON object to read."""
+    outcome = (await deliver(answering(body, content_type, status))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "Duplicate lead"), outcome
+
+
+async def test_a_sale_encoded_twice_keeps_its_reference_and_its_rules() -> None:
+    """What a JSON answer encoded twice holds is the answer, for the reference id and for a
+    destination's rules as for the default reading."""
+    twice = orjson.dumps(orjson.dumps({"status": "ok", "id": "X-2", "code": 7}).decode())
+    sale = (await deliver(answering(twice, "application/json"))).outcome
+    assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "X-2"), sale
+    rules = [{"when": {"json": {"path": "$.code", "equals": 7}}, "outcome": "failure",
+              "reason": "Cap exceeded"}]  # fmt: skip
+    capped = await deliver(answering(twice, "application/json"), response={"rules": rules})
+    assert capped.outcome.reason == "Cap exceeded", capped.outcome
+    declared = (
+        '<?xml version="1.0" encoding="utf-16"?><r><status>OK</status><lead_id>Z9</lead_id></r>'
+    )
+    sale = (await deliver(answering(declared.encode(), "application/xml"))).outcome
+    assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "Z9"), sale
+
+
 async def test_a_rule_still_reads_a_text_answer_its_own_way() -> None:
     """A recipient whose "Error" means something else says so in a rule."""
     rules = [{"when": {"body_matches": "^Error"}, "outcome": "success"}]

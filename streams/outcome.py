@@ -492,7 +492,28 @@ def _text_verdict(res: HttpResponse, body: Any) -> tuple[dict[str, Any], bool]:
         return {}, False
     if _FORM_ANSWER.fullmatch(text):
         return dict(parse_qsl(text)), True
-    return _line_verdict(text), False
+    said = _line_verdict(text)
+    if said:
+        return said, False
+    fields = _field_lines(text)
+    return fields, bool(fields)
+
+
+_FIELD_LINE = re.compile(r"([A-Za-z_][\w.\-]{0,63})[ \t]*[=:][ \t]*(.*)")
+
+
+def _field_lines(text: str) -> dict[str, str]:
+    """An answer of ``name=value`` or ``name: value`` lines (older APIs' way:
+    ``Status=Rejected`` / ``Reason=Duplicate``) as its fields, read as a form's; {} when
+    any line is not one. Before, such a refusal was a sale."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.strip():
+            found = _FIELD_LINE.fullmatch(line.strip())
+            if found is None:
+                return {}
+            fields.setdefault(found.group(1), found.group(2).strip())
+    return fields
 
 
 def _line_verdict(text: str) -> dict[str, str]:
@@ -550,17 +571,35 @@ def _verdict_of(root: Element) -> tuple[dict[str, str], bool]:
     if _local(root.tag) == "Envelope":
         body = next((child for child in root if _local(child.tag) == "Body"), None)
         answer = next(iter(body), root) if body is not None else root
+    attributes = _attributes(answer)
     if len(answer) == 0:
         text = (answer.text or "").strip()
-        return _line_verdict(text) or ({_local(answer.tag): text} if text else {}), False
+        said = _line_verdict(text) or ({_local(answer.tag): text} if text else {})
+        return ({**attributes, **said}, True) if attributes else (said, False)
     fields = {
         _local(child.tag): (child.text or "").strip()
         for child in itertools.islice(answer, 50)
         if len(child) == 0 and isinstance(child.tag, str)
     }
+    if len(answer) == 1 and len(answer[0]) == 0 and _attributes(answer[0]):
+        # <response><result status="rejected" reason="Duplicate"/></response>
+        attributes = {**attributes, **_attributes(answer[0])}
+        if not fields.get(_local(answer[0].tag)):
+            fields = {}
     if len(answer) == 1 and len(fields) == 1:
-        return {**fields, **_line_verdict(next(iter(fields.values())))}, True
-    return fields, True
+        return {**attributes, **fields, **_line_verdict(next(iter(fields.values())))}, True
+    return {**attributes, **fields}, True
+
+
+def _attributes(element: Element) -> dict[str, str]:
+    """An element's attributes by name, as fields: answers in "XML with attributes"
+    (``<response status="Rejected" reason="Duplicate"/>``, Pingtree's buyers among them)
+    said everything there, and were sales. Not a schema's own (``xsi:type``, namespaced)."""
+    return {
+        name: value.strip()
+        for name, value in itertools.islice(element.attrib.items(), 50)
+        if not name.startswith("{")
+    }
 
 
 def _local(tag: str) -> str:

@@ -993,6 +993,39 @@ async def test_an_answer_as_dotnet_writes_it_is_read(
     assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "Duplicate lead"), outcome
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(b'<response status="Rejected" reason="Duplicate" />', "text/xml"),
+     (b'<response><result status="rejected" reason="Duplicate"/></response>', "text/xml"),
+     (b'<PostResponse><Response Result="Failure" Message="Duplicate Lead"/></PostResponse>',
+      "application/xml"),
+     (b"Status=Rejected\nReason=Duplicate", "text/plain"),
+     (b"status: rejected\r\nreason: Duplicate\r\n", "text/plain")],
+)  # fmt: skip
+async def test_a_refusal_in_attributes_or_in_lines_of_fields_is_read(
+    body: bytes, content_type: str
+) -> None:
+    """Buyers that answer in "XML with attributes" (Pingtree's name for it) or in lines of
+    ``name=value`` said their refusal where nothing read it: each was a sale."""
+    outcome = (await deliver(answering(body, content_type))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "Duplicate lead"), outcome
+
+
+async def test_a_sale_in_attributes_or_in_lines_keeps_its_reference_and_price() -> None:
+    sale = (await deliver(answering(b'<Lead Status="Accepted" Price="12.50" Id="X7"/>',
+                                    "application/xml"))).outcome  # fmt: skip
+    assert (sale.kind, sale.reference_id, sale.price) == (
+        OutcomeKind.SUCCESS, "X7", Decimal("12.50")), sale  # fmt: skip
+    assert sale.appended["Status"] == "Accepted"
+    sale = (await deliver(answering(b"Result=Success\nLead_ID=4471\n", "text/plain"))).outcome
+    assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "4471"), sale
+    # a schema's own attributes are not the answer's: ASMX's line of text is read as before
+    typed = (b'<string xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+             b'xsi:type="xsd:string">SUCCESS|B-77</string>')  # fmt: skip
+    sale = (await deliver(answering(typed, "text/xml"))).outcome
+    assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "B-77"), sale
+
+
 async def test_a_sale_encoded_twice_keeps_its_reference_and_its_rules() -> None:
     """What a JSON answer encoded twice holds is the answer, for the reference id and for a
     destination's rules as for the default reading."""

@@ -38,7 +38,7 @@ REASON_LIMIT = 80
 # A 2xx whose body says the lead was not taken: lead buyers' APIs often answer 200 and
 # say no in the body, and counting that as a sale would bill it. Top-level, any case
 # (.NET APIs write "Success": false, "Status": "Rejected").
-_NO_FLAGS = frozenset({"success", "accepted", "ok"})  # false: not taken
+_NO_FLAGS = frozenset({"success", "accepted", "ok", "sold"})  # false: not taken
 _STATE_KEYS = frozenset({"status", "result"})
 _NO_WORDS = frozenset(
     {"error", "fail", "failed", "failure", "rejected", "reject", "declined", "denied",
@@ -144,18 +144,33 @@ def default_outcome(res: HttpResponse) -> Outcome:
         if status is not None:
             # Read as if it had come with that status: a 409 a duplicate, a 5xx retried.
             return default_outcome(replace(res, status=status))
-        said_no = _said_no(verdict_fields)
+        said_no, said_in = _said_no(verdict_fields), verdict
+        inner = _enveloped(verdict_fields) if said_no is None else None
+        if inner is not None:
+            # {"success": true, "data": {"accepted": false, "reason": "Duplicate"}}: the call
+            # went through, the lead was refused (it was billed as a sale). After a yes at
+            # the top, only a no said outright: a duplicate flag or an errors list beside
+            # it may be a CRM's note on a lead it took.
+            said_in, inner_fields = inner, _lowered(inner)
+            yes = _said_yes(verdict_fields)
+            said_no = _said_no_outright(inner_fields) if yes else _said_no(inner_fields)
         if said_no is not None:
-            # The recipient's reason when it gives one, else its own word ("rejected").
-            return rejection(_reason(verdict) or said_no, None, raw)
+            # The recipient's reason when it gives one, else what its errors list says
+            # ({"status": "error", "errors": {"email": ["is invalid"]}}), else its own word.
+            listed = _listed_error(_lowered(said_in))
+            return rejection(_reason(said_in) or listed or said_no, None, raw)
         page = error_page(res, raw)
         if page is not None:
             return page
         # An XML or form answer's id, price and fields (<lead_id>, <Price>, <redirect_url>)
         # as a JSON one's: its verdict fields become appended.<destination>.*.
+        # An envelope's id and price when the top has none ({"success": true, "data":
+        # {"id": "L-9"}}).
+        reference = _reference_id(verdict) or _reference_id(inner)
+        price = _price(verdict)
         return Outcome.success(
-            reference_id=_reference_id(verdict),
-            price=_price(verdict),
+            reference_id=reference,
+            price=price if price is not None else _price(inner),
             appended=_captured(verdict) if capturable else {},
             raw=raw,
         )
@@ -269,6 +284,7 @@ def one_answer(body: Any) -> Any:
 
 # The names APIs wrap their answer in: ASP.NET AJAX's "d", and the usual envelopes.
 _WRAPPERS = frozenset({"d", "data", "result", "response", "lead", "body", "payload", "return"})
+_ENVELOPES = ("data", "result", "response", "lead", "body", "payload", "return", "d")  # in order
 
 
 # What servers answer to plain HTTP sent to their TLS port: nginx's 400 page ("The plain
@@ -887,6 +903,19 @@ def _said_no(fields: dict[str, Any]) -> str | None:
     """What a 2xx answer says when it says no ("rejected", "success: false") at the top of
     its JSON (or in its XML's verdict fields; ``_lowered``: only the first 50 are looked
     at, the verdict comes first), else None."""
+    said = _said_no_outright(fields)
+    if said is not None:
+        return said
+    if _said_yes(fields):
+        return None
+    if any(str(fields.get(flag)).strip().lower() in _TRUE_WORDS for flag in _DUPLICATE_FLAGS):
+        return "Duplicate lead"  # {"duplicate": true}, unless it also said it took the lead
+    return _error_said(fields)
+
+
+def _said_no_outright(fields: dict[str, Any]) -> str | None:
+    """A no said by a flag (``accepted: false``) or a status's words, whatever else the
+    fields say."""
     for name, value in fields.items():
         # "false" too: XML's text, and PHP APIs that write JSON booleans as strings; 0 and
         # "no" as PHP and MySQL's flags write it ({"accepted": 0} was billed as a sale).
@@ -895,11 +924,17 @@ def _said_no(fields: dict[str, Any]) -> str | None:
         if isinstance(value, str) and name in _STATE_KEYS and _state_says(value) is False:
             said = value.strip()
             return "Rejected" if said.lower() in _YES_OR_NO else said[:REASON_LIMIT]
-    if _said_yes(fields):
-        return None
-    if any(str(fields.get(flag)).strip().lower() in _TRUE_WORDS for flag in _DUPLICATE_FLAGS):
-        return "Duplicate lead"  # {"duplicate": true}, unless it also said it took the lead
-    return _error_said(fields)
+    return None
+
+
+def _enveloped(fields: dict[str, Any]) -> dict[str, Any] | None:
+    """The object a 2xx answer wraps the lead's verdict in beside the call's own fields
+    (``{"status": "success", "data": {"status": "rejected", …}}``), if any."""
+    for name in _ENVELOPES:
+        inner = fields.get(name)
+        if isinstance(inner, dict) and inner:
+            return inner
+    return None
 
 
 def _said_yes(fields: dict[str, Any]) -> bool:
@@ -979,8 +1014,16 @@ def _error_said(fields: dict[str, Any]) -> str | None:
     said = _reason(error, nested=False) if isinstance(error, dict) else error
     if isinstance(said, str) and _is_an_error(said):
         return said.strip()[:REASON_LIMIT]
+    if fields.get("data") is not None:
+        return None
+    return _listed_error(fields)
+
+
+def _listed_error(fields: dict[str, Any]) -> str | None:
+    """What the first of an answer's ``errors`` (``_lowered``) says, "Rejected" when it
+    says nothing; None without errors."""
     errors = fields.get("errors")
-    if not errors or not isinstance(errors, list | dict) or fields.get("data") is not None:
+    if not errors or not isinstance(errors, list | dict):
         return None
     first = next(iter(errors.items() if isinstance(errors, dict) else errors))
     if isinstance(first, dict):  # GraphQL's {"message": ...}, JSON:API's {"detail": ...}

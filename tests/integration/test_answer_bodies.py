@@ -512,11 +512,13 @@ async def test_a_json_array_of_one_answer_is_that_answer(
         (500, {"d": "ERROR: duplicate key value violates unique constraint"},
          OutcomeKind.FAILURE, "Duplicate lead", None),
         (422, {"d": "Bad Request"}, OutcomeKind.FAILURE, "Rejected (HTTP 422)", None),
-        # Not wrappers: an error's object, a verdict in one field, a wrapper with a sibling
+        # Not wrappers: an error's object, a verdict in one field; a wrapper with a sibling is
+        # the call's envelope, its verdict read inside (below)
         (200, {"error": {"message": "Invalid zip"}}, OutcomeKind.FAILURE, "Invalid data", None),
         (200, {"result": "rejected"}, OutcomeKind.FAILURE, "rejected", None),
-        (200, {"data": {"status": "rejected"}, "id": "W-1"}, OutcomeKind.SUCCESS, "Accepted",
-         "W-1"),
+        (200, {"data": {"status": "rejected"}, "id": "W-1"}, OutcomeKind.FAILURE, "rejected",
+         None),
+        (200, {"data": {"status": "new"}, "id": "W-1"}, OutcomeKind.SUCCESS, "Accepted", "W-1"),
     ],
 )  # fmt: skip
 async def test_an_answer_wrapped_in_one_field_is_read_inside_it(
@@ -1024,6 +1026,39 @@ async def test_a_sale_in_attributes_or_in_lines_keeps_its_reference_and_price() 
              b'xsi:type="xsd:string">SUCCESS|B-77</string>')  # fmt: skip
     sale = (await deliver(answering(typed, "text/xml"))).outcome
     assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "B-77"), sale
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [({"status": "success", "data": {"accepted": False, "reason": "Duplicate"}}, "Duplicate lead"),
+     ({"code": 0, "msg": "success", "data": {"status": "rejected", "reason": "Over cap"}},
+      "Cap exceeded"),
+     ({"ok": True, "result": {"sold": False, "reason": "No buyer"}}, "No buyer"),
+     ({"id": "R-1", "response": {"status": "Not interested"}}, "Not interested"),
+     # a refusal's reason in its errors, where it was "error" or "Rejected"
+     ({"status": "error", "errors": {"email": ["is invalid"]}}, "Invalid data"),
+     ({"success": False, "errors": ["Phone is invalid"]}, "Invalid data"),
+     ({"sold": 0}, "Rejected")],
+)  # fmt: skip
+async def test_a_refusal_inside_the_calls_envelope_is_read(answer: object, reason: str) -> None:
+    """APIs that answer the call's own result at the top (``success: true``, ``code: 0``)
+    and the lead's inside ``data`` or ``result``: each refusal so said was a sale."""
+    outcome = (await deliver(answering(orjson.dumps(answer), "application/json"))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
+
+
+async def test_a_sale_inside_the_calls_envelope_keeps_its_reference_and_price() -> None:
+    taken = {"success": True, "data": {"id": "L-9", "status": "accepted", "price": "7.50"}}
+    sale = (await deliver(answering(orjson.dumps(taken), "application/json"))).outcome
+    assert (sale.kind, sale.reference_id, sale.price) == (
+        OutcomeKind.SUCCESS, "L-9", Decimal("7.50")), sale  # fmt: skip
+    # after a yes at the top, a duplicate flag or a list of notes inside is a CRM's note on
+    # a lead it took, not a refusal
+    for noted in ({"success": True, "lead": {"id": "L-9", "duplicate": True}},
+                  {"success": True, "data": {"id": "L-9", "errors": ["phone reformatted"]}},
+                  {"status": "ok", "data": {"status": "pending"}}):  # fmt: skip
+        sale = (await deliver(answering(orjson.dumps(noted), "application/json"))).outcome
+        assert sale.kind is OutcomeKind.SUCCESS, (noted, sale)
 
 
 async def test_a_sale_encoded_twice_keeps_its_reference_and_its_rules() -> None:

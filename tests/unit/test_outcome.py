@@ -40,7 +40,7 @@ def test_2xx_is_success_with_reference_price_and_captured_values() -> None:
     ("body", "reason", "category"),
     [
         ({"success": False, "message": "Lead already exists"}, "Duplicate lead", "duplicate"),
-        ({"Success": False, "Errors": ["x"]}, "Rejected", "hard_reject"),
+        ({"Success": False, "Errors": ["x"]}, "x", "hard_reject"),  # its errors' words
         ({"accepted": False, "reason": "Cap exceeded"}, "Cap exceeded", None),
         (
             {"Status": "Rejected", "Reason": "Outside service area"},
@@ -108,9 +108,12 @@ def test_2xx_whose_body_says_no_is_a_failure_not_a_sale(
         {"Status": "OK", "LeadId": 77},
         {"result": "queued"},
         {"error": None, "id": 5},  # an empty error field is no refusal
-        # nested beside another field: the verdict is the top level's (a lone wrapper is
-        # read inside: test_an_answer_wrapped_in_one_field_is_read_inside_it)
-        {"data": {"status": "rejected"}, "id": "W-1"},
+        # an envelope beside the call's fields: read for a no (a lone wrapper is read
+        # inside: test_an_answer_wrapped_in_one_field_is_read_inside_it); after a yes at
+        # the top, only a no said outright
+        {"data": {"status": "new"}, "id": "W-1"},
+        {"success": True, "data": {"duplicate": True, "id": 2}},
+        {"success": True, "data": {"error": "phone reformatted"}},
         {"error": "none", "id": 4},
         {"success": True, "error": "phone reformatted"},  # said yes: the error is a note
         {"status": "accepted", "errors": ["minor"]},

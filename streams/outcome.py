@@ -229,6 +229,15 @@ def default_outcome(res: HttpResponse) -> Outcome:
                 "here; check the url and any Host header",
                 raw,
             )
+        if res.status == 451:
+            # Unavailable For Legal Reasons (RFC 7725): a legal block of the requester, most
+            # often by the region its address is in (a CDN's geo-block): every lead from here
+            # would meet it, where each was "System unavailable" (its phrase's "unavailable").
+            return configuration_refused(
+                "HTTP 451 Unavailable For Legal Reasons: the recipient refuses requests "
+                "from here (a legal or regional block)",
+                raw,
+            )
         if res.status == 426:
             # Its Upgrade header names what (RFC 9110 §15.5.22: "TLS/1.2, HTTP/1.1"), in the
             # recipient's words: only a protocol name's characters are kept.

@@ -578,14 +578,19 @@ async def test_an_error_object_says_why(
                    "not match the Server Name Indication (SNI) in use for this connection."
                    "</p>"), "text/html"),
         (421, b"", "text/plain"),
+        # a legal block of requests from here, most often a CDN's by region (RFC 7725)
+        (451, page("Unavailable For Legal Reasons", "<p>This service is not available in "
+                   "your region.</p>"), "text/html"),
+        (451, b"", "text/plain"),
     ],
 )  # fmt: skip
 async def test_no_endpoint_at_the_url_is_a_configuration_refused(
     status: int, body: bytes, content_type: str
 ) -> None:
     """A wrong url or method, a retired API version, a host name the server does not serve
-    on that connection (421): every lead would meet it, where each was "Rejected (HTTP
-    404)" (or 421) and the destination's circuit stayed closed."""
+    on that connection (421), a legal block of requests from here (451): every lead would
+    meet it, where each was "Rejected (HTTP 404)" (or 421; 451 "System unavailable") and
+    the destination's circuit stayed closed."""
     outcome = (await deliver(answering(body, content_type, status))).outcome
     assert (outcome.kind, outcome.category, outcome.retryable) == (
         OutcomeKind.ERROR, OutcomeCategory.AUTH_ERROR, False

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 import orjson
 
@@ -146,6 +146,26 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def _document(body: bytes) -> dict[str, Any]:
+    """What a recipient sent, as JSON or as a form (``lead_id=L-1&status=returned``: the
+    way many buyers' return postbacks are sent), whose fields the same paths read
+    (``$.lead_id``). Before, a form was refused as "not JSON" and the return never
+    counted."""
+    try:
+        doc = json_loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            fields = parse_qsl(
+                body.decode(), keep_blank_values=True, strict_parsing=True, max_num_fields=100
+            )
+        except ValueError:  # not UTF-8, not name=value pairs, or too many of them
+            raise FeedbackError("body", "not JSON nor a form (name=value&…)") from None
+        return dict(fields)
+    if not isinstance(doc, dict):
+        raise FeedbackError("body", "not a JSON object")
+    return doc
+
+
 def read_notice(
     destination_id: str,
     config: FeedbackConfig,
@@ -157,12 +177,7 @@ def read_notice(
     """What a recipient sent → a ``Notice``; FeedbackError naming the field and reason.
     ``lead_id``, ``reference_id``: known already (a poll about that lead), used when the
     answer does not say."""
-    try:
-        doc = json_loads(body)
-    except orjson.JSONDecodeError:
-        raise FeedbackError("body", "not JSON") from None
-    if not isinstance(doc, dict):
-        raise FeedbackError("body", "not a JSON object")
+    doc = _document(body)
 
     def text(name: str, limit: int) -> str | None:
         path = config.path(name)

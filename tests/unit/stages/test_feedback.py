@@ -132,6 +132,22 @@ def test_the_endpoint_answers_for_each_case() -> None:
     assert (bad.status, bad.answer["field"]) == (400, "body")
 
 
+def test_a_signed_form_is_read_as_json_is() -> None:
+    """Many buyers' return postbacks are forms (``lead_id=…&status=returned``): each was
+    refused "not JSON" and the return never credited the sale."""
+    body = b"lead_id=L1&kind=Returned&reason=Wrong+number&amount=12.50"
+    signed = {"X-Courier-Signature": sign(SECRET, body)}
+    ok = receive_feedback("buyer", config(), signed, len(body), body, NOW)
+    assert ok.status == 202 and ok.notice is not None, ok.answer
+    read = ok.notice
+    assert (read.lead_id, read.kind, read.reason, read.amount) == (
+        "L1", "returned", "Bad phone", "12.50")  # fmt: skip
+    for unreadable in (b"lead_id L1", b"\xff\xfe=1", b"a=1&" * 101):
+        bad = receive_feedback("buyer", config(), {"X-Courier-Signature": sign(SECRET, unreadable)},
+                               None, unreadable, NOW)  # fmt: skip
+        assert (bad.status, bad.answer["field"]) == (400, "body"), unreadable
+
+
 def sale(at: datetime, price: str | None = "20.00") -> dict[str, Any]:
     return {"finished_at": at.isoformat(), "price": price}
 

@@ -224,6 +224,17 @@ def page(title: str, body: str = "") -> bytes:
             page("Duplicate Submission"), OutcomeKind.FAILURE, OutcomeCategory.DUPLICATE, False,
             "Duplicate lead",
         ),
+        # no title: read by its first heading (a bare error handler's page)
+        (
+            b"<html><body><h1>500 Internal <b>Server</b> Error</h1><hr></body></html>",
+            OutcomeKind.ERROR, OutcomeCategory.RECIPIENT_ERROR, True,
+            "Recipient error page: '500 Internal Server Error' page (HTTP 200)",
+        ),
+        # a form handler's own page that says no
+        (
+            page("Lead Rejected", "Sorry, we cannot take this lead."), OutcomeKind.FAILURE,
+            OutcomeCategory.HARD_REJECT, False, "Lead Rejected",
+        ),
     ],
 )  # fmt: skip
 async def test_a_2xx_html_page_that_is_not_an_answer_is_not_a_sale(
@@ -246,6 +257,8 @@ async def test_a_2xx_html_page_that_is_not_an_answer_is_not_a_sale(
         page("", "Error"),  # an empty title says nothing
         b"<html><body>Error</body></html>",  # nor does a page without one
         page("Lead Form - Acme"),
+        b"<html><body><h1>Thank you!</h1><p>We will call you.</p></body></html>",
+        b"<html>" + b"<title>" * 3000,  # unclosed: no title (and no long search for one)
     ],
 )
 async def test_a_2xx_html_page_whose_title_says_no_error_is_a_sale(body: bytes) -> None:

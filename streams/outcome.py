@@ -157,8 +157,14 @@ def default_outcome(res: HttpResponse) -> Outcome:
         if said_no is not None:
             # The recipient's reason when it gives one, else what its errors list says
             # ({"status": "error", "errors": {"email": ["is invalid"]}}), else its own word.
-            listed = _listed_error(_lowered(said_in))
-            return rejection(_reason(said_in) or listed or said_no, None, raw)
+            texts = (_reason(said_in), _listed_error(_lowered(said_in)), said_no)
+            for text in texts:
+                # The first that names a known reason: {"result": "Duplicate", "message":
+                # "Lead exists"} is a duplicate, where it was a refusal "Lead exists".
+                known = recognised_refusal(text, None, raw) if text else None
+                if known is not None:
+                    return known
+            return rejection(next(text for text in texts if text), None, raw)
         page = error_page(res, raw)
         if page is not None:
             return page

@@ -1056,7 +1056,9 @@ async def test_a_sale_in_attributes_or_in_lines_keeps_its_reference_and_price() 
      # a refusal's reason in its errors, where it was "error" or "Rejected"
      ({"status": "error", "errors": {"email": ["is invalid"]}}, "Invalid data"),
      ({"success": False, "errors": ["Phone is invalid"]}, "Invalid data"),
-     ({"sold": 0}, "Rejected")],
+     ({"sold": 0}, "Rejected"),
+     # the status's known reason where the message names none (it was "Lead exists")
+     ({"result": "Duplicate", "message": "Lead exists"}, "Duplicate lead")],
 )  # fmt: skip
 async def test_a_refusal_inside_the_calls_envelope_is_read(answer: object, reason: str) -> None:
     """APIs that answer the call's own result at the top (``success: true``, ``code: 0``)

@@ -337,8 +337,12 @@ def _refusal_fields(res: HttpResponse, body: Any) -> dict[str, Any] | None:
         return _line_verdict(body.strip()) or None
     root = res.xml()
     if root is None:
-        return None
-    fields: dict[str, Any] = _verdict_of(root)[0]
+        # A form's pairs, or lines of them (``Status=Rejected`` / ``Reason=Invalid zip``):
+        # two or more, where a line of text alone is read for its words (``_first_line``).
+        text = _short_text(res)
+        fields = dict(parse_qsl(text)) if _FORM_ANSWER.fullmatch(text) else _field_lines(text)
+        return fields if len(fields) > 1 else None
+    fields = _verdict_of(root)[0]
     if _reason(fields) is None:  # deeper: <Response><Errors><Error><Message>, AWS's way
         deep = next(
             (

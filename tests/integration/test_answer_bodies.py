@@ -1031,6 +1031,22 @@ async def test_a_refusal_in_attributes_or_in_lines_of_fields_is_read(
     assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "Duplicate lead"), outcome
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [(400, b"Status=Rejected\nReason=Invalid zip", "Invalid data"),
+     (422, b"result=failed&message=Phone+is+required", "Invalid data"),
+     (400, b"Bad Request", "Rejected (HTTP 400)"),  # a line alone: read for its words only
+     (500, b"status: error\nmessage: Duplicate entry for key 'email'", "Duplicate lead")],
+)  # fmt: skip
+async def test_a_refusals_reason_in_a_form_or_in_lines_of_fields_is_read(
+    status: int, body: bytes, reason: str
+) -> None:
+    """A 4xx or 5xx that says why in a form's pairs or lines of them: its reason was not
+    read (``Rejected (HTTP 400)``; a 500's duplicate retried as a recipient error)."""
+    outcome = (await deliver(answering(body, "text/plain", status))).outcome
+    assert outcome.reason == reason, outcome
+
+
 async def test_a_sale_in_attributes_or_in_lines_keeps_its_reference_and_price() -> None:
     sale = (await deliver(answering(b'<Lead Status="Accepted" Price="12.50" Id="X7"/>',
                                     "application/xml"))).outcome  # fmt: skip

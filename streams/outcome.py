@@ -59,7 +59,8 @@ _REFERENCE_TOKEN = re.compile(r"[\w.\-]{1,100}")
 _FORM_ANSWER = re.compile(r"[\w.\-\[\]]+=[^\s&]*(?:&[\w.\-\[\]]+=[^\s&]*)*")
 _NOT_ERRORS = frozenset({"", "none", "null", "false", "0", "ok", "no"})  # "error": "none"
 TEXT_VERDICT_LIMIT = 1000  # a longer text is a page, not a verdict
-_REASON_KEYS = ("reason", "message", "error", "error_message", "detail", "msg")
+# "odata.error": OData 3's JSON (SAP Gateway, older Dynamics and SharePoint).
+_REASON_KEYS = ("reason", "message", "error", "error_message", "detail", "msg", "odata.error")
 _REFERENCE_KEYS = ("reference_id", "id", "lead_id", "leadId", "record_id")
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
@@ -1109,6 +1110,8 @@ def _reason(body: Any, nested: bool = True) -> str | None:
     ``{"error": {"code": 400, "message": "…"}}`` (Google's, JSON-RPC's, Stripe's)."""
     if isinstance(body, dict):
         for value in _values(body, _REASON_KEYS):
+            if isinstance(value, dict) and "lang" in value:
+                value = value.get("value")  # OData's message: {"lang": "en-US", "value": "…"}
             if isinstance(value, str) and value.strip():
                 return value.strip()[:REASON_LIMIT]
             if nested and isinstance(value, dict) and (inner := _reason(value, nested=False)):

@@ -1047,6 +1047,21 @@ async def test_a_refusals_reason_in_a_form_or_in_lines_of_fields_is_read(
     assert outcome.reason == reason, outcome
 
 
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [({"error": {"code": "", "message": {"lang": "en-US", "value": "Duplicate record"}}},
+      "Duplicate lead"),
+     ({"odata.error": {"code": "", "message": {"lang": "en-US", "value": "Invalid zip"}}},
+      "Invalid data")],
+)  # fmt: skip
+async def test_an_odata_errors_message_object_is_read(body: object, reason: str) -> None:
+    """OData 2 and 3 (SAP Gateway, older Dynamics and SharePoint) write an error's message
+    as ``{"lang": …, "value": …}``, OData 3 under ``odata.error``: it was "Rejected (HTTP
+    400)"."""
+    outcome = (await deliver(answering(orjson.dumps(body), "application/json", 400))).outcome
+    assert outcome.reason == reason, outcome
+
+
 async def test_a_sale_in_attributes_or_in_lines_keeps_its_reference_and_price() -> None:
     sale = (await deliver(answering(b'<Lead Status="Accepted" Price="12.50" Id="X7"/>',
                                     "application/xml"))).outcome  # fmt: skip

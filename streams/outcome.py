@@ -145,20 +145,20 @@ def default_outcome(res: HttpResponse) -> Outcome:
         if status is not None:
             # Read as if it had come with that status: a 409 a duplicate, a 5xx retried.
             return default_outcome(replace(res, status=status))
-        said_no, said_in = _said_no(verdict_fields), verdict
+        said_no, said_in, said_fields = _said_no(verdict_fields), verdict, verdict_fields
         inner = _enveloped(verdict_fields) if said_no is None else None
         if inner is not None:
             # {"success": true, "data": {"accepted": false, "reason": "Duplicate"}}: the call
             # went through, the lead was refused (it was billed as a sale). After a yes at
             # the top, only a no said outright: a duplicate flag or an errors list beside
             # it may be a CRM's note on a lead it took.
-            said_in, inner_fields = inner, _lowered(inner)
+            said_in, said_fields = inner, _lowered(inner)
             yes = _said_yes(verdict_fields)
-            said_no = _said_no_outright(inner_fields) if yes else _said_no(inner_fields)
+            said_no = _said_no_outright(said_fields) if yes else _said_no(said_fields)
         if said_no is not None:
             # The recipient's reason when it gives one, else what its errors list says
             # ({"status": "error", "errors": {"email": ["is invalid"]}}), else its own word.
-            texts = (_reason(said_in), _listed_error(_lowered(said_in)), said_no)
+            texts = (_reason(said_in), _listed_error(said_fields), said_no)
             for text in texts:
                 # The first that names a known reason: {"result": "Duplicate", "message":
                 # "Lead exists"} is a duplicate, where it was a refusal "Lead exists".
@@ -299,8 +299,8 @@ def one_answer(body: Any) -> Any:
 
 
 # The names APIs wrap their answer in: ASP.NET AJAX's "d", and the usual envelopes.
-_WRAPPERS = frozenset({"d", "data", "result", "response", "lead", "body", "payload", "return"})
 _ENVELOPES = ("data", "result", "response", "lead", "body", "payload", "return", "d")  # in order
+_WRAPPERS = frozenset(_ENVELOPES)
 
 
 # What servers answer to plain HTTP sent to their TLS port: nginx's 400 page ("The plain
@@ -617,10 +617,12 @@ def _verdict_of(root: Element) -> tuple[dict[str, str], bool]:
         for child in itertools.islice(answer, 50)
         if len(child) == 0 and isinstance(child.tag, str)
     }
-    if len(answer) == 1 and len(answer[0]) == 0 and _attributes(answer[0]):
+    lone = answer[0] if len(answer) == 1 and len(answer[0]) == 0 else None
+    lone_attributes = _attributes(lone) if lone is not None else {}
+    if lone is not None and lone_attributes:
         # <response><result status="rejected" reason="Duplicate"/></response>
-        attributes = {**attributes, **_attributes(answer[0])}
-        if not fields.get(_local(answer[0].tag)):
+        attributes = {**attributes, **lone_attributes}
+        if not fields.get(_local(lone.tag)):
             fields = {}
     if len(answer) == 1 and len(fields) == 1:
         return {**attributes, **fields, **_line_verdict(next(iter(fields.values())))}, True
@@ -1058,7 +1060,7 @@ def _listed_error(fields: dict[str, Any]) -> str | None:
         return None
     first = next(iter(errors.items() if isinstance(errors, dict) else errors))
     if isinstance(first, dict):  # GraphQL's {"message": ...}, JSON:API's {"detail": ...}
-        first = _reason(first) or next(iter(_values(first, ("title", "code"))), "")
+        first = _reason(first) or next(iter(values_named(first, ("title", "code"))), "")
     elif isinstance(first, tuple):  # Rails' {"email": ["is invalid"]}
         field, said = first
         said = said[0] if isinstance(said, list) and said else said
@@ -1091,7 +1093,7 @@ def _is_an_error(said: str) -> bool:
     return lowered not in _NOT_ERRORS and _state_says(lowered) is not True
 
 
-def _values(body: dict[str, Any], names: tuple[str, ...]) -> Iterator[Any]:
+def values_named(body: dict[str, Any], names: tuple[str, ...]) -> Iterator[Any]:
     """The values of ``names`` the body has, in the names' order, each as written or in
     another case ("Message", "LeadId": .NET APIs' PascalCase)."""
     lowered: dict[str, Any] | None = None
@@ -1109,7 +1111,7 @@ def _reason(body: Any, nested: bool = True) -> str | None:
     """The first reason text the body gives (``_REASON_KEYS``), or inside an error object:
     ``{"error": {"code": 400, "message": "…"}}`` (Google's, JSON-RPC's, Stripe's)."""
     if isinstance(body, dict):
-        for value in _values(body, _REASON_KEYS):
+        for value in values_named(body, _REASON_KEYS):
             if isinstance(value, dict) and "lang" in value:
                 value = value.get("value")  # OData's message: {"lang": "en-US", "value": "…"}
             if isinstance(value, str) and value.strip():
@@ -1121,7 +1123,7 @@ def _reason(body: Any, nested: bool = True) -> str | None:
 
 def _reference_id(body: Any) -> str | None:
     if isinstance(body, dict):
-        for value in _values(body, _REFERENCE_KEYS):
+        for value in values_named(body, _REFERENCE_KEYS):
             if isinstance(value, str | int) and not isinstance(value, bool):
                 return str(value)
     return None
@@ -1130,7 +1132,7 @@ def _reference_id(body: Any) -> str | None:
 def _price(body: Any) -> Decimal | None:
     if not isinstance(body, dict):
         return None
-    return to_price(next(_values(body, ("price",)), None))
+    return to_price(next(values_named(body, ("price",)), None))
 
 
 # The events' decimal: 14 digits, 4 after the point. A recipient's "price": 1e400 once made
@@ -1143,7 +1145,7 @@ def to_price(value: Any) -> Decimal | None:
     ``{"amount": "12.50", "currency": "USD"}``); None when it is not a finite number or is
     larger than an event can carry (``LARGEST_PRICE``): no price, its words in raw."""
     if isinstance(value, dict):
-        value = next(_values(value, ("amount", "value")), None)
+        value = next(values_named(value, ("amount", "value")), None)
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     price: Decimal | None

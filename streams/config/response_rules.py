@@ -27,6 +27,7 @@ from streams.outcome import (
     normalize_reason,
     one_answer,
     to_price,
+    values_named,
 )
 
 
@@ -257,7 +258,9 @@ class ResponseConfig(BaseModel):
                     values[name] = path.read(inner, None)
         for name, names in self._fields_named.items():
             if values.get(name) is None:
-                values[name] = _field_named(outcome.appended, names)
+                # the first of them said, in any case (``<Bid>``, ``Cost``)
+                said = values_named(outcome.appended, names)
+                values[name] = next((value for value in said if value), None)
         reference = values.pop("reference_id", None)
         price = to_price(values.pop("price", None))
         texts = {
@@ -277,12 +280,6 @@ class ResponseConfig(BaseModel):
             price=price if price is not None else outcome.price,
             appended=appended,
         )
-
-
-def _field_named(fields: dict[str, str], names: tuple[str, ...]) -> str | None:
-    """The first of ``names`` among an answer's fields, in any case (``<Bid>``, ``Cost``)."""
-    lowered = {key.lower(): value for key, value in fields.items()}
-    return next((lowered[name] for name in names if lowered.get(name)), None)
 
 
 def compile_json_path(path: str) -> JSONPath:

@@ -128,6 +128,12 @@ def default_outcome(res: HttpResponse) -> Outcome:
     fault = soap_fault(res)
     if fault is not None:
         return fault
+    query_refused = graphql_query_refused(body)
+    if query_refused is not None:
+        # A 200 (Hasura's, older servers') or a 400 (Apollo's): our query, not this lead.
+        return configuration_refused(
+            f"GraphQL query refused: {query_refused}; check the integration's query", raw
+        )
     if 200 <= res.status < 300:
         if body is None and looks_like_json(res.body):
             # JSON that cannot be read even leniently (HttpResponse.json): cut short, or
@@ -282,8 +288,10 @@ def one_answer(body: Any) -> Any:
     """A JSON array of one object (``[{"status": "rejected", …}]``: APIs that answer every
     request as a batch) is that object; so is an object that only wraps another under a
     wrapper's name (``{"response": {"status": "error", …}}``, ASP.NET's ``{"d": …}``, up to
-    two deep). A 2xx one was a sale whatever it said, a 4xx's reason was not read. Any
-    other body as it is: ``{"error": {…}}`` is an error's object, not a wrapper."""
+    two deep), and a GraphQL answer its operation's result (``graphql_result``). A 2xx one
+    was a sale whatever it said, a 4xx's reason was not read. Any other body as it is:
+    ``{"error": {…}}`` is an error's object, not a wrapper."""
+    body = graphql_result(body)
     if isinstance(body, list) and len(body) == 1 and isinstance(body[0], dict):
         body = body[0]
     for _ in range(2):
@@ -301,6 +309,76 @@ def one_answer(body: Any) -> Any:
 # The names APIs wrap their answer in: ASP.NET AJAX's "d", and the usual envelopes.
 _ENVELOPES = ("data", "result", "response", "lead", "body", "payload", "return", "d")  # in order
 _WRAPPERS = frozenset(_ENVELOPES)
+# A GraphQL answer's own members (the GraphQL over HTTP specification's response), and
+# the names a mutation's payload lists the errors of the input it refused under
+# (Shopify's ``userErrors``, Saleor's ``errors``).
+_GRAPHQL_KEYS = frozenset({"data", "errors", "extensions"})
+_USER_ERRORS = ("userErrors", "user_errors", "errors")
+_PAYLOAD_OWN = frozenset({"usererrors", "user_errors", "errors", "clientmutationid"})
+
+
+def graphql_result(body: Any) -> Any:
+    """A GraphQL answer (``data`` beside only ``errors`` and ``extensions``) as the verdict
+    of its one operation: the operation's payload (``{"data": {"createLead": {"success":
+    false, …}}}`` says no as ``{"success": false, …}`` would), with the object it made read
+    as the payload's own fields when the payload names no id (Shopify's ``{"customer":
+    {"id": …}, "userErrors": []}``); its user errors, or the answer's errors when no field
+    has data (``{"data": {"createLead": null}, "errors": […]}``), as ``{"errors": […]}``.
+    Each was billed as a sale: the payload is one level below the envelope. Any other body
+    as it is, and an answer of several operations too."""
+    if not isinstance(body, dict) or "data" not in body or not body.keys() <= _GRAPHQL_KEYS:
+        return body
+    data, errors = body["data"], body.get("errors")
+    if not isinstance(data, dict | None):
+        return body
+    if errors and all(value is None for value in (data or {}).values()):
+        return {"errors": errors}  # the operation failed: its field is null, or no data
+    if data is None or len(data) != 1 or not isinstance(payload := next(iter(data.values())), dict):
+        return body
+    refused = next((found for found in values_named(payload, _USER_ERRORS) if found), None)
+    if refused is not None:
+        return {"errors": refused}
+    made = [name for name, value in payload.items() if isinstance(value, dict)]
+    if len(made) == 1 and {k.lower() for k in payload if k != made[0]} <= _PAYLOAD_OWN:
+        # {"customer": {"id": …}, "userErrors": []}: the payload holds what it made, and
+        # only its errors and the client's mutation id beside it (not a lead's object
+        # whose own fields hold another: {"status": "new", "owner": {"id": 3}}).
+        return {**payload[made[0]], **{k: v for k, v in payload.items() if k != made[0]}}
+    return payload
+
+
+# The codes GraphQL servers give a query they could not parse or that their schema does
+# not take (Apollo's, Hasura's, lower case with dashes), and graphql-java's classification.
+_QUERY_REFUSED = frozenset(
+    {"graphql-parse-failed", "graphql-validation-failed", "parse-failed", "validation-failed",
+     "invalidsyntax", "validationerror"}
+)  # fmt: skip
+
+
+def graphql_query_refused(body: Any) -> str | None:
+    """What a GraphQL answer's first error says when the server could not parse our query
+    or its schema does not take it (``extensions.code`` ``GRAPHQL_VALIDATION_FAILED``,
+    Hasura's ``validation-failed``): the query is the destination's, the same for every
+    lead. None for any other answer."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+        return None
+    first = errors[0]
+    extensions = first.get("extensions")
+    said_message = first.get("message")
+    message = said_message if isinstance(said_message, str) else ""
+    said = [first.get("classification")]
+    if isinstance(extensions, dict):
+        said += [extensions.get("code"), extensions.get("classification")]
+    coded = any(
+        isinstance(code, str) and code.lower().replace("_", "-") in _QUERY_REFUSED for code in said
+    )
+    # graphql-js's own words for a query it could not parse, with where in it (its
+    # servers without codes: express-graphql's).
+    unparsed = message.startswith("Syntax Error: ") and "locations" in first
+    if not coded and not unparsed:
+        return None
+    return " ".join(message.split())[:REASON_LIMIT] or "refused"
 
 
 # What servers answer to plain HTTP sent to their TLS port: nginx's 400 page ("The plain
@@ -962,9 +1040,13 @@ def _said_no_outright(fields: dict[str, Any]) -> str | None:
 
 def _enveloped(fields: dict[str, Any]) -> dict[str, Any] | None:
     """The object a 2xx answer wraps the lead's verdict in beside the call's own fields
-    (``{"status": "success", "data": {"status": "rejected", …}}``), if any."""
+    (``{"status": "success", "data": {"status": "rejected", …}}``), if any; a list of one
+    object is that object (``"data": [{"status": "rejected"}]``: APIs that answer every
+    call as a batch, whose refusal was billed as a sale)."""
     for name in _ENVELOPES:
         inner = fields.get(name)
+        if isinstance(inner, list) and len(inner) == 1:
+            inner = inner[0]
         if isinstance(inner, dict) and inner:
             return inner
     return None

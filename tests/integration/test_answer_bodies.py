@@ -1098,6 +1098,73 @@ async def test_a_refusal_inside_the_calls_envelope_is_read(answer: object, reaso
     assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
 
 
+@pytest.mark.parametrize(
+    ("answer", "reason", "category"),
+    [# a mutation's payload that refused the input: Shopify's userErrors, Saleor's errors
+     ({"data": {"leadCreate": {"lead": None, "userErrors": [
+         {"field": ["email"], "message": "Email has already been taken"}]}}},
+      "Duplicate lead", "duplicate"),
+     ({"data": {"leadCreate": {"lead": None, "errors": [
+         {"field": "zip", "code": "INVALID", "message": "Zip is invalid"}]}}},
+      "Invalid data", "invalid_data"),
+     ({"data": {"createLead": {"success": False, "message": "Over cap"}}},
+      "Cap exceeded", None),
+     # the operation failed: its field is null, the reason in the answer's errors
+     ({"errors": [{"message": "Lead already exists", "path": ["createLead"]}],
+       "data": {"createLead": None}}, "Duplicate lead", "duplicate"),
+     # an envelope holding a batch of one
+     ({"status": "success", "data": [{"status": "rejected", "reason": "Duplicate"}]},
+      "Duplicate lead", "duplicate")],
+)  # fmt: skip
+async def test_a_graphql_mutations_refusal_is_read_in_its_payload(
+    answer: object, reason: str, category: str | None
+) -> None:
+    """A GraphQL answer holds its operation's result one level below ``data``, under the
+    mutation's name: a payload that refused the lead, or a null one beside the answer's
+    errors, was billed as a sale."""
+    outcome = (await deliver(answering(orjson.dumps(answer), "application/json"))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
+    if category is not None:
+        assert outcome.category == category
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"data": {"customerCreate": {"customer": {"id": "gid://crm/Lead/77"}, "userErrors": [],
+                                  "clientMutationId": None}}},
+     {"data": {"insert_leads_one": {"id": "gid://crm/Lead/77"}}},
+     # partly: the mutation's field has data, an error is about another
+     {"data": {"createLead": {"id": "gid://crm/Lead/77", "owner": None}},
+      "errors": [{"message": "owner: not visible", "path": ["createLead", "owner"]}]},
+     {"status": "success", "data": [{"id": "gid://crm/Lead/77", "status": "accepted"}]}],
+)  # fmt: skip
+async def test_a_graphql_mutations_sale_keeps_the_id_of_what_it_made(answer: object) -> None:
+    sale = (await deliver(answering(orjson.dumps(answer), "application/json"))).outcome
+    assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "gid://crm/Lead/77"), sale
+
+
+@pytest.mark.parametrize(
+    ("answer", "status"),
+    [({"errors": [{"message": "Cannot query field 'createLeed' on type 'Mutation'.",
+                   "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}]}, 400),  # Apollo
+     ({"errors": [{"message": "Syntax Error: Expected Name, found <EOF>.",
+                   "locations": [{"line": 1, "column": 30}]}]}, 400),  # graphql-js
+     ({"errors": [{"message": "field 'insert_lead' not found in type: 'mutation_root'",
+                   "extensions": {"path": "$.selectionSet.insert_lead",
+                                  "code": "validation-failed"}}]}, 200)],  # Hasura
+)  # fmt: skip
+async def test_a_graphql_query_the_recipient_cannot_take_is_a_configuration_refusal(
+    answer: object, status: int
+) -> None:
+    """Our query is the destination's, the same for every lead: a query the server cannot
+    parse, or one its schema does not take, opens the circuit and says so, where each lead
+    was refused ("Rejected (HTTP 400)") or, in a 200, billed as a sale."""
+    outcome = (await deliver(answering(orjson.dumps(answer), "application/json", status))).outcome
+    assert outcome.category is OutcomeCategory.AUTH_ERROR, outcome
+    assert outcome.reason.startswith("Configuration refused (GraphQL query refused: "), outcome
+    assert "check the integration's query" in outcome.reason
+
+
 async def test_a_sale_inside_the_calls_envelope_keeps_its_reference_and_price() -> None:
     taken = {"success": True, "data": {"id": "L-9", "status": "accepted", "price": "7.50"}}
     sale = (await deliver(answering(orjson.dumps(taken), "application/json"))).outcome

@@ -176,6 +176,8 @@ DEFAULT_PING_CAPTURE = {
 PING_FIELDS = {
     "price": ("bid", "bid_amount", "bid_price", "price", "payout", "cost"),
     "reference_id": ("bid_id", "ping_id", "transaction_id"),
+    # When the bid ends, as a time (a relative one, ``expires_in``: streams/stages/routing.py).
+    "expires_at": ("expires_at", "expiresAt", "expires", "expiration", "expiry", "valid_until"),
 }
 # A ping's captures by the names of an auction (``bid``, ``bid_id``) → the event's fields.
 PING_CAPTURE_NAMES = {"bid": "price", "bid_id": "reference_id"}

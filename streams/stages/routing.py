@@ -9,6 +9,8 @@ is tested without Kafka or HTTP. Values a destination returns become
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -27,6 +29,7 @@ from streams.config.flows import (
     Waterfall,
 )
 from streams.model import Lead, OutcomeKind
+from streams.outcome import values_named
 from streams.template.conversions import ConversionError, to_datetime
 from streams.template.operators import is_true
 from streams.template.parser import EvaluationError
@@ -232,20 +235,33 @@ def bid_of(ping: Attempt) -> Decimal | None:
     return price
 
 
+# A bid's validity in seconds from its answer, by the names buyers give it.
+_BID_LIFETIME = ("expires_in", "expiresIn", "ttl", "bid_ttl", "valid_for")
+
+
 def bid_valid_until(ping: Attempt, ttl_s: float) -> float:
     """When a bid stops being valid (epoch seconds): ``bid_ttl_s`` after the answer, or the
-    buyer's own ``expires_at`` if it gave an earlier one: ISO 8601, or a Unix time in
-    seconds or milliseconds, as buyers' APIs write it (a time that cannot be read is not a
-    limit; one without a zone is UTC)."""
-    until = ping.finished_at.timestamp() + ttl_s
-    expires = ping.outcome.appended.get("expires_at")
-    if expires is None:
-        return until
-    try:
-        moment = to_datetime(expires)
-        return min(until, moment.timestamp())
-    except (ConversionError, ValueError, OverflowError):
-        return until
+    buyer's own end if it gave an earlier one: ``expires_at`` (or ``expires``,
+    ``valid_until``…: ``PING_FIELDS``), ISO 8601 or a Unix time in seconds or milliseconds
+    as buyers' APIs write it (one without a zone is UTC), or seconds from its answer
+    (``expires_in``, ``ttl``: a bid for 30 s was posted for a minute). What cannot be read
+    is not a limit."""
+    answered = ping.finished_at.timestamp()
+    until = answered + ttl_s
+    appended = ping.outcome.appended
+    expires = appended.get("expires_at")
+    if expires is not None:
+        with contextlib.suppress(ConversionError, ValueError, OverflowError):
+            until = min(until, to_datetime(expires).timestamp())
+    lifetime = next(values_named(appended, _BID_LIFETIME), None)
+    if lifetime is not None:
+        try:
+            seconds = float(lifetime)
+        except (TypeError, ValueError):
+            return until
+        if math.isfinite(seconds) and seconds > 0:  # 0: none given, as some write it
+            until = min(until, answered + seconds)
+    return until
 
 
 async def route(step: Step, lead: Lead, deliver: Deliver) -> Routed:

@@ -6,6 +6,7 @@ a JSON answer in Latin-1 was "Unreadable response"."""
 from __future__ import annotations
 
 import codecs
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +18,7 @@ from streams.config import parse_destinations
 from streams.model import Lead, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.delivery import HttpSender
-from streams.stages.routing import bid_of
+from streams.stages.routing import bid_of, bid_valid_until
 from tests.integration.recipients import Received, Recipient
 
 LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
@@ -970,6 +971,27 @@ async def test_a_bid_and_its_id_are_read_in_any_format_by_the_names_buyers_give_
     rules = [{"when": {"body_matches": "(?i)no match"}, "outcome": "failure"}]
     ping = await ping_answered(answer, content_type, response={"rules": rules})
     assert (bid_of(ping), ping.outcome.reference_id) == (Decimal("12.50"), "B-1"), ping.outcome
+
+
+@pytest.mark.parametrize(
+    ("answer", "content_type", "valid_for"),
+    [(b'{"bid": 12.5, "bid_id": "B-1", "expires_in": 30}', "application/json", 30.0),
+     (b'{"Bid": 12.5, "TTL": 20}', "application/json", 20.0),
+     (b"<response><bid>12.50</bid><expires_in>15</expires_in></response>", "text/xml", 15.0),
+     (b"bid=12.50&ttl=45", "text/plain", 45.0)],
+)  # fmt: skip
+async def test_a_bids_lifetime_or_end_is_read_by_the_names_buyers_give_it(
+    answer: bytes, content_type: str, valid_for: float
+) -> None:
+    """A bid's ``expires_in``/``ttl`` (seconds) was not read, nor an end named ``expires``
+    or ``valid_until``: the post went out after the buyer's bid had ended, and was
+    refused."""
+    ping = await ping_answered(answer, content_type)
+    assert bid_of(ping) == Decimal("12.50"), ping.outcome
+    assert bid_valid_until(ping, 60.0) == ping.finished_at.timestamp() + valid_for
+    ended = b'{"bid": 12.5, "Valid_Until": "2000-01-01T00:00:00Z"}'
+    ping = await ping_answered(ended)
+    assert bid_valid_until(ping, 60.0) == datetime(2000, 1, 1, tzinfo=UTC).timestamp()
 
 
 async def test_a_ping_answer_that_only_echoes_amounts_is_no_bid() -> None:

@@ -103,6 +103,31 @@ def test_no_bid_at_the_floor_goes_to_else_and_an_old_bid_is_passed_over() -> Non
     assert (need.path, need.destination_id) == ("plan.else", "fallback")
 
 
+@pytest.mark.parametrize(
+    ("captured", "valid_for"),
+    [
+        ({"expires_in": "30"}, 30.0),  # seconds from the answer, as buyers write it
+        ({"TTL": "12.5"}, 12.5),
+        ({"bid_ttl": "600"}, 60.0),  # later than bid_ttl_s: bid_ttl_s
+        ({"expires_in": "30", "expires_at": "2000-01-01T00:00:00Z"}, None),  # the earlier
+        ({"ttl": "0"}, 60.0),  # nothing said
+        ({"ttl": "soon"}, 60.0),  # unreadable: no limit
+        ({"ttl": "nan"}, 60.0),
+        ({"expires_in": "-5"}, 60.0),
+    ],
+)
+def test_a_bids_lifetime_in_seconds_ends_it(captured: dict[str, str], valid_for: float) -> None:
+    """``expires_in: 30`` was not read: the bid was posted for the whole ``bid_ttl_s``,
+    and the buyer refused it as expired."""
+    answered = datetime.now(UTC)
+    ping = answer("b", bid("12.50", **captured), "ping", at=answered)
+    until = bid_valid_until(ping, 60.0)
+    if valid_for is None:
+        assert until == datetime(2000, 1, 1, tzinfo=UTC).timestamp()
+    else:
+        assert until == answered.timestamp() + valid_for
+
+
 def test_a_buyer_without_a_ping_cannot_be_in_an_auction() -> None:
     config = {
         "destinations": [{"id": "a", "url": "https://a.example.com"}],

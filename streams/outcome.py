@@ -39,7 +39,10 @@ REASON_LIMIT = 80
 # say no in the body, and counting that as a sale would bill it. Top-level, any case
 # (.NET APIs write "Success": false, "Status": "Rejected").
 _NO_FLAGS = frozenset({"success", "accepted", "ok", "sold"})  # false: not taken
-_STATE_KEYS = frozenset({"status", "result"})
+# LeadConduit answers its verdict as "outcome" ({"outcome": "failure", "reason": …}, its
+# documented answer, was billed as a sale); lenders' and buyers' APIs as a "decision" or
+# a "disposition".
+_STATE_KEYS = frozenset({"status", "result", "outcome", "decision", "disposition"})
 _NO_WORDS = frozenset(
     {"error", "fail", "failed", "failure", "rejected", "reject", "declined", "denied",
      "refused", "duplicate", "invalid", "unmatched", "unsold",
@@ -661,7 +664,7 @@ def _line_verdict(text: str) -> dict[str, str]:
     return {}
 
 
-def _xml_verdict_fields(res: HttpResponse) -> tuple[dict[str, str], bool]:
+def _xml_verdict_fields(res: HttpResponse) -> tuple[dict[str, Any], bool]:
     """The leaf elements an XML answer gives its verdict in, by local name: the root's
     children (``<response><status>Rejected</status>…``), or a SOAP answer's response
     element's (``<soap:Envelope><soap:Body><addLeadResponse><status>…``); and whether they
@@ -678,7 +681,7 @@ _HTML_TAGS = frozenset(
 )
 
 
-def _verdict_of(root: Element) -> tuple[dict[str, str], bool]:
+def _verdict_of(root: Element) -> tuple[dict[str, Any], bool]:
     if _local(root.tag).lower() in _HTML_TAGS:
         return {}, False
     answer = root
@@ -690,11 +693,21 @@ def _verdict_of(root: Element) -> tuple[dict[str, str], bool]:
         text = (answer.text or "").strip()
         said = _line_verdict(text) or ({_local(answer.tag): text} if text else {})
         return ({**attributes, **said}, True) if attributes else (said, False)
-    fields = {
+    fields: dict[str, Any] = {
         _local(child.tag): (child.text or "").strip()
         for child in itertools.islice(answer, 50)
         if len(child) == 0 and isinstance(child.tag, str)
     }
+    for child in itertools.islice(answer, 50):
+        name = _local(child.tag) if isinstance(child.tag, str) else ""
+        if len(child) and name.lower() in _WRAPPERS and name not in fields:
+            # An envelope's leaf elements as JSON's envelope object, read alike (the lead's
+            # id in LeadConduit's <result>…<lead><id>…</id></lead>, a refusal inside).
+            fields[name] = {
+                _local(leaf.tag): (leaf.text or "").strip()
+                for leaf in itertools.islice(child, 50)
+                if len(leaf) == 0 and isinstance(leaf.tag, str)
+            }
     lone = answer[0] if len(answer) == 1 and len(answer[0]) == 0 else None
     lone_attributes = _attributes(lone) if lone is not None else {}
     if lone is not None and lone_attributes:

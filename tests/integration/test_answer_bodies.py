@@ -1120,6 +1120,51 @@ async def test_a_refusal_inside_the_calls_envelope_is_read(answer: object, reaso
     assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
 
 
+_LEADCONDUIT_XML = (
+    '<?xml version="1.0"?> <result> <outcome>{outcome}</outcome> <reason>{reason}</reason> '
+    "<lead> <id>55c8e255g56r8d5f2e69e1d9</id> </lead> <price>{price}</price> </result>"
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "content_type", "reason"),
+    [# LeadConduit's documented answers, JSON and XML, as a buyer's flow gives them
+     (b'{"outcome": "failure", "reason": "Failed email validation", '
+      b'"lead": {"id": "55c8e255g56r8d5f2e69e1d9"}, "price": 0}', "application/json",
+      "Invalid data"),
+     (b'{"outcome": "error", "reason": "Duplicate lead", "lead": {"id": "55c8"}}',
+      "application/json", "Duplicate lead"),
+     (_LEADCONDUIT_XML.format(outcome="failure", reason="Duplicate", price=0).encode(),
+      "application/xml", "Duplicate lead"),
+     # a lender's decision, a buyer's disposition
+     (b'{"decision": "Declined", "reason": "Outside our lending area"}', "application/json",
+      "Outside our lending area"),
+     (b'{"Disposition": "Duplicate", "LeadId": 7}', "application/json", "Duplicate lead"),
+     # a refusal inside an XML answer's envelope, as a JSON one's
+     (b"<response><code>0</code><data><status>rejected</status><reason>Over cap</reason>"
+      b"</data></response>", "text/xml", "Cap exceeded")],
+)  # fmt: skip
+async def test_a_verdict_said_as_an_outcome_or_a_decision_is_read(
+    answer: bytes, content_type: str, reason: str
+) -> None:
+    """LeadConduit, which many buyers receive leads through, answers ``{"outcome":
+    "failure", "reason": …}`` (or ``<outcome>``): each refusal it gave was billed as a
+    sale, as was a ``decision`` or ``disposition`` that said no."""
+    outcome = (await deliver(answering(answer, content_type))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
+
+
+async def test_a_leadconduit_sale_keeps_its_lead_id_and_price_in_either_format() -> None:
+    taken = b'{"outcome": "success", "lead": {"id": "55c8e255g56r8d5f2e69e1d9"}, "price": 15.00}'
+    for answer, content_type in (
+        (taken, "application/json"),
+        (_LEADCONDUIT_XML.format(outcome="success", reason="", price="15.00").encode(), "text/xml"),
+    ):
+        sale = (await deliver(answering(answer, content_type))).outcome
+        assert (sale.kind, sale.reference_id, sale.price) == (
+            OutcomeKind.SUCCESS, "55c8e255g56r8d5f2e69e1d9", Decimal("15.00")), sale  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("answer", "reason", "category"),
     [# a mutation's payload that refused the input: Shopify's userErrors, Saleor's errors

@@ -105,6 +105,17 @@ def text_codec(name: str) -> str | None:
 _NOT_PARSED = object()
 
 
+# XML as APIs write it by hand (HttpResponse._written_by_hand), up to this size: tag names,
+# an & that opens no entity; a page is not read that way; a declaration is not read from text.
+_TAG_NAME = re.compile(r"(</?)([A-Za-z_][\w.\-]*(?::[\w.\-]+)?)")
+_BARE_AMPERSAND = re.compile(r"&(?!#?\w{1,32};)")
+_HAND_WRITTEN_LIMIT = 65_536
+_HTML_OPENING = re.compile(
+    r"\ufeff?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype|html)\b", re.I | re.S
+)
+_DECLARATION = re.compile(r"\ufeff?\s*<\?xml[^>]*\?>")
+
+
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
     status: int
@@ -177,8 +188,29 @@ class HttpResponse:
         try:
             root: Element = SafeET.fromstring(self.body if in_bytes else self.decoded())
         except Exception:  # not XML, truncated XML, or entity tricks defusedxml refuses
-            return self._as_utf8_text() if in_bytes else None
+            read = self._as_utf8_text() if in_bytes else None
+            return read if read is not None else self._written_by_hand()
         return root
+
+    def _written_by_hand(self) -> Element | None:
+        """XML as APIs write it by hand, lead buyers' among them, which expat refuses:
+        closing tags that differ from their opening ones only in case (``<Code>OK</code>``),
+        a bare ``&`` in a text (``<message>Lead received & queued</message>``). Read with
+        every tag's name in lower case and such an ``&`` escaped; such a refusal was a
+        sale. None when it is not that either (a page, truncated XML)."""
+        text = self.decoded(_HAND_WRITTEN_LIMIT)
+        if len(self.body) > _HAND_WRITTEN_LIMIT or _HTML_OPENING.match(text[:1024]):
+            return None
+        escaped = _BARE_AMPERSAND.sub("&amp;", _DECLARATION.sub("", text, count=1))
+        # The names as written when they need no mending (a rule's path names them so).
+        lowered = _TAG_NAME.sub(lambda tag: tag.group(1) + tag.group(2).lower(), escaped)
+        for mended in dict.fromkeys((escaped, lowered)):
+            try:
+                root: Element = SafeET.fromstring(mended)
+            except Exception:  # not XML in this reading
+                continue
+            return root
+        return None
 
     def _as_utf8_text(self) -> Element | None:
         """XML whose declaration names an encoding its bytes are not in, read as UTF-8

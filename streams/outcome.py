@@ -148,6 +148,15 @@ def default_outcome(res: HttpResponse) -> Outcome:
                 raw=raw,
                 category=OutcomeCategory.RECIPIENT_ERROR,
             )
+        if body is None and res.xml() is None and _DECLARED_XML.match(res.body, 0, 1024):
+            # Declared XML that cannot be read even as APIs write it by hand (cut short, a
+            # stray "<"): as unreadable JSON, whether it said yes is unknown. It was a sale.
+            return Outcome.error(
+                f"Unreadable response (HTTP {res.status}: not XML)",
+                retryable=False,
+                raw=raw,
+                category=OutcomeCategory.RECIPIENT_ERROR,
+            )
         verdict, capturable = (body, True) if isinstance(body, dict) else _text_verdict(res, body)
         verdict_fields = _lowered(verdict)  # once: both readings below go through them
         status = _status_said(verdict_fields)
@@ -838,6 +847,11 @@ def _short_text(res: HttpResponse) -> str:
 # served with 200) or the application's own error page. Counted as a sale, it was billed,
 # and a waterfall stopped at a buyer that never saw the lead. Read by its <title> (a
 # form's "Thank you" page stays a sale); F5's and Imperva's block pages by their marks.
+# An XML declaration that no page follows (an XHTML page is read as a page).
+_DECLARED_XML = re.compile(
+    rb"(?:\xef\xbb\xbf)?\s*<\?xml\b[^>]*>(?!\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)\b)",
+    re.I | re.S,
+)
 _HTML_START = re.compile(
     rb"(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*"
     rb"<(?:!doctype\s+html|html|head|body|title)\b",
@@ -1225,9 +1239,12 @@ def _reference_id(body: Any) -> str | None:
 
 
 def _price(body: Any) -> Decimal | None:
+    """A sale's price: its ``price``, else its ``payout`` (affiliate networks' and lead
+    buyers' name for what they pay for it: ClickDealer's ``"Payout": 2.25``)."""
     if not isinstance(body, dict):
         return None
-    return to_price(next(values_named(body, ("price",)), None))
+    said = (value for value in values_named(body, ("price", "payout")) if value is not None)
+    return to_price(next(said, None))
 
 
 # The events' decimal: 14 digits, 4 after the point. A recipient's "price": 1e400 once made

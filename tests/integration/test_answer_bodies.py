@@ -1166,6 +1166,56 @@ async def test_a_leadconduit_sale_keeps_its_lead_id_and_price_in_either_format()
 
 
 @pytest.mark.parametrize(
+    ("answer", "reason"),
+    [# closing tags in another case than their opening ones, as a buyer's docs show them
+     (b"<ExternalPostResponse><Message>Duplicate</Message><ID>a8c75ef7</ID>"
+      b"<Code>DUPLICATE</code><Success>false</Success></ExternalPostResponse>",
+      "Duplicate lead"),
+     # a bare & in a text
+     (b'<?xml version="1.0"?><response><status>Rejected</status>'
+      b"<reason>Name & phone do not match</reason></response>", "Name & phone do not match")],
+)  # fmt: skip
+async def test_xml_written_by_hand_is_read(answer: bytes, reason: str) -> None:
+    """XML that expat refuses for a slip of the hand (a closing tag's case, an unescaped
+    ``&``) was no XML to read: its refusal was billed as a sale."""
+    outcome = (await deliver(answering(answer, "text/xml"))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
+    pinged = (b"<ExternalPingResponse><Message>success</Message><Price>5.05</Price>"
+              b"<ID>a8c75ef7</ID><Code>OK</code><Success>true</Success></ExternalPingResponse>")  # fmt: skip
+    ping = await ping_answered(pinged, "text/xml")
+    assert (bid_of(ping), ping.outcome.reference_id) == (Decimal("5.05"), "a8c75ef7"), ping.outcome
+    kept = b"<r><Status>OK</Status><Note>Lead received & queued</Note><LeadId>L-7</LeadId></r>"
+    sale = (await deliver(answering(kept, "text/xml"))).outcome
+    assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "L-7"), sale
+    # a rule's path names the tags as written, which are kept when they need no mending
+    rules = [{"when": {"xml": {"path": "Status", "equals": "OK"}}, "outcome": "failure",
+              "reason": "Held"}]  # fmt: skip
+    held = (await deliver(answering(kept, "text/xml"), response={"rules": rules})).outcome
+    assert (held.kind, held.reason) == (OutcomeKind.FAILURE, "Held"), held
+
+
+async def test_declared_xml_that_cannot_be_read_is_not_billed_as_a_sale() -> None:
+    """Cut short, it may have said no: as unreadable JSON, an error that is not retried
+    (the recipient may have taken the lead), where it was a sale."""
+    cut = b'<?xml version="1.0"?><response><status>Rejected</status><reason>Dupl'
+    outcome = (await deliver(answering(cut, "text/xml"))).outcome
+    assert (outcome.kind, outcome.reason, outcome.retryable) == (
+        OutcomeKind.ERROR, "Unreadable response (HTTP 200: not XML)", False), outcome  # fmt: skip
+    assert outcome.category is OutcomeCategory.RECIPIENT_ERROR
+    page = b'<?xml version="1.0"?>\n<!DOCTYPE html><html><body><p>Thank you!</body></html>'
+    assert (await deliver(answering(page, "text/html"))).outcome.kind is OutcomeKind.SUCCESS
+
+
+async def test_a_sales_payout_is_its_price() -> None:
+    """ClickDealer's answer names what the buyer pays ``Payout``: the sale was billed at
+    nothing said."""
+    taken = {"Result": "Success", "LeadId": "9f57b396", "Payout": 2.25, "Message": "Lead accepted"}
+    sale = (await deliver(answering(orjson.dumps(taken), "application/json"))).outcome
+    assert (sale.kind, sale.reference_id, sale.price) == (
+        OutcomeKind.SUCCESS, "9f57b396", Decimal("2.25")), sale  # fmt: skip
+
+
+@pytest.mark.parametrize(
     ("answer", "reason", "category"),
     [# a mutation's payload that refused the input: Shopify's userErrors, Saleor's errors
      ({"data": {"leadCreate": {"lead": None, "userErrors": [

@@ -38,11 +38,20 @@ REASON_LIMIT = 80
 # A 2xx whose body says the lead was not taken: lead buyers' APIs often answer 200 and
 # say no in the body, and counting that as a sale would bill it. Top-level, any case
 # (.NET APIs write "Success": false, "Status": "Rejected").
-_NO_FLAGS = frozenset({"success", "accepted", "ok", "sold"})  # false: not taken
+# false: not taken; with .NET's and Java's "is" (LeadExec's "isValidPost": false, with its
+# reason in "ResponseDetail", was billed as a sale), and a validation's "valid".
+_NO_FLAGS = frozenset(
+    {"success", "accepted", "ok", "sold", "succeeded", "issuccess", "is_success", "isaccepted",
+     "is_accepted", "valid", "isvalid", "is_valid", "isvalidpost", "is_valid_post"}
+)  # fmt: skip
 # LeadConduit answers its verdict as "outcome" ({"outcome": "failure", "reason": …}, its
 # documented answer, was billed as a sale); lenders' and buyers' APIs as a "decision" or
 # a "disposition".
-_STATE_KEYS = frozenset({"status", "result", "outcome", "decision", "disposition"})
+_STATE_KEYS = frozenset(
+    {"status", "result", "outcome", "decision", "disposition", "leadstatus", "lead_status",
+     "poststatus", "post_status", "responsestatus", "response_status", "responsetype",
+     "response_type"}
+)  # fmt: skip
 _NO_WORDS = frozenset(
     {"error", "fail", "failed", "failure", "rejected", "reject", "declined", "denied",
      "refused", "duplicate", "invalid", "unmatched", "unsold",
@@ -63,8 +72,11 @@ _FORM_ANSWER = re.compile(r"[\w.\-\[\]]+=[^\s&]*(?:&[\w.\-\[\]]+=[^\s&]*)*")
 _NOT_ERRORS = frozenset({"", "none", "null", "false", "0", "ok", "no"})  # "error": "none"
 TEXT_VERDICT_LIMIT = 1000  # a longer text is a page, not a verdict
 # "odata.error": OData 3's JSON (SAP Gateway, older Dynamics and SharePoint).
-_REASON_KEYS = ("reason", "message", "error", "error_message", "detail", "msg", "odata.error")
-_REFERENCE_KEYS = ("reference_id", "id", "lead_id", "leadId", "record_id")
+_REASON_KEYS = (
+    "reason", "message", "error", "error_message", "detail", "msg", "odata.error",
+    "response_detail", "ResponseDetail",
+)  # fmt: skip
+_REFERENCE_KEYS = ("reference_id", "id", "lead_id", "leadId", "record_id", "LeadIdentifier")
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
 

@@ -1154,6 +1154,43 @@ async def test_a_verdict_said_as_an_outcome_or_a_decision_is_read(
     assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
 
 
+@pytest.mark.parametrize(
+    ("answer", "content_type", "reason"),
+    [# LeadExec's documented answer: isValidPost, ResponseType, ResponseDetail
+     (b'{"PostID": "9b2f6f4e", "isValidPost": false, "ResponseType": "Duplicate_Lead", '
+      b'"ResponseDetail": "Duplicate lead", "LeadIdentifier": 0, "Price": 0}',
+      "application/json", "Duplicate lead"),
+     (b'{"PostID": "9b2f6f4e", "isValidPost": false, "ResponseType": 5, '
+      b'"ResponseDetail": "Outside criteria", "LeadIdentifier": 0}', "application/json",
+      "Outside criteria"),
+     (b"<PostResponse><PostID>9b2f</PostID><isValidPost>false</isValidPost><ResponseType>"
+      b"Data_Errors</ResponseType><ResponseDetail>Zip is required</ResponseDetail>"
+      b"</PostResponse>", "text/xml", "Invalid data"),
+     # a validation's answer, a lead's own status
+     (b'{"valid": false, "errors": ["phone is invalid"]}', "application/json", "Invalid data"),
+     (b'{"IsSuccess": false, "Message": "Over cap"}', "application/json", "Cap exceeded"),
+     (b'{"id": 5, "lead_status": "Rejected - Duplicate"}', "application/json",
+      "Duplicate lead")],
+)  # fmt: skip
+async def test_a_no_said_by_an_is_flag_or_a_leads_status_is_read(
+    answer: bytes, content_type: str, reason: str
+) -> None:
+    """``isValidPost: false`` (LeadExec, whose buyers receive leads through it), ``valid``,
+    ``IsSuccess`` (.NET's), a ``lead_status`` or ``ResponseType`` that says no: each was
+    billed as a sale; the reason is read from LeadExec's ``ResponseDetail``."""
+    outcome = (await deliver(answering(answer, content_type))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
+
+
+async def test_a_leadexec_sale_keeps_its_lead_identifier_and_price() -> None:
+    taken = (b'{"PostID": "9b2f6f4e", "isValidPost": true, "ResponseType": "No_Error", '
+             b'"ResponseDetail": "Lead was accepted", "LeadIdentifier": 123456789, '
+             b'"PendingQCReview": false, "Price": 12.5, "RedirectURL": ""}')  # fmt: skip
+    sale = (await deliver(answering(taken, "application/json"))).outcome
+    assert (sale.kind, sale.reference_id, sale.price) == (
+        OutcomeKind.SUCCESS, "123456789", Decimal("12.5")), sale  # fmt: skip
+
+
 async def test_a_leadconduit_sale_keeps_its_lead_id_and_price_in_either_format() -> None:
     taken = b'{"outcome": "success", "lead": {"id": "55c8e255g56r8d5f2e69e1d9"}, "price": 15.00}'
     for answer, content_type in (

@@ -1259,6 +1259,36 @@ def _price(body: Any) -> Decimal | None:
     return to_price(next(said, None))
 
 
+# A marketplace's list of its buyers' bids, each bid's amount and id, by the names given.
+_OFFER_LISTS = ("bids", "offers")
+_OFFER_PRICES = ("price", "bid", "amount", "payout")
+_OFFER_IDS = ("bid_id", "id", "offer_id")
+
+
+def best_offer(body: Any) -> tuple[Decimal, str | None] | None:
+    """The highest of the bids a marketplace answers a ping with, listed for its buyers
+    (Juiced's ``{"ping_id": …, "bids": [{"id": …, "price": 45}, {"id": …, "price":
+    38.5}]}``), and that bid's id; None when the answer lists none above nothing. Such a
+    ping had no bid at its top and never won; in a bid of the list, ``amount`` is the bid."""
+    if not isinstance(body, dict):
+        return None
+    offers = next((found for found in values_named(body, _OFFER_LISTS) if found), None)
+    if not isinstance(offers, list):
+        return None
+    best: tuple[Decimal, str | None] | None = None
+    for offer in itertools.islice(offers, 100):
+        if not isinstance(offer, dict):
+            continue
+        said = (value for value in values_named(offer, _OFFER_PRICES) if value is not None)
+        price = to_price(next(said, None))
+        if price is None or price <= 0 or (best is not None and price <= best[0]):
+            continue
+        ids = (v for v in values_named(offer, _OFFER_IDS) if isinstance(v, str | int))
+        named = next((v for v in ids if not isinstance(v, bool)), None)
+        best = (price, None if named is None else str(named))
+    return best
+
+
 # The events' decimal: 14 digits, 4 after the point. A recipient's "price": 1e400 once made
 # the event of a sale unwritable, and the sale an internal error.
 LARGEST_PRICE = Decimal("9999999999")
@@ -1270,7 +1300,7 @@ def to_price(value: Any) -> Decimal | None:
     larger than an event can carry (``LARGEST_PRICE``): no price, its words in raw."""
     if isinstance(value, dict):
         value = next(values_named(value, ("amount", "value")), None)
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         return None
     price: Decimal | None
     try:

@@ -24,6 +24,7 @@ from streams.outcome import (
     NOT_CAPTURED,
     RAW_LIMIT,
     REASON_LIMIT,
+    best_offer,
     normalize_reason,
     one_answer,
     to_price,
@@ -261,6 +262,13 @@ class ResponseConfig(BaseModel):
                 # the first of them said, in any case (``<Bid>``, ``Cost``)
                 said = values_named(outcome.appended, names)
                 values[name] = next((value for value in said if value), None)
+        if self._fields_named and to_price(values.get("price")) is None:
+            # a marketplace's list of its buyers' bids: the best is the ping's bid, its id
+            # the bid id the post carries (the ping's own id stays appended as it was named)
+            offer = best_offer(inner)
+            if offer is not None:
+                values["price"], offer_id = offer
+                values["reference_id"] = offer_id or values.get("reference_id")
         reference = values.pop("reference_id", None)
         price = to_price(values.pop("price", None))
         texts = {

@@ -6,6 +6,7 @@ a JSON answer in Latin-1 was "Unreadable response"."""
 from __future__ import annotations
 
 import codecs
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -18,7 +19,7 @@ from streams.config import parse_destinations
 from streams.model import Lead, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.delivery import HttpSender
-from streams.stages.routing import bid_of, bid_valid_until
+from streams.stages.routing import bid_of, bid_valid_until, with_appended
 from tests.integration.recipients import Received, Recipient
 
 LEAD = Lead("L-1", {"id": "L-1", "lead": {"email": "ada@example.com"}})
@@ -992,6 +993,26 @@ async def test_a_bids_lifetime_or_end_is_read_by_the_names_buyers_give_it(
     ended = b'{"bid": 12.5, "Valid_Until": "2000-01-01T00:00:00Z"}'
     ping = await ping_answered(ended)
     assert bid_valid_until(ping, 60.0) == datetime(2000, 1, 1, tzinfo=UTC).timestamp()
+
+
+async def test_a_marketplaces_list_of_bids_bids_its_best() -> None:
+    """A marketplace answers a ping with its buyers' bids (Juiced's documented answer): it
+    had no bid at its top, so it never won. Its best bid is the ping's bid, that bid's id
+    the bid id the post carries, the ping's own id kept beside it."""
+    listed = {"ping_id": "P-1", "message": "Match found", "bids": [
+        {"id": "B-38", "price": 38.5, "tcpa_name": "The Mangolorian Security"},
+        {"id": "B-45", "price": 45, "tcpa_name": "Nectarflix Entertainment"},
+        {"id": "B-0", "price": "free"}]}  # fmt: skip
+    ping = replace(await ping_answered(listed), phase="ping")
+    assert (bid_of(ping), ping.outcome.reference_id) == (Decimal("45"), "B-45"), ping.outcome
+    carried = with_appended(LEAD, ping).envelope["appended"]["buyer"]
+    assert (carried["bid"], carried["bid_id"], carried["ping_id"]) == ("45", "B-45", "P-1")
+    offers = {"status": "ok", "offers": [{"offer_id": 7, "amount": "$12.50"}]}
+    ping = await ping_answered(offers)
+    assert (bid_of(ping), ping.outcome.reference_id) == (Decimal("12.50"), "7"), ping.outcome
+    for none in ({"ping_id": "P-2", "message": "No match found", "bids": []},
+                 {"ping_id": "P-3", "bids": [{"id": "B-1", "price": 0}]}):  # fmt: skip
+        assert bid_of(await ping_answered(none)) is None
 
 
 async def test_a_ping_answer_that_only_echoes_amounts_is_no_bid() -> None:

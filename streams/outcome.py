@@ -58,7 +58,9 @@ _NO_WORDS = frozenset(
      # lead buyers' statuses for a lead not taken, each billed as a sale before
      "dupe", "duplicated", "exists", "unaccepted", "unsuccessful", "ineligible",
      "disqualified", "blocked", "suppressed", "filtered", "dnc", "fraud", "spam", "cap",
-     "capped", "expired", "cancelled", "canceled"}
+     "capped", "expired", "cancelled", "canceled",
+     # Marketo's for a lead it neither created nor updated, its reasons beside it
+     "skipped"}
 )  # fmt: skip
 # Older lead APIs answer in a line of text ("REJECTED: Duplicate lead", "FAILURE|Zip not
 # covered", "SUCCESS|B-77") or form-encoded ("status=rejected&reason=Duplicate"): the
@@ -322,6 +324,8 @@ def one_answer(body: Any) -> Any:
         if not isinstance(body, dict) or len(body) != 1:
             break
         name, inner = next(iter(body.items()))
+        if isinstance(inner, list) and len(inner) == 1 and isinstance(inner[0], dict):
+            inner = inner[0]  # a batch of one in its wrapper: Zoho CRM's {"data": [{…}]}
         if str(name).lower() not in _WRAPPERS or not isinstance(inner, dict | str):
             break
         if isinstance(inner, str) and str(name).lower() != "d":
@@ -792,7 +796,8 @@ _CREDENTIALS_REFUSED = re.compile(
     r"\b(?:invalid|wrong|bad|missing|expired|unknown|incorrect|revoked)\s+"
     r"(?:api[\s_-]?key|apikey|api[\s_-]?token|access[\s_-]?token|auth(?:entication|orization)?"
     r"(?:[\s_-]?(?:token|key|header))?|credentials?|signature)\b"
-    r"|\b(?:api[\s_-]?key|credentials?)\s+(?:is\s+|are\s+)?(?:invalid|not valid|revoked|expired)\b"
+    r"|\b(?:api[\s_-]?key|(?:access|api|auth)[\s_-]?token|credentials?)\s+(?:is\s+|are\s+|has\s+)?"
+    r"(?:invalid|not valid|revoked|expired)\b"
     r"|\bauthentication\s+(?:failed|required)\b",
     re.IGNORECASE,
 )
@@ -1176,7 +1181,8 @@ def _error_said(fields: dict[str, Any]) -> str | None:
 def _listed_error(fields: dict[str, Any]) -> str | None:
     """What the first of an answer's ``errors`` (``_lowered``) says, "Rejected" when it
     says nothing; None without errors."""
-    errors = fields.get("errors")
+    # Marketo lists a skipped lead's "reasons" as others list their errors.
+    errors = fields.get("errors") or fields.get("reasons")
     if not errors or not isinstance(errors, list | dict):
         return None
     first = next(iter(errors.items() if isinstance(errors, dict) else errors))
@@ -1242,11 +1248,15 @@ def _reason(body: Any, nested: bool = True) -> str | None:
     return None
 
 
-def _reference_id(body: Any) -> str | None:
+def _reference_id(body: Any, nested: bool = True) -> str | None:
     if isinstance(body, dict):
         for value in values_named(body, _REFERENCE_KEYS):
             if isinstance(value, str | int) and not isinstance(value, bool):
                 return str(value)
+        details = next(values_named(body, ("details",)), None) if nested else None
+        if isinstance(details, dict):
+            # Zoho CRM's record id: {"code": "SUCCESS", "details": {"id": "4150…"}, …}
+            return _reference_id(details, nested=False)
     return None
 
 

@@ -1203,6 +1203,38 @@ async def test_a_no_said_by_an_is_flag_or_a_leads_status_is_read(
     assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
 
 
+@pytest.mark.parametrize(
+    ("answer", "status", "reason", "category"),
+    [# Marketo's lead that it neither created nor updated, its reasons beside it
+     (b'{"requestId": "e42b#14272d07d78", "success": true, "result": [{"id": 50, '
+      b'"status": "skipped", "reasons": [{"code": "1005", "message": "Lead already exists"}]}]}',
+      200, "Duplicate lead", "duplicate"),
+     # and its access token refused, in a 200
+     (b'{"requestId": "e42b", "success": false, "errors": [{"code": "601", '
+      b'"message": "Access token invalid"}]}', 200,
+      "Authentication failed (access token invalid)", "auth_error"),
+     # Zoho CRM's batch of one in its data wrapper, with a 400: its message was not read
+     (b'{"data": [{"code": "MANDATORY_NOT_FOUND", "details": {"api_name": "Last_Name"}, '
+      b'"message": "required field not found", "status": "error"}]}', 400, "Invalid data",
+      "invalid_data")],
+)  # fmt: skip
+async def test_crms_batch_answers_of_one_lead_say_why(
+    answer: bytes, status: int, reason: str, category: str
+) -> None:
+    """Each was a sale (Marketo's skipped lead, its refused token) or ``Rejected (HTTP
+    400)`` (Zoho's missing field)."""
+    outcome = (await deliver(answering(answer, "application/json", status))).outcome
+    assert (outcome.reason, outcome.category) == (reason, category), outcome
+
+
+async def test_a_zoho_crm_records_id_is_its_reference() -> None:
+    added = (b'{"data": [{"code": "SUCCESS", "details": {"Modified_Time": '
+             b'"2019-05-02T11:17:33+05:30", "id": "4150868000000624001"}, '
+             b'"message": "record added", "status": "success"}]}')  # fmt: skip
+    sale = (await deliver(answering(added, "application/json", 201))).outcome
+    assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "4150868000000624001"), sale
+
+
 async def test_a_leadexec_sale_keeps_its_lead_identifier_and_price() -> None:
     taken = (b'{"PostID": "9b2f6f4e", "isValidPost": true, "ResponseType": "No_Error", '
              b'"ResponseDetail": "Lead was accepted", "LeadIdentifier": 123456789, '

@@ -73,10 +73,12 @@ _REFERENCE_TOKEN = re.compile(r"[\w.\-]{1,100}")
 _FORM_ANSWER = re.compile(r"[\w.\-\[\]]+=[^\s&]*(?:&[\w.\-\[\]]+=[^\s&]*)*")
 _NOT_ERRORS = frozenset({"", "none", "null", "false", "0", "ok", "no"})  # "error": "none"
 TEXT_VERDICT_LIMIT = 1000  # a longer text is a page, not a verdict
-# "odata.error": OData 3's JSON (SAP Gateway, older Dynamics and SharePoint).
+# "odata.error": OData 3's JSON (SAP Gateway, older Dynamics and SharePoint); an
+# "error_description" before its "error", which is then a code (OAuth's, Bitrix24's:
+# {"error": "ERROR_CORE", "error_description": "…"} was refused as "ERROR_CORE").
 _REASON_KEYS = (
-    "reason", "message", "error", "error_message", "detail", "msg", "odata.error",
-    "response_detail", "ResponseDetail",
+    "reason", "message", "error_description", "error", "error_message", "detail", "msg",
+    "odata.error", "response_detail", "responsedetail",
 )  # fmt: skip
 _REFERENCE_KEYS = ("reference_id", "id", "lead_id", "leadId", "record_id", "LeadIdentifier")
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
@@ -205,7 +207,7 @@ def default_outcome(res: HttpResponse) -> Outcome:
         # as a JSON one's: its verdict fields become appended.<destination>.*.
         # An envelope's id and price when the top has none ({"success": true, "data":
         # {"id": "L-9"}}).
-        reference = _reference_id(verdict) or _reference_id(inner)
+        reference = _reference_id(verdict) or _reference_id(inner) or _header_reference(res)
         price = _price(verdict)
         return Outcome.success(
             reference_id=reference,
@@ -1257,6 +1259,34 @@ def _reference_id(body: Any, nested: bool = True) -> str | None:
         if isinstance(details, dict):
             # Zoho CRM's record id: {"code": "SUCCESS", "details": {"id": "4150…"}, …}
             return _reference_id(details, nested=False)
+        name, made = next(iter(body.items()), ("", None))
+        if nested and len(body) == 1 and isinstance(made, dict) and name not in _NOT_RECORDS:
+            # the record made, under its type's name: ActiveCampaign's {"contact": {"id": …}}
+            return _reference_id(made, nested=False)
+    return None
+
+
+# What a lone object is named when it is not the record made: the call's own notes.
+_NOT_RECORDS = frozenset({"meta", "_meta", "metadata", "links", "_links", "request", "error"})
+
+
+# Where a 2xx that made a record names it in its headers: OData's (Dynamics 365 answers a
+# create 204 No Content with it), and a 201 Created's Location (RFC 9110 §15.3.2).
+_ODATA_KEY = re.compile(r"\(([^()]{1,200})\)\s*$")
+
+
+def _header_reference(res: HttpResponse) -> str | None:
+    """A made record's id from the answer's headers when its body names none: the key in
+    ``OData-EntityId: https://org.crm.dynamics.com/api/data/v9.2/leads(7b9c…)``, or the
+    last segment of a 201's ``Location: https://api.example.com/leads/L-77``."""
+    entity = res.header("OData-EntityId")
+    if entity and (key := _ODATA_KEY.search(entity)):
+        return key.group(1).strip("'")
+    location = res.header("Location") if res.status == 201 else None
+    if location:
+        last = _split_url(location.strip()).path.rstrip("/").rpartition("/")[2]
+        if _REFERENCE_TOKEN.fullmatch(last):
+            return last
     return None
 
 

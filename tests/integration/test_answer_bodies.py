@@ -1235,6 +1235,48 @@ async def test_a_zoho_crm_records_id_is_its_reference() -> None:
     assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "4150868000000624001"), sale
 
 
+def answering_with(status: int, headers: dict[str, str], body: bytes = b"") -> Recipient:
+    async def answer(_: Recipient, __: Received) -> web.Response:
+        return web.Response(body=body, status=status, headers=headers)
+
+    return Recipient(answer)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "reference"),
+    [# Dynamics 365's create: 204 No Content, the record in OData-EntityId
+     (204, {"OData-EntityId": "https://org.crm.dynamics.com/api/data/v9.2/"
+                              "leads(7b9c3f0e-1a2b-4c5d-8e9f-001122334455)"}, b"",
+      "7b9c3f0e-1a2b-4c5d-8e9f-001122334455"),
+     # a 201 Created's Location, its body naming no id
+     (201, {"Location": "https://api.example.com/v1/leads/L-77/",
+            "Content-Type": "application/json"}, b'{"ok": true}', "L-77"),
+     # the record made under its type's name (ActiveCampaign's)
+     (201, {"Content-Type": "application/json"},
+      b'{"contact": {"email": "ada@example.com", "id": "113", "cdate": "2024-01-01"}}', "113"),
+     # the body's own id comes first; a request's id in "meta" is no record's
+     (201, {"Location": "https://api.example.com/v1/leads/L-77",
+            "Content-Type": "application/json"}, b'{"id": "L-78"}', "L-78"),
+     (200, {"Content-Type": "application/json"}, b'{"meta": {"id": "req-9"}}', None),
+     (200, {"Location": "https://api.example.com/v1/leads/L-77"}, b"", None)],
+)  # fmt: skip
+async def test_a_made_records_id_is_read_where_the_recipient_names_it(
+    status: int, headers: dict[str, str], body: bytes, reference: str | None
+) -> None:
+    """Each sale had no reference, which reconciliation and feedback by reference id need."""
+    sale = (await deliver(answering_with(status, headers, body))).outcome
+    assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, reference), sale
+
+
+async def test_an_errors_description_is_its_reason_not_its_code() -> None:
+    """Bitrix24's and OAuth's errors give a code in ``error`` and the words in
+    ``error_description``: the refusal was "ERROR_CORE"."""
+    said = b'{"error": "ERROR_CORE", "error_description": "Field EMAIL is invalid"}'
+    outcome = (await deliver(answering(said, "application/json", 400))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "Invalid data"), outcome
+    assert outcome.raw is not None and "Field EMAIL is invalid" in outcome.raw
+
+
 async def test_a_leadexec_sale_keeps_its_lead_identifier_and_price() -> None:
     taken = (b'{"PostID": "9b2f6f4e", "isValidPost": true, "ResponseType": "No_Error", '
              b'"ResponseDetail": "Lead was accepted", "LeadIdentifier": 123456789, '

@@ -292,7 +292,8 @@ def default_outcome(res: HttpResponse) -> Outcome:
             # Payment Required: the recipient's account (a buyer's prepaid balance, its
             # plan) takes no lead until it is paid, so every lead would meet it.
             return payment_required(said or line, raw)
-        if res.status in (405, 410) or (res.status == 404 and _no_route(said or line)):
+        nowhere = res.status == 404 and (_no_route(said or line) or _names_nothing(fields))
+        if res.status in (405, 410) or nowhere:
             # No endpoint there for this request (a wrong url or method, a retired API
             # version): every lead would meet it, where each was "Rejected (HTTP 404)".
             phrase = HTTPStatus(res.status).phrase
@@ -337,7 +338,8 @@ def one_answer(body: Any) -> Any:
 
 
 # The names APIs wrap their answer in: ASP.NET AJAX's "d", and the usual envelopes.
-_ENVELOPES = ("data", "result", "response", "lead", "body", "payload", "return", "d")  # in order
+# Airtable's "records" (a batch of one, read inside as any wrapper's).
+_ENVELOPES = ("data", "result", "response", "lead", "body", "payload", "return", "d", "records")
 _WRAPPERS = frozenset(_ENVELOPES)
 # A GraphQL answer's own members (the GraphQL over HTTP specification's response), and
 # the names a mutation's payload lists the errors of the input it refused under
@@ -427,13 +429,44 @@ _PROTOCOL_NAME = re.compile(r"[^\w./, -]")
 # else ("No buyer for this lead") is the recipient's answer about the lead.
 _NO_ROUTE = re.compile(
     r"(?:404\b.*|(?:page |resource |route |endpoint )?not found\W*|cannot (?:post|put|patch|get)\b.*"
-    r"|no route\b.*|unknown (?:method|endpoint|route)\b.*)",
+    r"|no route\b.*|unknown (?:method|endpoint|route)\b.*"
+    # Slack's incoming webhooks: a webhook removed, its workspace or channel gone
+    r"|no_service|no_team|channel_not_found)",
     re.IGNORECASE | re.DOTALL,
 )
 
 
 def _no_route(said: str) -> bool:
     return not said or _NO_ROUTE.fullmatch(said.strip()) is not None
+
+
+# A 404's error code that says the table, base or endpoint addressed is not there
+# (Airtable's "NOT_FOUND", "TABLE_NOT_FOUND"; "Could not find table Leads…" was a refusal
+# of each lead).
+_NOT_FOUND_CODES = frozenset(
+    {"not_found", "table_not_found", "model_not_found", "resource_not_found",
+     "route_not_found", "endpoint_not_found", "base_not_found"}
+)  # fmt: skip
+
+
+def _names_nothing(fields: dict[str, Any] | None) -> bool:
+    """Whether a 404's fields say by an error code that what the url names is not there."""
+    if not fields:
+        return False
+    errors = fields.get("errors")
+    places = [
+        fields,
+        fields.get("error"),
+        errors[0] if isinstance(errors, list) and errors else None,
+    ]
+    for place in places:
+        if isinstance(place, str):
+            place = {"error": place}
+        if isinstance(place, dict):
+            for code in values_named(place, ("error", "code", "type")):
+                if isinstance(code, str) and code.strip().lower() in _NOT_FOUND_CODES:
+                    return True
+    return False
 
 
 def _refusal_fields(res: HttpResponse, body: Any) -> dict[str, Any] | None:
@@ -1180,13 +1213,24 @@ def _error_said(fields: dict[str, Any]) -> str | None:
     return _listed_error(fields)
 
 
+_ERRORS_NAMED = ("errors", "reasons", "field-errors", "field_errors", "fielderrors")
+
+
 def _listed_error(fields: dict[str, Any]) -> str | None:
     """What the first of an answer's ``errors`` (``_lowered``) says, "Rejected" when it
     says nothing; None without errors."""
-    # Marketo lists a skipped lead's "reasons" as others list their errors.
-    errors = fields.get("errors") or fields.get("reasons")
+    # Marketo lists a skipped lead's "reasons" as others list their errors; Close its
+    # fields' errors apart ({"errors": [], "field-errors": {"email": "Invalid email"}}).
+    errors = next((fields[name] for name in _ERRORS_NAMED if fields.get(name)), None)
     if not errors or not isinstance(errors, list | dict):
         return None
+    if isinstance(errors, dict):
+        # An error object rather than fields' errors: Freshsales' {"errors": {"code": 400,
+        # "message": ["Email has already been taken"]}} was "code 400".
+        told = next(values_named(errors, _REASON_KEYS), None)
+        told = told[0] if isinstance(told, list) and told else told
+        if isinstance(told, str) and told.strip():
+            return told.strip()[:REASON_LIMIT]
     first = next(iter(errors.items() if isinstance(errors, dict) else errors))
     if isinstance(first, dict):  # GraphQL's {"message": ...}, JSON:API's {"detail": ...}
         first = _reason(first) or next(iter(values_named(first, ("title", "code"))), "")

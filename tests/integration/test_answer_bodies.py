@@ -1268,6 +1268,52 @@ async def test_a_made_records_id_is_read_where_the_recipient_names_it(
     assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, reference), sale
 
 
+@pytest.mark.parametrize(
+    ("answer", "content_type", "status", "reason"),
+    [# Freshsales' error object under "errors" (it was "code 400")
+     (b'{"errors": {"code": 400, "message": ["Email has already been taken"]}}',
+      "application/json", 400, "Duplicate lead"),
+     # Close's fields' errors apart from its errors (it was "Rejected (HTTP 400)")
+     (b'{"errors": [], "field-errors": {"email": "Invalid email address"}}',
+      "application/json", 400, "Invalid data")],
+)  # fmt: skip
+async def test_a_crms_error_object_or_field_errors_say_why(
+    answer: bytes, content_type: str, status: int, reason: str
+) -> None:
+    outcome = (await deliver(answering(answer, content_type, status))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
+
+
+@pytest.mark.parametrize(
+    ("answer", "content_type"),
+    [# Slack's incoming webhook removed, its workspace or channel gone
+     (b"no_service", "text/plain"), (b"channel_not_found", "text/plain"),
+     # Airtable's table or base that is not there
+     (b'{"errors": [{"error": "NOT_FOUND", "message": "Could not find table Leads in '
+      b'application appX"}]}', "application/json"),
+     (b'{"error": {"type": "TABLE_NOT_FOUND", "message": "Could not find table Leads"}}',
+      "application/json"),
+     (b'{"error": "NOT_FOUND"}', "application/json")],
+)  # fmt: skip
+async def test_a_404_that_says_the_url_names_nothing_opens_the_circuit(
+    answer: bytes, content_type: str
+) -> None:
+    """Every lead would meet it: each was refused on its own ("Rejected (HTTP 404)", "Could
+    not find table Leads…") and the next lead sent to the same nothing."""
+    outcome = (await deliver(answering(answer, content_type, 404))).outcome
+    assert outcome.category is OutcomeCategory.AUTH_ERROR, outcome
+    assert outcome.reason == "Configuration refused (HTTP 404 Not Found: check the url)"
+    # a 404 that says why this lead found no buyer stays the lead's
+    no_buyer = answering(b'{"message": "No matching buyer for this lead"}', "application/json", 404)
+    assert (await deliver(no_buyer)).outcome.kind is OutcomeKind.FAILURE
+
+
+async def test_airtables_record_made_is_its_reference() -> None:
+    made = b'{"records": [{"id": "recAbc123", "createdTime": "2024-01-01T00:00:00.000Z"}]}'
+    sale = (await deliver(answering(made, "application/json"))).outcome
+    assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "recAbc123"), sale
+
+
 async def test_an_errors_description_is_its_reason_not_its_code() -> None:
     """Bitrix24's and OAuth's errors give a code in ``error`` and the words in
     ``error_description``: the refusal was "ERROR_CORE"."""

@@ -175,9 +175,27 @@ DEFAULT_PING_CAPTURE = {
 # carried none; one bidding ``{"Bid": …}``, ``payout`` or LeadByte's ``Cost`` never won.
 PING_FIELDS = {
     "price": ("bid", "bid_amount", "bid_price", "price", "payout", "cost"),
-    "reference_id": ("bid_id", "ping_id", "transaction_id"),
+    # each as written and in camel case (.NET's TransactionId), then a ping's token
+    "reference_id": (
+        "bid_id",
+        "ping_id",
+        "transaction_id",
+        "bidId",
+        "pingId",
+        "transactionId",
+        "ping_token",
+        "token",
+    ),
     # When the bid ends, as a time (a relative one, ``expires_in``: streams/stages/routing.py).
-    "expires_at": ("expires_at", "expiresAt", "expires", "expiration", "expiry", "valid_until"),
+    "expires_at": (
+        "expires_at",
+        "expiresAt",
+        "bid_expires_at",
+        "expires",
+        "expiration",
+        "expiry",
+        "valid_until",
+    ),
 }
 # A ping's captures by the names of an auction (``bid``, ``bid_id``) → the event's fields.
 PING_CAPTURE_NAMES = {"bid": "price", "bid_id": "reference_id"}

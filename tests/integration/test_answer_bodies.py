@@ -957,7 +957,10 @@ async def test_a_bid_is_read_in_its_wrapper_and_its_id_by_the_usual_names(answer
      (b"status=accepted&bid=12.50&transaction_id=B-1", "text/plain"),
      (b'{"Bid": 12.5, "BID_ID": "B-1"}', "application/json"),
      (b'{"result": "success", "payout": "12.50", "ping_id": "B-1"}', "application/json"),
-     (b'{"Success": true, "Cost": 12.5, "transaction_id": "B-1"}', "application/json")],
+     (b'{"Success": true, "Cost": 12.5, "transaction_id": "B-1"}', "application/json"),
+     # .NET's camel case, a ping's token for the post
+     (b'{"Result": "Accepted", "Price": "$12.50", "TransactionId": "B-1"}', "application/json"),
+     (b'{"accepted": true, "bid": 12.5, "token": "B-1"}', "application/json")],
 )  # fmt: skip
 async def test_a_bid_and_its_id_are_read_in_any_format_by_the_names_buyers_give_them(
     answer: bytes, content_type: str
@@ -990,9 +993,10 @@ async def test_a_bids_lifetime_or_end_is_read_by_the_names_buyers_give_it(
     ping = await ping_answered(answer, content_type)
     assert bid_of(ping) == Decimal("12.50"), ping.outcome
     assert bid_valid_until(ping, 60.0) == ping.finished_at.timestamp() + valid_for
-    ended = b'{"bid": 12.5, "Valid_Until": "2000-01-01T00:00:00Z"}'
-    ping = await ping_answered(ended)
-    assert bid_valid_until(ping, 60.0) == datetime(2000, 1, 1, tzinfo=UTC).timestamp()
+    for ended in (b'{"bid": 12.5, "Valid_Until": "2000-01-01T00:00:00Z"}',
+                  b'{"bid": 12.5, "bid_expires_at": "2000-01-01T00:00:00Z"}'):  # fmt: skip
+        ping = await ping_answered(ended)
+        assert bid_valid_until(ping, 60.0) == datetime(2000, 1, 1, tzinfo=UTC).timestamp()
 
 
 async def test_a_marketplaces_list_of_bids_bids_its_best() -> None:

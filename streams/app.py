@@ -860,6 +860,13 @@ def create_app(
             )
             return self.json(answer, status=status, headers=retry_after(status))
 
+        async def get(self, request: Any, destination_id: str) -> Any:
+            """A postback: what happened in the url's query (``?lead_id=…&kind=…``)."""
+            answer, status = await take_feedback(
+                by_id.get(destination_id), request, topics.feedback, postback=True
+            )
+            return self.json(answer, status=status, headers=retry_after(status))
+
     @app.page("/api/admin/{destination_id}/{verb}")
     class _AdminAction(faust.web.View):
         """An operator's action over HTTP (``courier admin``'s, for tools): the token's
@@ -1089,23 +1096,28 @@ async def _handlers(
 
 
 async def take_feedback(
-    destination: Destination | None, request: Any, feedback_topic: Any
+    destination: Destination | None, request: Any, feedback_topic: Any, postback: bool = False
 ) -> tuple[dict[str, Any], int]:
     """POST /feedback/<destination>: read at most the allowed body, let the stage judge the
-    request, and write its notice to the feedback topic before answering 202."""
+    request, and write its notice to the feedback topic before answering 202. A postback
+    (GET) has no body: its url's query says what happened."""
     config = destination.feedback if destination is not None else None
     limit = config.max_body_bytes if config is not None else 0
-    declared = request.content_length
+    declared = 0 if postback else request.content_length
     body = b""
-    if declared is None or declared <= limit:
+    if not postback and (declared is None or declared <= limit):
         while len(body) <= limit:  # a read may return less than asked before the end
             chunk = await request.content.read(limit + 1 - len(body))
             if not chunk:
                 break
             body += chunk
+    query: dict[str, str] = {}
+    for name, value in request.query.items():
+        query.setdefault(name, value)  # the first of a name given twice
     received = receive_feedback(
-        destination.id if destination else "", config, request.headers, declared, body
-    )
+        destination.id if destination else "", config, request.headers, declared, body,
+        query=query,
+    )  # fmt: skip
     if received.notice is not None:
         notice = received.notice
 

@@ -4,7 +4,7 @@
 ```yaml
 feedback:
   secret: ${env:BUYER_A_FEEDBACK_SECRET}   # HMAC-SHA256 of the body, or a bearer token
-  auth: hmac                               # hmac (default) or token
+  auth: hmac                               # hmac (default), token or query_token
   lead_id: $.lead_id                       # JSON paths into what they send
   reference_id: $.their_id                 # their own id for the lead (instead or as well)
   kind: $.event
@@ -135,9 +135,13 @@ class FeedbackConfig(CompiledModel):
     model_config = ConfigDict(extra="forbid")
 
     secret: Secret | None = None  # for notices the recipient sends (POST /feedback/…)
-    auth: Literal["hmac", "token"] = "hmac"
+    # hmac: the body's signature; token: "Authorization: Bearer <secret>"; query_token: the
+    # secret in the url's ``token_parameter``, for postbacks (GET /feedback/…?lead_id=…)
+    # from platforms whose postback urls can carry nothing else.
+    auth: Literal["hmac", "token", "query_token"] = "hmac"
     # hmac: the header carrying "sha256=<hex HMAC-SHA256 of the body>"
     signature_header: str = "X-Courier-Signature"
+    token_parameter: str = Field(default="token", min_length=1, max_length=64)
     lead_id: str | None = "$.lead_id"
     reference_id: str | None = None
     kind: str = "$.kind"

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 import orjson
 
@@ -128,14 +129,20 @@ def reference_key(destination_id: str, reference_id: str) -> str:
     return f"{destination_id}|{reference_id}"
 
 
-def signed_by(config: FeedbackConfig, headers: Any, body: bytes) -> bool:
-    """Did the destination's recipient send this (its HMAC of the body, or its token)?"""
+def signed_by(
+    config: FeedbackConfig, headers: Any, body: bytes, query: Mapping[str, str] | None = None
+) -> bool:
+    """Did the destination's recipient send this (its HMAC of the body, its token, or its
+    token in the url)?"""
     if config.secret is None:
         return False
     secret = config.secret.get_secret_value().encode()
     if config.auth == "token":
         given = str(headers.get("Authorization") or "")
         return hmac.compare_digest(given.encode(), b"Bearer " + secret)
+    if config.auth == "query_token":
+        given = str((query or {}).get(config.token_parameter) or "")
+        return hmac.compare_digest(given.encode(), secret)
     given = str(headers.get(config.signature_header) or "").strip()
     expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(given.encode(), expected.encode())
@@ -233,18 +240,34 @@ def receive_feedback(
     declared_bytes: int | None,
     body: bytes,
     now: datetime | None = None,
+    query: Mapping[str, str] | None = None,
 ) -> Received:
     """``POST /feedback/<destination>``: 202 with the notice to write; 404 no such
     destination or no feedback block; 413 too large; 401 not signed by its recipient; 400
-    naming the field that could not be read. ``body``: at most ``max_body_bytes`` + 1."""
+    naming the field that could not be read. ``body``: at most ``max_body_bytes`` + 1.
+    A postback (``GET /feedback/<destination>?lead_id=…&kind=…``: no body) is read from
+    its url's ``query`` as a form is, its token parameter left out."""
     if config is None or config.secret is None:  # none, or it is only polled
         return Received({"error": "no feedback is taken for this destination"}, 404)
     limit = config.max_body_bytes
     if (declared_bytes is not None and declared_bytes > limit) or len(body) > limit:
         return Received({"error": f"larger than {limit} bytes"}, 413)
-    if not signed_by(config, headers, body):
-        how = config.signature_header if config.auth == "hmac" else "Authorization"
+    if not signed_by(config, headers, body, query):
+        how = {"hmac": config.signature_header, "token": "Authorization"}.get(
+            config.auth, f"the url's {config.token_parameter} parameter"
+        )
         return Received({"error": f"not signed by this destination's recipient ({how})"}, 401)
+    if not body and query:
+        # A postback: affiliate and lead platforms send conversions and returns as a GET
+        # to a url with their macros filled in; it was refused (405) and never counted.
+        told = [
+            (k, v)
+            for k, v in query.items()
+            if config.auth != "query_token" or k != config.token_parameter
+        ]
+        body = urlencode(told).encode()
+        if len(body) > limit:
+            return Received({"error": f"larger than {limit} bytes"}, 413)
     try:
         notice = read_notice(destination_id, config, body, now or datetime.now(UTC))
     except FeedbackError as exc:

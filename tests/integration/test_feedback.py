@@ -164,6 +164,60 @@ destinations:
     assert "at_ms: out of range" in details and "lead_id: must be a string" in details
 
 
+async def test_a_postback_by_get_credits_a_return_and_counts_a_conversion(
+    kafka: KafkaTarget, topics: Any, start_worker: Any
+) -> None:
+    """A platform's postback url (``?lead_id={lead_id}&event={event}&key=…``), sent as a
+    GET: the notice is read from the url, checked by the token in it, and judged as a
+    posted one is."""
+    buyer = await Recipient(answer=sells_or_refuses).start()
+    port = free_port()
+    try:
+        start_worker(
+            f"""
+destinations:
+  - id: buyer_a
+    url: {buyer.url("/a")}
+    mapping: {{lead_id: id}}
+    feedback:
+      secret: ${{env:BUYER_A_FEEDBACK}}
+      auth: query_token
+      token_parameter: key
+      lead_id: $.lead_id
+      kind: $.event
+      reason: $.why
+      amount: $.payout
+""",
+            env={"COURIER_WEB_PORT": str(port), "BUYER_A_FEEDBACK": SECRET},
+        )
+        base = f"http://127.0.0.1:{port}"
+        await ready(base)
+        await publish(kafka, topics.leads, [{"id": i, "lead": {}} for i in ("G-1", "G-2")])
+        await collect(kafka, topics.outcomes, 2)
+        answers = []
+        async with aiohttp.ClientSession() as session:
+            for query in (
+                {"lead_id": "G-1", "event": "return", "why": "Wrong number", "key": SECRET},
+                {"lead_id": "G-2", "event": "sale", "payout": "45.00", "key": SECRET},
+                {"lead_id": "G-2", "event": "return", "key": "a guess"},
+            ):
+                async with session.get(f"{base}/feedback/buyer_a", params=query) as res:
+                    answers.append((res.status, await res.json()))
+        assert [status for status, _ in answers] == [202, 202, 401], answers
+        assert answers[2][1]["error"].endswith("(the url's key parameter)")
+        judged = await collect(kafka, topics.feedback_events, 2, settle_s=1.0)
+    finally:
+        await buyer.stop()
+    events = {
+        (e["lead_id"], e["kind"]): e
+        for e in (decode_with_schema_file(r.value, "lead_feedback") for r in judged)
+    }
+    returned, converted = events[("G-1", "returned")], events[("G-2", "converted")]
+    assert (returned["status"], returned["credit"]) == ("accepted", Decimal("20.0000"))
+    assert returned["reason"] == "Bad phone"
+    assert (converted["status"], converted["amount"]) == ("accepted", Decimal("45.0000"))
+
+
 # ── hostile notices through a real worker ─────────────────────────────────────
 @st.composite
 def notices(draw: st.DrawFn, tag: str) -> list[tuple[str, bytes]]:

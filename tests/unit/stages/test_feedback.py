@@ -132,6 +132,36 @@ def test_the_endpoint_answers_for_each_case() -> None:
     assert (bad.status, bad.answer["field"]) == (400, "body")
 
 
+def test_a_postback_is_read_from_its_urls_query() -> None:
+    """Affiliate and lead platforms send a conversion or a return as a GET to a url with
+    their macros filled in, with nowhere to put a signature but the url: it was refused
+    and never counted."""
+    by_url = config(auth="query_token", token_parameter="key", amount="$.payout")
+    query = {"key": SECRET, "lead_id": "L1", "kind": "Sale", "payout": "45.00"}
+    ok = receive_feedback("buyer", by_url, {}, 0, b"", NOW, query=query)
+    assert ok.status == 202 and ok.notice is not None, ok.answer
+    assert (ok.notice.lead_id, ok.notice.kind, ok.notice.amount) == ("L1", "converted", "45.00")
+    refused = receive_feedback("buyer", by_url, {}, 0, b"", NOW, query={**query, "key": "guess"})
+    assert refused.answer == {
+        "error": "not signed by this destination's recipient (the url's key parameter)"
+    }
+    assert refused.status == 401
+    missing = receive_feedback("buyer", by_url, {}, 0, b"", NOW, query={"key": SECRET})
+    assert (missing.status, missing.answer["field"]) == (400, "lead_id")
+    # a bearer token in its header holds for a postback too; an HMAC has no body to sign
+    token = {"Authorization": f"Bearer {SECRET}"}
+    ok = receive_feedback("buyer", config(auth="token"), token, 0, b"", NOW, query=query)
+    assert ok.status == 202
+    assert receive_feedback("buyer", config(), {}, 0, b"", NOW, query=query).status == 401
+    big = {**query, "note": "x" * 70_000}
+    assert receive_feedback("buyer", by_url, {}, 0, b"", NOW, query=big).status == 413
+    # a POST may carry the url's token too: its body is the notice
+    body = orjson.dumps({"lead_id": "L1", "kind": "return"})
+    posted = receive_feedback("buyer", by_url, {}, len(body), body, NOW, query={"key": SECRET})
+    assert posted.status == 202 and posted.notice is not None
+    assert posted.notice.kind == "returned"
+
+
 def test_a_signed_form_is_read_as_json_is() -> None:
     """Many buyers' return postbacks are forms (``lead_id=…&status=returned``): each was
     refused "not JSON" and the return never credited the sale."""

@@ -42,7 +42,8 @@ REASON_LIMIT = 80
 # reason in "ResponseDetail", was billed as a sale), and a validation's "valid".
 _NO_FLAGS = frozenset(
     {"success", "accepted", "ok", "sold", "succeeded", "issuccess", "is_success", "isaccepted",
-     "is_accepted", "valid", "isvalid", "is_valid", "isvalidpost", "is_valid_post"}
+     "is_accepted", "valid", "isvalid", "is_valid", "isvalidpost", "is_valid_post",
+     "interested"}
 )  # fmt: skip
 # LeadConduit answers its verdict as "outcome" ({"outcome": "failure", "reason": …}, its
 # documented answer, was billed as a sale); lenders' and buyers' APIs as a "decision" or
@@ -50,7 +51,7 @@ _NO_FLAGS = frozenset(
 _STATE_KEYS = frozenset(
     {"status", "result", "outcome", "decision", "disposition", "leadstatus", "lead_status",
      "poststatus", "post_status", "responsestatus", "response_status", "responsetype",
-     "response_type"}
+     "response_type", "bid_status", "bidstatus", "ping_status", "pingstatus"}
 )  # fmt: skip
 _NO_WORDS = frozenset(
     {"error", "fail", "failed", "failure", "rejected", "reject", "declined", "denied",
@@ -1174,6 +1175,8 @@ _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")  # "NotAccepted", "DUPLICAT
 _SOLD_WORDS = _YES_WORDS | {
     "sale", "match", "buyer", "bought", "interested", "eligible", "qualified", "coverage",
     "covered",
+    # a ping's "no_bid", "NoBid", "NO_BID": its price beside it (a floor, an echo) was bid
+    "bid",
 }  # fmt: skip
 
 

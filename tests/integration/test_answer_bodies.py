@@ -1019,6 +1019,24 @@ async def test_a_marketplaces_list_of_bids_bids_its_best() -> None:
         assert bid_of(await ping_answered(none)) is None
 
 
+@pytest.mark.parametrize(
+    ("answer", "content_type"),
+    [(b'{"status": "no_bid", "price": 10}', "application/json"),
+     (b'{"result": "NoBid", "bid": 5}', "application/json"),
+     (b"NO_BID", "text/plain"),
+     (b'{"bid_status": "rejected", "bid": 7}', "application/json"),
+     (b'{"interested": false, "bid": 7}', "application/json")],
+)  # fmt: skip
+async def test_a_ping_that_says_no_bid_is_none_whatever_price_it_shows(
+    answer: bytes, content_type: str
+) -> None:
+    """A buyer's "no bid" beside a price (its floor, an echo of the ping) was a bid at that
+    price: the full lead was posted to a buyer that had declined it."""
+    ping = await ping_answered(answer, content_type)
+    assert bid_of(ping) is None, ping.outcome
+    assert ping.outcome.kind is OutcomeKind.FAILURE
+
+
 async def test_a_ping_answer_that_only_echoes_amounts_is_no_bid() -> None:
     """Only the names of a bid are read as one: a ping's answer that echoes the loan
     ``amount`` asked for is no bid of 25,000, nor an ``id`` the bid's id over its own."""

@@ -70,7 +70,8 @@ _YES_WORDS = frozenset({"success", "accepted", "ok", "sold", "matched", "approve
 _STATUS_CODE = re.compile(r"[A-Za-z]+(?:_[A-Za-z]+){1,5}")
 _SEPARATORS = frozenset(":|;=")  # after a verdict's word, before its reason ("No: Duplicate")
 _TEXT_VERDICT = re.compile(r"([A-Za-z]+)(?:\s*[:|,;=\-]+\s*|\s+|$)(.*)", re.DOTALL)
-_REFERENCE_TOKEN = re.compile(r"[\w.\-]{1,100}")
+# An id has a digit: "Accepted successfully" named no reference "successfully".
+_REFERENCE_TOKEN = re.compile(r"(?=[^\d]{0,99}\d)[\w.\-]{1,100}")
 _FORM_ANSWER = re.compile(r"[\w.\-\[\]]+=[^\s&]*(?:&[\w.\-\[\]]+=[^\s&]*)*")
 _NOT_ERRORS = frozenset({"", "none", "null", "false", "0", "ok", "no"})  # "error": "none"
 TEXT_VERDICT_LIMIT = 1000  # a longer text is a page, not a verdict
@@ -80,6 +81,10 @@ TEXT_VERDICT_LIMIT = 1000  # a longer text is a page, not a verdict
 _REASON_KEYS = (
     "reason", "message", "error_description", "error", "error_message", "detail", "msg",
     "odata.error", "response_detail", "responsedetail",
+    # buyers' own names ("ErrorMessage", "error_msg", "rejectReason"), then the generic
+    # words: a refusal's reason was its status's word ("rejected", "fail")
+    "errormessage", "error_msg", "errordescription", "reject_reason", "rejectreason",
+    "rejection_reason", "description", "details",
 )  # fmt: skip
 _REFERENCE_KEYS = ("reference_id", "id", "lead_id", "leadId", "record_id", "LeadIdentifier")
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
@@ -89,6 +94,8 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429})
 _DUPLICATE_WORDS = (
     r"duplicate|already[\s_-]+(exists|registered|on[\s_-]file|in[\s_-]+(the[\s_-]+)?system"
     r"|been[\s_-]taken)|member exists"
+    # "Lead Exists", "Email exists already": a buyer's text answer
+    r"|\b(lead|record|contact|customer|email|phone)[\s_-]+(already[\s_-]+)?exists?\b"
     r"|\bdupe|unique (key )?constraint"
 )
 # The reasons billing and routing count, and the texts recipients say them with.
@@ -694,9 +701,26 @@ def _field_lines(text: str) -> dict[str, str]:
     return fields
 
 
+# A text answer's subject before its verdict: "Lead Rejected", "The lead was rejected",
+# "Lead not accepted" (each was a sale: its first word, "Lead", said nothing).
+_LEAD_SUBJECT = re.compile(r"(?:the\s+|your\s+)?lead(?:\s+(?:was|is|has\s+been))?\s+", re.I)
+
+
 def _line_verdict(text: str) -> dict[str, str]:
     """A line of text's first word with its reason (``REJECTED: Duplicate lead``) or its
-    reference (``SUCCESS|B-77``) as verdict fields; {} when it opens with neither."""
+    reference (``SUCCESS|B-77``) as verdict fields, after a subject (``Lead Rejected:
+    Duplicate``); {} when it opens with neither."""
+    subject = _LEAD_SUBJECT.match(text)
+    if subject is not None:
+        after = text[subject.end() :]
+        verdict = _line_verdict(after)
+        if verdict and not verdict.get("message") and not verdict.get("id"):
+            # Its words are the reason when nothing follows the verdict ("Lead Exists").
+            verdict = {**verdict, "message": text.splitlines()[0]}
+        elif not verdict and _DUPLICATE.match(after):  # "Lead already in system"
+            verdict = {"status": "Duplicate", "message": text.splitlines()[0]}
+        if verdict:
+            return verdict
     found = _TEXT_VERDICT.fullmatch(text) if len(text) <= TEXT_VERDICT_LIMIT else None
     if found is None:
         # A status's code alone ("NOT_SOLD", "DUPLICATE_LEAD", "LEAD_ACCEPTED"): read as

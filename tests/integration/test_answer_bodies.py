@@ -1345,6 +1345,45 @@ async def test_an_errors_description_is_its_reason_not_its_code() -> None:
     assert outcome.raw is not None and "Field EMAIL is invalid" in outcome.raw
 
 
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [(b"Lead Rejected", "Lead Rejected"),
+     (b"Lead Rejected: Duplicate", "Duplicate lead"),
+     (b"The lead was rejected", "The lead was rejected"),
+     (b"Lead not accepted", "Lead not accepted"),
+     (b"Lead Exists", "Duplicate lead"),
+     (b"Lead already in system", "Duplicate lead")],
+)  # fmt: skip
+async def test_a_text_answer_that_names_the_lead_before_its_verdict_is_read(
+    answer: bytes, reason: str
+) -> None:
+    """Its first word, "Lead", said nothing, so each was billed as a sale."""
+    outcome = (await deliver(answering(answer, "text/plain"))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
+    for taken, reference in ((b"Lead Accepted", None), (b"Lead accepted successfully", None),
+                             (b"Lead Accepted 12345", "12345"), (b"Lead received", None)):  # fmt: skip
+        sale = (await deliver(answering(taken, "text/plain"))).outcome
+        assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, reference), sale
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [({"Status": "Failure", "ErrorMessage": "Phone number is invalid"}, "Invalid data"),
+     ({"status": "ERROR", "error_msg": "Duplicate phone"}, "Duplicate lead"),
+     ({"status": "error", "errorCode": "E102", "errorDescription": "State not licensed"},
+      "State not licensed"),
+     ({"status": "rejected", "rejectReason": "Age out of range"}, "Age out of range"),
+     ({"status": "rejected", "details": "Age out of range"}, "Age out of range")],
+)  # fmt: skip
+async def test_a_refusals_reason_is_read_by_the_names_buyers_give_it(
+    answer: object, reason: str
+) -> None:
+    """Each refusal's reason was its status's word ("Failure", "ERROR", "rejected"): billing
+    could not count duplicates nor invalid data among them."""
+    outcome = (await deliver(answering(orjson.dumps(answer), "application/json"))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
+
+
 async def test_a_leadexec_sale_keeps_its_lead_identifier_and_price() -> None:
     taken = (b'{"PostID": "9b2f6f4e", "isValidPost": true, "ResponseType": "No_Error", '
              b'"ResponseDetail": "Lead was accepted", "LeadIdentifier": 123456789, '

@@ -919,16 +919,18 @@ def _short_text(res: HttpResponse) -> str:
     return res.decoded().strip()
 
 
-# A 2xx HTML page that is not the recipient's answer: a page something else put in its
-# place (a maintenance page, a web firewall's block page, a login form, a "not found" page
-# served with 200) or the application's own error page. Counted as a sale, it was billed,
-# and a waterfall stopped at a buyer that never saw the lead. Read by its <title> (a
-# form's "Thank you" page stays a sale); F5's and Imperva's block pages by their marks.
 # An XML declaration that no page follows (an XHTML page is read as a page).
 _DECLARED_XML = re.compile(
     rb"(?:\xef\xbb\xbf)?\s*<\?xml\b[^>]*>(?!\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)\b)",
     re.I | re.S,
 )
+
+
+# A 2xx HTML page that is not the recipient's answer: a page something else put in its
+# place (a maintenance page, a web firewall's block page, a login form, a "not found" page
+# served with 200) or the application's own error page. Counted as a sale, it was billed,
+# and a waterfall stopped at a buyer that never saw the lead. Read by its <title> (a
+# form's "Thank you" page stays a sale); F5's and Imperva's block pages by their marks.
 _HTML_START = re.compile(
     rb"(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*"
     rb"<(?:!doctype\s+html|html|head|body|title)\b",

@@ -44,8 +44,28 @@ from streams.config.response_rules import compile_json_path
 FEEDBACK_KINDS = ("returned", "converted", "contacted", "disqualified", "status")
 # The words recipients use, per kind (lower case); anything else is a ``status``.
 DEFAULT_KIND_WORDS: dict[str, list[str]] = {
-    "returned": ["returned", "return", "rejected", "refund", "credit", "chargeback"],
-    "converted": ["converted", "conversion", "sold", "sale", "won", "closed won", "funded"],
+    # affiliate platforms' postbacks too: a conversion "approved", a reversed one
+    "returned": [
+        "returned",
+        "return",
+        "rejected",
+        "refund",
+        "refunded",
+        "credit",
+        "chargeback",
+        "reversed",
+        "reversal",
+    ],
+    "converted": [
+        "converted",
+        "conversion",
+        "sold",
+        "sale",
+        "won",
+        "closed won",
+        "funded",
+        "approved",
+    ],
     "contacted": ["contacted", "reached", "called", "answered"],
     "disqualified": ["disqualified", "dq", "unqualified", "not qualified", "invalid"],
 }

@@ -162,6 +162,17 @@ def test_a_postback_is_read_from_its_urls_query() -> None:
     assert posted.notice.kind == "returned"
 
 
+@pytest.mark.parametrize(
+    ("word", "kind"),
+    [("approved", "converted"), ("Approved", "converted"), ("reversed", "returned"),
+     ("Reversal", "returned"), ("refunded", "returned"), ("pending", "status")],
+)  # fmt: skip
+def test_an_affiliate_postbacks_words_are_its_kinds(word: str, kind: str) -> None:
+    """Affiliate platforms' postbacks say a conversion is "approved" and a taken-back one
+    "reversed": each was a ``status`` that credited nothing and counted no conversion."""
+    assert notice({"lead_id": "L1", "kind": word}).kind == kind
+
+
 def test_a_signed_form_is_read_as_json_is() -> None:
     """Many buyers' return postbacks are forms (``lead_id=…&status=returned``): each was
     refused "not JSON" and the return never credited the sale."""

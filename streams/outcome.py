@@ -1376,24 +1376,32 @@ def _price(body: Any) -> Decimal | None:
 _OFFER_LISTS = ("bids", "offers")
 _OFFER_PRICES = ("price", "bid", "amount", "payout")
 _OFFER_IDS = ("bid_id", "id", "offer_id")
+_OFFER_OBJECTS = ("bid", "offer")
 
 
 def best_offer(body: Any) -> tuple[Decimal, str | None] | None:
     """The highest of the bids a marketplace answers a ping with, listed for its buyers
     (Juiced's ``{"ping_id": …, "bids": [{"id": …, "price": 45}, {"id": …, "price":
-    38.5}]}``), and that bid's id; None when the answer lists none above nothing. Such a
-    ping had no bid at its top and never won; in a bid of the list, ``amount`` is the bid."""
+    38.5}]}``), or the one bid an answer gives as an object (``{"bid": {"price": 9.5,
+    "id": "B-1"}}``), and that bid's id; None when there is none above nothing. Such a ping
+    had no bid at its top and never won; in a bid's object, ``amount`` is the bid."""
     if not isinstance(body, dict):
         return None
     offers = next((found for found in values_named(body, _OFFER_LISTS) if found), None)
+    if offers is None:
+        # one bid as an object of its own: {"bid": {"price": 9.5, "id": "B-1"}}
+        lone = next((v for v in values_named(body, _OFFER_OBJECTS) if isinstance(v, dict)), None)
+        offers = [lone] if lone is not None else None
     if not isinstance(offers, list):
         return None
     best: tuple[Decimal, str | None] | None = None
     for offer in itertools.islice(offers, 100):
         if not isinstance(offer, dict):
             continue
-        said = (value for value in values_named(offer, _OFFER_PRICES) if value is not None)
-        price = to_price(next(said, None))
+        # a number or its words, not a money object in it: two levels of objects are not a
+        # bid ({"bid": {"amount": {"amount": 1}}})
+        said = (v for v in values_named(offer, _OFFER_PRICES) if v is not None)
+        price = to_price(next((v for v in said if not isinstance(v, dict)), None))
         if price is None or price <= 0 or (best is not None and price <= best[0]):
             continue
         ids = (v for v in values_named(offer, _OFFER_IDS) if isinstance(v, str | int))

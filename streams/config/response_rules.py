@@ -262,13 +262,17 @@ class ResponseConfig(BaseModel):
                 # the first of them said, in any case (``<Bid>``, ``Cost``)
                 said = values_named(outcome.appended, names)
                 values[name] = next((value for value in said if value), None)
-        if self._fields_named and to_price(values.get("price")) is None:
-            # a marketplace's list of its buyers' bids: the best is the ping's bid, its id
-            # the bid id the post carries (the ping's own id stays appended as it was named)
-            offer = best_offer(inner)
-            if offer is not None:
-                values["price"], offer_id = offer
+        offer = best_offer(inner) if self._fields_named else None
+        if offer is not None:
+            # a marketplace's list of its buyers' bids, or a bid's own object: the best is
+            # the ping's bid when none was read, its id the bid id the post carries (the
+            # ping's own id stays appended as it was named)
+            offered, offer_id = offer
+            if to_price(values.get("price")) is None:
+                values["price"] = offered
                 values["reference_id"] = offer_id or values.get("reference_id")
+            elif values.get("reference_id") is None:
+                values["reference_id"] = offer_id
         reference = values.pop("reference_id", None)
         price = to_price(values.pop("price", None))
         texts = {

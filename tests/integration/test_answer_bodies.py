@@ -1014,6 +1014,12 @@ async def test_a_marketplaces_list_of_bids_bids_its_best() -> None:
     offers = {"status": "ok", "offers": [{"offer_id": 7, "amount": "$12.50"}]}
     ping = await ping_answered(offers)
     assert (bid_of(ping), ping.outcome.reference_id) == (Decimal("12.50"), "7"), ping.outcome
+    # one bid as an object of its own, its id beside its price
+    for alone in ({"status": "accepted", "bid": {"price": 9.5, "id": "B-9"}},
+                  {"result": "success", "bid": {"amount": "9.50", "currency": "USD",
+                                                "bid_id": "B-9"}}):  # fmt: skip
+        ping = await ping_answered(alone)
+        assert (bid_of(ping), ping.outcome.reference_id) == (Decimal("9.5"), "B-9"), ping.outcome
     for none in ({"ping_id": "P-2", "message": "No match found", "bids": []},
                  {"ping_id": "P-3", "bids": [{"id": "B-1", "price": 0}]}):  # fmt: skip
         assert bid_of(await ping_answered(none)) is None

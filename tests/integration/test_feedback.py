@@ -63,20 +63,34 @@ async def ready(base: str) -> None:
     raise AssertionError("the worker never became ready")
 
 
-async def test_returns_conversions_and_refusals_from_a_recipient(
-    kafka: KafkaTarget, topics: Any, start_worker: Any, monkeypatch: Any
-) -> None:
-    buyer = await Recipient(answer=sells_or_refuses).start()
+async def worker_taking_feedback(start_worker: Any, buyer: Recipient, feedback: str) -> str:
+    """A worker delivering to ``buyer`` as buyer_a, whose ``feedback:`` block holds its
+    secret and ``feedback``'s lines; its web address, once it is ready."""
     port = free_port()
-    try:
-        start_worker(
-            f"""
+    start_worker(
+        f"""
 destinations:
   - id: buyer_a
     url: {buyer.url("/a")}
     mapping: {{lead_id: id}}
     feedback:
-      secret: ${{env:BUYER_A_FEEDBACK}}
+      secret: ${{env:BUYER_A_FEEDBACK}}{feedback}""",
+        env={"COURIER_WEB_PORT": str(port), "BUYER_A_FEEDBACK": SECRET},
+    )
+    base = f"http://127.0.0.1:{port}"
+    await ready(base)
+    return base
+
+
+async def test_returns_conversions_and_refusals_from_a_recipient(
+    kafka: KafkaTarget, topics: Any, start_worker: Any, monkeypatch: Any
+) -> None:
+    buyer = await Recipient(answer=sells_or_refuses).start()
+    try:
+        base = await worker_taking_feedback(
+            start_worker,
+            buyer,
+            """
       lead_id: $.lead.id
       reference_id: $.lead.their_id
       kind: $.event
@@ -84,10 +98,7 @@ destinations:
       at: $.when
       return_window_days: 7
 """,
-            env={"COURIER_WEB_PORT": str(port), "BUYER_A_FEEDBACK": SECRET},
         )
-        base = f"http://127.0.0.1:{port}"
-        await ready(base)
         await publish(kafka, topics.leads, [{"id": i, "lead": {}} for i in ("F-1", "F-2", "F-NO")])
         await collect(kafka, topics.outcomes, 3)
 
@@ -171,16 +182,11 @@ async def test_a_postback_by_get_credits_a_return_and_counts_a_conversion(
     GET: the notice is read from the url, checked by the token in it, and judged as a
     posted one is."""
     buyer = await Recipient(answer=sells_or_refuses).start()
-    port = free_port()
     try:
-        start_worker(
-            f"""
-destinations:
-  - id: buyer_a
-    url: {buyer.url("/a")}
-    mapping: {{lead_id: id}}
-    feedback:
-      secret: ${{env:BUYER_A_FEEDBACK}}
+        base = await worker_taking_feedback(
+            start_worker,
+            buyer,
+            """
       auth: query_token
       token_parameter: key
       lead_id: $.lead_id
@@ -188,10 +194,7 @@ destinations:
       reason: $.why
       amount: $.payout
 """,
-            env={"COURIER_WEB_PORT": str(port), "BUYER_A_FEEDBACK": SECRET},
         )
-        base = f"http://127.0.0.1:{port}"
-        await ready(base)
         await publish(kafka, topics.leads, [{"id": i, "lead": {}} for i in ("G-1", "G-2")])
         await collect(kafka, topics.outcomes, 2)
         answers = []

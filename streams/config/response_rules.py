@@ -262,7 +262,9 @@ class ResponseConfig(BaseModel):
                 # the first of them said, in any case (``<Bid>``, ``Cost``)
                 said = values_named(outcome.appended, names)
                 values[name] = next((value for value in said if value), None)
-        offer = best_offer(inner) if self._fields_named else None
+        unread = values.get("reference_id") is None or to_price(values.get("price")) is None
+        # only a ping's reading, and only when its bid or bid id is still missing
+        offer = best_offer(inner) if self._fields_named and unread else None
         if offer is not None:
             # a marketplace's list of its buyers' bids, or a bid's own object: the best is
             # the ping's bid when none was read, its id the bid id the post carries (the

@@ -366,13 +366,19 @@ def graphql_result(body: Any) -> Any:
     has data (``{"data": {"createLead": null}, "errors": […]}``), as ``{"errors": […]}``.
     Each was billed as a sale: the payload is one level below the envelope. Any other body
     as it is, and an answer of several operations too."""
-    if not isinstance(body, dict) or "data" not in body or not body.keys() <= _GRAPHQL_KEYS:
+    if not isinstance(body, dict) or not _is_graphql(body):
         return body
-    data, errors = body["data"], body.get("errors")
+    data, errors = body.get("data"), body.get("errors")
+    if data == []:
+        data = None  # monday.com's "data": [] beside its errors
     if not isinstance(data, dict | None):
         return body
     if errors and all(value is None for value in (data or {}).values()):
-        return {"errors": errors}  # the operation failed: its field is null, or no data
+        # The operation failed: its field is null, or no data. An error's own status
+        # (monday.com's extensions.status_code 403 or 429) is the answer's, as in
+        # {"status_code": 403, …} (its HTTP status is 200 for every error).
+        status = _graphql_error_status(errors)
+        return {"errors": errors} if status is None else {"errors": errors, "status_code": status}
     if data is None or len(data) != 1 or not isinstance(payload := next(iter(data.values())), dict):
         return body
     refused = next((found for found in values_named(payload, _USER_ERRORS) if found), None)
@@ -385,6 +391,30 @@ def graphql_result(body: Any) -> Any:
         # whose own fields hold another: {"status": "new", "owner": {"id": 3}}).
         return {**payload[made[0]], **{k: v for k, v in payload.items() if k != made[0]}}
     return payload
+
+
+def _is_graphql(body: dict[str, Any]) -> bool:
+    """``data`` beside only ``errors`` and ``extensions``, or errors that say where in the
+    query they arose (``locations``, ``path``: GraphQL's alone), whatever else is beside
+    them (monday.com's ``account_id``: its refusals were billed as sales)."""
+    if "data" in body and body.keys() <= _GRAPHQL_KEYS:
+        return True
+    errors = body.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors else None
+    return isinstance(first, dict) and ("locations" in first or "path" in first)
+
+
+def _graphql_error_status(errors: Any) -> int | None:
+    """The HTTP status a GraphQL answer's first error names in its extensions (monday.com's
+    ``status_code``, Fireflies' ``status``), when it is an error's (400 to 599)."""
+    first = errors[0] if isinstance(errors, list) and errors else None
+    extensions = first.get("extensions") if isinstance(first, dict) else None
+    if not isinstance(extensions, dict):
+        return None
+    status = next(values_named(extensions, ("status_code", "status")), None)
+    if isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599:
+        return status
+    return None
 
 
 # The codes GraphQL servers give a query they could not parse or that their schema does
@@ -1231,6 +1261,11 @@ def _error_said(fields: dict[str, Any]) -> str | None:
     """A 2xx that carries only an error (``{"error": "Invalid zip"}``, a PHP API's), or a
     GraphQL answer's ``errors`` with no ``data``: what the error says, else None."""
     error = fields.get("error")
+    if error is None:
+        # An error said by its message or code alone: monday.com's older answers and PHP
+        # buyers' ({"error_code": "ColumnValueException", "error_message": "…"}, a 200
+        # billed as a sale).
+        error = next((fields[name] for name in _ERROR_NAMES if fields.get(name)), None)
     if error is True:
         return "Rejected"
     # {"error": "Invalid zip"}, or an error object: {"error": {"message": "…"}}, JSON-RPC's.
@@ -1242,6 +1277,7 @@ def _error_said(fields: dict[str, Any]) -> str | None:
     return _listed_error(fields)
 
 
+_ERROR_NAMES = ("error_message", "errormessage", "error_msg", "error_code", "errorcode")
 _ERRORS_NAMED = ("errors", "reasons", "field-errors", "field_errors", "fielderrors")
 
 

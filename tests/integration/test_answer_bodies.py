@@ -1527,6 +1527,47 @@ async def test_a_graphql_query_the_recipient_cannot_take_is_a_configuration_refu
     assert "check the integration's query" in outcome.reason
 
 
+def monday_error(message: str, code: str, status_code: int) -> dict[str, object]:
+    """An error as monday.com's API (2025-01 and later) documents it."""
+    return {"message": message, "locations": [{"line": 2, "column": 3}], "path": ["create_item"],
+            "extensions": {"code": code, "error_data": {}, "status_code": status_code}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind", "reason"),
+    [# an application error: a 200, "data": [] and the account's id beside the errors
+     ({"data": [], "errors": [monday_error("Column value is invalid", "ColumnValueException", 200)],
+       "account_id": 123456}, OutcomeKind.FAILURE, "Invalid data"),
+     ({"data": {"create_item": None}, "account_id": 123456,
+       "errors": [monday_error("Email already exists", "ColumnValueException", 200)]},
+      OutcomeKind.FAILURE, "Duplicate lead"),
+     # an error's own status in its extensions: the token's, the complexity budget's
+     ({"data": [], "account_id": 123456, "errors": [monday_error(
+         "User unauthorized to perform action", "UserUnauthorizedException", 403)]},
+      OutcomeKind.ERROR, "Authentication failed (HTTP 403)"),
+     ({"data": [], "account_id": 123456, "errors": [monday_error(
+         "Complexity budget exhausted", "ComplexityException", 429)]},
+      OutcomeKind.ERROR, "Recipient busy (HTTP 429)"),
+     # versions 2024-10 and before: the error's code and message at the top
+     ({"error_code": "ColumnValueException", "status_code": 200,
+       "error_message": "invalid value, please check our API documentation", "error_data": {}},
+      OutcomeKind.FAILURE, "Invalid data")],
+)  # fmt: skip
+async def test_monday_coms_graphql_errors_are_refusals(
+    answer: object, kind: OutcomeKind, reason: str
+) -> None:
+    """monday.com answers every application error with a 200 and its ``account_id`` beside
+    the GraphQL errors (``data`` an empty list): each was billed as a sale."""
+    outcome = (await deliver(answering(orjson.dumps(answer), "application/json"))).outcome
+    assert (outcome.kind, outcome.reason) == (kind, reason), outcome
+
+
+async def test_monday_coms_created_item_is_a_sale_with_its_id() -> None:
+    answer = {"data": {"create_item": {"id": "1234567890"}}, "account_id": 123456}
+    sale = (await deliver(answering(orjson.dumps(answer), "application/json"))).outcome
+    assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "1234567890"), sale
+
+
 async def test_a_sale_inside_the_calls_envelope_keeps_its_reference_and_price() -> None:
     taken = {"success": True, "data": {"id": "L-9", "status": "accepted", "price": "7.50"}}
     sale = (await deliver(answering(orjson.dumps(taken), "application/json"))).outcome

@@ -93,7 +93,8 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429})
 # A database's unique key said in an error (Postgres, SQLite, SQL Server, Oracle) too.
 _DUPLICATE_WORDS = (
     r"duplicate|already[\s_-]+(exists|registered|on[\s_-]file|in[\s_-]+(the[\s_-]+)?system"
-    r"|been[\s_-]taken)|member exists"
+    r"|been[\s_-]taken|(been[\s_-]+)?(submitted|received|posted|subscribed)"
+    r"|an?[\s_-]+(list[\s_-]+)?member)|member exists"
     # "Lead Exists", "Email exists already": a buyer's text answer
     r"|\b(lead|record|contact|customer|email|phone)[\s_-]+(already[\s_-]+)?exists?\b"
     r"|\bdupe|unique (key )?constraint"
@@ -201,9 +202,10 @@ def default_outcome(res: HttpResponse) -> Outcome:
             # The recipient's reason when it gives one, else what its errors list says
             # ({"status": "error", "errors": {"email": ["is invalid"]}}), else its own word.
             texts = (_reason(said_in), _listed_error(said_fields), said_no)
-            for text in texts:
+            for text in (*texts, _code_said(said_fields)):
                 # The first that names a known reason: {"result": "Duplicate", "message":
-                # "Lead exists"} is a duplicate, where it was a refusal "Lead exists".
+                # "Lead exists"} is a duplicate, where it was a refusal "Lead exists"; an
+                # error's code last ("errorCode": "DUPLICATES_DETECTED"), never the reason.
                 known = recognised_refusal(text, None, raw) if text else None
                 if known is not None:
                     return known
@@ -307,6 +309,12 @@ def default_outcome(res: HttpResponse) -> Outcome:
             phrase = HTTPStatus(res.status).phrase
             return configuration_refused(f"HTTP {res.status} {phrase}: check the url", raw)
         if said:
+            # Its words, else its code when the code names a known reason and the words
+            # do not (Salesforce's "Use one of these records?" with DUPLICATES_DETECTED).
+            code = _code_said(fields) if fields else None
+            known = recognised_refusal(code, res.status, raw) if code else None
+            if known is not None and recognised_refusal(said, res.status, raw) is None:
+                return known
             return rejection(said, res.status, raw)
         # A plain-text answer's words are read for what they say, not kept as the reason
         # ("Bad Request" would be one more reason to count): "Duplicate", "Invalid API key".
@@ -1345,6 +1353,22 @@ def values_named(body: dict[str, Any], names: tuple[str, ...]) -> Iterator[Any]:
             yield lowered[name.lower()]
 
 
+# The names an error's code goes by (Salesforce's errorCode, HubSpot's errorType).
+_CODE_KEYS = ("errorcode", "error_code", "errortype", "error_type", "code")
+
+
+def _code_said(fields: dict[str, Any]) -> str | None:
+    """An answer's error code when it is a text (``"DUPLICATES_DETECTED"``), else None;
+    the first of its ``errors`` list's when the answer has none of its own."""
+    code = next((value for value in values_named(fields, _CODE_KEYS) if value), None)
+    if code is None:
+        errors = next(values_named(fields, ("errors",)), None)
+        first = errors[0] if isinstance(errors, list) and errors else None
+        if isinstance(first, dict):
+            code = next((value for value in values_named(first, _CODE_KEYS) if value), None)
+    return code if isinstance(code, str) else None
+
+
 def _reason(body: Any, nested: bool = True) -> str | None:
     """The first reason text the body gives (``_REASON_KEYS``), or inside an error object:
     ``{"error": {"code": 400, "message": "…"}}`` (Google's, JSON-RPC's, Stripe's)."""
@@ -1352,6 +1376,8 @@ def _reason(body: Any, nested: bool = True) -> str | None:
         for value in values_named(body, _REASON_KEYS):
             if isinstance(value, dict) and "lang" in value:
                 value = value.get("value")  # OData's message: {"lang": "en-US", "value": "…"}
+            if isinstance(value, list) and value and isinstance(value[0], str):
+                value = value[0]  # NestJS's {"message": ["email must be an email"], …}
             if isinstance(value, str) and value.strip():
                 return value.strip()[:REASON_LIMIT]
             if nested and isinstance(value, dict) and (inner := _reason(value, nested=False)):

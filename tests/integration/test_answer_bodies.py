@@ -1527,6 +1527,40 @@ async def test_a_graphql_query_the_recipient_cannot_take_is_a_configuration_refu
     assert "check the integration's query" in outcome.reason
 
 
+@pytest.mark.parametrize(
+    ("answer", "status", "reason"),
+    [# NestJS's own errors (GoHighLevel's API among them): the validator's messages a list
+     ({"statusCode": 400, "message": ["email must be an email"], "error": "Bad Request"},
+      400, "Invalid data"),
+     ({"statusCode": 422, "message": ["Duplicate contact"], "error": "Unprocessable Entity"},
+      422, "Duplicate lead"),
+     # words that name nothing known beside a code that does (Salesforce's duplicate rule)
+     ([{"message": "Use one of these records?", "errorCode": "DUPLICATES_DETECTED",
+        "fields": []}], 400, "Duplicate lead"),
+     ({"success": False, "message": "Lead could not be processed",
+       "errors": [{"code": "DUPLICATE_LEAD"}]}, 200, "Duplicate lead"),
+     # a duplicate in other words: Mailchimp's detail, a buyer's "already been submitted"
+     ({"title": "Member Exists", "status": 400, "type": "https://mailchimp.com/developer/",
+       "detail": "ada@example.com is already a list member. Use PUT to insert or update."},
+      400, "Duplicate lead"),
+     ({"Status": "Failure", "Message": "This lead has already been submitted", "LeadID": None},
+      200, "Duplicate lead")],
+)  # fmt: skip
+async def test_a_refusals_reason_is_read_in_a_list_a_code_or_its_duplicate_words(
+    answer: object, status: int, reason: str
+) -> None:
+    """Each reason was the status's phrase ("Bad Request"), the words that name nothing
+    ("Use one of these records?") or a refusal of its own instead of a duplicate."""
+    outcome = (await deliver(answering(orjson.dumps(answer), "application/json", status))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
+
+
+async def test_a_code_is_never_the_reason_itself() -> None:
+    answer = {"success": False, "errorCode": "E102", "message": "Lead could not be processed"}
+    outcome = (await deliver(answering(orjson.dumps(answer), "application/json"))).outcome
+    assert outcome.reason == "Lead could not be processed", outcome
+
+
 def monday_error(message: str, code: str, status_code: int) -> dict[str, object]:
     """An error as monday.com's API (2025-01 and later) documents it."""
     return {"message": message, "locations": [{"line": 2, "column": 3}], "path": ["create_item"],

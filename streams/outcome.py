@@ -1353,6 +1353,15 @@ def values_named(body: dict[str, Any], names: tuple[str, ...]) -> Iterator[Any]:
             yield lowered[name.lower()]
 
 
+def reason_in_answer(raw: str | None) -> str | None:
+    """The reason a JSON answer's text gives (``rejectReason``, ``message``…), else None:
+    a ping's answer without a bid says why in it (Ringba's ``{"bidAmount": 0,
+    "rejectReason": "Missing required fields"}``)."""
+    if not raw or raw.lstrip()[:1] not in ("{", "["):
+        return None
+    return _reason(one_answer(HttpResponse(200, {}, raw.encode()).json()))
+
+
 # The names an error's code goes by (Salesforce's errorCode, HubSpot's errorType).
 _CODE_KEYS = ("errorcode", "error_code", "errortype", "error_type", "code")
 

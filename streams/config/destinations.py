@@ -174,7 +174,8 @@ DEFAULT_PING_CAPTURE = {
 # XML (``<ping_id>``) or a form (``ping_id=…``) had its bid's id unread and the post
 # carried none; one bidding ``{"Bid": …}``, ``payout`` or LeadByte's ``Cost`` never won.
 PING_FIELDS = {
-    "price": ("bid", "bid_amount", "bid_price", "price", "payout", "cost"),
+    # in camel case too: Ringba's RTB answer names its bid "bidAmount"
+    "price": ("bid", "bid_amount", "bid_price", "bidAmount", "bidPrice", "price", "payout", "cost"),
     # each as written and in camel case (.NET's TransactionId), then a ping's token
     "reference_id": (
         "bid_id",
@@ -195,6 +196,10 @@ PING_FIELDS = {
         "expiration",
         "expiry",
         "valid_until",
+        "expire_time",
+        "expireTime",
+        "expiration_time",
+        "expirationTime",
     ),
 }
 # A ping's captures by the names of an auction (``bid``, ``bid_id``) → the event's fields.

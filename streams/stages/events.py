@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from streams.model import CircuitChange, OutcomeKind
+from streams.outcome import reason_in_answer
 from streams.stages.attempt import Attempt
 from streams.stages.feedback import Notice, Verdict
 from streams.stages.routing import bid_of
@@ -47,7 +48,7 @@ def delivery_event(
         "http_status": attempt.http_status,
         "outcome": _ping_outcome(attempt) if attempt.phase == "ping" else outcome.kind,
         "category": outcome.category,
-        "reason": outcome.reason,
+        "reason": _ping_reason(attempt) if attempt.phase == "ping" else outcome.reason,
         "raw": outcome.raw,
         "retryable": outcome.retryable,
         "reference_id": outcome.reference_id,
@@ -76,6 +77,15 @@ def _ping_outcome(ping: Attempt) -> str:
     if ping.outcome.kind is OutcomeKind.FAILURE:
         return "no_bid"
     return ping.outcome.kind
+
+
+def _ping_reason(ping: Attempt) -> str:
+    """An answered ping without a bid says so, with the buyer's reason when it gives one
+    ("No bid: Missing required fields"); it said "Accepted"."""
+    if ping.outcome.kind is not OutcomeKind.SUCCESS or bid_of(ping) is not None:
+        return ping.outcome.reason
+    said = reason_in_answer(ping.outcome.raw)
+    return f"No bid: {said}" if said else "No bid"
 
 
 def lead_outcome(

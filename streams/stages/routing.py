@@ -236,7 +236,11 @@ def bid_of(ping: Attempt) -> Decimal | None:
 
 
 # A bid's validity in seconds from its answer, by the names buyers give it.
-_BID_LIFETIME = ("expires_in", "expiresIn", "ttl", "bid_ttl", "valid_for")
+# Ringba's RTB answer: "expireInSeconds".
+_BID_LIFETIME = (
+    "expires_in", "expiresIn", "expireInSeconds", "expiresInSeconds", "expires_in_seconds",
+    "ttl", "bid_ttl", "valid_for",
+)  # fmt: skip
 
 
 def bid_valid_until(ping: Attempt, ttl_s: float) -> float:

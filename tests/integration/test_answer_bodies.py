@@ -19,6 +19,7 @@ from streams.config import parse_destinations
 from streams.model import Lead, OutcomeCategory, OutcomeKind
 from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.delivery import HttpSender
+from streams.stages.events import delivery_event
 from streams.stages.routing import bid_of, bid_valid_until, with_appended
 from tests.integration.recipients import Received, Recipient
 
@@ -982,7 +983,10 @@ async def test_a_bid_and_its_id_are_read_in_any_format_by_the_names_buyers_give_
     [(b'{"bid": 12.5, "bid_id": "B-1", "expires_in": 30}', "application/json", 30.0),
      (b'{"Bid": 12.5, "TTL": 20}', "application/json", 20.0),
      (b"<response><bid>12.50</bid><expires_in>15</expires_in></response>", "text/xml", 15.0),
-     (b"bid=12.50&ttl=45", "text/plain", 45.0)],
+     (b"bid=12.50&ttl=45", "text/plain", 45.0),
+     # Ringba's RTB answer: its bid in camel case, valid for expireInSeconds
+     (b'{"bidId": "B-1", "bidAmount": 12.5, "expireInSeconds": 40, "phoneNumber": "+1555"}',
+      "application/json", 40.0)],
 )  # fmt: skip
 async def test_a_bids_lifetime_or_end_is_read_by_the_names_buyers_give_it(
     answer: bytes, content_type: str, valid_for: float
@@ -994,7 +998,8 @@ async def test_a_bids_lifetime_or_end_is_read_by_the_names_buyers_give_it(
     assert bid_of(ping) == Decimal("12.50"), ping.outcome
     assert bid_valid_until(ping, 60.0) == ping.finished_at.timestamp() + valid_for
     for ended in (b'{"bid": 12.5, "Valid_Until": "2000-01-01T00:00:00Z"}',
-                  b'{"bid": 12.5, "bid_expires_at": "2000-01-01T00:00:00Z"}'):  # fmt: skip
+                  b'{"bid": 12.5, "bid_expires_at": "2000-01-01T00:00:00Z"}',
+                  b'{"bidPrice": 12.5, "expireTime": "2000-01-01T00:00:00Z"}'):  # fmt: skip
         ping = await ping_answered(ended)
         assert bid_valid_until(ping, 60.0) == datetime(2000, 1, 1, tzinfo=UTC).timestamp()
 
@@ -1041,6 +1046,16 @@ async def test_a_ping_that_says_no_bid_is_none_whatever_price_it_shows(
     ping = await ping_answered(answer, content_type)
     assert bid_of(ping) is None, ping.outcome
     assert ping.outcome.kind is OutcomeKind.FAILURE
+
+
+async def test_a_ping_answered_without_a_bid_says_why_in_its_event() -> None:
+    """Ringba's answer when it will not bid: a bid of nothing and its reason. The ping's
+    event said "Accepted" beside "no_bid"."""
+    refused = {"bidId": "bdb74fe9", "bidAmount": 0, "rejectReason": "Missing required fields"}
+    event = delivery_event(replace(await ping_answered(refused), phase="ping"))
+    assert (event["outcome"], event["reason"]) == ("no_bid", "No bid: Missing required fields")
+    event = delivery_event(replace(await ping_answered({"status": "received"}), phase="ping"))
+    assert (event["outcome"], event["reason"]) == ("no_bid", "No bid")
 
 
 async def test_a_ping_answer_that_only_echoes_amounts_is_no_bid() -> None:

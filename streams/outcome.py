@@ -838,8 +838,12 @@ def _verdict_of(root: Element) -> tuple[dict[str, Any], bool]:
         attributes = {**attributes, **lone_attributes}
         if not fields.get(_local(lone.tag)):
             fields = {}
-    if len(answer) == 1 and len(fields) == 1:
-        return {**attributes, **fields, **_line_verdict(next(iter(fields.values())))}, True
+    if (
+        len(answer) == 1
+        and len(fields) == 1
+        and isinstance(line := next(iter(fields.values())), str)
+    ):
+        return {**attributes, **fields, **_line_verdict(line)}, True
     return {**attributes, **fields}, True
 
 

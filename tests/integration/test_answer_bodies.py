@@ -1206,7 +1206,11 @@ _LEADCONDUIT_XML = (
      (b'{"Disposition": "Duplicate", "LeadId": 7}', "application/json", "Duplicate lead"),
      # a refusal inside an XML answer's envelope, as a JSON one's
      (b"<response><code>0</code><data><status>rejected</status><reason>Over cap</reason>"
-      b"</data></response>", "text/xml", "Cap exceeded")],
+      b"</data></response>", "text/xml", "Cap exceeded"),
+     # the envelope alone in its root (reading it raised: the lead's outcome an internal
+     # error, in the integrations' readers "could not read")
+     (b"<result><lead><id>L-1</id><status>rejected</status><reason>Duplicate</reason>"
+      b"</lead></result>", "text/xml", "Duplicate lead")],
 )  # fmt: skip
 async def test_a_verdict_said_as_an_outcome_or_a_decision_is_read(
     answer: bytes, content_type: str, reason: str

@@ -77,7 +77,29 @@ TEXT_LINES = st.builds(
     st.sampled_from([": ", "|", " - ", " ", ""]),
     st.text(max_size=60),
 )
+# XML of any shape: envelopes inside envelopes, a lone child, a verdict's leaves.
+XML_TAGS = st.sampled_from(
+    ["r", "response", "result", "data", "lead", "return", "status", "success", "error",
+     "reason", "id", "Price", "string", "bid"]
+)  # fmt: skip
+XML_ELEMENTS = st.recursive(
+    st.builds(
+        lambda tag, text: f"<{tag}>{text}</{tag}>",
+        XML_TAGS,
+        st.one_of(
+            st.sampled_from(["rejected", "true", "Duplicate", "12.50", ""]),
+            st.text(st.characters(min_codepoint=48, max_codepoint=122), max_size=12),
+        ),
+    ),
+    lambda inner: st.builds(
+        lambda tag, children: f"<{tag}>{''.join(children)}</{tag}>",
+        XML_TAGS,
+        st.lists(inner, min_size=1, max_size=3),
+    ),
+    max_leaves=8,
+)
 BODIES = st.one_of(
+    XML_ELEMENTS.map(str.encode),
     st.binary(max_size=300),
     JSON_VALUES.map(lambda value: json.dumps(value).encode()),  # any size of integer
     # What the lenient reading meets: a Python literal (an endpoint answering str(result)),

@@ -37,7 +37,11 @@ from tests.integration.test_hostile_leads import endings, publish_keyed
 HEADER_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
 VERDICT_WORDS = ["success", "ok", "accepted", "status", "result", "error", "errors", "data",
                  "message", "reason", "id", "lead_id", "price", "detail", "Success", "LeadId",
-                 "bid", "bid_id", "expires_at"]  # fmt: skip
+                 "bid", "bid_id", "expires_at",
+                 # the names particular readings look for: GraphQL's, error codes, bids
+                 "extensions", "locations", "path", "status_code", "errorCode", "code",
+                 "userErrors", "bids", "offers", "bidAmount", "expireInSeconds", "rejectReason",
+                 "outcome", "records", "account_id", "error_message", "amount"]  # fmt: skip
 SCALARS = st.one_of(
     st.none(),
     st.booleans(),

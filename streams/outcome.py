@@ -354,8 +354,11 @@ def one_answer(body: Any) -> Any:
 
 
 # The names APIs wrap their answer in: ASP.NET AJAX's "d", and the usual envelopes.
-# Airtable's "records" (a batch of one, read inside as any wrapper's).
-_ENVELOPES = ("data", "result", "response", "lead", "body", "payload", "return", "d", "records")
+# Airtable's "records" and batch APIs' "results" (HubSpot's, a 207 Multi-Status's: a batch
+# of one, read inside as any wrapper's).
+_ENVELOPES = (
+    "data", "result", "response", "lead", "body", "payload", "return", "d", "records", "results"
+)  # fmt: skip
 _WRAPPERS = frozenset(_ENVELOPES)
 # A GraphQL answer's own members (the GraphQL over HTTP specification's response), and
 # the names a mutation's payload lists the errors of the input it refused under

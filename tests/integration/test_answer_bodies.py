@@ -1361,6 +1361,17 @@ async def test_airtables_record_made_is_its_reference() -> None:
     assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "recAbc123"), sale
 
 
+async def test_a_batch_of_one_under_results_is_read_inside_it() -> None:
+    """Batch APIs answer one record's result under ``results``, a 207 Multi-Status with
+    each result's own status: a duplicate was a sale, a made record's id unread."""
+    refused = b'{"results": [{"status": 409, "error": "Lead already on file"}]}'
+    outcome = (await deliver(answering(refused, "application/json", 207))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "Duplicate lead"), outcome
+    made = b'{"status": "COMPLETE", "results": [{"id": "512", "properties": {}}]}'
+    sale = (await deliver(answering(made, "application/json", 201))).outcome
+    assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "512"), sale
+
+
 async def test_an_errors_description_is_its_reason_not_its_code() -> None:
     """Bitrix24's and OAuth's errors give a code in ``error`` and the words in
     ``error_description``: the refusal was "ERROR_CORE"."""

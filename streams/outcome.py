@@ -61,7 +61,10 @@ _NO_WORDS = frozenset(
      "disqualified", "blocked", "suppressed", "filtered", "dnc", "fraud", "spam", "cap",
      "capped", "expired", "cancelled", "canceled",
      # Marketo's for a lead it neither created nor updated, its reasons beside it
-     "skipped"}
+     "skipped",
+     # a line of text's refusal: "Sorry, duplicate contact found", "Unfortunately we cannot
+     # accept this lead", "Err: 104 Missing phone", "Missing required field: zip"
+     "sorry", "unfortunately", "err", "missing"}
 )  # fmt: skip
 # Older lead APIs answer in a line of text ("REJECTED: Duplicate lead", "FAILURE|Zip not
 # covered", "SUCCESS|B-77") or form-encoded ("status=rejected&reason=Duplicate"): the
@@ -742,15 +745,39 @@ def _field_lines(text: str) -> dict[str, str]:
     return fields
 
 
+# An HTTP error's phrase, the whole of a 2xx answer ("Unauthorized", "Service Unavailable",
+# "503 Service Unavailable"): a script that wrote its error with the status left at 200.
+_ERROR_PHRASES = {status.phrase.lower(): status.value for status in HTTPStatus if status >= 400}
+_PHRASED_STATUS = re.compile(
+    r"(?:HTTP(?:/[\d.]+)?\s+)?(?:(\d{3})\s+)?([A-Za-z][A-Za-z' -]{2,40}?)\.?"
+)
+
+
+def _phrased_status(text: str) -> int | None:
+    """The status a line that is only an HTTP error's phrase names (its code before it, if
+    any, the same), else None."""
+    found = _PHRASED_STATUS.fullmatch(text)
+    if found is None:
+        return None
+    status = _ERROR_PHRASES.get(found.group(2).lower())
+    said = found.group(1)
+    return status if said is None or said == str(status) else None
+
+
 # A text answer's subject before its verdict: "Lead Rejected", "The lead was rejected",
 # "Lead not accepted" (each was a sale: its first word, "Lead", said nothing).
-_LEAD_SUBJECT = re.compile(r"(?:the\s+|your\s+)?lead(?:\s+(?:was|is|has\s+been))?\s+", re.I)
+_LEAD_SUBJECT = re.compile(
+    r"(?:the\s+|your\s+)?lead(?:\s+(?:was|is|has\s+been)(?:\s+an?(?=\s))?)?\s+", re.I
+)  # "Lead is a duplicate"
 
 
 def _line_verdict(text: str) -> dict[str, str]:
     """A line of text's first word with its reason (``REJECTED: Duplicate lead``) or its
     reference (``SUCCESS|B-77``) as verdict fields, after a subject (``Lead Rejected:
     Duplicate``); {} when it opens with neither."""
+    phrased = _phrased_status(text)
+    if phrased is not None:
+        return {"status_code": str(phrased)}
     subject = _LEAD_SUBJECT.match(text)
     if subject is not None:
         after = text[subject.end() :]
@@ -780,6 +807,12 @@ def _line_verdict(text: str) -> dict[str, str]:
             return {"status": text.splitlines()[0]}
         if word == "no" and text[len(found.group(1)) :].lstrip()[:1] in _SEPARATORS:
             return {"success": "false", "message": rest.splitlines()[0]}
+    separated = text[len(found.group(1)) :].lstrip()[:1] in _SEPARATORS
+    if word in _YES_OR_NO and separated and rest:
+        # "false|Duplicate lead", "true|48213": a flag and what follows it
+        if not _YES_OR_NO[word]:
+            return {"success": "false", "message": rest.splitlines()[0]}
+        word = "success"
     if word in _NO_WORDS:
         # A word that is itself a reason ("Duplicate lead", "Invalid zip code") keeps the
         # whole line: its rest alone ("lead") was the reason before.

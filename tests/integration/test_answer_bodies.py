@@ -123,8 +123,25 @@ async def test_a_json_answer_with_a_byte_order_mark_is_json() -> None:
         # a status's code alone
         (b"NOT_SOLD", "text/plain", "NOT_SOLD", OutcomeCategory.HARD_REJECT),
         (b"DUPLICATE_LEAD\n", "text/plain", "Duplicate lead", OutcomeCategory.DUPLICATE),
+        # an apology, an abbreviation, what is missing, a flag before its reason, a subject
+        # with its article: each was a sale
+        (
+            b"Sorry, duplicate contact found with the same email address.",
+            "text/plain",
+            "Duplicate lead",
+            OutcomeCategory.DUPLICATE,
+        ),
+        (b"Unfortunately we cannot accept this lead: outside service area", "text/plain",
+         "Outside service area", None),
+        (b"Err: 104 Missing phone", "text/plain", "Invalid data", OutcomeCategory.INVALID_DATA),
+        (b"Missing required field: zip", "text/plain", "Invalid data", None),
+        (b"false|Duplicate lead", "text/plain", "Duplicate lead", OutcomeCategory.DUPLICATE),
+        (b"Lead is a duplicate", "text/plain", "Duplicate lead", OutcomeCategory.DUPLICATE),
+        # an HTTP error's phrase, the whole answer, read as its status
+        (b"Bad Request", "text/plain", "Rejected (HTTP 400)", None),
+        (b"409 Conflict", "text/html", "Duplicate lead", OutcomeCategory.DUPLICATE),
     ],
-)
+)  # fmt: skip
 async def test_a_2xx_refusal_in_a_line_of_text_or_a_form_is_a_failure(
     body: bytes, content_type: str, reason: str, category: OutcomeCategory | None
 ) -> None:
@@ -166,12 +183,31 @@ async def test_a_2xx_sale_in_a_line_of_text_or_a_form_gives_its_reference() -> N
     "body",
     [b"Thank you for your submission", b"OK", b"", b"Error" + b" " * 2000, b"<p>Error</p>",
      b"No errors", b"Not a duplicate - accepted", b"LEAD_ACCEPTED", b"lead_received",
-     b"None"],
+     b"None", b"Not Found in our suppression list - accepted", b"Errand booked"],
 )  # fmt: skip
 async def test_a_2xx_text_that_does_not_open_with_a_refusal_is_a_sale(body: bytes) -> None:
     """A thank-you page, a bare OK, a long page (not a verdict), HTML."""
     attempt = await deliver(answering(body, "text/html"))
     assert attempt.outcome.kind is OutcomeKind.SUCCESS, attempt.outcome
+
+
+@pytest.mark.parametrize(
+    ("body", "category", "retryable"),
+    [(b"Unauthorized", OutcomeCategory.AUTH_ERROR, False),
+     (b"HTTP/1.1 403 Forbidden", OutcomeCategory.AUTH_ERROR, False),
+     (b"Service Unavailable.", OutcomeCategory.RECIPIENT_ERROR, True),
+     (b"Too Many Requests", OutcomeCategory.SOFT_REJECT, True)],
+)  # fmt: skip
+async def test_a_2xx_that_is_only_an_http_errors_phrase_is_that_error(
+    body: bytes, category: OutcomeCategory, retryable: bool
+) -> None:
+    """A script that writes its error's phrase and leaves the status at 200: each was a
+    sale (a busy recipient's lead never resent, a refused key never seen)."""
+    outcome = (await deliver(answering(body, "text/plain"))).outcome
+    assert (outcome.kind, outcome.category) == (OutcomeKind.ERROR, category), outcome
+    assert outcome.retryable is retryable
+    sale = (await deliver(answering(b"true|48213", "text/plain"))).outcome
+    assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "48213"), sale
 
 
 F5_BLOCK_PAGE = (

@@ -862,11 +862,17 @@ def _verdict_of(root: Element) -> tuple[dict[str, Any], bool]:
         if len(child) and name.lower() in _WRAPPERS and name not in fields:
             # An envelope's leaf elements as JSON's envelope object, read alike (the lead's
             # id in LeadConduit's <result>…<lead><id>…</id></lead>, a refusal inside).
-            fields[name] = {
-                _local(leaf.tag): (leaf.text or "").strip()
-                for leaf in itertools.islice(child, 50)
-                if len(leaf) == 0 and isinstance(leaf.tag, str)
-            }
+            fields[name] = _leaves(child)
+        elif len(child) and name.lower() in _ERRORS_NAMED and name not in fields:
+            # <errors><error>Invalid phone</error></errors>, .NET's <Errors><string>…</string>,
+            # <Errors><Error><Message>…: a list, read as JSON's errors list (a refusal said
+            # only there was a sale; its reason was "Failure", "Rejected").
+            listed = (
+                _leaves(error) if len(error) else (error.text or "").strip()
+                for error in itertools.islice(child, 50)
+                if isinstance(error.tag, str)
+            )
+            fields[name] = [error for error in listed if error]  # <error/>: none
     lone = answer[0] if len(answer) == 1 and len(answer[0]) == 0 else None
     lone_attributes = _attributes(lone) if lone is not None else {}
     if lone is not None and lone_attributes:
@@ -881,6 +887,15 @@ def _verdict_of(root: Element) -> tuple[dict[str, Any], bool]:
     ):
         return {**attributes, **fields, **_line_verdict(line)}, True
     return {**attributes, **fields}, True
+
+
+def _leaves(element: Element) -> dict[str, str]:
+    """An element's leaf children (at most 50) by local name, with their text."""
+    return {
+        _local(leaf.tag): (leaf.text or "").strip()
+        for leaf in itertools.islice(element, 50)
+        if len(leaf) == 0 and isinstance(leaf.tag, str)
+    }
 
 
 def _attributes(element: Element) -> dict[str, str]:

@@ -1397,6 +1397,25 @@ async def test_airtables_record_made_is_its_reference() -> None:
     assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "recAbc123"), sale
 
 
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [(b"<response><errors><error>Invalid phone</error></errors></response>", "Invalid data"),
+     (b"<Result><Success>False</Success><Errors><Error><Code>DUP</Code><Message>Duplicate lead"
+      b"</Message></Error></Errors></Result>", "Duplicate lead"),
+     # .NET's List<string>, under a status that says only "Failure"
+     (b"<Response><Status>Failure</Status><Errors><string>Phone is invalid</string></Errors>"
+      b"</Response>", "Invalid data")],
+)  # fmt: skip
+async def test_an_xml_answers_errors_are_read_as_a_json_answers(answer: bytes, reason: str) -> None:
+    """An XML answer's ``<errors>`` list was not read: a refusal said only there was a
+    sale, and one whose status said no had the status's word for its reason."""
+    outcome = (await deliver(answering(answer, "text/xml"))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
+    empty = b"<response><lead_id>5</lead_id><errors><error/></errors></response>"
+    sale = (await deliver(answering(empty, "text/xml"))).outcome
+    assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "5"), sale
+
+
 async def test_a_batch_of_one_under_results_is_read_inside_it() -> None:
     """Batch APIs answer one record's result under ``results``, a 207 Multi-Status with
     each result's own status: a duplicate was a sale, a made record's id unread."""

@@ -88,6 +88,7 @@ _REASON_KEYS = (
     # words: a refusal's reason was its status's word ("rejected", "fail")
     "errormessage", "error_msg", "errordescription", "reject_reason", "rejectreason",
     "rejection_reason", "description", "details",
+    "result_message", "resultmessage", "status_message", "statusmessage",
 )  # fmt: skip
 _REFERENCE_KEYS = ("reference_id", "id", "lead_id", "leadId", "record_id", "LeadIdentifier")
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
@@ -1234,7 +1235,18 @@ def _said_no_outright(fields: dict[str, Any]) -> str | None:
         if isinstance(value, str) and name in _STATE_KEYS and _state_says(value) is False:
             said = value.strip()
             return "Rejected" if said.lower() in _YES_OR_NO else said[:REASON_LIMIT]
+        if name in _RESULT_CODES and _NEGATIVE_CODE.fullmatch(str(value).strip()):
+            return "Rejected"  # {"ResultCode": -1, …}, <code>-1</code>: an error's code
     return None
+
+
+# A result's code below zero is an error's (JSON-RPC's -32602, "ResultCode": -1), where 0
+# or 1 may say yes: each was a sale.
+_RESULT_CODES = frozenset(
+    {"code", "result", "resultcode", "result_code", "status", "statuscode", "status_code",
+     "returncode", "return_code"}
+)  # fmt: skip
+_NEGATIVE_CODE = re.compile(r"-[1-9]\d{0,5}")
 
 
 def _enveloped(fields: dict[str, Any]) -> dict[str, Any] | None:

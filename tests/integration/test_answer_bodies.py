@@ -1416,6 +1416,25 @@ async def test_an_xml_answers_errors_are_read_as_a_json_answers(answer: bytes, r
     assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "5"), sale
 
 
+@pytest.mark.parametrize(
+    ("answer", "content_type", "reason"),
+    [(b'{"ResultCode": -1, "ResultMessage": "Missing phone"}', "application/json",
+      "Invalid data"),
+     (b'{"code": -3, "msg": "Over cap"}', "application/json", "Cap exceeded"),
+     (b"<root><result><code>-1</code><message>Duplicate</message></result></root>", "text/xml",
+      "Duplicate lead")],
+)  # fmt: skip
+async def test_a_result_code_below_zero_is_a_refusal(
+    answer: bytes, content_type: str, reason: str
+) -> None:
+    """Where 0 or 1 may say yes, a code below zero is an error's: each was a sale."""
+    outcome = (await deliver(answering(answer, content_type))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
+    for taken in (b'{"code": 0, "id": "R-1"}', b'{"Result": 1, "LeadId": "R-1"}'):
+        sale = (await deliver(answering(taken, "application/json"))).outcome
+        assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "R-1"), sale
+
+
 async def test_a_batch_of_one_under_results_is_read_inside_it() -> None:
     """Batch APIs answer one record's result under ``results``, a 207 Multi-Status with
     each result's own status: a duplicate was a sale, a made record's id unread."""

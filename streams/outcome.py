@@ -410,13 +410,16 @@ def graphql_result(body: Any) -> Any:
 
 def _is_graphql(body: dict[str, Any]) -> bool:
     """``data`` beside only ``errors`` and ``extensions``, or errors that say where in the
-    query they arose (``locations``, ``path``: GraphQL's alone), whatever else is beside
-    them (monday.com's ``account_id``: its refusals were billed as sales)."""
+    query they arose (``locations``, or a ``path`` with ``extensions``: GraphQL's alone; a
+    validator's ``path`` alone is a field's), whatever else is beside them (monday.com's
+    ``account_id``: its refusals were billed as sales)."""
     if "data" in body and body.keys() <= _GRAPHQL_KEYS:
         return True
     errors = body.get("errors")
     first = errors[0] if isinstance(errors, list) and errors else None
-    return isinstance(first, dict) and ("locations" in first or "path" in first)
+    return isinstance(first, dict) and (
+        "locations" in first or ("path" in first and "extensions" in first)
+    )
 
 
 def _graphql_error_status(errors: Any) -> int | None:

@@ -1704,6 +1704,10 @@ async def test_monday_coms_created_item_is_a_sale_with_its_id() -> None:
     answer = {"data": {"create_item": {"id": "1234567890"}}, "account_id": 123456}
     sale = (await deliver(answering(orjson.dumps(answer), "application/json"))).outcome
     assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "1234567890"), sale
+    # a validator's notes name a field's path, not a query's: not read as GraphQL's errors
+    noted = {"status": "ok", "id": "R-5", "errors": [{"path": ["fax"], "message": "ignored"}]}
+    sale = (await deliver(answering(orjson.dumps(noted), "application/json"))).outcome
+    assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "R-5"), sale
 
 
 async def test_a_sale_inside_the_calls_envelope_keeps_its_reference_and_price() -> None:

@@ -809,11 +809,9 @@ def _line_verdict(text: str) -> dict[str, str]:
             return {"success": "false"}
         if following is not None and following.group().lower() in _SOLD_WORDS:
             return {"status": text.splitlines()[0]}
-        if word == "no" and text[len(found.group(1)) :].lstrip()[:1] in _SEPARATORS:
-            return {"success": "false", "message": rest.splitlines()[0]}
     separated = text[len(found.group(1)) :].lstrip()[:1] in _SEPARATORS
     if word in _YES_OR_NO and separated and rest:
-        # "false|Duplicate lead", "true|48213": a flag and what follows it
+        # "No: Duplicate", "false|Duplicate lead", "true|48213": a flag and what follows it
         if not _YES_OR_NO[word]:
             return {"success": "false", "message": rest.splitlines()[0]}
         word = "success"

@@ -61,15 +61,19 @@ _NO_WORDS = frozenset(
      "disqualified", "blocked", "suppressed", "filtered", "dnc", "fraud", "spam", "cap",
      "capped", "expired", "cancelled", "canceled",
      # Marketo's for a lead it neither created nor updated, its reasons beside it
-     "skipped",
-     # a line of text's refusal: "Sorry, duplicate contact found", "Unfortunately we cannot
-     # accept this lead", "Err: 104 Missing phone", "Missing required field: zip"
-     "sorry", "unfortunately", "err", "missing"}
+     "skipped"}
 )  # fmt: skip
+# A line of text that opens with these refuses ("Sorry, duplicate contact found",
+# "Unfortunately we cannot accept this lead", "Err: 104 Missing phone", "Missing required
+# field: zip"); inside a status's words they say nothing ("Lead saved. Missing fields
+# defaulted.").
+_REFUSING_OPENERS = frozenset({"sorry", "unfortunately", "err", "missing"})
 # Older lead APIs answer in a line of text ("REJECTED: Duplicate lead", "FAILURE|Zip not
 # covered", "SUCCESS|B-77") or form-encoded ("status=rejected&reason=Duplicate"): the
 # verdict is its first word, then its reason (a refusal) or its reference (a sale).
-_YES_WORDS = frozenset({"success", "accepted", "ok", "sold", "matched", "approved"})
+_YES_WORDS = frozenset(
+    {"success", "successful", "successfully", "accepted", "ok", "sold", "matched", "approved"}
+)
 _STATUS_CODE = re.compile(r"[A-Za-z]+(?:_[A-Za-z]+){1,5}")
 _SEPARATORS = frozenset(":|;=")  # after a verdict's word, before its reason ("No: Duplicate")
 _TEXT_VERDICT = re.compile(r"([A-Za-z]+)(?:\s*[:|,;=\-]+\s*|\s+|$)(.*)", re.DOTALL)
@@ -815,11 +819,12 @@ def _line_verdict(text: str) -> dict[str, str]:
         if not _YES_OR_NO[word]:
             return {"success": "false", "message": rest.splitlines()[0]}
         word = "success"
-    if word in _NO_WORDS:
+    if word in _NO_WORDS or word in _REFUSING_OPENERS:
         # A word that is itself a reason ("Duplicate lead", "Invalid zip code") keeps the
         # whole line: its rest alone ("lead") was the reason before.
         said = text if normalize_reason(word) is not None else rest
-        return {"status": word.capitalize(), "message": said.splitlines()[0] if said else ""}
+        status = word.capitalize() if word in _NO_WORDS else "Rejected"  # "Sorry, …"
+        return {"status": status, "message": said.splitlines()[0] if said else ""}
     if word in _YES_WORDS and _REFERENCE_TOKEN.fullmatch(rest):
         return {"status": word, "id": rest}
     return {}
@@ -1312,6 +1317,10 @@ _SOLD_WORDS = _YES_WORDS | {
 }  # fmt: skip
 
 
+# A no-word that names a check, not a verdict: "Duplicate check passed", "DNC scrub: OK".
+_A_CHECK = (["check"], ["checks"], ["scrub"])
+
+
 def _state_says(value: str) -> bool | None:
     """What a status or result says, by its first word that decides: "DUPLICATE_LEAD",
     "Lead Rejected - Duplicate", "not_sold", "no_match" say no (False); "Accepted",
@@ -1321,7 +1330,7 @@ def _state_says(value: str) -> bool | None:
         return _YES_OR_NO[words[0]]
     for at, word in enumerate(words):
         negated = at > 0 and words[at - 1] in _NEGATIONS
-        if word in _NO_WORDS:
+        if word in _NO_WORDS and words[at + 1 : at + 2] not in _A_CHECK:
             return negated  # "no_error": a yes
         if word in _SOLD_WORDS and (negated or word in _YES_WORDS):
             return not negated

@@ -210,6 +210,26 @@ async def test_a_2xx_that_is_only_an_http_errors_phrase_is_that_error(
     assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "48213"), sale
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [# a check that names a no-word, passed: it was a duplicate, and the waterfall sold the
+     # lead again to the next buyer
+     {"result": "Lead posted successfully. Duplicate check passed.", "id": "R-1"},
+     {"status": "Received. DNC scrub: OK", "id": "R-1"},
+     # a line's refusing first words say nothing inside a status
+     {"status": "Lead saved. Missing fields defaulted.", "id": "R-1"},
+     {"status": "Sorry for the delay - accepted", "id": "R-1"}],
+)  # fmt: skip
+async def test_a_status_that_names_a_check_or_an_apology_in_passing_is_a_sale(
+    answer: object,
+) -> None:
+    sale = (await deliver(answering(orjson.dumps(answer), "application/json"))).outcome
+    assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "R-1"), sale
+    failed = {"result": "Duplicate check failed", "id": "R-1"}
+    refused = (await deliver(answering(orjson.dumps(failed), "application/json"))).outcome
+    assert refused.kind is OutcomeKind.FAILURE, refused
+
+
 F5_BLOCK_PAGE = (
     b"<html><head><title>Request Rejected</title></head><body>The requested URL was rejected."
     b" Please consult with your administrator.<br><br>Your support ID is: 1387524169327412<br>"

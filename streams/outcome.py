@@ -1431,12 +1431,14 @@ def values_named(body: dict[str, Any], names: tuple[str, ...]) -> Iterator[Any]:
 
 
 def reason_in_answer(raw: str | None) -> str | None:
-    """The reason a JSON answer's text gives (``rejectReason``, ``message``…), else None:
-    a ping's answer without a bid says why in it (Ringba's ``{"bidAmount": 0,
-    "rejectReason": "Missing required fields"}``)."""
-    if not raw or raw.lstrip()[:1] not in ("{", "["):
+    """The reason an answer's text gives (``rejectReason``, ``message``…; an XML answer's
+    ``<reason>``, a form's), else None: a ping's answer without a bid says why in it
+    (Ringba's ``{"bidAmount": 0, "rejectReason": "Missing required fields"}``)."""
+    if not raw:
         return None
-    return _reason(one_answer(HttpResponse(200, {}, raw.encode()).json()))
+    res = HttpResponse(200, {}, raw.encode())
+    body = one_answer(res.json())
+    return _reason(body if isinstance(body, dict) else _text_verdict(res, body)[0])
 
 
 # The names an error's code goes by (Salesforce's errorCode, HubSpot's errorType).

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from streams.model import CircuitChange, OutcomeKind
-from streams.outcome import reason_in_answer
+from streams.outcome import REASON_LIMIT, reason_in_answer
 from streams.stages.attempt import Attempt
 from streams.stages.feedback import Notice, Verdict
 from streams.stages.routing import bid_of
@@ -85,7 +85,7 @@ def _ping_reason(ping: Attempt) -> str:
     if ping.outcome.kind is not OutcomeKind.SUCCESS or bid_of(ping) is not None:
         return ping.outcome.reason
     said = reason_in_answer(ping.outcome.raw)
-    return f"No bid: {said}" if said else "No bid"
+    return f"No bid: {said}"[:REASON_LIMIT] if said else "No bid"
 
 
 def lead_outcome(

@@ -1112,6 +1112,9 @@ async def test_a_ping_answered_without_a_bid_says_why_in_its_event() -> None:
     assert (event["outcome"], event["reason"]) == ("no_bid", "No bid: Missing required fields")
     event = delivery_event(replace(await ping_answered({"status": "received"}), phase="ping"))
     assert (event["outcome"], event["reason"]) == ("no_bid", "No bid")
+    xml = b"<response><bid>0</bid><reason>No coverage in 90210</reason></response>"
+    event = delivery_event(replace(await ping_answered(xml, "text/xml"), phase="ping"))
+    assert (event["outcome"], event["reason"]) == ("no_bid", "No bid: No coverage in 90210")
 
 
 async def test_a_ping_answer_that_only_echoes_amounts_is_no_bid() -> None:

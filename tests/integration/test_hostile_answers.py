@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -276,6 +277,7 @@ async def test_every_answer_is_read_as_one_outcome_an_event_can_carry(
     if reader == "ping":  # an auction's ping: its bid and how long it holds
         ping = await attempt_delivery(LEAD, dest.pinged, sender)
         bid_valid_until(ping, 60.0)
+        assert 0 < len(delivery_event(replace(ping, phase="ping"))["reason"]) <= 200
         assert bid_of(ping) is None or bid_of(ping).is_finite()  # type: ignore[union-attr]
     attempt = await attempt_delivery(LEAD, dest, sender)
     outcome = attempt.outcome

@@ -210,6 +210,13 @@ def default_outcome(res: HttpResponse) -> Outcome:
             # The recipient's reason when it gives one, else what its errors list says
             # ({"status": "error", "errors": {"email": ["is invalid"]}}), else its own word.
             texts = (_reason(said_in), _listed_error(said_fields), said_no)
+            envelope = (
+                _enveloped(verdict_fields) if inner is None and texts[:2] == (None, None) else None
+            )
+            if envelope is not None:
+                # No at the top, why in the envelope ({"code": -1, "records": [{"errors":
+                # ["Phone invalid"]}]}): the reason was the top's word, "Rejected".
+                texts = (_reason(envelope), _listed_error(_lowered(envelope)), said_no)
             for text in (*texts, _code_said(said_fields)):
                 # The first that names a known reason: {"result": "Duplicate", "message":
                 # "Lead exists"} is a duplicate, where it was a refusal "Lead exists"; an

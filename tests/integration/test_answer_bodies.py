@@ -1445,7 +1445,10 @@ async def test_an_xml_answers_errors_are_read_as_a_json_answers(answer: bytes, r
       "Invalid data"),
      (b'{"code": -3, "msg": "Over cap"}', "application/json", "Cap exceeded"),
      (b"<root><result><code>-1</code><message>Duplicate</message></result></root>", "text/xml",
-      "Duplicate lead")],
+      "Duplicate lead"),
+     # no at the top, why only in the envelope (its reason was "Rejected")
+     (b'{"code": -1, "response": "Rejected", "records": [{"status": "Invalid", '
+      b'"errors": ["Phone invalid"]}]}', "application/json", "Invalid data")],
 )  # fmt: skip
 async def test_a_result_code_below_zero_is_a_refusal(
     answer: bytes, content_type: str, reason: str

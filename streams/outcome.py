@@ -826,6 +826,12 @@ def _line_verdict(text: str) -> dict[str, str]:
         if not _YES_OR_NO[word]:
             return {"success": "false", "message": rest.splitlines()[0]}
         word = "success"
+    following = next(_WORDS.finditer(rest), None)
+    if word in _NO_WORDS and following is not None and [following.group().lower()] in _A_CHECK:
+        # "Duplicate check passed", "DNC scrub: clean": a check, read as a status's words
+        # ("Duplicate check failed" says no); each was refused.
+        line = text.splitlines()[0]
+        return {"status": "Rejected", "message": line} if _state_says(line) is False else {}
     if word in _NO_WORDS or word in _REFUSING_OPENERS:
         # A word that is itself a reason ("Duplicate lead", "Invalid zip code") keeps the
         # whole line: its rest alone ("lead") was the reason before.

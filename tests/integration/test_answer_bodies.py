@@ -137,6 +137,7 @@ async def test_a_json_answer_with_a_byte_order_mark_is_json() -> None:
         (b"Missing required field: zip", "text/plain", "Invalid data", None),
         (b"false|Duplicate lead", "text/plain", "Duplicate lead", OutcomeCategory.DUPLICATE),
         (b"Lead is a duplicate", "text/plain", "Duplicate lead", OutcomeCategory.DUPLICATE),
+        (b"Duplicate check failed", "text/plain", "Duplicate lead", OutcomeCategory.DUPLICATE),
         # an HTTP error's phrase, the whole answer, read as its status
         (b"Bad Request", "text/plain", "Rejected (HTTP 400)", None),
         (b"409 Conflict", "text/html", "Duplicate lead", OutcomeCategory.DUPLICATE),
@@ -183,7 +184,9 @@ async def test_a_2xx_sale_in_a_line_of_text_or_a_form_gives_its_reference() -> N
     "body",
     [b"Thank you for your submission", b"OK", b"", b"Error" + b" " * 2000, b"<p>Error</p>",
      b"No errors", b"Not a duplicate - accepted", b"LEAD_ACCEPTED", b"lead_received",
-     b"None", b"Not Found in our suppression list - accepted", b"Errand booked"],
+     b"None", b"Not Found in our suppression list - accepted", b"Errand booked",
+     # a check named by a no-word, passed (each was refused)
+     b"Duplicate check passed", b"DNC scrub: clean - lead 55 accepted", b"Fraud check OK"],
 )  # fmt: skip
 async def test_a_2xx_text_that_does_not_open_with_a_refusal_is_a_sale(body: bytes) -> None:
     """A thank-you page, a bare OK, a long page (not a verdict), HTML."""

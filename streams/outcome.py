@@ -435,15 +435,14 @@ def _is_graphql(body: dict[str, Any]) -> bool:
 
 def _graphql_error_status(errors: Any) -> int | None:
     """The HTTP status a GraphQL answer's first error names in its extensions (monday.com's
-    ``status_code``, Fireflies' ``status``), when it is an error's (400 to 599)."""
+    ``status_code``, Fireflies' ``status``), if a number; whether it is an error's is
+    ``_status_said``'s to judge, as for any answer's status field."""
     first = errors[0] if isinstance(errors, list) and errors else None
     extensions = first.get("extensions") if isinstance(first, dict) else None
     if not isinstance(extensions, dict):
         return None
     status = next(values_named(extensions, ("status_code", "status")), None)
-    if isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599:
-        return status
-    return None
+    return status if isinstance(status, int) and not isinstance(status, bool) else None
 
 
 # The codes GraphQL servers give a query they could not parse or that their schema does
@@ -811,11 +810,11 @@ def _line_verdict(text: str) -> dict[str, str]:
         coded = _STATUS_CODE.fullmatch(text) is not None and _state_says(text) is not None
         return {"status": text} if coded else {}
     word, rest = found.group(1).lower(), found.group(2).strip()
+    following = next(_WORDS.finditer(rest), None)
     if word in _NEGATIONS:
         # "NO", "No: Duplicate", "NO|Over cap", "Not interested", "No buyer found", "No
         # coverage": each was a sale. Only the word after the negation decides ("Not a
         # duplicate - accepted" is a sale).
-        following = next(_WORDS.finditer(rest), None)
         if not rest:
             return {"success": "false"}
         if following is not None and following.group().lower() in _SOLD_WORDS:
@@ -826,8 +825,7 @@ def _line_verdict(text: str) -> dict[str, str]:
         if not _YES_OR_NO[word]:
             return {"success": "false", "message": rest.splitlines()[0]}
         word = "success"
-    following = next(_WORDS.finditer(rest), None)
-    if word in _NO_WORDS and following is not None and [following.group().lower()] in _A_CHECK:
+    if word in _NO_WORDS and following is not None and following.group().lower() in _CHECK_WORDS:
         # "Duplicate check passed", "DNC scrub: clean": a check, read as a status's words
         # ("Duplicate check failed" says no); each was refused.
         line = text.splitlines()[0]
@@ -1331,7 +1329,7 @@ _SOLD_WORDS = _YES_WORDS | {
 
 
 # A no-word that names a check, not a verdict: "Duplicate check passed", "DNC scrub: OK".
-_A_CHECK = (["check"], ["checks"], ["scrub"])
+_CHECK_WORDS = frozenset({"check", "checks", "scrub"})
 
 
 def _state_says(value: str) -> bool | None:
@@ -1343,7 +1341,8 @@ def _state_says(value: str) -> bool | None:
         return _YES_OR_NO[words[0]]
     for at, word in enumerate(words):
         negated = at > 0 and words[at - 1] in _NEGATIONS
-        if word in _NO_WORDS and words[at + 1 : at + 2] not in _A_CHECK:
+        next_word = words[at + 1] if at + 1 < len(words) else None
+        if word in _NO_WORDS and next_word not in _CHECK_WORDS:
             return negated  # "no_error": a yes
         if word in _SOLD_WORDS and (negated or word in _YES_WORDS):
             return not negated

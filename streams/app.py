@@ -1118,13 +1118,17 @@ async def take_feedback(
         destination.id if destination else "", config, request.headers, declared, body,
         query=query,
     )  # fmt: skip
-    if received.notice is not None:
-        notice = received.notice
+    if received.notices:
+        notices = received.notices
 
         async def write() -> None:
-            await (await feedback_topic.send(key=notice.key.encode(), value=notice.to_json()))
+            sent = [
+                await feedback_topic.send(key=notice.key.encode(), value=notice.to_json())
+                for notice in notices
+            ]
+            await asyncio.gather(*sent)
 
-        failed = await not_written(write(), f"feedback from {notice.destination_id}")
+        failed = await not_written(write(), f"feedback from {notices[0].destination_id}")
         if failed is not None:
             # Sent again, a notice is judged again: a second return of a sale is refused
             # (``already returned``), so the sender's retry never credits twice.

@@ -3,8 +3,8 @@
 
 ```yaml
 feedback:
-  secret: ${env:BUYER_A_FEEDBACK_SECRET}   # HMAC-SHA256 of the body, or a bearer token
-  auth: hmac                               # hmac (default), token or query_token
+  secret: ${env:BUYER_A_FEEDBACK_SECRET}   # HMAC-SHA256 key, token, or Basic password
+  auth: hmac                               # hmac (default), token, query_token or basic
   lead_id: $.lead_id                       # JSON paths into what they send
   reference_id: $.their_id                 # their own id for the lead (instead or as well)
   kind: $.event
@@ -157,10 +157,14 @@ class FeedbackConfig(CompiledModel):
     secret: Secret | None = None  # for notices the recipient sends (POST /feedback/…)
     # hmac: the body's signature; token: "Authorization: Bearer <secret>"; query_token: the
     # secret in the url's ``token_parameter``, for postbacks (GET /feedback/…?lead_id=…)
-    # from platforms whose postback urls can carry nothing else.
-    auth: Literal["hmac", "token", "query_token"] = "hmac"
-    # hmac: the header carrying "sha256=<hex HMAC-SHA256 of the body>"
+    # from platforms whose postback urls can carry nothing else; basic: "Authorization:
+    # Basic" with ``username`` and the secret as its password (Pipedrive's webhooks, and
+    # every sender whose only option is a user and a password).
+    auth: Literal["hmac", "token", "query_token", "basic"] = "hmac"
+    # hmac: the header carrying the HMAC-SHA256 of the body, in hex or base64, with or
+    # without a "sha256=" before it (ours, GitHub's and Meta's, Shopify's all differ)
     signature_header: str = "X-Courier-Signature"
+    username: str | None = Field(default=None, min_length=1, max_length=200)
     token_parameter: str = Field(default="token", min_length=1, max_length=64)
     lead_id: str | None = "$.lead_id"
     reference_id: str | None = None
@@ -190,6 +194,8 @@ class FeedbackConfig(CompiledModel):
     def _compile(self) -> FeedbackConfig:
         if self.lead_id is None and self.reference_id is None:
             raise ValueError("give lead_id or reference_id: how a notice names its lead")
+        if (self.auth == "basic") != (self.username is not None):
+            raise ValueError("username: give it with auth: basic, and only then")
         if self.secret is None and self.poll is None:
             raise ValueError(
                 "secret: needed to check notices the recipient sends (or give poll: to ask it)"

@@ -8,6 +8,8 @@ the judgement happens in the lead's partition, where its state is (streams/handl
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import uuid
@@ -34,6 +36,12 @@ from streams.outcome import LARGEST_PRICE, to_price
 
 REASON_LIMIT = 500
 ID_LIMIT = 200
+# Notices in one request: a JSON list of them (HubSpot's webhooks send up to 100 events
+# a request).
+MAX_NOTICES = 100
+# A time given as a number this large is in milliseconds (HubSpot's ``occurredAt``,
+# JavaScript's ``Date.now()``): in seconds it would be past the year 5000.
+EPOCH_MS_FROM = 10**11
 FEEDBACK_IDS = uuid.UUID("0b7f3c51-9d8e-4a62-b1f4-5c2e7a9d3f18")
 LATEST_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 
@@ -143,9 +151,47 @@ def signed_by(
     if config.auth == "query_token":
         given = str((query or {}).get(config.token_parameter) or "")
         return hmac.compare_digest(given.encode(), secret)
-    given = str(headers.get(config.signature_header) or "").strip()
-    expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(given.encode(), expected.encode())
+    if config.auth == "basic":
+        given = str(headers.get("Authorization") or "")
+        return _basic_matches(given, (config.username or "").encode(), secret)
+    given = str(headers.get(config.signature_header) or "")
+    expected = hmac.new(secret, body, hashlib.sha256).digest()
+    return hmac.compare_digest(_signature_bytes(given), expected)
+
+
+def _signature_bytes(given: str) -> bytes:
+    """A signature header's HMAC as bytes, in hex or base64 (standard or url-safe), with
+    or without "sha256=" before it; b"" when it is neither. Senders spell it differently
+    (ours, GitHub's and Meta's ``sha256=<hex>``, Shopify's bare base64): the right HMAC
+    spelled another way was refused 401, every notice."""
+    text = given.strip()
+    if text[:7].lower() == "sha256=":
+        text = text[7:]
+    if len(text) == 64:  # hex of 32 bytes (as base64 it would not be 32 bytes anyway)
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            return b""
+    padded = text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _basic_matches(given: str, username: bytes, password: bytes) -> bool:
+    """``Authorization: Basic <base64 of user:password>`` for this user and password."""
+    scheme, _, encoded = given.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        user, colon, word = base64.b64decode(encoded.strip(), validate=True).partition(b":")
+    except (binascii.Error, ValueError):
+        return False
+    # Both compared whichever is wrong, so the time taken does not tell which.
+    same_user = hmac.compare_digest(user, username)
+    same_password = hmac.compare_digest(word, password)
+    return bool(colon) and same_user and same_password
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -153,11 +199,11 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _document(body: bytes) -> dict[str, Any]:
+def _document(body: bytes) -> dict[str, Any] | list[Any]:
     """What a recipient sent, as JSON or as a form (``lead_id=L-1&status=returned``: the
     way many buyers' return postbacks are sent), whose fields the same paths read
     (``$.lead_id``). Before, a form was refused as "not JSON" and the return never
-    counted."""
+    counted. A JSON list is returned as it is (a batch of notices)."""
     try:
         doc = json_loads(body)
     except orjson.JSONDecodeError:
@@ -168,8 +214,8 @@ def _document(body: bytes) -> dict[str, Any]:
         except ValueError:  # not UTF-8, not name=value pairs, or too many of them
             raise FeedbackError("body", "not JSON nor a form (name=value&…)") from None
         return dict(fields)
-    if not isinstance(doc, dict):
-        raise FeedbackError("body", "not a JSON object")
+    if not isinstance(doc, dict | list):
+        raise FeedbackError("body", "not a JSON object (nor a list of them)")
     return doc
 
 
@@ -185,7 +231,19 @@ def read_notice(
     ``lead_id``, ``reference_id``: known already (a poll about that lead), used when the
     answer does not say."""
     doc = _document(body)
+    if not isinstance(doc, dict):
+        raise FeedbackError("body", "not a JSON object")
+    return _notice_of(destination_id, config, doc, received, lead_id, reference_id)
 
+
+def _notice_of(
+    destination_id: str,
+    config: FeedbackConfig,
+    doc: dict[str, Any],
+    received: datetime,
+    lead_id: str | None = None,
+    reference_id: str | None = None,
+) -> Notice:
     def text(name: str, limit: int) -> str | None:
         path = config.path(name)
         value = None if path is None else first_json(path, doc)
@@ -230,7 +288,7 @@ class Received:
 
     answer: dict[str, Any]
     status: int
-    notice: Notice | None = None
+    notices: tuple[Notice, ...] = ()
 
 
 def receive_feedback(
@@ -242,20 +300,23 @@ def receive_feedback(
     now: datetime | None = None,
     query: Mapping[str, str] | None = None,
 ) -> Received:
-    """``POST /feedback/<destination>``: 202 with the notice to write; 404 no such
+    """``POST /feedback/<destination>``: 202 with the notices to write; 404 no such
     destination or no feedback block; 413 too large; 401 not signed by its recipient; 400
     naming the field that could not be read. ``body``: at most ``max_body_bytes`` + 1.
     A postback (``GET /feedback/<destination>?lead_id=…&kind=…``: no body) is read from
-    its url's ``query`` as a form is, its token parameter left out."""
+    its url's ``query`` as a form is, its token parameter left out. A JSON list is a batch
+    of notices (``_batch``)."""
     if config is None or config.secret is None:  # none, or it is only polled
         return Received({"error": "no feedback is taken for this destination"}, 404)
     limit = config.max_body_bytes
     if (declared_bytes is not None and declared_bytes > limit) or len(body) > limit:
         return Received({"error": f"larger than {limit} bytes"}, 413)
     if not signed_by(config, headers, body, query):
-        how = {"hmac": config.signature_header, "token": "Authorization"}.get(
-            config.auth, f"the url's {config.token_parameter} parameter"
-        )
+        how = {
+            "hmac": config.signature_header,
+            "token": "Authorization",
+            "basic": "Authorization",
+        }.get(config.auth, f"the url's {config.token_parameter} parameter")
         return Received({"error": f"not signed by this destination's recipient ({how})"}, 401)
     if not body and query:
         # A postback: affiliate and lead platforms send conversions and returns as a GET
@@ -268,12 +329,46 @@ def receive_feedback(
         body = urlencode(told).encode()
         if len(body) > limit:
             return Received({"error": f"larger than {limit} bytes"}, 413)
+    received = now or datetime.now(UTC)
     try:
-        notice = read_notice(destination_id, config, body, now or datetime.now(UTC))
+        doc = _document(body)
+        if isinstance(doc, list):
+            return _batch(destination_id, config, doc, received)
+        notice = _notice_of(destination_id, config, doc, received)
     except FeedbackError as exc:
         return Received({"error": exc.reason, "field": exc.field}, 400)
     answer = {"accepted": True, "event_id": notice.event_id, "kind": notice.kind}
-    return Received(answer, 202, notice)
+    return Received(answer, 202, (notice,))
+
+
+def _batch(
+    destination_id: str, config: FeedbackConfig, docs: list[Any], received: datetime
+) -> Received:
+    """A JSON list of notices (HubSpot's webhooks send events in lists of up to 100): each
+    read as a notice of its own. Those that cannot be read are listed in the answer, by
+    their index, field and reason; the rest are taken (202), since a sender retries a whole
+    request it was refused, sending the readable ones again and again. 400 when none can
+    be read. Before, a list was refused "not a JSON object", and every event in it lost."""
+    if not docs:
+        raise FeedbackError("body", "an empty list")
+    if len(docs) > MAX_NOTICES:
+        raise FeedbackError("body", f"a list of more than {MAX_NOTICES} notices")
+    notices: list[Notice] = []
+    taken: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
+    for index, doc in enumerate(docs):
+        try:
+            if not isinstance(doc, dict):
+                raise FeedbackError("body", "not a JSON object")
+            notice = _notice_of(destination_id, config, doc, received)
+        except FeedbackError as exc:
+            refused.append({"index": index, "error": exc.reason, "field": exc.field})
+            continue
+        notices.append(notice)
+        taken.append({"index": index, "event_id": notice.event_id, "kind": notice.kind})
+    if not notices:
+        return Received({"error": "no notice in the list could be read", "refused": refused}, 400)
+    return Received({"accepted": True, "notices": taken, "refused": refused}, 202, tuple(notices))
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,9 +411,11 @@ def _amount(value: str) -> str:
 
 
 def _moment(value: str, field: str) -> int:
-    """An ISO 8601 time (a zone assumed UTC when none is given) or epoch seconds → ms."""
+    """An ISO 8601 time (a zone assumed UTC when none is given), epoch seconds or epoch
+    milliseconds (from ``EPOCH_MS_FROM``) → ms."""
     if value.replace(".", "", 1).isdigit():
-        return _in_range(int(Decimal(value) * 1000), field)
+        number = Decimal(value)
+        return _in_range(int(number if number >= EPOCH_MS_FROM else number * 1000), field)
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from decimal import Decimal
@@ -219,6 +220,69 @@ async def test_a_postback_by_get_credits_a_return_and_counts_a_conversion(
     assert (returned["status"], returned["credit"]) == ("accepted", Decimal("20.0000"))
     assert returned["reason"] == "Bad phone"
     assert (converted["status"], converted["amount"]) == ("accepted", Decimal("45.0000"))
+
+
+async def test_a_crms_list_of_events_is_judged_event_by_event(
+    kafka: KafkaTarget, topics: Any, start_worker: Any
+) -> None:
+    """HubSpot's webhooks: a POST of a list of events, each naming the contact by HubSpot's
+    own id and timed in milliseconds, the token in the target url. Each readable event is
+    written and judged on its own (a list was refused 400, every event in it lost); the
+    unreadable one is named in the answer."""
+    buyer = await Recipient(answer=sells_or_refuses).start()
+    try:
+        base = await worker_taking_feedback(
+            start_worker,
+            buyer,
+            """
+      auth: query_token
+      lead_id: null
+      reference_id: $.objectId
+      kind: $.propertyValue
+      at: $.occurredAt
+      kinds: {converted: [customer]}
+""",
+        )
+        await publish(kafka, topics.leads, [{"id": i, "lead": {}} for i in ("H-1", "H-2")])
+        await collect(kafka, topics.outcomes, 2)
+        now_ms = int(time.time() * 1000)
+        events = [
+            {"objectId": "BA-H-1", "propertyName": "lifecyclestage", "propertyValue": "customer",
+             "subscriptionType": "contact.propertyChange", "occurredAt": now_ms},
+            {"objectId": "BA-H-2", "propertyName": "lifecyclestage",
+             "propertyValue": "salesqualifiedlead", "occurredAt": now_ms + 1},
+            {"objectId": "BA-NONE", "propertyValue": "customer", "occurredAt": now_ms + 2},
+            {"propertyValue": "customer", "occurredAt": now_ms + 3},
+        ]  # fmt: skip
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{base}/feedback/buyer_a", json=events, params={"token": SECRET}) as res,
+        ):
+            status, answer = res.status, await res.json()
+        assert status == 202, answer
+        assert [n["index"] for n in answer["notices"]] == [0, 1, 2]
+        assert answer["refused"] == [
+            {"index": 3, "error": "nothing at $.objectId", "field": "lead_id"}
+        ]
+        judged = await collect(kafka, topics.feedback_events, 3, settle_s=1.0)
+    finally:
+        await buyer.stop()
+    seen = {
+        (
+            e["reference_id"],
+            e["lead_id"],
+            e["kind"],
+            e["status"],
+            e["refusal"],
+            int(e["feedback_at"].timestamp() * 1000),
+        )
+        for e in (decode_with_schema_file(r.value, "lead_feedback") for r in judged)
+    }
+    assert seen == {
+        ("BA-H-1", "H-1", "converted", "accepted", None, now_ms),
+        ("BA-H-2", "H-2", "status", "accepted", None, now_ms + 1),
+        ("BA-NONE", None, "converted", "refused", "Unknown reference", now_ms + 2),
+    }
 
 
 # ── hostile notices through a real worker ─────────────────────────────────────

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -119,8 +122,8 @@ def test_the_endpoint_answers_for_each_case() -> None:
     body = orjson.dumps({"lead_id": "L1", "kind": "return"})
     signed = {"X-Courier-Signature": sign(SECRET, body)}
     ok = receive_feedback("buyer", config(), signed, len(body), body, NOW)
-    assert ok.status == 202 and ok.notice is not None and ok.notice.kind == "returned"
-    assert ok.answer == {"accepted": True, "event_id": ok.notice.event_id, "kind": "returned"}
+    assert ok.status == 202 and ok.notices and ok.notices[0].kind == "returned"
+    assert ok.answer == {"accepted": True, "event_id": ok.notices[0].event_id, "kind": "returned"}
     assert receive_feedback("buyer", None, signed, len(body), body).status == 404
     assert receive_feedback("buyer", config(), {}, len(body), body).status == 401
     tampered = body.replace(b"L1", b"L2")
@@ -139,8 +142,12 @@ def test_a_postback_is_read_from_its_urls_query() -> None:
     by_url = config(auth="query_token", token_parameter="key", amount="$.payout")
     query = {"key": SECRET, "lead_id": "L1", "kind": "Sale", "payout": "45.00"}
     ok = receive_feedback("buyer", by_url, {}, 0, b"", NOW, query=query)
-    assert ok.status == 202 and ok.notice is not None, ok.answer
-    assert (ok.notice.lead_id, ok.notice.kind, ok.notice.amount) == ("L1", "converted", "45.00")
+    assert ok.status == 202 and ok.notices, ok.answer
+    assert (ok.notices[0].lead_id, ok.notices[0].kind, ok.notices[0].amount) == (
+        "L1",
+        "converted",
+        "45.00",
+    )
     refused = receive_feedback("buyer", by_url, {}, 0, b"", NOW, query={**query, "key": "guess"})
     assert refused.answer == {
         "error": "not signed by this destination's recipient (the url's key parameter)"
@@ -158,8 +165,8 @@ def test_a_postback_is_read_from_its_urls_query() -> None:
     # a POST may carry the url's token too: its body is the notice
     body = orjson.dumps({"lead_id": "L1", "kind": "return"})
     posted = receive_feedback("buyer", by_url, {}, len(body), body, NOW, query={"key": SECRET})
-    assert posted.status == 202 and posted.notice is not None
-    assert posted.notice.kind == "returned"
+    assert posted.status == 202 and posted.notices
+    assert posted.notices[0].kind == "returned"
 
 
 @pytest.mark.parametrize(
@@ -179,14 +186,142 @@ def test_a_signed_form_is_read_as_json_is() -> None:
     body = b"lead_id=L1&kind=Returned&reason=Wrong+number&amount=12.50"
     signed = {"X-Courier-Signature": sign(SECRET, body)}
     ok = receive_feedback("buyer", config(), signed, len(body), body, NOW)
-    assert ok.status == 202 and ok.notice is not None, ok.answer
-    read = ok.notice
+    assert ok.status == 202 and ok.notices, ok.answer
+    [read] = ok.notices
     assert (read.lead_id, read.kind, read.reason, read.amount) == (
         "L1", "returned", "Bad phone", "12.50")  # fmt: skip
     for unreadable in (b"lead_id L1", b"\xff\xfe=1", b"a=1&" * 101):
         bad = receive_feedback("buyer", config(), {"X-Courier-Signature": sign(SECRET, unreadable)},
                                None, unreadable, NOW)  # fmt: skip
         assert (bad.status, bad.answer["field"]) == (400, "body"), unreadable
+
+
+def spellings(secret: str, body: bytes) -> list[str]:
+    """One HMAC-SHA256 of ``body`` as senders write it in their signature headers."""
+    mac = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    b64 = base64.b64encode(mac).decode()
+    return [f"sha256={mac.hex()}", mac.hex(), mac.hex().upper(), f"SHA256={mac.hex()}", b64,
+            f"sha256={b64}", base64.urlsafe_b64encode(mac).decode().rstrip("=")]  # fmt: skip
+
+
+def test_a_signature_is_the_bodys_hmac_in_hex_or_base64() -> None:
+    """Senders spell the same HMAC differently (``sha256=<hex>`` ours, GitHub's and
+    Meta's; bare hex; Shopify's bare base64): all but ours were refused 401, every notice
+    of a destination whose recipient signs its own way lost."""
+    body = orjson.dumps({"lead_id": "L1", "kind": "return"})
+    their_own = config(signature_header="X-Shopify-Hmac-Sha256")
+    for spelled in spellings(SECRET, body):
+        taken = receive_feedback("buyer", their_own, {"X-Shopify-Hmac-Sha256": spelled}, None, body)
+        assert taken.status == 202, spelled
+    for wrong in [*spellings("another-secret", body), "sha256=", "", "zz" * 32, "%%%", "sha256"]:
+        refused = receive_feedback("buyer", their_own, {"X-Shopify-Hmac-Sha256": wrong}, None, body)
+        assert refused.status == 401, wrong
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_a_recipient_with_a_user_and_password_signs_in_by_basic_auth() -> None:
+    """Pipedrive's webhooks (``http_auth_user``, ``http_auth_password``), like many
+    senders, can only send a user and a password: no ``auth`` took them, so none of
+    their notices could be received."""
+    by_password = config(auth="basic", username="pipedrive")
+    body = orjson.dumps({"lead_id": "L1", "kind": "won"})
+    ok = receive_feedback("buyer", by_password, basic("pipedrive", SECRET), None, body, NOW)
+    assert ok.status == 202 and ok.notices[0].kind == "converted", ok.answer
+    refused = [
+        basic("pipedrive", "guess"), basic("someone", SECRET), basic("pipedrive", SECRET + "x"),
+        {"Authorization": "Basic " + base64.b64encode(f"pipedrive{SECRET}".encode()).decode()},
+        {"Authorization": "Basic not base64!"}, {"Authorization": f"Bearer {SECRET}"}, {},
+    ]  # fmt: skip
+    for headers in refused:
+        answer = receive_feedback("buyer", by_password, headers, None, body, NOW)
+        assert answer.status == 401, headers
+    assert answer.answer == {"error": "not signed by this destination's recipient (Authorization)"}
+    with pytest.raises(ValidationError, match="username: give it with auth: basic"):
+        config(auth="basic")
+    with pytest.raises(ValidationError, match="username: give it with auth: basic"):
+        config(username="pipedrive")
+
+
+HUBSPOT = {"lead_id": None, "reference_id": "$.objectId", "kind": "$.propertyValue",
+           "at": "$.occurredAt", "kinds": {"converted": ["customer"]}}  # fmt: skip
+
+
+def test_a_list_of_notices_is_taken_each_on_its_own() -> None:
+    """HubSpot's webhooks send their events in a list (up to 100 a request), each timed in
+    milliseconds: a list was refused "not a JSON object" and every event in it lost (a
+    contact become a customer never counted). What cannot be read in it is named by its
+    index; the rest are taken, since the sender would send them all again if refused."""
+    events = [
+        {"objectId": 1246965, "propertyName": "lifecyclestage", "propertyValue": "customer",
+         "subscriptionType": "contact.propertyChange", "occurredAt": 1462216307945},
+        {"objectId": 1246978, "propertyName": "lifecyclestage", "propertyValue": "opportunity",
+         "subscriptionType": "contact.propertyChange", "occurredAt": 1462216307946},
+        {"propertyName": "lifecyclestage", "propertyValue": "customer"},
+        "not an event",
+    ]  # fmt: skip
+    body = orjson.dumps(events)
+    signed = {"X-Courier-Signature": sign(SECRET, body)}
+    taken = receive_feedback("buyer", config(**HUBSPOT), signed, None, body, NOW)
+    assert taken.status == 202, taken.answer
+    assert [(n.reference_id, n.kind, n.status_text, n.at_ms) for n in taken.notices] == [
+        ("1246965", "converted", None, 1462216307945),
+        ("1246978", "status", "opportunity", 1462216307946),
+    ]
+    assert taken.answer == {
+        "accepted": True,
+        "notices": [{"index": 0, "event_id": taken.notices[0].event_id, "kind": "converted"},
+                    {"index": 1, "event_id": taken.notices[1].event_id, "kind": "status"}],
+        "refused": [{"index": 2, "error": "nothing at $.objectId", "field": "lead_id"},
+                    {"index": 3, "error": "not a JSON object", "field": "body"}],
+    }  # fmt: skip
+    for unreadable, said in (
+        (events[2:], "no notice in the list could be read"),
+        ([], "an empty list"),
+        (events[:1] * 101, "a list of more than 100 notices"),
+    ):
+        body = orjson.dumps(unreadable)
+        signed = {"X-Courier-Signature": sign(SECRET, body)}
+        refused = receive_feedback("buyer", config(**HUBSPOT), signed, None, body, NOW)
+        assert (refused.status, refused.answer["error"], refused.notices) == (400, said, ())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20)),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=5),
+            st.dictionaries(
+                st.sampled_from(["lead_id", "kind", "at", "amount", "reason", "objectId"]),
+                inner,
+                max_size=5,
+            ),
+        ),
+        max_leaves=30,
+    )
+)
+def test_anything_signed_is_taken_or_refused_naming_why(doc: Any) -> None:
+    """Whatever a signed request holds (objects, lists, lists of lists), the endpoint
+    answers: 202 with the notices it took, or 400 saying why."""
+    body = json.dumps(doc).encode()
+    signed = {"X-Courier-Signature": sign(SECRET, body)}
+    got = receive_feedback("buyer", config(), signed, None, body, NOW)
+    assert got.status in (202, 400, 413), got.answer
+    assert bool(got.notices) == (got.status == 202) and (got.status == 202 or got.answer["error"])
+
+
+@pytest.mark.parametrize(
+    ("given", "ms"),
+    [(1462216307, 1462216307000), ("1462216307.5", 1462216307500),
+     (1462216307945, 1462216307945), (99_999_999_999, 99_999_999_999_000)],
+)  # fmt: skip
+def test_a_time_in_epoch_seconds_or_milliseconds(given: Any, ms: int) -> None:
+    """Epoch milliseconds (HubSpot's ``occurredAt``, JavaScript's ``Date.now()``) were read
+    as seconds, past the year 9999: refused "at"."""
+    assert notice({"lead_id": "L1", "kind": "return", "at": given}).at_ms == ms
 
 
 def sale(at: datetime, price: str | None = "20.00") -> dict[str, Any]:

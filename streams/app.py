@@ -1116,7 +1116,7 @@ async def take_feedback(
         query.setdefault(name, value)  # the first of a name given twice
     received = receive_feedback(
         destination.id if destination else "", config, request.headers, declared, body,
-        query=query,
+        query=query, postback=postback,
     )  # fmt: skip
     if received.notices:
         notices = received.notices

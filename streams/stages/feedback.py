@@ -299,13 +299,15 @@ def receive_feedback(
     body: bytes,
     now: datetime | None = None,
     query: Mapping[str, str] | None = None,
+    postback: bool = False,
 ) -> Received:
     """``POST /feedback/<destination>``: 202 with the notices to write; 404 no such
     destination or no feedback block; 413 too large; 401 not signed by its recipient; 400
     naming the field that could not be read. ``body``: at most ``max_body_bytes`` + 1.
-    A postback (``GET /feedback/<destination>?lead_id=…&kind=…``: no body) is read from
-    its url's ``query`` as a form is, its token parameter left out. A JSON list is a batch
-    of notices (``_batch``)."""
+    A ``postback`` (``GET /feedback/<destination>?lead_id=…&kind=…``: no body) is read from
+    its url's ``query`` as a form is, its token parameter left out; one that says nothing
+    else is a check that the url answers (200, nothing written). A JSON list is a batch of
+    notices (``_batch``)."""
     if config is None or config.secret is None:  # none, or it is only polled
         return Received({"error": "no feedback is taken for this destination"}, 404)
     limit = config.max_body_bytes
@@ -318,14 +320,19 @@ def receive_feedback(
             "basic": "Authorization",
         }.get(config.auth, f"the url's {config.token_parameter} parameter")
         return Received({"error": f"not signed by this destination's recipient ({how})"}, 401)
-    if not body and query:
+    if postback:
         # A postback: affiliate and lead platforms send conversions and returns as a GET
         # to a url with their macros filled in; it was refused (405) and never counted.
         told = [
             (k, v)
-            for k, v in query.items()
+            for k, v in (query or {}).items()
             if config.auth != "query_token" or k != config.token_parameter
         ]
+        if not told:
+            # Mailchimp checks a webhook's url with a bare GET before saving it, and saves
+            # none that answers otherwise: it was answered 400 (no lead_id), so Mailchimp's
+            # webhooks could not be set up.
+            return Received({"ok": True, "destination": destination_id}, 200)
         body = urlencode(told).encode()
         if len(body) > limit:
             return Received({"error": f"larger than {limit} bytes"}, 413)

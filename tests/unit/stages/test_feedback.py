@@ -141,27 +141,46 @@ def test_a_postback_is_read_from_its_urls_query() -> None:
     and never counted."""
     by_url = config(auth="query_token", token_parameter="key", amount="$.payout")
     query = {"key": SECRET, "lead_id": "L1", "kind": "Sale", "payout": "45.00"}
-    ok = receive_feedback("buyer", by_url, {}, 0, b"", NOW, query=query)
+    ok = receive_feedback("buyer", by_url, {}, 0, b"", NOW, query=query, postback=True)
     assert ok.status == 202 and ok.notices, ok.answer
     assert (ok.notices[0].lead_id, ok.notices[0].kind, ok.notices[0].amount) == (
         "L1",
         "converted",
         "45.00",
     )
-    refused = receive_feedback("buyer", by_url, {}, 0, b"", NOW, query={**query, "key": "guess"})
+    refused = receive_feedback(
+        "buyer", by_url, {}, 0, b"", NOW, query={**query, "key": "guess"}, postback=True
+    )
     assert refused.answer == {
         "error": "not signed by this destination's recipient (the url's key parameter)"
     }
     assert refused.status == 401
-    missing = receive_feedback("buyer", by_url, {}, 0, b"", NOW, query={"key": SECRET})
+    missing = receive_feedback(
+        "buyer", by_url, {}, 0, b"", NOW, query={"key": SECRET, "kind": "Sale"}, postback=True
+    )
     assert (missing.status, missing.answer["field"]) == (400, "lead_id")
+    # Mailchimp checks a webhook's url with a bare GET before it saves the webhook: it was
+    # answered 400 (no lead_id), and the webhook could not be set up
+    check = receive_feedback("buyer", by_url, {}, 0, b"", NOW, query={"key": SECRET}, postback=True)
+    assert (check.status, check.answer, check.notices) == (
+        200, {"ok": True, "destination": "buyer"}, ()
+    )  # fmt: skip
+    unsigned = receive_feedback("buyer", by_url, {}, 0, b"", NOW, query={}, postback=True)
+    assert unsigned.status == 401
     # a bearer token in its header holds for a postback too; an HMAC has no body to sign
     token = {"Authorization": f"Bearer {SECRET}"}
-    ok = receive_feedback("buyer", config(auth="token"), token, 0, b"", NOW, query=query)
+    ok = receive_feedback(
+        "buyer", config(auth="token"), token, 0, b"", NOW, query=query, postback=True
+    )
     assert ok.status == 202
-    assert receive_feedback("buyer", config(), {}, 0, b"", NOW, query=query).status == 401
+    assert (
+        receive_feedback("buyer", config(), {}, 0, b"", NOW, query=query, postback=True).status
+        == 401
+    )
     big = {**query, "note": "x" * 70_000}
-    assert receive_feedback("buyer", by_url, {}, 0, b"", NOW, query=big).status == 413
+    assert (
+        receive_feedback("buyer", by_url, {}, 0, b"", NOW, query=big, postback=True).status == 413
+    )
     # a POST may carry the url's token too: its body is the notice
     body = orjson.dumps({"lead_id": "L1", "kind": "return"})
     posted = receive_feedback("buyer", by_url, {}, len(body), body, NOW, query={"key": SECRET})

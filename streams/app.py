@@ -73,7 +73,7 @@ from streams.stages.attempt import Attempt, attempt_delivery
 from streams.stages.batching import Batches
 from streams.stages.delivery import HttpSender
 from streams.stages.events import ADMIN_ACTION_NAME, CAP_USAGE_NAME, PERFORMANCE_TALLY_NAME
-from streams.stages.feedback import poll_request, receive_feedback
+from streams.stages.feedback import Received, poll_request, receive_feedback
 from streams.stages.oauth import TokenCache
 from streams.topics import DLQ_MAX_MESSAGE_BYTES, declare_topics
 
@@ -855,17 +855,22 @@ def create_app(
         and written to the feedback topic before the 202: judged in the lead's partition."""
 
         async def post(self, request: Any, destination_id: str) -> Any:
-            answer, status = await take_feedback(
-                by_id.get(destination_id), request, topics.feedback
-            )
-            return self.json(answer, status=status, headers=retry_after(status))
+            received = await take_feedback(by_id.get(destination_id), request, topics.feedback)
+            return self.answer(received)
 
         async def get(self, request: Any, destination_id: str) -> Any:
             """A postback: what happened in the url's query (``?lead_id=…&kind=…``)."""
-            answer, status = await take_feedback(
+            received = await take_feedback(
                 by_id.get(destination_id), request, topics.feedback, postback=True
             )
-            return self.json(answer, status=status, headers=retry_after(status))
+            return self.answer(received)
+
+        def answer(self, received: Received) -> Any:
+            if received.xml is not None:
+                xml = {"Content-Type": "text/xml; charset=utf-8"}  # aiohttp: no charset apart
+                return self.bytes(received.xml, status=received.status, headers=xml)
+            status = received.status
+            return self.json(received.answer, status=status, headers=retry_after(status))
 
     @app.page("/api/admin/{destination_id}/{verb}")
     class _AdminAction(faust.web.View):
@@ -1097,7 +1102,7 @@ async def _handlers(
 
 async def take_feedback(
     destination: Destination | None, request: Any, feedback_topic: Any, postback: bool = False
-) -> tuple[dict[str, Any], int]:
+) -> Received:
     """POST /feedback/<destination>: read at most the allowed body, let the stage judge the
     request, and write its notice to the feedback topic before answering 202. A postback
     (GET) has no body: its url's query says what happened."""
@@ -1132,8 +1137,10 @@ async def take_feedback(
         if failed is not None:
             # Sent again, a notice is judged again: a second return of a sale is refused
             # (``already returned``), so the sender's retry never credits twice.
-            return {"error": f"the feedback was not recorded ({failed}); send it again"}, 503
-    return received.answer, received.status
+            return Received(
+                {"error": f"the feedback was not recorded ({failed}); send it again"}, 503
+            )
+    return received
 
 
 # A web caller (an operator's tool, a recipient's webhook) waits this long for the broker

@@ -5,7 +5,8 @@
 feedback:
   secret: ${env:BUYER_A_FEEDBACK_SECRET}   # HMAC-SHA256 key, token, or Basic password
   auth: hmac                               # hmac (default), token, query_token or basic
-  lead_id: $.lead_id                       # JSON paths into what they send
+  notices: $.events                        # where several are, when they send a few at once
+  lead_id: $.lead_id                       # JSON paths into what they send (JSON, forms, XML)
   reference_id: $.their_id                 # their own id for the lead (instead or as well)
   kind: $.event
   reason: $.reason
@@ -166,6 +167,10 @@ class FeedbackConfig(CompiledModel):
     signature_header: str = "X-Courier-Signature"
     username: str | None = Field(default=None, min_length=1, max_length=200)
     token_parameter: str = Field(default="token", min_length=1, max_length=64)
+    # Where the notices are in what is sent, when it holds several (a list found there, or
+    # each match, is one notice each): Salesforce's outbound messages,
+    # ``$.Envelope.Body.notifications.Notification``. A JSON list is always read so.
+    notices: str | None = None
     lead_id: str | None = "$.lead_id"
     reference_id: str | None = None
     kind: str = "$.kind"
@@ -200,7 +205,8 @@ class FeedbackConfig(CompiledModel):
             raise ValueError(
                 "secret: needed to check notices the recipient sends (or give poll: to ask it)"
             )
-        for name in ("lead_id", "reference_id", "kind", "reason", "amount", "at", "status"):
+        names = ("notices", "lead_id", "reference_id", "kind", "reason", "amount", "at", "status")
+        for name in names:
             path = getattr(self, name)
             if path is not None:
                 try:

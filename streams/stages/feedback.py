@@ -19,8 +19,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
+from xml.parsers.expat import ExpatError
 
+import defusedxml.ElementTree as SafeET
 import orjson
+import xmltodict
 
 from streams.auth import AuthConfig
 from streams.auth import sign as with_credentials
@@ -39,6 +42,15 @@ ID_LIMIT = 200
 # Notices in one request: a JSON list of them (HubSpot's webhooks send up to 100 events
 # a request).
 MAX_NOTICES = 100
+# Salesforce's outbound messages (SOAP) are resent for 24 hours until they are answered
+# with this acknowledgement (Salesforce's outbound messaging WSDL: notificationsResponse).
+SALESFORCE_OUTBOUND = b"http://soap.sforce.com/2005/09/outbound"
+SALESFORCE_ACK = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
+    b'<soapenv:Body><notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound">'
+    b"<Ack>true</Ack></notificationsResponse></soapenv:Body></soapenv:Envelope>"
+)
 # A time given as a number this large is in milliseconds (HubSpot's ``occurredAt``,
 # JavaScript's ``Date.now()``): in seconds it would be past the year 5000.
 EPOCH_MS_FROM = 10**11
@@ -203,7 +215,10 @@ def _document(body: bytes) -> dict[str, Any] | list[Any]:
     """What a recipient sent, as JSON or as a form (``lead_id=L-1&status=returned``: the
     way many buyers' return postbacks are sent), whose fields the same paths read
     (``$.lead_id``). Before, a form was refused as "not JSON" and the return never
-    counted. A JSON list is returned as it is (a batch of notices)."""
+    counted. A JSON list is returned as it is (a batch of notices). XML (Salesforce's
+    outbound messages) is read as JSON would be (``_xml_document``)."""
+    if body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"<":
+        return _xml_document(body)
     try:
         doc = json_loads(body)
     except orjson.JSONDecodeError:
@@ -217,6 +232,27 @@ def _document(body: bytes) -> dict[str, Any] | list[Any]:
     if not isinstance(doc, dict | list):
         raise FeedbackError("body", "not a JSON object (nor a list of them)")
     return doc
+
+
+def _xml_document(body: bytes) -> dict[str, Any]:
+    """XML as the JSON paths read it: elements by their local names (no prefixes), an
+    element given twice a list, attributes as ``@name``; namespace declarations left out.
+    A SOAP message is then ``$.Envelope.Body.…``. Before, XML was refused "not JSON nor a
+    form", and Salesforce's outbound messages (its no-code way to say a lead converted)
+    could not be received."""
+    try:
+        SafeET.fromstring(body)  # refuses entity declarations and external references
+        doc: dict[str, Any] = xmltodict.parse(body, postprocessor=_local_name)
+    except (SyntaxError, ValueError, ExpatError):
+        raise FeedbackError("body", "not well-formed XML (or it declares entities)") from None
+    return doc
+
+
+def _local_name(path: Any, key: str, value: Any) -> tuple[str, Any] | None:
+    if key == "@xmlns" or key.startswith("@xmlns:"):
+        return None
+    attribute = "@" if key.startswith("@") else ""
+    return attribute + key.removeprefix("@").rsplit(":", 1)[-1], value
 
 
 def read_notice(
@@ -289,6 +325,7 @@ class Received:
     answer: dict[str, Any]
     status: int
     notices: tuple[Notice, ...] = ()
+    xml: bytes | None = None  # answered instead of ``answer`` (a SOAP acknowledgement)
 
 
 def receive_feedback(
@@ -339,13 +376,33 @@ def receive_feedback(
     received = now or datetime.now(UTC)
     try:
         doc = _document(body)
-        if isinstance(doc, list):
-            return _batch(destination_id, config, doc, received)
+        listed = _listed(config, doc)
+        if listed is not None:
+            batch = _batch(destination_id, config, listed, received)
+            if batch.notices and SALESFORCE_OUTBOUND in body:
+                return replace(batch, status=200, xml=SALESFORCE_ACK)
+            return batch
+        if not isinstance(doc, dict):
+            raise FeedbackError("body", "not a JSON object")
         notice = _notice_of(destination_id, config, doc, received)
     except FeedbackError as exc:
         return Received({"error": exc.reason, "field": exc.field}, 400)
     answer = {"accepted": True, "event_id": notice.event_id, "kind": notice.kind}
     return Received(answer, 202, (notice,))
+
+
+def _listed(config: FeedbackConfig, doc: dict[str, Any] | list[Any]) -> list[Any] | None:
+    """The notices in what was sent when it holds several (at the ``notices`` path, or a
+    JSON list); None when it is one notice."""
+    path = config.path("notices")
+    if path is None:
+        return doc if isinstance(doc, list) else None
+    found: list[Any] = []
+    for match in path.find(doc):
+        found += match.value if isinstance(match.value, list) else [match.value]
+    if not found:
+        raise FeedbackError("notices", f"nothing at {config.notices}")
+    return found
 
 
 def _batch(
@@ -366,7 +423,7 @@ def _batch(
     for index, doc in enumerate(docs):
         try:
             if not isinstance(doc, dict):
-                raise FeedbackError("body", "not a JSON object")
+                raise FeedbackError("body", "not an object (fields by name)")
             notice = _notice_of(destination_id, config, doc, received)
         except FeedbackError as exc:
             refused.append({"index": index, "error": exc.reason, "field": exc.field})

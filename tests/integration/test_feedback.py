@@ -25,11 +25,12 @@ from hypothesis import strategies as st
 
 from streams.cli.broker import free_port
 from streams.cli.console import read_records
-from streams.stages.feedback import sign
+from streams.stages.feedback import SALESFORCE_ACK, sign
 from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Received, Recipient
 from tests.integration.test_hostile_leads import publish_keyed
+from tests.unit.stages.test_feedback import outbound_message
 
 SECRET = "feedback-secret-of-buyer-a-0123456789"
 
@@ -283,6 +284,51 @@ async def test_a_crms_list_of_events_is_judged_event_by_event(
         ("BA-H-1", "H-1", "converted", "accepted", None, now_ms),
         ("BA-H-2", "H-2", "status", "accepted", None, now_ms + 1),
         ("BA-NONE", None, "converted", "refused", "Unknown reference", now_ms + 2),
+    }
+
+
+async def test_a_salesforce_outbound_message_is_judged_and_acknowledged(
+    kafka: KafkaTarget, topics: Any, start_worker: Any
+) -> None:
+    """Salesforce tells that a lead converted with an outbound message (SOAP), resent for
+    24 hours until it is acknowledged: each notification is judged, and the answer is
+    Salesforce's acknowledgement (XML was refused 400, the conversion never counted)."""
+    buyer = await Recipient(answer=sells_or_refuses).start()
+    try:
+        base = await worker_taking_feedback(
+            start_worker,
+            buyer,
+            """
+      auth: query_token
+      notices: $.Envelope.Body.notifications.Notification
+      lead_id: null
+      reference_id: $.sObject.Id
+      kind: $.sObject.Status
+      kinds: {converted: [Closed - Converted]}
+""",
+        )
+        await publish(kafka, topics.leads, [{"id": "S-1", "lead": {}}])
+        await collect(kafka, topics.outcomes, 1)
+        body = outbound_message(("BA-S-1", "Closed - Converted"), ("BA-NONE", "Working"))
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{base}/feedback/buyer_a", data=body, params={"token": SECRET},
+                headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'},
+            ) as res,
+        ):  # fmt: skip
+            status, content_type, answer = res.status, res.content_type, await res.read()
+        assert (status, content_type, answer) == (200, "text/xml", SALESFORCE_ACK)
+        judged = await collect(kafka, topics.feedback_events, 2, settle_s=1.0)
+    finally:
+        await buyer.stop()
+    seen = {
+        (e["reference_id"], e["lead_id"], e["kind"], e["status"], e["refusal"])
+        for e in (decode_with_schema_file(r.value, "lead_feedback") for r in judged)
+    }
+    assert seen == {
+        ("BA-S-1", "S-1", "converted", "accepted", None),
+        ("BA-NONE", None, "status", "refused", "Unknown reference"),
     }
 
 

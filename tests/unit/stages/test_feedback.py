@@ -21,6 +21,7 @@ from streams.stages.events import lead_feedback
 from streams.stages.feedback import (
     ALREADY_RETURNED,
     NOT_ACCEPTED,
+    SALESFORCE_ACK,
     STILL_IN_PROGRESS,
     UNKNOWN_LEAD,
     WINDOW_CLOSED,
@@ -294,7 +295,7 @@ def test_a_list_of_notices_is_taken_each_on_its_own() -> None:
         "notices": [{"index": 0, "event_id": taken.notices[0].event_id, "kind": "converted"},
                     {"index": 1, "event_id": taken.notices[1].event_id, "kind": "status"}],
         "refused": [{"index": 2, "error": "nothing at $.objectId", "field": "lead_id"},
-                    {"index": 3, "error": "not a JSON object", "field": "body"}],
+                    {"index": 3, "error": "not an object (fields by name)", "field": "body"}],
     }  # fmt: skip
     for unreadable, said in (
         (events[2:], "no notice in the list could be read"),
@@ -305,6 +306,75 @@ def test_a_list_of_notices_is_taken_each_on_its_own() -> None:
         signed = {"X-Courier-Signature": sign(SECRET, body)}
         refused = receive_feedback("buyer", config(**HUBSPOT), signed, None, body, NOW)
         assert (refused.status, refused.answer["error"], refused.notices) == (400, said, ())
+
+
+def outbound_message(*leads: tuple[str, str]) -> bytes:
+    """A Salesforce outbound message (SOAP, its outbound messaging WSDL) about Lead records
+    (their ``Id`` and ``Status``), as a Flow or a workflow rule sends it."""
+    notifications = "".join(
+        f"""<Notification><Id>04l5g0000{n:09d}AAA</Id>
+        <sObject xsi:type="sf:Lead" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">
+        <sf:Id>{lead_id}</sf:Id><sf:Status>{status}</sf:Status></sObject></Notification>"""
+        for n, (lead_id, status) in enumerate(leads)
+    )
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
+ xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+ <soapenv:Body>
+  <notifications xmlns="http://soap.sforce.com/2005/09/outbound">
+   <OrganizationId>00D5g000000ABCDEAA</OrganizationId>
+   <ActionId>04k5g000000ABCDAAA</ActionId>
+   <SessionId xsi:nil="true"/>
+   <EnterpriseUrl>https://acme.my.salesforce.com/services/Soap/c/62.0/00D5g</EnterpriseUrl>
+   <PartnerUrl>https://acme.my.salesforce.com/services/Soap/u/62.0/00D5g</PartnerUrl>
+   {notifications}
+  </notifications>
+ </soapenv:Body>
+</soapenv:Envelope>""".encode()
+
+
+SALESFORCE = {"auth": "query_token", "notices": "$.Envelope.Body.notifications.Notification",
+              "lead_id": None, "reference_id": "$.sObject.Id", "kind": "$.sObject.Status",
+              "kinds": {"converted": ["Closed - Converted"],
+                        "disqualified": ["Closed - Not Converted"]}}  # fmt: skip
+
+
+def test_a_salesforce_outbound_message_is_read_and_acknowledged() -> None:
+    """Salesforce's no-code way to tell that a lead converted is an outbound message: SOAP,
+    up to 100 notifications, resent for 24 hours until acknowledged. XML was refused "not
+    JSON nor a form": the conversion never counted, and the message was resent all day."""
+    by_url, token = config(**SALESFORCE), {"token": SECRET}
+    body = outbound_message(("00Q5g00000ABCDeEAF", "Closed - Converted"),
+                            ("00Q5g00000ABCDfEAF", "Working - Contacted"))  # fmt: skip
+    got = receive_feedback("buyer", by_url, {}, None, body, NOW, query=token)
+    assert (got.status, got.xml) == (200, SALESFORCE_ACK), got.answer
+    assert [(n.reference_id, n.kind, n.status_text) for n in got.notices] == [
+        ("00Q5g00000ABCDeEAF", "converted", None),
+        ("00Q5g00000ABCDfEAF", "status", "Working - Contacted"),
+    ]
+    one = receive_feedback("buyer", by_url, {}, None, outbound_message(("00Q1", "Closed - Not Converted")), NOW, query=token)  # fmt: skip
+    assert [(n.reference_id, n.kind) for n in one.notices] == [("00Q1", "disqualified")]
+    bombs = [
+        b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><l>&b;</l>',
+        b'<!DOCTYPE l [<!ENTITY x SYSTEM "file:///etc/passwd">]><l>&x;</l>',
+        b"<notifications><Notification>",
+    ]
+    for unreadable in bombs:
+        refused = receive_feedback("buyer", by_url, {}, None, unreadable, NOW, query=token)
+        assert (refused.status, refused.answer["field"], refused.xml) == (400, "body", None)
+    elsewhere = receive_feedback("buyer", by_url, {}, None, b"<a><b>1</b></a>", NOW, query=token)
+    assert (elsewhere.status, elsewhere.answer) == (
+        400, {"error": "nothing at $.Envelope.Body.notifications.Notification", "field": "notices"}
+    )  # fmt: skip
+
+
+def test_notices_wrapped_in_an_object_are_found_by_their_path() -> None:
+    body = orjson.dumps({"account": 7, "events": [{"lead_id": "L1", "kind": "won"},
+                                                   {"lead_id": "L2", "kind": "return"}]})  # fmt: skip
+    signed = {"X-Courier-Signature": sign(SECRET, body)}
+    got = receive_feedback("buyer", config(notices="$.events"), signed, None, body, NOW)
+    assert got.status == 202 and got.xml is None
+    assert [(n.lead_id, n.kind) for n in got.notices] == [("L1", "converted"), ("L2", "returned")]
 
 
 @settings(max_examples=300, deadline=None)

@@ -520,7 +520,9 @@ def poll_entry(
 
 def poll_request(url: str, auth: AuthConfig | None, token: str | None = None) -> HttpRequest:
     """The GET that asks a recipient about one lead, with the destination's credentials."""
-    asked = HttpRequest("GET", url, headers={"Accept": "application/json"})
+    # JSON preferred; XML is read by the same paths (``_xml_document``)
+    accept = "application/json, application/xml;q=0.9, text/xml;q=0.9"
+    asked = HttpRequest("GET", url, headers={"Accept": accept})
     return with_credentials(asked, auth, token)
 
 

@@ -40,7 +40,8 @@ def test_the_first_ask_is_an_interval_after_the_sale_and_the_url_is_escaped() ->
     url = poll_url(CONFIG.poll, first)
     assert url == "https://buyer.example.com/status/B%2F1?lead=L%201"
     asked = poll_request(url, None)
-    assert (asked.method, asked.headers) == ("GET", {"Accept": "application/json"})
+    accept = "application/json, application/xml;q=0.9, text/xml;q=0.9"
+    assert (asked.method, asked.headers) == ("GET", {"Accept": accept})
 
 
 def test_a_change_is_a_notice_and_the_same_answer_again_is_not() -> None:
@@ -52,6 +53,20 @@ def test_a_change_is_a_notice_and_the_same_answer_again_is_not() -> None:
     assert again is None and kept_again is not None
     reason, _ = read_poll(CONFIG, kept, 200, answer(status="in review", note="dupe"), NOW)
     assert reason is not None and reason.reason == "Duplicate"  # a new reason is a change
+
+
+def test_a_status_api_that_answers_xml_is_read_by_the_same_paths() -> None:
+    """An XML answer (older lead systems' status APIs) was "not JSON": never read, asked
+    again until the polling's time ran out."""
+    xml_api = FeedbackConfig.model_validate({
+        "lead_id": None, "reference_id": "$.LeadStatus.Lead.@id", "kind": "$.LeadStatus.Lead.Status",
+        "reason": "$.LeadStatus.Lead.Note", "poll": {"url": CONFIG.poll.url if CONFIG.poll else ""},
+    })  # fmt: skip
+    said = b'<?xml version="1.0"?><LeadStatus><Lead id="B/1"><Status>Returned</Status>'
+    said += b"<Note>Disconnected number</Note></Lead></LeadStatus>"
+    notice, kept = read_poll(xml_api, entry(), 200, said, NOW)
+    assert notice is not None and kept is None  # a return ends the polling
+    assert (notice.kind, notice.reason, notice.reference_id) == ("returned", "Bad phone", "B/1")
 
 
 def test_a_poll_written_as_the_feature_writes_it_is_the_same_poll() -> None:

@@ -402,6 +402,24 @@ def test_anything_signed_is_taken_or_refused_naming_why(doc: Any) -> None:
     assert bool(got.notices) == (got.status == 202) and (got.status == 202 or got.answer["error"])
 
 
+XML_PARTS = ["<a>", "</a>", "<Notification>", "</Notification>", "<sf:Id>", "</sf:Id>",
+             '<b id="1"/>', "<!DOCTYPE a [<!ENTITY e 'x'>]>", "&e;", "&amp;", "<![CDATA[x]]>",
+             "<?xml version='1.0'?>", "text", "<", ">", '"', "\x00", "é"]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(XML_PARTS), max_size=30), st.booleans())
+def test_anything_that_looks_like_xml_is_taken_or_refused_naming_why(
+    parts: list[str], listed: bool
+) -> None:
+    body = "".join(parts).encode()
+    paths = {"notices": "$..Notification", "lead_id": "$.Id"} if listed else {}
+    signed = {"X-Courier-Signature": sign(SECRET, body)}
+    got = receive_feedback("buyer", config(**paths), signed, None, body, NOW)
+    assert got.status in (200, 202, 400), got.answer
+    assert bool(got.notices) == (got.status != 400) and (got.notices or got.answer["error"])
+
+
 @pytest.mark.parametrize(
     ("given", "ms"),
     [(1462216307, 1462216307000), ("1462216307.5", 1462216307500),

@@ -4,7 +4,7 @@
 ```yaml
 feedback:
   secret: ${env:BUYER_A_FEEDBACK_SECRET}   # HMAC-SHA256 key, token, or Basic password
-  auth: hmac                               # hmac (default), token, query_token or basic
+  auth: hmac                               # hmac (default), token, query_token, basic, api_key
   notices: $.events                        # where several are, when they send a few at once
   lead_id: $.lead_id                       # JSON paths into what they send (JSON, forms, XML)
   reference_id: $.their_id                 # their own id for the lead (instead or as well)
@@ -161,12 +161,15 @@ class FeedbackConfig(CompiledModel):
     # from platforms whose postback urls can carry nothing else; basic: "Authorization:
     # Basic" with ``username`` and the secret as its password (Pipedrive's webhooks, and
     # every sender whose only option is a user and a password).
-    auth: Literal["hmac", "token", "query_token", "basic"] = "hmac"
+    # api_key: the secret in a header of the sender's choosing, ``key_header`` (HubSpot's
+    # workflow webhooks, Zapier's and most lead platforms' "custom header" option).
+    auth: Literal["hmac", "token", "query_token", "basic", "api_key"] = "hmac"
     # hmac: the header carrying the HMAC-SHA256 of the body, in hex or base64, with or
     # without a "sha256=" before it (ours, GitHub's and Meta's, Shopify's all differ)
     signature_header: str = "X-Courier-Signature"
     username: str | None = Field(default=None, min_length=1, max_length=200)
     token_parameter: str = Field(default="token", min_length=1, max_length=64)
+    key_header: str = Field(default="X-Api-Key", min_length=1, max_length=64)
     # Where the notices are in what is sent, when it holds several (a list found there, or
     # each match, is one notice each): Salesforce's outbound messages,
     # ``$.Envelope.Body.notifications.Notification``. A JSON list is always read so.

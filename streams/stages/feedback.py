@@ -163,6 +163,9 @@ def signed_by(
     if config.auth == "query_token":
         given = str((query or {}).get(config.token_parameter) or "")
         return hmac.compare_digest(given.encode(), secret)
+    if config.auth == "api_key":
+        given = str(headers.get(config.key_header) or "")
+        return hmac.compare_digest(given.encode(), secret)
     if config.auth == "basic":
         given = str(headers.get("Authorization") or "")
         return _basic_matches(given, (config.username or "").encode(), secret)
@@ -355,6 +358,7 @@ def receive_feedback(
             "hmac": config.signature_header,
             "token": "Authorization",
             "basic": "Authorization",
+            "api_key": config.key_header,
         }.get(config.auth, f"the url's {config.token_parameter} parameter")
         return Received({"error": f"not signed by this destination's recipient ({how})"}, 401)
     if postback:

@@ -265,6 +265,22 @@ def test_a_recipient_with_a_user_and_password_signs_in_by_basic_auth() -> None:
         config(username="pipedrive")
 
 
+def test_a_recipient_that_sends_a_key_in_a_header_of_its_choosing() -> None:
+    """HubSpot's workflow webhooks, Zapier and most lead platforms can add one header of
+    the user's choosing: only "Authorization: Bearer" was taken, so the rest could not
+    send feedback at all."""
+    body = orjson.dumps({"lead_id": "L1", "kind": "customer"})
+    by_key = config(auth="api_key", key_header="X-Courier-Key")
+    ok = receive_feedback("buyer", by_key, {"X-Courier-Key": SECRET}, None, body, NOW)
+    assert ok.status == 202, ok.answer
+    for headers in ({"X-Courier-Key": "guess"}, {"X-Api-Key": SECRET}, {}):
+        refused = receive_feedback("buyer", by_key, headers, None, body, NOW)
+        assert refused.answer == {
+            "error": "not signed by this destination's recipient (X-Courier-Key)"
+        }, headers
+    assert config(auth="api_key").key_header == "X-Api-Key"
+
+
 HUBSPOT = {"lead_id": None, "reference_id": "$.objectId", "kind": "$.propertyValue",
            "at": "$.occurredAt", "kinds": {"converted": ["customer"]}}  # fmt: skip
 

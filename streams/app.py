@@ -1121,7 +1121,7 @@ async def take_feedback(
         query.setdefault(name, value)  # the first of a name given twice
     received = receive_feedback(
         destination.id if destination else "", config, request.headers, declared, body,
-        query=query, postback=postback,
+        query=query, postback=postback, raw_query=request.raw_path.partition("?")[2],
     )  # fmt: skip
     if received.notices:
         notices = received.notices

@@ -4,7 +4,8 @@
 ```yaml
 feedback:
   secret: ${env:BUYER_A_FEEDBACK_SECRET}   # HMAC-SHA256 key, token, or Basic password
-  auth: hmac                               # hmac (default), token, query_token, basic, api_key
+  auth: hmac                               # hmac (default), token, query_token, basic,
+                                           # api_key, hubspot
   notices: $.events                        # where several are, when they send a few at once
   lead_id: $.lead_id                       # JSON paths into what they send (JSON, forms, XML)
   reference_id: $.their_id                 # their own id for the lead (instead or as well)
@@ -163,13 +164,20 @@ class FeedbackConfig(CompiledModel):
     # every sender whose only option is a user and a password).
     # api_key: the secret in a header of the sender's choosing, ``key_header`` (HubSpot's
     # workflow webhooks, Zapier's and most lead platforms' "custom header" option).
-    auth: Literal["hmac", "token", "query_token", "basic", "api_key"] = "hmac"
+    # hubspot: HubSpot's own signatures (its request-validation guide): v3 (an HMAC of the
+    # method, the url it called, the body and its timestamp, at most 5 minutes old) when
+    # ``public_url`` is given, else the v1 one of the webhooks API (the body's SHA-256
+    # after the app's client secret) or, with ``public_url``, v2.
+    auth: Literal["hmac", "token", "query_token", "basic", "api_key", "hubspot"] = "hmac"
     # hmac: the header carrying the HMAC-SHA256 of the body, in hex or base64, with or
     # without a "sha256=" before it (ours, GitHub's and Meta's, Shopify's all differ)
     signature_header: str = "X-Courier-Signature"
     username: str | None = Field(default=None, min_length=1, max_length=200)
     token_parameter: str = Field(default="token", min_length=1, max_length=64)
     key_header: str = Field(default="X-Api-Key", min_length=1, max_length=64)
+    # The url the sender calls, as it calls it (a proxy in front of the worker may change
+    # it): ``auth: hubspot``'s v2 and v3 signatures cover it.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
     # Where the notices are in what is sent, when it holds several (a list found there, or
     # each match, is one notice each): Salesforce's outbound messages,
     # ``$.Envelope.Body.notifications.Notification``. A JSON list is always read so.

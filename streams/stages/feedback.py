@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
@@ -150,13 +151,21 @@ def reference_key(destination_id: str, reference_id: str) -> str:
 
 
 def signed_by(
-    config: FeedbackConfig, headers: Any, body: bytes, query: Mapping[str, str] | None = None
+    config: FeedbackConfig,
+    headers: Any,
+    body: bytes,
+    query: Mapping[str, str] | None = None,
+    method: str = "POST",
+    raw_query: str = "",
+    now: datetime | None = None,
 ) -> bool:
     """Did the destination's recipient send this (its HMAC of the body, its token, or its
-    token in the url)?"""
+    token in the url)? ``raw_query``: the url's query as sent (HubSpot signs the url)."""
     if config.secret is None:
         return False
     secret = config.secret.get_secret_value().encode()
+    if config.auth == "hubspot":
+        return _hubspot_signed(config, headers, body, secret, method, raw_query, now)
     if config.auth == "token":
         given = str(headers.get("Authorization") or "")
         return hmac.compare_digest(given.encode(), b"Bearer " + secret)
@@ -172,6 +181,48 @@ def signed_by(
     given = str(headers.get(config.signature_header) or "")
     expected = hmac.new(secret, body, hashlib.sha256).digest()
     return hmac.compare_digest(_signature_bytes(given), expected)
+
+
+HUBSPOT_LATEST_MS = 5 * 60 * 1000  # a v3 signature's timestamp, at most this old
+# Characters HubSpot decodes in the url before it signs it (its request-validation guide).
+_HUBSPOT_DECODED = re.compile(r"%(3A|2F|3F|40|21|24|27|28|29|2A|2C|3B)", re.IGNORECASE)
+
+
+def _hubspot_signed(
+    config: FeedbackConfig,
+    headers: Any,
+    body: bytes,
+    secret: bytes,
+    method: str,
+    raw_query: str,
+    now: datetime | None,
+) -> bool:
+    """HubSpot's signatures: v3 when the url it calls is known (``public_url``), which
+    also refuses a request replayed more than 5 minutes later; else v1 (the webhooks
+    API's: SHA-256 of the client secret and the body) or v2 (the same with the method and
+    the url). HubSpot sends the older ones beside v3."""
+    url = None
+    if config.public_url is not None:
+        called = config.public_url + (f"?{raw_query}" if raw_query else "")
+        url = _HUBSPOT_DECODED.sub(lambda m: chr(int(m.group(1), 16)), called).encode()
+    v3 = str(headers.get("X-HubSpot-Signature-v3") or "").strip()
+    if url is not None and v3:
+        stamp = str(headers.get("X-HubSpot-Request-Timestamp") or "").strip()
+        now_ms = _ms(now or datetime.now(UTC))
+        if not stamp.isdigit() or abs(now_ms - int(stamp)) > HUBSPOT_LATEST_MS:
+            return False
+        signed = method.encode() + url + body + stamp.encode()
+        expected = base64.b64encode(hmac.new(secret, signed, hashlib.sha256).digest())
+        return hmac.compare_digest(v3.encode(), expected)
+    version = str(headers.get("X-HubSpot-Signature-Version") or "v1").strip().lower()
+    if version == "v1":
+        source = secret + body
+    elif version == "v2" and url is not None:
+        source = secret + method.encode() + url + body
+    else:
+        return False
+    given = str(headers.get("X-HubSpot-Signature") or "").strip().lower()
+    return hmac.compare_digest(given.encode(), hashlib.sha256(source).hexdigest().encode())
 
 
 def _signature_bytes(given: str) -> bytes:
@@ -340,6 +391,7 @@ def receive_feedback(
     now: datetime | None = None,
     query: Mapping[str, str] | None = None,
     postback: bool = False,
+    raw_query: str = "",
 ) -> Received:
     """``POST /feedback/<destination>``: 202 with the notices to write; 404 no such
     destination or no feedback block; 413 too large; 401 not signed by its recipient; 400
@@ -353,12 +405,14 @@ def receive_feedback(
     limit = config.max_body_bytes
     if (declared_bytes is not None and declared_bytes > limit) or len(body) > limit:
         return Received({"error": f"larger than {limit} bytes"}, 413)
-    if not signed_by(config, headers, body, query):
+    method = "GET" if postback else "POST"
+    if not signed_by(config, headers, body, query, method, raw_query, now):
         how = {
             "hmac": config.signature_header,
             "token": "Authorization",
             "basic": "Authorization",
             "api_key": config.key_header,
+            "hubspot": "X-HubSpot-Signature-v3" if config.public_url else "X-HubSpot-Signature",
         }.get(config.auth, f"the url's {config.token_parameter} parameter")
         return Received({"error": f"not signed by this destination's recipient ({how})"}, 401)
     if postback:

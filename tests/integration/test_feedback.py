@@ -6,6 +6,9 @@ did not take is refused with the reason; a lead named by the recipient's own id 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -65,10 +68,12 @@ async def ready(base: str) -> None:
     raise AssertionError("the worker never became ready")
 
 
-async def worker_taking_feedback(start_worker: Any, buyer: Recipient, feedback: str) -> str:
+async def worker_taking_feedback(
+    start_worker: Any, buyer: Recipient, feedback: str, port: int | None = None
+) -> str:
     """A worker delivering to ``buyer`` as buyer_a, whose ``feedback:`` block holds its
     secret and ``feedback``'s lines; its web address, once it is ready."""
-    port = free_port()
+    port = port or free_port()
     start_worker(
         f"""
 destinations:
@@ -228,22 +233,26 @@ async def test_a_crms_list_of_events_is_judged_event_by_event(
     kafka: KafkaTarget, topics: Any, start_worker: Any
 ) -> None:
     """HubSpot's webhooks: a POST of a list of events, each naming the contact by HubSpot's
-    own id and timed in milliseconds, the token in the target url. Each readable event is
-    written and judged on its own (a list was refused 400, every event in it lost); the
-    unreadable one is named in the answer."""
+    own id and timed in milliseconds, signed HubSpot's way (v3: the url it called, with
+    its query). Each readable event is written and judged on its own (a list was refused
+    400, every event in it lost); the unreadable one is named in the answer."""
     buyer = await Recipient(answer=sells_or_refuses).start()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/feedback/buyer_a"
     try:
         base = await worker_taking_feedback(
             start_worker,
             buyer,
-            """
-      auth: query_token
+            f"""
+      auth: hubspot
+      public_url: {url}
       lead_id: null
       reference_id: $.objectId
       kind: $.propertyValue
       at: $.occurredAt
-      kinds: {converted: [customer]}
+      kinds: {{converted: [customer]}}
 """,
+            port,
         )
         await publish(kafka, topics.leads, [{"id": i, "lead": {}} for i in ("H-1", "H-2")])
         await collect(kafka, topics.outcomes, 2)
@@ -256,9 +265,17 @@ async def test_a_crms_list_of_events_is_judged_event_by_event(
             {"objectId": "BA-NONE", "propertyValue": "customer", "occurredAt": now_ms + 2},
             {"propertyValue": "customer", "occurredAt": now_ms + 3},
         ]  # fmt: skip
+        body = orjson.dumps(events)
+        signed = f"POST{url}?portal=62515&at=a:b".encode() + body + str(now_ms).encode()
+        mac = hmac.new(SECRET.encode(), signed, hashlib.sha256).digest()
+        headers = {"X-HubSpot-Signature-v3": base64.b64encode(mac).decode(),
+                   "X-HubSpot-Request-Timestamp": str(now_ms),
+                   "Content-Type": "application/json"}  # fmt: skip
         async with (
             aiohttp.ClientSession() as session,
-            session.post(f"{base}/feedback/buyer_a", json=events, params={"token": SECRET}) as res,
+            session.post(
+                f"{base}/feedback/buyer_a?portal=62515&at=a%3Ab", data=body, headers=headers
+            ) as res,
         ):
             status, answer = res.status, await res.json()
         assert status == 202, answer

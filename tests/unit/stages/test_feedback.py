@@ -281,6 +281,62 @@ def test_a_recipient_that_sends_a_key_in_a_header_of_its_choosing() -> None:
     assert config(auth="api_key").key_header == "X-Api-Key"
 
 
+HUBSPOT_SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"  # its guide's examples' client secret
+HUBSPOT_BODY = (
+    b'[{"eventId":1,"subscriptionId":12345,"portalId":62515,"occurredAt":1564113600000,'
+    b'"subscriptionType":"contact.creation","attemptNumber":0,"objectId":123,'
+    b'"changeSource":"CRM","changeFlag":"NEW","appId":54321}]'
+)
+
+
+def hubspot_v3(method: str, url: str, body: bytes, at_ms: int) -> dict[str, str]:
+    signed = f"{method}{url}".encode() + body + str(at_ms).encode()
+    mac = hmac.new(HUBSPOT_SECRET.encode(), signed, hashlib.sha256).digest()
+    return {"X-HubSpot-Signature-v3": base64.b64encode(mac).decode(),
+            "X-HubSpot-Request-Timestamp": str(at_ms)}  # fmt: skip
+
+
+def test_hubspots_own_signatures_as_its_guide_computes_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HubSpot signs its webhooks its own way (v1: SHA-256 of the client secret and the
+    body; v2 with the method and url; v3: an HMAC with a timestamp): no ``auth`` could
+    check them. The v1 and v2 signatures are its guide's own examples."""
+    monkeypatch.setenv("HUBSPOT_SECRET", HUBSPOT_SECRET)
+    block = {"secret": "${env:HUBSPOT_SECRET}", "auth": "hubspot", "lead_id": None,
+             "reference_id": "$.objectId", "kind": "$.subscriptionType", "at": "$.occurredAt"}  # fmt: skip
+    v1 = {"X-HubSpot-Signature-Version": "v1",
+          "X-HubSpot-Signature": "232db2615f3d666fe21a8ec971ac7b5402d33b9a925784df3ca654d05f4817de"}  # fmt: skip
+    webhooks = FeedbackConfig.model_validate(block)
+    ok = receive_feedback("hubspot", webhooks, v1, None, HUBSPOT_BODY, NOW)
+    assert ok.status == 202 and [n.reference_id for n in ok.notices] == ["123"], ok.answer
+    tampered = HUBSPOT_BODY.replace(b'"objectId":123', b'"objectId":124')
+    refused = receive_feedback("hubspot", webhooks, v1, None, tampered, NOW)
+    assert refused.answer == {"error": "not signed by this destination's recipient (X-HubSpot-Signature)"}  # fmt: skip
+    # v2, a GET (the guide's example): the url is signed, so it must be known
+    url = "https://www.example.com/webhook_uri"
+    v2 = {"X-HubSpot-Signature-Version": "v2",
+          "X-HubSpot-Signature": "eee2dddcc73c94d699f5e395f4b9d454a069a6855fbfa152e91e88823087200e"}  # fmt: skip
+    at_url = FeedbackConfig.model_validate({**block, "public_url": url})
+    assert receive_feedback("hubspot", at_url, v2, 0, b"", NOW, {}, postback=True).status == 200
+    assert receive_feedback("hubspot", webhooks, v2, 0, b"", NOW, {}, postback=True).status == 401
+    # v3: method, url (with its query, the characters HubSpot decodes decoded), body, time
+    now_ms = int(NOW.timestamp() * 1000)
+    query = "portal=62515&at=a%3Ab%2Fc"
+    v3 = hubspot_v3("POST", f"{url}?portal=62515&at=a:b/c", HUBSPOT_BODY, now_ms - 60_000)
+    ok = receive_feedback("hubspot", at_url, v3, None, HUBSPOT_BODY, NOW, raw_query=query)
+    assert ok.status == 202, ok.answer
+    for headers, body, asked in (
+        (v3, tampered, query),
+        (v3, HUBSPOT_BODY, "portal=62516&at=a%3Ab%2Fc"),
+        (hubspot_v3("POST", url, HUBSPOT_BODY, now_ms - 301_000), HUBSPOT_BODY, ""),  # replayed
+        ({**v3, "X-HubSpot-Request-Timestamp": "soon"}, HUBSPOT_BODY, query),
+        ({**v3, **v1}, tampered, query),  # v3 decides when the url is known
+    ):
+        refused = receive_feedback("hubspot", at_url, headers, None, body, NOW, raw_query=asked)
+        assert refused.status == 401 and "X-HubSpot-Signature-v3" in refused.answer["error"]
+
+
 HUBSPOT = {"lead_id": None, "reference_id": "$.objectId", "kind": "$.propertyValue",
            "at": "$.occurredAt", "kinds": {"converted": ["customer"]}}  # fmt: skip
 

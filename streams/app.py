@@ -1140,6 +1140,15 @@ async def take_feedback(
             return Received(
                 {"error": f"the feedback was not recorded ({failed}); send it again"}, 503
             )
+        if received.answer.get("refused"):
+            # The rest of the list was taken (the sender would resend it all if refused);
+            # what was not is said here too, since a SOAP acknowledgement cannot say it.
+            # Fields and indexes only: the reasons may quote the notice's values.
+            refused = [f"{r['index']}: {r['field']}" for r in received.answer["refused"]]
+            log.warning(
+                "feedback from %s: %d notice(s) could not be read (%s)",
+                notices[0].destination_id, len(refused), ", ".join(refused[:10]),
+            )  # fmt: skip
     return received
 
 

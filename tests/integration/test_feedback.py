@@ -33,6 +33,7 @@ from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.kafka import KafkaTarget
 from tests.integration.recipients import Received, Recipient
 from tests.integration.test_hostile_leads import publish_keyed
+from tests.integration.worker import WorkerProcess
 from tests.unit.stages.test_feedback import outbound_message
 
 SECRET = "feedback-secret-of-buyer-a-0123456789"
@@ -70,11 +71,11 @@ async def ready(base: str) -> None:
 
 async def worker_taking_feedback(
     start_worker: Any, buyer: Recipient, feedback: str, port: int | None = None
-) -> str:
+) -> tuple[str, WorkerProcess]:
     """A worker delivering to ``buyer`` as buyer_a, whose ``feedback:`` block holds its
-    secret and ``feedback``'s lines; its web address, once it is ready."""
+    secret and ``feedback``'s lines; its web address, once it is ready, and the worker."""
     port = port or free_port()
-    start_worker(
+    worker = start_worker(
         f"""
 destinations:
   - id: buyer_a
@@ -86,7 +87,7 @@ destinations:
     )
     base = f"http://127.0.0.1:{port}"
     await ready(base)
-    return base
+    return base, worker
 
 
 async def test_returns_conversions_and_refusals_from_a_recipient(
@@ -94,7 +95,7 @@ async def test_returns_conversions_and_refusals_from_a_recipient(
 ) -> None:
     buyer = await Recipient(answer=sells_or_refuses).start()
     try:
-        base = await worker_taking_feedback(
+        base, _ = await worker_taking_feedback(
             start_worker,
             buyer,
             """
@@ -190,7 +191,7 @@ async def test_a_postback_by_get_credits_a_return_and_counts_a_conversion(
     posted one is."""
     buyer = await Recipient(answer=sells_or_refuses).start()
     try:
-        base = await worker_taking_feedback(
+        base, _ = await worker_taking_feedback(
             start_worker,
             buyer,
             """
@@ -240,7 +241,7 @@ async def test_a_crms_list_of_events_is_judged_event_by_event(
     port = free_port()
     url = f"http://127.0.0.1:{port}/feedback/buyer_a"
     try:
-        base = await worker_taking_feedback(
+        base, worker = await worker_taking_feedback(
             start_worker,
             buyer,
             f"""
@@ -283,6 +284,9 @@ async def test_a_crms_list_of_events_is_judged_event_by_event(
         assert answer["refused"] == [
             {"index": 3, "error": "nothing at $.objectId", "field": "lead_id"}
         ]
+        # also in the log (a SOAP acknowledgement could not say it), without the values
+        said = "feedback from buyer_a: 1 notice(s) could not be read (3: lead_id)"
+        assert said in worker.log()
         judged = await collect(kafka, topics.feedback_events, 3, settle_s=1.0)
     finally:
         await buyer.stop()
@@ -312,7 +316,7 @@ async def test_a_salesforce_outbound_message_is_judged_and_acknowledged(
     Salesforce's acknowledgement (XML was refused 400, the conversion never counted)."""
     buyer = await Recipient(answer=sells_or_refuses).start()
     try:
-        base = await worker_taking_feedback(
+        base, _ = await worker_taking_feedback(
             start_worker,
             buyer,
             """

@@ -61,7 +61,9 @@ _NO_WORDS = frozenset(
      "disqualified", "blocked", "suppressed", "filtered", "dnc", "fraud", "spam", "cap",
      "capped", "expired", "cancelled", "canceled",
      # Marketo's for a lead it neither created nor updated, its reasons beside it
-     "skipped"}
+     "skipped",
+     # "not OK" (European APIs' status and text answers: "NOK", "status": "NOK")
+     "nok"}
 )  # fmt: skip
 # A line of text that opens with these refuses ("Sorry, duplicate contact found",
 # "Unfortunately we cannot accept this lead", "Err: 104 Missing phone", "Missing required
@@ -198,6 +200,8 @@ def default_outcome(res: HttpResponse) -> Outcome:
             return default_outcome(replace(res, status=status))
         said_no, said_in, said_fields = _said_no(verdict_fields), verdict, verdict_fields
         inner = _enveloped(verdict_fields) if said_no is None else None
+        if said_no is None and inner is None and _reference_id(verdict) is None:
+            said_no = _message_said_no(verdict_fields) if _price(verdict) is None else None
         if inner is not None:
             # {"success": true, "data": {"accepted": false, "reason": "Duplicate"}}: the call
             # went through, the lead was refused (it was billed as a sale). After a yes at
@@ -778,6 +782,14 @@ def _phrased_status(text: str) -> int | None:
     return status if said is None or said == str(status) else None
 
 
+# A no-word naming a figure, then the figure: "Fraud score 12", "Error count: 0",
+# "Failed attempts: 0" (each refused once a lone message was read as a line).
+_MEASURE = re.compile(
+    r"[A-Za-z]+[\s_-]+(?:score|count|attempts|rate|level|total)s?\s*[:=]?\s*-?\d[\d.,%]*\s*",
+    re.IGNORECASE,
+)
+_DUPLICATE_OPENERS = frozenset({"duplicate", "duplicated", "dupe"})
+_UPDATED = re.compile(r"\b(?:updated|merged)\b", re.IGNORECASE)
 # A text answer's subject before its verdict: "Lead Rejected", "The lead was rejected",
 # "Lead not accepted" (each was a sale: its first word, "Lead", said nothing).
 _LEAD_SUBJECT = re.compile(
@@ -811,6 +823,11 @@ def _line_verdict(text: str) -> dict[str, str]:
         return {"status": text} if coded else {}
     word, rest = found.group(1).lower(), found.group(2).strip()
     following = next(_WORDS.finditer(rest), None)
+    first_line = text.splitlines()[0] if text else ""
+    if word in _NO_WORDS and _MEASURE.fullmatch(first_line):
+        return {}  # "Fraud score 12", "Error count: 0": a figure, not a verdict
+    if word in _DUPLICATE_OPENERS and _UPDATED.search(first_line):
+        return {}  # "Duplicate lead updated": the record it had, taken in (a CRM's upsert)
     if word in _NEGATIONS:
         # "NO", "No: Duplicate", "NO|Over cap", "Not interested", "No buyer found", "No
         # coverage": each was a sale. Only the word after the negation decides ("Not a
@@ -835,6 +852,7 @@ def _line_verdict(text: str) -> dict[str, str]:
         # whole line: its rest alone ("lead") was the reason before.
         said = text if normalize_reason(word) is not None else rest
         status = word.capitalize() if word in _NO_WORDS else "Rejected"  # "Sorry, …"
+        status = "Not OK" if word == "nok" else status
         return {"status": status, "message": said.splitlines()[0] if said else ""}
     if word in _YES_WORDS and _REFERENCE_TOKEN.fullmatch(rest):
         return {"status": word, "id": rest}
@@ -1239,6 +1257,26 @@ def _said_no(fields: dict[str, Any]) -> str | None:
     if any(str(fields.get(flag)).strip().lower() in _TRUE_WORDS for flag in _DUPLICATE_FLAGS):
         return "Duplicate lead"  # {"duplicate": true}, unless it also said it took the lead
     return _error_said(fields)
+
+
+# A 2xx answer's words when it gives nothing else to read (``_message_said_no``).
+_MESSAGE_KEYS = (
+    "message", "msg", "reason", "detail", "description", "result_message", "resultmessage",
+    "status_message", "statusmessage", "response_detail", "responsedetail",
+)  # fmt: skip
+
+
+def _message_said_no(fields: dict[str, Any]) -> str | None:
+    """A 2xx answer whose only say is a message, with no yes, and (the caller's check) no
+    id or price: ``{"code": 200, "message": "Duplicate lead"}``, ``{"status": 0, "msg":
+    "lead refused"}``, ``<code>1</code><msg>Lead rejected: Duplicate</msg>``. Its first
+    message is read as a line of text answering alone is ("Duplicate check passed" says
+    nothing); each such refusal was a sale."""
+    if _said_yes(fields):
+        return None
+    text = next((fields[k] for k in _MESSAGE_KEYS if isinstance(fields.get(k), str)), "")
+    line = text.strip()[:TEXT_VERDICT_LIMIT]
+    return _said_no_outright(_line_verdict(line)) if line else None
 
 
 def _said_no_outright(fields: dict[str, Any]) -> str | None:

@@ -195,6 +195,49 @@ async def test_a_2xx_text_that_does_not_open_with_a_refusal_is_a_sale(body: byte
 
 
 @pytest.mark.parametrize(
+    ("answer", "content_type", "category", "reason"),
+    [(b'{"code": 200, "message": "Duplicate lead"}', "application/json",
+      OutcomeCategory.DUPLICATE, "Duplicate lead"),
+     (b'{"status": 0, "msg": "lead refused"}', "application/json",
+      OutcomeCategory.HARD_REJECT, "lead refused"),
+     (b"<response><code>1</code><msg>Lead rejected: Duplicate</msg></response>", "text/xml",
+      OutcomeCategory.DUPLICATE, "Duplicate lead"),
+     (b'{"reason": "Invalid phone number"}', "application/json",
+      OutcomeCategory.INVALID_DATA, "Invalid data"),
+     (b"NOK", "text/plain", OutcomeCategory.HARD_REJECT, "Not OK"),
+     (b'{"status": "NOK"}', "application/json", OutcomeCategory.HARD_REJECT, "NOK")],
+)  # fmt: skip
+async def test_a_2xx_whose_only_words_refuse_is_a_refusal(
+    answer: bytes, content_type: str, category: OutcomeCategory, reason: str
+) -> None:
+    """An answer with no verdict field, no id and no price, whose message refuses (read
+    as a line of text answering alone is), or "NOK": each was billed as a sale."""
+    outcome = (await deliver(answering(answer, content_type))).outcome
+    assert (outcome.kind, outcome.category, outcome.reason) == (
+        OutcomeKind.FAILURE, category, reason
+    ), outcome  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["Lead received", "Thank you", "Your lead has been submitted", "Duplicate check passed",
+     "Lead saved. Missing fields defaulted.", "No duplicate found", "Not a duplicate",
+     "Accepted for processing", "Pending review", "Duplicate lead updated",
+     "Duplicate contact merged", "Fraud score 12", "Error count: 0", "Failed attempts: 0"],
+)  # fmt: skip
+async def test_a_2xx_whose_only_words_do_not_refuse_is_a_sale(message: str) -> None:
+    """The same reading of a lone message takes nothing that does not refuse: an upsert of
+    the record the recipient had ("Duplicate lead updated") and a figure ("Fraud score
+    12") are not verdicts; with an id, the message is never read so."""
+    for answer in ({"message": message}, {"code": 200, "msg": message}):
+        outcome = (await deliver(answering(orjson.dumps(answer), "application/json"))).outcome
+        assert outcome.kind is OutcomeKind.SUCCESS, (answer, outcome)
+    with_id = {"message": "Duplicate lead", "id": "R-1"}  # the id of the record it took
+    outcome = (await deliver(answering(orjson.dumps(with_id), "application/json"))).outcome
+    assert (outcome.kind, outcome.reference_id) == (OutcomeKind.SUCCESS, "R-1"), outcome
+
+
+@pytest.mark.parametrize(
     ("body", "category", "retryable"),
     [(b"Unauthorized", OutcomeCategory.AUTH_ERROR, False),
      (b"HTTP/1.1 403 Forbidden", OutcomeCategory.AUTH_ERROR, False),
@@ -1115,9 +1158,15 @@ async def test_a_ping_answered_without_a_bid_says_why_in_its_event() -> None:
     assert (event["outcome"], event["reason"]) == ("no_bid", "No bid: Missing required fields")
     event = delivery_event(replace(await ping_answered({"status": "received"}), phase="ping"))
     assert (event["outcome"], event["reason"]) == ("no_bid", "No bid")
+    xml = b"<response><bid>0</bid><reason>Zip 90210 outside our footprint</reason></response>"
+    event = delivery_event(replace(await ping_answered(xml, "text/xml"), phase="ping"))
+    assert (event["outcome"], event["reason"]) == (
+        "no_bid", "No bid: Zip 90210 outside our footprint"
+    )  # fmt: skip
+    # words that refuse on their own are the answer's refusal, and its reason
     xml = b"<response><bid>0</bid><reason>No coverage in 90210</reason></response>"
     event = delivery_event(replace(await ping_answered(xml, "text/xml"), phase="ping"))
-    assert (event["outcome"], event["reason"]) == ("no_bid", "No bid: No coverage in 90210")
+    assert (event["outcome"], event["reason"]) == ("no_bid", "No coverage in 90210")
 
 
 async def test_a_ping_answer_that_only_echoes_amounts_is_no_bid() -> None:

@@ -106,7 +106,8 @@ _DUPLICATE_WORDS = (
     r"|been[\s_-]taken|(been[\s_-]+)?(submitted|received|posted|subscribed)"
     r"|an?[\s_-]+(list[\s_-]+)?member)|member exists"
     # "Lead Exists", "Email exists already": a buyer's text answer
-    r"|\b(lead|record|contact|customer|email|phone)[\s_-]+(already[\s_-]+)?exists?\b"
+    r"|\b(lead|record|contact|customer|email|phone([\s_-]+number)?)[\s_-]+(already[\s_-]+)?exists?\b"
+    r"|already[\s_-]+have[\s_-]+(this|that|the|your)[\s_-]+(lead|contact|record|customer)"
     r"|\bdupe|unique (key )?constraint"
 )
 # The reasons billing and routing count, and the texts recipients say them with.
@@ -793,8 +794,13 @@ _UPDATED = re.compile(r"\b(?:updated|merged)\b", re.IGNORECASE)
 # A text answer's subject before its verdict: "Lead Rejected", "The lead was rejected",
 # "Lead not accepted" (each was a sale: its first word, "Lead", said nothing).
 _LEAD_SUBJECT = re.compile(
-    r"(?:the\s+|your\s+)?lead(?:\s+(?:was|is|has\s+been)(?:\s+an?(?=\s))?)?\s+", re.I
-)  # "Lead is a duplicate"
+    r"(?:the\s+|your\s+|this\s+)?"
+    r"(?:lead|post|posting|submission|request|record|contact|application)"
+    r"(?:\s+(?:was|is|has\s+been)(?:\s+an?(?=\s))?)?\s+",
+    re.I,
+)  # "Lead is a duplicate", "This lead was rejected", "Submission rejected: Duplicate"
+# Who says it has the lead already: "We already have this lead".
+_WE = re.compile(r"(?:we|i)\s+(?:have\s+)?(?=already\b)", re.I)
 
 
 def _line_verdict(text: str) -> dict[str, str]:
@@ -856,6 +862,10 @@ def _line_verdict(text: str) -> dict[str, str]:
         return {"status": status, "message": said.splitlines()[0] if said else ""}
     if word in _YES_WORDS and _REFERENCE_TOKEN.fullmatch(rest):
         return {"status": word, "id": rest}
+    we = _WE.match(first_line)
+    if _DUPLICATE.match(first_line, we.end() if we else 0):
+        # "Already exists", "Email already exists", "We already have this lead": each a sale
+        return {"status": "Duplicate", "message": first_line}
     return {}
 
 

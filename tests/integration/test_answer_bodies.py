@@ -1540,7 +1540,15 @@ async def test_an_errors_description_is_its_reason_not_its_code() -> None:
      (b"The lead was rejected", "The lead was rejected"),
      (b"Lead not accepted", "Lead not accepted"),
      (b"Lead Exists", "Duplicate lead"),
-     (b"Lead already in system", "Duplicate lead")],
+     (b"Lead already in system", "Duplicate lead"),
+     # other subjects, "this", and who has it already: each was a sale
+     (b"This lead already exists in our system", "Duplicate lead"),
+     (b"This lead was rejected", "This lead was rejected"),
+     (b"Submission rejected: Duplicate", "Duplicate lead"),
+     (b"Post failed: invalid zip", "Invalid data"),
+     (b"Phone number already exists", "Duplicate lead"),
+     (b"Already exists", "Duplicate lead"),
+     (b"We already have this lead", "Duplicate lead")],
 )  # fmt: skip
 async def test_a_text_answer_that_names_the_lead_before_its_verdict_is_read(
     answer: bytes, reason: str
@@ -1549,7 +1557,10 @@ async def test_a_text_answer_that_names_the_lead_before_its_verdict_is_read(
     outcome = (await deliver(answering(answer, "text/plain"))).outcome
     assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
     for taken, reference in ((b"Lead Accepted", None), (b"Lead accepted successfully", None),
-                             (b"Lead Accepted 12345", "12345"), (b"Lead received", None)):  # fmt: skip
+                             (b"Lead Accepted 12345", "12345"), (b"Lead received", None),
+                             (b"Contact created", None), (b"Submission received", None),
+                             (b"Posting accepted: 123", "123"),
+                             (b"We already sent you a confirmation", None)):  # fmt: skip
         sale = (await deliver(answering(taken, "text/plain"))).outcome
         assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, reference), sale
 

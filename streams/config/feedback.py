@@ -167,7 +167,7 @@ class FeedbackConfig(CompiledModel):
     # hubspot: HubSpot's own signatures (its request-validation guide): v3 (an HMAC of the
     # method, the url it called, the body and its timestamp, at most 5 minutes old) when
     # ``public_url`` is given, else the v1 one of the webhooks API (the body's SHA-256
-    # after the app's client secret) or, with ``public_url``, v2.
+    # after the app's client secret).
     auth: Literal["hmac", "token", "query_token", "basic", "api_key", "hubspot"] = "hmac"
     # hmac: the header carrying the HMAC-SHA256 of the body, in hex or base64, with or
     # without a "sha256=" before it (ours, GitHub's and Meta's, Shopify's all differ)
@@ -176,7 +176,7 @@ class FeedbackConfig(CompiledModel):
     token_parameter: str = Field(default="token", min_length=1, max_length=64)
     key_header: str = Field(default="X-Api-Key", min_length=1, max_length=64)
     # The url the sender calls, as it calls it (a proxy in front of the worker may change
-    # it): ``auth: hubspot``'s v2 and v3 signatures cover it.
+    # it): ``auth: hubspot``'s v3 signature covers it.
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
     # Where the notices are in what is sent, when it holds several (a list found there, or
     # each match, is one notice each): Salesforce's outbound messages,

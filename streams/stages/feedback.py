@@ -197,32 +197,26 @@ def _hubspot_signed(
     raw_query: str,
     now: datetime | None,
 ) -> bool:
-    """HubSpot's signatures: v3 when the url it calls is known (``public_url``), which
-    also refuses a request replayed more than 5 minutes later; else v1 (the webhooks
-    API's: SHA-256 of the client secret and the body) or v2 (the same with the method and
-    the url). HubSpot sends the older ones beside v3."""
-    url = None
-    if config.public_url is not None:
-        called = config.public_url + (f"?{raw_query}" if raw_query else "")
-        url = _HUBSPOT_DECODED.sub(lambda m: chr(int(m.group(1), 16)), called).encode()
+    """HubSpot's signatures: v3 alone when the url it calls is known (``public_url``),
+    which refuses a request replayed more than 5 minutes later (the older ones HubSpot
+    sends beside it do not expire, so they are not taken then: a captured request
+    stripped of its v3 header would pass); else v1, its webhooks API's (SHA-256 of the
+    client secret and the body)."""
+    if config.public_url is None:
+        given = str(headers.get("X-HubSpot-Signature") or "").strip().lower()
+        expected = hashlib.sha256(secret + body).hexdigest()
+        v1 = str(headers.get("X-HubSpot-Signature-Version") or "v1").strip().lower() == "v1"
+        return v1 and hmac.compare_digest(given.encode(), expected.encode())
+    called = config.public_url + (f"?{raw_query}" if raw_query else "")
+    url = _HUBSPOT_DECODED.sub(lambda m: chr(int(m.group(1), 16)), called).encode()
     v3 = str(headers.get("X-HubSpot-Signature-v3") or "").strip()
-    if url is not None and v3:
-        stamp = str(headers.get("X-HubSpot-Request-Timestamp") or "").strip()
-        now_ms = _ms(now or datetime.now(UTC))
-        if not stamp.isdigit() or abs(now_ms - int(stamp)) > HUBSPOT_LATEST_MS:
-            return False
-        signed = method.encode() + url + body + stamp.encode()
-        expected = base64.b64encode(hmac.new(secret, signed, hashlib.sha256).digest())
-        return hmac.compare_digest(v3.encode(), expected)
-    version = str(headers.get("X-HubSpot-Signature-Version") or "v1").strip().lower()
-    if version == "v1":
-        source = secret + body
-    elif version == "v2" and url is not None:
-        source = secret + method.encode() + url + body
-    else:
+    stamp = str(headers.get("X-HubSpot-Request-Timestamp") or "").strip()
+    now_ms = _ms(now or datetime.now(UTC))
+    if not v3 or not stamp.isdigit() or abs(now_ms - int(stamp)) > HUBSPOT_LATEST_MS:
         return False
-    given = str(headers.get("X-HubSpot-Signature") or "").strip().lower()
-    return hmac.compare_digest(given.encode(), hashlib.sha256(source).hexdigest().encode())
+    signed = method.encode() + url + body + stamp.encode()
+    expected_v3 = base64.b64encode(hmac.new(secret, signed, hashlib.sha256).digest())
+    return hmac.compare_digest(v3.encode(), expected_v3)
 
 
 def _signature_bytes(given: str) -> bytes:

@@ -799,6 +799,13 @@ _LEAD_SUBJECT = re.compile(
     r"(?:\s+(?:was|is|has\s+been)(?:\s+an?(?=\s))?)?\s+",
     re.I,
 )  # "Lead is a duplicate", "This lead was rejected", "Submission rejected: Duplicate"
+# A line that says the lead's number is on a do-not-call list ("Phone number is on the
+# National DNC registry"), not that it is not ("… is not on the DNC list").
+_ON_DNC_LIST = re.compile(
+    r"(?<!not )(?<!n't )\bon\s+(?:the|our|a|an|your)\s+(?:[a-z]+\s+){0,2}"
+    r"(?:dnc|do[\s-]+not[\s-]+(?:call|contact))\s+(?:list|registry)\b(?!\s*check)",
+    re.I,
+)
 # Who says it has the lead already: "We already have this lead".
 _WE = re.compile(r"(?:we|i)\s+(?:have\s+)?(?=already\b)", re.I)
 
@@ -866,6 +873,8 @@ def _line_verdict(text: str) -> dict[str, str]:
     if _DUPLICATE.match(first_line, we.end() if we else 0):
         # "Already exists", "Email already exists", "We already have this lead": each a sale
         return {"status": "Duplicate", "message": first_line}
+    if _ON_DNC_LIST.search(first_line) and _state_says(first_line) is not True:
+        return {"status": "Rejected", "message": first_line}  # each was a sale
     return {}
 
 

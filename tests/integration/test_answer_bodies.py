@@ -1548,7 +1548,9 @@ async def test_an_errors_description_is_its_reason_not_its_code() -> None:
      (b"Post failed: invalid zip", "Invalid data"),
      (b"Phone number already exists", "Duplicate lead"),
      (b"Already exists", "Duplicate lead"),
-     (b"We already have this lead", "Duplicate lead")],
+     (b"We already have this lead", "Duplicate lead"),
+     (b"Phone number is on the National Do Not Call Registry",
+      "Phone number is on the National Do Not Call Registry")],
 )  # fmt: skip
 async def test_a_text_answer_that_names_the_lead_before_its_verdict_is_read(
     answer: bytes, reason: str
@@ -1560,7 +1562,9 @@ async def test_a_text_answer_that_names_the_lead_before_its_verdict_is_read(
                              (b"Lead Accepted 12345", "12345"), (b"Lead received", None),
                              (b"Contact created", None), (b"Submission received", None),
                              (b"Posting accepted: 123", "123"),
-                             (b"We already sent you a confirmation", None)):  # fmt: skip
+                             (b"We already sent you a confirmation", None),
+                             (b"Number is not on the DNC list", None),
+                             (b"Lead accepted (on the DNC list check: pass)", None)):  # fmt: skip
         sale = (await deliver(answering(taken, "text/plain"))).outcome
         assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, reference), sale
 

@@ -806,6 +806,8 @@ _ON_DNC_LIST = re.compile(
     r"(?:dnc|do[\s-]+not[\s-]+(?:call|contact))\s+(?:list|registry)\b(?!\s*check)",
     re.I,
 )
+_DIGIT_FLAG = re.compile(r"([01])[ \t]*\|[ \t]*(.{1,200})")
+_LETTER = re.compile(r"[A-Za-z]")
 # Who says it has the lead already: "We already have this lead".
 _WE = re.compile(r"(?:we|i)\s+(?:have\s+)?(?=already\b)", re.I)
 
@@ -828,6 +830,15 @@ def _line_verdict(text: str) -> dict[str, str]:
             verdict = {"status": "Duplicate", "message": text.splitlines()[0]}
         if verdict:
             return verdict
+    flagged = _DIGIT_FLAG.fullmatch(text.splitlines()[0]) if text else None
+    if flagged is not None:
+        # "0|Duplicate", "1|48213": a pipe-delimited answer's flag in digits, as older lead
+        # APIs write it; each refusal was a sale, and each sale's id was unread.
+        flag, said = flagged.group(1), flagged.group(2).strip()
+        if flag == "0" and _LETTER.search(said):
+            return {"success": "false", "message": said}
+        if flag == "1" and _REFERENCE_TOKEN.fullmatch(said):
+            return {"status": "success", "id": said}
     found = _TEXT_VERDICT.fullmatch(text) if len(text) <= TEXT_VERDICT_LIMIT else None
     if found is None:
         # A status's code alone ("NOT_SOLD", "DUPLICATE_LEAD", "LEAD_ACCEPTED"): read as

@@ -205,7 +205,10 @@ async def test_a_2xx_text_that_does_not_open_with_a_refusal_is_a_sale(body: byte
      (b'{"reason": "Invalid phone number"}', "application/json",
       OutcomeCategory.INVALID_DATA, "Invalid data"),
      (b"NOK", "text/plain", OutcomeCategory.HARD_REJECT, "Not OK"),
-     (b'{"status": "NOK"}', "application/json", OutcomeCategory.HARD_REJECT, "NOK")],
+     (b'{"status": "NOK"}', "application/json", OutcomeCategory.HARD_REJECT, "NOK"),
+     # a pipe-delimited answer's flag in digits
+     (b"0|Duplicate", "text/plain", OutcomeCategory.DUPLICATE, "Duplicate lead"),
+     (b"0 | Zip not covered", "text/plain", OutcomeCategory.HARD_REJECT, "Outside service area")],
 )  # fmt: skip
 async def test_a_2xx_whose_only_words_refuse_is_a_refusal(
     answer: bytes, content_type: str, category: OutcomeCategory, reason: str
@@ -235,6 +238,8 @@ async def test_a_2xx_whose_only_words_do_not_refuse_is_a_sale(message: str) -> N
     with_id = {"message": "Duplicate lead", "id": "R-1"}  # the id of the record it took
     outcome = (await deliver(answering(orjson.dumps(with_id), "application/json"))).outcome
     assert (outcome.kind, outcome.reference_id) == (OutcomeKind.SUCCESS, "R-1"), outcome
+    sale = (await deliver(answering(b"1|48213", "text/plain"))).outcome  # its id was unread
+    assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, "48213"), sale
 
 
 @pytest.mark.parametrize(

@@ -201,7 +201,9 @@ def default_outcome(res: HttpResponse) -> Outcome:
             return default_outcome(replace(res, status=status))
         said_no, said_in, said_fields = _said_no(verdict_fields), verdict, verdict_fields
         inner = _enveloped(verdict_fields) if said_no is None else None
-        if said_no is None and inner is None and _reference_id(verdict) is None:
+        # Its own id, read once: it also names the sale's below.
+        own_reference = _reference_id(verdict) if said_no is None else None
+        if said_no is None and inner is None and own_reference is None:
             said_no = _message_said_no(verdict_fields) if _price(verdict) is None else None
         if inner is not None:
             # {"success": true, "data": {"accepted": false, "reason": "Duplicate"}}: the call
@@ -237,7 +239,7 @@ def default_outcome(res: HttpResponse) -> Outcome:
         # as a JSON one's: its verdict fields become appended.<destination>.*.
         # An envelope's id and price when the top has none ({"success": true, "data":
         # {"id": "L-9"}}).
-        reference = _reference_id(verdict) or _reference_id(inner) or _header_reference(res)
+        reference = own_reference or _reference_id(inner) or _header_reference(res)
         price = _price(verdict)
         return Outcome.success(
             reference_id=reference,
@@ -819,18 +821,19 @@ def _line_verdict(text: str) -> dict[str, str]:
     phrased = _phrased_status(text)
     if phrased is not None:
         return {"status_code": str(phrased)}
+    first_line = text.splitlines()[0] if text else ""
     subject = _LEAD_SUBJECT.match(text)
     if subject is not None:
         after = text[subject.end() :]
         verdict = _line_verdict(after)
         if verdict and not verdict.get("message") and not verdict.get("id"):
             # Its words are the reason when nothing follows the verdict ("Lead Exists").
-            verdict = {**verdict, "message": text.splitlines()[0]}
+            verdict = {**verdict, "message": first_line}
         elif not verdict and _DUPLICATE.match(after):  # "Lead already in system"
-            verdict = {"status": "Duplicate", "message": text.splitlines()[0]}
+            verdict = {"status": "Duplicate", "message": first_line}
         if verdict:
             return verdict
-    flagged = _DIGIT_FLAG.fullmatch(text.splitlines()[0]) if text else None
+    flagged = _DIGIT_FLAG.fullmatch(first_line)
     if flagged is not None:
         # "0|Duplicate", "1|48213": a pipe-delimited answer's flag in digits, as older lead
         # APIs write it; each refusal was a sale, and each sale's id was unread.
@@ -847,7 +850,6 @@ def _line_verdict(text: str) -> dict[str, str]:
         return {"status": text} if coded else {}
     word, rest = found.group(1).lower(), found.group(2).strip()
     following = next(_WORDS.finditer(rest), None)
-    first_line = text.splitlines()[0] if text else ""
     if word in _NO_WORDS and _MEASURE.fullmatch(first_line):
         return {}  # "Fraud score 12", "Error count: 0": a figure, not a verdict
     if word in _DUPLICATE_OPENERS and _UPDATED.search(first_line):
@@ -859,7 +861,7 @@ def _line_verdict(text: str) -> dict[str, str]:
         if not rest:
             return {"success": "false"}
         if following is not None and following.group().lower() in _SOLD_WORDS:
-            return {"status": text.splitlines()[0]}
+            return {"status": first_line}
     separated = text[len(found.group(1)) :].lstrip()[:1] in _SEPARATORS
     if word in _YES_OR_NO and separated and rest:
         # "No: Duplicate", "false|Duplicate lead", "true|48213": a flag and what follows it
@@ -869,8 +871,8 @@ def _line_verdict(text: str) -> dict[str, str]:
     if word in _NO_WORDS and following is not None and following.group().lower() in _CHECK_WORDS:
         # "Duplicate check passed", "DNC scrub: clean": a check, read as a status's words
         # ("Duplicate check failed" says no); each was refused.
-        line = text.splitlines()[0]
-        return {"status": "Rejected", "message": line} if _state_says(line) is False else {}
+        failed = _state_says(first_line) is False
+        return {"status": "Rejected", "message": first_line} if failed else {}
     if word in _NO_WORDS or word in _REFUSING_OPENERS:
         # A word that is itself a reason ("Duplicate lead", "Invalid zip code") keeps the
         # whole line: its rest alone ("lead") was the reason before.

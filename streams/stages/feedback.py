@@ -314,20 +314,20 @@ def read_notice(
     """What a recipient sent → a ``Notice``; FeedbackError naming the field and reason.
     ``lead_id``, ``reference_id``: known already (a poll about that lead), used when the
     answer does not say."""
-    doc = _document(body)
-    if not isinstance(doc, dict):
-        raise FeedbackError("body", "not a JSON object")
-    return _notice_of(destination_id, config, doc, received, lead_id, reference_id)
+    return _notice_of(destination_id, config, _document(body), received, lead_id, reference_id)
 
 
 def _notice_of(
     destination_id: str,
     config: FeedbackConfig,
-    doc: dict[str, Any],
+    doc: dict[str, Any] | list[Any],
     received: datetime,
     lead_id: str | None = None,
     reference_id: str | None = None,
 ) -> Notice:
+    if not isinstance(doc, dict):
+        raise FeedbackError("body", "not a JSON object")
+
     def text(name: str, limit: int) -> str | None:
         path = config.path(name)
         value = None if path is None else first_json(path, doc)
@@ -434,8 +434,6 @@ def receive_feedback(
             if batch.notices and SALESFORCE_OUTBOUND in body:
                 return replace(batch, status=200, xml=SALESFORCE_ACK)
             return batch
-        if not isinstance(doc, dict):
-            raise FeedbackError("body", "not a JSON object")
         notice = _notice_of(destination_id, config, doc, received)
     except FeedbackError as exc:
         return Received({"error": exc.reason, "field": exc.field}, 400)

@@ -798,9 +798,27 @@ _UPDATED = re.compile(r"\b(?:updated|merged)\b", re.IGNORECASE)
 _LEAD_SUBJECT = re.compile(
     r"(?:the\s+|your\s+|this\s+)?"
     r"(?:lead|post|posting|submission|request|record|contact|application)"
-    r"(?:\s+(?:was|is|has\s+been)(?:\s+an?(?=\s))?)?\s+",
+    r"(?:\s+(?:was|is|has\s+been)(?:\s+an?(?=\s))?)?"
+    # "Lead posted: rejected", "Lead: Duplicate": its verdict after a separator
+    r"(?:(?:\s+(?:posted|received|submitted|processed))?\s*[:\-]\s*|\s+)",
     re.I,
 )  # "Lead is a duplicate", "This lead was rejected", "Submission rejected: Duplicate"
+# Thanks before the verdict: "Thank you, but this lead is a duplicate", "Thanks! Lead
+# rejected: Duplicate" (each was a sale); not "Thank you for your submission" alone.
+_COURTESY = re.compile(
+    r"(?:thank\s+you|thanks)(?:\s+for\s+[^,.!;:\n]{1,60})?\s*[,.!;:\-]+\s*(?:but\s+)?", re.I
+)
+# A buyer that takes no leads now: "We are not accepting leads at this time", "No longer
+# buying leads in your state" (each was a sale).
+_NOT_BUYING = re.compile(
+    r"(?:(?:we\s+are|we're|we|buyer\s+is|currently)\s+)?(?:currently\s+)?"
+    r"(?:not|no\s+longer)\s+(?:currently\s+)?(?:accepting|taking|buying|purchasing)\b",
+    re.I,
+)
+# What the recipient left out of the lead it took: "Invalid fields ignored: fax".
+_IGNORED = re.compile(
+    r"\b(?:fields?|values?|param(?:eter)?s?|keys?|columns?)\s+(?:(?:was|were)\s+)?ignored\b", re.I
+)
 # A line that says the lead's number is on a do-not-call list ("Phone number is on the
 # National DNC registry"), not that it is not ("… is not on the DNC list").
 _ON_DNC_LIST = re.compile(
@@ -814,23 +832,25 @@ _LETTER = re.compile(r"[A-Za-z]")
 _WE = re.compile(r"(?:we|i)\s+(?:have\s+)?(?=already\b)", re.I)
 
 
-def _line_verdict(text: str) -> dict[str, str]:
+def _line_verdict(text: str, *, named: bool = False) -> dict[str, str]:
     """A line of text's first word with its reason (``REJECTED: Duplicate lead``) or its
-    reference (``SUCCESS|B-77``) as verdict fields, after a subject (``Lead Rejected:
-    Duplicate``); {} when it opens with neither."""
+    reference (``SUCCESS|B-77``) as verdict fields, after thanks and a subject (``Thank
+    you. Lead Rejected: Duplicate``); {} when it opens with neither. Each opening is read
+    once (``named`` after the subject): "Lead Lead …" or "Thanks, thanks, …" as a JSON
+    string, unbounded, recursed past Python's limit, an internal error for that lead."""
+    thanked = None if named else _COURTESY.match(text)
+    if thanked is not None and thanked.end() < len(text):
+        text = text[thanked.end() :]
     phrased = _phrased_status(text)
     if phrased is not None:
         return {"status_code": str(phrased)}
     first_line = text.splitlines()[0] if text else ""
-    subject = _LEAD_SUBJECT.match(text)
+    subject = None if named else _LEAD_SUBJECT.match(text)
     if subject is not None:
-        after = text[subject.end() :]
-        verdict = _line_verdict(after)
+        verdict = _line_verdict(text[subject.end() :], named=True)
         if verdict and not verdict.get("message") and not verdict.get("id"):
             # Its words are the reason when nothing follows the verdict ("Lead Exists").
             verdict = {**verdict, "message": first_line}
-        elif not verdict and _DUPLICATE.match(after):  # "Lead already in system"
-            verdict = {"status": "Duplicate", "message": first_line}
         if verdict:
             return verdict
     flagged = _DIGIT_FLAG.fullmatch(first_line)
@@ -854,6 +874,8 @@ def _line_verdict(text: str) -> dict[str, str]:
         return {}  # "Fraud score 12", "Error count: 0": a figure, not a verdict
     if word in _DUPLICATE_OPENERS and _UPDATED.search(first_line):
         return {}  # "Duplicate lead updated": the record it had, taken in (a CRM's upsert)
+    if word in _NO_WORDS and _IGNORED.search(first_line):
+        return {}  # "Invalid fields ignored: fax": the lead taken without them
     if word in _NEGATIONS:
         # "NO", "No: Duplicate", "NO|Over cap", "Not interested", "No buyer found", "No
         # coverage": each was a sale. Only the word after the negation decides ("Not a
@@ -888,6 +910,8 @@ def _line_verdict(text: str) -> dict[str, str]:
         return {"status": "Duplicate", "message": first_line}
     if _ON_DNC_LIST.search(first_line) and _state_says(first_line) is not True:
         return {"status": "Rejected", "message": first_line}  # each was a sale
+    if _NOT_BUYING.match(first_line):
+        return {"status": "Rejected", "message": first_line}
     return {}
 
 

@@ -186,7 +186,10 @@ async def test_a_2xx_sale_in_a_line_of_text_or_a_form_gives_its_reference() -> N
      b"No errors", b"Not a duplicate - accepted", b"LEAD_ACCEPTED", b"lead_received",
      b"None", b"Not Found in our suppression list - accepted", b"Errand booked",
      # a check named by a no-word, passed (each was refused)
-     b"Duplicate check passed", b"DNC scrub: clean - lead 55 accepted", b"Fraud check OK"],
+     b"Duplicate check passed", b"DNC scrub: clean - lead 55 accepted", b"Fraud check OK",
+     # the same after the lead's name, and what it left out of the lead it took (each refused)
+     b"Lead duplicate check passed", b"Lead duplicate updated", b"Invalid fields ignored: fax",
+     b"Thanks - duplicate check passed"],
 )  # fmt: skip
 async def test_a_2xx_text_that_does_not_open_with_a_refusal_is_a_sale(body: bytes) -> None:
     """A thank-you page, a bare OK, a long page (not a verdict), HTML."""
@@ -1555,7 +1558,10 @@ async def test_an_errors_description_is_its_reason_not_its_code() -> None:
      (b"Already exists", "Duplicate lead"),
      (b"We already have this lead", "Duplicate lead"),
      (b"Phone number is on the National Do Not Call Registry",
-      "Phone number is on the National Do Not Call Registry")],
+      "Phone number is on the National Do Not Call Registry"),
+     # its verdict after a separator: each was a sale
+     (b"Lead posted: rejected", "Lead posted: rejected"),
+     (b"Lead: Duplicate", "Duplicate lead")],
 )  # fmt: skip
 async def test_a_text_answer_that_names_the_lead_before_its_verdict_is_read(
     answer: bytes, reason: str
@@ -1566,10 +1572,37 @@ async def test_a_text_answer_that_names_the_lead_before_its_verdict_is_read(
     for taken, reference in ((b"Lead Accepted", None), (b"Lead accepted successfully", None),
                              (b"Lead Accepted 12345", "12345"), (b"Lead received", None),
                              (b"Contact created", None), (b"Submission received", None),
-                             (b"Posting accepted: 123", "123"),
+                             (b"Posting accepted: 123", "123"), (b"Lead: 12345", None),
                              (b"We already sent you a confirmation", None),
                              (b"Number is not on the DNC list", None),
                              (b"Lead accepted (on the DNC list check: pass)", None)):  # fmt: skip
+        sale = (await deliver(answering(taken, "text/plain"))).outcome
+        assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, reference), sale
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [(b"Thank you, but this lead is a duplicate", "Duplicate lead"),
+     (b"Thanks! Lead rejected: Duplicate", "Duplicate lead"),
+     (b"Thank you for your submission. Unfortunately we cannot accept this lead",
+      "we cannot accept this lead"),
+     (b"We are not accepting leads at this time", "We are not accepting leads at this time"),
+     (b"No longer buying leads in TX", "No longer buying leads in TX"),
+     (b'{"message": "Thank you, but this lead is a duplicate"}', "Duplicate lead"),
+     (b'{"code": 200, "msg": "Not accepting leads at this time"}',
+      "Not accepting leads at this time")],
+)  # fmt: skip
+async def test_a_refusal_after_thanks_or_a_buyer_that_takes_no_leads_now_is_a_refusal(
+    answer: bytes, reason: str
+) -> None:
+    """Each was billed as a sale: the thanks said nothing, and "not accepting" was no
+    verdict's word. Thanks alone, or before a sale, is still a sale."""
+    content_type = "application/json" if answer.startswith(b"{") else "text/plain"
+    outcome = (await deliver(answering(answer, content_type))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
+    for taken, reference in ((b"Thank you.", None), (b"Thank you! Lead accepted 123", "123"),
+                             (b"Thank you for your submission", None),
+                             (b"Not a duplicate - accepting it", None)):  # fmt: skip
         sale = (await deliver(answering(taken, "text/plain"))).outcome
         assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, reference), sale
 

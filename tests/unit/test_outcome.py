@@ -504,3 +504,17 @@ def test_an_answer_that_says_the_window_is_spent_holds_the_destination(
     status: int, headers: dict[str, str], hold_s: float | None
 ) -> None:
     assert window_spent(HttpResponse(status, headers, b"{}")) == hold_s
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["Lead " * 5000 + "duplicate", "thanks, " * 5000 + "duplicate", "Lead: " * 5000 + "no"],
+)
+@pytest.mark.parametrize("written", ["json string", "xml text"])
+def test_a_line_that_repeats_its_opening_is_read_without_recursing(line: str, written: str) -> None:
+    """A JSON string or an XML element's text is read as a line whatever its length: each
+    "Lead " was read as a subject by recursing, past Python's limit (a RecursionError, the
+    lead's delivery an internal error). Its opening is read once; the rest decides."""
+    body = orjson.dumps(line) if written == "json string" else f"<r>{line}</r>".encode()
+    outcome = default_outcome(answer(200, body))
+    assert outcome.kind in (OutcomeKind.SUCCESS, OutcomeKind.FAILURE), outcome

@@ -258,6 +258,9 @@ class HttpResponse:
                 return json_loads(body[notices.end() :])
             except orjson.JSONDecodeError:
                 pass
+        wrapped = _script_wrapped(body)
+        if wrapped is not None:
+            return wrapped
         return _lenient_json(self.decoded()) if looks_like_json(body) else None
 
 
@@ -369,6 +372,40 @@ _PYTHON_LITERAL_LIMIT = 2000  # characters: a verdict, not a document
 # ("<br />\n<b>Warning</b>:  Undefined array key "zip" in <b>/var/www/lead.php</b> on line
 # <b>12</b><br />\n{"status":"rejected"}") or as text ("Warning: … on line 12\n{…}"): the
 # answer was unreadable, and whatever it said, a sale.
+# JSON made a script: JSONP (``callback({…});``, Express's ``/**/ typeof cb ===
+# 'function' && cb({…});``), or behind a guard against its being run as one (Google's and
+# Angular's ``)]}\',``, ``while(1);``, ``for(;;);``). An older buyer's API that answers JSONP
+# to its own web forms does so to every caller: its refusal was a sale.
+_CALLBACK_OPENING = re.compile(
+    rb"\s*(?:/\*\*/\s*)?(?:typeof\s+[\w$.]{1,100}\s*===?\s*[\'\"]function[\'\"]\s*&&\s*)?"
+    rb"[A-Za-z_$][\w$.]{0,100}\s*\(\s*"
+)
+_SCRIPT_GUARD = re.compile(
+    rb"\s*(?:\)\]\}\',?|while\s*\(\s*1\s*\)\s*;|for\s*\(\s*;\s*;\s*\)\s*;)\s*"
+)
+
+
+def _script_wrapped(body: bytes) -> Any:
+    """The JSON object or array inside JSONP's call or after a script guard, else None."""
+    guard = _SCRIPT_GUARD.match(body)
+    if guard is not None:
+        inner = body[guard.end() :]
+    else:
+        opening = _CALLBACK_OPENING.match(body)
+        # The call's end, by stripping (a pattern searched for it took time in the square
+        # of a hostile answer's blanks).
+        call = body.rstrip().removesuffix(b";").rstrip()
+        if opening is None or not call.endswith(b")"):
+            return None
+        inner = call[opening.end() : -1]
+    if not looks_like_json(inner):
+        return None
+    try:
+        return json_loads(inner)
+    except orjson.JSONDecodeError:
+        return None
+
+
 _PHP_NOTICES = re.compile(
     rb"(?:\s*(?:<br\s*/?>\s*<b>(?:Warning|Notice|Deprecated|Strict Standards)</b>:.{0,2000}?"
     rb"<br\s*/?>|(?:PHP )?(?:Warning|Notice|Deprecated|Strict Standards): .{0,2000}?"

@@ -808,11 +808,15 @@ _LEAD_SUBJECT = re.compile(
 _COURTESY = re.compile(
     r"(?:thank\s+you|thanks)(?:\s+for\s+[^,.!;:\n]{1,60})?\s*[,.!;:\-]+\s*(?:but\s+)?", re.I
 )
-# A buyer that takes no leads now: "We are not accepting leads at this time", "No longer
-# buying leads in your state" (each was a sale).
+# A buyer that takes no leads now, or not this one: "We are not accepting leads at this
+# time", "No longer buying leads in your state", "Cannot accept lead: duplicate" (each was
+# a sale).
 _NOT_BUYING = re.compile(
     r"(?:(?:we\s+are|we're|we|buyer\s+is|currently)\s+)?(?:currently\s+)?"
-    r"(?:not|no\s+longer)\s+(?:currently\s+)?(?:accepting|taking|buying|purchasing)\b",
+    r"(?:not|no\s+longer)\s+(?:currently\s+)?(?:accepting|taking|buying|purchasing)\b"
+    # "Unable to accept lead: Duplicate", "(Your lead) could not be processed: invalid phone"
+    r"|(?:we\s+)?(?:could\s+not|couldn't|cannot|can't|can\s+not|unable\s+to)\s+(?:be\s+)?"
+    r"(?:accept|process|take|buy|sell|place|post|deliver)(?:ed)?\b",
     re.I,
 )
 # What the recipient left out of the lead it took: "Invalid fields ignored: fax".
@@ -847,9 +851,11 @@ def _line_verdict(text: str, *, named: bool = False) -> dict[str, str]:
     first_line = text.splitlines()[0] if text else ""
     subject = None if named else _LEAD_SUBJECT.match(text)
     if subject is not None:
-        verdict = _line_verdict(text[subject.end() :], named=True)
-        if verdict and not verdict.get("message") and not verdict.get("id"):
-            # Its words are the reason when nothing follows the verdict ("Lead Exists").
+        after = text[subject.end() :]
+        verdict = _line_verdict(after, named=True)
+        if verdict and not verdict.get("id") and verdict.get("message") in (None, "", after):
+            # Its words are the reason when nothing follows the verdict ("Lead Exists", "The
+            # lead could not be accepted").
             verdict = {**verdict, "message": first_line}
         if verdict:
             return verdict
@@ -1415,7 +1421,7 @@ _NEGATIONS = frozenset({"no", "not", "non"})
 _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")  # "NotAccepted", "DUPLICATE_LEAD"
 # "no_sale", "no match", "not_interested", "No Coverage"
 _SOLD_WORDS = _YES_WORDS | {
-    "sale", "match", "buyer", "bought", "interested", "eligible", "qualified", "coverage",
+    "sale", "match", "buyer", "buyers", "bought", "interested", "eligible", "qualified", "coverage",
     "covered",
     # a ping's "no_bid", "NoBid", "NO_BID": its price beside it (a floor, an echo) was bid
     "bid",

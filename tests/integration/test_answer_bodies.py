@@ -887,6 +887,17 @@ async def test_a_php_answer_after_its_notices_is_read(
         (b"{'status': 'rejected', 'reason': 'Duplicate', 'ok': False}", OutcomeKind.FAILURE,
          "Duplicate lead", None),
         (b"{'status': 'success', 'lead_id': 'P-7'}", OutcomeKind.SUCCESS, "Accepted", "P-7"),
+        # JSONP, as an older API answers its own web forms (Express's way too), and JSON
+        # behind a guard against its being run as a script (Google's, Angular's)
+        (b'callback({"status": "rejected", "reason": "Duplicate"});', OutcomeKind.FAILURE,
+         "Duplicate lead", None),
+        (b"/**/ typeof cb === 'function' && cb({\"success\": false, \"message\": \"Invalid zip\"});",
+         OutcomeKind.FAILURE, "Invalid data", None),
+        (b'jQuery3310_17({"status": "accepted", "id": "J-1"})', OutcomeKind.SUCCESS, "Accepted",
+         "J-1"),
+        (b')]}\',\n{"status": "rejected", "reason": "Zip not covered"}', OutcomeKind.FAILURE,
+         "Outside service area", None),
+        (b'while(1);{"status": "accepted", "id": "W-1"}', OutcomeKind.SUCCESS, "Accepted", "W-1"),
     ],
 )  # fmt: skip
 async def test_json_as_its_writer_meant_it_is_read(
@@ -1590,19 +1601,28 @@ async def test_a_text_answer_that_names_the_lead_before_its_verdict_is_read(
      (b"No longer buying leads in TX", "No longer buying leads in TX"),
      (b'{"message": "Thank you, but this lead is a duplicate"}', "Duplicate lead"),
      (b'{"code": 200, "msg": "Not accepting leads at this time"}',
-      "Not accepting leads at this time")],
+      "Not accepting leads at this time"),
+     # it could not take this one
+     (b"The lead could not be accepted", "The lead could not be accepted"),
+     (b"Your lead could not be processed: invalid phone", "Invalid data"),
+     (b"Unable to accept lead: Duplicate", "Duplicate lead"),
+     (b"Cannot accept lead: duplicate", "Duplicate lead"),
+     (b"No buyers available", "No buyers available")],
 )  # fmt: skip
-async def test_a_refusal_after_thanks_or_a_buyer_that_takes_no_leads_now_is_a_refusal(
+async def test_a_refusal_after_thanks_or_in_words_that_cannot_take_the_lead_is_a_refusal(
     answer: bytes, reason: str
 ) -> None:
-    """Each was billed as a sale: the thanks said nothing, and "not accepting" was no
-    verdict's word. Thanks alone, or before a sale, is still a sale."""
+    """Each was billed as a sale: the thanks said nothing, and "not accepting", "could not
+    be accepted", "no buyers" held no verdict's word. Thanks alone, or before a sale, and
+    what could not be done beside a sale are still sales."""
     content_type = "application/json" if answer.startswith(b"{") else "text/plain"
     outcome = (await deliver(answering(answer, content_type))).outcome
     assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
     for taken, reference in ((b"Thank you.", None), (b"Thank you! Lead accepted 123", "123"),
                              (b"Thank you for your submission", None),
-                             (b"Not a duplicate - accepting it", None)):  # fmt: skip
+                             (b"Not a duplicate - accepting it", None),
+                             (b"Lead accepted - unable to send confirmation email", None),
+                             (b"Lead accepted. We couldn't process the fax field", None)):  # fmt: skip
         sale = (await deliver(answering(taken, "text/plain"))).outcome
         assert (sale.kind, sale.reference_id) == (OutcomeKind.SUCCESS, reference), sale
 

@@ -63,7 +63,7 @@ from streams.control.tables import (
     track_writes,
 )
 from streams.errors import ConfigError, DeliveryError, StoppedWhileWaiting
-from streams.handlers import Handlers, Origin
+from streams.handlers import Handlers, Origin, unread_notice
 from streams.kafka_clients import seek_to_time, send_admin_action, stop_consumer
 from streams.live_config import follow_config, publish_version
 from streams.logs import JsonLogFormatter
@@ -75,7 +75,7 @@ from streams.stages.delivery import HttpSender
 from streams.stages.events import ADMIN_ACTION_NAME, CAP_USAGE_NAME, PERFORMANCE_TALLY_NAME
 from streams.stages.feedback import Received, poll_request, receive_feedback
 from streams.stages.oauth import TokenCache
-from streams.topics import DLQ_MAX_MESSAGE_BYTES, declare_topics
+from streams.topics import DLQ_MAX_MESSAGE_BYTES, Topics, declare_topics
 
 log = logging.getLogger(__name__)
 
@@ -855,13 +855,13 @@ def create_app(
         and written to the feedback topic before the 202: judged in the lead's partition."""
 
         async def post(self, request: Any, destination_id: str) -> Any:
-            received = await take_feedback(by_id.get(destination_id), request, topics.feedback)
+            received = await take_feedback(by_id.get(destination_id), request, topics)
             return self.answer(received)
 
         async def get(self, request: Any, destination_id: str) -> Any:
             """A postback: what happened in the url's query (``?lead_id=…&kind=…``)."""
             received = await take_feedback(
-                by_id.get(destination_id), request, topics.feedback, postback=True
+                by_id.get(destination_id), request, topics, postback=True
             )
             return self.answer(received)
 
@@ -1101,11 +1101,15 @@ async def _handlers(
 
 
 async def take_feedback(
-    destination: Destination | None, request: Any, feedback_topic: Any, postback: bool = False
+    destination: Destination | None,
+    request: Any,
+    topics: Topics,
+    postback: bool = False,
 ) -> Received:
     """POST /feedback/<destination>: read at most the allowed body, let the stage judge the
-    request, and write its notice to the feedback topic before answering 202. A postback
-    (GET) has no body: its url's query says what happened."""
+    request, and write its notice to the feedback topic before answering 202 (a list's
+    notices that could not be read to the dead-letter topic). A postback (GET) has no
+    body: its url's query says what happened."""
     config = destination.feedback if destination is not None else None
     limit = config.max_body_bytes if config is not None else 0
     declared = 0 if postback else request.content_length
@@ -1126,10 +1130,16 @@ async def take_feedback(
     if received.notices:
         notices = received.notices
 
+        dead = [unread_notice(notices[0].destination_id, unread) for unread in received.unread]
+
         async def write() -> None:
             sent = [
-                await feedback_topic.send(key=notice.key.encode(), value=notice.to_json())
+                await topics.feedback.send(key=notice.key.encode(), value=notice.to_json())
                 for notice in notices
+            ]
+            sent += [
+                await topics.dlq.send(key=out.key, value=out.value, headers=out.headers)
+                for out in dead
             ]
             await asyncio.gather(*sent)
 
@@ -1140,13 +1150,14 @@ async def take_feedback(
             return Received(
                 {"error": f"the feedback was not recorded ({failed}); send it again"}, 503
             )
-        if received.answer.get("refused"):
+        if received.unread:
             # The rest of the list was taken (the sender would resend it all if refused);
             # what was not is said here too, since a SOAP acknowledgement cannot say it.
             # Fields and indexes only: the reasons may quote the notice's values.
-            refused = [f"{r['index']}: {r['field']}" for r in received.answer["refused"]]
+            refused = [f"{unread.index}: {unread.field}" for unread in received.unread]
             log.warning(
-                "feedback from %s: %d notice(s) could not be read (%s)",
+                "feedback from %s: %d notice(s) could not be read (%s), kept on the "
+                "dead-letter topic",
                 notices[0].destination_id, len(refused), ", ".join(refused[:10]),
             )  # fmt: skip
     return received

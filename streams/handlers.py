@@ -54,6 +54,7 @@ from streams.stages.feedback import (
     UNKNOWN_REFERENCE,
     FeedbackError,
     Notice,
+    Unread,
     Verdict,
     poll_entry,
     poll_url,
@@ -92,6 +93,9 @@ TOO_DEEP = Rejected("Too deeply nested", "the envelope nests deeper than 254 lev
 UNREADABLE_ROUTING = "Unreadable routing record"
 UNREADABLE_WORK = "Unreadable work record"
 UNREADABLE_FEEDBACK = "Unreadable feedback"
+# A notice in a list a recipient sent to /feedback/<destination> that could not be read
+# (the rest of the list was taken): not replayed, since no topic ever held it.
+UNREADABLE_NOTICE = "Unreadable feedback notice"
 # Every reason a dead letter can carry (``courier replay --reason`` takes only these;
 # tests/unit/test_handlers.py checks the list against the code).
 DEAD_LETTER_REASONS = (
@@ -102,6 +106,7 @@ DEAD_LETTER_REASONS = (
     UNREADABLE_ROUTING,
     UNREADABLE_WORK,
     UNREADABLE_FEEDBACK,
+    UNREADABLE_NOTICE,
 )
 
 Stage = Literal["intake", "routing", "work", "feedback"]
@@ -151,6 +156,21 @@ def dead_letter(value: bytes | None, key: bytes | None, why: Rejected, origin: O
         body = body[:DEAD_LETTER_KEPT_BYTES]
     telemetry.dead_letters.add(why.reason)
     return Out("dlq", key, body, headers)
+
+
+def unread_notice(destination_id: str, unread: Unread) -> Out:
+    """A list's notice that could not be read, as the dead-letter topic keeps it: what the
+    recipient sent of it (as JSON), why, and from where (the endpoint and its place in the
+    list). Before, it was named in the answer and the log, and then lost. No key: it names
+    no lead that could be read."""
+    headers = [
+        ("courier.dlq.reason", UNREADABLE_NOTICE.encode()),
+        ("courier.dlq.detail", f"{unread.field}: {unread.error}"[:1000].encode()),
+        ("courier.dlq.topic", f"/feedback/{destination_id}".encode()),
+        ("courier.dlq.notice", str(unread.index).encode()),
+    ]
+    telemetry.dead_letters.add(UNREADABLE_NOTICE)
+    return Out("dlq", None, unread.document, headers)  # within max_body_bytes (1 MiB at most)
 
 
 def failure_detail(stage: Stage, exc: BaseException) -> str:

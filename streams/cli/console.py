@@ -24,6 +24,12 @@ from streams.avro import (
 from streams.broker_offsets import fetched_end_offsets
 from streams.config.kafka import KafkaSecurity
 from streams.control.admin import AdminState, circuit_after
+from streams.handlers import (
+    UNREADABLE_FEEDBACK,
+    UNREADABLE_NOTICE,
+    UNREADABLE_ROUTING,
+    UNREADABLE_WORK,
+)
 from streams.kafka_clients import (
     client_options,
     ensure_topics,
@@ -98,6 +104,12 @@ def _is_object(line: bytes) -> bool:
 
 NOT_REPLAYED_TRUNCATED = "not replayed: kept only in part (too large)"
 ALREADY_REPLAYED = "not replayed: replayed before"
+NOT_REPLAYED_NOTICE = "not replayed: a recipient's notice (post it to its /feedback/ again)"
+# Dead letters of records that were never leads go back to the topic they were read from
+# (a notice on the feedback topic for a destination added since, a routing or work record
+# an older release wrote): they were published to the leads topic, and dead-lettered
+# there again as leads they never were.
+READ_BACK_WHERE_FROM = frozenset({UNREADABLE_FEEDBACK, UNREADABLE_ROUTING, UNREADABLE_WORK})
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,12 +167,15 @@ async def replay_dead_letters(
     dry_run: bool = False,
     security: KafkaSecurity | None = None,
 ) -> dict[str, int]:
-    """Publish dead letters' original bytes (and keys) to the leads topic again.
+    """Publish dead letters' original bytes (and keys) to the leads topic again; those
+    of records that were never leads (``READ_BACK_WHERE_FROM``) to the topic they were
+    read from.
 
     ``which`` limits it; a dead letter replayed before is not replayed again (counted under
     ``ALREADY_REPLAYED``). Returns how many per reason. A record that is still malformed
     comes back to the dead-letter topic, with its reason. One kept only in part (too
-    large for the topic) is not replayed: counted under ``NOT_REPLAYED_TRUNCATED``.
+    large for the topic) is not replayed: counted under ``NOT_REPLAYED_TRUNCATED``; nor is
+    a recipient's notice no topic held (``NOT_REPLAYED_NOTICE``).
     ``dry_run``: count only, publish nothing."""
     which = which or ReplayFilter()
     marks_topic = replayed_marks_topic(dlq_topic)
@@ -194,14 +209,18 @@ async def replay_dead_letters(
             if headers.get("courier.dlq.truncated") == b"true":
                 count(NOT_REPLAYED_TRUNCATED)
                 continue
+            if reason == UNREADABLE_NOTICE:
+                count(NOT_REPLAYED_NOTICE)
+                continue
+            target = leads_topic
+            if reason in READ_BACK_WHERE_FROM:
+                target = headers.get("courier.dlq.topic", b"").decode(errors="replace") or target
             count(reason)
             if dry_run:
                 continue
             origin = [("courier.replayed.from", position)]
             # Acknowledged before its mark is written: a mark means "on the leads topic".
-            await producer.send_and_wait(
-                leads_topic, value=record.value, key=record.key, headers=origin
-            )
+            await producer.send_and_wait(target, value=record.value, key=record.key, headers=origin)
             await producer.send_and_wait(
                 marks_topic, value=str(int(time.time())).encode(), key=position
             )
@@ -315,6 +334,9 @@ def dead_letter(record: Any) -> dict[str, Any]:
             "topic": headers.get("courier.dlq.topic"),
             "partition": headers.get("courier.dlq.partition"),
             "offset": headers.get("courier.dlq.offset"),
+            **(
+                {"notice": headers["courier.dlq.notice"]} if "courier.dlq.notice" in headers else {}
+            ),
         },
         "bytes": len(value),
         "value": value[:2000].decode(errors="replace"),

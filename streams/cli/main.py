@@ -297,7 +297,9 @@ def replay(
     <dlq>.replayed) and the next takes only the rest."""
     from streams.cli.console import (
         ALREADY_REPLAYED,
+        NOT_REPLAYED_NOTICE,
         NOT_REPLAYED_TRUNCATED,
+        READ_BACK_WHERE_FROM,
         ReplayFilter,
         replay_dead_letters,
     )
@@ -326,12 +328,15 @@ def replay(
             settings.kafka_security(),
         )
     )
-    skipped = (NOT_REPLAYED_TRUNCATED, ALREADY_REPLAYED)
+    skipped = (NOT_REPLAYED_TRUNCATED, ALREADY_REPLAYED, NOT_REPLAYED_NOTICE)
     total = sum(n for reason, n in counts.items() if reason not in skipped)
     detail = ", ".join(f"{n} {reason or 'no reason'}" for reason, n in sorted(counts.items()))
     verb = "would replay" if dry_run else "replayed"
+    elsewhere = READ_BACK_WHERE_FROM & counts.keys()
     click.echo(
-        f"{verb} {total} record(s) to {settings.leads_topic}" + (f": {detail}" if detail else ""),
+        f"{verb} {total} record(s) to {settings.leads_topic}"
+        + (" (those that were never leads to the topics they were read from)" if elsewhere else "")
+        + (f": {detail}" if detail else ""),
         err=True,
     )
 

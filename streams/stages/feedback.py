@@ -367,6 +367,17 @@ def _notice_of(
 
 
 @dataclass(frozen=True, slots=True)
+class Unread:
+    """A notice of a list that could not be read, whole (as JSON), for the dead-letter
+    topic: the rest of its list was taken (202), so its sender will not send it again."""
+
+    index: int
+    field: str
+    error: str
+    document: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Received:
     """The endpoint's answer, and the notice to write (None when refused)."""
 
@@ -374,6 +385,7 @@ class Received:
     status: int
     notices: tuple[Notice, ...] = ()
     xml: bytes | None = None  # answered instead of ``answer`` (a SOAP acknowledgement)
+    unread: tuple[Unread, ...] = ()  # a list's notices that could not be read
 
 
 def receive_feedback(
@@ -469,20 +481,34 @@ def _batch(
         raise FeedbackError("body", f"a list of more than {MAX_NOTICES} notices")
     notices: list[Notice] = []
     taken: list[dict[str, Any]] = []
-    refused: list[dict[str, Any]] = []
+    unread: list[Unread] = []
     for index, doc in enumerate(docs):
         try:
             if not isinstance(doc, dict):
                 raise FeedbackError("body", "not an object (fields by name)")
             notice = _notice_of(destination_id, config, doc, received)
         except FeedbackError as exc:
-            refused.append({"index": index, "error": exc.reason, "field": exc.field})
+            unread.append(Unread(index, exc.field, exc.reason, _as_json(doc)))
             continue
         notices.append(notice)
         taken.append({"index": index, "event_id": notice.event_id, "kind": notice.kind})
-    if not notices:
+    refused = [{"index": u.index, "error": u.error, "field": u.field} for u in unread]
+    if not notices:  # the sender keeps it all, and may send it again
         return Received({"error": "no notice in the list could be read", "refused": refused}, 400)
-    return Received({"accepted": True, "notices": taken, "refused": refused}, 202, tuple(notices))
+    answer = {"accepted": True, "notices": taken, "refused": refused}
+    return Received(answer, 202, tuple(notices), unread=tuple(unread))
+
+
+def _as_json(doc: Any) -> bytes:
+    """A notice as it was read (a JSON value, or XML read into one), as JSON; as Python
+    writes it when JSON cannot hold it (nested past orjson's 254 levels)."""
+    try:
+        return orjson.dumps(doc, default=str)
+    except (TypeError, orjson.JSONEncodeError):
+        try:
+            return repr(doc).encode(errors="replace")
+        except RecursionError:
+            return b""
 
 
 @dataclass(frozen=True, slots=True)

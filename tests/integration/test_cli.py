@@ -363,6 +363,24 @@ async def test_replay_republishes_dead_letters_by_reason(kafka: Any, topics: Any
     assert "replayed 1 record(s)" in one.stderr and "1 Not JSON" in one.stderr, one.stderr
     leads = [r async for r in read_records(kafka.bootstrap, topics.leads, follow=False)]
     assert sorted(r.key for r in leads) == [b"L-1", b"L-2", b"L-3"]
+    # A notice the feedback topic held goes back there (once its destination is set up),
+    # not to the leads topic, where it was dead-lettered again as a lead it never was.
+    notice = b'{"destination_id": "added_since", "lead_id": "L-9", "kind": "converted"}'
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+    await producer.start()
+    try:
+        headers = [("courier.dlq.reason", b"Unreadable feedback"),
+                   ("courier.dlq.topic", topics.feedback.encode())]  # fmt: skip
+        await producer.send_and_wait(topics.dlq, value=notice, key=b"L-9", headers=headers)
+    finally:
+        await producer.stop()
+    back = await replay("--reason", "Unreadable feedback")
+    assert "replayed 1 record(s)" in back.stderr, back.stderr
+    assert "never leads to the topics they were read from" in back.stderr
+    fed = [r async for r in read_records(kafka.bootstrap, topics.feedback, follow=False)]
+    assert [(r.key, r.value) for r in fed] == [(b"L-9", notice)]
+    leads = [r async for r in read_records(kafka.bootstrap, topics.leads, follow=False)]
+    assert sorted(r.key for r in leads) == [b"L-1", b"L-2", b"L-3"]
     # A reason no dead letter has is refused, naming the known ones.
     wrong = await replay("--reason", "Record to large")
     assert wrong.returncode == 2

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.cli.broker import free_port
-from streams.cli.console import read_records
+from streams.cli.console import NOT_REPLAYED_NOTICE, read_records, replay_dead_letters
 from streams.stages.feedback import SALESFORCE_ACK, sign
 from tests.integration.conftest import collect, decode_with_schema_file, publish
 from tests.integration.kafka import KafkaTarget
@@ -288,6 +288,18 @@ async def test_a_crms_list_of_events_is_judged_event_by_event(
         said = "feedback from buyer_a: 1 notice(s) could not be read (3: lead_id)"
         assert said in worker.log()
         judged = await collect(kafka, topics.feedback_events, 3, settle_s=1.0)
+        # and kept whole on the dead-letter topic (it was lost: HubSpot sends no list twice)
+        (letter,) = [r async for r in read_records(kafka.bootstrap, topics.dlq, follow=False)]
+        assert (letter.key, orjson.loads(letter.value)) == (None, events[3])
+        assert {k: v.decode() for k, v in letter.headers} == {
+            "courier.dlq.reason": "Unreadable feedback notice",
+            "courier.dlq.detail": "lead_id: nothing at $.objectId",
+            "courier.dlq.topic": "/feedback/buyer_a",
+            "courier.dlq.notice": "3",
+        }
+        # a replay leaves it (no topic ever held it), saying why
+        replayed = await replay_dead_letters(kafka.bootstrap, topics.dlq, topics.leads)
+        assert replayed == {NOT_REPLAYED_NOTICE: 1}
     finally:
         await buyer.stop()
     seen = {

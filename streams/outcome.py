@@ -51,7 +51,9 @@ _NO_FLAGS = frozenset(
 _STATE_KEYS = frozenset(
     {"status", "result", "outcome", "decision", "disposition", "leadstatus", "lead_status",
      "poststatus", "post_status", "responsestatus", "response_status", "responsetype",
-     "response_type", "bid_status", "bidstatus", "ping_status", "pingstatus"}
+     "response_type", "bid_status", "bidstatus", "ping_status", "pingstatus",
+     # a code in words: {"ResponseCode": "REJECT", "ResponseMessage": "Out of area"}
+     "responsecode", "response_code", "resultcode", "result_code"}
 )  # fmt: skip
 _NO_WORDS = frozenset(
     {"error", "fail", "failed", "failure", "rejected", "reject", "declined", "denied",
@@ -95,6 +97,7 @@ _REASON_KEYS = (
     "errormessage", "error_msg", "errordescription", "reject_reason", "rejectreason",
     "rejection_reason", "description", "details",
     "result_message", "resultmessage", "status_message", "statusmessage",
+    "response_message", "responsemessage",
 )  # fmt: skip
 _REFERENCE_KEYS = ("reference_id", "id", "lead_id", "leadId", "record_id", "LeadIdentifier")
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
@@ -121,7 +124,8 @@ KNOWN_REASONS: tuple[tuple[str, re.Pattern[str], OutcomeCategory], ...] = tuple(
         ),
         (
             "Outside service area",
-            r"(outside|out of|not in) (of )?(the |our )?(service|coverage|serviceable) area"
+            # "Out of area" too, not an area code
+            r"(outside|out of|not in) (of )?(the |our )?((service|coverage|serviceable) )?area\b(?! code)"
             r"|(zip|postal code|state)\b.*\bnot (covered|serviced|supported)",
             OutcomeCategory.HARD_REJECT,
         ),
@@ -203,8 +207,6 @@ def default_outcome(res: HttpResponse) -> Outcome:
         inner = _enveloped(verdict_fields) if said_no is None else None
         # Its own id, read once: it also names the sale's below.
         own_reference = _reference_id(verdict) if said_no is None else None
-        if said_no is None and inner is None and own_reference is None:
-            said_no = _message_said_no(verdict_fields) if _price(verdict) is None else None
         if inner is not None:
             # {"success": true, "data": {"accepted": false, "reason": "Duplicate"}}: the call
             # went through, the lead was refused (it was billed as a sale). After a yes at
@@ -213,17 +215,30 @@ def default_outcome(res: HttpResponse) -> Outcome:
             said_in, said_fields = inner, _lowered(inner)
             yes = _said_yes(verdict_fields)
             said_no = _said_no_outright(said_fields) if yes else _said_no(said_fields)
+        if (
+            said_no is None
+            and own_reference is None
+            and _price(verdict) is None
+            and (inner is None or _names_no_sale(inner, said_fields))
+        ):
+            # Only words ({"data": {"id": null}, "message": "Lead already exists"} too: an
+            # envelope with no id, no price and no yes was taken for a sale's)
+            said_no = _message_said_no(verdict_fields)
+            said_in, said_fields = verdict, verdict_fields
         if said_no is not None:
             # The recipient's reason when it gives one, else what its errors list says
             # ({"status": "error", "errors": {"email": ["is invalid"]}}), else its own word.
-            texts = (_reason(said_in), _listed_error(said_fields), said_no)
+            # An envelope's no with the top's why ({"data": {"accepted": false}, "message":
+            # "Duplicate lead"}: it was "Rejected").
+            top = _reason(verdict) if said_in is not verdict else None
+            texts = (_reason(said_in), _listed_error(said_fields), top, said_no)
             envelope = (
                 _enveloped(verdict_fields) if inner is None and texts[:2] == (None, None) else None
             )
             if envelope is not None:
                 # No at the top, why in the envelope ({"code": -1, "records": [{"errors":
                 # ["Phone invalid"]}]}): the reason was the top's word, "Rejected".
-                texts = (_reason(envelope), _listed_error(_lowered(envelope)), said_no)
+                texts = (_reason(envelope), _listed_error(_lowered(envelope)), None, said_no)
             for text in (*texts, _code_said(said_fields)):
                 # The first that names a known reason: {"result": "Duplicate", "message":
                 # "Lead exists"} is a duplicate, where it was a refusal "Lead exists"; an
@@ -830,7 +845,11 @@ _ON_DNC_LIST = re.compile(
     r"(?:dnc|do[\s-]+not[\s-]+(?:call|contact))\s+(?:list|registry)\b(?!\s*check)",
     re.I,
 )
-_DIGIT_FLAG = re.compile(r"([01])[ \t]*\|[ \t]*(.{1,200})")
+_DIGIT_FLAG = re.compile(r"(-[1-9]\d{0,5}|[01])[ \t]*\|[ \t]*(.{1,200})")
+# A pipe-delimited sale's id, then its price: "OK|12345|15.00", "1|A-77|$12.50".
+_PIPED_SALE = re.compile(
+    r"((?=[^\d|]{0,99}\d)[\w.\-]{1,100})[ \t]*\|[ \t]*\$?(\d{1,10}(?:\.\d{1,4})?)"
+)
 _LETTER = re.compile(r"[A-Za-z]")
 # Who says it has the lead already: "We already have this lead".
 _WE = re.compile(r"(?:we|i)\s+(?:have\s+)?(?=already\b)", re.I)
@@ -864,10 +883,12 @@ def _line_verdict(text: str, *, named: bool = False) -> dict[str, str]:
         # "0|Duplicate", "1|48213": a pipe-delimited answer's flag in digits, as older lead
         # APIs write it; each refusal was a sale, and each sale's id was unread.
         flag, said = flagged.group(1), flagged.group(2).strip()
-        if flag == "0" and _LETTER.search(said):
+        if flag != "1" and _LETTER.search(said):  # "-1|Duplicate": an error's code
             return {"success": "false", "message": said}
-        if flag == "1" and _REFERENCE_TOKEN.fullmatch(said):
-            return {"status": "success", "id": said}
+        if flag == "1":
+            sold = _sale_said("success", said)
+            if sold is not None:
+                return sold
     found = _TEXT_VERDICT.fullmatch(text) if len(text) <= TEXT_VERDICT_LIMIT else None
     if found is None:
         # A status's code alone ("NOT_SOLD", "DUPLICATE_LEAD", "LEAD_ACCEPTED"): read as
@@ -908,8 +929,9 @@ def _line_verdict(text: str, *, named: bool = False) -> dict[str, str]:
         status = word.capitalize() if word in _NO_WORDS else "Rejected"  # "Sorry, …"
         status = "Not OK" if word == "nok" else status
         return {"status": status, "message": said.splitlines()[0] if said else ""}
-    if word in _YES_WORDS and _REFERENCE_TOKEN.fullmatch(rest):
-        return {"status": word, "id": rest}
+    sold = _sale_said(word, rest) if word in _YES_WORDS else None
+    if sold is not None:
+        return sold
     we = _WE.match(first_line)
     if _DUPLICATE.match(first_line, we.end() if we else 0):
         # "Already exists", "Email already exists", "We already have this lead": each a sale
@@ -919,6 +941,16 @@ def _line_verdict(text: str, *, named: bool = False) -> dict[str, str]:
     if _NOT_BUYING.match(first_line):
         return {"status": "Rejected", "message": first_line}
     return {}
+
+
+def _sale_said(status: str, rest: str) -> dict[str, str] | None:
+    """A sale's id after its yes (``SUCCESS|B-77``), and its price after that
+    (``OK|12345|15.00``: the id and price were unread, a sale at nothing); None when the
+    rest is neither."""
+    if _REFERENCE_TOKEN.fullmatch(rest):
+        return {"status": status, "id": rest}
+    piped = _PIPED_SALE.fullmatch(rest)
+    return {"status": status, "id": piped[1], "price": piped[2]} if piped else None
 
 
 def _xml_verdict_fields(res: HttpResponse) -> tuple[dict[str, Any], bool]:
@@ -1321,10 +1353,16 @@ def _said_no(fields: dict[str, Any]) -> str | None:
     return _error_said(fields)
 
 
+def _names_no_sale(inner: dict[str, Any], fields: dict[str, Any]) -> bool:
+    """Whether an envelope says nothing of a sale: no id, no price, no yes."""
+    return _reference_id(inner) is None and _price(inner) is None and not _said_yes(fields)
+
+
 # A 2xx answer's words when it gives nothing else to read (``_message_said_no``).
 _MESSAGE_KEYS = (
     "message", "msg", "reason", "detail", "description", "result_message", "resultmessage",
     "status_message", "statusmessage", "response_detail", "responsedetail",
+    "response_message", "responsemessage",
 )  # fmt: skip
 
 

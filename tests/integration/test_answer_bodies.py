@@ -211,7 +211,15 @@ async def test_a_2xx_text_that_does_not_open_with_a_refusal_is_a_sale(body: byte
      (b'{"status": "NOK"}', "application/json", OutcomeCategory.HARD_REJECT, "NOK"),
      # a pipe-delimited answer's flag in digits
      (b"0|Duplicate", "text/plain", OutcomeCategory.DUPLICATE, "Duplicate lead"),
-     (b"0 | Zip not covered", "text/plain", OutcomeCategory.HARD_REJECT, "Outside service area")],
+     (b"0 | Zip not covered", "text/plain", OutcomeCategory.HARD_REJECT, "Outside service area"),
+     # beside an envelope that says nothing of a sale, or one that says no without why
+     (b'{"data": {"id": null}, "message": "Lead already exists"}', "application/json",
+      OutcomeCategory.DUPLICATE, "Duplicate lead"),
+     (b'{"data": {"accepted": false}, "message": "Duplicate lead"}', "application/json",
+      OutcomeCategory.DUPLICATE, "Duplicate lead"),
+     # a code in words, and its message
+     (b'{"ResponseCode": "REJECT", "ResponseMessage": "Out of area"}', "application/json",
+      OutcomeCategory.HARD_REJECT, "Outside service area")],
 )  # fmt: skip
 async def test_a_2xx_whose_only_words_refuse_is_a_refusal(
     answer: bytes, content_type: str, category: OutcomeCategory, reason: str
@@ -222,6 +230,24 @@ async def test_a_2xx_whose_only_words_refuse_is_a_refusal(
     assert (outcome.kind, outcome.category, outcome.reason) == (
         OutcomeKind.FAILURE, category, reason
     ), outcome  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind", "reason", "reference", "price"),
+    [(b"OK|12345|15.00", OutcomeKind.SUCCESS, "Accepted", "12345", "15.00"),
+     (b"ACCEPTED|A-77|$12.50", OutcomeKind.SUCCESS, "Accepted", "A-77", "12.50"),
+     (b"1|A-77|12.5", OutcomeKind.SUCCESS, "Accepted", "A-77", "12.5"),
+     (b"-1|Duplicate", OutcomeKind.FAILURE, "Duplicate lead", None, None),
+     (b"-2|Invalid zip", OutcomeKind.FAILURE, "Invalid data", None, None)],
+)  # fmt: skip
+async def test_a_pipe_delimited_answer_gives_its_id_and_price_or_its_errors_reason(
+    answer: bytes, kind: OutcomeKind, reason: str, reference: str | None, price: str | None
+) -> None:
+    """A sale's id and price after its yes were unread (a sale at nothing, without its
+    id); an error's code below zero before the reason ("-1|Duplicate") was a sale."""
+    outcome = (await deliver(answering(answer, "text/plain"))).outcome
+    said = (outcome.kind, outcome.reason, outcome.reference_id, outcome.price)
+    assert said == (kind, reason, reference, None if price is None else Decimal(price))
 
 
 @pytest.mark.parametrize(

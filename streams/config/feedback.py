@@ -178,6 +178,12 @@ class FeedbackConfig(CompiledModel):
     # The url the sender calls, as it calls it (a proxy in front of the worker may change
     # it): ``auth: hubspot``'s v3 signature covers it.
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+    # Salesforce's outbound messages: the org that may send them (its Organization ID, 15
+    # or 18 characters), as Salesforce's guide asks of a listener; another org's (a leaked
+    # url's) is refused, as is a message that names none.
+    organization_id: str | None = Field(
+        default=None, pattern=r"^00D[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?$"
+    )
     # Where the notices are in what is sent, when it holds several (a list found there, or
     # each match, is one notice each): Salesforce's outbound messages,
     # ``$.Envelope.Body.notifications.Notification``. A JSON list is always read so.

@@ -440,6 +440,8 @@ def receive_feedback(
     received = now or datetime.now(UTC)
     try:
         doc = _document(body)
+        if config.organization_id is not None and not _from_org(doc, config.organization_id):
+            return Received({"error": "not from this destination's Salesforce org"}, 403)
         listed = _listed(config, doc)
         if listed is not None:
             batch = _batch(destination_id, config, listed, received)
@@ -451,6 +453,15 @@ def receive_feedback(
         return Received({"error": exc.reason, "field": exc.field}, 400)
     answer = {"accepted": True, "event_id": notice.event_id, "kind": notice.kind}
     return Received(answer, 202, (notice,))
+
+
+def _from_org(doc: dict[str, Any] | list[Any], organization_id: str) -> bool:
+    """Whether a Salesforce outbound message names ``organization_id`` as its sender's, by
+    its first 15 characters (the 18-character form adds a case-proof suffix)."""
+    said: Any = doc
+    for name in ("Envelope", "Body", "notifications", "OrganizationId"):
+        said = said.get(name) if isinstance(said, dict) else None
+    return isinstance(said, str) and said.strip()[:15] == organization_id[:15]
 
 
 def _listed(config: FeedbackConfig, doc: dict[str, Any] | list[Any]) -> list[Any] | None:

@@ -440,6 +440,29 @@ def test_a_salesforce_outbound_message_is_read_and_acknowledged() -> None:
     )  # fmt: skip
 
 
+def test_a_salesforce_outbound_message_from_another_org_is_refused() -> None:
+    """With ``organization_id``, a message must name that org (Salesforce's guide asks a
+    listener to check it): one from another org, through a leaked url and its token, was
+    taken as the destination's own."""
+    body = outbound_message(("00Q5g00000ABCDeEAF", "Closed - Converted"))
+    token = {"token": SECRET}
+    for ours in ("00D5g000000ABCDEAA", "00D5g000000ABCD"):  # its 18 characters or 15
+        by_org = config(**SALESFORCE, organization_id=ours)
+        got = receive_feedback("buyer", by_org, {}, None, body, NOW, query=token)
+        assert (got.status, got.xml) == (200, SALESFORCE_ACK), got.answer
+    by_org = config(**SALESFORCE, organization_id="00D5g000000WXYZEAA")
+    for theirs in (
+        body,
+        outbound_message().replace(b"<OrganizationId>00D5g000000ABCDEAA</OrganizationId>", b""),
+    ):
+        refused = receive_feedback("buyer", by_org, {}, None, theirs, NOW, query=token)
+        assert (refused.status, refused.answer, refused.notices) == (
+            403, {"error": "not from this destination's Salesforce org"}, ()
+        )  # fmt: skip
+    with pytest.raises(ValidationError, match="organization_id"):
+        config(**SALESFORCE, organization_id="acme")
+
+
 def test_notices_wrapped_in_an_object_are_found_by_their_path() -> None:
     body = orjson.dumps({"account": 7, "events": [{"lead_id": "L1", "kind": "won"},
                                                    {"lead_id": "L2", "kind": "return"}]})  # fmt: skip

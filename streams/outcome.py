@@ -8,6 +8,7 @@ one ("Duplicate lead", "Outside service area", ...). Integrations refine this in
 
 from __future__ import annotations
 
+import csv
 import html
 import itertools
 import re
@@ -64,6 +65,8 @@ _NO_WORDS = frozenset(
      "capped", "expired", "cancelled", "canceled",
      # Marketo's for a lead it neither created nor updated, its reasons beside it
      "skipped",
+     # a known TCPA litigator's number, as lead buyers' scrubs call it
+     "litigator",
      # "not OK" (European APIs' status and text answers: "NOK", "status": "NOK")
      "nok"}
 )  # fmt: skip
@@ -757,11 +760,38 @@ def _text_verdict(res: HttpResponse, body: Any) -> tuple[dict[str, Any], bool]:
         return {}, False
     if _FORM_ANSWER.fullmatch(text):
         return dict(parse_qsl(text)), True
+    row = _csv_row(text)
+    if row is not None:
+        return row, True
     said = _line_verdict(text)
     if said:
         return said, False
     fields = _field_lines(text)
     return fields, bool(fields)
+
+
+_CSV_NAME = re.compile(r"[A-Za-z_][\w.\- ]{0,63}")
+
+
+def _csv_row(text: str) -> dict[str, str] | None:
+    """A CSV answer of a header and one row (``status,reason`` / ``rejected,Duplicate``,
+    as older lead APIs and exports answer) as its fields, when its header names a verdict,
+    an id or a flag; else None ("Rejected,Duplicate" alone is a line of text). Such a
+    refusal was a sale, and a sale's id and price unread."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) != 2 or "," not in lines[0]:
+        return None
+    try:
+        header, row = csv.reader(lines)
+    except (csv.Error, ValueError):
+        return None
+    names = [name.strip() for name in header]
+    if len(names) < 2 or len(names) != len(row) or not all(map(_CSV_NAME.fullmatch, names)):
+        return None
+    lowered = {name.lower() for name in names}
+    if lowered.isdisjoint(_STATE_KEYS) and lowered.isdisjoint(_NO_FLAGS):
+        return None
+    return {name: value.strip() for name, value in zip(names, row, strict=True)}
 
 
 _FIELD_LINE = re.compile(r"([A-Za-z_][\w.\-]{0,63})[ \t]*[=:][ \t]*(.*)")

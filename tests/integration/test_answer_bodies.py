@@ -1394,7 +1394,9 @@ async def test_a_verdict_said_as_an_outcome_or_a_decision_is_read(
      (b'{"valid": false, "errors": ["phone is invalid"]}', "application/json", "Invalid data"),
      (b'{"IsSuccess": false, "Message": "Over cap"}', "application/json", "Cap exceeded"),
      (b'{"id": 5, "lead_status": "Rejected - Duplicate"}', "application/json",
-      "Duplicate lead")],
+      "Duplicate lead"),
+     # a known TCPA litigator's number, as buyers' scrubs name it
+     (b'{"status": "Litigator"}', "application/json", "Litigator")],
 )  # fmt: skip
 async def test_a_no_said_by_an_is_flag_or_a_leads_status_is_read(
     answer: bytes, content_type: str, reason: str
@@ -2000,3 +2002,25 @@ async def test_an_integer_past_64_bits_keeps_its_digits(
     outcome = (await deliver(answering(answer, kind))).outcome
     assert (outcome.kind, outcome.reference_id) == (OutcomeKind.SUCCESS, reference), outcome
     assert captured.items() <= outcome.appended.items()
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind", "reason", "reference", "price"),
+    [(b"status,reason\nrejected,Duplicate lead\n", OutcomeKind.FAILURE, "Duplicate lead", None,
+      None),
+     (b'"Status","Reason"\r\n"Rejected","Zip not covered"\r\n', OutcomeKind.FAILURE,
+      "Outside service area", None, None),
+     (b"status,lead_id,price\naccepted,123,10.50", OutcomeKind.SUCCESS, "Accepted", "123",
+      "10.50"),
+     # not a header that names a verdict: read as before
+     (b"Rejected,Duplicate\nsee,docs", OutcomeKind.FAILURE, "Duplicate lead", None, None),
+     (b"name,age\nbob,4", OutcomeKind.SUCCESS, "Accepted", None, None)],
+)  # fmt: skip
+async def test_a_csv_answer_of_a_header_and_a_row_is_read_as_its_fields(
+    answer: bytes, kind: OutcomeKind, reason: str, reference: str | None, price: str | None
+) -> None:
+    """Older lead APIs and exports answer CSV: its refusal was a sale, and a sale's id and
+    price were unread."""
+    outcome = (await deliver(answering(answer, "text/csv"))).outcome
+    said = (outcome.kind, outcome.reason, outcome.reference_id, outcome.price)
+    assert said == (kind, reason, reference, None if price is None else Decimal(price))

@@ -368,10 +368,6 @@ _JSON_DECODER = json.JSONDecoder(parse_int=_json_integer)  # orjson refuses to w
 _PYTHON_LITERAL_LIMIT = 2000  # characters: a verdict, not a document
 
 
-# PHP with display_errors on prints its notices before the answer, as HTML
-# ("<br />\n<b>Warning</b>:  Undefined array key "zip" in <b>/var/www/lead.php</b> on line
-# <b>12</b><br />\n{"status":"rejected"}") or as text ("Warning: … on line 12\n{…}"): the
-# answer was unreadable, and whatever it said, a sale.
 # JSON made a script: JSONP (``callback({…});``, Express's ``/**/ typeof cb ===
 # 'function' && cb({…});``), or behind a guard against its being run as one (Google's and
 # Angular's ``)]}\',``, ``while(1);``, ``for(;;);``). An older buyer's API that answers JSONP
@@ -392,10 +388,12 @@ def _script_wrapped(body: bytes) -> Any:
         inner = body[guard.end() :]
     else:
         opening = _CALLBACK_OPENING.match(body)
+        if opening is None:
+            return None
         # The call's end, by stripping (a pattern searched for it took time in the square
         # of a hostile answer's blanks).
         call = body.rstrip().removesuffix(b";").rstrip()
-        if opening is None or not call.endswith(b")"):
+        if not call.endswith(b")"):
             return None
         inner = call[opening.end() : -1]
     if not looks_like_json(inner):
@@ -406,6 +404,10 @@ def _script_wrapped(body: bytes) -> Any:
         return None
 
 
+# PHP with display_errors on prints its notices before the answer, as HTML
+# ("<br />\n<b>Warning</b>:  Undefined array key "zip" in <b>/var/www/lead.php</b> on line
+# <b>12</b><br />\n{"status":"rejected"}") or as text ("Warning: … on line 12\n{…}"): the
+# answer was unreadable, and whatever it said, a sale.
 _PHP_NOTICES = re.compile(
     rb"(?:\s*(?:<br\s*/?>\s*<b>(?:Warning|Notice|Deprecated|Strict Standards)</b>:.{0,2000}?"
     rb"<br\s*/?>|(?:PHP )?(?:Warning|Notice|Deprecated|Strict Standards): .{0,2000}?"

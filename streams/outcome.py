@@ -968,7 +968,10 @@ def _line_verdict(text: str, *, named: bool = False) -> dict[str, str]:
         return {"status": "Duplicate", "message": first_line}
     if _ON_DNC_LIST.search(first_line) and _state_says(first_line) is not True:
         return {"status": "Rejected", "message": first_line}  # each was a sale
-    if _NOT_BUYING.match(first_line):
+    not_buying = _NOT_BUYING.match(first_line)
+    if not_buying is not None and _state_says(first_line[not_buying.end() :]) is not True:
+        # each was a sale; not with a yes after it ("We couldn't process the fax field,
+        # lead accepted")
         return {"status": "Rejected", "message": first_line}
     return {}
 

@@ -1242,7 +1242,7 @@ def error_page(res: HttpResponse, raw: str | None) -> Outcome | None:
         return firewall_blocked("F5", raw)  # F5 BIG-IP ASM's block page, served with a 200
     page = f"'{title}' page (HTTP {res.status})"
     if not title:
-        return None
+        return _page_said_no(text, raw)
     if _PAGE_BLOCKED.search(title):
         return firewall_blocked(f"an {page}", raw)
     if _PAGE_LOGIN.search(title):
@@ -1258,7 +1258,36 @@ def error_page(res: HttpResponse, raw: str | None) -> Outcome | None:
         # A form handler's own answer page that says no ("Lead Rejected", "Not Accepted"):
         # it was a sale.
         return rejection(title, None, raw)
-    return None
+    return _page_said_no(text, raw)
+
+
+# What a page shows, not what it runs or declares.
+_UNSHOWN = re.compile(r"<(head|script|style)\b[^>]*>.*?</\1\s*>", re.I | re.S)
+PAGE_WORDS_LIMIT = 300  # a page that shows more is a page, not a verdict
+PAGE_READ_LIMIT = 4096  # characters: a form handler's answer page is small
+
+
+def _page_said_no(text: str, raw: str | None) -> Outcome | None:
+    """A small page whose words refuse as a line of text would (``<html><body><h1>Lead
+    Form</h1><p>Lead Rejected: Duplicate</p></body></html>``), each of its blocks read as
+    a line: a form handler's answer, each billed as a sale. None for any other page, and
+    for one with a line that says yes beside it."""
+    if len(text) > PAGE_READ_LIMIT:
+        return None
+    shown = html.unescape(_TAG.sub("\n", _UNSHOWN.sub(" ", text)))
+    lines = [" ".join(line.split()) for line in shown.splitlines() if line.strip()]
+    if not lines or sum(map(len, lines)) > PAGE_WORDS_LIMIT:
+        return None
+    refused = None
+    for line in lines:
+        verdict = _line_verdict(line)
+        if verdict.get("id") or _said_yes(verdict) or _state_says(line) is True:
+            return None  # "Success", "Lead accepted": a yes beside it
+        if refused is None and _said_no_outright(verdict) is not None:
+            refused = line
+    if refused is None:
+        return None
+    return recognised_refusal(refused, None, raw) or rejection(refused, None, raw)
 
 
 def _first_line(res: HttpResponse, body: Any = None) -> str:

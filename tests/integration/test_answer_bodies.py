@@ -403,14 +403,34 @@ async def test_a_2xx_html_page_that_is_not_an_answer_is_not_a_sale(
 
 
 @pytest.mark.parametrize(
+    ("body", "reason"),
+    [(page("Lead Form", "<p>Lead Rejected: Duplicate</p>"), "Duplicate lead"),
+     (b"<html><body><p>Lead Rejected</p></body></html>", "Lead Rejected"),
+     (b"<!DOCTYPE html><html><body>ERROR: Invalid phone</body></html>", "Invalid data"),
+     (b"<html><body>Not accepting leads at this time</body></html>",
+      "Not accepting leads at this time"),
+     # a page that only says "Error" is read as the line "Error" is (it was a sale)
+     (page("", "Error"), "Error"),
+     (b"<html><body>Error</body></html>", "Error")],
+)  # fmt: skip
+async def test_a_small_2xx_pages_words_that_refuse_are_a_refusal(body: bytes, reason: str) -> None:
+    """A form handler answers with a page whose words are its verdict, under a title that
+    says nothing: each was billed as a sale. A page that says yes too is not read so."""
+    outcome = (await deliver(answering(body, "text/html; charset=utf-8"))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason), outcome
+
+
+@pytest.mark.parametrize(
     "body",
     [
         page("Thank You!", "Your request was received. No error."),
-        page("", "Error"),  # an empty title says nothing
-        b"<html><body>Error</body></html>",  # nor does a page without one
         page("Lead Form - Acme"),
         b"<html><body><h1>Thank you!</h1><p>We will call you.</p></body></html>",
         b"<html>" + b"<title>" * 3000,  # unclosed: no title (and no long search for one)
+        # what it runs is not what it shows; a page that shows more is not a verdict
+        b'<html><head><script>var said = "rejected";</script></head><body>Thanks!</body></html>',
+        b"<html><body>" + b"Our terms apply to each lead. " * 20 + b"Rejected</body></html>",
+        page("Success", "<p>Duplicate check: failed, lead accepted anyway</p>"),  # a yes beside
     ],
 )
 async def test_a_2xx_html_page_whose_title_says_no_error_is_a_sale(body: bytes) -> None:

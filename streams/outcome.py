@@ -1496,10 +1496,29 @@ _STATUS_KEYS = frozenset(
 )  # fmt: skip
 
 
+# An error's status by name, as a status or result word: an HTTP phrase in code's spelling
+# ({"result": "bad_request", "message": "email is required"}), or Google's canonical codes
+# (gRPC gateways' {"status": "RESOURCE_EXHAUSTED"}); each on a 200 was a sale. Not the
+# words a lead's own status may be ("unavailable", "conflict", "not_found").
+_NAMED_STATUSES = {
+    "bad_request": 400, "invalid_argument": 400, "unauthorized": 401, "unauthenticated": 401,
+    "forbidden": 403, "permission_denied": 403, "unprocessable_entity": 422,
+    "too_many_requests": 429, "resource_exhausted": 429, "internal_server_error": 500,
+    "bad_gateway": 502, "service_unavailable": 503, "gateway_timeout": 504,
+    "deadline_exceeded": 504,
+}  # fmt: skip
+_NAMED_STATUS_KEYS = frozenset({"status", "result", "code", "status_code", "statuscode"})
+
+
 def _status_said(fields: dict[str, Any]) -> int | None:
     """The HTTP status a 2xx answer's verdict fields (``_lowered``) say it stands for, when
-    they say an error's (400 to 599) and do not also say yes; else None."""
+    they say an error's (400 to 599, or ``_NAMED_STATUSES``) and do not also say yes; else
+    None."""
     for name, value in fields.items():
+        if isinstance(value, str) and name in _NAMED_STATUS_KEYS and len(value) <= 40:
+            named = _NAMED_STATUSES.get(re.sub(r"[\s-]+", "_", value.strip().lower()))
+            if named is not None:
+                return None if _said_yes(fields) else named
         if name not in _STATUS_KEYS or isinstance(value, bool):
             continue
         if isinstance(value, str) and len(value) == 3 and value.isdigit():

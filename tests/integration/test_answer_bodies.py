@@ -998,6 +998,17 @@ async def test_a_rule_reads_an_answer_that_is_not_json_its_own_way() -> None:
     [
         (b'{"status": 409, "message": "Lead exists"}', "application/json", OutcomeKind.FAILURE,
          "Duplicate lead", False),
+        # an error's status by name: an HTTP phrase in code's spelling, Google's codes
+        (b'{"result": "bad_request", "message": "email is required"}', "application/json",
+         OutcomeKind.FAILURE, "Invalid data", False),
+        (b'{"status": "RESOURCE_EXHAUSTED", "message": "Quota exceeded"}', "application/json",
+         OutcomeKind.ERROR, "Recipient busy (HTTP 429)", True),
+        (b'{"status": "Service Unavailable"}', "application/json", OutcomeKind.ERROR,
+         "Recipient error (HTTP 503)", True),
+        (b'{"status": "UNAUTHENTICATED"}', "application/json", OutcomeKind.ERROR,
+         "Authentication failed (HTTP 401)", False),
+        (b'{"status": "unavailable", "id": "U-1"}', "application/json", OutcomeKind.SUCCESS,
+         "Accepted", False),  # a lead's own status word, not a name of an error's
         (b'{"code": 400, "msg": "Invalid phone"}', "application/json", OutcomeKind.FAILURE,
          "Invalid data", False),
         (b'{"statusCode": "503", "message": "Database busy"}', "application/json",

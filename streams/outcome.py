@@ -208,8 +208,9 @@ def default_outcome(res: HttpResponse) -> Outcome:
             return default_outcome(replace(res, status=status))
         said_no, said_in, said_fields = _said_no(verdict_fields), verdict, verdict_fields
         inner = _enveloped(verdict_fields) if said_no is None else None
-        # Its own id, read once: it also names the sale's below.
+        # Its own id and price, read once: they also name the sale's below.
         own_reference = _reference_id(verdict) if said_no is None else None
+        own_price = _price(verdict) if said_no is None else None
         if inner is not None:
             # {"success": true, "data": {"accepted": false, "reason": "Duplicate"}}: the call
             # went through, the lead was refused (it was billed as a sale). After a yes at
@@ -218,11 +219,16 @@ def default_outcome(res: HttpResponse) -> Outcome:
             said_in, said_fields = inner, _lowered(inner)
             yes = _said_yes(verdict_fields)
             said_no = _said_no_outright(said_fields) if yes else _said_no(said_fields)
+        # The envelope's id and price, read once likewise (None without one).
+        inner_reference = _reference_id(inner) if said_no is None else None
+        inner_price = _price(inner) if said_no is None else None
         if (
             said_no is None
             and own_reference is None
-            and _price(verdict) is None
-            and (inner is None or _names_no_sale(inner, said_fields))
+            and own_price is None
+            and inner_reference is None
+            and inner_price is None
+            and (inner is None or not _said_yes(said_fields))
         ):
             # Only words ({"data": {"id": null}, "message": "Lead already exists"} too: an
             # envelope with no id, no price and no yes was taken for a sale's)
@@ -257,11 +263,9 @@ def default_outcome(res: HttpResponse) -> Outcome:
         # as a JSON one's: its verdict fields become appended.<destination>.*.
         # An envelope's id and price when the top has none ({"success": true, "data":
         # {"id": "L-9"}}).
-        reference = own_reference or _reference_id(inner) or _header_reference(res)
-        price = _price(verdict)
         return Outcome.success(
-            reference_id=reference,
-            price=price if price is not None else _price(inner),
+            reference_id=own_reference or inner_reference or _header_reference(res),
+            price=own_price if own_price is not None else inner_price,
             appended=_captured(verdict) if capturable else {},
             raw=raw,
         )
@@ -775,8 +779,8 @@ _CSV_NAME = re.compile(r"[A-Za-z_][\w.\- ]{0,63}")
 
 def _csv_row(text: str) -> dict[str, str] | None:
     """A CSV answer of a header and one row (``status,reason`` / ``rejected,Duplicate``,
-    as older lead APIs and exports answer) as its fields, when its header names a verdict,
-    an id or a flag; else None ("Rejected,Duplicate" alone is a line of text). Such a
+    as older lead APIs and exports answer) as its fields, when its header names a verdict
+    (a status's or a flag's name); else None ("Rejected,Duplicate" alone is a line of text). Such a
     refusal was a sale, and a sale's id and price unread."""
     lines = [line for line in text.splitlines() if line.strip()]
     if len(lines) != 2 or "," not in lines[0]:
@@ -1415,11 +1419,6 @@ def _said_no(fields: dict[str, Any]) -> str | None:
     return _error_said(fields)
 
 
-def _names_no_sale(inner: dict[str, Any], fields: dict[str, Any]) -> bool:
-    """Whether an envelope says nothing of a sale: no id, no price, no yes."""
-    return _reference_id(inner) is None and _price(inner) is None and not _said_yes(fields)
-
-
 # A 2xx answer's words when it gives nothing else to read (``_message_said_no``).
 _MESSAGE_KEYS = (
     "message", "msg", "reason", "detail", "description", "result_message", "resultmessage",
@@ -1508,6 +1507,7 @@ _NAMED_STATUSES = {
     "deadline_exceeded": 504,
 }  # fmt: skip
 _NAMED_STATUS_KEYS = frozenset({"status", "result", "code", "status_code", "statuscode"})
+_BLANKS_OR_HYPHENS = re.compile(r"[\s-]+")  # "Service Unavailable" as "service_unavailable"
 
 
 def _status_said(fields: dict[str, Any]) -> int | None:
@@ -1516,7 +1516,7 @@ def _status_said(fields: dict[str, Any]) -> int | None:
     None."""
     for name, value in fields.items():
         if isinstance(value, str) and name in _NAMED_STATUS_KEYS and len(value) <= 40:
-            named = _NAMED_STATUSES.get(re.sub(r"[\s-]+", "_", value.strip().lower()))
+            named = _NAMED_STATUSES.get(_BLANKS_OR_HYPHENS.sub("_", value.strip().lower()))
             if named is not None:
                 return None if _said_yes(fields) else named
         if name not in _STATUS_KEYS or isinstance(value, bool):

@@ -116,6 +116,18 @@ _DUPLICATE_WORDS = (
     r"|already[\s_-]+have[\s_-]+(this|that|the|your)[\s_-]+(lead|contact|record|customer)"
     r"|\bdupe|unique (key )?constraint"
 )
+# A buyer full for now: "Cap reached", "OVER_CAP" (a status's words joined by "_" too);
+# "Capped", "OverCap", "Lead limit reached", "Budget exhausted", "No capacity" (each was a
+# sale, or a refusal whose reason was not counted as a cap's).
+_CAP_WORDS = (
+    r"(?<![a-z])cap(?![a-z]).*(reached|exceeded|met|full|hit)|over[\s_-]*(the[\s_-]+)?cap\b"
+    r"|(daily|hourly) (rate )?limit|quota|(?<![a-z])(?<!not )(?<!n't )capped\b"
+    r"|\bleads?[\s_-]+limit|\blimit[\s_-]+(of[\s_-]+)?leads\b"
+    r"|\bmax(imum)?[\s_-]+(number[\s_-]+of[\s_-]+)?leads[\s_-]+(reached|exceeded|met)"
+    r"|\bbudget[\s_-]+(is[\s_-]+|has[\s_-]+been[\s_-]+)?(reached|exceeded|exhausted|spent|met|depleted|used)"
+    r"|\bout[\s_-]+of[\s_-]+budget|\bno[\s_-]+(more[\s_-]+)?(budget|capacity)\b(?![\s_-]+(issue|problem|concern|constraint)s?)"
+    r"|\b(at|over)[\s_-]+capacity\b|\bcapacity[\s_-]+(is[\s_-]+)?(reached|full|exceeded)"
+)
 # The reasons billing and routing count, and the texts recipients say them with.
 KNOWN_REASONS: tuple[tuple[str, re.Pattern[str], OutcomeCategory], ...] = tuple(
     (reason, re.compile(pattern, re.IGNORECASE), category)
@@ -134,9 +146,7 @@ KNOWN_REASONS: tuple[tuple[str, re.Pattern[str], OutcomeCategory], ...] = tuple(
         ),
         (
             "Cap exceeded",
-            # "Cap reached", "OVER_CAP": a status's words joined by "_" too
-            r"(?<![a-z])cap(?![a-z]).*(reached|exceeded|met|full)|over[\s_-]+(the[\s_-]+)?cap"
-            r"|(daily|hourly) (rate )?limit|quota",
+            _CAP_WORDS,
             OutcomeCategory.HARD_REJECT,
         ),
         (
@@ -154,6 +164,7 @@ KNOWN_REASONS: tuple[tuple[str, re.Pattern[str], OutcomeCategory], ...] = tuple(
 
 
 _DUPLICATE = re.compile(_DUPLICATE_WORDS, re.IGNORECASE)
+_CAP_SAID = re.compile(_CAP_WORDS, re.IGNORECASE)
 
 
 def normalize_reason(text: str) -> tuple[str, OutcomeCategory] | None:
@@ -885,6 +896,12 @@ _PIPED_SALE = re.compile(
     r"((?=[^\d|]{0,99}\d)[\w.\-]{1,100})[ \t]*\|[ \t]*\$?(\d{1,10}(?:\.\d{1,4})?)"
 )
 _LETTER = re.compile(r"[A-Za-z]")
+_FIRST_CLAUSE = re.compile(r"[^,.;!(]*")
+# A rate limit said hit, not only named ("Rate limit exceeded", "Throttled")
+_LIMIT_HIT = re.compile(
+    r"(?<!not )(?<!n't )(?:\brate[\s_-]?limit(?:ed|[\s_-]+(?:exceeded|reached|hit))|\bthrottled\b)",
+    re.I,
+)
 # Who says it has the lead already: "We already have this lead".
 _WE = re.compile(r"(?:we|i)\s+(?:have\s+)?(?=already\b)", re.I)
 
@@ -976,6 +993,13 @@ def _line_verdict(text: str, *, named: bool = False) -> dict[str, str]:
     if not_buying is not None and _state_says(first_line[not_buying.end() :]) is not True:
         # each was a sale; not with a yes after it ("We couldn't process the fax field,
         # lead accepted")
+        return {"status": "Rejected", "message": first_line}
+    clause = _FIRST_CLAUSE.match(first_line[:TEXT_VERDICT_LIMIT])
+    full = clause is not None and (_CAP_SAID.search(clause[0]) or _LIMIT_HIT.search(clause[0]))
+    if full and _state_says(first_line) is not True:
+        # "OverCap", "Lead limit reached", "No capacity": a buyer full for now; "Rate limit
+        # exceeded": a 429 in words. Each was a sale; in its first clause only ("Lead
+        # received, 5 leads left before cap reached" is a sale).
         return {"status": "Rejected", "message": first_line}
     return {}
 
@@ -1565,7 +1589,9 @@ def _state_says(value: str) -> bool | None:
             return negated  # "no_error": a yes
         if word in _SOLD_WORDS and (negated or word in _YES_WORDS):
             return not negated
-    return None
+    # "LIMIT_REACHED"-like words that name no verdict but a buyer full for now
+    # ("budget_exceeded", "NO_CAPACITY"): each was a sale
+    return False if _CAP_SAID.search(value[:TEXT_VERDICT_LIMIT]) else None
 
 
 def _lowered(body: dict[str, Any]) -> dict[str, Any]:

@@ -2047,3 +2047,48 @@ async def test_an_integer_past_64_bits_keeps_its_digits(
     outcome = (await deliver(answering(answer, kind))).outcome
     assert (outcome.kind, outcome.reference_id) == (OutcomeKind.SUCCESS, reference), outcome
     assert captured.items() <= outcome.appended.items()
+
+
+@pytest.mark.parametrize(
+    ("answer", "content_type"),
+    [(b"OverCap", "text/plain"),
+     (b"Lead limit reached", "text/plain"),
+     (b"No capacity", "text/plain"),
+     (b"We are at capacity", "text/plain"),
+     (b"Budget exceeded for today, try tomorrow", "text/plain"),
+     (b"BUDGET_EXCEEDED", "text/plain"),
+     (b"Rejected: Maximum leads reached for today", "text/plain"),
+     (b'{"status": "NO_CAPACITY"}', "application/json"),
+     (b'{"code": 0, "message": "Budget exhausted"}', "application/json"),
+     (b'{"status": "rejected", "reason": "Buyer capped"}', "application/json"),
+     (b"<response><result>Lead limit reached</result></response>", "application/xml"),
+     (b"result=budget_exceeded", "application/x-www-form-urlencoded")],
+)  # fmt: skip
+async def test_a_buyer_full_for_now_is_a_refusal_counted_as_its_cap(
+    answer: bytes, content_type: str
+) -> None:
+    """A buyer at its cap, budget or capacity in words other than "cap reached": each but
+    the last two was billed as a sale, and those two were refusals that billing could not
+    count as a cap's. Not when the cap is only mentioned beside a sale or in a later clause,
+    nor a capacity that had no issue."""
+    outcome = (await deliver(answering(answer, content_type))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "Cap exceeded"), outcome
+    for taken in (b"Lead accepted. Daily cap: 100", b"Accepted - cap reached after this lead",
+                  b"No capacity issues", b"Capital One", b"Rate limit: 100/min",
+                  b'{"message": "Lead received, 5 leads left before cap reached"}'):  # fmt: skip
+        kind = "application/json" if taken.startswith(b"{") else "text/plain"
+        sale = (await deliver(answering(taken, kind))).outcome
+        assert sale.kind == OutcomeKind.SUCCESS, (taken, sale)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"Rate limit exceeded", b"API rate limit reached", b"Throttled",
+     b'{"message": "Rate limit exceeded"}'],
+)  # fmt: skip
+async def test_a_rate_limit_said_hit_in_a_200_is_retried_as_a_429(answer: bytes) -> None:
+    """A 200 whose only words say its rate limit was hit was billed as a sale: the lead
+    was never sent again. It is the 429 it means: an error, retried."""
+    content_type = "application/json" if answer.startswith(b"{") else "text/plain"
+    outcome = (await deliver(answering(answer, content_type))).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.ERROR, "Rate limited"), outcome

@@ -5,6 +5,7 @@ memory store's tables are dropped from their oldest entry, reading no more than 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from collections.abc import Iterator
 from functools import cache
@@ -231,8 +232,10 @@ def test_a_lookup_reads_the_store_once(tmp_path: Path) -> None:
 
 @cache
 def _json_keyed_store() -> Any:
-    """A RocksDB table's store, as the worker makes them (nothing is opened on disk)."""
-    app = faust.App("key-test", store=f"{ROCKSDB_SCHEME}://")
+    """A RocksDB table's store, as the worker makes them (nothing is opened on disk, but
+    Faust makes its data directory: in a temporary one, not the checkout)."""
+    datadir = tempfile.mkdtemp(prefix="key-test-")
+    app = faust.App("key-test", store=f"{ROCKSDB_SCHEME}://", datadir=datadir)
     return keyed_table(app, "leads", 1, lambda key: key).data
 
 

@@ -1620,7 +1620,14 @@ def _error_said(fields: dict[str, Any]) -> str | None:
 
 
 _ERROR_NAMES = ("error_message", "errormessage", "error_msg", "error_code", "errorcode")
-_ERRORS_NAMED = ("errors", "reasons", "field-errors", "field_errors", "fielderrors")
+_ERRORS_NAMED = (
+    "errors", "reasons", "field-errors", "field_errors", "fielderrors",
+    # Jira-style and buyers' own names: a refusal's reason was its status's word
+    # ({"success": false, "errorMessages": ["Duplicate"]} was "Rejected")
+    "errormessages", "error_messages", "validationerrors", "validation_errors", "errorlist",
+    "error_list", "rejectionreasons", "rejection_reasons", "rejectreasons", "reject_reasons",
+    "failures",
+)  # fmt: skip
 
 
 def _listed_error(fields: dict[str, Any]) -> str | None:

@@ -1707,7 +1707,14 @@ async def test_a_refusal_after_thanks_or_in_words_that_cannot_take_the_lead_is_a
      ({"status": "error", "errorCode": "E102", "errorDescription": "State not licensed"},
       "State not licensed"),
      ({"status": "rejected", "rejectReason": "Age out of range"}, "Age out of range"),
-     ({"status": "rejected", "details": "Age out of range"}, "Age out of range")],
+     ({"status": "rejected", "details": "Age out of range"}, "Age out of range"),
+     # a list of them under another name than "errors": each was its status's word
+     ({"success": False, "errorMessages": ["Duplicate"]}, "Duplicate lead"),
+     ({"success": False, "validationErrors": [{"field": "phone", "message": "Phone invalid"}]},
+      "Invalid data"),
+     ({"result": "failed", "failures": ["Duplicate"]}, "Duplicate lead"),
+     ({"status": "rejected", "errorList": ["Age out of range"]}, "Age out of range"),
+     ({"accepted": False, "rejectionReasons": ["Duplicate"]}, "Duplicate lead")],
 )  # fmt: skip
 async def test_a_refusals_reason_is_read_by_the_names_buyers_give_it(
     answer: object, reason: str

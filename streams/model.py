@@ -144,12 +144,24 @@ class HttpResponse:
         return charset
 
     def _named_charset(self) -> str:
+        head = self.body[:4]
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            # A byte order mark decides, whatever the header says (as browsers read one):
+            # .NET's Encoding.Unicode answers in UTF-16 with its mark, often with no charset
+            # or "utf-8" named, and every such answer was a sale whatever it said.
+            return "utf-16"
         _, _, params = (self.header("Content-Type") or "").partition(";")
         for param in params.split(";"):
             key, _, value = param.partition("=")
             if key.strip().lower() == "charset":
                 # A name nobody knows: UTF-8, as without one.
                 return text_codec(value.strip().strip('"')) or "utf-8"
+        # None named: UTF-16 without a mark by its zero bytes, as RFC 4627 told JSON's
+        # readers to (an ASCII character's other byte is zero; UTF-8 has no zero byte).
+        if len(head) == 4 and head[1] == head[3] == 0 and head[0] and head[2]:
+            return "utf-16-le"
+        if len(head) == 4 and head[0] == head[2] == 0 and head[1] and head[3]:
+            return "utf-16-be"
         return "utf-8"
 
     def decoded(self, limit: int | None = None) -> str:

@@ -1286,7 +1286,17 @@ _FAULT = ('<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"
      (orjson.dumps(orjson.dumps({"status": "rejected", "reason": "Duplicate"}).decode()),
       "application/json", 200),
      (orjson.dumps({"d": orjson.dumps({"Success": False, "Message": "Duplicate"}).decode()}),
-      "application/json; charset=utf-8", 200)],
+      "application/json; charset=utf-8", 200),
+     # UTF-16 by its byte order mark whatever the header names, or without one by its
+     # zero bytes when the header names no charset: each was a sale
+     ('{"status": "rejected", "reason": "Duplicate"}'.encode("utf-16"), "application/json",
+      200),
+     ('{"status": "rejected", "reason": "Duplicate"}'.encode("utf-16"),
+      "application/json; charset=utf-8", 200),
+     ('{"status": "rejected", "reason": "Duplicate"}'.encode("utf-16-be"), "application/json",
+      200),
+     ("REJECTED: Duplicate".encode("utf-16-le"), "text/plain", 200),
+     (_REFUSAL_XML.encode("utf-16-le"), "text/xml", 200)],
 )  # fmt: skip
 async def test_an_answer_as_dotnet_writes_it_is_read(
     body: bytes, content_type: str, status: int
@@ -1297,6 +1307,16 @@ async def test_an_answer_as_dotnet_writes_it_is_read(
     encode their JSON twice. Each refusal was a sale: no XML or JSON object to read."""
     outcome = (await deliver(answering(body, content_type, status))).outcome
     assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "Duplicate lead"), outcome
+    assert "\x00" not in (outcome.raw or "")  # the recipient's words, not their bytes
+
+
+async def test_a_sale_in_utf_16_keeps_its_reference() -> None:
+    """A UTF-16 sale's id was unread (the answer no JSON), and its raw text kept its
+    zero bytes."""
+    body = '{"status": "accepted", "id": "Orléans-5"}'.encode("utf-16")
+    outcome = (await deliver(answering(body, "application/json"))).outcome
+    assert (outcome.kind, outcome.reference_id) == (OutcomeKind.SUCCESS, "Orléans-5"), outcome
+    assert outcome.raw == '{"status": "accepted", "id": "Orléans-5"}'
 
 
 @pytest.mark.parametrize(

@@ -890,6 +890,7 @@ _ON_DNC_LIST = re.compile(
     r"(?:dnc|do[\s-]+not[\s-]+(?:call|contact))\s+(?:list|registry)\b(?!\s*check)",
     re.I,
 )
+_NEGATIVE_CODE = re.compile(r"-[1-9]\d{0,5}")
 _DIGIT_FLAG = re.compile(r"(-[1-9]\d{0,5}|[01])[ \t]*\|[ \t]*(.{1,200})")
 # A pipe-delimited sale's id, then its price: "OK|12345|15.00", "1|A-77|$12.50".
 _PIPED_SALE = re.compile(
@@ -940,6 +941,10 @@ def _line_verdict(text: str, *, named: bool = False) -> dict[str, str]:
             sold = _sale_said("success", said)
             if sold is not None:
                 return sold
+    if _NEGATIVE_CODE.fullmatch(text):
+        # "-1", "-105": an error's code alone, as older lead APIs answer a refusal (their
+        # sale is the lead's id); each was a sale
+        return {"success": "false", "message": f"Error code {text}"}
     found = _TEXT_VERDICT.fullmatch(text) if len(text) <= TEXT_VERDICT_LIMIT else None
     if found is None:
         # A status's code alone ("NOT_SOLD", "DUPLICATE_LEAD", "LEAD_ACCEPTED"): read as

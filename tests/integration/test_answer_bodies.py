@@ -1611,7 +1611,11 @@ async def test_an_xml_answers_errors_are_read_as_a_json_answers(answer: bytes, r
       "Duplicate lead"),
      # no at the top, why only in the envelope (its reason was "Rejected")
      (b'{"code": -1, "response": "Rejected", "records": [{"status": "Invalid", '
-      b'"errors": ["Phone invalid"]}]}', "application/json", "Invalid data")],
+      b'"errors": ["Phone invalid"]}]}', "application/json", "Invalid data"),
+     # the code alone, as text or JSON: older APIs' refusal, their sale the lead's id
+     (b"-1", "text/plain", "Error code -1"),
+     (b"-105\r\n", "text/html", "Error code -105"),
+     (b"-2", "application/json", "Error code -2")],
 )  # fmt: skip
 async def test_a_result_code_below_zero_is_a_refusal(
     answer: bytes, content_type: str, reason: str

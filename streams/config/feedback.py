@@ -73,6 +73,8 @@ DEFAULT_KIND_WORDS: dict[str, list[str]] = {
 }
 # Normalised reasons and the words (found as whole words, any case) that mean them.
 DEFAULT_REASON_WORDS: dict[str, list[str]] = {
+    # Besides the first words, those lead buyers' return lists use (each was no reason:
+    # "Phone invalid", "Fax tone", "Never filled out a form", "Prank", "Fraudulent")
     "Bad phone": [
         "bad phone",
         "wrong number",
@@ -81,14 +83,43 @@ DEFAULT_REASON_WORDS: dict[str, list[str]] = {
         "bad number",
         "not a working number",
         "not in service",
+        "phone invalid",
+        "invalid number",
+        "no such number",
+        "wrong phone",
+        "non-working",
+        "nonworking",
+        "fax tone",
+        "fax machine",
     ],
-    "Bad email": ["bad email", "invalid email", "bounced"],
+    "Bad email": ["bad email", "invalid email", "bounced", "email invalid", "undeliverable"],
     "Duplicate": ["duplicate", "already have", "dupe"],
-    "Did not request": ["did not request", "didn't request", "never requested", "not requested"],
-    "Fraud": ["fraud", "fake", "bot"],
+    "Did not request": [
+        "did not request",
+        "didn't request",
+        "never requested",
+        "not requested",
+        "did not fill",
+        "didn't fill",
+        "never filled",
+        "did not submit",
+        "didn't submit",
+        "never submitted",
+        "did not apply",
+        "didn't apply",
+        "never applied",
+    ],
+    "Fraud": ["fraud", "fraudulent", "fake", "bot", "prank", "fictitious", "bogus"],
     "Not interested": ["not interested", "no longer interested"],
-    "Outside service area": ["outside service area", "out of area", "service area"],
-    "Underage": ["underage", "under 18", "a minor"],  # not "Minor issue with address"
+    "Outside service area": [
+        "outside service area",
+        "out of area",
+        "service area",
+        "out of state",
+        "outside area",
+        "out of territory",
+    ],
+    "Underage": ["underage", "under 18", "a minor", "under age", "too young"],  # not "Minor issue"
 }
 MAX_BODY_BYTES = 65_536
 DEFAULT_RETURN_WINDOW_DAYS = 7.0

@@ -52,10 +52,17 @@ def notice(body: dict[str, Any], **given: Any) -> Notice:
 
 @pytest.mark.parametrize(
     ("said", "reason"),
-    [("Both phone and email invalid", None), ("Bottom of the funnel", None), ("Abbott", None),
+    [("Both phone and email invalid", "Bad email"),  # not Fraud's "bot" ("Bottom of the funnel", None), ("Abbott", None),
      ("Minor issue with the address", None), ("Fake name, a bot filled it", "Fraud"),
      ("Customer is a minor", "Underage"), ("Not a working number", "Bad phone"),
-     ("DUPE", "Duplicate"), ("Consumer didn't request info", "Did not request")],
+     ("DUPE", "Duplicate"), ("Consumer didn't request info", "Did not request"),
+     # return lists' own words (each was no reason)
+     ("Phone invalid", "Bad phone"), ("Fax tone", "Bad phone"),
+     ("Non-working number", "Bad phone"), ("Email undeliverable", "Bad email"),
+     ("Never filled out a form", "Did not request"),
+     ("Consumer did not submit", "Did not request"), ("Prank", "Fraud"),
+     ("Fraudulent info", "Fraud"), ("Out of state", "Outside service area"),
+     ("Under age", "Underage"), ("Fax number given for email", None)],
 )  # fmt: skip
 def test_a_reason_is_known_by_whole_words(said: str, reason: str | None) -> None:
     """Found anywhere in the text, "bot" made "Both phone and email invalid" a Fraud

@@ -55,6 +55,7 @@ DEFAULT_KIND_WORDS: dict[str, list[str]] = {
         "refunded",
         "credit",
         "chargeback",
+        "charge back",
         "reversed",
         "reversal",
     ],
@@ -277,8 +278,24 @@ class FeedbackConfig(CompiledModel):
         return self._paths.get(name)
 
     def kind_of(self, word: str) -> str:
-        """A recipient's word for what happened → one of ``FEEDBACK_KINDS``."""
-        return self._kind_words.get(word.strip().lower(), "status")
+        """A recipient's word for what happened → one of ``FEEDBACK_KINDS``: as written, then
+        in words (``closed_won``, ``Charge-Back``), without the lead it is about (``Lead
+        Returned``), before its reason (``Returned - Bad Phone``), or a kind approved
+        (``Return Approved``). Each but the first was a ``status``: a return that never
+        credited its sale. A kind refused (``Return Denied``) is not that kind."""
+        said = word.strip().lower()
+        kind = self._kind_words.get(said)
+        if kind is not None:
+            return kind
+        head = _KIND_REASON.split(said, maxsplit=1)[0]
+        for text in dict.fromkeys((said, head)):
+            words = _KIND_SEPARATORS.sub(" ", text).strip()
+            words = words.removeprefix("lead ")
+            for candidate in (words, _KIND_APPROVED.sub("", words)):
+                kind = self._kind_words.get(candidate)
+                if kind is not None:
+                    return kind
+        return "status"
 
     def reason_of(self, text: str) -> str | None:
         """A recipient's reason → our normalised one, or None when none fits."""
@@ -286,6 +303,14 @@ class FeedbackConfig(CompiledModel):
             if words.search(text):
                 return reason
         return None
+
+
+# How a kind is written in words: "closed_won", "Charge-Back", "Closed - Won".
+_KIND_SEPARATORS = re.compile(r"[\s_\-]+")
+# A reason after the kind: "Returned - Bad Phone", "Returned: duplicate", "RETURNED|fax".
+_KIND_REASON = re.compile(r"\s+[-\u2013|]\s+|\s*[:|(]\s*")
+# A kind its platform approved: "Return Approved", "Refund issued", "Chargeback processed".
+_KIND_APPROVED = re.compile(r" (?:approved|accepted|confirmed|processed|issued|completed)$")
 
 
 def _whole_words(words: str) -> re.Pattern[str]:

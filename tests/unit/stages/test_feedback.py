@@ -207,6 +207,26 @@ def test_an_affiliate_postbacks_words_are_its_kinds(word: str, kind: str) -> Non
     assert notice({"lead_id": "L1", "kind": word}).kind == kind
 
 
+@pytest.mark.parametrize(
+    ("word", "kind"),
+    [("Lead Returned", "returned"), ("lead_returned", "returned"),
+     ("Returned - Bad Phone", "returned"), ("RETURNED|fax", "returned"),
+     ("Returned (duplicate)", "returned"), ("Return Approved", "returned"),
+     ("charge_back", "returned"), ("Chargeback processed", "returned"),
+     ("closed_won", "converted"), ("Closed - Won", "converted"),
+     ("not_qualified", "disqualified"),
+     # a return refused or only asked for credits nothing
+     ("Return Denied", "status"), ("Return Rejected", "status"), ("Return Request", "status"),
+     ("Lead Status Updated", "status")],
+)  # fmt: skip
+def test_a_kind_written_in_words_with_its_lead_or_its_reason_is_that_kind(
+    word: str, kind: str
+) -> None:
+    """Kinds were found only as written: "Lead Returned", "closed_won" or "Returned - Bad
+    Phone" were a ``status``, a return that never credited its sale."""
+    assert notice({"lead_id": "L1", "kind": word}).kind == kind
+
+
 def test_a_signed_form_is_read_as_json_is() -> None:
     """Many buyers' return postbacks are forms (``lead_id=…&status=returned``): each was
     refused "not JSON" and the return never credited the sale."""

@@ -444,7 +444,17 @@ class Handlers:
         if config is not None and config.poll is not None and self._poll is not None:
             answer = await self._poll(entry["destination_id"], poll_url(config.poll, entry))
             status, body = answer if answer is not None else (None, b"")
-            notice, kept = read_poll(config, entry, status, body, now)
+            try:
+                notice, kept = read_poll(config, entry, status, body, now)
+            except Exception as exc:
+                # One recipient's answer about one lead is that lead's alone: raised here,
+                # it ended the whole check's gather, and every lead asked with it was marked
+                # asked and never heard again. Read as no answer: asked at the next interval.
+                log.warning(
+                    "a poll's answer from %s could not be read (%s); asked again later",
+                    entry["destination_id"], type(exc).__name__,
+                )  # fmt: skip
+                notice, kept = read_poll(config, entry, None, b"", now)
         message = {
             "type": "polled",
             "destination_id": entry["destination_id"],

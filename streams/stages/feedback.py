@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 from xml.parsers.expat import ExpatError
@@ -562,18 +563,38 @@ def _amount(value: str) -> str:
 
 
 def _moment(value: str, field: str) -> int:
-    """An ISO 8601 time (a zone assumed UTC when none is given), epoch seconds or epoch
-    milliseconds (from ``EPOCH_MS_FROM``) → ms."""
-    if value.replace(".", "", 1).isdigit():
+    """An ISO 8601 or RFC 2822 time (a zone assumed UTC when none is given), epoch seconds
+    or epoch milliseconds (from ``EPOCH_MS_FROM``) → ms."""
+    if _EPOCH_NUMBER.fullmatch(value):
         number = Decimal(value)
         return _in_range(int(number if number >= EPOCH_MS_FROM else number * 1000), field)
+    moment: datetime | None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise FeedbackError(field, f"{value!r} is not a time (ISO 8601 or epoch seconds)") from None
+        moment = _mail_time(value)
+    if moment is None:
+        raise FeedbackError(
+            field, f"{value!r} is not a time (ISO 8601, RFC 2822 or epoch seconds)"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return _ms(moment)
+
+
+# Epoch seconds or milliseconds in ASCII digits: "¹" passed str.isdigit() and Decimal
+# refused it, an exception that was no 400 (and "٣٤٥" was read as 345 seconds).
+_EPOCH_NUMBER = re.compile(r"(?=\.?[0-9])[0-9]*\.?[0-9]*")
+
+
+def _mail_time(value: str) -> datetime | None:
+    """An RFC 2822 time, as PHP's ``date('r')`` and HTTP dates write it (``Mon, 30 Nov
+    2026 10:00:00 +0000``, ``… GMT``), a postback's time macro among them: such a notice
+    was refused; None when it is not one."""
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def _in_range(ms: int, field: str) -> int:

@@ -14,6 +14,7 @@ import pytest
 from schemas import CIRCUIT_EVENT, DELIVERY_EVENT, LEAD_OUTCOME, load_schema
 from streams.avro import Encoders, EventEncoder
 from streams.config import DestinationsFile
+from streams.config.feedback import FeedbackConfig
 from streams.control.desk import DeliveryDesk, Unremembered
 from streams.control.home import Home, LeadStates
 from streams.handlers import (
@@ -211,3 +212,46 @@ def test_a_failure_on_feedback_is_dead_lettered_and_leaves_the_lead_alone() -> N
         sends = on.failed(stage, value, b"L-1", ORIGIN, KeyError("x"))  # type: ignore[arg-type]
         assert [s.topic for s in sends] == ["dlq"]  # no outcome: the lead is not ended
     assert "L-1" not in on.home.leads
+
+
+async def test_a_polled_answer_that_raises_is_that_leads_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A poll's answer that raised while read ended the check's gather: every lead asked
+    with it was marked asked, its answer never written, and never asked again. Now that one
+    is read as no answer (asked again at the next interval) and the others are heard."""
+    import streams.handlers
+
+    feedback = FeedbackConfig.model_validate(
+        {"lead_id": None, "reference_id": "$.ref", "kind": "$.status", "reason": None,
+         "amount": None, "at": None, "poll": {"url": "http://127.0.0.1:9/s/{reference_id}"}}
+    )  # fmt: skip
+
+    async def poll(destination_id: str, url: str) -> tuple[int, bytes]:
+        return 200, orjson.dumps({"ref": url.rsplit("/", 1)[1], "status": "Converted"})
+
+    on = handlers()
+    on = Handlers(
+        flows=on._flows, home=on.home, desk=on.desk, codec=on._codec, partitions=4,
+        max_lead_bytes=1 << 20, leads_topic="leads", worker_name="test",
+        at_home=lambda origin, lead_id: True, confirmed=nothing_to_confirm,
+        feedback={"a": feedback}, poll=poll,
+    )  # fmt: skip
+    for lead in ("L-1", "L-2", "L-3"):
+        on.home.polls[f"a|{lead}"] = {
+            "destination_id": "a", "lead_id": lead, "reference_id": f"R-{lead}",
+            "next_at": 0.0, "until": 9e12, "seen": None,
+        }  # fmt: skip
+    real = streams.handlers.read_poll
+
+    def read(config: Any, entry: dict[str, Any], *args: Any) -> Any:
+        if entry["lead_id"] == "L-2" and args[0] is not None:
+            raise ArithmeticError("an answer nobody foresaw")
+        return real(config, entry, *args)
+
+    monkeypatch.setattr(streams.handlers, "read_poll", read)
+    sends = await on.polls_due(lambda lead_id: True)
+    heard = {orjson.loads(out.value)["lead_id"]: orjson.loads(out.value) for out in sends}
+    assert set(heard) == {"L-1", "L-2", "L-3"}
+    assert heard["L-1"]["notice"] and heard["L-3"]["notice"]
+    assert heard["L-2"]["notice"] is None and heard["L-2"]["entry"]["next_at"] > 0

@@ -524,6 +524,32 @@ def test_anything_signed_is_taken_or_refused_naming_why(doc: Any) -> None:
     assert bool(got.notices) == (got.status == 202) and (got.status == 202 or got.answer["error"])
 
 
+@pytest.mark.parametrize("at", ["¹", "٣٤٥", "\uff11\uff12\uff13", "²⁰²⁶", "."])
+def test_a_time_in_digits_other_than_ascii_is_refused_naming_it(at: str) -> None:
+    """ "¹" passed ``str.isdigit`` and ``Decimal`` refused it: an exception, not a 400 (and a
+    poll's answer so written would have raised in the poller); "٣٤٥" was 345 seconds."""
+    body = orjson.dumps({"lead_id": "L1", "kind": "returned", "at": at})
+    signed = {"X-Courier-Signature": sign(SECRET, body)}
+    got = receive_feedback("buyer", config(), signed, None, body, NOW)
+    assert (got.status, got.answer["field"]) == (400, "at"), got.answer
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        "Mon, 30 Nov 2026 10:00:00 +0000",
+        "Mon, 30 Nov 2026 10:00:00 GMT",
+        "30 Nov 2026 05:00:00 -0500",
+        "Mon, 30 Nov 2026 10:00:00",
+    ],
+)
+def test_a_time_as_rfc_2822_writes_it_is_read(at: str) -> None:
+    """PHP's ``date('r')`` and HTTP dates, as postbacks' time macros write them, were
+    refused ("not a time")."""
+    read = notice({"lead_id": "L1", "kind": "returned", "at": at})
+    assert read.at_ms == int(datetime(2026, 11, 30, 10, tzinfo=UTC).timestamp() * 1000)
+
+
 XML_PARTS = ["<a>", "</a>", "<Notification>", "</Notification>", "<sf:Id>", "</sf:Id>",
              '<b id="1"/>', "<!DOCTYPE a [<!ENTITY e 'x'>]>", "&e;", "&amp;", "<![CDATA[x]]>",
              "<?xml version='1.0'?>", "text", "<", ">", '"', "\x00", "é"]  # fmt: skip

@@ -143,7 +143,7 @@ def response(req: HttpRequest, res: HttpResponse) -> Outcome:
 
     def number(name: str) -> int:
         text = counts.get(name) or "0"
-        return int(text) if text.isdigit() else 0
+        return int(text) if text.isascii() and text.isdigit() else 0
 
     if number("uploadErrorsCount") or (troubles and not number("listRecordsInserted")):
         why = counts.get("failureMessage") or "; ".join(t for t in troubles if t)

@@ -125,6 +125,6 @@ def quota_left(res: HttpResponse) -> tuple[int, int | None] | None:
     """``X-HubSpot-RateLimit-Daily-Remaining`` of ``X-HubSpot-RateLimit-Daily``."""
     left = res.header("X-HubSpot-RateLimit-Daily-Remaining")
     limit = res.header("X-HubSpot-RateLimit-Daily")
-    if left is None or not left.isdigit():
+    if left is None or not (left.isascii() and left.isdigit()):
         return None
-    return int(left), int(limit) if limit and limit.isdigit() else None
+    return int(left), int(limit) if limit and limit.isascii() and limit.isdigit() else None

@@ -77,7 +77,7 @@ def request(payload: dict[str, Any], settings: Config, target: Target) -> HttpRe
         path = "api/v2/persons"
     else:
         person = body.get("person_id")
-        if isinstance(person, str) and person.isdigit():
+        if isinstance(person, str) and person.isascii() and person.isdigit():
             body["person_id"] = int(person)
         path = "v1/leads"
     return HttpRequest.json(
@@ -173,4 +173,4 @@ def _until_utc_midnight() -> float:
 def quota_left(res: HttpResponse) -> tuple[int, int | None] | None:
     """``x-daily-requests-left``: POST/PUT requests left today (UTC); the budget is not said."""
     left = res.header("x-daily-requests-left")
-    return (int(left), None) if left is not None and left.isdigit() else None
+    return (int(left), None) if left is not None and left.isascii() and left.isdigit() else None

@@ -1550,7 +1550,7 @@ def _status_said(fields: dict[str, Any]) -> int | None:
                 return None if _said_yes(fields) else named
         if name not in _STATUS_KEYS or isinstance(value, bool):
             continue
-        if isinstance(value, str) and len(value) == 3 and value.isdigit():
+        if isinstance(value, str) and len(value) == 3 and value.isascii() and value.isdigit():
             # A text "code" may be anything three digits long (an offer's, an area's) unless
             # words say why beside it ({"code": "409", "msg": "Lead exists"}, XML's <code>).
             if name == "code" and not any(key in fields for key in _REASON_KEYS):
@@ -1912,10 +1912,10 @@ def rate_limit_reset(res: HttpResponse, now: float | None = None) -> float | Non
     if named is not None and (found := _RATELIMIT_RESET.search(named)) is not None:
         return float(found[1])
     delay = res.header("RateLimit-Reset")
-    if delay is not None and delay.strip().isdigit():
+    if delay is not None and _ascii_digits(delay.strip()):
         return float(delay.strip())
     reset = (res.header("X-RateLimit-Reset") or "").strip()
-    if not reset.isdigit() and not _DECIMAL_SECONDS.fullmatch(reset):
+    if not _ascii_digits(reset) and not _DECIMAL_SECONDS.fullmatch(reset):
         return None
     value = float(reset)
     if value < _EPOCH_FROM:
@@ -1964,13 +1964,20 @@ def _none_left(res: HttpResponse) -> bool:
 RETRY_AFTER_LIMIT_S = 366 * 86_400.0  # the longest wait a recipient's answer is taken to ask
 
 
+def _ascii_digits(text: str) -> bool:
+    """Whole seconds in ASCII digits: a header is read as Latin-1, where "¹²³" pass
+    ``str.isdigit`` and ``float`` refuses them (a ValueError, the lead's internal error
+    where its answer said when to retry)."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """RFC 9110 Retry-After: delay-seconds or an HTTP-date; None when absent or unreadable."""
     if value is None:
         return None
     text = value.strip()
     # Whole seconds by the RFC; "1.5" too, as some APIs write it (rate limits under a second).
-    if text.isdigit() or _DECIMAL_SECONDS.fullmatch(text):
+    if _ascii_digits(text) or _DECIMAL_SECONDS.fullmatch(text):
         return float(text)
     try:
         when = parsedate_to_datetime(text)

@@ -325,9 +325,9 @@ def first_xml(root: Element | None, path: str, namespaces: dict[str, str]) -> An
 
 def _status_range(status: int | str) -> tuple[int, int]:
     text = str(status).strip().lower()
-    if len(text) == 3 and text[0].isdigit() and text[1:] == "xx":
+    if len(text) == 3 and text[0] in "12345" and text[1:] == "xx":
         return int(text[0]) * 100, int(text[0]) * 100 + 99
-    if text.isdigit() and 100 <= int(text) <= 599:
+    if text.isascii() and text.isdigit() and 100 <= int(text) <= 599:
         return int(text), int(text)
     raise ValueError(f"status {status!r}: write a code like 409 or a class like 4xx")
 

@@ -51,7 +51,7 @@ def problem_with_broker(value: str) -> str | None:
             continue  # a host alone: Kafka's port, 9092
         if not host or (":" in host and not _bracketed(host)):
             return f"{where} is not HOST:PORT ({BROKER_FORM}; an IPv6 host in brackets, [::1]:9092)"
-        if not (port.isdigit() and 0 < int(port) < 65536):
+        if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
             return f"{where} has no port number from 1 to 65535 after its colon ({BROKER_FORM})"
     return None
 

@@ -213,7 +213,10 @@ def _hubspot_signed(
     v3 = str(headers.get("X-HubSpot-Signature-v3") or "").strip()
     stamp = str(headers.get("X-HubSpot-Request-Timestamp") or "").strip()
     now_ms = _ms(now or datetime.now(UTC))
-    if not v3 or not stamp.isdigit() or abs(now_ms - int(stamp)) > HUBSPOT_LATEST_MS:
+    # ASCII digits: a header is read as Latin-1, where "¹" passes str.isdigit and int()
+    # refuses it (an exception, where an unsigned request is a 401)
+    digits = stamp.isascii() and stamp.isdigit()
+    if not v3 or not digits or abs(now_ms - int(stamp)) > HUBSPOT_LATEST_MS:
         return False
     signed = method.encode() + url + body + stamp.encode()
     expected_v3 = base64.b64encode(hmac.new(secret, signed, hashlib.sha256).digest())

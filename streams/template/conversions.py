@@ -220,7 +220,7 @@ def to_datetime(value: Any, assume: tzinfo = UTC) -> datetime:
             raise ConversionError("not a date") from None
     elif isinstance(value, str):
         text = value.strip()
-        if text.isdigit() and len(text) >= 9:
+        if text.isascii() and text.isdigit() and len(text) >= 9:
             return to_datetime(int(text), assume)
         parsed = _parse_date_text(text)
     else:

@@ -518,3 +518,28 @@ def test_a_line_that_repeats_its_opening_is_read_without_recursing(line: str, wr
     body = orjson.dumps(line) if written == "json string" else f"<r>{line}</r>".encode()
     outcome = default_outcome(answer(200, body))
     assert outcome.kind in (OutcomeKind.SUCCESS, OutcomeKind.FAILURE), outcome
+
+
+def test_digits_that_are_not_ascii_are_not_numbers_anywhere_an_answer_is_read() -> None:
+    """A header is read as Latin-1, where "¹²³" pass ``str.isdigit`` and ``int``/``float``
+    refuse them: each of these raised a ValueError, the lead's internal error where its
+    answer was a sale or said when to try again (and a lead's date "¹²³…" was no
+    conversion error naming it)."""
+    from datetime import UTC
+
+    from integrations import hubspot, pipedrive
+    from streams.config.response_rules import _status_range
+    from streams.outcome import parse_retry_after, rate_limit_reset
+    from streams.template.conversions import ConversionError, to_datetime
+
+    assert default_outcome(answer(200, {"status": "¹²³"})).kind is OutcomeKind.SUCCESS
+    assert parse_retry_after("¹") is None and parse_retry_after("120") == 120.0
+    for name in ("X-RateLimit-Reset", "RateLimit-Reset"):
+        assert rate_limit_reset(HttpResponse(429, {name: "²"}, b"")) is None
+    assert pipedrive.quota_left(HttpResponse(200, {"x-daily-requests-left": "¹"}, b"")) is None
+    spent = {"X-HubSpot-RateLimit-Daily-Remaining": "5", "X-HubSpot-RateLimit-Daily": "³"}
+    assert hubspot.quota_left(HttpResponse(200, spent, b"")) == (5, None)
+    with pytest.raises(ConversionError):
+        to_datetime("¹²³⁴⁵⁶⁷⁸⁹", UTC)
+    with pytest.raises(ValueError, match="write a code like 409"):
+        _status_range("¹²³")

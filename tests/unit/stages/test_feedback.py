@@ -353,6 +353,8 @@ def test_hubspots_own_signatures_as_its_guide_computes_them(
         (v3, HUBSPOT_BODY, "portal=62516&at=a%3Ab%2Fc"),
         (hubspot_v3("POST", url, HUBSPOT_BODY, now_ms - 301_000), HUBSPOT_BODY, ""),  # replayed
         ({**v3, "X-HubSpot-Request-Timestamp": "soon"}, HUBSPOT_BODY, query),
+        # Latin-1's "¹" passed str.isdigit and int() refused it: an exception, not a 401
+        ({**v3, "X-HubSpot-Request-Timestamp": "¹"}, HUBSPOT_BODY, query),
         ({**v3, **v1}, tampered, query),  # v3 decides when the url is known
         (v1, HUBSPOT_BODY, query),  # v1 does not expire: not taken once v3 can be checked
     ):

@@ -897,6 +897,19 @@ _PIPED_SALE = re.compile(
     r"((?=[^\d|]{0,99}\d)[\w.\-]{1,100})[ \t]*\|[ \t]*\$?(\d{1,10}(?:\.\d{1,4})?)"
 )
 _LETTER = re.compile(r"[A-Za-z]")
+# A sale's id named in its words: "Lead ID: 12345", "ref #A-77".
+_LABELLED_ID = re.compile(
+    r"\b(?:lead[\s_-]*)?(?:id|ref(?:erence)?)\b\s*(?:[:=#]|no\.?)?\s*#?((?=[\w.\-]*\d)[\w.\-]{1,100})",
+    re.I,
+)
+# A sale's price: right after its verdict or an "@", "for" or a separator ("Sold - $12.50",
+# "Lead sold for $12.50", "77 @ $12.50"), or named ("price 12.50", "payout: 9"); not any
+# amount in its words ("OK, cap $500/day").
+_LABELLED_PRICE = re.compile(
+    r"(?:^|[-|:,@]\s*|\bfor\s+)\$\s?(\d{1,10}(?:\.\d{1,4})?)\b"
+    r"|\b(?:price|payout|bid|amount)\b\s*[:=]?\s*\$?(\d{1,10}(?:\.\d{1,4})?)\b",
+    re.I,
+)
 _FIRST_CLAUSE = re.compile(r"[^,.;!(]*")
 # A rate limit said hit, not only named ("Rate limit exceeded", "Throttled")
 _LIMIT_HIT = re.compile(
@@ -1016,7 +1029,20 @@ def _sale_said(status: str, rest: str) -> dict[str, str] | None:
     if _REFERENCE_TOKEN.fullmatch(rest):
         return {"status": status, "id": rest}
     piped = _PIPED_SALE.fullmatch(rest)
-    return {"status": status, "id": piped[1], "price": piped[2]} if piped else None
+    if piped is not None:
+        return {"status": status, "id": piped[1], "price": piped[2]}
+    # In words: "Success: Lead ID 12345", "Sold - $12.50 - ID 99", "Lead sold for $12.50"
+    # (each id and price unread: a sale at nothing); not beside a no.
+    said_id = _LABELLED_ID.search(rest[:TEXT_VERDICT_LIMIT])
+    said_price = _LABELLED_PRICE.search(rest[:TEXT_VERDICT_LIMIT])
+    if (said_id is None and said_price is None) or _state_says(rest) is False:
+        return None
+    sale = {"status": status}
+    if said_id is not None:
+        sale["id"] = said_id[1]
+    if said_price is not None:
+        sale["price"] = said_price[1] or said_price[2]
+    return sale
 
 
 def _xml_verdict_fields(res: HttpResponse) -> tuple[dict[str, Any], bool]:

@@ -2123,3 +2123,27 @@ async def test_a_rate_limit_said_hit_in_a_200_is_retried_as_a_429(answer: bytes)
     content_type = "application/json" if answer.startswith(b"{") else "text/plain"
     outcome = (await deliver(answering(answer, content_type))).outcome
     assert (outcome.kind, outcome.reason) == (OutcomeKind.ERROR, "Rate limited"), outcome
+
+
+@pytest.mark.parametrize(
+    ("answer", "reference", "price"),
+    [(b"Success: Lead ID 12345", "12345", None),
+     (b"Accepted - ref #A-77", "A-77", None),
+     (b"Sold - $12.50 - ID 99", "99", Decimal("12.50")),
+     (b"Lead sold for $12.50", None, Decimal("12.50")),
+     (b"ACCEPTED: 77 @ $12.50", None, Decimal("12.50")),
+     (b"Accepted, ID 12345, payout: 9", "12345", Decimal("9"))],
+)  # fmt: skip
+async def test_a_text_sales_id_and_price_named_in_its_words_are_read(
+    answer: bytes, reference: str | None, price: Decimal | None
+) -> None:
+    """After a yes, an id or price named in words ("Lead ID 12345", "$12.50", "payout: 9")
+    was unread: a sale at nothing, its id lost. Not an amount anywhere in its words (a
+    cap's), nor an id beside a no."""
+    outcome = (await deliver(answering(answer, "text/plain"))).outcome
+    assert (outcome.kind, outcome.reference_id, outcome.price) == (
+        OutcomeKind.SUCCESS, reference, price
+    ), outcome  # fmt: skip
+    for said in (b"OK, cap $500/day", b"Accepted, but no ID yet", b"Accepted: ID is valid"):
+        sale = (await deliver(answering(said, "text/plain"))).outcome
+        assert (sale.reference_id, sale.price) == (None, None), (said, sale)

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from streams.cli.console import read_records
 from streams.control.tables import partition_of
-from tests.integration.conftest import collect, decode_with_schema_file, publish
+from tests.integration.conftest import collect, decode_with_schema_file, publish, trail
 from tests.integration.recipients import Received, Recipient
 from tests.integration.worker import TopicNames, WorkerProcess
 
@@ -334,7 +334,13 @@ async def test_sigkill_early_middle_and_late_keeps_every_promise(
             at_outcome.setdefault(lead, received[lead])
         worker.start()
     outcomes = await settled_outcomes(kafka, topics, len(leads))
-    assert set(outcomes) == {lead["id"] for lead in leads}, "a lead was lost"
+    missing = {lead["id"] for lead in leads} - set(outcomes)
+    if missing:
+        # Once lost in CI (stop 63: 8 of 300 leads sent before the third kill had no
+        # outcome 2 min after the restart; 3 of 3 local runs passed): where they stopped,
+        # and the last worker's log, for whoever sees it next.
+        where = await trail(kafka, topics, worker.app_id, missing)
+        raise AssertionError(f"a lead was lost: {sorted(missing)}\n{where}\n{worker.log()}")
     assert all(n == 1 for n in outcomes.values()), "a lead has two outcomes"
     received = Counter(r.json()["ref"] for r in recipient.requests)
     assert set(received) == set(outcomes)

@@ -890,8 +890,9 @@ _ON_DNC_LIST = re.compile(
     r"(?:dnc|do[\s-]+not[\s-]+(?:call|contact))\s+(?:list|registry)\b(?!\s*check)",
     re.I,
 )
-_NEGATIVE_CODE = re.compile(r"-[1-9]\d{0,5}")
-_DIGIT_FLAG = re.compile(r"(-[1-9]\d{0,5}|[01])[ \t]*\|[ \t]*(.{1,200})")
+_ERROR_CODE = r"-[1-9]\d{0,5}"  # an error's code below zero: "-1", "-105"
+_NEGATIVE_CODE = re.compile(_ERROR_CODE)
+_DIGIT_FLAG = re.compile(rf"({_ERROR_CODE}|[01])[ \t]*\|[ \t]*(.{{1,200}})")
 # A pipe-delimited sale's id, then its price: "OK|12345|15.00", "1|A-77|$12.50".
 _PIPED_SALE = re.compile(
     r"((?=[^\d|]{0,99}\d)[\w.\-]{1,100})[ \t]*\|[ \t]*\$?(\d{1,10}(?:\.\d{1,4})?)"
@@ -910,7 +911,7 @@ _LABELLED_PRICE = re.compile(
     r"|\b(?:price|payout|bid|amount)\b\s*[:=]?\s*\$?(\d{1,10}(?:\.\d{1,4})?)\b",
     re.I,
 )
-_FIRST_CLAUSE = re.compile(r"[^,.;!(]*")
+_CLAUSE_END = re.compile(r"[,.;!(]")
 # A rate limit said hit, not only named ("Rate limit exceeded", "Throttled")
 _LIMIT_HIT = re.compile(
     r"(?<!not )(?<!n't )(?:\brate[\s_-]?limit(?:ed|[\s_-]+(?:exceeded|reached|hit))|\bthrottled\b)",
@@ -1012,8 +1013,8 @@ def _line_verdict(text: str, *, named: bool = False) -> dict[str, str]:
         # each was a sale; not with a yes after it ("We couldn't process the fax field,
         # lead accepted")
         return {"status": "Rejected", "message": first_line}
-    clause = _FIRST_CLAUSE.match(first_line[:TEXT_VERDICT_LIMIT])
-    full = clause is not None and (_CAP_SAID.search(clause[0]) or _LIMIT_HIT.search(clause[0]))
+    clause = _CLAUSE_END.split(first_line[:TEXT_VERDICT_LIMIT], maxsplit=1)[0]
+    full = _CAP_SAID.search(clause) or _LIMIT_HIT.search(clause)
     if full and _state_says(first_line) is not True:
         # "OverCap", "Lead limit reached", "No capacity": a buyer full for now; "Rate limit
         # exceeded": a 429 in words. Each was a sale; in its first clause only ("Lead
